@@ -1,0 +1,221 @@
+package ring
+
+import (
+	"encoding/binary"
+	"errors"
+	"math/rand/v2"
+	"testing"
+)
+
+// MustRing builds a ring of equal-weight groups 1..n.
+func mustRing(t testing.TB, n, vnodes int) *Ring {
+	t.Helper()
+	r := New(vnodes)
+	for i := 1; i <= n; i++ {
+		var err error
+		if r, err = r.AddGroup(GroupID(i), 1); err != nil {
+			t.Fatalf("AddGroup(%d): %v", i, err)
+		}
+	}
+	return r
+}
+
+func randomKeys(seed uint64, n int) [][]byte {
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	keys := make([][]byte, n)
+	for i := range keys {
+		k := make([]byte, 8+rng.IntN(24))
+		for j := range k {
+			k[j] = byte(rng.Uint32())
+		}
+		keys[i] = k
+	}
+	return keys
+}
+
+func counts(t testing.TB, r *Ring, keys [][]byte) map[GroupID]int {
+	t.Helper()
+	c := map[GroupID]int{}
+	for _, k := range keys {
+		g, err := r.Lookup(k)
+		if err != nil {
+			t.Fatalf("Lookup: %v", err)
+		}
+		c[g]++
+	}
+	return c
+}
+
+func TestHashIsStable(t *testing.T) {
+	// Fixed vectors: a change here re-routes every key of every cluster.
+	tests := []struct {
+		key  string
+		want uint64
+	}{
+		{"", 0xf52a15e9a9b5e89b},
+		{"hello", 0x16fe05a1c75bcd0f},
+		{"user/42", 0x13a5a03ebd0b0a71},
+	}
+	for _, tt := range tests {
+		if got := Hash([]byte(tt.key)); got != tt.want {
+			t.Errorf("Hash(%q) = %#x, want %#x", tt.key, got, tt.want)
+		}
+	}
+}
+
+func TestEqualGroupsHoldFairShare(t *testing.T) {
+	keys := randomKeys(1, 100_000)
+	for n := 3; n <= 16; n++ {
+		r := mustRing(t, n, DefaultVNodes)
+		c := counts(t, r, keys)
+		fair := float64(len(keys)) / float64(n)
+		for g := 1; g <= n; g++ {
+			got := float64(c[GroupID(g)])
+			if got < 0.9*fair || got > 1.1*fair {
+				t.Errorf("%d groups: group %d holds %.0f keys, want %.0f ±10%%", n, g, got, fair)
+			}
+			if v := r.VNodeCount(GroupID(g)); v != DefaultVNodes {
+				t.Errorf("%d groups: group %d has %d vnodes, want %d", n, g, v, DefaultVNodes)
+			}
+		}
+	}
+}
+
+func TestWeightDoublesShare(t *testing.T) {
+	r := mustRing(t, 3, DefaultVNodes)
+	r, err := r.AddGroup(4, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := randomKeys(2, 100_000)
+	c := counts(t, r, keys)
+	one := float64(c[1]+c[2]+c[3]) / 3
+	ratio := float64(c[4]) / one
+	if ratio < 1.8 || ratio > 2.2 {
+		t.Errorf("weight-2 group holds %.2fx a weight-1 group's keys, want about 2", ratio)
+	}
+	if v := r.VNodeCount(4); v != 2*DefaultVNodes {
+		t.Errorf("weight-2 vnodes = %d, want %d", v, 2*DefaultVNodes)
+	}
+}
+
+func TestAddGroupMovesOnlyIntoNewGroup(t *testing.T) {
+	keys := randomKeys(3, 100_000)
+	for n := 1; n <= 15; n++ {
+		before := mustRing(t, n, DefaultVNodes)
+		after, err := before.AddGroup(GroupID(n+1), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after.Epoch() != before.Epoch()+1 {
+			t.Errorf("epoch %d after add, want %d", after.Epoch(), before.Epoch()+1)
+		}
+		moved := 0
+		for _, k := range keys {
+			a, _ := before.Lookup(k)
+			b, _ := after.Lookup(k)
+			if a != b {
+				if b != GroupID(n+1) {
+					t.Fatalf("n=%d: key moved from %d to %d, not to the new group", n, a, b)
+				}
+				moved++
+			}
+		}
+		limit := 1.2 * float64(len(keys)) / float64(n+1)
+		if float64(moved) > limit {
+			t.Errorf("n=%d: %d keys moved, want at most %.0f", n, moved, limit)
+		}
+	}
+}
+
+func TestRemoveGroupMovesOnlyItsKeys(t *testing.T) {
+	keys := randomKeys(4, 50_000)
+	before := mustRing(t, 8, DefaultVNodes)
+	after, err := before.RemoveGroup(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		a, _ := before.Lookup(k)
+		b, _ := after.Lookup(k)
+		if a != 5 && a != b {
+			t.Fatalf("key of group %d moved to %d", a, b)
+		}
+		if b == 5 {
+			t.Fatal("key still maps to removed group")
+		}
+	}
+	if _, err := after.RemoveGroup(5); !errors.Is(err, ErrNoGroup) {
+		t.Errorf("RemoveGroup twice: %v, want ErrNoGroup", err)
+	}
+}
+
+func TestStateRoundTripRoutesIdentically(t *testing.T) {
+	r := mustRing(t, 5, 32)
+	back, err := FromState(r.State())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range randomKeys(5, 5000) {
+		a, _ := r.Lookup(k)
+		b, _ := back.Lookup(k)
+		if a != b {
+			t.Fatalf("Lookup(%x) = %d after round trip, want %d", k, b, a)
+		}
+	}
+	if back.Epoch() != r.Epoch() {
+		t.Errorf("epoch %d, want %d", back.Epoch(), r.Epoch())
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	r := mustRing(t, 2, 8)
+	if _, err := r.AddGroup(1, 1); !errors.Is(err, ErrGroupExists) {
+		t.Errorf("AddGroup(existing) = %v", err)
+	}
+	if _, err := r.AddGroup(9, 0); !errors.Is(err, ErrBadWeight) {
+		t.Errorf("AddGroup(weight 0) = %v", err)
+	}
+	if _, err := New(8).Lookup([]byte("x")); !errors.Is(err, ErrEmpty) {
+		t.Errorf("Lookup on empty ring = %v", err)
+	}
+	st := r.State()
+	st.Groups[1].Tokens[0] = st.Groups[0].Tokens[0]
+	if _, err := FromState(st); !errors.Is(err, ErrBadState) {
+		t.Errorf("FromState(duplicate token) = %v", err)
+	}
+}
+
+func FuzzFromState(f *testing.F) {
+	f.Add(uint8(3), uint8(4), []byte{1, 2, 3})
+	f.Fuzz(func(t *testing.T, groups, vnodes uint8, raw []byte) {
+		st := State{VNodes: int(vnodes)}
+		for g := 0; g < int(groups%8); g++ {
+			gs := GroupState{ID: GroupID(g + 1), Weight: 1}
+			for i := 0; i < int(vnodes); i++ {
+				var b [8]byte
+				copy(b[:], raw[min(len(raw), (g*int(vnodes)+i)%(len(raw)+1)):])
+				gs.Tokens = append(gs.Tokens, binary.LittleEndian.Uint64(b[:])+uint64(i))
+			}
+			st.Groups = append(st.Groups, gs)
+		}
+		r, err := FromState(st)
+		if err != nil {
+			return
+		}
+		if len(r.Groups()) > 0 {
+			if _, err := r.Lookup(raw); err != nil {
+				t.Fatalf("Lookup on valid ring: %v", err)
+			}
+		}
+	})
+}
+
+func BenchmarkLookup(b *testing.B) {
+	r := mustRing(b, 16, DefaultVNodes)
+	keys := randomKeys(6, 1024)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		_, _ = r.Lookup(keys[i%len(keys)])
+	}
+}
