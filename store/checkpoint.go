@@ -1,0 +1,151 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/ringkv/ringkv/snapshot"
+)
+
+// Snapshot is an immutable view of the store at one applied index, backed by
+// a bbolt read transaction. It stays valid while Apply continues; Release it
+// when done.
+type Snapshot struct {
+	tx     *bolt.Tx
+	header snapshot.Header
+}
+
+// Snapshot captures the current state. Call it from the apply goroutine so
+// the view matches the applied index exactly.
+func (s *Store) Snapshot() (*Snapshot, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return nil, ErrClosed
+	}
+	tx, err := s.db.Begin(false)
+	if err != nil {
+		return nil, err
+	}
+	m := tx.Bucket(bucketMeta)
+	return &Snapshot{tx: tx, header: snapshot.Header{
+		Group: s.opts.Group,
+		Index: getU64(m, keyApplied),
+		Keys:  getU64(m, keyCount),
+		Size:  uint64(tx.Size()),
+	}}, nil
+}
+
+// Header returns the checkpoint header this snapshot writes.
+func (sn *Snapshot) Header() snapshot.Header { return sn.header }
+
+// WriteTo writes the snapshot as a checkpoint (see package snapshot).
+func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
+	cw, err := snapshot.NewWriter(w, sn.header)
+	if err != nil {
+		return 0, err
+	}
+	n, err := sn.tx.WriteTo(cw)
+	if err != nil {
+		return n, err
+	}
+	return n, cw.Close()
+}
+
+// Release ends the snapshot's read transaction.
+func (sn *Snapshot) Release() { _ = sn.tx.Rollback() }
+
+// Restore replaces the whole state with the checkpoint read from r. The
+// image is written to a temporary file, its digest checked, the file synced
+// and opened to confirm it matches the header; only then is it renamed over
+// the state file. On any error the current state is untouched.
+func (s *Store) Restore(r io.Reader) error {
+	cr, err := snapshot.NewReader(r)
+	if err != nil {
+		return err
+	}
+	tmp := s.path + ".restore"
+	if err := writeSynced(tmp, cr); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := checkImage(tmp, cr.Header()); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db != nil {
+		if err := s.db.Close(); err != nil {
+			return fmt.Errorf("store: close before restore: %w", err)
+		}
+		s.db = nil
+	}
+	if err := os.Rename(tmp, s.path); err != nil {
+		return fmt.Errorf("store: swap in restored state: %w", err)
+	}
+	if err := syncDir(filepath.Dir(s.path)); err != nil {
+		return err
+	}
+	if err := s.open(); err != nil {
+		return err
+	}
+	s.notify()
+	return nil
+}
+
+func writeSynced(path string, r io.Reader) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// checkImage opens a restored image read-only and checks it holds what the
+// header claims.
+func checkImage(path string, h snapshot.Header) error {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrRestoreMismatch, err)
+	}
+	defer db.Close()
+	return db.View(func(tx *bolt.Tx) error {
+		m := tx.Bucket(bucketMeta)
+		if m == nil || tx.Bucket(bucketKV) == nil {
+			return fmt.Errorf("%w: buckets missing", ErrRestoreMismatch)
+		}
+		if got := getU64(m, keyApplied); got != h.Index {
+			return fmt.Errorf("%w: image at index %d, header %d", ErrRestoreMismatch, got, h.Index)
+		}
+		if got := getU64(m, keyCount); got != h.Keys {
+			return fmt.Errorf("%w: image holds %d keys, header %d", ErrRestoreMismatch, got, h.Keys)
+		}
+		return nil
+	})
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,87 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Op is a command's operation.
+type Op uint8
+
+// Operations a Command can carry.
+const (
+	OpPut    Op = 1
+	OpDelete Op = 2
+)
+
+const (
+	flagCAS    = 1 << 0
+	knownFlags = flagCAS
+)
+
+// ErrBadCommand is returned by DecodeCommand for bytes that are not a
+// command.
+var ErrBadCommand = errors.New("store: malformed command")
+
+// Command is one state-machine mutation.
+type Command struct {
+	Op    Op
+	Key   []byte
+	Value []byte // OpPut only
+	// CAS, when HasCAS, makes the command conditional on the key's modify
+	// index being CAS (0: the key must be absent).
+	HasCAS bool
+	CAS    uint64
+}
+
+// Encode returns the command's wire form:
+// op byte, flags byte, [uvarint cas], uvarint key length, key, value.
+func (c Command) Encode() []byte {
+	b := make([]byte, 0, 2+2*binary.MaxVarintLen64+len(c.Key)+len(c.Value))
+	var flags byte
+	if c.HasCAS {
+		flags |= flagCAS
+	}
+	b = append(b, byte(c.Op), flags)
+	if c.HasCAS {
+		b = binary.AppendUvarint(b, c.CAS)
+	}
+	b = binary.AppendUvarint(b, uint64(len(c.Key)))
+	b = append(b, c.Key...)
+	return append(b, c.Value...)
+}
+
+// DecodeCommand parses Encode's output. The returned slices alias b.
+func DecodeCommand(b []byte) (Command, error) {
+	if len(b) < 2 {
+		return Command{}, fmt.Errorf("%w: %d bytes", ErrBadCommand, len(b))
+	}
+	c := Command{Op: Op(b[0])}
+	flags := b[1]
+	if c.Op != OpPut && c.Op != OpDelete {
+		return Command{}, fmt.Errorf("%w: op %d", ErrBadCommand, b[0])
+	}
+	if flags&^knownFlags != 0 {
+		return Command{}, fmt.Errorf("%w: flags %#x", ErrBadCommand, flags)
+	}
+	b = b[2:]
+	if flags&flagCAS != 0 {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			return Command{}, fmt.Errorf("%w: cas index", ErrBadCommand)
+		}
+		c.HasCAS, c.CAS, b = true, v, b[n:]
+	}
+	kl, n := binary.Uvarint(b)
+	if n <= 0 || kl == 0 || kl > uint64(len(b)-n) {
+		return Command{}, fmt.Errorf("%w: key length", ErrBadCommand)
+	}
+	b = b[n:]
+	c.Key = b[:kl:kl]
+	c.Value = b[kl:]
+	if c.Op == OpDelete && len(c.Value) != 0 {
+		return Command{}, fmt.Errorf("%w: delete carries a value", ErrBadCommand)
+	}
+	return c, nil
+}

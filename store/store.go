@@ -1,0 +1,354 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+var (
+	bucketKV   = []byte("kv")
+	bucketMeta = []byte("meta")
+	keyApplied = []byte("applied")
+	keyCount   = []byte("count")
+)
+
+// Options configures a Store.
+type Options struct {
+	// Group is recorded in checkpoints written by Snapshot.
+	Group uint32
+	// MmapSize is bbolt's initial mmap size. A large value avoids remaps,
+	// which would wait for long read transactions such as a snapshot being
+	// persisted. Virtual address space only.
+	MmapSize int
+	// NoSync skips fsync on commit. Only for tests and bulk loads.
+	NoSync bool
+}
+
+// DefaultOptions returns the options ringkvd uses.
+func DefaultOptions() Options { return Options{MmapSize: 1 << 30} }
+
+// Store is the state machine of one group. See the package comment for its
+// concurrency contract.
+type Store struct {
+	path string
+	opts Options
+
+	mu sync.RWMutex // guards db against swap by Restore
+	db *bolt.DB
+
+	applied atomic.Uint64
+	keys    atomic.Uint64
+
+	chMu    sync.Mutex
+	changed chan struct{}
+}
+
+// Open opens or creates the state file at path.
+func Open(path string, opts Options) (*Store, error) {
+	s := &Store{path: path, opts: opts, changed: make(chan struct{})}
+	if err := s.open(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) open() error {
+	db, err := bolt.Open(s.path, 0o600, &bolt.Options{
+		Timeout:         5 * time.Second,
+		InitialMmapSize: s.opts.MmapSize,
+		NoSync:          s.opts.NoSync,
+		FreelistType:    bolt.FreelistMapType,
+	})
+	if err != nil {
+		return fmt.Errorf("store: open %s: %w", s.path, err)
+	}
+	var applied, count uint64
+	err = db.Update(func(tx *bolt.Tx) error {
+		if _, err := tx.CreateBucketIfNotExists(bucketKV); err != nil {
+			return err
+		}
+		m, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		applied, count = getU64(m, keyApplied), getU64(m, keyCount)
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return fmt.Errorf("store: init %s: %w", s.path, err)
+	}
+	s.db = db
+	s.applied.Store(applied)
+	s.keys.Store(count)
+	return nil
+}
+
+func getU64(b *bolt.Bucket, k []byte) uint64 {
+	v := b.Get(k)
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+func putU64(b *bolt.Bucket, k []byte, v uint64) error {
+	var buf [8]byte
+	binary.BigEndian.PutUint64(buf[:], v)
+	return b.Put(k, buf[:])
+}
+
+// Close closes the state file.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		return nil
+	}
+	err := s.db.Close()
+	s.db = nil
+	return err
+}
+
+// Path returns the state file's path.
+func (s *Store) Path() string { return s.path }
+
+// AppliedIndex returns the highest index whose effects are in the store.
+func (s *Store) AppliedIndex() uint64 { return s.applied.Load() }
+
+// KeyCount returns the number of keys held.
+func (s *Store) KeyCount() uint64 { return s.keys.Load() }
+
+// FileSize returns the size of the state file in bytes.
+func (s *Store) FileSize() int64 {
+	fi, err := os.Stat(s.path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// Changed returns a channel closed the next time the applied index moves.
+func (s *Store) Changed() <-chan struct{} {
+	s.chMu.Lock()
+	defer s.chMu.Unlock()
+	return s.changed
+}
+
+func (s *Store) notify() {
+	s.chMu.Lock()
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.chMu.Unlock()
+}
+
+// LogEntry is one Raft log entry handed to ApplyBatch. Data nil marks an
+// entry with no state effect (a configuration change) that still advances
+// the applied index.
+type LogEntry struct {
+	Index uint64
+	Data  []byte
+}
+
+// Result is the outcome of one command.
+type Result struct {
+	// Index is the Raft index of the command.
+	Index uint64
+	// Applied reports whether the command changed the store.
+	Applied bool
+	// ModifyIndex is the key's modify index after the command (0 if the key
+	// is absent afterwards).
+	ModifyIndex uint64
+	// Current is the key's modify index before the command (0: absent).
+	Current uint64
+	// CASFailed reports a CAS whose expected index did not match Current.
+	CASFailed bool
+	// NotFound reports a delete of an absent key.
+	NotFound bool
+	// Replayed reports an entry at or below the applied index, skipped.
+	Replayed bool
+	// Err reports a command that could not be decoded. It is deterministic:
+	// every replica records the same.
+	Err error
+}
+
+// Apply applies one command at index. It returns an error only for I/O
+// failures, after which the store must not be used.
+func (s *Store) Apply(index uint64, cmd []byte) (Result, error) {
+	rs, err := s.ApplyBatch([]LogEntry{{Index: index, Data: cmd}})
+	if err != nil {
+		return Result{}, err
+	}
+	return rs[0], nil
+}
+
+// ApplyBatch applies entries, in order, in one bbolt transaction, and records
+// the last index as applied in that transaction. It returns one Result per
+// entry. An error means an I/O failure: nothing of the batch was applied and
+// the caller must stop rather than continue and diverge.
+func (s *Store) ApplyBatch(entries []LogEntry) ([]Result, error) {
+	results := make([]Result, len(entries))
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return nil, ErrClosed
+	}
+	applied := s.applied.Load()
+	count := s.keys.Load()
+	last := applied
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		kv := tx.Bucket(bucketKV)
+		for i, e := range entries {
+			results[i].Index = e.Index
+			if e.Index <= last {
+				results[i].Replayed = true
+				continue
+			}
+			last = e.Index
+			if e.Data == nil {
+				continue
+			}
+			cmd, err := DecodeCommand(e.Data)
+			if err != nil {
+				results[i].Err = err
+				continue
+			}
+			r, delta, err := applyTx(kv, e.Index, cmd)
+			if err != nil {
+				return err
+			}
+			r.Index = e.Index
+			results[i] = r
+			count = uint64(int64(count) + delta)
+		}
+		if last == applied {
+			return nil
+		}
+		m := tx.Bucket(bucketMeta)
+		if err := putU64(m, keyApplied, last); err != nil {
+			return err
+		}
+		return putU64(m, keyCount, count)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: apply batch ending at %d: %w", last, err)
+	}
+	if last != applied {
+		s.keys.Store(count)
+		s.applied.Store(last)
+		s.notify()
+	}
+	return results, nil
+}
+
+// applyTx applies one decoded command inside tx. It returns the change in
+// key count.
+func applyTx(kv *bolt.Bucket, index uint64, cmd Command) (Result, int64, error) {
+	var r Result
+	var create uint64
+	if old := kv.Get(cmd.Key); old != nil {
+		e, err := decodeRecord(cmd.Key, old, false)
+		if err != nil {
+			return r, 0, err
+		}
+		r.Current, create = e.ModifyIndex, e.CreateIndex
+	}
+	r.ModifyIndex = r.Current
+	if cmd.HasCAS && cmd.CAS != r.Current {
+		r.CASFailed = true
+		return r, 0, nil
+	}
+	switch cmd.Op {
+	case OpPut:
+		var delta int64
+		if r.Current == 0 {
+			create, delta = index, 1
+		}
+		if err := kv.Put(cmd.Key, encodeRecord(create, index, cmd.Value)); err != nil {
+			return r, 0, err
+		}
+		r.Applied, r.ModifyIndex = true, index
+		return r, delta, nil
+	case OpDelete:
+		if r.Current == 0 {
+			r.NotFound = true
+			return r, 0, nil
+		}
+		if err := kv.Delete(cmd.Key); err != nil {
+			return r, 0, err
+		}
+		r.Applied, r.ModifyIndex = true, 0
+		return r, -1, nil
+	}
+	return r, 0, fmt.Errorf("store: unreachable op %d", cmd.Op)
+}
+
+// Get returns the entry for key, or ErrNotFound.
+func (s *Store) Get(key []byte) (Entry, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return Entry{}, ErrClosed
+	}
+	var e Entry
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketKV).Get(key)
+		if v == nil {
+			return ErrNotFound
+		}
+		var err error
+		e, err = decodeRecord(key, v, true)
+		return err
+	})
+	return e, err
+}
+
+// ScanOptions selects a range of keys.
+type ScanOptions struct {
+	Prefix []byte
+	// After, when set, starts strictly after this key.
+	After []byte
+	// Limit caps the number of entries (0: no limit).
+	Limit int
+	// KeysOnly leaves values out.
+	KeysOnly bool
+}
+
+// Scan returns entries whose keys start with Prefix, in key order.
+func (s *Store) Scan(o ScanOptions) ([]Entry, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return nil, ErrClosed
+	}
+	var out []Entry
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketKV).Cursor()
+		start := o.Prefix
+		if o.After != nil && bytes.Compare(o.After, start) >= 0 {
+			start = o.After
+		}
+		for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, o.Prefix); k, v = c.Next() {
+			if o.After != nil && bytes.Compare(k, o.After) <= 0 {
+				continue
+			}
+			e, err := decodeRecord(k, v, !o.KeysOnly)
+			if err != nil {
+				return err
+			}
+			out = append(out, e)
+			if o.Limit > 0 && len(out) >= o.Limit {
+				break
+			}
+		}
+		return nil
+	})
+	return out, err
+}

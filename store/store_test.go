@@ -1,0 +1,283 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"testing"
+)
+
+func mustOpen(t testing.TB) *Store {
+	t.Helper()
+	s, err := Open(filepath.Join(t.TempDir(), "state.db"), Options{Group: 1, NoSync: true, MmapSize: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func put(key, value string) []byte {
+	return Command{Op: OpPut, Key: []byte(key), Value: []byte(value)}.Encode()
+}
+
+func cas(key, value string, idx uint64) []byte {
+	return Command{Op: OpPut, Key: []byte(key), Value: []byte(value), HasCAS: true, CAS: idx}.Encode()
+}
+
+func del(key string) []byte { return Command{Op: OpDelete, Key: []byte(key)}.Encode() }
+
+func mustApply(t testing.TB, s *Store, index uint64, cmd []byte) Result {
+	t.Helper()
+	r, err := s.Apply(index, cmd)
+	if err != nil {
+		t.Fatalf("Apply(%d): %v", index, err)
+	}
+	return r
+}
+
+func wantValue(t testing.TB, s *Store, key, want string, modify uint64) {
+	t.Helper()
+	e, err := s.Get([]byte(key))
+	if err != nil {
+		t.Fatalf("Get(%q): %v", key, err)
+	}
+	if string(e.Value) != want || e.ModifyIndex != modify {
+		t.Fatalf("Get(%q) = %q@%d, want %q@%d", key, e.Value, e.ModifyIndex, want, modify)
+	}
+}
+
+func TestPutGetDelete(t *testing.T) {
+	s := mustOpen(t)
+	r := mustApply(t, s, 5, put("a", "1"))
+	if !r.Applied || r.ModifyIndex != 5 || r.Current != 0 {
+		t.Errorf("put result %+v", r)
+	}
+	wantValue(t, s, "a", "1", 5)
+	mustApply(t, s, 6, put("a", "2"))
+	e, _ := s.Get([]byte("a"))
+	if e.CreateIndex != 5 || e.ModifyIndex != 6 {
+		t.Errorf("indexes create=%d modify=%d, want 5 and 6", e.CreateIndex, e.ModifyIndex)
+	}
+	r = mustApply(t, s, 7, del("a"))
+	if !r.Applied || r.Current != 6 {
+		t.Errorf("delete result %+v", r)
+	}
+	if _, err := s.Get([]byte("a")); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get after delete: %v, want ErrNotFound", err)
+	}
+	r = mustApply(t, s, 8, del("a"))
+	if r.Applied || !r.NotFound {
+		t.Errorf("delete of absent key: %+v", r)
+	}
+	if s.AppliedIndex() != 8 || s.KeyCount() != 0 {
+		t.Errorf("applied=%d keys=%d, want 8 and 0", s.AppliedIndex(), s.KeyCount())
+	}
+}
+
+func TestCompareAndSwap(t *testing.T) {
+	s := mustOpen(t)
+	tests := []struct {
+		index   uint64
+		cmd     []byte
+		applied bool
+		current uint64
+	}{
+		{1, cas("k", "v1", 0), true, 0},  // create only if absent
+		{2, cas("k", "v2", 0), false, 1}, // now present
+		{3, cas("k", "v3", 2), false, 1}, // wrong index
+		{4, cas("k", "v4", 1), true, 1},  // right index
+		{5, Command{Op: OpDelete, Key: []byte("k"), HasCAS: true, CAS: 1}.Encode(), false, 4},
+		{6, Command{Op: OpDelete, Key: []byte("k"), HasCAS: true, CAS: 4}.Encode(), true, 4},
+	}
+	for _, tt := range tests {
+		r := mustApply(t, s, tt.index, tt.cmd)
+		if r.Applied != tt.applied || r.CASFailed == tt.applied || r.Current != tt.current {
+			t.Errorf("index %d: result %+v, want applied=%v current=%d", tt.index, r, tt.applied, tt.current)
+		}
+	}
+}
+
+func TestReplayedEntriesAreSkipped(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := Open(path, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustApply(t, s, 1, cas("k", "first", 0))
+	mustApply(t, s, 2, put("k", "second"))
+	s.Close()
+
+	// After a restart raft hands the same entries again.
+	s, err = Open(path, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.AppliedIndex() != 2 {
+		t.Fatalf("AppliedIndex after reopen = %d, want 2", s.AppliedIndex())
+	}
+	rs, err := s.ApplyBatch([]LogEntry{{1, cas("k", "first", 0)}, {2, put("k", "second")}, {3, put("k", "third")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rs[0].Replayed || !rs[1].Replayed || rs[2].Replayed || !rs[2].Applied {
+		t.Errorf("replay results %+v", rs)
+	}
+	wantValue(t, s, "k", "third", 3)
+}
+
+func TestBatchAndBadCommands(t *testing.T) {
+	s := mustOpen(t)
+	rs, err := s.ApplyBatch([]LogEntry{
+		{10, put("a", "1")},
+		{11, []byte{0xff, 0}},
+		{12, nil}, // configuration entry
+		{13, put("b", "2")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs[1].Err == nil || !errors.Is(rs[1].Err, ErrBadCommand) {
+		t.Errorf("bad command result %+v", rs[1])
+	}
+	if !rs[0].Applied || !rs[3].Applied || s.AppliedIndex() != 13 || s.KeyCount() != 2 {
+		t.Errorf("results %+v applied=%d keys=%d", rs, s.AppliedIndex(), s.KeyCount())
+	}
+}
+
+func TestScan(t *testing.T) {
+	s := mustOpen(t)
+	keys := []string{"b/2", "a/1", "b/1", "b/3", "c", "b/10"}
+	for i, k := range keys {
+		mustApply(t, s, uint64(i+1), put(k, "v-"+k))
+	}
+	tests := []struct {
+		opts ScanOptions
+		want []string
+	}{
+		{ScanOptions{Prefix: []byte("b/")}, []string{"b/1", "b/10", "b/2", "b/3"}},
+		{ScanOptions{}, []string{"a/1", "b/1", "b/10", "b/2", "b/3", "c"}},
+		{ScanOptions{Prefix: []byte("b/"), Limit: 2}, []string{"b/1", "b/10"}},
+		{ScanOptions{Prefix: []byte("b/"), After: []byte("b/10")}, []string{"b/2", "b/3"}},
+		{ScanOptions{Prefix: []byte("b/"), After: []byte("a")}, []string{"b/1", "b/10", "b/2", "b/3"}},
+		{ScanOptions{Prefix: []byte("z")}, nil},
+	}
+	for _, tt := range tests {
+		es, err := s.Scan(tt.opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, e := range es {
+			got = append(got, string(e.Key))
+			if !tt.opts.KeysOnly && string(e.Value) != "v-"+string(e.Key) {
+				t.Errorf("value of %q = %q", e.Key, e.Value)
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+			t.Errorf("Scan(%+v) = %v, want %v", tt.opts, got, tt.want)
+		}
+	}
+}
+
+func TestSnapshotRestore(t *testing.T) {
+	src := mustOpen(t)
+	for i := 1; i <= 500; i++ {
+		mustApply(t, src, uint64(i), put(fmt.Sprintf("k%04d", i), fmt.Sprintf("v%d", i)))
+	}
+	snap, err := src.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Writes after the snapshot must not leak into it.
+	mustApply(t, src, 501, put("late", "x"))
+	var buf bytes.Buffer
+	if _, err := snap.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+	if h := snap.Header(); h.Index != 500 || h.Keys != 500 || h.Group != 1 {
+		t.Errorf("header %+v", h)
+	}
+
+	dst := mustOpen(t)
+	mustApply(t, dst, 1, put("stale", "must vanish"))
+	if err := dst.Restore(bytes.NewReader(buf.Bytes())); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	if dst.AppliedIndex() != 500 || dst.KeyCount() != 500 {
+		t.Errorf("after restore applied=%d keys=%d", dst.AppliedIndex(), dst.KeyCount())
+	}
+	if _, err := dst.Get([]byte("stale")); !errors.Is(err, ErrNotFound) {
+		t.Error("restore merged into old state instead of replacing it")
+	}
+	if _, err := dst.Get([]byte("late")); !errors.Is(err, ErrNotFound) {
+		t.Error("snapshot holds a write applied after it was taken")
+	}
+	wantValue(t, dst, "k0250", "v250", 250)
+
+	// A damaged checkpoint is refused and the state stays as it was.
+	bad := append([]byte(nil), buf.Bytes()...)
+	bad[len(bad)/2] ^= 0xff
+	if err := dst.Restore(bytes.NewReader(bad)); err == nil {
+		t.Fatal("Restore accepted a damaged checkpoint")
+	}
+	wantValue(t, dst, "k0250", "v250", 250)
+	if dst.AppliedIndex() != 500 {
+		t.Errorf("applied index moved to %d after a refused restore", dst.AppliedIndex())
+	}
+}
+
+func TestChangedFiresOnApply(t *testing.T) {
+	s := mustOpen(t)
+	ch := s.Changed()
+	select {
+	case <-ch:
+		t.Fatal("Changed fired before any apply")
+	default:
+	}
+	mustApply(t, s, 1, put("a", "b"))
+	select {
+	case <-ch:
+	default:
+		t.Fatal("Changed did not fire after apply")
+	}
+}
+
+func FuzzDecodeCommand(f *testing.F) {
+	f.Add(put("key", "value"))
+	f.Add(cas("key", "v", 7))
+	f.Add(del("key"))
+	f.Add([]byte{1, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := DecodeCommand(b)
+		if err != nil {
+			return
+		}
+		again, err := DecodeCommand(c.Encode())
+		if err != nil {
+			t.Fatalf("re-decoding an accepted command: %v", err)
+		}
+		if again.Op != c.Op || !bytes.Equal(again.Key, c.Key) || !bytes.Equal(again.Value, c.Value) || again.HasCAS != c.HasCAS || again.CAS != c.CAS {
+			t.Fatalf("round trip changed %+v to %+v", c, again)
+		}
+	})
+}
+
+func BenchmarkApplyBatch(b *testing.B) {
+	s := mustOpen(b)
+	val := bytes.Repeat([]byte("x"), 128)
+	batch := make([]LogEntry, 64)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for j := range batch {
+			n := uint64(i*len(batch) + j + 1)
+			batch[j] = LogEntry{Index: n, Data: Command{Op: OpPut, Key: []byte(fmt.Sprintf("k%d", n%100000)), Value: val}.Encode()}
+		}
+		if _, err := s.ApplyBatch(batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
