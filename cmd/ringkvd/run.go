@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/ringkv/ringkv/httpapi"
+	"github.com/ringkv/ringkv/raftnode"
+)
+
+type options struct {
+	node          raftnode.Config
+	api           httpapi.Config
+	httpAddr      string
+	advertiseHTTP string
+	join          string
+	logLevel      string
+	logFormat     string
+}
+
+// parseFlags reads flags, falling back to RINGKV_<NAME> environment
+// variables for flags not given on the command line.
+func parseFlags(args []string, getenv func(string) string) (options, error) {
+	o := options{node: raftnode.DefaultConfig(), api: httpapi.DefaultConfig()}
+	fs := flag.NewFlagSet("ringkvd", flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	id := fs.String("id", "node1", "node id, unique in the cluster")
+	fs.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:7070", "client REST API listen address")
+	fs.StringVar(&o.node.RaftAddr, "raft-addr", "127.0.0.1:7071", "listen address for all Raft traffic of this node")
+	fs.StringVar(&o.advertiseHTTP, "advertise-http", "", "HTTP address other nodes dial (default: --http-addr)")
+	fs.StringVar(&o.node.AdvertiseRaft, "advertise-raft", "", "Raft address other nodes dial (default: --raft-addr)")
+	fs.StringVar(&o.node.DataDir, "data-dir", "./data", "directory for everything this node persists")
+	fs.StringVar(&o.join, "join", "", "comma-separated HTTP URLs of existing nodes; ignored when the data dir holds state")
+	fs.IntVar(&o.node.Groups, "groups", 3, "number of data Raft groups created at bootstrap")
+	fs.StringVar(&o.api.Replication, "replication", "sync", "default write acknowledgement: sync (async is not available yet)")
+	fs.IntVar(&o.api.MaxKeyBytes, "max-key-bytes", 1024, "largest key accepted, in bytes")
+	fs.Int64Var(&o.api.MaxValueBytes, "max-value-bytes", 1<<20, "largest value accepted, in bytes")
+	fs.Uint64Var(&o.node.SnapshotThreshold, "snapshot-threshold", o.node.SnapshotThreshold, "log entries between snapshots of a group")
+	fs.DurationVar(&o.node.SnapshotInterval, "snapshot-interval", o.node.SnapshotInterval, "how often each group checks whether to snapshot")
+	fs.Uint64Var(&o.node.TrailingLogs, "trailing-logs", o.node.TrailingLogs, "log entries kept after a snapshot for slow followers")
+	fs.DurationVar(&o.node.Timing.Heartbeat, "heartbeat-timeout", o.node.Timing.Heartbeat, "Raft heartbeat timeout")
+	fs.DurationVar(&o.node.Timing.Election, "election-timeout", o.node.Timing.Election, "Raft election timeout")
+	fs.DurationVar(&o.node.Timing.LeaderLease, "leader-lease-timeout", o.node.Timing.LeaderLease, "Raft leader lease timeout (must not exceed the heartbeat timeout)")
+	fs.DurationVar(&o.node.BalanceInterval, "balance-interval", o.node.BalanceInterval, "how often leaders rebalance across nodes (0: never)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		env := "RINGKV_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(env); v != "" && !set[f.Name] {
+			if err := fs.Set(f.Name, v); err != nil && envErr == nil {
+				envErr = fmt.Errorf("%s=%q: %v", env, v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return o, envErr
+	}
+	o.node.ID = raftnode.NodeID(*id)
+	o.node.HTTPAddr = o.httpAddr
+	if o.advertiseHTTP != "" {
+		o.node.HTTPAddr = o.advertiseHTTP
+	}
+	for _, u := range strings.Split(o.join, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			o.node.Join = append(o.node.Join, u)
+		}
+	}
+	if o.api.Replication == "async" {
+		return o, errors.New("--replication=async is not available in this version; use sync")
+	}
+	if err := o.api.Validate(); err != nil {
+		return o, err
+	}
+	return o, o.node.Validate()
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %v", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// run starts a node and serves until ctx ends, then shuts down in order:
+// stop accepting requests, drain them, stop the Raft groups.
+func run(ctx context.Context, args []string, logOut io.Writer) error {
+	o, err := parseFlags(args, os.Getenv)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(logOut, o.logLevel, o.logFormat)
+	if err != nil {
+		return err
+	}
+	// Listen first, so a busy port fails before any state is created.
+	ln, err := net.Listen("tcp", o.httpAddr)
+	if err != nil {
+		return fmt.Errorf("http listen: %w", err)
+	}
+	if o.advertiseHTTP == "" {
+		o.node.HTTPAddr = ln.Addr().String()
+	}
+	o.node.Logger = log
+	o.node.OnFatal = func(err error) {
+		log.Error("fatal: stopping the node rather than let its state diverge", "err", err)
+		os.Exit(2)
+	}
+	node, err := raftnode.New(o.node)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	o.api.Logger = log
+	api, err := httpapi.New(node, o.api)
+	if err != nil {
+		ln.Close()
+		node.Close()
+		return err
+	}
+	srv := httpapi.NewServer(o.httpAddr, api)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("ringkvd serving", "id", o.node.ID, "http", ln.Addr().String(), "raft", node.Mux().Addr().String(), "data_dir", o.node.DataDir)
+
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if serr := srv.Shutdown(sctx); serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		log.Warn("http shutdown", "err", serr)
+	}
+	node.Close()
+	log.Info("ringkvd stopped")
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}

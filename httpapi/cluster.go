@@ -1,0 +1,159 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/ringkv/ringkv/raftnode"
+)
+
+func wireErr(msg, code string) raftnode.WireError { return raftnode.WireError{Error: msg, Code: code} }
+
+func (a *API) status(w http.ResponseWriter, r *http.Request) {
+	st := a.b.Status()
+	st.Replication = a.cfg.Replication
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (a *API) ring(w http.ResponseWriter, r *http.Request) {
+	info, err := a.b.Ring()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, info)
+}
+
+func (a *API) lookup(w http.ResponseWriter, r *http.Request) {
+	vals, err := parseQuery(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	key := vals.Get("key")
+	if key == "" {
+		writeError(w, badRequest("lookup needs ?key=K"))
+		return
+	}
+	if len(key) > a.cfg.MaxKeyBytes {
+		writeError(w, &errTooLarge{what: "key", size: int64(len(key)), limit: int64(a.cfg.MaxKeyBytes)})
+		return
+	}
+	l, err := a.b.Lookup([]byte(key))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, l)
+}
+
+// decodeJoin parses a join request body.
+func decodeJoin(b []byte) (raftnode.NodeInfo, error) {
+	var info raftnode.NodeInfo
+	dec := json.NewDecoder(bytesReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&info); err != nil {
+		return info, badRequest("join body: want JSON {\"id\",\"http_addr\",\"raft_addr\"}: " + err.Error())
+	}
+	if info.ID == "" || info.HTTPAddr == "" || info.RaftAddr == "" {
+		return info, badRequest("join body: id, http_addr and raft_addr are all required")
+	}
+	if len(info.ID) > 128 || len(info.RaftAddr) > 255 || len(info.HTTPAddr) > 255 {
+		return info, badRequest("join body: id or address too long")
+	}
+	return info, nil
+}
+
+func (a *API) join(w http.ResponseWriter, r *http.Request) {
+	body, err := readSmallBody(w, r, 64<<10)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	info, err := decodeJoin(body)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	if err := a.b.Join(ctx, info); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"joined": string(info.ID)})
+}
+
+func (a *API) removeNode(w http.ResponseWriter, r *http.Request) {
+	id := mux.Vars(r)["id"]
+	if id == "" {
+		writeError(w, badRequest("empty node id"))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	if err := a.b.RemoveNode(ctx, raftnode.NodeID(id)); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"removed": id})
+}
+
+func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
+	ok, reason := a.b.Ready()
+	if !ok {
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, map[string]interface{}{"ready": false, "reason": reason, "code": raftnode.CodeUnavailable, "error": reason})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]interface{}{"ready": true})
+}
+
+// forward serves a request another node forwarded to this one.
+func (a *API) forward(w http.ResponseWriter, r *http.Request) {
+	body, err := readSmallBody(w, r, 4*a.cfg.MaxValueBytes+1<<20)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	req, err := raftnode.DecodeRequest(body)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	ctx := r.Context()
+	if ms, err := strconv.ParseInt(r.Header.Get(raftnode.DeadlineHeader), 10, 64); err == nil && ms > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond)
+		defer cancel()
+	}
+	resp, err := a.b.Serve(ctx, req)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func readSmallBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			return nil, &errTooLarge{what: "body", size: r.ContentLength, limit: limit}
+		}
+		return nil, badRequest("reading body: " + err.Error())
+	}
+	return b, nil
+}

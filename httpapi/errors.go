@@ -1,0 +1,88 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/ringkv/ringkv/raftnode"
+)
+
+// Codes only the HTTP layer produces.
+const (
+	codeTooLarge         = "too_large"
+	codeMethodNotAllowed = "method_not_allowed"
+)
+
+// errTooLarge is a request over a size limit.
+type errTooLarge struct {
+	what  string
+	size  int64
+	limit int64
+}
+
+func (e *errTooLarge) Error() string {
+	return e.what + " is over the limit"
+}
+
+// statusOf is the one table from error code to HTTP status.
+var statusOf = map[string]int{
+	raftnode.CodeBadRequest:  http.StatusBadRequest,
+	raftnode.CodeNotFound:    http.StatusNotFound,
+	raftnode.CodeCASFailed:   http.StatusPreconditionFailed,
+	raftnode.CodeNotLeader:   http.StatusMisdirectedRequest,
+	raftnode.CodeNoLeader:    http.StatusServiceUnavailable,
+	raftnode.CodeUnavailable: http.StatusServiceUnavailable,
+	raftnode.CodeTimeout:     http.StatusGatewayTimeout,
+	raftnode.CodeClusterFull: http.StatusConflict,
+	raftnode.CodeConflict:    http.StatusConflict,
+	raftnode.CodeInternal:    http.StatusInternalServerError,
+	codeTooLarge:             http.StatusRequestEntityTooLarge,
+	codeMethodNotAllowed:     http.StatusMethodNotAllowed,
+}
+
+// errorBody is the JSON body of every error response.
+type errorBody struct {
+	raftnode.WireError
+	Limit int64 `json:"limit,omitempty"`
+	Size  int64 `json:"size,omitempty"`
+}
+
+// writeError answers err as JSON with its status.
+func writeError(w http.ResponseWriter, err error) {
+	body := errorBody{WireError: raftnode.ToWire(err)}
+	var tl *errTooLarge
+	if errors.As(err, &tl) {
+		body.Code, body.Limit, body.Size = codeTooLarge, tl.limit, tl.size
+	}
+	status, ok := statusOf[body.Code]
+	if !ok {
+		status = http.StatusInternalServerError
+	}
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	if body.Code == raftnode.CodeTimeout {
+		body.Error += " (the write may or may not have been applied; read the key to find out)"
+	}
+	writeJSON(w, status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v interface{}) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	_ = enc.Encode(v)
+}
+
+func badRequest(msg string) error {
+	return &wrapped{msg: msg, err: raftnode.ErrBadRequest}
+}
+
+type wrapped struct {
+	msg string
+	err error
+}
+
+func (w *wrapped) Error() string { return w.msg }
+func (w *wrapped) Unwrap() error { return w.err }

@@ -1,0 +1,165 @@
+package httpapi
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/ringkv/ringkv/raftnode"
+)
+
+// Response headers of the key-value API.
+const (
+	hdrKVIndex   = "X-KV-Index"
+	hdrGroup     = "X-Raft-Group"
+	hdrRaftIndex = "X-Raft-Index"
+	hdrServedBy  = "X-Served-By"
+)
+
+// writeBody is the JSON answer to a write.
+type writeBody struct {
+	Key       string `json:"key"`
+	Index     uint64 `json:"index"`
+	Group     uint32 `json:"group"`
+	RaftIndex uint64 `json:"raft_index"`
+	Deleted   bool   `json:"deleted,omitempty"`
+}
+
+// listEntry is one element of a recurse answer; Value is base64, as in
+// Consul, since values are arbitrary bytes.
+type listEntry struct {
+	Key         string `json:"key"`
+	Value       []byte `json:"value"`
+	CreateIndex uint64 `json:"create_index"`
+	ModifyIndex uint64 `json:"modify_index"`
+	Group       uint32 `json:"group"`
+}
+
+func (a *API) kvRequest(r *http.Request) ([]byte, kvQuery, error) {
+	q, err := parseKVQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, q, err
+	}
+	key, err := parseKey(r.URL.EscapedPath(), a.cfg.MaxKeyBytes)
+	if err != nil {
+		return nil, q, err
+	}
+	if len(key) == 0 && !(q.recurse && r.Method != http.MethodPut) {
+		return nil, q, badRequest("empty key: use /v1/kv/{key}")
+	}
+	return key, q, nil
+}
+
+func setWriteHeaders(w http.ResponseWriter, res raftnode.WriteResult, by raftnode.NodeID) {
+	w.Header().Set(hdrGroup, strconv.FormatUint(uint64(res.Group), 10))
+	w.Header().Set(hdrRaftIndex, strconv.FormatUint(res.RaftIndex, 10))
+	w.Header().Set(hdrServedBy, string(by))
+}
+
+func (a *API) putKV(w http.ResponseWriter, r *http.Request) {
+	key, q, err := a.kvRequest(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if q.recurse {
+		writeError(w, badRequest("recurse is not valid on PUT"))
+		return
+	}
+	value, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.MaxValueBytes))
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			writeError(w, &errTooLarge{what: "value", size: r.ContentLength, limit: a.cfg.MaxValueBytes})
+			return
+		}
+		writeError(w, badRequest("reading body: "+err.Error()))
+		return
+	}
+	res, by, err := a.b.Put(r.Context(), key, value, raftnode.WriteOptions{HasCAS: q.hasCAS, CAS: q.cas})
+	if err != nil {
+		w.Header().Set(hdrServedBy, string(by))
+		writeError(w, err)
+		return
+	}
+	setWriteHeaders(w, res, by)
+	writeJSON(w, http.StatusOK, writeBody{Key: string(res.Key), Index: res.Index, Group: uint32(res.Group), RaftIndex: res.RaftIndex})
+}
+
+func (a *API) deleteKV(w http.ResponseWriter, r *http.Request) {
+	key, q, err := a.kvRequest(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if q.recurse {
+		writeError(w, badRequest("recursive delete is not supported; delete keys one by one"))
+		return
+	}
+	res, by, err := a.b.Delete(r.Context(), key, raftnode.WriteOptions{HasCAS: q.hasCAS, CAS: q.cas})
+	if err != nil {
+		w.Header().Set(hdrServedBy, string(by))
+		writeError(w, err)
+		return
+	}
+	setWriteHeaders(w, res, by)
+	writeJSON(w, http.StatusOK, writeBody{Key: string(res.Key), Index: res.Index, Group: uint32(res.Group), RaftIndex: res.RaftIndex, Deleted: true})
+}
+
+func (a *API) getKV(w http.ResponseWriter, r *http.Request) {
+	key, q, err := a.kvRequest(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if q.recurse {
+		a.list(w, r, key, q)
+		return
+	}
+	res, err := a.b.Get(r.Context(), key, q.consistency)
+	if err != nil {
+		w.Header().Set(hdrServedBy, string(res.ServedBy))
+		writeError(w, err)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set(hdrKVIndex, strconv.FormatUint(res.ModifyIndex, 10))
+	h.Set(hdrGroup, strconv.FormatUint(uint64(res.Group), 10))
+	h.Set(hdrRaftIndex, strconv.FormatUint(res.RaftIndex, 10))
+	h.Set(hdrServedBy, string(res.ServedBy))
+	h.Set("Content-Length", strconv.Itoa(len(res.Value)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		w.Write(res.Value)
+	}
+}
+
+func (a *API) list(w http.ResponseWriter, r *http.Request, prefix []byte, q kvQuery) {
+	o := raftnode.ListOptions{Prefix: prefix, Limit: q.limit, KeysOnly: q.keysOnly, Consistency: q.consistency}
+	if q.hasAfter {
+		o.After = q.after
+	}
+	kvs, err := a.b.List(r.Context(), o)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if q.keysOnly {
+		keys := make([]string, len(kvs))
+		for i, kv := range kvs {
+			keys[i] = string(kv.Key)
+		}
+		writeJSON(w, http.StatusOK, keys)
+		return
+	}
+	out := make([]listEntry, len(kvs))
+	for i, kv := range kvs {
+		out[i] = listEntry{Key: string(kv.Key), Value: kv.Value, CreateIndex: kv.CreateIndex, ModifyIndex: kv.ModifyIndex, Group: uint32(kv.Group)}
+		if out[i].Value == nil {
+			out[i].Value = []byte{}
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}

@@ -1,0 +1,85 @@
+package httpapi
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/ringkv/ringkv/raftnode"
+)
+
+// kvPrefix is the path prefix of the key-value API.
+const kvPrefix = "/v1/kv/"
+
+// parseKey returns the key of a /v1/kv/ request: the rest of the path,
+// percent-decoded, with '/', '%2F' and dot segments kept literally.
+func parseKey(path string, maxKey int) ([]byte, error) {
+	if !strings.HasPrefix(path, kvPrefix) {
+		return nil, badRequest("path does not start with " + kvPrefix)
+	}
+	key, err := url.PathUnescape(path[len(kvPrefix):])
+	if err != nil {
+		return nil, badRequest("key is not valid percent-encoding: " + err.Error())
+	}
+	if len(key) > maxKey {
+		return []byte(key), &errTooLarge{what: "key", size: int64(len(key)), limit: int64(maxKey)}
+	}
+	return []byte(key), nil
+}
+
+// kvQuery is the parsed query string of a /v1/kv/ request.
+type kvQuery struct {
+	recurse     bool
+	keysOnly    bool
+	limit       int
+	after       []byte
+	hasAfter    bool
+	hasCAS      bool
+	cas         uint64
+	consistency raftnode.Consistency
+	replication string
+}
+
+// parseKVQuery parses and validates the query string. Unknown parameters
+// are ignored, as Consul does; known ones with bad values are refused.
+func parseKVQuery(raw string) (kvQuery, error) {
+	var q kvQuery
+	vals, err := url.ParseQuery(raw)
+	if err != nil {
+		return q, badRequest("query string is not valid: " + err.Error())
+	}
+	_, q.recurse = vals["recurse"]
+	_, q.keysOnly = vals["keys"]
+	if v, ok := vals["limit"]; ok {
+		n, err := strconv.Atoi(v[0])
+		if err != nil || n < 1 {
+			return q, badRequest(fmt.Sprintf("limit %q: want a positive integer", v[0]))
+		}
+		q.limit = n
+	}
+	if v, ok := vals["after"]; ok {
+		q.after, q.hasAfter = []byte(v[0]), true
+	}
+	if v, ok := vals["cas"]; ok {
+		n, err := strconv.ParseUint(v[0], 10, 64)
+		if err != nil {
+			return q, badRequest(fmt.Sprintf("cas %q: want a modify index (a non-negative integer)", v[0]))
+		}
+		q.hasCAS, q.cas = true, n
+	}
+	c, err := raftnode.ParseConsistency(vals.Get("consistency"))
+	if err != nil {
+		return q, badRequest(fmt.Sprintf("consistency %q: want linearizable, lease or stale", vals.Get("consistency")))
+	}
+	q.consistency = c
+	switch r := vals.Get("replication"); r {
+	case "", "sync":
+		q.replication = "sync"
+	case "async":
+		return q, badRequest("replication=async is not supported by this server yet; use sync")
+	default:
+		return q, badRequest(fmt.Sprintf("replication %q: want sync or async", r))
+	}
+	return q, nil
+}

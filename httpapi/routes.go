@@ -1,0 +1,62 @@
+package httpapi
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// routes declares every endpoint once. Each path has its methods and a
+// fallback answering 405 with Allow.
+func (a *API) routes() *mux.Router {
+	r := mux.NewRouter()
+	// Keys keep '%2F' and dot segments: match on the encoded path, never
+	// clean or redirect.
+	r.SkipClean(true)
+	r.UseEncodedPath()
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		writeJSON(w, http.StatusNotFound, errorBody{WireError: wireErr("no such endpoint: "+req.URL.Path, "not_found")})
+	})
+
+	type route struct {
+		name    string
+		path    string
+		methods map[string]http.HandlerFunc
+	}
+	table := []route{
+		{"kv", "/v1/kv/{key:.*}", map[string]http.HandlerFunc{
+			http.MethodGet: a.getKV, http.MethodPut: a.putKV, http.MethodDelete: a.deleteKV}},
+		{"status", "/v1/status", map[string]http.HandlerFunc{http.MethodGet: a.status}},
+		{"ring", "/v1/ring", map[string]http.HandlerFunc{http.MethodGet: a.ring}},
+		{"ring_lookup", "/v1/ring/lookup", map[string]http.HandlerFunc{http.MethodGet: a.lookup}},
+		{"join", "/v1/cluster/join", map[string]http.HandlerFunc{http.MethodPost: a.join}},
+		{"remove_node", "/v1/cluster/nodes/{id}", map[string]http.HandlerFunc{http.MethodDelete: a.removeNode}},
+		{"forward", "/v1/internal/forward", map[string]http.HandlerFunc{http.MethodPost: a.forward}},
+		{"healthz", "/healthz", map[string]http.HandlerFunc{http.MethodGet: a.healthz}},
+		{"readyz", "/readyz", map[string]http.HandlerFunc{http.MethodGet: a.readyz}},
+		{"metrics", "/metrics", map[string]http.HandlerFunc{
+			http.MethodGet: promhttp.HandlerFor(a.cfg.Registry, promhttp.HandlerOpts{}).ServeHTTP}},
+	}
+	for _, rt := range table {
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete} {
+			if h, ok := rt.methods[m]; ok {
+				allow = append(allow, m)
+				methods := []string{m}
+				if m == http.MethodGet {
+					methods = append(methods, http.MethodHead)
+				}
+				r.Handle(rt.path, a.metrics.instrument(rt.name, h)).Methods(methods...)
+			}
+		}
+		allowed := strings.Join(allow, ", ")
+		r.Handle(rt.path, a.metrics.instrument(rt.name, func(w http.ResponseWriter, req *http.Request) {
+			w.Header().Set("Allow", allowed)
+			writeJSON(w, http.StatusMethodNotAllowed, errorBody{WireError: wireErr(
+				"method "+req.Method+" is not allowed here; allowed: "+allowed, codeMethodNotAllowed)})
+		}))
+	}
+	return r
+}

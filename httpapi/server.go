@@ -1,0 +1,100 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ringkv/ringkv/raftnode"
+)
+
+// Backend is what the handlers call; *raftnode.Node implements it.
+type Backend interface {
+	Put(ctx context.Context, key, value []byte, o raftnode.WriteOptions) (raftnode.WriteResult, raftnode.NodeID, error)
+	Delete(ctx context.Context, key []byte, o raftnode.WriteOptions) (raftnode.WriteResult, raftnode.NodeID, error)
+	Get(ctx context.Context, key []byte, c raftnode.Consistency) (raftnode.ReadResult, error)
+	List(ctx context.Context, o raftnode.ListOptions) ([]raftnode.KV, error)
+	Status() raftnode.Status
+	Ring() (raftnode.RingInfo, error)
+	Lookup(key []byte) (raftnode.Lookup, error)
+	Join(ctx context.Context, info raftnode.NodeInfo) error
+	RemoveNode(ctx context.Context, id raftnode.NodeID) error
+	Ready() (bool, string)
+	Serve(ctx context.Context, req raftnode.Request) (raftnode.Response, error)
+}
+
+// Config configures the API.
+type Config struct {
+	MaxKeyBytes   int
+	MaxValueBytes int64
+	// Replication is the default write acknowledgement reported by status.
+	Replication string
+	Logger      *slog.Logger
+	// Registry receives the API's and the backend's metrics; a new one when
+	// nil.
+	Registry *prometheus.Registry
+}
+
+// DefaultConfig returns the limits in the contract.
+func DefaultConfig() Config {
+	return Config{MaxKeyBytes: 1024, MaxValueBytes: 1 << 20, Replication: "sync"}
+}
+
+// Validate reports the first problem with c.
+func (c Config) Validate() error {
+	if c.MaxKeyBytes < 1 || c.MaxValueBytes < 1 {
+		return errors.New("httpapi: key and value limits must be positive")
+	}
+	if c.Replication != "sync" && c.Replication != "async" {
+		return errors.New("httpapi: replication must be sync or async")
+	}
+	return nil
+}
+
+// API serves ringkv's REST API for one node.
+type API struct {
+	cfg     Config
+	b       Backend
+	log     *slog.Logger
+	router  *mux.Router
+	metrics *metrics
+}
+
+// New builds the API over b.
+func New(b Backend, cfg Config) (*API, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	a := &API{cfg: cfg, b: b, log: cfg.Logger}
+	a.metrics = newMetrics(cfg.Registry, b)
+	a.router = a.routes()
+	return a, nil
+}
+
+// ServeHTTP makes API an http.Handler.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.ServeHTTP(w, r) }
+
+// NewServer wraps h in an http.Server with read-header, read, write and idle
+// timeouts.
+func NewServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+}

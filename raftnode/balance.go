@@ -1,0 +1,81 @@
+package raftnode
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// preferredLeader spreads leadership: group g prefers voter (g-1) mod n in
+// id order, so with 3 nodes and 3 groups each node leads one group.
+func preferredLeader(g GroupID, voters []NodeID) NodeID {
+	if len(voters) == 0 || g == MetaGroup {
+		return ""
+	}
+	v := append([]NodeID(nil), voters...)
+	sort.Slice(v, func(i, j int) bool { return v[i] < v[j] })
+	return v[int(g-1)%len(v)]
+}
+
+// balanceLoop hands each group this node leads to its preferred leader,
+// once that node is healthy and caught up for two checks in a row.
+func (n *Node) balanceLoop(ctx context.Context) {
+	ready := map[GroupID]int{}
+	for sleepCtx(ctx, n.cfg.BalanceInterval) {
+		for _, r := range n.localReplicas() {
+			if !r.isLeader() {
+				delete(ready, r.id)
+				continue
+			}
+			want := preferredLeader(r.id, r.voters())
+			if want == "" || want == n.cfg.ID {
+				delete(ready, r.id)
+				continue
+			}
+			if !n.caughtUp(ctx, r, want) {
+				delete(ready, r.id)
+				continue
+			}
+			ready[r.id]++
+			if ready[r.id] < 2 {
+				continue
+			}
+			delete(ready, r.id)
+			info, ok := n.Layout().Node(want)
+			if !ok {
+				continue
+			}
+			n.log.Info("handing leadership to preferred node", "group", uint32(r.id), "to", want)
+			tctx, cancel := context.WithTimeout(ctx, 3*n.cfg.Timing.Election)
+			err := await(tctx, r.raft.LeadershipTransferToServer(raft.ServerID(want), raft.ServerAddress(info.RaftAddr)))
+			cancel()
+			if err != nil {
+				n.log.Warn("leadership transfer failed", "group", uint32(r.id), "to", want, "err", err)
+			}
+		}
+	}
+}
+
+// caughtUp asks node id whether its replica of r's group follows this
+// leader and has applied close to the commit index.
+func (n *Node) caughtUp(ctx context.Context, r *replica, id NodeID) bool {
+	info, ok := n.Layout().Node(id)
+	if !ok {
+		return false
+	}
+	sctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	st, err := n.fwd.status(sctx, info.HTTPAddr)
+	if err != nil {
+		return false
+	}
+	commit := r.raft.CommitIndex()
+	for _, g := range st.Groups {
+		if g.ID == r.id {
+			return g.State == raft.Follower.String() && g.Leader == n.cfg.ID && g.AppliedIndex+1000 >= commit
+		}
+	}
+	return false
+}

@@ -1,0 +1,120 @@
+package raftnode
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// NodeID names a node; it doubles as the Raft server id in every group.
+type NodeID string
+
+// GroupID names a Raft group. 0 is the metadata group.
+type GroupID uint32
+
+// MetaGroup is the id of the metadata group that every node hosts.
+const MetaGroup GroupID = 0
+
+// MaxNodes is the largest cluster this version places replicas on: every
+// node holds a replica of every group.
+const MaxNodes = 3
+
+// Timing holds Raft's timing settings.
+type Timing struct {
+	Heartbeat     time.Duration
+	Election      time.Duration
+	LeaderLease   time.Duration
+	Commit        time.Duration
+	ApplyDeadline time.Duration // default deadline of a request without one
+}
+
+// DefaultTiming suits a LAN or a single machine.
+func DefaultTiming() Timing {
+	return Timing{
+		Heartbeat:     1000 * time.Millisecond,
+		Election:      1000 * time.Millisecond,
+		LeaderLease:   500 * time.Millisecond,
+		Commit:        20 * time.Millisecond,
+		ApplyDeadline: 10 * time.Second,
+	}
+}
+
+// Config configures a Node. Build it with DefaultConfig and check it with
+// Validate; a Node never changes it after construction.
+type Config struct {
+	ID            NodeID
+	HTTPAddr      string // advertised HTTP address (host:port) of this node
+	RaftAddr      string // listen address for all Raft traffic
+	AdvertiseRaft string // what peers dial; RaftAddr when empty
+	DataDir       string
+	Join          []string // HTTP URLs of existing nodes
+	Groups        int      // data groups created at bootstrap
+	VNodes        int      // virtual nodes per unit of weight
+
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	TrailingLogs      uint64
+
+	Timing Timing
+	// BalanceInterval is how often a leader checks whether it should hand a
+	// group to its preferred leader; 0 disables balancing.
+	BalanceInterval time.Duration
+
+	Logger *slog.Logger
+	// OnFatal is called when a state machine cannot apply a committed entry
+	// (an I/O error). The node must stop rather than diverge; the default
+	// panics.
+	OnFatal func(error)
+}
+
+// DefaultConfig returns a single-node configuration on the default ports.
+func DefaultConfig() Config {
+	return Config{
+		ID:                "node1",
+		HTTPAddr:          "127.0.0.1:7070",
+		RaftAddr:          "127.0.0.1:7071",
+		DataDir:           "./data",
+		Groups:            3,
+		VNodes:            128,
+		SnapshotThreshold: 8192,
+		SnapshotInterval:  2 * time.Minute,
+		TrailingLogs:      10240,
+		Timing:            DefaultTiming(),
+		BalanceInterval:   2 * time.Second,
+	}
+}
+
+// Validate reports the first problem with c.
+func (c Config) Validate() error {
+	switch {
+	case c.ID == "":
+		return errors.New("config: node id is empty")
+	case c.HTTPAddr == "":
+		return errors.New("config: http address is empty")
+	case c.RaftAddr == "":
+		return errors.New("config: raft address is empty")
+	case c.DataDir == "":
+		return errors.New("config: data dir is empty")
+	case c.Groups < 1 || c.Groups > 1024:
+		return fmt.Errorf("config: groups %d out of range [1, 1024]", c.Groups)
+	case c.VNodes < 1 || c.VNodes > 4096:
+		return fmt.Errorf("config: vnodes %d out of range [1, 4096]", c.VNodes)
+	case c.SnapshotThreshold < 1:
+		return errors.New("config: snapshot threshold must be positive")
+	case c.SnapshotInterval <= 0:
+		return errors.New("config: snapshot interval must be positive")
+	case c.Timing.Heartbeat <= 0 || c.Timing.Election <= 0 || c.Timing.LeaderLease <= 0 || c.Timing.ApplyDeadline <= 0:
+		return errors.New("config: raft timings must be positive")
+	case c.Timing.LeaderLease > c.Timing.Heartbeat:
+		return errors.New("config: leader lease must not exceed the heartbeat timeout")
+	}
+	return nil
+}
+
+func (c Config) advertiseRaft() string {
+	if c.AdvertiseRaft != "" {
+		return c.AdvertiseRaft
+	}
+	return c.RaftAddr
+}

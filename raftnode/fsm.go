@@ -1,0 +1,74 @@
+package raftnode
+
+import (
+	"io"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/ringkv/ringkv/store"
+)
+
+// dataFSM adapts a store.Store to raft's BatchingFSM. A whole batch of
+// committed entries is applied in one bbolt transaction.
+type dataFSM struct {
+	st      *store.Store
+	onFatal func(error)
+}
+
+var _ raft.BatchingFSM = (*dataFSM)(nil)
+
+func (f *dataFSM) ApplyBatch(logs []*raft.Log) []interface{} {
+	entries := make([]store.LogEntry, len(logs))
+	for i, l := range logs {
+		entries[i].Index = l.Index
+		if l.Type == raft.LogCommand {
+			entries[i].Data = l.Data
+			if entries[i].Data == nil {
+				entries[i].Data = []byte{}
+			}
+		}
+	}
+	out := make([]interface{}, len(logs))
+	results, err := f.st.ApplyBatch(entries)
+	if err != nil {
+		// A committed entry that cannot be applied: stop rather than diverge.
+		f.onFatal(err)
+		for i := range out {
+			out[i] = err
+		}
+		return out
+	}
+	for i, r := range results {
+		out[i] = r
+	}
+	return out
+}
+
+func (f *dataFSM) Apply(l *raft.Log) interface{} {
+	return f.ApplyBatch([]*raft.Log{l})[0]
+}
+
+func (f *dataFSM) Snapshot() (raft.FSMSnapshot, error) {
+	sn, err := f.st.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	return dataSnapshot{sn}, nil
+}
+
+func (f *dataFSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	return f.st.Restore(rc)
+}
+
+type dataSnapshot struct{ sn *store.Snapshot }
+
+func (s dataSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := s.sn.WriteTo(sink); err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s dataSnapshot) Release() { s.sn.Release() }

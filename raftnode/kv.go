@@ -1,0 +1,263 @@
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ringkv/ringkv/store"
+)
+
+// WriteOptions qualifies a Put or Delete.
+type WriteOptions struct {
+	// HasCAS makes the write conditional on the key's modify index being
+	// CAS (0: the key must be absent).
+	HasCAS bool
+	CAS    uint64
+}
+
+// ListOptions selects keys for List.
+type ListOptions struct {
+	Prefix      []byte
+	After       []byte
+	Limit       int
+	KeysOnly    bool
+	Consistency Consistency
+}
+
+// ReadResult is a key read with the group and index it was served at.
+type ReadResult struct {
+	KV
+	RaftIndex uint64
+	ServedBy  NodeID
+}
+
+// Put writes key=value and returns once a majority committed it and it was
+// applied.
+func (n *Node) Put(ctx context.Context, key, value []byte, o WriteOptions) (WriteResult, NodeID, error) {
+	return n.write(ctx, Request{Op: opPut, Key: key, Value: value, HasCAS: o.HasCAS, CAS: o.CAS})
+}
+
+// Delete removes key. Deleting an absent key returns ErrNotFound.
+func (n *Node) Delete(ctx context.Context, key []byte, o WriteOptions) (WriteResult, NodeID, error) {
+	return n.write(ctx, Request{Op: opDelete, Key: key, HasCAS: o.HasCAS, CAS: o.CAS})
+}
+
+func (n *Node) write(ctx context.Context, req Request) (WriteResult, NodeID, error) {
+	g, err := n.Layout().Route(req.Key)
+	if err != nil {
+		return WriteResult{}, "", err
+	}
+	req.Group = g
+	resp, err := n.do(ctx, req)
+	if err != nil {
+		return WriteResult{}, resp.ServedBy, err
+	}
+	return *resp.Write, resp.ServedBy, nil
+}
+
+// Get reads key at consistency c.
+func (n *Node) Get(ctx context.Context, key []byte, c Consistency) (ReadResult, error) {
+	g, err := n.Layout().Route(key)
+	if err != nil {
+		return ReadResult{}, err
+	}
+	resp, err := n.do(ctx, Request{Op: opGet, Group: g, Key: key, Consistency: c})
+	if err != nil {
+		return ReadResult{ServedBy: resp.ServedBy, KV: KV{Group: g}}, err
+	}
+	return ReadResult{KV: *resp.Entry, RaftIndex: resp.RaftIndex, ServedBy: resp.ServedBy}, nil
+}
+
+// List returns the keys with o.Prefix across all groups, merged in key
+// order. Each group is read at o.Consistency.
+func (n *Node) List(ctx context.Context, o ListOptions) ([]KV, error) {
+	l := n.Layout()
+	if !l.Initialized {
+		return nil, fmt.Errorf("%w: cluster layout not initialised yet", ErrUnavailable)
+	}
+	type part struct {
+		kvs []KV
+		err error
+	}
+	parts := make([]part, len(l.Groups))
+	done := make(chan struct{}, len(l.Groups))
+	for i, g := range l.Groups {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			resp, err := n.do(ctx, Request{Op: opScan, Group: g.ID, Prefix: o.Prefix, After: o.After,
+				Limit: o.Limit, KeysOnly: o.KeysOnly, Consistency: o.Consistency})
+			parts[i] = part{resp.Entries, err}
+		}()
+	}
+	for range l.Groups {
+		<-done
+	}
+	var all [][]KV
+	for _, p := range parts {
+		if p.err != nil {
+			return nil, p.err
+		}
+		all = append(all, p.kvs)
+	}
+	return mergeSorted(all, o.Limit), nil
+}
+
+// do runs req where it must run: here when this node leads the group (or
+// the read is stale), otherwise on the leader's node. It retries while the
+// leader is unknown or moving, until ctx ends.
+func (n *Node) do(ctx context.Context, req Request) (Response, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, n.cfg.Timing.ApplyDeadline)
+		defer cancel()
+	}
+	backoff := 5 * time.Millisecond
+	for {
+		resp, err := n.tryOnce(ctx, req)
+		var nl *NotLeaderError
+		switch {
+		case err == nil:
+			return resp, nil
+		case errors.As(err, &nl):
+			n.setHint(req.Group, nl.Leader)
+		case errors.Is(err, ErrNoLeader):
+		default:
+			return resp, err
+		}
+		if !sleepCtx(ctx, backoff) {
+			if n.leaderOf(req.Group) == "" {
+				return resp, fmt.Errorf("%w: group %d", ErrNoLeader, req.Group)
+			}
+			return resp, fmt.Errorf("%w: group %d: leader did not answer in time", ErrUnavailable, req.Group)
+		}
+		backoff = min(backoff*2, 100*time.Millisecond)
+	}
+}
+
+func (n *Node) setHint(g GroupID, leader NodeID) {
+	n.mu.Lock()
+	n.hints[g] = leader
+	n.mu.Unlock()
+}
+
+// leaderOf returns the group's leader as known locally or hinted by a peer.
+func (n *Node) leaderOf(g GroupID) NodeID {
+	if r := n.replica(g); r != nil {
+		if id := r.leader(); id != "" {
+			return id
+		}
+	}
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.hints[g]
+}
+
+func (n *Node) tryOnce(ctx context.Context, req Request) (Response, error) {
+	r := n.replica(req.Group)
+	if r != nil && (req.servedLocally() || r.isLeader()) {
+		return n.local(ctx, r, req)
+	}
+	leader := n.leaderOf(req.Group)
+	if leader == "" && r == nil {
+		// Not a replica: ask one, which will answer or name the leader.
+		if g, ok := n.Layout().Group(req.Group); ok && len(g.Replicas) > 0 {
+			leader = g.Replicas[0]
+		}
+	}
+	if leader == "" {
+		return Response{}, ErrNoLeader
+	}
+	if leader == n.cfg.ID {
+		if r == nil {
+			return Response{}, ErrNoLeader
+		}
+		return n.local(ctx, r, req) // leadership just changed: let raft decide
+	}
+	info, ok := n.Layout().Node(leader)
+	if !ok {
+		return Response{}, ErrNoLeader
+	}
+	return n.fwd.forward(ctx, info.HTTPAddr, req)
+}
+
+// Serve runs a request forwarded by another node, here and only here.
+func (n *Node) Serve(ctx context.Context, req Request) (Response, error) {
+	if err := req.Validate(); err != nil {
+		return Response{}, err
+	}
+	r := n.replica(req.Group)
+	if r == nil {
+		return Response{ServedBy: n.cfg.ID}, &NotLeaderError{Group: req.Group}
+	}
+	if !req.servedLocally() && !r.isLeader() {
+		return Response{ServedBy: n.cfg.ID}, r.notLeader()
+	}
+	return n.local(ctx, r, req)
+}
+
+// local runs req on replica r.
+func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, error) {
+	resp := Response{ServedBy: n.cfg.ID}
+	switch req.Op {
+	case opPut, opDelete:
+		cmd := store.Command{Op: store.OpPut, Key: req.Key, Value: req.Value, HasCAS: req.HasCAS, CAS: req.CAS}
+		if req.Op == opDelete {
+			cmd.Op, cmd.Value = store.OpDelete, nil
+		}
+		out, err := r.apply(ctx, cmd.Encode())
+		if err != nil {
+			return resp, err
+		}
+		res, ok := out.(store.Result)
+		if !ok {
+			return resp, fmt.Errorf("group %d: unexpected apply result %T", r.id, out)
+		}
+		switch {
+		case res.Err != nil:
+			return resp, fmt.Errorf("%w: %v", ErrBadRequest, res.Err)
+		case res.CASFailed:
+			return resp, &CASFailedError{Current: res.Current}
+		case res.NotFound:
+			return resp, fmt.Errorf("%w: key %q", ErrNotFound, req.Key)
+		}
+		resp.Write = &WriteResult{Key: req.Key, Index: res.ModifyIndex, Group: r.id, RaftIndex: res.Index}
+		return resp, nil
+	case opGet, opScan:
+		if r.st == nil {
+			return resp, fmt.Errorf("%w: group %d holds no keys", ErrBadRequest, r.id)
+		}
+		if err := r.readBarrier(ctx, req.Consistency); err != nil {
+			return resp, err
+		}
+		resp.RaftIndex = r.st.AppliedIndex()
+		if req.Op == opGet {
+			e, err := r.st.Get(req.Key)
+			if errors.Is(err, store.ErrNotFound) {
+				return resp, fmt.Errorf("%w: key %q", ErrNotFound, req.Key)
+			}
+			if err != nil {
+				return resp, err
+			}
+			resp.Entry = &KV{Key: e.Key, Value: e.Value, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex, Group: r.id}
+			return resp, nil
+		}
+		es, err := r.st.Scan(store.ScanOptions{Prefix: req.Prefix, After: req.After, Limit: req.Limit, KeysOnly: req.KeysOnly})
+		if err != nil {
+			return resp, err
+		}
+		resp.Entries = make([]KV, len(es))
+		for i, e := range es {
+			resp.Entries[i] = KV{Key: e.Key, Value: e.Value, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex, Group: r.id}
+		}
+		return resp, nil
+	case opAddVoter, opRemoveServer:
+		return resp, n.changeMembership(ctx, r, req)
+	case opJoin:
+		return resp, n.joinLocal(ctx, *req.Node)
+	case opRemoveNode:
+		return resp, n.removeLocal(ctx, req.Node.ID)
+	}
+	return resp, fmt.Errorf("%w: unknown op %q", ErrBadRequest, req.Op)
+}

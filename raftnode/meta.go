@@ -1,0 +1,264 @@
+package raftnode
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/ringkv/ringkv/ring"
+)
+
+// NodeInfo is a cluster member as the metadata group records it.
+type NodeInfo struct {
+	ID       NodeID `json:"id"`
+	HTTPAddr string `json:"http_addr"`
+	RaftAddr string `json:"raft_addr"`
+}
+
+// GroupInfo is a data group and the nodes that hold its replicas.
+type GroupInfo struct {
+	ID       GroupID  `json:"id"`
+	Replicas []NodeID `json:"replicas"`
+}
+
+// Layout is the replicated cluster layout: members, groups, replicas and the
+// ring. A Layout value is immutable once published.
+type Layout struct {
+	Initialized bool        `json:"initialized"`
+	Nodes       []NodeInfo  `json:"nodes"` // sorted by id
+	Groups      []GroupInfo `json:"groups"`
+	Ring        ring.State  `json:"ring"`
+
+	ring *ring.Ring
+}
+
+// Node returns the member with id.
+func (l *Layout) Node(id NodeID) (NodeInfo, bool) {
+	for _, n := range l.Nodes {
+		if n.ID == id {
+			return n, true
+		}
+	}
+	return NodeInfo{}, false
+}
+
+// Group returns the group with id.
+func (l *Layout) Group(id GroupID) (GroupInfo, bool) {
+	for _, g := range l.Groups {
+		if g.ID == id {
+			return g, true
+		}
+	}
+	return GroupInfo{}, false
+}
+
+// Route returns the group owning key.
+func (l *Layout) Route(key []byte) (GroupID, error) {
+	if l.ring == nil {
+		return 0, fmt.Errorf("%w: cluster layout not initialised yet", ErrUnavailable)
+	}
+	g, err := l.ring.Lookup(key)
+	return GroupID(g), err
+}
+
+// RingView returns the layout's ring (nil before initialisation).
+func (l *Layout) RingView() *ring.Ring { return l.ring }
+
+// metaCommand is an entry of the metadata group's log.
+type metaCommand struct {
+	Op     string    `json:"op"` // init, add_node, remove_node
+	Node   *NodeInfo `json:"node,omitempty"`
+	Groups int       `json:"groups,omitempty"`
+	VNodes int       `json:"vnodes,omitempty"`
+}
+
+func decodeMetaCommand(b []byte) (metaCommand, error) {
+	var c metaCommand
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("%w: meta command: %v", ErrBadRequest, err)
+	}
+	switch c.Op {
+	case "init":
+		if c.Node == nil || c.Node.ID == "" || c.Groups < 1 || c.Groups > 1024 || c.VNodes < 1 || c.VNodes > 4096 {
+			return c, fmt.Errorf("%w: meta init: bad fields", ErrBadRequest)
+		}
+	case "add_node", "remove_node":
+		if c.Node == nil || c.Node.ID == "" {
+			return c, fmt.Errorf("%w: meta %s: node missing", ErrBadRequest, c.Op)
+		}
+	default:
+		return c, fmt.Errorf("%w: meta op %q", ErrBadRequest, c.Op)
+	}
+	return c, nil
+}
+
+// metaFSM is the metadata group's state machine. It keeps the layout in
+// memory; its snapshots are the layout as JSON.
+type metaFSM struct {
+	mu      sync.Mutex
+	layout  *Layout
+	changed chan struct{}
+}
+
+func newMetaFSM() *metaFSM {
+	return &metaFSM{layout: &Layout{}, changed: make(chan struct{})}
+}
+
+// Layout returns the current layout. Callers must not modify it.
+func (f *metaFSM) Layout() *Layout {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.layout
+}
+
+// Changed returns a channel closed at the next layout change.
+func (f *metaFSM) Changed() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.changed
+}
+
+func (f *metaFSM) publish(l *Layout) {
+	f.mu.Lock()
+	f.layout = l
+	close(f.changed)
+	f.changed = make(chan struct{})
+	f.mu.Unlock()
+}
+
+func (f *metaFSM) Apply(lg *raft.Log) interface{} {
+	c, err := decodeMetaCommand(lg.Data)
+	if err != nil {
+		return err
+	}
+	next, err := applyMeta(f.Layout(), c)
+	if err != nil {
+		return err
+	}
+	if next != nil {
+		f.publish(next)
+	}
+	return nil
+}
+
+// applyMeta computes the layout after c; nil means unchanged. It is
+// deterministic.
+func applyMeta(cur *Layout, c metaCommand) (*Layout, error) {
+	next := cur.clone()
+	switch c.Op {
+	case "init":
+		if cur.Initialized {
+			return nil, nil
+		}
+		r := ring.New(c.VNodes)
+		for i := 1; i <= c.Groups; i++ {
+			var err error
+			if r, err = r.AddGroup(ring.GroupID(i), 1); err != nil {
+				return nil, err
+			}
+			next.Groups = append(next.Groups, GroupInfo{ID: GroupID(i), Replicas: []NodeID{c.Node.ID}})
+		}
+		next.Initialized = true
+		next.Nodes = []NodeInfo{*c.Node}
+		next.Ring, next.ring = r.State(), r
+	case "add_node":
+		if i := next.nodeIndex(c.Node.ID); i >= 0 {
+			next.Nodes[i] = *c.Node
+			return next, nil
+		}
+		if len(next.Nodes) >= MaxNodes {
+			return nil, fmt.Errorf("%w: %d nodes already, every node holds every group and placement on more nodes is not supported", ErrClusterFull, len(next.Nodes))
+		}
+		next.Nodes = append(next.Nodes, *c.Node)
+		sort.Slice(next.Nodes, func(i, j int) bool { return next.Nodes[i].ID < next.Nodes[j].ID })
+		for i := range next.Groups {
+			next.Groups[i].Replicas = append(next.Groups[i].Replicas, c.Node.ID)
+		}
+	case "remove_node":
+		i := next.nodeIndex(c.Node.ID)
+		if i < 0 {
+			return nil, fmt.Errorf("%w: node %s", ErrNotFound, c.Node.ID)
+		}
+		next.Nodes = append(next.Nodes[:i], next.Nodes[i+1:]...)
+		for gi := range next.Groups {
+			reps := next.Groups[gi].Replicas[:0]
+			for _, r := range next.Groups[gi].Replicas {
+				if r != c.Node.ID {
+					reps = append(reps, r)
+				}
+			}
+			next.Groups[gi].Replicas = reps
+		}
+	}
+	return next, nil
+}
+
+func (l *Layout) nodeIndex(id NodeID) int {
+	for i, n := range l.Nodes {
+		if n.ID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+func (l *Layout) clone() *Layout {
+	c := &Layout{Initialized: l.Initialized, Ring: l.Ring, ring: l.ring}
+	c.Nodes = append([]NodeInfo(nil), l.Nodes...)
+	for _, g := range l.Groups {
+		c.Groups = append(c.Groups, GroupInfo{ID: g.ID, Replicas: append([]NodeID(nil), g.Replicas...)})
+	}
+	return c
+}
+
+func (f *metaFSM) Snapshot() (raft.FSMSnapshot, error) {
+	b, err := json.Marshal(f.Layout())
+	if err != nil {
+		return nil, err
+	}
+	return metaSnapshot(b), nil
+}
+
+func (f *metaFSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	l, err := decodeLayout(rc)
+	if err != nil {
+		return err
+	}
+	f.publish(l)
+	return nil
+}
+
+func decodeLayout(r io.Reader) (*Layout, error) {
+	var l Layout
+	if err := json.NewDecoder(r).Decode(&l); err != nil {
+		return nil, fmt.Errorf("meta snapshot: %w", err)
+	}
+	if l.Initialized {
+		rg, err := ring.FromState(l.Ring)
+		if err != nil {
+			return nil, fmt.Errorf("meta snapshot: %w", err)
+		}
+		l.ring = rg
+	} else if len(l.Groups) > 0 || len(l.Nodes) > 0 {
+		return nil, errors.New("meta snapshot: uninitialised layout with members")
+	}
+	return &l, nil
+}
+
+type metaSnapshot []byte
+
+func (s metaSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := sink.Write(s); err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s metaSnapshot) Release() {}

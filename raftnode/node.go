@@ -1,0 +1,303 @@
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Node is one ringkv node. Its methods are safe for concurrent use.
+type Node struct {
+	cfg Config
+	log *slog.Logger
+	mux *Mux
+	fwd *forwarder
+
+	meta *replica
+
+	mu       sync.RWMutex
+	replicas map[GroupID]*replica
+	hints    map[GroupID]NodeID // leader hints learnt from peers
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	joined chan struct{}
+}
+
+// New starts a node: it opens the Raft port and every local replica, then
+// bootstraps a new cluster, rejoins an existing one from local state, or
+// joins through cfg.Join, in the background.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", string(cfg.ID)), replicas: map[GroupID]*replica{},
+		hints: map[GroupID]NodeID{}, fwd: newForwarder(), joined: make(chan struct{})}
+	if n.cfg.OnFatal == nil {
+		n.cfg.OnFatal = func(err error) { panic(err) }
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, err
+	}
+	var err error
+	n.mux, err = NewMux(cfg.RaftAddr, cfg.AdvertiseRaft, n.log)
+	if err != nil {
+		return nil, err
+	}
+	if n.cfg.AdvertiseRaft == "" {
+		n.cfg.AdvertiseRaft = n.mux.Addr().String()
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+
+	restart := hasState(groupDir(cfg.DataDir, MetaGroup))
+	bootstrap := !restart && len(cfg.Join) == 0
+	if n.meta, err = n.openReplica(MetaGroup, bootstrap); err != nil {
+		n.Close()
+		return nil, err
+	}
+	switch {
+	case restart:
+		n.log.Info("restarting from local state; --join ignored", "data_dir", cfg.DataDir)
+		ids, err := localGroups(cfg.DataDir)
+		if err != nil {
+			n.Close()
+			return nil, err
+		}
+		for _, id := range ids {
+			if err := n.startReplica(id, false); err != nil {
+				n.Close()
+				return nil, err
+			}
+		}
+		close(n.joined)
+	case bootstrap:
+		n.log.Info("bootstrapping a new cluster", "groups", cfg.Groups)
+		for id := 1; id <= cfg.Groups; id++ {
+			if err := n.startReplica(GroupID(id), true); err != nil {
+				n.Close()
+				return nil, err
+			}
+		}
+		close(n.joined)
+	default:
+		n.goLoop(n.joinLoop)
+	}
+	n.goLoop(n.initLoop)
+	n.goLoop(n.reconcileLoop)
+	if cfg.BalanceInterval > 0 {
+		n.goLoop(n.balanceLoop)
+	}
+	return n, nil
+}
+
+func (n *Node) goLoop(f func(context.Context)) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f(n.ctx)
+	}()
+}
+
+// localGroups lists the data groups that have a directory under dataDir.
+func localGroups(dataDir string) ([]GroupID, error) {
+	ents, err := os.ReadDir(filepath.Join(dataDir, "groups"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var ids []GroupID
+	for _, e := range ents {
+		v, err := strconv.ParseUint(e.Name(), 10, 32)
+		if err != nil || v == 0 || !e.IsDir() {
+			continue
+		}
+		ids = append(ids, GroupID(v))
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	return ids, nil
+}
+
+func (n *Node) startReplica(id GroupID, bootstrap bool) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, ok := n.replicas[id]; ok {
+		return nil
+	}
+	r, err := n.openReplica(id, bootstrap)
+	if err != nil {
+		return err
+	}
+	n.replicas[id] = r
+	n.log.Info("replica started", "group", uint32(id), "bootstrap", bootstrap)
+	return nil
+}
+
+// Close shuts every replica down and releases the Raft port.
+func (n *Node) Close() error {
+	if n.cancel != nil {
+		n.cancel()
+	}
+	n.wg.Wait()
+	n.mu.Lock()
+	reps := n.replicas
+	n.replicas = map[GroupID]*replica{}
+	n.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, r := range reps {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.shutdown() }()
+	}
+	wg.Wait()
+	if n.meta != nil {
+		n.meta.shutdown()
+	}
+	if n.mux != nil {
+		n.mux.Close()
+	}
+	n.fwd.close()
+	return nil
+}
+
+// ID returns the node's id.
+func (n *Node) ID() NodeID { return n.cfg.ID }
+
+// Mux exposes the Raft port's fault hook (Block) to tests and the chaos
+// harness.
+func (n *Node) Mux() *Mux { return n.mux }
+
+func (n *Node) fatal(err error) {
+	n.log.Error("state machine cannot apply a committed entry; stopping", "err", err)
+	n.cfg.OnFatal(err)
+}
+
+// Layout returns the replicated cluster layout as this node has applied it.
+func (n *Node) Layout() *Layout { return n.meta.meta.Layout() }
+
+func (n *Node) replica(id GroupID) *replica {
+	if id == MetaGroup {
+		return n.meta
+	}
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.replicas[id]
+}
+
+func (n *Node) localReplicas() []*replica {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	out := make([]*replica, 0, len(n.replicas))
+	for _, r := range n.replicas {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out
+}
+
+func (n *Node) self() NodeInfo {
+	return NodeInfo{ID: n.cfg.ID, HTTPAddr: n.cfg.HTTPAddr, RaftAddr: n.cfg.AdvertiseRaft}
+}
+
+// sleepCtx waits d or until ctx ends; it reports whether ctx is still live.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// initLoop writes the initial layout once this node leads an uninitialised
+// metadata group (a freshly bootstrapped cluster).
+func (n *Node) initLoop(ctx context.Context) {
+	for {
+		changed := n.meta.meta.Changed()
+		if n.Layout().Initialized {
+			return
+		}
+		if n.meta.isLeader() {
+			groups := len(n.localReplicas())
+			if groups == 0 {
+				groups = n.cfg.Groups
+			}
+			cmd := metaCommand{Op: "init", Node: ptr(n.self()), Groups: groups, VNodes: n.cfg.VNodes}
+			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err := n.meta.apply(actx, mustJSON(cmd))
+			cancel()
+			if err != nil {
+				n.log.Warn("initialising cluster layout", "err", err)
+			}
+			continue
+		}
+		select {
+		case <-changed:
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// joinLoop asks the nodes in cfg.Join to add this node until one succeeds.
+func (n *Node) joinLoop(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		for _, url := range n.cfg.Join {
+			rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err := n.fwd.join(rctx, url, n.self())
+			cancel()
+			if err == nil {
+				n.log.Info("joined cluster", "via", url)
+				close(n.joined)
+				return
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			n.log.Warn("join attempt failed; retrying", "via", url, "attempt", attempt, "err", err)
+		}
+		if !sleepCtx(ctx, backoff) {
+			return
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+// reconcileLoop starts the replicas the layout assigns to this node.
+func (n *Node) reconcileLoop(ctx context.Context) {
+	for {
+		changed := n.meta.meta.Changed()
+		l := n.Layout()
+		for _, g := range l.Groups {
+			for _, rep := range g.Replicas {
+				if rep == n.cfg.ID && n.replica(g.ID) == nil {
+					if err := n.startReplica(g.ID, false); err != nil {
+						n.log.Error("starting assigned replica", "group", uint32(g.ID), "err", err)
+					}
+				}
+			}
+		}
+		select {
+		case <-changed:
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

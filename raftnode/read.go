@@ -1,0 +1,171 @@
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Consistency selects how a read is served.
+type Consistency string
+
+// Read consistency levels.
+const (
+	// Linearizable reads go to the leader, which confirms its leadership
+	// with a quorum after the read arrives and waits until its state covers
+	// everything committed before that. A deposed or paused leader cannot
+	// pass the quorum check, so it cannot answer with stale data.
+	Linearizable Consistency = "linearizable"
+	// Lease reads go to the leader, which skips the quorum round while a
+	// lease from its last successful round holds. Fast, but it trusts clocks
+	// and scheduling: a leader paused past its lease may answer stale.
+	Lease Consistency = "lease"
+	// Stale reads are served from the local replica, whatever its lag.
+	Stale Consistency = "stale"
+)
+
+// ParseConsistency validates a consistency name; "" means Linearizable.
+func ParseConsistency(s string) (Consistency, error) {
+	switch Consistency(s) {
+	case "", Linearizable:
+		return Linearizable, nil
+	case Lease, Stale:
+		return Consistency(s), nil
+	}
+	return "", fmt.Errorf("%w: unknown consistency %q (want linearizable, lease or stale)", ErrBadRequest, s)
+}
+
+// readBarrier returns once the local state machine may serve a read at
+// consistency c. For Linearizable it follows the order that keeps a deposed
+// leader from answering:
+//  1. the leader has committed an entry in its current term (a barrier);
+//  2. record the commit index;
+//  3. confirm leadership with a quorum (VerifyLeader);
+//  4. check the term did not change meanwhile;
+//  5. wait until the state machine has applied the recorded index.
+func (r *replica) readBarrier(ctx context.Context, c Consistency) error {
+	if r.closed.Load() {
+		return ErrShutdown
+	}
+	if c == Stale {
+		return nil
+	}
+	if !r.isLeader() {
+		return r.notLeader()
+	}
+	term := r.raft.CurrentTerm()
+	if err := r.ensureTermCommitted(ctx, term); err != nil {
+		return err
+	}
+	commit := r.raft.CommitIndex()
+	if !(c == Lease && r.leaseValid(term)) {
+		start := time.Now()
+		if err := await(ctx, r.raft.VerifyLeader()); err != nil {
+			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+				return r.notLeader()
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("%w: group %d: leadership not confirmed in time", ErrUnavailable, r.id)
+			}
+			return fmt.Errorf("%w: group %d: %v", ErrUnavailable, r.id, err)
+		}
+		r.extendLease(term, start)
+	}
+	if r.raft.CurrentTerm() != term {
+		return r.notLeader()
+	}
+	return r.waitApplied(ctx, commit)
+}
+
+// ensureTermCommitted runs a barrier once per term, so that entries of
+// earlier terms are committed and applied before the first read of the term.
+func (r *replica) ensureTermCommitted(ctx context.Context, term uint64) error {
+	if r.readyTerm.Load() == term {
+		return nil
+	}
+	r.barrierMu.Lock()
+	defer r.barrierMu.Unlock()
+	if r.readyTerm.Load() == term {
+		return nil
+	}
+	if err := await(ctx, r.raft.Barrier(enqueueTimeout(ctx))); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return r.notLeader()
+		}
+		return fmt.Errorf("%w: group %d: barrier: %v", ErrUnavailable, r.id, err)
+	}
+	if r.raft.CurrentTerm() != term {
+		return r.notLeader()
+	}
+	r.readyTerm.Store(term)
+	return nil
+}
+
+// leaseDuration is how long a quorum confirmation lets a leader serve lease
+// reads: followers wait at least the heartbeat timeout before campaigning,
+// less a margin for clock drift.
+func (r *replica) leaseDuration() time.Duration {
+	return r.node.cfg.Timing.Heartbeat * 3 / 4
+}
+
+func (r *replica) leaseValid(term uint64) bool {
+	r.leaseMu.Lock()
+	defer r.leaseMu.Unlock()
+	return r.leaseTerm == term && time.Now().Before(r.leaseUntil)
+}
+
+func (r *replica) extendLease(term uint64, confirmedAt time.Time) {
+	until := confirmedAt.Add(r.leaseDuration())
+	r.leaseMu.Lock()
+	if r.leaseTerm != term || until.After(r.leaseUntil) {
+		r.leaseTerm, r.leaseUntil = term, until
+	}
+	r.leaseMu.Unlock()
+}
+
+// waitApplied waits until the state machine reflects every entry up to
+// index. Entries that never reach the state machine (no-ops, barriers) are
+// recognised in the log, since the store's own index only moves on commands
+// and configuration changes.
+func (r *replica) waitApplied(ctx context.Context, index uint64) error {
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		changed := r.st.Changed()
+		applied := r.st.AppliedIndex()
+		if applied >= index {
+			return nil
+		}
+		if r.raft.AppliedIndex() >= index && !r.statefulEntries(applied+1, index) {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-tick.C:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: group %d: state machine did not reach index %d in time", ErrUnavailable, r.id, index)
+		}
+	}
+}
+
+// statefulEntries reports whether any entry in [lo, hi] reaches the state
+// machine. An entry missing from the log was compacted into a snapshot,
+// which the state machine already covers.
+func (r *replica) statefulEntries(lo, hi uint64) bool {
+	if hi-lo > 64 {
+		return true
+	}
+	var l raft.Log
+	for i := hi; i >= lo && i > 0; i-- {
+		if err := r.cache.GetLog(i, &l); err != nil {
+			continue
+		}
+		if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,273 @@
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/ringkv/ringkv/store"
+)
+
+// replica is this node's member of one Raft group: the raft.Raft, its log,
+// snapshots and transport, and (for data groups) the bbolt state machine.
+type replica struct {
+	id     GroupID
+	node   *Node
+	dir    string
+	raft   *raft.Raft
+	logs   *raftboltdb.BoltStore
+	cache  raft.LogStore
+	snaps  *raft.FileSnapshotStore
+	trans  *raft.NetworkTransport
+	st     *store.Store // data groups only
+	meta   *metaFSM     // metadata group only
+	closed atomic.Bool
+
+	// readyTerm is the term in which this replica, as leader, has committed
+	// an entry (a barrier): until then it may not serve linearizable reads.
+	readyTerm atomic.Uint64
+	barrierMu sync.Mutex
+
+	leaseMu    sync.Mutex
+	leaseTerm  uint64
+	leaseUntil time.Time
+}
+
+func groupDir(dataDir string, id GroupID) string {
+	if id == MetaGroup {
+		return filepath.Join(dataDir, "meta")
+	}
+	return filepath.Join(dataDir, "groups", fmt.Sprint(id))
+}
+
+// hasState reports whether dir holds a Raft log.
+func hasState(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, "raft.db"))
+	return err == nil
+}
+
+// openReplica opens (creating if needed) the replica of group id. With
+// bootstrap it makes this node the group's only voter, if the group has no
+// state yet.
+func (n *Node) openReplica(id GroupID, bootstrap bool) (*replica, error) {
+	dir := groupDir(n.cfg.DataDir, id)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	r := &replica{id: id, node: n, dir: dir}
+	ok := false
+	defer func() {
+		if !ok {
+			r.closeStores()
+		}
+	}()
+	logger := newHCLog(n.log.With("group", uint32(id)), "raft")
+
+	var err error
+	r.logs, err = raftboltdb.New(raftboltdb.Options{
+		Path:        filepath.Join(dir, "raft.db"),
+		BoltOptions: &bolt.Options{Timeout: 5 * time.Second, FreelistType: bolt.FreelistMapType},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("group %d: open log: %w", id, err)
+	}
+	r.cache, err = raft.NewLogCache(1024, r.logs)
+	if err != nil {
+		return nil, err
+	}
+	r.snaps, err = raft.NewFileSnapshotStoreWithLogger(filepath.Join(dir, "snapshots"), 2, logger)
+	if err != nil {
+		return nil, fmt.Errorf("group %d: snapshot store: %w", id, err)
+	}
+
+	conf := raft.DefaultConfig()
+	conf.LocalID = raft.ServerID(n.cfg.ID)
+	conf.Logger = logger
+	conf.HeartbeatTimeout = n.cfg.Timing.Heartbeat
+	conf.ElectionTimeout = n.cfg.Timing.Election
+	conf.LeaderLeaseTimeout = n.cfg.Timing.LeaderLease
+	conf.CommitTimeout = n.cfg.Timing.Commit
+	conf.SnapshotThreshold = n.cfg.SnapshotThreshold
+	conf.SnapshotInterval = n.cfg.SnapshotInterval
+	conf.TrailingLogs = n.cfg.TrailingLogs
+	conf.BatchApplyCh = true
+	conf.MaxAppendEntries = 256
+
+	var fsm raft.FSM
+	if id == MetaGroup {
+		r.meta = newMetaFSM()
+		fsm = r.meta
+	} else {
+		opts := store.DefaultOptions()
+		opts.Group = uint32(id)
+		r.st, err = store.Open(filepath.Join(dir, "state.db"), opts)
+		if err != nil {
+			return nil, err
+		}
+		if err := r.catchUpFromSnapshot(); err != nil {
+			return nil, err
+		}
+		// The bbolt state survives restarts: never rebuild it from the
+		// snapshot at start-up; raft re-applies the log tail and the store
+		// skips what it already holds.
+		conf.NoSnapshotRestoreOnStart = true
+		fsm = &dataFSM{st: r.st, onFatal: n.fatal}
+	}
+
+	layer, err := n.mux.Layer(id)
+	if err != nil {
+		return nil, err
+	}
+	r.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  layer,
+		MaxPool: 8,
+		Timeout: 10 * time.Second,
+		Logger:  logger,
+	})
+
+	if bootstrap {
+		existing, err := raft.HasExistingState(r.cache, r.logs, r.snaps)
+		if err != nil {
+			r.trans.Close()
+			return nil, err
+		}
+		if !existing {
+			cfg := raft.Configuration{Servers: []raft.Server{{
+				Suffrage: raft.Voter, ID: raft.ServerID(n.cfg.ID), Address: raft.ServerAddress(n.cfg.advertiseRaft()),
+			}}}
+			if err := raft.BootstrapCluster(conf, r.cache, r.logs, r.snaps, r.trans, cfg); err != nil {
+				r.trans.Close()
+				return nil, fmt.Errorf("group %d: bootstrap: %w", id, err)
+			}
+		}
+	}
+	r.raft, err = raft.NewRaft(conf, fsm, r.cache, r.logs, r.snaps, r.trans)
+	if err != nil {
+		r.trans.Close()
+		return nil, fmt.Errorf("group %d: start raft: %w", id, err)
+	}
+	ok = true
+	return r, nil
+}
+
+// catchUpFromSnapshot restores the newest snapshot when the state file is
+// behind it (it was lost or is older than the log's compaction point), since
+// raft will only replay the log after that snapshot.
+func (r *replica) catchUpFromSnapshot() error {
+	metas, err := r.snaps.List()
+	if err != nil || len(metas) == 0 {
+		return err
+	}
+	latest := metas[0]
+	if r.st.AppliedIndex() >= latest.Index {
+		return nil
+	}
+	_, rc, err := r.snaps.Open(latest.ID)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	r.node.log.Info("state file behind newest snapshot, restoring it", "group", uint32(r.id),
+		"state_index", r.st.AppliedIndex(), "snapshot_index", latest.Index)
+	return r.st.Restore(rc)
+}
+
+func (r *replica) closeStores() {
+	if r.st != nil {
+		r.st.Close()
+	}
+	if r.logs != nil {
+		r.logs.Close()
+	}
+}
+
+// shutdown stops raft and closes the replica's files.
+func (r *replica) shutdown() {
+	if !r.closed.CompareAndSwap(false, true) {
+		return
+	}
+	if r.raft != nil {
+		if err := r.raft.Shutdown().Error(); err != nil {
+			r.node.log.Warn("raft shutdown", "group", uint32(r.id), "err", err)
+		}
+	}
+	if r.trans != nil {
+		r.trans.Close()
+	}
+	r.closeStores()
+}
+
+func (r *replica) isLeader() bool { return r.raft.State() == raft.Leader }
+
+// leader returns the id of the group leader as this replica knows it.
+func (r *replica) leader() NodeID {
+	_, id := r.raft.LeaderWithID()
+	return NodeID(id)
+}
+
+func (r *replica) notLeader() error {
+	return &NotLeaderError{Group: r.id, Leader: r.leader()}
+}
+
+// await waits for a raft future within ctx. The future keeps running if ctx
+// ends first.
+func await(ctx context.Context, f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// enqueueTimeout bounds how long raft may take to accept an entry.
+func enqueueTimeout(ctx context.Context) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		if d := time.Until(dl); d > 0 {
+			return d
+		}
+		return time.Millisecond
+	}
+	return 5 * time.Second
+}
+
+// apply proposes cmd and waits until it is committed and applied. Errors
+// say whether the entry was certainly not applied (ErrNotLeader,
+// ErrUnavailable) or may have been (ErrOutcomeUnknown).
+func (r *replica) apply(ctx context.Context, cmd []byte) (interface{}, error) {
+	if r.closed.Load() {
+		return nil, ErrShutdown
+	}
+	if !r.isLeader() {
+		return nil, r.notLeader()
+	}
+	f := r.raft.Apply(cmd, enqueueTimeout(ctx))
+	if err := await(ctx, f); err != nil {
+		switch {
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+			return nil, r.notLeader()
+		case errors.Is(err, raft.ErrEnqueueTimeout):
+			return nil, fmt.Errorf("%w: group %d: raft did not accept the entry in time", ErrUnavailable, r.id)
+		case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown),
+			errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+			return nil, fmt.Errorf("%w: group %d: %v", ErrOutcomeUnknown, r.id, err)
+		default:
+			return nil, fmt.Errorf("%w: group %d: %v", ErrOutcomeUnknown, r.id, err)
+		}
+	}
+	if err, ok := f.Response().(error); ok {
+		return nil, err
+	}
+	return f.Response(), nil
+}

@@ -1,0 +1,112 @@
+package raftnode
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Operations a Request can carry.
+const (
+	opPut          = "put"
+	opDelete       = "delete"
+	opGet          = "get"
+	opScan         = "scan"
+	opAddVoter     = "add_voter"
+	opRemoveServer = "remove_server"
+	opJoin         = "join"
+	opRemoveNode   = "remove_node"
+)
+
+// Request is one operation on one group, as run locally or forwarded to the
+// group leader's node.
+type Request struct {
+	Op          string      `json:"op"`
+	Group       GroupID     `json:"group"`
+	Key         []byte      `json:"key,omitempty"`
+	Value       []byte      `json:"value,omitempty"`
+	HasCAS      bool        `json:"has_cas,omitempty"`
+	CAS         uint64      `json:"cas,omitempty"`
+	Consistency Consistency `json:"consistency,omitempty"`
+	Prefix      []byte      `json:"prefix,omitempty"`
+	After       []byte      `json:"after,omitempty"`
+	Limit       int         `json:"limit,omitempty"`
+	KeysOnly    bool        `json:"keys_only,omitempty"`
+	Node        *NodeInfo   `json:"node,omitempty"`
+}
+
+// Validate checks a request that arrived from the network.
+func (r Request) Validate() error {
+	switch r.Op {
+	case opPut, opDelete, opGet:
+		if len(r.Key) == 0 {
+			return fmt.Errorf("%w: empty key", ErrBadRequest)
+		}
+	case opScan:
+	case opAddVoter, opRemoveServer, opJoin, opRemoveNode:
+		if r.Node == nil || r.Node.ID == "" {
+			return fmt.Errorf("%w: %s without a node", ErrBadRequest, r.Op)
+		}
+	default:
+		return fmt.Errorf("%w: unknown op %q", ErrBadRequest, r.Op)
+	}
+	if r.Op == opGet || r.Op == opScan {
+		if _, err := ParseConsistency(string(r.Consistency)); err != nil {
+			return err
+		}
+	}
+	if r.Limit < 0 {
+		return fmt.Errorf("%w: negative limit", ErrBadRequest)
+	}
+	return nil
+}
+
+// DecodeRequest parses a forwarded request.
+func DecodeRequest(b []byte) (Request, error) {
+	var r Request
+	if err := json.Unmarshal(b, &r); err != nil {
+		return r, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	return r, r.Validate()
+}
+
+func (r Request) isWrite() bool {
+	return r.Op == opPut || r.Op == opDelete || r.Op == opAddVoter || r.Op == opRemoveServer || r.Op == opJoin || r.Op == opRemoveNode
+}
+
+func (r Request) servedLocally() bool {
+	return (r.Op == opGet || r.Op == opScan) && r.Consistency == Stale
+}
+
+// KV is a key with its value and indexes.
+type KV struct {
+	Key         []byte  `json:"key"`
+	Value       []byte  `json:"value,omitempty"`
+	CreateIndex uint64  `json:"create_index"`
+	ModifyIndex uint64  `json:"modify_index"`
+	Group       GroupID `json:"group"`
+}
+
+// WriteResult describes an acknowledged write.
+type WriteResult struct {
+	Key       []byte  `json:"key"`
+	Index     uint64  `json:"index"`      // the key's modify index after the write (0 after delete)
+	Group     GroupID `json:"group"`      // the group that holds the key
+	RaftIndex uint64  `json:"raft_index"` // the write's Raft log index in that group
+}
+
+// Response is the result of a Request.
+type Response struct {
+	Write     *WriteResult `json:"write,omitempty"`
+	Entry     *KV          `json:"entry,omitempty"`
+	Entries   []KV         `json:"entries,omitempty"`
+	RaftIndex uint64       `json:"raft_index,omitempty"` // applied index a read was served at
+	ServedBy  NodeID       `json:"served_by"`
+}
+
+func mustJSON(v interface{}) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}

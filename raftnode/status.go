@@ -1,0 +1,171 @@
+package raftnode
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/ringkv/ringkv/ring"
+)
+
+// GroupStatus is one local replica's view of its group.
+type GroupStatus struct {
+	ID           GroupID  `json:"id"`
+	State        string   `json:"state"`
+	Leader       NodeID   `json:"leader"`
+	Term         uint64   `json:"term"`
+	CommitIndex  uint64   `json:"commit_index"`
+	AppliedIndex uint64   `json:"applied_index"`
+	LastIndex    uint64   `json:"last_index"`
+	Voters       []NodeID `json:"voters"`
+	Keys         uint64   `json:"keys"`
+	StateBytes   int64    `json:"state_bytes"`
+}
+
+// Status is a node's view of itself and its local replicas.
+type Status struct {
+	Node        NodeID        `json:"node"`
+	Meta        GroupStatus   `json:"meta"`
+	Groups      []GroupStatus `json:"groups"`
+	Members     []NodeInfo    `json:"members"`
+	RingEpoch   uint64        `json:"ring_epoch"`
+	Joined      bool          `json:"joined"`
+	Replication string        `json:"replication,omitempty"`
+}
+
+func (r *replica) status() GroupStatus {
+	st := GroupStatus{
+		ID:          r.id,
+		State:       r.raft.State().String(),
+		Leader:      r.leader(),
+		Term:        r.raft.CurrentTerm(),
+		CommitIndex: r.raft.CommitIndex(),
+		LastIndex:   r.raft.LastIndex(),
+		Voters:      r.voters(),
+	}
+	if r.st != nil {
+		st.AppliedIndex = r.st.AppliedIndex()
+		st.Keys = r.st.KeyCount()
+		st.StateBytes = r.st.FileSize()
+	} else {
+		st.AppliedIndex = r.raft.AppliedIndex()
+	}
+	return st
+}
+
+// Status reports this node's replicas.
+func (n *Node) Status() Status {
+	l := n.Layout()
+	s := Status{Node: n.cfg.ID, Meta: n.meta.status(), Members: l.Nodes, Joined: n.isJoined()}
+	if rg := l.RingView(); rg != nil {
+		s.RingEpoch = rg.Epoch()
+	}
+	for _, r := range n.localReplicas() {
+		s.Groups = append(s.Groups, r.status())
+	}
+	return s
+}
+
+func (n *Node) isJoined() bool {
+	select {
+	case <-n.joined:
+		return true
+	default:
+		return false
+	}
+}
+
+// Ready reports whether every local group (and the metadata group) has a
+// known leader; the reason names the first that does not.
+func (n *Node) Ready() (bool, string) {
+	if !n.isJoined() {
+		return false, "not joined to a cluster yet"
+	}
+	if !n.Layout().Initialized {
+		return false, "cluster layout not initialised yet"
+	}
+	if n.meta.leader() == "" {
+		return false, "metadata group has no leader"
+	}
+	reps := n.localReplicas()
+	if len(reps) == 0 {
+		return false, "no local groups yet"
+	}
+	for _, r := range reps {
+		if r.leader() == "" {
+			return false, fmt.Sprintf("group %d has no leader", r.id)
+		}
+	}
+	return true, ""
+}
+
+// RingGroup describes one group on the ring.
+type RingGroup struct {
+	ID       GroupID  `json:"id"`
+	Weight   int      `json:"weight"`
+	VNodes   int      `json:"vnodes"`
+	Share    float64  `json:"share"`
+	Replicas []NodeID `json:"replicas"`
+	Leader   NodeID   `json:"leader"`
+}
+
+// RingInfo describes the ring.
+type RingInfo struct {
+	Epoch           uint64      `json:"epoch"`
+	VNodesPerWeight int         `json:"vnodes_per_weight"`
+	Groups          []RingGroup `json:"groups"`
+}
+
+// Ring describes the ring as this node has it.
+func (n *Node) Ring() (RingInfo, error) {
+	l := n.Layout()
+	rg := l.RingView()
+	if rg == nil {
+		return RingInfo{}, fmt.Errorf("%w: cluster layout not initialised yet", ErrUnavailable)
+	}
+	shares := rg.Shares()
+	info := RingInfo{Epoch: rg.Epoch(), VNodesPerWeight: rg.VNodes()}
+	for _, id := range rg.Groups() {
+		g, _ := l.Group(GroupID(id))
+		info.Groups = append(info.Groups, RingGroup{ID: GroupID(id), Weight: rg.Weight(id), VNodes: rg.VNodeCount(id),
+			Share: shares[id], Replicas: g.Replicas, Leader: n.leaderOf(GroupID(id))})
+	}
+	sort.Slice(info.Groups, func(i, j int) bool { return info.Groups[i].ID < info.Groups[j].ID })
+	return info, nil
+}
+
+// Lookup is where a key lives.
+type Lookup struct {
+	Key      string   `json:"key"`
+	Hash     string   `json:"hash"`
+	Group    GroupID  `json:"group"`
+	Leader   NodeID   `json:"leader"`
+	Replicas []NodeID `json:"replicas"`
+	Epoch    uint64   `json:"epoch"`
+}
+
+// Lookup returns the group, leader and replicas owning key.
+func (n *Node) Lookup(key []byte) (Lookup, error) {
+	l := n.Layout()
+	g, err := l.Route(key)
+	if err != nil {
+		return Lookup{}, err
+	}
+	gi, _ := l.Group(g)
+	return Lookup{Key: string(key), Hash: fmt.Sprintf("%016x", ring.Hash(key)), Group: g,
+		Leader: n.leaderOf(g), Replicas: gi.Replicas, Epoch: l.RingView().Epoch()}, nil
+}
+
+// StateValue maps a raft state name to a number for metrics.
+func StateValue(s string) float64 {
+	switch s {
+	case raft.Leader.String():
+		return 3
+	case raft.Candidate.String():
+		return 2
+	case raft.Follower.String():
+		return 1
+	}
+	return 0
+}
