@@ -3,6 +3,7 @@ package raftnode
 import (
 	"fmt"
 	"sort"
+	"strconv"
 
 	"github.com/hashicorp/raft"
 
@@ -11,16 +12,17 @@ import (
 
 // GroupStatus is one local replica's view of its group.
 type GroupStatus struct {
-	ID           GroupID  `json:"id"`
-	State        string   `json:"state"`
-	Leader       NodeID   `json:"leader"`
-	Term         uint64   `json:"term"`
-	CommitIndex  uint64   `json:"commit_index"`
-	AppliedIndex uint64   `json:"applied_index"`
-	LastIndex    uint64   `json:"last_index"`
-	Voters       []NodeID `json:"voters"`
-	Keys         uint64   `json:"keys"`
-	StateBytes   int64    `json:"state_bytes"`
+	ID            GroupID  `json:"id"`
+	State         string   `json:"state"`
+	Leader        NodeID   `json:"leader"`
+	Term          uint64   `json:"term"`
+	CommitIndex   uint64   `json:"commit_index"`
+	AppliedIndex  uint64   `json:"applied_index"`
+	LastIndex     uint64   `json:"last_index"`
+	Voters        []NodeID `json:"voters"`
+	SnapshotIndex uint64   `json:"snapshot_index"`
+	Keys          uint64   `json:"keys"`
+	StateBytes    int64    `json:"state_bytes"`
 }
 
 // Status is a node's view of itself and its local replicas.
@@ -44,6 +46,7 @@ func (r *replica) status() GroupStatus {
 		LastIndex:   r.raft.LastIndex(),
 		Voters:      r.voters(),
 	}
+	st.SnapshotIndex, _ = strconv.ParseUint(r.raft.Stats()["last_snapshot_index"], 10, 64)
 	if r.st != nil {
 		st.AppliedIndex = r.st.AppliedIndex()
 		st.Keys = r.st.KeyCount()

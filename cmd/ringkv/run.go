@@ -1,0 +1,282 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ringkv/ringkv/client"
+)
+
+const usage = `usage: ringkv [--addr URL] <command> [args]
+
+commands:
+  get KEY [--consistency linearizable|lease|stale]   print a value
+  put KEY VALUE [--cas N]        write a value (VALUE "-" reads stdin)
+  del KEY [--cas N]              delete a key
+  ls [PREFIX] [--keys] [--limit N] [--after KEY]   list keys in order
+  status                         this node's groups, leaders and indexes
+  ring [lookup KEY]              the ring, or where KEY lives
+  health                         liveness and readiness
+
+--addr defaults to $RINGKV_ADDR, then http://127.0.0.1:7070.
+`
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, getenv func(string) string) error {
+	fs := flag.NewFlagSet("ringkv", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	def := getenv("RINGKV_ADDR")
+	if def == "" {
+		def = "http://127.0.0.1:7070"
+	}
+	addr := fs.String("addr", def, "node URL")
+	timeout := fs.Duration("timeout", 15*time.Second, "request timeout")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%v\n%s", err, usage)
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		return errors.New(usage)
+	}
+	c := client.New(*addr)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	cmd, rest := rest[0], rest[1:]
+	switch cmd {
+	case "get":
+		return cmdGet(ctx, c, rest, stdout)
+	case "put":
+		return cmdPut(ctx, c, rest, stdin, stdout)
+	case "del", "delete":
+		return cmdDel(ctx, c, rest, stdout)
+	case "ls", "list":
+		return cmdList(ctx, c, rest, stdout)
+	case "status":
+		return cmdStatus(ctx, c, stdout)
+	case "ring":
+		return cmdRing(ctx, c, rest, stdout)
+	case "health":
+		return cmdHealth(ctx, c, stdout)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	return fmt.Errorf("unknown command %q\n%s", cmd, usage)
+}
+
+// subFlags parses a subcommand's flags, which may come before or after its
+// positional arguments.
+func subFlags(name string, args []string, define func(*flag.FlagSet)) ([]string, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	define(fs)
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, fmt.Errorf("%s: %v", name, err)
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+func casFlag(fs *flag.FlagSet, dst **uint64) {
+	fs.Func("cas", "only if the key's modify index is N (0: only if absent)", func(s string) error {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return fmt.Errorf("--cas wants a non-negative integer")
+		}
+		*dst = &n
+		return nil
+	})
+}
+
+func cmdGet(ctx context.Context, c *client.Client, args []string, out io.Writer) error {
+	var consistency string
+	pos, err := subFlags("get", args, func(fs *flag.FlagSet) { fs.StringVar(&consistency, "consistency", "", "") })
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return errors.New("usage: ringkv get KEY")
+	}
+	v, err := c.Get(ctx, pos[0], consistency)
+	if err != nil {
+		return err
+	}
+	_, err = out.Write(v.Data)
+	if len(v.Data) > 0 && v.Data[len(v.Data)-1] != '\n' {
+		fmt.Fprintln(out)
+	}
+	return err
+}
+
+func cmdPut(ctx context.Context, c *client.Client, args []string, stdin io.Reader, out io.Writer) error {
+	var cas *uint64
+	pos, err := subFlags("put", args, func(fs *flag.FlagSet) { casFlag(fs, &cas) })
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		return errors.New("usage: ringkv put KEY VALUE   (VALUE - reads stdin)")
+	}
+	value := []byte(pos[1])
+	if pos[1] == "-" {
+		if value, err = io.ReadAll(stdin); err != nil {
+			return err
+		}
+	}
+	res, err := c.Put(ctx, pos[0], value, client.PutOptions{CAS: cas})
+	if err != nil {
+		return err
+	}
+	return printJSON(out, res)
+}
+
+func cmdDel(ctx context.Context, c *client.Client, args []string, out io.Writer) error {
+	var cas *uint64
+	pos, err := subFlags("del", args, func(fs *flag.FlagSet) { casFlag(fs, &cas) })
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return errors.New("usage: ringkv del KEY")
+	}
+	res, err := c.Delete(ctx, pos[0], client.PutOptions{CAS: cas})
+	if err != nil {
+		return err
+	}
+	return printJSON(out, res)
+}
+
+func cmdList(ctx context.Context, c *client.Client, args []string, out io.Writer) error {
+	var keysOnly bool
+	var o client.ListOptions
+	pos, err := subFlags("ls", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&keysOnly, "keys", false, "")
+		fs.IntVar(&o.Limit, "limit", 0, "")
+		fs.StringVar(&o.After, "after", "", "")
+		fs.StringVar(&o.Consistency, "consistency", "", "")
+	})
+	if err != nil {
+		return err
+	}
+	if len(pos) > 1 {
+		return errors.New("usage: ringkv ls [PREFIX]")
+	}
+	prefix := ""
+	if len(pos) == 1 {
+		prefix = pos[0]
+	}
+	if keysOnly {
+		keys, err := c.Keys(ctx, prefix, o)
+		for _, k := range keys {
+			fmt.Fprintln(out, k)
+		}
+		return err
+	}
+	es, err := c.List(ctx, prefix, o)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KEY\tINDEX\tGROUP\tVALUE")
+	for _, e := range es {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", e.Key, e.ModifyIndex, e.Group, printable(e.Value))
+	}
+	return tw.Flush()
+}
+
+func printable(b []byte) string {
+	const max = 60
+	s := strconv.Quote(string(b))
+	s = s[1 : len(s)-1]
+	if len(s) > max {
+		s = s[:max] + "..."
+	}
+	return s
+}
+
+func cmdStatus(ctx context.Context, c *client.Client, out io.Writer) error {
+	s, err := c.Status(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "node %s  replication %s  ring epoch %d\n", s.Node, s.Replication, s.RingEpoch)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "GROUP\tSTATE\tLEADER\tTERM\tCOMMIT\tAPPLIED\tKEYS\tVOTERS")
+	for _, g := range append([]client.GroupStatus{s.Meta}, s.Groups...) {
+		name := strconv.Itoa(int(g.ID))
+		if g.ID == 0 {
+			name = "meta"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", name, g.State, g.Leader, g.Term, g.CommitIndex, g.AppliedIndex, g.Keys, strings.Join(g.Voters, ","))
+	}
+	return tw.Flush()
+}
+
+func cmdRing(ctx context.Context, c *client.Client, args []string, out io.Writer) error {
+	if len(args) == 2 && args[0] == "lookup" {
+		var l map[string]interface{}
+		if err := c.GetJSON(ctx, "/v1/ring/lookup", url.Values{"key": {args[1]}}, &l); err != nil {
+			return err
+		}
+		return printJSON(out, l)
+	}
+	if len(args) != 0 {
+		return errors.New("usage: ringkv ring [lookup KEY]")
+	}
+	var r struct {
+		Epoch  uint64 `json:"epoch"`
+		VNodes int    `json:"vnodes_per_weight"`
+		Groups []struct {
+			ID       uint32   `json:"id"`
+			Weight   int      `json:"weight"`
+			VNodes   int      `json:"vnodes"`
+			Share    float64  `json:"share"`
+			Replicas []string `json:"replicas"`
+			Leader   string   `json:"leader"`
+		} `json:"groups"`
+	}
+	if err := c.GetJSON(ctx, "/v1/ring", nil, &r); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "ring epoch %d, %d vnodes per unit of weight\n", r.Epoch, r.VNodes)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "GROUP\tWEIGHT\tVNODES\tSHARE\tLEADER\tREPLICAS")
+	for _, g := range r.Groups {
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%.2f%%\t%s\t%s\n", g.ID, g.Weight, g.VNodes, 100*g.Share, g.Leader, strings.Join(g.Replicas, ","))
+	}
+	return tw.Flush()
+}
+
+func cmdHealth(ctx context.Context, c *client.Client, out io.Writer) error {
+	alive, ready, reason := c.Healthy(ctx)
+	fmt.Fprintf(out, "alive %v, ready %v", alive, ready)
+	if reason != "" {
+		fmt.Fprintf(out, " (%s)", reason)
+	}
+	fmt.Fprintln(out)
+	if !alive || !ready {
+		return errors.New("node is not ready")
+	}
+	return nil
+}
+
+func printJSON(out io.Writer, v interface{}) error {
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,282 @@
+package raftnode_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/ringkv/ringkv/raftnode"
+	"github.com/ringkv/ringkv/raftnode/raftnodetest"
+)
+
+// mustPut writes key=value, retrying a write whose outcome is unknown (as a
+// client would: the put is idempotent) until the deadline.
+func mustPut(t *testing.T, n *raftnode.Node, key, value string) raftnode.WriteResult {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res, _, err := n.Put(raftnodetest.Ctx(t, 10*time.Second), []byte(key), []byte(value), raftnode.WriteOptions{})
+		if err == nil {
+			return res
+		}
+		if !errors.Is(err, raftnode.ErrOutcomeUnknown) || time.Now().After(deadline) {
+			t.Fatalf("Put(%q): %v", key, err)
+		}
+	}
+}
+
+func mustGet(t *testing.T, n *raftnode.Node, key string, c raftnode.Consistency) string {
+	t.Helper()
+	res, err := n.Get(raftnodetest.Ctx(t, 10*time.Second), []byte(key), c)
+	if err != nil {
+		t.Fatalf("Get(%q) on %s: %v", key, n.ID(), err)
+	}
+	return string(res.Value)
+}
+
+func TestWritesThroughAnyNodeReadBackEverywhere(t *testing.T) {
+	c := raftnodetest.Start(t, raftnodetest.Options{})
+	want := map[string]string{}
+	for i := 0; i < 60; i++ {
+		k, v := fmt.Sprintf("key/%03d", i), fmt.Sprintf("value-%d", i)
+		mustPut(t, c.Members[i%3].Node, k, v)
+		want[k] = v
+	}
+	for _, m := range c.Members {
+		for k, v := range want {
+			if got := mustGet(t, m.Node, k, raftnode.Linearizable); got != v {
+				t.Fatalf("Get(%q) on %s = %q, want %q", k, m.ID, got, v)
+			}
+		}
+	}
+	// Stale reads agree once every replica has applied everything.
+	c.WaitConverged()
+	for _, m := range c.Members {
+		for k, v := range want {
+			if got := mustGet(t, m.Node, k, raftnode.Stale); got != v {
+				t.Fatalf("stale Get(%q) on %s = %q, want %q", k, m.ID, got, v)
+			}
+		}
+	}
+	// A listing through any node merges all groups in key order.
+	kvs, err := c.Members[1].Node.List(raftnodetest.Ctx(t, 10*time.Second), raftnode.ListOptions{Prefix: []byte("key/"), Consistency: raftnode.Linearizable})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(kvs) != len(want) {
+		t.Fatalf("List returned %d keys, want %d", len(kvs), len(want))
+	}
+	groups := map[raftnode.GroupID]bool{}
+	for i, kv := range kvs {
+		groups[kv.Group] = true
+		if i > 0 && bytes.Compare(kvs[i-1].Key, kv.Key) >= 0 {
+			t.Fatalf("List out of order at %d: %q then %q", i, kvs[i-1].Key, kv.Key)
+		}
+	}
+	if len(groups) != 3 {
+		t.Errorf("keys landed in %d groups, want all 3", len(groups))
+	}
+	page, err := c.Members[2].Node.List(raftnodetest.Ctx(t, 10*time.Second), raftnode.ListOptions{Prefix: []byte("key/"), After: []byte("key/010"), Limit: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page) != 5 || string(page[0].Key) != "key/011" || string(page[4].Key) != "key/015" {
+		t.Errorf("page after key/010 limit 5 = %d entries starting %q", len(page), page[0].Key)
+	}
+}
+
+func TestCASAndDelete(t *testing.T) {
+	c := raftnodetest.Start(t, raftnodetest.Options{Nodes: 3})
+	n := c.Members[2].Node
+	ctx := raftnodetest.Ctx(t, 10*time.Second)
+	res, _, err := n.Put(ctx, []byte("lock"), []byte("a"), raftnode.WriteOptions{HasCAS: true, CAS: 0})
+	if err != nil {
+		t.Fatalf("create-only put: %v", err)
+	}
+	_, _, err = n.Put(ctx, []byte("lock"), []byte("b"), raftnode.WriteOptions{HasCAS: true, CAS: 0})
+	var cf *raftnode.CASFailedError
+	if !errors.As(err, &cf) || cf.Current != res.Index {
+		t.Fatalf("second create-only put: %v, want CAS failure with current %d", err, res.Index)
+	}
+	if _, _, err := n.Put(ctx, []byte("lock"), []byte("c"), raftnode.WriteOptions{HasCAS: true, CAS: res.Index}); err != nil {
+		t.Fatalf("CAS with right index: %v", err)
+	}
+	if got := mustGet(t, c.Members[0].Node, "lock", raftnode.Linearizable); got != "c" {
+		t.Fatalf("after CAS value = %q, want c", got)
+	}
+	if _, _, err := n.Delete(ctx, []byte("lock"), raftnode.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Members[1].Node.Get(ctx, []byte("lock"), raftnode.Linearizable); !errors.Is(err, raftnode.ErrNotFound) {
+		t.Fatalf("Get after delete: %v, want ErrNotFound", err)
+	}
+	if _, _, err := n.Delete(ctx, []byte("lock"), raftnode.WriteOptions{}); !errors.Is(err, raftnode.ErrNotFound) {
+		t.Fatalf("Delete of absent key: %v, want ErrNotFound", err)
+	}
+}
+
+func TestLeadersSpreadAndRebalanceAfterReturn(t *testing.T) {
+	c := raftnodetest.Start(t, raftnodetest.Options{})
+	spread := func() error {
+		led := map[raftnode.NodeID]int{}
+		for g := raftnode.GroupID(1); g <= 3; g++ {
+			gs := c.GroupStatus(0, g)
+			if gs.Leader == "" {
+				return fmt.Errorf("group %d has no leader", g)
+			}
+			led[gs.Leader]++
+		}
+		if len(led) != 3 {
+			return fmt.Errorf("leaders %v, want one group per node", led)
+		}
+		return nil
+	}
+	c.Eventually("one leader per node", 30*time.Second, spread)
+	victim := c.WaitForLeader(2)
+	c.Kill(victim)
+	c.WaitForLeader(2)
+	c.Restart(victim)
+	c.WaitReady()
+	c.Eventually("one leader per node after the node returned", 30*time.Second, func() error {
+		if c.Members[0].Node == nil {
+			return nil
+		}
+		return spread()
+	})
+}
+
+func TestLeaderKillFailoverAndCatchUp(t *testing.T) {
+	c := raftnodetest.Start(t, raftnodetest.Options{})
+	g := raftnode.GroupID(1)
+	leader := c.WaitForLeader(g)
+	var keys []string
+	for i := 0; len(keys) < 20; i++ {
+		k := fmt.Sprintf("k%d", i)
+		if l, _ := c.Members[0].Node.Lookup([]byte(k)); l.Group == g {
+			keys = append(keys, k)
+		}
+	}
+	for _, k := range keys[:10] {
+		mustPut(t, c.Members[leader].Node, k, "before")
+	}
+	c.Kill(leader)
+	survivor := (leader + 1) % 3
+	for _, k := range keys {
+		mustPut(t, c.Members[survivor].Node, k, "after")
+	}
+	c.Restart(leader)
+	c.WaitReady()
+	c.WaitForApplied(g, c.GroupStatus(survivor, g).AppliedIndex)
+	for _, k := range keys {
+		if got := mustGet(t, c.Members[leader].Node, k, raftnode.Stale); got != "after" {
+			t.Fatalf("restarted node: Get(%q) = %q, want after", k, got)
+		}
+	}
+}
+
+// A leader cut off from its followers, while clients still reach it, must
+// not answer a linearizable read with a value the majority has replaced.
+func TestPartitionedLeaderServesNoStaleRead(t *testing.T) {
+	c := raftnodetest.Start(t, raftnodetest.Options{})
+	g := raftnode.GroupID(3)
+	var key string
+	for i := 0; ; i++ {
+		key = fmt.Sprintf("p%d", i)
+		if l, _ := c.Members[0].Node.Lookup([]byte(key)); l.Group == g {
+			break
+		}
+	}
+	old := c.WaitForLeader(g)
+	mustPut(t, c.Members[old].Node, key, "v1")
+	c.Partition(old)
+	other := (old + 1) % 3
+	// The majority side elects a new leader and accepts a new value.
+	c.Eventually("majority accepts a write", 20*time.Second, func() error {
+		_, _, err := c.Members[other].Node.Put(raftnodetest.Ctx(t, 2*time.Second), []byte(key), []byte("v2"), raftnode.WriteOptions{})
+		return err
+	})
+	for i := 0; i < 5; i++ {
+		res, err := c.Members[old].Node.Get(raftnodetest.Ctx(t, 2*time.Second), []byte(key), raftnode.Linearizable)
+		if err == nil && string(res.Value) != "v2" {
+			t.Fatalf("partitioned old leader answered %q, a value replaced by an acknowledged write", res.Value)
+		}
+	}
+	c.Heal()
+	c.Eventually("old leader's node reads the new value", 20*time.Second, func() error {
+		res, err := c.Members[old].Node.Get(raftnodetest.Ctx(t, 2*time.Second), []byte(key), raftnode.Linearizable)
+		if err != nil {
+			return err
+		}
+		if string(res.Value) != "v2" {
+			return fmt.Errorf("read %q", res.Value)
+		}
+		return nil
+	})
+}
+
+func TestFollowerCatchesUpBySnapshotInstall(t *testing.T) {
+	c := raftnodetest.Start(t, raftnodetest.Options{Groups: 1, SnapshotThreshold: 64, TrailingLogs: 16})
+	g := raftnode.GroupID(1)
+	leader := c.WaitForLeader(g)
+	lagger := (leader + 1) % 3
+	c.Kill(lagger)
+	for i := 0; i < 400; i++ {
+		mustPut(t, c.Members[leader].Node, fmt.Sprintf("s%04d", i), fmt.Sprintf("v%d", i))
+	}
+	c.Eventually("leader compacted past the lagger", 20*time.Second, func() error {
+		if st := c.GroupStatus(leader, g); st.SnapshotIndex < 100 {
+			return fmt.Errorf("leader snapshot index %d", st.SnapshotIndex)
+		}
+		return nil
+	})
+	c.Restart(lagger)
+	c.WaitReady()
+	c.WaitForApplied(g, c.GroupStatus(leader, g).AppliedIndex)
+	if st := c.GroupStatus(lagger, g); st.SnapshotIndex < 100 {
+		t.Errorf("lagger snapshot index %d: it caught up without a snapshot install", st.SnapshotIndex)
+	}
+	kvs, err := c.Members[lagger].Node.List(raftnodetest.Ctx(t, 5*time.Second), raftnode.ListOptions{Prefix: []byte("s"), Consistency: raftnode.Stale})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(kvs) != 400 {
+		t.Fatalf("lagger holds %d keys after catching up, want 400", len(kvs))
+	}
+}
+
+func TestMembership(t *testing.T) {
+	c := raftnodetest.Start(t, raftnodetest.Options{})
+	ctx := raftnodetest.Ctx(t, 20*time.Second)
+	err := c.Members[1].Node.Join(ctx, raftnode.NodeInfo{ID: "node4", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"})
+	if !errors.Is(err, raftnode.ErrClusterFull) {
+		t.Fatalf("4th join: %v, want ErrClusterFull", err)
+	}
+	err = c.Members[1].Node.Join(ctx, raftnode.NodeInfo{ID: "node2", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"})
+	if !errors.Is(err, raftnode.ErrConflict) {
+		t.Fatalf("join with a taken id and other addresses: %v, want ErrConflict", err)
+	}
+	if err := c.Members[0].Node.RemoveNode(ctx, "nodeX"); !errors.Is(err, raftnode.ErrNotFound) {
+		t.Fatalf("remove unknown node: %v, want ErrNotFound", err)
+	}
+	if err := c.Members[0].Node.RemoveNode(ctx, "node3"); err != nil {
+		t.Fatalf("remove node3: %v", err)
+	}
+	c.Eventually("node3 gone from every group", 20*time.Second, func() error {
+		for g := raftnode.GroupID(1); g <= 3; g++ {
+			if v := c.GroupStatus(0, g).Voters; len(v) != 2 {
+				return fmt.Errorf("group %d voters %v", g, v)
+			}
+		}
+		if n := len(c.Members[0].Node.Layout().Nodes); n != 2 {
+			return fmt.Errorf("layout has %d nodes", n)
+		}
+		return nil
+	})
+	// Two nodes still serve writes.
+	mustPut(t, c.Members[1].Node, "after-remove", "ok")
+	if got := mustGet(t, c.Members[0].Node, "after-remove", raftnode.Linearizable); got != "ok" {
+		t.Fatalf("Get = %q", got)
+	}
+}

@@ -1,0 +1,326 @@
+// Package raftnodetest runs in-process ringkv clusters for tests: several
+// nodes, each with real TCP for Raft and HTTP on 127.0.0.1, real bbolt files
+// under t.TempDir, and helpers that wait for conditions with deadlines.
+package raftnodetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/ringkv/ringkv/httpapi"
+	"github.com/ringkv/ringkv/raftnode"
+)
+
+// Options shape a test cluster.
+type Options struct {
+	Nodes             int
+	Groups            int
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
+	// Verbose sends node logs to stderr.
+	Verbose bool
+}
+
+// Member is one node of a test cluster.
+type Member struct {
+	ID       raftnode.NodeID
+	Node     *raftnode.Node // nil while killed
+	HTTPAddr string
+	RaftAddr string
+	DataDir  string
+	srv      *http.Server
+}
+
+// URL is the member's HTTP base URL.
+func (m *Member) URL() string { return "http://" + m.HTTPAddr }
+
+// Cluster is an in-process cluster. Its methods fail the test on error.
+type Cluster struct {
+	t       testing.TB
+	opts    Options
+	Members []*Member
+}
+
+// Start boots node 0, joins the others through it, and waits until every
+// node is ready. It registers cleanup with t.
+func Start(t testing.TB, o Options) *Cluster {
+	t.Helper()
+	if o.Nodes == 0 {
+		o.Nodes = 3
+	}
+	if o.Groups == 0 {
+		o.Groups = 3
+	}
+	c := &Cluster{t: t, opts: o}
+	t.Cleanup(c.Close)
+	for i := 0; i < o.Nodes; i++ {
+		m := &Member{ID: raftnode.NodeID(fmt.Sprintf("node%d", i+1)), DataDir: t.TempDir()}
+		c.Members = append(c.Members, m)
+		var join []string
+		if i > 0 {
+			join = []string{c.Members[0].URL()}
+		}
+		c.start(m, join)
+	}
+	c.WaitReady()
+	return c
+}
+
+func (c *Cluster) config(m *Member, join []string) raftnode.Config {
+	cfg := raftnode.DefaultConfig()
+	cfg.ID = m.ID
+	cfg.HTTPAddr = m.HTTPAddr
+	cfg.RaftAddr = m.RaftAddr
+	cfg.DataDir = m.DataDir
+	cfg.Join = join
+	cfg.Groups = c.opts.Groups
+	cfg.VNodes = 16
+	if c.opts.SnapshotThreshold > 0 {
+		cfg.SnapshotThreshold = c.opts.SnapshotThreshold
+		cfg.SnapshotInterval = 200 * time.Millisecond
+	}
+	if c.opts.TrailingLogs > 0 {
+		cfg.TrailingLogs = c.opts.TrailingLogs
+	}
+	cfg.Timing.Heartbeat = 500 * time.Millisecond
+	cfg.Timing.Election = 500 * time.Millisecond
+	cfg.Timing.LeaderLease = 250 * time.Millisecond
+	cfg.Timing.ApplyDeadline = 5 * time.Second
+	cfg.BalanceInterval = 500 * time.Millisecond
+	var w io.Writer = io.Discard
+	if c.opts.Verbose {
+		w = os.Stderr
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test_node", string(m.ID))
+	cfg.OnFatal = func(err error) { c.t.Errorf("node %s: fatal: %v", m.ID, err) }
+	return cfg
+}
+
+func (c *Cluster) start(m *Member, join []string) {
+	c.t.Helper()
+	httpAddr := m.HTTPAddr
+	if httpAddr == "" {
+		httpAddr = "127.0.0.1:0"
+	}
+	var ln net.Listener
+	var err error
+	// A restarted member reuses its ports; the old ones may take a moment
+	// to be released.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ln, err = net.Listen("tcp", httpAddr)
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		c.t.Fatalf("listen: %v", err)
+	}
+	m.HTTPAddr = ln.Addr().String()
+	if m.RaftAddr == "" {
+		m.RaftAddr = "127.0.0.1:0"
+	}
+	cfg := c.config(m, join)
+	var n *raftnode.Node
+	for {
+		n, err = raftnode.New(cfg)
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		ln.Close()
+		c.t.Fatalf("start %s: %v", m.ID, err)
+	}
+	m.RaftAddr = n.Mux().Addr().String()
+	acfg := httpapi.DefaultConfig()
+	acfg.Logger = cfg.Logger
+	api, err := httpapi.New(n, acfg)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	m.srv = httpapi.NewServer(m.HTTPAddr, api)
+	go m.srv.Serve(ln)
+	m.Node = n
+}
+
+// Close stops every member.
+func (c *Cluster) Close() {
+	for _, m := range c.Members {
+		c.stop(m)
+	}
+}
+
+func (c *Cluster) stop(m *Member) {
+	if m.Node == nil {
+		return
+	}
+	m.srv.Close()
+	m.Node.Close()
+	m.Node = nil
+}
+
+// Kill stops member i (its files stay).
+func (c *Cluster) Kill(i int) { c.stop(c.Members[i]) }
+
+// Restart starts a killed member again from its data dir.
+func (c *Cluster) Restart(i int) {
+	c.t.Helper()
+	c.start(c.Members[i], nil)
+}
+
+// Partition cuts member i's Raft traffic off from every other member; HTTP
+// stays reachable, as for a leader cut from its followers while clients can
+// still reach it.
+func (c *Cluster) Partition(i int) {
+	var peers []string
+	for j, m := range c.Members {
+		if j != i {
+			peers = append(peers, m.RaftAddr)
+			if m.Node != nil {
+				m.Node.Mux().Block([]string{c.Members[i].RaftAddr})
+			}
+		}
+	}
+	c.Members[i].Node.Mux().Block(peers)
+}
+
+// Heal removes every partition.
+func (c *Cluster) Heal() {
+	for _, m := range c.Members {
+		if m.Node != nil {
+			m.Node.Mux().Block(nil)
+		}
+	}
+}
+
+// Eventually polls cond until it returns nil or the deadline passes.
+func (c *Cluster) Eventually(what string, timeout time.Duration, cond func() error) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for {
+		if err = cond(); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s: not reached within %v: %v", what, timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// WaitReady waits until every live member reports ready.
+func (c *Cluster) WaitReady() {
+	c.t.Helper()
+	c.Eventually("cluster ready", 30*time.Second, func() error {
+		for _, m := range c.Members {
+			if m.Node == nil {
+				continue
+			}
+			if ok, why := m.Node.Ready(); !ok {
+				return fmt.Errorf("%s: %s", m.ID, why)
+			}
+			if st := m.Node.Status(); len(st.Groups) != c.opts.Groups {
+				return fmt.Errorf("%s hosts %d groups, want %d", m.ID, len(st.Groups), c.opts.Groups)
+			}
+		}
+		return nil
+	})
+}
+
+// WaitForLeader waits until live members agree on a leader of group g that
+// is itself live, and returns its index.
+func (c *Cluster) WaitForLeader(g raftnode.GroupID) int {
+	c.t.Helper()
+	var leader int
+	c.Eventually(fmt.Sprintf("leader of group %d", g), 30*time.Second, func() error {
+		leader = -1
+		for i, m := range c.Members {
+			if m.Node == nil {
+				continue
+			}
+			gs, ok := groupStatus(m.Node, g)
+			if !ok {
+				return fmt.Errorf("%s does not host group %d", m.ID, g)
+			}
+			if gs.State == "Leader" {
+				leader = i
+			}
+		}
+		if leader < 0 {
+			return errors.New("no live leader")
+		}
+		for _, m := range c.Members {
+			if m.Node == nil {
+				continue
+			}
+			if gs, _ := groupStatus(m.Node, g); gs.Leader != c.Members[leader].ID {
+				return fmt.Errorf("%s sees leader %q", m.ID, gs.Leader)
+			}
+		}
+		return nil
+	})
+	return leader
+}
+
+// WaitForApplied waits until every live member's replica of g has applied
+// at least index.
+func (c *Cluster) WaitForApplied(g raftnode.GroupID, index uint64) {
+	c.t.Helper()
+	c.Eventually(fmt.Sprintf("group %d applied %d everywhere", g, index), 30*time.Second, func() error {
+		for _, m := range c.Members {
+			if m.Node == nil {
+				continue
+			}
+			gs, _ := groupStatus(m.Node, g)
+			if gs.AppliedIndex < index {
+				return fmt.Errorf("%s applied %d", m.ID, gs.AppliedIndex)
+			}
+		}
+		return nil
+	})
+}
+
+// WaitConverged waits until every live replica of every group has applied
+// what its leader has applied.
+func (c *Cluster) WaitConverged() {
+	c.t.Helper()
+	for g := 1; g <= c.opts.Groups; g++ {
+		l := c.WaitForLeader(raftnode.GroupID(g))
+		gs, _ := groupStatus(c.Members[l].Node, raftnode.GroupID(g))
+		c.WaitForApplied(raftnode.GroupID(g), gs.AppliedIndex)
+	}
+}
+
+func groupStatus(n *raftnode.Node, g raftnode.GroupID) (raftnode.GroupStatus, bool) {
+	for _, gs := range n.Status().Groups {
+		if gs.ID == g {
+			return gs, true
+		}
+	}
+	return raftnode.GroupStatus{}, false
+}
+
+// GroupStatus returns member i's view of group g.
+func (c *Cluster) GroupStatus(i int, g raftnode.GroupID) raftnode.GroupStatus {
+	gs, _ := groupStatus(c.Members[i].Node, g)
+	return gs
+}
+
+// Ctx returns a context that ends after d.
+func Ctx(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
