@@ -1,0 +1,364 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ringkv/ringkv/raftnode"
+)
+
+// fakeBackend is an in-memory Backend. err, when set, is returned by every
+// data call.
+type fakeBackend struct {
+	mu    sync.Mutex
+	data  map[string]raftnode.KV
+	index uint64
+	err   error
+	joins []raftnode.NodeInfo
+}
+
+func newFake() *fakeBackend { return &fakeBackend{data: map[string]raftnode.KV{}} }
+
+func (f *fakeBackend) Put(_ context.Context, key, value []byte, o raftnode.WriteOptions) (raftnode.WriteResult, raftnode.NodeID, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return raftnode.WriteResult{}, "fake", f.err
+	}
+	cur := f.data[string(key)]
+	if o.HasCAS && o.CAS != cur.ModifyIndex {
+		return raftnode.WriteResult{}, "fake", &raftnode.CASFailedError{Current: cur.ModifyIndex}
+	}
+	f.index++
+	f.data[string(key)] = raftnode.KV{Key: key, Value: value, ModifyIndex: f.index, Group: 1}
+	return raftnode.WriteResult{Key: key, Index: f.index, Group: 1, RaftIndex: f.index}, "fake", nil
+}
+
+func (f *fakeBackend) Delete(_ context.Context, key []byte, o raftnode.WriteOptions) (raftnode.WriteResult, raftnode.NodeID, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.data[string(key)]; !ok {
+		return raftnode.WriteResult{}, "fake", raftnode.ErrNotFound
+	}
+	delete(f.data, string(key))
+	f.index++
+	return raftnode.WriteResult{Key: key, Group: 1, RaftIndex: f.index}, "fake", nil
+}
+
+func (f *fakeBackend) Get(_ context.Context, key []byte, c raftnode.Consistency) (raftnode.ReadResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return raftnode.ReadResult{}, f.err
+	}
+	kv, ok := f.data[string(key)]
+	if !ok {
+		return raftnode.ReadResult{}, raftnode.ErrNotFound
+	}
+	return raftnode.ReadResult{KV: kv, RaftIndex: f.index, ServedBy: "fake"}, nil
+}
+
+func (f *fakeBackend) List(_ context.Context, o raftnode.ListOptions) ([]raftnode.KV, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []raftnode.KV
+	for k, kv := range f.data {
+		if strings.HasPrefix(k, string(o.Prefix)) && (o.After == nil || k > string(o.After)) {
+			out = append(out, kv)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return string(out[i].Key) < string(out[j].Key) })
+	if o.Limit > 0 && len(out) > o.Limit {
+		out = out[:o.Limit]
+	}
+	return out, nil
+}
+
+func (f *fakeBackend) Status() raftnode.Status                           { return raftnode.Status{Node: "fake"} }
+func (f *fakeBackend) Ring() (raftnode.RingInfo, error)                  { return raftnode.RingInfo{Epoch: 3}, nil }
+func (f *fakeBackend) Ready() (bool, string)                             { return f.err == nil, "fake not ready" }
+func (f *fakeBackend) RemoveNode(context.Context, raftnode.NodeID) error { return raftnode.ErrNotFound }
+func (f *fakeBackend) Lookup(key []byte) (raftnode.Lookup, error) {
+	return raftnode.Lookup{Key: string(key), Group: 1}, nil
+}
+func (f *fakeBackend) Join(_ context.Context, info raftnode.NodeInfo) error {
+	f.joins = append(f.joins, info)
+	return nil
+}
+func (f *fakeBackend) Serve(context.Context, raftnode.Request) (raftnode.Response, error) {
+	return raftnode.Response{}, raftnode.ErrUnavailable
+}
+
+func newTestAPI(t *testing.T, b Backend) *httptest.Server {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.MaxKeyBytes = 16
+	cfg.MaxValueBytes = 64
+	api, err := New(b, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func do(t *testing.T, method, url string, body io.Reader) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+// rawDo sends a request line exactly as written, so that paths with '..'
+// and '%2F' reach the server unaltered.
+func rawDo(t *testing.T, srv *httptest.Server, method, path, body string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, srv.URL, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.URL.Opaque = path
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+func wantError(t *testing.T, resp *http.Response, body []byte, status int, code string) {
+	t.Helper()
+	if resp.StatusCode != status {
+		t.Fatalf("status %d, want %d (body %s)", resp.StatusCode, status, body)
+	}
+	var e map[string]interface{}
+	if err := json.Unmarshal(body, &e); err != nil {
+		t.Fatalf("error body is not JSON: %q", body)
+	}
+	if e["code"] != code || e["error"] == "" || e["error"] == nil {
+		t.Fatalf("error body %s, want code %q and a message", body, code)
+	}
+}
+
+func TestPutGetDelete(t *testing.T) {
+	srv := newTestAPI(t, newFake())
+	resp, body := do(t, "PUT", srv.URL+"/v1/kv/hello", strings.NewReader("world"))
+	if resp.StatusCode != 200 {
+		t.Fatalf("PUT status %d: %s", resp.StatusCode, body)
+	}
+	var w map[string]interface{}
+	json.Unmarshal(body, &w)
+	for _, f := range []string{"key", "index", "group", "raft_index"} {
+		if _, ok := w[f]; !ok {
+			t.Errorf("PUT answer lacks %q: %s", f, body)
+		}
+	}
+	resp, body = do(t, "GET", srv.URL+"/v1/kv/hello", nil)
+	if resp.StatusCode != 200 || string(body) != "world" {
+		t.Fatalf("GET = %d %q, want 200 world", resp.StatusCode, body)
+	}
+	for _, h := range []string{"X-KV-Index", "X-Raft-Group", "X-Raft-Index", "X-Served-By"} {
+		if resp.Header.Get(h) == "" {
+			t.Errorf("GET lacks header %s", h)
+		}
+	}
+	resp, body = do(t, "DELETE", srv.URL+"/v1/kv/hello", nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("DELETE status %d: %s", resp.StatusCode, body)
+	}
+	resp, body = do(t, "GET", srv.URL+"/v1/kv/hello", nil)
+	wantError(t, resp, body, 404, "not_found")
+}
+
+func TestKeysAreLiteral(t *testing.T) {
+	f := newFake()
+	srv := newTestAPI(t, f)
+	for _, path := range []string{"/v1/kv/a/../b", "/v1/kv/a%2Fb", "/v1/kv/./x", "/v1/kv/sp%20ace"} {
+		resp, body := rawDo(t, srv, "PUT", path, "v")
+		if resp.StatusCode != 200 {
+			t.Fatalf("PUT %s: %d %s", path, resp.StatusCode, body)
+		}
+	}
+	want := []string{"./x", "a/../b", "a/b", "sp ace"}
+	var got []string
+	for k := range f.data {
+		got = append(got, k)
+	}
+	sort.Strings(got)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("stored keys %q, want %q", got, want)
+	}
+	resp, body := rawDo(t, srv, "GET", "/v1/kv/a/../b", "")
+	if resp.StatusCode != 200 || string(body) != "v" {
+		t.Fatalf("GET a/../b = %d %q (no redirect, no cleaning expected)", resp.StatusCode, body)
+	}
+}
+
+func TestBadInputGetsJSONErrorAndChangesNothing(t *testing.T) {
+	f := newFake()
+	srv := newTestAPI(t, f)
+	tests := []struct {
+		name, method, path, body string
+		status                   int
+		code                     string
+	}{
+		{"empty key", "PUT", "/v1/kv/", "v", 400, "bad_request"},
+		{"empty key get", "GET", "/v1/kv/", "", 400, "bad_request"},
+		{"key too long", "PUT", "/v1/kv/" + strings.Repeat("k", 17), "v", 413, "too_large"},
+		{"value too large", "PUT", "/v1/kv/k", strings.Repeat("v", 65), 413, "too_large"},
+		{"cas not a number", "PUT", "/v1/kv/k?cas=abc", "v", 400, "bad_request"},
+		{"cas negative", "PUT", "/v1/kv/k?cas=-1", "v", 400, "bad_request"},
+		{"unknown consistency", "GET", "/v1/kv/k?consistency=eventual", "", 400, "bad_request"},
+		{"async not yet", "PUT", "/v1/kv/k?replication=async", "v", 400, "bad_request"},
+		{"unknown replication", "PUT", "/v1/kv/k?replication=maybe", "v", 400, "bad_request"},
+		{"bad limit", "GET", "/v1/kv/?recurse&limit=0", "", 400, "bad_request"},
+		{"bad query encoding", "GET", "/v1/kv/k?consistency=%zz", "", 400, "bad_request"},
+		{"recursive delete", "DELETE", "/v1/kv/k?recurse", "", 400, "bad_request"},
+		{"join not json", "POST", "/v1/cluster/join", "{nope", 400, "bad_request"},
+		{"join missing fields", "POST", "/v1/cluster/join", `{"id":"n4"}`, 400, "bad_request"},
+		{"join unknown field", "POST", "/v1/cluster/join", `{"id":"n4","http_addr":"a","raft_addr":"b","x":1}`, 400, "bad_request"},
+		{"lookup without key", "GET", "/v1/ring/lookup", "", 400, "bad_request"},
+		{"unknown path", "GET", "/v2/nothing", "", 404, "not_found"},
+		{"forward garbage", "POST", "/v1/internal/forward", "{]", 400, "bad_request"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := rawDo(t, srv, tt.method, tt.path, tt.body)
+			wantError(t, resp, body, tt.status, tt.code)
+		})
+	}
+	if len(f.data) != 0 || len(f.joins) != 0 {
+		t.Fatalf("bad requests changed data: %v %v", f.data, f.joins)
+	}
+}
+
+func TestChunkedValueOverLimit(t *testing.T) {
+	f := newFake()
+	srv := newTestAPI(t, f)
+	// An io.Reader of unknown length makes the client send chunked, with no
+	// Content-Length for the server to check.
+	r := io.MultiReader(strings.NewReader(strings.Repeat("x", 40)), strings.NewReader(strings.Repeat("y", 40)))
+	req, _ := http.NewRequest("PUT", srv.URL+"/v1/kv/chunky", io.NopCloser(r))
+	req.ContentLength = -1
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	wantError(t, resp, body, 413, "too_large")
+	if len(f.data) != 0 {
+		t.Fatal("oversized chunked value was stored")
+	}
+}
+
+func TestMethodNotAllowedHasAllow(t *testing.T) {
+	srv := newTestAPI(t, newFake())
+	tests := []struct{ method, path, allow string }{
+		{"POST", "/v1/kv/k", "GET, PUT, DELETE"},
+		{"PUT", "/v1/status", "GET"},
+		{"GET", "/v1/cluster/join", "POST"},
+		{"GET", "/v1/cluster/nodes/n1", "DELETE"},
+	}
+	for _, tt := range tests {
+		resp, body := do(t, tt.method, srv.URL+tt.path, nil)
+		wantError(t, resp, body, 405, "method_not_allowed")
+		if got := resp.Header.Get("Allow"); got != tt.allow {
+			t.Errorf("%s %s: Allow %q, want %q", tt.method, tt.path, got, tt.allow)
+		}
+	}
+}
+
+func TestErrorStatusTable(t *testing.T) {
+	tests := []struct {
+		err    error
+		status int
+		code   string
+	}{
+		{raftnode.ErrNoLeader, 503, "no_leader"},
+		{raftnode.ErrUnavailable, 503, "unavailable"},
+		{raftnode.ErrOutcomeUnknown, 504, "timeout"},
+		{&raftnode.CASFailedError{Current: 7}, 412, "cas_failed"},
+		{raftnode.ErrClusterFull, 409, "cluster_full"},
+	}
+	for _, tt := range tests {
+		f := newFake()
+		f.err = tt.err
+		srv := newTestAPI(t, f)
+		resp, body := do(t, "PUT", srv.URL+"/v1/kv/k", strings.NewReader("v"))
+		wantError(t, resp, body, tt.status, tt.code)
+		if tt.status == 503 && resp.Header.Get("Retry-After") == "" {
+			t.Errorf("%v: 503 without Retry-After", tt.err)
+		}
+		if cf, ok := tt.err.(*raftnode.CASFailedError); ok && !bytes.Contains(body, []byte(fmt.Sprintf(`"index":%d`, cf.Current))) {
+			t.Errorf("CAS failure body lacks current index: %s", body)
+		}
+	}
+}
+
+func TestCASOverHTTP(t *testing.T) {
+	srv := newTestAPI(t, newFake())
+	resp, body := do(t, "PUT", srv.URL+"/v1/kv/c?cas=0", strings.NewReader("1"))
+	if resp.StatusCode != 200 {
+		t.Fatalf("cas=0 on absent key: %d %s", resp.StatusCode, body)
+	}
+	resp, body = do(t, "PUT", srv.URL+"/v1/kv/c?cas=0", strings.NewReader("2"))
+	wantError(t, resp, body, 412, "cas_failed")
+}
+
+func TestRecurseListing(t *testing.T) {
+	srv := newTestAPI(t, newFake())
+	for _, k := range []string{"b/2", "a", "b/1", "b/3"} {
+		do(t, "PUT", srv.URL+"/v1/kv/"+k, strings.NewReader("v"+k))
+	}
+	_, body := do(t, "GET", srv.URL+"/v1/kv/b/?recurse&keys", nil)
+	if string(bytes.TrimSpace(body)) != `["b/1","b/2","b/3"]` {
+		t.Fatalf("keys listing = %s", body)
+	}
+	_, body = do(t, "GET", srv.URL+"/v1/kv/?recurse&limit=2&after=a", nil)
+	var es []listEntry
+	if err := json.Unmarshal(body, &es); err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 2 || es[0].Key != "b/1" || string(es[0].Value) != "vb/1" {
+		t.Fatalf("listing = %s", body)
+	}
+}
+
+func TestReadyz(t *testing.T) {
+	f := newFake()
+	srv := newTestAPI(t, f)
+	if resp, _ := do(t, "GET", srv.URL+"/readyz", nil); resp.StatusCode != 200 {
+		t.Errorf("readyz = %d, want 200", resp.StatusCode)
+	}
+	f.err = raftnode.ErrNoLeader
+	if resp, _ := do(t, "GET", srv.URL+"/readyz", nil); resp.StatusCode != 503 {
+		t.Errorf("readyz = %d, want 503", resp.StatusCode)
+	}
+	if resp, _ := do(t, "GET", srv.URL+"/healthz", nil); resp.StatusCode != 200 {
+		t.Errorf("healthz = %d, want 200", resp.StatusCode)
+	}
+	resp, body := do(t, "GET", srv.URL+"/metrics", nil)
+	if resp.StatusCode != 200 || !bytes.Contains(body, []byte("ringkv_http_request_duration_seconds")) {
+		t.Errorf("metrics lacks the request histogram")
+	}
+}

@@ -1,0 +1,82 @@
+package httpapi
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/ringkv/ringkv/raftnode"
+)
+
+func FuzzParseKey(f *testing.F) {
+	for _, s := range []string{"/v1/kv/a", "/v1/kv/a%2Fb", "/v1/kv/../x", "/v1/kv/%zz", "/v1/kv/", "/nope"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, path string) {
+		key, err := parseKey(path, 1024)
+		if err != nil {
+			return
+		}
+		if len(key) > 1024 {
+			t.Fatalf("accepted a %d-byte key", len(key))
+		}
+		// The key round-trips through the client's escaping.
+		back, err := parseKey(kvPrefix+url.PathEscape(string(key)), 1024)
+		if err != nil || string(back) != string(key) {
+			t.Fatalf("key %q does not round-trip: %q %v", key, back, err)
+		}
+	})
+}
+
+func FuzzParseKVQuery(f *testing.F) {
+	for _, s := range []string{"recurse&keys&limit=3&after=b", "cas=5", "consistency=stale", "replication=async", "limit=-1", "%zz"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := parseKVQuery(raw)
+		if err != nil {
+			return
+		}
+		if q.limit < 0 {
+			t.Fatal("negative limit accepted")
+		}
+		if _, err := raftnode.ParseConsistency(string(q.consistency)); err != nil {
+			t.Fatalf("accepted consistency %q", q.consistency)
+		}
+		if q.replication != "sync" {
+			t.Fatalf("accepted replication %q", q.replication)
+		}
+	})
+}
+
+func FuzzDecodeJoin(f *testing.F) {
+	f.Add(`{"id":"n2","http_addr":"h:1","raft_addr":"h:2"}`)
+	f.Add(`{"id":""}`)
+	f.Fuzz(func(t *testing.T, body string) {
+		info, err := decodeJoin([]byte(body))
+		if err != nil {
+			return
+		}
+		if info.ID == "" || info.HTTPAddr == "" || info.RaftAddr == "" || len(info.RaftAddr) > 255 {
+			t.Fatalf("accepted incomplete join %+v", info)
+		}
+	})
+}
+
+func FuzzDecodeRequest(f *testing.F) {
+	f.Add(`{"op":"put","group":1,"key":"YQ==","value":"Yg=="}`)
+	f.Add(`{"op":"scan","group":2,"consistency":"stale","limit":3}`)
+	f.Add(`{"op":"join","node":{"id":"x"}}`)
+	f.Fuzz(func(t *testing.T, body string) {
+		req, err := raftnode.DecodeRequest([]byte(body))
+		if err != nil {
+			if !strings.Contains(err.Error(), "bad request") {
+				t.Fatalf("decode error not marked bad request: %v", err)
+			}
+			return
+		}
+		if err := req.Validate(); err != nil {
+			t.Fatalf("decoded request fails validation: %v", err)
+		}
+	})
+}

@@ -1,0 +1,120 @@
+package raftnode
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+func TestApplyMeta(t *testing.T) {
+	n1 := NodeInfo{ID: "n1", HTTPAddr: "h1", RaftAddr: "r1"}
+	l, err := applyMeta(&Layout{}, metaCommand{Op: "init", Node: &n1, Groups: 3, VNodes: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !l.Initialized || len(l.Groups) != 3 || l.RingView().Epoch() != 3 {
+		t.Fatalf("after init: %+v", l)
+	}
+	if again, _ := applyMeta(l, metaCommand{Op: "init", Node: &n1, Groups: 5, VNodes: 8}); again != nil {
+		t.Fatal("second init changed the layout")
+	}
+	for i := 2; i <= MaxNodes; i++ {
+		n := NodeInfo{ID: NodeID(fmt.Sprintf("n%d", i)), HTTPAddr: "h", RaftAddr: "r"}
+		if l, err = applyMeta(l, metaCommand{Op: "add_node", Node: &n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, g := range l.Groups {
+		if len(g.Replicas) != MaxNodes {
+			t.Fatalf("group %d replicas %v", g.ID, g.Replicas)
+		}
+	}
+	if _, err := applyMeta(l, metaCommand{Op: "add_node", Node: &NodeInfo{ID: "n9"}}); !errors.Is(err, ErrClusterFull) {
+		t.Fatalf("add beyond MaxNodes: %v", err)
+	}
+	l, err = applyMeta(l, metaCommand{Op: "remove_node", Node: &NodeInfo{ID: "n2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := l.Node("n2"); ok || len(l.Groups[0].Replicas) != MaxNodes-1 {
+		t.Fatalf("after remove: %+v", l)
+	}
+	if _, err := applyMeta(l, metaCommand{Op: "remove_node", Node: &NodeInfo{ID: "n2"}}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("remove twice: %v", err)
+	}
+	// The layout survives a snapshot round trip with identical routing.
+	back, err := decodeLayout(strings.NewReader(string(mustJSON(l))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100; i++ {
+		k := []byte(fmt.Sprintf("key%d", i))
+		a, _ := l.Route(k)
+		b, _ := back.Route(k)
+		if a != b {
+			t.Fatalf("Route(%s) = %d after snapshot, want %d", k, b, a)
+		}
+	}
+}
+
+func TestPreferredLeaderSpreads(t *testing.T) {
+	voters := []NodeID{"c", "a", "b"}
+	got := map[NodeID]bool{}
+	for g := GroupID(1); g <= 3; g++ {
+		got[preferredLeader(g, voters)] = true
+	}
+	if len(got) != 3 {
+		t.Fatalf("3 groups prefer %v, want 3 distinct nodes", got)
+	}
+}
+
+func TestMergeSorted(t *testing.T) {
+	kv := func(ks ...string) []KV {
+		var out []KV
+		for _, k := range ks {
+			out = append(out, KV{Key: []byte(k)})
+		}
+		return out
+	}
+	got := mergeSorted([][]KV{kv("a", "d"), kv("b", "c", "e"), nil}, 4)
+	var keys []string
+	for _, e := range got {
+		keys = append(keys, string(e.Key))
+	}
+	if strings.Join(keys, ",") != "a,b,c,d" {
+		t.Fatalf("merge = %v", keys)
+	}
+}
+
+func TestWireErrorsRoundTrip(t *testing.T) {
+	for _, err := range []error{ErrNotFound, ErrNoLeader, ErrUnavailable, ErrOutcomeUnknown, ErrClusterFull, ErrConflict, ErrBadRequest,
+		&NotLeaderError{Group: 2, Leader: "n3"}, &CASFailedError{Current: 9}} {
+		back := FromWire(ToWire(err))
+		if Code(back) != Code(err) {
+			t.Errorf("%v came back as %v", err, back)
+		}
+	}
+	var nl *NotLeaderError
+	if !errors.As(FromWire(ToWire(&NotLeaderError{Group: 2, Leader: "n3"})), &nl) || nl.Leader != "n3" || nl.Group != 2 {
+		t.Errorf("NotLeaderError lost its fields: %+v", nl)
+	}
+}
+
+func FuzzDecodeMetaCommand(f *testing.F) {
+	f.Add(`{"op":"init","node":{"id":"n1"},"groups":3,"vnodes":128}`)
+	f.Add(`{"op":"add_node","node":{"id":"n2","http_addr":"a","raft_addr":"b"}}`)
+	f.Add(`{"op":"remove_node"}`)
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := decodeMetaCommand([]byte(s))
+		if err != nil {
+			return
+		}
+		// Whatever decodes must apply without panicking, deterministically.
+		a, errA := applyMeta(&Layout{}, c)
+		b, errB := applyMeta(&Layout{}, c)
+		if (errA == nil) != (errB == nil) || string(mustJSON(a)) != string(mustJSON(b)) {
+			t.Fatal("applyMeta is not deterministic")
+		}
+	})
+}
