@@ -1,0 +1,260 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ringkv/ringkv/client"
+)
+
+// TestThreeNodes is the core promise: writes through any node, reads back
+// everywhere, survives kill -9 of a group leader, and a restarted node
+// catches up so that every replica ends with the same data.
+func TestThreeNodes(t *testing.T) {
+	c := startCluster(t, 3)
+	want := map[string]string{}
+	groupOf := map[string]uint32{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < 1000; i += 16 {
+				k, v := fmt.Sprintf("user/%04d", i), fmt.Sprintf("value-%d-%x", i, rand.Uint64())
+				p := c.procs[rand.IntN(3)]
+				res, err := p.c.Put(ctx(t, 15*time.Second), k, []byte(v), client.PutOptions{})
+				if err != nil {
+					errs <- fmt.Errorf("Put(%q) via %s: %w", k, p.id, err)
+					return
+				}
+				mu.Lock()
+				want[k], groupOf[k] = v, res.Group
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	checkAll := func(procs []*proc, consistency string) {
+		t.Helper()
+		for _, p := range procs {
+			for k, v := range want {
+				got, err := p.c.Get(ctx(t, 10*time.Second), k, consistency)
+				if err != nil {
+					t.Fatalf("Get(%q) via %s: %v", k, p.id, err)
+				}
+				if string(got.Data) != v {
+					t.Fatalf("Get(%q) via %s = %q, want %q", k, p.id, got.Data, v)
+				}
+			}
+		}
+	}
+	checkAll(c.procs, "linearizable")
+
+	// kill -9 the leader of one group; writes to it resume via survivors.
+	const g = 2
+	victim := c.leaderOf(g)
+	var gkeys []string
+	for k, kg := range groupOf {
+		if kg == g {
+			gkeys = append(gkeys, k)
+		}
+	}
+	if len(gkeys) == 0 {
+		t.Fatal("no key landed in group 2")
+	}
+	c.procs[victim].kill9(t)
+	killed := time.Now()
+	survivor := c.procs[(victim+1)%3]
+	eventually(t, "write to the killed leader's group via a survivor", 20*time.Second, func() error {
+		_, err := survivor.c.Put(ctx(t, 3*time.Second), gkeys[0], []byte("after-kill"), client.PutOptions{})
+		return err
+	})
+	t.Logf("group %d accepted writes again %v after kill -9 of its leader %s", g, time.Since(killed).Round(time.Millisecond), c.procs[victim].id)
+	want[gkeys[0]] = "after-kill"
+	for i := 0; i < 100; i++ {
+		k := fmt.Sprintf("late/%03d", i)
+		p := c.procs[(victim+1+i%2)%3]
+		if _, err := p.c.Put(ctx(t, 10*time.Second), k, []byte(k), client.PutOptions{}); err != nil {
+			t.Fatalf("Put(%q) with a node down: %v", k, err)
+		}
+		want[k] = k
+	}
+
+	// Restart it (its --join is ignored: it has state) and let it catch up.
+	c.procs[victim].start(t, "--join", survivor.url())
+	c.waitReady(3)
+	c.waitConverged()
+	checkAll(c.procs, "stale")
+	c.sameDataEverywhere(want)
+}
+
+// waitConverged waits until every replica of every group has applied what
+// its leader has applied.
+func (c *cluster) waitConverged() {
+	c.t.Helper()
+	eventually(c.t, "replicas converged", 60*time.Second, func() error {
+		applied := map[uint32][]uint64{}
+		leaderApplied := map[uint32]uint64{}
+		for _, p := range c.procs {
+			st, err := p.c.Status(ctx(c.t, 2*time.Second))
+			if err != nil {
+				return err
+			}
+			for _, g := range st.Groups {
+				applied[g.ID] = append(applied[g.ID], g.AppliedIndex)
+				if g.State == "Leader" {
+					leaderApplied[g.ID] = g.AppliedIndex
+				}
+			}
+		}
+		for g, idx := range applied {
+			la, ok := leaderApplied[g]
+			if !ok {
+				return fmt.Errorf("group %d has no leader", g)
+			}
+			for _, a := range idx {
+				if a < la {
+					return fmt.Errorf("group %d: a replica applied %d, leader %d", g, a, la)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// sameDataEverywhere compares each node's own replicas (stale listings)
+// with each other and with want.
+func (c *cluster) sameDataEverywhere(want map[string]string) {
+	c.t.Helper()
+	var first []client.Entry
+	for i, p := range c.procs {
+		es, err := p.c.List(ctx(c.t, 20*time.Second), "", client.ListOptions{Consistency: "stale"})
+		if err != nil {
+			c.t.Fatalf("List via %s: %v", p.id, err)
+		}
+		if len(es) != len(want) {
+			c.t.Fatalf("%s holds %d keys, want %d", p.id, len(es), len(want))
+		}
+		for _, e := range es {
+			if want[e.Key] != string(e.Value) {
+				c.t.Fatalf("%s: %q = %q, want %q", p.id, e.Key, e.Value, want[e.Key])
+			}
+		}
+		if i == 0 {
+			first = es
+			continue
+		}
+		for j := range es {
+			if es[j].Key != first[j].Key || !bytes.Equal(es[j].Value, first[j].Value) || es[j].ModifyIndex != first[j].ModifyIndex {
+				c.t.Fatalf("%s and %s differ at %q", p.id, c.procs[0].id, es[j].Key)
+			}
+		}
+	}
+}
+
+// TestDefaultsServeOnLocalhost7070 runs ringkvd with no flags, as the README
+// tells a newcomer to.
+func TestDefaultsServeOnLocalhost7070(t *testing.T) {
+	dir := t.TempDir()
+	p := &proc{id: "node1", logPath: dir + "/log"}
+	p.cmd = exec.Command(bin.ringkvd)
+	p.cmd.Dir = dir
+	logf, _ := os.Create(p.logPath)
+	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p.exited = make(chan struct{})
+	go func() { p.cmd.Wait(); logf.Close(); close(p.exited) }()
+	t.Cleanup(func() { p.kill9(t) })
+	p.c = client.New("http://127.0.0.1:7070")
+	eventually(t, "default node ready", 30*time.Second, func() error {
+		if _, ready, why := p.c.Healthy(ctx(t, time.Second)); !ready {
+			return fmt.Errorf("%s", why)
+		}
+		return nil
+	})
+	req, _ := http.NewRequest("PUT", "http://localhost:7070/v1/kv/hello", strings.NewReader("world"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("PUT hello: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	v, err := p.c.Get(ctx(t, 5*time.Second), "hello", "")
+	if err != nil || string(v.Data) != "world" {
+		t.Fatalf("GET hello = %q, %v; want world", v.Data, err)
+	}
+	if _, err := os.Stat(dir + "/data/meta/raft.db"); err != nil {
+		t.Fatalf("no state under ./data: %v", err)
+	}
+	// A graceful stop exits 0.
+	p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("ringkvd did not stop on SIGINT")
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit code %d after SIGINT", code)
+	}
+	p.cmd = nil
+}
+
+// TestCLI drives the ringkv binary against a real node.
+func TestCLI(t *testing.T) {
+	c := startCluster(t, 1)
+	addr := c.procs[0].url()
+	run := func(env []string, args ...string) (string, error) {
+		cmd := exec.Command(bin.ringkv, args...)
+		cmd.Env = append(os.Environ(), env...)
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		err := cmd.Run()
+		return out.String() + errOut.String(), err
+	}
+	if out, err := run(nil, "--addr", addr, "put", "app/name", "ringkv"); err != nil || !strings.Contains(out, `"raft_index"`) {
+		t.Fatalf("put: %v %s", err, out)
+	}
+	if out, err := run([]string{"RINGKV_ADDR=" + addr}, "get", "app/name"); err != nil || out != "ringkv\n" {
+		t.Fatalf("get via RINGKV_ADDR: %v %q", err, out)
+	}
+	if out, err := run(nil, "--addr", addr, "ls", "app/", "--keys"); err != nil || out != "app/name\n" {
+		t.Fatalf("ls: %v %q", err, out)
+	}
+	out, err := run(nil, "--addr", addr, "get", "nope")
+	if err == nil || !strings.Contains(out, "not found") {
+		t.Fatalf("get of a missing key: err=%v out=%q, want failure naming not found", err, out)
+	}
+	if out, err := run(nil, "--addr", addr, "put", "app/name", "x", "--cas", "999"); err == nil || !strings.Contains(out, "cas_failed") {
+		t.Fatalf("put with a stale cas: err=%v out=%q", err, out)
+	}
+	for _, cmd := range [][]string{{"status"}, {"ring"}, {"ring", "lookup", "app/name"}, {"health"}} {
+		out, err := run(nil, append([]string{"--addr", addr}, cmd...)...)
+		if err != nil {
+			t.Fatalf("%v: %v %s", cmd, err, out)
+		}
+		if cmd[0] == "status" && !strings.Contains(out, "Leader") {
+			t.Fatalf("status shows no leader:\n%s", out)
+		}
+	}
+	if out, err := run(nil, "--addr", addr, "del", "app/name"); err != nil {
+		t.Fatalf("del: %v %s", err, out)
+	}
+	if _, err := run(nil, "--addr", "http://127.0.0.1:1", "get", "x"); err == nil {
+		t.Fatal("get against a dead address succeeded")
+	}
+}
