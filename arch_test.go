@@ -1,0 +1,54 @@
+package ringkv_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/ringkv/ringkv"
+
+// deps lists the packages pkg depends on, directly or not.
+func deps(t *testing.T, pkg string) []string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", "./"+pkg).Output()
+	if err != nil {
+		t.Fatalf("go list %s: %v", pkg, err)
+	}
+	return strings.Fields(string(out))
+}
+
+func isStd(p string) bool { return !strings.Contains(strings.SplitN(p, "/", 2)[0], ".") }
+
+// TestArrows enforces the package layering of STYLE: ring and snapshot use
+// the standard library only; store never sees Raft or HTTP; raftnode never
+// imports HTTP handlers; client stands alone.
+func TestArrows(t *testing.T) {
+	rules := []struct {
+		pkg       string
+		stdOnly   bool
+		forbidden []string
+	}{
+		{pkg: "ring", stdOnly: true},
+		{pkg: "snapshot", stdOnly: true},
+		{pkg: "client", stdOnly: true},
+		{pkg: "store", forbidden: []string{"github.com/hashicorp/raft", "net/http", module + "/raftnode", module + "/httpapi", module + "/ring"}},
+		{pkg: "raftnode", forbidden: []string{module + "/httpapi", "github.com/gorilla/mux", "github.com/prometheus/client_golang/prometheus/promhttp", module + "/cmd"}},
+		{pkg: "httpapi", forbidden: []string{module + "/cmd", module + "/client"}},
+	}
+	for _, r := range rules {
+		for _, d := range deps(t, r.pkg) {
+			if strings.HasPrefix(d, module+"/"+r.pkg) || d == module+"/"+r.pkg {
+				continue
+			}
+			if r.stdOnly && !isStd(d) && !strings.HasPrefix(d, "vendor/") {
+				t.Errorf("%s imports %s; it must use the standard library only", r.pkg, d)
+			}
+			for _, f := range r.forbidden {
+				if d == f || strings.HasPrefix(d, f+"/") {
+					t.Errorf("%s imports %s, against the package arrows", r.pkg, d)
+				}
+			}
+		}
+	}
+}
