@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"net/http/pprof"
 	"strings"
 
 	"github.com/gorilla/mux"
@@ -19,6 +20,12 @@ func (a *API) routes() *mux.Router {
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody{WireError: wireErr("no such endpoint: "+req.URL.Path, "not_found")})
 	})
+
+	if a.cfg.Pprof {
+		r.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		r.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		r.PathPrefix("/debug/pprof/").HandlerFunc(pprof.Index)
+	}
 
 	type route struct {
 		name    string

@@ -35,6 +35,8 @@ type Config struct {
 	// Replication is the default write acknowledgement reported by status.
 	Replication string
 	Logger      *slog.Logger
+	// Pprof serves Go's profiler under /debug/pprof/.
+	Pprof bool
 	// Registry receives the API's and the backend's metrics; a new one when
 	// nil.
 	Registry *prometheus.Registry

@@ -109,7 +109,17 @@ func (n *Node) openReplica(id GroupID, bootstrap bool) (*replica, error) {
 	} else {
 		opts := store.DefaultOptions()
 		opts.Group = uint32(id)
-		r.st, err = store.Open(filepath.Join(dir, "state.db"), opts)
+		statePath := filepath.Join(dir, "state.db")
+		r.st, err = store.Open(statePath, opts)
+		if errors.Is(err, store.ErrTorn) {
+			// The machine went down with unsynced state: rebuild it from
+			// the newest snapshot and the Raft log.
+			n.log.Warn("state file may be torn by a machine crash; rebuilding it", "group", uint32(id), "err", err)
+			if rmErr := removeState(statePath); rmErr != nil {
+				return nil, rmErr
+			}
+			r.st, err = store.Open(statePath, opts)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -270,4 +280,14 @@ func (r *replica) apply(ctx context.Context, cmd []byte) (interface{}, error) {
 		return nil, err
 	}
 	return f.Response(), nil
+}
+
+// removeState deletes a state file and its unsynced-writes marker.
+func removeState(path string) error {
+	for _, p := range []string{path, path + ".unsynced"} {
+		if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+	}
+	return nil
 }

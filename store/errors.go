@@ -8,6 +8,10 @@ var (
 	ErrNotFound = errors.New("store: key not found")
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("store: closed")
+	// ErrTorn is returned by Open when the state file was being written
+	// without fsync when the machine went down; the caller must discard it
+	// and rebuild from a snapshot and the Raft log.
+	ErrTorn = errors.New("store: state file may be torn by a machine crash")
 	// ErrRestoreMismatch is returned by Restore when the image inside a
 	// checkpoint disagrees with the checkpoint's header.
 	ErrRestoreMismatch = errors.New("store: checkpoint image disagrees with its header")

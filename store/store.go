@@ -27,18 +27,25 @@ type Options struct {
 	// which would wait for long read transactions such as a snapshot being
 	// persisted. Virtual address space only.
 	MmapSize int
-	// NoSync skips fsync on commit. Only for tests and bulk loads.
+	// NoSync skips fsync on commit with no protection at all. Only for
+	// tests and bulk loads.
 	NoSync bool
+	// DeferSync skips fsync on commit but detects, at the next Open, a
+	// machine crash that may have torn the file (see deferred.go). Use it
+	// only when the caller can rebuild the state from a durable log. On
+	// systems without a boot id it falls back to fsync on every commit.
+	DeferSync bool
 }
 
 // DefaultOptions returns the options ringkvd uses.
-func DefaultOptions() Options { return Options{MmapSize: 1 << 30} }
+func DefaultOptions() Options { return Options{MmapSize: 1 << 30, DeferSync: true} }
 
 // Store is the state machine of one group. See the package comment for its
 // concurrency contract.
 type Store struct {
-	path string
-	opts Options
+	path   string
+	opts   Options
+	bootID string // set when commits are deferred
 
 	mu sync.RWMutex // guards db against swap by Restore
 	db *bolt.DB
@@ -53,6 +60,17 @@ type Store struct {
 // Open opens or creates the state file at path.
 func Open(path string, opts Options) (*Store, error) {
 	s := &Store{path: path, opts: opts, changed: make(chan struct{})}
+	if opts.DeferSync && !opts.NoSync {
+		if id, err := currentBootID(); err == nil && id != "" {
+			s.bootID = id
+			if err := s.checkMarker(); err != nil {
+				return nil, err
+			}
+			if err := s.writeMarker(); err != nil {
+				return nil, fmt.Errorf("store: %w", err)
+			}
+		}
+	}
 	if err := s.open(); err != nil {
 		return nil, err
 	}
@@ -63,7 +81,7 @@ func (s *Store) open() error {
 	db, err := bolt.Open(s.path, 0o600, &bolt.Options{
 		Timeout:         5 * time.Second,
 		InitialMmapSize: s.opts.MmapSize,
-		NoSync:          s.opts.NoSync,
+		NoSync:          s.opts.NoSync || s.bootID != "",
 		FreelistType:    bolt.FreelistMapType,
 	})
 	if err != nil {
@@ -112,8 +130,17 @@ func (s *Store) Close() error {
 	if s.db == nil {
 		return nil
 	}
-	err := s.db.Close()
+	var err error
+	if s.bootID != "" {
+		err = s.db.Sync()
+	}
+	if cerr := s.db.Close(); err == nil {
+		err = cerr
+	}
 	s.db = nil
+	if err == nil && s.bootID != "" {
+		err = s.clearMarker()
+	}
 	return err
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 )
@@ -279,5 +280,50 @@ func BenchmarkApplyBatch(b *testing.B) {
 		if _, err := s.ApplyBatch(batch); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestDeferredSyncDetectsMachineCrash(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	opts := Options{DeferSync: true, MmapSize: 64 << 20}
+	s, err := Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := currentBootID(); err != nil {
+		// Without a boot id the store must fall back to fsync on commit.
+		if s.bootID != "" || s.db.NoSync {
+			t.Fatal("DeferSync without a boot id skipped fsync")
+		}
+		s.Close()
+		return
+	}
+	mustApply(t, s, 1, put("k", "v"))
+	// A process crash (no Close) on the same boot: the file is trusted.
+	s.db.Close()
+	s, err = Open(path, opts)
+	if err != nil {
+		t.Fatalf("reopen on the same boot: %v", err)
+	}
+	wantValue(t, s, "k", "v", 1)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A clean Close syncs and clears the marker.
+	if _, err := os.Stat(path + ".unsynced"); !os.IsNotExist(err) {
+		t.Fatalf("marker after clean close: %v", err)
+	}
+	// Unsynced writes left by another boot: refuse the file.
+	s, err = Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustApply(t, s, 2, put("k", "w"))
+	s.db.Close()
+	if err := os.WriteFile(path+".unsynced", []byte("another-boot\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(path, opts); !errors.Is(err, ErrTorn) {
+		t.Fatalf("Open after a machine crash = %v, want ErrTorn", err)
 	}
 }

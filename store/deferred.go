@@ -1,0 +1,78 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Deferred sync. The Raft log, not the state file, is what makes a write
+// durable: the state file can always be rebuilt from the newest snapshot
+// plus the log after it. So a store opened with DeferSync commits without
+// fsync. A crash of the process loses nothing (the kernel still holds every
+// page written), but a crash of the machine may tear the file. To tell the
+// two apart the store records the kernel's boot id while unsynced writes may
+// be outstanding, and removes the record after a clean Close. At the next
+// Open, a record from another boot means the machine went down with unsynced
+// pages: Open returns ErrTorn and the caller must discard the file and
+// rebuild it.
+
+// bootIDPath is where Linux publishes a per-boot random id.
+const bootIDPath = "/proc/sys/kernel/random/boot_id"
+
+func currentBootID() (string, error) {
+	b, err := os.ReadFile(bootIDPath)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+func (s *Store) markerPath() string { return s.path + ".unsynced" }
+
+// checkMarker fails with ErrTorn when a previous boot left unsynced writes.
+func (s *Store) checkMarker() error {
+	b, err := os.ReadFile(s.markerPath())
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(bytes.TrimSpace(b), []byte(s.bootID)) {
+		return fmt.Errorf("%w: %s was written without fsync before boot %s", ErrTorn, s.path, bytes.TrimSpace(b))
+	}
+	return nil
+}
+
+// writeMarker records the current boot id, durably, before any unsynced
+// commit.
+func (s *Store) writeMarker() error {
+	tmp := s.markerPath() + ".tmp"
+	if err := os.WriteFile(tmp, []byte(s.bootID+"\n"), 0o600); err != nil {
+		return err
+	}
+	f, err := os.Open(tmp)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	f.Close()
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, s.markerPath()); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(s.path))
+}
+
+// clearMarker runs after a final fsync at Close.
+func (s *Store) clearMarker() error {
+	if err := os.Remove(s.markerPath()); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	return syncDir(filepath.Dir(s.path))
+}
