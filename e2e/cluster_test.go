@@ -169,6 +169,7 @@ func (c *cluster) sameDataEverywhere(want map[string]string) {
 // TestDefaultsServeOnLocalhost7070 runs ringkvd with no flags, as the README
 // tells a newcomer to.
 func TestDefaultsServeOnLocalhost7070(t *testing.T) {
+	trackSources()
 	dir := t.TempDir()
 	p := &proc{id: "node1", logPath: dir + "/log"}
 	p.cmd = exec.Command(bin.ringkvd)

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,11 +18,18 @@ import (
 
 var bin struct{ ringkvd, ringkv string }
 
-// touchSources stats every Go source and module file of the project. The
+var trackOnce sync.Once
+
+// trackSources stats every Go source and module file of the project. The
 // binaries under test are built with an external go build, which the test
-// cache cannot see; files a test opens or stats are part of its cache key,
-// so this makes any change to the code re-run these tests.
-func touchSources() {
+// cache cannot see; files a test stats while it runs are part of its cache
+// key, so this makes any change to the code re-run these tests. It must run
+// inside a test: calls made in TestMain before m.Run are not recorded.
+func trackSources() {
+	trackOnce.Do(func() { walkSources() })
+}
+
+func walkSources() {
 	filepath.WalkDir("..", func(path string, d os.DirEntry, err error) error {
 		if err != nil {
 			return nil
@@ -37,7 +45,6 @@ func touchSources() {
 }
 
 func TestMain(m *testing.M) {
-	touchSources()
 	dir, err := os.MkdirTemp("", "ringkv-e2e-bin")
 	if err != nil {
 		panic(err)
@@ -122,6 +129,7 @@ type cluster struct {
 // startCluster starts n real processes: the first bootstraps, the rest join.
 func startCluster(t *testing.T, n int, extra ...string) *cluster {
 	t.Helper()
+	trackSources()
 	c := &cluster{t: t}
 	base := t.TempDir()
 	for i := 0; i < n; i++ {

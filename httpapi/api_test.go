@@ -94,8 +94,13 @@ func (f *fakeBackend) Join(_ context.Context, info raftnode.NodeInfo) error {
 	f.joins = append(f.joins, info)
 	return nil
 }
-func (f *fakeBackend) Serve(context.Context, raftnode.Request) (raftnode.Response, error) {
-	return raftnode.Response{}, raftnode.ErrUnavailable
+func (f *fakeBackend) ServeBatch(_ context.Context, b raftnode.Batch) raftnode.BatchReply {
+	w := raftnode.ToWire(raftnode.ErrUnavailable)
+	out := raftnode.BatchReply{}
+	for range b.Requests {
+		out.Results = append(out.Results, raftnode.BatchResult{Error: &w})
+	}
+	return out
 }
 
 func newTestAPI(t *testing.T, b Backend) *httptest.Server {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -120,30 +119,19 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]interface{}{"ready": true})
 }
 
-// forward serves a request another node forwarded to this one.
+// forward serves a batch of requests another node forwarded to this one.
 func (a *API) forward(w http.ResponseWriter, r *http.Request) {
-	body, err := readSmallBody(w, r, 4*a.cfg.MaxValueBytes+1<<20)
+	body, err := readSmallBody(w, r, 4*a.cfg.MaxValueBytes+64<<20)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	req, err := raftnode.DecodeRequest(body)
+	batch, err := raftnode.DecodeBatch(body)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	ctx := r.Context()
-	if ms, err := strconv.ParseInt(r.Header.Get(raftnode.DeadlineHeader), 10, 64); err == nil && ms > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond)
-		defer cancel()
-	}
-	resp, err := a.b.Serve(ctx, req)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, resp)
+	writeJSON(w, http.StatusOK, a.b.ServeBatch(r.Context(), batch))
 }
 
 func readSmallBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {

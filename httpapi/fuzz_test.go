@@ -63,20 +63,26 @@ func FuzzDecodeJoin(f *testing.F) {
 	})
 }
 
-func FuzzDecodeRequest(f *testing.F) {
-	f.Add(`{"op":"put","group":1,"key":"YQ==","value":"Yg=="}`)
-	f.Add(`{"op":"scan","group":2,"consistency":"stale","limit":3}`)
-	f.Add(`{"op":"join","node":{"id":"x"}}`)
+func FuzzDecodeBatch(f *testing.F) {
+	f.Add(`{"requests":[{"op":"put","group":1,"key":"YQ==","value":"Yg==","deadline_ms":100}]}`)
+	f.Add(`{"requests":[{"op":"scan","group":2,"consistency":"stale","limit":3}]}`)
+	f.Add(`{"requests":[{"op":"join","node":{"id":"x"}}]}`)
+	f.Add(`{"requests":[]}`)
 	f.Fuzz(func(t *testing.T, body string) {
-		req, err := raftnode.DecodeRequest([]byte(body))
+		b, err := raftnode.DecodeBatch([]byte(body))
 		if err != nil {
 			if !strings.Contains(err.Error(), "bad request") {
 				t.Fatalf("decode error not marked bad request: %v", err)
 			}
 			return
 		}
-		if err := req.Validate(); err != nil {
-			t.Fatalf("decoded request fails validation: %v", err)
+		if len(b.Requests) == 0 {
+			t.Fatal("accepted an empty batch")
+		}
+		for _, it := range b.Requests {
+			if err := it.Validate(); err != nil || it.DeadlineMS < 0 {
+				t.Fatalf("accepted an invalid request: %v", err)
+			}
 		}
 	})
 }

@@ -25,7 +25,7 @@ type Backend interface {
 	Join(ctx context.Context, info raftnode.NodeInfo) error
 	RemoveNode(ctx context.Context, id raftnode.NodeID) error
 	Ready() (bool, string)
-	Serve(ctx context.Context, req raftnode.Request) (raftnode.Response, error)
+	ServeBatch(ctx context.Context, b raftnode.Batch) raftnode.BatchReply
 }
 
 // Config configures the API.

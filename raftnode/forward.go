@@ -9,8 +9,8 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -18,12 +18,12 @@ import (
 // ForwardPath is the internal endpoint a node serves forwarded requests on.
 const ForwardPath = "/v1/internal/forward"
 
-// DeadlineHeader carries the forwarding node's remaining deadline in ms.
-const DeadlineHeader = "X-Ringkv-Deadline-Ms"
-
-// forwarder sends requests to peers' internal endpoint over keep-alive HTTP.
+// forwarder sends requests to peers' internal endpoint over keep-alive
+// HTTP, batching concurrent requests bound for the same node.
 type forwarder struct {
 	client *http.Client
+	mu     sync.Mutex
+	dests  map[string]*destination
 }
 
 func newForwarder() *forwarder {
@@ -33,7 +33,7 @@ func newForwarder() *forwarder {
 		MaxIdleConnsPerHost: 512,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	return &forwarder{client: &http.Client{Transport: tr}}
+	return &forwarder{client: &http.Client{Transport: tr}, dests: map[string]*destination{}}
 }
 
 func (f *forwarder) close() { f.client.CloseIdleConnections() }
@@ -45,46 +45,220 @@ func baseURL(addr string) string {
 	return "http://" + addr
 }
 
-// forward runs req on the node at httpAddr. A transport failure after a
-// write may have been sent is reported as ErrOutcomeUnknown.
+// Batch is the body of a forwarding call: requests bound for one node,
+// each with its own remaining deadline.
+type Batch struct {
+	Requests []BatchItem `json:"requests"`
+}
+
+// BatchItem is one forwarded request.
+type BatchItem struct {
+	Request
+	DeadlineMS int64 `json:"deadline_ms"`
+}
+
+// BatchReply answers a Batch, one result per request, in order.
+type BatchReply struct {
+	Results []BatchResult `json:"results"`
+}
+
+// BatchResult is a response or an error.
+type BatchResult struct {
+	Response *Response  `json:"response,omitempty"`
+	Error    *WireError `json:"error,omitempty"`
+}
+
+// DecodeBatch parses and validates a forwarding call's body.
+func DecodeBatch(b []byte) (Batch, error) {
+	var batch Batch
+	if err := json.Unmarshal(b, &batch); err != nil {
+		return batch, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	if len(batch.Requests) == 0 || len(batch.Requests) > maxBatch {
+		return batch, fmt.Errorf("%w: batch of %d requests (want 1 to %d)", ErrBadRequest, len(batch.Requests), maxBatch)
+	}
+	for i, it := range batch.Requests {
+		if err := it.Validate(); err != nil {
+			return batch, fmt.Errorf("request %d: %w", i, err)
+		}
+		if it.DeadlineMS < 0 {
+			return batch, fmt.Errorf("%w: request %d: negative deadline", ErrBadRequest, i)
+		}
+	}
+	return batch, nil
+}
+
+// maxBatch bounds the requests in one forwarding call.
+const maxBatch = 256
+
+// maxInflight bounds concurrent forwarding calls to one node; requests
+// arriving meanwhile queue and leave together in the next call.
+const maxInflight = 4
+
+type pending struct {
+	req      Request
+	deadline time.Time
+	done     chan BatchResult
+}
+
+// destination queues requests for one node.
+type destination struct {
+	addr     string
+	mu       sync.Mutex
+	queue    []*pending
+	inflight int
+}
+
+func (f *forwarder) dest(addr string) *destination {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d := f.dests[addr]
+	if d == nil {
+		d = &destination{addr: addr}
+		f.dests[addr] = d
+	}
+	return d
+}
+
+// forward runs req on the node at httpAddr. Concurrent requests to the same
+// node share HTTP calls. A transport failure after a write may have been
+// sent is reported as ErrOutcomeUnknown.
 func (f *forwarder) forward(ctx context.Context, httpAddr string, req Request) (Response, error) {
-	var resp Response
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL(httpAddr)+ForwardPath, bytes.NewReader(mustJSON(req)))
+	dl, ok := ctx.Deadline()
+	if !ok {
+		dl = time.Now().Add(10 * time.Second)
+	}
+	p := &pending{req: req, deadline: dl, done: make(chan BatchResult, 1)}
+	d := f.dest(httpAddr)
+	d.mu.Lock()
+	d.queue = append(d.queue, p)
+	start := d.inflight < maxInflight
+	if start {
+		d.inflight++
+	}
+	d.mu.Unlock()
+	if start {
+		go f.send(d)
+	}
+	select {
+	case r := <-p.done:
+		if r.Error != nil {
+			return Response{}, FromWire(*r.Error)
+		}
+		if r.Response == nil {
+			return Response{}, fmt.Errorf("forwarding to %s: empty result", httpAddr)
+		}
+		return *r.Response, nil
+	case <-ctx.Done():
+		if req.isWrite() {
+			return Response{}, fmt.Errorf("%w: forwarded to %s, no answer in time", ErrOutcomeUnknown, httpAddr)
+		}
+		return Response{}, fmt.Errorf("%w: forwarded to %s, no answer in time", ErrUnavailable, httpAddr)
+	}
+}
+
+// send drains d's queue in calls of up to maxBatch requests.
+func (f *forwarder) send(d *destination) {
+	for {
+		d.mu.Lock()
+		n := min(len(d.queue), maxBatch)
+		if n == 0 {
+			d.inflight--
+			d.mu.Unlock()
+			return
+		}
+		batch := d.queue[:n:n]
+		d.queue = d.queue[n:]
+		d.mu.Unlock()
+		f.call(d.addr, batch)
+	}
+}
+
+// call sends one batch and hands each caller its result.
+func (f *forwarder) call(addr string, batch []*pending) {
+	body := Batch{Requests: make([]BatchItem, len(batch))}
+	var last time.Time
+	now := time.Now()
+	for i, p := range batch {
+		// Leave the peer a margin to answer before the caller gives up.
+		ms := p.deadline.Sub(now).Milliseconds() - 50
+		body.Requests[i] = BatchItem{Request: p.req, DeadlineMS: max(ms, 1)}
+		if p.deadline.After(last) {
+			last = p.deadline
+		}
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), last)
+	defer cancel()
+	fail := func(err error, sent bool) {
+		for _, p := range batch {
+			e := fmt.Errorf("%w: forwarding to %s: %v", ErrNoLeader, addr, err)
+			if sent && p.req.isWrite() {
+				e = fmt.Errorf("%w: forwarding to %s: %v", ErrOutcomeUnknown, addr, err)
+			}
+			w := ToWire(e)
+			p.done <- BatchResult{Error: &w}
+		}
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL(addr)+ForwardPath, bytes.NewReader(mustJSON(body)))
 	if err != nil {
-		return resp, err
+		fail(err, false)
+		return
 	}
 	hreq.Header.Set("Content-Type", "application/json")
-	if dl, ok := ctx.Deadline(); ok {
-		// Leave the peer a margin to answer before this node gives up.
-		ms := time.Until(dl).Milliseconds() - 50
-		hreq.Header.Set(DeadlineHeader, strconv.FormatInt(max(ms, 1), 10))
-	}
 	hresp, err := f.client.Do(hreq)
 	if err != nil {
-		if errors.Is(err, syscall.ECONNREFUSED) || !req.isWrite() {
-			return resp, fmt.Errorf("%w: forwarding to %s: %v", ErrNoLeader, httpAddr, err)
-		}
-		return resp, fmt.Errorf("%w: forwarding to %s: %v", ErrOutcomeUnknown, httpAddr, err)
+		fail(err, !errors.Is(err, syscall.ECONNREFUSED))
+		return
 	}
 	defer hresp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(hresp.Body, 256<<20))
+	raw, err := io.ReadAll(io.LimitReader(hresp.Body, 1<<30))
 	if err != nil {
-		if req.isWrite() {
-			return resp, fmt.Errorf("%w: reading forwarded reply: %v", ErrOutcomeUnknown, err)
-		}
-		return resp, fmt.Errorf("%w: reading forwarded reply: %v", ErrUnavailable, err)
+		fail(err, true)
+		return
 	}
+	var reply BatchReply
 	if hresp.StatusCode != http.StatusOK {
 		var we WireError
-		if json.Unmarshal(body, &we) != nil || we.Code == "" {
-			return resp, fmt.Errorf("forwarding to %s: status %d: %s", httpAddr, hresp.StatusCode, bytes.TrimSpace(body))
+		if json.Unmarshal(raw, &we) == nil && we.Code != "" {
+			for _, p := range batch {
+				p.done <- BatchResult{Error: &we}
+			}
+			return
 		}
-		return resp, FromWire(we)
+		fail(fmt.Errorf("status %d: %s", hresp.StatusCode, bytes.TrimSpace(raw)), true)
+		return
 	}
-	if err := json.Unmarshal(body, &resp); err != nil {
-		return resp, fmt.Errorf("forwarding to %s: bad reply: %v", httpAddr, err)
+	if err := json.Unmarshal(raw, &reply); err != nil || len(reply.Results) != len(batch) {
+		fail(fmt.Errorf("bad reply (%d results for %d requests): %v", len(reply.Results), len(batch), err), true)
+		return
 	}
-	return resp, nil
+	for i, p := range batch {
+		p.done <- reply.Results[i]
+	}
+}
+
+// ServeBatch runs a forwarded batch here, each request concurrently under
+// its own deadline, so that Raft can commit them together.
+func (n *Node) ServeBatch(ctx context.Context, b Batch) BatchReply {
+	reply := BatchReply{Results: make([]BatchResult, len(b.Requests))}
+	var wg sync.WaitGroup
+	for i, it := range b.Requests {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rctx, cancel := context.WithTimeout(ctx, time.Duration(it.DeadlineMS)*time.Millisecond)
+			defer cancel()
+			resp, err := n.Serve(rctx, it.Request)
+			if err != nil {
+				w := ToWire(err)
+				reply.Results[i].Error = &w
+				return
+			}
+			reply.Results[i].Response = &resp
+		}()
+	}
+	wg.Wait()
+	return reply
 }
 
 // join posts this node's details to an existing node's join endpoint.

@@ -60,15 +60,6 @@ func (r Request) Validate() error {
 	return nil
 }
 
-// DecodeRequest parses a forwarded request.
-func DecodeRequest(b []byte) (Request, error) {
-	var r Request
-	if err := json.Unmarshal(b, &r); err != nil {
-		return r, fmt.Errorf("%w: %v", ErrBadRequest, err)
-	}
-	return r, r.Validate()
-}
-
 func (r Request) isWrite() bool {
 	return r.Op == opPut || r.Op == opDelete || r.Op == opAddVoter || r.Op == opRemoveServer || r.Op == opJoin || r.Op == opRemoveNode
 }
