@@ -64,7 +64,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -88,7 +88,7 @@ type proc struct {
 
 func (p *proc) url() string { return "http://" + p.httpAddr }
 
-func (p *proc) start(t *testing.T, extra ...string) {
+func (p *proc) start(t testing.TB, extra ...string) {
 	t.Helper()
 	args := append([]string{"--id", p.id, "--http-addr", p.httpAddr, "--raft-addr", p.raftAddr, "--data-dir", p.dataDir,
 		"--heartbeat-timeout", "500ms", "--election-timeout", "500ms", "--leader-lease-timeout", "250ms", "--balance-interval", "500ms"}, extra...)
@@ -107,7 +107,7 @@ func (p *proc) start(t *testing.T, extra ...string) {
 }
 
 // kill9 kills the process with SIGKILL: no shutdown, no flush.
-func (p *proc) kill9(t *testing.T) {
+func (p *proc) kill9(t testing.TB) {
 	t.Helper()
 	if p.cmd == nil || p.cmd.Process == nil {
 		return
@@ -161,7 +161,7 @@ func startCluster(t *testing.T, n int, extra ...string) *cluster {
 	return c
 }
 
-func eventually(t *testing.T, what string, timeout time.Duration, cond func() error) {
+func eventually(t testing.TB, what string, timeout time.Duration, cond func() error) {
 	t.Helper()
 	deadline := time.After(timeout)
 	tick := time.NewTicker(25 * time.Millisecond)
@@ -179,7 +179,7 @@ func eventually(t *testing.T, what string, timeout time.Duration, cond func() er
 	}
 }
 
-func ctx(t *testing.T, d time.Duration) context.Context {
+func ctx(t testing.TB, d time.Duration) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return c

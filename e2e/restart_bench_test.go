@@ -1,0 +1,80 @@
+package e2e
+
+import (
+	"flag"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ringkv/ringkv/client"
+)
+
+var restartKeys = flag.Int("restart.keys", 10000, "keys loaded before BenchmarkRestart restarts the node")
+
+// BenchmarkRestart loads a single node with -restart.keys keys, kills it
+// with SIGKILL and reports how long the restarted node takes to serve a
+// linearizable read again. Run it at two sizes to see that restart time does
+// not grow with the data:
+//
+//	go test ./e2e -run XXX -bench Restart -benchtime 1x -restart.keys 10000
+//	go test ./e2e -run XXX -bench Restart -benchtime 1x -restart.keys 1000000 -timeout 60m
+func BenchmarkRestart(b *testing.B) {
+	dir := b.TempDir()
+	p := &proc{id: "node1", httpAddr: freePort(b), raftAddr: freePort(b), dataDir: filepath.Join(dir, "node1"), logPath: filepath.Join(dir, "node1.log")}
+	startB := func() { p.start(b, "--snapshot-threshold", "50000") }
+	startB()
+	defer p.kill9(b)
+	waitReady(b, p)
+	value := make([]byte, 128)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	loadStart := time.Now()
+	for w := 0; w < 128; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(*restartKeys) {
+					return
+				}
+				k := fmt.Sprintf("key/%09d", i)
+				for {
+					if _, err := p.c.Put(ctx(b, 30*time.Second), k, value, client.PutOptions{}); err == nil {
+						break
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.Logf("loaded %d keys in %v", *restartKeys, time.Since(loadStart).Round(time.Millisecond))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		p.kill9(b)
+		start := time.Now()
+		startB()
+		waitReady(b, p)
+		for {
+			v, err := p.c.Get(ctx(b, 5*time.Second), fmt.Sprintf("key/%09d", *restartKeys-1), "linearizable")
+			if err == nil && len(v.Data) == 128 {
+				break
+			}
+		}
+		b.ReportMetric(float64(time.Since(start).Milliseconds()), "ms/restart")
+		b.Logf("%d keys: restarted and served a linearizable read in %v", *restartKeys, time.Since(start).Round(time.Millisecond))
+	}
+}
+
+func waitReady(t testing.TB, p *proc) {
+	t.Helper()
+	eventually(t, p.id+" ready", 5*time.Minute, func() error {
+		if _, ready, why := p.c.Healthy(ctx(t, time.Second)); !ready {
+			return fmt.Errorf("%s", why)
+		}
+		return nil
+	})
+}
