@@ -24,7 +24,7 @@ var restartKeys = flag.Int("restart.keys", 10000, "keys loaded before BenchmarkR
 func BenchmarkRestart(b *testing.B) {
 	dir := b.TempDir()
 	p := &proc{id: "node1", httpAddr: freePort(b), raftAddr: freePort(b), dataDir: filepath.Join(dir, "node1"), logPath: filepath.Join(dir, "node1.log")}
-	startB := func() { p.start(b, "--snapshot-threshold", "50000") }
+	startB := func() { p.start(b) }
 	startB()
 	defer p.kill9(b)
 	waitReady(b, p)

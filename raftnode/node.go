@@ -21,6 +21,9 @@ type Node struct {
 
 	meta *replica
 
+	startMu  sync.Mutex // serialises decisions to open a replica
+	starting map[GroupID]bool
+
 	mu       sync.RWMutex
 	replicas map[GroupID]*replica
 	hints    map[GroupID]NodeID // leader hints learnt from peers
@@ -41,7 +44,7 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("node", string(cfg.ID)), replicas: map[GroupID]*replica{},
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", string(cfg.ID)), replicas: map[GroupID]*replica{}, starting: map[GroupID]bool{},
 		hints: map[GroupID]NodeID{}, fwd: newForwarder(), joined: make(chan struct{})}
 	if n.cfg.OnFatal == nil {
 		n.cfg.OnFatal = func(err error) { panic(err) }
@@ -73,11 +76,20 @@ func New(cfg Config) (*Node, error) {
 			n.Close()
 			return nil, err
 		}
+		// Replicas open in parallel: each replays its own log tail.
+		errs := make(chan error, len(ids))
 		for _, id := range ids {
-			if err := n.startReplica(id, false); err != nil {
-				n.Close()
-				return nil, err
+			go func() { errs <- n.startReplica(id, false) }()
+		}
+		var firstErr error
+		for range ids {
+			if err := <-errs; err != nil && firstErr == nil {
+				firstErr = err
 			}
+		}
+		if firstErr != nil {
+			n.Close()
+			return nil, firstErr
 		}
 		close(n.joined)
 	case bootstrap:
@@ -130,17 +142,24 @@ func localGroups(dataDir string) ([]GroupID, error) {
 }
 
 func (n *Node) startReplica(id GroupID, bootstrap bool) error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if _, ok := n.replicas[id]; ok {
+	n.startMu.Lock()
+	defer n.startMu.Unlock()
+	if n.starting[id] || n.replica(id) != nil {
 		return nil
 	}
+	n.starting[id] = true
+	n.startMu.Unlock()
+	start := time.Now()
 	r, err := n.openReplica(id, bootstrap)
+	n.startMu.Lock()
+	delete(n.starting, id)
 	if err != nil {
 		return err
 	}
+	n.mu.Lock()
 	n.replicas[id] = r
-	n.log.Info("replica started", "group", uint32(id), "bootstrap", bootstrap)
+	n.mu.Unlock()
+	n.log.Info("replica started", "group", uint32(id), "bootstrap", bootstrap, "took", time.Since(start).Round(time.Millisecond), "applied_index", r.st.AppliedIndex())
 	return nil
 }
 
@@ -154,7 +173,28 @@ func (n *Node) Close() error {
 	reps := n.replicas
 	n.replicas = map[GroupID]*replica{}
 	n.mu.Unlock()
+	// Hand led groups to a follower first, so that clients wait for a
+	// transfer rather than an election timeout.
+	all := []*replica{n.meta}
+	for _, r := range reps {
+		all = append(all, r)
+	}
 	var wg sync.WaitGroup
+	for _, r := range all {
+		if r == nil || r.raft == nil || !r.isLeader() || len(r.voters()) < 2 {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*n.cfg.Timing.Election)
+			defer cancel()
+			if err := await(ctx, r.raft.LeadershipTransfer()); err != nil {
+				n.log.Warn("leadership transfer before shutdown", "group", uint32(r.id), "err", err)
+			}
+		}()
+	}
+	wg.Wait()
 	for _, r := range reps {
 		wg.Add(1)
 		go func() { defer wg.Done(); r.shutdown() }()

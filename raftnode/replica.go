@@ -73,6 +73,7 @@ func (n *Node) openReplica(id GroupID, bootstrap bool) (*replica, error) {
 	logger := newHCLog(n.log.With("group", uint32(id)), "raft")
 
 	var err error
+	openStart := time.Now()
 	r.logs, err = raftboltdb.New(raftboltdb.Options{
 		Path:        filepath.Join(dir, "raft.db"),
 		BoltOptions: &bolt.Options{Timeout: 5 * time.Second, FreelistType: bolt.FreelistMapType},
@@ -80,6 +81,7 @@ func (n *Node) openReplica(id GroupID, bootstrap bool) (*replica, error) {
 	if err != nil {
 		return nil, fmt.Errorf("group %d: open log: %w", id, err)
 	}
+	n.log.Debug("log store opened", "group", uint32(id), "took", time.Since(openStart).Round(time.Millisecond))
 	r.cache, err = raft.NewLogCache(1024, r.logs)
 	if err != nil {
 		return nil, err
@@ -123,6 +125,7 @@ func (n *Node) openReplica(id GroupID, bootstrap bool) (*replica, error) {
 		if err != nil {
 			return nil, err
 		}
+		n.log.Debug("state opened", "group", uint32(id), "took", time.Since(openStart).Round(time.Millisecond))
 		if err := r.catchUpFromSnapshot(); err != nil {
 			return nil, err
 		}
@@ -160,7 +163,9 @@ func (n *Node) openReplica(id GroupID, bootstrap bool) (*replica, error) {
 			}
 		}
 	}
+	t0 := time.Now()
 	r.raft, err = raft.NewRaft(conf, fsm, r.cache, r.logs, r.snaps, r.trans)
+	n.log.Debug("raft started", "group", uint32(id), "took", time.Since(t0).Round(time.Millisecond))
 	if err != nil {
 		r.trans.Close()
 		return nil, fmt.Errorf("group %d: start raft: %w", id, err)
