@@ -2,6 +2,7 @@ package raftnode_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -279,4 +280,34 @@ func TestMembership(t *testing.T) {
 	if got := mustGet(t, c.Members[0].Node, "after-remove", raftnode.Linearizable); got != "ok" {
 		t.Fatalf("Get = %q", got)
 	}
+}
+
+// A write refused as unavailable was not applied; one reported as unknown
+// may or may not have been. Deadlines that expire while writes queue for
+// the proposer exercise both.
+func TestExpiredWritesKeepTheirPromise(t *testing.T) {
+	c := raftnodetest.Start(t, raftnodetest.Options{Nodes: 1, Groups: 1})
+	n := c.Members[0].Node
+	var unavailable, unknown []string
+	for i := 0; i < 300; i++ {
+		key := fmt.Sprintf("expired/%d", i)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%5)*100*time.Microsecond)
+		_, _, err := n.Put(ctx, []byte(key), []byte("v"), raftnode.WriteOptions{})
+		cancel()
+		switch {
+		case err == nil:
+		case errors.Is(err, raftnode.ErrUnavailable):
+			unavailable = append(unavailable, key)
+		case errors.Is(err, raftnode.ErrOutcomeUnknown), errors.Is(err, raftnode.ErrNoLeader):
+			unknown = append(unknown, key)
+		default:
+			t.Fatalf("Put(%q): unexpected error %v", key, err)
+		}
+	}
+	for _, key := range unavailable {
+		if _, err := n.Get(raftnodetest.Ctx(t, 5*time.Second), []byte(key), raftnode.Linearizable); !errors.Is(err, raftnode.ErrNotFound) {
+			t.Fatalf("Put(%q) was reported unavailable (not applied) but Get = %v", key, err)
+		}
+	}
+	t.Logf("%d writes refused before proposal, %d with unknown outcome", len(unavailable), len(unknown))
 }

@@ -57,6 +57,9 @@ type Config struct {
 	TrailingLogs      uint64
 
 	Timing Timing
+	// ProposalWaves bounds the batches of commands a group leader has in
+	// flight at once; commands arriving meanwhile wait and go together.
+	ProposalWaves int
 	// BalanceInterval is how often a leader checks whether it should hand a
 	// group to its preferred leader; 0 disables balancing.
 	BalanceInterval time.Duration
@@ -81,6 +84,7 @@ func DefaultConfig() Config {
 		SnapshotInterval:  10 * time.Second,
 		TrailingLogs:      10240,
 		Timing:            DefaultTiming(),
+		ProposalWaves:     1,
 		BalanceInterval:   2 * time.Second,
 	}
 }
@@ -106,6 +110,8 @@ func (c Config) Validate() error {
 		return errors.New("config: snapshot interval must be positive")
 	case c.Timing.Heartbeat <= 0 || c.Timing.Election <= 0 || c.Timing.LeaderLease <= 0 || c.Timing.ApplyDeadline <= 0:
 		return errors.New("config: raft timings must be positive")
+	case c.ProposalWaves < 1:
+		return errors.New("config: proposal waves must be at least 1")
 	case c.Timing.LeaderLease > c.Timing.Heartbeat:
 		return errors.New("config: leader lease must not exceed the heartbeat timeout")
 	}

@@ -28,6 +28,7 @@ type replica struct {
 	cache  raft.LogStore
 	snaps  *raft.FileSnapshotStore
 	trans  *raft.NetworkTransport
+	prop   *proposer
 	st     *store.Store // data groups only
 	meta   *metaFSM     // metadata group only
 	closed atomic.Bool
@@ -170,6 +171,7 @@ func (n *Node) openReplica(id GroupID, bootstrap bool) (*replica, error) {
 		r.trans.Close()
 		return nil, fmt.Errorf("group %d: start raft: %w", id, err)
 	}
+	r.prop = newProposer(r.raft, n.cfg.ProposalWaves)
 	ok = true
 	return r, nil
 }
@@ -234,7 +236,8 @@ func (r *replica) notLeader() error {
 }
 
 // await waits for a raft future within ctx. The future keeps running if ctx
-// ends first.
+// ends first. A raft future supports one waiter only: never await a future
+// that another goroutine also waits on.
 func await(ctx context.Context, f raft.Future) error {
 	done := make(chan error, 1)
 	go func() { done <- f.Error() }()
@@ -267,24 +270,26 @@ func (r *replica) apply(ctx context.Context, cmd []byte) (interface{}, error) {
 	if !r.isLeader() {
 		return nil, r.notLeader()
 	}
-	f := r.raft.Apply(cmd, enqueueTimeout(ctx))
-	if err := await(ctx, f); err != nil {
+	resp, sent, err := r.prop.propose(ctx, cmd)
+	if !sent {
+		return nil, fmt.Errorf("%w: group %d: not proposed before the deadline", ErrUnavailable, r.id)
+	}
+	if err != nil {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
 			return nil, r.notLeader()
 		case errors.Is(err, raft.ErrEnqueueTimeout):
 			return nil, fmt.Errorf("%w: group %d: raft did not accept the entry in time", ErrUnavailable, r.id)
-		case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown),
-			errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-			return nil, fmt.Errorf("%w: group %d: %v", ErrOutcomeUnknown, r.id, err)
 		default:
+			// Leadership lost, shutdown or our deadline while waiting: the
+			// entry may still commit.
 			return nil, fmt.Errorf("%w: group %d: %v", ErrOutcomeUnknown, r.id, err)
 		}
 	}
-	if err, ok := f.Response().(error); ok {
+	if err, ok := resp.(error); ok {
 		return nil, err
 	}
-	return f.Response(), nil
+	return resp, nil
 }
 
 // removeState deletes a state file and its unsynced-writes marker.
