@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -198,6 +199,17 @@ func TestDefaultsServeOnLocalhost7070(t *testing.T) {
 	v, err := p.c.Get(ctx(t, 5*time.Second), "hello", "")
 	if err != nil || string(v.Data) != "world" {
 		t.Fatalf("GET hello = %q, %v; want world", v.Data, err)
+	}
+	mresp, err := http.Get("http://127.0.0.1:7070/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	for _, want := range []string{"ringkv_raft_state{group=\"1\"}", "ringkv_raft_boltdb_storeLogs", "ringkv_http_request_duration_seconds_bucket"} {
+		if mresp.StatusCode != 200 || !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics (status %d) lacks %s", mresp.StatusCode, want)
+		}
 	}
 	if _, err := os.Stat(dir + "/data/meta/raft.db"); err != nil {
 		t.Fatalf("no state under ./data: %v", err)

@@ -1,6 +1,10 @@
 package main
 
 import (
+	gometrics "github.com/armon/go-metrics"
+	gmprom "github.com/armon/go-metrics/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
+
 	"context"
 	"errors"
 	"flag"
@@ -139,6 +143,10 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 		return err
 	}
 	o.api.Logger = log
+	o.api.Registry = prometheus.NewRegistry()
+	if err := exportRaftMetrics(o.api.Registry); err != nil {
+		log.Warn("raft metrics not exported", "err", err)
+	}
 	api, err := httpapi.New(node, o.api)
 	if err != nil {
 		ln.Close()
@@ -164,5 +172,20 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
+	return err
+}
+
+// exportRaftMetrics routes hashicorp/raft's own measurements (commit time,
+// log store latency, FSM apply time...) to the Prometheus registry, as
+// ringkv_raft_* summaries. They cover every group of the node together.
+func exportRaftMetrics(reg prometheus.Registerer) error {
+	sink, err := gmprom.NewPrometheusSinkFrom(gmprom.PrometheusOpts{Registerer: reg, Expiration: 5 * time.Minute, Name: "ringkv_raft_sink"})
+	if err != nil {
+		return err
+	}
+	cfg := gometrics.DefaultConfig("ringkv")
+	cfg.EnableHostname = false
+	cfg.EnableRuntimeMetrics = false
+	_, err = gometrics.NewGlobal(cfg, sink)
 	return err
 }
