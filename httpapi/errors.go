@@ -53,7 +53,10 @@ func writeError(w http.ResponseWriter, err error) {
 	body := errorBody{WireError: raftnode.ToWire(err)}
 	var tl *errTooLarge
 	if errors.As(err, &tl) {
-		body.Code, body.Limit, body.Size = codeTooLarge, tl.limit, tl.size
+		body.Code, body.Limit = codeTooLarge, tl.limit
+		if tl.size > 0 { // unknown for a chunked body
+			body.Size = tl.size
+		}
 	}
 	status, ok := statusOf[body.Code]
 	if !ok {
