@@ -19,11 +19,12 @@ import (
 // fakeBackend is an in-memory Backend. err, when set, is returned by every
 // data call.
 type fakeBackend struct {
-	mu    sync.Mutex
-	data  map[string]raftnode.KV
-	index uint64
-	err   error
-	joins []raftnode.NodeInfo
+	mu      sync.Mutex
+	data    map[string]raftnode.KV
+	index   uint64
+	err     error
+	joins   []raftnode.NodeInfo
+	blocked []string
 }
 
 func newFake() *fakeBackend { return &fakeBackend{data: map[string]raftnode.KV{}} }
@@ -94,6 +95,12 @@ func (f *fakeBackend) Join(_ context.Context, info raftnode.NodeInfo) error {
 	f.joins = append(f.joins, info)
 	return nil
 }
+func (f *fakeBackend) BlockPeers(addrs []string) {
+	f.mu.Lock()
+	f.blocked = addrs
+	f.mu.Unlock()
+}
+
 func (f *fakeBackend) ServeBatch(_ context.Context, b raftnode.Batch) raftnode.BatchReply {
 	w := raftnode.ToWire(raftnode.ErrUnavailable)
 	out := raftnode.BatchReply{}
@@ -366,4 +373,26 @@ func TestReadyz(t *testing.T) {
 	if resp.StatusCode != 200 || !bytes.Contains(body, []byte("ringkv_http_request_duration_seconds")) {
 		t.Errorf("metrics lacks the request histogram")
 	}
+}
+
+func TestFaultHookOnlyWhenEnabled(t *testing.T) {
+	f := newFake()
+	srv := newTestAPI(t, f)
+	resp, body := do(t, "POST", srv.URL+"/v1/debug/fault", strings.NewReader(`{"block":["x:1"]}`))
+	wantError(t, resp, body, 404, "not_found")
+
+	cfg := DefaultConfig()
+	cfg.FaultHook = true
+	api, err := New(f, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hook := httptest.NewServer(api)
+	defer hook.Close()
+	resp, body = do(t, "POST", hook.URL+"/v1/debug/fault", strings.NewReader(`{"block":["x:1"]}`))
+	if resp.StatusCode != 200 || len(f.blocked) != 1 || f.blocked[0] != "x:1" {
+		t.Fatalf("fault hook: %d %s, blocked %v", resp.StatusCode, body, f.blocked)
+	}
+	resp, body = do(t, "POST", hook.URL+"/v1/debug/fault", strings.NewReader(`{"nope":1}`))
+	wantError(t, resp, body, 400, "bad_request")
 }

@@ -145,3 +145,27 @@ func readSmallBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte,
 	}
 	return b, nil
 }
+
+// faultBody is the body of POST /v1/debug/fault.
+type faultBody struct {
+	Block []string `json:"block"`
+}
+
+// fault sets the Raft fault hook: {"block": ["host:port", ...]} cuts those
+// peers off; {"block": []} heals.
+func (a *API) fault(w http.ResponseWriter, r *http.Request) {
+	body, err := readSmallBody(w, r, 64<<10)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var fb faultBody
+	dec := json.NewDecoder(bytesReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&fb); err != nil {
+		writeError(w, badRequest("fault body: want JSON {\"block\": [raft addresses]}: "+err.Error()))
+		return
+	}
+	a.b.BlockPeers(fb.Block)
+	writeJSON(w, http.StatusOK, map[string]interface{}{"blocked": fb.Block})
+}

@@ -46,6 +46,9 @@ func (a *API) routes() *mux.Router {
 		{"metrics", "/metrics", map[string]http.HandlerFunc{
 			http.MethodGet: promhttp.HandlerFor(a.cfg.Registry, promhttp.HandlerOpts{}).ServeHTTP}},
 	}
+	if a.cfg.FaultHook {
+		table = append(table, route{"fault", "/v1/debug/fault", map[string]http.HandlerFunc{http.MethodPost: a.fault}})
+	}
 	for _, rt := range table {
 		var allow []string
 		for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete} {

@@ -26,6 +26,7 @@ type Backend interface {
 	RemoveNode(ctx context.Context, id raftnode.NodeID) error
 	Ready() (bool, string)
 	ServeBatch(ctx context.Context, b raftnode.Batch) raftnode.BatchReply
+	BlockPeers(addrs []string)
 }
 
 // Config configures the API.
@@ -37,6 +38,9 @@ type Config struct {
 	Logger      *slog.Logger
 	// Pprof serves Go's profiler under /debug/pprof/.
 	Pprof bool
+	// FaultHook serves POST /v1/debug/fault, which cuts this node's Raft
+	// traffic from chosen peers. For fault-injection runs only.
+	FaultHook bool
 	// Registry receives the API's and the backend's metrics; a new one when
 	// nil.
 	Registry *prometheus.Registry

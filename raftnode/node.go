@@ -217,6 +217,13 @@ func (n *Node) ID() NodeID { return n.cfg.ID }
 // harness.
 func (n *Node) Mux() *Mux { return n.mux }
 
+// BlockPeers is the fault hook: it cuts this node's Raft traffic to and
+// from the given Raft addresses (nil heals). Client traffic is unaffected.
+func (n *Node) BlockPeers(addrs []string) {
+	n.log.Warn("fault hook: raft traffic blocked", "peers", addrs)
+	n.mux.Block(addrs)
+}
+
 func (n *Node) fatal(err error) {
 	n.log.Error("state machine cannot apply a committed entry; stopping", "err", err)
 	n.cfg.OnFatal(err)

@@ -26,6 +26,8 @@ commands:
   status                         this node's groups, leaders and indexes
   ring [lookup KEY]              the ring, or where KEY lives
   health                         liveness and readiness
+  chaos [--duration D] [--nemesis kill,pause,partition]
+                                 start 3 local nodes, inject faults, check the history
 
 --addr defaults to $RINGKV_ADDR, then http://127.0.0.1:7070.
 `
@@ -48,6 +50,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, 
 	}
 	c := client.New(*addr)
 	defer c.Close()
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	cmd, rest := rest[0], rest[1:]
@@ -66,6 +69,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, 
 		return cmdRing(ctx, c, rest, stdout)
 	case "health":
 		return cmdHealth(ctx, c, stdout)
+	case "chaos":
+		return cmdChaos(parent, rest, stdout) // bounded by its own --duration
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -57,6 +57,7 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 	fs.IntVar(&o.node.ProposalWaves, "proposal-waves", o.node.ProposalWaves, "batches of writes a group leader keeps in flight; more writes wait and go together")
 	fs.DurationVar(&o.node.BalanceInterval, "balance-interval", o.node.BalanceInterval, "how often leaders rebalance across nodes (0: never)")
 	fs.BoolVar(&o.api.Pprof, "pprof", false, "serve Go's profiler under /debug/pprof/")
+	fs.BoolVar(&o.api.FaultHook, "fault-hook", false, "serve POST /v1/debug/fault to cut Raft traffic from chosen peers (fault-injection runs only)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {

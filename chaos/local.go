@@ -1,0 +1,267 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/ringkv/ringkv/client"
+)
+
+// Proc is one ringkvd process of a local cluster.
+type Proc struct {
+	ID       string
+	HTTPAddr string
+	RaftAddr string
+	DataDir  string
+	LogPath  string
+	Client   *client.Client
+
+	bin    string
+	args   []string
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// URL is the node's HTTP base URL.
+func (p *Proc) URL() string { return "http://" + p.HTTPAddr }
+
+// Running reports whether the process is alive (it may be paused).
+func (p *Proc) Running() bool { return p.cmd != nil }
+
+// Start starts the process with its fixed arguments.
+func (p *Proc) Start() error {
+	if p.cmd != nil {
+		return nil
+	}
+	logf, err := os.OpenFile(p.LogPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(p.bin, p.args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return err
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); logf.Close(); close(exited) }()
+	p.cmd, p.exited = cmd, exited
+	return nil
+}
+
+// Kill sends SIGKILL and waits for the process to exit.
+func (p *Proc) Kill() error {
+	if p.cmd == nil {
+		return nil
+	}
+	p.cmd.Process.Signal(syscall.SIGCONT) // a paused process must die too
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("%s did not exit after SIGKILL", p.ID)
+	}
+	p.cmd = nil
+	return nil
+}
+
+// Pause stops the process with SIGSTOP; Resume continues it.
+func (p *Proc) Pause() error { return p.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused process.
+func (p *Proc) Resume() error { return p.signal(syscall.SIGCONT) }
+
+func (p *Proc) signal(s syscall.Signal) error {
+	if p.cmd == nil {
+		return fmt.Errorf("%s is not running", p.ID)
+	}
+	return p.cmd.Process.Signal(s)
+}
+
+// LocalOptions shape a local cluster.
+type LocalOptions struct {
+	Bin   string // path to ringkvd
+	Dir   string // data and logs
+	Nodes int
+	// Args are added to every node's command line.
+	Args []string
+}
+
+// LocalCluster is a cluster of ringkvd processes on 127.0.0.1.
+type LocalCluster struct {
+	Procs []*Proc
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// StartLocal starts o.Nodes processes (the first bootstraps, the others
+// join it) with the fault hook enabled, and waits until all are ready.
+func StartLocal(ctx context.Context, o LocalOptions) (*LocalCluster, error) {
+	c := &LocalCluster{}
+	for i := 0; i < o.Nodes; i++ {
+		httpAddr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		raftAddr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		p := &Proc{ID: fmt.Sprintf("node%d", i+1), HTTPAddr: httpAddr, RaftAddr: raftAddr, bin: o.Bin,
+			DataDir: filepath.Join(o.Dir, fmt.Sprintf("node%d", i+1)), LogPath: filepath.Join(o.Dir, fmt.Sprintf("node%d.log", i+1))}
+		p.args = append([]string{"--id", p.ID, "--http-addr", httpAddr, "--raft-addr", raftAddr, "--data-dir", p.DataDir, "--fault-hook"}, o.Args...)
+		if i > 0 {
+			p.args = append(p.args, "--join", c.Procs[0].URL())
+		}
+		p.Client = client.New(p.URL())
+		if err := p.Start(); err != nil {
+			c.Stop()
+			return nil, err
+		}
+		c.Procs = append(c.Procs, p)
+	}
+	if err := c.WaitReady(ctx, o.Nodes); err != nil {
+		c.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Stop kills every process.
+func (c *LocalCluster) Stop() {
+	for _, p := range c.Procs {
+		p.Kill()
+	}
+}
+
+// WaitReady polls until every running node is ready and its groups have
+// voters voters each.
+func (c *LocalCluster) WaitReady(ctx context.Context, voters int) error {
+	return poll(ctx, 50*time.Millisecond, func() error {
+		for _, p := range c.Procs {
+			if !p.Running() {
+				continue
+			}
+			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, ready, why := p.Client.Healthy(sctx)
+			st, err := p.Client.Status(sctx)
+			cancel()
+			if !ready {
+				return fmt.Errorf("%s: %s", p.ID, why)
+			}
+			if err != nil {
+				return err
+			}
+			for _, g := range st.Groups {
+				if len(g.Voters) != voters {
+					return fmt.Errorf("%s: group %d has voters %v", p.ID, g.ID, g.Voters)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// LeaderOf returns the index of the process leading group g, or -1.
+func (c *LocalCluster) LeaderOf(ctx context.Context, g uint32) int {
+	for i, p := range c.Procs {
+		if !p.Running() {
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
+		st, err := p.Client.Status(sctx)
+		cancel()
+		if err != nil {
+			continue
+		}
+		for _, gs := range st.Groups {
+			if gs.ID == g && gs.State == "Leader" {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// Partition cuts process i's Raft traffic off from every other process, in
+// both directions, through each node's fault hook. HTTP keeps working, so
+// clients still reach it.
+func (c *LocalCluster) Partition(ctx context.Context, i int) error {
+	var others []string
+	for j, p := range c.Procs {
+		if j == i {
+			continue
+		}
+		others = append(others, p.RaftAddr)
+		if err := setBlock(ctx, p, []string{c.Procs[i].RaftAddr}); err != nil {
+			return err
+		}
+	}
+	return setBlock(ctx, c.Procs[i], others)
+}
+
+// Heal lifts every partition on running nodes.
+func (c *LocalCluster) Heal(ctx context.Context) error {
+	var first error
+	for _, p := range c.Procs {
+		if p.Running() {
+			if err := setBlock(ctx, p, []string{}); err != nil && first == nil {
+				first = err
+			}
+		}
+	}
+	return first
+}
+
+func setBlock(ctx context.Context, p *Proc, addrs []string) error {
+	body, _ := json.Marshal(map[string][]string{"block": addrs})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.URL()+"/v1/debug/fault", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("fault hook of %s: %w", p.ID, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("fault hook of %s: status %d (started without --fault-hook?)", p.ID, resp.StatusCode)
+	}
+	return nil
+}
+
+// poll calls cond every interval until it returns nil or ctx ends.
+func poll(ctx context.Context, interval time.Duration, cond func() error) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %v", ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,302 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+
+	"github.com/ringkv/ringkv/client"
+)
+
+// Fault kinds the nemesis knows.
+const (
+	FaultKill      = "kill"
+	FaultPause     = "pause"
+	FaultPartition = "partition"
+)
+
+// Config is one chaos run.
+type Config struct {
+	Cluster  *LocalCluster
+	Groups   int
+	Duration time.Duration
+	// Nemesis lists the fault kinds to cycle through.
+	Nemesis []string
+	// FaultFor is how long each fault lasts; Recover is the quiet time after.
+	FaultFor, Recover time.Duration
+	Workers           int
+	OutDir            string
+	Progress          io.Writer
+}
+
+// Report is the outcome of a run.
+type Report struct {
+	Ops, Unknown, Refused int64
+	Faults                map[string]int
+	LongestUnavailable    map[string]time.Duration
+	Linearizable          bool
+	CheckTimedOut         bool
+	Visualization         string
+	Acked                 int
+	Lost                  []string
+	LeaderAfterHeal       time.Duration
+	ReplicasEqual         bool
+	ReplicaProblem        string
+}
+
+// OK reports whether every check passed.
+func (r Report) OK() bool {
+	return r.Linearizable && len(r.Lost) == 0 && r.ReplicasEqual
+}
+
+// Print writes the report for a person.
+func (r Report) Print(w io.Writer) {
+	fmt.Fprintf(w, "operations checked: %d (%d with unknown outcome, %d refused and left out)\n", r.Ops, r.Unknown, r.Refused)
+	kinds := make([]string, 0, len(r.Faults))
+	for k := range r.Faults {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	for _, k := range kinds {
+		fmt.Fprintf(w, "faults %-9s %d, longest unavailability %v\n", k+":", r.Faults[k], r.LongestUnavailable[k].Round(time.Millisecond))
+	}
+	switch {
+	case r.Linearizable:
+		fmt.Fprintln(w, "linearizable: yes")
+	case r.CheckTimedOut:
+		fmt.Fprintln(w, "linearizable: undecided (checker timed out)")
+	default:
+		fmt.Fprintf(w, "linearizable: NO, see %s\n", r.Visualization)
+	}
+	fmt.Fprintf(w, "acknowledged writes: %d, lost: %d\n", r.Acked, len(r.Lost))
+	for i, k := range r.Lost {
+		if i == 10 {
+			fmt.Fprintf(w, "  ... and %d more\n", len(r.Lost)-10)
+			break
+		}
+		fmt.Fprintf(w, "  lost %s\n", k)
+	}
+	fmt.Fprintf(w, "every group had a leader %v after healing\n", r.LeaderAfterHeal.Round(time.Millisecond))
+	if r.ReplicasEqual {
+		fmt.Fprintln(w, "replicas: every replica of every group holds the same data")
+	} else {
+		fmt.Fprintf(w, "replicas: DIFFER: %s\n", r.ReplicaProblem)
+	}
+}
+
+type window struct {
+	kind       string
+	start, end int64
+}
+
+// Run drives the workload while the nemesis injects faults, then heals and
+// checks.
+func Run(ctx context.Context, cfg Config) (Report, error) {
+	rep := Report{Faults: map[string]int{}, LongestUnavailable: map[string]time.Duration{}}
+	var clients []*client.Client
+	for _, p := range cfg.Cluster.Procs {
+		clients = append(clients, p.Client)
+	}
+	h := NewHistory()
+	w := Workload{Clients: clients, Workers: cfg.Workers, Keys: 8, OpsPerKey: 200, OpTimeout: 3 * time.Second}
+	wctx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	defer cancel()
+	statsCh := make(chan Stats, 1)
+	go func() { statsCh <- w.Run(wctx, h) }()
+
+	var windows []window
+	for cycle := 0; wctx.Err() == nil; cycle++ {
+		kind := cfg.Nemesis[cycle%len(cfg.Nemesis)]
+		start := h.Now()
+		err := cfg.inject(wctx, cycle, kind)
+		if err != nil && wctx.Err() == nil {
+			return rep, err
+		}
+		rep.Faults[kind]++
+		sleep(wctx, cfg.Recover)
+		windows = append(windows, window{kind: kind, start: start, end: h.Now()})
+		if cfg.Progress != nil {
+			fmt.Fprintf(cfg.Progress, "\r%-60s", fmt.Sprintf("%v: %d faults injected", time.Duration(h.Now()).Round(time.Second), cycle+1))
+		}
+	}
+	if cfg.Progress != nil {
+		fmt.Fprintln(cfg.Progress)
+	}
+	st := <-statsCh
+	rep.Ops, rep.Unknown, rep.Refused, rep.Acked = st.Ops, st.Unknown, st.Refused, len(st.Acked)
+	ops := h.Operations()
+	rep.LongestUnavailable = unavailability(ops, windows)
+
+	// Heal everything and time how long until every group has a leader.
+	healStart := time.Now()
+	if err := cfg.healAll(ctx); err != nil {
+		return rep, err
+	}
+	rctx, rcancel := context.WithTimeout(ctx, 60*time.Second)
+	defer rcancel()
+	if err := cfg.Cluster.WaitReady(rctx, len(cfg.Cluster.Procs)); err != nil {
+		return rep, fmt.Errorf("cluster did not recover after healing: %w", err)
+	}
+	rep.LeaderAfterHeal = time.Since(healStart)
+
+	v, err := Check(ops, 2*time.Minute, filepath.Join(cfg.OutDir, "violation.html"))
+	if err != nil {
+		return rep, err
+	}
+	rep.Linearizable, rep.CheckTimedOut, rep.Visualization = v.Linearizable, v.Unknown, v.Visualization
+
+	for _, k := range st.Acked {
+		got, err := clients[0].Get(rctx, k, "linearizable")
+		if err != nil || string(got.Data) != k {
+			rep.Lost = append(rep.Lost, k)
+		}
+	}
+	rep.ReplicasEqual, rep.ReplicaProblem = compareReplicas(rctx, cfg.Cluster)
+	return rep, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// inject applies one fault for FaultFor and undoes it.
+func (cfg Config) inject(ctx context.Context, cycle int, kind string) error {
+	c := cfg.Cluster
+	g := uint32(1 + cycle%max(cfg.Groups, 1))
+	target := c.LeaderOf(ctx, g)
+	if target < 0 || (kind == FaultPartition && cycle%2 == 1) {
+		target = cycle % len(c.Procs) // a node, not necessarily a leader
+	}
+	p := c.Procs[target]
+	switch kind {
+	case FaultKill:
+		if err := p.Kill(); err != nil {
+			return err
+		}
+		sleep(ctx, cfg.FaultFor)
+		return p.Start()
+	case FaultPause:
+		if err := p.Pause(); err != nil {
+			return err
+		}
+		sleep(ctx, cfg.FaultFor)
+		return p.Resume()
+	case FaultPartition:
+		hctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := c.Partition(hctx, target); err != nil {
+			return err
+		}
+		sleep(ctx, cfg.FaultFor)
+		return c.Heal(hctx)
+	}
+	return fmt.Errorf("unknown fault kind %q", kind)
+}
+
+func (cfg Config) healAll(ctx context.Context) error {
+	for _, p := range cfg.Cluster.Procs {
+		if p.Running() {
+			p.Resume()
+		} else if err := p.Start(); err != nil {
+			return err
+		}
+	}
+	hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return poll(hctx, 100*time.Millisecond, func() error { return cfg.Cluster.Heal(hctx) })
+}
+
+// unavailability returns, per fault kind, the longest stretch inside one of
+// its windows with no successfully completed operation.
+func unavailability(ops []porcupine.Operation, windows []window) map[string]time.Duration {
+	var done []int64
+	for _, op := range ops {
+		if o := op.Output.(Output); !o.Unknown {
+			done = append(done, op.Return)
+		}
+	}
+	sort.Slice(done, func(i, j int) bool { return done[i] < done[j] })
+	out := map[string]time.Duration{}
+	for _, w := range windows {
+		last := w.start
+		var longest int64
+		for _, t := range done {
+			if t < w.start {
+				continue
+			}
+			if t > w.end {
+				break
+			}
+			longest = max(longest, t-last)
+			last = t
+		}
+		longest = max(longest, w.end-last)
+		if d := time.Duration(longest); d > out[w.kind] {
+			out[w.kind] = d
+		}
+	}
+	return out
+}
+
+// compareReplicas waits until every replica has applied what its leader
+// has, then compares each node's own copy of all keys.
+func compareReplicas(ctx context.Context, c *LocalCluster) (bool, string) {
+	err := poll(ctx, 100*time.Millisecond, func() error {
+		leaderApplied := map[uint32]uint64{}
+		applied := map[uint32][]uint64{}
+		for _, p := range c.Procs {
+			st, err := p.Client.Status(ctx)
+			if err != nil {
+				return err
+			}
+			for _, g := range st.Groups {
+				applied[g.ID] = append(applied[g.ID], g.AppliedIndex)
+				if g.State == "Leader" {
+					leaderApplied[g.ID] = g.AppliedIndex
+				}
+			}
+		}
+		for g, as := range applied {
+			for _, a := range as {
+				if a < leaderApplied[g] || leaderApplied[g] == 0 {
+					return fmt.Errorf("group %d: replicas at %v, leader at %d", g, as, leaderApplied[g])
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return false, err.Error()
+	}
+	var first []client.Entry
+	for i, p := range c.Procs {
+		es, err := p.Client.List(ctx, "", client.ListOptions{Consistency: "stale"})
+		if err != nil {
+			return false, fmt.Sprintf("listing %s: %v", p.ID, err)
+		}
+		if i == 0 {
+			first = es
+			continue
+		}
+		if len(es) != len(first) {
+			return false, fmt.Sprintf("%s holds %d keys, %s %d", p.ID, len(es), c.Procs[0].ID, len(first))
+		}
+		for j := range es {
+			if es[j].Key != first[j].Key || string(es[j].Value) != string(first[j].Value) || es[j].ModifyIndex != first[j].ModifyIndex {
+				return false, fmt.Sprintf("%s and %s differ at key %q", p.ID, c.Procs[0].ID, strings.ToValidUTF8(es[j].Key, "?"))
+			}
+		}
+	}
+	return true, ""
+}

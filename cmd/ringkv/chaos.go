@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ringkv/ringkv/chaos"
+)
+
+// cmdChaos runs the fault-injection harness and exits non-zero unless every
+// check passed.
+func cmdChaos(ctx context.Context, args []string, out io.Writer) error {
+	var (
+		target, nemesis, bin, dir string
+		duration, faultFor        time.Duration
+		workers, groups           int
+		keep                      bool
+	)
+	_, err := subFlags("chaos", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&target, "target", "local", "local: start 3 ringkvd processes on 127.0.0.1")
+		fs.DurationVar(&duration, "duration", time.Minute, "how long to run the workload")
+		fs.StringVar(&nemesis, "nemesis", "kill,pause,partition", "fault kinds to cycle through")
+		fs.DurationVar(&faultFor, "fault-for", 2*time.Second, "how long each fault lasts (pauses must outlast the election timeout)")
+		fs.IntVar(&workers, "clients", 8, "concurrent clients")
+		fs.IntVar(&groups, "groups", 3, "data groups")
+		fs.StringVar(&bin, "ringkvd", "", "path to the ringkvd binary (default: next to ringkv, then $PATH)")
+		fs.StringVar(&dir, "dir", "", "directory for data, logs and the violation report (default: a new temporary one)")
+		fs.BoolVar(&keep, "keep", false, "keep the directory after a passing run")
+	})
+	if err != nil {
+		return err
+	}
+	if target != "local" {
+		return fmt.Errorf("chaos: target %q is not available yet; use local", target)
+	}
+	kinds := strings.Split(nemesis, ",")
+	for _, k := range kinds {
+		if k != chaos.FaultKill && k != chaos.FaultPause && k != chaos.FaultPartition {
+			return fmt.Errorf("chaos: unknown fault %q (want kill, pause, partition)", k)
+		}
+	}
+	if bin == "" {
+		if bin, err = findRingkvd(); err != nil {
+			return err
+		}
+	}
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "ringkv-chaos-"); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(out, "chaos: 3 local nodes, %d groups, %d clients, %v, faults %s; files in %s\n", groups, workers, duration, nemesis, dir)
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	cluster, err := chaos.StartLocal(sctx, chaos.LocalOptions{Bin: bin, Dir: dir, Nodes: 3, Args: []string{
+		"--groups", fmt.Sprint(groups),
+		// Snapshots small and frequent enough that followers install them.
+		"--snapshot-threshold", "300", "--trailing-logs", "100", "--snapshot-interval", "1s",
+		"--heartbeat-timeout", "500ms", "--election-timeout", "500ms", "--leader-lease-timeout", "250ms",
+		"--balance-interval", "1s", "--log-level", "warn",
+	}})
+	if err != nil {
+		return fmt.Errorf("chaos: starting the cluster: %w", err)
+	}
+	defer cluster.Stop()
+	rep, err := chaos.Run(ctx, chaos.Config{Cluster: cluster, Groups: groups, Duration: duration, Nemesis: kinds,
+		FaultFor: faultFor, Recover: time.Second, Workers: workers, OutDir: dir, Progress: out})
+	if err != nil {
+		return fmt.Errorf("chaos: %w (logs in %s)", err, dir)
+	}
+	rep.Print(out)
+	if !rep.OK() {
+		return errors.New("chaos: checks failed (logs and report in " + dir + ")")
+	}
+	if !keep {
+		cluster.Stop()
+		os.RemoveAll(dir)
+	}
+	return nil
+}
+
+func findRingkvd() (string, error) {
+	if self, err := os.Executable(); err == nil {
+		cand := filepath.Join(filepath.Dir(self), "ringkvd")
+		if _, err := os.Stat(cand); err == nil {
+			return cand, nil
+		}
+	}
+	if p, err := exec.LookPath("ringkvd"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("chaos: no ringkvd binary next to ringkv or on $PATH; build it (go build -o ringkvd ./cmd/ringkvd) or pass --ringkvd")
+}
