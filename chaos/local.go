@@ -28,6 +28,7 @@ type Proc struct {
 
 	bin    string
 	args   []string
+	env    []string
 	cmd    *exec.Cmd
 	exited chan struct{}
 }
@@ -48,6 +49,7 @@ func (p *Proc) Start() error {
 		return err
 	}
 	cmd := exec.Command(p.bin, p.args...)
+	cmd.Env = append(os.Environ(), p.env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
@@ -90,6 +92,18 @@ func (p *Proc) signal(s syscall.Signal) error {
 	return p.cmd.Process.Signal(s)
 }
 
+// NodeArgs are the ringkvd flags a chaos run uses: snapshots small and
+// frequent enough that followers install them during the run, and short
+// Raft timeouts so that faults cause elections quickly.
+func NodeArgs(groups int) []string {
+	return []string{
+		"--groups", fmt.Sprint(groups),
+		"--snapshot-threshold", "300", "--trailing-logs", "100", "--snapshot-interval", "1s",
+		"--heartbeat-timeout", "500ms", "--election-timeout", "500ms", "--leader-lease-timeout", "250ms",
+		"--balance-interval", "1s", "--log-level", "warn",
+	}
+}
+
 // LocalOptions shape a local cluster.
 type LocalOptions struct {
 	Bin   string // path to ringkvd
@@ -97,6 +111,8 @@ type LocalOptions struct {
 	Nodes int
 	// Args are added to every node's command line.
 	Args []string
+	// Env is added to every node's environment.
+	Env []string
 }
 
 // LocalCluster is a cluster of ringkvd processes on 127.0.0.1.
@@ -126,7 +142,7 @@ func StartLocal(ctx context.Context, o LocalOptions) (*LocalCluster, error) {
 		if err != nil {
 			return nil, err
 		}
-		p := &Proc{ID: fmt.Sprintf("node%d", i+1), HTTPAddr: httpAddr, RaftAddr: raftAddr, bin: o.Bin,
+		p := &Proc{ID: fmt.Sprintf("node%d", i+1), HTTPAddr: httpAddr, RaftAddr: raftAddr, bin: o.Bin, env: o.Env,
 			DataDir: filepath.Join(o.Dir, fmt.Sprintf("node%d", i+1)), LogPath: filepath.Join(o.Dir, fmt.Sprintf("node%d.log", i+1))}
 		p.args = append([]string{"--id", p.ID, "--http-addr", httpAddr, "--raft-addr", raftAddr, "--data-dir", p.DataDir, "--fault-hook"}, o.Args...)
 		if i > 0 {

@@ -50,7 +50,7 @@ func (r *replica) readBarrier(ctx context.Context, c Consistency) error {
 	if r.closed.Load() {
 		return ErrShutdown
 	}
-	if c == Stale {
+	if c == Stale || brokenStaleReads {
 		return nil
 	}
 	if !r.isLeader() {

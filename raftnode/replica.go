@@ -270,6 +270,10 @@ func (r *replica) apply(ctx context.Context, cmd []byte) (interface{}, error) {
 	if !r.isLeader() {
 		return nil, r.notLeader()
 	}
+	if brokenAckBeforeCommit && r.st != nil {
+		go r.prop.propose(context.Background(), cmd)
+		return store.Result{Applied: true}, nil
+	}
 	resp, sent, err := r.prop.propose(ctx, cmd)
 	if !sent {
 		return nil, fmt.Errorf("%w: group %d: not proposed before the deadline", ErrUnavailable, r.id)

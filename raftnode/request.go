@@ -65,7 +65,7 @@ func (r Request) isWrite() bool {
 }
 
 func (r Request) servedLocally() bool {
-	return (r.Op == opGet || r.Op == opScan) && r.Consistency == Stale
+	return (r.Op == opGet || r.Op == opScan) && (r.Consistency == Stale || brokenStaleReads)
 }
 
 // KV is a key with its value and indexes.

@@ -60,13 +60,7 @@ func cmdChaos(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "chaos: 3 local nodes, %d groups, %d clients, %v, faults %s; files in %s\n", groups, workers, duration, nemesis, dir)
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	cluster, err := chaos.StartLocal(sctx, chaos.LocalOptions{Bin: bin, Dir: dir, Nodes: 3, Args: []string{
-		"--groups", fmt.Sprint(groups),
-		// Snapshots small and frequent enough that followers install them.
-		"--snapshot-threshold", "300", "--trailing-logs", "100", "--snapshot-interval", "1s",
-		"--heartbeat-timeout", "500ms", "--election-timeout", "500ms", "--leader-lease-timeout", "250ms",
-		"--balance-interval", "1s", "--log-level", "warn",
-	}})
+	cluster, err := chaos.StartLocal(sctx, chaos.LocalOptions{Bin: bin, Dir: dir, Nodes: 3, Args: chaos.NodeArgs(groups)})
 	if err != nil {
 		return fmt.Errorf("chaos: starting the cluster: %w", err)
 	}
