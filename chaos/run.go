@@ -1,11 +1,14 @@
 package chaos
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,6 +51,9 @@ type Report struct {
 	LeaderAfterHeal       time.Duration
 	ReplicasEqual         bool
 	ReplicaProblem        string
+	// SnapshotInstalls counts snapshots installed on followers, as the
+	// nodes' metrics report them (a node restarted later forgets its count).
+	SnapshotInstalls int
 }
 
 // OK reports whether every check passed.
@@ -83,6 +89,7 @@ func (r Report) Print(w io.Writer) {
 		fmt.Fprintf(w, "  lost %s\n", k)
 	}
 	fmt.Fprintf(w, "every group had a leader %v after healing\n", r.LeaderAfterHeal.Round(time.Millisecond))
+	fmt.Fprintf(w, "snapshots installed on followers: at least %d\n", r.SnapshotInstalls)
 	if r.ReplicasEqual {
 		fmt.Fprintln(w, "replicas: every replica of every group holds the same data")
 	} else {
@@ -157,8 +164,34 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			rep.Lost = append(rep.Lost, k)
 		}
 	}
-	rep.ReplicasEqual, rep.ReplicaProblem = compareReplicas(rctx, cfg.Cluster)
+	rep.ReplicasEqual, rep.ReplicaProblem = CompareReplicas(rctx, cfg.Cluster)
+	rep.SnapshotInstalls = snapshotInstalls(rctx, cfg.Cluster)
 	return rep, nil
+}
+
+// snapshotInstalls sums raft's installSnapshot counters over the nodes.
+func snapshotInstalls(ctx context.Context, c *LocalCluster) int {
+	total := 0
+	for _, p := range c.Procs {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.URL()+"/metrics", nil)
+		if err != nil {
+			continue
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == "ringkv_raft_rpc_installSnapshot_count" {
+				n, _ := strconv.ParseFloat(f[1], 64)
+				total += int(n)
+			}
+		}
+		resp.Body.Close()
+	}
+	return total
 }
 
 func sleep(ctx context.Context, d time.Duration) {
@@ -249,9 +282,10 @@ func unavailability(ops []porcupine.Operation, windows []window) map[string]time
 	return out
 }
 
-// compareReplicas waits until every replica has applied what its leader
-// has, then compares each node's own copy of all keys.
-func compareReplicas(ctx context.Context, c *LocalCluster) (bool, string) {
+// CompareReplicas waits until every replica has applied what its leader
+// has, then compares each node's own copy of all keys (stale listings):
+// keys, values and modify indexes. It returns what differs, if anything.
+func CompareReplicas(ctx context.Context, c *LocalCluster) (bool, string) {
 	err := poll(ctx, 100*time.Millisecond, func() error {
 		leaderApplied := map[uint32]uint64{}
 		applied := map[uint32][]uint64{}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringkv/ringkv/chaos"
 	"github.com/ringkv/ringkv/client"
 )
 
@@ -33,9 +34,9 @@ func TestThreeNodes(t *testing.T) {
 			for i := w; i < 1000; i += 16 {
 				k, v := fmt.Sprintf("user/%04d", i), fmt.Sprintf("value-%d-%x", i, rand.Uint64())
 				p := c.procs[rand.IntN(3)]
-				res, err := p.c.Put(ctx(t, 15*time.Second), k, []byte(v), client.PutOptions{})
+				res, err := p.Client.Put(ctx(t, 15*time.Second), k, []byte(v), client.PutOptions{})
 				if err != nil {
-					errs <- fmt.Errorf("Put(%q) via %s: %w", k, p.id, err)
+					errs <- fmt.Errorf("Put(%q) via %s: %w", k, p.ID, err)
 					return
 				}
 				mu.Lock()
@@ -49,16 +50,16 @@ func TestThreeNodes(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	checkAll := func(procs []*proc, consistency string) {
+	checkAll := func(procs []*chaos.Proc, consistency string) {
 		t.Helper()
 		for _, p := range procs {
 			for k, v := range want {
-				got, err := p.c.Get(ctx(t, 10*time.Second), k, consistency)
+				got, err := p.Client.Get(ctx(t, 10*time.Second), k, consistency)
 				if err != nil {
-					t.Fatalf("Get(%q) via %s: %v", k, p.id, err)
+					t.Fatalf("Get(%q) via %s: %v", k, p.ID, err)
 				}
 				if string(got.Data) != v {
-					t.Fatalf("Get(%q) via %s = %q, want %q", k, p.id, got.Data, v)
+					t.Fatalf("Get(%q) via %s = %q, want %q", k, p.ID, got.Data, v)
 				}
 			}
 		}
@@ -77,92 +78,52 @@ func TestThreeNodes(t *testing.T) {
 	if len(gkeys) == 0 {
 		t.Fatal("no key landed in group 2")
 	}
-	c.procs[victim].kill9(t)
+	if err := c.procs[victim].Kill(); err != nil {
+		t.Fatal(err)
+	}
 	killed := time.Now()
 	survivor := c.procs[(victim+1)%3]
 	eventually(t, "write to the killed leader's group via a survivor", 20*time.Second, func() error {
-		_, err := survivor.c.Put(ctx(t, 3*time.Second), gkeys[0], []byte("after-kill"), client.PutOptions{})
+		_, err := survivor.Client.Put(ctx(t, 3*time.Second), gkeys[0], []byte("after-kill"), client.PutOptions{})
 		return err
 	})
-	t.Logf("group %d accepted writes again %v after kill -9 of its leader %s", g, time.Since(killed).Round(time.Millisecond), c.procs[victim].id)
+	t.Logf("group %d accepted writes again %v after kill -9 of its leader %s", g, time.Since(killed).Round(time.Millisecond), c.procs[victim].ID)
 	want[gkeys[0]] = "after-kill"
 	for i := 0; i < 100; i++ {
 		k := fmt.Sprintf("late/%03d", i)
 		p := c.procs[(victim+1+i%2)%3]
-		if _, err := p.c.Put(ctx(t, 10*time.Second), k, []byte(k), client.PutOptions{}); err != nil {
+		if _, err := p.Client.Put(ctx(t, 10*time.Second), k, []byte(k), client.PutOptions{}); err != nil {
 			t.Fatalf("Put(%q) with a node down: %v", k, err)
 		}
 		want[k] = k
 	}
 
-	// Restart it (its --join is ignored: it has state) and let it catch up.
-	c.procs[victim].start(t, "--join", survivor.url())
+	// Restart it (a node with state ignores its --join) and let it catch up.
+	if err := c.procs[victim].Start(); err != nil {
+		t.Fatal(err)
+	}
 	c.waitReady(3)
-	c.waitConverged()
+	if ok, why := chaos.CompareReplicas(ctx(t, 60*time.Second), c.lc); !ok {
+		t.Fatalf("replicas differ after the restart: %s", why)
+	}
 	checkAll(c.procs, "stale")
-	c.sameDataEverywhere(want)
+	c.holds(want)
 }
 
-// waitConverged waits until every replica of every group has applied what
-// its leader has applied.
-func (c *cluster) waitConverged() {
+// holds checks that node 1's own replicas hold exactly want (the replicas
+// were compared with each other before).
+func (c *cluster) holds(want map[string]string) {
 	c.t.Helper()
-	eventually(c.t, "replicas converged", 60*time.Second, func() error {
-		applied := map[uint32][]uint64{}
-		leaderApplied := map[uint32]uint64{}
-		for _, p := range c.procs {
-			st, err := p.c.Status(ctx(c.t, 2*time.Second))
-			if err != nil {
-				return err
-			}
-			for _, g := range st.Groups {
-				applied[g.ID] = append(applied[g.ID], g.AppliedIndex)
-				if g.State == "Leader" {
-					leaderApplied[g.ID] = g.AppliedIndex
-				}
-			}
-		}
-		for g, idx := range applied {
-			la, ok := leaderApplied[g]
-			if !ok {
-				return fmt.Errorf("group %d has no leader", g)
-			}
-			for _, a := range idx {
-				if a < la {
-					return fmt.Errorf("group %d: a replica applied %d, leader %d", g, a, la)
-				}
-			}
-		}
-		return nil
-	})
-}
-
-// sameDataEverywhere compares each node's own replicas (stale listings)
-// with each other and with want.
-func (c *cluster) sameDataEverywhere(want map[string]string) {
-	c.t.Helper()
-	var first []client.Entry
-	for i, p := range c.procs {
-		es, err := p.c.List(ctx(c.t, 20*time.Second), "", client.ListOptions{Consistency: "stale"})
-		if err != nil {
-			c.t.Fatalf("List via %s: %v", p.id, err)
-		}
-		if len(es) != len(want) {
-			c.t.Fatalf("%s holds %d keys, want %d", p.id, len(es), len(want))
-		}
-		for _, e := range es {
-			if want[e.Key] != string(e.Value) {
-				c.t.Fatalf("%s: %q = %q, want %q", p.id, e.Key, e.Value, want[e.Key])
-			}
-		}
-		if i == 0 {
-			first = es
-			continue
-		}
-		for j := range es {
-			if es[j].Key != first[j].Key || !bytes.Equal(es[j].Value, first[j].Value) || es[j].ModifyIndex != first[j].ModifyIndex {
-				c.t.Fatalf("%s and %s differ at %q", p.id, c.procs[0].id, es[j].Key)
-			}
+	es, err := c.procs[0].Client.List(ctx(c.t, 20*time.Second), "", client.ListOptions{Consistency: "stale"})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if len(es) != len(want) {
+		c.t.Fatalf("%s holds %d keys, want %d", c.procs[0].ID, len(es), len(want))
+	}
+	for _, e := range es {
+		if want[e.Key] != string(e.Value) {
+			c.t.Fatalf("%s: %q = %q, want %q", c.procs[0].ID, e.Key, e.Value, want[e.Key])
 		}
 	}
 }
@@ -172,20 +133,22 @@ func (c *cluster) sameDataEverywhere(want map[string]string) {
 func TestDefaultsServeOnLocalhost7070(t *testing.T) {
 	trackSources()
 	dir := t.TempDir()
-	p := &proc{id: "node1", logPath: dir + "/log"}
-	p.cmd = exec.Command(bin.ringkvd)
-	p.cmd.Dir = dir
-	logf, _ := os.Create(p.logPath)
-	p.cmd.Stdout, p.cmd.Stderr = logf, logf
-	if err := p.cmd.Start(); err != nil {
+	cmd := exec.Command(bin.ringkvd)
+	cmd.Dir = dir
+	logf, _ := os.Create(dir + "/log")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p.exited = make(chan struct{})
-	go func() { p.cmd.Wait(); logf.Close(); close(p.exited) }()
-	t.Cleanup(func() { p.kill9(t) })
-	p.c = client.New("http://127.0.0.1:7070")
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); logf.Close(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+	})
+	c := client.New("http://127.0.0.1:7070")
 	eventually(t, "default node ready", 30*time.Second, func() error {
-		if _, ready, why := p.c.Healthy(ctx(t, time.Second)); !ready {
+		if _, ready, why := c.Healthy(ctx(t, time.Second)); !ready {
 			return fmt.Errorf("%s", why)
 		}
 		return nil
@@ -196,7 +159,7 @@ func TestDefaultsServeOnLocalhost7070(t *testing.T) {
 		t.Fatalf("PUT hello: %v %v", err, resp)
 	}
 	resp.Body.Close()
-	v, err := p.c.Get(ctx(t, 5*time.Second), "hello", "")
+	v, err := c.Get(ctx(t, 5*time.Second), "hello", "")
 	if err != nil || string(v.Data) != "world" {
 		t.Fatalf("GET hello = %q, %v; want world", v.Data, err)
 	}
@@ -215,22 +178,21 @@ func TestDefaultsServeOnLocalhost7070(t *testing.T) {
 		t.Fatalf("no state under ./data: %v", err)
 	}
 	// A graceful stop exits 0.
-	p.cmd.Process.Signal(os.Interrupt)
+	cmd.Process.Signal(os.Interrupt)
 	select {
-	case <-p.exited:
+	case <-exited:
 	case <-time.After(20 * time.Second):
 		t.Fatal("ringkvd did not stop on SIGINT")
 	}
-	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
 		t.Fatalf("exit code %d after SIGINT", code)
 	}
-	p.cmd = nil
 }
 
 // TestCLI drives the ringkv binary against a real node.
 func TestCLI(t *testing.T) {
 	c := startCluster(t, 1)
-	addr := c.procs[0].url()
+	addr := c.procs[0].URL()
 	run := func(env []string, args ...string) (string, error) {
 		cmd := exec.Command(bin.ringkv, args...)
 		cmd.Env = append(os.Environ(), env...)

@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,30 +23,30 @@ func TestPausedLeaderServesNoStaleRead(t *testing.T) {
 		var l struct {
 			Group uint32 `json:"group"`
 		}
-		if err := c.procs[0].c.GetJSON(ctx(t, 5*time.Second), "/v1/ring/lookup", map[string][]string{"key": {key}}, &l); err != nil {
+		if err := c.procs[0].Client.GetJSON(ctx(t, 5*time.Second), "/v1/ring/lookup", map[string][]string{"key": {key}}, &l); err != nil {
 			t.Fatal(err)
 		}
 		if l.Group == g {
 			break
 		}
 	}
-	if _, err := c.procs[0].c.Put(ctx(t, 10*time.Second), key, []byte("v1"), client.PutOptions{}); err != nil {
+	if _, err := c.procs[0].Client.Put(ctx(t, 10*time.Second), key, []byte("v1"), client.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	old := c.leaderOf(g)
 	paused := c.procs[old]
-	if err := paused.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := paused.Pause(); err != nil {
 		t.Fatal(err)
 	}
 	resumed := false
 	defer func() {
 		if !resumed {
-			paused.cmd.Process.Signal(syscall.SIGCONT)
+			paused.Resume()
 		}
 	}()
 	other := c.procs[(old+1)%3]
 	eventually(t, "majority acknowledges v2 while the leader is paused", 30*time.Second, func() error {
-		_, err := other.c.Put(ctx(t, 3*time.Second), key, []byte("v2"), client.PutOptions{})
+		_, err := other.Client.Put(ctx(t, 3*time.Second), key, []byte("v2"), client.PutOptions{})
 		return err
 	})
 	// Queue reads at the paused node, then resume it.
@@ -57,7 +56,7 @@ func TestPausedLeaderServesNoStaleRead(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			v, err := paused.c.Get(ctx(t, 15*time.Second), key, "linearizable")
+			v, err := paused.Client.Get(ctx(t, 15*time.Second), key, "linearizable")
 			if err == nil {
 				results <- string(v.Data)
 			}
@@ -66,7 +65,7 @@ func TestPausedLeaderServesNoStaleRead(t *testing.T) {
 	// Give the requests time to reach the kernel's accept queue of the
 	// stopped process; they cannot be observed from here.
 	<-time.After(300 * time.Millisecond)
-	paused.cmd.Process.Signal(syscall.SIGCONT)
+	paused.Resume()
 	resumed = true
 	wg.Wait()
 	close(results)

@@ -3,17 +3,15 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/ringkv/ringkv/client"
+	"github.com/ringkv/ringkv/chaos"
 )
 
 var bin struct{ ringkvd, ringkv string }
@@ -64,100 +62,41 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freePort(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+// timing makes faults cause elections quickly.
+var timing = []string{"--heartbeat-timeout", "500ms", "--election-timeout", "500ms",
+	"--leader-lease-timeout", "250ms", "--balance-interval", "500ms"}
 
-// proc is one ringkvd process.
-type proc struct {
-	id       string
-	httpAddr string
-	raftAddr string
-	dataDir  string
-	logPath  string
-	cmd      *exec.Cmd
-	exited   chan struct{}
-	c        *client.Client
-}
-
-func (p *proc) url() string { return "http://" + p.httpAddr }
-
-func (p *proc) start(t testing.TB, extra ...string) {
-	t.Helper()
-	args := append([]string{"--id", p.id, "--http-addr", p.httpAddr, "--raft-addr", p.raftAddr, "--data-dir", p.dataDir,
-		"--heartbeat-timeout", "500ms", "--election-timeout", "500ms", "--leader-lease-timeout", "250ms", "--balance-interval", "500ms"}, extra...)
-	p.cmd = exec.Command(bin.ringkvd, args...)
-	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.cmd.Stdout, p.cmd.Stderr = logf, logf
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p.exited = make(chan struct{})
-	go func(c *exec.Cmd, f *os.File, done chan struct{}) { c.Wait(); f.Close(); close(done) }(p.cmd, logf, p.exited)
-	p.c = client.New(p.url())
-}
-
-// kill9 kills the process with SIGKILL: no shutdown, no flush.
-func (p *proc) kill9(t testing.TB) {
-	t.Helper()
-	if p.cmd == nil || p.cmd.Process == nil {
-		return
-	}
-	p.cmd.Process.Signal(syscall.SIGKILL)
-	select {
-	case <-p.exited:
-	case <-time.After(10 * time.Second):
-		t.Errorf("%s did not exit after SIGKILL", p.id)
-	}
-	p.cmd = nil
-}
-
+// cluster is a local cluster of real ringkvd processes, torn down with the
+// test.
 type cluster struct {
-	t     *testing.T
-	procs []*proc
+	t     testing.TB
+	lc    *chaos.LocalCluster
+	procs []*chaos.Proc
 }
 
 // startCluster starts n real processes: the first bootstraps, the rest join.
-func startCluster(t *testing.T, n int, extra ...string) *cluster {
+func startCluster(t testing.TB, n int, extra ...string) *cluster {
 	t.Helper()
 	trackSources()
-	c := &cluster{t: t}
-	base := t.TempDir()
-	for i := 0; i < n; i++ {
-		p := &proc{id: fmt.Sprintf("node%d", i+1), httpAddr: freePort(t), raftAddr: freePort(t),
-			dataDir: filepath.Join(base, fmt.Sprintf("node%d", i+1)), logPath: filepath.Join(base, fmt.Sprintf("node%d.log", i+1))}
-		args := extra
-		if i > 0 {
-			args = append([]string{"--join", c.procs[0].url()}, extra...)
-		}
-		p.start(t, args...)
-		c.procs = append(c.procs, p)
+	lc, err := chaos.StartLocal(ctx(t, 60*time.Second), chaos.LocalOptions{Bin: bin.ringkvd, Dir: t.TempDir(), Nodes: n,
+		Args: append(append([]string{}, timing...), extra...)})
+	if err != nil {
+		t.Fatal(err)
 	}
+	c := &cluster{t: t, lc: lc, procs: lc.Procs}
 	t.Cleanup(func() {
-		for _, p := range c.procs {
-			p.kill9(t)
-		}
+		lc.Stop()
 		if t.Failed() {
 			for _, p := range c.procs {
-				b, _ := os.ReadFile(p.logPath)
+				b, _ := os.ReadFile(p.LogPath)
 				lines := strings.Split(string(b), "\n")
 				if len(lines) > 40 {
 					lines = lines[len(lines)-40:]
 				}
-				t.Logf("last log lines of %s:\n%s", p.id, strings.Join(lines, "\n"))
+				t.Logf("last log lines of %s:\n%s", p.ID, strings.Join(lines, "\n"))
 			}
 		}
 	})
-	c.waitReady(n)
 	return c
 }
 
@@ -186,30 +125,12 @@ func ctx(t testing.TB, d time.Duration) context.Context {
 }
 
 // waitReady waits until every live process is ready and hosts every group
-// with all live nodes as voters.
+// with voters voters.
 func (c *cluster) waitReady(voters int) {
 	c.t.Helper()
-	eventually(c.t, "cluster ready", 60*time.Second, func() error {
-		for _, p := range c.procs {
-			if p.cmd == nil {
-				continue
-			}
-			_, ready, why := p.c.Healthy(ctx(c.t, 2*time.Second))
-			if !ready {
-				return fmt.Errorf("%s: %s", p.id, why)
-			}
-			st, err := p.c.Status(ctx(c.t, 2*time.Second))
-			if err != nil {
-				return err
-			}
-			for _, g := range st.Groups {
-				if len(g.Voters) != voters {
-					return fmt.Errorf("%s: group %d voters %v", p.id, g.ID, g.Voters)
-				}
-			}
-		}
-		return nil
-	})
+	if err := c.lc.WaitReady(ctx(c.t, 60*time.Second), voters); err != nil {
+		c.t.Fatalf("cluster not ready: %v", err)
+	}
 }
 
 // leaderOf returns the index of the process leading group g.
@@ -217,22 +138,10 @@ func (c *cluster) leaderOf(g uint32) int {
 	c.t.Helper()
 	idx := -1
 	eventually(c.t, fmt.Sprintf("leader of group %d", g), 30*time.Second, func() error {
-		for i, p := range c.procs {
-			if p.cmd == nil {
-				continue
-			}
-			st, err := p.c.Status(ctx(c.t, 2*time.Second))
-			if err != nil {
-				continue
-			}
-			for _, gs := range st.Groups {
-				if gs.ID == g && gs.State == "Leader" {
-					idx = i
-					return nil
-				}
-			}
+		if idx = c.lc.LeaderOf(ctx(c.t, 5*time.Second), g); idx < 0 {
+			return fmt.Errorf("no leader")
 		}
-		return fmt.Errorf("no leader")
+		return nil
 	})
 	return idx
 }

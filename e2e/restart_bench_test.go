@@ -3,7 +3,6 @@ package e2e
 import (
 	"flag"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,12 +21,8 @@ var restartKeys = flag.Int("restart.keys", 10000, "keys loaded before BenchmarkR
 //	go test ./e2e -run XXX -bench Restart -benchtime 1x -restart.keys 10000
 //	go test ./e2e -run XXX -bench Restart -benchtime 1x -restart.keys 1000000 -timeout 60m
 func BenchmarkRestart(b *testing.B) {
-	dir := b.TempDir()
-	p := &proc{id: "node1", httpAddr: freePort(b), raftAddr: freePort(b), dataDir: filepath.Join(dir, "node1"), logPath: filepath.Join(dir, "node1.log")}
-	startB := func() { p.start(b) }
-	startB()
-	defer p.kill9(b)
-	waitReady(b, p)
+	c := startCluster(b, 1)
+	p := c.procs[0]
 	value := make([]byte, 128)
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -43,7 +38,7 @@ func BenchmarkRestart(b *testing.B) {
 				}
 				k := fmt.Sprintf("key/%09d", i)
 				for {
-					if _, err := p.c.Put(ctx(b, 30*time.Second), k, value, client.PutOptions{}); err == nil {
+					if _, err := p.Client.Put(ctx(b, 30*time.Second), k, value, client.PutOptions{}); err == nil {
 						break
 					}
 				}
@@ -54,12 +49,16 @@ func BenchmarkRestart(b *testing.B) {
 	b.Logf("loaded %d keys in %v", *restartKeys, time.Since(loadStart).Round(time.Millisecond))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		p.kill9(b)
+		if err := p.Kill(); err != nil {
+			b.Fatal(err)
+		}
 		start := time.Now()
-		startB()
-		waitReady(b, p)
+		if err := p.Start(); err != nil {
+			b.Fatal(err)
+		}
+		c.waitReady(1)
 		for {
-			v, err := p.c.Get(ctx(b, 5*time.Second), fmt.Sprintf("key/%09d", *restartKeys-1), "linearizable")
+			v, err := p.Client.Get(ctx(b, 5*time.Second), fmt.Sprintf("key/%09d", *restartKeys-1), "linearizable")
 			if err == nil && len(v.Data) == 128 {
 				break
 			}
@@ -67,14 +66,4 @@ func BenchmarkRestart(b *testing.B) {
 		b.ReportMetric(float64(time.Since(start).Milliseconds()), "ms/restart")
 		b.Logf("%d keys: restarted and served a linearizable read in %v", *restartKeys, time.Since(start).Round(time.Millisecond))
 	}
-}
-
-func waitReady(t testing.TB, p *proc) {
-	t.Helper()
-	eventually(t, p.id+" ready", 5*time.Minute, func() error {
-		if _, ready, why := p.c.Healthy(ctx(t, time.Second)); !ready {
-			return fmt.Errorf("%s", why)
-		}
-		return nil
-	})
 }

@@ -57,6 +57,9 @@ func cmdChaos(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		}
 	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
 	fmt.Fprintf(out, "chaos: 3 local nodes, %d groups, %d clients, %v, faults %s; files in %s\n", groups, workers, duration, nemesis, dir)
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
