@@ -26,21 +26,29 @@ type Proc struct {
 	LogPath  string
 	Client   *client.Client
 
-	bin    string
-	args   []string
-	env    []string
-	cmd    *exec.Cmd
-	exited chan struct{}
+	bin      string
+	args     []string
+	env      []string
+	attached bool // a node this harness did not start and cannot control
+	cmd      *exec.Cmd
+	exited   chan struct{}
 }
 
 // URL is the node's HTTP base URL.
 func (p *Proc) URL() string { return "http://" + p.HTTPAddr }
 
-// Running reports whether the process is alive (it may be paused).
-func (p *Proc) Running() bool { return p.cmd != nil }
+// Running reports whether the process is alive (it may be paused). An
+// attached node counts as running.
+func (p *Proc) Running() bool { return p.cmd != nil || p.attached }
+
+// errAttached is returned for process control of an attached node.
+var errAttached = errors.New("attached node: this harness did not start it and cannot kill, restart or pause it")
 
 // Start starts the process with its fixed arguments.
 func (p *Proc) Start() error {
+	if p.attached {
+		return errAttached
+	}
 	if p.cmd != nil {
 		return nil
 	}
@@ -63,6 +71,9 @@ func (p *Proc) Start() error {
 
 // Kill sends SIGKILL and waits for the process to exit.
 func (p *Proc) Kill() error {
+	if p.attached {
+		return errAttached
+	}
 	if p.cmd == nil {
 		return nil
 	}
@@ -86,6 +97,9 @@ func (p *Proc) Pause() error { return p.signal(syscall.SIGSTOP) }
 func (p *Proc) Resume() error { return p.signal(syscall.SIGCONT) }
 
 func (p *Proc) signal(s syscall.Signal) error {
+	if p.attached {
+		return errAttached
+	}
 	if p.cmd == nil {
 		return fmt.Errorf("%s is not running", p.ID)
 	}
@@ -115,8 +129,8 @@ type LocalOptions struct {
 	Env []string
 }
 
-// LocalCluster is a cluster of ringkvd processes on 127.0.0.1.
-type LocalCluster struct {
+// Cluster is a cluster of ringkvd processes on 127.0.0.1.
+type Cluster struct {
 	Procs []*Proc
 }
 
@@ -131,8 +145,8 @@ func freeAddr() (string, error) {
 
 // StartLocal starts o.Nodes processes (the first bootstraps, the others
 // join it) with the fault hook enabled, and waits until all are ready.
-func StartLocal(ctx context.Context, o LocalOptions) (*LocalCluster, error) {
-	c := &LocalCluster{}
+func StartLocal(ctx context.Context, o LocalOptions) (*Cluster, error) {
+	c := &Cluster{}
 	for i := 0; i < o.Nodes; i++ {
 		httpAddr, err := freeAddr()
 		if err != nil {
@@ -162,8 +176,34 @@ func StartLocal(ctx context.Context, o LocalOptions) (*LocalCluster, error) {
 	return c, nil
 }
 
+// Attach builds a Cluster from running nodes at the given HTTP URLs,
+// learning each node's id and Raft address from its status. Only faults
+// that need no process control (partitions, through nodes started with
+// --fault-hook) can be injected into it.
+func Attach(ctx context.Context, urls []string) (*Cluster, error) {
+	c := &Cluster{}
+	for _, u := range urls {
+		cl := client.New(u)
+		st, err := cl.Status(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("attaching to %s: %w", u, err)
+		}
+		p := &Proc{ID: st.Node, Client: cl, attached: true}
+		for _, m := range st.Members {
+			if m.ID == st.Node {
+				p.HTTPAddr, p.RaftAddr = m.HTTPAddr, m.RaftAddr
+			}
+		}
+		if p.RaftAddr == "" {
+			return nil, fmt.Errorf("attaching to %s: node %s is not in its own member list", u, st.Node)
+		}
+		c.Procs = append(c.Procs, p)
+	}
+	return c, nil
+}
+
 // Stop kills every process.
-func (c *LocalCluster) Stop() {
+func (c *Cluster) Stop() {
 	for _, p := range c.Procs {
 		p.Kill()
 	}
@@ -171,7 +211,7 @@ func (c *LocalCluster) Stop() {
 
 // WaitReady polls until every running node is ready and its groups have
 // voters voters each.
-func (c *LocalCluster) WaitReady(ctx context.Context, voters int) error {
+func (c *Cluster) WaitReady(ctx context.Context, voters int) error {
 	return poll(ctx, 50*time.Millisecond, func() error {
 		for _, p := range c.Procs {
 			if !p.Running() {
@@ -198,7 +238,7 @@ func (c *LocalCluster) WaitReady(ctx context.Context, voters int) error {
 }
 
 // LeaderOf returns the index of the process leading group g, or -1.
-func (c *LocalCluster) LeaderOf(ctx context.Context, g uint32) int {
+func (c *Cluster) LeaderOf(ctx context.Context, g uint32) int {
 	for i, p := range c.Procs {
 		if !p.Running() {
 			continue
@@ -221,7 +261,7 @@ func (c *LocalCluster) LeaderOf(ctx context.Context, g uint32) int {
 // Partition cuts process i's Raft traffic off from every other process, in
 // both directions, through each node's fault hook. HTTP keeps working, so
 // clients still reach it.
-func (c *LocalCluster) Partition(ctx context.Context, i int) error {
+func (c *Cluster) Partition(ctx context.Context, i int) error {
 	var others []string
 	for j, p := range c.Procs {
 		if j == i {
@@ -236,7 +276,7 @@ func (c *LocalCluster) Partition(ctx context.Context, i int) error {
 }
 
 // Heal lifts every partition on running nodes.
-func (c *LocalCluster) Heal(ctx context.Context) error {
+func (c *Cluster) Heal(ctx context.Context) error {
 	var first error
 	for _, p := range c.Procs {
 		if p.Running() {

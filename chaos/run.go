@@ -26,7 +26,7 @@ const (
 
 // Config is one chaos run.
 type Config struct {
-	Cluster  *LocalCluster
+	Cluster  *Cluster
 	Groups   int
 	Duration time.Duration
 	// Nemesis lists the fault kinds to cycle through.
@@ -170,7 +170,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 }
 
 // snapshotInstalls sums raft's installSnapshot counters over the nodes.
-func snapshotInstalls(ctx context.Context, c *LocalCluster) int {
+func snapshotInstalls(ctx context.Context, c *Cluster) int {
 	total := 0
 	for _, p := range c.Procs {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.URL()+"/metrics", nil)
@@ -285,7 +285,7 @@ func unavailability(ops []porcupine.Operation, windows []window) map[string]time
 // CompareReplicas waits until every replica has applied what its leader
 // has, then compares each node's own copy of all keys (stale listings):
 // keys, values and modify indexes. It returns what differs, if anything.
-func CompareReplicas(ctx context.Context, c *LocalCluster) (bool, string) {
+func CompareReplicas(ctx context.Context, c *Cluster) (bool, string) {
 	err := poll(ctx, 100*time.Millisecond, func() error {
 		leaderApplied := map[uint32]uint64{}
 		applied := map[uint32][]uint64{}

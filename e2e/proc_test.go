@@ -70,7 +70,7 @@ var timing = []string{"--heartbeat-timeout", "500ms", "--election-timeout", "500
 // test.
 type cluster struct {
 	t     testing.TB
-	lc    *chaos.LocalCluster
+	lc    *chaos.Cluster
 	procs []*chaos.Proc
 }
 

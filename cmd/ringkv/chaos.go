@@ -20,12 +20,14 @@ import (
 func cmdChaos(ctx context.Context, args []string, out io.Writer) error {
 	var (
 		target, nemesis, bin, dir string
+		endpoints                 string
 		duration, faultFor        time.Duration
 		workers, groups           int
 		keep                      bool
 	)
 	_, err := subFlags("chaos", args, func(fs *flag.FlagSet) {
-		fs.StringVar(&target, "target", "local", "local: start 3 ringkvd processes on 127.0.0.1")
+		fs.StringVar(&target, "target", "local", "local: start 3 ringkvd processes on 127.0.0.1; endpoints: attach to --endpoints")
+		fs.StringVar(&endpoints, "endpoints", "", "with --target endpoints: comma-separated URLs of running nodes started with --fault-hook")
 		fs.DurationVar(&duration, "duration", time.Minute, "how long to run the workload")
 		fs.StringVar(&nemesis, "nemesis", "kill,pause,partition", "fault kinds to cycle through")
 		fs.DurationVar(&faultFor, "fault-for", 2*time.Second, "how long each fault lasts (pauses must outlast the election timeout)")
@@ -38,16 +40,25 @@ func cmdChaos(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if target != "local" {
-		return fmt.Errorf("chaos: target %q is not available yet; use local", target)
-	}
 	kinds := strings.Split(nemesis, ",")
 	for _, k := range kinds {
 		if k != chaos.FaultKill && k != chaos.FaultPause && k != chaos.FaultPartition {
 			return fmt.Errorf("chaos: unknown fault %q (want kill, pause, partition)", k)
 		}
+		if target == "endpoints" && k != chaos.FaultPartition {
+			return fmt.Errorf("chaos: fault %q needs process control; attached nodes take only partition", k)
+		}
 	}
-	if bin == "" {
+	switch target {
+	case "local":
+	case "endpoints":
+		if endpoints == "" {
+			return errors.New("chaos: --target endpoints needs --endpoints URL,URL,...")
+		}
+	default:
+		return fmt.Errorf("chaos: target %q is not available; use local or endpoints", target)
+	}
+	if bin == "" && target == "local" {
 		if bin, err = findRingkvd(); err != nil {
 			return err
 		}
@@ -60,10 +71,16 @@ func cmdChaos(ctx context.Context, args []string, out io.Writer) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "chaos: 3 local nodes, %d groups, %d clients, %v, faults %s; files in %s\n", groups, workers, duration, nemesis, dir)
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	cluster, err := chaos.StartLocal(sctx, chaos.LocalOptions{Bin: bin, Dir: dir, Nodes: 3, Args: chaos.NodeArgs(groups)})
+	var cluster *chaos.Cluster
+	if target == "endpoints" {
+		fmt.Fprintf(out, "chaos: attached to %s, %d clients, %v, faults %s; files in %s\n", endpoints, workers, duration, nemesis, dir)
+		cluster, err = chaos.Attach(sctx, strings.Split(endpoints, ","))
+	} else {
+		fmt.Fprintf(out, "chaos: 3 local nodes, %d groups, %d clients, %v, faults %s; files in %s\n", groups, workers, duration, nemesis, dir)
+		cluster, err = chaos.StartLocal(sctx, chaos.LocalOptions{Bin: bin, Dir: dir, Nodes: 3, Args: chaos.NodeArgs(groups)})
+	}
 	if err != nil {
 		return fmt.Errorf("chaos: starting the cluster: %w", err)
 	}
