@@ -143,15 +143,18 @@ func localGroups(dataDir string) ([]GroupID, error) {
 
 func (n *Node) startReplica(id GroupID, bootstrap bool) error {
 	n.startMu.Lock()
-	defer n.startMu.Unlock()
 	if n.starting[id] || n.replica(id) != nil {
+		n.startMu.Unlock()
 		return nil
 	}
 	n.starting[id] = true
 	n.startMu.Unlock()
+
 	start := time.Now()
 	r, err := n.openReplica(id, bootstrap)
+
 	n.startMu.Lock()
+	defer n.startMu.Unlock()
 	delete(n.starting, id)
 	if err != nil {
 		return err
