@@ -18,5 +18,11 @@
 // and, once the image is consumed, its digest, so a truncated or altered
 // checkpoint is refused before anything is swapped in.
 //
+// The package also holds Tree, the Merkle tree over a group's key-hash
+// space (merkle.go): leaves are buckets of key hashes, each the XOR of its
+// entries' digests, so the tree is updated in O(depth) per change and two
+// replicas with the same entries have the same root; Diff compares two
+// trees top-down and names the differing buckets.
+//
 // The package uses the standard library only.
 package snapshot
