@@ -267,6 +267,8 @@ type GroupStatus struct {
 	Voters       []string `json:"voters"`
 	Keys         uint64   `json:"keys"`
 	StateBytes   int64    `json:"state_bytes"`
+	MerkleRoot   string   `json:"merkle_root"`
+	MerkleIndex  uint64   `json:"merkle_index"`
 }
 
 // Status is a node's status document.

@@ -54,8 +54,18 @@ func TestWritesThroughAnyNodeReadBackEverywhere(t *testing.T) {
 			}
 		}
 	}
-	// Stale reads agree once every replica has applied everything.
+	// Stale reads agree once every replica has applied everything, and
+	// every replica of a group has the same Merkle root at the same index.
 	c.WaitConverged()
+	for g := raftnode.GroupID(1); g <= 3; g++ {
+		want := c.GroupStatus(0, g)
+		for i := range c.Members {
+			got := c.GroupStatus(i, g)
+			if got.MerkleRoot == "" || got.MerkleRoot != want.MerkleRoot || got.MerkleIndex != want.MerkleIndex {
+				t.Fatalf("group %d: replica %d root %s@%d, replica 0 %s@%d", g, i, got.MerkleRoot, got.MerkleIndex, want.MerkleRoot, want.MerkleIndex)
+			}
+		}
+	}
 	for _, m := range c.Members {
 		for k, v := range want {
 			if got := mustGet(t, m.Node, k, raftnode.Stale); got != v {

@@ -1,6 +1,7 @@
 package raftnode
 
 import (
+	"encoding/hex"
 	"fmt"
 	"sort"
 	"strconv"
@@ -23,6 +24,10 @@ type GroupStatus struct {
 	SnapshotIndex uint64   `json:"snapshot_index"`
 	Keys          uint64   `json:"keys"`
 	StateBytes    int64    `json:"state_bytes"`
+	// MerkleRoot is the root of the replica's Merkle tree at MerkleIndex
+	// (its applied index); equal replicas at one index have equal roots.
+	MerkleRoot  string `json:"merkle_root,omitempty"`
+	MerkleIndex uint64 `json:"merkle_index,omitempty"`
 }
 
 // Status is a node's view of itself and its local replicas.
@@ -51,6 +56,8 @@ func (r *replica) status() GroupStatus {
 		st.AppliedIndex = r.st.AppliedIndex()
 		st.Keys = r.st.KeyCount()
 		st.StateBytes = r.st.FileSize()
+		root := r.st.Root()
+		st.MerkleRoot, st.MerkleIndex = hex.EncodeToString(root.Hash[:]), root.Index
 	} else {
 		st.AppliedIndex = r.raft.AppliedIndex()
 	}

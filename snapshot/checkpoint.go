@@ -12,10 +12,10 @@ import (
 )
 
 // FormatVersion is the checkpoint format version this package writes.
-const FormatVersion = 1
+const FormatVersion = 2
 
 // HeaderSize is the encoded size of a Header.
-const HeaderSize = 8 + 4 + 4 + 8 + 8 + 8 + 8 + 4
+const HeaderSize = 8 + 4 + 4 + 8 + 8 + 8 + 8 + 32 + 4
 
 // DigestSize is the size of the trailer.
 const DigestSize = sha256.Size
@@ -44,6 +44,8 @@ type Header struct {
 	Term    uint64
 	Keys    uint64
 	Size    uint64
+	// Root is the Merkle root of the image's entries (see Tree).
+	Root Digest
 }
 
 // MarshalBinary encodes h, stamping the current FormatVersion.
@@ -56,7 +58,8 @@ func (h Header) MarshalBinary() ([]byte, error) {
 	binary.BigEndian.PutUint64(b[24:], h.Term)
 	binary.BigEndian.PutUint64(b[32:], h.Keys)
 	binary.BigEndian.PutUint64(b[40:], h.Size)
-	binary.BigEndian.PutUint32(b[48:], crc32.Checksum(b[:48], castagnoli))
+	copy(b[48:80], h.Root[:])
+	binary.BigEndian.PutUint32(b[80:], crc32.Checksum(b[:80], castagnoli))
 	return b, nil
 }
 
@@ -68,7 +71,7 @@ func (h *Header) UnmarshalBinary(b []byte) error {
 	if !bytes.Equal(b[:8], magic[:]) {
 		return ErrBadMagic
 	}
-	if got, want := crc32.Checksum(b[:48], castagnoli), binary.BigEndian.Uint32(b[48:]); got != want {
+	if got, want := crc32.Checksum(b[:80], castagnoli), binary.BigEndian.Uint32(b[80:]); got != want {
 		return fmt.Errorf("%w: header checksum %08x, want %08x", ErrCorrupt, got, want)
 	}
 	v := binary.BigEndian.Uint32(b[8:])
@@ -83,6 +86,7 @@ func (h *Header) UnmarshalBinary(b []byte) error {
 		Keys:    binary.BigEndian.Uint64(b[32:]),
 		Size:    binary.BigEndian.Uint64(b[40:]),
 	}
+	copy(h.Root[:], b[48:80])
 	return nil
 }
 

@@ -10,6 +10,7 @@
 //	term    uint64   term of that entry (0 when unknown)
 //	keys    uint64   number of keys in the image
 //	size    uint64   length of the image in bytes
+//	root    [32]byte Merkle root of the image's entries (see Tree)
 //	hcrc    uint32   CRC-32C of the header fields above
 //	image   [size]byte
 //	digest  [32]byte SHA-256 of the image

@@ -30,6 +30,9 @@ var ErrBadTree = errors.New("snapshot: malformed merkle tree")
 // A Tree is not safe for concurrent use.
 type Tree struct {
 	depth int
+	// dirty holds nodes whose parents must be recomputed before the next
+	// read: toggles only touch leaves, and a batch of them settles once.
+	dirty []int
 	// nodes is the complete binary tree in level order: nodes[0] is the
 	// root and the children of node n are 2n+1 and 2n+2; leaves are the
 	// last 1<<depth nodes.
@@ -44,6 +47,13 @@ func NewTree(depth int) (*Tree, error) {
 	t := &Tree{depth: depth, nodes: make([]Digest, 1<<(depth+1)-1)}
 	t.rebuild()
 	return t, nil
+}
+
+// KeyHash places a key in the tree's key-hash space: the first 8 bytes of
+// its SHA-256, the same on every platform.
+func KeyHash(key []byte) uint64 {
+	sum := sha256.Sum256(key)
+	return binary.BigEndian.Uint64(sum[:8])
 }
 
 // EntryDigest is the digest of one stored entry: it covers the key, the
@@ -84,15 +94,47 @@ func (t *Tree) leafNode(i int) int { return len(t.nodes) - t.Leaves() + i }
 
 // Toggle adds an entry digest to the leaf of keyHash, or removes it if it
 // is there: XOR is its own inverse. Replacing an entry is two toggles, the
-// old digest and the new one. O(depth) hashes.
-func (t *Tree) Toggle(keyHash uint64, d Digest) {
-	n := t.leafNode(t.Leaf(keyHash))
+// old digest and the new one. It returns the leaf. Inner nodes are
+// recomputed at the next read, once for a whole batch of toggles.
+func (t *Tree) Toggle(keyHash uint64, d Digest) int {
+	leaf := t.Leaf(keyHash)
+	n := t.leafNode(leaf)
 	for i := range d {
 		t.nodes[n][i] ^= d[i]
 	}
-	for n > 0 {
-		n = (n - 1) / 2
-		t.nodes[n] = hashPair(t.nodes[2*n+1], t.nodes[2*n+2])
+	t.dirty = append(t.dirty, n)
+	return leaf
+}
+
+// LeafDigest returns leaf i's hash.
+func (t *Tree) LeafDigest(i int) Digest { return t.nodes[t.leafNode(i)] }
+
+// SetLeaf sets leaf i's hash (loading a stored tree).
+func (t *Tree) SetLeaf(i int, d Digest) {
+	n := t.leafNode(i)
+	t.nodes[n] = d
+	t.dirty = append(t.dirty, n)
+}
+
+// settle recomputes the ancestors of dirty nodes, level by level.
+func (t *Tree) settle() {
+	for len(t.dirty) > 0 {
+		seen := make(map[int]bool, len(t.dirty))
+		var parents []int
+		for _, n := range t.dirty {
+			if n == 0 {
+				continue
+			}
+			p := (n - 1) / 2
+			if !seen[p] {
+				seen[p] = true
+				parents = append(parents, p)
+			}
+		}
+		for _, p := range parents {
+			t.nodes[p] = hashPair(t.nodes[2*p+1], t.nodes[2*p+2])
+		}
+		t.dirty = parents
 	}
 }
 
@@ -111,13 +153,20 @@ func (t *Tree) rebuild() {
 }
 
 // Root returns the root hash.
-func (t *Tree) Root() Digest { return t.nodes[0] }
+func (t *Tree) Root() Digest {
+	t.settle()
+	return t.nodes[0]
+}
 
 // Node returns node index (0-based, left to right) of level (0 = root).
-func (t *Tree) Node(level, index int) Digest { return t.nodes[1<<level-1+index] }
+func (t *Tree) Node(level, index int) Digest {
+	t.settle()
+	return t.nodes[1<<level-1+index]
+}
 
 // Clone returns an independent copy.
 func (t *Tree) Clone() *Tree {
+	t.settle()
 	return &Tree{depth: t.depth, nodes: append([]Digest(nil), t.nodes...)}
 }
 

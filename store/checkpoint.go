@@ -33,11 +33,17 @@ func (s *Store) Snapshot() (*Snapshot, error) {
 		return nil, err
 	}
 	m := tx.Bucket(bucketMeta)
+	root := s.Root()
+	if root.Index != getU64(m, keyApplied) {
+		tx.Rollback()
+		return nil, fmt.Errorf("store: snapshot taken off the apply goroutine (root at %d, data at %d)", root.Index, getU64(m, keyApplied))
+	}
 	return &Snapshot{tx: tx, header: snapshot.Header{
 		Group: s.opts.Group,
-		Index: getU64(m, keyApplied),
+		Index: root.Index,
 		Keys:  getU64(m, keyCount),
 		Size:  uint64(tx.Size()),
+		Root:  root.Hash,
 	}}, nil
 }
 
@@ -133,6 +139,23 @@ func checkImage(path string, h snapshot.Header) error {
 		}
 		if got := getU64(m, keyCount); got != h.Keys {
 			return fmt.Errorf("%w: image holds %d keys, header %d", ErrRestoreMismatch, got, h.Keys)
+		}
+		// Recompute the Merkle root from the entries themselves: it must
+		// match both the header and the tree stored in the image.
+		depth := int(getU64(m, keyDepth))
+		if depth == 0 {
+			return fmt.Errorf("%w: image has no merkle tree", ErrRestoreMismatch)
+		}
+		built, err := buildTree(tx, depth)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrRestoreMismatch, err)
+		}
+		stored, err := loadTree(tx, depth)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrRestoreMismatch, err)
+		}
+		if built.Root() != h.Root || stored.Root() != h.Root {
+			return fmt.Errorf("%w: merkle root of the entries %x, stored %x, header %x", ErrRestoreMismatch, built.Root(), stored.Root(), h.Root)
 		}
 		return nil
 	})

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/ringkv/ringkv/snapshot"
 )
 
 var (
@@ -30,6 +32,9 @@ type Options struct {
 	// NoSync skips fsync on commit with no protection at all. Only for
 	// tests and bulk loads.
 	NoSync bool
+	// TreeDepth is the depth of the Merkle tree of a new store (an
+	// existing store keeps the depth it was created with).
+	TreeDepth int
 	// DeferSync skips fsync on commit but detects, at the next Open, a
 	// machine crash that may have torn the file (see deferred.go). Use it
 	// only when the caller can rebuild the state from a durable log. On
@@ -38,7 +43,9 @@ type Options struct {
 }
 
 // DefaultOptions returns the options ringkvd uses.
-func DefaultOptions() Options { return Options{MmapSize: 1 << 30, DeferSync: true} }
+func DefaultOptions() Options {
+	return Options{MmapSize: 1 << 30, DeferSync: true, TreeDepth: snapshot.DefaultTreeDepth}
+}
 
 // Store is the state machine of one group. See the package comment for its
 // concurrency contract.
@@ -52,6 +59,11 @@ type Store struct {
 
 	applied atomic.Uint64
 	keys    atomic.Uint64
+
+	// tree is touched only by the apply goroutine (and open); root is the
+	// published root at the applied index, for any reader.
+	tree *snapshot.Tree
+	root atomic.Pointer[Root]
 
 	chMu    sync.Mutex
 	changed chan struct{}
@@ -88,6 +100,11 @@ func (s *Store) open() error {
 		return fmt.Errorf("store: open %s: %w", s.path, err)
 	}
 	var applied, count uint64
+	var tree *snapshot.Tree
+	depth := s.opts.TreeDepth
+	if depth == 0 {
+		depth = snapshot.DefaultTreeDepth
+	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		if _, err := tx.CreateBucketIfNotExists(bucketKV); err != nil {
 			return err
@@ -97,6 +114,17 @@ func (s *Store) open() error {
 			return err
 		}
 		applied, count = getU64(m, keyApplied), getU64(m, keyCount)
+		fresh := tx.Bucket(bucketMerkle) == nil
+		if tree, err = loadTree(tx, depth); err != nil {
+			return err
+		}
+		if fresh {
+			all := make(map[int]bool, tree.Leaves())
+			for i := 0; i < tree.Leaves(); i++ {
+				all[i] = true
+			}
+			return saveLeaves(tx, tree, all)
+		}
 		return nil
 	})
 	if err != nil {
@@ -106,8 +134,14 @@ func (s *Store) open() error {
 	s.db = db
 	s.applied.Store(applied)
 	s.keys.Store(count)
+	s.tree = tree
+	s.root.Store(&Root{Index: applied, Hash: tree.Root(), Depth: tree.Depth()})
 	return nil
 }
+
+// Root returns the Merkle root at the applied index. It costs nothing: the
+// tree is maintained as entries apply.
+func (s *Store) Root() Root { return *s.root.Load() }
 
 func getU64(b *bolt.Bucket, k []byte) uint64 {
 	v := b.Get(k)
@@ -230,6 +264,7 @@ func (s *Store) ApplyBatch(entries []LogEntry) ([]Result, error) {
 	applied := s.applied.Load()
 	count := s.keys.Load()
 	last := applied
+	changed := map[int]bool{}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		kv := tx.Bucket(bucketKV)
 		for i, e := range entries {
@@ -247,7 +282,7 @@ func (s *Store) ApplyBatch(entries []LogEntry) ([]Result, error) {
 				results[i].Err = err
 				continue
 			}
-			r, delta, err := applyTx(kv, e.Index, cmd)
+			r, delta, err := applyTx(kv, s.tree, changed, e.Index, cmd)
 			if err != nil {
 				return err
 			}
@@ -262,30 +297,47 @@ func (s *Store) ApplyBatch(entries []LogEntry) ([]Result, error) {
 		if err := putU64(m, keyApplied, last); err != nil {
 			return err
 		}
-		return putU64(m, keyCount, count)
+		if err := putU64(m, keyCount, count); err != nil {
+			return err
+		}
+		return saveLeaves(tx, s.tree, changed)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: apply batch ending at %d: %w", last, err)
 	}
 	if last != applied {
 		s.keys.Store(count)
+		s.root.Store(&Root{Index: last, Hash: s.tree.Root(), Depth: s.tree.Depth()})
 		s.applied.Store(last)
 		s.notify()
 	}
 	return results, nil
 }
 
-// applyTx applies one decoded command inside tx. It returns the change in
-// key count.
-func applyTx(kv *bolt.Bucket, index uint64, cmd Command) (Result, int64, error) {
+// applyTx applies one decoded command inside tx, keeping the Merkle tree
+// in step (changed collects the leaves it touched). It returns the change
+// in key count.
+func applyTx(kv *bolt.Bucket, tree *snapshot.Tree, changed map[int]bool, index uint64, cmd Command) (Result, int64, error) {
 	var r Result
 	var create uint64
+	var oldDigest *snapshot.Digest
 	if old := kv.Get(cmd.Key); old != nil {
-		e, err := decodeRecord(cmd.Key, old, false)
+		e, err := decodeRecord(cmd.Key, old, true)
 		if err != nil {
 			return r, 0, err
 		}
 		r.Current, create = e.ModifyIndex, e.CreateIndex
+		d := snapshot.EntryDigest(cmd.Key, e.Value, e.ModifyIndex)
+		oldDigest = &d
+	}
+	keyHash := snapshot.KeyHash(cmd.Key)
+	replace := func(newDigest *snapshot.Digest) {
+		if oldDigest != nil {
+			changed[tree.Toggle(keyHash, *oldDigest)] = true
+		}
+		if newDigest != nil {
+			changed[tree.Toggle(keyHash, *newDigest)] = true
+		}
 	}
 	r.ModifyIndex = r.Current
 	if cmd.HasCAS && cmd.CAS != r.Current {
@@ -301,6 +353,8 @@ func applyTx(kv *bolt.Bucket, index uint64, cmd Command) (Result, int64, error) 
 		if err := kv.Put(cmd.Key, encodeRecord(create, index, cmd.Value)); err != nil {
 			return r, 0, err
 		}
+		d := snapshot.EntryDigest(cmd.Key, cmd.Value, index)
+		replace(&d)
 		r.Applied, r.ModifyIndex = true, index
 		return r, delta, nil
 	case OpDelete:
@@ -311,6 +365,7 @@ func applyTx(kv *bolt.Bucket, index uint64, cmd Command) (Result, int64, error) 
 		if err := kv.Delete(cmd.Key); err != nil {
 			return r, 0, err
 		}
+		replace(nil)
 		r.Applied, r.ModifyIndex = true, 0
 		return r, -1, nil
 	}

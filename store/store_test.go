@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 func mustOpen(t testing.TB) *Store {
@@ -326,4 +328,99 @@ func TestDeferredSyncDetectsMachineCrash(t *testing.T) {
 	if _, err := Open(path, opts); !errors.Is(err, ErrTorn) {
 		t.Fatalf("Open after a machine crash = %v, want ErrTorn", err)
 	}
+}
+
+func TestMerkleRootTracksEntries(t *testing.T) {
+	cmds := []LogEntry{}
+	for i := 1; i <= 300; i++ {
+		k := fmt.Sprintf("k%03d", i%97)
+		var cmd []byte
+		switch {
+		case i%11 == 0:
+			cmd = del(k)
+		default:
+			cmd = put(k, fmt.Sprintf("v%d", i))
+		}
+		cmds = append(cmds, LogEntry{Index: uint64(i), Data: cmd})
+	}
+	// One batch against one entry at a time: same state, same root.
+	a, b := mustOpen(t), mustOpen(t)
+	if _, err := a.ApplyBatch(cmds); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cmds {
+		mustApply(t, b, c.Index, c.Data)
+	}
+	ra, rb := a.Root(), b.Root()
+	if ra.Hash != rb.Hash || ra.Index != 300 || rb.Index != 300 {
+		t.Fatalf("roots %x@%d and %x@%d differ", ra.Hash, ra.Index, rb.Hash, rb.Index)
+	}
+	// The maintained tree equals one built from the entries.
+	err := a.db.View(func(tx *bolt.Tx) error {
+		built, err := buildTree(tx, ra.Depth)
+		if err != nil {
+			return err
+		}
+		if built.Root() != ra.Hash {
+			t.Errorf("maintained root %x, built from entries %x", ra.Hash, built.Root())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Any change moves the root; a write of the same value at a new index too.
+	mustApply(t, a, 301, put("k001", "v1"))
+	if a.Root().Hash == ra.Hash {
+		t.Fatal("root did not move after a write")
+	}
+	// A reopened store has the same root without rebuilding from the data.
+	path := a.Path()
+	want := a.Root()
+	a.Close()
+	again, err := Open(path, Options{NoSync: true, MmapSize: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if again.Root() != want {
+		t.Fatalf("root after reopen %+v, want %+v", again.Root(), want)
+	}
+}
+
+func TestRestoreChecksMerkleRoot(t *testing.T) {
+	src := mustOpen(t)
+	for i := 1; i <= 50; i++ {
+		mustApply(t, src, uint64(i), put(fmt.Sprintf("k%d", i), "v"))
+	}
+	snap, err := src.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := snap.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+	if snap.Header().Root != src.Root().Hash {
+		t.Fatal("checkpoint header does not carry the root")
+	}
+	dst := mustOpen(t)
+	if err := dst.Restore(bytes.NewReader(buf.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	if dst.Root() != src.Root() {
+		t.Fatalf("restored root %+v, want %+v", dst.Root(), src.Root())
+	}
+	// A header whose root does not match the entries is refused.
+	h := snap.Header()
+	h.Root[0] ^= 1
+	hb, _ := h.MarshalBinary()
+	bad := append(hb, buf.Bytes()[len(hb):]...)
+	other := mustOpen(t)
+	mustApply(t, other, 1, put("keep", "me"))
+	if err := other.Restore(bytes.NewReader(bad)); !errors.Is(err, ErrRestoreMismatch) {
+		t.Fatalf("Restore with a wrong root: %v, want ErrRestoreMismatch", err)
+	}
+	wantValue(t, other, "keep", "me", 1)
 }
