@@ -232,6 +232,15 @@ func (c *Client) GetJSON(ctx context.Context, path string, q url.Values, out int
 	return json.Unmarshal(b, out)
 }
 
+// PostJSON posts to path with no body and decodes the JSON answer.
+func (c *Client) PostJSON(ctx context.Context, path string, out interface{}) error {
+	_, b, err := c.do(ctx, http.MethodPost, path, nil, []byte{})
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, out)
+}
+
 // Status returns the node's status document.
 func (c *Client) Status(ctx context.Context) (Status, error) {
 	var s Status

@@ -95,6 +95,26 @@ func (f *fakeBackend) Join(_ context.Context, info raftnode.NodeInfo) error {
 	f.joins = append(f.joins, info)
 	return nil
 }
+func (f *fakeBackend) Verify(_ context.Context, g raftnode.GroupID) (raftnode.GroupVerification, error) {
+	if g > 3 {
+		return raftnode.GroupVerification{}, raftnode.ErrNotFound
+	}
+	return raftnode.GroupVerification{Group: g, Agree: g != 2}, nil
+}
+
+func (f *fakeBackend) VerifyAll(ctx context.Context) ([]raftnode.GroupVerification, error) {
+	var out []raftnode.GroupVerification
+	for g := raftnode.GroupID(1); g <= 3; g++ {
+		v, _ := f.Verify(ctx, g)
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func (f *fakeBackend) SnapshotAll(context.Context) ([]raftnode.SnapshotResult, error) {
+	return []raftnode.SnapshotResult{{Group: 1, Taken: true, Index: 9}}, nil
+}
+
 func (f *fakeBackend) BlockPeers(addrs []string) {
 	f.mu.Lock()
 	f.blocked = addrs
@@ -395,4 +415,26 @@ func TestFaultHookOnlyWhenEnabled(t *testing.T) {
 	}
 	resp, body = do(t, "POST", hook.URL+"/v1/debug/fault", strings.NewReader(`{"nope":1}`))
 	wantError(t, resp, body, 400, "bad_request")
+}
+
+func TestVerifyEndpoints(t *testing.T) {
+	srv := newTestAPI(t, newFake())
+	resp, body := do(t, "POST", srv.URL+"/v1/verify", nil)
+	if resp.StatusCode != 200 || !bytes.Contains(body, []byte(`"agree":false`)) {
+		t.Fatalf("verify all: %d %s, want agree false (group 2 disagrees)", resp.StatusCode, body)
+	}
+	resp, body = do(t, "POST", srv.URL+"/v1/groups/1/verify", nil)
+	if resp.StatusCode != 200 || !bytes.HasPrefix(body, []byte(`{"agree":true`)) {
+		t.Fatalf("verify group 1: %d %s", resp.StatusCode, body)
+	}
+	resp, body = do(t, "POST", srv.URL+"/v1/groups/x/verify", nil)
+	wantError(t, resp, body, 400, "bad_request")
+	resp, body = do(t, "POST", srv.URL+"/v1/groups/9/verify", nil)
+	wantError(t, resp, body, 404, "not_found")
+	resp, body = do(t, "GET", srv.URL+"/v1/verify", nil)
+	wantError(t, resp, body, 405, "method_not_allowed")
+	resp, body = do(t, "POST", srv.URL+"/v1/snapshot", nil)
+	if resp.StatusCode != 200 || !bytes.Contains(body, []byte(`"taken":true`)) {
+		t.Fatalf("snapshot: %d %s", resp.StatusCode, body)
+	}
 }

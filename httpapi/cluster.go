@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -168,4 +169,52 @@ func (a *API) fault(w http.ResponseWriter, r *http.Request) {
 	}
 	a.b.BlockPeers(fb.Block)
 	writeJSON(w, http.StatusOK, map[string]interface{}{"blocked": fb.Block})
+}
+
+// verifyBody is the answer to a verification.
+type verifyBody struct {
+	Agree  bool                         `json:"agree"`
+	Groups []raftnode.GroupVerification `json:"groups"`
+}
+
+func (a *API) verifyAll(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	vs, err := a.b.VerifyAll(ctx)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	body := verifyBody{Agree: true, Groups: vs}
+	for _, v := range vs {
+		body.Agree = body.Agree && v.Agree
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+func (a *API) verifyGroup(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseUint(mux.Vars(r)["id"], 10, 32)
+	if err != nil || id == 0 {
+		writeError(w, badRequest("group id: want a positive integer"))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	v, err := a.b.Verify(ctx, raftnode.GroupID(id))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, verifyBody{Agree: v.Agree, Groups: []raftnode.GroupVerification{v}})
+}
+
+func (a *API) snapshot(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Minute)
+	defer cancel()
+	res, err := a.b.SnapshotAll(ctx)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]interface{}{"groups": res})
 }

@@ -27,6 +27,9 @@ type Backend interface {
 	Ready() (bool, string)
 	ServeBatch(ctx context.Context, b raftnode.Batch) raftnode.BatchReply
 	BlockPeers(addrs []string)
+	Verify(ctx context.Context, g raftnode.GroupID) (raftnode.GroupVerification, error)
+	VerifyAll(ctx context.Context) ([]raftnode.GroupVerification, error)
+	SnapshotAll(ctx context.Context) ([]raftnode.SnapshotResult, error)
 }
 
 // Config configures the API.

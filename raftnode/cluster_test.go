@@ -376,3 +376,64 @@ func TestStateRebuiltFromSnapshotAndLog(t *testing.T) {
 		})
 	}
 }
+
+func TestVerifyComparesReplicasAtOneIndex(t *testing.T) {
+	c := raftnodetest.Start(t, raftnodetest.Options{})
+	for i := 0; i < 90; i++ {
+		mustPut(t, c.Members[i%3].Node, fmt.Sprintf("v/%d", i), fmt.Sprintf("%d", i))
+	}
+	// Verification runs while writes continue: the roots are still taken at
+	// one index on every replica.
+	ctx := raftnodetest.Ctx(t, 20*time.Second)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 30; i++ {
+			c.Members[1].Node.Put(ctx, []byte(fmt.Sprintf("during/%d", i)), []byte("x"), raftnode.WriteOptions{})
+		}
+	}()
+	vs, err := c.Members[2].Node.VerifyAll(ctx)
+	<-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vs) != 3 {
+		t.Fatalf("verified %d groups, want 3", len(vs))
+	}
+	for _, v := range vs {
+		if !v.Agree || len(v.Replicas) != 3 || v.Root == "" {
+			t.Fatalf("group %d: %+v", v.Group, v)
+		}
+		for _, r := range v.Replicas {
+			if r.Index != v.Index || r.Root != v.Root {
+				t.Fatalf("group %d: replica %s at %d root %s, leader at %d root %s", v.Group, r.Node, r.Index, r.Root, v.Index, v.Root)
+			}
+		}
+	}
+	// Two verifications without writes in between see the same root at
+	// different indexes.
+	a, err := c.Members[0].Node.Verify(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.Members[0].Node.Verify(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Root != b.Root || b.Index <= a.Index {
+		t.Fatalf("idle group: roots %s@%d then %s@%d", a.Root, a.Index, b.Root, b.Index)
+	}
+	res, err := c.Members[0].Node.SnapshotAll(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken := 0
+	for _, r := range res {
+		if r.Taken {
+			taken++
+		}
+	}
+	if taken == 0 {
+		t.Fatalf("forced snapshot took nothing: %+v", res)
+	}
+}

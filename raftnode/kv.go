@@ -252,6 +252,30 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 			resp.Entries[i] = KV{Key: e.Key, Value: e.Value, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex, Group: r.id}
 		}
 		return resp, nil
+	case opVerify:
+		if r.st == nil {
+			return resp, fmt.Errorf("%w: group %d holds no keys", ErrBadRequest, r.id)
+		}
+		out, err := r.apply(ctx, store.Command{Op: store.OpVerify, Key: req.Key}.Encode())
+		if err != nil {
+			return resp, err
+		}
+		res, ok := out.(store.Result)
+		if !ok || res.Root == nil {
+			return resp, fmt.Errorf("group %d: verification entry applied without a root", r.id)
+		}
+		resp.Verified = verifiedOf(*res.Root)
+		return resp, nil
+	case opVerifyResult:
+		if r.st == nil {
+			return resp, fmt.Errorf("%w: group %d holds no keys", ErrBadRequest, r.id)
+		}
+		root, ok := r.st.VerifiedRoot(string(req.Key))
+		if !ok {
+			return resp, fmt.Errorf("%w: no verification %s applied here yet", ErrNotFound, req.Key)
+		}
+		resp.Verified = verifiedOf(root)
+		return resp, nil
 	case opAddVoter, opRemoveServer:
 		return resp, n.changeMembership(ctx, r, req)
 	case opJoin:

@@ -15,6 +15,8 @@ const (
 	opRemoveServer = "remove_server"
 	opJoin         = "join"
 	opRemoveNode   = "remove_node"
+	opVerify       = "verify"        // through the log, on the leader
+	opVerifyResult = "verify_result" // a replica's recorded root, anywhere
 )
 
 // Request is one operation on one group, as run locally or forwarded to the
@@ -37,7 +39,7 @@ type Request struct {
 // Validate checks a request that arrived from the network.
 func (r Request) Validate() error {
 	switch r.Op {
-	case opPut, opDelete, opGet:
+	case opPut, opDelete, opGet, opVerify, opVerifyResult:
 		if len(r.Key) == 0 {
 			return fmt.Errorf("%w: empty key", ErrBadRequest)
 		}
@@ -61,10 +63,13 @@ func (r Request) Validate() error {
 }
 
 func (r Request) isWrite() bool {
-	return r.Op == opPut || r.Op == opDelete || r.Op == opAddVoter || r.Op == opRemoveServer || r.Op == opJoin || r.Op == opRemoveNode
+	return r.Op == opPut || r.Op == opDelete || r.Op == opVerify || r.Op == opAddVoter || r.Op == opRemoveServer || r.Op == opJoin || r.Op == opRemoveNode
 }
 
 func (r Request) servedLocally() bool {
+	if r.Op == opVerifyResult {
+		return true
+	}
 	return (r.Op == opGet || r.Op == opScan) && (r.Consistency == Stale || brokenStaleReads)
 }
 
@@ -91,6 +96,7 @@ type Response struct {
 	Entry     *KV          `json:"entry,omitempty"`
 	Entries   []KV         `json:"entries,omitempty"`
 	RaftIndex uint64       `json:"raft_index,omitempty"` // applied index a read was served at
+	Verified  *Verified    `json:"verified,omitempty"`
 	ServedBy  NodeID       `json:"served_by"`
 }
 

@@ -13,6 +13,10 @@ type Op uint8
 const (
 	OpPut    Op = 1
 	OpDelete Op = 2
+	// OpVerify changes nothing: every replica records its Merkle root at
+	// the entry's index under the entry's key (a nonce), so that replicas
+	// can be compared at exactly the same point of the log.
+	OpVerify Op = 3
 )
 
 const (
@@ -59,7 +63,7 @@ func DecodeCommand(b []byte) (Command, error) {
 	}
 	c := Command{Op: Op(b[0])}
 	flags := b[1]
-	if c.Op != OpPut && c.Op != OpDelete {
+	if c.Op != OpPut && c.Op != OpDelete && c.Op != OpVerify {
 		return Command{}, fmt.Errorf("%w: op %d", ErrBadCommand, b[0])
 	}
 	if flags&^knownFlags != 0 {
@@ -80,8 +84,11 @@ func DecodeCommand(b []byte) (Command, error) {
 	b = b[n:]
 	c.Key = b[:kl:kl]
 	c.Value = b[kl:]
-	if c.Op == OpDelete && len(c.Value) != 0 {
-		return Command{}, fmt.Errorf("%w: delete carries a value", ErrBadCommand)
+	if (c.Op == OpDelete || c.Op == OpVerify) && len(c.Value) != 0 {
+		return Command{}, fmt.Errorf("%w: op %d carries a value", ErrBadCommand, c.Op)
+	}
+	if c.Op == OpVerify && c.HasCAS {
+		return Command{}, fmt.Errorf("%w: verify with cas", ErrBadCommand)
 	}
 	return c, nil
 }
