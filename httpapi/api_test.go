@@ -150,13 +150,7 @@ func do(t *testing.T, method, url string, body io.Reader) (*http.Response, []byt
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, b
+	return send(t, req)
 }
 
 // rawDo sends a request line exactly as written, so that paths with '..'
@@ -168,6 +162,11 @@ func rawDo(t *testing.T, srv *httptest.Server, method, path, body string) (*http
 		t.Fatal(err)
 	}
 	req.URL.Opaque = path
+	return send(t, req)
+}
+
+func send(t *testing.T, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
