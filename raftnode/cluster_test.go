@@ -316,6 +316,9 @@ func TestExpiredWritesKeepTheirPromise(t *testing.T) {
 			t.Fatalf("Put(%q): unexpected error %v", key, err)
 		}
 	}
+	if len(unavailable) == 0 {
+		t.Fatal("no write was refused before proposal, though a fifth had already expired: the test checked nothing")
+	}
 	for _, key := range unavailable {
 		if _, err := n.Get(raftnodetest.Ctx(t, 5*time.Second), []byte(key), raftnode.Linearizable); !errors.Is(err, raftnode.ErrNotFound) {
 			t.Fatalf("Put(%q) was reported unavailable (not applied) but Get = %v", key, err)
