@@ -22,6 +22,8 @@ import (
 // catches up so that every replica ends with the same data.
 func TestThreeNodes(t *testing.T) {
 	c := startCluster(t, 3)
+	// One deadline per phase, not one context (and cleanup) per operation.
+	phase := ctx(t, 3*time.Minute)
 	want := map[string]string{}
 	groupOf := map[string]uint32{}
 	var mu sync.Mutex
@@ -34,7 +36,7 @@ func TestThreeNodes(t *testing.T) {
 			for i := w; i < 1000; i += 16 {
 				k, v := fmt.Sprintf("user/%04d", i), fmt.Sprintf("value-%d-%x", i, rand.Uint64())
 				p := c.procs[rand.IntN(3)]
-				res, err := p.Client.Put(ctx(t, 15*time.Second), k, []byte(v), client.PutOptions{})
+				res, err := p.Client.Put(phase, k, []byte(v), client.PutOptions{})
 				if err != nil {
 					errs <- fmt.Errorf("Put(%q) via %s: %w", k, p.ID, err)
 					return
@@ -54,7 +56,7 @@ func TestThreeNodes(t *testing.T) {
 		t.Helper()
 		for _, p := range procs {
 			for k, v := range want {
-				got, err := p.Client.Get(ctx(t, 10*time.Second), k, consistency)
+				got, err := p.Client.Get(phase, k, consistency)
 				if err != nil {
 					t.Fatalf("Get(%q) via %s: %v", k, p.ID, err)
 				}
@@ -92,7 +94,7 @@ func TestThreeNodes(t *testing.T) {
 	for i := 0; i < 100; i++ {
 		k := fmt.Sprintf("late/%03d", i)
 		p := c.procs[(victim+1+i%2)%3]
-		if _, err := p.Client.Put(ctx(t, 10*time.Second), k, []byte(k), client.PutOptions{}); err != nil {
+		if _, err := p.Client.Put(phase, k, []byte(k), client.PutOptions{}); err != nil {
 			t.Fatalf("Put(%q) with a node down: %v", k, err)
 		}
 		want[k] = k

@@ -24,6 +24,7 @@ func BenchmarkRestart(b *testing.B) {
 	c := startCluster(b, 1)
 	p := c.procs[0]
 	value := make([]byte, 128)
+	load := ctx(b, 2*time.Hour) // one context for the load, not one per put
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	loadStart := time.Now()
@@ -38,7 +39,7 @@ func BenchmarkRestart(b *testing.B) {
 				}
 				k := fmt.Sprintf("key/%09d", i)
 				for {
-					if _, err := p.Client.Put(ctx(b, 30*time.Second), k, value, client.PutOptions{}); err == nil {
+					if _, err := p.Client.Put(load, k, value, client.PutOptions{}); err == nil {
 						break
 					}
 				}
@@ -58,7 +59,7 @@ func BenchmarkRestart(b *testing.B) {
 		}
 		c.waitReady(1)
 		for {
-			v, err := p.Client.Get(ctx(b, 5*time.Second), fmt.Sprintf("key/%09d", *restartKeys-1), "linearizable")
+			v, err := p.Client.Get(load, fmt.Sprintf("key/%09d", *restartKeys-1), "linearizable")
 			if err == nil && len(v.Data) == 128 {
 				break
 			}

@@ -72,7 +72,7 @@ func decodeJoin(b []byte) (raftnode.NodeInfo, error) {
 }
 
 func (a *API) join(w http.ResponseWriter, r *http.Request) {
-	body, err := readSmallBody(w, r, 64<<10)
+	body, err := readBody(w, r, "body", 64<<10)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -122,7 +122,7 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 
 // forward serves a batch of requests another node forwarded to this one.
 func (a *API) forward(w http.ResponseWriter, r *http.Request) {
-	body, err := readSmallBody(w, r, 4*a.cfg.MaxValueBytes+64<<20)
+	body, err := readBody(w, r, "body", 4*a.cfg.MaxValueBytes+64<<20)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -135,12 +135,14 @@ func (a *API) forward(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, a.b.ServeBatch(r.Context(), batch))
 }
 
-func readSmallBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+// readBody reads a request body of at most limit bytes, chunked or not;
+// what names it in a 413.
+func readBody(w http.ResponseWriter, r *http.Request, what string, limit int64) ([]byte, error) {
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
-			return nil, &errTooLarge{what: "body", size: r.ContentLength, limit: limit}
+			return nil, &errTooLarge{what: what, size: r.ContentLength, limit: limit}
 		}
 		return nil, badRequest("reading body: " + err.Error())
 	}
@@ -155,7 +157,7 @@ type faultBody struct {
 // fault sets the Raft fault hook: {"block": ["host:port", ...]} cuts those
 // peers off; {"block": []} heals.
 func (a *API) fault(w http.ResponseWriter, r *http.Request) {
-	body, err := readSmallBody(w, r, 64<<10)
+	body, err := readBody(w, r, "body", 64<<10)
 	if err != nil {
 		writeError(w, err)
 		return

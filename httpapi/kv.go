@@ -1,8 +1,6 @@
 package httpapi
 
 import (
-	"errors"
-	"io"
 	"net/http"
 	"strconv"
 
@@ -51,10 +49,16 @@ func (a *API) kvRequest(r *http.Request) ([]byte, kvQuery, error) {
 	return key, q, nil
 }
 
-func setWriteHeaders(w http.ResponseWriter, res raftnode.WriteResult, by raftnode.NodeID) {
+// respondWrite answers a put or delete: its error, or its headers and JSON.
+func respondWrite(w http.ResponseWriter, res raftnode.WriteResult, by raftnode.NodeID, err error, deleted bool) {
+	w.Header().Set(hdrServedBy, string(by))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	w.Header().Set(hdrGroup, strconv.FormatUint(uint64(res.Group), 10))
 	w.Header().Set(hdrRaftIndex, strconv.FormatUint(res.RaftIndex, 10))
-	w.Header().Set(hdrServedBy, string(by))
+	writeJSON(w, http.StatusOK, writeBody{Key: string(res.Key), Index: res.Index, Group: uint32(res.Group), RaftIndex: res.RaftIndex, Deleted: deleted})
 }
 
 func (a *API) putKV(w http.ResponseWriter, r *http.Request) {
@@ -67,24 +71,13 @@ func (a *API) putKV(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("recurse is not valid on PUT"))
 		return
 	}
-	value, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.MaxValueBytes))
+	value, err := readBody(w, r, "value", a.cfg.MaxValueBytes)
 	if err != nil {
-		var mb *http.MaxBytesError
-		if errors.As(err, &mb) {
-			writeError(w, &errTooLarge{what: "value", size: r.ContentLength, limit: a.cfg.MaxValueBytes})
-			return
-		}
-		writeError(w, badRequest("reading body: "+err.Error()))
-		return
-	}
-	res, by, err := a.b.Put(r.Context(), key, value, raftnode.WriteOptions{HasCAS: q.hasCAS, CAS: q.cas})
-	if err != nil {
-		w.Header().Set(hdrServedBy, string(by))
 		writeError(w, err)
 		return
 	}
-	setWriteHeaders(w, res, by)
-	writeJSON(w, http.StatusOK, writeBody{Key: string(res.Key), Index: res.Index, Group: uint32(res.Group), RaftIndex: res.RaftIndex})
+	res, by, err := a.b.Put(r.Context(), key, value, raftnode.WriteOptions{HasCAS: q.hasCAS, CAS: q.cas})
+	respondWrite(w, res, by, err, false)
 }
 
 func (a *API) deleteKV(w http.ResponseWriter, r *http.Request) {
@@ -98,13 +91,7 @@ func (a *API) deleteKV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, by, err := a.b.Delete(r.Context(), key, raftnode.WriteOptions{HasCAS: q.hasCAS, CAS: q.cas})
-	if err != nil {
-		w.Header().Set(hdrServedBy, string(by))
-		writeError(w, err)
-		return
-	}
-	setWriteHeaders(w, res, by)
-	writeJSON(w, http.StatusOK, writeBody{Key: string(res.Key), Index: res.Index, Group: uint32(res.Group), RaftIndex: res.RaftIndex, Deleted: true})
+	respondWrite(w, res, by, err, true)
 }
 
 func (a *API) getKV(w http.ResponseWriter, r *http.Request) {

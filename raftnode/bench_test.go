@@ -35,6 +35,7 @@ func BenchmarkPut(b *testing.B) {
 				return leaders[l.Group]
 			}
 			conc := bc.conc
+			ctx := raftnodetest.Ctx(b, 10*time.Minute) // one context, not one per put
 			value := make([]byte, 128)
 			var next atomic.Int64
 			var wg sync.WaitGroup
@@ -49,7 +50,6 @@ func BenchmarkPut(b *testing.B) {
 						if i > int64(b.N) {
 							return
 						}
-						ctx := raftnodetest.Ctx(b, 10*time.Second)
 						key := []byte(fmt.Sprintf("k%d", i%10000))
 						if _, _, err := target(i, key).Put(ctx, key, value, raftnode.WriteOptions{}); err != nil {
 							b.Error(err)
