@@ -293,3 +293,44 @@ type Status struct {
 	} `json:"members"`
 	RingEpoch uint64 `json:"ring_epoch"`
 }
+
+// Stream sends a request whose body (if any) is read from body and returns
+// the response with its body unread, for transfers too large to buffer;
+// the caller closes it. It is bounded by ctx only. An error answer is
+// returned as *Error.
+func (c *Client) Stream(ctx context.Context, method, path string, q url.Values, body io.Reader) (*http.Response, error) {
+	u := c.base + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/octet-stream")
+	}
+	resp, err := (&http.Client{Transport: c.hc.Transport}).Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		e := &Error{Status: resp.StatusCode}
+		if json.Unmarshal(b, e) != nil || e.Code == "" {
+			e.Message, e.Code = strings.TrimSpace(string(b)), "http_"+strconv.Itoa(resp.StatusCode)
+		}
+		return nil, e
+	}
+	return resp, nil
+}
+
+// PostJSONQuery posts to path?q with no body and decodes the JSON answer.
+func (c *Client) PostJSONQuery(ctx context.Context, path string, q url.Values, out interface{}) error {
+	_, b, err := c.do(ctx, http.MethodPost, path, q, []byte{})
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, out)
+}

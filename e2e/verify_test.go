@@ -1,37 +1,85 @@
 package e2e
 
 import (
+	"archive/tar"
 	"bytes"
+	"encoding/binary"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/ringkv/ringkv/client"
 	"github.com/ringkv/ringkv/store"
 )
 
-// TestVerifyFindsADivergentReplica makes one replica of group 1 diverge
-// behind Raft's back (a write applied to its state file alone) and checks
-// that `ringkv verify` reports every replica agreeing before and the
-// divergent one after, exiting non-zero.
-func TestVerifyFindsADivergentReplica(t *testing.T) {
+// ringkv runs the CLI against url and returns its output and error.
+func ringkv(url string, args ...string) (string, error) {
+	cmd := exec.Command(bin.ringkv, append([]string{"--addr", url}, args...)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// diverge changes key in the state file at path behind Raft's back, as a
+// replica with a nondeterministic apply or a bad disk would: the entry and
+// the Merkle tree change, the applied index does not.
+func diverge(t *testing.T, path, key, value string) {
+	t.Helper()
+	st, err := store.Open(path, store.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied := st.AppliedIndex()
+	if _, err := st.Apply(applied+1, store.Command{Op: store.OpPut, Key: []byte(key), Value: []byte(value)}.Encode()); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *bolt.Tx) error {
+		var b [8]byte
+		binary.BigEndian.PutUint64(b[:], applied)
+		return tx.Bucket([]byte("meta")).Put([]byte("applied"), b[:])
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestVerifyFindsAndRepairsADivergentReplica makes one replica of group 1
+// diverge behind Raft's back and checks that `ringkv verify` agrees before,
+// then names the divergent replica, the key range and the key, repairs it
+// from the leader while the cluster keeps serving, and agrees again; the
+// replica's status and metrics count the divergence and the repair.
+func TestVerifyFindsAndRepairsADivergentReplica(t *testing.T) {
 	c := startCluster(t, 3)
+	var inGroup1 []string
 	for i := 0; i < 60; i++ {
-		if _, err := c.procs[i%3].Client.Put(ctx(t, 10*time.Second), fmt.Sprintf("k%d", i), []byte("v"), client.PutOptions{}); err != nil {
+		k := fmt.Sprintf("k%d", i)
+		res, err := c.procs[i%3].Client.Put(ctx(t, 10*time.Second), k, []byte("v"), client.PutOptions{})
+		if err != nil {
 			t.Fatal(err)
 		}
+		if res.Group == 1 {
+			inGroup1 = append(inGroup1, k)
+		}
 	}
-	verify := func() (string, error) {
-		cmd := exec.Command(bin.ringkv, "--addr", c.procs[0].URL(), "verify")
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		err := cmd.Run()
-		return out.String(), err
-	}
-	if out, err := verify(); err != nil || strings.Contains(out, "NO") {
+	if out, err := ringkv(c.procs[0].URL(), "verify"); err != nil || strings.Contains(out, "NO") {
 		t.Fatalf("healthy cluster: verify failed: %v\n%s", err, out)
 	}
 
@@ -39,26 +87,203 @@ func TestVerifyFindsADivergentReplica(t *testing.T) {
 	if err := victim.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(filepath.Join(victim.DataDir, "groups", "1", "state.db"), store.DefaultOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rogue := store.Command{Op: store.OpPut, Key: []byte("rogue"), Value: []byte("only here")}.Encode()
-	if _, err := st.Apply(st.AppliedIndex()+1, rogue); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Close(); err != nil {
-		t.Fatal(err)
-	}
+	target := inGroup1[0]
+	diverge(t, filepath.Join(victim.DataDir, "groups", "1", "state.db"), target, "only here")
 	if err := victim.Start(); err != nil {
 		t.Fatal(err)
 	}
 	c.waitReady(3)
-	out, err := verify()
+
+	out, err := ringkv(c.procs[0].URL(), "verify", "1")
 	if err == nil {
 		t.Fatalf("verify passed with a divergent replica:\n%s", out)
 	}
-	if !strings.Contains(out, victim.ID) || !strings.Contains(out, "NO") {
-		t.Fatalf("verify did not name the divergent replica %s: %v\n%s", victim.ID, err, out)
+	for _, want := range []string{victim.ID + "  ", "NO", "key range", fmt.Sprintf("key %q", target), "repaired from"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("verify output lacks %q:\n%s", want, out)
+		}
+	}
+	if out, err := ringkv(c.procs[1].URL(), "verify"); err != nil || strings.Contains(out, "NO") {
+		t.Fatalf("after the repair: verify failed: %v\n%s", err, out)
+	}
+	v, err := victim.Client.Get(ctx(t, 5*time.Second), target, "stale")
+	if err != nil || string(v.Data) != "v" {
+		t.Fatalf("repaired replica serves %q, %v; want %q", v.Data, err, "v")
+	}
+	var st struct {
+		Groups []struct {
+			ID          uint32 `json:"id"`
+			Divergences uint64 `json:"divergences"`
+			Repairs     uint64 `json:"repairs"`
+		} `json:"groups"`
+	}
+	if err := victim.Client.GetJSON(ctx(t, 5*time.Second), "/v1/status", nil, &st); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range st.Groups {
+		if g.ID == 1 && (g.Divergences != 1 || g.Repairs != 1) {
+			t.Fatalf("status of the repaired replica: %+v; want 1 divergence, 1 repair", g)
+		}
+	}
+	resp, err := http.Get(victim.URL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{`ringkv_replica_divergences_total{group="1"} 1`, `ringkv_replica_repairs_total{group="1"} 1`} {
+		if !strings.Contains(string(body), m) {
+			t.Fatalf("metrics of the repaired replica lack %s", m)
+		}
+	}
+}
+
+// damageValue copies the archive in from to to with one byte changed in
+// every copy of value in the checkpoints, and returns the group whose
+// checkpoint holds it. The archive stays a valid tar.
+func damageValue(t *testing.T, from, to, value string) uint32 {
+	t.Helper()
+	in, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.Create(to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	tr, tw := tar.NewReader(in), tar.NewWriter(out)
+	var group uint32
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Every copy: bbolt may keep stale ones in free pages.
+		for i := bytes.Index(b, []byte(value)); i >= 0 && strings.HasSuffix(h.Name, ".ckpt"); i = bytes.Index(b, []byte(value)) {
+			b[i+len(value)-1] ^= 0x01
+			fmt.Sscanf(h.Name, "groups/%d.ckpt", &group)
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if group == 0 {
+		t.Fatalf("no checkpoint in %s holds %q", from, value)
+	}
+	return group
+}
+
+// holdsExactly checks, with a linearizable listing, that the cluster holds
+// exactly want.
+func (c *cluster) holdsExactly(want map[string]string) {
+	c.t.Helper()
+	es, err := c.procs[0].Client.List(ctx(c.t, 20*time.Second), "", client.ListOptions{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, e := range es {
+		got[e.Key] = string(e.Value)
+	}
+	if len(got) != len(want) {
+		c.t.Fatalf("cluster holds %d keys, want %d", len(got), len(want))
+	}
+	for k, v := range want {
+		if got[k] != v {
+			c.t.Fatalf("%q = %q, want %q", k, got[k], v)
+		}
+	}
+}
+
+// TestBackupVerifyRestore takes a backup of a loaded cluster, checks it,
+// finds a damaged copy's group and key, compares it with the live cluster
+// after a change, then restores it into a fresh cluster with the same ring
+// (every group's root equal) and into one with a different number of
+// groups (keys re-hashed, the set of keys and values proved identical).
+func TestBackupVerifyRestore(t *testing.T) {
+	src := startCluster(t, 3)
+	want := map[string]string{}
+	for i := 0; i < 200; i++ {
+		k, v := fmt.Sprintf("user/%03d", i), fmt.Sprintf("value-%03d", i)
+		if _, err := src.procs[i%3].Client.Put(ctx(t, 10*time.Second), k, []byte(v), client.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		want[k] = v
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "backup.tar")
+	out, err := ringkv(src.procs[1].URL(), "backup", "-o", file)
+	if err != nil || !strings.Contains(out, "200 keys") {
+		t.Fatalf("backup: %v\n%s", err, out)
+	}
+	if out, err := ringkv(src.procs[0].URL(), "backup", "verify", file); err != nil || !strings.Contains(out, "intact") {
+		t.Fatalf("backup verify: %v\n%s", err, out)
+	}
+
+	// A changed key shows up against the live cluster, in its group only.
+	res, err := src.procs[0].Client.Put(ctx(t, 10*time.Second), "user/007", []byte("changed"), client.PutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err = ringkv(src.procs[0].URL(), "backup", "verify", file, "--against", src.procs[2].URL())
+	if err != nil || strings.Count(out, "changed at") != 1 || !strings.Contains(out, fmt.Sprintf("group %d vs live", res.Group)) || !strings.Contains(out, `"user/007"`) {
+		t.Fatalf("backup verify --against: %v\n%s", err, out)
+	}
+
+	// A damaged copy is refused, naming the group and the key.
+	bad := filepath.Join(dir, "bad.tar")
+	damaged := damageValue(t, file, bad, "value-042")
+	out, err = ringkv(src.procs[0].URL(), "backup", "verify", bad)
+	if err == nil || !strings.Contains(out, fmt.Sprintf("group %d: damaged", damaged)) || !strings.Contains(out, `"user/042"`) {
+		t.Fatalf("backup verify of a damaged copy: %v\n%s", err, out)
+	}
+
+	// Same ring: installed group by group, roots equal.
+	same := startCluster(t, 3)
+	if out, err := ringkv(same.procs[0].URL(), "restore", bad); err == nil {
+		t.Fatalf("restore of a damaged backup succeeded:\n%s", out)
+	}
+	out, err = ringkv(same.procs[0].URL(), "restore", file)
+	if err != nil || !strings.Contains(out, "group by group") || strings.Contains(out, " NO\n") {
+		t.Fatalf("restore: %v\n%s", err, out)
+	}
+	same.holdsExactly(want)
+	if _, err := same.procs[2].Client.Put(ctx(t, 10*time.Second), "after", []byte("restore"), client.PutOptions{}); err != nil {
+		t.Fatalf("write after restore: %v", err)
+	}
+	if out, err := ringkv(same.procs[1].URL(), "verify"); err != nil {
+		t.Fatalf("verify after restore: %v\n%s", err, out)
+	}
+	if out, err := ringkv(same.procs[0].URL(), "restore", file); err == nil || !strings.Contains(out, "already holds keys") {
+		t.Fatalf("restore into a cluster holding keys: %v\n%s", err, out)
+	}
+
+	// Four groups: re-hashed onto the new ring, proved identical.
+	other := startCluster(t, 3, "--groups", "4")
+	out, err = ringkv(other.procs[1].URL(), "restore", file)
+	if err != nil || !strings.Contains(out, "re-hashed") || !strings.Contains(out, "proved") {
+		t.Fatalf("restore onto 4 groups: %v\n%s", err, out)
+	}
+	other.holdsExactly(want)
+	var ring struct {
+		Groups []json.RawMessage `json:"groups"`
+	}
+	if err := other.procs[0].Client.GetJSON(ctx(t, 5*time.Second), "/v1/ring", nil, &ring); err != nil || len(ring.Groups) != 4 {
+		t.Fatalf("target ring: %d groups, %v", len(ring.Groups), err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/ringkv/ringkv/raftnode"
+	"github.com/ringkv/ringkv/snapshot"
 )
 
 // fakeBackend is an in-memory Backend. err, when set, is returned by every
@@ -95,17 +96,17 @@ func (f *fakeBackend) Join(_ context.Context, info raftnode.NodeInfo) error {
 	f.joins = append(f.joins, info)
 	return nil
 }
-func (f *fakeBackend) Verify(_ context.Context, g raftnode.GroupID) (raftnode.GroupVerification, error) {
+func (f *fakeBackend) Verify(_ context.Context, g raftnode.GroupID, _ raftnode.VerifyOptions) (raftnode.GroupVerification, error) {
 	if g > 3 {
 		return raftnode.GroupVerification{}, raftnode.ErrNotFound
 	}
 	return raftnode.GroupVerification{Group: g, Agree: g != 2}, nil
 }
 
-func (f *fakeBackend) VerifyAll(ctx context.Context) ([]raftnode.GroupVerification, error) {
+func (f *fakeBackend) VerifyAll(ctx context.Context, o raftnode.VerifyOptions) ([]raftnode.GroupVerification, error) {
 	var out []raftnode.GroupVerification
 	for g := raftnode.GroupID(1); g <= 3; g++ {
-		v, _ := f.Verify(ctx, g)
+		v, _ := f.Verify(ctx, g, o)
 		out = append(out, v)
 	}
 	return out, nil
@@ -113,6 +114,30 @@ func (f *fakeBackend) VerifyAll(ctx context.Context) ([]raftnode.GroupVerificati
 
 func (f *fakeBackend) SnapshotAll(context.Context) ([]raftnode.SnapshotResult, error) {
 	return []raftnode.SnapshotResult{{Group: 1, Taken: true, Index: 9}}, nil
+}
+
+func (f *fakeBackend) Backup(context.Context, string, io.Writer) (snapshot.Manifest, error) {
+	return snapshot.Manifest{}, raftnode.ErrUnavailable
+}
+
+// Restore checks the archive as the real one does before changing anything.
+func (f *fakeBackend) Restore(_ context.Context, _ string, r io.Reader, _ raftnode.RestoreOptions) (raftnode.RestoreReport, error) {
+	if _, err := snapshot.NewArchiveReader(r); err != nil {
+		return raftnode.RestoreReport{}, fmt.Errorf("%w: %v", raftnode.ErrBadRequest, err)
+	}
+	return raftnode.RestoreReport{Mode: "checkpoint", Identical: true}, nil
+}
+
+func (f *fakeBackend) ServeCheckpoint(context.Context, raftnode.GroupID, uint64, func(snapshot.Header) io.Writer) error {
+	return &raftnode.NotLeaderError{Group: 1, Leader: "node2"}
+}
+
+func (f *fakeBackend) RestoreCheckpoint(context.Context, raftnode.GroupID, io.Reader) (uint64, error) {
+	return 0, &raftnode.NotLeaderError{Group: 1, Leader: "node2"}
+}
+
+func (f *fakeBackend) Tree(_ context.Context, g raftnode.GroupID) (raftnode.GroupTree, error) {
+	return raftnode.GroupTree{Group: g, Depth: 1, Leaves: [][]byte{make([]byte, 32), make([]byte, 32)}}, nil
 }
 
 func (f *fakeBackend) BlockPeers(addrs []string) {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -180,9 +179,14 @@ type verifyBody struct {
 }
 
 func (a *API) verifyAll(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	o, err := verifyOptions(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 60*time.Second)
 	defer cancel()
-	vs, err := a.b.VerifyAll(ctx)
+	vs, err := a.b.VerifyAll(ctx, o)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -195,19 +199,34 @@ func (a *API) verifyAll(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) verifyGroup(w http.ResponseWriter, r *http.Request) {
-	id, err := strconv.ParseUint(mux.Vars(r)["id"], 10, 32)
-	if err != nil || id == 0 {
-		writeError(w, badRequest("group id: want a positive integer"))
+	id, err := groupParam(r)
+	if err != nil {
+		writeError(w, err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	o, err := verifyOptions(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 60*time.Second)
 	defer cancel()
-	v, err := a.b.Verify(ctx, raftnode.GroupID(id))
+	v, err := a.b.Verify(ctx, id, o)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, verifyBody{Agree: v.Agree, Groups: []raftnode.GroupVerification{v}})
+}
+
+// verifyOptions reads ?repair=false, which reports a divergent replica
+// without reinstalling it.
+func verifyOptions(r *http.Request) (raftnode.VerifyOptions, error) {
+	if r.URL.Query().Get("repair") == "" {
+		return raftnode.VerifyOptions{}, nil
+	}
+	repair, err := boolParam(r, "repair")
+	return raftnode.VerifyOptions{NoRepair: !repair}, err
 }
 
 func (a *API) snapshot(w http.ResponseWriter, r *http.Request) {

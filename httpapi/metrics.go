@@ -57,10 +57,12 @@ var (
 	descKeys    = prometheus.NewDesc("ringkv_group_keys", "Keys held by the local replica.", []string{"group"}, nil)
 	descBytes   = prometheus.NewDesc("ringkv_group_state_bytes", "Size of the replica's state file.", []string{"group"}, nil)
 	descLeader  = prometheus.NewDesc("ringkv_raft_has_leader", "1 when the group has a known leader.", []string{"group"}, nil)
+	descDiverge = prometheus.NewDesc("ringkv_replica_divergences_total", "Verifications that found the local replica's Merkle root different from its group's.", []string{"group"}, nil)
+	descRepairs = prometheus.NewDesc("ringkv_replica_repairs_total", "Divergent local replicas reinstalled from the group leader.", []string{"group"}, nil)
 )
 
 func (c *raftCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descState, descTerm, descCommit, descApplied, descLast, descKeys, descBytes, descLeader} {
+	for _, d := range []*prometheus.Desc{descState, descTerm, descCommit, descApplied, descLast, descKeys, descBytes, descLeader, descDiverge, descRepairs} {
 		ch <- d
 	}
 }
@@ -81,6 +83,8 @@ func (c *raftCollector) Collect(ch chan<- prometheus.Metric) {
 			has = 1
 		}
 		ch <- prometheus.MustNewConstMetric(descLeader, prometheus.GaugeValue, has, l)
+		ch <- prometheus.MustNewConstMetric(descDiverge, prometheus.CounterValue, float64(g.Divergences), l)
+		ch <- prometheus.MustNewConstMetric(descRepairs, prometheus.CounterValue, float64(g.Repairs), l)
 	}
 	emit(st.Meta)
 	for _, g := range st.Groups {

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ringkv/ringkv/raftnode"
+	"github.com/ringkv/ringkv/snapshot"
 )
 
 // Backend is what the handlers call; *raftnode.Node implements it.
@@ -27,9 +29,14 @@ type Backend interface {
 	Ready() (bool, string)
 	ServeBatch(ctx context.Context, b raftnode.Batch) raftnode.BatchReply
 	BlockPeers(addrs []string)
-	Verify(ctx context.Context, g raftnode.GroupID) (raftnode.GroupVerification, error)
-	VerifyAll(ctx context.Context) ([]raftnode.GroupVerification, error)
+	Verify(ctx context.Context, g raftnode.GroupID, o raftnode.VerifyOptions) (raftnode.GroupVerification, error)
+	VerifyAll(ctx context.Context, o raftnode.VerifyOptions) ([]raftnode.GroupVerification, error)
 	SnapshotAll(ctx context.Context) ([]raftnode.SnapshotResult, error)
+	Backup(ctx context.Context, dir string, w io.Writer) (snapshot.Manifest, error)
+	Restore(ctx context.Context, dir string, r io.Reader, o raftnode.RestoreOptions) (raftnode.RestoreReport, error)
+	ServeCheckpoint(ctx context.Context, g raftnode.GroupID, minIndex uint64, start func(h snapshot.Header) io.Writer) error
+	RestoreCheckpoint(ctx context.Context, g raftnode.GroupID, r io.Reader) (uint64, error)
+	Tree(ctx context.Context, g raftnode.GroupID) (raftnode.GroupTree, error)
 }
 
 // Config configures the API.
@@ -44,6 +51,9 @@ type Config struct {
 	// FaultHook serves POST /v1/debug/fault, which cuts this node's Raft
 	// traffic from chosen peers. For fault-injection runs only.
 	FaultHook bool
+	// TempDir holds backups and checkpoints while they are assembled or
+	// checked; the system's when empty.
+	TempDir string
 	// Registry receives the API's and the backend's metrics; a new one when
 	// nil.
 	Registry *prometheus.Registry

@@ -395,7 +395,7 @@ func TestVerifyComparesReplicasAtOneIndex(t *testing.T) {
 			c.Members[1].Node.Put(ctx, []byte(fmt.Sprintf("during/%d", i)), []byte("x"), raftnode.WriteOptions{})
 		}
 	}()
-	vs, err := c.Members[2].Node.VerifyAll(ctx)
+	vs, err := c.Members[2].Node.VerifyAll(ctx, raftnode.VerifyOptions{})
 	<-done
 	if err != nil {
 		t.Fatal(err)
@@ -415,11 +415,11 @@ func TestVerifyComparesReplicasAtOneIndex(t *testing.T) {
 	}
 	// Two verifications without writes in between see the same root at
 	// different indexes.
-	a, err := c.Members[0].Node.Verify(ctx, 1)
+	a, err := c.Members[0].Node.Verify(ctx, 1, raftnode.VerifyOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := c.Members[0].Node.Verify(ctx, 1)
+	b, err := c.Members[0].Node.Verify(ctx, 1, raftnode.VerifyOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,6 +63,10 @@ type Config struct {
 	// BalanceInterval is how often a leader checks whether it should hand a
 	// group to its preferred leader; 0 disables balancing.
 	BalanceInterval time.Duration
+	// VerifyInterval is how often each group this node leads is verified
+	// (every replica's Merkle root compared at one index, a divergent one
+	// repaired); 0 disables periodic verification.
+	VerifyInterval time.Duration
 
 	Logger *slog.Logger
 	// OnFatal is called when a state machine cannot apply a committed entry

@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	"io"
+	"sync"
 
 	"github.com/hashicorp/raft"
 
@@ -13,6 +14,9 @@ import (
 type dataFSM struct {
 	st      *store.Store
 	onFatal func(error)
+	// mu is held while a batch applies; a repair holds it to swap the
+	// state under a paused apply stream.
+	mu sync.Mutex
 }
 
 var _ raft.BatchingFSM = (*dataFSM)(nil)
@@ -29,7 +33,9 @@ func (f *dataFSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		}
 	}
 	out := make([]interface{}, len(logs))
+	f.mu.Lock()
 	results, err := f.st.ApplyBatch(entries)
+	f.mu.Unlock()
 	if err != nil {
 		// A committed entry that cannot be applied: stop rather than diverge.
 		f.onFatal(err)
@@ -58,6 +64,8 @@ func (f *dataFSM) Snapshot() (raft.FSMSnapshot, error) {
 
 func (f *dataFSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	return f.st.Restore(rc)
 }
 

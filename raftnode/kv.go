@@ -276,6 +276,45 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 		}
 		resp.Verified = verifiedOf(root)
 		return resp, nil
+	case opVerifyTree:
+		if r.st == nil {
+			return resp, fmt.Errorf("%w: group %d holds no keys", ErrBadRequest, r.id)
+		}
+		t, ok := r.st.VerifiedTree(string(req.Key))
+		if !ok {
+			return resp, fmt.Errorf("%w: no tree kept for verification %s", ErrNotFound, req.Key)
+		}
+		if req.Level > t.Depth() {
+			return resp, fmt.Errorf("%w: level %d below the tree's depth %d", ErrBadRequest, req.Level, t.Depth())
+		}
+		ds, err := t.Nodes(req.Level, req.Indexes)
+		if err != nil {
+			return resp, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		}
+		resp.Digests = make([][]byte, len(ds))
+		for i := range ds {
+			resp.Digests[i] = ds[i][:]
+		}
+		return resp, nil
+	case opLeafEntries:
+		if r.st == nil {
+			return resp, fmt.Errorf("%w: group %d holds no keys", ErrBadRequest, r.id)
+		}
+		es, err := r.st.LeafEntries(req.Level, req.Indexes, req.Index)
+		if err != nil {
+			return resp, err
+		}
+		resp.Leaf = make([]LeafEntry, len(es))
+		for i, e := range es {
+			resp.Leaf[i] = LeafEntry{Key: e.Key, ModifyIndex: e.ModifyIndex, Digest: e.Digest[:]}
+		}
+		return resp, nil
+	case opRepair:
+		if r.st == nil {
+			return resp, fmt.Errorf("%w: group %d holds no keys", ErrBadRequest, r.id)
+		}
+		resp.Repaired = n.repair(ctx, r, req.Index)
+		return resp, nil
 	case opAddVoter, opRemoveServer:
 		return resp, n.changeMembership(ctx, r, req)
 	case opJoin:

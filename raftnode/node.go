@@ -109,6 +109,9 @@ func New(cfg Config) (*Node, error) {
 	if cfg.BalanceInterval > 0 {
 		n.goLoop(n.balanceLoop)
 	}
+	if cfg.VerifyInterval > 0 {
+		n.goLoop(n.verifyLoop)
+	}
 	return n, nil
 }
 

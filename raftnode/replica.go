@@ -30,6 +30,7 @@ type replica struct {
 	trans  *raft.NetworkTransport
 	prop   *proposer
 	st     *store.Store // data groups only
+	fsm    *dataFSM     // data groups only
 	meta   *metaFSM     // metadata group only
 	closed atomic.Bool
 
@@ -37,6 +38,13 @@ type replica struct {
 	// an entry (a barrier): until then it may not serve linearizable reads.
 	readyTerm atomic.Uint64
 	barrierMu sync.Mutex
+
+	// divergences counts verifications that found this replica's root
+	// different from its group's; repairs the reinstallations that
+	// followed; lastRepair is the latest outcome.
+	divergences atomic.Uint64
+	repairs     atomic.Uint64
+	lastRepair  atomic.Pointer[Repair]
 
 	leaseMu    sync.Mutex
 	leaseTerm  uint64
@@ -134,7 +142,8 @@ func (n *Node) openReplica(id GroupID, bootstrap bool) (*replica, error) {
 		// snapshot at start-up; raft re-applies the log tail and the store
 		// skips what it already holds.
 		conf.NoSnapshotRestoreOnStart = true
-		fsm = &dataFSM{st: r.st, onFatal: n.fatal}
+		r.fsm = &dataFSM{st: r.st, onFatal: n.fatal}
+		fsm = r.fsm
 	}
 
 	layer, err := n.mux.Layer(id)

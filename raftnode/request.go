@@ -3,6 +3,8 @@ package raftnode
 import (
 	"encoding/json"
 	"fmt"
+
+	"github.com/ringkv/ringkv/snapshot"
 )
 
 // Operations a Request can carry.
@@ -17,7 +19,13 @@ const (
 	opRemoveNode   = "remove_node"
 	opVerify       = "verify"        // through the log, on the leader
 	opVerifyResult = "verify_result" // a replica's recorded root, anywhere
+	opVerifyTree   = "verify_tree"   // nodes of a replica's recorded tree
+	opLeafEntries  = "leaf_entries"  // a replica's entries in some leaves
+	opRepair       = "repair"        // reinstall a replica's state from the leader
 )
+
+// maxTreeNodes bounds the tree nodes or leaves one request may ask for.
+const maxTreeNodes = 1 << 16
 
 // Request is one operation on one group, as run locally or forwarded to the
 // group leader's node.
@@ -34,15 +42,22 @@ type Request struct {
 	Limit       int         `json:"limit,omitempty"`
 	KeysOnly    bool        `json:"keys_only,omitempty"`
 	Node        *NodeInfo   `json:"node,omitempty"`
+	// Level and Indexes name tree nodes (verify_tree) or, with Level the
+	// depth, leaves (leaf_entries); Index bounds entries (leaf_entries) or
+	// the state to reinstall (repair).
+	Level   int    `json:"level,omitempty"`
+	Indexes []int  `json:"indexes,omitempty"`
+	Index   uint64 `json:"index,omitempty"`
 }
 
 // Validate checks a request that arrived from the network.
 func (r Request) Validate() error {
 	switch r.Op {
-	case opPut, opDelete, opGet, opVerify, opVerifyResult:
+	case opPut, opDelete, opGet, opVerify, opVerifyResult, opVerifyTree:
 		if len(r.Key) == 0 {
 			return fmt.Errorf("%w: empty key", ErrBadRequest)
 		}
+	case opLeafEntries, opRepair:
 	case opScan:
 	case opAddVoter, opRemoveServer, opJoin, opRemoveNode:
 		if r.Node == nil || r.Node.ID == "" {
@@ -59,6 +74,16 @@ func (r Request) Validate() error {
 	if r.Limit < 0 {
 		return fmt.Errorf("%w: negative limit", ErrBadRequest)
 	}
+	if r.Op == opVerifyTree || r.Op == opLeafEntries {
+		if r.Level < 0 || r.Level > snapshot.MaxTreeDepth || len(r.Indexes) == 0 || len(r.Indexes) > maxTreeNodes {
+			return fmt.Errorf("%w: %s: level %d with %d nodes", ErrBadRequest, r.Op, r.Level, len(r.Indexes))
+		}
+		for _, ix := range r.Indexes {
+			if ix < 0 || ix >= 1<<r.Level {
+				return fmt.Errorf("%w: %s: no node %d at level %d", ErrBadRequest, r.Op, ix, r.Level)
+			}
+		}
+	}
 	return nil
 }
 
@@ -67,7 +92,8 @@ func (r Request) isWrite() bool {
 }
 
 func (r Request) servedLocally() bool {
-	if r.Op == opVerifyResult {
+	switch r.Op {
+	case opVerifyResult, opVerifyTree, opLeafEntries, opRepair:
 		return true
 	}
 	return (r.Op == opGet || r.Op == opScan) && (r.Consistency == Stale || brokenStaleReads)
@@ -97,6 +123,9 @@ type Response struct {
 	Entries   []KV         `json:"entries,omitempty"`
 	RaftIndex uint64       `json:"raft_index,omitempty"` // applied index a read was served at
 	Verified  *Verified    `json:"verified,omitempty"`
+	Digests   [][]byte     `json:"digests,omitempty"`
+	Leaf      []LeafEntry  `json:"leaf_entries,omitempty"`
+	Repaired  *Repair      `json:"repaired,omitempty"`
 	ServedBy  NodeID       `json:"served_by"`
 }
 

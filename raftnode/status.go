@@ -28,6 +28,12 @@ type GroupStatus struct {
 	// (its applied index); equal replicas at one index have equal roots.
 	MerkleRoot  string `json:"merkle_root,omitempty"`
 	MerkleIndex uint64 `json:"merkle_index,omitempty"`
+	// Divergences counts verifications that found this replica differing
+	// from its group; Repairs the reinstallations from the leader that
+	// followed; LastRepair is the latest outcome.
+	Divergences uint64  `json:"divergences"`
+	Repairs     uint64  `json:"repairs"`
+	LastRepair  *Repair `json:"last_repair,omitempty"`
 }
 
 // Status is a node's view of itself and its local replicas.
@@ -58,6 +64,7 @@ func (r *replica) status() GroupStatus {
 		st.StateBytes = r.st.FileSize()
 		root := r.st.Root()
 		st.MerkleRoot, st.MerkleIndex = hex.EncodeToString(root.Hash[:]), root.Index
+		st.Divergences, st.Repairs, st.LastRepair = r.divergences.Load(), r.repairs.Load(), r.lastRepair.Load()
 	} else {
 		st.AppliedIndex = r.raft.AppliedIndex()
 	}

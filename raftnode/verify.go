@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/ringkv/ringkv/snapshot"
 	"github.com/ringkv/ringkv/store"
 )
 
@@ -19,23 +20,78 @@ type ReplicaRoot struct {
 	Index uint64 `json:"index,omitempty"`
 	Root  string `json:"root,omitempty"`
 	Error string `json:"error,omitempty"`
+	// Divergent is set when the replica's root differs from the group's.
+	Divergent bool         `json:"divergent,omitempty"`
+	Diff      *ReplicaDiff `json:"diff,omitempty"`
+	// Repair says what was done about a divergent replica.
+	Repair *Repair `json:"repair,omitempty"`
+	depth  int
+}
+
+// ReplicaDiff locates where a divergent replica differs from one holding
+// the group's root, at the verification index.
+type ReplicaDiff struct {
+	Against NodeID `json:"against"`
+	// Hashes is how many tree hashes were compared on each side: about
+	// k·log(n) for k differing leaves, never the data.
+	Hashes int `json:"hashes_compared"`
+	// Ranges are the differing leaves: ranges of the key-hash space.
+	Ranges []KeyRange `json:"ranges"`
+	// Keys are the keys that differ, listed when the ranges are few; they
+	// are read after the verification, leaving out later writes.
+	Keys     []string `json:"keys,omitempty"`
+	MoreKeys bool     `json:"more_keys,omitempty"`
+}
+
+// KeyRange is one leaf of a group's Merkle tree: every key whose hash
+// (snapshot.KeyHash) lies in [From, To], both as 16 hex digits.
+type KeyRange struct {
+	Leaf int    `json:"leaf"`
+	From string `json:"from"`
+	To   string `json:"to"`
+}
+
+// Repair reports a divergent replica's reinstallation from its leader.
+type Repair struct {
+	Done  bool   `json:"done"`
+	From  NodeID `json:"from,omitempty"`
+	Index uint64 `json:"index,omitempty"` // the checkpoint's index
+	Error string `json:"error,omitempty"`
 }
 
 // GroupVerification compares a group's replicas at one log index.
 type GroupVerification struct {
-	Group    GroupID       `json:"group"`
-	Index    uint64        `json:"index"`
+	Group GroupID `json:"group"`
+	Index uint64  `json:"index"`
+	// Root is the root most replicas hold (the leader's on a tie).
 	Root     string        `json:"root"`
 	Agree    bool          `json:"agree"`
 	Replicas []ReplicaRoot `json:"replicas"`
+	nonce    string
 }
 
+// VerifyOptions qualifies a verification.
+type VerifyOptions struct {
+	// NoRepair reports a divergent replica without reinstalling its state.
+	NoRepair bool
+}
+
+// Bounds on what a verification lists for one divergent replica.
+const (
+	maxDiffRanges    = 64
+	maxDiffKeyLeaves = 16
+	maxDiffKeys      = 32
+)
+
 // Verify puts a verification entry through group g's log: every replica
-// records its Merkle root when it applies that entry, so all roots are
-// taken at exactly the same index. It then collects each replica's root
-// and reports whether they agree. A replica that cannot answer within ctx
-// counts as disagreeing, with the reason.
-func (n *Node) Verify(ctx context.Context, g GroupID) (GroupVerification, error) {
+// records its Merkle root (and tree) when it applies that entry, so all
+// roots are taken at exactly the same index. It then collects each
+// replica's root and reports whether they agree. A replica that cannot
+// answer within ctx counts as disagreeing, with the reason. A replica whose
+// root differs from the majority's is compared with an agreeing one subtree
+// by subtree, and, unless o.NoRepair, its state is reinstalled from the
+// leader by a checkpoint, while the node and the group keep serving.
+func (n *Node) Verify(ctx context.Context, g GroupID, o VerifyOptions) (GroupVerification, error) {
 	gi, ok := n.Layout().Group(g)
 	if !ok {
 		return GroupVerification{}, fmt.Errorf("%w: group %d", ErrNotFound, g)
@@ -49,28 +105,199 @@ func (n *Node) Verify(ctx context.Context, g GroupID) (GroupVerification, error)
 	if err != nil {
 		return GroupVerification{}, err
 	}
-	v := GroupVerification{Group: g, Index: resp.Verified.Index, Root: resp.Verified.Root, Agree: true}
+	v := GroupVerification{Group: g, Index: resp.Verified.Index, Root: resp.Verified.Root, Agree: true, nonce: string(nonce)}
 	for _, id := range gi.Replicas {
-		rr := n.replicaRoot(ctx, g, id, nonce)
+		v.Replicas = append(v.Replicas, n.replicaRoot(ctx, g, id, nonce))
+	}
+	v.Root = majorityRoot(v.Replicas, resp.Verified.Root)
+	var ref *ReplicaRoot
+	for i := range v.Replicas {
+		rr := &v.Replicas[i]
+		if rr.Error == "" && rr.Root == v.Root && rr.Index == v.Index && (ref == nil || rr.Node == n.cfg.ID) {
+			ref = rr
+		}
+	}
+	for i := range v.Replicas {
+		rr := &v.Replicas[i]
 		if rr.Error != "" || rr.Root != v.Root || rr.Index != v.Index {
 			v.Agree = false
 		}
-		v.Replicas = append(v.Replicas, rr)
+		if rr.Error != "" || rr.Root == v.Root {
+			continue
+		}
+		rr.Divergent = true
+		if ref != nil {
+			d, err := n.diffReplicas(ctx, g, nonce, v.Index, *ref, *rr)
+			if err != nil {
+				rr.Error = "locating the difference: " + err.Error()
+			}
+			rr.Diff = d
+		}
+		n.log.Warn("replica diverges from its group", "group", uint32(g), "node", rr.Node, "index", v.Index,
+			"root", rr.Root, "group_root", v.Root, "ranges", diffRanges(rr.Diff))
+		if !o.NoRepair && ref != nil {
+			rr.Repair = n.requestRepair(ctx, g, rr.Node, v.Index)
+		}
 	}
 	return v, nil
 }
 
+func diffRanges(d *ReplicaDiff) int {
+	if d == nil {
+		return 0
+	}
+	return len(d.Ranges)
+}
+
+// majorityRoot is the root most replicas report, or fallback on a tie.
+func majorityRoot(rs []ReplicaRoot, fallback string) string {
+	count := map[string]int{}
+	for _, r := range rs {
+		if r.Error == "" && r.Root != "" {
+			count[r.Root]++
+		}
+	}
+	best, bestN, tie := fallback, count[fallback], false
+	for root, c := range count {
+		if c > bestN {
+			best, bestN, tie = root, c, false
+		} else if c == bestN && root != best {
+			tie = true
+		}
+	}
+	if tie && count[fallback] == bestN {
+		return fallback
+	}
+	return best
+}
+
 // VerifyAll verifies every group.
-func (n *Node) VerifyAll(ctx context.Context) ([]GroupVerification, error) {
+func (n *Node) VerifyAll(ctx context.Context, o VerifyOptions) ([]GroupVerification, error) {
 	var out []GroupVerification
 	for _, g := range n.Layout().Groups {
-		v, err := n.Verify(ctx, g.ID)
+		v, err := n.Verify(ctx, g.ID, o)
 		if err != nil {
 			return out, fmt.Errorf("group %d: %w", g.ID, err)
 		}
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// diffReplicas compares the trees two replicas recorded at the
+// verification with nonce, level by level, then lists the differing keys
+// when the differing leaves are few.
+func (n *Node) diffReplicas(ctx context.Context, g GroupID, nonce []byte, index uint64, a, b ReplicaRoot) (*ReplicaDiff, error) {
+	d := &ReplicaDiff{Against: a.Node}
+	sa := &remoteTree{n: n, ctx: ctx, g: g, node: a.Node, nonce: nonce, depth: a.depth}
+	sb := &remoteTree{n: n, ctx: ctx, g: g, node: b.Node, nonce: nonce, depth: b.depth}
+	leaves, hashes, err := snapshot.DiffLevels(sa, sb)
+	d.Hashes = hashes
+	if err != nil {
+		return d, err
+	}
+	t, err := snapshot.NewTree(a.depth)
+	if err != nil {
+		return d, err
+	}
+	for i, l := range leaves {
+		if i == maxDiffRanges {
+			break
+		}
+		lo, hi := t.LeafRange(l)
+		d.Ranges = append(d.Ranges, KeyRange{Leaf: l, From: fmt.Sprintf("%016x", lo), To: fmt.Sprintf("%016x", hi)})
+	}
+	if len(leaves) == 0 || len(leaves) > maxDiffKeyLeaves {
+		d.MoreKeys = len(leaves) > 0
+		return d, nil
+	}
+	ea, err := n.leafEntries(ctx, g, a.Node, a.depth, leaves, index)
+	if err != nil {
+		return d, err
+	}
+	eb, err := n.leafEntries(ctx, g, b.Node, b.depth, leaves, index)
+	if err != nil {
+		return d, err
+	}
+	for _, k := range store.DiffEntries(ea, eb) {
+		if len(d.Keys) == maxDiffKeys {
+			d.MoreKeys = true
+			break
+		}
+		d.Keys = append(d.Keys, string(k))
+	}
+	return d, nil
+}
+
+// ask runs req on node id: here, or forwarded to it.
+func (n *Node) ask(ctx context.Context, id NodeID, req Request) (Response, error) {
+	if id == n.cfg.ID {
+		return n.Serve(ctx, req)
+	}
+	info, ok := n.Layout().Node(id)
+	if !ok {
+		return Response{}, fmt.Errorf("%w: node %s not in the layout", ErrNotFound, id)
+	}
+	return n.fwd.forward(ctx, info.HTTPAddr, req)
+}
+
+// remoteTree is the tree a replica recorded at one verification.
+type remoteTree struct {
+	n     *Node
+	ctx   context.Context
+	g     GroupID
+	node  NodeID
+	nonce []byte
+	depth int
+}
+
+func (t *remoteTree) Depth() int { return t.depth }
+
+func (t *remoteTree) Nodes(level int, indexes []int) ([]snapshot.Digest, error) {
+	resp, err := t.n.ask(t.ctx, t.node, Request{Op: opVerifyTree, Group: t.g, Key: t.nonce, Level: level, Indexes: indexes})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]snapshot.Digest, len(resp.Digests))
+	for i, d := range resp.Digests {
+		if len(d) != len(out[i]) {
+			return nil, fmt.Errorf("node %s sent a %d-byte hash", t.node, len(d))
+		}
+		copy(out[i][:], d)
+	}
+	return out, nil
+}
+
+// LeafEntry is store.LeafEntry on the wire.
+type LeafEntry struct {
+	Key         []byte `json:"key"`
+	ModifyIndex uint64 `json:"modify_index"`
+	Digest      []byte `json:"digest"`
+}
+
+func (n *Node) leafEntries(ctx context.Context, g GroupID, id NodeID, depth int, leaves []int, index uint64) ([]store.LeafEntry, error) {
+	resp, err := n.ask(ctx, id, Request{Op: opLeafEntries, Group: g, Level: depth, Indexes: leaves, Index: index})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]store.LeafEntry, len(resp.Leaf))
+	for i, e := range resp.Leaf {
+		out[i] = store.LeafEntry{Key: e.Key, ModifyIndex: e.ModifyIndex}
+		copy(out[i].Digest[:], e.Digest)
+	}
+	return out, nil
+}
+
+// requestRepair asks node id to reinstall its replica of g from the leader.
+func (n *Node) requestRepair(ctx context.Context, g GroupID, id NodeID, index uint64) *Repair {
+	resp, err := n.ask(ctx, id, Request{Op: opRepair, Group: g, Index: index})
+	if err != nil {
+		return &Repair{Error: err.Error()}
+	}
+	if resp.Repaired == nil {
+		return &Repair{Error: "no answer"}
+	}
+	return resp.Repaired
 }
 
 // replicaRoot asks node id for the root it recorded for nonce, waiting for
@@ -95,7 +322,7 @@ func (n *Node) replicaRoot(ctx context.Context, g GroupID, id NodeID, nonce []by
 			err = fmt.Errorf("node %s not in the layout", id)
 		}
 		if err == nil && resp.Verified != nil {
-			rr.Index, rr.Root = resp.Verified.Index, resp.Verified.Root
+			rr.Index, rr.Root, rr.depth = resp.Verified.Index, resp.Verified.Root, resp.Verified.Depth
 			return rr
 		}
 		if err != nil && !errors.Is(err, ErrNotFound) {
@@ -119,10 +346,11 @@ const replicaVerifyWait = 3 * time.Second
 type Verified struct {
 	Index uint64 `json:"index"`
 	Root  string `json:"root"`
+	Depth int    `json:"depth,omitempty"`
 }
 
 func verifiedOf(r store.Root) *Verified {
-	return &Verified{Index: r.Index, Root: hex.EncodeToString(r.Hash[:])}
+	return &Verified{Index: r.Index, Root: hex.EncodeToString(r.Hash[:]), Depth: r.Depth}
 }
 
 // SnapshotResult reports a forced snapshot of one local replica.

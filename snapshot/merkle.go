@@ -233,3 +233,59 @@ func Diff(a, b NodeSource) (leaves []int, reads int, err error) {
 	walk(0, 0)
 	return leaves, reads, nil
 }
+
+// LevelSource is a tree that answers several nodes of one level at once,
+// such as a remote replica's: one call per level instead of one per node.
+type LevelSource interface {
+	Depth() int
+	Nodes(level int, indexes []int) ([]Digest, error)
+}
+
+// Nodes answers for a local tree.
+func (t *Tree) Nodes(level int, indexes []int) ([]Digest, error) {
+	out := make([]Digest, len(indexes))
+	for i, ix := range indexes {
+		if ix < 0 || ix >= 1<<level || level > t.depth {
+			return nil, fmt.Errorf("%w: no node %d at level %d", ErrBadTree, ix, level)
+		}
+		out[i] = t.Node(level, ix)
+	}
+	return out, nil
+}
+
+// DiffLevels is Diff level by level: it asks each side once per level for
+// the children of the nodes that differed above. It returns the differing
+// leaves in order and how many hashes it read from each side.
+func DiffLevels(a, b LevelSource) (leaves []int, hashes int, err error) {
+	if a.Depth() != b.Depth() {
+		return nil, 0, fmt.Errorf("%w: depths %d and %d", ErrBadTree, a.Depth(), b.Depth())
+	}
+	cur := []int{0}
+	for level := 0; level <= a.Depth() && len(cur) > 0; level++ {
+		ha, err := a.Nodes(level, cur)
+		if err != nil {
+			return nil, hashes, err
+		}
+		hb, err := b.Nodes(level, cur)
+		if err != nil {
+			return nil, hashes, err
+		}
+		if len(ha) != len(cur) || len(hb) != len(cur) {
+			return nil, hashes, fmt.Errorf("%w: asked %d nodes, got %d and %d", ErrBadTree, len(cur), len(ha), len(hb))
+		}
+		hashes += len(cur)
+		var next []int
+		for i, ix := range cur {
+			if ha[i] == hb[i] {
+				continue
+			}
+			if level == a.Depth() {
+				leaves = append(leaves, ix)
+			} else {
+				next = append(next, 2*ix, 2*ix+1)
+			}
+		}
+		cur = next
+	}
+	return leaves, hashes, nil
+}

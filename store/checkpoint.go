@@ -20,8 +20,8 @@ type Snapshot struct {
 	header snapshot.Header
 }
 
-// Snapshot captures the current state. Call it from the apply goroutine so
-// the view matches the applied index exactly.
+// Snapshot captures the current state. It may be called from any
+// goroutine: the view is the last committed apply.
 func (s *Store) Snapshot() (*Snapshot, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -33,14 +33,21 @@ func (s *Store) Snapshot() (*Snapshot, error) {
 		return nil, err
 	}
 	m := tx.Bucket(bucketMeta)
+	applied := getU64(m, keyApplied)
 	root := s.Root()
-	if root.Index != getU64(m, keyApplied) {
-		tx.Rollback()
-		return nil, fmt.Errorf("store: snapshot taken off the apply goroutine (root at %d, data at %d)", root.Index, getU64(m, keyApplied))
+	if root.Index != applied {
+		// An apply committed between the published root and this
+		// transaction: take the root from the transaction itself.
+		t, err := loadTree(tx, root.Depth)
+		if err != nil {
+			tx.Rollback()
+			return nil, err
+		}
+		root = Root{Index: applied, Hash: t.Root(), Depth: t.Depth()}
 	}
 	return &Snapshot{tx: tx, header: snapshot.Header{
 		Group: s.opts.Group,
-		Index: root.Index,
+		Index: applied,
 		Keys:  getU64(m, keyCount),
 		Size:  uint64(tx.Size()),
 		Root:  root.Hash,
@@ -172,3 +179,6 @@ func syncDir(dir string) error {
 	}
 	return nil
 }
+
+// SetTerm records the Raft term of the snapshot's index in its header.
+func (sn *Snapshot) SetTerm(term uint64) { sn.header.Term = term }

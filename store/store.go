@@ -65,9 +65,9 @@ type Store struct {
 	tree *snapshot.Tree
 	root atomic.Pointer[Root]
 
-	// verified holds the roots recorded by recent verify commands, by nonce.
+	// verified holds what recent verify commands recorded, by nonce.
 	verifyMu  sync.Mutex
-	verified  map[string]Root
+	verified  map[string]verifyRecord
 	verifySeq []string
 
 	chMu    sync.Mutex
@@ -142,32 +142,6 @@ func (s *Store) open() error {
 	s.tree = tree
 	s.root.Store(&Root{Index: applied, Hash: tree.Root(), Depth: tree.Depth()})
 	return nil
-}
-
-// maxVerified bounds the verify results kept in memory.
-const maxVerified = 256
-
-func (s *Store) recordVerify(nonce string, r Root) {
-	s.verifyMu.Lock()
-	defer s.verifyMu.Unlock()
-	if s.verified == nil {
-		s.verified = map[string]Root{}
-	}
-	s.verified[nonce] = r
-	s.verifySeq = append(s.verifySeq, nonce)
-	if len(s.verifySeq) > maxVerified {
-		delete(s.verified, s.verifySeq[0])
-		s.verifySeq = s.verifySeq[1:]
-	}
-}
-
-// VerifiedRoot returns the root this replica recorded when it applied the
-// verify command with nonce, if it has applied it (and not forgotten it).
-func (s *Store) VerifiedRoot(nonce string) (Root, bool) {
-	s.verifyMu.Lock()
-	defer s.verifyMu.Unlock()
-	r, ok := s.verified[nonce]
-	return r, ok
 }
 
 // Root returns the Merkle root at the applied index. It costs nothing: the
@@ -318,7 +292,7 @@ func (s *Store) ApplyBatch(entries []LogEntry) ([]Result, error) {
 			if cmd.Op == OpVerify {
 				root := Root{Index: e.Index, Hash: s.tree.Root(), Depth: s.tree.Depth()}
 				results[i].Root = &root
-				s.recordVerify(string(cmd.Key), root)
+				s.recordVerify(string(cmd.Key), root, s.tree)
 				continue
 			}
 			r, delta, err := applyTx(kv, s.tree, changed, e.Index, cmd)

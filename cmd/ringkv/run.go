@@ -26,8 +26,13 @@ commands:
   status                         this node's groups, leaders and indexes
   ring [lookup KEY]              the ring, or where KEY lives
   health                         liveness and readiness
-  verify [GROUP]                 compare every replica's Merkle root at one log index
+  verify [GROUP] [--no-repair]   compare every replica's Merkle root at one log index;
+                                 locate and repair a divergent replica
   snapshot                       snapshot every group of this node now
+  backup -o FILE                 write a backup of every group to FILE
+  backup verify FILE [--against URL]
+                                 check a backup without restoring it; compare it with a cluster
+  restore FILE [--force]         load a backup into a fresh cluster
   chaos [--duration D] [--nemesis kill,pause,partition]
                                  start 3 local nodes, inject faults, check the history
 
@@ -75,6 +80,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, 
 		return cmdVerify(ctx, c, rest, stdout)
 	case "snapshot":
 		return cmdSnapshot(ctx, c, stdout)
+	case "backup":
+		return cmdBackup(parent, c, rest, stdout) // transfers take their time
+	case "restore":
+		return cmdRestore(parent, c, rest, stdout)
 	case "chaos":
 		return cmdChaos(parent, rest, stdout) // bounded by its own --duration
 	case "help", "-h", "--help":
@@ -293,16 +302,25 @@ func printJSON(out io.Writer, v interface{}) error {
 }
 
 func cmdVerify(ctx context.Context, c *client.Client, args []string, out io.Writer) error {
+	var noRepair bool
+	pos, err := subFlags("verify", args, func(fs *flag.FlagSet) { fs.BoolVar(&noRepair, "no-repair", false, "") })
+	if err != nil {
+		return err
+	}
 	path := "/v1/verify"
-	switch len(args) {
+	switch len(pos) {
 	case 0:
 	case 1:
-		if _, err := strconv.ParseUint(args[0], 10, 32); err != nil {
-			return errors.New("usage: ringkv verify [GROUP]")
+		if _, err := strconv.ParseUint(pos[0], 10, 32); err != nil {
+			return errors.New("usage: ringkv verify [GROUP] [--no-repair]")
 		}
-		path = "/v1/groups/" + args[0] + "/verify"
+		path = "/v1/groups/" + pos[0] + "/verify"
 	default:
-		return errors.New("usage: ringkv verify [GROUP]")
+		return errors.New("usage: ringkv verify [GROUP] [--no-repair]")
+	}
+	q := url.Values{}
+	if noRepair {
+		q.Set("repair", "false")
 	}
 	var res struct {
 		Agree  bool `json:"agree"`
@@ -316,28 +334,71 @@ func cmdVerify(ctx context.Context, c *client.Client, args []string, out io.Writ
 				Index uint64 `json:"index"`
 				Root  string `json:"root"`
 				Error string `json:"error"`
+				Diff  *struct {
+					Against string `json:"against"`
+					Hashes  int    `json:"hashes_compared"`
+					Ranges  []struct {
+						Leaf int    `json:"leaf"`
+						From string `json:"from"`
+						To   string `json:"to"`
+					} `json:"ranges"`
+					Keys     []string `json:"keys"`
+					MoreKeys bool     `json:"more_keys"`
+				} `json:"diff"`
+				Repair *struct {
+					Done  bool   `json:"done"`
+					From  string `json:"from"`
+					Index uint64 `json:"index"`
+					Error string `json:"error"`
+				} `json:"repair"`
 			} `json:"replicas"`
 		} `json:"groups"`
 	}
-	if err := c.PostJSON(ctx, path, &res); err != nil {
+	if err := c.PostJSONQuery(ctx, path, q, &res); err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "GROUP\tINDEX\tREPLICA\tROOT\tAGREES")
+	var details []string
 	for _, g := range res.Groups {
 		for _, r := range g.Replicas {
 			agrees := "yes"
 			root := short(r.Root)
 			switch {
-			case r.Error != "":
+			case r.Error != "" && r.Root == "":
 				agrees, root = "NO: "+r.Error, "-"
 			case r.Root != g.Root || r.Index != g.Index:
 				agrees = "NO"
 			}
 			fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\n", g.Group, g.Index, r.Node, root, agrees)
+			if d := r.Diff; d != nil {
+				details = append(details, fmt.Sprintf("group %d, replica %s differs from %s in %d key range(s) (%d hashes compared):", g.Group, r.Node, d.Against, len(d.Ranges), d.Hashes))
+				for _, rg := range d.Ranges {
+					details = append(details, fmt.Sprintf("  leaf %d: key hashes %s-%s", rg.Leaf, rg.From, rg.To))
+				}
+				for _, k := range d.Keys {
+					details = append(details, fmt.Sprintf("  key %q", k))
+				}
+				if d.MoreKeys {
+					details = append(details, "  (more keys differ than listed)")
+				}
+			}
+			if r.Error != "" && r.Root != "" {
+				details = append(details, fmt.Sprintf("group %d, replica %s: %s", g.Group, r.Node, r.Error))
+			}
+			if rp := r.Repair; rp != nil {
+				if rp.Done {
+					details = append(details, fmt.Sprintf("group %d, replica %s: repaired from %s with a checkpoint at index %d", g.Group, r.Node, rp.From, rp.Index))
+				} else {
+					details = append(details, fmt.Sprintf("group %d, replica %s: NOT repaired: %s", g.Group, r.Node, rp.Error))
+				}
+			}
 		}
 	}
 	tw.Flush()
+	for _, d := range details {
+		fmt.Fprintln(out, d)
+	}
 	if !res.Agree {
 		return errors.New("replicas disagree")
 	}

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -56,6 +57,7 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 	fs.DurationVar(&o.node.Timing.LeaderLease, "leader-lease-timeout", o.node.Timing.LeaderLease, "Raft leader lease timeout (must not exceed the heartbeat timeout)")
 	fs.IntVar(&o.node.ProposalWaves, "proposal-waves", o.node.ProposalWaves, "batches of writes a group leader keeps in flight; more writes wait and go together")
 	fs.DurationVar(&o.node.BalanceInterval, "balance-interval", o.node.BalanceInterval, "how often leaders rebalance across nodes (0: never)")
+	fs.DurationVar(&o.node.VerifyInterval, "verify-interval", 0, "how often each group's leader verifies its replicas and repairs a divergent one (0: only on request)")
 	fs.BoolVar(&o.api.Pprof, "pprof", false, "serve Go's profiler under /debug/pprof/")
 	fs.BoolVar(&o.api.FaultHook, "fault-hook", false, "serve POST /v1/debug/fault to cut Raft traffic from chosen peers (fault-injection runs only)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -144,6 +146,13 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 		return err
 	}
 	o.api.Logger = log
+	o.api.TempDir = filepath.Join(o.node.DataDir, "tmp")
+	_ = os.RemoveAll(o.api.TempDir) // left by a crash mid-backup
+	if err := os.MkdirAll(o.api.TempDir, 0o700); err != nil {
+		ln.Close()
+		node.Close()
+		return err
+	}
 	o.api.Registry = prometheus.NewRegistry()
 	if err := exportRaftMetrics(o.api.Registry); err != nil {
 		log.Warn("raft metrics not exported", "err", err)

@@ -1,0 +1,283 @@
+package raftnode
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/ringkv/ringkv/snapshot"
+	"github.com/ringkv/ringkv/store"
+)
+
+// CheckpointPath is the internal endpoint serving a group leader's
+// checkpoint (printf pattern: the group id).
+const CheckpointPath = "/v1/internal/groups/%d/checkpoint"
+
+// RestorePath is the internal endpoint where a group leader takes a
+// checkpoint to restore through Raft (printf pattern: the group id).
+const RestorePath = "/v1/internal/groups/%d/restore"
+
+// Checkpoint opens a checkpoint of group g, which this node must lead. It
+// is taken after a linearizable barrier, so it holds every write
+// acknowledged before the call, and at an index of at least minIndex. The
+// caller writes it with WriteTo and must Release it.
+func (n *Node) Checkpoint(ctx context.Context, g GroupID, minIndex uint64) (*store.Snapshot, error) {
+	r := n.replica(g)
+	if r == nil || r.st == nil {
+		return nil, &NotLeaderError{Group: g, Leader: n.leaderOf(g)}
+	}
+	if err := r.readBarrier(ctx, Linearizable); err != nil {
+		return nil, err
+	}
+	if err := r.waitApplied(ctx, minIndex); err != nil {
+		return nil, err
+	}
+	for r.st.AppliedIndex() < minIndex {
+		// minIndex is past the commit index the barrier saw: wait for it.
+		select {
+		case <-r.st.Changed():
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: group %d did not reach index %d", ErrUnavailable, g, minIndex)
+		}
+	}
+	sn, err := r.st.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	term := r.raft.CurrentTerm()
+	var l raft.Log
+	if err := r.cache.GetLog(sn.Header().Index, &l); err == nil {
+		term = l.Term
+	}
+	sn.SetTerm(term)
+	return sn, nil
+}
+
+// fetchCheckpoint writes a checkpoint of group g, at an index of at least
+// minIndex, to the writer dst gives: taken here when this node leads g,
+// else fetched from the leader. It follows leadership changes until ctx
+// ends, asking dst for a fresh writer on each attempt.
+func (n *Node) fetchCheckpoint(ctx context.Context, g GroupID, minIndex uint64, dst func() (io.Writer, error)) error {
+	return n.retryLeader(ctx, g, func(leader NodeInfo, self bool) error {
+		w, err := dst()
+		if err != nil {
+			return err
+		}
+		if self {
+			sn, err := n.Checkpoint(ctx, g, minIndex)
+			if err != nil {
+				return err
+			}
+			defer sn.Release()
+			_, err = sn.WriteTo(w)
+			return err
+		}
+		u := baseURL(leader.HTTPAddr) + fmt.Sprintf(CheckpointPath, g) + "?min_index=" + strconv.FormatUint(minIndex, 10)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return err
+		}
+		return n.fwd.stream(req, w)
+	})
+}
+
+// retryLeader runs fn against group g's leader, following NotLeader
+// answers and waiting out elections, until fn succeeds, fails otherwise,
+// or ctx ends. fn must not have written anything when it fails with a
+// leadership error.
+func (n *Node) retryLeader(ctx context.Context, g GroupID, fn func(leader NodeInfo, self bool) error) error {
+	var last error
+	for {
+		leader := n.leaderOf(g)
+		if leader == "" {
+			last = fmt.Errorf("%w: group %d", ErrNoLeader, g)
+		} else if info, ok := n.Layout().Node(leader); !ok {
+			last = fmt.Errorf("%w: group %d leader %s not in the layout", ErrNoLeader, g, leader)
+		} else {
+			err := fn(info, leader == n.cfg.ID)
+			var nl *NotLeaderError
+			switch {
+			case err == nil:
+				return nil
+			case errors.As(err, &nl):
+				n.setHint(g, nl.Leader)
+			case errors.Is(err, ErrNoLeader):
+			default:
+				return err
+			}
+			last = err
+		}
+		if !sleepCtx(ctx, 50*time.Millisecond) {
+			return last
+		}
+	}
+}
+
+// stream runs req and copies a successful response body to w; an error
+// response is decoded into its error.
+func (f *forwarder) stream(req *http.Request, w io.Writer) error {
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrNoLeader, req.URL.Host, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var we WireError
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if json.Unmarshal(raw, &we) == nil && we.Code != "" {
+			return FromWire(we)
+		}
+		return fmt.Errorf("%w: %s answered %d", ErrUnavailable, req.URL.Host, resp.StatusCode)
+	}
+	_, err = io.Copy(w, resp.Body)
+	return err
+}
+
+// post sends body to url and decodes an error answer.
+func (f *forwarder) post(ctx context.Context, url string, body io.Reader) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	return f.stream(req, io.Discard)
+}
+
+// RestoreCheckpoint replaces group g's whole state with the checkpoint in
+// r, through Raft: this node must lead g. The checkpoint is checked
+// (digest, entries against its Merkle root) before anything changes, then
+// rebased onto an index past the group's log, so every replica installs
+// it as a snapshot and no later entry is mistaken for a replay. It returns
+// the index the group now restarts from.
+func (n *Node) RestoreCheckpoint(ctx context.Context, g GroupID, rd io.Reader) (uint64, error) {
+	r := n.replica(g)
+	if r == nil || r.st == nil || !r.isLeader() {
+		return 0, &NotLeaderError{Group: g, Leader: n.leaderOf(g)}
+	}
+	img, err := store.OpenImage(rd, r.dir)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	defer img.Close()
+	if err := checkImage(img); err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	// Far enough past the log that concurrent appends cannot catch up
+	// before raft takes the snapshot, and past every modify index in the
+	// image, so no later write can reuse one.
+	base := max(r.raft.LastIndex(), img.Header.Index) + 1<<20
+	f, err := os.CreateTemp(r.dir, "restore-*.ckpt")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	h, err := img.Rebase(base, r.raft.CurrentTerm(), f)
+	if err != nil {
+		return 0, err
+	}
+	size, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return 0, err
+	}
+	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Index: base - 1, Term: h.Term, Size: size}
+	if err := r.raft.Restore(meta, f, enqueueTimeout(ctx)); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+			return 0, r.notLeader()
+		}
+		return 0, fmt.Errorf("%w: group %d: restore: %v", ErrUnavailable, g, err)
+	}
+	if got := r.st.AppliedIndex(); got != base {
+		return 0, fmt.Errorf("group %d: restored state at index %d, expected %d", g, got, base)
+	}
+	return base, nil
+}
+
+// checkImage confirms an image's entries give the root its header claims.
+func checkImage(img *store.Image) error {
+	if img.DigestErr != nil {
+		return img.DigestErr
+	}
+	sum, err := img.Summarize()
+	if err != nil {
+		return err
+	}
+	if sum.Tree.Root() != img.Header.Root || sum.Counted != img.Header.Keys {
+		return fmt.Errorf("checkpoint of group %d: entries give root %x and %d keys, header says %x and %d",
+			img.Header.Group, sum.Tree.Root(), sum.Counted, img.Header.Root, img.Header.Keys)
+	}
+	return nil
+}
+
+// treeOf is the serialised tree of an image's entries.
+func treeOf(img *store.Image) ([]byte, snapshot.Digest, error) {
+	sum, err := img.Summarize()
+	if err != nil {
+		return nil, snapshot.Digest{}, err
+	}
+	b, err := sum.Tree.MarshalBinary()
+	return b, sum.Tree.Root(), err
+}
+
+// ServeCheckpoint writes a checkpoint of group g (see Checkpoint) to the
+// writer start returns; start is called only once the checkpoint is open,
+// so an error before it can still be answered as an error.
+func (n *Node) ServeCheckpoint(ctx context.Context, g GroupID, minIndex uint64, start func(h snapshot.Header) io.Writer) error {
+	sn, err := n.Checkpoint(ctx, g, minIndex)
+	if err != nil {
+		return err
+	}
+	defer sn.Release()
+	_, err = sn.WriteTo(start(sn.Header()))
+	return err
+}
+
+// GroupTree is a group's Merkle tree at one index.
+type GroupTree struct {
+	Group GroupID `json:"group"`
+	Index uint64  `json:"index"`
+	Root  string  `json:"root"`
+	Depth int     `json:"depth"`
+	// Leaves are the leaf hashes, in order.
+	Leaves [][]byte `json:"leaves"`
+}
+
+// Tree returns group g's Merkle tree at a verification index: the group
+// root most replicas agree on, with its leaves, as the leader recorded it.
+func (n *Node) Tree(ctx context.Context, g GroupID) (GroupTree, error) {
+	v, err := n.Verify(ctx, g, VerifyOptions{NoRepair: true})
+	if err != nil {
+		return GroupTree{}, err
+	}
+	for _, rr := range v.Replicas {
+		if rr.Error != "" || rr.Root != v.Root || rr.depth == 0 {
+			continue
+		}
+		idx := make([]int, 1<<rr.depth)
+		for i := range idx {
+			idx[i] = i
+		}
+		src := &remoteTree{n: n, ctx: ctx, g: g, node: rr.Node, nonce: []byte(v.nonce), depth: rr.depth}
+		leaves, err := src.Nodes(rr.depth, idx)
+		if err != nil {
+			continue
+		}
+		t := GroupTree{Group: g, Index: v.Index, Root: v.Root, Depth: rr.depth, Leaves: make([][]byte, len(leaves))}
+		for i := range leaves {
+			t.Leaves[i] = leaves[i][:]
+		}
+		return t, nil
+	}
+	return GroupTree{}, fmt.Errorf("%w: group %d: no replica holding the group root answered", ErrUnavailable, g)
+}
