@@ -3,9 +3,11 @@ package chaos
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -282,55 +284,59 @@ func unavailability(ops []porcupine.Operation, windows []window) map[string]time
 	return out
 }
 
-// CompareReplicas waits until every replica has applied what its leader
-// has, then compares each node's own copy of all keys (stale listings):
-// keys, values and modify indexes. It returns what differs, if anything.
+// CompareReplicas verifies every group (POST /v1/verify?repair=false): a
+// verification entry goes through each group's log and every replica's
+// Merkle root at that index is compared. A replica that has not caught up
+// yet is waited for until ctx ends; roots that differ fail at once, with
+// the key ranges and keys the verification located. Nothing is repaired:
+// the run reports what it found.
 func CompareReplicas(ctx context.Context, c *Cluster) (bool, string) {
-	err := poll(ctx, 100*time.Millisecond, func() error {
-		leaderApplied := map[uint32]uint64{}
-		applied := map[uint32][]uint64{}
-		for _, p := range c.Procs {
-			st, err := p.Client.Status(ctx)
-			if err != nil {
-				return err
-			}
-			for _, g := range st.Groups {
-				applied[g.ID] = append(applied[g.ID], g.AppliedIndex)
-				if g.State == "Leader" {
-					leaderApplied[g.ID] = g.AppliedIndex
-				}
-			}
+	type replica struct {
+		Node  string `json:"node"`
+		Root  string `json:"root"`
+		Error string `json:"error"`
+		Diff  *struct {
+			Ranges []json.RawMessage `json:"ranges"`
+			Keys   []string          `json:"keys"`
+		} `json:"diff"`
+	}
+	var res struct {
+		Agree  bool `json:"agree"`
+		Groups []struct {
+			Group    uint32    `json:"group"`
+			Index    uint64    `json:"index"`
+			Root     string    `json:"root"`
+			Replicas []replica `json:"replicas"`
+		} `json:"groups"`
+	}
+	var diverged string
+	err := poll(ctx, 200*time.Millisecond, func() error {
+		if err := c.Procs[0].Client.PostJSONQuery(ctx, "/v1/verify", url.Values{"repair": {"false"}}, &res); err != nil {
+			return err
 		}
-		for g, as := range applied {
-			for _, a := range as {
-				if a < leaderApplied[g] || leaderApplied[g] == 0 {
-					return fmt.Errorf("group %d: replicas at %v, leader at %d", g, as, leaderApplied[g])
+		for _, g := range res.Groups {
+			for _, r := range g.Replicas {
+				if r.Root != "" && r.Root != g.Root {
+					diverged = fmt.Sprintf("group %d at index %d: %s holds root %.16s, the group %.16s", g.Group, g.Index, r.Node, r.Root, g.Root)
+					if r.Diff != nil {
+						diverged += fmt.Sprintf(" (%d key ranges differ; keys %q)", len(r.Diff.Ranges), r.Diff.Keys)
+					}
+					return nil
+				}
+				if r.Error != "" {
+					return fmt.Errorf("group %d, %s: %s", g.Group, r.Node, r.Error)
 				}
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		return false, err.Error()
-	}
-	var first []client.Entry
-	for i, p := range c.Procs {
-		es, err := p.Client.List(ctx, "", client.ListOptions{Consistency: "stale"})
-		if err != nil {
-			return false, fmt.Sprintf("listing %s: %v", p.ID, err)
-		}
-		if i == 0 {
-			first = es
-			continue
-		}
-		if len(es) != len(first) {
-			return false, fmt.Sprintf("%s holds %d keys, %s %d", p.ID, len(es), c.Procs[0].ID, len(first))
-		}
-		for j := range es {
-			if es[j].Key != first[j].Key || string(es[j].Value) != string(first[j].Value) || es[j].ModifyIndex != first[j].ModifyIndex {
-				return false, fmt.Sprintf("%s and %s differ at key %q", p.ID, c.Procs[0].ID, strings.ToValidUTF8(es[j].Key, "?"))
-			}
-		}
+	switch {
+	case diverged != "":
+		return false, diverged
+	case err != nil:
+		return false, "verification did not complete: " + err.Error()
+	case !res.Agree:
+		return false, "verification reported disagreement"
 	}
 	return true, ""
 }

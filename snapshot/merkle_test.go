@@ -166,3 +166,54 @@ func BenchmarkToggle(b *testing.B) {
 		tr.Toggle(uint64(i)*0x9e3779b97f4a7c15, d)
 	}
 }
+
+// countingSource counts the hashes a DiffLevels asks of a tree and the
+// calls it makes, as a remote replica would see them.
+type countingSource struct {
+	*Tree
+	calls, hashes int
+}
+
+func (c *countingSource) Nodes(level int, idx []int) ([]Digest, error) {
+	c.calls++
+	c.hashes += len(idx)
+	return c.Tree.Nodes(level, idx)
+}
+
+func TestDiffLevelsMatchesDiffInDepthCalls(t *testing.T) {
+	const depth = 12
+	es := entries(5000, 4)
+	a := mustTree(t, depth, es)
+	b := a.Clone()
+	sa, sb := &countingSource{Tree: a}, &countingSource{Tree: b}
+	leaves, hashes, err := DiffLevels(sa, sb)
+	if err != nil || len(leaves) != 0 || hashes != 1 || sa.calls != 1 {
+		t.Fatalf("equal trees: %v, %d hashes, %d calls, %v; want nothing, 1 hash, 1 call", leaves, hashes, sa.calls, err)
+	}
+	for _, i := range []int{3, 999, 2500, 4999} {
+		b.Toggle(es[i].hash, es[i].digest())
+	}
+	want, _, err := Diff(a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa, sb = &countingSource{Tree: a}, &countingSource{Tree: b}
+	leaves, hashes, err = DiffLevels(sa, sb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(leaves) != len(want) {
+		t.Fatalf("DiffLevels found %v, Diff %v", leaves, want)
+	}
+	for i := range want {
+		if leaves[i] != want[i] {
+			t.Fatalf("DiffLevels found %v, Diff %v", leaves, want)
+		}
+	}
+	if sa.calls > depth+1 || hashes > 2*len(want)*(depth+1) || sa.hashes != hashes {
+		t.Fatalf("DiffLevels: %d calls, %d hashes for %d leaves", sa.calls, hashes, len(want))
+	}
+	if _, err := a.Nodes(3, []int{8}); err == nil {
+		t.Fatal("Nodes answered for a node outside its level")
+	}
+}

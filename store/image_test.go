@@ -1,0 +1,168 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/ringkv/ringkv/snapshot"
+)
+
+func checkpointOf(t *testing.T, s *Store) []byte {
+	t.Helper()
+	sn, err := s.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sn.Release()
+	var buf bytes.Buffer
+	if _, err := sn.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestImageRecomputesTreeAndRebases(t *testing.T) {
+	s := mustOpen(t)
+	for i := 1; i <= 300; i++ {
+		mustApply(t, s, uint64(i), put(fmt.Sprintf("k%03d", i), fmt.Sprintf("v%d", i)))
+	}
+	mustApply(t, s, 301, del("k007"))
+	ck := checkpointOf(t, s)
+
+	img, err := OpenImage(bytes.NewReader(ck), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	sum, err := img.Summarize()
+	if err != nil || img.DigestErr != nil {
+		t.Fatalf("Summarize: %v, digest %v", err, img.DigestErr)
+	}
+	if sum.Index != 301 || sum.Counted != 299 || sum.Tree.Root() != s.Root().Hash || sum.Stored.Root() != s.Root().Hash {
+		t.Fatalf("summary index %d, %d entries, root %x (stored %x), store root %x", sum.Index, sum.Counted, sum.Tree.Root(), sum.Stored.Root(), s.Root().Hash)
+	}
+
+	// Rebased onto a later index: same entries and root, new index, and a
+	// store restored from it continues from there.
+	var rb bytes.Buffer
+	h, err := img.Rebase(5000, 7, &rb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Index != 5000 || h.Term != 7 || h.Root != s.Root().Hash || h.Keys != 299 {
+		t.Fatalf("rebased header %+v", h)
+	}
+	dst := mustOpen(t)
+	if err := dst.Restore(&rb); err != nil {
+		t.Fatalf("restoring the rebased checkpoint: %v", err)
+	}
+	if dst.AppliedIndex() != 5000 || dst.Root().Hash != s.Root().Hash {
+		t.Fatalf("restored at %d with root %x", dst.AppliedIndex(), dst.Root().Hash)
+	}
+	wantValue(t, dst, "k250", "v250", 250)
+	if r := mustApply(t, dst, 4000, put("k250", "replayed")); !r.Replayed {
+		t.Fatal("an entry below the rebased index was applied")
+	}
+	if _, err := img.Rebase(10, 1, &bytes.Buffer{}); err == nil {
+		t.Fatal("rebased below the image's own index")
+	}
+}
+
+func TestImageReportsDamage(t *testing.T) {
+	s := mustOpen(t)
+	for i := 1; i <= 100; i++ {
+		mustApply(t, s, uint64(i), put(fmt.Sprintf("k%03d", i), fmt.Sprintf("value-%03d-padding", i)))
+	}
+	ck := checkpointOf(t, s)
+	if _, err := OpenImage(bytes.NewReader(ck[:len(ck)/2]), t.TempDir()); err == nil {
+		t.Fatal("opened a truncated checkpoint")
+	}
+	// Change every copy of one value (bbolt may keep stale copies in free
+	// pages): the digest fails, the image still opens, and its recomputed
+	// tree differs in exactly that key's leaf.
+	bad := bytes.ReplaceAll(ck, []byte("value-042-padding"), []byte("value-042-paddinG"))
+	img, err := OpenImage(bytes.NewReader(bad), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	if !errors.Is(img.DigestErr, snapshot.ErrCorrupt) {
+		t.Fatalf("digest error %v, want ErrCorrupt", img.DigestErr)
+	}
+	sum, err := img.Summarize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaves, _, err := snapshot.DiffLevels(sum.Tree, sum.Stored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(leaves) != 1 {
+		t.Fatalf("damage shows in leaves %v, want exactly one", leaves)
+	}
+	es, err := img.LeafEntries(sum.Tree.Depth(), leaves)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var damaged []string
+	for _, e := range es {
+		if v, _ := s.Get(e.Key); snapshot.EntryDigest(e.Key, v.Value, v.ModifyIndex) != e.Digest {
+			damaged = append(damaged, string(e.Key))
+		}
+	}
+	if len(damaged) != 1 {
+		t.Fatalf("damaged keys in the leaf: %v, want one", damaged)
+	}
+}
+
+func TestLeafEntriesAndVerifiedTrees(t *testing.T) {
+	a, b := mustOpen(t), mustOpen(t)
+	for i := 1; i <= 200; i++ {
+		cmd := put(fmt.Sprintf("k%03d", i), "v")
+		mustApply(t, a, uint64(i), cmd)
+		if i == 42 {
+			cmd = put("k042", "different")
+		}
+		mustApply(t, b, uint64(i), cmd)
+	}
+	verify := Command{Op: OpVerify, Key: []byte("nonce1")}.Encode()
+	mustApply(t, a, 201, verify)
+	mustApply(t, b, 201, verify)
+	mustApply(t, a, 202, put("later", "x")) // after the verification
+	ta, ok1 := a.VerifiedTree("nonce1")
+	tb, ok2 := b.VerifiedTree("nonce1")
+	if !ok1 || !ok2 {
+		t.Fatal("verified trees not kept")
+	}
+	if ra, _ := a.VerifiedRoot("nonce1"); ra.Hash != ta.Root() || ra.Index != 201 {
+		t.Fatalf("recorded root %x at %d, tree root %x", ra.Hash, ra.Index, ta.Root())
+	}
+	leaves, _, err := snapshot.DiffLevels(ta, tb)
+	if err != nil || len(leaves) != 1 {
+		t.Fatalf("leaves %v, %v; want one", leaves, err)
+	}
+	ea, err := a.LeafEntries(ta.Depth(), leaves, 201)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eb, err := b.LeafEntries(tb.Depth(), leaves, 201)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := DiffEntries(ea, eb)
+	if len(keys) != 1 || string(keys[0]) != "k042" {
+		t.Fatalf("differing keys %q, want [k042]", keys)
+	}
+	// Only the most recent verifications keep a tree.
+	for i := 0; i < maxVerifiedTrees; i++ {
+		mustApply(t, a, uint64(203+i), Command{Op: OpVerify, Key: []byte(fmt.Sprintf("n%d", i))}.Encode())
+	}
+	if _, ok := a.VerifiedTree("nonce1"); ok {
+		t.Fatal("an old verification still keeps its tree")
+	}
+	if _, ok := a.VerifiedRoot("nonce1"); !ok {
+		t.Fatal("an old verification lost its root")
+	}
+}
