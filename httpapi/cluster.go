@@ -184,8 +184,11 @@ func (a *API) verifyAll(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), verifyTimeout(o))
 	defer cancel()
+	if o.Deep {
+		bulk(w, r)
+	}
 	vs, err := a.b.VerifyAll(ctx, o)
 	if err != nil {
 		writeError(w, err)
@@ -209,8 +212,11 @@ func (a *API) verifyGroup(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), verifyTimeout(o))
 	defer cancel()
+	if o.Deep {
+		bulk(w, r)
+	}
 	v, err := a.b.Verify(ctx, id, o)
 	if err != nil {
 		writeError(w, err)
@@ -220,13 +226,28 @@ func (a *API) verifyGroup(w http.ResponseWriter, r *http.Request) {
 }
 
 // verifyOptions reads ?repair=false, which reports a divergent replica
-// without reinstalling it.
+// without reinstalling it, and ?deep=true, which recomputes every root
+// from the stored entries.
 func verifyOptions(r *http.Request) (raftnode.VerifyOptions, error) {
-	if r.URL.Query().Get("repair") == "" {
-		return raftnode.VerifyOptions{}, nil
+	var o raftnode.VerifyOptions
+	if r.URL.Query().Get("repair") != "" {
+		repair, err := boolParam(r, "repair")
+		if err != nil {
+			return o, err
+		}
+		o.NoRepair = !repair
 	}
-	repair, err := boolParam(r, "repair")
-	return raftnode.VerifyOptions{NoRepair: !repair}, err
+	deep, err := boolParam(r, "deep")
+	o.Deep = deep
+	return o, err
+}
+
+// verifyTimeout bounds a verification: a deep one reads all the data.
+func verifyTimeout(o raftnode.VerifyOptions) time.Duration {
+	if o.Deep {
+		return 10 * time.Minute
+	}
+	return 60 * time.Second
 }
 
 func (a *API) snapshot(w http.ResponseWriter, r *http.Request) {

@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -256,7 +257,7 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 		if r.st == nil {
 			return resp, fmt.Errorf("%w: group %d holds no keys", ErrBadRequest, r.id)
 		}
-		out, err := r.apply(ctx, store.Command{Op: store.OpVerify, Key: req.Key}.Encode())
+		out, err := r.apply(ctx, store.Command{Op: store.OpVerify, Key: req.Key, Deep: req.Deep}.Encode())
 		if err != nil {
 			return resp, err
 		}
@@ -275,12 +276,29 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 			return resp, fmt.Errorf("%w: no verification %s applied here yet", ErrNotFound, req.Key)
 		}
 		resp.Verified = verifiedOf(root)
+		if req.Deep {
+			t, done, err := r.st.VerifiedData(string(req.Key))
+			switch {
+			case !done:
+				return resp, fmt.Errorf("%w: verification %s: still reading the data", ErrNotFound, req.Key)
+			case err != nil:
+				resp.Verified.DataError = err.Error()
+			default:
+				d := t.Root()
+				resp.Verified.DataRoot = hex.EncodeToString(d[:])
+			}
+		}
 		return resp, nil
 	case opVerifyTree:
 		if r.st == nil {
 			return resp, fmt.Errorf("%w: group %d holds no keys", ErrBadRequest, r.id)
 		}
 		t, ok := r.st.VerifiedTree(string(req.Key))
+		if req.Deep {
+			var done bool
+			t, done, _ = r.st.VerifiedData(string(req.Key))
+			ok = done && t != nil
+		}
 		if !ok {
 			return resp, fmt.Errorf("%w: no tree kept for verification %s", ErrNotFound, req.Key)
 		}

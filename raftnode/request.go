@@ -48,6 +48,10 @@ type Request struct {
 	Level   int    `json:"level,omitempty"`
 	Indexes []int  `json:"indexes,omitempty"`
 	Index   uint64 `json:"index,omitempty"`
+	// Deep asks a verification to recompute each replica's root from its
+	// stored entries too (verify, verify_result), or names that recomputed
+	// tree (verify_tree).
+	Deep bool `json:"deep,omitempty"`
 }
 
 // Validate checks a request that arrived from the network.

@@ -19,7 +19,11 @@ type ReplicaRoot struct {
 	Node  NodeID `json:"node"`
 	Index uint64 `json:"index,omitempty"`
 	Root  string `json:"root,omitempty"`
-	Error string `json:"error,omitempty"`
+	// DataRoot (deep verifications) is the root recomputed from the
+	// replica's stored entries; it differs from Root when the data on disk
+	// no longer matches the tree kept with it.
+	DataRoot string `json:"data_root,omitempty"`
+	Error    string `json:"error,omitempty"`
 	// Divergent is set when the replica's root differs from the group's.
 	Divergent bool         `json:"divergent,omitempty"`
 	Diff      *ReplicaDiff `json:"diff,omitempty"`
@@ -74,6 +78,10 @@ type GroupVerification struct {
 type VerifyOptions struct {
 	// NoRepair reports a divergent replica without reinstalling its state.
 	NoRepair bool
+	// Deep also recomputes every replica's root from its stored entries at
+	// the verification index: it reads all the data, and finds damage the
+	// incrementally kept tree cannot.
+	Deep bool
 }
 
 // Bounds on what a verification lists for one divergent replica.
@@ -101,33 +109,36 @@ func (n *Node) Verify(ctx context.Context, g GroupID, o VerifyOptions) (GroupVer
 		return GroupVerification{}, err
 	}
 	nonce := []byte(hex.EncodeToString(nb[:]))
-	resp, err := n.do(ctx, Request{Op: opVerify, Group: g, Key: nonce})
+	resp, err := n.do(ctx, Request{Op: opVerify, Group: g, Key: nonce, Deep: o.Deep})
 	if err != nil {
 		return GroupVerification{}, err
 	}
 	v := GroupVerification{Group: g, Index: resp.Verified.Index, Root: resp.Verified.Root, Agree: true, nonce: string(nonce)}
 	for _, id := range gi.Replicas {
-		v.Replicas = append(v.Replicas, n.replicaRoot(ctx, g, id, nonce))
+		v.Replicas = append(v.Replicas, n.replicaRoot(ctx, g, id, nonce, o.Deep))
 	}
 	v.Root = majorityRoot(v.Replicas, resp.Verified.Root)
+	holds := func(rr *ReplicaRoot) bool {
+		return rr.Root == v.Root && (!o.Deep || rr.DataRoot == v.Root)
+	}
 	var ref *ReplicaRoot
 	for i := range v.Replicas {
 		rr := &v.Replicas[i]
-		if rr.Error == "" && rr.Root == v.Root && rr.Index == v.Index && (ref == nil || rr.Node == n.cfg.ID) {
+		if rr.Error == "" && holds(rr) && rr.Index == v.Index && (ref == nil || rr.Node == n.cfg.ID) {
 			ref = rr
 		}
 	}
 	for i := range v.Replicas {
 		rr := &v.Replicas[i]
-		if rr.Error != "" || rr.Root != v.Root || rr.Index != v.Index {
+		if rr.Error != "" || !holds(rr) || rr.Index != v.Index {
 			v.Agree = false
 		}
-		if rr.Error != "" || rr.Root == v.Root {
+		if rr.Root == "" || holds(rr) {
 			continue
 		}
 		rr.Divergent = true
 		if ref != nil {
-			d, err := n.diffReplicas(ctx, g, nonce, v.Index, *ref, *rr)
+			d, err := n.diffReplicas(ctx, g, nonce, v.Index, *ref, *rr, o.Deep && rr.DataRoot != rr.Root)
 			if err != nil {
 				rr.Error = "locating the difference: " + err.Error()
 			}
@@ -187,10 +198,10 @@ func (n *Node) VerifyAll(ctx context.Context, o VerifyOptions) ([]GroupVerificat
 // diffReplicas compares the trees two replicas recorded at the
 // verification with nonce, level by level, then lists the differing keys
 // when the differing leaves are few.
-func (n *Node) diffReplicas(ctx context.Context, g GroupID, nonce []byte, index uint64, a, b ReplicaRoot) (*ReplicaDiff, error) {
+func (n *Node) diffReplicas(ctx context.Context, g GroupID, nonce []byte, index uint64, a, b ReplicaRoot, data bool) (*ReplicaDiff, error) {
 	d := &ReplicaDiff{Against: a.Node}
-	sa := &remoteTree{n: n, ctx: ctx, g: g, node: a.Node, nonce: nonce, depth: a.depth}
-	sb := &remoteTree{n: n, ctx: ctx, g: g, node: b.Node, nonce: nonce, depth: b.depth}
+	sa := &remoteTree{n: n, ctx: ctx, g: g, node: a.Node, nonce: nonce, depth: a.depth, data: data}
+	sb := &remoteTree{n: n, ctx: ctx, g: g, node: b.Node, nonce: nonce, depth: b.depth, data: data}
 	leaves, hashes, err := snapshot.DiffLevels(sa, sb)
 	d.Hashes = hashes
 	if err != nil {
@@ -249,12 +260,13 @@ type remoteTree struct {
 	node  NodeID
 	nonce []byte
 	depth int
+	data  bool // the tree recomputed from the entries (deep verifications)
 }
 
 func (t *remoteTree) Depth() int { return t.depth }
 
 func (t *remoteTree) Nodes(level int, indexes []int) ([]snapshot.Digest, error) {
-	resp, err := t.n.ask(t.ctx, t.node, Request{Op: opVerifyTree, Group: t.g, Key: t.nonce, Level: level, Indexes: indexes})
+	resp, err := t.n.ask(t.ctx, t.node, Request{Op: opVerifyTree, Group: t.g, Key: t.nonce, Level: level, Indexes: indexes, Deep: t.data})
 	if err != nil {
 		return nil, err
 	}
@@ -302,13 +314,18 @@ func (n *Node) requestRepair(ctx context.Context, g GroupID, id NodeID, index ui
 
 // replicaRoot asks node id for the root it recorded for nonce, waiting for
 // it to apply the verification entry.
-func (n *Node) replicaRoot(ctx context.Context, g GroupID, id NodeID, nonce []byte) ReplicaRoot {
+func (n *Node) replicaRoot(ctx context.Context, g GroupID, id NodeID, nonce []byte, deep bool) ReplicaRoot {
 	// A healthy replica applies the entry within a heartbeat or two; one
-	// that has not after a few seconds is reported, not waited for.
-	ctx, cancel := context.WithTimeout(ctx, replicaVerifyWait)
+	// that has not after a few seconds is reported, not waited for. A deep
+	// verification also reads all the data.
+	wait := replicaVerifyWait
+	if deep {
+		wait = replicaDeepVerifyWait
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	rr := ReplicaRoot{Node: id}
-	req := Request{Op: opVerifyResult, Group: g, Key: nonce}
+	req := Request{Op: opVerifyResult, Group: g, Key: nonce, Deep: deep}
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -323,6 +340,10 @@ func (n *Node) replicaRoot(ctx context.Context, g GroupID, id NodeID, nonce []by
 		}
 		if err == nil && resp.Verified != nil {
 			rr.Index, rr.Root, rr.depth = resp.Verified.Index, resp.Verified.Root, resp.Verified.Depth
+			rr.DataRoot = resp.Verified.DataRoot
+			if resp.Verified.DataError != "" {
+				rr.Error = "reading the data: " + resp.Verified.DataError
+			}
 			return rr
 		}
 		if err != nil && !errors.Is(err, ErrNotFound) {
@@ -342,11 +363,19 @@ func (n *Node) replicaRoot(ctx context.Context, g GroupID, id NodeID, nonce []by
 // replicaVerifyWait bounds how long Verify waits for one replica.
 const replicaVerifyWait = 3 * time.Second
 
+// replicaDeepVerifyWait bounds how long a deep Verify waits for one
+// replica to read all its data.
+const replicaDeepVerifyWait = 2 * time.Minute
+
 // Verified is a root recorded at a verification entry.
 type Verified struct {
 	Index uint64 `json:"index"`
 	Root  string `json:"root"`
 	Depth int    `json:"depth,omitempty"`
+	// DataRoot (deep verifications) is the root recomputed from the stored
+	// entries; DataError says why it could not be.
+	DataRoot  string `json:"data_root,omitempty"`
+	DataError string `json:"data_error,omitempty"`
 }
 
 func verifiedOf(r store.Root) *Verified {

@@ -21,7 +21,8 @@ const (
 
 const (
 	flagCAS    = 1 << 0
-	knownFlags = flagCAS
+	flagDeep   = 1 << 1
+	knownFlags = flagCAS | flagDeep
 )
 
 // ErrBadCommand is returned by DecodeCommand for bytes that are not a
@@ -37,6 +38,10 @@ type Command struct {
 	// index being CAS (0: the key must be absent).
 	HasCAS bool
 	CAS    uint64
+	// Deep (OpVerify only) also recomputes the Merkle root from the
+	// stored entries at the command's index, checking the data itself
+	// rather than the tree kept alongside it.
+	Deep bool
 }
 
 // Encode returns the command's wire form:
@@ -46,6 +51,9 @@ func (c Command) Encode() []byte {
 	var flags byte
 	if c.HasCAS {
 		flags |= flagCAS
+	}
+	if c.Deep {
+		flags |= flagDeep
 	}
 	b = append(b, byte(c.Op), flags)
 	if c.HasCAS {
@@ -70,6 +78,12 @@ func DecodeCommand(b []byte) (Command, error) {
 		return Command{}, fmt.Errorf("%w: flags %#x", ErrBadCommand, flags)
 	}
 	b = b[2:]
+	if flags&flagDeep != 0 {
+		if c.Op != OpVerify {
+			return Command{}, fmt.Errorf("%w: deep flag on op %d", ErrBadCommand, c.Op)
+		}
+		c.Deep = true
+	}
 	if flags&flagCAS != 0 {
 		v, n := binary.Uvarint(b)
 		if n <= 0 {

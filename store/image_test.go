@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/ringkv/ringkv/snapshot"
 )
@@ -164,5 +167,66 @@ func TestLeafEntriesAndVerifiedTrees(t *testing.T) {
 	}
 	if _, ok := a.VerifiedRoot("nonce1"); !ok {
 		t.Fatal("an old verification lost its root")
+	}
+}
+
+func TestDeepVerifyReadsTheDataAtItsIndex(t *testing.T) {
+	s := mustOpen(t)
+	for i := 1; i <= 100; i++ {
+		mustApply(t, s, uint64(i), put(fmt.Sprintf("k%03d", i), "v"))
+	}
+	deep := func(nonce string) []byte { return Command{Op: OpVerify, Key: []byte(nonce), Deep: true}.Encode() }
+	// The deep verification sits mid-batch: the writes after it must not
+	// show in what it reads.
+	res, err := s.ApplyBatch([]LogEntry{{Index: 101, Data: deep("a")}, {Index: 102, Data: put("k001", "later")}})
+	if err != nil || res[0].Root == nil {
+		t.Fatalf("ApplyBatch: %v, %+v", err, res)
+	}
+	wait := func(nonce string) *snapshot.Tree {
+		deadline := time.After(10 * time.Second)
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for {
+			tree, done, err := s.VerifiedData(nonce)
+			if done {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return tree
+			}
+			select {
+			case <-deadline:
+				t.Fatalf("deep verification %s did not finish", nonce)
+			case <-tick.C:
+			}
+		}
+	}
+	if got := wait("a"); got.Root() != res[0].Root.Hash {
+		t.Fatalf("deep root %x, kept root at the verification %x", got.Root(), res[0].Root.Hash)
+	}
+
+	// Rot on disk: the kept tree does not notice, the deep one does.
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketKV)
+		v := append([]byte(nil), b.Get([]byte("k050"))...)
+		v[len(v)-1] = 'X'
+		return b.Put([]byte("k050"), v)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := s.AppliedIndex() + 1
+	res, err = s.ApplyBatch([]LogEntry{{Index: idx, Data: deep("b")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := wait("b")
+	if got.Root() == res[0].Root.Hash {
+		t.Fatal("deep verification missed a value changed on disk")
+	}
+	kept, _ := s.VerifiedTree("b")
+	leaves, _, _ := snapshot.DiffLevels(kept, got)
+	if len(leaves) != 1 || leaves[0] != got.Leaf(snapshot.KeyHash([]byte("k050"))) {
+		t.Fatalf("rot shows in leaves %v", leaves)
 	}
 }

@@ -268,6 +268,34 @@ func (s *Store) ApplyBatch(entries []LogEntry) ([]Result, error) {
 	if s.db == nil {
 		return nil, ErrClosed
 	}
+	// A deep verification reads the data exactly as of its own index: the
+	// batch is committed up to it, a read transaction opened there, and the
+	// rest applied in a new transaction.
+	start := 0
+	for i, e := range entries {
+		nonce, deep := deepVerifyNonce(e.Data)
+		if !deep {
+			continue
+		}
+		if err := s.applySegment(entries[start:i+1], results[start:i+1]); err != nil {
+			return nil, err
+		}
+		if results[i].Root != nil {
+			s.startDeepVerify(nonce, *results[i].Root)
+		}
+		start = i + 1
+	}
+	if start < len(entries) {
+		if err := s.applySegment(entries[start:], results[start:]); err != nil {
+			return nil, err
+		}
+	}
+	return results, nil
+}
+
+// applySegment applies entries in one transaction, filling results. The
+// caller holds s.mu for reading.
+func (s *Store) applySegment(entries []LogEntry, results []Result) error {
 	applied := s.applied.Load()
 	count := s.keys.Load()
 	last := applied
@@ -316,7 +344,7 @@ func (s *Store) ApplyBatch(entries []LogEntry) ([]Result, error) {
 		return saveLeaves(tx, s.tree, changed)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: apply batch ending at %d: %w", last, err)
+		return fmt.Errorf("store: apply batch ending at %d: %w", last, err)
 	}
 	if last != applied {
 		s.keys.Store(count)
@@ -324,7 +352,7 @@ func (s *Store) ApplyBatch(entries []LogEntry) ([]Result, error) {
 		s.applied.Store(last)
 		s.notify()
 	}
-	return results, nil
+	return nil
 }
 
 // applyTx applies one decoded command inside tx, keeping the Merkle tree

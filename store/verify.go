@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"fmt"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -22,6 +23,10 @@ const (
 type verifyRecord struct {
 	root Root
 	tree *snapshot.Tree
+	// A deep verification's tree recomputed from the entries, once done.
+	data     *snapshot.Tree
+	dataErr  error
+	dataDone bool
 }
 
 func (s *Store) recordVerify(nonce string, r Root, t *snapshot.Tree) {
@@ -30,7 +35,7 @@ func (s *Store) recordVerify(nonce string, r Root, t *snapshot.Tree) {
 	if s.verified == nil {
 		s.verified = map[string]verifyRecord{}
 	}
-	s.verified[nonce] = verifyRecord{root: r, tree: t.Clone()}
+	s.verified[nonce] = verifyRecord{root: r, tree: t.Clone(), data: s.verified[nonce].data}
 	s.verifySeq = append(s.verifySeq, nonce)
 	if len(s.verifySeq) > maxVerified {
 		delete(s.verified, s.verifySeq[0])
@@ -39,7 +44,7 @@ func (s *Store) recordVerify(nonce string, r Root, t *snapshot.Tree) {
 	if n := len(s.verifySeq); n > maxVerifiedTrees {
 		old := s.verifySeq[n-maxVerifiedTrees-1]
 		if rec, ok := s.verified[old]; ok {
-			rec.tree = nil
+			rec.tree, rec.data, rec.dataDone = nil, nil, false
 			s.verified[old] = rec
 		}
 	}
@@ -52,6 +57,63 @@ func (s *Store) VerifiedRoot(nonce string) (Root, bool) {
 	defer s.verifyMu.Unlock()
 	r, ok := s.verified[nonce]
 	return r.root, ok
+}
+
+// deepVerifyNonce reports whether data is a deep verify command, and its
+// nonce.
+func deepVerifyNonce(data []byte) (string, bool) {
+	if len(data) < 2 || Op(data[0]) != OpVerify || data[1]&flagDeep == 0 {
+		return "", false
+	}
+	c, err := DecodeCommand(data)
+	if err != nil {
+		return "", false
+	}
+	return string(c.Key), true
+}
+
+// startDeepVerify recomputes, in the background, the Merkle tree of the
+// entries as committed at root.Index (a read transaction opened right
+// after that index committed) and records it under nonce. The caller holds
+// s.mu for reading.
+func (s *Store) startDeepVerify(nonce string, root Root) {
+	tx, err := s.db.Begin(false)
+	if err == nil && getU64(tx.Bucket(bucketMeta), keyApplied) != root.Index {
+		tx.Rollback()
+		err = fmt.Errorf("store: deep verification at %d found the data at another index", root.Index)
+	}
+	if err != nil {
+		s.recordDeep(nonce, nil, err)
+		return
+	}
+	go func() {
+		defer tx.Rollback()
+		t, err := buildTree(tx, root.Depth)
+		s.recordDeep(nonce, t, err)
+	}()
+}
+
+func (s *Store) recordDeep(nonce string, t *snapshot.Tree, err error) {
+	s.verifyMu.Lock()
+	defer s.verifyMu.Unlock()
+	rec, ok := s.verified[nonce]
+	if !ok {
+		return
+	}
+	rec.data, rec.dataErr, rec.dataDone = t, err, true
+	s.verified[nonce] = rec
+}
+
+// VerifiedData returns the tree a deep verification recomputed from the
+// entries at its index: done is false while it is being computed.
+func (s *Store) VerifiedData(nonce string) (t *snapshot.Tree, done bool, err error) {
+	s.verifyMu.Lock()
+	defer s.verifyMu.Unlock()
+	r, ok := s.verified[nonce]
+	if !ok {
+		return nil, false, nil
+	}
+	return r.data, r.dataDone, r.dataErr
 }
 
 // VerifiedTree returns the whole tree recorded at the verify command with

@@ -26,8 +26,10 @@ commands:
   status                         this node's groups, leaders and indexes
   ring [lookup KEY]              the ring, or where KEY lives
   health                         liveness and readiness
-  verify [GROUP] [--no-repair]   compare every replica's Merkle root at one log index;
-                                 locate and repair a divergent replica
+  verify [GROUP] [--deep] [--no-repair]
+                                 compare every replica's Merkle root at one log index;
+                                 locate and repair a divergent replica (--deep: recompute
+                                 every root from the stored entries)
   snapshot                       snapshot every group of this node now
   backup -o FILE                 write a backup of every group to FILE
   backup verify FILE [--against URL]
@@ -77,7 +79,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, 
 	case "health":
 		return cmdHealth(ctx, c, stdout)
 	case "verify":
-		return cmdVerify(ctx, c, rest, stdout)
+		return cmdVerify(parent, c, rest, stdout) // --deep reads all the data
 	case "snapshot":
 		return cmdSnapshot(ctx, c, stdout)
 	case "backup":
@@ -302,25 +304,37 @@ func printJSON(out io.Writer, v interface{}) error {
 }
 
 func cmdVerify(ctx context.Context, c *client.Client, args []string, out io.Writer) error {
-	var noRepair bool
-	pos, err := subFlags("verify", args, func(fs *flag.FlagSet) { fs.BoolVar(&noRepair, "no-repair", false, "") })
+	var noRepair, deep bool
+	pos, err := subFlags("verify", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&noRepair, "no-repair", false, "")
+		fs.BoolVar(&deep, "deep", false, "")
+	})
 	if err != nil {
 		return err
 	}
+	timeout := time.Minute
+	if deep {
+		timeout = 10 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	path := "/v1/verify"
 	switch len(pos) {
 	case 0:
 	case 1:
 		if _, err := strconv.ParseUint(pos[0], 10, 32); err != nil {
-			return errors.New("usage: ringkv verify [GROUP] [--no-repair]")
+			return errors.New("usage: ringkv verify [GROUP] [--deep] [--no-repair]")
 		}
 		path = "/v1/groups/" + pos[0] + "/verify"
 	default:
-		return errors.New("usage: ringkv verify [GROUP] [--no-repair]")
+		return errors.New("usage: ringkv verify [GROUP] [--deep] [--no-repair]")
 	}
 	q := url.Values{}
 	if noRepair {
 		q.Set("repair", "false")
+	}
+	if deep {
+		q.Set("deep", "true")
 	}
 	var res struct {
 		Agree  bool `json:"agree"`
@@ -330,11 +344,12 @@ func cmdVerify(ctx context.Context, c *client.Client, args []string, out io.Writ
 			Root     string `json:"root"`
 			Agree    bool   `json:"agree"`
 			Replicas []struct {
-				Node  string `json:"node"`
-				Index uint64 `json:"index"`
-				Root  string `json:"root"`
-				Error string `json:"error"`
-				Diff  *struct {
+				Node     string `json:"node"`
+				Index    uint64 `json:"index"`
+				Root     string `json:"root"`
+				DataRoot string `json:"data_root"`
+				Error    string `json:"error"`
+				Diff     *struct {
 					Against string `json:"against"`
 					Hashes  int    `json:"hashes_compared"`
 					Ranges  []struct {
@@ -369,6 +384,8 @@ func cmdVerify(ctx context.Context, c *client.Client, args []string, out io.Writ
 				agrees, root = "NO: "+r.Error, "-"
 			case r.Root != g.Root || r.Index != g.Index:
 				agrees = "NO"
+			case deep && r.DataRoot != g.Root:
+				agrees = "NO: its data gives root " + short(r.DataRoot)
 			}
 			fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\n", g.Group, g.Index, r.Node, root, agrees)
 			if d := r.Diff; d != nil {
