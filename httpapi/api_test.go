@@ -462,3 +462,27 @@ func TestVerifyEndpoints(t *testing.T) {
 		t.Fatalf("snapshot: %d %s", resp.StatusCode, body)
 	}
 }
+
+func TestBackupRestoreEndpointsRefuseBadInput(t *testing.T) {
+	srv := newTestAPI(t, newFake())
+	resp, body := do(t, "POST", srv.URL+"/v1/restore", strings.NewReader("this is not a backup archive"))
+	wantError(t, resp, body, 400, "bad_request")
+	resp, body = do(t, "POST", srv.URL+"/v1/restore?force=maybe", strings.NewReader(""))
+	wantError(t, resp, body, 400, "bad_request")
+	resp, body = do(t, "PUT", srv.URL+"/v1/backup", nil)
+	wantError(t, resp, body, 405, "method_not_allowed")
+	resp, body = do(t, "GET", srv.URL+"/v1/backup", nil)
+	wantError(t, resp, body, 503, "unavailable")
+	resp, body = do(t, "GET", srv.URL+"/v1/groups/0/merkle", nil)
+	wantError(t, resp, body, 400, "bad_request")
+	resp, body = do(t, "GET", srv.URL+"/v1/groups/1/merkle", nil)
+	if resp.StatusCode != 200 || !bytes.Contains(body, []byte(`"depth":1`)) {
+		t.Fatalf("merkle: %d %s", resp.StatusCode, body)
+	}
+	resp, body = do(t, "GET", srv.URL+"/v1/internal/groups/1/checkpoint?min_index=x", nil)
+	wantError(t, resp, body, 400, "bad_request")
+	resp, body = do(t, "GET", srv.URL+"/v1/internal/groups/1/checkpoint", nil)
+	wantError(t, resp, body, 421, "not_leader")
+	resp, body = do(t, "POST", srv.URL+"/v1/verify?deep=sometimes", nil)
+	wantError(t, resp, body, 400, "bad_request")
+}

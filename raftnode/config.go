@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/ringkv/ringkv/snapshot"
 )
 
 // NodeID names a node; it doubles as the Raft server id in every group.
@@ -67,6 +69,11 @@ type Config struct {
 	// (every replica's Merkle root compared at one index, a divergent one
 	// repaired); 0 disables periodic verification.
 	VerifyInterval time.Duration
+	// MerkleDepth is the depth of the Merkle tree of a group's state when
+	// this node creates it (2^depth leaves); 0 means the default. Every
+	// node must use the same depth: replicas of different depths cannot be
+	// compared, and a verification repairs the odd one to the leader's.
+	MerkleDepth int
 
 	Logger *slog.Logger
 	// OnFatal is called when a state machine cannot apply a committed entry
@@ -116,6 +123,8 @@ func (c Config) Validate() error {
 		return errors.New("config: raft timings must be positive")
 	case c.ProposalWaves < 1:
 		return errors.New("config: proposal waves must be at least 1")
+	case c.MerkleDepth != 0 && (c.MerkleDepth < snapshot.MinTreeDepth || c.MerkleDepth > snapshot.MaxTreeDepth):
+		return fmt.Errorf("config: merkle depth %d outside [%d, %d]", c.MerkleDepth, snapshot.MinTreeDepth, snapshot.MaxTreeDepth)
 	case c.Timing.LeaderLease > c.Timing.Heartbeat:
 		return errors.New("config: leader lease must not exceed the heartbeat timeout")
 	}

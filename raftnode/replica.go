@@ -120,6 +120,7 @@ func (n *Node) openReplica(id GroupID, bootstrap bool) (*replica, error) {
 	} else {
 		opts := store.DefaultOptions()
 		opts.Group = uint32(id)
+		opts.TreeDepth = n.cfg.MerkleDepth
 		statePath := filepath.Join(dir, "state.db")
 		r.st, err = store.Open(statePath, opts)
 		if errors.Is(err, store.ErrTorn) {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/ringkv/ringkv/httpapi"
 	"github.com/ringkv/ringkv/raftnode"
+	"github.com/ringkv/ringkv/snapshot"
 )
 
 type options struct {
@@ -58,6 +59,7 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 	fs.IntVar(&o.node.ProposalWaves, "proposal-waves", o.node.ProposalWaves, "batches of writes a group leader keeps in flight; more writes wait and go together")
 	fs.DurationVar(&o.node.BalanceInterval, "balance-interval", o.node.BalanceInterval, "how often leaders rebalance across nodes (0: never)")
 	fs.DurationVar(&o.node.VerifyInterval, "verify-interval", 0, "how often each group's leader verifies its replicas and repairs a divergent one (0: only on request)")
+	fs.IntVar(&o.node.MerkleDepth, "merkle-depth", snapshot.DefaultTreeDepth, "depth of each group's Merkle tree (2^depth key-hash ranges), the same on every node")
 	fs.BoolVar(&o.api.Pprof, "pprof", false, "serve Go's profiler under /debug/pprof/")
 	fs.BoolVar(&o.api.FaultHook, "fault-hook", false, "serve POST /v1/debug/fault to cut Raft traffic from chosen peers (fault-injection runs only)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
