@@ -286,7 +286,7 @@ func unavailability(ops []porcupine.Operation, windows []window) map[string]time
 
 // CompareReplicas verifies every group (POST /v1/verify?repair=false): a
 // verification entry goes through each group's log and every replica's
-// Merkle root at that index is compared. A replica that has not caught up
+// Merkle root at that index, recomputed from its data, is compared. A replica that has not caught up
 // yet is waited for until ctx ends; roots that differ fail at once, with
 // the key ranges and keys the verification located. Nothing is repaired:
 // the run reports what it found.

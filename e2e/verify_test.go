@@ -210,25 +210,51 @@ func (c *cluster) holdsExactly(want map[string]string) {
 	}
 }
 
-// TestBackupVerifyRestore takes a backup of a loaded cluster, checks it,
-// finds a damaged copy's group and key, compares it with the live cluster
-// after a change, then restores it into a fresh cluster with the same ring
-// (every group's root equal) and into one with a different number of
-// groups (keys re-hashed, the set of keys and values proved identical).
+// putAll writes every key through the cluster's nodes, 32 at a time.
+func putAll(t *testing.T, c *cluster, kvs map[string]string) {
+	t.Helper()
+	type kv struct{ k, v string }
+	work := make(chan kv)
+	errs := make(chan error, 32)
+	for w := 0; w < 32; w++ {
+		go func(w int) {
+			var first error
+			for e := range work {
+				if _, err := c.procs[w%len(c.procs)].Client.Put(ctx(t, 20*time.Second), e.k, []byte(e.v), client.PutOptions{}); err != nil && first == nil {
+					first = err
+				}
+			}
+			errs <- first
+		}(w)
+	}
+	for k, v := range kvs {
+		work <- kv{k, v}
+	}
+	close(work)
+	for w := 0; w < 32; w++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestBackupVerifyRestore takes a backup of a cluster holding 10,000 keys,
+// checks it, finds a damaged copy's group and key, compares it with the
+// live cluster after a change, then restores it into a fresh 3-node
+// cluster with the same ring (every group's root equal) and into a single
+// node with a different number of groups (keys re-hashed, the set of keys
+// and values proved identical), comparing every key each time.
 func TestBackupVerifyRestore(t *testing.T) {
 	src := startCluster(t, 3)
 	want := map[string]string{}
-	for i := 0; i < 200; i++ {
-		k, v := fmt.Sprintf("user/%03d", i), fmt.Sprintf("value-%03d", i)
-		if _, err := src.procs[i%3].Client.Put(ctx(t, 10*time.Second), k, []byte(v), client.PutOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		want[k] = v
+	for i := 0; i < 10000; i++ {
+		want[fmt.Sprintf("user/%05d", i)] = fmt.Sprintf("value-%05d", i)
 	}
+	putAll(t, src, want)
 	dir := t.TempDir()
 	file := filepath.Join(dir, "backup.tar")
 	out, err := ringkv(src.procs[1].URL(), "backup", "-o", file)
-	if err != nil || !strings.Contains(out, "200 keys") {
+	if err != nil || !strings.Contains(out, "10000 keys") {
 		t.Fatalf("backup: %v\n%s", err, out)
 	}
 	if out, err := ringkv(src.procs[0].URL(), "backup", "verify", file); err != nil || !strings.Contains(out, "intact") {
@@ -236,20 +262,20 @@ func TestBackupVerifyRestore(t *testing.T) {
 	}
 
 	// A changed key shows up against the live cluster, in its group only.
-	res, err := src.procs[0].Client.Put(ctx(t, 10*time.Second), "user/007", []byte("changed"), client.PutOptions{})
+	res, err := src.procs[0].Client.Put(ctx(t, 10*time.Second), "user/00007", []byte("changed"), client.PutOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	out, err = ringkv(src.procs[0].URL(), "backup", "verify", file, "--against", src.procs[2].URL())
-	if err != nil || strings.Count(out, "changed at") != 1 || !strings.Contains(out, fmt.Sprintf("group %d vs live", res.Group)) || !strings.Contains(out, `"user/007"`) {
+	if err != nil || strings.Count(out, "changed at") != 1 || !strings.Contains(out, fmt.Sprintf("group %d vs live", res.Group)) || !strings.Contains(out, `"user/00007"`) {
 		t.Fatalf("backup verify --against: %v\n%s", err, out)
 	}
 
 	// A damaged copy is refused, naming the group and the key.
 	bad := filepath.Join(dir, "bad.tar")
-	damaged := damageValue(t, file, bad, "value-042")
+	damaged := damageValue(t, file, bad, "value-04242")
 	out, err = ringkv(src.procs[0].URL(), "backup", "verify", bad)
-	if err == nil || !strings.Contains(out, fmt.Sprintf("group %d: damaged", damaged)) || !strings.Contains(out, `"user/042"`) {
+	if err == nil || !strings.Contains(out, fmt.Sprintf("group %d: damaged", damaged)) || !strings.Contains(out, `"user/04242"`) {
 		t.Fatalf("backup verify of a damaged copy: %v\n%s", err, out)
 	}
 
@@ -273,9 +299,10 @@ func TestBackupVerifyRestore(t *testing.T) {
 		t.Fatalf("restore into a cluster holding keys: %v\n%s", err, out)
 	}
 
-	// Four groups: re-hashed onto the new ring, proved identical.
-	other := startCluster(t, 3, "--groups", "4")
-	out, err = ringkv(other.procs[1].URL(), "restore", file)
+	// A single node with four groups: re-hashed onto its ring, proved
+	// identical.
+	other := startCluster(t, 1, "--groups", "4")
+	out, err = ringkv(other.procs[0].URL(), "restore", file)
 	if err != nil || !strings.Contains(out, "re-hashed") || !strings.Contains(out, "proved") {
 		t.Fatalf("restore onto 4 groups: %v\n%s", err, out)
 	}
@@ -312,11 +339,11 @@ func rot(t *testing.T, path, key string) {
 	}
 }
 
-// TestDeepVerifyFindsRotOnDisk damages a stored value in place: the kept
-// Merkle tree still agrees, so a plain verification passes; a deep one
-// recomputes each root from the data, names the replica and the key, and
-// repairs it.
-func TestDeepVerifyFindsRotOnDisk(t *testing.T) {
+// TestVerifyFindsAValueChangedOnDisk changes a stored value in place in a
+// stopped follower's state file: the kept Merkle tree still agrees, so a
+// shallow verification passes; the default one recomputes each root from
+// the data, names the group, the replica and the key, and repairs it.
+func TestVerifyFindsAValueChangedOnDisk(t *testing.T) {
 	c := startCluster(t, 3)
 	var target string
 	for i := 0; i < 40; i++ {
@@ -338,18 +365,68 @@ func TestDeepVerifyFindsRotOnDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.waitReady(3)
-	if out, err := ringkv(c.procs[0].URL(), "verify", "2"); err != nil {
-		t.Fatalf("plain verify should not see rot behind the kept tree: %v\n%s", err, out)
+	if out, err := ringkv(c.procs[0].URL(), "verify", "2", "--shallow"); err != nil {
+		t.Fatalf("a shallow verify compares kept trees only and should pass: %v\n%s", err, out)
 	}
-	out, err := ringkv(c.procs[2].URL(), "verify", "2", "--deep")
-	if err == nil || !strings.Contains(out, "NO: its data gives root") || !strings.Contains(out, fmt.Sprintf("key %q", target)) || !strings.Contains(out, "repaired from") {
-		t.Fatalf("deep verify of a rotten replica: %v\n%s", err, out)
+	out, err := ringkv(c.procs[2].URL(), "verify")
+	for _, want := range []string{"NO: its data gives root", fmt.Sprintf("group 2, replica %s differs", victim.ID), fmt.Sprintf("key %q", target), "repaired from"} {
+		if err == nil || !strings.Contains(out, want) {
+			t.Fatalf("verify of a replica with a value changed on disk: %v; output lacks %q:\n%s", err, want, out)
+		}
 	}
-	if out, err := ringkv(c.procs[0].URL(), "verify", "--deep"); err != nil {
-		t.Fatalf("deep verify after the repair: %v\n%s", err, out)
+	if out, err := ringkv(c.procs[0].URL(), "verify"); err != nil {
+		t.Fatalf("verify after the repair: %v\n%s", err, out)
 	}
 	v, err := victim.Client.Get(ctx(t, 5*time.Second), target, "stale")
 	if err != nil || string(v.Data) != "payload" {
+		t.Fatalf("repaired replica serves %q, %v", v.Data, err)
+	}
+}
+
+// TestPeriodicVerificationRepairs starts nodes with --verify-interval and
+// checks that a replica changed behind Raft's back is found and repaired
+// without anyone asking.
+func TestPeriodicVerificationRepairs(t *testing.T) {
+	c := startCluster(t, 3, "--verify-interval", "300ms")
+	var target string
+	for i := 0; target == "" || i < 20; i++ {
+		k := fmt.Sprintf("p%d", i)
+		res, err := c.procs[0].Client.Put(ctx(t, 10*time.Second), k, []byte("v"), client.PutOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Group == 3 && target == "" {
+			target = k
+		}
+	}
+	victim := c.procs[0]
+	if err := victim.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	rot(t, filepath.Join(victim.DataDir, "groups", "3", "state.db"), target)
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c.waitReady(3)
+	eventually(t, "periodic verification repairs the replica", 60*time.Second, func() error {
+		var st struct {
+			Groups []struct {
+				ID      uint32 `json:"id"`
+				Repairs uint64 `json:"repairs"`
+			} `json:"groups"`
+		}
+		if err := victim.Client.GetJSON(ctx(t, 5*time.Second), "/v1/status", nil, &st); err != nil {
+			return err
+		}
+		for _, g := range st.Groups {
+			if g.ID == 3 && g.Repairs > 0 {
+				return nil
+			}
+		}
+		return fmt.Errorf("no repair yet")
+	})
+	v, err := victim.Client.Get(ctx(t, 5*time.Second), target, "stale")
+	if err != nil || string(v.Data) != "v" {
 		t.Fatalf("repaired replica serves %q, %v", v.Data, err)
 	}
 }

@@ -226,20 +226,25 @@ func (a *API) verifyGroup(w http.ResponseWriter, r *http.Request) {
 }
 
 // verifyOptions reads ?repair=false, which reports a divergent replica
-// without reinstalling it, and ?deep=true, which recomputes every root
-// from the stored entries.
+// without reinstalling it, and ?deep=false, which compares only the trees
+// kept alongside the data instead of recomputing every root from it.
 func verifyOptions(r *http.Request) (raftnode.VerifyOptions, error) {
-	var o raftnode.VerifyOptions
-	if r.URL.Query().Get("repair") != "" {
-		repair, err := boolParam(r, "repair")
+	o := raftnode.VerifyOptions{Deep: true}
+	for _, p := range []struct {
+		name string
+		dst  *bool
+		neg  bool
+	}{{"repair", &o.NoRepair, true}, {"deep", &o.Deep, false}} {
+		if r.URL.Query().Get(p.name) == "" {
+			continue
+		}
+		v, err := boolParam(r, p.name)
 		if err != nil {
 			return o, err
 		}
-		o.NoRepair = !repair
+		*p.dst = v != p.neg
 	}
-	deep, err := boolParam(r, "deep")
-	o.Deep = deep
-	return o, err
+	return o, nil
 }
 
 // verifyTimeout bounds a verification: a deep one reads all the data.

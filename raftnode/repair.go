@@ -81,7 +81,7 @@ func (n *Node) verifyLoop(ctx context.Context) {
 				continue
 			}
 			vctx, cancel := context.WithTimeout(ctx, max(n.cfg.VerifyInterval, 30*time.Second))
-			v, err := n.Verify(vctx, r.id, VerifyOptions{})
+			v, err := n.Verify(vctx, r.id, VerifyOptions{Deep: true})
 			cancel()
 			switch {
 			case err != nil:

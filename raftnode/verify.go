@@ -80,7 +80,8 @@ type VerifyOptions struct {
 	NoRepair bool
 	// Deep also recomputes every replica's root from its stored entries at
 	// the verification index: it reads all the data, and finds damage the
-	// incrementally kept tree cannot.
+	// incrementally kept tree cannot (a value changed on disk). Without it
+	// only the kept trees are compared, which costs nothing.
 	Deep bool
 }
 

@@ -26,10 +26,10 @@ commands:
   status                         this node's groups, leaders and indexes
   ring [lookup KEY]              the ring, or where KEY lives
   health                         liveness and readiness
-  verify [GROUP] [--deep] [--no-repair]
-                                 compare every replica's Merkle root at one log index;
-                                 locate and repair a divergent replica (--deep: recompute
-                                 every root from the stored entries)
+  verify [GROUP] [--shallow] [--no-repair]
+                                 compare every replica's data at one log index by Merkle
+                                 root; locate and repair a divergent replica (--shallow:
+                                 compare the kept trees only, without reading the data)
   snapshot                       snapshot every group of this node now
   backup -o FILE                 write a backup of every group to FILE
   backup verify FILE [--against URL]
@@ -304,11 +304,12 @@ func printJSON(out io.Writer, v interface{}) error {
 }
 
 func cmdVerify(ctx context.Context, c *client.Client, args []string, out io.Writer) error {
-	var noRepair, deep bool
+	var noRepair, shallow bool
 	pos, err := subFlags("verify", args, func(fs *flag.FlagSet) {
 		fs.BoolVar(&noRepair, "no-repair", false, "")
-		fs.BoolVar(&deep, "deep", false, "")
+		fs.BoolVar(&shallow, "shallow", false, "")
 	})
+	deep := !shallow
 	if err != nil {
 		return err
 	}
@@ -323,18 +324,18 @@ func cmdVerify(ctx context.Context, c *client.Client, args []string, out io.Writ
 	case 0:
 	case 1:
 		if _, err := strconv.ParseUint(pos[0], 10, 32); err != nil {
-			return errors.New("usage: ringkv verify [GROUP] [--deep] [--no-repair]")
+			return errors.New("usage: ringkv verify [GROUP] [--shallow] [--no-repair]")
 		}
 		path = "/v1/groups/" + pos[0] + "/verify"
 	default:
-		return errors.New("usage: ringkv verify [GROUP] [--deep] [--no-repair]")
+		return errors.New("usage: ringkv verify [GROUP] [--shallow] [--no-repair]")
 	}
 	q := url.Values{}
 	if noRepair {
 		q.Set("repair", "false")
 	}
-	if deep {
-		q.Set("deep", "true")
+	if shallow {
+		q.Set("deep", "false")
 	}
 	var res struct {
 		Agree  bool `json:"agree"`
