@@ -64,6 +64,10 @@ type Store struct {
 	// published root at the applied index, for any reader.
 	tree *snapshot.Tree
 	root atomic.Pointer[Root]
+	// unfolded are the leaves changed since the journal was last folded
+	// into the stored leaves; journaled counts its records.
+	unfolded  map[int]bool
+	journaled int
 
 	// verified holds what recent verify commands recorded, by nonce.
 	verifyMu  sync.Mutex
@@ -121,6 +125,9 @@ func (s *Store) open() error {
 		applied, count = getU64(m, keyApplied), getU64(m, keyCount)
 		fresh := tx.Bucket(bucketMerkle) == nil
 		if tree, err = loadTree(tx, depth); err != nil {
+			return err
+		}
+		if s.unfolded, s.journaled, err = replayJournal(tx, tree); err != nil {
 			return err
 		}
 		if fresh {
@@ -341,7 +348,10 @@ func (s *Store) applySegment(entries []LogEntry, results []Result) error {
 		if err := putU64(m, keyCount, count); err != nil {
 			return err
 		}
-		return saveLeaves(tx, s.tree, changed)
+		if !maintainMerkle {
+			return nil
+		}
+		return s.persistLeaves(tx, changed, last)
 	})
 	if err != nil {
 		return fmt.Errorf("store: apply batch ending at %d: %w", last, err)
@@ -368,11 +378,19 @@ func applyTx(kv *bolt.Bucket, tree *snapshot.Tree, changed map[int]bool, index u
 			return r, 0, err
 		}
 		r.Current, create = e.ModifyIndex, e.CreateIndex
-		d := snapshot.EntryDigest(cmd.Key, e.Value, e.ModifyIndex)
-		oldDigest = &d
+		if maintainMerkle {
+			d := snapshot.EntryDigest(cmd.Key, e.Value, e.ModifyIndex)
+			oldDigest = &d
+		}
 	}
-	keyHash := snapshot.KeyHash(cmd.Key)
+	var keyHash uint64
+	if maintainMerkle {
+		keyHash = snapshot.KeyHash(cmd.Key)
+	}
 	replace := func(newDigest *snapshot.Digest) {
+		if !maintainMerkle {
+			return
+		}
 		if oldDigest != nil {
 			changed[tree.Toggle(keyHash, *oldDigest)] = true
 		}
@@ -394,8 +412,10 @@ func applyTx(kv *bolt.Bucket, tree *snapshot.Tree, changed map[int]bool, index u
 		if err := kv.Put(cmd.Key, encodeRecord(create, index, cmd.Value)); err != nil {
 			return r, 0, err
 		}
-		d := snapshot.EntryDigest(cmd.Key, cmd.Value, index)
-		replace(&d)
+		if maintainMerkle {
+			d := snapshot.EntryDigest(cmd.Key, cmd.Value, index)
+			replace(&d)
+		}
 		r.Applied, r.ModifyIndex = true, index
 		return r, delta, nil
 	case OpDelete:

@@ -263,26 +263,10 @@ func FuzzDecodeCommand(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-decoding an accepted command: %v", err)
 		}
-		if again.Op != c.Op || !bytes.Equal(again.Key, c.Key) || !bytes.Equal(again.Value, c.Value) || again.HasCAS != c.HasCAS || again.CAS != c.CAS {
+		if again.Op != c.Op || !bytes.Equal(again.Key, c.Key) || !bytes.Equal(again.Value, c.Value) || again.HasCAS != c.HasCAS || again.CAS != c.CAS || again.Deep != c.Deep {
 			t.Fatalf("round trip changed %+v to %+v", c, again)
 		}
 	})
-}
-
-func BenchmarkApplyBatch(b *testing.B) {
-	s := mustOpen(b)
-	val := bytes.Repeat([]byte("x"), 128)
-	batch := make([]LogEntry, 64)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		for j := range batch {
-			n := uint64(i*len(batch) + j + 1)
-			batch[j] = LogEntry{Index: n, Data: Command{Op: OpPut, Key: []byte(fmt.Sprintf("k%d", n%100000)), Value: val}.Encode()}
-		}
-		if _, err := s.ApplyBatch(batch); err != nil {
-			b.Fatal(err)
-		}
-	}
 }
 
 func TestDeferredSyncDetectsMachineCrash(t *testing.T) {
