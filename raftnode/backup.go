@@ -326,7 +326,7 @@ func (n *Node) restoreRehash(ctx context.Context, imgs map[uint32]*store.Image, 
 	work := make(chan kv, 256)
 	errc := make(chan error, 1)
 	var wg sync.WaitGroup
-	for i := 0; i < 32; i++ {
+	for i := 0; i < rehashWriters; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -404,3 +404,7 @@ func (c *contentDigest) add(k, v []byte) {
 }
 
 func (c contentDigest) String() string { return hex.EncodeToString(c.x[:]) }
+
+// rehashWriters is how many keys a re-hashing restore writes at once: many,
+// so that each group's proposer sends them in large Raft batches.
+const rehashWriters = 256
