@@ -48,17 +48,7 @@ func (n *Node) Checkpoint(ctx context.Context, g GroupID, minIndex uint64) (*sto
 			return nil, fmt.Errorf("%w: group %d did not reach index %d", ErrUnavailable, g, minIndex)
 		}
 	}
-	sn, err := r.st.Snapshot()
-	if err != nil {
-		return nil, err
-	}
-	term := r.raft.CurrentTerm()
-	var l raft.Log
-	if err := r.cache.GetLog(sn.Header().Index, &l); err == nil {
-		term = l.Term
-	}
-	sn.SetTerm(term)
-	return sn, nil
+	return r.st.Snapshot()
 }
 
 // fetchCheckpoint writes a checkpoint of group g, at an index of at least

@@ -24,7 +24,7 @@ var _ raft.BatchingFSM = (*dataFSM)(nil)
 func (f *dataFSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	entries := make([]store.LogEntry, len(logs))
 	for i, l := range logs {
-		entries[i].Index = l.Index
+		entries[i].Index, entries[i].Term = l.Index, l.Term
 		if l.Type == raft.LogCommand {
 			entries[i].Data = l.Data
 			if entries[i].Data == nil {

@@ -48,6 +48,7 @@ func (s *Store) Snapshot() (*Snapshot, error) {
 	return &Snapshot{tx: tx, header: snapshot.Header{
 		Group: s.opts.Group,
 		Index: applied,
+		Term:  getU64(m, keyAppliedTerm),
 		Keys:  getU64(m, keyCount),
 		Size:  uint64(tx.Size()),
 		Root:  root.Hash,
@@ -179,6 +180,3 @@ func syncDir(dir string) error {
 	}
 	return nil
 }
-
-// SetTerm records the Raft term of the snapshot's index in its header.
-func (sn *Snapshot) SetTerm(term uint64) { sn.header.Term = term }

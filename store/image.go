@@ -202,6 +202,9 @@ func (img *Image) Rebase(index, term uint64, w io.Writer) (snapshot.Header, erro
 	}
 	defer db.Close()
 	err = db.Update(func(tx *bolt.Tx) error {
+		if err := putU64(tx.Bucket(bucketMeta), keyAppliedTerm, term); err != nil {
+			return err
+		}
 		return putU64(tx.Bucket(bucketMeta), keyApplied, index)
 	})
 	if err != nil {

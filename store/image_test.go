@@ -296,3 +296,18 @@ func TestKeptTreeEqualsRebuildAcrossJournalAndReopen(t *testing.T) {
 		t.Fatal("restored root differs")
 	}
 }
+
+func TestCheckpointRecordsTheTermOfItsIndex(t *testing.T) {
+	s := mustOpen(t)
+	if _, err := s.ApplyBatch([]LogEntry{{Index: 1, Term: 2, Data: put("a", "1")}, {Index: 2, Term: 3, Data: put("b", "2")}}); err != nil {
+		t.Fatal(err)
+	}
+	sn, err := s.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sn.Release()
+	if h := sn.Header(); h.Index != 2 || h.Term != 3 {
+		t.Fatalf("checkpoint at index %d term %d, want 2 and 3", h.Index, h.Term)
+	}
+}

@@ -18,6 +18,8 @@ var (
 	bucketKV   = []byte("kv")
 	bucketMeta = []byte("meta")
 	keyApplied = []byte("applied")
+	// keyAppliedTerm is the Raft term of the applied index's entry.
+	keyAppliedTerm = []byte("applied_term")
 	keyCount   = []byte("count")
 )
 
@@ -227,7 +229,10 @@ func (s *Store) notify() {
 // the applied index.
 type LogEntry struct {
 	Index uint64
-	Data  []byte
+	// Term is the Raft term the entry was written in; checkpoints record
+	// the term of their index.
+	Term uint64
+	Data []byte
 }
 
 // Result is the outcome of one command.
@@ -305,7 +310,7 @@ func (s *Store) ApplyBatch(entries []LogEntry) ([]Result, error) {
 func (s *Store) applySegment(entries []LogEntry, results []Result) error {
 	applied := s.applied.Load()
 	count := s.keys.Load()
-	last := applied
+	last, lastTerm := applied, uint64(0)
 	changed := map[int]bool{}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		kv := tx.Bucket(bucketKV)
@@ -315,7 +320,7 @@ func (s *Store) applySegment(entries []LogEntry, results []Result) error {
 				results[i].Replayed = true
 				continue
 			}
-			last = e.Index
+			last, lastTerm = e.Index, e.Term
 			if e.Data == nil {
 				continue
 			}
@@ -342,6 +347,11 @@ func (s *Store) applySegment(entries []LogEntry, results []Result) error {
 			return nil
 		}
 		m := tx.Bucket(bucketMeta)
+		if lastTerm != 0 {
+			if err := putU64(m, keyAppliedTerm, lastTerm); err != nil {
+				return err
+			}
+		}
 		if err := putU64(m, keyApplied, last); err != nil {
 			return err
 		}

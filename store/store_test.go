@@ -121,7 +121,7 @@ func TestReplayedEntriesAreSkipped(t *testing.T) {
 	if s.AppliedIndex() != 2 {
 		t.Fatalf("AppliedIndex after reopen = %d, want 2", s.AppliedIndex())
 	}
-	rs, err := s.ApplyBatch([]LogEntry{{1, cas("k", "first", 0)}, {2, put("k", "second")}, {3, put("k", "third")}})
+	rs, err := s.ApplyBatch([]LogEntry{{Index: 1, Data: cas("k", "first", 0)}, {Index: 2, Data: put("k", "second")}, {Index: 3, Data: put("k", "third")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,10 +134,10 @@ func TestReplayedEntriesAreSkipped(t *testing.T) {
 func TestBatchAndBadCommands(t *testing.T) {
 	s := mustOpen(t)
 	rs, err := s.ApplyBatch([]LogEntry{
-		{10, put("a", "1")},
-		{11, []byte{0xff, 0}},
-		{12, nil}, // configuration entry
-		{13, put("b", "2")},
+		{Index: 10, Data: put("a", "1")},
+		{Index: 11, Data: []byte{0xff, 0}},
+		{Index: 12, Data: nil}, // configuration entry
+		{Index: 13, Data: put("b", "2")},
 	})
 	if err != nil {
 		t.Fatal(err)
