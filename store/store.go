@@ -20,7 +20,7 @@ var (
 	keyApplied = []byte("applied")
 	// keyAppliedTerm is the Raft term of the applied index's entry.
 	keyAppliedTerm = []byte("applied_term")
-	keyCount   = []byte("count")
+	keyCount       = []byte("count")
 )
 
 // Options configures a Store.
