@@ -198,6 +198,17 @@ func exportRaftMetrics(reg prometheus.Registerer) error {
 	cfg := gometrics.DefaultConfig("ringkv")
 	cfg.EnableHostname = false
 	cfg.EnableRuntimeMetrics = false
+	// Raft samples these once per entry or per RPC: on a busy node they
+	// cost more CPU than they tell. Commit time, log store latency (fsync),
+	// elections, snapshots and lease state stay.
+	for _, p := range []string{
+		"raft.net.", "raft.fsm.enqueue", "raft.fsm.apply", "raft.rpc.appendEntries.processLogs",
+		"raft.replication.appendEntries", "raft.boltdb.getLog", "raft.boltdb.logSize",
+		"raft.boltdb.logBatchSize", "raft.boltdb.logsPerBatch", "raft.boltdb.writeCapacity",
+		"raft.leader.dispatchNumLogs", "raft.commitNumLogs",
+	} {
+		cfg.BlockedPrefixes = append(cfg.BlockedPrefixes, cfg.ServiceName+"."+p) // keys carry the service name
+	}
 	_, err = gometrics.NewGlobal(cfg, sink)
 	return err
 }
