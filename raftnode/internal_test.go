@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/ringkv/ringkv/store"
 )
 
 func TestApplyMeta(t *testing.T) {
@@ -117,4 +119,36 @@ func FuzzDecodeMetaCommand(f *testing.F) {
 			t.Fatal("applyMeta is not deterministic")
 		}
 	})
+}
+
+func TestPackSplitsRepeatedKeysAndKeepsOthersAlone(t *testing.T) {
+	prop := func(key string, cmd string) *proposal {
+		p := &proposal{cmd: []byte(cmd), done: make(chan struct{})}
+		if key != "" {
+			p.key = []byte(key)
+		}
+		return p
+	}
+	dropped := prop("x", "dropped")
+	dropped.state.Store(propDropped)
+	wave := []*proposal{prop("a", "a1"), prop("b", "b1"), prop("a", "a2"), prop("", "verify"), dropped, prop("c", "c1"), prop("a", "a3")}
+	entries := pack(wave)
+	var shapes []int
+	for _, e := range entries {
+		shapes = append(shapes, len(e.props))
+	}
+	// [a1 b1 c1] [a2] [verify] [a3]: each key once per entry, the
+	// unpackable alone, the dropped nowhere.
+	if fmt.Sprint(shapes) != "[3 1 1 1]" {
+		t.Fatalf("entries of %v", shapes)
+	}
+	if string(entries[1].cmd) != "a2" || string(entries[2].cmd) != "verify" || string(entries[3].cmd) != "a3" {
+		t.Fatalf("single entries carry %q %q %q", entries[1].cmd, entries[2].cmd, entries[3].cmd)
+	}
+	if !store.IsBatch(entries[0].cmd) {
+		t.Fatal("the first entry is not packed")
+	}
+	if dropped.state.Load() != propDropped {
+		t.Fatal("a dropped proposal was sent")
+	}
 }

@@ -207,7 +207,7 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 		if req.Op == opDelete {
 			cmd.Op, cmd.Value = store.OpDelete, nil
 		}
-		out, err := r.apply(ctx, cmd.Encode())
+		out, err := r.applyWrite(ctx, cmd.Encode(), req.Key)
 		if err != nil {
 			return resp, err
 		}

@@ -2,11 +2,14 @@ package raftnode
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/ringkv/ringkv/store"
 )
 
 // proposer hands commands to raft in waves. While maxWaves waves are
@@ -33,7 +36,10 @@ const (
 // goroutine waits on the raft future (raft futures do not support several
 // concurrent waiters); callers wait on done.
 type proposal struct {
-	cmd     []byte
+	cmd []byte
+	// key is the key a packable command (a put or delete) writes; nil for
+	// a command that must have a log entry of its own.
+	key     []byte
 	timeout time.Duration
 	state   atomic.Int32
 	done    chan struct{} // closed once err and resp are set
@@ -49,8 +55,8 @@ func newProposer(r *raft.Raft, maxWaves int) *proposer {
 // command was handed to raft it is dropped and sent is false: it was not
 // applied. If ctx ends after, sent is true and err is ctx's error: the
 // outcome is unknown.
-func (p *proposer) propose(ctx context.Context, cmd []byte) (resp interface{}, sent bool, err error) {
-	pr := &proposal{cmd: cmd, timeout: enqueueTimeout(ctx), done: make(chan struct{})}
+func (p *proposer) propose(ctx context.Context, cmd, key []byte) (resp interface{}, sent bool, err error) {
+	pr := &proposal{cmd: cmd, key: key, timeout: enqueueTimeout(ctx), done: make(chan struct{})}
 	p.mu.Lock()
 	p.queue = append(p.queue, pr)
 	start := p.waves < p.maxWaves
@@ -84,23 +90,100 @@ func (p *proposer) run() {
 			return
 		}
 		p.mu.Unlock()
-		futures := make([]raft.ApplyFuture, len(wave))
-		for i, pr := range wave {
-			if pr.state.CompareAndSwap(propQueued, propSent) {
-				futures[i] = p.r.Apply(pr.cmd, pr.timeout)
-			}
+		entries := pack(wave)
+		futures := make([]raft.ApplyFuture, len(entries))
+		for i, e := range entries {
+			futures[i] = p.r.Apply(e.cmd, e.timeout)
 		}
 		// Entries commit in order, so waiting in order costs nothing extra;
 		// the wave is done when its last entry is.
-		for i, pr := range wave {
-			if futures[i] == nil {
-				continue
+		for i, e := range entries {
+			err := futures[i].Error()
+			var resp interface{}
+			if err == nil {
+				resp = futures[i].Response()
 			}
-			pr.err = futures[i].Error()
-			if pr.err == nil {
-				pr.resp = futures[i].Response()
+			for j, pr := range e.props {
+				pr.err, pr.resp = err, resp
+				if len(e.props) > 1 && err == nil {
+					pr.resp = unpack(resp, j)
+				}
+				close(pr.done)
 			}
-			close(pr.done)
 		}
 	}
+}
+
+// entry is one log entry of a wave: one command, or several puts and
+// deletes on distinct keys packed into an OpBatch.
+type entry struct {
+	cmd     []byte
+	timeout time.Duration
+	props   []*proposal
+}
+
+// pack turns a wave into log entries: packable commands share entries
+// (each key at most once per entry, at most store.MaxBatch per entry), the
+// others get one each. Dropped proposals are left out.
+func pack(wave []*proposal) []entry {
+	var out []entry
+	type open struct {
+		at   int
+		keys map[string]struct{}
+	}
+	var packs []open
+	for _, pr := range wave {
+		if !pr.state.CompareAndSwap(propQueued, propSent) {
+			continue
+		}
+		if pr.key == nil {
+			out = append(out, entry{cmd: pr.cmd, timeout: pr.timeout, props: []*proposal{pr}})
+			continue
+		}
+		placed := false
+		for i := range packs {
+			e := &out[packs[i].at]
+			if _, dup := packs[i].keys[string(pr.key)]; dup || len(e.props) == store.MaxBatch {
+				continue
+			}
+			packs[i].keys[string(pr.key)] = struct{}{}
+			e.props = append(e.props, pr)
+			e.timeout = max(e.timeout, pr.timeout)
+			placed = true
+			break
+		}
+		if !placed {
+			packs = append(packs, open{at: len(out), keys: map[string]struct{}{string(pr.key): {}}})
+			out = append(out, entry{timeout: pr.timeout, props: []*proposal{pr}})
+		}
+	}
+	for i := range out {
+		if out[i].cmd != nil {
+			continue
+		}
+		if len(out[i].props) == 1 {
+			out[i].cmd = out[i].props[0].cmd
+			continue
+		}
+		cmds := make([][]byte, len(out[i].props))
+		for j, pr := range out[i].props {
+			cmds[j] = pr.cmd
+		}
+		out[i].cmd = store.EncodeBatch(cmds)
+	}
+	return out
+}
+
+// unpack returns the j-th command's outcome from a packed entry's.
+func unpack(resp interface{}, j int) interface{} {
+	res, ok := resp.(store.Result)
+	switch {
+	case !ok:
+		return resp // an error from the state machine
+	case res.Err != nil:
+		return store.Result{Index: res.Index, Err: res.Err}
+	case j >= len(res.Batch):
+		return store.Result{Index: res.Index, Err: fmt.Errorf("packed entry at %d answered %d of its commands", res.Index, len(res.Batch))}
+	}
+	return res.Batch[j]
 }

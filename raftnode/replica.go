@@ -274,6 +274,16 @@ func enqueueTimeout(ctx context.Context) time.Duration {
 // say whether the entry was certainly not applied (ErrNotLeader,
 // ErrUnavailable) or may have been (ErrOutcomeUnknown).
 func (r *replica) apply(ctx context.Context, cmd []byte) (interface{}, error) {
+	return r.submit(ctx, cmd, nil)
+}
+
+// applyWrite is apply for a put or delete of key: under load it shares a
+// log entry with other writes to other keys.
+func (r *replica) applyWrite(ctx context.Context, cmd, key []byte) (interface{}, error) {
+	return r.submit(ctx, cmd, key)
+}
+
+func (r *replica) submit(ctx context.Context, cmd, key []byte) (interface{}, error) {
 	if r.closed.Load() {
 		return nil, ErrShutdown
 	}
@@ -281,10 +291,10 @@ func (r *replica) apply(ctx context.Context, cmd []byte) (interface{}, error) {
 		return nil, r.notLeader()
 	}
 	if brokenAckBeforeCommit && r.st != nil {
-		go r.prop.propose(context.Background(), cmd)
+		go r.prop.propose(context.Background(), cmd, key)
 		return store.Result{Applied: true}, nil
 	}
-	resp, sent, err := r.prop.propose(ctx, cmd)
+	resp, sent, err := r.prop.propose(ctx, cmd, key)
 	if !sent {
 		return nil, fmt.Errorf("%w: group %d: not proposed before the deadline", ErrUnavailable, r.id)
 	}

@@ -17,6 +17,10 @@ const (
 	// the entry's index under the entry's key (a nonce), so that replicas
 	// can be compared at exactly the same point of the log.
 	OpVerify Op = 3
+	// OpBatch packs several put and delete commands on distinct keys into
+	// one log entry (see EncodeBatch); they apply in order at the entry's
+	// index.
+	OpBatch Op = 4
 )
 
 const (
@@ -105,4 +109,68 @@ func DecodeCommand(b []byte) (Command, error) {
 		return Command{}, fmt.Errorf("%w: verify with cas", ErrBadCommand)
 	}
 	return c, nil
+}
+
+// MaxBatch bounds the commands in one OpBatch entry.
+const MaxBatch = 4096
+
+// EncodeBatch packs encoded put and delete commands on distinct keys into
+// one entry: op byte, flags byte (0), uvarint count, then for each command
+// its uvarint length and bytes.
+func EncodeBatch(cmds [][]byte) []byte {
+	n := 2 + binary.MaxVarintLen64
+	for _, c := range cmds {
+		n += binary.MaxVarintLen64 + len(c)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, byte(OpBatch), 0)
+	b = binary.AppendUvarint(b, uint64(len(cmds)))
+	for _, c := range cmds {
+		b = binary.AppendUvarint(b, uint64(len(c)))
+		b = append(b, c...)
+	}
+	return b
+}
+
+// IsBatch reports whether b is an OpBatch entry.
+func IsBatch(b []byte) bool { return len(b) >= 2 && Op(b[0]) == OpBatch }
+
+// DecodeBatch parses EncodeBatch's output into its commands, each checked
+// as DecodeCommand does. Only puts and deletes may be packed, on distinct
+// keys, so that each key still changes at most once per index.
+func DecodeBatch(b []byte) ([]Command, error) {
+	if !IsBatch(b) || b[1] != 0 {
+		return nil, fmt.Errorf("%w: not a batch", ErrBadCommand)
+	}
+	b = b[2:]
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n == 0 || n > MaxBatch || n > uint64(len(b)) {
+		return nil, fmt.Errorf("%w: batch count", ErrBadCommand)
+	}
+	b = b[k:]
+	cmds := make([]Command, 0, n)
+	seen := make(map[string]struct{}, n)
+	for i := uint64(0); i < n; i++ {
+		l, k := binary.Uvarint(b)
+		if k <= 0 || l > uint64(len(b)-k) {
+			return nil, fmt.Errorf("%w: batch command %d length", ErrBadCommand, i)
+		}
+		c, err := DecodeCommand(b[k : k+int(l)])
+		if err != nil {
+			return nil, fmt.Errorf("batch command %d: %w", i, err)
+		}
+		if c.Op != OpPut && c.Op != OpDelete {
+			return nil, fmt.Errorf("%w: batch command %d is op %d", ErrBadCommand, i, c.Op)
+		}
+		if _, dup := seen[string(c.Key)]; dup {
+			return nil, fmt.Errorf("%w: batch touches key %q twice", ErrBadCommand, c.Key)
+		}
+		seen[string(c.Key)] = struct{}{}
+		cmds = append(cmds, c)
+		b = b[k+int(l):]
+	}
+	if len(b) != 0 {
+		return nil, fmt.Errorf("%w: %d bytes after the batch", ErrBadCommand, len(b))
+	}
+	return cmds, nil
 }

@@ -257,6 +257,9 @@ type Result struct {
 	Err error
 	// Root is the Merkle root right after a verify command.
 	Root *Root
+	// Batch holds the outcome of each command of an OpBatch entry, in
+	// order; the entry's own Err is set when it could not be decoded.
+	Batch []Result
 }
 
 // Apply applies one command at index. It returns an error only for I/O
@@ -322,6 +325,24 @@ func (s *Store) applySegment(entries []LogEntry, results []Result) error {
 			}
 			last, lastTerm = e.Index, e.Term
 			if e.Data == nil {
+				continue
+			}
+			if IsBatch(e.Data) {
+				cmds, err := DecodeBatch(e.Data)
+				if err != nil {
+					results[i].Err = err
+					continue
+				}
+				results[i].Batch = make([]Result, len(cmds))
+				for j, cmd := range cmds {
+					r, delta, err := applyTx(kv, s.tree, changed, e.Index, cmd)
+					if err != nil {
+						return err
+					}
+					r.Index = e.Index
+					results[i].Batch[j] = r
+					count = uint64(int64(count) + delta)
+				}
 				continue
 			}
 			cmd, err := DecodeCommand(e.Data)
