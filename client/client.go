@@ -133,6 +133,9 @@ type PutOptions struct {
 	// CAS, when not nil, makes the write conditional on the key's modify
 	// index (0: the key must be absent).
 	CAS *uint64
+	// Replication ("sync" or "async") overrides the cluster's default
+	// write acknowledgement; empty keeps it.
+	Replication string
 }
 
 // Put writes key=value.
@@ -149,6 +152,9 @@ func (c *Client) write(ctx context.Context, method, key string, value []byte, o 
 	q := url.Values{}
 	if o.CAS != nil {
 		q.Set("cas", strconv.FormatUint(*o.CAS, 10))
+	}
+	if o.Replication != "" {
+		q.Set("replication", o.Replication)
 	}
 	if value == nil && method == http.MethodPut {
 		value = []byte{}

@@ -35,6 +35,10 @@ commands:
   backup verify FILE [--against URL]
                                  check a backup without restoring it; compare it with a cluster
   restore FILE [--force]         load a backup into a fresh cluster
+  bench [--endpoints URLS] [--concurrency N] [--duration D | --ops N] [--value-size B]
+        [--keys N] [--reads F] [--dist uniform|zipfian] [--replication sync|async]
+        [--consistency C] [--json]
+                                 closed-loop load: throughput, errors, latency percentiles
   chaos [--duration D] [--nemesis kill,pause,partition]
                                  start 3 local nodes, inject faults, check the history
 
@@ -88,6 +92,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, 
 		return cmdRestore(parent, c, rest, stdout)
 	case "chaos":
 		return cmdChaos(parent, rest, stdout) // bounded by its own --duration
+	case "bench":
+		return cmdBench(parent, *addr, rest, stdout) // bounded by its own --duration or --ops
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
