@@ -42,7 +42,7 @@ func (f *fakeBackend) Put(_ context.Context, key, value []byte, o raftnode.Write
 	}
 	f.index++
 	f.data[string(key)] = raftnode.KV{Key: key, Value: value, ModifyIndex: f.index, Group: 1}
-	return raftnode.WriteResult{Key: key, Index: f.index, Group: 1, RaftIndex: f.index}, "fake", nil
+	return raftnode.WriteResult{Key: key, Index: f.index, Group: 1, RaftIndex: f.index, Async: o.Async, RaftTerm: 2}, "fake", nil
 }
 
 func (f *fakeBackend) Delete(_ context.Context, key []byte, o raftnode.WriteOptions) (raftnode.WriteResult, raftnode.NodeID, error) {
@@ -56,11 +56,14 @@ func (f *fakeBackend) Delete(_ context.Context, key []byte, o raftnode.WriteOpti
 	return raftnode.WriteResult{Key: key, Group: 1, RaftIndex: f.index}, "fake", nil
 }
 
-func (f *fakeBackend) Get(_ context.Context, key []byte, c raftnode.Consistency) (raftnode.ReadResult, error) {
+func (f *fakeBackend) GetAt(_ context.Context, key []byte, c raftnode.Consistency, minIndex uint64) (raftnode.ReadResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
 		return raftnode.ReadResult{}, f.err
+	}
+	if minIndex > f.index {
+		return raftnode.ReadResult{}, raftnode.ErrTimeout
 	}
 	kv, ok := f.data[string(key)]
 	if !ok {
@@ -114,6 +117,19 @@ func (f *fakeBackend) VerifyAll(ctx context.Context, o raftnode.VerifyOptions) (
 
 func (f *fakeBackend) SnapshotAll(context.Context) ([]raftnode.SnapshotResult, error) {
 	return []raftnode.SnapshotResult{{Group: 1, Taken: true, Index: 9}}, nil
+}
+
+// Wait: everything the fake wrote is committed; index 99 was lost.
+func (f *fakeBackend) Wait(_ context.Context, g raftnode.GroupID, index, term uint64) (raftnode.Response, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case index == 99:
+		return raftnode.Response{}, raftnode.ErrLost
+	case index > f.index:
+		return raftnode.Response{}, raftnode.ErrTimeout
+	}
+	return raftnode.Response{ServedBy: "fake"}, nil
 }
 
 func (f *fakeBackend) Backup(context.Context, string, io.Writer) (snapshot.Manifest, error) {
@@ -284,7 +300,10 @@ func TestBadInputGetsJSONErrorAndChangesNothing(t *testing.T) {
 		{"cas not a number", "PUT", "/v1/kv/k?cas=abc", "v", 400, "bad_request"},
 		{"cas negative", "PUT", "/v1/kv/k?cas=-1", "v", 400, "bad_request"},
 		{"unknown consistency", "GET", "/v1/kv/k?consistency=eventual", "", 400, "bad_request"},
-		{"async not yet", "PUT", "/v1/kv/k?replication=async", "v", 400, "bad_request"},
+		{"async with cas", "PUT", "/v1/kv/k?replication=async&cas=3", "v", 400, "bad_request"},
+		{"bad min_index", "GET", "/v1/kv/k?min_index=x", "", 400, "bad_request"},
+		{"wait without index", "POST", "/v1/wait?group=1", "", 400, "bad_request"},
+		{"wait bad timeout", "POST", "/v1/wait?group=1&index=1&timeout=forever", "", 400, "bad_request"},
 		{"unknown replication", "PUT", "/v1/kv/k?replication=maybe", "v", 400, "bad_request"},
 		{"bad limit", "GET", "/v1/kv/?recurse&limit=0", "", 400, "bad_request"},
 		{"bad query encoding", "GET", "/v1/kv/k?consistency=%zz", "", 400, "bad_request"},
@@ -485,4 +504,55 @@ func TestBackupRestoreEndpointsRefuseBadInput(t *testing.T) {
 	wantError(t, resp, body, 421, "not_leader")
 	resp, body = do(t, "POST", srv.URL+"/v1/verify?deep=sometimes", nil)
 	wantError(t, resp, body, 400, "bad_request")
+}
+
+func TestAsyncWriteWaitAndMinIndex(t *testing.T) {
+	srv := newTestAPI(t, newFake())
+	resp, body := do(t, "PUT", srv.URL+"/v1/kv/a?replication=async", strings.NewReader("1"))
+	if resp.StatusCode != 202 || resp.Header.Get("X-Raft-Index") != "1" || resp.Header.Get("X-Raft-Group") != "1" || resp.Header.Get("X-Raft-Term") != "2" ||
+		!bytes.Contains(body, []byte(`"replication":"async"`)) {
+		t.Fatalf("async put: %d %v %s", resp.StatusCode, resp.Header, body)
+	}
+	resp, body = do(t, "PUT", srv.URL+"/v1/kv/b", strings.NewReader("2"))
+	if resp.StatusCode != 200 || !bytes.Contains(body, []byte(`"replication":"sync"`)) {
+		t.Fatalf("sync put: %d %s", resp.StatusCode, body)
+	}
+	resp, body = do(t, "POST", srv.URL+"/v1/wait?group=1&index=2&term=2&timeout=1s", nil)
+	if resp.StatusCode != 200 || !bytes.Contains(body, []byte(`"committed":true`)) {
+		t.Fatalf("wait: %d %s", resp.StatusCode, body)
+	}
+	resp, body = do(t, "POST", srv.URL+"/v1/wait?group=1&index=50&timeout=10ms", nil)
+	wantError(t, resp, body, 504, "timeout")
+	resp, body = do(t, "POST", srv.URL+"/v1/wait?group=1&index=99", nil)
+	wantError(t, resp, body, 410, "lost")
+	resp, body = do(t, "GET", srv.URL+"/v1/kv/a?min_index=2", nil)
+	if resp.StatusCode != 200 || string(body) != "1" {
+		t.Fatalf("read at min_index: %d %s", resp.StatusCode, body)
+	}
+	resp, body = do(t, "GET", srv.URL+"/v1/kv/a?consistency=stale&min_index=7", nil)
+	wantError(t, resp, body, 504, "timeout")
+}
+
+func TestAsyncByDefault(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Replication = "async"
+	cfg.MaxKeyBytes, cfg.MaxValueBytes = 16, 64
+	a, err := New(newFake(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(a)
+	defer srv.Close()
+	resp, body := do(t, "PUT", srv.URL+"/v1/kv/a", strings.NewReader("1"))
+	if resp.StatusCode != 202 {
+		t.Fatalf("put on an async server: %d %s", resp.StatusCode, body)
+	}
+	resp, body = do(t, "PUT", srv.URL+"/v1/kv/a?replication=sync", strings.NewReader("1"))
+	if resp.StatusCode != 200 {
+		t.Fatalf("sync put on an async server: %d %s", resp.StatusCode, body)
+	}
+	resp, body = do(t, "PUT", srv.URL+"/v1/kv/a?cas=2", strings.NewReader("2"))
+	if resp.StatusCode != 200 {
+		t.Fatalf("a CAS on an async server is synchronous: %d %s", resp.StatusCode, body)
+	}
 }

@@ -36,6 +36,7 @@ var statusOf = map[string]int{
 	raftnode.CodeTimeout:     http.StatusGatewayTimeout,
 	raftnode.CodeClusterFull: http.StatusConflict,
 	raftnode.CodeConflict:    http.StatusConflict,
+	raftnode.CodeLost:        http.StatusGone,
 	raftnode.CodeInternal:    http.StatusInternalServerError,
 	codeTooLarge:             http.StatusRequestEntityTooLarge,
 	codeMethodNotAllowed:     http.StatusMethodNotAllowed,

@@ -29,7 +29,7 @@ func FuzzParseKey(f *testing.F) {
 }
 
 func FuzzParseKVQuery(f *testing.F) {
-	for _, s := range []string{"recurse&keys&limit=3&after=b", "cas=5", "consistency=stale", "replication=async", "limit=-1", "%zz"} {
+	for _, s := range []string{"recurse&keys&limit=3&after=b", "cas=5", "consistency=stale", "replication=async", "replication=async&cas=1", "min_index=7", "limit=-1", "%zz"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
@@ -43,8 +43,11 @@ func FuzzParseKVQuery(f *testing.F) {
 		if _, err := raftnode.ParseConsistency(string(q.consistency)); err != nil {
 			t.Fatalf("accepted consistency %q", q.consistency)
 		}
-		if q.replication != "sync" {
+		if q.replication != "" && q.replication != "sync" && q.replication != "async" {
 			t.Fatalf("accepted replication %q", q.replication)
+		}
+		if q.replication == "async" && q.hasCAS {
+			t.Fatal("accepted an asynchronous compare-and-swap")
 		}
 	})
 }

@@ -1,8 +1,11 @@
 package httpapi
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/ringkv/ringkv/raftnode"
 )
@@ -12,16 +15,19 @@ const (
 	hdrKVIndex   = "X-KV-Index"
 	hdrGroup     = "X-Raft-Group"
 	hdrRaftIndex = "X-Raft-Index"
+	hdrRaftTerm  = "X-Raft-Term"
 	hdrServedBy  = "X-Served-By"
 )
 
 // writeBody is the JSON answer to a write.
 type writeBody struct {
-	Key       string `json:"key"`
-	Index     uint64 `json:"index"`
-	Group     uint32 `json:"group"`
-	RaftIndex uint64 `json:"raft_index"`
-	Deleted   bool   `json:"deleted,omitempty"`
+	Key         string `json:"key"`
+	Index       uint64 `json:"index"`
+	Group       uint32 `json:"group"`
+	RaftIndex   uint64 `json:"raft_index"`
+	Deleted     bool   `json:"deleted,omitempty"`
+	Replication string `json:"replication"`
+	RaftTerm    uint64 `json:"raft_term,omitempty"`
 }
 
 // listEntry is one element of a recurse answer; Value is base64, as in
@@ -58,7 +64,30 @@ func respondWrite(w http.ResponseWriter, res raftnode.WriteResult, by raftnode.N
 	}
 	w.Header().Set(hdrGroup, strconv.FormatUint(uint64(res.Group), 10))
 	w.Header().Set(hdrRaftIndex, strconv.FormatUint(res.RaftIndex, 10))
-	writeJSON(w, http.StatusOK, writeBody{Key: string(res.Key), Index: res.Index, Group: uint32(res.Group), RaftIndex: res.RaftIndex, Deleted: deleted})
+	status := http.StatusOK
+	if res.Async {
+		// Accepted: in the leader's log, not yet on a majority.
+		status = http.StatusAccepted
+		w.Header().Set(hdrRaftTerm, strconv.FormatUint(res.RaftTerm, 10))
+	}
+	writeJSON(w, status, writeBody{Key: string(res.Key), Index: res.Index, Group: uint32(res.Group), RaftIndex: res.RaftIndex,
+		Deleted: deleted, Replication: replicationOf(res), RaftTerm: res.RaftTerm})
+}
+
+func replicationOf(res raftnode.WriteResult) string {
+	if res.Async {
+		return "async"
+	}
+	return "sync"
+}
+
+// async reports whether a write asks for, or defaults to, asynchronous
+// acknowledgement. A compare-and-swap is always synchronous.
+func (a *API) async(q kvQuery) bool {
+	if q.hasCAS {
+		return false
+	}
+	return q.replication == "async" || (q.replication == "" && a.cfg.Replication == "async")
 }
 
 func (a *API) putKV(w http.ResponseWriter, r *http.Request) {
@@ -76,7 +105,7 @@ func (a *API) putKV(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	res, by, err := a.b.Put(r.Context(), key, value, raftnode.WriteOptions{HasCAS: q.hasCAS, CAS: q.cas})
+	res, by, err := a.b.Put(r.Context(), key, value, raftnode.WriteOptions{HasCAS: q.hasCAS, CAS: q.cas, Async: a.async(q)})
 	respondWrite(w, res, by, err, false)
 }
 
@@ -90,7 +119,7 @@ func (a *API) deleteKV(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("recursive delete is not supported; delete keys one by one"))
 		return
 	}
-	res, by, err := a.b.Delete(r.Context(), key, raftnode.WriteOptions{HasCAS: q.hasCAS, CAS: q.cas})
+	res, by, err := a.b.Delete(r.Context(), key, raftnode.WriteOptions{HasCAS: q.hasCAS, CAS: q.cas, Async: a.async(q)})
 	respondWrite(w, res, by, err, true)
 }
 
@@ -104,7 +133,7 @@ func (a *API) getKV(w http.ResponseWriter, r *http.Request) {
 		a.list(w, r, key, q)
 		return
 	}
-	res, err := a.b.Get(r.Context(), key, q.consistency)
+	res, err := a.b.GetAt(r.Context(), key, q.consistency, q.minIndex)
 	if err != nil {
 		w.Header().Set(hdrServedBy, string(res.ServedBy))
 		writeError(w, err)
@@ -149,4 +178,49 @@ func (a *API) list(w http.ResponseWriter, r *http.Request, prefix []byte, q kvQu
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// maxWait bounds POST /v1/wait's timeout.
+const maxWait = 5 * time.Minute
+
+// wait answers POST /v1/wait?group=G&index=N[&term=T][&timeout=2s]: 200
+// once index N of group G is committed by a majority (turning an
+// asynchronous write into a durable one), 504 if not within the timeout,
+// 410 if the entry at N is no longer the one appended in term T.
+func (a *API) wait(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	g, err := strconv.ParseUint(q.Get("group"), 10, 32)
+	if err != nil || g == 0 {
+		writeError(w, badRequest("group: want a positive integer"))
+		return
+	}
+	index, err := strconv.ParseUint(q.Get("index"), 10, 64)
+	if err != nil || index == 0 {
+		writeError(w, badRequest("index: want a positive Raft index"))
+		return
+	}
+	var term uint64
+	if s := q.Get("term"); s != "" {
+		if term, err = strconv.ParseUint(s, 10, 64); err != nil {
+			writeError(w, badRequest("term: want a non-negative integer"))
+			return
+		}
+	}
+	timeout := 2 * time.Second
+	if s := q.Get("timeout"); s != "" {
+		if timeout, err = time.ParseDuration(s); err != nil || timeout <= 0 || timeout > maxWait {
+			writeError(w, badRequest(fmt.Sprintf("timeout %q: want a duration up to %v", s, maxWait)))
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	resp, err := a.b.Wait(ctx, raftnode.GroupID(g), index, term)
+	if err != nil {
+		w.Header().Set(hdrServedBy, string(resp.ServedBy))
+		writeError(w, err)
+		return
+	}
+	w.Header().Set(hdrServedBy, string(resp.ServedBy))
+	writeJSON(w, http.StatusOK, map[string]interface{}{"group": g, "index": index, "committed": true})
 }

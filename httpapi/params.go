@@ -38,7 +38,9 @@ type kvQuery struct {
 	hasCAS      bool
 	cas         uint64
 	consistency raftnode.Consistency
+	// replication is "sync", "async", or "" (the server's default).
 	replication string
+	minIndex    uint64
 }
 
 // parseKVQuery parses and validates the query string. Unknown parameters
@@ -74,12 +76,20 @@ func parseKVQuery(raw string) (kvQuery, error) {
 	}
 	q.consistency = c
 	switch r := vals.Get("replication"); r {
-	case "", "sync":
-		q.replication = "sync"
-	case "async":
-		return q, badRequest("replication=async is not supported by this server yet; use sync")
+	case "", "sync", "async":
+		q.replication = r
 	default:
 		return q, badRequest(fmt.Sprintf("replication %q: want sync or async", r))
+	}
+	if v, ok := vals["min_index"]; ok {
+		n, err := strconv.ParseUint(v[0], 10, 64)
+		if err != nil {
+			return q, badRequest(fmt.Sprintf("min_index %q: want a Raft index (a non-negative integer)", v[0]))
+		}
+		q.minIndex = n
+	}
+	if q.replication == "async" && q.hasCAS {
+		return q, badRequest("replication=async cannot carry cas: a compare-and-swap needs its outcome, use sync")
 	}
 	return q, nil
 }

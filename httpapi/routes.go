@@ -42,6 +42,7 @@ func (a *API) routes() *mux.Router {
 		{"remove_node", "/v1/cluster/nodes/{id}", map[string]http.HandlerFunc{http.MethodDelete: a.removeNode}},
 		{"verify", "/v1/verify", map[string]http.HandlerFunc{http.MethodPost: a.verifyAll}},
 		{"verify_group", "/v1/groups/{id}/verify", map[string]http.HandlerFunc{http.MethodPost: a.verifyGroup}},
+		{"wait", "/v1/wait", map[string]http.HandlerFunc{http.MethodPost: a.wait}},
 		{"snapshot", "/v1/snapshot", map[string]http.HandlerFunc{http.MethodPost: a.snapshot}},
 		{"backup", "/v1/backup", map[string]http.HandlerFunc{http.MethodGet: a.backup}},
 		{"restore", "/v1/restore", map[string]http.HandlerFunc{http.MethodPost: a.restore}},

@@ -19,7 +19,8 @@ import (
 type Backend interface {
 	Put(ctx context.Context, key, value []byte, o raftnode.WriteOptions) (raftnode.WriteResult, raftnode.NodeID, error)
 	Delete(ctx context.Context, key []byte, o raftnode.WriteOptions) (raftnode.WriteResult, raftnode.NodeID, error)
-	Get(ctx context.Context, key []byte, c raftnode.Consistency) (raftnode.ReadResult, error)
+	GetAt(ctx context.Context, key []byte, c raftnode.Consistency, minIndex uint64) (raftnode.ReadResult, error)
+	Wait(ctx context.Context, g raftnode.GroupID, index, term uint64) (raftnode.Response, error)
 	List(ctx context.Context, o raftnode.ListOptions) ([]raftnode.KV, error)
 	Status() raftnode.Status
 	Ring() (raftnode.RingInfo, error)

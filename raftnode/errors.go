@@ -31,6 +31,12 @@ var (
 	ErrBadRequest = errors.New("bad request")
 	// ErrShutdown: the node is shutting down.
 	ErrShutdown = errors.New("node is shutting down")
+	// ErrTimeout: a wait (for a commit, or for a replica to apply an index)
+	// did not end in time; nothing was changed.
+	ErrTimeout = errors.New("timed out")
+	// ErrLost: an asynchronously acknowledged write will never commit: its
+	// log position was taken by another entry after a leader change.
+	ErrLost = errors.New("write lost")
 )
 
 // NotLeaderError reports the group's leader as this node knows it.
@@ -72,6 +78,7 @@ const (
 	CodeTimeout     = "timeout"
 	CodeClusterFull = "cluster_full"
 	CodeConflict    = "conflict"
+	CodeLost        = "lost"
 	CodeInternal    = "internal"
 )
 
@@ -89,6 +96,8 @@ var codes = []struct {
 	{ErrOutcomeUnknown, CodeTimeout},
 	{ErrClusterFull, CodeClusterFull},
 	{ErrConflict, CodeConflict},
+	{ErrTimeout, CodeTimeout},
+	{ErrLost, CodeLost},
 }
 
 // Code returns the error code for err: one table, used by the HTTP layer and

@@ -16,6 +16,10 @@ type WriteOptions struct {
 	// CAS (0: the key must be absent).
 	HasCAS bool
 	CAS    uint64
+	// Async acknowledges the write once the group leader has durably
+	// appended it to its own log, before any follower has it: it can be
+	// lost if that leader dies first. Not with HasCAS.
+	Async bool
 }
 
 // ListOptions selects keys for List.
@@ -37,15 +41,18 @@ type ReadResult struct {
 // Put writes key=value and returns once a majority committed it and it was
 // applied.
 func (n *Node) Put(ctx context.Context, key, value []byte, o WriteOptions) (WriteResult, NodeID, error) {
-	return n.write(ctx, Request{Op: opPut, Key: key, Value: value, HasCAS: o.HasCAS, CAS: o.CAS})
+	return n.write(ctx, Request{Op: opPut, Key: key, Value: value, HasCAS: o.HasCAS, CAS: o.CAS, Async: o.Async})
 }
 
 // Delete removes key. Deleting an absent key returns ErrNotFound.
 func (n *Node) Delete(ctx context.Context, key []byte, o WriteOptions) (WriteResult, NodeID, error) {
-	return n.write(ctx, Request{Op: opDelete, Key: key, HasCAS: o.HasCAS, CAS: o.CAS})
+	return n.write(ctx, Request{Op: opDelete, Key: key, HasCAS: o.HasCAS, CAS: o.CAS, Async: o.Async})
 }
 
 func (n *Node) write(ctx context.Context, req Request) (WriteResult, NodeID, error) {
+	if err := req.Validate(); err != nil {
+		return WriteResult{}, "", err
+	}
 	g, err := n.Layout().Route(req.Key)
 	if err != nil {
 		return WriteResult{}, "", err
@@ -60,11 +67,18 @@ func (n *Node) write(ctx context.Context, req Request) (WriteResult, NodeID, err
 
 // Get reads key at consistency c.
 func (n *Node) Get(ctx context.Context, key []byte, c Consistency) (ReadResult, error) {
+	return n.GetAt(ctx, key, c, 0)
+}
+
+// GetAt reads key at consistency c from a replica that has applied at
+// least minIndex of the key's group (0: any), waiting for it: a client
+// reads its own asynchronous write from any replica this way.
+func (n *Node) GetAt(ctx context.Context, key []byte, c Consistency, minIndex uint64) (ReadResult, error) {
 	g, err := n.Layout().Route(key)
 	if err != nil {
 		return ReadResult{}, err
 	}
-	resp, err := n.do(ctx, Request{Op: opGet, Group: g, Key: key, Consistency: c})
+	resp, err := n.do(ctx, Request{Op: opGet, Group: g, Key: key, Consistency: c, Index: minIndex})
 	if err != nil {
 		return ReadResult{ServedBy: resp.ServedBy, KV: KV{Group: g}}, err
 	}
@@ -207,6 +221,18 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 		if req.Op == opDelete {
 			cmd.Op, cmd.Value = store.OpDelete, nil
 		}
+		if req.Async {
+			at, err := r.applyAsync(ctx, cmd.Encode(), req.Key)
+			if err != nil {
+				return resp, err
+			}
+			idx := at.index
+			if req.Op == opDelete {
+				idx = 0
+			}
+			resp.Write = &WriteResult{Key: req.Key, Index: idx, Group: r.id, RaftIndex: at.index, Async: true, RaftTerm: at.term}
+			return resp, nil
+		}
 		out, err := r.applyWrite(ctx, cmd.Encode(), req.Key)
 		if err != nil {
 			return resp, err
@@ -231,6 +257,11 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 		}
 		if err := r.readBarrier(ctx, req.Consistency); err != nil {
 			return resp, err
+		}
+		if req.Index > 0 {
+			if err := r.waitAppliedLocal(ctx, req.Index); err != nil {
+				return resp, err
+			}
 		}
 		resp.RaftIndex = r.st.AppliedIndex()
 		if req.Op == opGet {
@@ -288,6 +319,12 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 				resp.Verified.DataRoot = hex.EncodeToString(d[:])
 			}
 		}
+		return resp, nil
+	case opWait:
+		if err := r.waitCommitted(ctx, req.Index, req.Term); err != nil {
+			return resp, err
+		}
+		resp.RaftIndex = req.Index
 		return resp, nil
 	case opVerifyTree:
 		if r.st == nil {

@@ -19,6 +19,7 @@ import (
 // command goes out at once.
 type proposer struct {
 	r        *raft.Raft
+	notify   *appendNotifier // nil: no asynchronous writes
 	maxWaves int
 
 	mu    sync.Mutex
@@ -41,14 +42,17 @@ type proposal struct {
 	// a command that must have a log entry of its own.
 	key     []byte
 	timeout time.Duration
+	// appended, for an asynchronous write, receives where the entry
+	// landed once the leader has stored it.
+	appended chan appended
 	state   atomic.Int32
 	done    chan struct{} // closed once err and resp are set
 	err     error
 	resp    interface{}
 }
 
-func newProposer(r *raft.Raft, maxWaves int) *proposer {
-	return &proposer{r: r, maxWaves: maxWaves}
+func newProposer(r *raft.Raft, maxWaves int, notify *appendNotifier) *proposer {
+	return &proposer{r: r, maxWaves: maxWaves, notify: notify}
 }
 
 // propose queues cmd and waits for its outcome. If ctx ends before the
@@ -56,7 +60,49 @@ func newProposer(r *raft.Raft, maxWaves int) *proposer {
 // applied. If ctx ends after, sent is true and err is ctx's error: the
 // outcome is unknown.
 func (p *proposer) propose(ctx context.Context, cmd, key []byte) (resp interface{}, sent bool, err error) {
+	pr := p.enqueue(ctx, cmd, key, false)
+	select {
+	case <-pr.done:
+		return pr.resp, true, pr.err
+	case <-ctx.Done():
+		if pr.state.CompareAndSwap(propQueued, propDropped) {
+			return nil, false, ctx.Err()
+		}
+		return nil, true, ctx.Err()
+	}
+}
+
+// proposeAsync is propose for an asynchronous write: it returns once the
+// leader has durably appended the entry, with its index and term, or with
+// the error that kept it from being appended.
+func (p *proposer) proposeAsync(ctx context.Context, cmd, key []byte) (at appended, sent bool, err error) {
+	pr := p.enqueue(ctx, cmd, key, true)
+	select {
+	case at = <-pr.appended:
+		return at, true, nil
+	case <-pr.done:
+		select {
+		case at = <-pr.appended:
+			return at, true, nil
+		default:
+		}
+		if pr.err == nil {
+			pr.err = fmt.Errorf("%w: entry committed before its append was seen", ErrOutcomeUnknown)
+		}
+		return at, true, pr.err
+	case <-ctx.Done():
+		if pr.state.CompareAndSwap(propQueued, propDropped) {
+			return at, false, ctx.Err()
+		}
+		return at, true, ctx.Err()
+	}
+}
+
+func (p *proposer) enqueue(ctx context.Context, cmd, key []byte, async bool) *proposal {
 	pr := &proposal{cmd: cmd, key: key, timeout: enqueueTimeout(ctx), done: make(chan struct{})}
+	if async {
+		pr.appended = make(chan appended, 1)
+	}
 	p.mu.Lock()
 	p.queue = append(p.queue, pr)
 	start := p.waves < p.maxWaves
@@ -67,15 +113,7 @@ func (p *proposer) propose(ctx context.Context, cmd, key []byte) (resp interface
 	if start {
 		go p.run()
 	}
-	select {
-	case <-pr.done:
-		return pr.resp, true, pr.err
-	case <-ctx.Done():
-		if pr.state.CompareAndSwap(propQueued, propDropped) {
-			return nil, false, ctx.Err()
-		}
-		return nil, true, ctx.Err()
-	}
+	return pr
 }
 
 // run sends waves until the queue is empty.
@@ -92,13 +130,27 @@ func (p *proposer) run() {
 		p.mu.Unlock()
 		entries := pack(wave)
 		futures := make([]raft.ApplyFuture, len(entries))
+		forget := make([]func(), len(entries))
 		for i, e := range entries {
+			if p.notify != nil && e.async() {
+				props := e.props
+				forget[i] = p.notify.expect(e.cmd, func(index, term uint64) {
+					for _, pr := range props {
+						if pr.appended != nil {
+							pr.appended <- appended{index, term}
+						}
+					}
+				})
+			}
 			futures[i] = p.r.Apply(e.cmd, e.timeout)
 		}
 		// Entries commit in order, so waiting in order costs nothing extra;
 		// the wave is done when its last entry is.
 		for i, e := range entries {
 			err := futures[i].Error()
+			if forget[i] != nil {
+				forget[i]()
+			}
 			var resp interface{}
 			if err == nil {
 				resp = futures[i].Response()
@@ -120,6 +172,15 @@ type entry struct {
 	cmd     []byte
 	timeout time.Duration
 	props   []*proposal
+}
+
+func (e entry) async() bool {
+	for _, pr := range e.props {
+		if pr.appended != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // pack turns a wave into log entries: packable commands share entries

@@ -26,6 +26,7 @@ type replica struct {
 	raft   *raft.Raft
 	logs   *raftboltdb.BoltStore
 	cache  raft.LogStore
+	notify *appendNotifier // wraps cache; raft stores through it
 	snaps  *raft.FileSnapshotStore
 	trans  *raft.NetworkTransport
 	prop   *proposer
@@ -175,13 +176,14 @@ func (n *Node) openReplica(id GroupID, bootstrap bool) (*replica, error) {
 		}
 	}
 	t0 := time.Now()
-	r.raft, err = raft.NewRaft(conf, fsm, r.cache, r.logs, r.snaps, r.trans)
+	r.notify = newAppendNotifier(r.cache)
+	r.raft, err = raft.NewRaft(conf, fsm, r.notify, r.logs, r.snaps, r.trans)
 	n.log.Debug("raft started", "group", uint32(id), "took", time.Since(t0).Round(time.Millisecond))
 	if err != nil {
 		r.trans.Close()
 		return nil, fmt.Errorf("group %d: start raft: %w", id, err)
 	}
-	r.prop = newProposer(r.raft, n.cfg.ProposalWaves)
+	r.prop = newProposer(r.raft, n.cfg.ProposalWaves, r.notify)
 	ok = true
 	return r, nil
 }
@@ -283,6 +285,26 @@ func (r *replica) applyWrite(ctx context.Context, cmd, key []byte) (interface{},
 	return r.submit(ctx, cmd, key)
 }
 
+// applyAsync proposes a put or delete of key and returns once the leader
+// has durably appended it, with its index and term; followers may not have
+// it yet.
+func (r *replica) applyAsync(ctx context.Context, cmd, key []byte) (appended, error) {
+	if r.closed.Load() {
+		return appended{}, ErrShutdown
+	}
+	if !r.isLeader() {
+		return appended{}, r.notLeader()
+	}
+	at, sent, err := r.prop.proposeAsync(ctx, cmd, key)
+	if !sent {
+		return at, fmt.Errorf("%w: group %d: not proposed before the deadline", ErrUnavailable, r.id)
+	}
+	if err != nil {
+		return at, r.proposalError(err)
+	}
+	return at, nil
+}
+
 func (r *replica) submit(ctx context.Context, cmd, key []byte) (interface{}, error) {
 	if r.closed.Load() {
 		return nil, ErrShutdown
@@ -299,16 +321,7 @@ func (r *replica) submit(ctx context.Context, cmd, key []byte) (interface{}, err
 		return nil, fmt.Errorf("%w: group %d: not proposed before the deadline", ErrUnavailable, r.id)
 	}
 	if err != nil {
-		switch {
-		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
-			return nil, r.notLeader()
-		case errors.Is(err, raft.ErrEnqueueTimeout):
-			return nil, fmt.Errorf("%w: group %d: raft did not accept the entry in time", ErrUnavailable, r.id)
-		default:
-			// Leadership lost, shutdown or our deadline while waiting: the
-			// entry may still commit.
-			return nil, fmt.Errorf("%w: group %d: %v", ErrOutcomeUnknown, r.id, err)
-		}
+		return nil, r.proposalError(err)
 	}
 	if err, ok := resp.(error); ok {
 		return nil, err
@@ -324,4 +337,21 @@ func removeState(path string) error {
 		}
 	}
 	return nil
+}
+
+// proposalError translates a proposal's error: certainly not applied
+// (ErrNotLeader, ErrUnavailable) or maybe applied (ErrOutcomeUnknown).
+func (r *replica) proposalError(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return r.notLeader()
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return fmt.Errorf("%w: group %d: raft did not accept the entry in time", ErrUnavailable, r.id)
+	case errors.Is(err, ErrOutcomeUnknown):
+		return err
+	default:
+		// Leadership lost, shutdown or our deadline while waiting: the
+		// entry may still commit.
+		return fmt.Errorf("%w: group %d: %v", ErrOutcomeUnknown, r.id, err)
+	}
 }

@@ -22,6 +22,7 @@ const (
 	opVerifyTree   = "verify_tree"   // nodes of a replica's recorded tree
 	opLeafEntries  = "leaf_entries"  // a replica's entries in some leaves
 	opRepair       = "repair"        // reinstall a replica's state from the leader
+	opWait         = "wait"          // until an index is committed, on the leader
 )
 
 // maxTreeNodes bounds the tree nodes or leaves one request may ask for.
@@ -48,6 +49,10 @@ type Request struct {
 	Level   int    `json:"level,omitempty"`
 	Indexes []int  `json:"indexes,omitempty"`
 	Index   uint64 `json:"index,omitempty"`
+	// Async acknowledges a put or delete once the leader has appended it
+	// (not once a majority has); Term qualifies a wait.
+	Async bool   `json:"async,omitempty"`
+	Term  uint64 `json:"term,omitempty"`
 	// Deep asks a verification to recompute each replica's root from its
 	// stored entries too (verify, verify_result), or names that recomputed
 	// tree (verify_tree).
@@ -62,6 +67,10 @@ func (r Request) Validate() error {
 			return fmt.Errorf("%w: empty key", ErrBadRequest)
 		}
 	case opLeafEntries, opRepair:
+	case opWait:
+		if r.Index == 0 {
+			return fmt.Errorf("%w: wait for index 0", ErrBadRequest)
+		}
 	case opScan:
 	case opAddVoter, opRemoveServer, opJoin, opRemoveNode:
 		if r.Node == nil || r.Node.ID == "" {
@@ -77,6 +86,9 @@ func (r Request) Validate() error {
 	}
 	if r.Limit < 0 {
 		return fmt.Errorf("%w: negative limit", ErrBadRequest)
+	}
+	if r.Async && (r.HasCAS || (r.Op != opPut && r.Op != opDelete)) {
+		return fmt.Errorf("%w: only plain puts and deletes can be acknowledged asynchronously (a compare-and-swap needs its outcome)", ErrBadRequest)
 	}
 	if r.Op == opVerifyTree || r.Op == opLeafEntries {
 		if r.Level < 0 || r.Level > snapshot.MaxTreeDepth || len(r.Indexes) == 0 || len(r.Indexes) > maxTreeNodes {
@@ -118,6 +130,10 @@ type WriteResult struct {
 	Index     uint64  `json:"index"`      // the key's modify index after the write (0 after delete)
 	Group     GroupID `json:"group"`      // the group that holds the key
 	RaftIndex uint64  `json:"raft_index"` // the write's Raft log index in that group
+	// Async writes: acknowledged at the leader's append, in RaftTerm;
+	// Wait(Group, RaftIndex, RaftTerm) tells when a majority has it.
+	Async    bool   `json:"async,omitempty"`
+	RaftTerm uint64 `json:"raft_term,omitempty"`
 }
 
 // Response is the result of a Request.

@@ -47,7 +47,7 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 	fs.StringVar(&o.node.DataDir, "data-dir", "./data", "directory for everything this node persists")
 	fs.StringVar(&o.join, "join", "", "comma-separated HTTP URLs of existing nodes; ignored when the data dir holds state")
 	fs.IntVar(&o.node.Groups, "groups", 3, "number of data Raft groups created at bootstrap")
-	fs.StringVar(&o.api.Replication, "replication", "sync", "default write acknowledgement: sync (async is not available yet)")
+	fs.StringVar(&o.api.Replication, "replication", "sync", "default write acknowledgement: sync (after a majority commits) or async (after the leader's own durable append)")
 	fs.IntVar(&o.api.MaxKeyBytes, "max-key-bytes", 1024, "largest key accepted, in bytes")
 	fs.Int64Var(&o.api.MaxValueBytes, "max-value-bytes", 1<<20, "largest value accepted, in bytes")
 	fs.Uint64Var(&o.node.SnapshotThreshold, "snapshot-threshold", o.node.SnapshotThreshold, "log entries between snapshots of a group")
@@ -93,9 +93,6 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 		if u = strings.TrimSpace(u); u != "" {
 			o.node.Join = append(o.node.Join, u)
 		}
-	}
-	if o.api.Replication == "async" {
-		return o, errors.New("--replication=async is not available in this version; use sync")
 	}
 	if err := o.api.Validate(); err != nil {
 		return o, err
