@@ -45,10 +45,10 @@ type proposal struct {
 	// appended, for an asynchronous write, receives where the entry
 	// landed once the leader has stored it.
 	appended chan appended
-	state   atomic.Int32
-	done    chan struct{} // closed once err and resp are set
-	err     error
-	resp    interface{}
+	state    atomic.Int32
+	done     chan struct{} // closed once err and resp are set
+	err      error
+	resp     interface{}
 }
 
 func newProposer(r *raft.Raft, maxWaves int, notify *appendNotifier) *proposer {
