@@ -98,6 +98,9 @@ type Result struct {
 	Writes  OpStats       `json:"writes"`
 	Reads   OpStats       `json:"reads"`
 	All     OpStats       `json:"all"`
+	// Latencies holds every successful operation's latency, for merging
+	// runs.
+	Latencies *Histogram `json:"-"`
 }
 
 type worker struct {
@@ -224,7 +227,15 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		res.All.FirstError = res.Reads.FirstError
 	}
 	fill(&res.All, &all, elapsed)
+	res.Latencies = &all
 	return res, nil
+}
+
+// Stats summarises h as if its operations ran in elapsed.
+func Stats(h *Histogram, elapsed time.Duration) OpStats {
+	var s OpStats
+	fill(&s, h, elapsed)
+	return s
 }
 
 func fill(s *OpStats, h *Histogram, elapsed time.Duration) {

@@ -15,43 +15,60 @@ import (
 	"github.com/ringkv/ringkv/bench"
 )
 
+// benchFlags are the flags every bench command takes.
+type benchFlags struct {
+	cfg       bench.Config
+	endpoints string
+	asJSON    bool
+}
+
+func (b *benchFlags) define(fs *flag.FlagSet, addr string) {
+	b.cfg = bench.DefaultConfig()
+	fs.StringVar(&b.endpoints, "endpoints", addr, "")
+	fs.IntVar(&b.cfg.Concurrency, "concurrency", b.cfg.Concurrency, "")
+	fs.DurationVar(&b.cfg.Duration, "duration", b.cfg.Duration, "")
+	fs.Int64Var(&b.cfg.Ops, "ops", 0, "")
+	fs.IntVar(&b.cfg.ValueSize, "value-size", b.cfg.ValueSize, "")
+	fs.IntVar(&b.cfg.Keys, "keys", b.cfg.Keys, "")
+	fs.Float64Var(&b.cfg.Reads, "reads", 0, "")
+	fs.StringVar(&b.cfg.Dist, "dist", b.cfg.Dist, "")
+	fs.StringVar(&b.cfg.Replication, "replication", "", "")
+	fs.StringVar(&b.cfg.Consistency, "consistency", "", "")
+	fs.StringVar(&b.cfg.KeyPrefix, "prefix", b.cfg.KeyPrefix, "")
+	fs.BoolVar(&b.asJSON, "json", false, "")
+}
+
+// finish applies what the flags imply once parsed.
+func (b *benchFlags) finish(args []string) {
+	if b.cfg.Ops > 0 && !flagGiven(args, "duration") {
+		b.cfg.Duration = 0
+	}
+	for _, e := range strings.Split(b.endpoints, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			b.cfg.Endpoints = append(b.cfg.Endpoints, e)
+		}
+	}
+}
+
 // cmdBench runs the closed-loop workload generator.
 func cmdBench(ctx context.Context, addr string, args []string, out io.Writer) error {
-	cfg := bench.DefaultConfig()
-	var endpoints string
-	var asJSON bool
-	pos, err := subFlags("bench", args, func(fs *flag.FlagSet) {
-		fs.StringVar(&endpoints, "endpoints", addr, "")
-		fs.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "")
-		fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "")
-		fs.Int64Var(&cfg.Ops, "ops", 0, "")
-		fs.IntVar(&cfg.ValueSize, "value-size", cfg.ValueSize, "")
-		fs.IntVar(&cfg.Keys, "keys", cfg.Keys, "")
-		fs.Float64Var(&cfg.Reads, "reads", 0, "")
-		fs.StringVar(&cfg.Dist, "dist", cfg.Dist, "")
-		fs.StringVar(&cfg.Replication, "replication", "", "")
-		fs.StringVar(&cfg.Consistency, "consistency", "", "")
-		fs.StringVar(&cfg.KeyPrefix, "prefix", cfg.KeyPrefix, "")
-		fs.BoolVar(&asJSON, "json", false, "")
-	})
+	if len(args) > 0 && args[0] == "compare" {
+		return cmdBenchCompare(ctx, addr, args[1:], out)
+	}
+	var bf benchFlags
+	pos, err := subFlags("bench", args, func(fs *flag.FlagSet) { bf.define(fs, addr) })
 	if err != nil {
 		return err
 	}
+	cfg, asJSON := &bf.cfg, bf.asJSON
 	if len(pos) != 0 {
 		return errors.New("usage: ringkv bench [--endpoints URLS] [--concurrency N] [--duration D | --ops N] [--value-size B] [--keys N] [--reads F] [--dist uniform|zipfian] [--replication sync|async] [--consistency C] [--json]")
 	}
-	if cfg.Ops > 0 && !flagGiven(args, "duration") {
-		cfg.Duration = 0
-	}
-	for _, e := range strings.Split(endpoints, ",") {
-		if e = strings.TrimSpace(e); e != "" {
-			cfg.Endpoints = append(cfg.Endpoints, e)
-		}
-	}
+	bf.finish(args)
 	cfg.Progress = func(p bench.Progress) {
 		fmt.Fprintf(os.Stderr, "\r%4.0fs  %9d ops  %8.0f ops/s  %d errors ", p.Elapsed.Seconds(), p.Ops, float64(p.Ops)/p.Elapsed.Seconds(), p.Errors)
 	}
-	res, err := bench.Run(ctx, cfg)
+	res, err := bench.Run(ctx, *cfg)
 	fmt.Fprintln(os.Stderr)
 	if err != nil {
 		return err
@@ -62,11 +79,11 @@ func cmdBench(ctx context.Context, addr string, args []string, out io.Writer) er
 		if err := enc.Encode(struct {
 			Config benchConfigView `json:"config"`
 			bench.Result
-		}{viewOf(cfg), res}); err != nil {
+		}{viewOf(*cfg), res}); err != nil {
 			return err
 		}
 	} else {
-		printBench(out, cfg, res)
+		printBench(out, *cfg, res)
 	}
 	if res.All.Ops == 0 {
 		return fmt.Errorf("no operation succeeded: %s", res.All.FirstError)
@@ -128,3 +145,76 @@ func printBench(out io.Writer, cfg bench.Config, r bench.Result) {
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }
+
+// cmdBenchCompare runs the workload with sync and async writes on the same
+// cluster, alternating rounds, and prints them side by side.
+func cmdBenchCompare(ctx context.Context, addr string, args []string, out io.Writer) error {
+	var bf benchFlags
+	var rounds int
+	var plot string
+	pos, err := subFlags("bench compare", args, func(fs *flag.FlagSet) {
+		bf.define(fs, addr)
+		fs.IntVar(&rounds, "rounds", 3, "")
+		fs.StringVar(&plot, "plot", "", "")
+	})
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 || bf.cfg.Replication != "" {
+		return errors.New("usage: ringkv bench compare [bench flags, without --replication] [--rounds N] [--plot FILE.svg] [--json]")
+	}
+	if !flagGiven(args, "duration") && bf.cfg.Ops == 0 {
+		bf.cfg.Duration = 5 * time.Second
+	}
+	bf.finish(args)
+	modes := []bench.Mode{
+		{Name: "sync", Apply: func(c *bench.Config) { c.Replication = "sync" }},
+		{Name: "async", Apply: func(c *bench.Config) { c.Replication = "async" }},
+	}
+	res, err := bench.Compare(ctx, bf.cfg, modes, rounds, func(round int, mode string, r bench.Result) {
+		fmt.Fprintf(os.Stderr, "round %d %-5s %8.0f writes/s  p99 %s  errors %d\n", round+1, mode, r.All.Throughput, ms(r.All.P99), r.All.Errors)
+	})
+	if err != nil {
+		return err
+	}
+	if plot != "" {
+		f, err := os.Create(plot)
+		if err != nil {
+			return err
+		}
+		title := fmt.Sprintf("ringkv sync vs async: %d clients, %d-byte values, %d keys, %d rounds", bf.cfg.Concurrency, bf.cfg.ValueSize, bf.cfg.Keys, rounds)
+		if err := bench.WriteSVG(f, title, res); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	if bf.asJSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Config benchConfigView    `json:"config"`
+			Rounds int                `json:"rounds"`
+			Modes  []bench.ModeResult `json:"modes"`
+		}{viewOf(bf.cfg), rounds, res})
+	}
+	fmt.Fprintf(out, "%d clients, %d-byte values, %d keys (%s), %.0f%% reads, %d alternating rounds per mode\n",
+		bf.cfg.Concurrency, bf.cfg.ValueSize, bf.cfg.Keys, bf.cfg.Dist, 100*bf.cfg.Reads, rounds)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "mode\tops\terrors\tops/s\tp50\tp90\tp99\tp99.9\tmax\t")
+	for _, m := range res {
+		s := m.Stats
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t\n", m.Name, s.Ops, s.Errors, s.Throughput, ms(s.P50), ms(s.P90), ms(s.P99), ms(s.P999), ms(s.Max))
+	}
+	a, b := res[1].Stats, res[0].Stats
+	ratio := func(x, y time.Duration) string { return fmt.Sprintf("%.2fx", float64(x)/float64(max(y, 1))) }
+	fmt.Fprintf(tw, "async/sync\t\t\t%.2fx\t%s\t%s\t%s\t%s\t%s\t\n", a.Throughput/max(b.Throughput, 1e-9),
+		ratio(a.P50, b.P50), ratio(a.P90, b.P90), ratio(a.P99, b.P99), ratio(a.P999, b.P999), ratio(a.Max, b.Max))
+	tw.Flush()
+	if plot != "" {
+		fmt.Fprintf(out, "plot written to %s\n", plot)
+	}
+	return nil
+}
