@@ -2,7 +2,11 @@ package e2e
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -36,5 +40,69 @@ func TestBenchAgainstACluster(t *testing.T) {
 	}
 	if !(0 < r.All.P50 && r.All.P50 <= r.All.P99 && r.All.P99 <= r.All.Max) || r.All.Throughput <= 0 {
 		t.Fatalf("latencies out of order: %+v", r.All)
+	}
+}
+
+// TestBenchCompareAndAsyncOnRealNodes drives async writes through HTTP the
+// way the README shows (202 with the Raft headers, wait, min_index on
+// another node), then runs `ringkv bench compare` briefly and checks both
+// modes ran and the plot was drawn.
+func TestBenchCompareAndAsyncOnRealNodes(t *testing.T) {
+	c := startCluster(t, 3)
+	req, _ := http.NewRequest(http.MethodPut, c.procs[0].URL()+"/v1/kv/async-key?replication=async", strings.NewReader("v1"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	group, index, term := resp.Header.Get("X-Raft-Group"), resp.Header.Get("X-Raft-Index"), resp.Header.Get("X-Raft-Term")
+	if resp.StatusCode != http.StatusAccepted || group == "" || index == "" || term == "" {
+		t.Fatalf("async put: %d, headers %v", resp.StatusCode, resp.Header)
+	}
+	resp, err = http.Post(c.procs[1].URL()+"/v1/wait?group="+group+"&index="+index+"&term="+term+"&timeout=5s", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("wait: %d", resp.StatusCode)
+	}
+	resp, err = http.Get(c.procs[2].URL() + "/v1/kv/async-key?consistency=stale&min_index=" + index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != "v1" {
+		t.Fatalf("stale read at min_index on another node: %d %q", resp.StatusCode, body)
+	}
+
+	var eps []string
+	for _, p := range c.procs {
+		eps = append(eps, p.URL())
+	}
+	plot := filepath.Join(t.TempDir(), "compare.svg")
+	out, err := exec.Command(bin.ringkv, "bench", "compare", "--endpoints", strings.Join(eps, ","), "--concurrency", "4",
+		"--duration", "400ms", "--rounds", "2", "--plot", plot, "--json").Output()
+	if err != nil {
+		t.Fatalf("bench compare: %v\n%s", err, out)
+	}
+	var cmp struct {
+		Modes []bench.ModeResult `json:"modes"`
+	}
+	if err := json.Unmarshal(out, &cmp); err != nil {
+		t.Fatalf("bench compare --json: %v\n%s", err, out)
+	}
+	if len(cmp.Modes) != 2 || cmp.Modes[0].Name != "sync" || cmp.Modes[1].Name != "async" {
+		t.Fatalf("modes %+v", cmp.Modes)
+	}
+	for _, m := range cmp.Modes {
+		if m.Rounds != 2 || m.Stats.Ops == 0 || m.Errors != 0 || m.Stats.P50 <= 0 {
+			t.Fatalf("mode %s: %+v", m.Name, m)
+		}
+	}
+	svg, err := os.ReadFile(plot)
+	if err != nil || !strings.HasPrefix(string(svg), "<svg") || !strings.Contains(string(svg), "async") || strings.Count(string(svg), "<polyline") != 2 {
+		t.Fatalf("plot: %v\n%.300s", err, svg)
 	}
 }
