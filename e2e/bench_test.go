@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/ringkv/ringkv/bench"
+	"github.com/ringkv/ringkv/chaos"
 )
 
 // TestBenchAgainstACluster runs `ringkv bench` as a user would, with a
@@ -104,5 +105,29 @@ func TestBenchCompareAndAsyncOnRealNodes(t *testing.T) {
 	svg, err := os.ReadFile(plot)
 	if err != nil || !strings.HasPrefix(string(svg), "<svg") || !strings.Contains(string(svg), "async") || strings.Count(string(svg), "<polyline") != 2 {
 		t.Fatalf("plot: %v\n%.300s", err, svg)
+	}
+}
+
+// TestBenchLoss runs `ringkv bench loss` as a user would, small: one kill
+// of a group leader per mode, twice, each first cut off from its followers for a
+// moment first. Sync must lose nothing (the command fails otherwise);
+// async writes acknowledged by the cut-off leader are lost, and reported.
+func TestBenchLoss(t *testing.T) {
+	trackSources()
+	out, err := exec.Command(bin.ringkv, "bench", "loss", "--ringkvd", bin.ringkvd, "--kills", "2", "--rate", "100",
+		"--before", "500ms", "--cut", "300ms", "--json").Output()
+	if err != nil {
+		t.Fatalf("bench loss: %v\n%s", err, out)
+	}
+	var reps []chaos.LossReport
+	if err := json.Unmarshal(out, &reps); err != nil || len(reps) != 2 {
+		t.Fatalf("bench loss --json: %v\n%s", err, out)
+	}
+	sync, async := reps[0], reps[1]
+	if sync.Replication != "sync" || sync.Acked < 50 || len(sync.Lost) != 0 {
+		t.Fatalf("sync: %+v", sync)
+	}
+	if async.Replication != "async" || async.Acked < 50 || len(async.Lost) == 0 || async.Window <= 0 {
+		t.Fatalf("async with its leader cut off then killed lost nothing: %+v", async)
 	}
 }

@@ -131,37 +131,105 @@ func (p *proposer) run() {
 		entries := pack(wave)
 		futures := make([]raft.ApplyFuture, len(entries))
 		forget := make([]func(), len(entries))
+		stored := make([]chan struct{}, len(entries))
 		for i, e := range entries {
 			if p.notify != nil && e.async() {
-				props := e.props
+				props, st := e.props, make(chan struct{})
+				stored[i] = st
 				forget[i] = p.notify.expect(e.cmd, func(index, term uint64) {
 					for _, pr := range props {
 						if pr.appended != nil {
 							pr.appended <- appended{index, term}
 						}
 					}
+					close(st)
 				})
 			}
 			futures[i] = p.r.Apply(e.cmd, e.timeout)
 		}
-		// Entries commit in order, so waiting in order costs nothing extra;
-		// the wave is done when its last entry is.
-		for i, e := range entries {
-			err := futures[i].Error()
-			if forget[i] != nil {
-				forget[i]()
-			}
-			var resp interface{}
-			if err == nil {
-				resp = futures[i].Response()
-			}
-			for j, pr := range e.props {
-				pr.err, pr.resp = err, resp
-				if len(e.props) > 1 && err == nil {
-					pr.resp = unpack(resp, j)
+		// A wave of asynchronous writes only is done once the leader has
+		// stored it: the next wave need not wait for followers, which is
+		// the point of async. Otherwise entries commit in order, so waiting
+		// in order costs nothing extra and the wave is done when its last
+		// entry is.
+		if p.allStoredAsync(entries) {
+			outs := make([]*outcome, len(entries))
+			for i := range entries {
+				outs[i] = await1(futures[i])
+				select {
+				case <-stored[i]:
+				case <-outs[i].done:
 				}
-				close(pr.done)
 			}
+			go finish(entries, outs, forget)
+			continue
+		}
+		outs := make([]*outcome, len(entries))
+		for i := range entries {
+			outs[i] = &outcome{f: futures[i]}
+		}
+		finish(entries, outs, forget)
+	}
+}
+
+func (p *proposer) allStoredAsync(entries []entry) bool {
+	if p.notify == nil {
+		return false
+	}
+	for _, e := range entries {
+		for _, pr := range e.props {
+			if pr.appended == nil {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// outcome is a raft future's result, waited for by one goroutine only
+// (raft futures allow one waiter): either await1's, which closes done, or
+// whoever calls get without await1.
+type outcome struct {
+	f    raft.ApplyFuture
+	done chan struct{} // set by await1
+	err  error
+}
+
+// await1 starts the one wait for f.
+func await1(f raft.ApplyFuture) *outcome {
+	o := &outcome{f: f, done: make(chan struct{})}
+	go func() {
+		o.err = f.Error()
+		close(o.done)
+	}()
+	return o
+}
+
+func (o *outcome) get() error {
+	if o.done == nil {
+		return o.f.Error()
+	}
+	<-o.done
+	return o.err
+}
+
+// finish waits for each entry's outcome and hands it to its proposals.
+func finish(entries []entry, outs []*outcome, forget []func()) {
+	for i, e := range entries {
+		err := outs[i].get()
+		if forget[i] != nil {
+			forget[i]()
+		}
+		var resp interface{}
+		if err == nil {
+			resp = outs[i].f.Response()
+		}
+		for j, pr := range e.props {
+			pr.err, pr.resp = err, resp
+			if len(e.props) > 1 && err == nil {
+				pr.resp = unpack(resp, j)
+			}
+			close(pr.done)
 		}
 	}
 }

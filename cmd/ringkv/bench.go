@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ringkv/ringkv/bench"
+	"github.com/ringkv/ringkv/chaos"
 )
 
 // benchFlags are the flags every bench command takes.
@@ -54,6 +55,9 @@ func (b *benchFlags) finish(args []string) {
 func cmdBench(ctx context.Context, addr string, args []string, out io.Writer) error {
 	if len(args) > 0 && args[0] == "compare" {
 		return cmdBenchCompare(ctx, addr, args[1:], out)
+	}
+	if len(args) > 0 && args[0] == "loss" {
+		return cmdBenchLoss(ctx, args[1:], out)
 	}
 	var bf benchFlags
 	pos, err := subFlags("bench", args, func(fs *flag.FlagSet) { bf.define(fs, addr) })
@@ -215,6 +219,87 @@ func cmdBenchCompare(ctx context.Context, addr string, args []string, out io.Wri
 	tw.Flush()
 	if plot != "" {
 		fmt.Fprintf(out, "plot written to %s\n", plot)
+	}
+	return nil
+}
+
+// cmdBenchLoss starts 3 local nodes and, for sync and then async writes,
+// writes steadily to one group while killing its leader with SIGKILL, then
+// reads back every acknowledged write. Sync must lose none.
+func cmdBenchLoss(ctx context.Context, args []string, out io.Writer) error {
+	var kills, rate int
+	var before, cut time.Duration
+	var bin, dir string
+	var asJSON bool
+	pos, err := subFlags("bench loss", args, func(fs *flag.FlagSet) {
+		fs.IntVar(&kills, "kills", 3, "")
+		fs.IntVar(&rate, "rate", 200, "")
+		fs.DurationVar(&before, "before", time.Second, "")
+		fs.DurationVar(&cut, "cut", 0, "")
+		fs.StringVar(&bin, "ringkvd", "", "")
+		fs.StringVar(&dir, "dir", "", "")
+		fs.BoolVar(&asJSON, "json", false, "")
+	})
+	if err != nil || len(pos) != 0 || kills < 1 || rate < 1 || before <= 0 {
+		return errors.New("usage: ringkv bench loss [--kills N] [--rate WRITES/S] [--before D] [--cut D] [--ringkvd PATH] [--dir DIR] [--json]")
+	}
+	if bin == "" {
+		if bin, err = findRingkvd(); err != nil {
+			return err
+		}
+	}
+	keep := dir != ""
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "ringkv-loss-"); err != nil {
+			return err
+		}
+	}
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	cluster, err := chaos.StartLocal(sctx, chaos.LocalOptions{Bin: bin, Dir: dir, Nodes: 3, Args: chaos.NodeArgs(3)})
+	if err != nil {
+		return fmt.Errorf("bench loss: starting the cluster: %w (logs in %s)", err, dir)
+	}
+	defer cluster.Stop()
+	fmt.Fprintf(os.Stderr, "bench loss: 3 local nodes, %d kills of group 1's leader per mode, %d writes/s, leader cut off for %v first; files in %s\n", kills, rate, cut, dir)
+	var reps []chaos.LossReport
+	for _, mode := range []string{"sync", "async"} {
+		rep, err := chaos.MeasureLoss(ctx, chaos.LossConfig{Cluster: cluster, Group: 1, Kills: kills, Rate: rate,
+			Replication: mode, Before: before, Cut: cut, Progress: os.Stderr})
+		if err != nil {
+			return fmt.Errorf("bench loss (%s): %w (logs in %s)", mode, err, dir)
+		}
+		reps = append(reps, rep)
+	}
+	if asJSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(reps); err != nil {
+			return err
+		}
+	} else {
+		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "mode\tkills\tacknowledged\tlost\tloss window\t")
+		for _, r := range reps {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t\n", r.Replication, r.Kills, r.Acked, len(r.Lost), ms(r.Window))
+		}
+		tw.Flush()
+		for _, r := range reps {
+			for i, k := range r.Lost {
+				if i == 5 {
+					fmt.Fprintf(out, "  ... %d more\n", len(r.Lost)-5)
+					break
+				}
+				fmt.Fprintf(out, "  %s lost %s\n", r.Replication, k)
+			}
+		}
+	}
+	cluster.Stop()
+	if len(reps[0].Lost) > 0 {
+		return fmt.Errorf("bench loss: %d acknowledged sync writes lost (logs in %s)", len(reps[0].Lost), dir)
+	}
+	if !keep {
+		os.RemoveAll(dir)
 	}
 	return nil
 }

@@ -39,6 +39,10 @@ commands:
         [--keys N] [--reads F] [--dist uniform|zipfian] [--replication sync|async]
         [--consistency C] [--json]
                                  closed-loop load: throughput, errors, latency percentiles
+  bench compare [bench flags] [--rounds N] [--plot FILE.svg]
+                                 the same load with sync and async writes, alternating rounds
+  bench loss [--kills N] [--rate W] local nodes; kill -9 a group leader under sync and async
+                                 writes; count acknowledged writes lost
   chaos [--duration D] [--nemesis kill,pause,partition]
                                  start 3 local nodes, inject faults, check the history
 
