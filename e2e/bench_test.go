@@ -108,10 +108,11 @@ func TestBenchCompareAndAsyncOnRealNodes(t *testing.T) {
 	}
 }
 
-// TestBenchLoss runs `ringkv bench loss` as a user would, small: one kill
-// of a group leader per mode, twice, each first cut off from its followers for a
-// moment first. Sync must lose nothing (the command fails otherwise);
-// async writes acknowledged by the cut-off leader are lost, and reported.
+// TestBenchLoss runs `ringkv bench loss` as a user would, small: per mode,
+// a group leader is killed twice, each time after being cut off from its
+// followers for a moment. Sync must lose nothing (the command fails
+// otherwise); async writes acknowledged by the cut-off leader are lost,
+// and reported.
 func TestBenchLoss(t *testing.T) {
 	trackSources()
 	out, err := exec.Command(bin.ringkv, "bench", "loss", "--ringkvd", bin.ringkvd, "--kills", "2", "--rate", "100",
