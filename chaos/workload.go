@@ -27,6 +27,9 @@ type Workload struct {
 	OpsPerKey int
 	// OpTimeout bounds each operation.
 	OpTimeout time.Duration
+	// Replication is passed on plain puts ("": the cluster's default);
+	// compare-and-swaps are always synchronous.
+	Replication string
 }
 
 // Stats counts what a run did.
@@ -80,7 +83,7 @@ func (w Workload) Run(ctx context.Context, h *History) Stats {
 					// Set workload: a unique key written once.
 					k := fmt.Sprintf("set/%d", setSeq.Add(1))
 					octx, cancel := context.WithTimeout(ctx, w.OpTimeout)
-					_, err := c.Put(octx, k, []byte(k), client.PutOptions{})
+					_, err := c.Put(octx, k, []byte(k), client.PutOptions{Replication: w.Replication})
 					cancel()
 					if err == nil {
 						mu.Lock()
@@ -146,9 +149,9 @@ func (w Workload) do(ctx context.Context, c *client.Client, in Input) (out Outpu
 		}
 		return Output{}, false // a failed read observed nothing
 	case OpPut, OpCAS:
-		o := client.PutOptions{}
+		o := client.PutOptions{Replication: w.Replication}
 		if in.Op == OpCAS {
-			o.CAS = &in.CAS
+			o.CAS, o.Replication = &in.CAS, ""
 		}
 		var res client.WriteResult
 		res, err = c.Put(octx, in.Key, []byte(in.Value), o)

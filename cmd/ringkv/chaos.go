@@ -23,6 +23,7 @@ func cmdChaos(ctx context.Context, args []string, out io.Writer) error {
 		endpoints                 string
 		duration, faultFor        time.Duration
 		workers, groups           int
+		replication               string
 		keep                      bool
 	)
 	_, err := subFlags("chaos", args, func(fs *flag.FlagSet) {
@@ -33,12 +34,16 @@ func cmdChaos(ctx context.Context, args []string, out io.Writer) error {
 		fs.DurationVar(&faultFor, "fault-for", 2*time.Second, "how long each fault lasts (pauses must outlast the election timeout)")
 		fs.IntVar(&workers, "clients", 8, "concurrent clients")
 		fs.IntVar(&groups, "groups", 3, "data groups")
+		fs.StringVar(&replication, "replication", "", "sync or async plain puts (async: lost writes are reported, not failed)")
 		fs.StringVar(&bin, "ringkvd", "", "path to the ringkvd binary (default: next to ringkv, then $PATH)")
 		fs.StringVar(&dir, "dir", "", "directory for data, logs and the violation report (default: a new temporary one)")
 		fs.BoolVar(&keep, "keep", false, "keep the directory after a passing run")
 	})
 	if err != nil {
 		return err
+	}
+	if replication != "" && replication != "sync" && replication != "async" {
+		return fmt.Errorf("chaos: replication %q: want sync or async", replication)
 	}
 	kinds := strings.Split(nemesis, ",")
 	for _, k := range kinds {
@@ -86,7 +91,7 @@ func cmdChaos(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer cluster.Stop()
 	rep, err := chaos.Run(ctx, chaos.Config{Cluster: cluster, Groups: groups, Duration: duration, Nemesis: kinds,
-		FaultFor: faultFor, Recover: time.Second, Workers: workers, OutDir: dir, Progress: out})
+		FaultFor: faultFor, Recover: time.Second, Workers: workers, OutDir: dir, Progress: out, Replication: replication})
 	if err != nil {
 		return fmt.Errorf("chaos: %w (logs in %s)", err, dir)
 	}

@@ -43,7 +43,7 @@ commands:
                                  the same load with sync and async writes, alternating rounds
   bench loss [--kills N] [--rate W] local nodes; kill -9 a group leader under sync and async
                                  writes; count acknowledged writes lost
-  chaos [--duration D] [--nemesis kill,pause,partition]
+  chaos [--duration D] [--nemesis kill,pause,partition] [--replication async]
                                  start 3 local nodes, inject faults, check the history
 
 --addr defaults to $RINGKV_ADDR, then http://127.0.0.1:7070.
