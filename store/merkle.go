@@ -76,6 +76,9 @@ func replayJournal(tx *bolt.Tx, t *snapshot.Tree) (map[int]bool, int, error) {
 // transaction: a journal record, or, every journalCompactEvery records,
 // the leaves themselves.
 func (s *Store) persistLeaves(tx *bolt.Tx, changed map[int]bool, index uint64) error {
+	if len(changed) == 0 {
+		return nil
+	}
 	for i := range changed {
 		s.unfolded[i] = true
 	}
