@@ -3,11 +3,9 @@ package chaos
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -312,33 +310,17 @@ func unavailability(ops []porcupine.Operation, windows []window) map[string]time
 // the key ranges and keys the verification located. Nothing is repaired:
 // the run reports what it found.
 func CompareReplicas(ctx context.Context, c *Cluster) (bool, string) {
-	type replica struct {
-		Node  string `json:"node"`
-		Root  string `json:"root"`
-		Error string `json:"error"`
-		Diff  *struct {
-			Ranges []json.RawMessage `json:"ranges"`
-			Keys   []string          `json:"keys"`
-		} `json:"diff"`
-	}
-	var res struct {
-		Agree  bool `json:"agree"`
-		Groups []struct {
-			Group    uint32    `json:"group"`
-			Index    uint64    `json:"index"`
-			Root     string    `json:"root"`
-			Replicas []replica `json:"replicas"`
-		} `json:"groups"`
-	}
+	var res client.Verification
 	var diverged string
 	err := poll(ctx, 200*time.Millisecond, func() error {
-		if err := c.Procs[0].Client.PostJSONQuery(ctx, "/v1/verify", url.Values{"repair": {"false"}}, &res); err != nil {
+		var err error
+		if res, err = c.Procs[0].Client.Verify(ctx, client.VerifyOptions{NoRepair: true}); err != nil {
 			return err
 		}
 		for _, g := range res.Groups {
 			for _, r := range g.Replicas {
-				if r.Root != "" && r.Root != g.Root {
-					diverged = fmt.Sprintf("group %d at index %d: %s holds root %.16s, the group %.16s", g.Group, g.Index, r.Node, r.Root, g.Root)
+				if (r.Root != "" && r.Root != g.Root) || (r.DataRoot != "" && r.DataRoot != g.Root) {
+					diverged = fmt.Sprintf("group %d at index %d: %s holds root %.16s (its data %.16s), the group %.16s", g.Group, g.Index, r.Node, r.Root, r.DataRoot, g.Root)
 					if r.Diff != nil {
 						diverged += fmt.Sprintf(" (%d key ranges differ; keys %q)", len(r.Diff.Ranges), r.Diff.Keys)
 					}

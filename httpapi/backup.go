@@ -21,11 +21,17 @@ import (
 const bulkTimeout = 30 * time.Minute
 
 func bulk(w http.ResponseWriter, r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithDeadline(r.Context(), extendDeadlines(w))
+}
+
+// extendDeadlines lifts the server's read and write timeouts for this
+// connection to bulkTimeout from now, and returns that deadline.
+func extendDeadlines(w http.ResponseWriter) time.Time {
 	rc := http.NewResponseController(w)
 	dl := time.Now().Add(bulkTimeout)
 	_ = rc.SetReadDeadline(dl)
 	_ = rc.SetWriteDeadline(dl)
-	return context.WithDeadline(r.Context(), dl)
+	return dl
 }
 
 // backup answers GET /v1/backup with a backup archive of every group. The

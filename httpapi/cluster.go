@@ -179,6 +179,26 @@ type verifyBody struct {
 }
 
 func (a *API) verifyAll(w http.ResponseWriter, r *http.Request) {
+	a.verify(w, r, func(ctx context.Context, o raftnode.VerifyOptions) ([]raftnode.GroupVerification, error) {
+		return a.b.VerifyAll(ctx, o)
+	})
+}
+
+func (a *API) verifyGroup(w http.ResponseWriter, r *http.Request) {
+	id, err := groupParam(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	a.verify(w, r, func(ctx context.Context, o raftnode.VerifyOptions) ([]raftnode.GroupVerification, error) {
+		v, err := a.b.Verify(ctx, id, o)
+		return []raftnode.GroupVerification{v}, err
+	})
+}
+
+// verify reads the options, runs fn under the verification's deadline and
+// answers whether every group agrees.
+func (a *API) verify(w http.ResponseWriter, r *http.Request, fn func(context.Context, raftnode.VerifyOptions) ([]raftnode.GroupVerification, error)) {
 	o, err := verifyOptions(r)
 	if err != nil {
 		writeError(w, err)
@@ -187,9 +207,9 @@ func (a *API) verifyAll(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), verifyTimeout(o))
 	defer cancel()
 	if o.Deep {
-		bulk(w, r)
+		extendDeadlines(w) // a deep verification reads all the data
 	}
-	vs, err := a.b.VerifyAll(ctx, o)
+	vs, err := fn(ctx, o)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -199,30 +219,6 @@ func (a *API) verifyAll(w http.ResponseWriter, r *http.Request) {
 		body.Agree = body.Agree && v.Agree
 	}
 	writeJSON(w, http.StatusOK, body)
-}
-
-func (a *API) verifyGroup(w http.ResponseWriter, r *http.Request) {
-	id, err := groupParam(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	o, err := verifyOptions(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), verifyTimeout(o))
-	defer cancel()
-	if o.Deep {
-		bulk(w, r)
-	}
-	v, err := a.b.Verify(ctx, id, o)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, verifyBody{Agree: v.Agree, Groups: []raftnode.GroupVerification{v}})
 }
 
 // verifyOptions reads ?repair=false, which reports a divergent replica

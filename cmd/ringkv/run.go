@@ -329,58 +329,20 @@ func cmdVerify(ctx context.Context, c *client.Client, args []string, out io.Writ
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	path := "/v1/verify"
+	o := client.VerifyOptions{Shallow: shallow, NoRepair: noRepair}
 	switch len(pos) {
 	case 0:
 	case 1:
-		if _, err := strconv.ParseUint(pos[0], 10, 32); err != nil {
+		g, err := strconv.ParseUint(pos[0], 10, 32)
+		if err != nil || g == 0 {
 			return errors.New("usage: ringkv verify [GROUP] [--shallow] [--no-repair]")
 		}
-		path = "/v1/groups/" + pos[0] + "/verify"
+		o.Group = uint32(g)
 	default:
 		return errors.New("usage: ringkv verify [GROUP] [--shallow] [--no-repair]")
 	}
-	q := url.Values{}
-	if noRepair {
-		q.Set("repair", "false")
-	}
-	if shallow {
-		q.Set("deep", "false")
-	}
-	var res struct {
-		Agree  bool `json:"agree"`
-		Groups []struct {
-			Group    uint32 `json:"group"`
-			Index    uint64 `json:"index"`
-			Root     string `json:"root"`
-			Agree    bool   `json:"agree"`
-			Replicas []struct {
-				Node     string `json:"node"`
-				Index    uint64 `json:"index"`
-				Root     string `json:"root"`
-				DataRoot string `json:"data_root"`
-				Error    string `json:"error"`
-				Diff     *struct {
-					Against string `json:"against"`
-					Hashes  int    `json:"hashes_compared"`
-					Ranges  []struct {
-						Leaf int    `json:"leaf"`
-						From string `json:"from"`
-						To   string `json:"to"`
-					} `json:"ranges"`
-					Keys     []string `json:"keys"`
-					MoreKeys bool     `json:"more_keys"`
-				} `json:"diff"`
-				Repair *struct {
-					Done  bool   `json:"done"`
-					From  string `json:"from"`
-					Index uint64 `json:"index"`
-					Error string `json:"error"`
-				} `json:"repair"`
-			} `json:"replicas"`
-		} `json:"groups"`
-	}
-	if err := c.PostJSONQuery(ctx, path, q, &res); err != nil {
+	res, err := c.Verify(ctx, o)
+	if err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
