@@ -41,14 +41,15 @@ type LossReport struct {
 	// found afterwards.
 	Acked int      `json:"acked"`
 	Lost  []string `json:"lost"`
-	// Window is the longest time between a lost write's acknowledgement
-	// and the kill that lost it.
+	// Window is the longest time between sending a write that was
+	// acknowledged and lost, and the kill that lost it.
 	Window time.Duration `json:"window_ns"`
 }
 
 type ack struct {
-	key  string
-	at   time.Time
+	key string
+	at  time.Time // when the write was sent
+	// kill is the index of the first kill after it was sent.
 	kill int
 }
 
@@ -71,12 +72,17 @@ func MeasureLoss(ctx context.Context, cfg LossConfig) (LossReport, error) {
 		// Any node: one that is down refuses, and that write is simply
 		// not acknowledged.
 		p := c.Procs[int(seqOf(key))%len(c.Procs)]
+		// A write is attributed to the first kill after it was sent: one
+		// sent just before a kill may be answered just after it.
+		mu.Lock()
+		sent, next := time.Now(), kill
+		mu.Unlock()
 		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		_, err := p.Client.Put(wctx, key, []byte("v:"+key), client.PutOptions{Replication: cfg.Replication})
 		if err == nil {
 			mu.Lock()
-			acks = append(acks, ack{key: key, at: time.Now(), kill: kill})
+			acks = append(acks, ack{key: key, at: sent, kill: next})
 			mu.Unlock()
 		}
 	}
