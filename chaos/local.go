@@ -30,8 +30,11 @@ type Proc struct {
 	args     []string
 	env      []string
 	attached bool // a node this harness did not start and cannot control
-	cmd      *exec.Cmd
-	exited   chan struct{}
+	// container, when set, names the Docker container this node runs in;
+	// process control goes through Docker.
+	container string
+	cmd       *exec.Cmd
+	exited    chan struct{}
 }
 
 // URL is the node's HTTP base URL.
@@ -39,13 +42,25 @@ func (p *Proc) URL() string { return "http://" + p.HTTPAddr }
 
 // Running reports whether the process is alive (it may be paused). An
 // attached node counts as running.
-func (p *Proc) Running() bool { return p.cmd != nil || p.attached }
+func (p *Proc) Running() bool {
+	if p.container != "" {
+		return p.containerRunning()
+	}
+	return p.cmd != nil || p.attached
+}
 
 // errAttached is returned for process control of an attached node.
 var errAttached = errors.New("attached node: this harness did not start it and cannot kill, restart or pause it")
 
 // Start starts the process with its fixed arguments.
 func (p *Proc) Start() error {
+	if p.container != "" {
+		if p.containerRunning() {
+			return nil
+		}
+		_, err := docker("start", p.container)
+		return err
+	}
 	if p.attached {
 		return errAttached
 	}
@@ -71,6 +86,13 @@ func (p *Proc) Start() error {
 
 // Kill sends SIGKILL and waits for the process to exit.
 func (p *Proc) Kill() error {
+	if p.container != "" {
+		if !p.containerRunning() {
+			return nil
+		}
+		_, err := docker("kill", p.container)
+		return err
+	}
 	if p.attached {
 		return errAttached
 	}
@@ -91,10 +113,25 @@ func (p *Proc) Kill() error {
 }
 
 // Pause stops the process with SIGSTOP; Resume continues it.
-func (p *Proc) Pause() error { return p.signal(syscall.SIGSTOP) }
+func (p *Proc) Pause() error {
+	if p.container != "" {
+		_, err := docker("pause", p.container)
+		return err
+	}
+	return p.signal(syscall.SIGSTOP)
+}
 
 // Resume continues a paused process.
-func (p *Proc) Resume() error { return p.signal(syscall.SIGCONT) }
+func (p *Proc) Resume() error {
+	if p.container != "" {
+		if st, _ := docker("inspect", "-f", "{{.State.Paused}}", p.container); st != "true" {
+			return nil
+		}
+		_, err := docker("unpause", p.container)
+		return err
+	}
+	return p.signal(syscall.SIGCONT)
+}
 
 func (p *Proc) signal(s syscall.Signal) error {
 	if p.attached {
@@ -132,6 +169,8 @@ type LocalOptions struct {
 // Cluster is a cluster of ringkvd processes on 127.0.0.1.
 type Cluster struct {
 	Procs []*Proc
+	// containers: the nodes run in Docker containers (AttachContainers).
+	containers bool
 }
 
 func freeAddr() (string, error) {
@@ -202,8 +241,20 @@ func Attach(ctx context.Context, urls []string) (*Cluster, error) {
 	return c, nil
 }
 
-// Stop kills every process.
+// Stop kills every process this harness started. Containers are left
+// running, healed and resumed: the cluster is the user's.
 func (c *Cluster) Stop() {
+	if c.containers {
+		for _, p := range c.Procs {
+			if p.Running() {
+				p.Resume()
+			} else {
+				p.Start()
+			}
+		}
+		c.healContainers()
+		return
+	}
 	for _, p := range c.Procs {
 		p.Kill()
 	}
@@ -262,6 +313,9 @@ func (c *Cluster) LeaderOf(ctx context.Context, g uint32) int {
 // both directions, through each node's fault hook. HTTP keeps working, so
 // clients still reach it.
 func (c *Cluster) Partition(ctx context.Context, i int) error {
+	if c.containers {
+		return c.partitionContainers(i)
+	}
 	var others []string
 	for j, p := range c.Procs {
 		if j == i {
@@ -277,6 +331,9 @@ func (c *Cluster) Partition(ctx context.Context, i int) error {
 
 // Heal lifts every partition on running nodes.
 func (c *Cluster) Heal(ctx context.Context) error {
+	if c.containers {
+		return c.healContainers()
+	}
 	var first error
 	for _, p := range c.Procs {
 		if p.Running() {

@@ -23,11 +23,12 @@ func cmdChaos(ctx context.Context, args []string, out io.Writer) error {
 		endpoints                 string
 		duration, faultFor        time.Duration
 		workers, groups           int
-		replication               string
+		replication, containers   string
 		keep                      bool
 	)
 	_, err := subFlags("chaos", args, func(fs *flag.FlagSet) {
-		fs.StringVar(&target, "target", "local", "local: start 3 ringkvd processes on 127.0.0.1; endpoints: attach to --endpoints")
+		fs.StringVar(&target, "target", "local", "local: start 3 ringkvd processes on 127.0.0.1; endpoints: attach to --endpoints; compose: the docker-compose cluster")
+		fs.StringVar(&containers, "containers", "ringkv1,ringkv2,ringkv3", "compose: the containers, in the order of --endpoints")
 		fs.StringVar(&endpoints, "endpoints", "", "with --target endpoints: comma-separated URLs of running nodes started with --fault-hook")
 		fs.DurationVar(&duration, "duration", time.Minute, "how long to run the workload")
 		fs.StringVar(&nemesis, "nemesis", "kill,pause,partition", "fault kinds to cycle through")
@@ -56,12 +57,16 @@ func cmdChaos(ctx context.Context, args []string, out io.Writer) error {
 	}
 	switch target {
 	case "local":
+	case "compose":
+		if endpoints == "" {
+			endpoints = "http://127.0.0.1:7001,http://127.0.0.1:7002,http://127.0.0.1:7003"
+		}
 	case "endpoints":
 		if endpoints == "" {
 			return errors.New("chaos: --target endpoints needs --endpoints URL,URL,...")
 		}
 	default:
-		return fmt.Errorf("chaos: target %q is not available; use local or endpoints", target)
+		return fmt.Errorf("chaos: target %q is not available; use local, endpoints or compose", target)
 	}
 	if bin == "" && target == "local" {
 		if bin, err = findRingkvd(); err != nil {
@@ -79,7 +84,10 @@ func cmdChaos(ctx context.Context, args []string, out io.Writer) error {
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	var cluster *chaos.Cluster
-	if target == "endpoints" {
+	if target == "compose" {
+		fmt.Fprintf(out, "chaos: containers %s at %s, %d clients, %v, faults %s; files in %s\n", containers, endpoints, workers, duration, nemesis, dir)
+		cluster, err = chaos.AttachContainers(sctx, strings.Split(endpoints, ","), strings.Split(containers, ","))
+	} else if target == "endpoints" {
 		fmt.Fprintf(out, "chaos: attached to %s, %d clients, %v, faults %s; files in %s\n", endpoints, workers, duration, nemesis, dir)
 		cluster, err = chaos.Attach(sctx, strings.Split(endpoints, ","))
 	} else {
