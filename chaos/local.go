@@ -187,6 +187,27 @@ func freeAddr() (string, error) {
 func StartLocal(ctx context.Context, o LocalOptions) (*Cluster, error) {
 	c := &Cluster{}
 	for i := 0; i < o.Nodes; i++ {
+		p, err := c.startNode(ctx, o, i)
+		if err != nil {
+			c.Stop()
+			return nil, err
+		}
+		c.Procs = append(c.Procs, p)
+	}
+	if err := c.WaitReady(ctx, o.Nodes); err != nil {
+		c.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+// startNode starts node i and waits until it answers. Free ports are found
+// by listening and closing, so another process may take one before the
+// node binds it: a node that exits before answering is started again on
+// fresh ports.
+func (c *Cluster) startNode(ctx context.Context, o LocalOptions, i int) (*Proc, error) {
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
 		httpAddr, err := freeAddr()
 		if err != nil {
 			return nil, err
@@ -203,16 +224,35 @@ func StartLocal(ctx context.Context, o LocalOptions) (*Cluster, error) {
 		}
 		p.Client = client.New(p.URL())
 		if err := p.Start(); err != nil {
-			c.Stop()
 			return nil, err
 		}
-		c.Procs = append(c.Procs, p)
+		exited := p.exited
+		err = poll(ctx, 20*time.Millisecond, func() error {
+			select {
+			case <-exited:
+				return nil // stop polling: it is gone
+			default:
+			}
+			alive, _, _ := p.Client.Healthy(ctx)
+			if !alive {
+				return fmt.Errorf("%s not answering yet", p.ID)
+			}
+			return nil
+		})
+		select {
+		case <-exited:
+			p.cmd = nil
+			lastErr = fmt.Errorf("%s exited while starting (see %s)", p.ID, p.LogPath)
+			continue
+		default:
+		}
+		if err != nil {
+			p.Kill()
+			return nil, fmt.Errorf("%s: %w", p.ID, err)
+		}
+		return p, nil
 	}
-	if err := c.WaitReady(ctx, o.Nodes); err != nil {
-		c.Stop()
-		return nil, err
-	}
-	return c, nil
+	return nil, lastErr
 }
 
 // Attach builds a Cluster from running nodes at the given HTTP URLs,
