@@ -60,9 +60,15 @@ func Start(t testing.TB, o Options) *Cluster {
 		o.Groups = 3
 	}
 	c := &Cluster{t: t, opts: o}
+	dirs := make([]string, o.Nodes)
+	for i := range dirs {
+		dirs[i] = t.TempDir()
+	}
+	// Cleanups run last-registered first: the nodes stop before their
+	// directories are removed.
 	t.Cleanup(c.Close)
 	for i := 0; i < o.Nodes; i++ {
-		m := &Member{ID: raftnode.NodeID(fmt.Sprintf("node%d", i+1)), DataDir: t.TempDir()}
+		m := &Member{ID: raftnode.NodeID(fmt.Sprintf("node%d", i+1)), DataDir: dirs[i]}
 		c.Members = append(c.Members, m)
 		var join []string
 		if i > 0 {
