@@ -92,20 +92,22 @@ func (r *replica) waitCommitted(ctx context.Context, index, term uint64) error {
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		var l raft.Log
-		if err := r.cache.GetLog(index, &l); err == nil && term != 0 && l.Term != term {
-			return fmt.Errorf("%w: group %d index %d holds an entry of term %d; the write was appended in term %d", ErrLost, r.id, index, l.Term, term)
-		}
-		if r.raft.CommitIndex() >= index && r.raft.State() == raft.Leader {
-			if err := r.cache.GetLog(index, &l); err == nil && term != 0 && l.Term != term {
-				continue // checked again at the top
-			}
-			// Committed, by this leader's own count; a compacted entry was
-			// committed long ago.
-			return nil
-		}
 		if !r.isLeader() {
 			return r.notLeader()
+		}
+		var l raft.Log
+		have := r.cache.GetLog(index, &l) == nil
+		switch {
+		case have && term != 0 && l.Term != term:
+			return fmt.Errorf("%w: group %d index %d holds an entry of term %d; the write was appended in term %d", ErrLost, r.id, index, l.Term, term)
+		case !have && term != 0 && r.raft.LastIndex() < index && r.raft.CurrentTerm() > term:
+			// A leader of a later term holds every committed entry; this
+			// one it lacks, and whatever it puts there will not be it.
+			return fmt.Errorf("%w: group %d index %d is past the log of the leader of term %d; the write was appended in term %d", ErrLost, r.id, index, r.raft.CurrentTerm(), term)
+		case r.raft.CommitIndex() >= index:
+			// Committed, by this leader's own count; an entry missing from
+			// the log here was compacted, long committed.
+			return nil
 		}
 		select {
 		case <-ctx.Done():
