@@ -68,10 +68,10 @@ func MeasureLoss(ctx context.Context, cfg LossConfig) (LossReport, error) {
 	var acks []ack
 	next := 0
 	kill := 0
-	write := func(key string) {
+	write := func(i int, key string) {
 		// Any node: one that is down refuses, and that write is simply
 		// not acknowledged.
-		p := c.Procs[int(seqOf(key))%len(c.Procs)]
+		p := c.Procs[i%len(c.Procs)]
 		// A write is attributed to the first kill after it was sent: one
 		// sent just before a kill may be answered just after it.
 		mu.Lock()
@@ -99,17 +99,17 @@ func MeasureLoss(ctx context.Context, cfg LossConfig) (LossReport, error) {
 				return
 			case <-t.C:
 				if next < len(keys) {
-					k := keys[next]
+					i, k := next, keys[next]
 					next++
 					writers.Add(1)
-					go func() { defer writers.Done(); write(k) }()
+					go func() { defer writers.Done(); write(i, k) }()
 				}
 			}
 		}
 	}()
 	kills := make([]time.Time, cfg.Kills)
 	for k := 0; k < cfg.Kills; k++ {
-		if !sleepCtx(ctx, cfg.Before) {
+		if !sleep(ctx, cfg.Before) {
 			break
 		}
 		leader := -1
@@ -126,7 +126,7 @@ func MeasureLoss(ctx context.Context, cfg LossConfig) (LossReport, error) {
 			if err := c.Partition(ctx, leader); err != nil {
 				return rep, err
 			}
-			sleepCtx(ctx, cfg.Cut)
+			sleep(ctx, cfg.Cut)
 		}
 		mu.Lock()
 		kills[k], kill = time.Now(), k+1
@@ -158,7 +158,7 @@ func MeasureLoss(ctx context.Context, cfg LossConfig) (LossReport, error) {
 			fmt.Fprintf(cfg.Progress, "%s: kill %d of %s done, %d writes acknowledged so far\n", cfg.Replication, k+1, c.Procs[leader].ID, len(acks))
 		}
 	}
-	sleepCtx(ctx, cfg.Before/2)
+	sleep(ctx, cfg.Before/2)
 	close(stop)
 	writers.Wait()
 	if ctx.Err() != nil {
@@ -252,26 +252,4 @@ func keysInGroup(ctx context.Context, c *Cluster, g uint32, prefix string, n int
 		err = fmt.Errorf("loss: found %d of %d keys in group %d", len(out), n, g)
 	}
 	return out, err
-}
-
-// seqOf is the number at the end of a key made by keysInGroup.
-func seqOf(key string) uint64 {
-	var n uint64
-	mul := uint64(1)
-	for i := len(key) - 1; i >= 0 && key[i] >= '0' && key[i] <= '9'; i-- {
-		n += uint64(key[i]-'0') * mul
-		mul *= 10
-	}
-	return n
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

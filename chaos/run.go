@@ -215,12 +215,15 @@ func snapshotInstalls(ctx context.Context, c *Cluster) int {
 	return total
 }
 
-func sleep(ctx context.Context, d time.Duration) {
+// sleep waits d, or until ctx ends; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
+		return true
 	case <-ctx.Done():
+		return false
 	}
 }
 
