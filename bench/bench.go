@@ -14,7 +14,8 @@ import (
 
 // Config describes a workload.
 type Config struct {
-	// Endpoints are node URLs; clients spread over them round-robin.
+	// Endpoints are node URLs; clients spread over them round-robin, and
+	// a client whose node does not answer moves on to the next.
 	Endpoints []string
 	// Concurrency is the number of closed-loop clients.
 	Concurrency int
@@ -98,12 +99,17 @@ type Result struct {
 	Writes  OpStats       `json:"writes"`
 	Reads   OpStats       `json:"reads"`
 	All     OpStats       `json:"all"`
+	// MaxStall is the longest time one client went without a successful
+	// operation (a leader election, a node restarting under it).
+	MaxStall time.Duration `json:"max_stall_ns"`
 	// Latencies holds every successful operation's latency, for merging
 	// runs.
 	Latencies *Histogram `json:"-"`
 }
 
 type worker struct {
+	lastOK, end    time.Time
+	maxStall       time.Duration
 	writes, reads  Histogram
 	wErrs, rErrs   uint64
 	wFirst, rFirst string
@@ -139,7 +145,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		go func(w int) {
 			defer wg.Done()
 			me := workers[w]
-			c := clients[w%len(clients)]
+			me.lastOK = start
+			defer func() { me.end = time.Now() }()
+			ep := w % len(clients)
 			rng := rand.New(rand.NewSource(cfg.Seed + int64(w)))
 			pick := keyPicker(cfg, rng)
 			for ctx.Err() == nil {
@@ -149,6 +157,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 				key := fmt.Sprintf("%s%08d", cfg.KeyPrefix, pick())
 				read := rng.Float64() < cfg.Reads
 				t0 := time.Now()
+				c := clients[ep]
 				var err error
 				if read {
 					_, err = c.Get(ctx, key, cfg.Consistency)
@@ -161,6 +170,13 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 				lat := time.Since(t0)
 				if ctx.Err() != nil && err != nil {
 					return // cut off by the end of the run, not a failure
+				}
+				var answered *client.Error
+				if err != nil && !errors.As(err, &answered) {
+					// The node did not answer (down, restarting): go on
+					// with the next endpoint, as a client with several
+					// endpoints would.
+					ep = (ep + 1) % len(clients)
 				}
 				done.Add(1)
 				switch {
@@ -180,6 +196,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 					me.reads.Record(lat)
 				default:
 					me.writes.Record(lat)
+				}
+				if now := t0.Add(lat); err == nil {
+					me.maxStall = max(me.maxStall, now.Sub(me.lastOK))
+					me.lastOK = now
 				}
 			}
 		}(w)
@@ -206,6 +226,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	var res Result
 	res.Elapsed = elapsed
 	for _, w := range workers {
+		// A client still failing when the run ended stalled until then.
+		res.MaxStall = max(res.MaxStall, w.maxStall, w.end.Sub(w.lastOK))
 		wh.Merge(&w.writes)
 		rh.Merge(&w.reads)
 		res.Writes.Errors += w.wErrs

@@ -33,8 +33,12 @@ type Proc struct {
 	// container, when set, names the Docker container this node runs in;
 	// process control goes through Docker.
 	container string
-	cmd       *exec.Cmd
-	exited    chan struct{}
+	// killCmd and startCmd, when set, control the node (AttachControlled);
+	// down records that it was killed and not started since.
+	killCmd, startCmd string
+	down              bool
+	cmd               *exec.Cmd
+	exited            chan struct{}
 }
 
 // URL is the node's HTTP base URL.
@@ -45,6 +49,9 @@ func (p *Proc) URL() string { return "http://" + p.HTTPAddr }
 func (p *Proc) Running() bool {
 	if p.container != "" {
 		return p.containerRunning()
+	}
+	if p.killCmd != "" {
+		return !p.down
 	}
 	return p.cmd != nil || p.attached
 }
@@ -60,6 +67,16 @@ func (p *Proc) Start() error {
 		}
 		_, err := docker("start", p.container)
 		return err
+	}
+	if p.startCmd != "" {
+		if !p.down {
+			return nil
+		}
+		if err := p.runControl(p.startCmd); err != nil {
+			return err
+		}
+		p.down = false
+		return nil
 	}
 	if p.attached {
 		return errAttached
@@ -92,6 +109,16 @@ func (p *Proc) Kill() error {
 		}
 		_, err := docker("kill", p.container)
 		return err
+	}
+	if p.killCmd != "" {
+		if p.down {
+			return nil
+		}
+		if err := p.runControl(p.killCmd); err != nil {
+			return err
+		}
+		p.down = true
+		return nil
 	}
 	if p.attached {
 		return errAttached

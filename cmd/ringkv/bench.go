@@ -44,11 +44,18 @@ func (b *benchFlags) finish(args []string) {
 	if b.cfg.Ops > 0 && !flagGiven(args, "duration") {
 		b.cfg.Duration = 0
 	}
-	for _, e := range strings.Split(b.endpoints, ",") {
+	b.cfg.Endpoints = splitList(b.endpoints)
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, e := range strings.Split(s, ",") {
 		if e = strings.TrimSpace(e); e != "" {
-			b.cfg.Endpoints = append(b.cfg.Endpoints, e)
+			out = append(out, e)
 		}
 	}
+	return out
 }
 
 // cmdBench runs the closed-loop workload generator.
@@ -143,6 +150,7 @@ func printBench(out io.Writer, cfg bench.Config, r bench.Result) {
 	row("read", r.Reads)
 	row("all", r.All)
 	tw.Flush()
+	fmt.Fprintf(out, "longest stall of one client (no operation succeeding): %s\n", ms(r.MaxStall))
 	if r.All.FirstError != "" {
 		fmt.Fprintf(out, "first error: %s\n", r.All.FirstError)
 	}
@@ -155,25 +163,38 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float6
 func cmdBenchCompare(ctx context.Context, addr string, args []string, out io.Writer) error {
 	var bf benchFlags
 	var rounds int
-	var plot string
+	var plot, asyncEndpoints string
 	pos, err := subFlags("bench compare", args, func(fs *flag.FlagSet) {
 		bf.define(fs, addr)
 		fs.IntVar(&rounds, "rounds", 3, "")
 		fs.StringVar(&plot, "plot", "", "")
+		fs.StringVar(&asyncEndpoints, "async-endpoints", "", "")
 	})
 	if err != nil {
 		return err
 	}
 	if len(pos) != 0 || bf.cfg.Replication != "" {
-		return errors.New("usage: ringkv bench compare [bench flags, without --replication] [--rounds N] [--plot FILE.svg] [--json]")
+		return errors.New("usage: ringkv bench compare [bench flags, without --replication] [--async-endpoints URLS] [--rounds N] [--plot FILE.svg] [--json]")
 	}
 	if !flagGiven(args, "duration") && bf.cfg.Ops == 0 {
 		bf.cfg.Duration = 5 * time.Second
 	}
 	bf.finish(args)
+	// With --async-endpoints the async rounds run on a second cluster (the
+	// compose "async" profile); otherwise both run on the same one.
+	asyncEps := splitList(asyncEndpoints)
+	where := strings.Join(bf.cfg.Endpoints, ",")
+	if len(asyncEps) > 0 {
+		where = "sync on " + where + ", async on " + strings.Join(asyncEps, ",")
+	}
 	modes := []bench.Mode{
 		{Name: "sync", Apply: func(c *bench.Config) { c.Replication = "sync" }},
-		{Name: "async", Apply: func(c *bench.Config) { c.Replication = "async" }},
+		{Name: "async", Apply: func(c *bench.Config) {
+			c.Replication = "async"
+			if len(asyncEps) > 0 {
+				c.Endpoints = asyncEps
+			}
+		}},
 	}
 	res, err := bench.Compare(ctx, bf.cfg, modes, rounds, func(round int, mode string, r bench.Result) {
 		fmt.Fprintf(os.Stderr, "round %d %-5s %8.0f writes/s  p99 %s  errors %d\n", round+1, mode, r.All.Throughput, ms(r.All.P99), r.All.Errors)
@@ -204,8 +225,8 @@ func cmdBenchCompare(ctx context.Context, addr string, args []string, out io.Wri
 			Modes  []bench.ModeResult `json:"modes"`
 		}{viewOf(bf.cfg), rounds, res})
 	}
-	fmt.Fprintf(out, "%d clients, %d-byte values, %d keys (%s), %.0f%% reads, %d alternating rounds per mode\n",
-		bf.cfg.Concurrency, bf.cfg.ValueSize, bf.cfg.Keys, bf.cfg.Dist, 100*bf.cfg.Reads, rounds)
+	fmt.Fprintf(out, "%d clients, %d-byte values, %d keys (%s), %.0f%% reads, %d alternating rounds per mode, %s\n",
+		bf.cfg.Concurrency, bf.cfg.ValueSize, bf.cfg.Keys, bf.cfg.Dist, 100*bf.cfg.Reads, rounds, where)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "mode\tops\terrors\tops/s\tp50\tp90\tp99\tp99.9\tmax\t")
 	for _, m := range res {
@@ -223,30 +244,33 @@ func cmdBenchCompare(ctx context.Context, addr string, args []string, out io.Wri
 	return nil
 }
 
-// cmdBenchLoss starts 3 local nodes and, for sync and then async writes,
-// writes steadily to one group while killing its leader with SIGKILL, then
-// reads back every acknowledged write. Sync must lose none.
+// cmdBenchLoss writes steadily to one group while killing its leader with
+// SIGKILL, for sync and then async writes, then reads back every
+// acknowledged write. Sync must lose none. It starts 3 local nodes itself,
+// or works on the compose containers or on nodes controlled by commands.
 func cmdBenchLoss(ctx context.Context, args []string, out io.Writer) error {
+	var tf targetFlags
 	var kills, rate int
 	var before, cut time.Duration
-	var bin, dir string
+	var dir string
 	var asJSON bool
 	pos, err := subFlags("bench loss", args, func(fs *flag.FlagSet) {
+		tf.define(fs)
 		fs.IntVar(&kills, "kills", 3, "")
 		fs.IntVar(&rate, "rate", 200, "")
 		fs.DurationVar(&before, "before", time.Second, "")
 		fs.DurationVar(&cut, "cut", 0, "")
-		fs.StringVar(&bin, "ringkvd", "", "")
 		fs.StringVar(&dir, "dir", "", "")
 		fs.BoolVar(&asJSON, "json", false, "")
 	})
 	if err != nil || len(pos) != 0 || kills < 1 || rate < 1 || before <= 0 {
-		return errors.New("usage: ringkv bench loss [--kills N] [--rate WRITES/S] [--before D] [--cut D] [--ringkvd PATH] [--dir DIR] [--json]")
+		return errors.New("usage: ringkv bench loss [--kills N] [--rate WRITES/S] [--before D] [--cut D] [--target local|compose|endpoints] [--endpoints URLS] [--containers NAMES] [--kill-cmd CMD --start-cmd CMD] [--ringkvd PATH] [--dir DIR] [--json]")
 	}
-	if bin == "" {
-		if bin, err = findRingkvd(); err != nil {
-			return err
-		}
+	if err := tf.check(); err != nil {
+		return fmt.Errorf("bench loss: %w", err)
+	}
+	if !tf.controls() {
+		return errors.New("bench loss: attached nodes need --kill-cmd and --start-cmd to be killed")
 	}
 	keep := dir != ""
 	if dir == "" {
@@ -256,12 +280,12 @@ func cmdBenchLoss(ctx context.Context, args []string, out io.Writer) error {
 	}
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	cluster, err := chaos.StartLocal(sctx, chaos.LocalOptions{Bin: bin, Dir: dir, Nodes: 3, Args: chaos.NodeArgs(3)})
+	cluster, desc, err := tf.open(sctx, dir, 3)
 	if err != nil {
 		return fmt.Errorf("bench loss: starting the cluster: %w (logs in %s)", err, dir)
 	}
 	defer cluster.Stop()
-	fmt.Fprintf(os.Stderr, "bench loss: 3 local nodes, %d kills of group 1's leader per mode, %d writes/s, leader cut off for %v first; files in %s\n", kills, rate, cut, dir)
+	fmt.Fprintf(os.Stderr, "bench loss: %s, %d kills of group 1's leader per mode, %d writes/s, leader cut off for %v first; files in %s\n", desc, kills, rate, cut, dir)
 	var reps []chaos.LossReport
 	for _, mode := range []string{"sync", "async"} {
 		rep, err := chaos.MeasureLoss(ctx, chaos.LossConfig{Cluster: cluster, Group: 1, Kills: kills, Rate: rate,

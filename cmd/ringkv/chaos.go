@@ -15,28 +15,91 @@ import (
 	"github.com/ringkv/ringkv/chaos"
 )
 
+// targetFlags choose the cluster a fault-injecting command runs against:
+// local processes it starts itself, the docker-compose containers, or
+// running nodes it attaches to (controlled by commands, if given).
+type targetFlags struct {
+	target, endpoints, containers string
+	killCmd, startCmd, bin        string
+}
+
+func (t *targetFlags) define(fs *flag.FlagSet) {
+	fs.StringVar(&t.target, "target", "local", "local: start 3 ringkvd processes on 127.0.0.1; compose: the docker-compose cluster; endpoints: attach to --endpoints")
+	fs.StringVar(&t.containers, "containers", "ringkv1,ringkv2,ringkv3", "compose: the containers, in the order of --endpoints")
+	fs.StringVar(&t.endpoints, "endpoints", "", "compose or endpoints: comma-separated URLs of the running nodes")
+	fs.StringVar(&t.killCmd, "kill-cmd", "", "endpoints: shell command that kills node {node} (id) at {url} with SIGKILL")
+	fs.StringVar(&t.startCmd, "start-cmd", "", "endpoints: shell command that starts node {node} again")
+	fs.StringVar(&t.bin, "ringkvd", "", "local: path to the ringkvd binary (default: next to ringkv, then $PATH)")
+}
+
+// controls reports whether the target can kill and restart nodes.
+func (t *targetFlags) controls() bool { return t.target != "endpoints" || t.killCmd != "" }
+
+// check validates the flags and fills in defaults.
+func (t *targetFlags) check() error {
+	switch t.target {
+	case "local":
+		if t.bin == "" {
+			bin, err := findRingkvd()
+			if err != nil {
+				return err
+			}
+			t.bin = bin
+		}
+	case "compose":
+		if t.endpoints == "" {
+			t.endpoints = "http://127.0.0.1:7001,http://127.0.0.1:7002,http://127.0.0.1:7003"
+		}
+	case "endpoints":
+		if t.endpoints == "" {
+			return errors.New("--target endpoints needs --endpoints URL,URL,...")
+		}
+		if (t.killCmd == "") != (t.startCmd == "") {
+			return errors.New("--kill-cmd and --start-cmd go together")
+		}
+	default:
+		return fmt.Errorf("target %q is not available; use local, compose or endpoints", t.target)
+	}
+	return nil
+}
+
+// open starts or attaches to the cluster and says what it is.
+func (t *targetFlags) open(ctx context.Context, dir string, groups int) (*chaos.Cluster, string, error) {
+	eps := splitList(t.endpoints)
+	switch {
+	case t.target == "compose":
+		c, err := chaos.AttachContainers(ctx, eps, splitList(t.containers))
+		return c, "containers " + t.containers + " at " + t.endpoints, err
+	case t.target == "endpoints" && t.killCmd != "":
+		c, err := chaos.AttachControlled(ctx, eps, t.killCmd, t.startCmd)
+		return c, "attached to " + t.endpoints + " (killed with: " + t.killCmd + ")", err
+	case t.target == "endpoints":
+		c, err := chaos.Attach(ctx, eps)
+		return c, "attached to " + t.endpoints, err
+	}
+	c, err := chaos.StartLocal(ctx, chaos.LocalOptions{Bin: t.bin, Dir: dir, Nodes: 3, Args: chaos.NodeArgs(groups)})
+	return c, fmt.Sprintf("3 local nodes, %d groups", groups), err
+}
+
 // cmdChaos runs the fault-injection harness and exits non-zero unless every
 // check passed.
 func cmdChaos(ctx context.Context, args []string, out io.Writer) error {
 	var (
-		target, nemesis, bin, dir string
-		endpoints                 string
-		duration, faultFor        time.Duration
-		workers, groups           int
-		replication, containers   string
-		keep                      bool
+		tf                 targetFlags
+		nemesis, dir       string
+		duration, faultFor time.Duration
+		workers, groups    int
+		replication        string
+		keep               bool
 	)
 	_, err := subFlags("chaos", args, func(fs *flag.FlagSet) {
-		fs.StringVar(&target, "target", "local", "local: start 3 ringkvd processes on 127.0.0.1; endpoints: attach to --endpoints; compose: the docker-compose cluster")
-		fs.StringVar(&containers, "containers", "ringkv1,ringkv2,ringkv3", "compose: the containers, in the order of --endpoints")
-		fs.StringVar(&endpoints, "endpoints", "", "with --target endpoints: comma-separated URLs of running nodes started with --fault-hook")
+		tf.define(fs)
 		fs.DurationVar(&duration, "duration", time.Minute, "how long to run the workload")
 		fs.StringVar(&nemesis, "nemesis", "kill,pause,partition", "fault kinds to cycle through")
 		fs.DurationVar(&faultFor, "fault-for", 2*time.Second, "how long each fault lasts (pauses must outlast the election timeout)")
 		fs.IntVar(&workers, "clients", 8, "concurrent clients")
 		fs.IntVar(&groups, "groups", 3, "data groups")
 		fs.StringVar(&replication, "replication", "", "sync or async plain puts (async: lost writes are reported, not failed)")
-		fs.StringVar(&bin, "ringkvd", "", "path to the ringkvd binary (default: next to ringkv, then $PATH)")
 		fs.StringVar(&dir, "dir", "", "directory for data, logs and the violation report (default: a new temporary one)")
 		fs.BoolVar(&keep, "keep", false, "keep the directory after a passing run")
 	})
@@ -51,27 +114,12 @@ func cmdChaos(ctx context.Context, args []string, out io.Writer) error {
 		if k != chaos.FaultKill && k != chaos.FaultPause && k != chaos.FaultPartition {
 			return fmt.Errorf("chaos: unknown fault %q (want kill, pause, partition)", k)
 		}
-		if target == "endpoints" && k != chaos.FaultPartition {
-			return fmt.Errorf("chaos: fault %q needs process control; attached nodes take only partition", k)
+		if tf.target == "endpoints" && (k == chaos.FaultPause || k == chaos.FaultKill && !tf.controls()) {
+			return fmt.Errorf("chaos: fault %q needs process control; attached nodes take partition, and kill with --kill-cmd and --start-cmd", k)
 		}
 	}
-	switch target {
-	case "local":
-	case "compose":
-		if endpoints == "" {
-			endpoints = "http://127.0.0.1:7001,http://127.0.0.1:7002,http://127.0.0.1:7003"
-		}
-	case "endpoints":
-		if endpoints == "" {
-			return errors.New("chaos: --target endpoints needs --endpoints URL,URL,...")
-		}
-	default:
-		return fmt.Errorf("chaos: target %q is not available; use local, endpoints or compose", target)
-	}
-	if bin == "" && target == "local" {
-		if bin, err = findRingkvd(); err != nil {
-			return err
-		}
+	if err := tf.check(); err != nil {
+		return fmt.Errorf("chaos: %w", err)
 	}
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "ringkv-chaos-"); err != nil {
@@ -83,21 +131,12 @@ func cmdChaos(ctx context.Context, args []string, out io.Writer) error {
 	}
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	var cluster *chaos.Cluster
-	if target == "compose" {
-		fmt.Fprintf(out, "chaos: containers %s at %s, %d clients, %v, faults %s; files in %s\n", containers, endpoints, workers, duration, nemesis, dir)
-		cluster, err = chaos.AttachContainers(sctx, strings.Split(endpoints, ","), strings.Split(containers, ","))
-	} else if target == "endpoints" {
-		fmt.Fprintf(out, "chaos: attached to %s, %d clients, %v, faults %s; files in %s\n", endpoints, workers, duration, nemesis, dir)
-		cluster, err = chaos.Attach(sctx, strings.Split(endpoints, ","))
-	} else {
-		fmt.Fprintf(out, "chaos: 3 local nodes, %d groups, %d clients, %v, faults %s; files in %s\n", groups, workers, duration, nemesis, dir)
-		cluster, err = chaos.StartLocal(sctx, chaos.LocalOptions{Bin: bin, Dir: dir, Nodes: 3, Args: chaos.NodeArgs(groups)})
-	}
+	cluster, desc, err := tf.open(sctx, dir, groups)
 	if err != nil {
 		return fmt.Errorf("chaos: starting the cluster: %w", err)
 	}
 	defer cluster.Stop()
+	fmt.Fprintf(out, "chaos: %s, %d clients, %v, faults %s; files in %s\n", desc, workers, duration, nemesis, dir)
 	rep, err := chaos.Run(ctx, chaos.Config{Cluster: cluster, Groups: groups, Duration: duration, Nemesis: kinds,
 		FaultFor: faultFor, Recover: time.Second, Workers: workers, OutDir: dir, Progress: out, Replication: replication})
 	if err != nil {

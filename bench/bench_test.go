@@ -1,0 +1,72 @@
+package bench
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// A server that stops answering for a while in the middle of a run: the
+// run counts its operations and errors, and its longest stall covers the
+// outage.
+func TestRunMeasuresOpsErrorsAndStall(t *testing.T) {
+	const outage = 300 * time.Millisecond
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i := n.Add(1)
+		switch {
+		case i == 20:
+			time.Sleep(outage) // the outage: this request hangs
+		case i > 20 && i <= 25:
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte(`{"error":"no_leader","message":"no leader"}`))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"index":1}`))
+	}))
+	defer srv.Close()
+	cfg := DefaultConfig()
+	cfg.Endpoints = []string{srv.URL}
+	cfg.Concurrency = 1
+	cfg.Duration = 0
+	cfg.Ops = 100
+	res, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.All.Ops != 95 || res.All.Errors != 5 {
+		t.Fatalf("ops %d errors %d, want 95 and 5", res.All.Ops, res.All.Errors)
+	}
+	if res.MaxStall < outage || res.MaxStall > res.Elapsed {
+		t.Fatalf("longest stall %v: want at least the %v outage and at most the run's %v", res.MaxStall, outage, res.Elapsed)
+	}
+}
+
+// A client whose node does not answer at all moves on to the next
+// endpoint instead of failing every operation against the dead one.
+func TestRunMovesOffADeadEndpoint(t *testing.T) {
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close() // connections to it are refused
+	live := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"index":1}`))
+	}))
+	defer live.Close()
+	cfg := DefaultConfig()
+	cfg.Endpoints = []string{dead.URL, live.URL}
+	cfg.Concurrency = 1
+	cfg.Duration = 0
+	cfg.Ops = 50
+	res, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.All.Errors != 1 || res.All.Ops != 49 {
+		t.Fatalf("errors %d ops %d: want one refused operation, then 49 on the live node", res.All.Errors, res.All.Ops)
+	}
+}
