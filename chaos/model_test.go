@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"math/rand/v2"
 	"path/filepath"
 	"testing"
 	"time"
@@ -107,5 +108,19 @@ func TestHistoryRecordsUnknownAsOpenEnded(t *testing.T) {
 	ops := h.Operations()
 	if len(ops) != 1 || ops[0].Return <= ops[0].Call || ops[0].Return < 1<<62 {
 		t.Fatalf("unknown outcome recorded as %+v, want an open-ended return", ops)
+	}
+}
+
+// A key whose write had an unknown outcome is never picked again.
+func TestRetiredKeyIsNotPickedAgain(t *testing.T) {
+	ks := &keySet{keys: []string{"lin/0", "lin/1"}, ops: make([]int, 2), gen: 2}
+	ks.retire("lin/0")
+	rng := rand.New(rand.NewPCG(1, 2))
+	seen := map[string]bool{}
+	for i := 0; i < 100; i++ {
+		seen[ks.pick(rng, 1000)] = true
+	}
+	if seen["lin/0"] || !seen["lin/1"] || !seen["lin/3"] || len(seen) != 2 {
+		t.Fatalf("picked %v after retiring lin/0: want lin/1 and its replacement lin/3 only", seen)
 	}
 }

@@ -125,7 +125,8 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		clients = append(clients, p.Client)
 	}
 	h := NewHistory()
-	w := Workload{Clients: clients, Workers: cfg.Workers, Keys: 8, OpsPerKey: 200, OpTimeout: 3 * time.Second, Replication: cfg.Replication}
+	w := Workload{Clients: clients, Workers: cfg.Workers, Keys: 8, OpsPerKey: 200, OpTimeout: 3 * time.Second, Replication: cfg.Replication,
+		Prefix: fmt.Sprintf("chaos/%d/", time.Now().UnixNano())}
 	wctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
 	statsCh := make(chan Stats, 1)

@@ -27,6 +27,10 @@ type Workload struct {
 	OpsPerKey int
 	// OpTimeout bounds each operation.
 	OpTimeout time.Duration
+	// Prefix starts every key the workload touches: a cluster that keeps
+	// its data between runs must not show one run the keys of another,
+	// which the checker would take for values from nowhere.
+	Prefix string
 	// Replication is passed on plain puts ("": the cluster's default);
 	// compare-and-swaps are always synchronous.
 	Replication string
@@ -41,10 +45,11 @@ type Stats struct {
 }
 
 type keySet struct {
-	mu   sync.Mutex
-	keys []string
-	ops  []int
-	gen  int
+	prefix string
+	mu     sync.Mutex
+	keys   []string
+	ops    []int
+	gen    int
 }
 
 func (ks *keySet) pick(rng *rand.Rand, perKey int) string {
@@ -54,16 +59,32 @@ func (ks *keySet) pick(rng *rand.Rand, perKey int) string {
 	ks.ops[i]++
 	if ks.ops[i] > perKey {
 		ks.gen++
-		ks.keys[i], ks.ops[i] = fmt.Sprintf("lin/%d", ks.gen), 1
+		ks.keys[i], ks.ops[i] = fmt.Sprintf("%slin/%d", ks.prefix, ks.gen), 1
 	}
 	return ks.keys[i]
 }
 
+// retire replaces key by a fresh one. A write with an unknown outcome may
+// take effect at any time after it was sent, so the checker must consider
+// it concurrent with every later operation on its key: retiring the key
+// keeps such operations from piling up in one key's history, where each
+// would multiply the orders the checker has to try.
+func (ks *keySet) retire(key string) {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	for i, k := range ks.keys {
+		if k == key {
+			ks.gen++
+			ks.keys[i], ks.ops[i] = fmt.Sprintf("%slin/%d", ks.prefix, ks.gen), 0
+		}
+	}
+}
+
 // Run runs until ctx ends.
 func (w Workload) Run(ctx context.Context, h *History) Stats {
-	ks := &keySet{keys: make([]string, w.Keys), ops: make([]int, w.Keys), gen: w.Keys}
+	ks := &keySet{prefix: w.Prefix, keys: make([]string, w.Keys), ops: make([]int, w.Keys), gen: w.Keys}
 	for i := range ks.keys {
-		ks.keys[i] = fmt.Sprintf("lin/%d", i)
+		ks.keys[i] = fmt.Sprintf("%slin/%d", w.Prefix, i)
 	}
 	var st Stats
 	var ops, unknown, refused atomic.Int64
@@ -81,7 +102,7 @@ func (w Workload) Run(ctx context.Context, h *History) Stats {
 				c := w.Clients[rng.IntN(len(w.Clients))]
 				if rng.IntN(10) == 0 {
 					// Set workload: a unique key written once.
-					k := fmt.Sprintf("set/%d", setSeq.Add(1))
+					k := fmt.Sprintf("%sset/%d", w.Prefix, setSeq.Add(1))
 					octx, cancel := context.WithTimeout(ctx, w.OpTimeout)
 					_, err := c.Put(octx, k, []byte(k), client.PutOptions{Replication: w.Replication})
 					cancel()
@@ -114,6 +135,7 @@ func (w Workload) Run(ctx context.Context, h *History) Stats {
 				}
 				if out.Unknown {
 					unknown.Add(1)
+					ks.retire(key)
 				}
 				if out.OK && out.Index > 0 {
 					lastIndex[key] = out.Index
