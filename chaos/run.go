@@ -119,6 +119,15 @@ type window struct {
 // Run drives the workload while the nemesis injects faults, then heals and
 // checks.
 func Run(ctx context.Context, cfg Config) (Report, error) {
+	if cfg.Replication == "" {
+		// Plain puts take the cluster's default: a cluster whose nodes
+		// acknowledge asynchronously is held to what async promises.
+		for _, p := range cfg.Cluster.Procs {
+			if st, err := p.Client.Status(ctx); err == nil && st.Replication == "async" {
+				cfg.Replication = "async"
+			}
+		}
+	}
 	rep := Report{Faults: map[string]int{}, LongestUnavailable: map[string]time.Duration{}, Async: cfg.Replication == "async"}
 	var clients []*client.Client
 	for _, p := range cfg.Cluster.Procs {
