@@ -12,6 +12,8 @@ var (
 	ErrBadWeight = errors.New("ring: weight out of range")
 	// ErrBadState is returned by FromState for an inconsistent state.
 	ErrBadState = errors.New("ring: inconsistent state")
+	// ErrNoChange is returned by SetWeight for the weight a group has.
+	ErrNoChange = errors.New("ring: no change")
 	// ErrEmpty is returned by Lookup on a ring without groups.
 	ErrEmpty = errors.New("ring: no groups")
 )

@@ -234,6 +234,62 @@ func (r *Ring) AddGroup(id GroupID, weight int) (*Ring, error) {
 	return FromState(st)
 }
 
+// SetWeight returns a ring where group id has the given weight. Raising it
+// carves new tokens out of the other groups (only keys moving to id change
+// owner); lowering it drops id's smallest ranges, each joining the range of
+// the next token clockwise (only keys leaving id change owner).
+func (r *Ring) SetWeight(id GroupID, weight int) (*Ring, error) {
+	g := r.group(id)
+	switch {
+	case g == nil:
+		return nil, fmt.Errorf("%w: %d", ErrNoGroup, id)
+	case weight < 1 || weight > MaxWeight:
+		return nil, fmt.Errorf("%w: %d", ErrBadWeight, weight)
+	case weight == g.Weight:
+		return nil, fmt.Errorf("%w: group %d already has weight %d", ErrNoChange, id, weight)
+	}
+	st := r.State()
+	for i := range st.Groups {
+		if st.Groups[i].ID != id {
+			continue
+		}
+		if weight > g.Weight {
+			st.Groups[i].Tokens = append(st.Groups[i].Tokens, r.carveTokens(id, weight, (weight-g.Weight)*r.vnodes)...)
+		} else {
+			st.Groups[i].Tokens = r.keepLargest(id, weight*r.vnodes)
+		}
+		st.Groups[i].Weight = weight
+	}
+	st.Epoch++
+	return FromState(st)
+}
+
+// keepLargest returns the n tokens of group id heading its largest ranges
+// (ties broken by token, so the result depends only on the ring).
+func (r *Ring) keepLargest(id GroupID, n int) []uint64 {
+	type tr struct {
+		token uint64
+		size  float64
+	}
+	var mine []tr
+	for i, p := range r.points {
+		if p.group == id {
+			mine = append(mine, tr{p.token, rangeSize(r.points, i)})
+		}
+	}
+	sort.Slice(mine, func(i, j int) bool {
+		if mine[i].size != mine[j].size {
+			return mine[i].size > mine[j].size
+		}
+		return mine[i].token < mine[j].token
+	})
+	out := make([]uint64, n)
+	for i := range out {
+		out[i] = mine[i].token
+	}
+	return out
+}
+
 // evenTokens spreads n tokens evenly, rotated by a hash of the group id.
 func evenTokens(id GroupID, n int) []uint64 {
 	step := math.MaxUint64/uint64(n) + 1
@@ -248,17 +304,24 @@ func evenTokens(id GroupID, n int) []uint64 {
 	return out
 }
 
-// carveTokens places n tokens for a new group of the given weight.
+// carveTokens places n more tokens for group id so that it reaches the
+// share of the given weight (id may be new, or on the ring at a lower
+// weight). The space comes from the other groups furthest above their new
+// fair share, so only keys moving to id change owner.
 func (r *Ring) carveTokens(id GroupID, weight, n int) []uint64 {
 	total := weight
 	for _, g := range r.groups {
-		total += g.Weight
+		if g.ID != id {
+			total += g.Weight
+		}
 	}
-	target := space * float64(weight) / float64(total)
 	owned := r.owned()
+	target := space*float64(weight)/float64(total) - owned[id]
 	excess := make(map[GroupID]float64, len(owned))
 	for _, g := range r.groups {
-		excess[g.ID] = owned[g.ID] - space*float64(g.Weight)/float64(total)
+		if g.ID != id {
+			excess[g.ID] = owned[g.ID] - space*float64(g.Weight)/float64(total)
+		}
 	}
 	points := append([]point(nil), r.points...)
 	var taken float64
@@ -269,7 +332,7 @@ func (r *Ring) carveTokens(id GroupID, weight, n int) []uint64 {
 		var donor GroupID
 		best := math.Inf(-1)
 		for _, g := range r.groups {
-			if e := excess[g.ID]; e > best {
+			if e, ok := excess[g.ID]; ok && e > best {
 				best, donor = e, g.ID
 			}
 		}

@@ -219,3 +219,104 @@ func BenchmarkLookup(b *testing.B) {
 		_, _ = r.Lookup(keys[i%len(keys)])
 	}
 }
+
+// Moves lists exactly the positions whose owner changes, for every kind of
+// change, and the share they cover is what the keys say.
+func TestMovesMatchLookups(t *testing.T) {
+	base := mustRing(t, 4, DefaultVNodes)
+	added, err := base.AddGroup(5, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	removed, err := base.RemoveGroup(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	heavier, err := base.SetWeight(3, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lighter, err := heavier.SetWeight(3, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := randomKeys(7, 100000)
+	for _, tc := range []struct {
+		name     string
+		old, new *Ring
+	}{{"add", base, added}, {"remove", base, removed}, {"weight up", base, heavier}, {"weight down", heavier, lighter}} {
+		moves := Moves(tc.old, tc.new)
+		moved := 0
+		for _, k := range keys {
+			h := Hash(k)
+			from, _ := tc.old.LookupHash(h)
+			to, _ := tc.new.LookupHash(h)
+			var in []Move
+			for _, m := range moves {
+				if m.Contains(h) {
+					in = append(in, m)
+				}
+			}
+			switch {
+			case from == to && len(in) != 0:
+				t.Fatalf("%s: key staying in group %d lies in move %+v", tc.name, from, in[0])
+			case from != to && (len(in) != 1 || in[0].From != from || in[0].To != to):
+				t.Fatalf("%s: key moving %d->%d lies in moves %+v", tc.name, from, to, in)
+			}
+			if from != to {
+				moved++
+			}
+		}
+		got, want := float64(moved)/float64(len(keys)), MovedShare(moves)
+		if got < want*0.9-0.002 || got > want*1.1+0.002 {
+			t.Fatalf("%s: %.4f of the keys moved, the moves cover %.4f of the space", tc.name, got, want)
+		}
+	}
+}
+
+// Changing a weight moves keys only into (up) or only out of (down) the
+// group, and the group ends within 10% of its new share.
+func TestSetWeight(t *testing.T) {
+	base := mustRing(t, 4, DefaultVNodes)
+	keys := randomKeys(9, 100000)
+	before := counts(t, base, keys)
+	up, err := base.SetWeight(2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range Moves(base, up) {
+		if m.To != 2 {
+			t.Fatalf("raising group 2's weight moved a range to %d", m.To)
+		}
+	}
+	after := counts(t, up, keys)
+	want := float64(len(keys)) * 3 / 6
+	if d := float64(after[2]) - want; d > 0.1*want || d < -0.1*want {
+		t.Fatalf("group 2 at weight 3 of 6 holds %d keys, want about %.0f (before: %d)", after[2], want, before[2])
+	}
+	down, err := up.SetWeight(2, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range Moves(up, down) {
+		if m.From != 2 {
+			t.Fatalf("lowering group 2's weight moved a range from %d", m.From)
+		}
+	}
+	back := counts(t, down, keys)
+	want = float64(len(keys)) / 4
+	for g, n := range back {
+		if d := float64(n) - want; d > 0.1*want || d < -0.1*want {
+			t.Fatalf("after lowering group 2 back, group %d holds %d keys, want about %.0f", g, n, want)
+		}
+	}
+	if _, err := down.SetWeight(2, 1); !errors.Is(err, ErrNoChange) {
+		t.Fatalf("same weight: %v", err)
+	}
+	if _, err := down.SetWeight(9, 1); !errors.Is(err, ErrNoGroup) {
+		t.Fatalf("unknown group: %v", err)
+	}
+	if _, err := down.SetWeight(2, MaxWeight+1); !errors.Is(err, ErrBadWeight) {
+		t.Fatalf("weight too large: %v", err)
+	}
+}
