@@ -26,6 +26,7 @@ type fakeBackend struct {
 	err     error
 	joins   []raftnode.NodeInfo
 	blocked []string
+	plans   []raftnode.RingChange
 }
 
 func newFake() *fakeBackend { return &fakeBackend{data: map[string]raftnode.KV{}} }
@@ -94,6 +95,12 @@ func (f *fakeBackend) Ready() (bool, string)                             { retur
 func (f *fakeBackend) RemoveNode(context.Context, raftnode.NodeID) error { return raftnode.ErrNotFound }
 func (f *fakeBackend) Lookup(key []byte) (raftnode.Lookup, error) {
 	return raftnode.Lookup{Key: string(key), Group: 1}, nil
+}
+func (f *fakeBackend) Plan(_ context.Context, c raftnode.RingChange, withRanges bool) (raftnode.Plan, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.plans = append(f.plans, c)
+	return raftnode.Plan{Change: c.String()}, nil
 }
 func (f *fakeBackend) Join(_ context.Context, info raftnode.NodeInfo) error {
 	f.joins = append(f.joins, info)
@@ -554,5 +561,31 @@ func TestAsyncByDefault(t *testing.T) {
 	resp, body = do(t, "PUT", srv.URL+"/v1/kv/a?cas=2", strings.NewReader("2"))
 	if resp.StatusCode != 200 {
 		t.Fatalf("a CAS on an async server is synchronous: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestRingPlanQuery(t *testing.T) {
+	f := newFake()
+	srv := newTestAPI(t, f)
+	for q, want := range map[string]string{
+		"add=4":      "add group 4 with weight 1",
+		"add=5:3":    "add group 5 with weight 3",
+		"remove=2":   "remove group 2",
+		"weight=1:2": "set group 1's weight to 2",
+	} {
+		resp, body := do(t, "GET", srv.URL+"/v1/ring/plan?"+q, nil)
+		var p raftnode.Plan
+		if resp.StatusCode != 200 || json.Unmarshal(body, &p) != nil || p.Change != want {
+			t.Fatalf("plan?%s = %d %s, want 200 with change %q", q, resp.StatusCode, body, want)
+		}
+	}
+	asked := len(f.plans)
+	for _, q := range []string{"", "add=", "add=0", "add=x", "add=4:0", "add=4:-1", "add=4:y", "add=4294967296",
+		"remove=2:1", "weight=2", "add=4&remove=2", "add=4&add=5", "weight=1:2&ranges=maybe", "%zz"} {
+		resp, body := do(t, "GET", srv.URL+"/v1/ring/plan?"+q, nil)
+		wantError(t, resp, body, 400, "bad_request")
+	}
+	if len(f.plans) != asked {
+		t.Fatalf("bad plan queries reached the backend: %v", f.plans[asked:])
 	}
 }

@@ -30,6 +30,32 @@ func (a *API) ring(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, info)
 }
 
+// ringPlan previews a ring change: GET /v1/ring/plan?add=G[:W] |
+// remove=G | weight=G:W [&ranges=true].
+func (a *API) ringPlan(w http.ResponseWriter, r *http.Request) {
+	vals, err := parseQuery(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	change, err := parseRingChange(vals)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	withRanges, err := boolParam(r, "ranges")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	p, err := a.b.Plan(r.Context(), change, withRanges)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
 func (a *API) lookup(w http.ResponseWriter, r *http.Request) {
 	vals, err := parseQuery(r)
 	if err != nil {

@@ -89,3 +89,34 @@ func FuzzDecodeBatch(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseRingChange(f *testing.F) {
+	for _, s := range []string{"add=4", "add=5:3", "remove=2", "weight=1:2", "add=4&remove=2", "weight=2", "add=0", "add=4:-1", "%zz"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		vals, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		c, err := parseRingChange(vals)
+		if err != nil {
+			return
+		}
+		set := 0
+		for _, gw := range []*raftnode.GroupWeight{c.Add, c.Weight} {
+			if gw != nil {
+				set++
+				if gw.Group == 0 || gw.Weight < 1 {
+					t.Fatalf("accepted group %d weight %d from %q", gw.Group, gw.Weight, raw)
+				}
+			}
+		}
+		if c.Remove != 0 {
+			set++
+		}
+		if set != 1 {
+			t.Fatalf("accepted %d changes from %q", set, raw)
+		}
+	})
+}

@@ -93,3 +93,49 @@ func parseKVQuery(raw string) (kvQuery, error) {
 	}
 	return q, nil
 }
+
+// parseRingChange reads one ring change from a query: add=G[:W] (weight 1
+// by default), remove=G or weight=G:W.
+func parseRingChange(vals url.Values) (raftnode.RingChange, error) {
+	var c raftnode.RingChange
+	given := 0
+	for _, name := range []string{"add", "remove", "weight"} {
+		v, ok := vals[name]
+		if !ok {
+			continue
+		}
+		given++
+		if len(v) != 1 {
+			return c, badRequest(name + " given more than once")
+		}
+		id, w, hasW := strings.Cut(v[0], ":")
+		g, err := strconv.ParseUint(id, 10, 32)
+		if err != nil || g == 0 {
+			return c, badRequest(fmt.Sprintf("%s=%q: want a group id from 1 to %d", name, v[0], uint32(1<<32-1)))
+		}
+		weight := 1
+		if hasW {
+			if weight, err = strconv.Atoi(w); err != nil || weight < 1 {
+				return c, badRequest(fmt.Sprintf("%s=%q: weight %q is not a positive integer", name, v[0], w))
+			}
+		}
+		switch name {
+		case "add":
+			c.Add = &raftnode.GroupWeight{Group: raftnode.GroupID(g), Weight: weight}
+		case "remove":
+			if hasW {
+				return c, badRequest(fmt.Sprintf("remove=%q: a group id, without a weight", v[0]))
+			}
+			c.Remove = raftnode.GroupID(g)
+		case "weight":
+			if !hasW {
+				return c, badRequest(fmt.Sprintf("weight=%q: want GROUP:WEIGHT", v[0]))
+			}
+			c.Weight = &raftnode.GroupWeight{Group: raftnode.GroupID(g), Weight: weight}
+		}
+	}
+	if given != 1 {
+		return c, badRequest("give exactly one change: add=GROUP[:WEIGHT], remove=GROUP or weight=GROUP:WEIGHT")
+	}
+	return c, nil
+}

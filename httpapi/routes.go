@@ -38,6 +38,7 @@ func (a *API) routes() *mux.Router {
 		{"status", "/v1/status", map[string]http.HandlerFunc{http.MethodGet: a.status}},
 		{"ring", "/v1/ring", map[string]http.HandlerFunc{http.MethodGet: a.ring}},
 		{"ring_lookup", "/v1/ring/lookup", map[string]http.HandlerFunc{http.MethodGet: a.lookup}},
+		{"ring_plan", "/v1/ring/plan", map[string]http.HandlerFunc{http.MethodGet: a.ringPlan}},
 		{"join", "/v1/cluster/join", map[string]http.HandlerFunc{http.MethodPost: a.join}},
 		{"remove_node", "/v1/cluster/nodes/{id}", map[string]http.HandlerFunc{http.MethodDelete: a.removeNode}},
 		{"verify", "/v1/verify", map[string]http.HandlerFunc{http.MethodPost: a.verifyAll}},

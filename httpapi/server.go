@@ -25,6 +25,7 @@ type Backend interface {
 	Status() raftnode.Status
 	Ring() (raftnode.RingInfo, error)
 	Lookup(key []byte) (raftnode.Lookup, error)
+	Plan(ctx context.Context, c raftnode.RingChange, withRanges bool) (raftnode.Plan, error)
 	Join(ctx context.Context, info raftnode.NodeInfo) error
 	RemoveNode(ctx context.Context, id raftnode.NodeID) error
 	Ready() (bool, string)

@@ -364,6 +364,13 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 			resp.Leaf[i] = LeafEntry{Key: e.Key, ModifyIndex: e.ModifyIndex, Digest: e.Digest[:]}
 		}
 		return resp, nil
+	case opRangeStats:
+		if r.st == nil {
+			return resp, fmt.Errorf("%w: group %d holds no keys", ErrBadRequest, r.id)
+		}
+		t, err := rangeStats(r.st, req.Ranges)
+		resp.Tallies = t
+		return resp, err
 	case opRepair:
 		if r.st == nil {
 			return resp, fmt.Errorf("%w: group %d holds no keys", ErrBadRequest, r.id)

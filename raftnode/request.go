@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/ringkv/ringkv/ring"
 	"github.com/ringkv/ringkv/snapshot"
+	"github.com/ringkv/ringkv/store"
 )
 
 // Operations a Request can carry.
@@ -23,7 +25,11 @@ const (
 	opLeafEntries  = "leaf_entries"  // a replica's entries in some leaves
 	opRepair       = "repair"        // reinstall a replica's state from the leader
 	opWait         = "wait"          // until an index is committed, on the leader
+	opRangeStats   = "range_stats"   // keys and bytes in hash ranges, on the leader
 )
+
+// maxRanges bounds the hash ranges one request may name.
+const maxRanges = 1 << 16
 
 // maxTreeNodes bounds the tree nodes or leaves one request may ask for.
 const maxTreeNodes = 1 << 16
@@ -57,6 +63,8 @@ type Request struct {
 	// stored entries too (verify, verify_result), or names that recomputed
 	// tree (verify_tree).
 	Deep bool `json:"deep,omitempty"`
+	// Ranges are arcs of the ring's hash space (range_stats).
+	Ranges []ring.Range `json:"ranges,omitempty"`
 }
 
 // Validate checks a request that arrived from the network.
@@ -67,6 +75,10 @@ func (r Request) Validate() error {
 			return fmt.Errorf("%w: empty key", ErrBadRequest)
 		}
 	case opLeafEntries, opRepair:
+	case opRangeStats:
+		if len(r.Ranges) > maxRanges {
+			return fmt.Errorf("%w: %d ranges (at most %d)", ErrBadRequest, len(r.Ranges), maxRanges)
+		}
 	case opWait:
 		if r.Index == 0 {
 			return fmt.Errorf("%w: wait for index 0", ErrBadRequest)
@@ -138,15 +150,16 @@ type WriteResult struct {
 
 // Response is the result of a Request.
 type Response struct {
-	Write     *WriteResult `json:"write,omitempty"`
-	Entry     *KV          `json:"entry,omitempty"`
-	Entries   []KV         `json:"entries,omitempty"`
-	RaftIndex uint64       `json:"raft_index,omitempty"` // applied index a read was served at
-	Verified  *Verified    `json:"verified,omitempty"`
-	Digests   [][]byte     `json:"digests,omitempty"`
-	Leaf      []LeafEntry  `json:"leaf_entries,omitempty"`
-	Repaired  *Repair      `json:"repaired,omitempty"`
-	ServedBy  NodeID       `json:"served_by"`
+	Write     *WriteResult  `json:"write,omitempty"`
+	Entry     *KV           `json:"entry,omitempty"`
+	Entries   []KV          `json:"entries,omitempty"`
+	RaftIndex uint64        `json:"raft_index,omitempty"` // applied index a read was served at
+	Verified  *Verified     `json:"verified,omitempty"`
+	Digests   [][]byte      `json:"digests,omitempty"`
+	Leaf      []LeafEntry   `json:"leaf_entries,omitempty"`
+	Repaired  *Repair       `json:"repaired,omitempty"`
+	Tallies   []store.Tally `json:"tallies,omitempty"`
+	ServedBy  NodeID        `json:"served_by"`
 }
 
 func mustJSON(v interface{}) []byte {

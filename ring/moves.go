@@ -1,6 +1,9 @@
 package ring
 
-import "sort"
+import (
+	"math"
+	"sort"
+)
 
 // Range is an arc of the hash space: the positions h with Start < h <= End,
 // wrapping past the top when Start >= End (Start == End is the whole
@@ -83,4 +86,45 @@ func MovedShare(moves []Move) float64 {
 		s += m.Size()
 	}
 	return s / space
+}
+
+// RangeIndex finds which of a set of disjoint ranges holds a position, in
+// O(log n).
+type RangeIndex struct {
+	spans []span
+}
+
+// span is a range as inclusive bounds, with the range's index.
+type span struct {
+	lo, hi uint64
+	i      int
+}
+
+// NewRangeIndex indexes rs, which must not overlap.
+func NewRangeIndex(rs []Range) *RangeIndex {
+	x := &RangeIndex{}
+	for i, r := range rs {
+		switch {
+		case r.Start == r.End:
+			x.spans = append(x.spans, span{0, math.MaxUint64, i})
+		case r.Start < r.End:
+			x.spans = append(x.spans, span{r.Start + 1, r.End, i})
+		default: // wraps past the top
+			if r.Start != math.MaxUint64 {
+				x.spans = append(x.spans, span{r.Start + 1, math.MaxUint64, i})
+			}
+			x.spans = append(x.spans, span{0, r.End, i})
+		}
+	}
+	sort.Slice(x.spans, func(a, b int) bool { return x.spans[a].lo < x.spans[b].lo })
+	return x
+}
+
+// Find returns the index in rs of the range holding h, or -1.
+func (x *RangeIndex) Find(h uint64) int {
+	j := sort.Search(len(x.spans), func(j int) bool { return x.spans[j].lo > h }) - 1
+	if j >= 0 && h <= x.spans[j].hi {
+		return x.spans[j].i
+	}
+	return -1
 }

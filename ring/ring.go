@@ -16,6 +16,11 @@ const DefaultVNodes = 128
 // MaxWeight bounds a group's weight.
 const MaxWeight = 64
 
+// maxTokens bounds one group's tokens in a serialised ring. A group starts
+// with weight times the vnodes per weight; later changes hand it ranges of
+// other groups.
+const maxTokens = 1 << 20
+
 // space is the size of the hash space, 2^64, as a float.
 const space = float64(1 << 63 * 2.0)
 
@@ -168,8 +173,8 @@ func FromState(st State) (*Ring, error) {
 		if g.Weight < 1 || g.Weight > MaxWeight {
 			return nil, fmt.Errorf("%w: group %d weight %d", ErrBadState, g.ID, g.Weight)
 		}
-		if len(g.Tokens) != g.Weight*st.VNodes {
-			return nil, fmt.Errorf("%w: group %d has %d tokens, want %d", ErrBadState, g.ID, len(g.Tokens), g.Weight*st.VNodes)
+		if len(g.Tokens) < 1 || len(g.Tokens) > maxTokens {
+			return nil, fmt.Errorf("%w: group %d has %d tokens (1 to %d)", ErrBadState, g.ID, len(g.Tokens), maxTokens)
 		}
 		toks := append([]uint64(nil), g.Tokens...)
 		sort.Slice(toks, func(i, j int) bool { return toks[i] < toks[j] })
@@ -189,20 +194,119 @@ func FromState(st State) (*Ring, error) {
 }
 
 // RemoveGroup returns a ring without group id. Only that group's keys move:
-// each of its ranges joins the range of the next token clockwise.
+// each of its ranges goes to the group then furthest below its fair share,
+// largest range first, so the others stay balanced.
 func (r *Ring) RemoveGroup(id GroupID) (*Ring, error) {
-	if r.group(id) == nil {
+	g := r.group(id)
+	if g == nil {
 		return nil, fmt.Errorf("%w: %d", ErrNoGroup, id)
+	}
+	if len(r.groups) == 1 {
+		return nil, fmt.Errorf("%w: group %d is the last one", ErrBadState, id)
+	}
+	return r.giveAway(id, g.Tokens, 0)
+}
+
+// giveAway returns a ring where the given tokens of group id belong to the
+// other groups, and id has weight (0: id leaves the ring). Each token's
+// range goes, largest first, to the group furthest below its fair share
+// under the new weights; only keys in those ranges change owner.
+func (r *Ring) giveAway(id GroupID, drop []uint64, weight int) (*Ring, error) {
+	dropped := make(map[uint64]bool, len(drop))
+	for _, t := range drop {
+		dropped[t] = true
+	}
+	total := weight
+	for _, g := range r.groups {
+		if g.ID != id {
+			total += g.Weight
+		}
+	}
+	owned := r.owned()
+	deficit := map[GroupID]float64{}
+	for _, g := range r.groups {
+		if g.ID != id {
+			deficit[g.ID] = space*float64(g.Weight)/float64(total) - owned[g.ID]
+		}
+	}
+	type tr struct {
+		token uint64
+		size  float64
+	}
+	var give []tr
+	for i, p := range r.points {
+		if dropped[p.token] {
+			give = append(give, tr{p.token, rangeSize(r.points, i)})
+		}
+	}
+	sort.Slice(give, func(i, j int) bool {
+		if give[i].size != give[j].size {
+			return give[i].size > give[j].size
+		}
+		return give[i].token < give[j].token
+	})
+	gained := map[GroupID][]uint64{}
+	for _, t := range give {
+		var to GroupID
+		best := math.Inf(-1)
+		for _, g := range r.groups { // ascending ids: ties go to the lowest
+			if d, ok := deficit[g.ID]; ok && d > best {
+				best, to = d, g.ID
+			}
+		}
+		deficit[to] -= t.size
+		gained[to] = append(gained[to], t.token)
 	}
 	st := r.State()
 	out := st.Groups[:0]
 	for _, g := range st.Groups {
-		if g.ID != id {
-			out = append(out, g)
+		if g.ID == id {
+			if weight == 0 {
+				continue
+			}
+			kept := g.Tokens[:0]
+			for _, t := range g.Tokens {
+				if !dropped[t] {
+					kept = append(kept, t)
+				}
+			}
+			g.Tokens, g.Weight = kept, weight
 		}
+		g.Tokens = append(g.Tokens, gained[g.ID]...)
+		out = append(out, g)
 	}
 	st.Groups = out
 	st.Epoch++
+	return fromChange(st)
+}
+
+// fromChange builds the ring a change that hands ranges over produced,
+// first dropping every token whose clockwise successor belongs to the same
+// group: the two ranges merge without any key changing owner, so repeated
+// changes do not pile up tokens.
+func fromChange(st State) (*Ring, error) {
+	r, err := FromState(st)
+	if err != nil || len(r.groups) < 2 {
+		return r, err // a lone group keeps its tokens: each is redundant
+	}
+	redundant := map[uint64]bool{}
+	for i, p := range r.points {
+		if next := r.points[(i+1)%len(r.points)]; next.group == p.group && next.token != p.token {
+			redundant[p.token] = true
+		}
+	}
+	if len(redundant) == 0 {
+		return r, nil
+	}
+	for i := range st.Groups {
+		kept := st.Groups[i].Tokens[:0:0]
+		for _, t := range st.Groups[i].Tokens {
+			if !redundant[t] {
+				kept = append(kept, t)
+			}
+		}
+		st.Groups[i].Tokens = kept
+	}
 	return FromState(st)
 }
 
@@ -248,44 +352,55 @@ func (r *Ring) SetWeight(id GroupID, weight int) (*Ring, error) {
 	case weight == g.Weight:
 		return nil, fmt.Errorf("%w: group %d already has weight %d", ErrNoChange, id, weight)
 	}
+	if weight < g.Weight {
+		return r.giveAway(id, r.smallest(id, weight, g.Weight), weight)
+	}
 	st := r.State()
 	for i := range st.Groups {
-		if st.Groups[i].ID != id {
-			continue
-		}
-		if weight > g.Weight {
+		if st.Groups[i].ID == id {
 			st.Groups[i].Tokens = append(st.Groups[i].Tokens, r.carveTokens(id, weight, (weight-g.Weight)*r.vnodes)...)
-		} else {
-			st.Groups[i].Tokens = r.keepLargest(id, weight*r.vnodes)
+			st.Groups[i].Weight = weight
 		}
-		st.Groups[i].Weight = weight
 	}
 	st.Epoch++
 	return FromState(st)
 }
 
-// keepLargest returns the n tokens of group id heading its largest ranges
-// (ties broken by token, so the result depends only on the ring).
-func (r *Ring) keepLargest(id GroupID, n int) []uint64 {
+// smallest returns the tokens of group id heading its smallest ranges,
+// enough of them that giving them away brings its share from weight from
+// down to weight to (ties broken by token, so the result depends only on
+// the ring).
+func (r *Ring) smallest(id GroupID, to, from int) []uint64 {
 	type tr struct {
 		token uint64
 		size  float64
 	}
 	var mine []tr
+	var owned float64
 	for i, p := range r.points {
 		if p.group == id {
 			mine = append(mine, tr{p.token, rangeSize(r.points, i)})
+			owned += mine[len(mine)-1].size
 		}
 	}
 	sort.Slice(mine, func(i, j int) bool {
 		if mine[i].size != mine[j].size {
-			return mine[i].size > mine[j].size
+			return mine[i].size < mine[j].size
 		}
 		return mine[i].token < mine[j].token
 	})
-	out := make([]uint64, n)
-	for i := range out {
-		out[i] = mine[i].token
+	total := 0
+	for _, g := range r.groups {
+		total += g.Weight
+	}
+	target := space * float64(to) / float64(total-from+to)
+	var out []uint64
+	for _, t := range mine[:len(mine)-1] { // keep at least one range
+		if owned-t.size < target {
+			break
+		}
+		owned -= t.size
+		out = append(out, t.token)
 	}
 	return out
 }
@@ -357,7 +472,14 @@ func (r *Ring) carveTokens(id GroupID, weight, n int) []uint64 {
 		if len(points) == 1 {
 			prev = points[0].token
 		}
-		tok := prev + uint64(take)
+		// The new token must fall strictly inside the range: float64
+		// cannot tell a large range's size from its size minus one.
+		gap := points[bi].token - prev - 1 // wraps to the whole space for a lone point
+		step := gap
+		if take < float64(gap) {
+			step = max(uint64(take), 1)
+		}
+		tok := prev + step
 		excess[donor] -= take
 		taken += take
 		tokens = append(tokens, tok)

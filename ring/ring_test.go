@@ -3,6 +3,8 @@ package ring
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 )
@@ -318,5 +320,104 @@ func TestSetWeight(t *testing.T) {
 	}
 	if _, err := down.SetWeight(2, MaxWeight+1); !errors.Is(err, ErrBadWeight) {
 		t.Fatalf("weight too large: %v", err)
+	}
+}
+
+// The index answers exactly as scanning the ranges would, including a
+// range that wraps past the top and ones at the edges of the space.
+func TestRangeIndexMatchesContains(t *testing.T) {
+	old := mustRing(t, 3, 16)
+	nw, err := old.AddGroup(4, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrap := Range{Start: math.MaxUint64 - 5, End: 3}
+	var rs []Range
+	for _, m := range Moves(old, nw) {
+		if !m.Contains(0) && !m.Contains(math.MaxUint64) && !wrap.Contains(m.End) && !wrap.Contains(m.Start+1) {
+			rs = append(rs, m.Range) // the ranges must not overlap
+		}
+	}
+	rs = append(rs, wrap)
+	x := NewRangeIndex(rs)
+	probe := []uint64{0, 1, 3, 4, math.MaxUint64 - 5, math.MaxUint64 - 4, math.MaxUint64}
+	for _, k := range randomKeys(3, 20000) {
+		probe = append(probe, Hash(k))
+	}
+	for _, r := range rs {
+		probe = append(probe, r.Start, r.Start+1, r.End, r.End+1)
+	}
+	for _, h := range probe {
+		want := -1
+		for i, r := range rs {
+			if r.Contains(h) {
+				want = i
+			}
+		}
+		if got := x.Find(h); got != want {
+			t.Fatalf("Find(%#x) = %d, want %d", h, got, want)
+		}
+	}
+	if got := NewRangeIndex([]Range{{Start: 7, End: 7}}).Find(12345); got != 0 {
+		t.Fatalf("the whole space: Find = %d", got)
+	}
+}
+
+// After groups leave, the rest still hold their weight's share within 10%,
+// and a long run of changes neither unbalances the ring nor piles up
+// tokens.
+func TestBalanceSurvivesRemovalsAndCycles(t *testing.T) {
+	keys := randomKeys(11, 100_000)
+	check := func(what string, r *Ring) {
+		t.Helper()
+		total := 0
+		for _, g := range r.Groups() {
+			total += r.Weight(g)
+		}
+		c := counts(t, r, keys)
+		for _, g := range r.Groups() {
+			want := float64(len(keys)) * float64(r.Weight(g)) / float64(total)
+			if d := float64(c[g]) - want; d > 0.1*want || d < -0.1*want {
+				t.Fatalf("%s: group %d (weight %d) holds %d keys, want %.0f±10%%", what, g, r.Weight(g), c[g], want)
+			}
+		}
+		if n := len(r.points); n > 3*total*r.VNodes() {
+			t.Fatalf("%s: %d tokens for a total weight of %d", what, n, total)
+		}
+	}
+	r := mustRing(t, 6, DefaultVNodes)
+	for _, id := range []GroupID{2, 5, 1} {
+		var err error
+		if r, err = r.RemoveGroup(id); err != nil {
+			t.Fatal(err)
+		}
+		check("removing groups", r)
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	next := GroupID(7)
+	for step := 0; step < 60; step++ {
+		var err error
+		gs := r.Groups()
+		switch op := rng.IntN(3); {
+		case op == 0 || len(gs) < 3:
+			r, err = r.AddGroup(next, 1+rng.IntN(3))
+			next++
+		case op == 1:
+			r, err = r.RemoveGroup(gs[rng.IntN(len(gs))])
+		default:
+			g := gs[rng.IntN(len(gs))]
+			w := 1 + rng.IntN(3)
+			if w == r.Weight(g) {
+				w = w%3 + 1
+			}
+			r, err = r.SetWeight(g, w)
+		}
+		if err != nil {
+			t.Fatalf("step %d: %v", step, err)
+		}
+		check(fmt.Sprintf("step %d", step), r)
+	}
+	if _, err := mustRing(t, 1, 8).RemoveGroup(1); !errors.Is(err, ErrBadState) {
+		t.Fatalf("removing the last group: %v", err)
 	}
 }

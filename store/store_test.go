@@ -408,3 +408,26 @@ func TestRestoreChecksMerkleRoot(t *testing.T) {
 	}
 	wantValue(t, other, "keep", "me", 1)
 }
+
+func TestTallyBy(t *testing.T) {
+	s := mustOpen(t)
+	for i, kv := range [][2]string{{"a1", "xx"}, {"a2", "yyyy"}, {"b1", "z"}, {"c1", ""}} {
+		mustApply(t, s, uint64(i+1), put(kv[0], kv[1]))
+	}
+	got, err := s.TallyBy(func(k []byte) int {
+		switch k[0] {
+		case 'a':
+			return 0
+		case 'b':
+			return 1
+		}
+		return -1 // c: left out
+	}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Tally{{Keys: 2, Bytes: 2 + 2 + 2 + 4}, {Keys: 1, Bytes: 2 + 1}}
+	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("tally %+v, want %+v", got, want)
+	}
+}

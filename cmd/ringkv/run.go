@@ -260,6 +260,9 @@ func cmdStatus(ctx context.Context, c *client.Client, out io.Writer) error {
 }
 
 func cmdRing(ctx context.Context, c *client.Client, args []string, out io.Writer) error {
+	if len(args) > 0 && args[0] == "plan" {
+		return cmdRingPlan(ctx, c, args[1:], out)
+	}
 	if len(args) == 2 && args[0] == "lookup" {
 		var l map[string]interface{}
 		if err := c.GetJSON(ctx, "/v1/ring/lookup", url.Values{"key": {args[1]}}, &l); err != nil {
@@ -268,7 +271,7 @@ func cmdRing(ctx context.Context, c *client.Client, args []string, out io.Writer
 		return printJSON(out, l)
 	}
 	if len(args) != 0 {
-		return errors.New("usage: ringkv ring [lookup KEY]")
+		return errors.New("usage: ringkv ring [lookup KEY | plan add GROUP[:WEIGHT] | plan remove GROUP | plan weight GROUP:WEIGHT]")
 	}
 	var r struct {
 		Epoch  uint64 `json:"epoch"`

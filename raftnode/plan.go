@@ -1,0 +1,227 @@
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"sync"
+
+	"github.com/ringkv/ringkv/ring"
+	"github.com/ringkv/ringkv/store"
+)
+
+// RingChange is one change to the ring: exactly one of its fields is set.
+type RingChange struct {
+	// Add puts a new group on the ring with a weight.
+	Add *GroupWeight `json:"add,omitempty"`
+	// Remove retires a group; its keys go to the others.
+	Remove GroupID `json:"remove,omitempty"`
+	// Weight changes an existing group's weight.
+	Weight *GroupWeight `json:"weight,omitempty"`
+}
+
+// GroupWeight is a group with a weight.
+type GroupWeight struct {
+	Group  GroupID `json:"group"`
+	Weight int     `json:"weight"`
+}
+
+func (c RingChange) String() string {
+	switch {
+	case c.Add != nil:
+		return fmt.Sprintf("add group %d with weight %d", c.Add.Group, c.Add.Weight)
+	case c.Weight != nil:
+		return fmt.Sprintf("set group %d's weight to %d", c.Weight.Group, c.Weight.Weight)
+	default:
+		return fmt.Sprintf("remove group %d", c.Remove)
+	}
+}
+
+// next returns the ring after the change and the share of the key space
+// that ideally moves (the least any change giving every group its
+// weight's share could move).
+func (c RingChange) next(cur *ring.Ring) (*ring.Ring, float64, error) {
+	set := 0
+	if c.Add != nil {
+		set++
+	}
+	if c.Remove != 0 {
+		set++
+	}
+	if c.Weight != nil {
+		set++
+	}
+	if set != 1 {
+		return nil, 0, fmt.Errorf("%w: give exactly one change: add, remove or weight", ErrBadRequest)
+	}
+	total := 0
+	for _, g := range cur.Groups() {
+		total += cur.Weight(g)
+	}
+	var nr *ring.Ring
+	var ideal float64
+	var err error
+	switch {
+	case c.Add != nil:
+		nr, err = cur.AddGroup(ring.GroupID(c.Add.Group), c.Add.Weight)
+		ideal = float64(c.Add.Weight) / float64(total+c.Add.Weight)
+	case c.Remove != 0:
+		if len(cur.Groups()) == 1 && cur.Weight(ring.GroupID(c.Remove)) > 0 {
+			return nil, 0, fmt.Errorf("%w: group %d is the last on the ring", ErrBadRequest, c.Remove)
+		}
+		nr, err = cur.RemoveGroup(ring.GroupID(c.Remove))
+		ideal = float64(cur.Weight(ring.GroupID(c.Remove))) / float64(total)
+	default:
+		g := ring.GroupID(c.Weight.Group)
+		w0 := cur.Weight(g)
+		nr, err = cur.SetWeight(g, c.Weight.Weight)
+		ideal = math.Abs(float64(c.Weight.Weight)/float64(total-w0+c.Weight.Weight) - float64(w0)/float64(total))
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	return nr, ideal, nil
+}
+
+// Plan previews a ring change: what moves where, before anything moves.
+type Plan struct {
+	Change    string      `json:"change"`
+	Epoch     uint64      `json:"epoch"`
+	NextEpoch uint64      `json:"next_epoch"`
+	Before    []PlanGroup `json:"before"`
+	After     []PlanGroup `json:"after"`
+	// Transfers aggregate the moving ranges by source and destination.
+	Transfers []Transfer `json:"transfers"`
+	// MovedShare is the share of the hash space that changes group;
+	// IdealShare the least a change giving every group its weight's share
+	// could move.
+	MovedShare float64 `json:"moved_share"`
+	IdealShare float64 `json:"ideal_share"`
+	// Keys and bytes (keys plus values) that move, and all keys now.
+	MovedKeys  uint64 `json:"moved_keys"`
+	MovedBytes uint64 `json:"moved_bytes"`
+	TotalKeys  uint64 `json:"total_keys"`
+	// Ranges lists every moving range, when asked for.
+	Ranges []ring.Move `json:"ranges,omitempty"`
+}
+
+// PlanGroup is a group's weight and share of the space on one side of a
+// change.
+type PlanGroup struct {
+	ID     GroupID `json:"id"`
+	Weight int     `json:"weight"`
+	Share  float64 `json:"share"`
+}
+
+// Transfer is what one group hands to another in a change.
+type Transfer struct {
+	From   GroupID `json:"from"`
+	To     GroupID `json:"to"`
+	Ranges int     `json:"ranges"`
+	Share  float64 `json:"share"`
+	Keys   uint64  `json:"keys"`
+	Bytes  uint64  `json:"bytes"`
+}
+
+// Plan previews change against the current ring: the moving ranges, and
+// from each source group's leader the keys and bytes in them.
+func (n *Node) Plan(ctx context.Context, change RingChange, withRanges bool) (Plan, error) {
+	cur := n.Layout().RingView()
+	if cur == nil {
+		return Plan{}, fmt.Errorf("%w: cluster layout not initialised yet", ErrUnavailable)
+	}
+	nr, ideal, err := change.next(cur)
+	if err != nil {
+		return Plan{}, err
+	}
+	moves := ring.Moves(cur, nr)
+	p := Plan{Change: change.String(), Epoch: cur.Epoch(), NextEpoch: nr.Epoch(), Before: planGroups(cur), After: planGroups(nr),
+		MovedShare: ring.MovedShare(moves), IdealShare: ideal}
+	if withRanges {
+		p.Ranges = moves
+	}
+	// One pass over each group: its keys in the ranges it gives away, per
+	// range, and the rest.
+	bySource := map[GroupID][]ring.Move{}
+	for _, m := range moves {
+		bySource[GroupID(m.From)] = append(bySource[GroupID(m.From)], m)
+	}
+	transfers := map[[2]GroupID]*Transfer{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	errs := make([]error, 0)
+	for _, g := range cur.Groups() {
+		gid := GroupID(g)
+		ms := bySource[gid]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ranges := make([]ring.Range, len(ms))
+			for i, m := range ms {
+				ranges[i] = m.Range
+			}
+			resp, err := n.do(ctx, Request{Op: opRangeStats, Group: gid, Ranges: ranges})
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil && len(resp.Tallies) != len(ms)+1 {
+				err = fmt.Errorf("group %d answered %d tallies for %d ranges", gid, len(resp.Tallies), len(ms))
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("counting group %d's keys: %w", gid, err))
+				return
+			}
+			for i, m := range ms {
+				k := [2]GroupID{GroupID(m.From), GroupID(m.To)}
+				t := transfers[k]
+				if t == nil {
+					t = &Transfer{From: k[0], To: k[1]}
+					transfers[k] = t
+				}
+				t.Ranges++
+				t.Share += m.Size() / math.Exp2(64)
+				t.Keys += resp.Tallies[i].Keys
+				t.Bytes += resp.Tallies[i].Bytes
+				p.MovedKeys += resp.Tallies[i].Keys
+				p.MovedBytes += resp.Tallies[i].Bytes
+				p.TotalKeys += resp.Tallies[i].Keys
+			}
+			p.TotalKeys += resp.Tallies[len(ms)].Keys
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return Plan{}, errors.Join(errs...)
+	}
+	for _, t := range transfers {
+		p.Transfers = append(p.Transfers, *t)
+	}
+	sort.Slice(p.Transfers, func(i, j int) bool {
+		a, b := p.Transfers[i], p.Transfers[j]
+		return a.From < b.From || a.From == b.From && a.To < b.To
+	})
+	return p, nil
+}
+
+func planGroups(r *ring.Ring) []PlanGroup {
+	shares := r.Shares()
+	var out []PlanGroup
+	for _, g := range r.Groups() {
+		out = append(out, PlanGroup{ID: GroupID(g), Weight: r.Weight(g), Share: shares[g]})
+	}
+	return out
+}
+
+// rangeStats counts the replica's keys and bytes in each of ranges, and
+// last, all its other keys.
+func rangeStats(st *store.Store, ranges []ring.Range) ([]store.Tally, error) {
+	idx := ring.NewRangeIndex(ranges)
+	rest := len(ranges)
+	return st.TallyBy(func(k []byte) int {
+		if i := idx.Find(ring.Hash(k)); i >= 0 {
+			return i
+		}
+		return rest
+	}, len(ranges)+1)
+}
