@@ -228,6 +228,23 @@ func TestCLI(t *testing.T) {
 			t.Fatalf("status shows no leader:\n%s", out)
 		}
 	}
+	// A plan previews a ring change, counting the cluster's one key; a
+	// change that cannot apply is refused. Answers carry the ring epoch.
+	out, err = run(nil, "--addr", addr, "ring", "plan", "add", "9:2")
+	if err != nil || !strings.Contains(out, "plan: add group 9 with weight 2 (ring epoch") || !strings.Contains(out, "of 1 keys") {
+		t.Fatalf("ring plan add: %v\n%s", err, out)
+	}
+	if out, err := run(nil, "--addr", addr, "ring", "plan", "remove", "9"); err == nil || !strings.Contains(out, "bad_request") {
+		t.Fatalf("ring plan remove of a group not on the ring: err=%v %s", err, out)
+	}
+	resp, err := http.Get(addr + "/v1/kv/app/name")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if e := resp.Header.Get("X-Ring-Epoch"); e == "" || e == "0" {
+		t.Fatalf("X-Ring-Epoch = %q after the plan, want the ring's epoch", e)
+	}
 	if out, err := run(nil, "--addr", addr, "del", "app/name"); err != nil {
 		t.Fatalf("del: %v %s", err, out)
 	}

@@ -96,6 +96,7 @@ func (f *fakeBackend) RemoveNode(context.Context, raftnode.NodeID) error { retur
 func (f *fakeBackend) Lookup(key []byte) (raftnode.Lookup, error) {
 	return raftnode.Lookup{Key: string(key), Group: 1}, nil
 }
+func (f *fakeBackend) RingEpoch() uint64 { return 7 }
 func (f *fakeBackend) Plan(_ context.Context, c raftnode.RingChange, withRanges bool) (raftnode.Plan, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -255,7 +256,7 @@ func TestPutGetDelete(t *testing.T) {
 	if resp.StatusCode != 200 || string(body) != "world" {
 		t.Fatalf("GET = %d %q, want 200 world", resp.StatusCode, body)
 	}
-	for _, h := range []string{"X-KV-Index", "X-Raft-Group", "X-Raft-Index", "X-Served-By"} {
+	for _, h := range []string{"X-KV-Index", "X-Raft-Group", "X-Raft-Index", "X-Served-By", "X-Ring-Epoch"} {
 		if resp.Header.Get(h) == "" {
 			t.Errorf("GET lacks header %s", h)
 		}

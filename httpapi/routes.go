@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 	"net/http/pprof"
+	"strconv"
 	"strings"
 
 	"github.com/gorilla/mux"
@@ -78,5 +79,12 @@ func (a *API) routes() *mux.Router {
 				"method "+req.Method+" is not allowed here; allowed: "+allowed, codeMethodNotAllowed)})
 		}))
 	}
+	// Every answer names the ring epoch this node routed it by.
+	r.Use(func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			w.Header().Set("X-Ring-Epoch", strconv.FormatUint(a.b.RingEpoch(), 10))
+			next.ServeHTTP(w, req)
+		})
+	})
 	return r
 }

@@ -25,6 +25,9 @@ type Backend interface {
 	Status() raftnode.Status
 	Ring() (raftnode.RingInfo, error)
 	Lookup(key []byte) (raftnode.Lookup, error)
+	// RingEpoch is the epoch of the ring this node routes by (0 before
+	// the cluster layout is known).
+	RingEpoch() uint64
 	Plan(ctx context.Context, c raftnode.RingChange, withRanges bool) (raftnode.Plan, error)
 	Join(ctx context.Context, info raftnode.NodeInfo) error
 	RemoveNode(ctx context.Context, id raftnode.NodeID) error

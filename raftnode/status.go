@@ -152,6 +152,15 @@ func (n *Node) Ring() (RingInfo, error) {
 	return info, nil
 }
 
+// RingEpoch returns the epoch of the ring this node routes by, 0 before
+// the layout is initialised.
+func (n *Node) RingEpoch() uint64 {
+	if rg := n.Layout().RingView(); rg != nil {
+		return rg.Epoch()
+	}
+	return 0
+}
+
 // Lookup is where a key lives.
 type Lookup struct {
 	Key      string   `json:"key"`
