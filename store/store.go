@@ -21,6 +21,11 @@ var (
 	// keyAppliedTerm is the Raft term of the applied index's entry.
 	keyAppliedTerm = []byte("applied_term")
 	keyCount       = []byte("count")
+	// keyFences holds the fenced ranges (see moving.go); keyOffset what
+	// is added to a write's Raft index to make its modify index, raised
+	// past every ingested one.
+	keyFences = []byte("fences")
+	keyOffset = []byte("index_offset")
 )
 
 // Options configures a Store.
@@ -37,6 +42,10 @@ type Options struct {
 	// TreeDepth is the depth of the Merkle tree of a new store (an
 	// existing store keeps the depth it was created with).
 	TreeDepth int
+	// KeyHash places a key in the ring's hash space, for fences and
+	// moving commands (which fail without it). Every replica of a group
+	// must use the same function.
+	KeyHash func(key []byte) uint64
 	// DeferSync skips fsync on commit but detects, at the next Open, a
 	// machine crash that may have torn the file (see deferred.go). Use it
 	// only when the caller can rebuild the state from a durable log. On
@@ -61,6 +70,8 @@ type Store struct {
 
 	applied atomic.Uint64
 	keys    atomic.Uint64
+	fences  atomic.Pointer[spanSet]
+	offset  atomic.Uint64
 
 	// tree is touched only by the apply goroutine (and open); root is the
 	// published root at the applied index, for any reader.
@@ -110,7 +121,8 @@ func (s *Store) open() error {
 	if err != nil {
 		return fmt.Errorf("store: open %s: %w", s.path, err)
 	}
-	var applied, count uint64
+	var applied, count, offset uint64
+	var fences spanSet
 	var tree *snapshot.Tree
 	depth := s.opts.TreeDepth
 	if depth == 0 {
@@ -124,7 +136,12 @@ func (s *Store) open() error {
 		if err != nil {
 			return err
 		}
-		applied, count = getU64(m, keyApplied), getU64(m, keyCount)
+		applied, count, offset = getU64(m, keyApplied), getU64(m, keyCount), getU64(m, keyOffset)
+		if b := m.Get(keyFences); b != nil {
+			if fences, err = decodeSpanSet(b); err != nil {
+				return err
+			}
+		}
 		fresh := tx.Bucket(bucketMerkle) == nil
 		if tree, err = loadTree(tx, depth); err != nil {
 			return err
@@ -148,6 +165,8 @@ func (s *Store) open() error {
 	s.db = db
 	s.applied.Store(applied)
 	s.keys.Store(count)
+	s.offset.Store(offset)
+	s.fences.Store(&fences)
 	s.tree = tree
 	s.root.Store(&Root{Index: applied, Hash: tree.Root(), Depth: tree.Depth()})
 	return nil
@@ -260,6 +279,14 @@ type Result struct {
 	// Batch holds the outcome of each command of an OpBatch entry, in
 	// order; the entry's own Err is set when it could not be decoded.
 	Batch []Result
+	// Moved reports a put or delete refused because its key's range is
+	// fenced: another group holds it, or is taking it over.
+	Moved bool
+	// Count is the entries an OpIngest wrote or the keys an OpDrop
+	// deleted; Cursor, for an OpDrop that stopped early, is the key to go
+	// on after.
+	Count  int
+	Cursor []byte
 }
 
 // Apply applies one command at index. It returns an error only for I/O
@@ -312,7 +339,7 @@ func (s *Store) ApplyBatch(entries []LogEntry) ([]Result, error) {
 // caller holds s.mu for reading.
 func (s *Store) applySegment(entries []LogEntry, results []Result) error {
 	applied := s.applied.Load()
-	count := s.keys.Load()
+	st := &applyState{count: s.keys.Load(), fences: *s.fences.Load(), offset: s.offset.Load()}
 	last, lastTerm := applied, uint64(0)
 	changed := map[int]bool{}
 	err := s.db.Update(func(tx *bolt.Tx) error {
@@ -327,6 +354,15 @@ func (s *Store) applySegment(entries []LogEntry, results []Result) error {
 			if e.Data == nil {
 				continue
 			}
+			if IsMoving(e.Data) {
+				r, err := s.applyMoving(kv, st, changed, e.Data)
+				if err != nil {
+					return err
+				}
+				r.Index = e.Index
+				results[i] = r
+				continue
+			}
 			if IsBatch(e.Data) {
 				cmds, err := DecodeBatch(e.Data)
 				if err != nil {
@@ -335,13 +371,12 @@ func (s *Store) applySegment(entries []LogEntry, results []Result) error {
 				}
 				results[i].Batch = make([]Result, len(cmds))
 				for j, cmd := range cmds {
-					r, delta, err := applyTx(kv, s.tree, changed, e.Index, cmd)
+					r, err := s.applyTx(kv, st, changed, e.Index, cmd)
 					if err != nil {
 						return err
 					}
 					r.Index = e.Index
 					results[i].Batch[j] = r
-					count = uint64(int64(count) + delta)
 				}
 				continue
 			}
@@ -356,13 +391,12 @@ func (s *Store) applySegment(entries []LogEntry, results []Result) error {
 				s.recordVerify(string(cmd.Key), root, s.tree)
 				continue
 			}
-			r, delta, err := applyTx(kv, s.tree, changed, e.Index, cmd)
+			r, err := s.applyTx(kv, st, changed, e.Index, cmd)
 			if err != nil {
 				return err
 			}
 			r.Index = e.Index
 			results[i] = r
-			count = uint64(int64(count) + delta)
 		}
 		if last == applied {
 			return nil
@@ -376,8 +410,18 @@ func (s *Store) applySegment(entries []LogEntry, results []Result) error {
 		if err := putU64(m, keyApplied, last); err != nil {
 			return err
 		}
-		if err := putU64(m, keyCount, count); err != nil {
+		if err := putU64(m, keyCount, st.count); err != nil {
 			return err
+		}
+		if st.offsetChanged {
+			if err := putU64(m, keyOffset, st.offset); err != nil {
+				return err
+			}
+		}
+		if st.fencesChanged {
+			if err := m.Put(keyFences, st.fences.encode()); err != nil {
+				return err
+			}
 		}
 		if !maintainMerkle {
 			return nil
@@ -388,7 +432,9 @@ func (s *Store) applySegment(entries []LogEntry, results []Result) error {
 		return fmt.Errorf("store: apply batch ending at %d: %w", last, err)
 	}
 	if last != applied {
-		s.keys.Store(count)
+		s.keys.Store(st.count)
+		s.offset.Store(st.offset)
+		s.fences.Store(&st.fences)
 		s.root.Store(&Root{Index: last, Hash: s.tree.Root(), Depth: s.tree.Depth()})
 		s.applied.Store(last)
 		s.notify()
@@ -396,72 +442,57 @@ func (s *Store) applySegment(entries []LogEntry, results []Result) error {
 	return nil
 }
 
-// applyTx applies one decoded command inside tx, keeping the Merkle tree
-// in step (changed collects the leaves it touched). It returns the change
-// in key count.
-func applyTx(kv *bolt.Bucket, tree *snapshot.Tree, changed map[int]bool, index uint64, cmd Command) (Result, int64, error) {
+// applyTx applies one decoded put or delete inside tx, keeping the Merkle
+// tree in step (changed collects the leaves it touched) and the key count
+// in st. A key in a fenced range is refused (Result.Moved). The modify
+// index is the Raft index plus the store's offset.
+func (s *Store) applyTx(kv *bolt.Bucket, st *applyState, changed map[int]bool, index uint64, cmd Command) (Result, error) {
 	var r Result
+	if s.inSet(st.fences, cmd.Key) {
+		r.Moved = true
+		return r, nil
+	}
+	index += st.offset
 	var create uint64
-	var oldDigest *snapshot.Digest
-	if old := kv.Get(cmd.Key); old != nil {
-		e, err := decodeRecord(cmd.Key, old, true)
+	old := kv.Get(cmd.Key)
+	if old != nil {
+		e, err := decodeRecord(cmd.Key, old, false)
 		if err != nil {
-			return r, 0, err
+			return r, err
 		}
 		r.Current, create = e.ModifyIndex, e.CreateIndex
-		if maintainMerkle {
-			d := snapshot.EntryDigest(cmd.Key, e.Value, e.ModifyIndex)
-			oldDigest = &d
-		}
-	}
-	var keyHash uint64
-	if maintainMerkle {
-		keyHash = snapshot.KeyHash(cmd.Key)
-	}
-	replace := func(newDigest *snapshot.Digest) {
-		if !maintainMerkle {
-			return
-		}
-		if oldDigest != nil {
-			changed[tree.Toggle(keyHash, *oldDigest)] = true
-		}
-		if newDigest != nil {
-			changed[tree.Toggle(keyHash, *newDigest)] = true
-		}
 	}
 	r.ModifyIndex = r.Current
 	if cmd.HasCAS && cmd.CAS != r.Current {
 		r.CASFailed = true
-		return r, 0, nil
+		return r, nil
 	}
 	switch cmd.Op {
 	case OpPut:
-		var delta int64
 		if r.Current == 0 {
-			create, delta = index, 1
+			create = index
 		}
-		if err := kv.Put(cmd.Key, encodeRecord(create, index, cmd.Value)); err != nil {
-			return r, 0, err
+		delta, err := s.replaceRecord(kv, changed, cmd.Key, old, encodeRecord(create, index, cmd.Value), cmd.Value, index)
+		if err != nil {
+			return r, err
 		}
-		if maintainMerkle {
-			d := snapshot.EntryDigest(cmd.Key, cmd.Value, index)
-			replace(&d)
-		}
+		st.count = uint64(int64(st.count) + delta)
 		r.Applied, r.ModifyIndex = true, index
-		return r, delta, nil
+		return r, nil
 	case OpDelete:
 		if r.Current == 0 {
 			r.NotFound = true
-			return r, 0, nil
+			return r, nil
 		}
-		if err := kv.Delete(cmd.Key); err != nil {
-			return r, 0, err
+		delta, err := s.replaceRecord(kv, changed, cmd.Key, old, nil, nil, 0)
+		if err != nil {
+			return r, err
 		}
-		replace(nil)
+		st.count = uint64(int64(st.count) + delta)
 		r.Applied, r.ModifyIndex = true, 0
-		return r, -1, nil
+		return r, nil
 	}
-	return r, 0, fmt.Errorf("store: unreachable op %d", cmd.Op)
+	return r, fmt.Errorf("store: unreachable op %d", cmd.Op)
 }
 
 // Get returns the entry for key, or ErrNotFound.
