@@ -37,6 +37,7 @@ var statusOf = map[string]int{
 	raftnode.CodeClusterFull: http.StatusConflict,
 	raftnode.CodeConflict:    http.StatusConflict,
 	raftnode.CodeLost:        http.StatusGone,
+	raftnode.CodeMoved:       http.StatusServiceUnavailable,
 	raftnode.CodeInternal:    http.StatusInternalServerError,
 	codeTooLarge:             http.StatusRequestEntityTooLarge,
 	codeMethodNotAllowed:     http.StatusMethodNotAllowed,

@@ -79,6 +79,7 @@ const (
 	CodeClusterFull = "cluster_full"
 	CodeConflict    = "conflict"
 	CodeLost        = "lost"
+	CodeMoved       = "moved"
 	CodeInternal    = "internal"
 )
 
@@ -98,6 +99,7 @@ var codes = []struct {
 	{ErrConflict, CodeConflict},
 	{ErrTimeout, CodeTimeout},
 	{ErrLost, CodeLost},
+	{ErrMoved, CodeMoved},
 }
 
 // Code returns the error code for err: one table, used by the HTTP layer and

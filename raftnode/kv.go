@@ -53,16 +53,35 @@ func (n *Node) write(ctx context.Context, req Request) (WriteResult, NodeID, err
 	if err := req.Validate(); err != nil {
 		return WriteResult{}, "", err
 	}
-	g, err := n.Layout().Route(req.Key)
-	if err != nil {
-		return WriteResult{}, "", err
-	}
-	req.Group = g
-	resp, err := n.do(ctx, req)
+	resp, err := n.routed(ctx, req)
 	if err != nil {
 		return WriteResult{}, resp.ServedBy, err
 	}
 	return *resp.Write, resp.ServedBy, nil
+}
+
+// routed runs a request on the group owning its key. A key whose range is
+// moving to another group is held: the request is routed again as the
+// layout changes, until ctx ends.
+func (n *Node) routed(ctx context.Context, req Request) (Response, error) {
+	for {
+		changed := n.meta.meta.Changed()
+		g, err := n.Layout().Route(req.Key)
+		if err != nil {
+			return Response{}, err
+		}
+		req.Group = g
+		resp, err := n.do(ctx, req)
+		if !errors.Is(err, ErrMoved) {
+			return resp, err
+		}
+		select {
+		case <-changed:
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return resp, err
+		}
+	}
 }
 
 // Get reads key at consistency c.
@@ -74,12 +93,10 @@ func (n *Node) Get(ctx context.Context, key []byte, c Consistency) (ReadResult, 
 // least minIndex of the key's group (0: any), waiting for it: a client
 // reads its own asynchronous write from any replica this way.
 func (n *Node) GetAt(ctx context.Context, key []byte, c Consistency, minIndex uint64) (ReadResult, error) {
-	g, err := n.Layout().Route(key)
+	req := Request{Op: opGet, Key: key, Consistency: c, Index: minIndex}
+	resp, err := n.routed(ctx, req)
 	if err != nil {
-		return ReadResult{}, err
-	}
-	resp, err := n.do(ctx, Request{Op: opGet, Group: g, Key: key, Consistency: c, Index: minIndex})
-	if err != nil {
+		g, _ := n.Layout().Route(key)
 		return ReadResult{ServedBy: resp.ServedBy, KV: KV{Group: g}}, err
 	}
 	return ReadResult{KV: *resp.Entry, RaftIndex: resp.RaftIndex, ServedBy: resp.ServedBy}, nil
@@ -113,6 +130,17 @@ func (n *Node) List(ctx context.Context, o ListOptions) ([]KV, error) {
 	for _, p := range parts {
 		if p.err != nil {
 			return nil, p.err
+		}
+		// While ranges move, a key can sit in two groups: keep it where
+		// the layout routes it.
+		if l.Migration != nil {
+			kept := p.kvs[:0]
+			for _, kv := range p.kvs {
+				if g, err := l.Route(kv.Key); err == nil && g == kv.Group {
+					kept = append(kept, kv)
+				}
+			}
+			p.kvs = kept
 		}
 		all = append(all, p.kvs)
 	}
@@ -222,16 +250,28 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 			cmd.Op, cmd.Value = store.OpDelete, nil
 		}
 		if req.Async {
-			at, err := r.applyAsync(ctx, cmd.Encode(), req.Key)
-			if err != nil {
-				return resp, err
+			// While this group hands ranges over, its writes are
+			// synchronous: one acknowledged at its append could still be
+			// refused by a fence that follows it.
+			r.asyncMu.RLock()
+			if m := n.Layout().Migration; m == nil || !m.sourcing(r.id) {
+				if r.st != nil && r.st.Fenced(req.Key) {
+					r.asyncMu.RUnlock()
+					return resp, fmt.Errorf("%w: key %q", ErrMoved, req.Key)
+				}
+				at, err := r.applyAsync(ctx, cmd.Encode(), req.Key)
+				r.asyncMu.RUnlock()
+				if err != nil {
+					return resp, err
+				}
+				idx := at.index + r.st.IndexOffset()
+				if req.Op == opDelete {
+					idx = 0
+				}
+				resp.Write = &WriteResult{Key: req.Key, Index: idx, Group: r.id, RaftIndex: at.index, Async: true, RaftTerm: at.term}
+				return resp, nil
 			}
-			idx := at.index
-			if req.Op == opDelete {
-				idx = 0
-			}
-			resp.Write = &WriteResult{Key: req.Key, Index: idx, Group: r.id, RaftIndex: at.index, Async: true, RaftTerm: at.term}
-			return resp, nil
+			r.asyncMu.RUnlock()
 		}
 		out, err := r.applyWrite(ctx, cmd.Encode(), req.Key)
 		if err != nil {
@@ -244,6 +284,8 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 		switch {
 		case res.Err != nil:
 			return resp, fmt.Errorf("%w: %v", ErrBadRequest, res.Err)
+		case res.Moved:
+			return resp, fmt.Errorf("%w: key %q", ErrMoved, req.Key)
 		case res.CASFailed:
 			return resp, &CASFailedError{Current: res.Current}
 		case res.NotFound:
@@ -265,6 +307,9 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 		}
 		resp.RaftIndex = r.st.AppliedIndex()
 		if req.Op == opGet {
+			if r.st.Fenced(req.Key) {
+				return resp, fmt.Errorf("%w: key %q", ErrMoved, req.Key)
+			}
 			e, err := r.st.Get(req.Key)
 			if errors.Is(err, store.ErrNotFound) {
 				return resp, fmt.Errorf("%w: key %q", ErrNotFound, req.Key)
@@ -279,9 +324,11 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 		if err != nil {
 			return resp, err
 		}
-		resp.Entries = make([]KV, len(es))
-		for i, e := range es {
-			resp.Entries[i] = KV{Key: e.Key, Value: e.Value, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex, Group: r.id}
+		resp.Entries = make([]KV, 0, len(es))
+		for _, e := range es {
+			if !r.st.Fenced(e.Key) { // another group answers for it
+				resp.Entries = append(resp.Entries, KV{Key: e.Key, Value: e.Value, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex, Group: r.id})
+			}
 		}
 		return resp, nil
 	case opVerify:
@@ -364,6 +411,8 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 			resp.Leaf[i] = LeafEntry{Key: e.Key, ModifyIndex: e.ModifyIndex, Digest: e.Digest[:]}
 		}
 		return resp, nil
+	case opRangeScan, opFence, opUnfence, opIngest, opDrop, opRingChange:
+		return n.serveMoving(ctx, r, req)
 	case opRangeStats:
 		if r.st == nil {
 			return resp, fmt.Errorf("%w: group %d holds no keys", ErrBadRequest, r.id)

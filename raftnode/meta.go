@@ -24,6 +24,9 @@ type NodeInfo struct {
 type GroupInfo struct {
 	ID       GroupID  `json:"id"`
 	Replicas []NodeID `json:"replicas"`
+	// Bootstrap, for a group created by a ring change and not yet
+	// established, lists the replicas that start it together.
+	Bootstrap []NodeID `json:"bootstrap,omitempty"`
 }
 
 // Layout is the replicated cluster layout: members, groups, replicas and the
@@ -33,8 +36,14 @@ type Layout struct {
 	Nodes       []NodeInfo  `json:"nodes"` // sorted by id
 	Groups      []GroupInfo `json:"groups"`
 	Ring        ring.State  `json:"ring"`
+	// Migration is the ring change in motion, if any.
+	Migration *Migration `json:"migration,omitempty"`
+	// Retired lists groups removed by ring changes: their ids are not
+	// used again, and their replicas are shut down.
+	Retired []GroupID `json:"retired,omitempty"`
 
 	ring *ring.Ring
+	next *ring.Ring // the ring after Migration
 }
 
 // Node returns the member with id.
@@ -63,7 +72,18 @@ func (l *Layout) Route(key []byte) (GroupID, error) {
 		return 0, fmt.Errorf("%w: cluster layout not initialised yet", ErrUnavailable)
 	}
 	g, err := l.ring.Lookup(key)
-	return GroupID(g), err
+	if err != nil || l.Migration == nil {
+		return GroupID(g), err
+	}
+	// A key whose range is moving belongs to the destination once its
+	// transfer has flipped.
+	to, err := l.next.Lookup(key)
+	if err == nil && to != g {
+		if t := l.Migration.transfer(GroupID(g), GroupID(to)); t != nil && (t.Phase == PhaseFlipped || t.Phase == PhaseDone) {
+			return GroupID(to), nil
+		}
+	}
+	return GroupID(g), nil
 }
 
 // RingView returns the layout's ring (nil before initialisation).
@@ -71,10 +91,13 @@ func (l *Layout) RingView() *ring.Ring { return l.ring }
 
 // metaCommand is an entry of the metadata group's log.
 type metaCommand struct {
-	Op     string    `json:"op"` // init, add_node, remove_node
+	Op     string    `json:"op"` // init, add_node, remove_node, migrate_start, migrate_phase, migrate_end
 	Node   *NodeInfo `json:"node,omitempty"`
 	Groups int       `json:"groups,omitempty"`
 	VNodes int       `json:"vnodes,omitempty"`
+	// Change starts a ring change; Phase records a transfer's progress.
+	Change *RingChange     `json:"change,omitempty"`
+	Phase  *migrationPhase `json:"phase,omitempty"`
 }
 
 func decodeMetaCommand(b []byte) (metaCommand, error) {
@@ -91,6 +114,15 @@ func decodeMetaCommand(b []byte) (metaCommand, error) {
 		if c.Node == nil || c.Node.ID == "" {
 			return c, fmt.Errorf("%w: meta %s: node missing", ErrBadRequest, c.Op)
 		}
+	case "migrate_start":
+		if c.Change == nil {
+			return c, fmt.Errorf("%w: meta migrate_start: change missing", ErrBadRequest)
+		}
+	case "migrate_phase":
+		if c.Phase == nil {
+			return c, fmt.Errorf("%w: meta migrate_phase: phase missing", ErrBadRequest)
+		}
+	case "migrate_end":
 	default:
 		return c, fmt.Errorf("%w: meta op %q", ErrBadRequest, c.Op)
 	}
@@ -179,6 +211,21 @@ func applyMeta(cur *Layout, c metaCommand) (*Layout, error) {
 		for i := range next.Groups {
 			next.Groups[i].Replicas = append(next.Groups[i].Replicas, c.Node.ID)
 		}
+	case "migrate_start":
+		if !cur.Initialized {
+			return nil, fmt.Errorf("%w: cluster layout not initialised yet", ErrUnavailable)
+		}
+		if err := startMigration(cur, next, *c.Change); err != nil {
+			return nil, err
+		}
+	case "migrate_phase":
+		if err := advanceMigration(next, *c.Phase); err != nil {
+			return nil, err
+		}
+	case "migrate_end":
+		if err := endMigration(next); err != nil {
+			return nil, err
+		}
 	case "remove_node":
 		i := next.nodeIndex(c.Node.ID)
 		if i < 0 {
@@ -208,10 +255,12 @@ func (l *Layout) nodeIndex(id NodeID) int {
 }
 
 func (l *Layout) clone() *Layout {
-	c := &Layout{Initialized: l.Initialized, Ring: l.Ring, ring: l.ring}
+	c := &Layout{Initialized: l.Initialized, Ring: l.Ring, ring: l.ring, Migration: l.Migration, next: l.next,
+		Retired: append([]GroupID(nil), l.Retired...)}
 	c.Nodes = append([]NodeInfo(nil), l.Nodes...)
 	for _, g := range l.Groups {
-		c.Groups = append(c.Groups, GroupInfo{ID: g.ID, Replicas: append([]NodeID(nil), g.Replicas...)})
+		c.Groups = append(c.Groups, GroupInfo{ID: g.ID, Replicas: append([]NodeID(nil), g.Replicas...),
+			Bootstrap: append([]NodeID(nil), g.Bootstrap...)})
 	}
 	return c
 }
@@ -245,6 +294,11 @@ func decodeLayout(r io.Reader) (*Layout, error) {
 			return nil, fmt.Errorf("meta snapshot: %w", err)
 		}
 		l.ring = rg
+		if l.Migration != nil {
+			if l.next, err = ring.FromState(l.Migration.Next); err != nil {
+				return nil, fmt.Errorf("meta snapshot: next ring: %w", err)
+			}
+		}
 	} else if len(l.Groups) > 0 || len(l.Nodes) > 0 {
 		return nil, errors.New("meta snapshot: uninitialised layout with members")
 	}

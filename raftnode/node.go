@@ -3,6 +3,7 @@ package raftnode
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // Node is one ringkv node. Its methods are safe for concurrent use.
@@ -64,7 +67,11 @@ func New(cfg Config) (*Node, error) {
 
 	restart := hasState(groupDir(cfg.DataDir, MetaGroup))
 	bootstrap := !restart && len(cfg.Join) == 0
-	if n.meta, err = n.openReplica(MetaGroup, bootstrap); err != nil {
+	var boot []raft.Server
+	if bootstrap {
+		boot = n.alone()
+	}
+	if n.meta, err = n.openReplica(MetaGroup, boot); err != nil {
 		n.Close()
 		return nil, err
 	}
@@ -79,7 +86,7 @@ func New(cfg Config) (*Node, error) {
 		// Replicas open in parallel: each replays its own log tail.
 		errs := make(chan error, len(ids))
 		for _, id := range ids {
-			go func() { errs <- n.startReplica(id, false) }()
+			go func() { errs <- n.startReplica(id, nil) }()
 		}
 		var firstErr error
 		for range ids {
@@ -95,7 +102,7 @@ func New(cfg Config) (*Node, error) {
 	case bootstrap:
 		n.log.Info("bootstrapping a new cluster", "groups", cfg.Groups)
 		for id := 1; id <= cfg.Groups; id++ {
-			if err := n.startReplica(GroupID(id), true); err != nil {
+			if err := n.startReplica(GroupID(id), n.alone()); err != nil {
 				n.Close()
 				return nil, err
 			}
@@ -106,6 +113,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.goLoop(n.initLoop)
 	n.goLoop(n.reconcileLoop)
+	n.goLoop(n.moverLoop)
 	if cfg.BalanceInterval > 0 {
 		n.goLoop(n.balanceLoop)
 	}
@@ -144,7 +152,12 @@ func localGroups(dataDir string) ([]GroupID, error) {
 	return ids, nil
 }
 
-func (n *Node) startReplica(id GroupID, bootstrap bool) error {
+// alone is a configuration with this node as the only voter.
+func (n *Node) alone() []raft.Server {
+	return []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(n.cfg.ID), Address: raft.ServerAddress(n.cfg.advertiseRaft())}}
+}
+
+func (n *Node) startReplica(id GroupID, boot []raft.Server) error {
 	n.startMu.Lock()
 	if n.starting[id] || n.replica(id) != nil {
 		n.startMu.Unlock()
@@ -154,7 +167,7 @@ func (n *Node) startReplica(id GroupID, bootstrap bool) error {
 	n.startMu.Unlock()
 
 	start := time.Now()
-	r, err := n.openReplica(id, bootstrap)
+	r, err := n.openReplica(id, boot)
 
 	n.startMu.Lock()
 	defer n.startMu.Unlock()
@@ -165,7 +178,7 @@ func (n *Node) startReplica(id GroupID, bootstrap bool) error {
 	n.mu.Lock()
 	n.replicas[id] = r
 	n.mu.Unlock()
-	n.log.Info("replica started", "group", uint32(id), "bootstrap", bootstrap, "took", time.Since(start).Round(time.Millisecond), "applied_index", r.st.AppliedIndex())
+	n.log.Info("replica started", "group", uint32(id), "bootstrap", len(boot) > 0, "took", time.Since(start).Round(time.Millisecond), "applied_index", r.st.AppliedIndex())
 	return nil
 }
 
@@ -338,17 +351,65 @@ func (n *Node) reconcileLoop(ctx context.Context) {
 		for _, g := range l.Groups {
 			for _, rep := range g.Replicas {
 				if rep == n.cfg.ID && n.replica(g.ID) == nil {
-					if err := n.startReplica(g.ID, false); err != nil {
+					if err := n.startReplica(g.ID, n.bootstrapOf(l, g)); err != nil {
 						n.log.Error("starting assigned replica", "group", uint32(g.ID), "err", err)
 					}
 				}
 			}
+		}
+		if l.Initialized {
+			n.retireReplicas(l)
 		}
 		select {
 		case <-changed:
 		case <-time.After(time.Second):
 		case <-ctx.Done():
 			return
+		}
+	}
+}
+
+// bootstrapOf returns the voters a new group created by a ring change
+// starts with, when this node is one of them; nil otherwise (the replica
+// joins or already has state).
+func (n *Node) bootstrapOf(l *Layout, g GroupInfo) []raft.Server {
+	var boot []raft.Server
+	mine := false
+	for _, id := range g.Bootstrap {
+		info, ok := l.Node(id)
+		if !ok {
+			return nil
+		}
+		mine = mine || id == n.cfg.ID
+		boot = append(boot, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(id), Address: raft.ServerAddress(info.RaftAddr)})
+	}
+	if !mine {
+		return nil
+	}
+	return boot
+}
+
+// retireReplicas shuts down local replicas of groups a ring change
+// retired and moves their files aside. Only groups the layout lists as
+// retired: a layout still catching up may not know a new group yet.
+func (n *Node) retireReplicas(l *Layout) {
+	n.mu.RLock()
+	var gone []*replica
+	for _, id := range l.Retired {
+		if r := n.replicas[id]; r != nil {
+			gone = append(gone, r)
+		}
+	}
+	n.mu.RUnlock()
+	for _, r := range gone {
+		n.mu.Lock()
+		delete(n.replicas, r.id)
+		n.mu.Unlock()
+		r.shutdown()
+		dst := filepath.Join(n.cfg.DataDir, "retired", fmt.Sprintf("%d-%d", r.id, time.Now().UnixNano()))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err == nil {
+			err = os.Rename(r.dir, dst)
+			n.log.Info("replica of a retired group shut down", "group", uint32(r.id), "moved_to", dst, "err", err)
 		}
 	}
 }

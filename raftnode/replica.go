@@ -14,6 +14,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/ringkv/ringkv/ring"
 	"github.com/ringkv/ringkv/store"
 )
 
@@ -32,8 +33,10 @@ type replica struct {
 	prop   *proposer
 	st     *store.Store // data groups only
 	fsm    *dataFSM     // data groups only
-	meta   *metaFSM     // metadata group only
-	closed atomic.Bool
+	// asyncMu orders asynchronous writes against fences (see opFence).
+	asyncMu sync.RWMutex
+	meta    *metaFSM // metadata group only
+	closed  atomic.Bool
 
 	// readyTerm is the term in which this replica, as leader, has committed
 	// an entry (a barrier): until then it may not serve linearizable reads.
@@ -66,9 +69,9 @@ func hasState(dir string) bool {
 }
 
 // openReplica opens (creating if needed) the replica of group id. With
-// bootstrap it makes this node the group's only voter, if the group has no
-// state yet.
-func (n *Node) openReplica(id GroupID, bootstrap bool) (*replica, error) {
+// boot, a group with no state yet starts with those voters (every one of
+// them is given the same list).
+func (n *Node) openReplica(id GroupID, boot []raft.Server) (*replica, error) {
 	dir := groupDir(n.cfg.DataDir, id)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -122,6 +125,7 @@ func (n *Node) openReplica(id GroupID, bootstrap bool) (*replica, error) {
 		opts := store.DefaultOptions()
 		opts.Group = uint32(id)
 		opts.TreeDepth = n.cfg.MerkleDepth
+		opts.KeyHash = ring.Hash
 		statePath := filepath.Join(dir, "state.db")
 		r.st, err = store.Open(statePath, opts)
 		if errors.Is(err, store.ErrTorn) {
@@ -159,16 +163,14 @@ func (n *Node) openReplica(id GroupID, bootstrap bool) (*replica, error) {
 		Logger:  logger,
 	})
 
-	if bootstrap {
+	if len(boot) > 0 {
 		existing, err := raft.HasExistingState(r.cache, r.logs, r.snaps)
 		if err != nil {
 			r.trans.Close()
 			return nil, err
 		}
 		if !existing {
-			cfg := raft.Configuration{Servers: []raft.Server{{
-				Suffrage: raft.Voter, ID: raft.ServerID(n.cfg.ID), Address: raft.ServerAddress(n.cfg.advertiseRaft()),
-			}}}
+			cfg := raft.Configuration{Servers: boot}
 			if err := raft.BootstrapCluster(conf, r.cache, r.logs, r.snaps, r.trans, cfg); err != nil {
 				r.trans.Close()
 				return nil, fmt.Errorf("group %d: bootstrap: %w", id, err)

@@ -63,8 +63,12 @@ type Request struct {
 	// stored entries too (verify, verify_result), or names that recomputed
 	// tree (verify_tree).
 	Deep bool `json:"deep,omitempty"`
-	// Ranges are arcs of the ring's hash space (range_stats).
-	Ranges []ring.Range `json:"ranges,omitempty"`
+	// Ranges are arcs of the ring's hash space (range_stats and the
+	// moving operations); Entries are moved entries (ingest); Change is a
+	// ring change (ring_change).
+	Ranges  []ring.Range       `json:"ranges,omitempty"`
+	Entries []store.MovedEntry `json:"entries,omitempty"`
+	Change  *RingChange        `json:"change,omitempty"`
 }
 
 // Validate checks a request that arrived from the network.
@@ -78,6 +82,20 @@ func (r Request) Validate() error {
 	case opRangeStats:
 		if len(r.Ranges) > maxRanges {
 			return fmt.Errorf("%w: %d ranges (at most %d)", ErrBadRequest, len(r.Ranges), maxRanges)
+		}
+	case opRangeScan, opFence, opUnfence, opIngest, opDrop:
+		if len(r.Ranges) == 0 || len(r.Ranges) > maxRanges {
+			return fmt.Errorf("%w: %s with %d ranges (1 to %d)", ErrBadRequest, r.Op, len(r.Ranges), maxRanges)
+		}
+		if r.Op == opIngest && (len(r.Entries) == 0 || len(r.Entries) > store.MaxIngest) {
+			return fmt.Errorf("%w: ingest of %d entries (1 to %d)", ErrBadRequest, len(r.Entries), store.MaxIngest)
+		}
+		if r.Op == opDrop && (r.Limit < 1 || r.Limit > 10000) {
+			return fmt.Errorf("%w: drop limit %d (1 to 10000)", ErrBadRequest, r.Limit)
+		}
+	case opRingChange:
+		if r.Change == nil {
+			return fmt.Errorf("%w: ring change missing", ErrBadRequest)
 		}
 	case opWait:
 		if r.Index == 0 {
@@ -116,7 +134,11 @@ func (r Request) Validate() error {
 }
 
 func (r Request) isWrite() bool {
-	return r.Op == opPut || r.Op == opDelete || r.Op == opVerify || r.Op == opAddVoter || r.Op == opRemoveServer || r.Op == opJoin || r.Op == opRemoveNode
+	switch r.Op {
+	case opPut, opDelete, opVerify, opAddVoter, opRemoveServer, opJoin, opRemoveNode, opFence, opUnfence, opIngest, opDrop, opRingChange:
+		return true
+	}
+	return false
 }
 
 func (r Request) servedLocally() bool {
@@ -159,6 +181,9 @@ type Response struct {
 	Leaf      []LeafEntry   `json:"leaf_entries,omitempty"`
 	Repaired  *Repair       `json:"repaired,omitempty"`
 	Tallies   []store.Tally `json:"tallies,omitempty"`
+	Scan      *ScanPage     `json:"scan,omitempty"`
+	Count     int           `json:"count,omitempty"`
+	Cursor    []byte        `json:"cursor,omitempty"`
 	ServedBy  NodeID        `json:"served_by"`
 }
 

@@ -334,8 +334,11 @@ func (s *Store) IndexOffset() uint64 { return s.offset.Load() }
 // RangeView is a page of the entries in some ranges, read from one
 // consistent view of the store.
 type RangeView struct {
-	// Index is the applied index the view was read at.
+	// Index is the applied index the view was read at, and Offset the
+	// store's index offset then: any write after the view has a modify
+	// index above Index+Offset.
 	Index   uint64
+	Offset  uint64
 	Entries []Entry
 	// Cursor, when set, is the key to go on after: the scan stopped at
 	// its limit.
@@ -347,11 +350,11 @@ type RangeView struct {
 }
 
 // ScanRanges returns, in key order after the key after, the entries whose
-// keys lie in ranges: at most limit of them, having looked at no more than
-// examine keys (0: no bound), with values unless keysOnly. Digest and
-// Keys cover every entry in the page, so that summing pages digests the
-// ranges.
-func (s *Store) ScanRanges(ranges []HashRange, after []byte, limit, examine int, keysOnly bool) (RangeView, error) {
+// keys lie in ranges: at most limit of them and about maxBytes of keys and
+// values, having looked at no more than examine keys (each bound 0: none),
+// with values unless keysOnly. Digest and Keys cover every entry in the
+// page, so that summing pages digests the ranges.
+func (s *Store) ScanRanges(ranges []HashRange, after []byte, limit, maxBytes, examine int, keysOnly bool) (RangeView, error) {
 	var v RangeView
 	if s.opts.KeyHash == nil {
 		return v, fmt.Errorf("%w: this store has no key hash to place keys in ranges", ErrBadCommand)
@@ -364,14 +367,16 @@ func (s *Store) ScanRanges(ranges []HashRange, after []byte, limit, examine int,
 	}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		v.Index = getU64(tx.Bucket(bucketMeta), keyApplied)
+		v.Offset = getU64(tx.Bucket(bucketMeta), keyOffset)
 		c := tx.Bucket(bucketKV).Cursor()
 		k, rec := c.Seek(after)
 		if k != nil && len(after) > 0 && bytes.Equal(k, after) {
 			k, rec = c.Next()
 		}
 		var last []byte
+		size := 0
 		for examined := 0; k != nil; k, rec = c.Next() {
-			if (limit > 0 && len(v.Entries) >= limit) || (examine > 0 && examined >= examine) {
+			if (limit > 0 && len(v.Entries) >= limit) || (examine > 0 && examined >= examine) || (maxBytes > 0 && size >= maxBytes) {
 				v.Cursor = last
 				break
 			}
@@ -389,6 +394,7 @@ func (s *Store) ScanRanges(ranges []HashRange, after []byte, limit, examine int,
 				v.Digest[i] ^= d[i]
 			}
 			v.Keys++
+			size += len(e.Key) + len(e.Value)
 			if keysOnly {
 				e.Value = nil
 			}

@@ -118,7 +118,7 @@ func TestMoveARangeBetweenStores(t *testing.T) {
 	var keys uint64
 	var after []byte
 	for pages := 0; ; pages++ {
-		v, err := src.ScanRanges(lowHalf, after, 50, 0, false)
+		v, err := src.ScanRanges(lowHalf, after, 50, 0, 0, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -155,7 +155,7 @@ func TestMoveARangeBetweenStores(t *testing.T) {
 			t.Fatalf("ingest: %+v", r)
 		}
 	}
-	got, err := dst.ScanRanges(lowHalf, nil, 0, 0, true)
+	got, err := dst.ScanRanges(lowHalf, nil, 0, 0, 0, true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,190 @@
+package raftnode
+
+import (
+	"fmt"
+
+	"github.com/ringkv/ringkv/ring"
+	"github.com/ringkv/ringkv/store"
+)
+
+// A ring change in motion. The metadata group records it (Layout.Migration)
+// and every step of it, so that any node routes keys the same way while it
+// runs and a new metadata leader carries it on after a crash. Keys move in
+// transfers, one per source and destination group; each goes through these
+// phases:
+//
+//	copy     the mover copies the ranges from the source's leader to the
+//	         destination; the source still answers for them
+//	fenced   the source refuses writes to the ranges; the mover copies
+//	         what changed and checks that both sides' digests of the
+//	         ranges agree
+//	flipped  the destination answers for the ranges; the source drops
+//	         its copy
+//	done
+//
+// When every transfer is done the new ring takes over.
+const (
+	PhaseCopy    = "copy"
+	PhaseFenced  = "fenced"
+	PhaseFlipped = "flipped"
+	PhaseDone    = "done"
+)
+
+// Migration is a ring change in progress.
+type Migration struct {
+	Change RingChange `json:"change"`
+	// Next is the ring once the change is complete.
+	Next      ring.State      `json:"next"`
+	Transfers []TransferState `json:"transfers"`
+	// Retire is the group leaving the cluster at the end (remove).
+	Retire GroupID `json:"retire,omitempty"`
+}
+
+// TransferState is one transfer's progress.
+type TransferState struct {
+	From   GroupID      `json:"from"`
+	To     GroupID      `json:"to"`
+	Ranges []ring.Range `json:"ranges"`
+	Phase  string       `json:"phase"`
+	// Keys counts the keys copied so far; Total the keys found in the
+	// ranges when the source was fenced.
+	Keys  uint64 `json:"keys"`
+	Total uint64 `json:"total,omitempty"`
+	// FenceIndex is the source's log index of its fence.
+	FenceIndex uint64 `json:"fence_index,omitempty"`
+}
+
+func (t TransferState) storeRanges() []store.HashRange {
+	out := make([]store.HashRange, len(t.Ranges))
+	for i, r := range t.Ranges {
+		out[i] = store.HashRange{Start: r.Start, End: r.End}
+	}
+	return out
+}
+
+// transfer returns the transfer from one group to another, or nil.
+func (m *Migration) transfer(from, to GroupID) *TransferState {
+	for i := range m.Transfers {
+		if m.Transfers[i].From == from && m.Transfers[i].To == to {
+			return &m.Transfers[i]
+		}
+	}
+	return nil
+}
+
+// sourcing reports whether group g gives ranges away in the migration.
+func (m *Migration) sourcing(g GroupID) bool {
+	for _, t := range m.Transfers {
+		if t.From == g && t.Phase != PhaseDone {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *Migration) clone() *Migration {
+	c := *m
+	c.Transfers = append([]TransferState(nil), m.Transfers...)
+	return &c
+}
+
+// startMigration applies a migrate_start command: the change must apply
+// to the current ring and no other change may be in motion.
+func startMigration(cur *Layout, next *Layout, change RingChange) error {
+	if cur.Migration != nil {
+		return fmt.Errorf("%w: a ring change is in progress (%s); wait for it to finish", ErrConflict, cur.Migration.Change)
+	}
+	if change.Add != nil {
+		for _, id := range cur.Retired {
+			if id == change.Add.Group {
+				return fmt.Errorf("%w: group id %d belonged to a retired group; choose another", ErrConflict, id)
+			}
+		}
+	}
+	nr, _, err := change.next(cur.ring)
+	if err != nil {
+		return err
+	}
+	m := &Migration{Change: change, Next: nr.State()}
+	for _, mv := range ring.Moves(cur.ring, nr) {
+		t := m.transfer(GroupID(mv.From), GroupID(mv.To))
+		if t == nil {
+			m.Transfers = append(m.Transfers, TransferState{From: GroupID(mv.From), To: GroupID(mv.To), Phase: PhaseCopy})
+			t = &m.Transfers[len(m.Transfers)-1]
+		}
+		t.Ranges = append(t.Ranges, mv.Range)
+	}
+	switch {
+	case change.Add != nil:
+		var reps []NodeID
+		for _, n := range cur.Nodes {
+			reps = append(reps, n.ID)
+		}
+		next.Groups = append(next.Groups, GroupInfo{ID: change.Add.Group, Replicas: reps, Bootstrap: reps})
+	case change.Remove != 0:
+		m.Retire = change.Remove
+	}
+	next.Migration, next.next = m, nr
+	return nil
+}
+
+// migrationPhase records a transfer's progress; phases only move forward.
+type migrationPhase struct {
+	From, To   GroupID
+	Phase      string
+	Keys       uint64
+	Total      uint64
+	FenceIndex uint64
+}
+
+func advanceMigration(next *Layout, p migrationPhase) error {
+	if next.Migration == nil {
+		return fmt.Errorf("%w: no ring change in progress", ErrConflict)
+	}
+	m := next.Migration.clone()
+	t := m.transfer(p.From, p.To)
+	if t == nil {
+		return fmt.Errorf("%w: no transfer from group %d to %d", ErrBadRequest, p.From, p.To)
+	}
+	order := map[string]int{PhaseCopy: 0, PhaseFenced: 1, PhaseFlipped: 2, PhaseDone: 3}
+	to, ok := order[p.Phase]
+	if !ok || to < order[t.Phase] {
+		return fmt.Errorf("%w: transfer %d->%d cannot go from %s to %q", ErrConflict, p.From, p.To, t.Phase, p.Phase)
+	}
+	t.Phase, t.Keys = p.Phase, p.Keys
+	if p.Total > 0 {
+		t.Total = p.Total
+	}
+	if p.FenceIndex > 0 {
+		t.FenceIndex = p.FenceIndex
+	}
+	next.Migration = m
+	return nil
+}
+
+// endMigration installs the new ring once every transfer is done.
+func endMigration(next *Layout) error {
+	m := next.Migration
+	if m == nil {
+		return fmt.Errorf("%w: no ring change in progress", ErrConflict)
+	}
+	for _, t := range m.Transfers {
+		if t.Phase != PhaseDone {
+			return fmt.Errorf("%w: transfer %d->%d is at %s", ErrConflict, t.From, t.To, t.Phase)
+		}
+	}
+	next.Ring, next.ring = m.Next, next.next
+	next.Migration, next.next = nil, nil
+	groups := next.Groups[:0]
+	for _, g := range next.Groups {
+		g.Bootstrap = nil // established: later replicas join as voters
+		if g.ID != m.Retire {
+			groups = append(groups, g)
+		}
+	}
+	next.Groups = groups
+	if m.Retire != 0 {
+		next.Retired = append(next.Retired, m.Retire)
+	}
+	return nil
+}

@@ -1,0 +1,362 @@
+package raftnode
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ringkv/ringkv/store"
+)
+
+// Operations that move keys between groups, run on a group's leader.
+const (
+	opRingChange = "ring_change" // start a ring change, on the metadata leader
+	opRangeScan  = "range_scan"  // a page of the entries in ranges
+	opFence      = "fence"       // refuse client writes in ranges, through the log
+	opUnfence    = "unfence"     // take ranges over, through the log
+	opIngest     = "ingest"      // write moved entries, through the log
+	opDrop       = "drop"        // delete a page of keys in ranges, through the log
+)
+
+// ErrMoved: the key's range belongs to another group now, or is being
+// handed to one; the request changed nothing and can be retried.
+var ErrMoved = errors.New("key range is moving between groups")
+
+// ScanPage is a page of a range scan.
+type ScanPage struct {
+	Index   uint64             `json:"index"`
+	Offset  uint64             `json:"offset"`
+	Entries []store.MovedEntry `json:"entries,omitempty"`
+	Cursor  []byte             `json:"cursor,omitempty"`
+	Digest  string             `json:"digest"`
+	Keys    uint64             `json:"keys"`
+}
+
+// Scan pages stop at these bounds.
+const (
+	scanPageEntries = 512
+	scanPageBytes   = 4 << 20
+	scanExamine     = 50000
+)
+
+// ChangeRing starts a ring change: the metadata group records it and its
+// leader moves the keys. It returns once the change is recorded.
+func (n *Node) ChangeRing(ctx context.Context, c RingChange) error {
+	_, err := n.do(ctx, Request{Op: opRingChange, Group: MetaGroup, Change: &c})
+	return err
+}
+
+// serveMoving runs the moving operations on replica r, which leads its
+// group (or the metadata group, for opRingChange).
+func (n *Node) serveMoving(ctx context.Context, r *replica, req Request) (Response, error) {
+	resp := Response{ServedBy: n.cfg.ID}
+	if req.Op == opRingChange {
+		_, err := r.apply(ctx, mustJSON(metaCommand{Op: "migrate_start", Change: req.Change}))
+		return resp, err
+	}
+	if r.st == nil {
+		return resp, fmt.Errorf("%w: group %d holds no keys", ErrBadRequest, r.id)
+	}
+	ranges := make([]store.HashRange, len(req.Ranges))
+	for i, rg := range req.Ranges {
+		ranges[i] = store.HashRange{Start: rg.Start, End: rg.End}
+	}
+	switch req.Op {
+	case opRangeScan:
+		// Everything up to Index (the fence, for the last pass) must be
+		// applied here first.
+		if err := r.readBarrier(ctx, Linearizable); err != nil {
+			return resp, err
+		}
+		if err := r.waitAppliedLocal(ctx, req.Index); err != nil {
+			return resp, err
+		}
+		v, err := r.st.ScanRanges(ranges, req.After, scanPageEntries, scanPageBytes, scanExamine, req.KeysOnly)
+		if err != nil {
+			return resp, err
+		}
+		p := &ScanPage{Index: v.Index, Offset: v.Offset, Cursor: v.Cursor, Digest: hex.EncodeToString(v.Digest[:]), Keys: v.Keys}
+		for _, e := range v.Entries {
+			p.Entries = append(p.Entries, store.MovedEntry{Key: e.Key, Value: e.Value, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex})
+		}
+		resp.Scan = p
+		return resp, nil
+	case opFence:
+		// An asynchronous write is acknowledged at its append: none may
+		// be appended after the fence and then refused. Writes check for
+		// a migration under asyncMu (read), so once the local layout shows
+		// it and the lock is ours, none is between its check and its
+		// append.
+		if err := n.waitMigrationSeen(ctx, r.id); err != nil {
+			return resp, err
+		}
+		r.asyncMu.Lock()
+		defer r.asyncMu.Unlock()
+	}
+	m := store.Moving{Ranges: ranges, Entries: req.Entries, After: req.After, Limit: req.Limit}
+	switch req.Op {
+	case opFence:
+		m.Op = store.OpFence
+	case opUnfence:
+		m.Op = store.OpUnfence
+	case opIngest:
+		m.Op = store.OpIngest
+	case opDrop:
+		m.Op = store.OpDrop
+	}
+	out, err := r.apply(ctx, m.Encode())
+	if err != nil {
+		return resp, err
+	}
+	res, ok := out.(store.Result)
+	if !ok {
+		return resp, fmt.Errorf("group %d: unexpected apply result %T", r.id, out)
+	}
+	if res.Err != nil {
+		return resp, fmt.Errorf("%w: %v", ErrBadRequest, res.Err)
+	}
+	resp.RaftIndex, resp.Count, resp.Cursor = res.Index, res.Count, res.Cursor
+	return resp, nil
+}
+
+// waitMigrationSeen waits until this node's layout shows a migration in
+// which group g gives ranges away.
+func (n *Node) waitMigrationSeen(ctx context.Context, g GroupID) error {
+	for {
+		changed := n.meta.meta.Changed()
+		if m := n.Layout().Migration; m != nil && m.sourcing(g) {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: group %d: no ring change moving its keys is known here", ErrUnavailable, g)
+		}
+	}
+}
+
+// moverLoop carries ring changes out while this node leads the metadata
+// group.
+func (n *Node) moverLoop(ctx context.Context) {
+	for {
+		changed := n.meta.meta.Changed()
+		if m := n.Layout().Migration; m != nil && n.meta.isLeader() {
+			if err := n.migrate(ctx); err != nil && ctx.Err() == nil {
+				n.log.Warn("ring change: will retry", "err", err)
+			}
+		}
+		select {
+		case <-changed:
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// migrate drives every transfer of the current migration to done, then
+// installs the new ring. Every step is idempotent and recorded in the
+// metadata group, so that it can start again from any point.
+func (n *Node) migrate(ctx context.Context) error {
+	m := n.Layout().Migration
+	for _, t := range m.Transfers {
+		if err := n.runTransfer(ctx, t); err != nil {
+			return fmt.Errorf("transfer %d->%d: %w", t.From, t.To, err)
+		}
+	}
+	if _, err := n.meta.apply(ctx, mustJSON(metaCommand{Op: "migrate_end"})); err != nil {
+		return err
+	}
+	n.log.Info("ring change complete", "change", m.Change.String(), "epoch", m.Next.Epoch)
+	return nil
+}
+
+func (n *Node) recordPhase(ctx context.Context, p migrationPhase) error {
+	_, err := n.meta.apply(ctx, mustJSON(metaCommand{Op: "migrate_phase", Phase: &p}))
+	return err
+}
+
+// runTransfer moves one transfer's ranges from its source to its
+// destination, from whatever phase it is at.
+func (n *Node) runTransfer(ctx context.Context, t TransferState) error {
+	start := time.Now()
+	var watermark uint64 // modify indexes above it changed after the copy began
+	if t.Phase == PhaseCopy {
+		// A first copy while the source still serves the ranges, page by
+		// page into the destination.
+		var copied uint64
+		first, err := n.scanRanges(ctx, t.From, t, 0, false, func(page []store.MovedEntry) error {
+			copied += uint64(len(page))
+			return n.ingest(ctx, t, page)
+		})
+		if err != nil {
+			return err
+		}
+		watermark = first.watermark
+		if err := n.recordPhase(ctx, migrationPhase{From: t.From, To: t.To, Phase: PhaseCopy, Keys: copied}); err != nil {
+			return err
+		}
+		resp, err := n.do(ctx, Request{Op: opFence, Group: t.From, Ranges: t.Ranges})
+		if err != nil {
+			return fmt.Errorf("fencing group %d: %w", t.From, err)
+		}
+		t.Phase, t.FenceIndex = PhaseFenced, resp.RaftIndex
+		if err := n.recordPhase(ctx, migrationPhase{From: t.From, To: t.To, Phase: PhaseFenced, Keys: copied, FenceIndex: t.FenceIndex}); err != nil {
+			return err
+		}
+	}
+	if t.Phase == PhaseFenced {
+		fenced := time.Now()
+		// The source no longer changes in the ranges: copy what changed
+		// since the first copy (everything, after a restart), remove what
+		// it no longer has, and compare the two sides.
+		have := map[string]bool{}
+		changed := 0
+		src, err := n.scanRanges(ctx, t.From, t, t.FenceIndex, false, func(page []store.MovedEntry) error {
+			var newer []store.MovedEntry
+			for _, e := range page {
+				have[string(e.Key)] = true
+				if watermark == 0 || e.ModifyIndex > watermark {
+					newer = append(newer, e)
+				}
+			}
+			changed += len(newer)
+			return n.ingest(ctx, t, newer)
+		})
+		if err != nil {
+			return err
+		}
+		var gone []store.MovedEntry
+		if _, err := n.scanRanges(ctx, t.To, t, 0, true, func(page []store.MovedEntry) error {
+			for _, e := range page {
+				if !have[string(e.Key)] {
+					gone = append(gone, store.MovedEntry{Key: e.Key, Deleted: true})
+				}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := n.ingest(ctx, t, gone); err != nil {
+			return err
+		}
+		check, err := n.scanRanges(ctx, t.To, t, 0, true, nil)
+		if err != nil {
+			return err
+		}
+		if check.digest != src.digest || check.keys != src.keys {
+			return fmt.Errorf("%w: after the copy, group %d holds %d keys (digest %s) in the ranges, group %d %d keys (digest %s); not flipping",
+				ErrConflict, t.To, check.keys, short(check.digest), t.From, src.keys, short(src.digest))
+		}
+		if _, err := n.do(ctx, Request{Op: opUnfence, Group: t.To, Ranges: t.Ranges}); err != nil {
+			return fmt.Errorf("unfencing group %d: %w", t.To, err)
+		}
+		if err := n.recordPhase(ctx, migrationPhase{From: t.From, To: t.To, Phase: PhaseFlipped, Keys: src.keys, Total: src.keys}); err != nil {
+			return err
+		}
+		n.log.Info("ranges flipped", "from", uint32(t.From), "to", uint32(t.To), "keys", src.keys, "changed_while_copying", changed,
+			"removed", len(gone), "digest", short(src.digest), "fenced_for", time.Since(fenced).Round(time.Millisecond))
+		t.Phase, t.Total = PhaseFlipped, src.keys
+	}
+	if t.Phase == PhaseFlipped {
+		var after []byte
+		dropped := 0
+		for {
+			resp, err := n.do(ctx, Request{Op: opDrop, Group: t.From, Ranges: t.Ranges, After: after, Limit: 1000})
+			if err != nil {
+				return fmt.Errorf("dropping moved keys from group %d: %w", t.From, err)
+			}
+			dropped += resp.Count
+			if resp.Cursor == nil {
+				break
+			}
+			after = resp.Cursor
+		}
+		if err := n.recordPhase(ctx, migrationPhase{From: t.From, To: t.To, Phase: PhaseDone, Keys: t.Total}); err != nil {
+			return err
+		}
+		n.log.Info("transfer done", "from", uint32(t.From), "to", uint32(t.To), "dropped", dropped, "took", time.Since(start).Round(time.Millisecond))
+	}
+	return nil
+}
+
+func short(d string) string {
+	if len(d) > 12 {
+		return d[:12]
+	}
+	return d
+}
+
+// scanned sums a whole scan of a transfer's ranges on one group.
+type scanned struct {
+	digest string
+	keys   uint64
+	// watermark bounds the modify indexes of the entries as they were
+	// when the first page was read: an entry changed since has a higher
+	// one.
+	watermark uint64
+}
+
+// scanRanges reads every entry of t's ranges from group g's leader, page
+// by page, after it applied minIndex, handing each page to fn (if set).
+// The digest XORs the pages'.
+func (n *Node) scanRanges(ctx context.Context, g GroupID, t TransferState, minIndex uint64, keysOnly bool, fn func([]store.MovedEntry) error) (scanned, error) {
+	var out scanned
+	var digest [32]byte
+	var after []byte
+	for {
+		resp, err := n.do(ctx, Request{Op: opRangeScan, Group: g, Ranges: t.Ranges, After: after, Index: minIndex, KeysOnly: keysOnly})
+		if err != nil {
+			return out, fmt.Errorf("scanning group %d: %w", g, err)
+		}
+		p := resp.Scan
+		if p == nil {
+			return out, fmt.Errorf("scanning group %d: no page in the answer", g)
+		}
+		d, err := hex.DecodeString(p.Digest)
+		if err != nil || len(d) != len(digest) {
+			return out, fmt.Errorf("scanning group %d: bad digest %q", g, p.Digest)
+		}
+		for i := range digest {
+			digest[i] ^= d[i]
+		}
+		out.keys += p.Keys
+		if after == nil {
+			out.watermark = p.Index + p.Offset
+		}
+		if fn != nil && len(p.Entries) > 0 {
+			if err := fn(p.Entries); err != nil {
+				return out, err
+			}
+		}
+		if p.Cursor == nil {
+			break
+		}
+		if after != nil && bytes.Compare(p.Cursor, after) <= 0 {
+			return out, fmt.Errorf("scanning group %d: the cursor did not advance", g)
+		}
+		after = p.Cursor
+	}
+	out.digest = hex.EncodeToString(digest[:])
+	return out, nil
+}
+
+// ingest writes entries into t's destination, in log entries of bounded
+// size.
+func (n *Node) ingest(ctx context.Context, t TransferState, all []store.MovedEntry) error {
+	for len(all) > 0 {
+		k, size := 0, 0
+		for k < len(all) && k < store.MaxIngest && (k == 0 || size+len(all[k].Value)+len(all[k].Key) < scanPageBytes) {
+			size += len(all[k].Value) + len(all[k].Key)
+			k++
+		}
+		if _, err := n.do(ctx, Request{Op: opIngest, Group: t.To, Ranges: t.Ranges, Entries: all[:k]}); err != nil {
+			return fmt.Errorf("copying into group %d: %w", t.To, err)
+		}
+		all = all[k:]
+	}
+	return nil
+}

@@ -1,0 +1,138 @@
+package raftnode_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ringkv/ringkv/raftnode"
+	"github.com/ringkv/ringkv/raftnode/raftnodetest"
+)
+
+// writers overwrite their own keys until stopped, remembering the last
+// value acknowledged for each (a write with an unknown outcome makes its
+// key uncertain until the next acknowledged one).
+type writers struct {
+	mu     sync.Mutex
+	last   map[string]string
+	unsure map[string]bool
+	errs   int
+	stop   chan struct{}
+	wg     sync.WaitGroup
+}
+
+func startWriters(t *testing.T, nodes []*raftnode.Node, n, keys int) *writers {
+	w := &writers{last: map[string]string{}, unsure: map[string]bool{}, stop: make(chan struct{})}
+	for i := 0; i < n; i++ {
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			for seq := 0; ; seq++ {
+				select {
+				case <-w.stop:
+					return
+				default:
+				}
+				k, v := fmt.Sprintf("live/%d/%d", i, seq%keys), fmt.Sprintf("v%d", seq)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_, _, err := nodes[seq%len(nodes)].Put(ctx, []byte(k), []byte(v), raftnode.WriteOptions{})
+				cancel()
+				w.mu.Lock()
+				switch {
+				case err == nil:
+					w.last[k] = v
+					delete(w.unsure, k)
+				case errors.Is(err, raftnode.ErrOutcomeUnknown):
+					w.unsure[k] = true
+					w.errs++
+				default:
+					w.errs++
+				}
+				w.mu.Unlock()
+			}
+		}()
+	}
+	return w
+}
+
+func (w *writers) halt() { close(w.stop); w.wg.Wait() }
+
+// Adding a group moves a quarter of the keys into it while clients keep
+// writing: afterwards every key reads its last acknowledged value through
+// every node, from the group the new ring names, the old groups no longer
+// hold the moved keys, and every replica agrees.
+func TestAddGroupMovesKeysOnline(t *testing.T) {
+	c := raftnodetest.Start(t, raftnodetest.Options{})
+	n := c.Members[0].Node
+	want := map[string]string{}
+	for i := 0; i < 400; i++ {
+		k := fmt.Sprintf("old/%04d", i)
+		mustPut(t, c.Members[i%3].Node, k, fmt.Sprintf("value-%d", i))
+		want[k] = fmt.Sprintf("value-%d", i)
+	}
+	epoch := n.Layout().RingView().Epoch()
+	var nodes []*raftnode.Node
+	for _, m := range c.Members {
+		nodes = append(nodes, m.Node)
+	}
+	w := startWriters(t, nodes, 4, 25)
+	if err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Add: &raftnode.GroupWeight{Group: 4, Weight: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Remove: 2}); !errors.Is(err, raftnode.ErrConflict) {
+		t.Fatalf("a second change while one is in motion: %v, want a conflict", err)
+	}
+	c.Eventually("the ring change to complete", 60*time.Second, func() error {
+		for _, m := range c.Members {
+			l := m.Node.Layout()
+			if l.Migration != nil || l.RingView().Epoch() != epoch+1 {
+				return fmt.Errorf("%s: epoch %d, migration %v", m.ID, l.RingView().Epoch(), l.Migration != nil)
+			}
+		}
+		return nil
+	})
+	w.halt()
+	for k, v := range w.last {
+		if !w.unsure[k] {
+			want[k] = v
+		}
+	}
+	t.Logf("%d writes failed while the keys moved (refused or unknown), %d keys written", w.errs, len(w.last))
+	l := n.Layout()
+	moved := 0
+	for k, v := range want {
+		g, _ := l.Route([]byte(k))
+		if g == 4 {
+			moved++
+		}
+		for _, m := range c.Members {
+			res, err := m.Node.Get(raftnodetest.Ctx(t, 10*time.Second), []byte(k), raftnode.Linearizable)
+			if err != nil || string(res.Value) != v || res.Group != g {
+				t.Fatalf("%s through %s: %q from group %d (%v), want %q from group %d", k, m.ID, res.Value, res.Group, err, v, g)
+			}
+		}
+	}
+	if moved == 0 || moved > len(want)/2 {
+		t.Fatalf("%d of %d keys moved to the new group", moved, len(want))
+	}
+	c.WaitConverged()
+	var held uint64
+	for _, gs := range n.Status().Groups {
+		held += gs.Keys
+	}
+	if held != uint64(len(want)) {
+		t.Fatalf("the groups hold %d keys in all, the cluster has %d: moved keys were not dropped", held, len(want))
+	}
+	vs, err := n.VerifyAll(raftnodetest.Ctx(t, 30*time.Second), raftnode.VerifyOptions{Deep: true, NoRepair: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vs {
+		if !v.Agree {
+			t.Fatalf("group %d's replicas disagree after the change: %+v", v.Group, v)
+		}
+	}
+}
