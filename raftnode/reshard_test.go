@@ -136,3 +136,62 @@ func TestAddGroupMovesKeysOnline(t *testing.T) {
 		}
 	}
 }
+
+// Retiring a group hands all its keys to the others and shuts its
+// replicas down; raising and lowering a weight moves keys in and out of
+// one group. Every key keeps its value throughout.
+func TestRemoveGroupAndChangeWeight(t *testing.T) {
+	c := raftnodetest.Start(t, raftnodetest.Options{})
+	n := c.Members[1].Node
+	want := map[string]string{}
+	for i := 0; i < 300; i++ {
+		k := fmt.Sprintf("k/%04d", i)
+		mustPut(t, c.Members[i%3].Node, k, fmt.Sprintf("value-%d", i))
+		want[k] = fmt.Sprintf("value-%d", i)
+	}
+	change := func(ch raftnode.RingChange) {
+		t.Helper()
+		epoch := n.Layout().RingView().Epoch()
+		if err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), ch); err != nil {
+			t.Fatalf("%s: %v", ch, err)
+		}
+		c.Eventually(ch.String(), 60*time.Second, func() error {
+			for _, m := range c.Members {
+				if l := m.Node.Layout(); l.Migration != nil || l.RingView().Epoch() != epoch+1 {
+					return fmt.Errorf("%s: epoch %d", m.ID, l.RingView().Epoch())
+				}
+			}
+			return nil
+		})
+		for k, v := range want {
+			res, err := c.Members[2].Node.Get(raftnodetest.Ctx(t, 10*time.Second), []byte(k), raftnode.Linearizable)
+			if err != nil || string(res.Value) != v {
+				t.Fatalf("after %s: %s = %q (%v), want %q", ch, k, res.Value, err, v)
+			}
+		}
+	}
+	change(raftnode.RingChange{Remove: 2})
+	c.Eventually("group 2's replicas shut down", 30*time.Second, func() error {
+		for _, m := range c.Members {
+			for _, gs := range m.Node.Status().Groups {
+				if gs.ID == 2 {
+					return fmt.Errorf("%s still hosts group 2", m.ID)
+				}
+			}
+		}
+		return nil
+	})
+	if err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Add: &raftnode.GroupWeight{Group: 2, Weight: 1}}); !errors.Is(err, raftnode.ErrConflict) {
+		t.Fatalf("reusing a retired group's id: %v, want a conflict", err)
+	}
+	change(raftnode.RingChange{Weight: &raftnode.GroupWeight{Group: 3, Weight: 3}})
+	change(raftnode.RingChange{Weight: &raftnode.GroupWeight{Group: 3, Weight: 1}})
+	c.WaitConverged()
+	var held uint64
+	for _, gs := range n.Status().Groups {
+		held += gs.Keys
+	}
+	if held != uint64(len(want)) {
+		t.Fatalf("the groups hold %d keys in all, want %d", held, len(want))
+	}
+}

@@ -302,10 +302,19 @@ func (c *Cluster) WaitForApplied(g raftnode.GroupID, index uint64) {
 // what its leader has applied.
 func (c *Cluster) WaitConverged() {
 	c.t.Helper()
-	for g := 1; g <= c.opts.Groups; g++ {
-		l := c.WaitForLeader(raftnode.GroupID(g))
-		gs, _ := groupStatus(c.Members[l].Node, raftnode.GroupID(g))
-		c.WaitForApplied(raftnode.GroupID(g), gs.AppliedIndex)
+	var groups []raftnode.GroupID
+	for _, m := range c.Members {
+		if m.Node != nil {
+			for _, g := range m.Node.Layout().Groups {
+				groups = append(groups, g.ID)
+			}
+			break
+		}
+	}
+	for _, g := range groups {
+		l := c.WaitForLeader(g)
+		gs, _ := groupStatus(c.Members[l].Node, g)
+		c.WaitForApplied(g, gs.AppliedIndex)
 	}
 }
 
