@@ -36,6 +36,9 @@ type Config struct {
 	Workers           int
 	OutDir            string
 	Progress          io.Writer
+	// reshard and steps carry the reshard nemesis's state.
+	reshard reshardPlan
+	steps   []ReshardStep
 	// Replication "async" makes the workload's plain puts asynchronous.
 	// Async gives up both durability of acknowledged writes and reading
 	// them at once, so lost writes and linearizability violations are
@@ -56,6 +59,8 @@ type Report struct {
 	LeaderAfterHeal       time.Duration
 	ReplicasEqual         bool
 	ReplicaProblem        string
+	// Reshards are the ring changes made (the reshard nemesis).
+	Reshards []ReshardStep
 	// SnapshotInstalls counts snapshots installed on followers, as the
 	// nodes' metrics report them (a node restarted later forgets its count).
 	SnapshotInstalls int
@@ -94,6 +99,7 @@ func (r Report) Print(w io.Writer) {
 	if r.Async {
 		fmt.Fprintln(w, "async writes: a lost acknowledged write or a read that misses one is what async gives up; reported, not failed")
 	}
+	printReshards(w, r.Reshards)
 	fmt.Fprintf(w, "acknowledged writes: %d, lost: %d\n", r.Acked, len(r.Lost))
 	for i, k := range r.Lost {
 		if i == 10 {
@@ -156,6 +162,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			fmt.Fprintf(cfg.Progress, "\r%-60s", fmt.Sprintf("%v: %d faults injected", time.Duration(h.Now()).Round(time.Second), cycle+1))
 		}
 	}
+	rep.Reshards = cfg.steps
 	if cfg.Progress != nil {
 		fmt.Fprintln(cfg.Progress)
 	}
@@ -238,7 +245,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // inject applies one fault for FaultFor and undoes it.
-func (cfg Config) inject(ctx context.Context, cycle int, kind string) error {
+func (cfg *Config) inject(ctx context.Context, cycle int, kind string) error {
 	c := cfg.Cluster
 	g := uint32(1 + cycle%max(cfg.Groups, 1))
 	target := c.LeaderOf(ctx, g)
@@ -259,6 +266,12 @@ func (cfg Config) inject(ctx context.Context, cycle int, kind string) error {
 		}
 		sleep(ctx, cfg.FaultFor)
 		return p.Resume()
+	case FaultReshard:
+		step, err := c.reshard(ctx, &cfg.reshard)
+		if err == nil {
+			cfg.steps = append(cfg.steps, step)
+		}
+		return err
 	case FaultPartition:
 		hctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

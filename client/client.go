@@ -340,3 +340,20 @@ func (c *Client) PostJSONQuery(ctx context.Context, path string, q url.Values, o
 	}
 	return json.Unmarshal(b, out)
 }
+
+// DoJSON sends method to path with in as a JSON body (no body when nil) and
+// decodes the JSON answer into out (when not nil).
+func (c *Client) DoJSON(ctx context.Context, method, path string, in, out interface{}) error {
+	body := []byte{}
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return err
+		}
+	}
+	_, b, err := c.do(ctx, method, path, nil, body)
+	if err != nil || out == nil {
+		return err
+	}
+	return json.Unmarshal(b, out)
+}

@@ -27,6 +27,8 @@ type fakeBackend struct {
 	joins   []raftnode.NodeInfo
 	blocked []string
 	plans   []raftnode.RingChange
+	changes []raftnode.RingChange
+	ringErr error
 }
 
 func newFake() *fakeBackend { return &fakeBackend{data: map[string]raftnode.KV{}} }
@@ -97,6 +99,20 @@ func (f *fakeBackend) Lookup(key []byte) (raftnode.Lookup, error) {
 	return raftnode.Lookup{Key: string(key), Group: 1}, nil
 }
 func (f *fakeBackend) RingEpoch() uint64 { return 7 }
+func (f *fakeBackend) ChangeRing(_ context.Context, c raftnode.RingChange) (raftnode.RingChange, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ringErr != nil {
+		return c, f.ringErr
+	}
+	if c.Add != nil && c.Add.Group == 0 {
+		add := *c.Add
+		add.Group = 9
+		c.Add = &add
+	}
+	f.changes = append(f.changes, c)
+	return c, nil
+}
 func (f *fakeBackend) Plan(_ context.Context, c raftnode.RingChange, withRanges bool) (raftnode.Plan, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -589,4 +605,51 @@ func TestRingPlanQuery(t *testing.T) {
 	if len(f.plans) != asked {
 		t.Fatalf("bad plan queries reached the backend: %v", f.plans[asked:])
 	}
+}
+
+func TestRingChangeEndpoints(t *testing.T) {
+	f := newFake()
+	srv := newTestAPI(t, f)
+	for _, tc := range []struct{ method, path, body, want string }{
+		{"POST", "/v1/ring/groups", "", "add group 9 with weight 1"},
+		{"POST", "/v1/ring/groups", `{}`, "add group 9 with weight 1"},
+		{"POST", "/v1/ring/groups", `{"id":5,"weight":2}`, "add group 5 with weight 2"},
+		{"DELETE", "/v1/ring/groups/2", "", "remove group 2"},
+		{"PUT", "/v1/ring/groups/3/weight", `{"weight":3}`, "set group 3's weight to 3"},
+		{"PUT", "/v1/ring/groups/3/weight", `{"id":3,"weight":2}`, "set group 3's weight to 2"},
+	} {
+		resp, body := do(t, tc.method, srv.URL+tc.path, strings.NewReader(tc.body))
+		var got struct {
+			Started string `json:"started"`
+		}
+		if resp.StatusCode != 202 || json.Unmarshal(body, &got) != nil || got.Started != tc.want {
+			t.Fatalf("%s %s %s = %d %s, want 202 starting %q", tc.method, tc.path, tc.body, resp.StatusCode, body, tc.want)
+		}
+	}
+	started := len(f.changes)
+	for _, tc := range []struct{ method, path, body string }{
+		{"POST", "/v1/ring/groups", `{"weight":0}`},
+		{"POST", "/v1/ring/groups", `{"weight":65}`},
+		{"POST", "/v1/ring/groups", `{"id":0}`},
+		{"POST", "/v1/ring/groups", `{"id":-1}`},
+		{"POST", "/v1/ring/groups", `{"x":1}`},
+		{"POST", "/v1/ring/groups", `[1]`},
+		{"POST", "/v1/ring/groups", `{"weight":"a"}`},
+		{"POST", "/v1/ring/groups", `{} {}`},
+		{"DELETE", "/v1/ring/groups/abc", ""},
+		{"DELETE", "/v1/ring/groups/0", ""},
+		{"PUT", "/v1/ring/groups/3/weight", ""},
+		{"PUT", "/v1/ring/groups/3/weight", `{"id":4,"weight":2}`},
+	} {
+		resp, body := do(t, tc.method, srv.URL+tc.path, strings.NewReader(tc.body))
+		wantError(t, resp, body, 400, "bad_request")
+	}
+	if len(f.changes) != started {
+		t.Fatalf("bad ring changes reached the backend: %+v", f.changes[started:])
+	}
+	f.ringErr = fmt.Errorf("%w: a ring change is in progress", raftnode.ErrConflict)
+	resp, body := do(t, "DELETE", srv.URL+"/v1/ring/groups/2", nil)
+	wantError(t, resp, body, 409, "conflict")
+	resp, body = do(t, "GET", srv.URL+"/v1/ring/groups", nil)
+	wantError(t, resp, body, 405, "method_not_allowed")
 }

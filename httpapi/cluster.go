@@ -1,9 +1,11 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/ringkv/ringkv/raftnode"
+	"github.com/ringkv/ringkv/ring"
 )
 
 func wireErr(msg, code string) raftnode.WireError { return raftnode.WireError{Error: msg, Code: code} }
@@ -54,6 +57,117 @@ func (a *API) ringPlan(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, p)
+}
+
+// ringAdd starts adding a group: POST /v1/ring/groups {"id": N, "weight": W},
+// both optional (the next free id, weight 1).
+func (a *API) ringAdd(w http.ResponseWriter, r *http.Request) {
+	raw, err := readBody(w, r, "body", 4<<10)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	body, err := decodeGroupBody(raw, false)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	a.changeRing(w, r, raftnode.RingChange{Add: &raftnode.GroupWeight{Group: raftnode.GroupID(body.ID), Weight: body.Weight}})
+}
+
+// groupBody is the body of POST /v1/ring/groups and PUT .../weight.
+type groupBody struct {
+	ID     uint32 `json:"id"`
+	Weight int    `json:"weight"`
+}
+
+// decodeGroupBody parses a group body strictly. An empty body is no id
+// and weight 1, unless the weight is required.
+func decodeGroupBody(b []byte, needWeight bool) (groupBody, error) {
+	var raw struct {
+		ID     *uint32 `json:"id"`
+		Weight *int    `json:"weight"`
+	}
+	if len(bytes.TrimSpace(b)) > 0 {
+		dec := json.NewDecoder(bytesReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&raw); err != nil || dec.More() {
+			return groupBody{}, badRequest(fmt.Sprintf("body: want JSON {\"id\": GROUP, \"weight\": W}: %v", err))
+		}
+	}
+	out := groupBody{Weight: 1}
+	if raw.ID != nil {
+		if *raw.ID == 0 {
+			return out, badRequest("id: group 0 is the metadata group")
+		}
+		out.ID = *raw.ID
+	}
+	switch {
+	case raw.Weight != nil:
+		out.Weight = *raw.Weight
+	case needWeight:
+		return out, badRequest("body: want JSON {\"weight\": W}")
+	}
+	if out.Weight < 1 || out.Weight > ring.MaxWeight {
+		return out, badRequest(fmt.Sprintf("weight %d: want an integer from 1 to %d", out.Weight, ring.MaxWeight))
+	}
+	return out, nil
+}
+
+// ringRemove starts retiring a group: DELETE /v1/ring/groups/{id}.
+func (a *API) ringRemove(w http.ResponseWriter, r *http.Request) {
+	g, err := groupParam(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	a.changeRing(w, r, raftnode.RingChange{Remove: g})
+}
+
+// ringWeight starts changing a weight: PUT /v1/ring/groups/{id}/weight
+// {"weight": W}.
+func (a *API) ringWeight(w http.ResponseWriter, r *http.Request) {
+	g, err := groupParam(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	raw, err := readBody(w, r, "body", 4<<10)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	body, err := decodeGroupBody(raw, true)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if body.ID != 0 && raftnode.GroupID(body.ID) != g {
+		writeError(w, badRequest(fmt.Sprintf("body names group %d, the path group %d", body.ID, g)))
+		return
+	}
+	a.changeRing(w, r, raftnode.RingChange{Weight: &raftnode.GroupWeight{Group: g, Weight: body.Weight}})
+}
+
+// changeRing records a ring change and answers 202 with the ring and the
+// change in motion; GET /v1/ring follows its progress.
+func (a *API) changeRing(w http.ResponseWriter, r *http.Request, c raftnode.RingChange) {
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	got, err := a.b.ChangeRing(ctx, c)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	info, err := a.b.Ring()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, struct {
+		Started string `json:"started"`
+		raftnode.RingInfo
+	}{got.String(), info})
 }
 
 func (a *API) lookup(w http.ResponseWriter, r *http.Request) {

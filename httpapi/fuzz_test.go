@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/ringkv/ringkv/raftnode"
+	"github.com/ringkv/ringkv/ring"
 )
 
 func FuzzParseKey(f *testing.F) {
@@ -117,6 +118,21 @@ func FuzzParseRingChange(f *testing.F) {
 		}
 		if set != 1 {
 			t.Fatalf("accepted %d changes from %q", set, raw)
+		}
+	})
+}
+
+func FuzzDecodeGroupBody(f *testing.F) {
+	for _, s := range []string{"", "{}", `{"id":5,"weight":2}`, `{"weight":0}`, `{"id":0}`, `{"x":1}`, `[1]`, `{} {}`} {
+		f.Add([]byte(s), false)
+	}
+	f.Fuzz(func(t *testing.T, b []byte, needWeight bool) {
+		g, err := decodeGroupBody(b, needWeight)
+		if err != nil {
+			return
+		}
+		if g.Weight < 1 || g.Weight > ring.MaxWeight {
+			t.Fatalf("accepted weight %d from %q", g.Weight, b)
 		}
 	})
 }

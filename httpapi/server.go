@@ -28,6 +28,7 @@ type Backend interface {
 	// RingEpoch is the epoch of the ring this node routes by (0 before
 	// the cluster layout is known).
 	RingEpoch() uint64
+	ChangeRing(ctx context.Context, c raftnode.RingChange) (raftnode.RingChange, error)
 	Plan(ctx context.Context, c raftnode.RingChange, withRanges bool) (raftnode.Plan, error)
 	Join(ctx context.Context, info raftnode.NodeInfo) error
 	RemoveNode(ctx context.Context, id raftnode.NodeID) error

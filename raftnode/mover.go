@@ -43,10 +43,44 @@ const (
 )
 
 // ChangeRing starts a ring change: the metadata group records it and its
-// leader moves the keys. It returns once the change is recorded.
-func (n *Node) ChangeRing(ctx context.Context, c RingChange) error {
-	_, err := n.do(ctx, Request{Op: opRingChange, Group: MetaGroup, Change: &c})
-	return err
+// leader moves the keys. It returns once the change is recorded, with the
+// change as recorded (an added group without an id gets the next free one).
+func (n *Node) ChangeRing(ctx context.Context, c RingChange) (RingChange, error) {
+	before := n.RingEpoch()
+	resp, err := n.do(ctx, Request{Op: opRingChange, Group: MetaGroup, Change: &c})
+	if err != nil {
+		return c, err
+	}
+	if resp.Change != nil {
+		c = *resp.Change
+	}
+	// Answer once this node routes by it too, so that what it reports next
+	// shows the change.
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	for {
+		changed := n.meta.meta.Changed()
+		if l := n.Layout(); l.Migration != nil || n.RingEpoch() > before {
+			return c, nil
+		}
+		select {
+		case <-changed:
+		case <-wctx.Done():
+			return c, nil
+		}
+	}
+}
+
+// nextGroupID is one more than any group id the layout has used.
+func nextGroupID(l *Layout) GroupID {
+	var top GroupID
+	for _, g := range l.Groups {
+		top = max(top, g.ID)
+	}
+	for _, g := range l.Retired {
+		top = max(top, g)
+	}
+	return top + 1
 }
 
 // serveMoving runs the moving operations on replica r, which leads its
@@ -54,7 +88,16 @@ func (n *Node) ChangeRing(ctx context.Context, c RingChange) error {
 func (n *Node) serveMoving(ctx context.Context, r *replica, req Request) (Response, error) {
 	resp := Response{ServedBy: n.cfg.ID}
 	if req.Op == opRingChange {
-		_, err := r.apply(ctx, mustJSON(metaCommand{Op: "migrate_start", Change: req.Change}))
+		c := *req.Change
+		if c.Add != nil && c.Add.Group == 0 {
+			// The next id never used by a group, chosen here on the
+			// metadata leader and carried by the command.
+			add := *c.Add
+			add.Group = nextGroupID(n.Layout())
+			c.Add = &add
+		}
+		_, err := r.apply(ctx, mustJSON(metaCommand{Op: "migrate_start", Change: &c}))
+		resp.Change = &c
 		return resp, err
 	}
 	if r.st == nil {

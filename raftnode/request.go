@@ -184,6 +184,7 @@ type Response struct {
 	Scan      *ScanPage     `json:"scan,omitempty"`
 	Count     int           `json:"count,omitempty"`
 	Cursor    []byte        `json:"cursor,omitempty"`
+	Change    *RingChange   `json:"change,omitempty"`
 	ServedBy  NodeID        `json:"served_by"`
 }
 

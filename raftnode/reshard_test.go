@@ -79,10 +79,11 @@ func TestAddGroupMovesKeysOnline(t *testing.T) {
 		nodes = append(nodes, m.Node)
 	}
 	w := startWriters(t, nodes, 4, 25)
-	if err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Add: &raftnode.GroupWeight{Group: 4, Weight: 1}}); err != nil {
-		t.Fatal(err)
+	got, err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Add: &raftnode.GroupWeight{Weight: 1}})
+	if err != nil || got.Add == nil || got.Add.Group != 4 {
+		t.Fatalf("adding a group without an id: %+v %v, want group 4", got, err)
 	}
-	if err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Remove: 2}); !errors.Is(err, raftnode.ErrConflict) {
+	if _, err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Remove: 2}); !errors.Is(err, raftnode.ErrConflict) {
 		t.Fatalf("a second change while one is in motion: %v, want a conflict", err)
 	}
 	c.Eventually("the ring change to complete", 60*time.Second, func() error {
@@ -152,7 +153,7 @@ func TestRemoveGroupAndChangeWeight(t *testing.T) {
 	change := func(ch raftnode.RingChange) {
 		t.Helper()
 		epoch := n.Layout().RingView().Epoch()
-		if err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), ch); err != nil {
+		if _, err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), ch); err != nil {
 			t.Fatalf("%s: %v", ch, err)
 		}
 		c.Eventually(ch.String(), 60*time.Second, func() error {
@@ -181,7 +182,7 @@ func TestRemoveGroupAndChangeWeight(t *testing.T) {
 		}
 		return nil
 	})
-	if err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Add: &raftnode.GroupWeight{Group: 2, Weight: 1}}); !errors.Is(err, raftnode.ErrConflict) {
+	if _, err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Add: &raftnode.GroupWeight{Group: 2, Weight: 1}}); !errors.Is(err, raftnode.ErrConflict) {
 		t.Fatalf("reusing a retired group's id: %v, want a conflict", err)
 	}
 	change(raftnode.RingChange{Weight: &raftnode.GroupWeight{Group: 3, Weight: 3}})

@@ -3,6 +3,7 @@ package raftnode
 import (
 	"encoding/hex"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 
@@ -129,9 +130,11 @@ type RingGroup struct {
 
 // RingInfo describes the ring.
 type RingInfo struct {
-	Epoch           uint64      `json:"epoch"`
-	VNodesPerWeight int         `json:"vnodes_per_weight"`
-	Groups          []RingGroup `json:"groups"`
+	Epoch           uint64 `json:"epoch"`
+	VNodesPerWeight int    `json:"vnodes_per_weight"`
+	// Migration is the ring change in motion, if any.
+	Migration *MigrationInfo `json:"migration,omitempty"`
+	Groups    []RingGroup    `json:"groups"`
 }
 
 // Ring describes the ring as this node has it.
@@ -149,7 +152,41 @@ func (n *Node) Ring() (RingInfo, error) {
 			Share: shares[id], Replicas: g.Replicas, Leader: n.leaderOf(GroupID(id))})
 	}
 	sort.Slice(info.Groups, func(i, j int) bool { return info.Groups[i].ID < info.Groups[j].ID })
+	if m := l.Migration; m != nil {
+		mi := &MigrationInfo{Change: m.Change.String(), NextEpoch: m.Next.Epoch}
+		for _, t := range m.Transfers {
+			var share float64
+			for _, r := range t.Ranges {
+				share += r.Size() / math.Exp2(64)
+			}
+			mi.Transfers = append(mi.Transfers, TransferInfo{From: t.From, To: t.To, Phase: t.Phase, Ranges: len(t.Ranges),
+				Share: share, Keys: t.Keys, Total: t.Total})
+			if t.Phase == PhaseDone {
+				mi.Done++
+			}
+		}
+		info.Migration = mi
+	}
 	return info, nil
+}
+
+// MigrationInfo is a ring change's progress.
+type MigrationInfo struct {
+	Change    string         `json:"change"`
+	NextEpoch uint64         `json:"next_epoch"`
+	Done      int            `json:"transfers_done"`
+	Transfers []TransferInfo `json:"transfers"`
+}
+
+// TransferInfo is one transfer's progress.
+type TransferInfo struct {
+	From   GroupID `json:"from"`
+	To     GroupID `json:"to"`
+	Phase  string  `json:"phase"`
+	Ranges int     `json:"ranges"`
+	Share  float64 `json:"share"`
+	Keys   uint64  `json:"keys_copied"`
+	Total  uint64  `json:"keys_total,omitempty"`
 }
 
 // RingEpoch returns the epoch of the ring this node routes by, 0 before

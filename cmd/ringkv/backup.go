@@ -100,8 +100,13 @@ type progress struct {
 }
 
 func newProgress(what string, total int64) *progress {
-	st, err := os.Stderr.Stat()
-	return &progress{what: what, total: total, tty: err == nil && st.Mode()&os.ModeCharDevice != 0}
+	return &progress{what: what, total: total, tty: isTerminal(os.Stderr)}
+}
+
+// isTerminal reports whether f is a terminal, where progress lines go.
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 func (p *progress) Write(b []byte) (int, error) {

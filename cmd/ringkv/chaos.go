@@ -95,7 +95,7 @@ func cmdChaos(ctx context.Context, args []string, out io.Writer) error {
 	_, err := subFlags("chaos", args, func(fs *flag.FlagSet) {
 		tf.define(fs)
 		fs.DurationVar(&duration, "duration", time.Minute, "how long to run the workload")
-		fs.StringVar(&nemesis, "nemesis", "kill,pause,partition", "fault kinds to cycle through")
+		fs.StringVar(&nemesis, "nemesis", "kill,pause,partition", "fault kinds to cycle through (reshard: add groups up to twice as many, then retire them)")
 		fs.DurationVar(&faultFor, "fault-for", 2*time.Second, "how long each fault lasts (pauses must outlast the election timeout)")
 		fs.IntVar(&workers, "clients", 8, "concurrent clients")
 		fs.IntVar(&groups, "groups", 3, "data groups")
@@ -111,8 +111,8 @@ func cmdChaos(ctx context.Context, args []string, out io.Writer) error {
 	}
 	kinds := strings.Split(nemesis, ",")
 	for _, k := range kinds {
-		if k != chaos.FaultKill && k != chaos.FaultPause && k != chaos.FaultPartition {
-			return fmt.Errorf("chaos: unknown fault %q (want kill, pause, partition)", k)
+		if k != chaos.FaultKill && k != chaos.FaultPause && k != chaos.FaultPartition && k != chaos.FaultReshard {
+			return fmt.Errorf("chaos: unknown fault %q (want kill, pause, partition, reshard)", k)
 		}
 		if tf.target == "endpoints" && (k == chaos.FaultPause || k == chaos.FaultKill && !tf.controls()) {
 			return fmt.Errorf("chaos: fault %q needs process control; attached nodes take partition, and kill with --kill-cmd and --start-cmd", k)

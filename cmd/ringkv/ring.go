@@ -4,10 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
+	"os"
+	"strconv"
 	"text/tabwriter"
+	"time"
 
 	"github.com/ringkv/ringkv/client"
 )
@@ -38,6 +43,107 @@ type planGroup struct {
 	ID     uint32  `json:"id"`
 	Weight int     `json:"weight"`
 	Share  float64 `json:"share"`
+}
+
+// ringState is GET /v1/ring as the change commands follow it.
+type ringState struct {
+	Epoch     uint64 `json:"epoch"`
+	Migration *struct {
+		Change    string `json:"change"`
+		NextEpoch uint64 `json:"next_epoch"`
+		Done      int    `json:"transfers_done"`
+		Transfers []struct {
+			From  uint32 `json:"from"`
+			To    uint32 `json:"to"`
+			Phase string `json:"phase"`
+			Keys  uint64 `json:"keys_copied"`
+		} `json:"transfers"`
+	} `json:"migration"`
+}
+
+// cmdRingChange starts a ring change (add [GROUP] [--weight W], remove
+// GROUP, weight GROUP W) and, unless --no-wait, follows it to the end with
+// a progress line.
+func cmdRingChange(ctx context.Context, c *client.Client, args []string, out io.Writer) error {
+	op := args[0]
+	var weight int
+	var noWait bool
+	pos, err := subFlags("ring "+op, args[1:], func(fs *flag.FlagSet) {
+		fs.IntVar(&weight, "weight", 1, "")
+		fs.BoolVar(&noWait, "no-wait", false, "")
+	})
+	usage := errors.New("usage: ringkv ring add [GROUP] [--weight W] | ring remove GROUP | ring weight GROUP W  [--no-wait]")
+	if err != nil {
+		return usage
+	}
+	var method, path string
+	var body interface{}
+	switch {
+	case op == "add" && len(pos) <= 1:
+		b := map[string]interface{}{"weight": weight}
+		if len(pos) == 1 {
+			id, err := strconv.ParseUint(pos[0], 10, 32)
+			if err != nil {
+				return usage
+			}
+			b["id"] = id
+		}
+		method, path, body = http.MethodPost, "/v1/ring/groups", b
+	case op == "remove" && len(pos) == 1:
+		method, path = http.MethodDelete, "/v1/ring/groups/"+url.PathEscape(pos[0])
+	case op == "weight" && len(pos) == 2:
+		w, err := strconv.Atoi(pos[1])
+		if err != nil {
+			return usage
+		}
+		method, path, body = http.MethodPut, "/v1/ring/groups/"+url.PathEscape(pos[0])+"/weight", map[string]int{"weight": w}
+	default:
+		return usage
+	}
+	var started struct {
+		Started string `json:"started"`
+		ringState
+	}
+	if err := c.DoJSON(ctx, method, path, body, &started); err != nil {
+		return err
+	}
+	next := started.Epoch + 1
+	if started.Migration != nil {
+		next = started.Migration.NextEpoch
+	}
+	fmt.Fprintf(out, "started: %s (ring epoch %d -> %d)\n", started.Started, started.Epoch, next)
+	if noWait {
+		return nil
+	}
+	begin := time.Now()
+	tty := isTerminal(os.Stderr)
+	for {
+		var st ringState
+		if err := c.GetJSON(ctx, "/v1/ring", nil, &st); err != nil {
+			return err
+		}
+		if st.Epoch >= next && st.Migration == nil {
+			if tty {
+				fmt.Fprintln(os.Stderr)
+			}
+			fmt.Fprintf(out, "done in %s: ring epoch %d\n", time.Since(begin).Round(time.Millisecond), st.Epoch)
+			return cmdRing(ctx, c, nil, out)
+		}
+		if m := st.Migration; m != nil && tty {
+			var copied uint64
+			phases := map[string]int{}
+			for _, t := range m.Transfers {
+				copied += t.Keys
+				phases[t.Phase]++
+			}
+			fmt.Fprintf(os.Stderr, "\r%s: %d of %d transfers done, %d keys copied, phases %v   ", m.Change, m.Done, len(m.Transfers), copied, phases)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // ringChangeQuery turns "add G[:W]", "remove G" or "weight G:W" into the

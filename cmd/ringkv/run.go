@@ -263,6 +263,9 @@ func cmdRing(ctx context.Context, c *client.Client, args []string, out io.Writer
 	if len(args) > 0 && args[0] == "plan" {
 		return cmdRingPlan(ctx, c, args[1:], out)
 	}
+	if len(args) > 0 && (args[0] == "add" || args[0] == "remove" || args[0] == "weight") {
+		return cmdRingChange(ctx, c, args, out)
+	}
 	if len(args) == 2 && args[0] == "lookup" {
 		var l map[string]interface{}
 		if err := c.GetJSON(ctx, "/v1/ring/lookup", url.Values{"key": {args[1]}}, &l); err != nil {
@@ -271,7 +274,7 @@ func cmdRing(ctx context.Context, c *client.Client, args []string, out io.Writer
 		return printJSON(out, l)
 	}
 	if len(args) != 0 {
-		return errors.New("usage: ringkv ring [lookup KEY | plan add GROUP[:WEIGHT] | plan remove GROUP | plan weight GROUP:WEIGHT]")
+		return errors.New("usage: ringkv ring [lookup KEY | plan add GROUP[:WEIGHT] | plan remove GROUP | plan weight GROUP:WEIGHT | add [GROUP] [--weight W] | remove GROUP | weight GROUP W]")
 	}
 	var r struct {
 		Epoch  uint64 `json:"epoch"`

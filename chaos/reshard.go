@@ -1,0 +1,135 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+)
+
+// FaultReshard is not a fault: it changes the ring while the workload
+// runs. Each injection is one step of a cycle that adds groups up to
+// twice the starting number, then retires the added ones, so the keys of
+// every group move while clients read and write them.
+const FaultReshard = "reshard"
+
+// ReshardStep is one ring change made during a run.
+type ReshardStep struct {
+	Change string `json:"change"`
+	// MovedKeys of TotalKeys changed group, as planned just before; the
+	// moved share of the hash space next to the ideal share.
+	MovedKeys  uint64        `json:"moved_keys"`
+	TotalKeys  uint64        `json:"total_keys"`
+	MovedShare float64       `json:"moved_share"`
+	IdealShare float64       `json:"ideal_share"`
+	Took       time.Duration `json:"took_ns"`
+}
+
+type ringView struct {
+	Epoch  uint64 `json:"epoch"`
+	Groups []struct {
+		ID uint32 `json:"id"`
+	} `json:"groups"`
+	Migration *struct{} `json:"migration"`
+}
+
+// reshardPlan keeps the cycle's direction between steps.
+type reshardPlan struct {
+	base      int // groups at the start
+	shrinking bool
+}
+
+// reshard makes the next ring change of the cycle and waits for it to
+// complete, through whichever node answers.
+func (c *Cluster) reshard(ctx context.Context, plan *reshardPlan) (ReshardStep, error) {
+	var step ReshardStep
+	var view ringView
+	if err := c.anyNode(ctx, func(p *Proc) error { return p.Client.GetJSON(ctx, "/v1/ring", nil, &view) }); err != nil {
+		return step, err
+	}
+	if plan.base == 0 {
+		plan.base = len(view.Groups)
+	}
+	n := len(view.Groups)
+	switch {
+	case n >= 2*plan.base:
+		plan.shrinking = true
+	case n <= plan.base:
+		plan.shrinking = false
+	}
+	var method, path, query string
+	var body interface{}
+	if plan.shrinking {
+		top := view.Groups[len(view.Groups)-1].ID
+		method, path, query = http.MethodDelete, fmt.Sprintf("/v1/ring/groups/%d", top), fmt.Sprintf("remove=%d", top)
+	} else {
+		next := uint32(0)
+		for _, g := range view.Groups {
+			next = max(next, g.ID)
+		}
+		// Let the cluster choose the id (retired ids are not reused); the
+		// plan previews the next id above the live ones.
+		method, path, query, body = http.MethodPost, "/v1/ring/groups", fmt.Sprintf("add=%d", next+1), map[string]int{"weight": 1}
+	}
+	var p struct {
+		Change     string  `json:"change"`
+		MovedKeys  uint64  `json:"moved_keys"`
+		TotalKeys  uint64  `json:"total_keys"`
+		MovedShare float64 `json:"moved_share"`
+		IdealShare float64 `json:"ideal_share"`
+	}
+	if err := c.anyNode(ctx, func(pr *Proc) error {
+		return pr.Client.GetJSON(ctx, "/v1/ring/plan?"+query, nil, &p)
+	}); err != nil {
+		return step, fmt.Errorf("planning %s: %w", query, err)
+	}
+	step = ReshardStep{Change: p.Change, MovedKeys: p.MovedKeys, TotalKeys: p.TotalKeys, MovedShare: p.MovedShare, IdealShare: p.IdealShare}
+	start := time.Now()
+	var started struct {
+		Started string `json:"started"`
+	}
+	if err := c.anyNode(ctx, func(pr *Proc) error { return pr.Client.DoJSON(ctx, method, path, body, &started) }); err != nil {
+		return step, fmt.Errorf("%s: %w", step.Change, err)
+	}
+	if started.Started != "" {
+		step.Change = started.Started // with the id the cluster chose
+	}
+	err := poll(ctx, 100*time.Millisecond, func() error {
+		var v ringView
+		if err := c.anyNode(ctx, func(pr *Proc) error { return pr.Client.GetJSON(ctx, "/v1/ring", nil, &v) }); err != nil {
+			return err
+		}
+		if v.Epoch <= view.Epoch || v.Migration != nil {
+			return fmt.Errorf("%s: still moving keys", step.Change)
+		}
+		return nil
+	})
+	step.Took = time.Since(start)
+	return step, err
+}
+
+// anyNode runs fn against each running node in turn until one succeeds.
+func (c *Cluster) anyNode(ctx context.Context, fn func(p *Proc) error) error {
+	var err error
+	for _, p := range c.Procs {
+		if !p.Running() {
+			continue
+		}
+		if err = fn(p); err == nil {
+			return nil
+		}
+	}
+	if err == nil {
+		err = fmt.Errorf("no running node")
+	}
+	return err
+}
+
+// printReshards writes the ring changes of a run.
+func printReshards(w io.Writer, steps []ReshardStep) {
+	for _, s := range steps {
+		fmt.Fprintf(w, "ring change: %-28s moved %6d of %6d keys (%.1f%%; space %.1f%%, ideal %.1f%%) in %v\n", s.Change, s.MovedKeys, s.TotalKeys,
+			100*float64(s.MovedKeys)/float64(max(s.TotalKeys, 1)), 100*s.MovedShare, 100*s.IdealShare, s.Took.Round(time.Millisecond))
+	}
+}
