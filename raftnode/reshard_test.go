@@ -196,3 +196,81 @@ func TestRemoveGroupAndChangeWeight(t *testing.T) {
 		t.Fatalf("the groups hold %d keys in all, want %d", held, len(want))
 	}
 }
+
+// The node moving the keys (the metadata leader) dies in the middle of a
+// ring change: the next metadata leader carries the change on from the
+// phase recorded, and no key is lost or left in two groups.
+func TestRingChangeSurvivesTheMoverDying(t *testing.T) {
+	c := raftnodetest.Start(t, raftnodetest.Options{})
+	want := map[string]string{}
+	for i := 0; i < 600; i++ {
+		k := fmt.Sprintf("k/%04d", i)
+		mustPut(t, c.Members[i%3].Node, k, fmt.Sprintf("value-%d", i))
+		want[k] = fmt.Sprintf("value-%d", i)
+	}
+	mover := -1
+	c.Eventually("a metadata leader", 30*time.Second, func() error {
+		for i, m := range c.Members {
+			if m.Node.Status().Meta.State == "Leader" {
+				mover = i
+				return nil
+			}
+		}
+		return errors.New("none")
+	})
+	other := c.Members[(mover+1)%3].Node
+	epoch := other.Layout().RingView().Epoch()
+	if _, err := other.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Add: &raftnode.GroupWeight{Weight: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	// Kill it once a transfer is under way (copied, fenced or flipped).
+	c.Eventually("a transfer under way", 30*time.Second, func() error {
+		m := other.Layout().Migration
+		if m == nil {
+			return nil // already complete: the kill below still tests a restart
+		}
+		for _, tr := range m.Transfers {
+			if tr.Phase != raftnode.PhaseCopy || tr.Keys > 0 {
+				return nil
+			}
+		}
+		return errors.New("no transfer has started")
+	})
+	if m := other.Layout().Migration; m != nil {
+		for _, tr := range m.Transfers {
+			t.Logf("at the kill: transfer %d->%d %s, %d keys copied", tr.From, tr.To, tr.Phase, tr.Keys)
+		}
+	} else {
+		t.Log("the change completed before the kill")
+	}
+	c.Kill(mover)
+	c.Eventually("the change to complete without the first mover", 60*time.Second, func() error {
+		if l := other.Layout(); l.Migration != nil || l.RingView().Epoch() != epoch+1 {
+			return fmt.Errorf("epoch %d, migration in progress %v", l.RingView().Epoch(), l.Migration != nil)
+		}
+		return nil
+	})
+	c.Restart(mover)
+	c.Eventually("the restarted node to catch up", 30*time.Second, func() error {
+		if e := c.Members[mover].Node.RingEpoch(); e != epoch+1 {
+			return fmt.Errorf("epoch %d", e)
+		}
+		return nil
+	})
+	c.WaitConverged()
+	for k, v := range want {
+		for _, m := range c.Members {
+			res, err := m.Node.Get(raftnodetest.Ctx(t, 10*time.Second), []byte(k), raftnode.Linearizable)
+			if err != nil || string(res.Value) != v {
+				t.Fatalf("%s through %s: %q (%v), want %q", k, m.ID, res.Value, err, v)
+			}
+		}
+	}
+	var held uint64
+	for _, gs := range other.Status().Groups {
+		held += gs.Keys
+	}
+	if held != uint64(len(want)) {
+		t.Fatalf("the groups hold %d keys in all, want %d", held, len(want))
+	}
+}
