@@ -245,6 +245,31 @@ func TestCLI(t *testing.T) {
 	if e := resp.Header.Get("X-Ring-Epoch"); e == "" || e == "0" {
 		t.Fatalf("X-Ring-Epoch = %q after the plan, want the ring's epoch", e)
 	}
+	// Ring changes on a live node: the key keeps its value through each,
+	// and the ring ends as each says.
+	for _, step := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"ring", "add", "--weight", "2"}, "started: add group 4 with weight 2"},
+		{[]string{"ring", "weight", "4", "1"}, "started: set group 4's weight to 1"},
+		{[]string{"ring", "remove", "1"}, "started: remove group 1"},
+	} {
+		out, err := run(nil, append([]string{"--addr", addr}, step.args...)...)
+		if err != nil || !strings.Contains(out, step.want) || !strings.Contains(out, "done in") {
+			t.Fatalf("%v: %v\n%s", step.args, err, out)
+		}
+		if got, err := run(nil, "--addr", addr, "get", "app/name"); err != nil || got != "ringkv\n" {
+			t.Fatalf("after %v: get app/name = %q %v", step.args, got, err)
+		}
+	}
+	out, err = run(nil, "--addr", addr, "ring")
+	if err != nil || !strings.Contains(out, "ring epoch 6") || strings.Contains(out, "\n1 ") {
+		t.Fatalf("ring after the changes: %v\n%s", err, out)
+	}
+	if out, err := run(nil, "--addr", addr, "ring", "remove", "1"); err == nil || !strings.Contains(out, "bad_request") {
+		t.Fatalf("removing a retired group: %v %s", err, out)
+	}
 	if out, err := run(nil, "--addr", addr, "del", "app/name"); err != nil {
 		t.Fatalf("del: %v %s", err, out)
 	}
