@@ -30,7 +30,9 @@ type Config struct {
 	KeyPrefix string
 	// Reads is the fraction of operations that are reads.
 	Reads float64
-	// Dist picks keys: "uniform" or "zipfian" (a few keys get most
+	// Dist picks keys: "uniform", "zipfian" (a few keys get most
+	// operations) or "sequential" (every client takes the next key, so
+	// Keys operations write each key once: loading a data set).
 	// operations).
 	Dist string
 	// Replication and Consistency are passed on each write and read ("":
@@ -64,8 +66,8 @@ func (c Config) Validate() error {
 		return errors.New("bench: value size must be >= 0 and keys >= 1")
 	case c.Reads < 0 || c.Reads > 1:
 		return errors.New("bench: reads is a fraction between 0 and 1")
-	case c.Dist != "uniform" && c.Dist != "zipfian":
-		return fmt.Errorf("bench: unknown distribution %q (want uniform or zipfian)", c.Dist)
+	case c.Dist != "uniform" && c.Dist != "zipfian" && c.Dist != "sequential":
+		return fmt.Errorf("bench: unknown distribution %q (want uniform, zipfian or sequential)", c.Dist)
 	case c.Replication != "" && c.Replication != "sync" && c.Replication != "async":
 		return fmt.Errorf("bench: unknown replication %q (want sync or async)", c.Replication)
 	}
@@ -136,6 +138,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		value[i] = 'a' + byte(i%26)
 	}
 	var issued, done, errs atomic.Int64
+	var seq atomic.Uint64
 	workers := make([]*worker, cfg.Concurrency)
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -149,7 +152,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			defer func() { me.end = time.Now() }()
 			ep := w % len(clients)
 			rng := rand.New(rand.NewSource(cfg.Seed + int64(w)))
-			pick := keyPicker(cfg, rng)
+			pick := keyPicker(cfg, rng, &seq)
 			for ctx.Err() == nil {
 				if cfg.Ops > 0 && issued.Add(1) > cfg.Ops {
 					return
@@ -267,8 +270,12 @@ func fill(s *OpStats, h *Histogram, elapsed time.Duration) {
 	s.P50, s.P90, s.P99, s.P999 = h.Quantile(0.5), h.Quantile(0.9), h.Quantile(0.99), h.Quantile(0.999)
 }
 
-// keyPicker returns a source of key numbers in [0, Keys).
-func keyPicker(cfg Config, rng *rand.Rand) func() uint64 {
+// keyPicker returns a source of key numbers in [0, Keys); seq is the
+// counter the clients share for the sequential distribution.
+func keyPicker(cfg Config, rng *rand.Rand, seq *atomic.Uint64) func() uint64 {
+	if cfg.Dist == "sequential" {
+		return func() uint64 { return (seq.Add(1) - 1) % uint64(cfg.Keys) }
+	}
 	if cfg.Dist == "zipfian" && cfg.Keys > 1 {
 		z := rand.NewZipf(rng, 1.1, 1, uint64(cfg.Keys-1))
 		return z.Uint64

@@ -3,6 +3,7 @@ package bench
 import (
 	"math/rand"
 	"sort"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -71,7 +72,8 @@ func TestConfigAndKeyDistributions(t *testing.T) {
 	count := func(dist string) (top, n int) {
 		c := cfg
 		c.Dist, c.Keys = dist, 1000
-		pick := keyPicker(c, rand.New(rand.NewSource(1)))
+		var seq atomic.Uint64
+		pick := keyPicker(c, rand.New(rand.NewSource(1)), &seq)
 		for i := 0; i < 100000; i++ {
 			k := pick()
 			if k >= 1000 {
@@ -88,5 +90,15 @@ func TestConfigAndKeyDistributions(t *testing.T) {
 	}
 	if top, n := count("zipfian"); top < n/3 {
 		t.Fatalf("zipfian: the first 1%% of keys got only %d of %d picks", top, n)
+	}
+	// Sequential: every key once per round, in order.
+	c := cfg
+	c.Dist, c.Keys = "sequential", 1000
+	var seq atomic.Uint64
+	pick := keyPicker(c, nil, &seq)
+	for i := 0; i < 2500; i++ {
+		if k := pick(); k != uint64(i%1000) {
+			t.Fatalf("sequential pick %d = %d", i, k)
+		}
 	}
 }

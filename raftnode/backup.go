@@ -28,6 +28,10 @@ func (n *Node) Backup(ctx context.Context, dir string, w io.Writer) (snapshot.Ma
 	if !l.Initialized {
 		return snapshot.Manifest{}, fmt.Errorf("%w: cluster layout not initialised yet", ErrUnavailable)
 	}
+	if l.Migration != nil {
+		// Keys in motion sit in two groups: a backup now would hold both.
+		return snapshot.Manifest{}, fmt.Errorf("%w: a ring change is in progress (%s); back up once it is done", ErrConflict, l.Migration.Change)
+	}
 	rs, err := json.Marshal(l.Ring)
 	if err != nil {
 		return snapshot.Manifest{}, err
@@ -166,6 +170,9 @@ func (n *Node) Restore(ctx context.Context, dir string, r io.Reader, o RestoreOp
 	l := n.Layout()
 	if !l.Initialized {
 		return rep, fmt.Errorf("%w: cluster layout not initialised yet", ErrUnavailable)
+	}
+	if l.Migration != nil {
+		return rep, fmt.Errorf("%w: a ring change is in progress (%s); restore once it is done", ErrConflict, l.Migration.Change)
 	}
 	ar, err := snapshot.NewArchiveReader(r)
 	if err != nil {

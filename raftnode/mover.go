@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/ringkv/ringkv/store"
@@ -38,6 +39,7 @@ type ScanPage struct {
 // Scan pages stop at these bounds.
 const (
 	scanPageEntries = 512
+	scanPageKeys    = 8192 // when most values are left out
 	scanPageBytes   = 4 << 20
 	scanExamine     = 50000
 )
@@ -117,7 +119,17 @@ func (n *Node) serveMoving(ctx context.Context, r *replica, req Request) (Respon
 		if err := r.waitAppliedLocal(ctx, req.Index); err != nil {
 			return resp, err
 		}
-		v, err := r.st.ScanRanges(ranges, req.After, scanPageEntries, scanPageBytes, scanExamine, req.KeysOnly)
+		// Values only where asked: above a modify index (the changes since
+		// a first copy), or none for a key listing. Such pages can be
+		// longer.
+		above, limit := req.Above, scanPageEntries
+		if req.KeysOnly {
+			above = math.MaxUint64
+		}
+		if above > 0 {
+			limit = scanPageKeys
+		}
+		v, err := r.st.ScanRanges(ranges, req.After, limit, scanPageBytes, scanExamine, above)
 		if err != nil {
 			return resp, err
 		}
@@ -231,7 +243,7 @@ func (n *Node) runTransfer(ctx context.Context, t TransferState) error {
 		// A first copy while the source still serves the ranges, page by
 		// page into the destination.
 		var copied uint64
-		first, err := n.scanRanges(ctx, t.From, t, 0, false, func(page []store.MovedEntry) error {
+		first, err := n.scanRanges(ctx, t.From, t, 0, 0, func(page []store.MovedEntry) error {
 			copied += uint64(len(page))
 			return n.ingest(ctx, t, page)
 		})
@@ -258,7 +270,7 @@ func (n *Node) runTransfer(ctx context.Context, t TransferState) error {
 		// it no longer has, and compare the two sides.
 		have := map[string]bool{}
 		changed := 0
-		src, err := n.scanRanges(ctx, t.From, t, t.FenceIndex, false, func(page []store.MovedEntry) error {
+		src, err := n.scanRanges(ctx, t.From, t, t.FenceIndex, watermark, func(page []store.MovedEntry) error {
 			var newer []store.MovedEntry
 			for _, e := range page {
 				have[string(e.Key)] = true
@@ -272,23 +284,30 @@ func (n *Node) runTransfer(ctx context.Context, t TransferState) error {
 		if err != nil {
 			return err
 		}
-		var gone []store.MovedEntry
-		if _, err := n.scanRanges(ctx, t.To, t, 0, true, func(page []store.MovedEntry) error {
-			for _, e := range page {
-				if !have[string(e.Key)] {
-					gone = append(gone, store.MovedEntry{Key: e.Key, Deleted: true})
-				}
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
-		if err := n.ingest(ctx, t, gone); err != nil {
-			return err
-		}
-		check, err := n.scanRanges(ctx, t.To, t, 0, true, nil)
+		check, err := n.scanRanges(ctx, t.To, t, 0, math.MaxUint64, nil)
 		if err != nil {
 			return err
+		}
+		var gone []store.MovedEntry
+		if check.digest != src.digest || check.keys != src.keys {
+			// The destination holds keys the source deleted since the
+			// first copy: remove them, and compare again.
+			if _, err := n.scanRanges(ctx, t.To, t, 0, math.MaxUint64, func(page []store.MovedEntry) error {
+				for _, e := range page {
+					if !have[string(e.Key)] {
+						gone = append(gone, store.MovedEntry{Key: e.Key, Deleted: true})
+					}
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			if err := n.ingest(ctx, t, gone); err != nil {
+				return err
+			}
+			if check, err = n.scanRanges(ctx, t.To, t, 0, math.MaxUint64, nil); err != nil {
+				return err
+			}
 		}
 		if check.digest != src.digest || check.keys != src.keys {
 			return fmt.Errorf("%w: after the copy, group %d holds %d keys (digest %s) in the ranges, group %d %d keys (digest %s); not flipping",
@@ -344,14 +363,15 @@ type scanned struct {
 }
 
 // scanRanges reads every entry of t's ranges from group g's leader, page
-// by page, after it applied minIndex, handing each page to fn (if set).
+// by page, after it applied minIndex, with values above the modify index
+// above (0: all, math.MaxUint64: none), handing each page to fn (if set).
 // The digest XORs the pages'.
-func (n *Node) scanRanges(ctx context.Context, g GroupID, t TransferState, minIndex uint64, keysOnly bool, fn func([]store.MovedEntry) error) (scanned, error) {
+func (n *Node) scanRanges(ctx context.Context, g GroupID, t TransferState, minIndex, above uint64, fn func([]store.MovedEntry) error) (scanned, error) {
 	var out scanned
 	var digest [32]byte
 	var after []byte
 	for {
-		resp, err := n.do(ctx, Request{Op: opRangeScan, Group: g, Ranges: t.Ranges, After: after, Index: minIndex, KeysOnly: keysOnly})
+		resp, err := n.do(ctx, Request{Op: opRangeScan, Group: g, Ranges: t.Ranges, After: after, Index: minIndex, Above: above})
 		if err != nil {
 			return out, fmt.Errorf("scanning group %d: %w", g, err)
 		}

@@ -66,7 +66,9 @@ type Request struct {
 	// Ranges are arcs of the ring's hash space (range_stats and the
 	// moving operations); Entries are moved entries (ingest); Change is a
 	// ring change (ring_change).
-	Ranges  []ring.Range       `json:"ranges,omitempty"`
+	Ranges []ring.Range `json:"ranges,omitempty"`
+	// Above limits a range scan's values to entries modified above it.
+	Above   uint64             `json:"above,omitempty"`
 	Entries []store.MovedEntry `json:"entries,omitempty"`
 	Change  *RingChange        `json:"change,omitempty"`
 }

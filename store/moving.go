@@ -351,10 +351,11 @@ type RangeView struct {
 
 // ScanRanges returns, in key order after the key after, the entries whose
 // keys lie in ranges: at most limit of them and about maxBytes of keys and
-// values, having looked at no more than examine keys (each bound 0: none),
-// with values unless keysOnly. Digest and Keys cover every entry in the
-// page, so that summing pages digests the ranges.
-func (s *Store) ScanRanges(ranges []HashRange, after []byte, limit, maxBytes, examine int, keysOnly bool) (RangeView, error) {
+// values, having looked at no more than examine keys (each bound 0: none).
+// An entry carries its value only if its modify index is above valuesAbove
+// (0: every value; math.MaxUint64: none). Digest and Keys cover every entry
+// in the page, so that summing pages digests the ranges.
+func (s *Store) ScanRanges(ranges []HashRange, after []byte, limit, maxBytes, examine int, valuesAbove uint64) (RangeView, error) {
 	var v RangeView
 	if s.opts.KeyHash == nil {
 		return v, fmt.Errorf("%w: this store has no key hash to place keys in ranges", ErrBadCommand)
@@ -394,10 +395,10 @@ func (s *Store) ScanRanges(ranges []HashRange, after []byte, limit, maxBytes, ex
 				v.Digest[i] ^= d[i]
 			}
 			v.Keys++
-			size += len(e.Key) + len(e.Value)
-			if keysOnly {
+			if valuesAbove > 0 && e.ModifyIndex <= valuesAbove {
 				e.Value = nil
 			}
+			size += len(e.Key) + len(e.Value)
 			v.Entries = append(v.Entries, e)
 		}
 		return nil

@@ -118,7 +118,7 @@ func TestMoveARangeBetweenStores(t *testing.T) {
 	var keys uint64
 	var after []byte
 	for pages := 0; ; pages++ {
-		v, err := src.ScanRanges(lowHalf, after, 50, 0, 0, false)
+		v, err := src.ScanRanges(lowHalf, after, 50, 0, 0, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -155,7 +155,17 @@ func TestMoveARangeBetweenStores(t *testing.T) {
 			t.Fatalf("ingest: %+v", r)
 		}
 	}
-	got, err := dst.ScanRanges(lowHalf, nil, 0, 0, 0, true)
+	// Values only above a modify index: the changes since a first copy.
+	part, err := src.ScanRanges(lowHalf, nil, 0, 0, 0, 200)
+	if err != nil || part.Digest != digest || part.Keys != keys {
+		t.Fatalf("a scan with values above 200 digests %x over %d keys (%v), want %x over %d", part.Digest, part.Keys, err, digest, keys)
+	}
+	for _, e := range part.Entries {
+		if (e.ModifyIndex > 200) != (e.Value != nil) {
+			t.Fatalf("%s modified at %d: value %q", e.Key, e.ModifyIndex, e.Value)
+		}
+	}
+	got, err := dst.ScanRanges(lowHalf, nil, 0, 0, 0, math.MaxUint64)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -73,7 +73,7 @@ func cmdBench(ctx context.Context, addr string, args []string, out io.Writer) er
 	}
 	cfg, asJSON := &bf.cfg, bf.asJSON
 	if len(pos) != 0 {
-		return errors.New("usage: ringkv bench [--endpoints URLS] [--concurrency N] [--duration D | --ops N] [--value-size B] [--keys N] [--reads F] [--dist uniform|zipfian] [--replication sync|async] [--consistency C] [--json]")
+		return errors.New("usage: ringkv bench [--endpoints URLS] [--concurrency N] [--duration D | --ops N] [--value-size B] [--keys N] [--reads F] [--dist uniform|zipfian|sequential] [--replication sync|async] [--consistency C] [--json]")
 	}
 	bf.finish(args)
 	cfg.Progress = func(p bench.Progress) {

@@ -63,8 +63,9 @@ type ringState struct {
 
 // cmdRingChange starts a ring change (add [GROUP] [--weight W], remove
 // GROUP, weight GROUP W) and, unless --no-wait, follows it to the end with
-// a progress line.
-func cmdRingChange(ctx context.Context, c *client.Client, args []string, out io.Writer) error {
+// a progress line, however long the move takes (each request is bounded by
+// timeout; ctx ends the wait).
+func cmdRingChange(ctx context.Context, timeout time.Duration, c *client.Client, args []string, out io.Writer) error {
 	op := args[0]
 	var weight int
 	var noWait bool
@@ -104,7 +105,10 @@ func cmdRingChange(ctx context.Context, c *client.Client, args []string, out io.
 		Started string `json:"started"`
 		ringState
 	}
-	if err := c.DoJSON(ctx, method, path, body, &started); err != nil {
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	err = c.DoJSON(rctx, method, path, body, &started)
+	cancel()
+	if err != nil {
 		return err
 	}
 	next := started.Epoch + 1
@@ -119,7 +123,10 @@ func cmdRingChange(ctx context.Context, c *client.Client, args []string, out io.
 	tty := isTerminal(os.Stderr)
 	for {
 		var st ringState
-		if err := c.GetJSON(ctx, "/v1/ring", nil, &st); err != nil {
+		rctx, cancel := context.WithTimeout(ctx, timeout)
+		err := c.GetJSON(rctx, "/v1/ring", nil, &st)
+		cancel()
+		if err != nil {
 			return err
 		}
 		if st.Epoch >= next && st.Migration == nil {
@@ -127,7 +134,9 @@ func cmdRingChange(ctx context.Context, c *client.Client, args []string, out io.
 				fmt.Fprintln(os.Stderr)
 			}
 			fmt.Fprintf(out, "done in %s: ring epoch %d\n", time.Since(begin).Round(time.Millisecond), st.Epoch)
-			return cmdRing(ctx, c, nil, out)
+			rctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			return cmdRing(rctx, c, nil, out)
 		}
 		if m := st.Migration; m != nil && tty {
 			var copied uint64

@@ -36,7 +36,7 @@ commands:
                                  check a backup without restoring it; compare it with a cluster
   restore FILE [--force]         load a backup into a fresh cluster
   bench [--endpoints URLS] [--concurrency N] [--duration D | --ops N] [--value-size B]
-        [--keys N] [--reads F] [--dist uniform|zipfian] [--replication sync|async]
+        [--keys N] [--reads F] [--dist uniform|zipfian|sequential] [--replication sync|async]
         [--consistency C] [--json]
                                  closed-loop load: throughput, errors, latency percentiles
   bench compare [bench flags] [--rounds N] [--plot FILE.svg]
@@ -83,6 +83,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, 
 	case "status":
 		return cmdStatus(ctx, c, stdout)
 	case "ring":
+		if len(rest) > 0 && (rest[0] == "add" || rest[0] == "remove" || rest[0] == "weight") {
+			return cmdRingChange(parent, *timeout, c, rest, stdout) // follows the move to its end
+		}
 		return cmdRing(ctx, c, rest, stdout)
 	case "health":
 		return cmdHealth(ctx, c, stdout)
@@ -262,9 +265,6 @@ func cmdStatus(ctx context.Context, c *client.Client, out io.Writer) error {
 func cmdRing(ctx context.Context, c *client.Client, args []string, out io.Writer) error {
 	if len(args) > 0 && args[0] == "plan" {
 		return cmdRingPlan(ctx, c, args[1:], out)
-	}
-	if len(args) > 0 && (args[0] == "add" || args[0] == "remove" || args[0] == "weight") {
-		return cmdRingChange(ctx, c, args, out)
 	}
 	if len(args) == 2 && args[0] == "lookup" {
 		var l map[string]interface{}
