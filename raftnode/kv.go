@@ -131,17 +131,6 @@ func (n *Node) List(ctx context.Context, o ListOptions) ([]KV, error) {
 		if p.err != nil {
 			return nil, p.err
 		}
-		// While ranges move, a key can sit in two groups: keep it where
-		// the layout routes it.
-		if l.Migration != nil {
-			kept := p.kvs[:0]
-			for _, kv := range p.kvs {
-				if g, err := l.Route(kv.Key); err == nil && g == kv.Group {
-					kept = append(kept, kv)
-				}
-			}
-			p.kvs = kept
-		}
 		all = append(all, p.kvs)
 	}
 	return mergeSorted(all, o.Limit), nil
@@ -320,15 +309,23 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 			resp.Entry = &KV{Key: e.Key, Value: e.Value, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex, Group: r.id}
 			return resp, nil
 		}
-		es, err := r.st.Scan(store.ScanOptions{Prefix: req.Prefix, After: req.After, Limit: req.Limit, KeysOnly: req.KeysOnly})
+		o := store.ScanOptions{Prefix: req.Prefix, After: req.After, Limit: req.Limit, KeysOnly: req.KeysOnly}
+		if l := n.Layout(); l.Migration != nil {
+			// While ranges move, a key can sit in two groups: list it
+			// where this node routes it, so that a limit counts only the
+			// keys this group answers for.
+			o.Skip = func(k []byte) bool {
+				g, err := l.Route(k)
+				return err == nil && g != r.id
+			}
+		}
+		es, err := r.st.Scan(o)
 		if err != nil {
 			return resp, err
 		}
-		resp.Entries = make([]KV, 0, len(es))
-		for _, e := range es {
-			if !r.st.Fenced(e.Key) { // another group answers for it
-				resp.Entries = append(resp.Entries, KV{Key: e.Key, Value: e.Value, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex, Group: r.id})
-			}
+		resp.Entries = make([]KV, len(es))
+		for i, e := range es {
+			resp.Entries[i] = KV{Key: e.Key, Value: e.Value, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex, Group: r.id}
 		}
 		return resp, nil
 	case opVerify:

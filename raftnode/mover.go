@@ -151,7 +151,7 @@ func (n *Node) serveMoving(ctx context.Context, r *replica, req Request) (Respon
 		r.asyncMu.Lock()
 		defer r.asyncMu.Unlock()
 	}
-	m := store.Moving{Ranges: ranges, Entries: req.Entries, After: req.After, Limit: req.Limit}
+	m := store.Moving{Term: req.Term, Ranges: ranges, Entries: req.Entries, After: req.After, Limit: req.Limit}
 	switch req.Op {
 	case opFence:
 		m.Op = store.OpFence
@@ -169,6 +169,9 @@ func (n *Node) serveMoving(ctx context.Context, r *replica, req Request) (Respon
 	res, ok := out.(store.Result)
 	if !ok {
 		return resp, fmt.Errorf("group %d: unexpected apply result %T", r.id, out)
+	}
+	if errors.Is(res.Err, store.ErrStaleMover) {
+		return resp, fmt.Errorf("%w: %v", ErrConflict, res.Err)
 	}
 	if res.Err != nil {
 		return resp, fmt.Errorf("%w: %v", ErrBadRequest, res.Err)
@@ -217,8 +220,15 @@ func (n *Node) moverLoop(ctx context.Context) {
 // metadata group, so that it can start again from any point.
 func (n *Node) migrate(ctx context.Context) error {
 	m := n.Layout().Migration
+	// The term marks this mover's commands: a store that has taken
+	// commands of a later term (a successor, after this node lost the
+	// metadata group) refuses these.
+	term := n.meta.raft.CurrentTerm()
+	if !n.meta.isLeader() {
+		return nil
+	}
 	for _, t := range m.Transfers {
-		if err := n.runTransfer(ctx, t); err != nil {
+		if err := n.runTransfer(ctx, term, t); err != nil {
 			return fmt.Errorf("transfer %d->%d: %w", t.From, t.To, err)
 		}
 	}
@@ -236,7 +246,7 @@ func (n *Node) recordPhase(ctx context.Context, p migrationPhase) error {
 
 // runTransfer moves one transfer's ranges from its source to its
 // destination, from whatever phase it is at.
-func (n *Node) runTransfer(ctx context.Context, t TransferState) error {
+func (n *Node) runTransfer(ctx context.Context, term uint64, t TransferState) error {
 	start := time.Now()
 	var watermark uint64 // modify indexes above it changed after the copy began
 	if t.Phase == PhaseCopy {
@@ -245,7 +255,7 @@ func (n *Node) runTransfer(ctx context.Context, t TransferState) error {
 		var copied uint64
 		first, err := n.scanRanges(ctx, t.From, t, 0, 0, func(page []store.MovedEntry) error {
 			copied += uint64(len(page))
-			return n.ingest(ctx, t, page)
+			return n.ingest(ctx, term, t, page)
 		})
 		if err != nil {
 			return err
@@ -254,7 +264,7 @@ func (n *Node) runTransfer(ctx context.Context, t TransferState) error {
 		if err := n.recordPhase(ctx, migrationPhase{From: t.From, To: t.To, Phase: PhaseCopy, Keys: copied}); err != nil {
 			return err
 		}
-		resp, err := n.do(ctx, Request{Op: opFence, Group: t.From, Ranges: t.Ranges})
+		resp, err := n.do(ctx, Request{Op: opFence, Group: t.From, Ranges: t.Ranges, Term: term})
 		if err != nil {
 			return fmt.Errorf("fencing group %d: %w", t.From, err)
 		}
@@ -279,7 +289,7 @@ func (n *Node) runTransfer(ctx context.Context, t TransferState) error {
 				}
 			}
 			changed += len(newer)
-			return n.ingest(ctx, t, newer)
+			return n.ingest(ctx, term, t, newer)
 		})
 		if err != nil {
 			return err
@@ -302,7 +312,7 @@ func (n *Node) runTransfer(ctx context.Context, t TransferState) error {
 			}); err != nil {
 				return err
 			}
-			if err := n.ingest(ctx, t, gone); err != nil {
+			if err := n.ingest(ctx, term, t, gone); err != nil {
 				return err
 			}
 			if check, err = n.scanRanges(ctx, t.To, t, 0, math.MaxUint64, nil); err != nil {
@@ -313,7 +323,7 @@ func (n *Node) runTransfer(ctx context.Context, t TransferState) error {
 			return fmt.Errorf("%w: after the copy, group %d holds %d keys (digest %s) in the ranges, group %d %d keys (digest %s); not flipping",
 				ErrConflict, t.To, check.keys, short(check.digest), t.From, src.keys, short(src.digest))
 		}
-		if _, err := n.do(ctx, Request{Op: opUnfence, Group: t.To, Ranges: t.Ranges}); err != nil {
+		if _, err := n.do(ctx, Request{Op: opUnfence, Group: t.To, Ranges: t.Ranges, Term: term}); err != nil {
 			return fmt.Errorf("unfencing group %d: %w", t.To, err)
 		}
 		if err := n.recordPhase(ctx, migrationPhase{From: t.From, To: t.To, Phase: PhaseFlipped, Keys: src.keys, Total: src.keys}); err != nil {
@@ -327,7 +337,7 @@ func (n *Node) runTransfer(ctx context.Context, t TransferState) error {
 		var after []byte
 		dropped := 0
 		for {
-			resp, err := n.do(ctx, Request{Op: opDrop, Group: t.From, Ranges: t.Ranges, After: after, Limit: 1000})
+			resp, err := n.do(ctx, Request{Op: opDrop, Group: t.From, Ranges: t.Ranges, After: after, Limit: 1000, Term: term})
 			if err != nil {
 				return fmt.Errorf("dropping moved keys from group %d: %w", t.From, err)
 			}
@@ -409,14 +419,14 @@ func (n *Node) scanRanges(ctx context.Context, g GroupID, t TransferState, minIn
 
 // ingest writes entries into t's destination, in log entries of bounded
 // size.
-func (n *Node) ingest(ctx context.Context, t TransferState, all []store.MovedEntry) error {
+func (n *Node) ingest(ctx context.Context, term uint64, t TransferState, all []store.MovedEntry) error {
 	for len(all) > 0 {
 		k, size := 0, 0
 		for k < len(all) && k < store.MaxIngest && (k == 0 || size+len(all[k].Value)+len(all[k].Key) < scanPageBytes) {
 			size += len(all[k].Value) + len(all[k].Key)
 			k++
 		}
-		if _, err := n.do(ctx, Request{Op: opIngest, Group: t.To, Ranges: t.Ranges, Entries: all[:k]}); err != nil {
+		if _, err := n.do(ctx, Request{Op: opIngest, Group: t.To, Ranges: t.Ranges, Entries: all[:k], Term: term}); err != nil {
 			return fmt.Errorf("copying into group %d: %w", t.To, err)
 		}
 		all = all[k:]

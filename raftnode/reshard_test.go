@@ -119,6 +119,16 @@ func TestAddGroupMovesKeysOnline(t *testing.T) {
 	if moved == 0 || moved > len(want)/2 {
 		t.Fatalf("%d of %d keys moved to the new group", moved, len(want))
 	}
+	// A listing across the groups names every key once, in order.
+	kvs, err := n.List(raftnodetest.Ctx(t, 10*time.Second), raftnode.ListOptions{Prefix: []byte("old/"), KeysOnly: true})
+	if err != nil || len(kvs) != 400 {
+		t.Fatalf("listing old/: %d keys (%v), want 400", len(kvs), err)
+	}
+	for i, kv := range kvs {
+		if want := fmt.Sprintf("old/%04d", i); string(kv.Key) != want {
+			t.Fatalf("listing old/: key %d is %s, want %s", i, kv.Key, want)
+		}
+	}
 	c.WaitConverged()
 	var held uint64
 	for _, gs := range n.Status().Groups {

@@ -15,4 +15,7 @@ var (
 	// ErrRestoreMismatch is returned by Restore when the image inside a
 	// checkpoint disagrees with the checkpoint's header.
 	ErrRestoreMismatch = errors.New("store: checkpoint image disagrees with its header")
+	// ErrStaleMover is a moving command's outcome when a mover of a later
+	// term has already acted on this store (see Moving.Term).
+	ErrStaleMover = errors.New("store: moving command from a deposed mover")
 )

@@ -53,7 +53,12 @@ type MovedEntry struct {
 
 // Moving is a decoded moving command.
 type Moving struct {
-	Op      Op
+	Op Op
+	// Term is the metadata-group term of the mover that sent it. A store
+	// refuses moving commands from a term below the highest it has seen:
+	// a mover deposed while its commands were on the way can never act
+	// after its successor has (ErrStaleMover).
+	Term    uint64
 	Ranges  []HashRange
 	Entries []MovedEntry // OpIngest
 	After   []byte       // OpDrop: start after this key
@@ -65,13 +70,14 @@ func IsMoving(b []byte) bool {
 	return len(b) >= 2 && Op(b[0]) >= OpFence && Op(b[0]) <= OpDrop
 }
 
-// Encode lays a moving command out: op byte, flags byte (0), uvarint range
-// count, 16 bytes per range, then for OpIngest a uvarint entry count and
+// Encode lays a moving command out: op byte, flags byte (0), uvarint term,
+// uvarint range count, 16 bytes per range, then for OpIngest a uvarint entry count and
 // per entry key, value (each uvarint length then bytes), create and modify
 // index (uvarints) and a deleted byte; for OpDrop the cursor (uvarint
 // length then bytes) and a uvarint limit.
 func (m Moving) Encode() []byte {
 	b := []byte{byte(m.Op), 0}
+	b = binary.AppendUvarint(b, m.Term)
 	b = binary.AppendUvarint(b, uint64(len(m.Ranges)))
 	for _, r := range m.Ranges {
 		b = binary.BigEndian.AppendUint64(b, r.Start)
@@ -142,6 +148,7 @@ func DecodeMoving(b []byte) (Moving, error) {
 	}
 	m := Moving{Op: Op(b[0])}
 	r := &reader{b: b[2:]}
+	m.Term = r.uvarint("term")
 	n := r.uvarint("range count")
 	if r.err == nil && (n == 0 || n > uint64(len(r.b))/16) {
 		r.err = fmt.Errorf("%w: %d ranges", ErrBadCommand, n)
@@ -203,11 +210,13 @@ func DecodeMoving(b []byte) (Moving, error) {
 // applyState is what an apply transaction changes besides the buckets,
 // published once it commits.
 type applyState struct {
-	count  uint64
-	fences spanSet
-	offset uint64
-	// fencesChanged and offsetChanged ask for them to be persisted.
-	fencesChanged, offsetChanged bool
+	count    uint64
+	fences   spanSet
+	offset   uint64
+	moveTerm uint64
+	// fencesChanged, offsetChanged and termChanged ask for them to be
+	// persisted.
+	fencesChanged, offsetChanged, termChanged bool
 }
 
 // inRanges reports whether key's position is in set.
@@ -226,6 +235,13 @@ func (s *Store) applyMoving(kv *bolt.Bucket, st *applyState, changed map[int]boo
 	if s.opts.KeyHash == nil {
 		res.Err = fmt.Errorf("%w: this store has no key hash to place keys in ranges", ErrBadCommand)
 		return res, nil
+	}
+	if m.Term < st.moveTerm {
+		res.Err = fmt.Errorf("%w: command of term %d, a mover of term %d has acted here", ErrStaleMover, m.Term, st.moveTerm)
+		return res, nil
+	}
+	if m.Term > st.moveTerm {
+		st.moveTerm, st.termChanged = m.Term, true
 	}
 	switch m.Op {
 	case OpFence, OpUnfence:

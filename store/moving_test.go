@@ -296,3 +296,37 @@ func TestSpanSetIsASetOfPositions(t *testing.T) {
 		}
 	}
 }
+
+// Once a mover of a later term has acted on a store, the commands of an
+// earlier one are refused and change nothing, across a reopen too.
+func TestStaleMoverIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	s := openMoving(t, dir)
+	key := "k"
+	for i := 0; !inLow(key); i++ {
+		key = fmt.Sprintf("k%d", i)
+	}
+	entry := func(v string, modify uint64) []MovedEntry {
+		return []MovedEntry{{Key: []byte(key), Value: []byte(v), CreateIndex: 1, ModifyIndex: modify}}
+	}
+	if r := mustApply(t, s, 1, Moving{Op: OpIngest, Term: 5, Ranges: lowHalf, Entries: entry("new", 10)}.Encode()); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	s.Close()
+	s = openMoving(t, dir)
+	for i, m := range []Moving{
+		{Op: OpIngest, Term: 4, Ranges: lowHalf, Entries: entry("old", 5)},
+		{Op: OpFence, Term: 3, Ranges: lowHalf},
+		{Op: OpDrop, Term: 4, Ranges: lowHalf, Limit: 10},
+	} {
+		if r := mustApply(t, s, uint64(2+i), m.Encode()); !errors.Is(r.Err, ErrStaleMover) || r.Applied {
+			t.Fatalf("command %d of a deposed mover: %+v", i, r)
+		}
+	}
+	if e, err := s.Get([]byte(key)); err != nil || string(e.Value) != "new" || s.Fenced([]byte(key)) {
+		t.Fatalf("after the deposed mover: %q %v fenced=%v", e.Value, err, s.Fenced([]byte(key)))
+	}
+	if r := mustApply(t, s, 9, Moving{Op: OpIngest, Term: 5, Ranges: lowHalf, Entries: entry("same term", 11)}.Encode()); r.Err != nil {
+		t.Fatalf("the current mover: %v", r.Err)
+	}
+}

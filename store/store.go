@@ -24,8 +24,9 @@ var (
 	// keyFences holds the fenced ranges (see moving.go); keyOffset what
 	// is added to a write's Raft index to make its modify index, raised
 	// past every ingested one.
-	keyFences = []byte("fences")
-	keyOffset = []byte("index_offset")
+	keyFences   = []byte("fences")
+	keyOffset   = []byte("index_offset")
+	keyMoveTerm = []byte("move_term")
 )
 
 // Options configures a Store.
@@ -68,10 +69,11 @@ type Store struct {
 	mu sync.RWMutex // guards db against swap by Restore
 	db *bolt.DB
 
-	applied atomic.Uint64
-	keys    atomic.Uint64
-	fences  atomic.Pointer[spanSet]
-	offset  atomic.Uint64
+	applied  atomic.Uint64
+	keys     atomic.Uint64
+	fences   atomic.Pointer[spanSet]
+	offset   atomic.Uint64
+	moveTerm atomic.Uint64
 
 	// tree is touched only by the apply goroutine (and open); root is the
 	// published root at the applied index, for any reader.
@@ -121,7 +123,7 @@ func (s *Store) open() error {
 	if err != nil {
 		return fmt.Errorf("store: open %s: %w", s.path, err)
 	}
-	var applied, count, offset uint64
+	var applied, count, offset, moveTerm uint64
 	var fences spanSet
 	var tree *snapshot.Tree
 	depth := s.opts.TreeDepth
@@ -136,7 +138,7 @@ func (s *Store) open() error {
 		if err != nil {
 			return err
 		}
-		applied, count, offset = getU64(m, keyApplied), getU64(m, keyCount), getU64(m, keyOffset)
+		applied, count, offset, moveTerm = getU64(m, keyApplied), getU64(m, keyCount), getU64(m, keyOffset), getU64(m, keyMoveTerm)
 		if b := m.Get(keyFences); b != nil {
 			if fences, err = decodeSpanSet(b); err != nil {
 				return err
@@ -166,6 +168,7 @@ func (s *Store) open() error {
 	s.applied.Store(applied)
 	s.keys.Store(count)
 	s.offset.Store(offset)
+	s.moveTerm.Store(moveTerm)
 	s.fences.Store(&fences)
 	s.tree = tree
 	s.root.Store(&Root{Index: applied, Hash: tree.Root(), Depth: tree.Depth()})
@@ -339,7 +342,7 @@ func (s *Store) ApplyBatch(entries []LogEntry) ([]Result, error) {
 // caller holds s.mu for reading.
 func (s *Store) applySegment(entries []LogEntry, results []Result) error {
 	applied := s.applied.Load()
-	st := &applyState{count: s.keys.Load(), fences: *s.fences.Load(), offset: s.offset.Load()}
+	st := &applyState{count: s.keys.Load(), fences: *s.fences.Load(), offset: s.offset.Load(), moveTerm: s.moveTerm.Load()}
 	last, lastTerm := applied, uint64(0)
 	changed := map[int]bool{}
 	err := s.db.Update(func(tx *bolt.Tx) error {
@@ -418,6 +421,11 @@ func (s *Store) applySegment(entries []LogEntry, results []Result) error {
 				return err
 			}
 		}
+		if st.termChanged {
+			if err := putU64(m, keyMoveTerm, st.moveTerm); err != nil {
+				return err
+			}
+		}
 		if st.fencesChanged {
 			if err := m.Put(keyFences, st.fences.encode()); err != nil {
 				return err
@@ -434,6 +442,7 @@ func (s *Store) applySegment(entries []LogEntry, results []Result) error {
 	if last != applied {
 		s.keys.Store(st.count)
 		s.offset.Store(st.offset)
+		s.moveTerm.Store(st.moveTerm)
 		s.fences.Store(&st.fences)
 		s.root.Store(&Root{Index: last, Hash: s.tree.Root(), Depth: s.tree.Depth()})
 		s.applied.Store(last)
@@ -524,6 +533,9 @@ type ScanOptions struct {
 	Limit int
 	// KeysOnly leaves values out.
 	KeysOnly bool
+	// Skip, when set, leaves out the keys it returns true for; they do
+	// not count towards Limit.
+	Skip func(key []byte) bool
 }
 
 // Scan returns entries whose keys start with Prefix, in key order.
@@ -542,6 +554,9 @@ func (s *Store) Scan(o ScanOptions) ([]Entry, error) {
 		}
 		for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, o.Prefix); k, v = c.Next() {
 			if o.After != nil && bytes.Compare(k, o.After) <= 0 {
+				continue
+			}
+			if o.Skip != nil && o.Skip(k) {
 				continue
 			}
 			e, err := decodeRecord(k, v, !o.KeysOnly)

@@ -431,3 +431,15 @@ func TestTallyBy(t *testing.T) {
 		t.Fatalf("tally %+v, want %+v", got, want)
 	}
 }
+
+// Skipped keys are left out and do not count towards the limit.
+func TestScanSkip(t *testing.T) {
+	s := mustOpen(t)
+	for i := 1; i <= 10; i++ {
+		mustApply(t, s, uint64(i), put(fmt.Sprintf("k%02d", i), "v"))
+	}
+	es, err := s.Scan(ScanOptions{Prefix: []byte("k"), Limit: 3, Skip: func(k []byte) bool { return k[2]%2 == 1 }})
+	if err != nil || len(es) != 3 || string(es[0].Key) != "k02" || string(es[2].Key) != "k06" {
+		t.Fatalf("scan skipping odd keys: %v %v", es, err)
+	}
+}
