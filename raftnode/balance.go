@@ -8,15 +8,32 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// preferredLeader spreads leadership: group g prefers voter (g-1) mod n in
-// id order, so with 3 nodes and 3 groups each node leads one group.
-func preferredLeader(g GroupID, voters []NodeID) NodeID {
+// preferredLeader spreads leadership: the group of rank i among the
+// layout's data groups (in id order) prefers voter i mod n in id order, so
+// with 3 nodes and 3 groups each node leads one group, and however ring
+// changes have numbered the groups, leaderships differ by at most one per
+// node.
+func preferredLeader(g GroupID, groups []GroupInfo, voters []NodeID) NodeID {
 	if len(voters) == 0 || g == MetaGroup {
+		return ""
+	}
+	rank := -1
+	ids := make([]GroupID, 0, len(groups))
+	for _, gi := range groups {
+		ids = append(ids, gi.ID)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for i, id := range ids {
+		if id == g {
+			rank = i
+		}
+	}
+	if rank < 0 {
 		return ""
 	}
 	v := append([]NodeID(nil), voters...)
 	sort.Slice(v, func(i, j int) bool { return v[i] < v[j] })
-	return v[int(g-1)%len(v)]
+	return v[rank%len(v)]
 }
 
 // balanceLoop hands each group this node leads to its preferred leader,
@@ -29,7 +46,7 @@ func (n *Node) balanceLoop(ctx context.Context) {
 				delete(ready, r.id)
 				continue
 			}
-			want := preferredLeader(r.id, r.voters())
+			want := preferredLeader(r.id, n.Layout().Groups, r.voters())
 			if want == "" || want == n.cfg.ID {
 				delete(ready, r.id)
 				continue

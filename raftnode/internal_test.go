@@ -62,12 +62,24 @@ func TestApplyMeta(t *testing.T) {
 
 func TestPreferredLeaderSpreads(t *testing.T) {
 	voters := []NodeID{"c", "a", "b"}
-	got := map[NodeID]bool{}
-	for g := GroupID(1); g <= 3; g++ {
-		got[preferredLeader(g, voters)] = true
+	// Ids as ring changes leave them: sparse, not in a row.
+	for _, ids := range [][]GroupID{{1, 2, 3}, {1, 4, 7}, {2, 5, 6, 9, 12, 13}} {
+		var groups []GroupInfo
+		for _, id := range ids {
+			groups = append(groups, GroupInfo{ID: id})
+		}
+		count := map[NodeID]int{}
+		for _, g := range ids {
+			count[preferredLeader(g, groups, voters)]++
+		}
+		for _, v := range voters {
+			if count[v] != len(ids)/3 {
+				t.Fatalf("groups %v: leaders per node %v, want %d each", ids, count, len(ids)/3)
+			}
+		}
 	}
-	if len(got) != 3 {
-		t.Fatalf("3 groups prefer %v, want 3 distinct nodes", got)
+	if preferredLeader(5, []GroupInfo{{ID: 1}}, voters) != "" {
+		t.Fatal("a group the layout does not have has a preferred leader")
 	}
 }
 
