@@ -60,6 +60,34 @@ func startWriters(t *testing.T, nodes []*raftnode.Node, n, keys int) *writers {
 
 func (w *writers) halt() { close(w.stop); w.wg.Wait() }
 
+// fill writes n keys prefix/0000.. through the members in turn and returns
+// them with their values.
+func fill(t *testing.T, c *raftnodetest.Cluster, prefix string, n int) map[string]string {
+	want := map[string]string{}
+	for i := 0; i < n; i++ {
+		k, v := fmt.Sprintf("%s/%04d", prefix, i), fmt.Sprintf("value-%d", i)
+		mustPut(t, c.Members[i%len(c.Members)].Node, k, v)
+		want[k] = v
+	}
+	return want
+}
+
+// waitRingEpoch waits until every live member routes by ring epoch, with
+// no change in motion.
+func waitRingEpoch(c *raftnodetest.Cluster, epoch uint64) {
+	c.Eventually(fmt.Sprintf("ring epoch %d everywhere", epoch), 60*time.Second, func() error {
+		for _, m := range c.Members {
+			if m.Node == nil {
+				continue
+			}
+			if l := m.Node.Layout(); l.Migration != nil || m.Node.RingEpoch() != epoch {
+				return fmt.Errorf("%s: epoch %d, a change in motion: %v", m.ID, m.Node.RingEpoch(), l.Migration != nil)
+			}
+		}
+		return nil
+	})
+}
+
 // Adding a group moves a quarter of the keys into it while clients keep
 // writing: afterwards every key reads its last acknowledged value through
 // every node, from the group the new ring names, the old groups no longer
@@ -67,13 +95,8 @@ func (w *writers) halt() { close(w.stop); w.wg.Wait() }
 func TestAddGroupMovesKeysOnline(t *testing.T) {
 	c := raftnodetest.Start(t, raftnodetest.Options{})
 	n := c.Members[0].Node
-	want := map[string]string{}
-	for i := 0; i < 400; i++ {
-		k := fmt.Sprintf("old/%04d", i)
-		mustPut(t, c.Members[i%3].Node, k, fmt.Sprintf("value-%d", i))
-		want[k] = fmt.Sprintf("value-%d", i)
-	}
-	epoch := n.Layout().RingView().Epoch()
+	want := fill(t, c, "old", 400)
+	epoch := n.RingEpoch()
 	var nodes []*raftnode.Node
 	for _, m := range c.Members {
 		nodes = append(nodes, m.Node)
@@ -86,15 +109,7 @@ func TestAddGroupMovesKeysOnline(t *testing.T) {
 	if _, err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Remove: 2}); !errors.Is(err, raftnode.ErrConflict) {
 		t.Fatalf("a second change while one is in motion: %v, want a conflict", err)
 	}
-	c.Eventually("the ring change to complete", 60*time.Second, func() error {
-		for _, m := range c.Members {
-			l := m.Node.Layout()
-			if l.Migration != nil || l.RingView().Epoch() != epoch+1 {
-				return fmt.Errorf("%s: epoch %d, migration %v", m.ID, l.RingView().Epoch(), l.Migration != nil)
-			}
-		}
-		return nil
-	})
+	waitRingEpoch(c, epoch+1)
 	w.halt()
 	for k, v := range w.last {
 		if !w.unsure[k] {
@@ -154,26 +169,14 @@ func TestAddGroupMovesKeysOnline(t *testing.T) {
 func TestRemoveGroupAndChangeWeight(t *testing.T) {
 	c := raftnodetest.Start(t, raftnodetest.Options{})
 	n := c.Members[1].Node
-	want := map[string]string{}
-	for i := 0; i < 300; i++ {
-		k := fmt.Sprintf("k/%04d", i)
-		mustPut(t, c.Members[i%3].Node, k, fmt.Sprintf("value-%d", i))
-		want[k] = fmt.Sprintf("value-%d", i)
-	}
+	want := fill(t, c, "k", 300)
 	change := func(ch raftnode.RingChange) {
 		t.Helper()
-		epoch := n.Layout().RingView().Epoch()
+		epoch := n.RingEpoch()
 		if _, err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), ch); err != nil {
 			t.Fatalf("%s: %v", ch, err)
 		}
-		c.Eventually(ch.String(), 60*time.Second, func() error {
-			for _, m := range c.Members {
-				if l := m.Node.Layout(); l.Migration != nil || l.RingView().Epoch() != epoch+1 {
-					return fmt.Errorf("%s: epoch %d", m.ID, l.RingView().Epoch())
-				}
-			}
-			return nil
-		})
+		waitRingEpoch(c, epoch+1)
 		for k, v := range want {
 			res, err := c.Members[2].Node.Get(raftnodetest.Ctx(t, 10*time.Second), []byte(k), raftnode.Linearizable)
 			if err != nil || string(res.Value) != v {
@@ -212,12 +215,7 @@ func TestRemoveGroupAndChangeWeight(t *testing.T) {
 // phase recorded, and no key is lost or left in two groups.
 func TestRingChangeSurvivesTheMoverDying(t *testing.T) {
 	c := raftnodetest.Start(t, raftnodetest.Options{})
-	want := map[string]string{}
-	for i := 0; i < 600; i++ {
-		k := fmt.Sprintf("k/%04d", i)
-		mustPut(t, c.Members[i%3].Node, k, fmt.Sprintf("value-%d", i))
-		want[k] = fmt.Sprintf("value-%d", i)
-	}
+	want := fill(t, c, "k", 600)
 	mover := -1
 	c.Eventually("a metadata leader", 30*time.Second, func() error {
 		for i, m := range c.Members {
@@ -229,7 +227,7 @@ func TestRingChangeSurvivesTheMoverDying(t *testing.T) {
 		return errors.New("none")
 	})
 	other := c.Members[(mover+1)%3].Node
-	epoch := other.Layout().RingView().Epoch()
+	epoch := other.RingEpoch()
 	if _, err := other.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Add: &raftnode.GroupWeight{Weight: 2}}); err != nil {
 		t.Fatal(err)
 	}
@@ -254,19 +252,9 @@ func TestRingChangeSurvivesTheMoverDying(t *testing.T) {
 		t.Log("the change completed before the kill")
 	}
 	c.Kill(mover)
-	c.Eventually("the change to complete without the first mover", 60*time.Second, func() error {
-		if l := other.Layout(); l.Migration != nil || l.RingView().Epoch() != epoch+1 {
-			return fmt.Errorf("epoch %d, migration in progress %v", l.RingView().Epoch(), l.Migration != nil)
-		}
-		return nil
-	})
+	waitRingEpoch(c, epoch+1) // without the first mover
 	c.Restart(mover)
-	c.Eventually("the restarted node to catch up", 30*time.Second, func() error {
-		if e := c.Members[mover].Node.RingEpoch(); e != epoch+1 {
-			return fmt.Errorf("epoch %d", e)
-		}
-		return nil
-	})
+	waitRingEpoch(c, epoch+1) // the restarted node too
 	c.WaitConverged()
 	for k, v := range want {
 		for _, m := range c.Members {
