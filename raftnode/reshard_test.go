@@ -14,7 +14,9 @@ import (
 
 // writers overwrite their own keys until stopped, remembering the last
 // value acknowledged for each (a write with an unknown outcome makes its
-// key uncertain until the next acknowledged one).
+// key uncertain until the next acknowledged one). Every other writer
+// writes asynchronously: on a cluster whose leaders stay up, an
+// acknowledged async write must not be lost either, moving keys or not.
 type writers struct {
 	mu     sync.Mutex
 	last   map[string]string
@@ -38,7 +40,7 @@ func startWriters(t *testing.T, nodes []*raftnode.Node, n, keys int) *writers {
 				}
 				k, v := fmt.Sprintf("live/%d/%d", i, seq%keys), fmt.Sprintf("v%d", seq)
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				_, _, err := nodes[seq%len(nodes)].Put(ctx, []byte(k), []byte(v), raftnode.WriteOptions{})
+				_, _, err := nodes[seq%len(nodes)].Put(ctx, []byte(k), []byte(v), raftnode.WriteOptions{Async: i%2 == 1})
 				cancel()
 				w.mu.Lock()
 				switch {
