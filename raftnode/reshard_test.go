@@ -202,6 +202,29 @@ func TestRemoveGroupAndChangeWeight(t *testing.T) {
 	}
 	change(raftnode.RingChange{Weight: &raftnode.GroupWeight{Group: 3, Weight: 3}})
 	change(raftnode.RingChange{Weight: &raftnode.GroupWeight{Group: 3, Weight: 1}})
+	// A restarted node opens the groups it holds, not the retired one,
+	// and serves every key.
+	c.Kill(0)
+	c.Restart(0)
+	c.Eventually("node 0 back with groups 1 and 3 only", 30*time.Second, func() error {
+		var ids []raftnode.GroupID
+		for _, gs := range c.Members[0].Node.Status().Groups {
+			ids = append(ids, gs.ID)
+		}
+		if len(ids) != 2 || ids[0] != 1 || ids[1] != 3 {
+			return fmt.Errorf("hosts groups %v", ids)
+		}
+		if ok, why := c.Members[0].Node.Ready(); !ok {
+			return errors.New(why)
+		}
+		return nil
+	})
+	for k, v := range want {
+		res, err := c.Members[0].Node.Get(raftnodetest.Ctx(t, 10*time.Second), []byte(k), raftnode.Linearizable)
+		if err != nil || string(res.Value) != v {
+			t.Fatalf("after a restart: %s = %q (%v), want %q", k, res.Value, err, v)
+		}
+	}
 	c.WaitConverged()
 	var held uint64
 	for _, gs := range n.Status().Groups {
