@@ -99,6 +99,15 @@ func (f *fakeBackend) Lookup(key []byte) (raftnode.Lookup, error) {
 	return raftnode.Lookup{Key: string(key), Group: 1}, nil
 }
 func (f *fakeBackend) RingEpoch() uint64 { return 7 }
+func (f *fakeBackend) AbortRingChange(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ringErr != nil {
+		return f.ringErr
+	}
+	f.changes = append(f.changes, raftnode.RingChange{})
+	return nil
+}
 func (f *fakeBackend) ChangeRing(_ context.Context, c raftnode.RingChange) (raftnode.RingChange, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -647,8 +656,14 @@ func TestRingChangeEndpoints(t *testing.T) {
 	if len(f.changes) != started {
 		t.Fatalf("bad ring changes reached the backend: %+v", f.changes[started:])
 	}
+	resp, _ := do(t, "DELETE", srv.URL+"/v1/ring/migration", nil)
+	if resp.StatusCode != 202 || len(f.changes) != started+1 {
+		t.Fatalf("DELETE /v1/ring/migration = %d, want 202 and the abort passed on", resp.StatusCode)
+	}
 	f.ringErr = fmt.Errorf("%w: a ring change is in progress", raftnode.ErrConflict)
 	resp, body := do(t, "DELETE", srv.URL+"/v1/ring/groups/2", nil)
+	wantError(t, resp, body, 409, "conflict")
+	resp, body = do(t, "DELETE", srv.URL+"/v1/ring/migration", nil)
 	wantError(t, resp, body, 409, "conflict")
 	resp, body = do(t, "GET", srv.URL+"/v1/ring/groups", nil)
 	wantError(t, resp, body, 405, "method_not_allowed")

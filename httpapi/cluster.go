@@ -149,6 +149,23 @@ func (a *API) ringWeight(w http.ResponseWriter, r *http.Request) {
 	a.changeRing(w, r, raftnode.RingChange{Weight: &raftnode.GroupWeight{Group: g, Weight: body.Weight}})
 }
 
+// ringAbort undoes the ring change in motion: DELETE /v1/ring/migration.
+// 409 once a transfer has flipped, 404 with no change in motion.
+func (a *API) ringAbort(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	if err := a.b.AbortRingChange(ctx); err != nil {
+		writeError(w, err)
+		return
+	}
+	info, err := a.b.Ring()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, info)
+}
+
 // changeRing records a ring change and answers 202 with the ring and the
 // change in motion; GET /v1/ring follows its progress.
 func (a *API) changeRing(w http.ResponseWriter, r *http.Request, c raftnode.RingChange) {

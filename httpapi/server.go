@@ -29,6 +29,7 @@ type Backend interface {
 	// the cluster layout is known).
 	RingEpoch() uint64
 	ChangeRing(ctx context.Context, c raftnode.RingChange) (raftnode.RingChange, error)
+	AbortRingChange(ctx context.Context) error
 	Plan(ctx context.Context, c raftnode.RingChange, withRanges bool) (raftnode.Plan, error)
 	Join(ctx context.Context, info raftnode.NodeInfo) error
 	RemoveNode(ctx context.Context, id raftnode.NodeID) error

@@ -80,6 +80,10 @@ type Config struct {
 	// (an I/O error). The node must stop rather than diverge; the default
 	// panics.
 	OnFatal func(error)
+	// OnTransfer, when set, is called by the node moving keys as a
+	// transfer reaches each phase (copy, fenced, flipped), before it acts
+	// on it. Tests use it to hold a ring change at a chosen point.
+	OnTransfer func(from, to GroupID, phase string)
 }
 
 // DefaultConfig returns a single-node configuration on the default ports.

@@ -238,16 +238,16 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 		if req.Op == opDelete {
 			cmd.Op, cmd.Value = store.OpDelete, nil
 		}
+		if r.st != nil && r.st.Fenced(req.Key) {
+			// Refused at apply anyway: say so now, without a log entry.
+			return resp, fmt.Errorf("%w: key %q", ErrMoved, req.Key)
+		}
 		if req.Async {
 			// While this group hands ranges over, its writes are
 			// synchronous: one acknowledged at its append could still be
 			// refused by a fence that follows it.
 			r.asyncMu.RLock()
 			if m := n.Layout().Migration; m == nil || !m.sourcing(r.id) {
-				if r.st != nil && r.st.Fenced(req.Key) {
-					r.asyncMu.RUnlock()
-					return resp, fmt.Errorf("%w: key %q", ErrMoved, req.Key)
-				}
 				at, err := r.applyAsync(ctx, cmd.Encode(), req.Key)
 				r.asyncMu.RUnlock()
 				if err != nil {
@@ -408,7 +408,7 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 			resp.Leaf[i] = LeafEntry{Key: e.Key, ModifyIndex: e.ModifyIndex, Digest: e.Digest[:]}
 		}
 		return resp, nil
-	case opRangeScan, opFence, opUnfence, opIngest, opDrop, opRingChange:
+	case opRangeScan, opFence, opUnfence, opIngest, opDrop, opRingChange, opRingAbort:
 		return n.serveMoving(ctx, r, req)
 	case opRangeStats:
 		if r.st == nil {

@@ -91,7 +91,7 @@ func (l *Layout) RingView() *ring.Ring { return l.ring }
 
 // metaCommand is an entry of the metadata group's log.
 type metaCommand struct {
-	Op     string    `json:"op"` // init, add_node, remove_node, migrate_start, migrate_phase, migrate_end
+	Op     string    `json:"op"` // init, add_node, remove_node, migrate_start, migrate_phase, migrate_end, migrate_abort, migrate_aborted
 	Node   *NodeInfo `json:"node,omitempty"`
 	Groups int       `json:"groups,omitempty"`
 	VNodes int       `json:"vnodes,omitempty"`
@@ -122,7 +122,7 @@ func decodeMetaCommand(b []byte) (metaCommand, error) {
 		if c.Phase == nil {
 			return c, fmt.Errorf("%w: meta migrate_phase: phase missing", ErrBadRequest)
 		}
-	case "migrate_end":
+	case "migrate_end", "migrate_abort", "migrate_aborted":
 	default:
 		return c, fmt.Errorf("%w: meta op %q", ErrBadRequest, c.Op)
 	}
@@ -224,6 +224,14 @@ func applyMeta(cur *Layout, c metaCommand) (*Layout, error) {
 		}
 	case "migrate_end":
 		if err := endMigration(next); err != nil {
+			return nil, err
+		}
+	case "migrate_abort":
+		if err := abortMigration(next); err != nil {
+			return nil, err
+		}
+	case "migrate_aborted":
+		if err := endAbortedMigration(next); err != nil {
 			return nil, err
 		}
 	case "remove_node":

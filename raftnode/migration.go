@@ -38,6 +38,10 @@ type Migration struct {
 	Transfers []TransferState `json:"transfers"`
 	// Retire is the group leaving the cluster at the end (remove).
 	Retire GroupID `json:"retire,omitempty"`
+	// Aborting asks the mover to undo the change instead: every source
+	// takes its ranges back and the destinations drop their copies. Only
+	// a change with no transfer flipped yet can be aborted.
+	Aborting bool `json:"aborting,omitempty"`
 }
 
 // TransferState is one transfer's progress.
@@ -141,6 +145,9 @@ func advanceMigration(next *Layout, p migrationPhase) error {
 	if next.Migration == nil {
 		return fmt.Errorf("%w: no ring change in progress", ErrConflict)
 	}
+	if next.Migration.Aborting && (p.Phase == PhaseFlipped || p.Phase == PhaseDone) {
+		return fmt.Errorf("%w: the ring change is being aborted", ErrConflict)
+	}
 	m := next.Migration.clone()
 	t := m.transfer(p.From, p.To)
 	if t == nil {
@@ -162,11 +169,53 @@ func advanceMigration(next *Layout, p migrationPhase) error {
 	return nil
 }
 
+// abortMigration marks the change for undoing; refused once any transfer
+// has flipped (its destination may hold writes the source never saw).
+func abortMigration(next *Layout) error {
+	m := next.Migration
+	if m == nil {
+		return fmt.Errorf("%w: no ring change in progress", ErrNotFound)
+	}
+	for _, t := range m.Transfers {
+		if t.Phase == PhaseFlipped || t.Phase == PhaseDone {
+			return fmt.Errorf("%w: the ranges from group %d to %d have already moved; let the change finish, then make the opposite one", ErrConflict, t.From, t.To)
+		}
+	}
+	m = m.clone()
+	m.Aborting = true
+	next.Migration = m
+	return nil
+}
+
+// endAbortedMigration drops an aborted change once the mover has undone
+// it: the ring stays, and a group the change created is retired.
+func endAbortedMigration(next *Layout) error {
+	m := next.Migration
+	if m == nil || !m.Aborting {
+		return fmt.Errorf("%w: no aborted ring change", ErrConflict)
+	}
+	if m.Change.Add != nil {
+		groups := next.Groups[:0]
+		for _, g := range next.Groups {
+			if g.ID != m.Change.Add.Group {
+				groups = append(groups, g)
+			}
+		}
+		next.Groups = groups
+		next.Retired = append(next.Retired, m.Change.Add.Group)
+	}
+	next.Migration, next.next = nil, nil
+	return nil
+}
+
 // endMigration installs the new ring once every transfer is done.
 func endMigration(next *Layout) error {
 	m := next.Migration
 	if m == nil {
 		return fmt.Errorf("%w: no ring change in progress", ErrConflict)
+	}
+	if m.Aborting {
+		return fmt.Errorf("%w: the ring change is being aborted", ErrConflict)
 	}
 	for _, t := range m.Transfers {
 		if t.Phase != PhaseDone {

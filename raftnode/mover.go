@@ -9,12 +9,14 @@ import (
 	"math"
 	"time"
 
+	"github.com/ringkv/ringkv/ring"
 	"github.com/ringkv/ringkv/store"
 )
 
 // Operations that move keys between groups, run on a group's leader.
 const (
 	opRingChange = "ring_change" // start a ring change, on the metadata leader
+	opRingAbort  = "ring_abort"  // undo the ring change in motion, on the metadata leader
 	opRangeScan  = "range_scan"  // a page of the entries in ranges
 	opFence      = "fence"       // refuse client writes in ranges, through the log
 	opUnfence    = "unfence"     // take ranges over, through the log
@@ -73,6 +75,14 @@ func (n *Node) ChangeRing(ctx context.Context, c RingChange) (RingChange, error)
 	}
 }
 
+// AbortRingChange undoes the ring change in motion, if no transfer has
+// flipped yet: the sources take their ranges back, the destinations drop
+// their copies, and a group the change created is retired.
+func (n *Node) AbortRingChange(ctx context.Context) error {
+	_, err := n.do(ctx, Request{Op: opRingAbort, Group: MetaGroup})
+	return err
+}
+
 // nextGroupID is one more than any group id the layout has used.
 func nextGroupID(l *Layout) GroupID {
 	var top GroupID
@@ -89,6 +99,10 @@ func nextGroupID(l *Layout) GroupID {
 // group (or the metadata group, for opRingChange).
 func (n *Node) serveMoving(ctx context.Context, r *replica, req Request) (Response, error) {
 	resp := Response{ServedBy: n.cfg.ID}
+	if req.Op == opRingAbort {
+		_, err := r.apply(ctx, mustJSON(metaCommand{Op: "migrate_abort"}))
+		return resp, err
+	}
 	if req.Op == opRingChange {
 		c := *req.Change
 		if c.Add != nil && c.Add.Group == 0 {
@@ -227,6 +241,9 @@ func (n *Node) migrate(ctx context.Context) error {
 	if !n.meta.isLeader() {
 		return nil
 	}
+	if m.Aborting {
+		return n.undo(ctx, term, m)
+	}
 	for _, t := range m.Transfers {
 		if err := n.runTransfer(ctx, term, t); err != nil {
 			return fmt.Errorf("transfer %d->%d: %w", t.From, t.To, err)
@@ -239,6 +256,46 @@ func (n *Node) migrate(ctx context.Context) error {
 	return nil
 }
 
+// undo takes an aborted change back: every source answers for its ranges
+// again and every destination drops what was copied into them.
+func (n *Node) undo(ctx context.Context, term uint64, m *Migration) error {
+	for _, t := range m.Transfers {
+		if _, err := n.do(ctx, Request{Op: opUnfence, Group: t.From, Ranges: t.Ranges, Term: term}); err != nil {
+			return fmt.Errorf("aborting: unfencing group %d: %w", t.From, err)
+		}
+		if m.Change.Add != nil && t.To == m.Change.Add.Group {
+			continue // the new group is retired whole
+		}
+		dropped, err := n.drop(ctx, term, t.To, t.Ranges)
+		if err != nil {
+			return fmt.Errorf("aborting: %w", err)
+		}
+		n.log.Info("transfer undone", "from", uint32(t.From), "to", uint32(t.To), "dropped_copies", dropped)
+	}
+	if _, err := n.meta.apply(ctx, mustJSON(metaCommand{Op: "migrate_aborted"})); err != nil {
+		return err
+	}
+	n.log.Info("ring change aborted", "change", m.Change.String())
+	return nil
+}
+
+// drop deletes group g's keys in ranges, page by page.
+func (n *Node) drop(ctx context.Context, term uint64, g GroupID, ranges []ring.Range) (int, error) {
+	var after []byte
+	dropped := 0
+	for {
+		resp, err := n.do(ctx, Request{Op: opDrop, Group: g, Ranges: ranges, After: after, Limit: 1000, Term: term})
+		if err != nil {
+			return dropped, fmt.Errorf("dropping keys from group %d: %w", g, err)
+		}
+		dropped += resp.Count
+		if resp.Cursor == nil {
+			return dropped, nil
+		}
+		after = resp.Cursor
+	}
+}
+
 func (n *Node) recordPhase(ctx context.Context, p migrationPhase) error {
 	_, err := n.meta.apply(ctx, mustJSON(metaCommand{Op: "migrate_phase", Phase: &p}))
 	return err
@@ -248,8 +305,14 @@ func (n *Node) recordPhase(ctx context.Context, p migrationPhase) error {
 // destination, from whatever phase it is at.
 func (n *Node) runTransfer(ctx context.Context, term uint64, t TransferState) error {
 	start := time.Now()
+	hook := func(phase string) {
+		if n.cfg.OnTransfer != nil {
+			n.cfg.OnTransfer(t.From, t.To, phase)
+		}
+	}
 	var watermark uint64 // modify indexes above it changed after the copy began
 	if t.Phase == PhaseCopy {
+		hook(PhaseCopy)
 		// A first copy while the source still serves the ranges, page by
 		// page into the destination.
 		var copied uint64
@@ -274,6 +337,7 @@ func (n *Node) runTransfer(ctx context.Context, term uint64, t TransferState) er
 		}
 	}
 	if t.Phase == PhaseFenced {
+		hook(PhaseFenced)
 		fenced := time.Now()
 		// The source no longer changes in the ranges: copy what changed
 		// since the first copy (everything, after a restart), remove what
@@ -334,18 +398,10 @@ func (n *Node) runTransfer(ctx context.Context, term uint64, t TransferState) er
 		t.Phase, t.Total = PhaseFlipped, src.keys
 	}
 	if t.Phase == PhaseFlipped {
-		var after []byte
-		dropped := 0
-		for {
-			resp, err := n.do(ctx, Request{Op: opDrop, Group: t.From, Ranges: t.Ranges, After: after, Limit: 1000, Term: term})
-			if err != nil {
-				return fmt.Errorf("dropping moved keys from group %d: %w", t.From, err)
-			}
-			dropped += resp.Count
-			if resp.Cursor == nil {
-				break
-			}
-			after = resp.Cursor
+		hook(PhaseFlipped)
+		dropped, err := n.drop(ctx, term, t.From, t.Ranges)
+		if err != nil {
+			return err
 		}
 		if err := n.recordPhase(ctx, migrationPhase{From: t.From, To: t.To, Phase: PhaseDone, Keys: t.Total}); err != nil {
 			return err

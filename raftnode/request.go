@@ -95,6 +95,7 @@ func (r Request) Validate() error {
 		if r.Op == opDrop && (r.Limit < 1 || r.Limit > 10000) {
 			return fmt.Errorf("%w: drop limit %d (1 to 10000)", ErrBadRequest, r.Limit)
 		}
+	case opRingAbort:
 	case opRingChange:
 		if r.Change == nil {
 			return fmt.Errorf("%w: ring change missing", ErrBadRequest)
@@ -137,7 +138,7 @@ func (r Request) Validate() error {
 
 func (r Request) isWrite() bool {
 	switch r.Op {
-	case opPut, opDelete, opVerify, opAddVoter, opRemoveServer, opJoin, opRemoveNode, opFence, opUnfence, opIngest, opDrop, opRingChange:
+	case opPut, opDelete, opVerify, opAddVoter, opRemoveServer, opJoin, opRemoveNode, opFence, opUnfence, opIngest, opDrop, opRingChange, opRingAbort:
 		return true
 	}
 	return false

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/raftnode/raftnodetest"
+	"github.com/ringkv/ringkv/ring"
 )
 
 // writers overwrite their own keys until stopped, remembering the last
@@ -296,4 +298,126 @@ func TestRingChangeSurvivesTheMoverDying(t *testing.T) {
 	if held != uint64(len(want)) {
 		t.Fatalf("the groups hold %d keys in all, want %d", held, len(want))
 	}
+}
+
+// holdingCluster starts a cluster whose mover waits, at the phase given
+// to hold, until free is called; hold's channel names the source of each
+// transfer that reached it.
+func holdingCluster(t *testing.T) (c *raftnodetest.Cluster, hold func(phase string) <-chan raftnode.GroupID, free func()) {
+	var holdAt atomic.Value
+	holdAt.Store("")
+	reached := make(chan raftnode.GroupID, 16)
+	release := make(chan struct{})
+	c = raftnodetest.Start(t, raftnodetest.Options{Configure: func(cfg *raftnode.Config) {
+		cfg.OnTransfer = func(from, to raftnode.GroupID, phase string) {
+			if phase == holdAt.Load().(string) {
+				select {
+				case reached <- from:
+				default:
+				}
+				<-release
+			}
+		}
+	}})
+	var once sync.Once
+	free = func() { once.Do(func() { close(release) }) }
+	t.Cleanup(free) // runs before the cluster stops: the mover must not be left waiting
+	hold = func(phase string) <-chan raftnode.GroupID { holdAt.Store(phase); return reached }
+	return c, hold, free
+}
+
+func waitReached(t *testing.T, reached <-chan raftnode.GroupID) raftnode.GroupID {
+	t.Helper()
+	select {
+	case g := <-reached:
+		return g
+	case <-time.After(30 * time.Second):
+		t.Fatal("no transfer reached the phase held")
+		return 0
+	}
+}
+
+// A ring change can be aborted until a transfer flips: the fenced source
+// answers for its ranges again, the new group is retired, and no key is
+// lost or left behind.
+func TestAbortRingChange(t *testing.T) {
+	c, hold, free := holdingCluster(t)
+	n := c.Members[0].Node
+	want := fill(t, c, "k", 300)
+	epoch := n.RingEpoch()
+
+	reached := hold(raftnode.PhaseFenced)
+	if _, err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Add: &raftnode.GroupWeight{Weight: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	from := waitReached(t, reached)
+	// A key in the fenced ranges: writes to it are held, then refused.
+	l := n.Layout()
+	next, err := ring.FromState(l.Migration.Next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fenced string
+	for k := range want {
+		g, _ := l.RingView().Lookup([]byte(k))
+		to, _ := next.Lookup([]byte(k))
+		if raftnode.GroupID(g) == from && to == 4 {
+			fenced = k
+			break
+		}
+	}
+	if fenced == "" {
+		t.Fatalf("no key moves from group %d", from)
+	}
+	if _, _, err := n.Put(raftnodetest.Ctx(t, 500*time.Millisecond), []byte(fenced), []byte("during"), raftnode.WriteOptions{}); !errors.Is(err, raftnode.ErrMoved) {
+		t.Fatalf("a write to a fenced key: %v, want ErrMoved", err)
+	}
+	if err := n.AbortRingChange(raftnodetest.Ctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	free()
+	waitRingEpoch(c, epoch)
+	if l := n.Layout(); len(l.Groups) != 3 || len(l.Retired) != 1 || l.Retired[0] != 4 {
+		t.Fatalf("after the abort: groups %v, retired %v", l.Groups, l.Retired)
+	}
+	mustPut(t, n, fenced, "after")
+	want[fenced] = "after"
+	c.WaitConverged()
+	var held uint64
+	for _, gs := range n.Status().Groups {
+		if gs.ID == 4 {
+			continue // shut down in the background
+		}
+		held += gs.Keys
+	}
+	if held != uint64(len(want)) {
+		t.Fatalf("the groups hold %d keys, want %d", held, len(want))
+	}
+	for k, v := range want {
+		if got := mustGet(t, c.Members[2].Node, k, raftnode.Linearizable); got != v {
+			t.Fatalf("%s = %q after the abort, want %q", k, got, v)
+		}
+	}
+	if err := n.AbortRingChange(raftnodetest.Ctx(t, 5*time.Second)); !errors.Is(err, raftnode.ErrNotFound) {
+		t.Fatalf("aborting with no change in motion: %v", err)
+	}
+}
+
+// Once a transfer has flipped, its destination may hold writes its source
+// never saw: an abort is refused and the change runs to its end.
+func TestAbortRefusedOnceATransferFlipped(t *testing.T) {
+	c, hold, free := holdingCluster(t)
+	n := c.Members[1].Node
+	fill(t, c, "k", 100)
+	epoch := n.RingEpoch()
+	reached := hold(raftnode.PhaseFlipped)
+	if _, err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Remove: 3}); err != nil {
+		t.Fatal(err)
+	}
+	waitReached(t, reached)
+	if err := n.AbortRingChange(raftnodetest.Ctx(t, 10*time.Second)); !errors.Is(err, raftnode.ErrConflict) {
+		t.Fatalf("aborting after a flip: %v, want a conflict", err)
+	}
+	free()
+	waitRingEpoch(c, epoch+1)
 }

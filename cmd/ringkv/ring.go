@@ -73,7 +73,7 @@ func cmdRingChange(ctx context.Context, timeout time.Duration, c *client.Client,
 		fs.IntVar(&weight, "weight", 1, "")
 		fs.BoolVar(&noWait, "no-wait", false, "")
 	})
-	usage := errors.New("usage: ringkv ring add [GROUP] [--weight W] | ring remove GROUP | ring weight GROUP W  [--no-wait]")
+	usage := errors.New("usage: ringkv ring add [GROUP] [--weight W] | ring remove GROUP | ring weight GROUP W  [--no-wait] | ring abort")
 	if err != nil {
 		return usage
 	}
@@ -92,6 +92,8 @@ func cmdRingChange(ctx context.Context, timeout time.Duration, c *client.Client,
 		method, path, body = http.MethodPost, "/v1/ring/groups", b
 	case op == "remove" && len(pos) == 1:
 		method, path = http.MethodDelete, "/v1/ring/groups/"+url.PathEscape(pos[0])
+	case op == "abort" && len(pos) == 0:
+		method, path = http.MethodDelete, "/v1/ring/migration"
 	case op == "weight" && len(pos) == 2:
 		w, err := strconv.Atoi(pos[1])
 		if err != nil {
@@ -115,7 +117,12 @@ func cmdRingChange(ctx context.Context, timeout time.Duration, c *client.Client,
 	if started.Migration != nil {
 		next = started.Migration.NextEpoch
 	}
-	fmt.Fprintf(out, "started: %s (ring epoch %d -> %d)\n", started.Started, started.Epoch, next)
+	if op == "abort" {
+		next = started.Epoch // the ring stays
+		fmt.Fprintf(out, "aborting the ring change in motion (ring epoch stays %d)\n", started.Epoch)
+	} else {
+		fmt.Fprintf(out, "started: %s (ring epoch %d -> %d)\n", started.Started, started.Epoch, next)
+	}
 	if noWait {
 		return nil
 	}

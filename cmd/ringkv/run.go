@@ -83,7 +83,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, 
 	case "status":
 		return cmdStatus(ctx, c, stdout)
 	case "ring":
-		if len(rest) > 0 && (rest[0] == "add" || rest[0] == "remove" || rest[0] == "weight") {
+		if len(rest) > 0 && (rest[0] == "add" || rest[0] == "remove" || rest[0] == "weight" || rest[0] == "abort") {
 			return cmdRingChange(parent, *timeout, c, rest, stdout) // follows the move to its end
 		}
 		return cmdRing(ctx, c, rest, stdout)

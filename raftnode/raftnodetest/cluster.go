@@ -27,6 +27,8 @@ type Options struct {
 	TrailingLogs      uint64
 	// Verbose sends node logs to stderr.
 	Verbose bool
+	// Configure, when set, adjusts each node's configuration last.
+	Configure func(*raftnode.Config)
 }
 
 // Member is one node of a test cluster.
@@ -107,6 +109,9 @@ func (c *Cluster) config(m *Member, join []string) raftnode.Config {
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test_node", string(m.ID))
 	cfg.OnFatal = func(err error) { c.t.Errorf("node %s: fatal: %v", m.ID, err) }
+	if c.opts.Configure != nil {
+		c.opts.Configure(&cfg)
+	}
 	return cfg
 }
 
