@@ -270,6 +270,15 @@ func TestCLI(t *testing.T) {
 	if out, err := run(nil, "--addr", addr, "ring", "remove", "1"); err == nil || !strings.Contains(out, "bad_request") {
 		t.Fatalf("removing a retired group: %v %s", err, out)
 	}
+	if out, err := run(nil, "--addr", addr, "leader", "2", "node1"); err != nil || !strings.Contains(out, "pinned to node1") {
+		t.Fatalf("leader 2 node1: %v %s", err, out)
+	}
+	if out, err := run(nil, "--addr", addr, "leader", "2", "nobody"); err == nil || !strings.Contains(out, "bad_request") {
+		t.Fatalf("pinning to a node without a replica: %v %s", err, out)
+	}
+	if out, err := run(nil, "--addr", addr, "leader", "2", "--unpin"); err != nil {
+		t.Fatalf("leader 2 --unpin: %v %s", err, out)
+	}
 	if out, err := run(nil, "--addr", addr, "del", "app/name"); err != nil {
 		t.Fatalf("del: %v %s", err, out)
 	}

@@ -29,6 +29,7 @@ type fakeBackend struct {
 	plans   []raftnode.RingChange
 	changes []raftnode.RingChange
 	ringErr error
+	pins    map[raftnode.GroupID]raftnode.NodeID
 }
 
 func newFake() *fakeBackend { return &fakeBackend{data: map[string]raftnode.KV{}} }
@@ -99,6 +100,15 @@ func (f *fakeBackend) Lookup(key []byte) (raftnode.Lookup, error) {
 	return raftnode.Lookup{Key: string(key), Group: 1}, nil
 }
 func (f *fakeBackend) RingEpoch() uint64 { return 7 }
+func (f *fakeBackend) PinLeader(_ context.Context, g raftnode.GroupID, node raftnode.NodeID) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.pins == nil {
+		f.pins = map[raftnode.GroupID]raftnode.NodeID{}
+	}
+	f.pins[g] = node
+	return nil
+}
 func (f *fakeBackend) AbortRingChange(context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -667,4 +677,32 @@ func TestRingChangeEndpoints(t *testing.T) {
 	wantError(t, resp, body, 409, "conflict")
 	resp, body = do(t, "GET", srv.URL+"/v1/ring/groups", nil)
 	wantError(t, resp, body, 405, "method_not_allowed")
+}
+
+func TestPinLeaderEndpoint(t *testing.T) {
+	f := newFake()
+	srv := newTestAPI(t, f)
+	resp, body := do(t, "PUT", srv.URL+"/v1/groups/2/leader", strings.NewReader(`{"node":"n3"}`))
+	if resp.StatusCode != 202 || f.pins[2] != "n3" {
+		t.Fatalf("pin: %d %s, pins %v", resp.StatusCode, body, f.pins)
+	}
+	resp, body = do(t, "DELETE", srv.URL+"/v1/groups/2/leader", nil)
+	if resp.StatusCode != 202 || f.pins[2] != "" {
+		t.Fatalf("unpin: %d %s, pins %v", resp.StatusCode, body, f.pins)
+	}
+	f.pins = nil
+	for _, tc := range []struct{ method, path, body string }{
+		{"PUT", "/v1/groups/2/leader", ""},
+		{"PUT", "/v1/groups/2/leader", `{}`},
+		{"PUT", "/v1/groups/2/leader", `{"node":""}`},
+		{"PUT", "/v1/groups/2/leader", `{"node":"n1","x":1}`},
+		{"PUT", "/v1/groups/x/leader", `{"node":"n1"}`},
+		{"DELETE", "/v1/groups/0/leader", ""},
+	} {
+		resp, body := do(t, tc.method, srv.URL+tc.path, strings.NewReader(tc.body))
+		wantError(t, resp, body, 400, "bad_request")
+	}
+	if len(f.pins) != 0 {
+		t.Fatalf("bad pins reached the backend: %v", f.pins)
+	}
 }

@@ -166,6 +166,51 @@ func (a *API) ringAbort(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, info)
 }
 
+// pinLeader pins a group's leader: PUT /v1/groups/{id}/leader
+// {"node": ID}; DELETE lifts the pin.
+func (a *API) pinLeader(w http.ResponseWriter, r *http.Request) {
+	g, err := groupParam(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var node raftnode.NodeID
+	if r.Method == http.MethodPut {
+		raw, err := readBody(w, r, "body", 4<<10)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		if node, err = decodeLeaderBody(raw); err != nil {
+			writeError(w, err)
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	if err := a.b.PinLeader(ctx, g, node); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]interface{}{"group": g, "pinned": node})
+}
+
+// decodeLeaderBody parses {"node": ID} strictly.
+func decodeLeaderBody(b []byte) (raftnode.NodeID, error) {
+	var body struct {
+		Node string `json:"node"`
+	}
+	dec := json.NewDecoder(bytesReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil || dec.More() {
+		return "", badRequest(fmt.Sprintf("body: want JSON {\"node\": ID}: %v", err))
+	}
+	if body.Node == "" || len(body.Node) > 128 {
+		return "", badRequest("node: want a node id of 1 to 128 bytes")
+	}
+	return raftnode.NodeID(body.Node), nil
+}
+
 // changeRing records a ring change and answers 202 with the ring and the
 // change in motion; GET /v1/ring follows its progress.
 func (a *API) changeRing(w http.ResponseWriter, r *http.Request, c raftnode.RingChange) {

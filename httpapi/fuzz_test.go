@@ -136,3 +136,15 @@ func FuzzDecodeGroupBody(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeLeaderBody(f *testing.F) {
+	for _, s := range []string{`{"node":"n1"}`, `{}`, `{"node":""}`, `{"node":"n1","x":1}`, `[1]`, ``} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		id, err := decodeLeaderBody(b)
+		if err == nil && (id == "" || len(id) > 128) {
+			t.Fatalf("accepted node id %q from %q", id, b)
+		}
+	})
+}

@@ -44,6 +44,7 @@ func (a *API) routes() *mux.Router {
 		{"ring_group", "/v1/ring/groups/{id}", map[string]http.HandlerFunc{http.MethodDelete: a.ringRemove}},
 		{"ring_weight", "/v1/ring/groups/{id}/weight", map[string]http.HandlerFunc{http.MethodPut: a.ringWeight}},
 		{"ring_migration", "/v1/ring/migration", map[string]http.HandlerFunc{http.MethodDelete: a.ringAbort}},
+		{"group_leader", "/v1/groups/{id}/leader", map[string]http.HandlerFunc{http.MethodPut: a.pinLeader, http.MethodDelete: a.pinLeader}},
 		{"join", "/v1/cluster/join", map[string]http.HandlerFunc{http.MethodPost: a.join}},
 		{"remove_node", "/v1/cluster/nodes/{id}", map[string]http.HandlerFunc{http.MethodDelete: a.removeNode}},
 		{"verify", "/v1/verify", map[string]http.HandlerFunc{http.MethodPost: a.verifyAll}},

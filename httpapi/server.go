@@ -30,6 +30,7 @@ type Backend interface {
 	RingEpoch() uint64
 	ChangeRing(ctx context.Context, c raftnode.RingChange) (raftnode.RingChange, error)
 	AbortRingChange(ctx context.Context) error
+	PinLeader(ctx context.Context, g raftnode.GroupID, node raftnode.NodeID) error
 	Plan(ctx context.Context, c raftnode.RingChange, withRanges bool) (raftnode.Plan, error)
 	Join(ctx context.Context, info raftnode.NodeInfo) error
 	RemoveNode(ctx context.Context, id raftnode.NodeID) error

@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"time"
 
@@ -36,6 +37,30 @@ func preferredLeader(g GroupID, groups []GroupInfo, voters []NodeID) NodeID {
 	return v[rank%len(v)]
 }
 
+func contains(ids []NodeID, id NodeID) bool {
+	for _, x := range ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+// PinLeader makes node the preferred leader of group g (empty node: back
+// to the balancer's spread); the group's leader hands over to it once it
+// has caught up.
+func (n *Node) PinLeader(ctx context.Context, g GroupID, node NodeID) error {
+	if g == MetaGroup {
+		return fmt.Errorf("%w: the metadata group's leader is not pinned", ErrBadRequest)
+	}
+	req := Request{Op: opPinLeader, Group: MetaGroup, Target: g}
+	if node != "" {
+		req.Node = &NodeInfo{ID: node}
+	}
+	_, err := n.do(ctx, req)
+	return err
+}
+
 // balanceLoop hands each group this node leads to its preferred leader,
 // once that node is healthy and caught up for two checks in a row.
 func (n *Node) balanceLoop(ctx context.Context) {
@@ -46,7 +71,12 @@ func (n *Node) balanceLoop(ctx context.Context) {
 				delete(ready, r.id)
 				continue
 			}
-			want := preferredLeader(r.id, n.Layout().Groups, r.voters())
+			l := n.Layout()
+			voters := r.voters()
+			want := preferredLeader(r.id, l.Groups, voters)
+			if pinned, ok := l.Leaders[r.id]; ok && contains(voters, pinned) {
+				want = pinned // an operator's choice
+			}
 			if want == "" || want == n.cfg.ID {
 				delete(ready, r.id)
 				continue

@@ -410,6 +410,9 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 		return resp, nil
 	case opRangeScan, opFence, opUnfence, opIngest, opDrop, opRingChange, opRingAbort:
 		return n.serveMoving(ctx, r, req)
+	case opPinLeader:
+		_, err := r.apply(ctx, mustJSON(metaCommand{Op: "pin_leader", Group: req.Target, Node: req.Node}))
+		return resp, err
 	case opRangeStats:
 		if r.st == nil {
 			return resp, fmt.Errorf("%w: group %d holds no keys", ErrBadRequest, r.id)

@@ -41,6 +41,9 @@ type Layout struct {
 	// Retired lists groups removed by ring changes: their ids are not
 	// used again, and their replicas are shut down.
 	Retired []GroupID `json:"retired,omitempty"`
+	// Leaders pins groups' leaders to nodes (a hot group moved off a busy
+	// node); other groups follow the balancer's spread.
+	Leaders map[GroupID]NodeID `json:"leaders,omitempty"`
 
 	ring *ring.Ring
 	next *ring.Ring // the ring after Migration
@@ -91,13 +94,16 @@ func (l *Layout) RingView() *ring.Ring { return l.ring }
 
 // metaCommand is an entry of the metadata group's log.
 type metaCommand struct {
-	Op     string    `json:"op"` // init, add_node, remove_node, migrate_start, migrate_phase, migrate_end, migrate_abort, migrate_aborted
+	Op     string    `json:"op"` // init, add_node, remove_node, migrate_start, migrate_phase, migrate_end, migrate_abort, migrate_aborted, pin_leader
 	Node   *NodeInfo `json:"node,omitempty"`
 	Groups int       `json:"groups,omitempty"`
 	VNodes int       `json:"vnodes,omitempty"`
 	// Change starts a ring change; Phase records a transfer's progress.
 	Change *RingChange     `json:"change,omitempty"`
 	Phase  *migrationPhase `json:"phase,omitempty"`
+	// Group is the group whose leader pin_leader pins to Node, or
+	// unpins when Node is nil.
+	Group GroupID `json:"group,omitempty"`
 }
 
 func decodeMetaCommand(b []byte) (metaCommand, error) {
@@ -123,6 +129,10 @@ func decodeMetaCommand(b []byte) (metaCommand, error) {
 			return c, fmt.Errorf("%w: meta migrate_phase: phase missing", ErrBadRequest)
 		}
 	case "migrate_end", "migrate_abort", "migrate_aborted":
+	case "pin_leader":
+		if c.Group == 0 {
+			return c, fmt.Errorf("%w: meta pin_leader: group missing", ErrBadRequest)
+		}
 	default:
 		return c, fmt.Errorf("%w: meta op %q", ErrBadRequest, c.Op)
 	}
@@ -230,6 +240,26 @@ func applyMeta(cur *Layout, c metaCommand) (*Layout, error) {
 		if err := abortMigration(next); err != nil {
 			return nil, err
 		}
+	case "pin_leader":
+		g, ok := cur.Group(c.Group)
+		if !ok {
+			return nil, fmt.Errorf("%w: no group %d", ErrNotFound, c.Group)
+		}
+		if c.Node == nil {
+			delete(next.Leaders, c.Group)
+			break
+		}
+		replica := false
+		for _, id := range g.Replicas {
+			replica = replica || id == c.Node.ID
+		}
+		if !replica {
+			return nil, fmt.Errorf("%w: node %s holds no replica of group %d", ErrBadRequest, c.Node.ID, c.Group)
+		}
+		if next.Leaders == nil {
+			next.Leaders = map[GroupID]NodeID{}
+		}
+		next.Leaders[c.Group] = c.Node.ID
 	case "migrate_aborted":
 		if err := endAbortedMigration(next); err != nil {
 			return nil, err
@@ -240,6 +270,11 @@ func applyMeta(cur *Layout, c metaCommand) (*Layout, error) {
 			return nil, fmt.Errorf("%w: node %s", ErrNotFound, c.Node.ID)
 		}
 		next.Nodes = append(next.Nodes[:i], next.Nodes[i+1:]...)
+		for g, id := range next.Leaders {
+			if id == c.Node.ID {
+				delete(next.Leaders, g)
+			}
+		}
 		for gi := range next.Groups {
 			reps := next.Groups[gi].Replicas[:0]
 			for _, r := range next.Groups[gi].Replicas {
@@ -265,6 +300,12 @@ func (l *Layout) nodeIndex(id NodeID) int {
 func (l *Layout) clone() *Layout {
 	c := &Layout{Initialized: l.Initialized, Ring: l.Ring, ring: l.ring, Migration: l.Migration, next: l.next,
 		Retired: append([]GroupID(nil), l.Retired...)}
+	for g, id := range l.Leaders {
+		if c.Leaders == nil {
+			c.Leaders = map[GroupID]NodeID{}
+		}
+		c.Leaders[g] = id
+	}
 	c.Nodes = append([]NodeInfo(nil), l.Nodes...)
 	for _, g := range l.Groups {
 		c.Groups = append(c.Groups, GroupInfo{ID: g.ID, Replicas: append([]NodeID(nil), g.Replicas...),

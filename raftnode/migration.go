@@ -203,6 +203,7 @@ func endAbortedMigration(next *Layout) error {
 		}
 		next.Groups = groups
 		next.Retired = append(next.Retired, m.Change.Add.Group)
+		delete(next.Leaders, m.Change.Add.Group)
 	}
 	next.Migration, next.next = nil, nil
 	return nil
@@ -234,6 +235,7 @@ func endMigration(next *Layout) error {
 	next.Groups = groups
 	if m.Retire != 0 {
 		next.Retired = append(next.Retired, m.Retire)
+		delete(next.Leaders, m.Retire)
 	}
 	return nil
 }

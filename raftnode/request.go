@@ -26,6 +26,7 @@ const (
 	opRepair       = "repair"        // reinstall a replica's state from the leader
 	opWait         = "wait"          // until an index is committed, on the leader
 	opRangeStats   = "range_stats"   // keys and bytes in hash ranges, on the leader
+	opPinLeader    = "pin_leader"    // a group's preferred leader, on the metadata leader
 )
 
 // maxRanges bounds the hash ranges one request may name.
@@ -71,6 +72,8 @@ type Request struct {
 	Above   uint64             `json:"above,omitempty"`
 	Entries []store.MovedEntry `json:"entries,omitempty"`
 	Change  *RingChange        `json:"change,omitempty"`
+	// Target is the group a metadata request is about (pin_leader).
+	Target GroupID `json:"target,omitempty"`
 }
 
 // Validate checks a request that arrived from the network.
@@ -96,6 +99,10 @@ func (r Request) Validate() error {
 			return fmt.Errorf("%w: drop limit %d (1 to 10000)", ErrBadRequest, r.Limit)
 		}
 	case opRingAbort:
+	case opPinLeader:
+		if r.Target == 0 {
+			return fmt.Errorf("%w: pin_leader without a group", ErrBadRequest)
+		}
 	case opRingChange:
 		if r.Change == nil {
 			return fmt.Errorf("%w: ring change missing", ErrBadRequest)
@@ -138,7 +145,7 @@ func (r Request) Validate() error {
 
 func (r Request) isWrite() bool {
 	switch r.Op {
-	case opPut, opDelete, opVerify, opAddVoter, opRemoveServer, opJoin, opRemoveNode, opFence, opUnfence, opIngest, opDrop, opRingChange, opRingAbort:
+	case opPut, opDelete, opVerify, opAddVoter, opRemoveServer, opJoin, opRemoveNode, opFence, opUnfence, opIngest, opDrop, opRingChange, opRingAbort, opPinLeader:
 		return true
 	}
 	return false

@@ -421,3 +421,64 @@ func TestAbortRefusedOnceATransferFlipped(t *testing.T) {
 	free()
 	waitRingEpoch(c, epoch+1)
 }
+
+// A pinned leader: the group's leadership moves to the chosen node and
+// stays there; unpinned, it returns to the balancer's spread.
+func TestPinLeader(t *testing.T) {
+	c := raftnodetest.Start(t, raftnodetest.Options{})
+	n := c.Members[0].Node
+	leaderOf := func(g raftnode.GroupID) raftnode.NodeID {
+		return c.Members[c.WaitForLeader(g)].ID
+	}
+	c.Eventually("the balancer's spread", 30*time.Second, func() error {
+		seen := map[raftnode.NodeID]bool{}
+		for g := raftnode.GroupID(1); g <= 3; g++ {
+			seen[leaderOf(g)] = true
+		}
+		if len(seen) != 3 {
+			return fmt.Errorf("leaders on %v", seen)
+		}
+		return nil
+	})
+	before := leaderOf(1)
+	target := c.Members[0].ID
+	if target == before {
+		target = c.Members[1].ID
+	}
+	if err := n.PinLeader(raftnodetest.Ctx(t, 10*time.Second), 1, target); err != nil {
+		t.Fatal(err)
+	}
+	c.Eventually("group 1 led by the pinned node", 30*time.Second, func() error {
+		if l := leaderOf(1); l != target {
+			return fmt.Errorf("led by %s", l)
+		}
+		return nil
+	})
+	// It stays: watched through several balance rounds (500 ms each, a
+	// handover needing two), it never moves back.
+	since := time.Now()
+	c.Eventually("the pin to hold through several balance rounds", 30*time.Second, func() error {
+		if l := leaderOf(1); l != target {
+			t.Fatalf("the pinned leader moved to %s", l)
+		}
+		if time.Since(since) < 3*time.Second {
+			return errors.New("still watching")
+		}
+		return nil
+	})
+	if err := n.PinLeader(raftnodetest.Ctx(t, 5*time.Second), 1, "nobody"); !errors.Is(err, raftnode.ErrBadRequest) {
+		t.Fatalf("pinning to a node without a replica: %v", err)
+	}
+	if err := n.PinLeader(raftnodetest.Ctx(t, 5*time.Second), 9, target); !errors.Is(err, raftnode.ErrNotFound) {
+		t.Fatalf("pinning an unknown group: %v", err)
+	}
+	if err := n.PinLeader(raftnodetest.Ctx(t, 10*time.Second), 1, ""); err != nil {
+		t.Fatal(err)
+	}
+	c.Eventually("group 1 back with the balancer's choice", 30*time.Second, func() error {
+		if l := leaderOf(1); l != before {
+			return fmt.Errorf("led by %s, the balancer prefers %s", l, before)
+		}
+		return nil
+	})
+}

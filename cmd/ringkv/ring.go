@@ -225,3 +225,24 @@ func hasGroup(gs []planGroup, id uint32) bool {
 	}
 	return false
 }
+
+// cmdLeader pins a group's leader to a node (ringkv leader GROUP NODE), or
+// lifts the pin (ringkv leader GROUP --unpin).
+func cmdLeader(ctx context.Context, c *client.Client, args []string, out io.Writer) error {
+	if len(args) != 2 {
+		return errors.New("usage: ringkv leader GROUP NODE | ringkv leader GROUP --unpin")
+	}
+	path := "/v1/groups/" + url.PathEscape(args[0]) + "/leader"
+	if args[1] == "--unpin" {
+		if err := c.DoJSON(ctx, http.MethodDelete, path, nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "group %s: leader unpinned; the balancer places it\n", args[0])
+		return nil
+	}
+	if err := c.DoJSON(ctx, http.MethodPut, path, map[string]string{"node": args[1]}, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "group %s: leader pinned to %s; it moves there once that replica has caught up\n", args[0], args[1])
+	return nil
+}

@@ -25,6 +25,12 @@ commands:
   ls [PREFIX] [--keys] [--limit N] [--after KEY]   list keys in order
   status                         this node's groups, leaders and indexes
   ring [lookup KEY]              the ring, or where KEY lives
+  ring plan add G[:W] | remove G | weight G:W
+                                 what a ring change would move, before anything moves
+  ring add [G] [--weight W] | ring remove G | ring weight G W  [--no-wait]
+                                 change the ring and follow the keys moving online
+  ring abort                     undo the ring change in motion (before any range flips)
+  leader GROUP NODE|--unpin      pin a group's leader to a node, or lift the pin
   health                         liveness and readiness
   verify [GROUP] [--shallow] [--no-repair]
                                  compare every replica's data at one log index by Merkle
@@ -39,12 +45,14 @@ commands:
         [--keys N] [--reads F] [--dist uniform|zipfian|sequential] [--replication sync|async]
         [--consistency C] [--json]
                                  closed-loop load: throughput, errors, latency percentiles
-  bench compare [bench flags] [--rounds N] [--plot FILE.svg]
+  bench compare [bench flags] [--rounds N] [--plot FILE.svg] [--async-endpoints URLS]
                                  the same load with sync and async writes, alternating rounds
-  bench loss [--kills N] [--rate W] local nodes; kill -9 a group leader under sync and async
-                                 writes; count acknowledged writes lost
-  chaos [--duration D] [--nemesis kill,pause,partition] [--replication async]
-                                 start 3 local nodes, inject faults, check the history
+  bench loss [--kills N] [--rate W] [--target local|compose|endpoints --kill-cmd C --start-cmd C]
+                                 kill -9 a group leader under sync and async writes; count
+                                 acknowledged writes lost
+  chaos [--duration D] [--nemesis kill,pause,partition,reshard] [--replication async]
+        [--target local|compose|endpoints]
+                                 inject faults (or ring changes), check the history
 
 --addr defaults to $RINGKV_ADDR, then http://127.0.0.1:7070.
 `
@@ -89,6 +97,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, 
 		return cmdRing(ctx, c, rest, stdout)
 	case "health":
 		return cmdHealth(ctx, c, stdout)
+	case "leader":
+		return cmdLeader(ctx, c, rest, stdout)
 	case "verify":
 		return cmdVerify(parent, c, rest, stdout) // --deep reads all the data
 	case "snapshot":
