@@ -215,7 +215,7 @@ func (n *Node) waitMigrationSeen(ctx context.Context, g GroupID) error {
 func (n *Node) moverLoop(ctx context.Context) {
 	for {
 		changed := n.meta.meta.Changed()
-		if m := n.Layout().Migration; m != nil && n.meta.isLeader() {
+		if n.Layout().Migration != nil && n.meta.isLeader() {
 			if err := n.migrate(ctx); err != nil && ctx.Err() == nil {
 				n.log.Warn("ring change: will retry", "err", err)
 			}
@@ -234,6 +234,9 @@ func (n *Node) moverLoop(ctx context.Context) {
 // metadata group, so that it can start again from any point.
 func (n *Node) migrate(ctx context.Context) error {
 	m := n.Layout().Migration
+	if m == nil {
+		return nil // finished since the caller looked
+	}
 	// The term marks this mover's commands: a store that has taken
 	// commands of a later term (a successor, after this node lost the
 	// metadata group) refuses these.
