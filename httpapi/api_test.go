@@ -95,7 +95,19 @@ func (f *fakeBackend) List(_ context.Context, o raftnode.ListOptions) ([]raftnod
 func (f *fakeBackend) Status() raftnode.Status                           { return raftnode.Status{Node: "fake"} }
 func (f *fakeBackend) Ring() (raftnode.RingInfo, error)                  { return raftnode.RingInfo{Epoch: 3}, nil }
 func (f *fakeBackend) Ready() (bool, string)                             { return f.err == nil, "fake not ready" }
-func (f *fakeBackend) RemoveNode(context.Context, raftnode.NodeID) error { return raftnode.ErrNotFound }
+func (f *fakeBackend) RemoveNode(_ context.Context, id raftnode.NodeID) (raftnode.Removal, error) {
+	if id == "busy" {
+		return raftnode.Removal{Node: id, Draining: true, Replicas: 4}, nil
+	}
+	return raftnode.Removal{}, raftnode.ErrNotFound
+}
+func (f *fakeBackend) DrainNode(_ context.Context, id raftnode.NodeID, on bool) error {
+	if id != "busy" {
+		return raftnode.ErrNotFound
+	}
+	return nil
+}
+func (f *fakeBackend) Cluster() raftnode.ClusterInfo { return raftnode.ClusterInfo{Replication: 3} }
 func (f *fakeBackend) Lookup(key []byte) (raftnode.Lookup, error) {
 	return raftnode.Lookup{Key: string(key), Group: 1}, nil
 }
@@ -704,5 +716,43 @@ func TestPinLeaderEndpoint(t *testing.T) {
 	}
 	if len(f.pins) != 0 {
 		t.Fatalf("bad pins reached the backend: %v", f.pins)
+	}
+}
+
+func TestNodeRemovalAndDrain(t *testing.T) {
+	f := newFake()
+	srv := newTestAPI(t, f)
+	resp, body := do(t, "DELETE", srv.URL+"/v1/cluster/nodes/busy", nil)
+	if resp.StatusCode != 202 || !strings.Contains(string(body), `"draining":true`) || !strings.Contains(string(body), `"replicas":4`) {
+		t.Fatalf("removing a node with replicas: %d %s", resp.StatusCode, body)
+	}
+	resp, body = do(t, "DELETE", srv.URL+"/v1/cluster/nodes/ghost", nil)
+	wantError(t, resp, body, 404, "not_found")
+	for _, m := range []string{"PUT", "DELETE"} {
+		resp, body = do(t, m, srv.URL+"/v1/cluster/nodes/busy/drain", nil)
+		if resp.StatusCode != 200 || !strings.Contains(string(body), fmt.Sprintf(`"draining":%v`, m == "PUT")) {
+			t.Fatalf("%s drain: %d %s", m, resp.StatusCode, body)
+		}
+	}
+	resp, body = do(t, "PUT", srv.URL+"/v1/cluster/nodes/ghost/drain", nil)
+	wantError(t, resp, body, 404, "not_found")
+	resp, body = do(t, "GET", srv.URL+"/v1/cluster/nodes/busy/drain", nil)
+	wantError(t, resp, body, 405, "method_not_allowed")
+	resp, body = do(t, "GET", srv.URL+"/v1/cluster", nil)
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"replication":3`) {
+		t.Fatalf("cluster: %d %s", resp.StatusCode, body)
+	}
+	for _, b := range []string{
+		`{"id":"n4","http_addr":"h","raft_addr":"r","weight":-1}`,
+		`{"id":"n4","http_addr":"h","raft_addr":"r","weight":1001}`,
+		`{"id":"n4","http_addr":"h","raft_addr":"r","weight":"2"}`,
+		`{"id":"n4","http_addr":"h","raft_addr":"r","draining":true}`,
+		`{"id":"n4","http_addr":"h","raft_addr":"r"} {}`,
+	} {
+		resp, body = do(t, "POST", srv.URL+"/v1/cluster/join", strings.NewReader(b))
+		wantError(t, resp, body, 400, "bad_request")
+	}
+	if len(f.joins) != 0 {
+		t.Fatalf("bad joins reached the node: %v", f.joins)
 	}
 }

@@ -257,11 +257,20 @@ func (a *API) lookup(w http.ResponseWriter, r *http.Request) {
 
 // decodeJoin parses a join request body.
 func decodeJoin(b []byte) (raftnode.NodeInfo, error) {
-	var info raftnode.NodeInfo
+	var body struct {
+		ID       raftnode.NodeID `json:"id"`
+		HTTPAddr string          `json:"http_addr"`
+		RaftAddr string          `json:"raft_addr"`
+		Weight   float64         `json:"weight"`
+	}
 	dec := json.NewDecoder(bytesReader(b))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&info); err != nil {
-		return info, badRequest("join body: want JSON {\"id\",\"http_addr\",\"raft_addr\"}: " + err.Error())
+	if err := dec.Decode(&body); err != nil || dec.More() {
+		return raftnode.NodeInfo{}, badRequest(fmt.Sprintf("join body: want JSON {\"id\",\"http_addr\",\"raft_addr\"[,\"weight\"]}: %v", err))
+	}
+	info := raftnode.NodeInfo{ID: body.ID, HTTPAddr: body.HTTPAddr, RaftAddr: body.RaftAddr, Weight: body.Weight}
+	if info.Weight < 0 || info.Weight > raftnode.MaxNodeWeight {
+		return info, badRequest(fmt.Sprintf("join body: weight %v: want a number above 0 and at most %d (0 or absent means 1)", info.Weight, raftnode.MaxNodeWeight))
 	}
 	if info.ID == "" || info.HTTPAddr == "" || info.RaftAddr == "" {
 		return info, badRequest("join body: id, http_addr and raft_addr are all required")
@@ -300,11 +309,42 @@ func (a *API) removeNode(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
-	if err := a.b.RemoveNode(ctx, raftnode.NodeID(id)); err != nil {
+	rm, err := a.b.RemoveNode(ctx, raftnode.NodeID(id))
+	if err != nil {
 		writeError(w, err)
 		return
 	}
+	if rm.Draining {
+		// The node leaves once its replicas have moved: GET
+		// /v1/cluster shows the progress.
+		writeJSON(w, http.StatusAccepted, map[string]interface{}{"removing": id, "draining": true, "replicas": rm.Replicas})
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]string{"removed": id})
+}
+
+// cluster shows members, their replicas and leaderships, and the replica
+// move in progress: GET /v1/cluster.
+func (a *API) cluster(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, a.b.Cluster())
+}
+
+// drainNode moves a node's replicas off it (PUT) or lets it hold replicas
+// again (DELETE): /v1/cluster/nodes/{id}/drain.
+func (a *API) drainNode(w http.ResponseWriter, r *http.Request) {
+	id := mux.Vars(r)["id"]
+	if id == "" {
+		writeError(w, badRequest("empty node id"))
+		return
+	}
+	on := r.Method == http.MethodPut
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	if err := a.b.DrainNode(ctx, raftnode.NodeID(id), on); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]interface{}{"node": id, "draining": on})
 }
 
 func (a *API) healthz(w http.ResponseWriter, r *http.Request) {

@@ -33,7 +33,9 @@ type Backend interface {
 	PinLeader(ctx context.Context, g raftnode.GroupID, node raftnode.NodeID) error
 	Plan(ctx context.Context, c raftnode.RingChange, withRanges bool) (raftnode.Plan, error)
 	Join(ctx context.Context, info raftnode.NodeInfo) error
-	RemoveNode(ctx context.Context, id raftnode.NodeID) error
+	RemoveNode(ctx context.Context, id raftnode.NodeID) (raftnode.Removal, error)
+	DrainNode(ctx context.Context, id raftnode.NodeID, on bool) error
+	Cluster() raftnode.ClusterInfo
 	Ready() (bool, string)
 	ServeBatch(ctx context.Context, b raftnode.Batch) raftnode.BatchReply
 	BlockPeers(addrs []string)

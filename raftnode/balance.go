@@ -3,39 +3,10 @@ package raftnode
 import (
 	"context"
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/hashicorp/raft"
 )
-
-// preferredLeader spreads leadership: the group of rank i among the
-// layout's data groups (in id order) prefers voter i mod n in id order, so
-// with 3 nodes and 3 groups each node leads one group, and however ring
-// changes have numbered the groups, leaderships differ by at most one per
-// node.
-func preferredLeader(g GroupID, groups []GroupInfo, voters []NodeID) NodeID {
-	if len(voters) == 0 || g == MetaGroup {
-		return ""
-	}
-	rank := -1
-	ids := make([]GroupID, 0, len(groups))
-	for _, gi := range groups {
-		ids = append(ids, gi.ID)
-	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-	for i, id := range ids {
-		if id == g {
-			rank = i
-		}
-	}
-	if rank < 0 {
-		return ""
-	}
-	v := append([]NodeID(nil), voters...)
-	sort.Slice(v, func(i, j int) bool { return v[i] < v[j] })
-	return v[rank%len(v)]
-}
 
 func contains(ids []NodeID, id NodeID) bool {
 	for _, x := range ids {
@@ -71,13 +42,8 @@ func (n *Node) balanceLoop(ctx context.Context) {
 				delete(ready, r.id)
 				continue
 			}
-			l := n.Layout()
-			voters := r.voters()
-			want := preferredLeader(r.id, l.Groups, voters)
-			if pinned, ok := l.Leaders[r.id]; ok && contains(voters, pinned) {
-				want = pinned // an operator's choice
-			}
-			if want == "" || want == n.cfg.ID {
+			want := n.Layout().leaderPlan()[r.id]
+			if want == "" || want == n.cfg.ID || !contains(r.voters(), want) {
 				delete(ready, r.id)
 				continue
 			}

@@ -18,9 +18,13 @@ type GroupID uint32
 // MetaGroup is the id of the metadata group that every node hosts.
 const MetaGroup GroupID = 0
 
-// MaxNodes is the largest cluster this version places replicas on: every
-// node holds a replica of every group.
-const MaxNodes = 3
+// MaxNodes is the largest cluster a node may join: every node hosts the
+// metadata group (at most MaxMetaVoters of them as voters).
+const MaxNodes = 64
+
+// MaxMetaVoters bounds the voters of the metadata group; nodes beyond
+// them follow it as non-voters.
+const MaxMetaVoters = 5
 
 // Timing holds Raft's timing settings.
 type Timing struct {
@@ -52,6 +56,8 @@ type Config struct {
 	DataDir       string
 	Join          []string // HTTP URLs of existing nodes
 	Groups        int      // data groups created at bootstrap
+	Replication   int      // replicas per group, set at bootstrap (0: DefaultReplication)
+	Weight        float64  // this node's capacity relative to others (0: 1)
 	VNodes        int      // virtual nodes per unit of weight
 
 	SnapshotThreshold uint64
@@ -117,6 +123,10 @@ func (c Config) Validate() error {
 		return errors.New("config: data dir is empty")
 	case c.Groups < 1 || c.Groups > 1024:
 		return fmt.Errorf("config: groups %d out of range [1, 1024]", c.Groups)
+	case c.Replication < 0 || c.Replication > MaxReplication:
+		return fmt.Errorf("config: replicas %d out of range [1, %d]", c.Replication, MaxReplication)
+	case c.Weight < 0 || c.Weight > MaxNodeWeight:
+		return fmt.Errorf("config: weight %v out of range (0, %d]", c.Weight, MaxNodeWeight)
 	case c.VNodes < 1 || c.VNodes > 4096:
 		return fmt.Errorf("config: vnodes %d out of range [1, 4096]", c.VNodes)
 	case c.SnapshotThreshold < 1:

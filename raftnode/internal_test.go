@@ -21,25 +21,24 @@ func TestApplyMeta(t *testing.T) {
 	if again, _ := applyMeta(l, metaCommand{Op: "init", Node: &n1, Groups: 5, VNodes: 8}); again != nil {
 		t.Fatal("second init changed the layout")
 	}
-	for i := 2; i <= MaxNodes; i++ {
+	// Up to the replication factor, a new node joins every group; beyond
+	// it, groups keep their replicas (the placer moves some later).
+	for i := 2; i <= 4; i++ {
 		n := NodeInfo{ID: NodeID(fmt.Sprintf("n%d", i)), HTTPAddr: "h", RaftAddr: "r"}
 		if l, err = applyMeta(l, metaCommand{Op: "add_node", Node: &n}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, g := range l.Groups {
-		if len(g.Replicas) != MaxNodes {
+		if len(g.Replicas) != DefaultReplication || contains(g.Replicas, "n4") {
 			t.Fatalf("group %d replicas %v", g.ID, g.Replicas)
 		}
-	}
-	if _, err := applyMeta(l, metaCommand{Op: "add_node", Node: &NodeInfo{ID: "n9"}}); !errors.Is(err, ErrClusterFull) {
-		t.Fatalf("add beyond MaxNodes: %v", err)
 	}
 	l, err = applyMeta(l, metaCommand{Op: "remove_node", Node: &NodeInfo{ID: "n2"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := l.Node("n2"); ok || len(l.Groups[0].Replicas) != MaxNodes-1 {
+	if _, ok := l.Node("n2"); ok || len(l.Groups[0].Replicas) != DefaultReplication-1 {
 		t.Fatalf("after remove: %+v", l)
 	}
 	if _, err := applyMeta(l, metaCommand{Op: "remove_node", Node: &NodeInfo{ID: "n2"}}); !errors.Is(err, ErrNotFound) {
@@ -60,26 +59,23 @@ func TestApplyMeta(t *testing.T) {
 	}
 }
 
-func TestPreferredLeaderSpreads(t *testing.T) {
-	voters := []NodeID{"c", "a", "b"}
+func TestLeaderPlanSpreads(t *testing.T) {
+	nodes := []NodeInfo{{ID: "c"}, {ID: "a"}, {ID: "b"}}
 	// Ids as ring changes leave them: sparse, not in a row.
 	for _, ids := range [][]GroupID{{1, 2, 3}, {1, 4, 7}, {2, 5, 6, 9, 12, 13}} {
-		var groups []GroupInfo
+		l := &Layout{Initialized: true, Nodes: nodes}
 		for _, id := range ids {
-			groups = append(groups, GroupInfo{ID: id})
+			l.Groups = append(l.Groups, GroupInfo{ID: id, Replicas: []NodeID{"a", "b", "c"}})
 		}
 		count := map[NodeID]int{}
-		for _, g := range ids {
-			count[preferredLeader(g, groups, voters)]++
+		for _, leader := range l.leaderPlan() {
+			count[leader]++
 		}
-		for _, v := range voters {
-			if count[v] != len(ids)/3 {
+		for _, v := range nodes {
+			if count[v.ID] != len(ids)/3 {
 				t.Fatalf("groups %v: leaders per node %v, want %d each", ids, count, len(ids)/3)
 			}
 		}
-	}
-	if preferredLeader(5, []GroupInfo{{ID: 1}}, voters) != "" {
-		t.Fatal("a group the layout does not have has a preferred leader")
 	}
 }
 

@@ -426,12 +426,18 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 		}
 		resp.Repaired = n.repair(ctx, r, req.Index)
 		return resp, nil
-	case opAddVoter, opRemoveServer:
+	case opAddVoter, opAddNonvoter, opRemoveServer:
 		return resp, n.changeMembership(ctx, r, req)
 	case opJoin:
 		return resp, n.joinLocal(ctx, *req.Node)
 	case opRemoveNode:
-		return resp, n.removeLocal(ctx, req.Node.ID)
+		held, err := n.removeLocal(ctx, req.Node.ID)
+		resp.Count = held
+		return resp, err
+	case opNodeState:
+		return resp, n.setDraining(ctx, req.Node.ID, req.Node.Draining)
+	case opReplicaStep:
+		return n.replicaStep(ctx, r, *req.Move, req.Abort)
 	}
 	return resp, fmt.Errorf("%w: unknown op %q", ErrBadRequest, req.Op)
 }

@@ -18,6 +18,13 @@ type NodeInfo struct {
 	ID       NodeID `json:"id"`
 	HTTPAddr string `json:"http_addr"`
 	RaftAddr string `json:"raft_addr"`
+	// Weight is the node's capacity relative to others (0 means 1): it
+	// receives replicas and leaderships in proportion.
+	Weight float64 `json:"weight,omitempty"`
+	// Draining: the node's replicas move to other nodes and it receives
+	// none; Leaving: once drained it is removed from the cluster.
+	Draining bool `json:"draining,omitempty"`
+	Leaving  bool `json:"leaving,omitempty"`
 }
 
 // GroupInfo is a data group and the nodes that hold its replicas.
@@ -44,6 +51,11 @@ type Layout struct {
 	// Leaders pins groups' leaders to nodes (a hot group moved off a busy
 	// node); other groups follow the balancer's spread.
 	Leaders map[GroupID]NodeID `json:"leaders,omitempty"`
+	// Replication is the number of replicas per group (0 means
+	// DefaultReplication).
+	Replication int `json:"replication,omitempty"`
+	// Move is the replica being moved between nodes, if any.
+	Move *ReplicaMove `json:"replica_move,omitempty"`
 
 	ring *ring.Ring
 	next *ring.Ring // the ring after Migration
@@ -94,7 +106,7 @@ func (l *Layout) RingView() *ring.Ring { return l.ring }
 
 // metaCommand is an entry of the metadata group's log.
 type metaCommand struct {
-	Op     string    `json:"op"` // init, add_node, remove_node, migrate_start, migrate_phase, migrate_end, migrate_abort, migrate_aborted, pin_leader
+	Op     string    `json:"op"` // init, add_node, remove_node, node_state, migrate_start, migrate_phase, migrate_end, migrate_abort, migrate_aborted, pin_leader, replica_move_start, replica_move_end
 	Node   *NodeInfo `json:"node,omitempty"`
 	Groups int       `json:"groups,omitempty"`
 	VNodes int       `json:"vnodes,omitempty"`
@@ -104,6 +116,15 @@ type metaCommand struct {
 	// Group is the group whose leader pin_leader pins to Node, or
 	// unpins when Node is nil.
 	Group GroupID `json:"group,omitempty"`
+	// Replication is the replicas per group (init).
+	Replication int `json:"replication,omitempty"`
+	// Move starts or ends a replica move; Aborted ends it with the
+	// replicas unchanged.
+	Move    *ReplicaMove `json:"move,omitempty"`
+	Aborted bool         `json:"aborted,omitempty"`
+	// Draining and Leaving set a node's state (node_state).
+	Draining bool `json:"draining,omitempty"`
+	Leaving  bool `json:"leaving,omitempty"`
 }
 
 func decodeMetaCommand(b []byte) (metaCommand, error) {
@@ -113,12 +134,20 @@ func decodeMetaCommand(b []byte) (metaCommand, error) {
 	}
 	switch c.Op {
 	case "init":
-		if c.Node == nil || c.Node.ID == "" || c.Groups < 1 || c.Groups > 1024 || c.VNodes < 1 || c.VNodes > 4096 {
+		if c.Node == nil || c.Node.ID == "" || c.Groups < 1 || c.Groups > 1024 || c.VNodes < 1 || c.VNodes > 4096 ||
+			c.Replication < 0 || c.Replication > MaxReplication {
 			return c, fmt.Errorf("%w: meta init: bad fields", ErrBadRequest)
 		}
-	case "add_node", "remove_node":
+	case "add_node", "remove_node", "node_state":
 		if c.Node == nil || c.Node.ID == "" {
 			return c, fmt.Errorf("%w: meta %s: node missing", ErrBadRequest, c.Op)
+		}
+		if c.Node.Weight < 0 || c.Node.Weight > MaxNodeWeight {
+			return c, fmt.Errorf("%w: meta %s: weight %v", ErrBadRequest, c.Op, c.Node.Weight)
+		}
+	case "replica_move_start", "replica_move_end":
+		if c.Move == nil || c.Move.To == "" || c.Move.Group == 0 {
+			return c, fmt.Errorf("%w: meta %s: move missing", ErrBadRequest, c.Op)
 		}
 	case "migrate_start":
 		if c.Change == nil {
@@ -206,20 +235,36 @@ func applyMeta(cur *Layout, c metaCommand) (*Layout, error) {
 			next.Groups = append(next.Groups, GroupInfo{ID: GroupID(i), Replicas: []NodeID{c.Node.ID}})
 		}
 		next.Initialized = true
+		next.Replication = c.Replication
 		next.Nodes = []NodeInfo{*c.Node}
 		next.Ring, next.ring = r.State(), r
 	case "add_node":
+		info := *c.Node
+		info.Draining, info.Leaving = false, false
 		if i := next.nodeIndex(c.Node.ID); i >= 0 {
-			next.Nodes[i] = *c.Node
+			next.Nodes[i] = info
 			return next, nil
 		}
-		if len(next.Nodes) >= MaxNodes {
-			return nil, fmt.Errorf("%w: %d nodes already, every node holds every group and placement on more nodes is not supported", ErrClusterFull, len(next.Nodes))
-		}
-		next.Nodes = append(next.Nodes, *c.Node)
+		next.Nodes = append(next.Nodes, info)
 		sort.Slice(next.Nodes, func(i, j int) bool { return next.Nodes[i].ID < next.Nodes[j].ID })
+		// A group short of replicas takes the new node at once; the
+		// placer moves replicas of full groups onto it afterwards.
 		for i := range next.Groups {
-			next.Groups[i].Replicas = append(next.Groups[i].Replicas, c.Node.ID)
+			if len(next.Groups[i].Replicas) < next.replication() && len(next.Groups[i].Bootstrap) == 0 {
+				next.Groups[i].Replicas = append(next.Groups[i].Replicas, c.Node.ID)
+			}
+		}
+	case "node_state":
+		if err := setNodeState(next, c.Node.ID, c.Draining, c.Leaving); err != nil {
+			return nil, err
+		}
+	case "replica_move_start":
+		if err := startReplicaMove(next, *c.Move); err != nil {
+			return nil, err
+		}
+	case "replica_move_end":
+		if err := endReplicaMove(next, *c.Move, c.Aborted); err != nil {
+			return nil, err
 		}
 	case "migrate_start":
 		if !cur.Initialized {
@@ -270,6 +315,9 @@ func applyMeta(cur *Layout, c metaCommand) (*Layout, error) {
 			return nil, fmt.Errorf("%w: node %s", ErrNotFound, c.Node.ID)
 		}
 		next.Nodes = append(next.Nodes[:i], next.Nodes[i+1:]...)
+		if next.Move != nil && (next.Move.To == c.Node.ID || next.Move.From == c.Node.ID) {
+			next.Move = nil // the placer plans again without it
+		}
 		for g, id := range next.Leaders {
 			if id == c.Node.ID {
 				delete(next.Leaders, g)
@@ -299,7 +347,7 @@ func (l *Layout) nodeIndex(id NodeID) int {
 
 func (l *Layout) clone() *Layout {
 	c := &Layout{Initialized: l.Initialized, Ring: l.Ring, ring: l.ring, Migration: l.Migration, next: l.next,
-		Retired: append([]GroupID(nil), l.Retired...)}
+		Retired: append([]GroupID(nil), l.Retired...), Replication: l.Replication, Move: l.Move}
 	for g, id := range l.Leaders {
 		if c.Leaders == nil {
 			c.Leaders = map[GroupID]NodeID{}

@@ -120,9 +120,9 @@ func startMigration(cur *Layout, next *Layout, change RingChange) error {
 	}
 	switch {
 	case change.Add != nil:
-		var reps []NodeID
-		for _, n := range cur.Nodes {
-			reps = append(reps, n.ID)
+		reps := cur.placeNewGroup(change.Add.Group)
+		if len(reps) == 0 {
+			return fmt.Errorf("%w: no node can hold a new group (every node is being drained)", ErrConflict)
 		}
 		next.Groups = append(next.Groups, GroupInfo{ID: change.Add.Group, Replicas: reps, Bootstrap: reps})
 	case change.Remove != 0:

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -23,6 +24,8 @@ type Node struct {
 	fwd *forwarder
 
 	meta *replica
+	// moving is the replica move this node runs as metadata leader.
+	moving atomic.Pointer[moveState]
 
 	startMu  sync.Mutex // serialises decisions to open a replica
 	starting map[GroupID]bool
@@ -114,6 +117,7 @@ func New(cfg Config) (*Node, error) {
 	n.goLoop(n.initLoop)
 	n.goLoop(n.reconcileLoop)
 	n.goLoop(n.moverLoop)
+	n.goLoop(n.placerLoop)
 	if cfg.BalanceInterval > 0 {
 		n.goLoop(n.balanceLoop)
 	}
@@ -272,7 +276,7 @@ func (n *Node) localReplicas() []*replica {
 }
 
 func (n *Node) self() NodeInfo {
-	return NodeInfo{ID: n.cfg.ID, HTTPAddr: n.cfg.HTTPAddr, RaftAddr: n.cfg.AdvertiseRaft}
+	return NodeInfo{ID: n.cfg.ID, HTTPAddr: n.cfg.HTTPAddr, RaftAddr: n.cfg.AdvertiseRaft, Weight: n.cfg.Weight}
 }
 
 // sleepCtx waits d or until ctx ends; it reports whether ctx is still live.
@@ -300,7 +304,7 @@ func (n *Node) initLoop(ctx context.Context) {
 			if groups == 0 {
 				groups = n.cfg.Groups
 			}
-			cmd := metaCommand{Op: "init", Node: ptr(n.self()), Groups: groups, VNodes: n.cfg.VNodes}
+			cmd := metaCommand{Op: "init", Node: ptr(n.self()), Groups: groups, VNodes: n.cfg.VNodes, Replication: n.cfg.Replication}
 			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			_, err := n.meta.apply(actx, mustJSON(cmd))
 			cancel()
@@ -343,22 +347,22 @@ func (n *Node) joinLoop(ctx context.Context) {
 	}
 }
 
-// reconcileLoop starts the replicas the layout assigns to this node.
+// reconcileLoop starts the replicas the layout assigns to this node and
+// stops those it no longer does.
 func (n *Node) reconcileLoop(ctx context.Context) {
 	for {
 		changed := n.meta.meta.Changed()
 		l := n.Layout()
 		for _, g := range l.Groups {
-			for _, rep := range g.Replicas {
-				if rep == n.cfg.ID && n.replica(g.ID) == nil {
-					if err := n.startReplica(g.ID, n.bootstrapOf(l, g)); err != nil {
-						n.log.Error("starting assigned replica", "group", uint32(g.ID), "err", err)
-					}
+			if l.holds(g, n.cfg.ID) && n.replica(g.ID) == nil {
+				if err := n.startReplica(g.ID, n.bootstrapOf(l, g)); err != nil {
+					n.log.Error("starting assigned replica", "group", uint32(g.ID), "err", err)
 				}
 			}
 		}
 		if l.Initialized {
 			n.retireReplicas(l)
+			n.dropStrayReplicas(ctx)
 		}
 		select {
 		case <-changed:

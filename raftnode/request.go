@@ -27,6 +27,9 @@ const (
 	opWait         = "wait"          // until an index is committed, on the leader
 	opRangeStats   = "range_stats"   // keys and bytes in hash ranges, on the leader
 	opPinLeader    = "pin_leader"    // a group's preferred leader, on the metadata leader
+	opAddNonvoter  = "add_nonvoter"
+	opNodeState    = "node_state"   // drain or undrain a node, on the metadata leader
+	opReplicaStep  = "replica_step" // the next step of a replica move, on the group leader
 )
 
 // maxRanges bounds the hash ranges one request may name.
@@ -74,6 +77,10 @@ type Request struct {
 	Change  *RingChange        `json:"change,omitempty"`
 	// Target is the group a metadata request is about (pin_leader).
 	Target GroupID `json:"target,omitempty"`
+	// Move is the replica move a replica_step advances, or undoes with
+	// Abort.
+	Move  *ReplicaMove `json:"move,omitempty"`
+	Abort bool         `json:"abort,omitempty"`
 }
 
 // Validate checks a request that arrived from the network.
@@ -112,7 +119,11 @@ func (r Request) Validate() error {
 			return fmt.Errorf("%w: wait for index 0", ErrBadRequest)
 		}
 	case opScan:
-	case opAddVoter, opRemoveServer, opJoin, opRemoveNode:
+	case opReplicaStep:
+		if r.Move == nil || r.Move.To == "" || r.Move.Group != r.Group {
+			return fmt.Errorf("%w: replica_step without a move of its group", ErrBadRequest)
+		}
+	case opAddVoter, opAddNonvoter, opRemoveServer, opJoin, opRemoveNode, opNodeState:
 		if r.Node == nil || r.Node.ID == "" {
 			return fmt.Errorf("%w: %s without a node", ErrBadRequest, r.Op)
 		}
@@ -145,7 +156,7 @@ func (r Request) Validate() error {
 
 func (r Request) isWrite() bool {
 	switch r.Op {
-	case opPut, opDelete, opVerify, opAddVoter, opRemoveServer, opJoin, opRemoveNode, opFence, opUnfence, opIngest, opDrop, opRingChange, opRingAbort, opPinLeader:
+	case opPut, opDelete, opVerify, opAddVoter, opAddNonvoter, opRemoveServer, opJoin, opRemoveNode, opNodeState, opReplicaStep, opFence, opUnfence, opIngest, opDrop, opRingChange, opRingAbort, opPinLeader:
 		return true
 	}
 	return false
@@ -195,7 +206,10 @@ type Response struct {
 	Count     int           `json:"count,omitempty"`
 	Cursor    []byte        `json:"cursor,omitempty"`
 	Change    *RingChange   `json:"change,omitempty"`
-	ServedBy  NodeID        `json:"served_by"`
+	// Done and Progress report a replica_step.
+	Done     bool   `json:"done,omitempty"`
+	Progress string `json:"progress,omitempty"`
+	ServedBy NodeID `json:"served_by"`
 }
 
 func mustJSON(v interface{}) []byte {

@@ -22,6 +22,7 @@ type GroupStatus struct {
 	AppliedIndex  uint64   `json:"applied_index"`
 	LastIndex     uint64   `json:"last_index"`
 	Voters        []NodeID `json:"voters"`
+	Nonvoters     []NodeID `json:"nonvoters,omitempty"`
 	SnapshotIndex uint64   `json:"snapshot_index"`
 	Keys          uint64   `json:"keys"`
 	StateBytes    int64    `json:"state_bytes"`
@@ -57,6 +58,7 @@ func (r *replica) status() GroupStatus {
 		CommitIndex: r.raft.CommitIndex(),
 		LastIndex:   r.raft.LastIndex(),
 		Voters:      r.voters(),
+		Nonvoters:   r.nonvoters(),
 	}
 	st.SnapshotIndex, _ = strconv.ParseUint(r.raft.Stats()["last_snapshot_index"], 10, 64)
 	if r.st != nil {
@@ -106,11 +108,13 @@ func (n *Node) Ready() (bool, string) {
 	if n.meta.leader() == "" {
 		return false, "metadata group has no leader"
 	}
-	reps := n.localReplicas()
-	if len(reps) == 0 {
-		return false, "no local groups yet"
+	l := n.Layout()
+	for _, g := range l.Groups {
+		if contains(g.Replicas, n.cfg.ID) && n.replica(g.ID) == nil {
+			return false, fmt.Sprintf("replica of group %d not started yet", g.ID)
+		}
 	}
-	for _, r := range reps {
+	for _, r := range n.localReplicas() {
 		if r.leader() == "" {
 			return false, fmt.Sprintf("group %d has no leader", r.id)
 		}

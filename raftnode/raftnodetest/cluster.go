@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -39,6 +40,7 @@ type Member struct {
 	RaftAddr string
 	DataDir  string
 	srv      *http.Server
+	weight   float64
 }
 
 // URL is the member's HTTP base URL.
@@ -90,6 +92,7 @@ func (c *Cluster) config(m *Member, join []string) raftnode.Config {
 	cfg.DataDir = m.DataDir
 	cfg.Join = join
 	cfg.Groups = c.opts.Groups
+	cfg.Weight = m.weight
 	cfg.VNodes = 16
 	if c.opts.SnapshotThreshold > 0 {
 		cfg.SnapshotThreshold = c.opts.SnapshotThreshold
@@ -242,8 +245,18 @@ func (c *Cluster) WaitReady() {
 			if ok, why := m.Node.Ready(); !ok {
 				return fmt.Errorf("%s: %s", m.ID, why)
 			}
-			if st := m.Node.Status(); len(st.Groups) != c.opts.Groups {
-				return fmt.Errorf("%s hosts %d groups, want %d", m.ID, len(st.Groups), c.opts.Groups)
+			want := 0
+			l := m.Node.Layout()
+			for _, g := range l.Groups {
+				if slices.Contains(g.Replicas, m.ID) {
+					want++
+				}
+			}
+			if len(l.Groups) == 0 {
+				want = c.opts.Groups
+			}
+			if st := m.Node.Status(); len(st.Groups) != want {
+				return fmt.Errorf("%s hosts %d groups, want %d", m.ID, len(st.Groups), want)
 			}
 		}
 		return nil
@@ -258,7 +271,7 @@ func (c *Cluster) WaitForLeader(g raftnode.GroupID) int {
 	c.Eventually(fmt.Sprintf("leader of group %d", g), 30*time.Second, func() error {
 		leader = -1
 		for i, m := range c.Members {
-			if m.Node == nil {
+			if m.Node == nil || !c.holds(m, g) {
 				continue
 			}
 			gs, ok := groupStatus(m.Node, g)
@@ -273,7 +286,7 @@ func (c *Cluster) WaitForLeader(g raftnode.GroupID) int {
 			return errors.New("no live leader")
 		}
 		for _, m := range c.Members {
-			if m.Node == nil {
+			if m.Node == nil || !c.holds(m, g) {
 				continue
 			}
 			if gs, _ := groupStatus(m.Node, g); gs.Leader != c.Members[leader].ID {
@@ -291,7 +304,7 @@ func (c *Cluster) WaitForApplied(g raftnode.GroupID, index uint64) {
 	c.t.Helper()
 	c.Eventually(fmt.Sprintf("group %d applied %d everywhere", g, index), 30*time.Second, func() error {
 		for _, m := range c.Members {
-			if m.Node == nil {
+			if m.Node == nil || !c.holds(m, g) {
 				continue
 			}
 			gs, _ := groupStatus(m.Node, g)
@@ -321,6 +334,73 @@ func (c *Cluster) WaitConverged() {
 		gs, _ := groupStatus(c.Members[l].Node, g)
 		c.WaitForApplied(g, gs.AppliedIndex)
 	}
+}
+
+// holds reports whether the layout, as a live member sees it, places a
+// replica of g on m.
+func (c *Cluster) holds(m *Member, g raftnode.GroupID) bool {
+	for _, o := range c.Members {
+		if o.Node == nil {
+			continue
+		}
+		gi, ok := o.Node.Layout().Group(g)
+		return !ok || slices.Contains(gi.Replicas, m.ID)
+	}
+	return true
+}
+
+// Holders returns the indexes of the members holding a replica of g.
+func (c *Cluster) Holders(g raftnode.GroupID) []int {
+	var out []int
+	for i, m := range c.Members {
+		if c.holds(m, g) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// Add starts a new member with the given capacity weight (0: 1), joins
+// it through member 0, waits until it is ready, and returns its index.
+func (c *Cluster) Add(weight float64) int {
+	c.t.Helper()
+	m := &Member{ID: raftnode.NodeID(fmt.Sprintf("node%d", len(c.Members)+1)), DataDir: c.t.TempDir(), weight: weight}
+	c.Members = append(c.Members, m)
+	c.start(m, []string{c.Members[0].URL()})
+	c.WaitReady()
+	return len(c.Members) - 1
+}
+
+// WaitPlaced waits until replicas are where the placement rule wants them
+// and every live member runs exactly the replicas the layout gives it.
+func (c *Cluster) WaitPlaced(timeout time.Duration) {
+	c.t.Helper()
+	c.Eventually("replicas placed", timeout, func() error {
+		for _, m := range c.Members {
+			if m.Node == nil {
+				continue
+			}
+			if ci := m.Node.Cluster(); !ci.Balanced {
+				return fmt.Errorf("%s: not balanced yet (move %+v)", m.ID, ci.Move)
+			}
+			l := m.Node.Layout()
+			var want, have []raftnode.GroupID
+			for _, g := range l.Groups {
+				if slices.Contains(g.Replicas, m.ID) {
+					want = append(want, g.ID)
+				}
+			}
+			for _, gs := range m.Node.Status().Groups {
+				have = append(have, gs.ID)
+			}
+			slices.Sort(want)
+			slices.Sort(have)
+			if !slices.Equal(want, have) {
+				return fmt.Errorf("%s runs groups %v, layout gives it %v", m.ID, have, want)
+			}
+		}
+		return nil
+	})
 }
 
 func groupStatus(n *raftnode.Node, g raftnode.GroupID) (raftnode.GroupStatus, bool) {

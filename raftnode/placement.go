@@ -1,0 +1,311 @@
+package raftnode
+
+import (
+	"fmt"
+	"math"
+	"sort"
+)
+
+// Replica placement. Each data group keeps Layout.Replication replicas
+// (3 unless set at bootstrap) on distinct nodes. The rule is a pure
+// function of the layout, so every metadata leader reaches the same
+// decisions:
+//
+//   - a replica on a node being drained moves to another node;
+//   - a group with fewer replicas than the factor gains one;
+//   - otherwise a replica moves from the node furthest above its share of
+//     all replicas (share proportional to node weight) to the node
+//     furthest below it, when that brings both closer to their share.
+//
+// Replicas move one at a time (Layout.Move): the destination joins the
+// group as a non-voter, catches up, is promoted, and only then is the
+// source removed, so a planned change never leaves a group with fewer
+// voters than it had.
+
+// DefaultReplication is the number of replicas per group unless set at
+// bootstrap.
+const DefaultReplication = 3
+
+// MaxReplication bounds the replication factor.
+const MaxReplication = 7
+
+// MaxNodeWeight bounds a node's capacity weight.
+const MaxNodeWeight = 1000
+
+// ReplicaMove is a replica being moved between nodes.
+type ReplicaMove struct {
+	Group GroupID `json:"group"`
+	// From is the node giving the replica up; empty adds a replica to an
+	// under-replicated group.
+	From NodeID `json:"from,omitempty"`
+	To   NodeID `json:"to"`
+	// Reason: drain, replicate or balance.
+	Reason string `json:"reason"`
+}
+
+func (m ReplicaMove) String() string {
+	from := string(m.From)
+	if from == "" {
+		from = "(new)"
+	}
+	return fmt.Sprintf("group %d replica %s -> %s (%s)", m.Group, from, m.To, m.Reason)
+}
+
+// replication returns the layout's replication factor.
+func (l *Layout) replication() int {
+	if l.Replication > 0 {
+		return l.Replication
+	}
+	return DefaultReplication
+}
+
+func (n NodeInfo) weight() float64 {
+	if n.Weight > 0 {
+		return n.Weight
+	}
+	return 1
+}
+
+// eligible reports whether a node may receive replicas and leaderships.
+func (n NodeInfo) eligible() bool { return !n.Draining && !n.Leaving }
+
+// replicaCounts counts the replicas each member holds.
+func (l *Layout) replicaCounts() map[NodeID]int {
+	c := map[NodeID]int{}
+	for _, n := range l.Nodes {
+		c[n.ID] = 0
+	}
+	for _, g := range l.Groups {
+		for _, id := range g.Replicas {
+			c[id]++
+		}
+	}
+	return c
+}
+
+// holds reports whether node id holds (or is receiving) a replica of g.
+func (l *Layout) holds(g GroupInfo, id NodeID) bool {
+	if contains(g.Replicas, id) {
+		return true
+	}
+	return l.Move != nil && l.Move.Group == g.ID && l.Move.To == id
+}
+
+// placeTarget is the eligible node not holding g with the lowest load
+// after receiving it (replicas per unit of weight); ties go to the lower
+// id. Empty when there is none.
+func (l *Layout) placeTarget(g GroupInfo, counts map[NodeID]int) NodeID {
+	best, bestLoad := NodeID(""), math.Inf(1)
+	for _, n := range l.Nodes {
+		if !n.eligible() || l.holds(g, n.ID) {
+			continue
+		}
+		if load := float64(counts[n.ID]+1) / n.weight(); load < bestLoad-1e-9 {
+			best, bestLoad = n.ID, load
+		}
+	}
+	return best
+}
+
+// placeNewGroup chooses the replicas of a group created by a ring change:
+// the least loaded eligible nodes, as many as the replication factor.
+func (l *Layout) placeNewGroup(id GroupID) []NodeID {
+	counts := l.replicaCounts()
+	g := GroupInfo{ID: id}
+	for len(g.Replicas) < l.replication() {
+		to := l.placeTarget(g, counts)
+		if to == "" {
+			break
+		}
+		g.Replicas = append(g.Replicas, to)
+		counts[to]++
+	}
+	sort.Slice(g.Replicas, func(i, j int) bool { return g.Replicas[i] < g.Replicas[j] })
+	return g.Replicas
+}
+
+// nextMove is the next replica move the placement rule asks for, or nil
+// when replicas are where they should be (or a move is in progress).
+func (l *Layout) nextMove() *ReplicaMove {
+	if !l.Initialized || l.Move != nil {
+		return nil
+	}
+	counts := l.replicaCounts()
+	groups := append([]GroupInfo(nil), l.Groups...)
+	sort.Slice(groups, func(i, j int) bool { return groups[i].ID < groups[j].ID })
+	for _, g := range groups {
+		for _, id := range g.Replicas {
+			if n, ok := l.Node(id); ok && n.eligible() {
+				continue
+			}
+			if to := l.placeTarget(g, counts); to != "" {
+				return &ReplicaMove{Group: g.ID, From: id, To: to, Reason: "drain"}
+			}
+		}
+	}
+	for _, g := range groups {
+		if len(g.Replicas) < l.replication() && len(g.Bootstrap) == 0 {
+			if to := l.placeTarget(g, counts); to != "" {
+				return &ReplicaMove{Group: g.ID, To: to, Reason: "replicate"}
+			}
+		}
+	}
+	// Balance: the eligible node furthest above its share gives a replica
+	// to the one furthest below, if that narrows the gap (a difference of
+	// more than one replica, so that moves never oscillate).
+	total, weights := 0, 0.0
+	for _, n := range l.Nodes {
+		if n.eligible() {
+			total += counts[n.ID]
+			weights += n.weight()
+		}
+	}
+	type dev struct {
+		id NodeID
+		d  float64
+	}
+	var devs []dev
+	for _, n := range l.Nodes {
+		if n.eligible() {
+			devs = append(devs, dev{n.ID, float64(counts[n.ID]) - float64(total)*n.weight()/weights})
+		}
+	}
+	sort.SliceStable(devs, func(i, j int) bool { return devs[i].d > devs[j].d })
+	for _, hi := range devs {
+		for j := len(devs) - 1; j >= 0; j-- {
+			lo := devs[j]
+			if hi.d-lo.d <= 1+1e-9 {
+				break
+			}
+			for _, g := range groups {
+				if contains(g.Replicas, hi.id) && !contains(g.Replicas, lo.id) && len(g.Bootstrap) == 0 {
+					return &ReplicaMove{Group: g.ID, From: hi.id, To: lo.id, Reason: "balance"}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// startReplicaMove applies a replica_move_start command.
+func startReplicaMove(next *Layout, mv ReplicaMove) error {
+	if next.Move != nil {
+		return fmt.Errorf("%w: %s is in progress", ErrConflict, next.Move)
+	}
+	gi := -1
+	for i, g := range next.Groups {
+		if g.ID == mv.Group {
+			gi = i
+		}
+	}
+	if gi < 0 {
+		return fmt.Errorf("%w: no group %d", ErrNotFound, mv.Group)
+	}
+	g := next.Groups[gi]
+	to, ok := next.Node(mv.To)
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: node %s is not a member", ErrNotFound, mv.To)
+	case !to.eligible():
+		return fmt.Errorf("%w: node %s is being drained", ErrConflict, mv.To)
+	case contains(g.Replicas, mv.To):
+		return fmt.Errorf("%w: node %s already holds group %d", ErrConflict, mv.To, mv.Group)
+	case mv.From != "" && !contains(g.Replicas, mv.From):
+		return fmt.Errorf("%w: node %s holds no replica of group %d", ErrConflict, mv.From, mv.Group)
+	case len(g.Bootstrap) > 0:
+		return fmt.Errorf("%w: group %d is still being created", ErrConflict, mv.Group)
+	}
+	m := mv
+	next.Move = &m
+	return nil
+}
+
+// endReplicaMove applies a replica_move_end command: the destination
+// replaces the source in the group's replicas, unless the move was
+// aborted.
+func endReplicaMove(next *Layout, mv ReplicaMove, aborted bool) error {
+	if next.Move == nil || *next.Move != mv {
+		return fmt.Errorf("%w: %s is not in progress", ErrConflict, mv)
+	}
+	next.Move = nil
+	if aborted {
+		return nil
+	}
+	for i := range next.Groups {
+		g := &next.Groups[i]
+		if g.ID != mv.Group {
+			continue
+		}
+		reps := []NodeID{}
+		for _, id := range g.Replicas {
+			if id != mv.From {
+				reps = append(reps, id)
+			}
+		}
+		g.Replicas = append(reps, mv.To)
+		if pinned, ok := next.Leaders[g.ID]; ok && pinned == mv.From {
+			delete(next.Leaders, g.ID)
+		}
+	}
+	return nil
+}
+
+// setNodeState applies a node_state command: draining (replicas move
+// off, the node stays a member) or leaving (drained, then removed).
+func setNodeState(next *Layout, id NodeID, draining, leaving bool) error {
+	i := next.nodeIndex(id)
+	if i < 0 {
+		return fmt.Errorf("%w: node %s is not a member", ErrNotFound, id)
+	}
+	next.Nodes[i].Draining, next.Nodes[i].Leaving = draining, leaving
+	if draining || leaving {
+		for g, pinned := range next.Leaders {
+			if pinned == id {
+				delete(next.Leaders, g)
+			}
+		}
+	}
+	return nil
+}
+
+// leaderPlan assigns each group a preferred leader among its replicas:
+// pinned groups to their pin, the rest in id order to the eligible
+// replica with the fewest leaderships per unit of weight so far (ties
+// rotate with the group's rank), so that leaderships spread evenly. A
+// replica on its way out of the group (the source of a move) is passed
+// over.
+func (l *Layout) leaderPlan() map[GroupID]NodeID {
+	plan := map[GroupID]NodeID{}
+	led := map[NodeID]int{}
+	groups := append([]GroupInfo(nil), l.Groups...)
+	sort.Slice(groups, func(i, j int) bool { return groups[i].ID < groups[j].ID })
+	for _, g := range groups {
+		if id, ok := l.Leaders[g.ID]; ok && contains(g.Replicas, id) {
+			plan[g.ID] = id
+			led[id]++
+		}
+	}
+	for rank, g := range groups {
+		if _, ok := plan[g.ID]; ok {
+			continue
+		}
+		cands := append([]NodeID(nil), g.Replicas...)
+		sort.Slice(cands, func(i, j int) bool { return cands[i] < cands[j] })
+		best, bestLoad := NodeID(""), math.Inf(1)
+		for k := range cands {
+			id := cands[(rank+k)%len(cands)]
+			n, ok := l.Node(id)
+			if !ok || !n.eligible() || (l.Move != nil && l.Move.Group == g.ID && l.Move.From == id) {
+				continue
+			}
+			if load := float64(led[id]) / n.weight(); load < bestLoad-1e-9 {
+				best, bestLoad = id, load
+			}
+		}
+		if best != "" {
+			plan[g.ID] = best
+			led[best]++
+		}
+	}
+	return plan
+}

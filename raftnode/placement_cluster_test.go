@@ -1,0 +1,165 @@
+package raftnode_test
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/ringkv/ringkv/raftnode"
+	"github.com/ringkv/ringkv/raftnode/raftnodetest"
+)
+
+// checkKeys reads every key's last acknowledged value through each live
+// member (linearizable), skipping keys whose last write has an unknown
+// outcome.
+func checkKeys(t *testing.T, c *raftnodetest.Cluster, want map[string]string, unsure map[string]bool) {
+	t.Helper()
+	for _, m := range c.Members {
+		if m.Node == nil {
+			continue
+		}
+		for k, v := range want {
+			if unsure[k] {
+				continue
+			}
+			res, err := m.Node.Get(raftnodetest.Ctx(t, 10*time.Second), []byte(k), raftnode.Linearizable)
+			if err != nil || string(res.Value) != v {
+				t.Fatalf("%s: %s = %q (%v), want %q", m.ID, k, res.Value, err, v)
+			}
+		}
+	}
+}
+
+// verifyAll checks that every group's replicas hold the same data.
+func verifyAll(t *testing.T, n *raftnode.Node) {
+	t.Helper()
+	vs, err := n.VerifyAll(raftnodetest.Ctx(t, 30*time.Second), raftnode.VerifyOptions{Deep: true, NoRepair: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vs {
+		if !v.Agree || len(v.Replicas) != raftnode.DefaultReplication {
+			t.Fatalf("group %d: replicas %d, agree %v: %+v", v.Group, len(v.Replicas), v.Agree, v)
+		}
+	}
+}
+
+// Growing from 3 to 5 nodes moves replicas onto the new nodes while
+// clients write; removing a node moves its replicas off before it leaves.
+// Every group keeps three voters throughout the end states, every key
+// its last acknowledged value, and every replica agrees.
+func TestGrowAndDrainNodes(t *testing.T) {
+	c := raftnodetest.Start(t, raftnodetest.Options{Groups: 6})
+	want := fill(t, c, "k", 300)
+	nodes := []*raftnode.Node{c.Members[0].Node, c.Members[1].Node, c.Members[2].Node}
+	w := startWriters(t, nodes, 4, 50)
+
+	c.Add(0)
+	c.Add(0)
+	c.WaitPlaced(90 * time.Second)
+	l := c.Members[0].Node.Layout()
+	counts := map[raftnode.NodeID]int{}
+	for _, g := range l.Groups {
+		if len(g.Replicas) != 3 {
+			t.Fatalf("group %d replicas %v", g.ID, g.Replicas)
+		}
+		for _, id := range g.Replicas {
+			counts[id]++
+		}
+	}
+	for _, m := range c.Members {
+		if counts[m.ID] < 3 || counts[m.ID] > 4 {
+			t.Fatalf("replicas per node %v: want 3 or 4 each (18 over 5 nodes)", counts)
+		}
+	}
+	// Each group's Raft configuration is the layout's: three voters, no
+	// non-voter left behind.
+	for _, g := range l.Groups {
+		leader := c.WaitForLeader(g.ID)
+		gs := c.GroupStatus(leader, g.ID)
+		v := slices.Clone(gs.Voters)
+		slices.Sort(v)
+		r := slices.Clone(g.Replicas)
+		slices.Sort(r)
+		if !slices.Equal(v, r) || len(gs.Nonvoters) != 0 {
+			t.Fatalf("group %d: voters %v nonvoters %v, layout %v", g.ID, gs.Voters, gs.Nonvoters, g.Replicas)
+		}
+	}
+	// Leaderships spread over the five nodes: at most two each.
+	c.Eventually("leaders spread", 30*time.Second, func() error {
+		led := map[raftnode.NodeID]int{}
+		for _, g := range l.Groups {
+			for _, i := range c.Holders(g.ID) {
+				if c.GroupStatus(i, g.ID).State == "Leader" {
+					led[c.Members[i].ID]++
+				}
+			}
+		}
+		for id, n := range led {
+			if n > 2 {
+				return fmt.Errorf("%s leads %d groups: %v", id, n, led)
+			}
+		}
+		return nil
+	})
+
+	// Node 1 bootstrapped the cluster; it leaves, its replicas first.
+	rm, err := c.Members[3].Node.RemoveNode(raftnodetest.Ctx(t, 10*time.Second), "node1")
+	if err != nil || !rm.Draining || rm.Replicas == 0 {
+		t.Fatalf("remove node1: %+v, %v", rm, err)
+	}
+	c.Eventually("node1 left", 90*time.Second, func() error {
+		if _, ok := c.Members[3].Node.Layout().Node("node1"); ok {
+			return fmt.Errorf("node1 still a member: %+v", c.Members[3].Node.Cluster().Move)
+		}
+		return nil
+	})
+	c.Kill(0)
+	w.halt()
+	c.WaitPlaced(60 * time.Second)
+	for k, v := range w.last {
+		want[k] = v
+	}
+	checkKeys(t, c, want, w.unsure)
+	c.WaitConverged()
+	verifyAll(t, c.Members[1].Node)
+	t.Logf("writes during the moves: %d acknowledged keys, %d errors", len(w.last), w.errs)
+}
+
+// Draining a node moves its replicas off while it stays a member;
+// undraining lets the balancer give it replicas back.
+func TestDrainAndUndrain(t *testing.T) {
+	c := raftnodetest.Start(t, raftnodetest.Options{Groups: 4})
+	want := fill(t, c, "d", 100)
+	c.Add(0)
+	c.WaitPlaced(60 * time.Second)
+	n := c.Members[1].Node
+	if err := n.DrainNode(raftnodetest.Ctx(t, 10*time.Second), "node3", true); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitPlaced(60 * time.Second)
+	for _, g := range n.Layout().Groups {
+		if slices.Contains(g.Replicas, "node3") {
+			t.Fatalf("group %d still on drained node3: %v", g.ID, g.Replicas)
+		}
+	}
+	if st := c.Members[2].Node.Status(); len(st.Groups) != 0 {
+		t.Fatalf("drained node3 still runs %d replicas", len(st.Groups))
+	}
+	// A drained node still serves clients, forwarding to the leaders.
+	checkKeys(t, c, want, nil)
+	if err := n.DrainNode(raftnodetest.Ctx(t, 10*time.Second), "node3", false); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitPlaced(60 * time.Second)
+	if got := len(c.Members[2].Node.Status().Groups); got != 3 {
+		t.Fatalf("undrained node3 runs %d replicas, want 3 (12 over 4 nodes)", got)
+	}
+	if err := n.DrainNode(raftnodetest.Ctx(t, 10*time.Second), "nodeX", true); err == nil {
+		t.Fatal("draining an unknown node succeeded")
+	}
+	checkKeys(t, c, want, nil)
+	c.WaitConverged()
+	verifyAll(t, n)
+}

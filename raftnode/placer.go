@@ -1,0 +1,350 @@
+package raftnode
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Replica progress strings of a replica_step.
+const (
+	stepCompleted = "completed" // an aborted move had already removed its source
+	stepAborted   = "aborted"
+)
+
+// placerLoop moves replicas where the placement rule wants them, one at a
+// time, while this node leads the metadata group. Every move is recorded
+// in the metadata group before it starts and each of its steps is
+// idempotent, so a new metadata leader carries a move on after a crash.
+func (n *Node) placerLoop(ctx context.Context) {
+	for {
+		changed := n.meta.meta.Changed()
+		if n.meta.isLeader() {
+			if err := n.place(ctx); err != nil && ctx.Err() == nil {
+				n.log.Warn("replica placement: will retry", "err", err)
+			}
+		}
+		select {
+		case <-changed:
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// place finishes the move in progress, removes a node that has finished
+// leaving, or starts the next move.
+func (n *Node) place(ctx context.Context) error {
+	l := n.Layout()
+	if !l.Initialized {
+		return nil
+	}
+	if l.Move != nil {
+		return n.runMove(ctx, *l.Move)
+	}
+	counts := l.replicaCounts()
+	for _, nd := range l.Nodes {
+		if nd.Leaving && counts[nd.ID] == 0 {
+			ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			return n.evict(ectx, nd.ID)
+		}
+	}
+	if l.Migration != nil {
+		return nil // keys are moving between groups: replicas wait
+	}
+	mv := l.nextMove()
+	if mv == nil {
+		return nil
+	}
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err := n.meta.apply(actx, mustJSON(metaCommand{Op: "replica_move_start", Move: mv}))
+	cancel()
+	if err != nil {
+		return fmt.Errorf("recording %s: %w", mv, err)
+	}
+	return n.runMove(ctx, *mv)
+}
+
+// moveState is the placer's report on the move it runs.
+type moveState struct {
+	Move     ReplicaMove
+	Progress string
+	Since    time.Time
+}
+
+// runMove takes a recorded move step by step to its end, then records
+// that. A move whose destination stopped being eligible (drained,
+// removed) is undone instead.
+func (n *Node) runMove(ctx context.Context, mv ReplicaMove) error {
+	started := time.Now()
+	n.log.Info("moving a replica", "move", mv.String())
+	defer n.moving.Store(nil)
+	for {
+		l := n.Layout()
+		if l.Move == nil || *l.Move != mv || !n.meta.isLeader() {
+			return nil // ended, or no longer ours to run
+		}
+		abort := false
+		if to, ok := l.Node(mv.To); !ok || !to.eligible() {
+			abort = true
+		}
+		if _, ok := l.Group(mv.Group); !ok {
+			// The group was retired meanwhile: nothing left to move.
+			return n.endMove(ctx, mv, true)
+		}
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		resp, err := n.do(sctx, Request{Op: opReplicaStep, Group: mv.Group, Move: &mv, Abort: abort})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%s: %w", mv, err)
+		}
+		n.moving.Store(&moveState{Move: mv, Progress: resp.Progress, Since: started})
+		if resp.Done {
+			if err := n.endMove(ctx, mv, abort && resp.Progress != stepCompleted); err != nil {
+				return err
+			}
+			n.log.Info("replica moved", "move", mv.String(), "outcome", resp.Progress, "took", time.Since(started).Round(time.Millisecond))
+			return nil
+		}
+		if !sleepCtx(ctx, 200*time.Millisecond) {
+			return ctx.Err()
+		}
+	}
+}
+
+func (n *Node) endMove(ctx context.Context, mv ReplicaMove, aborted bool) error {
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := n.meta.apply(actx, mustJSON(metaCommand{Op: "replica_move_end", Move: &mv, Aborted: aborted}))
+	return err
+}
+
+// replicaStep runs the next step of a replica move on the group's
+// leader: add the destination as a non-voter, wait until it has caught
+// up, promote it, hand leadership off the source if it leads, remove the
+// source. With abort, it removes the destination instead (unless the
+// source is already gone: then the move can only complete).
+func (n *Node) replicaStep(ctx context.Context, r *replica, mv ReplicaMove, abort bool) (Response, error) {
+	resp := Response{ServedBy: n.cfg.ID}
+	if !r.isLeader() {
+		return resp, r.notLeader()
+	}
+	f := r.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return resp, fmt.Errorf("%w: group %d configuration: %v", ErrUnavailable, r.id, err)
+	}
+	var to, from *raft.Server
+	for _, s := range f.Configuration().Servers {
+		switch NodeID(s.ID) {
+		case mv.To:
+			to = &s
+		case mv.From:
+			from = &s
+		}
+	}
+	member := func(op string, id NodeID, addr string) error {
+		return n.changeMembership(ctx, r, Request{Op: op, Group: r.id, Node: &NodeInfo{ID: id, RaftAddr: addr}})
+	}
+	handOff := func(avoid NodeID) (Response, error) {
+		// This leader is the replica leaving: another voter takes over
+		// and runs the next step.
+		resp.Progress = "handing leadership over"
+		tctx, cancel := context.WithTimeout(ctx, 3*n.cfg.Timing.Election)
+		defer cancel()
+		target := mv.To
+		if avoid == mv.To {
+			target = ""
+		}
+		var fut raft.Future
+		if info, ok := n.Layout().Node(target); ok && to != nil && to.Suffrage == raft.Voter {
+			fut = r.raft.LeadershipTransferToServer(raft.ServerID(target), raft.ServerAddress(info.RaftAddr))
+		} else {
+			fut = r.raft.LeadershipTransfer()
+		}
+		if err := await(tctx, fut); err != nil {
+			return resp, fmt.Errorf("%w: group %d: leadership transfer: %v", ErrUnavailable, r.id, err)
+		}
+		return resp, nil
+	}
+	if abort {
+		switch {
+		case mv.From != "" && from == nil:
+			resp.Done, resp.Progress = true, stepCompleted
+		case to == nil:
+			resp.Done, resp.Progress = true, stepAborted
+		case mv.To == n.cfg.ID:
+			return handOff(mv.To)
+		default:
+			resp.Progress = "removing the destination"
+			return resp, member(opRemoveServer, mv.To, "")
+		}
+		return resp, nil
+	}
+	switch {
+	case to == nil:
+		info, ok := n.Layout().Node(mv.To)
+		if !ok {
+			return resp, fmt.Errorf("%w: node %s is not a member", ErrNotFound, mv.To)
+		}
+		resp.Progress = "destination added as a non-voter"
+		return resp, member(opAddNonvoter, mv.To, info.RaftAddr)
+	case to.Suffrage != raft.Voter:
+		if !n.caughtUp(ctx, r, mv.To) {
+			resp.Progress = "destination catching up"
+			return resp, nil
+		}
+		resp.Progress = "destination promoted to voter"
+		return resp, member(opAddVoter, mv.To, string(to.Address))
+	case from != nil && mv.From == n.cfg.ID:
+		return handOff(mv.From)
+	case from != nil:
+		resp.Progress = "source removed"
+		return resp, member(opRemoveServer, mv.From, "")
+	}
+	resp.Done, resp.Progress = true, "done"
+	return resp, nil
+}
+
+// setDraining sets a node's draining state; draining a node that is
+// leaving keeps it leaving, undraining cancels a pending removal.
+func (n *Node) setDraining(ctx context.Context, id NodeID, on bool) error {
+	cur, ok := n.Layout().Node(id)
+	if !ok {
+		return fmt.Errorf("%w: node %s is not a member", ErrNotFound, id)
+	}
+	_, err := n.meta.apply(ctx, mustJSON(metaCommand{Op: "node_state", Node: &NodeInfo{ID: id}, Draining: on, Leaving: on && cur.Leaving}))
+	return err
+}
+
+// dropStrayReplicas shuts down local replicas of groups this node no
+// longer holds (a move took them elsewhere) and moves their files aside.
+// A layout replayed after a restart may be old, so the decision is taken
+// on a layout at least as new as the metadata leader's commit index.
+func (n *Node) dropStrayReplicas(ctx context.Context) {
+	if len(n.strayReplicas(n.Layout())) == 0 {
+		return
+	}
+	if err := n.metaCaughtUp(ctx); err != nil {
+		n.log.Debug("replicas to drop wait for the layout to catch up", "err", err)
+		return
+	}
+	for _, r := range n.strayReplicas(n.Layout()) {
+		n.mu.Lock()
+		delete(n.replicas, r.id)
+		n.mu.Unlock()
+		n.setHint(r.id, "")
+		r.shutdown()
+		dst := filepath.Join(n.cfg.DataDir, "removed", fmt.Sprintf("%d-%d", r.id, time.Now().UnixNano()))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err == nil {
+			err = os.Rename(r.dir, dst)
+			n.log.Info("replica moved to another node: shut down here", "group", uint32(r.id), "moved_to", dst, "err", err)
+		}
+	}
+}
+
+// strayReplicas are the local replicas of groups in l that this node does
+// not hold.
+func (n *Node) strayReplicas(l *Layout) []*replica {
+	var out []*replica
+	for _, r := range n.localReplicas() {
+		if g, ok := l.Group(r.id); ok && !l.holds(g, n.cfg.ID) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// metaCaughtUp waits until this node has applied the metadata group up to
+// its leader's commit index.
+func (n *Node) metaCaughtUp(ctx context.Context) error {
+	leader := n.meta.leader()
+	if leader == "" {
+		return fmt.Errorf("%w: metadata group", ErrNoLeader)
+	}
+	commit := n.meta.raft.CommitIndex()
+	if leader != n.cfg.ID {
+		info, ok := n.Layout().Node(leader)
+		if !ok {
+			return fmt.Errorf("%w: metadata leader %s unknown", ErrNoLeader, leader)
+		}
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := n.fwd.status(sctx, info.HTTPAddr)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if st.Meta.State != raft.Leader.String() {
+			return fmt.Errorf("%w: %s no longer leads the metadata group", ErrNoLeader, leader)
+		}
+		commit = st.Meta.CommitIndex
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for n.meta.raft.AppliedIndex() < commit {
+		if time.Now().After(deadline) || !sleepCtx(ctx, 20*time.Millisecond) {
+			return fmt.Errorf("%w: metadata applied %d of %d", ErrUnavailable, n.meta.raft.AppliedIndex(), commit)
+		}
+	}
+	return nil
+}
+
+// ClusterNode is a member with what it holds.
+type ClusterNode struct {
+	NodeInfo
+	Voter    bool      `json:"meta_voter"`
+	Replicas []GroupID `json:"replicas"`
+	// Leads are the groups it leads as this node knows; Preferred those
+	// the balancer assigns it.
+	Leads     []GroupID `json:"leads"`
+	Preferred []GroupID `json:"preferred_leader_of"`
+}
+
+// ClusterInfo is the cluster's membership and replica placement.
+type ClusterInfo struct {
+	Replication int           `json:"replication"`
+	Nodes       []ClusterNode `json:"nodes"`
+	// Move is the replica move in progress; Progress its last step, as
+	// reported by the metadata leader when this node is it.
+	Move     *ReplicaMove `json:"replica_move,omitempty"`
+	Progress string       `json:"move_progress,omitempty"`
+	// Balanced: no move is in progress or wanted.
+	Balanced bool `json:"balanced"`
+}
+
+// Cluster reports members, replica placement and the move in progress.
+func (n *Node) Cluster() ClusterInfo {
+	l := n.Layout()
+	ci := ClusterInfo{Replication: l.replication(), Move: l.Move}
+	if l.Initialized {
+		ci.Balanced = l.Move == nil && l.nextMove() == nil
+		for _, nd := range l.Nodes {
+			ci.Balanced = ci.Balanced && !nd.Leaving
+		}
+	}
+	if ms := n.moving.Load(); ms != nil && l.Move != nil && ms.Move == *l.Move {
+		ci.Progress = ms.Progress
+	}
+	plan := l.leaderPlan()
+	voters := n.meta.voters()
+	for _, nd := range l.Nodes {
+		cn := ClusterNode{NodeInfo: nd, Voter: contains(voters, nd.ID), Replicas: []GroupID{}, Leads: []GroupID{}, Preferred: []GroupID{}}
+		for _, g := range l.Groups {
+			if contains(g.Replicas, nd.ID) {
+				cn.Replicas = append(cn.Replicas, g.ID)
+			}
+			if n.leaderOf(g.ID) == nd.ID {
+				cn.Leads = append(cn.Leads, g.ID)
+			}
+			if plan[g.ID] == nd.ID {
+				cn.Preferred = append(cn.Preferred, g.ID)
+			}
+		}
+		ci.Nodes = append(ci.Nodes, cn)
+	}
+	return ci
+}
