@@ -92,9 +92,9 @@ func (f *fakeBackend) List(_ context.Context, o raftnode.ListOptions) ([]raftnod
 	return out, nil
 }
 
-func (f *fakeBackend) Status() raftnode.Status                           { return raftnode.Status{Node: "fake"} }
-func (f *fakeBackend) Ring() (raftnode.RingInfo, error)                  { return raftnode.RingInfo{Epoch: 3}, nil }
-func (f *fakeBackend) Ready() (bool, string)                             { return f.err == nil, "fake not ready" }
+func (f *fakeBackend) Status() raftnode.Status          { return raftnode.Status{Node: "fake"} }
+func (f *fakeBackend) Ring() (raftnode.RingInfo, error) { return raftnode.RingInfo{Epoch: 3}, nil }
+func (f *fakeBackend) Ready() (bool, string)            { return f.err == nil, "fake not ready" }
 func (f *fakeBackend) RemoveNode(_ context.Context, id raftnode.NodeID) (raftnode.Removal, error) {
 	if id == "busy" {
 		return raftnode.Removal{Node: id, Draining: true, Replicas: 4}, nil
