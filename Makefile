@@ -1,7 +1,9 @@
 # Docker: a FROM-scratch image from static binaries, and the compose clusters.
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
-.PHONY: build image up up-async down ps
+SCALE = $(COMPOSE) -f docker-compose.yml -f docker-compose.scale.yml
+
+.PHONY: build image up up-async up-scale down ps
 
 build:
 	mkdir -p build
@@ -18,8 +20,12 @@ up-async: image
 	$(COMPOSE) --profile async up -d
 	$(COMPOSE) --profile async ps
 
+up-scale: image
+	$(SCALE) up -d
+	$(SCALE) ps
+
 down:
-	$(COMPOSE) --profile async down -v
+	$(SCALE) --profile async down -v
 
 ps:
-	$(COMPOSE) --profile async ps
+	$(SCALE) --profile async ps

@@ -198,6 +198,11 @@ type Cluster struct {
 	Procs []*Proc
 	// containers: the nodes run in Docker containers (AttachContainers).
 	containers bool
+	// local starts more nodes (the scale nemesis); started counts the
+	// nodes started so far. spares are containers it may add.
+	local   *LocalOptions
+	started int
+	spares  []Spare
 }
 
 func freeAddr() (string, error) {
@@ -212,9 +217,9 @@ func freeAddr() (string, error) {
 // StartLocal starts o.Nodes processes (the first bootstraps, the others
 // join it) with the fault hook enabled, and waits until all are ready.
 func StartLocal(ctx context.Context, o LocalOptions) (*Cluster, error) {
-	c := &Cluster{}
+	c := &Cluster{local: &o}
 	for i := 0; i < o.Nodes; i++ {
-		p, err := c.startNode(ctx, o, i)
+		p, err := c.startNode(ctx, o, c.nextIndex())
 		if err != nil {
 			c.Stop()
 			return nil, err
@@ -328,9 +333,18 @@ func (c *Cluster) Stop() {
 }
 
 // WaitReady polls until every running node is ready and its groups have
-// voters voters each.
+// voters voters each (at most the cluster's replication factor).
 func (c *Cluster) WaitReady(ctx context.Context, voters int) error {
+	replication := 0
 	return poll(ctx, 50*time.Millisecond, func() error {
+		if replication == 0 {
+			v, err := c.clusterView(ctx)
+			if err != nil {
+				return err
+			}
+			replication = v.Replication
+			voters = min(voters, max(replication, 1))
+		}
 		for _, p := range c.Procs {
 			if !p.Running() {
 				continue

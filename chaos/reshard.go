@@ -24,6 +24,9 @@ type ReshardStep struct {
 	MovedShare float64       `json:"moved_share"`
 	IdealShare float64       `json:"ideal_share"`
 	Took       time.Duration `json:"took_ns"`
+	// Replicas: a node step, whose MovedKeys and TotalKeys count group
+	// replicas (copied to another node, held in all) rather than keys.
+	Replicas bool `json:"replicas,omitempty"`
 }
 
 type ringView struct {
@@ -129,6 +132,11 @@ func (c *Cluster) anyNode(ctx context.Context, fn func(p *Proc) error) error {
 // printReshards writes the ring changes of a run.
 func printReshards(w io.Writer, steps []ReshardStep) {
 	for _, s := range steps {
+		if s.Replicas {
+			fmt.Fprintf(w, "node change: %-28s moved %6d of %6d replicas (%.1f%%, ideal %.1f%%) in %v\n", s.Change, s.MovedKeys, s.TotalKeys,
+				100*s.MovedShare, 100*s.IdealShare, s.Took.Round(time.Millisecond))
+			continue
+		}
 		fmt.Fprintf(w, "ring change: %-28s moved %6d of %6d keys (%.1f%%; space %.1f%%, ideal %.1f%%) in %v\n", s.Change, s.MovedKeys, s.TotalKeys,
 			100*float64(s.MovedKeys)/float64(max(s.TotalKeys, 1)), 100*s.MovedShare, 100*s.IdealShare, s.Took.Round(time.Millisecond))
 	}

@@ -36,8 +36,9 @@ type Config struct {
 	Workers           int
 	OutDir            string
 	Progress          io.Writer
-	// reshard and steps carry the reshard nemesis's state.
+	// reshard, scale and steps carry the reshard and scale nemeses' state.
 	reshard reshardPlan
+	scale   scalePlan
 	steps   []ReshardStep
 	// Replication "async" makes the workload's plain puts asynchronous.
 	// Async gives up both durability of acknowledged writes and reading
@@ -268,6 +269,12 @@ func (cfg *Config) inject(ctx context.Context, cycle int, kind string) error {
 		return p.Resume()
 	case FaultReshard:
 		step, err := c.reshard(ctx, &cfg.reshard)
+		if err == nil {
+			cfg.steps = append(cfg.steps, step)
+		}
+		return err
+	case FaultScale:
+		step, err := c.scale(ctx, &cfg.scale)
 		if err == nil {
 			cfg.steps = append(cfg.steps, step)
 		}

@@ -146,8 +146,8 @@ func (n *Node) do(ctx context.Context, req Request) (Response, error) {
 		defer cancel()
 	}
 	backoff := 5 * time.Millisecond
-	for {
-		resp, err := n.tryOnce(ctx, req)
+	for attempt := 0; ; attempt++ {
+		resp, err := n.tryOnce(ctx, req, attempt)
 		var nl *NotLeaderError
 		switch {
 		case err == nil:
@@ -155,6 +155,11 @@ func (n *Node) do(ctx context.Context, req Request) (Response, error) {
 		case errors.As(err, &nl):
 			n.setHint(req.Group, nl.Leader)
 		case errors.Is(err, ErrNoLeader):
+			if n.replica(req.Group) == nil {
+				// The hinted leader is gone: ask the group's
+				// replicas in turn.
+				n.setHint(req.Group, "")
+			}
 		default:
 			return resp, err
 		}
@@ -186,16 +191,17 @@ func (n *Node) leaderOf(g GroupID) NodeID {
 	return n.hints[g]
 }
 
-func (n *Node) tryOnce(ctx context.Context, req Request) (Response, error) {
+func (n *Node) tryOnce(ctx context.Context, req Request, attempt int) (Response, error) {
 	r := n.replica(req.Group)
 	if r != nil && (req.servedLocally() || r.isLeader()) {
 		return n.local(ctx, r, req)
 	}
 	leader := n.leaderOf(req.Group)
 	if leader == "" && r == nil {
-		// Not a replica: ask one, which will answer or name the leader.
+		// Not a replica: ask one (another on each attempt), which will
+		// answer or name the leader.
 		if g, ok := n.Layout().Group(req.Group); ok && len(g.Replicas) > 0 {
-			leader = g.Replicas[0]
+			leader = g.Replicas[attempt%len(g.Replicas)]
 		}
 	}
 	if leader == "" {

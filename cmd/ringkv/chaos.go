@@ -90,12 +90,14 @@ func cmdChaos(ctx context.Context, args []string, out io.Writer) error {
 		duration, faultFor time.Duration
 		workers, groups    int
 		replication        string
+		composeDir         string
 		keep               bool
 	)
 	_, err := subFlags("chaos", args, func(fs *flag.FlagSet) {
 		tf.define(fs)
 		fs.DurationVar(&duration, "duration", time.Minute, "how long to run the workload")
-		fs.StringVar(&nemesis, "nemesis", "kill,pause,partition", "fault kinds to cycle through (reshard: add groups up to twice as many, then retire them)")
+		fs.StringVar(&nemesis, "nemesis", "kill,pause,partition", "fault kinds to cycle through (reshard: add groups up to twice as many, then retire them; scale: add two nodes, double the groups, then shrink back)")
+		fs.StringVar(&composeDir, "compose-dir", ".", "with --target compose and the scale nemesis: the directory of docker-compose.yml and docker-compose.scale.yml (spare nodes ringkv4, ringkv5)")
 		fs.DurationVar(&faultFor, "fault-for", 2*time.Second, "how long each fault lasts (pauses must outlast the election timeout)")
 		fs.IntVar(&workers, "clients", 8, "concurrent clients")
 		fs.IntVar(&groups, "groups", 3, "data groups")
@@ -111,8 +113,11 @@ func cmdChaos(ctx context.Context, args []string, out io.Writer) error {
 	}
 	kinds := strings.Split(nemesis, ",")
 	for _, k := range kinds {
-		if k != chaos.FaultKill && k != chaos.FaultPause && k != chaos.FaultPartition && k != chaos.FaultReshard {
-			return fmt.Errorf("chaos: unknown fault %q (want kill, pause, partition, reshard)", k)
+		if k != chaos.FaultKill && k != chaos.FaultPause && k != chaos.FaultPartition && k != chaos.FaultReshard && k != chaos.FaultScale {
+			return fmt.Errorf("chaos: unknown fault %q (want kill, pause, partition, reshard, scale)", k)
+		}
+		if k == chaos.FaultScale && tf.target == "endpoints" {
+			return errors.New("chaos: the scale nemesis starts nodes: use --target local or compose")
 		}
 		if tf.target == "endpoints" && (k == chaos.FaultPause || k == chaos.FaultKill && !tf.controls()) {
 			return fmt.Errorf("chaos: fault %q needs process control; attached nodes take partition, and kill with --kill-cmd and --start-cmd", k)
@@ -136,6 +141,9 @@ func cmdChaos(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("chaos: starting the cluster: %w", err)
 	}
 	defer cluster.Stop()
+	if tf.target == "compose" {
+		cluster.SetSpares(chaos.ComposeSpares(composeDir))
+	}
 	fmt.Fprintf(out, "chaos: %s, %d clients, %v, faults %s; files in %s\n", desc, workers, duration, nemesis, dir)
 	rep, err := chaos.Run(ctx, chaos.Config{Cluster: cluster, Groups: groups, Duration: duration, Nemesis: kinds,
 		FaultFor: faultFor, Recover: time.Second, Workers: workers, OutDir: dir, Progress: out, Replication: replication})

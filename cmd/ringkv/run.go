@@ -31,6 +31,10 @@ commands:
                                  change the ring and follow the keys moving online
   ring abort                     undo the ring change in motion (before any range flips)
   leader GROUP NODE|--unpin      pin a group's leader to a node, or lift the pin
+  node ls                        members, their replicas and leaderships, the replica moving
+  node drain ID | node undrain ID | node remove ID  [--no-wait]
+                                 move a node's replicas off it (remove: then it leaves);
+                                 follows the moves to the end
   health                         liveness and readiness
   verify [GROUP] [--shallow] [--no-repair]
                                  compare every replica's data at one log index by Merkle
@@ -50,7 +54,7 @@ commands:
   bench loss [--kills N] [--rate W] [--target local|compose|endpoints --kill-cmd C --start-cmd C]
                                  kill -9 a group leader under sync and async writes; count
                                  acknowledged writes lost
-  chaos [--duration D] [--nemesis kill,pause,partition,reshard] [--replication async]
+  chaos [--duration D] [--nemesis kill,pause,partition,reshard,scale] [--replication async]
         [--target local|compose|endpoints]
                                  inject faults (or ring changes), check the history
 
@@ -99,6 +103,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, 
 		return cmdHealth(ctx, c, stdout)
 	case "leader":
 		return cmdLeader(ctx, c, rest, stdout)
+	case "node":
+		return cmdNode(parent, *timeout, c, rest, stdout) // follows the moves to the end
 	case "verify":
 		return cmdVerify(parent, c, rest, stdout) // --deep reads all the data
 	case "snapshot":

@@ -1,0 +1,323 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ringkv/ringkv/client"
+)
+
+// FaultScale is not a fault either: it resizes the cluster while the
+// workload runs. Its injections walk a cycle: add two nodes (replicas
+// move onto them), double the groups (keys move into the new ones),
+// retire the added groups, then remove the added nodes (their replicas
+// move off first), and start again.
+const FaultScale = "scale"
+
+// scalePlan keeps the scale cycle's position between steps.
+type scalePlan struct {
+	baseNodes, baseGroups int
+	phase                 int // 0 grow nodes, 1 grow groups, 2 shrink groups, 3 shrink nodes
+	reshard               reshardPlan
+}
+
+// Spare is a node the scale nemesis can add: a local process it starts,
+// or a container it creates with Up and deletes with Down.
+type Spare struct {
+	Name     string // container or node name
+	URL      string // how this host reaches its HTTP API
+	Up, Down string // shell commands ({name} is replaced)
+}
+
+// clusterView is GET /v1/cluster, as far as the harness reads it.
+type clusterView struct {
+	Replication int `json:"replication"`
+	Nodes       []struct {
+		ID       string   `json:"id"`
+		Replicas []uint32 `json:"replicas"`
+	} `json:"nodes"`
+	Balanced bool `json:"balanced"`
+}
+
+func (v clusterView) placement() map[uint32][]string {
+	out := map[uint32][]string{}
+	for _, n := range v.Nodes {
+		for _, g := range n.Replicas {
+			out[g] = append(out[g], n.ID)
+		}
+	}
+	return out
+}
+
+// scale makes the next step of the cycle and waits until the cluster has
+// settled after it.
+func (c *Cluster) scale(ctx context.Context, plan *scalePlan) (ReshardStep, error) {
+	var view ringView
+	if err := c.anyNode(ctx, func(p *Proc) error { return p.Client.GetJSON(ctx, "/v1/ring", nil, &view) }); err != nil {
+		return ReshardStep{}, err
+	}
+	if plan.baseNodes == 0 {
+		plan.baseNodes, plan.baseGroups = len(c.Procs), len(view.Groups)
+		plan.reshard.base = len(view.Groups)
+	}
+	for range 4 {
+		switch plan.phase {
+		case 0:
+			if len(c.Procs) < plan.baseNodes+2 && c.canAdd() {
+				return c.addNode(ctx)
+			}
+		case 1:
+			if len(view.Groups) < 2*plan.baseGroups {
+				plan.reshard.shrinking = false
+				return c.reshard(ctx, &plan.reshard)
+			}
+		case 2:
+			if len(view.Groups) > plan.baseGroups {
+				plan.reshard.shrinking = true
+				return c.reshard(ctx, &plan.reshard)
+			}
+		case 3:
+			if len(c.Procs) > plan.baseNodes {
+				return c.removeNode(ctx)
+			}
+		}
+		plan.phase = (plan.phase + 1) % 4
+	}
+	return ReshardStep{}, fmt.Errorf("scale: nothing to do (no spare node to add?)")
+}
+
+func (c *Cluster) canAdd() bool {
+	if c.containers {
+		for _, s := range c.spares {
+			if !c.has(s.Name) {
+				return true
+			}
+		}
+		return false
+	}
+	return c.local != nil
+}
+
+func (c *Cluster) has(name string) bool {
+	for _, p := range c.Procs {
+		if p.ID == name || p.container == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Cluster) clusterView(ctx context.Context) (clusterView, error) {
+	var v clusterView
+	err := c.anyNode(ctx, func(p *Proc) error { return p.Client.GetJSON(ctx, "/v1/cluster", nil, &v) })
+	return v, err
+}
+
+// addNode starts a node that joins the cluster, waits until replicas have
+// moved onto it, and reports the replicas moved next to the ideal (its
+// share of all replicas).
+func (c *Cluster) addNode(ctx context.Context) (ReshardStep, error) {
+	before, err := c.clusterView(ctx)
+	if err != nil {
+		return ReshardStep{}, err
+	}
+	start := time.Now()
+	var p *Proc
+	if c.containers {
+		p, err = c.addContainer(ctx)
+	} else {
+		p, err = c.startNode(ctx, *c.local, c.nextIndex())
+	}
+	if err != nil {
+		return ReshardStep{}, fmt.Errorf("adding a node: %w", err)
+	}
+	c.Procs = append(c.Procs, p)
+	step := ReshardStep{Change: "add node " + p.ID}
+	after, err := c.waitSettled(ctx, func(v clusterView) bool {
+		for _, n := range v.Nodes {
+			if n.ID == p.ID {
+				return true
+			}
+		}
+		return false
+	})
+	step.Took = time.Since(start)
+	if err != nil {
+		return step, fmt.Errorf("%s: %w", step.Change, err)
+	}
+	fillMoves(&step, before, after, 1/float64(len(after.Nodes)))
+	return step, nil
+}
+
+// removeNode removes the node added last: its replicas move off, it
+// leaves, and its process or container is deleted.
+func (c *Cluster) removeNode(ctx context.Context) (ReshardStep, error) {
+	p := c.Procs[len(c.Procs)-1]
+	before, err := c.clusterView(ctx)
+	if err != nil {
+		return ReshardStep{}, err
+	}
+	step := ReshardStep{Change: "remove node " + p.ID}
+	start := time.Now()
+	held := 0
+	for _, n := range before.Nodes {
+		if n.ID == p.ID {
+			held = len(n.Replicas)
+		}
+	}
+	err = c.anyNode(ctx, func(o *Proc) error {
+		if o == p {
+			return fmt.Errorf("not through the node leaving")
+		}
+		return o.Client.DoJSON(ctx, http.MethodDelete, "/v1/cluster/nodes/"+p.ID, nil, nil)
+	})
+	if err != nil {
+		return step, fmt.Errorf("%s: %w", step.Change, err)
+	}
+	after, err := c.waitSettled(ctx, func(v clusterView) bool {
+		for _, n := range v.Nodes {
+			if n.ID == p.ID {
+				return false
+			}
+		}
+		return true
+	})
+	step.Took = time.Since(start)
+	if err != nil {
+		return step, fmt.Errorf("%s: %w", step.Change, err)
+	}
+	if err := c.deleteNode(p); err != nil {
+		return step, err
+	}
+	c.Procs = c.Procs[:len(c.Procs)-1]
+	total := 0
+	for _, n := range before.Nodes {
+		total += len(n.Replicas)
+	}
+	fillMoves(&step, before, after, float64(held)/float64(max(total, 1)))
+	return step, nil
+}
+
+// waitSettled polls until the cluster shows done(view) and wants no more
+// replica moves.
+func (c *Cluster) waitSettled(ctx context.Context, done func(clusterView) bool) (clusterView, error) {
+	var v clusterView
+	err := poll(ctx, 100*time.Millisecond, func() error {
+		var err error
+		if v, err = c.clusterView(ctx); err != nil {
+			return err
+		}
+		if !done(v) || !v.Balanced {
+			return fmt.Errorf("replicas still moving")
+		}
+		return nil
+	})
+	return v, err
+}
+
+// fillMoves counts the replicas that changed node between two views.
+func fillMoves(step *ReshardStep, before, after clusterView, ideal float64) {
+	b, a := before.placement(), after.placement()
+	total := 0
+	for g, reps := range a {
+		total += len(reps)
+		for _, id := range reps {
+			found := false
+			for _, old := range b[g] {
+				found = found || old == id
+			}
+			if !found {
+				step.MovedKeys++ // a replica copied to a new node
+			}
+		}
+	}
+	step.TotalKeys = uint64(total)
+	step.MovedShare = float64(step.MovedKeys) / float64(max(total, 1))
+	step.IdealShare = ideal
+	step.Replicas = true
+}
+
+// nextIndex numbers a new local node: node ids are never reused, so a
+// node added again starts from an empty data directory.
+func (c *Cluster) nextIndex() int {
+	c.started++
+	return c.started - 1
+}
+
+// deleteNode stops a node that has left and deletes its data: a node
+// added again later starts empty.
+func (c *Cluster) deleteNode(p *Proc) error {
+	if c.containers {
+		for _, s := range c.spares {
+			if s.Name == p.container {
+				return shell(strings.ReplaceAll(s.Down, "{name}", s.Name))
+			}
+		}
+		return fmt.Errorf("no spare named %s", p.container)
+	}
+	return p.Kill()
+}
+
+// addContainer creates the first spare container not in the cluster and
+// waits until it answers.
+func (c *Cluster) addContainer(ctx context.Context) (*Proc, error) {
+	for _, s := range c.spares {
+		if c.has(s.Name) {
+			continue
+		}
+		if err := shell(strings.ReplaceAll(s.Up, "{name}", s.Name)); err != nil {
+			return nil, err
+		}
+		cl := client.New(s.URL)
+		var p *Proc
+		err := poll(ctx, 100*time.Millisecond, func() error {
+			st, err := cl.Status(ctx)
+			if err != nil {
+				return err
+			}
+			for _, m := range st.Members {
+				if m.ID == st.Node {
+					p = &Proc{ID: st.Node, Client: cl, container: s.Name, HTTPAddr: strings.TrimPrefix(cl.Addr(), "http://"), RaftAddr: m.RaftAddr}
+					return nil
+				}
+			}
+			return fmt.Errorf("%s has not joined yet", s.Name)
+		})
+		return p, err
+	}
+	return nil, fmt.Errorf("no spare container left")
+}
+
+func shell(cmdline string) error {
+	out, err := exec.Command("sh", "-c", cmdline).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %v: %s", cmdline, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// SetSpares gives a container cluster the containers the scale nemesis
+// may add and remove.
+func (c *Cluster) SetSpares(spares []Spare) { c.spares = spares }
+
+// ComposeSpares are the spare containers of docker-compose.scale.yml
+// (ringkv4 and ringkv5 on ports 7004 and 7005), created and deleted with
+// docker compose from the directory holding both compose files.
+func ComposeSpares(dir string) []Spare {
+	compose := "docker compose"
+	if exec.Command("docker", "compose", "version").Run() != nil {
+		compose = "docker-compose"
+	}
+	files := fmt.Sprintf("%s -f %s -f %s", compose, filepath.Join(dir, "docker-compose.yml"), filepath.Join(dir, "docker-compose.scale.yml"))
+	var out []Spare
+	for i := 4; i <= 5; i++ {
+		out = append(out, Spare{Name: fmt.Sprintf("ringkv%d", i), URL: fmt.Sprintf("http://127.0.0.1:700%d", i),
+			Up: files + " up -d --no-deps {name}", Down: files + " rm -s -f -v {name}"})
+	}
+	return out
+}

@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ringkv/ringkv/client"
+)
+
+// clusterState is GET /v1/cluster.
+type clusterState struct {
+	Replication int `json:"replication"`
+	Nodes       []struct {
+		ID        string   `json:"id"`
+		HTTPAddr  string   `json:"http_addr"`
+		Weight    float64  `json:"weight"`
+		Draining  bool     `json:"draining"`
+		Leaving   bool     `json:"leaving"`
+		MetaVoter bool     `json:"meta_voter"`
+		Replicas  []uint32 `json:"replicas"`
+		Leads     []uint32 `json:"leads"`
+	} `json:"nodes"`
+	Move *struct {
+		Group  uint32 `json:"group"`
+		From   string `json:"from"`
+		To     string `json:"to"`
+		Reason string `json:"reason"`
+	} `json:"replica_move"`
+	Progress string `json:"move_progress"`
+	Balanced bool   `json:"balanced"`
+}
+
+func (s clusterState) node(id string) (int, bool) {
+	for i, n := range s.Nodes {
+		if n.ID == id {
+			return i, true
+		}
+	}
+	return -1, false
+}
+
+func (s clusterState) moveLine() string {
+	if s.Move == nil {
+		return "no replica moving"
+	}
+	from := s.Move.From
+	if from == "" {
+		from = "(new)"
+	}
+	line := fmt.Sprintf("group %d replica %s -> %s (%s)", s.Move.Group, from, s.Move.To, s.Move.Reason)
+	if s.Progress != "" {
+		line += ": " + s.Progress
+	}
+	return line
+}
+
+// cmdNode: ringkv node ls | drain ID | undrain ID | remove ID [--no-wait].
+func cmdNode(ctx context.Context, timeout time.Duration, c *client.Client, args []string, out io.Writer) error {
+	usage := errors.New("usage: ringkv node ls | node drain ID | node undrain ID | node remove ID  [--no-wait]")
+	var noWait bool
+	pos, err := subFlags("node", args, func(fs *flag.FlagSet) { fs.BoolVar(&noWait, "no-wait", false, "") })
+	if err != nil || len(pos) == 0 {
+		return usage
+	}
+	get := func() (clusterState, error) {
+		var st clusterState
+		rctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		err := c.GetJSON(rctx, "/v1/cluster", nil, &st)
+		return st, err
+	}
+	if pos[0] == "ls" && len(pos) == 1 {
+		st, err := get()
+		if err != nil {
+			return err
+		}
+		printCluster(out, st)
+		return nil
+	}
+	if len(pos) != 2 {
+		return usage
+	}
+	id := pos[1]
+	path := "/v1/cluster/nodes/" + url.PathEscape(id)
+	var method string
+	switch pos[0] {
+	case "drain":
+		method, path = http.MethodPut, path+"/drain"
+	case "undrain":
+		method, path = http.MethodDelete, path+"/drain"
+	case "remove":
+		method = http.MethodDelete
+	default:
+		return usage
+	}
+	var resp struct {
+		Removed  string `json:"removed"`
+		Draining bool   `json:"draining"`
+		Replicas int    `json:"replicas"`
+	}
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	err = c.DoJSON(rctx, method, path, nil, &resp)
+	cancel()
+	if err != nil {
+		return err
+	}
+	switch {
+	case pos[0] == "remove" && resp.Removed != "":
+		fmt.Fprintf(out, "node %s removed\n", id)
+		return nil
+	case pos[0] == "remove":
+		fmt.Fprintf(out, "node %s leaving: its %d replicas move to other nodes first\n", id, resp.Replicas)
+	case pos[0] == "drain":
+		fmt.Fprintf(out, "node %s draining: its replicas move to other nodes\n", id)
+	default:
+		fmt.Fprintf(out, "node %s takes replicas again\n", id)
+	}
+	if noWait {
+		return nil
+	}
+	// Follow the moves until the node is gone (remove) or the placement
+	// has settled.
+	begin := time.Now()
+	tty := isTerminal(os.Stderr)
+	for {
+		st, err := get()
+		if err != nil {
+			return err
+		}
+		i, present := st.node(id)
+		held := 0
+		if present {
+			held = len(st.Nodes[i].Replicas)
+		}
+		var done bool
+		switch pos[0] {
+		case "remove":
+			done = !present
+		case "drain":
+			done = st.Balanced || held == 0 && st.Move == nil
+		default:
+			done = st.Balanced
+		}
+		if done {
+			if tty {
+				fmt.Fprintln(os.Stderr)
+			}
+			fmt.Fprintf(out, "done in %s\n", time.Since(begin).Round(time.Millisecond))
+			printCluster(out, st)
+			return nil
+		}
+		if tty {
+			fmt.Fprintf(os.Stderr, "\r%s holds %d replicas; %s   ", id, held, st.moveLine())
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func printCluster(out io.Writer, st clusterState) {
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tADDRESS\tWEIGHT\tSTATE\tREPLICAS\tLEADS")
+	for _, n := range st.Nodes {
+		state := "active"
+		switch {
+		case n.Leaving:
+			state = "leaving"
+		case n.Draining:
+			state = "draining"
+		}
+		if !n.MetaVoter {
+			state += " (meta non-voter)"
+		}
+		w := n.Weight
+		if w == 0 {
+			w = 1
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%g\t%s\t%s\t%s\n", n.ID, n.HTTPAddr, w, state, groupList(n.Replicas), groupList(n.Leads))
+	}
+	tw.Flush()
+	fmt.Fprintf(out, "replication %d; %s", st.Replication, st.moveLine())
+	if st.Balanced {
+		fmt.Fprint(out, "; placement balanced")
+	}
+	fmt.Fprintln(out)
+}
+
+func groupList(gs []uint32) string {
+	if len(gs) == 0 {
+		return "-"
+	}
+	s := make([]string, len(gs))
+	for i, g := range gs {
+		s[i] = fmt.Sprint(g)
+	}
+	return strings.Join(s, ",")
+}
