@@ -115,16 +115,46 @@ func FuzzDecodeMetaCommand(f *testing.F) {
 	f.Add(`{"op":"init","node":{"id":"n1"},"groups":3,"vnodes":128}`)
 	f.Add(`{"op":"add_node","node":{"id":"n2","http_addr":"a","raft_addr":"b"}}`)
 	f.Add(`{"op":"remove_node"}`)
+	f.Add(`{"op":"node_state","node":{"id":"n2"},"draining":true,"leaving":true}`)
+	f.Add(`{"op":"replica_move_start","move":{"group":1,"from":"n1","to":"n4","reason":"balance"}}`)
+	f.Add(`{"op":"replica_move_end","move":{"group":2,"to":"n4"},"aborted":true}`)
+	// A populated layout: 4 nodes, 3 groups of 3 replicas.
+	base, err := applyMeta(&Layout{}, metaCommand{Op: "init", Node: &NodeInfo{ID: "n1"}, Groups: 3, VNodes: 8})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, id := range []NodeID{"n2", "n3", "n4"} {
+		if base, err = applyMeta(base, metaCommand{Op: "add_node", Node: &NodeInfo{ID: id}}); err != nil {
+			f.Fatal(err)
+		}
+	}
 	f.Fuzz(func(t *testing.T, s string) {
 		c, err := decodeMetaCommand([]byte(s))
 		if err != nil {
 			return
 		}
-		// Whatever decodes must apply without panicking, deterministically.
-		a, errA := applyMeta(&Layout{}, c)
-		b, errB := applyMeta(&Layout{}, c)
-		if (errA == nil) != (errB == nil) || string(mustJSON(a)) != string(mustJSON(b)) {
-			t.Fatal("applyMeta is not deterministic")
+		// Whatever decodes must apply without panicking, deterministically,
+		// and leave the layout's invariants: replicas on members, no more
+		// than the factor.
+		for _, l := range []*Layout{{}, base} {
+			a, errA := applyMeta(l, c)
+			b, errB := applyMeta(l, c)
+			if (errA == nil) != (errB == nil) || string(mustJSON(a)) != string(mustJSON(b)) {
+				t.Fatal("applyMeta is not deterministic")
+			}
+			if a == nil {
+				continue
+			}
+			for _, g := range a.Groups {
+				if len(g.Replicas) > a.replication() {
+					t.Fatalf("group %d has %d replicas", g.ID, len(g.Replicas))
+				}
+				for _, id := range g.Replicas {
+					if _, ok := a.Node(id); !ok {
+						t.Fatalf("group %d has a replica on non-member %s", g.ID, id)
+					}
+				}
+			}
 		}
 	})
 }
