@@ -3,6 +3,7 @@ package raftnode
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -36,7 +37,14 @@ func (n *Node) PinLeader(ctx context.Context, g GroupID, node NodeID) error {
 // once that node is healthy and caught up for two checks in a row.
 func (n *Node) balanceLoop(ctx context.Context) {
 	ready := map[GroupID]int{}
+	last, tick := time.Now(), 0
 	for sleepCtx(ctx, n.cfg.BalanceInterval) {
+		now := time.Now()
+		n.measureWrites(now.Sub(last))
+		last = now
+		if tick++; tick%5 == 0 && n.meta.isLeader() {
+			n.recordLoads(ctx)
+		}
 		for _, r := range n.localReplicas() {
 			if !r.isLeader() {
 				delete(ready, r.id)
@@ -91,4 +99,56 @@ func (n *Node) caughtUp(ctx context.Context, r *replica, id NodeID) bool {
 		}
 	}
 	return false
+}
+
+// measureWrites updates each local replica's write rate: a moving average
+// over the last few intervals of the writes it took as leader.
+func (n *Node) measureWrites(dt time.Duration) {
+	if dt <= 0 {
+		return
+	}
+	for _, r := range n.localReplicas() {
+		w := r.writes.Swap(0)
+		rate := float64(w) / dt.Seconds()
+		old := math.Float64frombits(r.writeRate.Load())
+		r.writeRate.Store(math.Float64bits(0.5*old + 0.5*rate))
+	}
+}
+
+// recordLoads, on the metadata leader, gathers each group's write rate
+// from its leader and records the rates when spreading leaderships by
+// them would relieve the busiest node markedly; every leader then hands
+// groups over as the new plan says.
+func (n *Node) recordLoads(ctx context.Context) {
+	l := n.Layout()
+	fresh := map[GroupID]float64{}
+	for _, nd := range l.Nodes {
+		var st Status
+		if nd.ID == n.cfg.ID {
+			st = n.Status()
+		} else {
+			sctx, cancel := context.WithTimeout(ctx, time.Second)
+			var err error
+			st, err = n.fwd.status(sctx, nd.HTTPAddr)
+			cancel()
+			if err != nil {
+				continue
+			}
+		}
+		for _, gs := range st.Groups {
+			if gs.State == raft.Leader.String() && gs.WritesPerSec > 0 {
+				fresh[gs.ID] = math.Round(gs.WritesPerSec)
+			}
+		}
+	}
+	if !l.loadsWorthRecording(fresh) {
+		return
+	}
+	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := n.meta.apply(actx, mustJSON(metaCommand{Op: "loads", Loads: fresh})); err != nil {
+		n.log.Warn("recording group loads", "err", err)
+		return
+	}
+	n.log.Info("leaderships spread by write load", "loads", fresh)
 }

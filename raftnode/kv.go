@@ -248,6 +248,7 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 			// Refused at apply anyway: say so now, without a log entry.
 			return resp, fmt.Errorf("%w: key %q", ErrMoved, req.Key)
 		}
+		r.writes.Add(1)
 		if req.Async {
 			// While this group hands ranges over, its writes are
 			// synchronous: one acknowledged at its append could still be

@@ -56,6 +56,9 @@ type Layout struct {
 	Replication int `json:"replication,omitempty"`
 	// Move is the replica being moved between nodes, if any.
 	Move *ReplicaMove `json:"replica_move,omitempty"`
+	// Loads are the groups' write rates (writes/s) as last recorded by
+	// the balancer; leaderships spread by them (by count without).
+	Loads map[GroupID]float64 `json:"loads,omitempty"`
 
 	ring *ring.Ring
 	next *ring.Ring // the ring after Migration
@@ -106,7 +109,7 @@ func (l *Layout) RingView() *ring.Ring { return l.ring }
 
 // metaCommand is an entry of the metadata group's log.
 type metaCommand struct {
-	Op     string    `json:"op"` // init, add_node, remove_node, node_state, migrate_start, migrate_phase, migrate_end, migrate_abort, migrate_aborted, pin_leader, replica_move_start, replica_move_end
+	Op     string    `json:"op"` // init, add_node, remove_node, node_state, migrate_start, migrate_phase, migrate_end, migrate_abort, migrate_aborted, pin_leader, replica_move_start, replica_move_end, loads
 	Node   *NodeInfo `json:"node,omitempty"`
 	Groups int       `json:"groups,omitempty"`
 	VNodes int       `json:"vnodes,omitempty"`
@@ -122,6 +125,8 @@ type metaCommand struct {
 	// replicas unchanged.
 	Move    *ReplicaMove `json:"move,omitempty"`
 	Aborted bool         `json:"aborted,omitempty"`
+	// Loads records the groups' write rates (loads).
+	Loads map[GroupID]float64 `json:"loads,omitempty"`
 	// Draining and Leaving set a node's state (node_state).
 	Draining bool `json:"draining,omitempty"`
 	Leaving  bool `json:"leaving,omitempty"`
@@ -156,6 +161,15 @@ func decodeMetaCommand(b []byte) (metaCommand, error) {
 	case "migrate_phase":
 		if c.Phase == nil {
 			return c, fmt.Errorf("%w: meta migrate_phase: phase missing", ErrBadRequest)
+		}
+	case "loads":
+		if len(c.Loads) > 4096 {
+			return c, fmt.Errorf("%w: meta loads: %d groups", ErrBadRequest, len(c.Loads))
+		}
+		for _, v := range c.Loads {
+			if !(v >= 0 && v <= 1e9) {
+				return c, fmt.Errorf("%w: meta loads: rate %v", ErrBadRequest, v)
+			}
 		}
 	case "migrate_end", "migrate_abort", "migrate_aborted":
 	case "pin_leader":
@@ -252,6 +266,16 @@ func applyMeta(cur *Layout, c metaCommand) (*Layout, error) {
 		for i := range next.Groups {
 			if len(next.Groups[i].Replicas) < next.replication() && len(next.Groups[i].Bootstrap) == 0 {
 				next.Groups[i].Replicas = append(next.Groups[i].Replicas, c.Node.ID)
+			}
+		}
+	case "loads":
+		next.Loads = nil
+		for g, v := range c.Loads {
+			if _, ok := cur.Group(g); ok && v > 0 {
+				if next.Loads == nil {
+					next.Loads = map[GroupID]float64{}
+				}
+				next.Loads[g] = v
 			}
 		}
 	case "node_state":
@@ -353,6 +377,12 @@ func (l *Layout) clone() *Layout {
 			c.Leaders = map[GroupID]NodeID{}
 		}
 		c.Leaders[g] = id
+	}
+	for g, v := range l.Loads {
+		if c.Loads == nil {
+			c.Loads = map[GroupID]float64{}
+		}
+		c.Loads[g] = v
 	}
 	c.Nodes = append([]NodeInfo(nil), l.Nodes...)
 	for _, g := range l.Groups {

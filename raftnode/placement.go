@@ -268,44 +268,84 @@ func setNodeState(next *Layout, id NodeID, draining, leaving bool) error {
 	return nil
 }
 
-// leaderPlan assigns each group a preferred leader among its replicas:
-// pinned groups to their pin, the rest in id order to the eligible
-// replica with the fewest leaderships per unit of weight so far (ties
-// rotate with the group's rank), so that leaderships spread evenly. A
-// replica on its way out of the group (the source of a move) is passed
-// over.
-func (l *Layout) leaderPlan() map[GroupID]NodeID {
+// leaderPlan assigns each group a preferred leader among its replicas,
+// by the recorded loads.
+func (l *Layout) leaderPlan() map[GroupID]NodeID { return l.leaderPlanWith(l.Loads) }
+
+// leaderPlanWith assigns each group a preferred leader among its replicas:
+// pinned groups to their pin, the rest, heaviest first, to the eligible
+// replica with the least load per unit of weight so far. A group's load
+// is its write rate plus a base share (half the mean rate, at least 1),
+// so that without loads leaderships spread by count (ties rotate with the
+// group's rank: with 3 nodes and 3 groups each node leads one). A replica
+// on its way out of the group (the source of a move) is passed over.
+func (l *Layout) leaderPlanWith(loads map[GroupID]float64) map[GroupID]NodeID {
 	plan := map[GroupID]NodeID{}
-	led := map[NodeID]int{}
+	cost := map[NodeID]float64{}
 	groups := append([]GroupInfo(nil), l.Groups...)
 	sort.Slice(groups, func(i, j int) bool { return groups[i].ID < groups[j].ID })
+	total := 0.0
 	for _, g := range groups {
+		total += loads[g.ID]
+	}
+	base := max(1, total/float64(max(len(groups), 1))/2)
+	weight := func(g GroupID) float64 { return loads[g] + base }
+	rank := map[GroupID]int{}
+	for i, g := range groups {
+		rank[g.ID] = i
 		if id, ok := l.Leaders[g.ID]; ok && contains(g.Replicas, id) {
 			plan[g.ID] = id
-			led[id]++
+			cost[id] += weight(g.ID)
 		}
 	}
-	for rank, g := range groups {
+	order := append([]GroupInfo(nil), groups...)
+	sort.SliceStable(order, func(i, j int) bool { return weight(order[i].ID) > weight(order[j].ID)+1e-9 })
+	for _, g := range order {
 		if _, ok := plan[g.ID]; ok {
 			continue
 		}
 		cands := append([]NodeID(nil), g.Replicas...)
 		sort.Slice(cands, func(i, j int) bool { return cands[i] < cands[j] })
-		best, bestLoad := NodeID(""), math.Inf(1)
+		best, bestCost := NodeID(""), math.Inf(1)
 		for k := range cands {
-			id := cands[(rank+k)%len(cands)]
+			id := cands[(rank[g.ID]+k)%len(cands)]
 			n, ok := l.Node(id)
 			if !ok || !n.eligible() || (l.Move != nil && l.Move.Group == g.ID && l.Move.From == id) {
 				continue
 			}
-			if load := float64(led[id]) / n.weight(); load < bestLoad-1e-9 {
-				best, bestLoad = id, load
+			if c := (cost[id] + weight(g.ID)) / n.weight(); c < bestCost-1e-9 {
+				best, bestCost = id, c
 			}
 		}
 		if best != "" {
 			plan[g.ID] = best
-			led[best]++
+			cost[best] += weight(g.ID)
 		}
 	}
 	return plan
+}
+
+// busiest is the highest write rate per unit of weight a node would lead
+// under plan, with the given loads.
+func (l *Layout) busiest(plan map[GroupID]NodeID, loads map[GroupID]float64) float64 {
+	per := map[NodeID]float64{}
+	for g, id := range plan {
+		per[id] += loads[g]
+	}
+	top := 0.0
+	for id, v := range per {
+		if n, ok := l.Node(id); ok {
+			top = max(top, v/n.weight())
+		}
+	}
+	return top
+}
+
+// loadsWorthRecording reports whether leaderships spread by fresh loads
+// would relieve the busiest node enough (a fifth, and 20 writes/s) to
+// record them; small swings do not move leaders around.
+func (l *Layout) loadsWorthRecording(fresh map[GroupID]float64) bool {
+	cur := l.busiest(l.leaderPlan(), fresh)
+	next := l.busiest(l.leaderPlanWith(fresh), fresh)
+	return next < 0.8*cur && cur-next > 20
 }

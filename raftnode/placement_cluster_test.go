@@ -163,3 +163,48 @@ func TestDrainAndUndrain(t *testing.T) {
 	c.WaitConverged()
 	verifyAll(t, n)
 }
+
+// Two hot groups led by one node: the balancer records the groups' write
+// rates and hands one of them to another node.
+func TestLeadersSpreadByLoad(t *testing.T) {
+	c := raftnodetest.Start(t, raftnodetest.Options{Groups: 6})
+	n := c.Members[0].Node
+	c.Eventually("leaders spread by count", 30*time.Second, func() error {
+		if l1, l4 := c.WaitForLeader(1), c.WaitForLeader(4); l1 != l4 {
+			return fmt.Errorf("groups 1 and 4 led by %d and %d; the count plan puts them together", l1, l4)
+		}
+		return nil
+	})
+	// Keys of groups 1 and 4 only.
+	var hot [][]byte
+	for i := 0; len(hot) < 40; i++ {
+		k := []byte(fmt.Sprintf("hot/%d", i))
+		if g, _ := n.Layout().Route(k); g == 1 || g == 4 {
+			hot = append(hot, k)
+		}
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			n.Put(raftnodetest.Ctx(t, 5*time.Second), hot[i%len(hot)], []byte("v"), raftnode.WriteOptions{})
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	c.Eventually("hot groups on different leaders", 60*time.Second, func() error {
+		if len(n.Layout().Loads) == 0 {
+			return fmt.Errorf("no loads recorded yet")
+		}
+		if l1, l4 := c.WaitForLeader(1), c.WaitForLeader(4); l1 == l4 {
+			return fmt.Errorf("groups 1 and 4 both led by %s", c.Members[l1].ID)
+		}
+		return nil
+	})
+	t.Logf("loads recorded: %v", n.Layout().Loads)
+}

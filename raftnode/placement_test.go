@@ -311,3 +311,47 @@ func TestReplicaMoveValidation(t *testing.T) {
 		t.Fatalf("round trip: %+v, %v", back.Move, err)
 	}
 }
+
+func TestLeaderPlanByLoad(t *testing.T) {
+	l := newLayout(t, 6)
+	l = addNode(t, l, "n2", 0)
+	l = addNode(t, l, "n3", 0)
+	byCount := l.leaderPlan()
+	if byCount[1] != byCount[4] {
+		t.Fatalf("by count, groups 1 and 4 share a leader (rank 0 and 3 of 6 on 3 nodes): %v", byCount)
+	}
+	hot := map[GroupID]float64{1: 1000, 4: 900, 2: 5}
+	if !l.loadsWorthRecording(hot) {
+		t.Fatal("two hot groups on one node: spreading them is not worth recording")
+	}
+	next, err := applyMeta(l, metaCommand{Op: "loads", Loads: hot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := next.leaderPlan()
+	if plan[1] == plan[4] {
+		t.Fatalf("hot groups 1 and 4 both led by %s: %v", plan[1], plan)
+	}
+	led := map[NodeID]int{}
+	for _, id := range plan {
+		led[id]++
+	}
+	if len(led) != 3 {
+		t.Fatalf("a node leads nothing: %v", plan)
+	}
+	// Recorded, the same loads are not worth recording again, and small
+	// swings do not move leaders.
+	if next.loadsWorthRecording(hot) || next.loadsWorthRecording(map[GroupID]float64{1: 990, 4: 950, 3: 8}) {
+		t.Fatal("recording again for no gain")
+	}
+	if l.loadsWorthRecording(map[GroupID]float64{1: 8, 4: 6}) {
+		t.Fatal("a few writes per second move leaders")
+	}
+	// Loads of unknown groups are not kept; bad rates are refused.
+	if k, _ := applyMeta(l, metaCommand{Op: "loads", Loads: map[GroupID]float64{99: 5}}); len(k.Loads) != 0 {
+		t.Fatalf("loads of an unknown group kept: %v", k.Loads)
+	}
+	if _, err := decodeMetaCommand([]byte(`{"op":"loads","loads":{"1":-3}}`)); err == nil {
+		t.Fatal("a negative rate was accepted")
+	}
+}

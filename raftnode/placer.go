@@ -314,12 +314,15 @@ type ClusterInfo struct {
 	Progress string       `json:"move_progress,omitempty"`
 	// Balanced: no move is in progress or wanted.
 	Balanced bool `json:"balanced"`
+	// Loads are the groups' write rates the leaderships are spread by
+	// (none recorded: by count).
+	Loads map[GroupID]float64 `json:"loads,omitempty"`
 }
 
 // Cluster reports members, replica placement and the move in progress.
 func (n *Node) Cluster() ClusterInfo {
 	l := n.Layout()
-	ci := ClusterInfo{Replication: l.replication(), Move: l.Move}
+	ci := ClusterInfo{Replication: l.replication(), Move: l.Move, Loads: l.Loads}
 	if l.Initialized {
 		ci.Balanced = l.Move == nil && l.nextMove() == nil
 		for _, nd := range l.Nodes {

@@ -50,6 +50,11 @@ type replica struct {
 	repairs     atomic.Uint64
 	lastRepair  atomic.Pointer[Repair]
 
+	// writes counts the writes this replica took as leader; writeRate is
+	// their recent rate per second (float64 bits), for load balancing.
+	writes    atomic.Uint64
+	writeRate atomic.Uint64
+
 	leaseMu    sync.Mutex
 	leaseTerm  uint64
 	leaseUntil time.Time

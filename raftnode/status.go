@@ -23,6 +23,9 @@ type GroupStatus struct {
 	LastIndex     uint64   `json:"last_index"`
 	Voters        []NodeID `json:"voters"`
 	Nonvoters     []NodeID `json:"nonvoters,omitempty"`
+	// WritesPerSec is the recent rate of writes this replica took as
+	// the group's leader.
+	WritesPerSec float64 `json:"writes_per_sec"`
 	SnapshotIndex uint64   `json:"snapshot_index"`
 	Keys          uint64   `json:"keys"`
 	StateBytes    int64    `json:"state_bytes"`
@@ -59,6 +62,9 @@ func (r *replica) status() GroupStatus {
 		LastIndex:   r.raft.LastIndex(),
 		Voters:      r.voters(),
 		Nonvoters:   r.nonvoters(),
+	}
+	if st.State == raft.Leader.String() {
+		st.WritesPerSec = math.Round(math.Float64frombits(r.writeRate.Load())*10) / 10
 	}
 	st.SnapshotIndex, _ = strconv.ParseUint(r.raft.Stats()["last_snapshot_index"], 10, 64)
 	if r.st != nil {
