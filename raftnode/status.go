@@ -14,21 +14,21 @@ import (
 
 // GroupStatus is one local replica's view of its group.
 type GroupStatus struct {
-	ID            GroupID  `json:"id"`
-	State         string   `json:"state"`
-	Leader        NodeID   `json:"leader"`
-	Term          uint64   `json:"term"`
-	CommitIndex   uint64   `json:"commit_index"`
-	AppliedIndex  uint64   `json:"applied_index"`
-	LastIndex     uint64   `json:"last_index"`
-	Voters        []NodeID `json:"voters"`
-	Nonvoters     []NodeID `json:"nonvoters,omitempty"`
+	ID           GroupID  `json:"id"`
+	State        string   `json:"state"`
+	Leader       NodeID   `json:"leader"`
+	Term         uint64   `json:"term"`
+	CommitIndex  uint64   `json:"commit_index"`
+	AppliedIndex uint64   `json:"applied_index"`
+	LastIndex    uint64   `json:"last_index"`
+	Voters       []NodeID `json:"voters"`
+	Nonvoters    []NodeID `json:"nonvoters,omitempty"`
 	// WritesPerSec is the recent rate of writes this replica took as
 	// the group's leader.
-	WritesPerSec float64 `json:"writes_per_sec"`
-	SnapshotIndex uint64   `json:"snapshot_index"`
-	Keys          uint64   `json:"keys"`
-	StateBytes    int64    `json:"state_bytes"`
+	WritesPerSec  float64 `json:"writes_per_sec"`
+	SnapshotIndex uint64  `json:"snapshot_index"`
+	Keys          uint64  `json:"keys"`
+	StateBytes    int64   `json:"state_bytes"`
 	// MerkleRoot is the root of the replica's Merkle tree at MerkleIndex
 	// (its applied index); equal replicas at one index have equal roots.
 	MerkleRoot  string `json:"merkle_root,omitempty"`
