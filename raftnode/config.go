@@ -1,6 +1,7 @@
 package raftnode
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -90,6 +91,10 @@ type Config struct {
 	// transfer reaches each phase (copy, fenced, flipped), before it acts
 	// on it. Tests use it to hold a ring change at a chosen point.
 	OnTransfer func(from, to GroupID, phase string)
+	// OnReplicaMove, when set, is called by the node moving a replica
+	// after each step that did not finish the move, with that step's
+	// outcome. Tests use it to hold a move, ctx ending when the node stops.
+	OnReplicaMove func(ctx context.Context, mv ReplicaMove, progress string)
 }
 
 // DefaultConfig returns a single-node configuration on the default ports.

@@ -1,8 +1,11 @@
 package raftnode_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -207,4 +210,78 @@ func TestLeadersSpreadByLoad(t *testing.T) {
 		return nil
 	})
 	t.Logf("loads recorded: %v", n.Layout().Loads)
+}
+
+// The metadata leader moving a replica stops in the middle of the move
+// (the destination is a non-voter of the group by then); the next
+// metadata leader finds the move recorded and finishes it.
+func TestReplicaMoveSurvivesTheMoverStopping(t *testing.T) {
+	var once sync.Once
+	held := make(chan raftnode.ReplicaMove, 1)
+	c := raftnodetest.Start(t, raftnodetest.Options{Groups: 3, Configure: func(cfg *raftnode.Config) {
+		cfg.OnReplicaMove = func(ctx context.Context, mv raftnode.ReplicaMove, progress string) {
+			if !strings.Contains(progress, "non-voter") {
+				return
+			}
+			hold := false
+			once.Do(func() { hold = true })
+			if hold {
+				held <- mv
+				<-ctx.Done() // until this node stops
+			}
+		}
+	}})
+	want := fill(t, c, "m", 100)
+	c.Add(0)
+	var mv raftnode.ReplicaMove
+	select {
+	case mv = <-held:
+	case <-time.After(60 * time.Second):
+		t.Fatal("no replica move reached its first step")
+	}
+	mover := -1
+	for i, m := range c.Members {
+		if m.Node != nil && m.Node.Status().Meta.State == "Leader" {
+			mover = i
+		}
+	}
+	if mover < 0 {
+		t.Fatal("no metadata leader")
+	}
+	c.Eventually("the move recorded everywhere", 10*time.Second, func() error {
+		if l := c.Members[3].Node.Layout(); l.Move == nil || *l.Move != mv {
+			return fmt.Errorf("layout shows move %+v, want %+v recorded", l.Move, mv)
+		}
+		return nil
+	})
+	t.Logf("stopping %s while it moves %s", c.Members[mover].ID, mv)
+	c.Kill(mover)
+	c.Eventually("the move finished by another node", 60*time.Second, func() error {
+		for _, m := range c.Members {
+			if m.Node == nil {
+				continue
+			}
+			l := m.Node.Layout()
+			if l.Move != nil && *l.Move == mv {
+				return fmt.Errorf("%s: move still in progress", m.ID)
+			}
+			g, _ := l.Group(mv.Group)
+			if !slices.Contains(g.Replicas, mv.To) {
+				return fmt.Errorf("%s: group %d replicas %v", m.ID, mv.Group, g.Replicas)
+			}
+		}
+		return nil
+	})
+	c.Restart(mover)
+	c.WaitPlaced(60 * time.Second)
+	l := c.Members[3].Node.Layout()
+	for _, g := range l.Groups {
+		leader := c.WaitForLeader(g.ID)
+		if gs := c.GroupStatus(leader, g.ID); len(gs.Voters) != 3 || len(gs.Nonvoters) != 0 {
+			t.Fatalf("group %d: voters %v nonvoters %v", g.ID, gs.Voters, gs.Nonvoters)
+		}
+	}
+	checkKeys(t, c, want, nil)
+	c.WaitConverged()
+	verifyAll(t, c.Members[3].Node)
 }

@@ -112,6 +112,9 @@ func (n *Node) runMove(ctx context.Context, mv ReplicaMove) error {
 			n.log.Info("replica moved", "move", mv.String(), "outcome", resp.Progress, "took", time.Since(started).Round(time.Millisecond))
 			return nil
 		}
+		if n.cfg.OnReplicaMove != nil {
+			n.cfg.OnReplicaMove(ctx, mv, resp.Progress)
+		}
 		if !sleepCtx(ctx, 200*time.Millisecond) {
 			return ctx.Err()
 		}
