@@ -163,11 +163,19 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			fmt.Fprintf(cfg.Progress, "\r%-60s", fmt.Sprintf("%v: %d faults injected", time.Duration(h.Now()).Round(time.Second), cycle+1))
 		}
 	}
-	rep.Reshards = cfg.steps
 	if cfg.Progress != nil {
 		fmt.Fprintln(cfg.Progress)
 	}
 	st := <-statsCh
+	// A run that grew the cluster shrinks it back to where it started.
+	sctx, scancel := context.WithTimeout(ctx, 5*time.Minute)
+	back, err := cfg.Cluster.scaleBack(sctx, &cfg.scale)
+	scancel()
+	cfg.steps = append(cfg.steps, back...)
+	rep.Reshards = cfg.steps
+	if err != nil {
+		return rep, fmt.Errorf("scaling back: %w", err)
+	}
 	rep.Ops, rep.Unknown, rep.Refused, rep.Acked = st.Ops, st.Unknown, st.Refused, len(st.Acked)
 	ops := h.Operations()
 	rep.LongestUnavailable = unavailability(ops, windows)

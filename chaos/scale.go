@@ -91,6 +91,35 @@ func (c *Cluster) scale(ctx context.Context, plan *scalePlan) (ReshardStep, erro
 	return ReshardStep{}, fmt.Errorf("scale: nothing to do (no spare node to add?)")
 }
 
+// scaleBack retires the groups and removes the nodes a run's scale steps
+// added, so that the cluster ends the size it started.
+func (c *Cluster) scaleBack(ctx context.Context, plan *scalePlan) ([]ReshardStep, error) {
+	var steps []ReshardStep
+	if plan.baseNodes == 0 {
+		return nil, nil
+	}
+	if plan.phase < 2 {
+		plan.phase = 2
+	}
+	for len(c.Procs) > plan.baseNodes || plan.phase == 2 {
+		var view ringView
+		if err := c.anyNode(ctx, func(p *Proc) error { return p.Client.GetJSON(ctx, "/v1/ring", nil, &view) }); err != nil {
+			return steps, err
+		}
+		if plan.phase == 2 && len(view.Groups) <= plan.baseGroups {
+			plan.phase = 3
+			continue
+		}
+		step, err := c.scale(ctx, plan)
+		if err != nil {
+			return steps, err
+		}
+		steps = append(steps, step)
+	}
+	plan.phase = 0
+	return steps, nil
+}
+
 func (c *Cluster) canAdd() bool {
 	if c.containers {
 		for _, s := range c.spares {

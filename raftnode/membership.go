@@ -134,6 +134,14 @@ func (n *Node) removeLocal(ctx context.Context, id NodeID) (int, error) {
 // evict removes a node from every group it holds, from the layout and
 // from the metadata group.
 func (n *Node) evict(ctx context.Context, id NodeID) error {
+	if id == n.cfg.ID && len(n.meta.voters()) > 1 {
+		// This node leads the metadata group: hand it over, and the next
+		// leader removes this node.
+		if err := await(ctx, n.meta.raft.LeadershipTransfer()); err != nil {
+			return fmt.Errorf("%w: handing the metadata group over before leaving: %v", ErrUnavailable, err)
+		}
+		return n.meta.notLeader()
+	}
 	l := n.Layout()
 	for _, g := range l.Groups {
 		if !l.holds(g, id) {
@@ -143,10 +151,13 @@ func (n *Node) evict(ctx context.Context, id NodeID) error {
 			return fmt.Errorf("removing %s from group %d: %w", id, g.ID, err)
 		}
 	}
-	if _, err := n.meta.apply(ctx, mustJSON(metaCommand{Op: "remove_node", Node: &NodeInfo{ID: id}})); err != nil {
+	// Out of the metadata group before out of the layout: a leader that
+	// dies in between leaves a member (still leaving) that the next one
+	// removes again, never a voter the layout has forgotten.
+	if err := n.changeMembership(ctx, n.meta, Request{Op: opRemoveServer, Group: MetaGroup, Node: &NodeInfo{ID: id}}); err != nil {
 		return err
 	}
-	if err := n.changeMembership(ctx, n.meta, Request{Op: opRemoveServer, Group: MetaGroup, Node: &NodeInfo{ID: id}}); err != nil {
+	if _, err := n.meta.apply(ctx, mustJSON(metaCommand{Op: "remove_node", Node: &NodeInfo{ID: id}})); err != nil {
 		return err
 	}
 	n.log.Info("node removed", "id", id)
