@@ -47,8 +47,10 @@ type reshardPlan struct {
 // complete, through whichever node answers.
 func (c *Cluster) reshard(ctx context.Context, plan *reshardPlan) (ReshardStep, error) {
 	var step ReshardStep
-	var view ringView
-	if err := c.anyNode(ctx, func(p *Proc) error { return p.Client.GetJSON(ctx, "/v1/ring", nil, &view) }); err != nil {
+	// A change cut short (the run ended while it moved keys) finishes
+	// before the next one starts.
+	view, err := c.ringStill(ctx)
+	if err != nil {
 		return step, err
 	}
 	if plan.base == 0 {
@@ -82,7 +84,7 @@ func (c *Cluster) reshard(ctx context.Context, plan *reshardPlan) (ReshardStep, 
 		MovedShare float64 `json:"moved_share"`
 		IdealShare float64 `json:"ideal_share"`
 	}
-	if err := c.anyNode(ctx, func(pr *Proc) error {
+	if err := c.anyNode(ctx, func(ctx context.Context, pr *Proc) error {
 		return pr.Client.GetJSON(ctx, "/v1/ring/plan?"+query, nil, &p)
 	}); err != nil {
 		return step, fmt.Errorf("planning %s: %w", query, err)
@@ -92,15 +94,15 @@ func (c *Cluster) reshard(ctx context.Context, plan *reshardPlan) (ReshardStep, 
 	var started struct {
 		Started string `json:"started"`
 	}
-	if err := c.anyNode(ctx, func(pr *Proc) error { return pr.Client.DoJSON(ctx, method, path, body, &started) }); err != nil {
+	if err := c.anyNode(ctx, func(ctx context.Context, pr *Proc) error { return pr.Client.DoJSON(ctx, method, path, body, &started) }); err != nil {
 		return step, fmt.Errorf("%s: %w", step.Change, err)
 	}
 	if started.Started != "" {
 		step.Change = started.Started // with the id the cluster chose
 	}
-	err := poll(ctx, 100*time.Millisecond, func() error {
+	err = poll(ctx, 100*time.Millisecond, func() error {
 		var v ringView
-		if err := c.anyNode(ctx, func(pr *Proc) error { return pr.Client.GetJSON(ctx, "/v1/ring", nil, &v) }); err != nil {
+		if err := c.anyNode(ctx, func(ctx context.Context, pr *Proc) error { return pr.Client.GetJSON(ctx, "/v1/ring", nil, &v) }); err != nil {
 			return err
 		}
 		if v.Epoch <= view.Epoch || v.Migration != nil {
@@ -113,13 +115,18 @@ func (c *Cluster) reshard(ctx context.Context, plan *reshardPlan) (ReshardStep, 
 }
 
 // anyNode runs fn against each running node in turn until one succeeds.
-func (c *Cluster) anyNode(ctx context.Context, fn func(p *Proc) error) error {
+// Each node gets 10 seconds: one that does not answer (paused, or cut
+// off) does not hold the others up.
+func (c *Cluster) anyNode(ctx context.Context, fn func(ctx context.Context, p *Proc) error) error {
 	var err error
 	for _, p := range c.Procs {
 		if !p.Running() {
 			continue
 		}
-		if err = fn(p); err == nil {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err = fn(actx, p)
+		cancel()
+		if err == nil {
 			return nil
 		}
 	}

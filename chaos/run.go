@@ -167,9 +167,15 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		fmt.Fprintln(cfg.Progress)
 	}
 	st := <-statsCh
-	// A run that grew the cluster shrinks it back to where it started.
+	// A run that grew the cluster shrinks it back to where it started
+	// (nodes and groups).
 	sctx, scancel := context.WithTimeout(ctx, 5*time.Minute)
 	back, err := cfg.Cluster.scaleBack(sctx, &cfg.scale)
+	if err == nil {
+		var more []ReshardStep
+		more, err = cfg.Cluster.reshardBack(sctx, &cfg.reshard)
+		back = append(back, more...)
+	}
 	scancel()
 	cfg.steps = append(cfg.steps, back...)
 	rep.Reshards = cfg.steps

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os/exec"
@@ -57,8 +58,8 @@ func (v clusterView) placement() map[uint32][]string {
 // scale makes the next step of the cycle and waits until the cluster has
 // settled after it.
 func (c *Cluster) scale(ctx context.Context, plan *scalePlan) (ReshardStep, error) {
-	var view ringView
-	if err := c.anyNode(ctx, func(p *Proc) error { return p.Client.GetJSON(ctx, "/v1/ring", nil, &view) }); err != nil {
+	view, err := c.ringStill(ctx)
+	if err != nil {
 		return ReshardStep{}, err
 	}
 	if plan.baseNodes == 0 {
@@ -102,8 +103,8 @@ func (c *Cluster) scaleBack(ctx context.Context, plan *scalePlan) ([]ReshardStep
 		plan.phase = 2
 	}
 	for len(c.Procs) > plan.baseNodes || plan.phase == 2 {
-		var view ringView
-		if err := c.anyNode(ctx, func(p *Proc) error { return p.Client.GetJSON(ctx, "/v1/ring", nil, &view) }); err != nil {
+		view, err := c.ringStill(ctx)
+		if err != nil {
 			return steps, err
 		}
 		if plan.phase == 2 && len(view.Groups) <= plan.baseGroups {
@@ -117,6 +118,43 @@ func (c *Cluster) scaleBack(ctx context.Context, plan *scalePlan) ([]ReshardStep
 		steps = append(steps, step)
 	}
 	plan.phase = 0
+	return steps, nil
+}
+
+// ringStill waits until no ring change is in motion and returns the ring.
+func (c *Cluster) ringStill(ctx context.Context) (ringView, error) {
+	var view ringView
+	err := poll(ctx, 100*time.Millisecond, func() error {
+		view = ringView{} // decoding leaves fields the answer omits alone
+		if err := c.anyNode(ctx, func(ctx context.Context, p *Proc) error { return p.Client.GetJSON(ctx, "/v1/ring", nil, &view) }); err != nil {
+			return err
+		}
+		if view.Migration != nil {
+			return fmt.Errorf("a ring change is in motion")
+		}
+		return nil
+	})
+	return view, err
+}
+
+// reshardBack retires the groups a run's reshard steps added.
+func (c *Cluster) reshardBack(ctx context.Context, plan *reshardPlan) ([]ReshardStep, error) {
+	var steps []ReshardStep
+	for plan.base > 0 {
+		view, err := c.ringStill(ctx)
+		if err != nil {
+			return steps, err
+		}
+		if len(view.Groups) <= plan.base {
+			break
+		}
+		plan.shrinking = true
+		step, err := c.reshard(ctx, plan)
+		if err != nil {
+			return steps, err
+		}
+		steps = append(steps, step)
+	}
 	return steps, nil
 }
 
@@ -143,7 +181,7 @@ func (c *Cluster) has(name string) bool {
 
 func (c *Cluster) clusterView(ctx context.Context) (clusterView, error) {
 	var v clusterView
-	err := c.anyNode(ctx, func(p *Proc) error { return p.Client.GetJSON(ctx, "/v1/cluster", nil, &v) })
+	err := c.anyNode(ctx, func(ctx context.Context, p *Proc) error { return p.Client.GetJSON(ctx, "/v1/cluster", nil, &v) })
 	return v, err
 }
 
@@ -151,7 +189,7 @@ func (c *Cluster) clusterView(ctx context.Context) (clusterView, error) {
 // moved onto it, and reports the replicas moved next to the ideal (its
 // share of all replicas).
 func (c *Cluster) addNode(ctx context.Context) (ReshardStep, error) {
-	before, err := c.clusterView(ctx)
+	before, err := c.waitSettled(ctx, func(clusterView) bool { return true })
 	if err != nil {
 		return ReshardStep{}, err
 	}
@@ -187,7 +225,7 @@ func (c *Cluster) addNode(ctx context.Context) (ReshardStep, error) {
 // leaves, and its process or container is deleted.
 func (c *Cluster) removeNode(ctx context.Context) (ReshardStep, error) {
 	p := c.Procs[len(c.Procs)-1]
-	before, err := c.clusterView(ctx)
+	before, err := c.waitSettled(ctx, func(clusterView) bool { return true })
 	if err != nil {
 		return ReshardStep{}, err
 	}
@@ -199,11 +237,15 @@ func (c *Cluster) removeNode(ctx context.Context) (ReshardStep, error) {
 			held = len(n.Replicas)
 		}
 	}
-	err = c.anyNode(ctx, func(o *Proc) error {
+	err = c.anyNode(ctx, func(ctx context.Context, o *Proc) error {
 		if o == p {
 			return fmt.Errorf("not through the node leaving")
 		}
-		return o.Client.DoJSON(ctx, http.MethodDelete, "/v1/cluster/nodes/"+p.ID, nil, nil)
+		err := o.Client.DoJSON(ctx, http.MethodDelete, "/v1/cluster/nodes/"+p.ID, nil, nil)
+		if ce := (*client.Error)(nil); errors.As(err, &ce) && ce.Status == http.StatusNotFound {
+			return nil // gone already (an earlier step was cut short)
+		}
+		return err
 	})
 	if err != nil {
 		return step, fmt.Errorf("%s: %w", step.Change, err)
