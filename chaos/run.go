@@ -60,8 +60,11 @@ type Report struct {
 	LeaderAfterHeal       time.Duration
 	ReplicasEqual         bool
 	ReplicaProblem        string
-	// Reshards are the ring changes made (the reshard nemesis).
-	Reshards []ReshardStep
+	// Reshards are the ring and node changes made (the reshard and scale
+	// nemeses); FinalGroups and FinalNodes the cluster's size after the
+	// run scaled it back.
+	Reshards                []ReshardStep
+	FinalGroups, FinalNodes int
 	// SnapshotInstalls counts snapshots installed on followers, as the
 	// nodes' metrics report them (a node restarted later forgets its count).
 	SnapshotInstalls int
@@ -101,6 +104,9 @@ func (r Report) Print(w io.Writer) {
 		fmt.Fprintln(w, "async writes: a lost acknowledged write or a read that misses one is what async gives up; reported, not failed")
 	}
 	printReshards(w, r.Reshards)
+	if len(r.Reshards) > 0 {
+		fmt.Fprintf(w, "cluster after scaling back: %d nodes, %d groups\n", r.FinalNodes, r.FinalGroups)
+	}
 	fmt.Fprintf(w, "acknowledged writes: %d, lost: %d\n", r.Acked, len(r.Lost))
 	for i, k := range r.Lost {
 		if i == 10 {
@@ -181,6 +187,15 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	rep.Reshards = cfg.steps
 	if err != nil {
 		return rep, fmt.Errorf("scaling back: %w", err)
+	}
+	if len(rep.Reshards) > 0 {
+		fctx, fcancel := context.WithTimeout(ctx, time.Minute)
+		view, err := cfg.Cluster.ringStill(fctx)
+		cv, err2 := cfg.Cluster.clusterView(fctx)
+		fcancel()
+		if err == nil && err2 == nil {
+			rep.FinalGroups, rep.FinalNodes = len(view.Groups), len(cv.Nodes)
+		}
 	}
 	rep.Ops, rep.Unknown, rep.Refused, rep.Acked = st.Ops, st.Unknown, st.Refused, len(st.Acked)
 	ops := h.Operations()

@@ -121,17 +121,36 @@ func (c *Cluster) scaleBack(ctx context.Context, plan *scalePlan) ([]ReshardStep
 	return steps, nil
 }
 
-// ringStill waits until no ring change is in motion and returns the ring.
+// ringStill waits until no ring change is in motion and returns the ring,
+// as the node with the newest layout shows it (a node's layout may lag).
 func (c *Cluster) ringStill(ctx context.Context) (ringView, error) {
 	var view ringView
 	err := poll(ctx, 100*time.Millisecond, func() error {
-		view = ringView{} // decoding leaves fields the answer omits alone
-		if err := c.anyNode(ctx, func(ctx context.Context, p *Proc) error { return p.Client.GetJSON(ctx, "/v1/ring", nil, &view) }); err != nil {
-			return err
+		var newest *ringView
+		var lastErr error
+		for _, p := range c.Procs {
+			if !p.Running() {
+				continue
+			}
+			var v ringView
+			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := p.Client.GetJSON(actx, "/v1/ring", nil, &v)
+			cancel()
+			if err != nil {
+				lastErr = err
+				continue
+			}
+			if newest == nil || v.Epoch > newest.Epoch || v.Epoch == newest.Epoch && v.Migration != nil {
+				newest = &v
+			}
 		}
-		if view.Migration != nil {
+		if newest == nil {
+			return fmt.Errorf("no node answered: %v", lastErr)
+		}
+		if newest.Migration != nil {
 			return fmt.Errorf("a ring change is in motion")
 		}
+		view = *newest
 		return nil
 	})
 	return view, err

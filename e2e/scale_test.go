@@ -37,6 +37,9 @@ func TestGrowAndShrinkUnderLoad(t *testing.T) {
 	if !rep.OK() {
 		t.Fatal("checks failed")
 	}
+	if rep.FinalNodes != 3 || rep.FinalGroups != 3 {
+		t.Fatalf("the run ended with %d nodes and %d groups, want 3 and 3", rep.FinalNodes, rep.FinalGroups)
+	}
 	want := []string{"add node", "add node", "add group", "add group", "add group",
 		"remove group", "remove group", "remove group", "remove node", "remove node"}
 	if len(rep.Reshards) < len(want) {
