@@ -95,6 +95,10 @@ type Config struct {
 	// after each step that did not finish the move, with that step's
 	// outcome. Tests use it to hold a move, ctx ending when the node stops.
 	OnReplicaMove func(ctx context.Context, mv ReplicaMove, progress string)
+	// OnAsyncWrite, when set, is called by a group leader once an
+	// asynchronous write has been let through as asynchronous, before it
+	// is appended. Tests use it to hold a write against a fence.
+	OnAsyncWrite func(g GroupID, key []byte)
 }
 
 // DefaultConfig returns a single-node configuration on the default ports.

@@ -255,6 +255,9 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 			// refused by a fence that follows it.
 			r.asyncMu.RLock()
 			if m := n.Layout().Migration; m == nil || !m.sourcing(r.id) {
+				if n.cfg.OnAsyncWrite != nil {
+					n.cfg.OnAsyncWrite(r.id, req.Key)
+				}
 				at, err := r.applyAsync(ctx, cmd.Encode(), req.Key)
 				r.asyncMu.RUnlock()
 				if err != nil {

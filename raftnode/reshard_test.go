@@ -482,3 +482,85 @@ func TestPinLeader(t *testing.T) {
 		return nil
 	})
 }
+
+// An asynchronous write is acknowledged at its append, so none may be
+// appended after the fence of its range and then refused. A write that
+// passed the check for a ring change (there was none yet) is held just
+// before its append while a change moving its key starts: the fence must
+// wait for it. Were it not to, the fence would apply within the hold, the
+// write would be appended after it, acknowledged, and refused: the key
+// would be missing afterwards.
+func TestAsyncWriteIsNotOvertakenByAFence(t *testing.T) {
+	var c *raftnodetest.Cluster
+	var key []byte
+	reached := make(chan struct{})
+	var once sync.Once
+	fencedWhileHeld := false
+	c = raftnodetest.Start(t, raftnodetest.Options{Configure: func(cfg *raftnode.Config) {
+		cfg.OnAsyncWrite = func(g raftnode.GroupID, k []byte) {
+			if string(k) != string(key) {
+				return
+			}
+			hold := false
+			once.Do(func() { hold = true })
+			if !hold {
+				return
+			}
+			close(reached)
+			// Hold until the source has applied a fence (the layout
+			// records the transfer as fenced), or for 2 s.
+			deadline := time.Now().Add(2 * time.Second)
+			for time.Now().Before(deadline) {
+				if m := c.Members[0].Node.Layout().Migration; m != nil {
+					for _, tr := range m.Transfers {
+						if tr.From == g && tr.Phase != raftnode.PhaseCopy {
+							fencedWhileHeld = true
+							return
+						}
+					}
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}})
+	n := c.Members[0].Node
+	// A key that moves to group 4 when it is added.
+	next, err := n.Layout().RingView().AddGroup(4, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; key == nil; i++ {
+		k := []byte(fmt.Sprintf("held/%d", i))
+		if g, _ := next.Lookup(k); g == 4 {
+			key = k
+		}
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := n.Put(raftnodetest.Ctx(t, 20*time.Second), key, []byte("acked"), raftnode.WriteOptions{Async: true})
+		done <- err
+	}()
+	select {
+	case <-reached:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the async write never reached its append")
+	}
+	epoch := n.RingEpoch()
+	if _, err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Add: &raftnode.GroupWeight{Group: 4, Weight: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("async put: %v", err)
+	}
+	waitRingEpoch(c, epoch+1)
+	if fencedWhileHeld {
+		t.Error("the source applied a fence while an async write to its range was between its check and its append")
+	}
+	res, err := c.Members[1].Node.Get(raftnodetest.Ctx(t, 10*time.Second), key, raftnode.Linearizable)
+	if err != nil || string(res.Value) != "acked" {
+		t.Fatalf("acknowledged async write of %s: %q, %v", key, res.Value, err)
+	}
+	if res.Group != 4 {
+		t.Fatalf("%s read from group %d, want 4", key, res.Group)
+	}
+}
