@@ -3,6 +3,7 @@ package raftnode
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -315,6 +316,8 @@ type ClusterInfo struct {
 	// reported by the metadata leader when this node is it.
 	Move     *ReplicaMove `json:"replica_move,omitempty"`
 	Progress string       `json:"move_progress,omitempty"`
+	// MoveSeconds is how long the move has run under this leader.
+	MoveSeconds float64 `json:"move_seconds,omitempty"`
 	// Balanced: no move is in progress or wanted.
 	Balanced bool `json:"balanced"`
 	// Loads are the groups' write rates the leaderships are spread by
@@ -334,6 +337,7 @@ func (n *Node) Cluster() ClusterInfo {
 	}
 	if ms := n.moving.Load(); ms != nil && l.Move != nil && ms.Move == *l.Move {
 		ci.Progress = ms.Progress
+		ci.MoveSeconds = math.Round(time.Since(ms.Since).Seconds()*10) / 10
 	}
 	plan := l.leaderPlan()
 	voters := n.meta.voters()
