@@ -233,6 +233,20 @@ func StartLocal(ctx context.Context, o LocalOptions) (*Cluster, error) {
 	return c, nil
 }
 
+// StartNode starts one more local node that joins the cluster, and adds
+// it to Procs once it answers. It does not wait for replicas to move.
+func (c *Cluster) StartNode(ctx context.Context) (*Proc, error) {
+	if c.local == nil {
+		return nil, errors.New("chaos: only a local cluster starts nodes")
+	}
+	p, err := c.startNode(ctx, *c.local, c.nextIndex())
+	if err != nil {
+		return nil, err
+	}
+	c.Procs = append(c.Procs, p)
+	return p, nil
+}
+
 // startNode starts node i and waits until it answers. Free ports are found
 // by listening and closing, so another process may take one before the
 // node binds it: a node that exits before answering is started again on

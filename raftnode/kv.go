@@ -155,7 +155,7 @@ func (n *Node) do(ctx context.Context, req Request) (Response, error) {
 		case errors.As(err, &nl):
 			n.setHint(req.Group, nl.Leader)
 		case errors.Is(err, ErrNoLeader):
-			if n.replica(req.Group) == nil {
+			if r := n.replica(req.Group); r == nil || r.leader() == "" {
 				// The hinted leader is gone: ask the group's
 				// replicas in turn.
 				n.setHint(req.Group, "")
@@ -197,11 +197,20 @@ func (n *Node) tryOnce(ctx context.Context, req Request, attempt int) (Response,
 		return n.local(ctx, r, req)
 	}
 	leader := n.leaderOf(req.Group)
-	if leader == "" && r == nil {
-		// Not a replica: ask one (another on each attempt), which will
-		// answer or name the leader.
-		if g, ok := n.Layout().Group(req.Group); ok && len(g.Replicas) > 0 {
-			leader = g.Replicas[attempt%len(g.Replicas)]
+	if leader == "" {
+		// No replica here, or one that has not heard from a leader yet
+		// (just added to the group): ask the group's other replicas, one
+		// more on each attempt; each answers or names the leader.
+		if g, ok := n.Layout().Group(req.Group); ok {
+			var others []NodeID
+			for _, id := range g.Replicas {
+				if id != n.cfg.ID {
+					others = append(others, id)
+				}
+			}
+			if len(others) > 0 {
+				leader = others[attempt%len(others)]
+			}
 		}
 	}
 	if leader == "" {
@@ -426,6 +435,11 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 	case opRangeStats:
 		if r.st == nil {
 			return resp, fmt.Errorf("%w: group %d holds no keys", ErrBadRequest, r.id)
+		}
+		// Count what the group has committed, not what a new leader has
+		// applied so far.
+		if err := r.readBarrier(ctx, Linearizable); err != nil {
+			return resp, err
 		}
 		t, err := rangeStats(r.st, req.Ranges)
 		resp.Tallies = t
