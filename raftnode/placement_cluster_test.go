@@ -285,3 +285,67 @@ func TestReplicaMoveSurvivesTheMoverStopping(t *testing.T) {
 	c.WaitConverged()
 	verifyAll(t, c.Members[3].Node)
 }
+
+// Leadership hand-overs (the balancer's, a pin's, a replica move's) are
+// invisible to clients: linearizable reads and writes running throughout
+// wait for the new leader instead of failing.
+func TestLeaderHandOversDoNotFailRequests(t *testing.T) {
+	c := raftnodetest.Start(t, raftnodetest.Options{})
+	n := c.Members[0].Node
+	var key []byte
+	for i := 0; key == nil; i++ {
+		if g, _ := n.Layout().Route([]byte(fmt.Sprintf("t/%d", i))); g == 1 {
+			key = []byte(fmt.Sprintf("t/%d", i))
+		}
+	}
+	mustPut(t, n, string(key), "v")
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failures []error
+	ops := 0
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				var err error
+				if i%2 == 0 {
+					_, err = c.Members[w%3].Node.Get(ctx, key, raftnode.Linearizable)
+				} else {
+					_, _, err = c.Members[w%3].Node.Put(ctx, key, []byte("v"), raftnode.WriteOptions{})
+				}
+				cancel()
+				mu.Lock()
+				ops++
+				if err != nil {
+					failures = append(failures, err)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, to := range []int{1, 2, 0, 1} {
+		if err := n.PinLeader(raftnodetest.Ctx(t, 5*time.Second), 1, c.Members[to].ID); err != nil {
+			t.Fatal(err)
+		}
+		c.Eventually("leader moved", 20*time.Second, func() error {
+			if l := c.WaitForLeader(1); l != to {
+				return fmt.Errorf("leader is %s", c.Members[l].ID)
+			}
+			return nil
+		})
+	}
+	close(stop)
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("%d of %d requests failed during hand-overs; first: %v", len(failures), ops, failures[0])
+	}
+	t.Logf("%d requests across 4 leadership hand-overs, none failed", ops)
+}

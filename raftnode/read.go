@@ -64,7 +64,7 @@ func (r *replica) readBarrier(ctx context.Context, c Consistency) error {
 	if !(c == Lease && r.leaseValid(term)) {
 		start := time.Now()
 		if err := await(ctx, r.raft.VerifyLeader()); err != nil {
-			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
 				return r.notLeader()
 			}
 			if ctx.Err() != nil {
@@ -92,7 +92,9 @@ func (r *replica) ensureTermCommitted(ctx context.Context, term uint64) error {
 		return nil
 	}
 	if err := await(ctx, r.raft.Barrier(enqueueTimeout(ctx))); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+			// A leadership transfer ends within an election timeout:
+			// the caller retries, on the new leader.
 			return r.notLeader()
 		}
 		return fmt.Errorf("%w: group %d: barrier: %v", ErrUnavailable, r.id, err)
