@@ -107,7 +107,9 @@ func (f *fakeBackend) DrainNode(_ context.Context, id raftnode.NodeID, on bool) 
 	}
 	return nil
 }
-func (f *fakeBackend) Cluster() raftnode.ClusterInfo { return raftnode.ClusterInfo{Replication: 3} }
+func (f *fakeBackend) Cluster(context.Context) raftnode.ClusterInfo {
+	return raftnode.ClusterInfo{Replication: 3}
+}
 func (f *fakeBackend) Lookup(key []byte) (raftnode.Lookup, error) {
 	return raftnode.Lookup{Key: string(key), Group: 1}, nil
 }

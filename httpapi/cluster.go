@@ -326,7 +326,7 @@ func (a *API) removeNode(w http.ResponseWriter, r *http.Request) {
 // cluster shows members, their replicas and leaderships, and the replica
 // move in progress: GET /v1/cluster.
 func (a *API) cluster(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, a.b.Cluster())
+	writeJSON(w, http.StatusOK, a.b.Cluster(r.Context()))
 }
 
 // drainNode moves a node's replicas off it (PUT) or lets it hold replicas

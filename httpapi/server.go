@@ -35,7 +35,7 @@ type Backend interface {
 	Join(ctx context.Context, info raftnode.NodeInfo) error
 	RemoveNode(ctx context.Context, id raftnode.NodeID) (raftnode.Removal, error)
 	DrainNode(ctx context.Context, id raftnode.NodeID, on bool) error
-	Cluster() raftnode.ClusterInfo
+	Cluster(ctx context.Context) raftnode.ClusterInfo
 	Ready() (bool, string)
 	ServeBatch(ctx context.Context, b raftnode.Batch) raftnode.BatchReply
 	BlockPeers(addrs []string)

@@ -114,7 +114,7 @@ func TestGrowAndDrainNodes(t *testing.T) {
 	}
 	c.Eventually("node1 left", 90*time.Second, func() error {
 		if _, ok := c.Members[3].Node.Layout().Node("node1"); ok {
-			return fmt.Errorf("node1 still a member: %+v", c.Members[3].Node.Cluster().Move)
+			return fmt.Errorf("node1 still a member: %+v", c.Members[3].Node.Cluster(context.Background()).Move)
 		}
 		return nil
 	})

@@ -326,8 +326,11 @@ type ClusterInfo struct {
 }
 
 // Cluster reports members, replica placement and the move in progress.
-func (n *Node) Cluster() ClusterInfo {
+// Leaders of groups this node holds no replica of are asked of the nodes
+// that do.
+func (n *Node) Cluster(ctx context.Context) ClusterInfo {
 	l := n.Layout()
+	leaders := n.groupLeaders(ctx, l)
 	ci := ClusterInfo{Replication: l.replication(), Move: l.Move, Loads: l.Loads}
 	if l.Initialized {
 		ci.Balanced = l.Move == nil && l.nextMove() == nil
@@ -347,7 +350,7 @@ func (n *Node) Cluster() ClusterInfo {
 			if contains(g.Replicas, nd.ID) {
 				cn.Replicas = append(cn.Replicas, g.ID)
 			}
-			if n.leaderOf(g.ID) == nd.ID {
+			if leaders[g.ID] == nd.ID {
 				cn.Leads = append(cn.Leads, g.ID)
 			}
 			if plan[g.ID] == nd.ID {
@@ -357,4 +360,53 @@ func (n *Node) Cluster() ClusterInfo {
 		ci.Nodes = append(ci.Nodes, cn)
 	}
 	return ci
+}
+
+// groupLeaders returns each group's leader: as the local replica knows
+// it, or else as the holders report in their status (asked in parallel,
+// briefly).
+func (n *Node) groupLeaders(ctx context.Context, l *Layout) map[GroupID]NodeID {
+	out := map[GroupID]NodeID{}
+	ask := map[NodeID]bool{}
+	for _, g := range l.Groups {
+		if r := n.replica(g.ID); r != nil && r.leader() != "" {
+			out[g.ID] = r.leader()
+			continue
+		}
+		for _, id := range g.Replicas {
+			if id != n.cfg.ID {
+				ask[id] = true
+			}
+		}
+	}
+	if len(ask) == 0 {
+		return out
+	}
+	type answer struct{ st Status }
+	answers := make(chan answer, len(ask))
+	sctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	for id := range ask {
+		info, ok := l.Node(id)
+		if !ok {
+			answers <- answer{}
+			continue
+		}
+		go func() {
+			st, err := n.fwd.status(sctx, info.HTTPAddr)
+			if err != nil {
+				st = Status{}
+			}
+			answers <- answer{st}
+		}()
+	}
+	for range ask {
+		a := <-answers
+		for _, gs := range a.st.Groups {
+			if _, known := out[gs.ID]; !known && gs.State == raft.Leader.String() {
+				out[gs.ID] = a.st.Node
+			}
+		}
+	}
+	return out
 }

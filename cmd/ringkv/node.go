@@ -141,14 +141,16 @@ func cmdNode(ctx context.Context, timeout time.Duration, c *client.Client, args 
 		if present {
 			held = len(st.Nodes[i].Replicas)
 		}
+		// The answering node may not have applied the change yet: wait
+		// until its view shows the node's new state.
 		var done bool
 		switch pos[0] {
 		case "remove":
 			done = !present
 		case "drain":
-			done = st.Balanced || held == 0 && st.Move == nil
+			done = present && st.Nodes[i].Draining && (st.Balanced || held == 0 && st.Move == nil)
 		default:
-			done = st.Balanced
+			done = present && !st.Nodes[i].Draining && st.Balanced
 		}
 		if done {
 			if tty {

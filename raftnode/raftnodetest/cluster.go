@@ -380,7 +380,7 @@ func (c *Cluster) WaitPlaced(timeout time.Duration) {
 			if m.Node == nil {
 				continue
 			}
-			if ci := m.Node.Cluster(); !ci.Balanced {
+			if ci := m.Node.Cluster(context.Background()); !ci.Balanced {
 				return fmt.Errorf("%s: not balanced yet (move %+v)", m.ID, ci.Move)
 			}
 			l := m.Node.Layout()
