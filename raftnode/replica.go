@@ -60,6 +60,10 @@ type replica struct {
 	leaseUntil time.Time
 }
 
+// shutdownWait bounds how long a replica's shutdown waits for raft's
+// goroutines.
+var shutdownWait = 10 * time.Second
+
 func groupDir(dataDir string, id GroupID) string {
 	if id == MetaGroup {
 		return filepath.Join(dataDir, "meta")
@@ -232,8 +236,21 @@ func (r *replica) shutdown() {
 		return
 	}
 	if r.raft != nil {
-		if err := r.raft.Shutdown().Error(); err != nil {
-			r.node.log.Warn("raft shutdown", "group", uint32(r.id), "err", err)
+		// hashicorp/raft can leave a replication goroutine blocked for
+		// good when a pipeline's decoder stops on a newer term while a
+		// send waits for it (a leader stepping down under load); its
+		// Shutdown then never returns. Its main loops have stopped by
+		// then, so after a while the files are closed anyway.
+		done := make(chan error, 1)
+		f := r.raft.Shutdown()
+		go func() { done <- f.Error() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				r.node.log.Warn("raft shutdown", "group", uint32(r.id), "err", err)
+			}
+		case <-time.After(shutdownWait):
+			r.node.log.Warn("raft shutdown did not finish; a replication goroutine is stuck, closing the replica anyway", "group", uint32(r.id), "waited", shutdownWait)
 		}
 	}
 	if r.trans != nil {
