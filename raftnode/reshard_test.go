@@ -509,8 +509,10 @@ func TestAsyncWriteIsNotOvertakenByAFence(t *testing.T) {
 			close(reached)
 			// Hold until the source has applied a fence (the layout
 			// records the transfer as fenced), or for 2 s.
-			deadline := time.Now().Add(2 * time.Second)
-			for time.Now().Before(deadline) {
+			deadline := time.After(2 * time.Second)
+			tick := time.NewTicker(10 * time.Millisecond)
+			defer tick.Stop()
+			for {
 				if m := c.Members[0].Node.Layout().Migration; m != nil {
 					for _, tr := range m.Transfers {
 						if tr.From == g && tr.Phase != raftnode.PhaseCopy {
@@ -519,7 +521,11 @@ func TestAsyncWriteIsNotOvertakenByAFence(t *testing.T) {
 						}
 					}
 				}
-				time.Sleep(10 * time.Millisecond)
+				select {
+				case <-deadline:
+					return
+				case <-tick.C:
+				}
 			}
 		}
 	}})
