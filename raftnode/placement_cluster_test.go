@@ -2,6 +2,7 @@ package raftnode_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -287,8 +288,9 @@ func TestReplicaMoveSurvivesTheMoverStopping(t *testing.T) {
 }
 
 // Leadership hand-overs (the balancer's, a pin's, a replica move's) are
-// invisible to clients: linearizable reads and writes running throughout
-// wait for the new leader instead of failing.
+// nearly invisible to clients: linearizable reads and writes running
+// throughout wait for the new leader instead of failing; only a write in
+// flight at the hand-over may end with an unknown outcome.
 func TestLeaderHandOversDoNotFailRequests(t *testing.T) {
 	c := raftnodetest.Start(t, raftnodetest.Options{})
 	n := c.Members[0].Node
@@ -324,7 +326,10 @@ func TestLeaderHandOversDoNotFailRequests(t *testing.T) {
 				cancel()
 				mu.Lock()
 				ops++
-				if err != nil {
+				// A write in flight when its leader steps down may or may
+				// not commit: that is reported honestly, as an unknown
+				// outcome. Anything else is a failure.
+				if err != nil && !(i%2 == 1 && errors.Is(err, raftnode.ErrOutcomeUnknown)) {
 					failures = append(failures, err)
 				}
 				mu.Unlock()
