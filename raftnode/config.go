@@ -81,6 +81,9 @@ type Config struct {
 	// node must use the same depth: replicas of different depths cannot be
 	// compared, and a verification repairs the odd one to the leader's.
 	MerkleDepth int
+	// MoveStall is how long a replica move waits for a destination that
+	// does not answer before it is undone; 0 means DefaultMoveStall.
+	MoveStall time.Duration
 
 	Logger *slog.Logger
 	// OnFatal is called when a state machine cannot apply a committed entry
@@ -144,6 +147,8 @@ func (c Config) Validate() error {
 		return errors.New("config: snapshot interval must be positive")
 	case c.Timing.Heartbeat <= 0 || c.Timing.Election <= 0 || c.Timing.LeaderLease <= 0 || c.Timing.ApplyDeadline <= 0:
 		return errors.New("config: raft timings must be positive")
+	case c.MoveStall < 0:
+		return errors.New("config: move stall must not be negative")
 	case c.ProposalWaves < 1:
 		return errors.New("config: proposal waves must be at least 1")
 	case c.MerkleDepth != 0 && (c.MerkleDepth < snapshot.MinTreeDepth || c.MerkleDepth > snapshot.MaxTreeDepth):
@@ -152,6 +157,17 @@ func (c Config) Validate() error {
 		return errors.New("config: leader lease must not exceed the heartbeat timeout")
 	}
 	return nil
+}
+
+// DefaultMoveStall is how long a replica move waits for a silent
+// destination by default.
+const DefaultMoveStall = 30 * time.Second
+
+func (c Config) moveStall() time.Duration {
+	if c.MoveStall > 0 {
+		return c.MoveStall
+	}
+	return DefaultMoveStall
 }
 
 func (c Config) advertiseRaft() string {

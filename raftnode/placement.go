@@ -91,13 +91,13 @@ func (l *Layout) holds(g GroupInfo, id NodeID) bool {
 	return l.Move != nil && l.Move.Group == g.ID && l.Move.To == id
 }
 
-// placeTarget is the eligible node not holding g with the lowest load
-// after receiving it (replicas per unit of weight); ties go to the lower
-// id. Empty when there is none.
-func (l *Layout) placeTarget(g GroupInfo, counts map[NodeID]int) NodeID {
+// placeTarget is the eligible node not holding g and not in avoid with the
+// lowest load after receiving it (replicas per unit of weight); ties go to
+// the lower id. Empty when there is none.
+func (l *Layout) placeTarget(g GroupInfo, counts map[NodeID]int, avoid map[NodeID]bool) NodeID {
 	best, bestLoad := NodeID(""), math.Inf(1)
 	for _, n := range l.Nodes {
-		if !n.eligible() || l.holds(g, n.ID) {
+		if !n.eligible() || avoid[n.ID] || l.holds(g, n.ID) {
 			continue
 		}
 		if load := float64(counts[n.ID]+1) / n.weight(); load < bestLoad-1e-9 {
@@ -113,7 +113,7 @@ func (l *Layout) placeNewGroup(id GroupID) []NodeID {
 	counts := l.replicaCounts()
 	g := GroupInfo{ID: id}
 	for len(g.Replicas) < l.replication() {
-		to := l.placeTarget(g, counts)
+		to := l.placeTarget(g, counts, nil)
 		if to == "" {
 			break
 		}
@@ -125,8 +125,11 @@ func (l *Layout) placeNewGroup(id GroupID) []NodeID {
 }
 
 // nextMove is the next replica move the placement rule asks for, or nil
-// when replicas are where they should be (or a move is in progress).
-func (l *Layout) nextMove() *ReplicaMove {
+// when replicas are where they should be (or a move is in progress). No
+// move goes to a node in avoid (nodes the caller cannot reach); the rule
+// is otherwise the same, so the moves they would get wait until they are
+// back.
+func (l *Layout) nextMove(avoid map[NodeID]bool) *ReplicaMove {
 	if !l.Initialized || l.Move != nil {
 		return nil
 	}
@@ -138,14 +141,14 @@ func (l *Layout) nextMove() *ReplicaMove {
 			if n, ok := l.Node(id); ok && n.eligible() {
 				continue
 			}
-			if to := l.placeTarget(g, counts); to != "" {
+			if to := l.placeTarget(g, counts, avoid); to != "" {
 				return &ReplicaMove{Group: g.ID, From: id, To: to, Reason: "drain"}
 			}
 		}
 	}
 	for _, g := range groups {
 		if len(g.Replicas) < l.replication() && len(g.Bootstrap) == 0 {
-			if to := l.placeTarget(g, counts); to != "" {
+			if to := l.placeTarget(g, counts, avoid); to != "" {
 				return &ReplicaMove{Group: g.ID, To: to, Reason: "replicate"}
 			}
 		}
@@ -176,6 +179,9 @@ func (l *Layout) nextMove() *ReplicaMove {
 			lo := devs[j]
 			if hi.d-lo.d <= 1+1e-9 {
 				break
+			}
+			if avoid[lo.id] {
+				continue
 			}
 			for _, g := range groups {
 				if contains(g.Replicas, hi.id) && !contains(g.Replicas, lo.id) && len(g.Bootstrap) == 0 {

@@ -354,3 +354,84 @@ func TestLeaderHandOversDoNotFailRequests(t *testing.T) {
 	}
 	t.Logf("%d requests across 4 leadership hand-overs, none failed", ops)
 }
+
+// A replica move whose destination dies is undone once the destination
+// has been silent for the stall timeout, instead of waiting for it for as
+// long as it is down; when it is back it gets its replicas after all.
+func TestReplicaMoveToADeadNodeIsUndone(t *testing.T) {
+	var once sync.Once
+	held := make(chan raftnode.ReplicaMove, 1)
+	release := make(chan struct{})
+	c := raftnodetest.Start(t, raftnodetest.Options{Groups: 3, Configure: func(cfg *raftnode.Config) {
+		cfg.MoveStall = 2 * time.Second
+		cfg.OnReplicaMove = func(ctx context.Context, mv raftnode.ReplicaMove, progress string) {
+			if !strings.Contains(progress, "non-voter") {
+				return
+			}
+			hold := false
+			once.Do(func() { hold = true })
+			if hold {
+				held <- mv
+				select {
+				case <-release:
+				case <-ctx.Done():
+				}
+			}
+		}
+	}})
+	want := fill(t, c, "dead", 100)
+	added := c.Add(0)
+	var mv raftnode.ReplicaMove
+	select {
+	case mv = <-held:
+	case <-time.After(60 * time.Second):
+		t.Fatal("no replica move reached its first step")
+	}
+	dest := c.Members[added].ID
+	if mv.To != dest {
+		t.Fatalf("first move %s, want one onto the new node %s", mv, dest)
+	}
+	t.Logf("stopping %s, the destination of %s", dest, mv)
+	c.Kill(added)
+	close(release)
+	c.Eventually("the move undone", 60*time.Second, func() error {
+		for _, m := range c.Members {
+			if m.Node == nil {
+				continue
+			}
+			l := m.Node.Layout()
+			if l.Move != nil {
+				return fmt.Errorf("%s: move %s in progress", m.ID, l.Move)
+			}
+			for _, g := range l.Groups {
+				if slices.Contains(g.Replicas, dest) {
+					return fmt.Errorf("%s: group %d replicas %v include the dead node", m.ID, g.ID, g.Replicas)
+				}
+			}
+		}
+		leader := c.WaitForLeader(mv.Group)
+		gs := c.GroupStatus(leader, mv.Group)
+		if len(gs.Voters) != 3 || len(gs.Nonvoters) != 0 || slices.Contains(gs.Voters, dest) {
+			return fmt.Errorf("group %d: voters %v nonvoters %v", mv.Group, gs.Voters, gs.Nonvoters)
+		}
+		return nil
+	})
+	// Writes go on meanwhile, and the node, once back, gets its share.
+	for k, v := range fill(t, c, "dead2", 50) {
+		want[k] = v
+	}
+	c.Restart(added)
+	c.WaitPlaced(90 * time.Second)
+	held4 := 0
+	for _, g := range c.Members[0].Node.Layout().Groups {
+		if slices.Contains(g.Replicas, dest) {
+			held4++
+		}
+	}
+	if held4 != 2 {
+		t.Fatalf("%s back: holds %d replicas, want 2 (9 over 4 nodes)", dest, held4)
+	}
+	checkKeys(t, c, want, nil)
+	c.WaitConverged()
+	verifyAll(t, c.Members[0].Node)
+}

@@ -15,7 +15,7 @@ func settle(t *testing.T, l *Layout) (*Layout, []ReplicaMove) {
 	t.Helper()
 	var moves []ReplicaMove
 	for {
-		mv := l.nextMove()
+		mv := l.nextMove(nil)
 		if mv == nil {
 			return l, moves
 		}
@@ -353,5 +353,69 @@ func TestLeaderPlanByLoad(t *testing.T) {
 	}
 	if _, err := decodeMetaCommand([]byte(`{"op":"loads","loads":{"1":-3}}`)); err == nil {
 		t.Fatal("a negative rate was accepted")
+	}
+}
+
+// Nodes the placer cannot reach get no replica: balance moves go to the
+// next node below its share, drains to the next least loaded node, and
+// with nowhere else to go no move is made.
+func TestPlacementAvoidsSilentNodes(t *testing.T) {
+	l := newLayout(t, 6)
+	for _, id := range []NodeID{"n2", "n3", "n4", "n5"} {
+		l = addNode(t, l, id, 0)
+	}
+	avoid := map[NodeID]bool{"n5": true}
+	for i := 0; ; i++ {
+		mv := l.nextMove(avoid)
+		if mv == nil {
+			break
+		}
+		if mv.To == "n5" {
+			t.Fatalf("move %s goes to a node to avoid", mv)
+		}
+		next, err := applyMeta(l, metaCommand{Op: "replica_move_start", Move: mv})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l, err = applyMeta(next, metaCommand{Op: "replica_move_end", Move: mv}); err != nil {
+			t.Fatal(err)
+		}
+		if i > 100 {
+			t.Fatal("placement avoiding n5 does not settle")
+		}
+	}
+	counts := l.replicaCounts()
+	if counts["n5"] != 0 || counts["n4"] != 4 {
+		t.Fatalf("avoiding n5: replicas per node %v, want n4 at its share of 18 over 4 nodes (4) and n5 none", counts)
+	}
+	// Once n5 answers again, it gets its share.
+	l, moves := settle(t, l)
+	checkPlacement(t, l)
+	if len(moves) == 0 || l.replicaCounts()["n5"] < 3 {
+		t.Fatalf("n5 back: moves %v, replicas %v", moves, l.replicaCounts())
+	}
+	// Draining n1 while n2..n4 are silent: n5 takes what it can, and
+	// nothing goes to the silent nodes.
+	l, err := applyMeta(l, metaCommand{Op: "node_state", Node: &NodeInfo{ID: "n1"}, Draining: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	silent := map[NodeID]bool{"n2": true, "n3": true, "n4": true}
+	for mv := l.nextMove(silent); mv != nil; mv = l.nextMove(silent) {
+		if silent[mv.To] || mv.From != "n1" {
+			t.Fatalf("drain with n2..n4 silent moved %s", mv)
+		}
+		next, err := applyMeta(l, metaCommand{Op: "replica_move_start", Move: mv})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l, err = applyMeta(next, metaCommand{Op: "replica_move_end", Move: mv}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, g := range l.Groups {
+		if contains(g.Replicas, "n1") && !contains(g.Replicas, "n5") {
+			t.Fatalf("group %d %v: n1 kept a replica that n5 could take", g.ID, g.Replicas)
+		}
 	}
 }

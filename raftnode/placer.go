@@ -59,9 +59,19 @@ func (n *Node) place(ctx context.Context) error {
 	if l.Migration != nil {
 		return nil // keys are moving between groups: replicas wait
 	}
-	mv := l.nextMove()
-	if mv == nil {
-		return nil
+	// A node that does not answer gets no replica: a move onto it would
+	// wait for it to catch up for as long as it is down.
+	avoid := map[NodeID]bool{}
+	var mv *ReplicaMove
+	for {
+		if mv = l.nextMove(avoid); mv == nil {
+			return nil
+		}
+		if n.reachable(ctx, mv.To) {
+			break
+		}
+		n.log.Info("replica placement: destination does not answer, passing it over", "node", mv.To, "move", mv.String())
+		avoid[mv.To] = true
 	}
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	_, err := n.meta.apply(actx, mustJSON(metaCommand{Op: "replica_move_start", Move: mv}))
@@ -86,14 +96,32 @@ func (n *Node) runMove(ctx context.Context, mv ReplicaMove) error {
 	started := time.Now()
 	n.log.Info("moving a replica", "move", mv.String())
 	defer n.moving.Store(nil)
+	// The destination is probed about once a second; once it has not
+	// answered for the stall timeout the move is undone, so a node that
+	// died in the middle of a move cannot hold placement up (drains
+	// included) for as long as it stays down.
+	var silentSince, probed time.Time
+	stalled := false
 	for {
 		l := n.Layout()
 		if l.Move == nil || *l.Move != mv || !n.meta.isLeader() {
 			return nil // ended, or no longer ours to run
 		}
-		abort := false
+		abort := stalled
 		if to, ok := l.Node(mv.To); !ok || !to.eligible() {
 			abort = true
+		}
+		if !abort && time.Since(probed) >= time.Second {
+			probed = time.Now()
+			switch {
+			case n.reachable(ctx, mv.To):
+				silentSince = time.Time{}
+			case silentSince.IsZero():
+				silentSince = probed
+			case time.Since(silentSince) >= n.cfg.moveStall():
+				n.log.Warn("replica move: destination has not answered, undoing the move", "move", mv.String(), "silent", time.Since(silentSince).Round(time.Millisecond))
+				stalled, abort = true, true
+			}
 		}
 		if _, ok := l.Group(mv.Group); !ok {
 			// The group was retired meanwhile: nothing left to move.
@@ -120,6 +148,22 @@ func (n *Node) runMove(ctx context.Context, mv ReplicaMove) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// reachable reports whether node id answers a status request within a
+// second (this node always does).
+func (n *Node) reachable(ctx context.Context, id NodeID) bool {
+	if id == n.cfg.ID {
+		return true
+	}
+	info, ok := n.Layout().Node(id)
+	if !ok {
+		return false
+	}
+	sctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	_, err := n.fwd.status(sctx, info.HTTPAddr)
+	return err == nil
 }
 
 func (n *Node) endMove(ctx context.Context, mv ReplicaMove, aborted bool) error {
@@ -333,7 +377,7 @@ func (n *Node) Cluster(ctx context.Context) ClusterInfo {
 	leaders := n.groupLeaders(ctx, l)
 	ci := ClusterInfo{Replication: l.replication(), Move: l.Move, Loads: l.Loads}
 	if l.Initialized {
-		ci.Balanced = l.Move == nil && l.nextMove() == nil
+		ci.Balanced = l.Move == nil && l.nextMove(nil) == nil
 		for _, nd := range l.Nodes {
 			ci.Balanced = ci.Balanced && !nd.Leaving
 		}

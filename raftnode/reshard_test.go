@@ -64,13 +64,19 @@ func startWriters(t *testing.T, nodes []*raftnode.Node, n, keys int) *writers {
 
 func (w *writers) halt() { close(w.stop); w.wg.Wait() }
 
-// fill writes n keys prefix/0000.. through the members in turn and returns
-// them with their values.
+// fill writes n keys prefix/0000.. through the live members in turn and
+// returns them with their values.
 func fill(t *testing.T, c *raftnodetest.Cluster, prefix string, n int) map[string]string {
+	var live []*raftnode.Node
+	for _, m := range c.Members {
+		if m.Node != nil {
+			live = append(live, m.Node)
+		}
+	}
 	want := map[string]string{}
 	for i := 0; i < n; i++ {
 		k, v := fmt.Sprintf("%s/%04d", prefix, i), fmt.Sprintf("value-%d", i)
-		mustPut(t, c.Members[i%len(c.Members)].Node, k, v)
+		mustPut(t, live[i%len(live)], k, v)
 		want[k] = v
 	}
 	return want
