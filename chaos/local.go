@@ -56,6 +56,21 @@ func (p *Proc) Running() bool {
 	return p.cmd != nil || p.attached
 }
 
+// ExitCode reports the exit status of a process this harness started
+// that has ended by itself (ok false while it runs, or for containers and
+// attached nodes).
+func (p *Proc) ExitCode() (code int, ok bool) {
+	if p.cmd == nil || p.exited == nil {
+		return 0, false
+	}
+	select {
+	case <-p.exited:
+		return p.cmd.ProcessState.ExitCode(), true
+	default:
+		return 0, false
+	}
+}
+
 // errAttached is returned for process control of an attached node.
 var errAttached = errors.New("attached node: this harness did not start it and cannot kill, restart or pause it")
 

@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -171,4 +174,66 @@ func TestReplicaMoveSurvivesKill9(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestRemovedNodeStops: a fourth node joins, then is removed through
+// another node. Its replicas move off, it leaves, learns so from the
+// others and exits with status 0; started again on its data dir it
+// refuses, with a message that says what to do. The cluster carries on.
+func TestRemovedNodeStops(t *testing.T) {
+	c := startCluster(t, 3)
+	p, err := c.lc.StartNode(ctx(t, 30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.procs = c.lc.Procs
+	eventually(t, p.ID+" holds replicas", 60*time.Second, func() error {
+		var ci clusterInfo
+		if err := c.procs[0].Client.GetJSON(ctx(t, 2*time.Second), "/v1/cluster", nil, &ci); err != nil {
+			return err
+		}
+		for _, n := range ci.Nodes {
+			if n.ID == p.ID && len(n.Replicas) > 0 && ci.Balanced {
+				return nil
+			}
+		}
+		return fmt.Errorf("not yet: %+v", ci.Nodes)
+	})
+	if err := c.procs[1].Client.DoJSON(ctx(t, 10*time.Second), http.MethodDelete, "/v1/cluster/nodes/"+p.ID, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, p.ID+" stopped by itself", 90*time.Second, func() error {
+		if code, ok := p.ExitCode(); !ok {
+			return fmt.Errorf("still running")
+		} else if code != 0 {
+			return fmt.Errorf("exited with %d", code)
+		}
+		return nil
+	})
+	if b, _ := os.ReadFile(p.LogPath); !strings.Contains(string(b), "removed from the cluster") {
+		t.Fatalf("%s's log does not say it was removed", p.ID)
+	}
+	if err := p.Kill(); err != nil { // reap
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, p.ID+" refuses to start on its old data", 30*time.Second, func() error {
+		if code, ok := p.ExitCode(); !ok {
+			return fmt.Errorf("still running")
+		} else if code == 0 {
+			return fmt.Errorf("exited with 0")
+		}
+		return nil
+	})
+	if b, _ := os.ReadFile(p.LogPath); !strings.Contains(string(b), "start with an empty data dir and --join") {
+		t.Fatalf("%s's log does not say how to join again:\n%s", p.ID, b)
+	}
+	for i := 0; i < 3; i++ {
+		k := fmt.Sprintf("after/%d", i)
+		if _, err := c.procs[i].Client.Put(ctx(t, 10*time.Second), k, []byte("v"), client.PutOptions{}); err != nil {
+			t.Fatalf("put %s through %s after the removal: %v", k, c.procs[i].ID, err)
+		}
+	}
 }

@@ -90,6 +90,11 @@ type Config struct {
 	// (an I/O error). The node must stop rather than diverge; the default
 	// panics.
 	OnFatal func(error)
+	// OnRemoved, when set, is called once the node has learned that the
+	// cluster removed it (from peer, whose layout no longer lists it). The
+	// node has recorded that in its data dir and will not start on it
+	// again; ringkvd stops.
+	OnRemoved func(peer NodeID)
 	// OnTransfer, when set, is called by the node moving keys as a
 	// transfer reaches each phase (copy, fenced, flipped), before it acts
 	// on it. Tests use it to hold a ring change at a chosen point.

@@ -1,8 +1,12 @@
 package raftnode
 
 import (
+	"bytes"
+	"io"
+
 	"errors"
 	"fmt"
+	"github.com/hashicorp/raft"
 	"strings"
 	"testing"
 
@@ -190,3 +194,43 @@ func TestPackSplitsRepeatedKeysAndKeepsOthersAlone(t *testing.T) {
 		t.Fatal("a dropped proposal was sent")
 	}
 }
+
+// The metadata state machine knows which log index its layout reflects,
+// also after a failed command and across a snapshot and restore: a node
+// compares it with its peers' to learn that it was removed.
+func TestMetaFSMIndex(t *testing.T) {
+	f := newMetaFSM()
+	n1 := NodeInfo{ID: "n1", HTTPAddr: "h1", RaftAddr: "r1"}
+	if err := f.Apply(&raft.Log{Index: 3, Data: mustJSON(metaCommand{Op: "init", Node: &n1, Groups: 2, VNodes: 8, ClusterID: "abc"})}); err != nil {
+		t.Fatal(err)
+	}
+	if err, _ := f.Apply(&raft.Log{Index: 4, Data: mustJSON(metaCommand{Op: "replica_move_end", Move: &ReplicaMove{Group: 9, To: "n1"}})}).(error); err == nil {
+		t.Fatal("ending a move that never started succeeded")
+	}
+	l, index := f.LayoutAt()
+	if index != 4 || l.ClusterID != "abc" {
+		t.Fatalf("after entries 3 and 4: index %d cluster %q", index, l.ClusterID)
+	}
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	g := newMetaFSM()
+	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	back, bindex := g.LayoutAt()
+	if bindex != 4 || back.Index != 0 || back.ClusterID != "abc" || len(back.Groups) != 2 {
+		t.Fatalf("restored: index %d, layout index field %d, cluster %q, groups %d", bindex, back.Index, back.ClusterID, len(back.Groups))
+	}
+}
+
+type memSink struct{ bytes.Buffer }
+
+func (s *memSink) ID() string    { return "mem" }
+func (s *memSink) Cancel() error { return nil }
+func (s *memSink) Close() error  { return nil }

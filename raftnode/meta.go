@@ -59,6 +59,12 @@ type Layout struct {
 	// Loads are the groups' write rates (writes/s) as last recorded by
 	// the balancer; leaderships spread by them (by count without).
 	Loads map[GroupID]float64 `json:"loads,omitempty"`
+	// ClusterID names the cluster, chosen when it was bootstrapped (empty
+	// for clusters bootstrapped before it existed).
+	ClusterID string `json:"cluster_id,omitempty"`
+	// Index is the metadata log index a snapshot of the layout was taken
+	// at; set only in snapshots (0 in older ones).
+	Index uint64 `json:"index,omitempty"`
 
 	ring *ring.Ring
 	next *ring.Ring // the ring after Migration
@@ -119,8 +125,10 @@ type metaCommand struct {
 	// Group is the group whose leader pin_leader pins to Node, or
 	// unpins when Node is nil.
 	Group GroupID `json:"group,omitempty"`
-	// Replication is the replicas per group (init).
-	Replication int `json:"replication,omitempty"`
+	// Replication is the replicas per group, ClusterID the cluster's
+	// name (init).
+	Replication int    `json:"replication,omitempty"`
+	ClusterID   string `json:"cluster_id,omitempty"`
 	// Move starts or ends a replica move; Aborted ends it with the
 	// replicas unchanged.
 	Move    *ReplicaMove `json:"move,omitempty"`
@@ -185,8 +193,12 @@ func decodeMetaCommand(b []byte) (metaCommand, error) {
 // metaFSM is the metadata group's state machine. It keeps the layout in
 // memory; its snapshots are the layout as JSON.
 type metaFSM struct {
-	mu      sync.Mutex
-	layout  *Layout
+	mu     sync.Mutex
+	layout *Layout
+	// index is the metadata log index the layout reflects: the last entry
+	// applied, or the snapshot restored (0 when unknown: a snapshot
+	// written before snapshots carried it).
+	index   uint64
 	changed chan struct{}
 }
 
@@ -201,6 +213,14 @@ func (f *metaFSM) Layout() *Layout {
 	return f.layout
 }
 
+// LayoutAt returns the current layout and the metadata log index it
+// reflects (0: unknown).
+func (f *metaFSM) LayoutAt() (*Layout, uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.layout, f.index
+}
+
 // Changed returns a channel closed at the next layout change.
 func (f *metaFSM) Changed() <-chan struct{} {
 	f.mu.Lock()
@@ -208,27 +228,29 @@ func (f *metaFSM) Changed() <-chan struct{} {
 	return f.changed
 }
 
-func (f *metaFSM) publish(l *Layout) {
+// publish makes l the layout at index; a nil l keeps the layout and
+// only moves the index on.
+func (f *metaFSM) publish(l *Layout, index uint64) {
 	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.index = index
+	if l == nil {
+		return
+	}
 	f.layout = l
 	close(f.changed)
 	f.changed = make(chan struct{})
-	f.mu.Unlock()
 }
 
 func (f *metaFSM) Apply(lg *raft.Log) interface{} {
 	c, err := decodeMetaCommand(lg.Data)
 	if err != nil {
+		f.publish(nil, lg.Index)
 		return err
 	}
 	next, err := applyMeta(f.Layout(), c)
-	if err != nil {
-		return err
-	}
-	if next != nil {
-		f.publish(next)
-	}
-	return nil
+	f.publish(next, lg.Index)
+	return err
 }
 
 // applyMeta computes the layout after c; nil means unchanged. It is
@@ -250,6 +272,7 @@ func applyMeta(cur *Layout, c metaCommand) (*Layout, error) {
 		}
 		next.Initialized = true
 		next.Replication = c.Replication
+		next.ClusterID = c.ClusterID
 		next.Nodes = []NodeInfo{*c.Node}
 		next.Ring, next.ring = r.State(), r
 	case "add_node":
@@ -393,7 +416,10 @@ func (l *Layout) clone() *Layout {
 }
 
 func (f *metaFSM) Snapshot() (raft.FSMSnapshot, error) {
-	b, err := json.Marshal(f.Layout())
+	cur, index := f.LayoutAt()
+	l := *cur
+	l.Index = index
+	b, err := json.Marshal(&l)
 	if err != nil {
 		return nil, err
 	}
@@ -406,7 +432,9 @@ func (f *metaFSM) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return err
 	}
-	f.publish(l)
+	index := l.Index
+	l.Index = 0
+	f.publish(l, index)
 	return nil
 }
 

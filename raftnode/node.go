@@ -34,10 +34,11 @@ type Node struct {
 	replicas map[GroupID]*replica
 	hints    map[GroupID]NodeID // leader hints learnt from peers
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	joined chan struct{}
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	joined  chan struct{}
+	removed atomic.Bool // the cluster removed this node (see removalLoop)
 }
 
 // New starts a node: it opens the Raft port and every local replica, then
@@ -56,6 +57,9 @@ func New(cfg Config) (*Node, error) {
 		n.cfg.OnFatal = func(err error) { panic(err) }
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := checkNotRemoved(cfg.DataDir); err != nil {
 		return nil, err
 	}
 	var err error
@@ -118,6 +122,7 @@ func New(cfg Config) (*Node, error) {
 	n.goLoop(n.reconcileLoop)
 	n.goLoop(n.moverLoop)
 	n.goLoop(n.placerLoop)
+	n.goLoop(n.removalLoop)
 	if cfg.BalanceInterval > 0 {
 		n.goLoop(n.balanceLoop)
 	}
@@ -304,7 +309,7 @@ func (n *Node) initLoop(ctx context.Context) {
 			if groups == 0 {
 				groups = n.cfg.Groups
 			}
-			cmd := metaCommand{Op: "init", Node: ptr(n.self()), Groups: groups, VNodes: n.cfg.VNodes, Replication: n.cfg.Replication}
+			cmd := metaCommand{Op: "init", Node: ptr(n.self()), Groups: groups, VNodes: n.cfg.VNodes, Replication: n.cfg.Replication, ClusterID: newClusterID()}
 			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			_, err := n.meta.apply(actx, mustJSON(cmd))
 			cancel()

@@ -435,3 +435,54 @@ func TestReplicaMoveToADeadNodeIsUndone(t *testing.T) {
 	c.WaitConverged()
 	verifyAll(t, c.Members[0].Node)
 }
+
+// A node removed from the cluster while it runs learns so from the
+// others: it stops serving, records the removal in its data dir and will
+// not start on it again. The members that stay are not misled.
+func TestRemovedNodeLearnsItLeft(t *testing.T) {
+	learned := make(chan raftnode.NodeID, 4)
+	c := raftnodetest.Start(t, raftnodetest.Options{Groups: 3, Configure: func(cfg *raftnode.Config) {
+		id := cfg.ID
+		cfg.OnRemoved = func(peer raftnode.NodeID) { learned <- id }
+	}})
+	want := fill(t, c, "left", 50)
+	gone := c.Add(0)
+	c.WaitPlaced(90 * time.Second)
+	id := c.Members[gone].ID
+	rm, err := c.Members[0].Node.RemoveNode(raftnodetest.Ctx(t, 10*time.Second), id)
+	if err != nil || !rm.Draining {
+		t.Fatalf("remove %s: %+v, %v (want a drain)", id, rm, err)
+	}
+	select {
+	case who := <-learned:
+		if who != id {
+			t.Fatalf("%s believes it was removed; %s was", who, id)
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatalf("%s never learned it was removed (layout on node1: %+v)", id, c.Members[0].Node.Layout().Nodes)
+	}
+	if ready, why := c.Members[gone].Node.Ready(); ready || !strings.Contains(why, "removed") {
+		t.Fatalf("removed node ready=%v (%s)", ready, why)
+	}
+	dir := c.Members[gone].DataDir
+	c.Kill(gone)
+	cfg := raftnode.DefaultConfig()
+	cfg.ID, cfg.DataDir, cfg.HTTPAddr, cfg.RaftAddr = id, dir, "127.0.0.1:1", "127.0.0.1:0"
+	if n, err := raftnode.New(cfg); !errors.Is(err, raftnode.ErrRemoved) {
+		if n != nil {
+			n.Close()
+		}
+		t.Fatalf("restarting the removed node on its data dir: %v, want ErrRemoved", err)
+	}
+	for i, m := range c.Members {
+		if i != gone && m.Node.Removed() {
+			t.Fatalf("%s believes it was removed", m.ID)
+		}
+	}
+	select {
+	case who := <-learned:
+		t.Fatalf("%s also believes it was removed", who)
+	default:
+	}
+	checkKeys(t, c, want, nil)
+}

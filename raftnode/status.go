@@ -43,13 +43,17 @@ type GroupStatus struct {
 
 // Status is a node's view of itself and its local replicas.
 type Status struct {
-	Node        NodeID        `json:"node"`
-	Meta        GroupStatus   `json:"meta"`
-	Groups      []GroupStatus `json:"groups"`
-	Members     []NodeInfo    `json:"members"`
-	RingEpoch   uint64        `json:"ring_epoch"`
-	Joined      bool          `json:"joined"`
-	Replication string        `json:"replication,omitempty"`
+	Node      NodeID        `json:"node"`
+	Meta      GroupStatus   `json:"meta"`
+	Groups    []GroupStatus `json:"groups"`
+	Members   []NodeInfo    `json:"members"`
+	ClusterID string        `json:"cluster_id,omitempty"`
+	// LayoutIndex is the metadata log index the members and ring shown
+	// reflect (0: not known yet).
+	LayoutIndex uint64 `json:"layout_index"`
+	RingEpoch   uint64 `json:"ring_epoch"`
+	Joined      bool   `json:"joined"`
+	Replication string `json:"replication,omitempty"`
 }
 
 func (r *replica) status() GroupStatus {
@@ -82,8 +86,8 @@ func (r *replica) status() GroupStatus {
 
 // Status reports this node's replicas.
 func (n *Node) Status() Status {
-	l := n.Layout()
-	s := Status{Node: n.cfg.ID, Meta: n.meta.status(), Members: l.Nodes, Joined: n.isJoined()}
+	l, index := n.meta.meta.LayoutAt()
+	s := Status{Node: n.cfg.ID, Meta: n.meta.status(), Members: l.Nodes, ClusterID: l.ClusterID, LayoutIndex: index, Joined: n.isJoined()}
 	if rg := l.RingView(); rg != nil {
 		s.RingEpoch = rg.Epoch()
 	}
@@ -105,6 +109,9 @@ func (n *Node) isJoined() bool {
 // Ready reports whether every local group (and the metadata group) has a
 // known leader; the reason names the first that does not.
 func (n *Node) Ready() (bool, string) {
+	if n.Removed() {
+		return false, "removed from the cluster"
+	}
 	if !n.isJoined() {
 		return false, "not joined to a cluster yet"
 	}

@@ -148,6 +148,8 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 		log.Error("fatal: stopping the node rather than let its state diverge", "err", err)
 		os.Exit(2)
 	}
+	removed := make(chan raftnode.NodeID, 1)
+	o.node.OnRemoved = func(peer raftnode.NodeID) { removed <- peer }
 	node, err := raftnode.New(o.node)
 	if err != nil {
 		ln.Close()
@@ -179,6 +181,8 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	select {
 	case <-ctx.Done():
 	case err = <-serveErr:
+	case peer := <-removed:
+		log.Warn("stopping: the cluster removed this node", "learned_from", peer)
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
