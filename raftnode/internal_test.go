@@ -211,6 +211,13 @@ func TestMetaFSMIndex(t *testing.T) {
 	if index != 4 || l.ClusterID != "abc" {
 		t.Fatalf("after entries 3 and 4: index %d cluster %q", index, l.ClusterID)
 	}
+	n2 := NodeInfo{ID: "n2", HTTPAddr: "h2", RaftAddr: "r2"}
+	if err := f.Apply(&raft.Log{Index: 5, Data: mustJSON(metaCommand{Op: "add_node", Node: &n2})}); err != nil {
+		t.Fatal(err)
+	}
+	if l, index = f.LayoutAt(); index != 5 || l.ClusterID != "abc" || len(l.Nodes) != 2 {
+		t.Fatalf("after a join: index %d cluster %q nodes %d", index, l.ClusterID, len(l.Nodes))
+	}
 	snap, err := f.Snapshot()
 	if err != nil {
 		t.Fatal(err)
@@ -224,7 +231,7 @@ func TestMetaFSMIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	back, bindex := g.LayoutAt()
-	if bindex != 4 || back.Index != 0 || back.ClusterID != "abc" || len(back.Groups) != 2 {
+	if bindex != 5 || back.Index != 0 || back.ClusterID != "abc" || len(back.Groups) != 2 {
 		t.Fatalf("restored: index %d, layout index field %d, cluster %q, groups %d", bindex, back.Index, back.ClusterID, len(back.Groups))
 	}
 }

@@ -394,7 +394,7 @@ func (l *Layout) nodeIndex(id NodeID) int {
 
 func (l *Layout) clone() *Layout {
 	c := &Layout{Initialized: l.Initialized, Ring: l.Ring, ring: l.ring, Migration: l.Migration, next: l.next,
-		Retired: append([]GroupID(nil), l.Retired...), Replication: l.Replication, Move: l.Move}
+		Retired: append([]GroupID(nil), l.Retired...), Replication: l.Replication, Move: l.Move, ClusterID: l.ClusterID}
 	for g, id := range l.Leaders {
 		if c.Leaders == nil {
 			c.Leaders = map[GroupID]NodeID{}
