@@ -82,13 +82,7 @@ func (n *Node) balanceLoop(ctx context.Context) {
 // caughtUp asks node id whether its replica of r's group follows this
 // leader and has applied close to the commit index.
 func (n *Node) caughtUp(ctx context.Context, r *replica, id NodeID) bool {
-	info, ok := n.Layout().Node(id)
-	if !ok {
-		return false
-	}
-	sctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	st, err := n.fwd.status(sctx, info.HTTPAddr)
+	st, err := n.peerStatus(ctx, id)
 	if err != nil {
 		return false
 	}

@@ -14,6 +14,29 @@ import (
 	"github.com/ringkv/ringkv/raftnode/raftnodetest"
 )
 
+// holdFirstNonvoterStep is an OnReplicaMove hook, shared by all nodes,
+// that holds the first move to reach its non-voter step: it sends the move
+// on held, then waits until release is closed (never, if nil) or its node
+// stops.
+func holdFirstNonvoterStep(held chan<- raftnode.ReplicaMove, release <-chan struct{}) func(context.Context, raftnode.ReplicaMove, string) {
+	var once sync.Once
+	return func(ctx context.Context, mv raftnode.ReplicaMove, progress string) {
+		if !strings.Contains(progress, "non-voter") {
+			return
+		}
+		hold := false
+		once.Do(func() { hold = true })
+		if !hold {
+			return
+		}
+		held <- mv
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+	}
+}
+
 // checkKeys reads every key's last acknowledged value through each live
 // member (linearizable), skipping keys whose last write has an unknown
 // outcome.
@@ -217,20 +240,10 @@ func TestLeadersSpreadByLoad(t *testing.T) {
 // (the destination is a non-voter of the group by then); the next
 // metadata leader finds the move recorded and finishes it.
 func TestReplicaMoveSurvivesTheMoverStopping(t *testing.T) {
-	var once sync.Once
 	held := make(chan raftnode.ReplicaMove, 1)
+	hook := holdFirstNonvoterStep(held, nil) // held until the node stops
 	c := raftnodetest.Start(t, raftnodetest.Options{Groups: 3, Configure: func(cfg *raftnode.Config) {
-		cfg.OnReplicaMove = func(ctx context.Context, mv raftnode.ReplicaMove, progress string) {
-			if !strings.Contains(progress, "non-voter") {
-				return
-			}
-			hold := false
-			once.Do(func() { hold = true })
-			if hold {
-				held <- mv
-				<-ctx.Done() // until this node stops
-			}
-		}
+		cfg.OnReplicaMove = hook
 	}})
 	want := fill(t, c, "m", 100)
 	c.Add(0)
@@ -359,25 +372,12 @@ func TestLeaderHandOversDoNotFailRequests(t *testing.T) {
 // has been silent for the stall timeout, instead of waiting for it for as
 // long as it is down; when it is back it gets its replicas after all.
 func TestReplicaMoveToADeadNodeIsUndone(t *testing.T) {
-	var once sync.Once
 	held := make(chan raftnode.ReplicaMove, 1)
 	release := make(chan struct{})
+	hook := holdFirstNonvoterStep(held, release)
 	c := raftnodetest.Start(t, raftnodetest.Options{Groups: 3, Configure: func(cfg *raftnode.Config) {
 		cfg.MoveStall = 2 * time.Second
-		cfg.OnReplicaMove = func(ctx context.Context, mv raftnode.ReplicaMove, progress string) {
-			if !strings.Contains(progress, "non-voter") {
-				return
-			}
-			hold := false
-			once.Do(func() { hold = true })
-			if hold {
-				held <- mv
-				select {
-				case <-release:
-				case <-ctx.Done():
-				}
-			}
-		}
+		cfg.OnReplicaMove = hook
 	}})
 	want := fill(t, c, "dead", 100)
 	added := c.Add(0)

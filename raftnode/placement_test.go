@@ -356,6 +356,19 @@ func TestLeaderPlanByLoad(t *testing.T) {
 	}
 }
 
+// applyMove records mv's start and its end, as the placer does.
+func applyMove(t *testing.T, l *Layout, mv *ReplicaMove) *Layout {
+	t.Helper()
+	next, err := applyMeta(l, metaCommand{Op: "replica_move_start", Move: mv})
+	if err != nil {
+		t.Fatalf("start %s: %v", mv, err)
+	}
+	if next, err = applyMeta(next, metaCommand{Op: "replica_move_end", Move: mv}); err != nil {
+		t.Fatalf("end %s: %v", mv, err)
+	}
+	return next
+}
+
 // Nodes the placer cannot reach get no replica: balance moves go to the
 // next node below its share, drains to the next least loaded node, and
 // with nowhere else to go no move is made.
@@ -373,13 +386,7 @@ func TestPlacementAvoidsSilentNodes(t *testing.T) {
 		if mv.To == "n5" {
 			t.Fatalf("move %s goes to a node to avoid", mv)
 		}
-		next, err := applyMeta(l, metaCommand{Op: "replica_move_start", Move: mv})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if l, err = applyMeta(next, metaCommand{Op: "replica_move_end", Move: mv}); err != nil {
-			t.Fatal(err)
-		}
+		l = applyMove(t, l, mv)
 		if i > 100 {
 			t.Fatal("placement avoiding n5 does not settle")
 		}
@@ -405,13 +412,7 @@ func TestPlacementAvoidsSilentNodes(t *testing.T) {
 		if silent[mv.To] || mv.From != "n1" {
 			t.Fatalf("drain with n2..n4 silent moved %s", mv)
 		}
-		next, err := applyMeta(l, metaCommand{Op: "replica_move_start", Move: mv})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if l, err = applyMeta(next, metaCommand{Op: "replica_move_end", Move: mv}); err != nil {
-			t.Fatal(err)
-		}
+		l = applyMove(t, l, mv)
 	}
 	for _, g := range l.Groups {
 		if contains(g.Replicas, "n1") && !contains(g.Replicas, "n5") {

@@ -156,13 +156,7 @@ func (n *Node) reachable(ctx context.Context, id NodeID) bool {
 	if id == n.cfg.ID {
 		return true
 	}
-	info, ok := n.Layout().Node(id)
-	if !ok {
-		return false
-	}
-	sctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	_, err := n.fwd.status(sctx, info.HTTPAddr)
+	_, err := n.peerStatus(ctx, id)
 	return err == nil
 }
 

@@ -115,9 +115,7 @@ func (n *Node) learnRemoved(ctx context.Context) (NodeID, bool) {
 		if m.ID == n.cfg.ID {
 			continue
 		}
-		sctx, cancel := context.WithTimeout(ctx, time.Second)
-		st, err := n.fwd.status(sctx, m.HTTPAddr)
-		cancel()
+		st, err := n.peerStatus(ctx, m.ID)
 		if err == nil && removedBy(n.cfg.ID, mine, index, st) {
 			return m.ID, true
 		}

@@ -1,11 +1,13 @@
 package raftnode
 
 import (
+	"context"
 	"encoding/hex"
 	"fmt"
 	"math"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -95,6 +97,17 @@ func (n *Node) Status() Status {
 		s.Groups = append(s.Groups, r.status())
 	}
 	return s
+}
+
+// peerStatus asks member id for its status, waiting at most a second.
+func (n *Node) peerStatus(ctx context.Context, id NodeID) (Status, error) {
+	info, ok := n.Layout().Node(id)
+	if !ok {
+		return Status{}, fmt.Errorf("%w: node %s is not a member", ErrNotFound, id)
+	}
+	sctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	return n.fwd.status(sctx, info.HTTPAddr)
 }
 
 func (n *Node) isJoined() bool {
