@@ -21,9 +21,10 @@ const ForwardPath = "/v1/internal/forward"
 // forwarder sends requests to peers' internal endpoint over keep-alive
 // HTTP, batching concurrent requests bound for the same node.
 type forwarder struct {
-	client *http.Client
-	mu     sync.Mutex
-	dests  map[string]*destination
+	client  *http.Client
+	streams *streams // set once the Raft port is open
+	mu      sync.Mutex
+	dests   map[string]*destination
 }
 
 func newForwarder() *forwarder {
@@ -36,7 +37,21 @@ func newForwarder() *forwarder {
 	return &forwarder{client: &http.Client{Transport: tr}, dests: map[string]*destination{}}
 }
 
-func (f *forwarder) close() { f.client.CloseIdleConnections() }
+func (f *forwarder) close() {
+	f.client.CloseIdleConnections()
+	if f.streams != nil {
+		f.streams.close()
+	}
+}
+
+// to runs req on the node info describes: on the forwarding stream to its
+// Raft port if the request is a small one, else over HTTP.
+func (f *forwarder) to(ctx context.Context, info NodeInfo, req Request) (Response, error) {
+	if f.streams != nil && streamed(req.Op) && info.RaftAddr != "" {
+		return f.streams.forward(ctx, info.RaftAddr, req)
+	}
+	return f.forward(ctx, info.HTTPAddr, req)
+}
 
 func baseURL(addr string) string {
 	if strings.HasPrefix(addr, "http://") || strings.HasPrefix(addr, "https://") {

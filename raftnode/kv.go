@@ -226,7 +226,7 @@ func (n *Node) tryOnce(ctx context.Context, req Request, attempt int) (Response,
 	if !ok {
 		return Response{}, ErrNoLeader
 	}
-	return n.fwd.forward(ctx, info.HTTPAddr, req)
+	return n.fwd.to(ctx, info, req)
 }
 
 // Serve runs a request forwarded by another node, here and only here.

@@ -71,6 +71,13 @@ func New(cfg Config) (*Node, error) {
 		n.cfg.AdvertiseRaft = n.mux.Addr().String()
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	sl, err := n.mux.Layer(streamGroup)
+	if err != nil {
+		n.mux.Close()
+		return nil, err
+	}
+	n.fwd.streams = newStreams(sl)
+	go n.serveStreams(sl)
 
 	restart := hasState(groupDir(cfg.DataDir, MetaGroup))
 	bootstrap := !restart && len(cfg.Join) == 0
@@ -245,8 +252,9 @@ func (n *Node) ID() NodeID { return n.cfg.ID }
 // harness.
 func (n *Node) Mux() *Mux { return n.mux }
 
-// BlockPeers is the fault hook: it cuts this node's Raft traffic to and
-// from the given Raft addresses (nil heals). Client traffic is unaffected.
+// BlockPeers is the fault hook: it cuts this node's Raft traffic and its
+// forwarding streams (which share the Raft port) to and from the given Raft
+// addresses (nil heals). Client traffic is unaffected.
 func (n *Node) BlockPeers(addrs []string) {
 	n.log.Warn("fault hook: raft traffic blocked", "peers", addrs)
 	n.mux.Block(addrs)

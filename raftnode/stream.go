@@ -1,0 +1,503 @@
+package raftnode
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Forwarding streams carry the small, frequent requests (puts, deletes,
+// gets and waits) from a node to a group leader's node. Each pair of nodes
+// keeps one long-lived connection on the Raft port, opened with the mux
+// header for streamGroup. Requests are written as they arrive and each
+// result comes back as soon as it is ready, in any order, matched by id:
+// no request waits for another. Larger requests (scans, verification,
+// moving data) keep using the HTTP forwarding endpoint.
+//
+// A frame is
+//
+//	length:uint32 kind:uint8 id:uint64 body:[length-9]byte
+//
+// where length counts kind, id and body. A request's body is a BatchItem
+// in JSON, a result's a BatchResult; pings and pongs have none.
+const (
+	frameRequest = 1
+	frameResult  = 2
+	framePing    = 3
+	framePong    = 4
+)
+
+// streamGroup is the mux header's group number for forwarding streams; no
+// Raft group has it.
+const streamGroup GroupID = 1<<32 - 1
+
+// maxFrame bounds a frame's length. A streamed request holds one key and
+// value at most; a result, one entry.
+const maxFrame = 64 << 20
+
+// The dialling side pings every pingEvery and gives the connection up when
+// it has read nothing for deadAfter; the serving side closes a connection
+// silent for serveIdle (a live client pings).
+const (
+	pingEvery  = time.Second
+	deadAfter  = 5 * time.Second
+	serveIdle  = 3 * deadAfter
+	writeLimit = 5 * time.Second
+)
+
+// maxStreamInflight bounds the requests one connection runs at once on the
+// serving side; beyond it the reader stops reading and TCP pushes back.
+const maxStreamInflight = 4096
+
+var errFrame = errors.New("bad forwarding frame")
+
+// streamed tells whether a request travels on a forwarding stream.
+func streamed(op string) bool {
+	switch op {
+	case opPut, opDelete, opGet, opWait:
+		return true
+	}
+	return false
+}
+
+func appendFrame(dst []byte, kind byte, id uint64, body []byte) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, uint32(9+len(body)))
+	dst = append(dst, kind)
+	dst = binary.BigEndian.AppendUint64(dst, id)
+	return append(dst, body...)
+}
+
+// readFrame reads one frame. The body's buffer grows with the bytes that
+// actually arrive, so a false length costs no more memory than was sent.
+func readFrame(r *bufio.Reader) (kind byte, id uint64, body []byte, err error) {
+	var hdr [13]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:4])
+	if n < 9 || n > maxFrame {
+		return 0, 0, nil, fmt.Errorf("%w: length %d", errFrame, n)
+	}
+	kind, id = hdr[4], binary.BigEndian.Uint64(hdr[5:13])
+	if kind < frameRequest || kind > framePong {
+		return 0, 0, nil, fmt.Errorf("%w: kind %d", errFrame, kind)
+	}
+	size := int64(n - 9)
+	if size > 0 {
+		var b bytes.Buffer
+		if size <= 64<<10 {
+			b.Grow(int(size))
+		}
+		if _, err := io.CopyN(&b, r, size); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, 0, nil, err
+		}
+		body = b.Bytes()
+	}
+	return kind, id, body, nil
+}
+
+// DecodeStreamRequest parses and validates a request frame's body.
+func DecodeStreamRequest(body []byte) (BatchItem, error) {
+	var it BatchItem
+	if err := json.Unmarshal(body, &it); err != nil {
+		return it, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	if !streamed(it.Op) {
+		return it, fmt.Errorf("%w: op %q is not forwarded on a stream", ErrBadRequest, it.Op)
+	}
+	if it.DeadlineMS <= 0 {
+		return it, fmt.Errorf("%w: deadline %d ms", ErrBadRequest, it.DeadlineMS)
+	}
+	if err := it.Validate(); err != nil {
+		return it, err
+	}
+	return it, nil
+}
+
+// decodeStreamResult parses a result frame's body.
+func decodeStreamResult(body []byte) (BatchResult, error) {
+	var r BatchResult
+	if err := json.Unmarshal(body, &r); err != nil {
+		return r, fmt.Errorf("%w: result: %v", errFrame, err)
+	}
+	if (r.Response == nil) == (r.Error == nil) {
+		return r, fmt.Errorf("%w: a result holds a response or an error, not %s", errFrame, body)
+	}
+	return r, nil
+}
+
+// Call states: a queued call is sent by the writer or abandoned by its
+// caller, never both.
+const (
+	callQueued int32 = iota
+	callSent
+	callAbandoned
+)
+
+type call struct {
+	id    uint64
+	body  []byte
+	write bool
+	state atomic.Int32
+	done  chan BatchResult
+}
+
+// streams holds the forwarding connections to each peer.
+type streams struct {
+	layer     raft.StreamLayer
+	deadAfter time.Duration
+	mu        sync.Mutex
+	peers     map[string]*peerStream
+}
+
+type peerStream struct {
+	mu   sync.Mutex // held while dialling
+	conn *streamConn
+}
+
+// streamConn is one live connection to a peer.
+type streamConn struct {
+	addr      string
+	deadAfter time.Duration
+	c         net.Conn
+	queue     chan *call
+	mu        sync.Mutex
+	pending   map[uint64]*call
+	nextID    uint64
+	dead      chan struct{}
+	once      sync.Once
+	err       error
+}
+
+func newStreams(layer raft.StreamLayer) *streams {
+	return &streams{layer: layer, deadAfter: deadAfter, peers: map[string]*peerStream{}}
+}
+
+// close drops every connection.
+func (s *streams) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.peers {
+		p.mu.Lock()
+		if p.conn != nil {
+			p.conn.kill(errors.New("node shutting down"))
+		}
+		p.mu.Unlock()
+	}
+}
+
+// conn returns a live connection to addr, dialling one if needed.
+func (s *streams) conn(ctx context.Context, addr string) (*streamConn, error) {
+	s.mu.Lock()
+	p := s.peers[addr]
+	if p == nil {
+		p = &peerStream{}
+		s.peers[addr] = p
+	}
+	s.mu.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conn != nil && !p.conn.isDead() {
+		return p.conn, nil
+	}
+	timeout := 2 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(dl))
+	}
+	if timeout <= 0 {
+		return nil, ctx.Err()
+	}
+	c, err := s.layer.Dial(raft.ServerAddress(addr), timeout)
+	if err != nil {
+		return nil, err
+	}
+	sc := &streamConn{addr: addr, deadAfter: s.deadAfter, c: c, queue: make(chan *call, 1024), pending: map[uint64]*call{}, dead: make(chan struct{})}
+	go sc.writeLoop()
+	go sc.readLoop()
+	p.conn = sc
+	return sc, nil
+}
+
+func (sc *streamConn) isDead() bool {
+	select {
+	case <-sc.dead:
+		return true
+	default:
+		return false
+	}
+}
+
+// kill closes the connection and fails every call on it: a write that may
+// have been sent has an unknown outcome, anything else did not happen.
+func (sc *streamConn) kill(err error) {
+	sc.once.Do(func() {
+		sc.mu.Lock()
+		sc.err = err
+		calls := sc.pending
+		sc.pending = map[uint64]*call{}
+		close(sc.dead)
+		sc.mu.Unlock()
+		sc.c.Close()
+		for _, cl := range calls {
+			cl.done <- lostResult(cl, sc.addr, err)
+		}
+	})
+}
+
+func lostResult(cl *call, addr string, err error) BatchResult {
+	var e error
+	switch {
+	case cl.state.CompareAndSwap(callQueued, callAbandoned):
+		e = fmt.Errorf("%w: forwarding to %s: %v (not sent)", ErrNoLeader, addr, err)
+	case cl.write:
+		e = fmt.Errorf("%w: forwarded to %s: %v", ErrOutcomeUnknown, addr, err)
+	default:
+		e = fmt.Errorf("%w: forwarded to %s: %v", ErrNoLeader, addr, err)
+	}
+	w := ToWire(e)
+	return BatchResult{Error: &w}
+}
+
+// forward sends req on the stream to addr and waits for its result.
+func (s *streams) forward(ctx context.Context, addr string, req Request) (Response, error) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		dl = time.Now().Add(10 * time.Second)
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl)
+		defer cancel()
+	}
+	sc, err := s.conn(ctx, addr)
+	if err != nil {
+		return Response{}, fmt.Errorf("%w: forwarding to %s: %v", ErrNoLeader, addr, err)
+	}
+	// Leave the peer a margin to answer before the caller gives up.
+	ms := max(time.Until(dl).Milliseconds()-50, 1)
+	cl := &call{body: mustJSON(BatchItem{Request: req, DeadlineMS: ms}), write: req.isWrite(), done: make(chan BatchResult, 1)}
+	sc.mu.Lock()
+	if sc.err != nil {
+		sc.mu.Unlock()
+		return Response{}, fmt.Errorf("%w: forwarding to %s: %v", ErrNoLeader, addr, sc.err)
+	}
+	sc.nextID++
+	cl.id = sc.nextID
+	sc.pending[cl.id] = cl
+	sc.mu.Unlock()
+	select {
+	case sc.queue <- cl:
+	case <-sc.dead: // kill answers the call
+	case <-ctx.Done():
+		return Response{}, sc.abandon(cl)
+	}
+	select {
+	case r := <-cl.done:
+		if r.Error != nil {
+			return Response{}, FromWire(*r.Error)
+		}
+		return *r.Response, nil
+	case <-ctx.Done():
+		return Response{}, sc.abandon(cl)
+	}
+}
+
+// abandon gives a call up when its caller's deadline passes.
+func (sc *streamConn) abandon(cl *call) error {
+	sc.mu.Lock()
+	delete(sc.pending, cl.id)
+	sc.mu.Unlock()
+	if cl.state.CompareAndSwap(callQueued, callAbandoned) {
+		return fmt.Errorf("%w: forwarding to %s: no room to send in time", ErrUnavailable, sc.addr)
+	}
+	if cl.write {
+		return fmt.Errorf("%w: forwarded to %s, no answer in time", ErrOutcomeUnknown, sc.addr)
+	}
+	return fmt.Errorf("%w: forwarded to %s, no answer in time", ErrUnavailable, sc.addr)
+}
+
+// writeLoop writes queued calls, flushing whenever the queue runs dry,
+// and pings while the connection is idle.
+func (sc *streamConn) writeLoop() {
+	bw := bufio.NewWriterSize(sc.c, 64<<10)
+	tick := time.NewTicker(min(pingEvery, sc.deadAfter/3))
+	defer tick.Stop()
+	var buf []byte
+	write := func(kind byte, id uint64, body []byte) error {
+		buf = appendFrame(buf[:0], kind, id, body)
+		_, err := bw.Write(buf)
+		return err
+	}
+	for {
+		var err error
+		select {
+		case cl := <-sc.queue:
+			for cl != nil && err == nil {
+				if cl.state.CompareAndSwap(callQueued, callSent) {
+					err = write(frameRequest, cl.id, cl.body)
+				}
+				select {
+				case cl = <-sc.queue:
+				default:
+					cl = nil
+				}
+			}
+		case <-tick.C:
+			err = write(framePing, 0, nil)
+		case <-sc.dead:
+			return
+		}
+		if err == nil {
+			sc.c.SetWriteDeadline(time.Now().Add(writeLimit))
+			err = bw.Flush()
+		}
+		if err != nil {
+			sc.kill(err)
+			return
+		}
+	}
+}
+
+// readLoop hands each result to its caller; silence beyond deadAfter
+// means the peer or the path to it is gone.
+func (sc *streamConn) readLoop() {
+	br := bufio.NewReaderSize(sc.c, 64<<10)
+	for {
+		sc.c.SetReadDeadline(time.Now().Add(sc.deadAfter))
+		kind, id, body, err := readFrame(br)
+		if err != nil {
+			sc.kill(err)
+			return
+		}
+		switch kind {
+		case framePong:
+			continue
+		case frameResult:
+		default:
+			sc.kill(fmt.Errorf("%w: kind %d from the serving side", errFrame, kind))
+			return
+		}
+		r, err := decodeStreamResult(body)
+		if err != nil {
+			sc.kill(err)
+			return
+		}
+		sc.mu.Lock()
+		cl := sc.pending[id]
+		delete(sc.pending, id)
+		sc.mu.Unlock()
+		if cl != nil {
+			cl.done <- r
+		}
+	}
+}
+
+// serveStreams accepts forwarding streams until the layer closes.
+func (n *Node) serveStreams(l raft.StreamLayer) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go n.serveStream(c)
+	}
+}
+
+// serveStream runs the requests of one forwarding stream, each under its
+// own deadline and concurrently, so that Raft commits them together, and
+// writes each result as soon as it is ready.
+func (n *Node) serveStream(c net.Conn) {
+	defer c.Close()
+	out := make(chan []byte, 1024)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		bw := bufio.NewWriterSize(c, 64<<10)
+		for {
+			select {
+			case f := <-out:
+				var err error
+				for f != nil && err == nil {
+					_, err = bw.Write(f)
+					select {
+					case f = <-out:
+					default:
+						f = nil
+					}
+				}
+				if err == nil {
+					c.SetWriteDeadline(time.Now().Add(writeLimit))
+					err = bw.Flush()
+				}
+				if err != nil {
+					c.Close()
+					return
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	send := func(f []byte) {
+		select {
+		case out <- f:
+		case <-done:
+		}
+	}
+	answer := func(id uint64, resp Response, err error) {
+		var r BatchResult
+		if err != nil {
+			w := ToWire(err)
+			r.Error = &w
+		} else {
+			r.Response = &resp
+		}
+		send(appendFrame(nil, frameResult, id, mustJSON(r)))
+	}
+	slots := make(chan struct{}, maxStreamInflight)
+	br := bufio.NewReaderSize(c, 64<<10)
+	for {
+		c.SetReadDeadline(time.Now().Add(serveIdle))
+		kind, id, body, err := readFrame(br)
+		if err != nil {
+			return
+		}
+		switch kind {
+		case framePing:
+			send(appendFrame(nil, framePong, id, nil))
+			continue
+		case frameRequest:
+		default:
+			return
+		}
+		it, err := DecodeStreamRequest(body)
+		if err != nil {
+			answer(id, Response{ServedBy: n.cfg.ID}, err)
+			continue
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-n.ctx.Done():
+			return
+		}
+		go func() {
+			defer func() { <-slots }()
+			ctx, cancel := context.WithTimeout(n.ctx, time.Duration(it.DeadlineMS)*time.Millisecond)
+			defer cancel()
+			resp, err := n.Serve(ctx, it.Request)
+			answer(id, resp, err)
+		}()
+	}
+}

@@ -1,0 +1,462 @@
+package raftnode
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// fakePeer is the serving end of forwarding streams, answered by hand.
+type fakePeer struct {
+	addr  string
+	mux   *Mux
+	conns chan net.Conn
+}
+
+// streamPair starts a fake peer and a client that forwards to it.
+func streamPair(t *testing.T) (*fakePeer, *streams, *Mux) {
+	t.Helper()
+	pm, err := NewMux("127.0.0.1:0", "", quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := pm.Layer(streamGroup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &fakePeer{addr: pm.Addr().String(), mux: pm, conns: make(chan net.Conn, 8)}
+	go func() {
+		for {
+			c, err := pl.Accept()
+			if err != nil {
+				return
+			}
+			p.conns <- c
+		}
+	}()
+	cm, err := NewMux("127.0.0.1:0", "", quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := cm.Layer(streamGroup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newStreams(cl)
+	t.Cleanup(func() { s.close(); cm.Close(); pm.Close() })
+	return p, s, cm
+}
+
+func (p *fakePeer) accept(t *testing.T) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	select {
+	case c := <-p.conns:
+		return c, bufio.NewReader(c)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no forwarding stream arrived")
+		return nil, nil
+	}
+}
+
+// nextRequest reads frames until a request, skipping pings.
+func nextRequest(t *testing.T, br *bufio.Reader) (uint64, BatchItem) {
+	t.Helper()
+	for {
+		kind, id, body, err := readFrame(br)
+		if err != nil {
+			t.Fatalf("reading a request frame: %v", err)
+		}
+		if kind == framePing {
+			continue
+		}
+		if kind != frameRequest {
+			t.Fatalf("frame kind %d from the client", kind)
+		}
+		it, err := DecodeStreamRequest(body)
+		if err != nil {
+			t.Fatalf("request frame: %v", err)
+		}
+		return id, it
+	}
+}
+
+func answer(t *testing.T, c net.Conn, id uint64, r BatchResult) {
+	t.Helper()
+	if _, err := c.Write(appendFrame(nil, frameResult, id, mustJSON(r))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type outcomeOf struct {
+	resp Response
+	err  error
+}
+
+func goForward(ctx context.Context, s *streams, addr string, req Request) chan outcomeOf {
+	ch := make(chan outcomeOf, 1)
+	go func() {
+		r, err := s.forward(ctx, addr, req)
+		ch <- outcomeOf{r, err}
+	}()
+	return ch
+}
+
+func wait(t *testing.T, ch chan outcomeOf) outcomeOf {
+	t.Helper()
+	select {
+	case o := <-ch:
+		return o
+	case <-time.After(20 * time.Second):
+		t.Fatal("forward did not return")
+		return outcomeOf{}
+	}
+}
+
+func getReq(key string) Request { return Request{Op: opGet, Group: 1, Key: []byte(key)} }
+func putReq(key string) Request {
+	return Request{Op: opPut, Group: 1, Key: []byte(key), Value: []byte("v")}
+}
+
+func TestStreamMatchesResultsOutOfOrder(t *testing.T) {
+	p, s, _ := streamPair(t)
+	ctx := context.Background()
+	a := goForward(ctx, s, p.addr, getReq("a"))
+	c, br := p.accept(t)
+	id1, it1 := nextRequest(t, br)
+	b := goForward(ctx, s, p.addr, getReq("b"))
+	id2, it2 := nextRequest(t, br)
+	if id1 == id2 {
+		t.Fatalf("two requests share id %d", id1)
+	}
+	if it1.DeadlineMS <= 0 || it2.DeadlineMS <= 0 {
+		t.Fatalf("deadlines %d, %d", it1.DeadlineMS, it2.DeadlineMS)
+	}
+	// Answer the second first; each caller must get its own result.
+	for _, x := range []struct {
+		id uint64
+		it BatchItem
+	}{{id2, it2}, {id1, it1}} {
+		answer(t, c, x.id, BatchResult{Response: &Response{Entry: &KV{Key: x.it.Key, Value: append([]byte("value of "), x.it.Key...)}, ServedBy: "peer"}})
+	}
+	for key, ch := range map[string]chan outcomeOf{"a": a, "b": b} {
+		o := wait(t, ch)
+		if o.err != nil {
+			t.Fatalf("get %s: %v", key, o.err)
+		}
+		if o.resp.Entry == nil || string(o.resp.Entry.Value) != "value of "+key || o.resp.ServedBy != "peer" {
+			t.Fatalf("get %s got %+v", key, o.resp.Entry)
+		}
+	}
+	// An error result comes back as the same error.
+	e := goForward(ctx, s, p.addr, putReq("c"))
+	id, _ := nextRequest(t, br)
+	w := ToWire(&NotLeaderError{Group: 1, Leader: "n3"})
+	answer(t, c, id, BatchResult{Error: &w})
+	o := wait(t, e)
+	var nl *NotLeaderError
+	if !errors.As(o.err, &nl) || nl.Leader != "n3" {
+		t.Fatalf("want not-leader naming n3, got %v", o.err)
+	}
+}
+
+func TestStreamLostConnection(t *testing.T) {
+	p, s, _ := streamPair(t)
+	ctx := context.Background()
+	// A write that reached the peer before the connection broke may or
+	// may not have happened.
+	w := goForward(ctx, s, p.addr, putReq("k"))
+	c, br := p.accept(t)
+	nextRequest(t, br)
+	c.Close()
+	if o := wait(t, w); !errors.Is(o.err, ErrOutcomeUnknown) {
+		t.Fatalf("write on a broken stream: want outcome unknown, got %v", o.err)
+	}
+	// A read on a broken stream is simply retryable; the client dials a
+	// new connection for it.
+	r := goForward(ctx, s, p.addr, getReq("k"))
+	c, br = p.accept(t)
+	nextRequest(t, br)
+	c.Close()
+	o := wait(t, r)
+	if !errors.Is(o.err, ErrNoLeader) || errors.Is(o.err, ErrOutcomeUnknown) {
+		t.Fatalf("read on a broken stream: want no leader (retry), got %v", o.err)
+	}
+	// A peer that refuses the connection received nothing.
+	p.mux.Close()
+	_, err := s.forward(ctx, p.addr, putReq("k"))
+	if !errors.Is(err, ErrNoLeader) || errors.Is(err, ErrOutcomeUnknown) {
+		t.Fatalf("write to a closed port: want no leader, got %v", err)
+	}
+}
+
+func TestStreamCallerDeadline(t *testing.T) {
+	p, s, _ := streamPair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	w := goForward(ctx, s, p.addr, putReq("slow"))
+	c, br := p.accept(t)
+	id, it := nextRequest(t, br)
+	if it.DeadlineMS > 300 {
+		t.Fatalf("forwarded deadline %d ms exceeds the caller's 300 ms", it.DeadlineMS)
+	}
+	if o := wait(t, w); !errors.Is(o.err, ErrOutcomeUnknown) {
+		t.Fatalf("unanswered write: want outcome unknown, got %v", o.err)
+	}
+	// The late answer is dropped; the connection goes on serving.
+	answer(t, c, id, BatchResult{Response: &Response{ServedBy: "peer"}})
+	g := goForward(context.Background(), s, p.addr, getReq("next"))
+	id, _ = nextRequest(t, br)
+	answer(t, c, id, BatchResult{Response: &Response{Entry: &KV{Key: []byte("next"), Value: []byte("ok")}}})
+	if o := wait(t, g); o.err != nil || string(o.resp.Entry.Value) != "ok" {
+		t.Fatalf("after a late answer: %+v %v", o.resp, o.err)
+	}
+	select {
+	case <-p.conns:
+		t.Fatal("a late answer made the client dial again")
+	default:
+	}
+	// An unanswered read is unavailable, not unknown.
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel2()
+	r := goForward(ctx2, s, p.addr, getReq("slow"))
+	nextRequest(t, br)
+	if o := wait(t, r); !errors.Is(o.err, ErrUnavailable) {
+		t.Fatalf("unanswered read: want unavailable, got %v", o.err)
+	}
+}
+
+func TestStreamSilentPeerIsDropped(t *testing.T) {
+	p, s, _ := streamPair(t)
+	s.deadAfter = 300 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// The peer takes the write and then says nothing, not even to pings:
+	// the client gives the connection up long before the caller's deadline.
+	w := goForward(ctx, s, p.addr, putReq("k"))
+	_, br := p.accept(t)
+	nextRequest(t, br)
+	o := wait(t, w)
+	if !errors.Is(o.err, ErrOutcomeUnknown) {
+		t.Fatalf("write to a silent peer: want outcome unknown, got %v", o.err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the call ended by its own deadline, not by the silence rule")
+	}
+	// The next request gets a new connection.
+	g := goForward(context.Background(), s, p.addr, getReq("k"))
+	c, br := p.accept(t)
+	id, _ := nextRequest(t, br)
+	answer(t, c, id, BatchResult{Response: &Response{ServedBy: "peer"}})
+	if o := wait(t, g); o.err != nil {
+		t.Fatalf("after redial: %v", o.err)
+	}
+}
+
+func TestStreamFaultHookCutsForwarding(t *testing.T) {
+	p, s, cm := streamPair(t)
+	w := goForward(context.Background(), s, p.addr, putReq("k"))
+	_, br := p.accept(t)
+	nextRequest(t, br)
+	cm.Block([]string{p.addr})
+	if o := wait(t, w); !errors.Is(o.err, ErrOutcomeUnknown) {
+		t.Fatalf("write in flight when cut off: want outcome unknown, got %v", o.err)
+	}
+	_, err := s.forward(context.Background(), p.addr, putReq("k"))
+	if !errors.Is(err, ErrNoLeader) || errors.Is(err, ErrOutcomeUnknown) {
+		t.Fatalf("write to a cut-off peer: want no leader, got %v", err)
+	}
+	cm.Block(nil)
+	g := goForward(context.Background(), s, p.addr, getReq("k"))
+	c, br := p.accept(t)
+	id, _ := nextRequest(t, br)
+	answer(t, c, id, BatchResult{Response: &Response{ServedBy: "peer"}})
+	if o := wait(t, g); o.err != nil {
+		t.Fatalf("after healing: %v", o.err)
+	}
+}
+
+// startLoneNode starts a one-node cluster with one group and waits until
+// it leads that group.
+func startLoneNode(t *testing.T) *Node {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.ID, cfg.HTTPAddr, cfg.RaftAddr, cfg.DataDir = "n1", "127.0.0.1:1", "127.0.0.1:0", t.TempDir()
+	cfg.Groups = 1
+	cfg.Timing.Heartbeat, cfg.Timing.Election, cfg.Timing.LeaderLease = 200*time.Millisecond, 200*time.Millisecond, 100*time.Millisecond
+	cfg.Logger = quietLogger()
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if r := n.replica(1); r != nil && r.isLeader() {
+			return n
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the lone node never led group 1")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestStreamServe(t *testing.T) {
+	n := startLoneNode(t)
+	cm, err := NewMux("127.0.0.1:0", "", quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cm.Close()
+	l, _ := cm.Layer(streamGroup)
+	c, err := l.Dial(raft.ServerAddress("127.0.0.1:"+portOf(t, n.cfg.AdvertiseRaft)), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	send := func(kind byte, id uint64, body []byte) {
+		t.Helper()
+		if _, err := c.Write(appendFrame(nil, kind, id, body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recv := func() (byte, uint64, BatchResult) {
+		t.Helper()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		kind, id, body, err := readFrame(br)
+		if err != nil {
+			t.Fatalf("no answer: %v", err)
+		}
+		var r BatchResult
+		if kind == frameResult {
+			if r, err = decodeStreamResult(body); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return kind, id, r
+	}
+	item := func(req Request) []byte { return mustJSON(BatchItem{Request: req, DeadlineMS: 5000}) }
+	// Bad requests get an error result each; the stream stays open.
+	for i, body := range [][]byte{
+		[]byte("{not json"),
+		item(Request{Op: opScan, Group: 1}),
+		item(Request{Op: opPut, Group: 1}),
+		mustJSON(BatchItem{Request: putReq("k"), DeadlineMS: 0}),
+	} {
+		send(frameRequest, uint64(100+i), body)
+		kind, id, r := recv()
+		if kind != frameResult || id != uint64(100+i) || r.Error == nil || r.Error.Code != CodeBadRequest {
+			t.Fatalf("bad request %d (%s): kind %d id %d result %+v", i, body, kind, id, r)
+		}
+	}
+	send(framePing, 7, nil)
+	if kind, id, _ := recv(); kind != framePong || id != 7 {
+		t.Fatalf("ping 7 answered with kind %d id %d", kind, id)
+	}
+	send(frameRequest, 1, item(Request{Op: opPut, Group: 1, Key: []byte("k"), Value: []byte("hello")}))
+	if _, id, r := recv(); id != 1 || r.Error != nil || r.Response.Write == nil || r.Response.Write.Index == 0 {
+		t.Fatalf("put: id %d %+v %+v", id, r.Response, r.Error)
+	}
+	send(frameRequest, 2, item(Request{Op: opGet, Group: 1, Key: []byte("k")}))
+	if _, id, r := recv(); id != 2 || r.Error != nil || r.Response.Entry == nil || string(r.Response.Entry.Value) != "hello" || r.Response.ServedBy != "n1" {
+		t.Fatalf("get: id %d %+v %+v", id, r.Response, r.Error)
+	}
+	// A frame longer than the limit ends the stream.
+	var hdr [13]byte
+	hdr[0], hdr[1], hdr[2], hdr[3] = 0xff, 0xff, 0xff, 0xff
+	c.Write(hdr[:])
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, _, _, err := readFrame(br); !errors.Is(err, io.EOF) {
+		t.Fatalf("after an oversized frame: want the stream closed, got %v", err)
+	}
+}
+
+func portOf(t *testing.T, addr string) string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
+
+func TestReadFrameRejectsBadFraming(t *testing.T) {
+	good := appendFrame(nil, frameRequest, 42, []byte(`{"op":"get"}`))
+	kind, id, body, err := readFrame(bufio.NewReader(bytes.NewReader(good)))
+	if err != nil || kind != frameRequest || id != 42 || string(body) != `{"op":"get"}` {
+		t.Fatalf("round trip: %d %d %q %v", kind, id, body, err)
+	}
+	for name, b := range map[string][]byte{
+		"short length": {0, 0, 0, 8, 1, 0, 0, 0, 0, 0, 0, 0, 0},
+		"huge length":  {0x7f, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0},
+		"kind 0":       appendFrame(nil, 0, 1, nil),
+		"kind 9":       appendFrame(nil, 9, 1, nil),
+		"cut body":     good[:len(good)-1],
+		"cut header":   good[:5],
+	} {
+		if _, _, _, err := readFrame(bufio.NewReader(bytes.NewReader(b))); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if _, err := decodeStreamResult([]byte(`{}`)); err == nil {
+		t.Error("a result with neither response nor error was accepted")
+	}
+}
+
+// FuzzStreamFrame feeds arbitrary bytes to the serving side's decoding:
+// nothing may panic, and whatever decodes re-encodes to the same request.
+func FuzzStreamFrame(f *testing.F) {
+	f.Add(appendFrame(nil, frameRequest, 1, mustJSON(BatchItem{Request: putReq("k"), DeadlineMS: 10})))
+	f.Add(appendFrame(nil, frameRequest, 2, mustJSON(BatchItem{Request: Request{Op: opWait, Group: 3, Index: 9, Term: 2}, DeadlineMS: 10})))
+	f.Add(appendFrame(nil, frameResult, 3, mustJSON(BatchResult{Response: &Response{ServedBy: "n"}})))
+	f.Add(appendFrame(nil, framePing, 4, nil))
+	f.Add([]byte{0, 0, 0, 9, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		br := bufio.NewReader(bytes.NewReader(b))
+		for {
+			kind, id, body, err := readFrame(br)
+			if err != nil {
+				return
+			}
+			switch kind {
+			case frameRequest:
+				it, err := DecodeStreamRequest(body)
+				if err != nil {
+					if !errors.Is(err, ErrBadRequest) {
+						t.Fatalf("decode error outside bad_request: %v", err)
+					}
+					continue
+				}
+				again, err := DecodeStreamRequest(mustJSON(it))
+				if err != nil {
+					t.Fatalf("re-encoded request rejected: %v", err)
+				}
+				if !bytes.Equal(mustJSON(again), mustJSON(it)) {
+					t.Fatalf("round trip changed the request: %s vs %s", mustJSON(again), mustJSON(it))
+				}
+				_, _, rb, err := readFrame(bufio.NewReader(bytes.NewReader(appendFrame(nil, kind, id, body))))
+				if err != nil || !bytes.Equal(rb, body) {
+					t.Fatalf("frame round trip: %v", err)
+				}
+			case frameResult:
+				if r, err := decodeStreamResult(body); err == nil {
+					var back BatchResult
+					if json.Unmarshal(mustJSON(r), &back) != nil {
+						t.Fatal("a decoded result does not re-encode")
+					}
+				}
+			}
+		}
+	})
+}
