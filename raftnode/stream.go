@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -29,8 +28,9 @@ import (
 //
 //	length:uint32 kind:uint8 id:uint64 body:[length-9]byte
 //
-// where length counts kind, id and body. A request's body is a BatchItem
-// in JSON, a result's a BatchResult; pings and pongs have none.
+// where length counts kind, id and body. A request's body is a BatchItem,
+// a result's a BatchResult, both in the binary encoding of streamcodec.go;
+// pings and pongs have none.
 const (
 	frameRequest = 1
 	frameResult  = 2
@@ -108,36 +108,6 @@ func readFrame(r *bufio.Reader) (kind byte, id uint64, body []byte, err error) {
 		body = b.Bytes()
 	}
 	return kind, id, body, nil
-}
-
-// DecodeStreamRequest parses and validates a request frame's body.
-func DecodeStreamRequest(body []byte) (BatchItem, error) {
-	var it BatchItem
-	if err := json.Unmarshal(body, &it); err != nil {
-		return it, fmt.Errorf("%w: %v", ErrBadRequest, err)
-	}
-	if !streamed(it.Op) {
-		return it, fmt.Errorf("%w: op %q is not forwarded on a stream", ErrBadRequest, it.Op)
-	}
-	if it.DeadlineMS <= 0 {
-		return it, fmt.Errorf("%w: deadline %d ms", ErrBadRequest, it.DeadlineMS)
-	}
-	if err := it.Validate(); err != nil {
-		return it, err
-	}
-	return it, nil
-}
-
-// decodeStreamResult parses a result frame's body.
-func decodeStreamResult(body []byte) (BatchResult, error) {
-	var r BatchResult
-	if err := json.Unmarshal(body, &r); err != nil {
-		return r, fmt.Errorf("%w: result: %v", errFrame, err)
-	}
-	if (r.Response == nil) == (r.Error == nil) {
-		return r, fmt.Errorf("%w: a result holds a response or an error, not %s", errFrame, body)
-	}
-	return r, nil
 }
 
 // Call states: a queued call is sent by the writer or abandoned by its
@@ -287,7 +257,7 @@ func (s *streams) forward(ctx context.Context, addr string, req Request) (Respon
 	}
 	// Leave the peer a margin to answer before the caller gives up.
 	ms := max(time.Until(dl).Milliseconds()-50, 1)
-	cl := &call{body: mustJSON(BatchItem{Request: req, DeadlineMS: ms}), write: req.isWrite(), done: make(chan BatchResult, 1)}
+	cl := &call{body: encodeStreamRequest(BatchItem{Request: req, DeadlineMS: ms}), write: req.isWrite(), done: make(chan BatchResult, 1)}
 	sc.mu.Lock()
 	if sc.err != nil {
 		sc.mu.Unlock()
@@ -464,7 +434,7 @@ func (n *Node) serveStream(c net.Conn) {
 		} else {
 			r.Response = &resp
 		}
-		send(appendFrame(nil, frameResult, id, mustJSON(r)))
+		send(appendFrame(nil, frameResult, id, encodeStreamResult(r)))
 	}
 	slots := make(chan struct{}, maxStreamInflight)
 	br := bufio.NewReaderSize(c, 64<<10)

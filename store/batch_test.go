@@ -89,3 +89,52 @@ func ExampleEncodeBatch() {
 	// 1 a 1
 	// 2 b
 }
+
+// The root is rehashed when asked for, not at every apply: asked for at
+// every step or only at the end, it is the same, at the applied index, and
+// a reader asking while entries apply sees a root of some applied index.
+func TestRootIsRehashedWhenAsked(t *testing.T) {
+	every, end := mustOpen(t), mustOpen(t)
+	var seen []Root
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 200; i++ {
+			seen = append(seen, every.Root())
+		}
+	}()
+	for i := uint64(1); i <= 300; i++ {
+		cmd := put(fmt.Sprintf("k%d", i%37), fmt.Sprint(i))
+		if i%5 == 0 {
+			cmd = del(fmt.Sprintf("k%d", (i+3)%37))
+		}
+		for _, s := range []*Store{every, end} {
+			if _, err := s.ApplyBatch([]LogEntry{{Index: i, Data: cmd}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if r := every.Root(); r.Index != i {
+			t.Fatalf("root at %d after applying %d", r.Index, i)
+		}
+	}
+	<-done
+	if a, b := every.Root(), end.Root(); a != b || a.Index != 300 {
+		t.Fatalf("root asked at every step %x@%d, at the end %x@%d", a.Hash, a.Index, b.Hash, b.Index)
+	}
+	for i := 1; i < len(seen); i++ {
+		if seen[i].Index < seen[i-1].Index {
+			t.Fatalf("root went back from index %d to %d", seen[i-1].Index, seen[i].Index)
+		}
+	}
+	// Reopened, the store computes the same root from its stored leaves.
+	path := end.path
+	end.Close()
+	again, err := Open(path, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if again.Root() != every.Root() {
+		t.Fatalf("reopened root %x@%d, want %x@%d", again.Root().Hash, again.Root().Index, every.Root().Hash, every.Root().Index)
+	}
+}

@@ -75,10 +75,13 @@ type Store struct {
 	offset   atomic.Uint64
 	moveTerm atomic.Uint64
 
-	// tree is touched only by the apply goroutine (and open); root is the
-	// published root at the applied index, for any reader.
-	tree *snapshot.Tree
-	root atomic.Pointer[Root]
+	// rootMu guards tree, which the apply goroutine changes, and root, the
+	// root last computed, which is stale (rootStale) once entries applied
+	// since.
+	rootMu    sync.Mutex
+	tree      *snapshot.Tree
+	root      atomic.Pointer[Root]
+	rootStale bool
 	// unfolded are the leaves changed since the journal was last folded
 	// into the stored leaves; journaled counts its records.
 	unfolded  map[int]bool
@@ -170,14 +173,26 @@ func (s *Store) open() error {
 	s.offset.Store(offset)
 	s.moveTerm.Store(moveTerm)
 	s.fences.Store(&fences)
+	s.rootMu.Lock()
 	s.tree = tree
 	s.root.Store(&Root{Index: applied, Hash: tree.Root(), Depth: tree.Depth()})
+	s.rootStale = false
+	s.rootMu.Unlock()
 	return nil
 }
 
-// Root returns the Merkle root at the applied index. It costs nothing: the
-// tree is maintained as entries apply.
-func (s *Store) Root() Root { return *s.root.Load() }
+// Root returns the Merkle root at the applied index. The tree's leaves are
+// maintained as entries apply; its inner nodes are rehashed here, once for
+// all the entries applied since the last call.
+func (s *Store) Root() Root {
+	s.rootMu.Lock()
+	defer s.rootMu.Unlock()
+	if s.rootStale {
+		s.root.Store(&Root{Index: s.applied.Load(), Hash: s.tree.Root(), Depth: s.tree.Depth()})
+		s.rootStale = false
+	}
+	return *s.root.Load()
+}
 
 func getU64(b *bolt.Bucket, k []byte) uint64 {
 	v := b.Get(k)
@@ -341,6 +356,8 @@ func (s *Store) ApplyBatch(entries []LogEntry) ([]Result, error) {
 // applySegment applies entries in one transaction, filling results. The
 // caller holds s.mu for reading.
 func (s *Store) applySegment(entries []LogEntry, results []Result) error {
+	s.rootMu.Lock()
+	defer s.rootMu.Unlock()
 	applied := s.applied.Load()
 	st := &applyState{count: s.keys.Load(), fences: *s.fences.Load(), offset: s.offset.Load(), moveTerm: s.moveTerm.Load()}
 	last, lastTerm := applied, uint64(0)
@@ -444,7 +461,7 @@ func (s *Store) applySegment(entries []LogEntry, results []Result) error {
 		s.offset.Store(st.offset)
 		s.moveTerm.Store(st.moveTerm)
 		s.fences.Store(&st.fences)
-		s.root.Store(&Root{Index: last, Hash: s.tree.Root(), Depth: s.tree.Depth()})
+		s.rootStale = true
 		s.applied.Store(last)
 		s.notify()
 	}
