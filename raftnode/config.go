@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ringkv/ringkv/snapshot"
+	"github.com/ringkv/ringkv/store"
 )
 
 // NodeID names a node; it doubles as the Raft server id in every group.
@@ -81,6 +82,10 @@ type Config struct {
 	// node must use the same depth: replicas of different depths cannot be
 	// compared, and a verification repairs the odd one to the leader's.
 	MerkleDepth int
+	// ApplyCommitDelay is how long entries applied to a group's state may
+	// wait for a bbolt commit that covers several (reads commit at once);
+	// 0 commits every apply.
+	ApplyCommitDelay time.Duration
 	// MoveStall is how long a replica move waits for a destination that
 	// does not answer before it is undone; 0 means DefaultMoveStall.
 	MoveStall time.Duration
@@ -124,6 +129,7 @@ func DefaultConfig() Config {
 		Timing:            DefaultTiming(),
 		ProposalWaves:     1,
 		BalanceInterval:   2 * time.Second,
+		ApplyCommitDelay:  store.DefaultCommitDelay,
 	}
 }
 
@@ -152,6 +158,8 @@ func (c Config) Validate() error {
 		return errors.New("config: snapshot interval must be positive")
 	case c.Timing.Heartbeat <= 0 || c.Timing.Election <= 0 || c.Timing.LeaderLease <= 0 || c.Timing.ApplyDeadline <= 0:
 		return errors.New("config: raft timings must be positive")
+	case c.ApplyCommitDelay < 0 || c.ApplyCommitDelay > time.Second:
+		return errors.New("config: apply commit delay must be between 0 and 1s")
 	case c.MoveStall < 0:
 		return errors.New("config: move stall must not be negative")
 	case c.ProposalWaves < 1:

@@ -135,6 +135,7 @@ func (n *Node) openReplica(id GroupID, boot []raft.Server) (*replica, error) {
 		opts.Group = uint32(id)
 		opts.TreeDepth = n.cfg.MerkleDepth
 		opts.KeyHash = ring.Hash
+		opts.CommitDelay = n.cfg.ApplyCommitDelay
 		statePath := filepath.Join(dir, "state.db")
 		r.st, err = store.Open(statePath, opts)
 		if errors.Is(err, store.ErrTorn) {

@@ -28,7 +28,7 @@ func (s *Store) Snapshot() (*Snapshot, error) {
 	if s.db == nil {
 		return nil, ErrClosed
 	}
-	tx, err := s.db.Begin(false)
+	tx, err := s.readTx()
 	if err != nil {
 		return nil, err
 	}
@@ -95,6 +95,9 @@ func (s *Store) Restore(r io.Reader) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.db != nil {
+		if err := s.flush(); err != nil {
+			return fmt.Errorf("store: commit before restore: %w", err)
+		}
 		if err := s.db.Close(); err != nil {
 			return fmt.Errorf("store: close before restore: %w", err)
 		}

@@ -382,7 +382,7 @@ func (s *Store) ScanRanges(ranges []HashRange, after []byte, limit, maxBytes, ex
 	if s.db == nil {
 		return v, ErrClosed
 	}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		v.Index = getU64(tx.Bucket(bucketMeta), keyApplied)
 		v.Offset = getU64(tx.Bucket(bucketMeta), keyOffset)
 		c := tx.Bucket(bucketKV).Cursor()

@@ -47,6 +47,10 @@ type Options struct {
 	// moving commands (which fail without it). Every replica of a group
 	// must use the same function.
 	KeyHash func(key []byte) uint64
+	// CommitDelay lets applied entries wait up to this long in an open
+	// transaction, so that one commit covers several of them; any read
+	// commits them first. 0 commits every apply.
+	CommitDelay time.Duration
 	// DeferSync skips fsync on commit but detects, at the next Open, a
 	// machine crash that may have torn the file (see deferred.go). Use it
 	// only when the caller can rebuild the state from a durable log. On
@@ -56,7 +60,7 @@ type Options struct {
 
 // DefaultOptions returns the options ringkvd uses.
 func DefaultOptions() Options {
-	return Options{MmapSize: 1 << 30, DeferSync: true, TreeDepth: snapshot.DefaultTreeDepth}
+	return Options{MmapSize: 1 << 30, DeferSync: true, TreeDepth: snapshot.DefaultTreeDepth, CommitDelay: DefaultCommitDelay}
 }
 
 // Store is the state machine of one group. See the package comment for its
@@ -68,6 +72,14 @@ type Store struct {
 
 	mu sync.RWMutex // guards db against swap by Restore
 	db *bolt.DB
+
+	// txMu guards the write transaction that applied entries wait in
+	// (see update), and the error of a commit that no caller saw.
+	txMu      sync.Mutex
+	wtx       *bolt.Tx
+	wtxSize   int
+	flushErr  error
+	flushWake *time.Timer
 
 	applied  atomic.Uint64
 	keys     atomic.Uint64
@@ -215,8 +227,11 @@ func (s *Store) Close() error {
 	if s.db == nil {
 		return nil
 	}
-	var err error
-	if s.bootID != "" {
+	if s.flushWake != nil {
+		s.flushWake.Stop()
+	}
+	err := s.flush()
+	if s.bootID != "" && err == nil {
 		err = s.db.Sync()
 	}
 	if cerr := s.db.Close(); err == nil {
@@ -362,7 +377,7 @@ func (s *Store) applySegment(entries []LogEntry, results []Result) error {
 	st := &applyState{count: s.keys.Load(), fences: *s.fences.Load(), offset: s.offset.Load(), moveTerm: s.moveTerm.Load()}
 	last, lastTerm := applied, uint64(0)
 	changed := map[int]bool{}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(len(entries), func(tx *bolt.Tx) error {
 		kv := tx.Bucket(bucketKV)
 		for i, e := range entries {
 			results[i].Index = e.Index
@@ -529,7 +544,7 @@ func (s *Store) Get(key []byte) (Entry, error) {
 		return Entry{}, ErrClosed
 	}
 	var e Entry
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketKV).Get(key)
 		if v == nil {
 			return ErrNotFound
@@ -563,7 +578,7 @@ func (s *Store) Scan(o ScanOptions) ([]Entry, error) {
 		return nil, ErrClosed
 	}
 	var out []Entry
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketKV).Cursor()
 		start := o.Prefix
 		if o.After != nil && bytes.Compare(o.After, start) >= 0 {

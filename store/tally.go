@@ -17,7 +17,7 @@ func (s *Store) TallyBy(classify func(key []byte) int, n int) ([]Tally, error) {
 		return nil, ErrClosed
 	}
 	out := make([]Tally, n)
-	tx, err := s.db.Begin(false)
+	tx, err := s.readTx()
 	if err != nil {
 		return nil, err
 	}

@@ -77,7 +77,7 @@ func deepVerifyNonce(data []byte) (string, bool) {
 // after that index committed) and records it under nonce. The caller holds
 // s.mu for reading.
 func (s *Store) startDeepVerify(nonce string, root Root) {
-	tx, err := s.db.Begin(false)
+	tx, err := s.readTx()
 	if err == nil && getU64(tx.Bucket(bucketMeta), keyApplied) != root.Index {
 		tx.Rollback()
 		err = fmt.Errorf("store: deep verification at %d found the data at another index", root.Index)
@@ -144,7 +144,7 @@ func (s *Store) LeafEntries(depth int, leaves []int, maxIndex uint64) ([]LeafEnt
 		return nil, ErrClosed
 	}
 	var out []LeafEntry
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		var err error
 		out, err = leafEntries(tx, depth, leaves, maxIndex)
 		return err

@@ -62,6 +62,7 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 	fs.DurationVar(&o.node.BalanceInterval, "balance-interval", o.node.BalanceInterval, "how often leaders rebalance across nodes (0: never)")
 	fs.DurationVar(&o.node.MoveStall, "move-stall", raftnode.DefaultMoveStall, "how long a replica move waits for a destination node that does not answer before it is undone")
 	fs.DurationVar(&o.node.VerifyInterval, "verify-interval", 0, "how often each group's leader verifies its replicas and repairs a divergent one (0: only on request)")
+	fs.DurationVar(&o.node.ApplyCommitDelay, "apply-commit-delay", o.node.ApplyCommitDelay, "how long applied writes may wait for a state-file commit that covers several (reads commit at once); 0 commits each apply")
 	fs.IntVar(&o.node.MerkleDepth, "merkle-depth", snapshot.DefaultTreeDepth, "depth of each group's Merkle tree (2^depth key-hash ranges), the same on every node")
 	fs.BoolVar(&o.api.Pprof, "pprof", false, "serve Go's profiler under /debug/pprof/")
 	fs.BoolVar(&o.api.FaultHook, "fault-hook", false, "serve POST /v1/debug/fault to cut Raft traffic from chosen peers (fault-injection runs only)")
