@@ -300,15 +300,18 @@ func startLoneNode(t *testing.T) *Node {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close() })
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.After(20 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		if r := n.replica(1); r != nil && r.isLeader() {
 			return n
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-deadline:
 			t.Fatal("the lone node never led group 1")
+		case <-tick.C:
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

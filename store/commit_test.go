@@ -103,15 +103,18 @@ func TestDeferredCommitHappensWithoutReads(t *testing.T) {
 	for i := uint64(1); i <= 5; i++ {
 		mustApply(t, s, i, put(fmt.Sprintf("k%d", i), "v"))
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.After(10 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		if got, _ := committedIndex(t, path); got == 5 {
 			break
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-deadline:
 			t.Fatal("the applied entries were never committed without a read")
+		case <-tick.C:
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 	l := openDelayed(t, filepath.Join(t.TempDir(), "long.db"), time.Hour)
 	defer l.Close()
