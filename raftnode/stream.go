@@ -137,7 +137,14 @@ type streams struct {
 type peerStream struct {
 	mu   sync.Mutex // held while dialling
 	conn *streamConn
+	// After a failed dial, callers fail at once until downUntil rather
+	// than each wait for a dial of its own.
+	downUntil time.Time
+	downErr   error
 }
+
+// redialAfter is how long a failed dial keeps callers from dialling again.
+const redialAfter = 250 * time.Millisecond
 
 // streamConn is one live connection to a peer.
 type streamConn struct {
@@ -184,6 +191,9 @@ func (s *streams) conn(ctx context.Context, addr string) (*streamConn, error) {
 	if p.conn != nil && !p.conn.isDead() {
 		return p.conn, nil
 	}
+	if time.Now().Before(p.downUntil) {
+		return nil, p.downErr
+	}
 	timeout := 2 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(dl))
@@ -193,6 +203,7 @@ func (s *streams) conn(ctx context.Context, addr string) (*streamConn, error) {
 	}
 	c, err := s.layer.Dial(raft.ServerAddress(addr), timeout)
 	if err != nil {
+		p.downUntil, p.downErr = time.Now().Add(redialAfter), err
 		return nil, err
 	}
 	sc := &streamConn{addr: addr, deadAfter: s.deadAfter, c: c, queue: make(chan *call, 1024), pending: map[uint64]*call{}, dead: make(chan struct{})}

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"reflect"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -277,12 +279,69 @@ func TestStreamFaultHookCutsForwarding(t *testing.T) {
 		t.Fatalf("write to a cut-off peer: want no leader, got %v", err)
 	}
 	cm.Block(nil)
-	g := goForward(context.Background(), s, p.addr, getReq("k"))
-	c, br := p.accept(t)
-	id, _ := nextRequest(t, br)
-	answer(t, c, id, BatchResult{Response: &Response{ServedBy: "peer"}})
-	if o := wait(t, g); o.err != nil {
-		t.Fatalf("after healing: %v", o.err)
+	// Healed, the peer is reachable again once the failed dial's short
+	// backoff has passed; until then requests are refused as retryable.
+	deadline := time.After(10 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		g := goForward(context.Background(), s, p.addr, getReq("k"))
+		select {
+		case c := <-p.conns:
+			br := bufio.NewReader(c)
+			id, _ := nextRequest(t, br)
+			answer(t, c, id, BatchResult{Response: &Response{ServedBy: "peer"}})
+			if o := wait(t, g); o.err != nil {
+				t.Fatalf("after healing: %v", o.err)
+			}
+			return
+		case o := <-g:
+			if !errors.Is(o.err, ErrNoLeader) {
+				t.Fatalf("after healing, before a new connection: %v", o.err)
+			}
+			select {
+			case <-tick.C:
+			case <-deadline:
+				t.Fatal("no connection after healing")
+			}
+		case <-deadline:
+			t.Fatal("no connection after healing")
+		}
+	}
+}
+
+// slowRefusal is a layer whose dials fail after a while, as to a host
+// that drops connection attempts.
+type slowRefusal struct {
+	raft.StreamLayer
+	dials atomic.Int32
+}
+
+func (l *slowRefusal) Dial(raft.ServerAddress, time.Duration) (net.Conn, error) {
+	l.dials.Add(1)
+	<-time.After(200 * time.Millisecond) // the dial's own timeout running out
+	return nil, errors.New("i/o timeout")
+}
+
+// Callers queued behind a failed dial fail with it rather than dial again
+// one after another, each waiting out its own timeout.
+func TestStreamFailedDialIsShared(t *testing.T) {
+	l := &slowRefusal{}
+	s := newStreams(l)
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.forward(context.Background(), "10.0.0.1:7071", putReq("k"))
+			if !errors.Is(err, ErrNoLeader) || errors.Is(err, ErrOutcomeUnknown) {
+				t.Errorf("want no leader, got %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := l.dials.Load(); n != 1 {
+		t.Fatalf("8 callers dialled %d times", n)
 	}
 }
 
