@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -230,7 +231,7 @@ func TestPartitionedLeaderServesNoStaleRead(t *testing.T) {
 }
 
 func TestFollowerCatchesUpBySnapshotInstall(t *testing.T) {
-	c := raftnodetest.Start(t, raftnodetest.Options{Groups: 1, SnapshotThreshold: 64, TrailingLogs: 16})
+	c := raftnodetest.Start(t, raftnodetest.Options{Groups: 1, SnapshotThreshold: 64, TrailingLogs: 16, })
 	g := raftnode.GroupID(1)
 	leader := c.WaitForLeader(g)
 	lagger := (leader + 1) % 3
@@ -238,9 +239,17 @@ func TestFollowerCatchesUpBySnapshotInstall(t *testing.T) {
 	for i := 0; i < 400; i++ {
 		mustPut(t, c.Members[leader].Node, fmt.Sprintf("s%04d", i), fmt.Sprintf("v%d", i))
 	}
-	c.Eventually("leader compacted past the lagger", 20*time.Second, func() error {
-		if st := c.GroupStatus(leader, g); st.SnapshotIndex < 100 {
-			return fmt.Errorf("leader snapshot index %d", st.SnapshotIndex)
+	// Both live replicas must have compacted: whichever of them leads
+	// once the lagger is back (leadership may move then), it can only
+	// catch the lagger up by sending a snapshot.
+	c.Eventually("live replicas compacted past the lagger", 20*time.Second, func() error {
+		for i := range c.Members {
+			if i == lagger {
+				continue
+			}
+			if st := c.GroupStatus(i, g); st.SnapshotIndex < 100 {
+				return fmt.Errorf("%s snapshot index %d", c.Members[i].ID, st.SnapshotIndex)
+			}
 		}
 		return nil
 	})
@@ -248,7 +257,12 @@ func TestFollowerCatchesUpBySnapshotInstall(t *testing.T) {
 	c.WaitReady()
 	c.WaitForApplied(g, c.GroupStatus(leader, g).AppliedIndex)
 	if st := c.GroupStatus(lagger, g); st.SnapshotIndex < 100 {
-		t.Errorf("lagger snapshot index %d: it caught up without a snapshot install", st.SnapshotIndex)
+		var others []string
+		for i := range c.Members {
+			o := c.GroupStatus(i, g)
+			others = append(others, fmt.Sprintf("%s: state %s, snapshot %d, applied %d, commit %d", c.Members[i].ID, o.State, o.SnapshotIndex, o.AppliedIndex, o.CommitIndex))
+		}
+		t.Errorf("lagger %s snapshot index %d: it caught up without a snapshot install (%s)", c.Members[lagger].ID, st.SnapshotIndex, strings.Join(others, "; "))
 	}
 	kvs, err := c.Members[lagger].Node.List(raftnodetest.Ctx(t, 5*time.Second), raftnode.ListOptions{Prefix: []byte("s"), Consistency: raftnode.Stale})
 	if err != nil {
