@@ -48,7 +48,10 @@ func (f *forwarder) close() {
 // Raft port if the request is a small one, else over HTTP.
 func (f *forwarder) to(ctx context.Context, info NodeInfo, req Request) (Response, error) {
 	if f.streams != nil && streamed(req.Op) && info.RaftAddr != "" {
-		return f.streams.forward(ctx, info.RaftAddr, req)
+		resp, err := f.streams.forward(ctx, info.RaftAddr, req)
+		if !errors.Is(err, errNoStreams) {
+			return resp, err
+		}
 	}
 	return f.forward(ctx, info.HTTPAddr, req)
 }

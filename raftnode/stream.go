@@ -11,6 +11,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -206,12 +207,39 @@ func (s *streams) conn(ctx context.Context, addr string) (*streamConn, error) {
 		p.downUntil, p.downErr = time.Now().Add(redialAfter), err
 		return nil, err
 	}
+	// The serving side greets first. A node of an earlier version closes
+	// a connection for a group it does not know: nothing has been sent
+	// yet, and its requests go over HTTP for a while.
+	br := bufio.NewReaderSize(c, 64<<10)
+	c.SetReadDeadline(time.Now().Add(timeout))
+	kind, id, _, err := readFrame(br)
+	if err != nil || kind != framePong || id != 0 {
+		c.Close()
+		if err == nil {
+			err = fmt.Errorf("%w: greeting of kind %d", errFrame, kind)
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+			err = fmt.Errorf("%w (%v)", errNoStreams, err)
+			p.downUntil, p.downErr = time.Now().Add(noStreamsFor), err
+			return nil, err
+		}
+		p.downUntil, p.downErr = time.Now().Add(redialAfter), err
+		return nil, err
+	}
 	sc := &streamConn{addr: addr, deadAfter: s.deadAfter, c: c, queue: make(chan *call, 1024), pending: map[uint64]*call{}, dead: make(chan struct{})}
 	go sc.writeLoop()
-	go sc.readLoop()
+	go sc.readLoop(br)
 	p.conn = sc
 	return sc, nil
 }
+
+// errNoStreams: the peer closed the connection without a greeting, as a
+// node of an earlier version does; requests to it go over HTTP instead.
+var errNoStreams = errors.New("peer does not serve forwarding streams")
+
+// noStreamsFor is how long a peer without streams is served over HTTP
+// before streams are tried again (it may have been upgraded).
+const noStreamsFor = 30 * time.Second
 
 func (sc *streamConn) isDead() bool {
 	select {
@@ -264,7 +292,7 @@ func (s *streams) forward(ctx context.Context, addr string, req Request) (Respon
 	}
 	sc, err := s.conn(ctx, addr)
 	if err != nil {
-		return Response{}, fmt.Errorf("%w: forwarding to %s: %v", ErrNoLeader, addr, err)
+		return Response{}, fmt.Errorf("%w: forwarding to %s: %w", ErrNoLeader, addr, err)
 	}
 	// Leave the peer a margin to answer before the caller gives up.
 	ms := max(time.Until(dl).Milliseconds()-50, 1)
@@ -353,8 +381,7 @@ func (sc *streamConn) writeLoop() {
 
 // readLoop hands each result to its caller; silence beyond deadAfter
 // means the peer or the path to it is gone.
-func (sc *streamConn) readLoop() {
-	br := bufio.NewReaderSize(sc.c, 64<<10)
+func (sc *streamConn) readLoop(br *bufio.Reader) {
 	for {
 		sc.c.SetReadDeadline(time.Now().Add(sc.deadAfter))
 		kind, id, body, err := readFrame(br)
@@ -437,6 +464,7 @@ func (n *Node) serveStream(c net.Conn) {
 		case <-done:
 		}
 	}
+	send(appendFrame(nil, framePong, 0, nil)) // the greeting
 	answer := func(id uint64, resp Response, err error) {
 		var r BatchResult
 		if err != nil {

@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -44,6 +46,7 @@ func streamPair(t *testing.T) (*fakePeer, *streams, *Mux) {
 			if err != nil {
 				return
 			}
+			c.Write(appendFrame(nil, framePong, 0, nil)) // the greeting
 			p.conns <- c
 		}
 	}()
@@ -310,6 +313,52 @@ func TestStreamFaultHookCutsForwarding(t *testing.T) {
 	}
 }
 
+// A peer of an earlier version closes a stream connection at once, having
+// no such group: requests to it go over HTTP, and nothing was sent on the
+// stream.
+func TestStreamFallsBackToHTTPForPeersWithoutStreams(t *testing.T) {
+	old, err := NewMux("127.0.0.1:0", "", quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		b, err := DecodeBatch(body)
+		if r.URL.Path != ForwardPath || err != nil {
+			http.Error(w, "bad forward", http.StatusBadRequest)
+			return
+		}
+		calls.Add(1)
+		reply := BatchReply{}
+		for _, it := range b.Requests {
+			reply.Results = append(reply.Results, BatchResult{Response: &Response{ServedBy: "old", Entry: &KV{Key: it.Key, Value: []byte("over http")}}})
+		}
+		w.Write(mustJSON(reply))
+	}))
+	defer srv.Close()
+	cm, err := NewMux("127.0.0.1:0", "", quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cm.Close()
+	cl, _ := cm.Layer(streamGroup)
+	f := newForwarder()
+	f.streams = newStreams(cl)
+	defer f.close()
+	info := NodeInfo{ID: "old", HTTPAddr: srv.URL, RaftAddr: old.Addr().String()}
+	for i := 0; i < 3; i++ {
+		resp, err := f.to(context.Background(), info, getReq("k"))
+		if err != nil || resp.ServedBy != "old" || string(resp.Entry.Value) != "over http" {
+			t.Fatalf("request %d to a peer without streams: %+v %v", i, resp, err)
+		}
+	}
+	if n := calls.Load(); n != 3 {
+		t.Fatalf("%d forwarding calls over HTTP, want 3", n)
+	}
+}
+
 // slowRefusal is a layer whose dials fail after a while, as to a host
 // that drops connection attempts.
 type slowRefusal struct {
@@ -388,6 +437,10 @@ func TestStreamServe(t *testing.T) {
 	}
 	defer c.Close()
 	br := bufio.NewReader(c)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if kind, id, _, err := readFrame(br); err != nil || kind != framePong || id != 0 {
+		t.Fatalf("no greeting: kind %d id %d %v", kind, id, err)
+	}
 	send := func(kind byte, id uint64, body []byte) {
 		t.Helper()
 		if _, err := c.Write(appendFrame(nil, kind, id, body)); err != nil {
