@@ -231,7 +231,7 @@ func TestPartitionedLeaderServesNoStaleRead(t *testing.T) {
 }
 
 func TestFollowerCatchesUpBySnapshotInstall(t *testing.T) {
-	c := raftnodetest.Start(t, raftnodetest.Options{Groups: 1, SnapshotThreshold: 64, TrailingLogs: 16, })
+	c := raftnodetest.Start(t, raftnodetest.Options{Groups: 1, SnapshotThreshold: 64, TrailingLogs: 16})
 	g := raftnode.GroupID(1)
 	leader := c.WaitForLeader(g)
 	lagger := (leader + 1) % 3
