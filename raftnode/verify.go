@@ -397,8 +397,7 @@ func (n *Node) SnapshotAll(ctx context.Context) ([]SnapshotResult, error) {
 	out := []SnapshotResult{}
 	for _, r := range append([]*replica{n.meta}, n.localReplicas()...) {
 		res := SnapshotResult{Group: r.id}
-		f := r.raft.Snapshot()
-		err := await(ctx, f)
+		f, err := snapshotNow(ctx, r.raft)
 		switch {
 		case err == nil:
 			meta, _, oerr := f.Open()
@@ -413,4 +412,24 @@ func (n *Node) SnapshotAll(ctx context.Context) ([]SnapshotResult, error) {
 		out = append(out, res)
 	}
 	return out, nil
+}
+
+// snapshotNow takes a snapshot of one replica. A leader hands its
+// leadership over now and then (balancing) and refuses to snapshot
+// meanwhile, for a few milliseconds: that is waited out, not reported.
+func snapshotNow(ctx context.Context, r *raft.Raft) (raft.SnapshotFuture, error) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		f := r.Snapshot()
+		err := await(ctx, f)
+		if !errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+			return f, err
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return f, err
+		}
+	}
 }
