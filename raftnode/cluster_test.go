@@ -260,7 +260,7 @@ func TestFollowerCatchesUpBySnapshotInstall(t *testing.T) {
 		var others []string
 		for i := range c.Members {
 			o := c.GroupStatus(i, g)
-			others = append(others, fmt.Sprintf("%s: state %s, snapshot %d, applied %d, commit %d", c.Members[i].ID, o.State, o.SnapshotIndex, o.AppliedIndex, o.CommitIndex))
+			others = append(others, fmt.Sprintf("%s: state %s, snapshot %d, applied %d, commit %d, last %d", c.Members[i].ID, o.State, o.SnapshotIndex, o.AppliedIndex, o.CommitIndex, o.LastIndex))
 		}
 		t.Errorf("lagger %s snapshot index %d: it caught up without a snapshot install (%s)", c.Members[lagger].ID, st.SnapshotIndex, strings.Join(others, "; "))
 	}
