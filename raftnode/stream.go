@@ -200,7 +200,8 @@ func (s *streams) conn(ctx context.Context, addr string) (*streamConn, error) {
 		timeout = min(timeout, time.Until(dl))
 	}
 	if timeout <= 0 {
-		return nil, ctx.Err()
+		// The deadline has passed, though ctx may not say so yet.
+		return nil, context.DeadlineExceeded
 	}
 	c, err := s.layer.Dial(raft.ServerAddress(addr), timeout)
 	if err != nil {

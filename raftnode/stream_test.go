@@ -241,6 +241,20 @@ func TestStreamCallerDeadline(t *testing.T) {
 	}
 }
 
+// lateContext has a deadline in the past but has not noticed yet, as a
+// context does in the moment before its timer fires.
+type lateContext struct{ context.Context }
+
+func (lateContext) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millisecond), true }
+
+func TestStreamDeadlinePassedBeforeDial(t *testing.T) {
+	p, s, _ := streamPair(t)
+	_, err := s.forward(lateContext{context.Background()}, p.addr, putReq("k"))
+	if !errors.Is(err, ErrNoLeader) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("want a refusal for the passed deadline, got %v", err)
+	}
+}
+
 func TestStreamSilentPeerIsDropped(t *testing.T) {
 	p, s, _ := streamPair(t)
 	s.deadAfter = 300 * time.Millisecond
