@@ -114,6 +114,19 @@ type Root struct {
 	Depth int
 }
 
+// Root returns the Merkle root at the applied index. The tree's leaves are
+// maintained as entries apply; its inner nodes are rehashed here, once for
+// all the entries applied since the last call.
+func (s *Store) Root() Root {
+	s.rootMu.Lock()
+	defer s.rootMu.Unlock()
+	if s.rootStale {
+		s.root.Store(&Root{Index: s.applied.Load(), Hash: s.tree.Root(), Depth: s.tree.Depth()})
+		s.rootStale = false
+	}
+	return *s.root.Load()
+}
+
 func leafKey(i int) []byte {
 	var k [4]byte
 	binary.BigEndian.PutUint32(k[:], uint32(i))

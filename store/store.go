@@ -193,19 +193,6 @@ func (s *Store) open() error {
 	return nil
 }
 
-// Root returns the Merkle root at the applied index. The tree's leaves are
-// maintained as entries apply; its inner nodes are rehashed here, once for
-// all the entries applied since the last call.
-func (s *Store) Root() Root {
-	s.rootMu.Lock()
-	defer s.rootMu.Unlock()
-	if s.rootStale {
-		s.root.Store(&Root{Index: s.applied.Load(), Hash: s.tree.Root(), Depth: s.tree.Depth()})
-		s.rootStale = false
-	}
-	return *s.root.Load()
-}
-
 func getU64(b *bolt.Bucket, k []byte) uint64 {
 	v := b.Get(k)
 	if len(v) != 8 {
