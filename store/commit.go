@@ -9,7 +9,7 @@ import (
 
 // DefaultCommitDelay is how long applied entries may wait for a commit
 // that covers several of them (Options.CommitDelay).
-const DefaultCommitDelay = 20 * time.Millisecond
+const DefaultCommitDelay = 100 * time.Millisecond
 
 // maxPendingEntries bounds the entries one deferred commit covers.
 const maxPendingEntries = 256
@@ -28,9 +28,10 @@ const maxPendingEntries = 256
 // restart replays the entries after it. Snapshots read through readTx, so
 // they cover exactly the applied index.
 
-// update runs fn in the open write transaction (or a new one) for entries
-// more applied entries. The caller holds s.mu for reading. An error from fn
-// or from a commit means the store must not be used any more (ApplyBatch).
+// update runs fn, which applies the given number of entries, in the open
+// write transaction (or a new one). The caller holds s.mu for reading. An
+// error from fn or from a commit means the store must not be used any more
+// (ApplyBatch).
 func (s *Store) update(entries int, fn func(*bolt.Tx) error) error {
 	s.txMu.Lock()
 	defer s.txMu.Unlock()
