@@ -17,6 +17,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/ringkv/ringkv/chaos"
 	"github.com/ringkv/ringkv/client"
 	"github.com/ringkv/ringkv/store"
 )
@@ -84,10 +85,11 @@ func TestVerifyFindsAndRepairsADivergentReplica(t *testing.T) {
 	}
 
 	victim := c.procs[2]
+	target := inGroup1[0]
+	onDisk(t, victim, target)
 	if err := victim.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	target := inGroup1[0]
 	diverge(t, filepath.Join(victim.DataDir, "groups", "1", "state.db"), target, "only here")
 	if err := victim.Start(); err != nil {
 		t.Fatal(err)
@@ -315,6 +317,18 @@ func TestBackupVerifyRestore(t *testing.T) {
 	}
 }
 
+// onDisk waits until p's replica holds key and reads it there. A read
+// commits the state file's open transaction (applied writes wait in it for
+// --apply-commit-delay), so once p is killed its state file holds key and
+// a test can edit it there.
+func onDisk(t *testing.T, p *chaos.Proc, key string) {
+	t.Helper()
+	eventually(t, p.ID+" holds "+key+" in its state file", 10*time.Second, func() error {
+		_, err := p.Client.Get(ctx(t, 2*time.Second), key, "stale")
+		return err
+	})
+}
+
 // rot changes the stored value of key in the state file at path in place,
 // as a bad disk would: neither the Merkle tree kept with the data nor the
 // applied index notices.
@@ -357,6 +371,7 @@ func TestVerifyFindsAValueChangedOnDisk(t *testing.T) {
 		}
 	}
 	victim := c.procs[1]
+	onDisk(t, victim, target)
 	if err := victim.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -400,6 +415,7 @@ func TestPeriodicVerificationRepairs(t *testing.T) {
 		}
 	}
 	victim := c.procs[0]
+	onDisk(t, victim, target)
 	if err := victim.Kill(); err != nil {
 		t.Fatal(err)
 	}
