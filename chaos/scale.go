@@ -224,7 +224,13 @@ func (c *Cluster) addNode(ctx context.Context) (ReshardStep, error) {
 	}
 	c.Procs = append(c.Procs, p)
 	step := ReshardStep{Change: "add node " + p.ID}
-	after, err := c.waitSettled(ctx, func(v clusterView) bool {
+	// The node joins in the background once it runs. Finish the step even
+	// if the run's window closes meanwhile: a node that joined after the
+	// harness stopped looking would be missed when the run scales back
+	// (its removal would find no such member, and it would join later).
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	after, err := c.waitSettled(wctx, func(v clusterView) bool {
 		for _, n := range v.Nodes {
 			if n.ID == p.ID {
 				return true
