@@ -70,6 +70,12 @@ type Config struct {
 	// ProposalWaves bounds the batches of commands a group leader has in
 	// flight at once; commands arriving meanwhile wait and go together.
 	ProposalWaves int
+	// ProposalLinger is how long a busy group leader lets writes gather
+	// before it sends its next wave: after a wave of at least
+	// lingerMinWave writes, it waits this long first. Fewer, larger log
+	// entries cost less CPU per write (each entry is an fsync'd append on
+	// every replica); a write waits at most this much longer. 0 disables.
+	ProposalLinger time.Duration
 	// BalanceInterval is how often a leader checks whether it should hand a
 	// group to its preferred leader; 0 disables balancing.
 	BalanceInterval time.Duration
@@ -128,6 +134,7 @@ func DefaultConfig() Config {
 		TrailingLogs:      10240,
 		Timing:            DefaultTiming(),
 		ProposalWaves:     1,
+		ProposalLinger:    DefaultProposalLinger,
 		BalanceInterval:   2 * time.Second,
 		ApplyCommitDelay:  store.DefaultCommitDelay,
 	}
@@ -164,6 +171,8 @@ func (c Config) Validate() error {
 		return errors.New("config: move stall must not be negative")
 	case c.ProposalWaves < 1:
 		return errors.New("config: proposal waves must be at least 1")
+	case c.ProposalLinger < 0 || c.ProposalLinger > time.Second:
+		return errors.New("config: proposal linger must be between 0 and 1s")
 	case c.MerkleDepth != 0 && (c.MerkleDepth < snapshot.MinTreeDepth || c.MerkleDepth > snapshot.MaxTreeDepth):
 		return fmt.Errorf("config: merkle depth %d outside [%d, %d]", c.MerkleDepth, snapshot.MinTreeDepth, snapshot.MaxTreeDepth)
 	case c.Timing.LeaderLease > c.Timing.Heartbeat:
@@ -171,6 +180,9 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+// DefaultProposalLinger is the default ProposalLinger.
+const DefaultProposalLinger = 2 * time.Millisecond
 
 // DefaultMoveStall is how long a replica move waits for a silent
 // destination by default.

@@ -18,9 +18,10 @@ import (
 // (one fsync on every replica each) into few large ones; with no load a
 // command goes out at once.
 type proposer struct {
-	r        *raft.Raft
+	r        applier
 	notify   *appendNotifier // nil: no asynchronous writes
 	maxWaves int
+	linger   time.Duration // see Config.ProposalLinger
 
 	mu    sync.Mutex
 	queue []*proposal
@@ -51,8 +52,18 @@ type proposal struct {
 	resp     interface{}
 }
 
-func newProposer(r *raft.Raft, maxWaves int, notify *appendNotifier) *proposer {
-	return &proposer{r: r, maxWaves: maxWaves, notify: notify}
+// lingerMinWave is the wave size from which a leader lingers before the
+// next wave: a sign that several writers keep this group busy. A lone
+// client (waves of one) never waits.
+const lingerMinWave = 4
+
+// applier is the part of *raft.Raft the proposer uses.
+type applier interface {
+	Apply(cmd []byte, timeout time.Duration) raft.ApplyFuture
+}
+
+func newProposer(r applier, maxWaves int, linger time.Duration, notify *appendNotifier) *proposer {
+	return &proposer{r: r, maxWaves: maxWaves, linger: linger, notify: notify}
 }
 
 // propose queues cmd and waits for its outcome. If ctx ends before the
@@ -118,7 +129,14 @@ func (p *proposer) enqueue(ctx context.Context, cmd, key []byte, async bool) *pr
 
 // run sends waves until the queue is empty.
 func (p *proposer) run() {
+	last := 0 // writes in the previous wave
 	for {
+		if p.linger > 0 && last >= lingerMinWave {
+			// Busy: let the writes that are on their way join this wave.
+			// A closed loop of clients otherwise splits into cohorts that
+			// alternate, each wave carrying half of them.
+			time.Sleep(p.linger)
+		}
 		p.mu.Lock()
 		wave := p.queue
 		p.queue = nil
@@ -128,6 +146,7 @@ func (p *proposer) run() {
 			return
 		}
 		p.mu.Unlock()
+		last = len(wave)
 		entries := pack(wave)
 		futures := make([]raft.ApplyFuture, len(entries))
 		forget := make([]func(), len(entries))

@@ -198,7 +198,7 @@ func (n *Node) openReplica(id GroupID, boot []raft.Server) (*replica, error) {
 		r.trans.Close()
 		return nil, fmt.Errorf("group %d: start raft: %w", id, err)
 	}
-	r.prop = newProposer(r.raft, n.cfg.ProposalWaves, r.notify)
+	r.prop = newProposer(r.raft, n.cfg.ProposalWaves, n.cfg.ProposalLinger, r.notify)
 	ok = true
 	return r, nil
 }

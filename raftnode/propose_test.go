@@ -1,0 +1,187 @@
+package raftnode
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/ringkv/ringkv/store"
+)
+
+// fakeApplier stands in for raft: each Apply is reported on applied and
+// stays pending until the test completes it.
+type fakeApplier struct {
+	applied chan *fakeFuture
+	index   uint64
+}
+
+type fakeFuture struct {
+	cmd   []byte
+	index uint64
+	done  chan struct{}
+}
+
+func (f *fakeFuture) Error() error  { <-f.done; return nil }
+func (f *fakeFuture) Index() uint64 { return f.index }
+func (f *fakeFuture) complete()     { close(f.done) }
+func (f *fakeFuture) writes() int   { return max(1, batchLen(f.cmd)) }
+func (f *fakeFuture) Response() interface{} {
+	res := store.Result{Index: f.index, Batch: make([]store.Result, f.writes())}
+	for i := range res.Batch {
+		res.Batch[i].Index = f.index
+	}
+	return res
+}
+
+// batchLen is the number of commands packed in cmd (0: not a batch).
+func batchLen(cmd []byte) int {
+	cmds, err := store.DecodeBatch(cmd)
+	if err != nil {
+		return 0
+	}
+	return len(cmds)
+}
+
+func (a *fakeApplier) Apply(cmd []byte, _ time.Duration) raft.ApplyFuture {
+	a.index++
+	f := &fakeFuture{cmd: cmd, index: a.index, done: make(chan struct{})}
+	a.applied <- f
+	return f
+}
+
+// next waits for the proposer's next Apply.
+func (a *fakeApplier) next(t *testing.T) *fakeFuture {
+	t.Helper()
+	select {
+	case f := <-a.applied:
+		return f
+	case <-time.After(10 * time.Second):
+		t.Fatal("no entry handed to raft within 10s")
+		return nil
+	}
+}
+
+// queued polls until the proposer holds n queued proposals.
+func queued(t *testing.T, p *proposer, n int) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		p.mu.Lock()
+		got := len(p.queue)
+		p.mu.Unlock()
+		if got == n {
+			return
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("%d proposals queued, want %d", got, n)
+		case <-tick.C:
+		}
+	}
+}
+
+// put proposes a put of key in the background; its outcome arrives on the
+// returned channel.
+func put(p *proposer, key string) <-chan error {
+	out := make(chan error, 1)
+	go func() {
+		cmd := store.Command{Op: store.OpPut, Key: []byte(key), Value: []byte("v")}.Encode()
+		_, _, err := p.propose(context.Background(), cmd, []byte(key))
+		out <- err
+	}()
+	return out
+}
+
+func waitPuts(t *testing.T, outs ...<-chan error) {
+	t.Helper()
+	for _, o := range outs {
+		select {
+		case err := <-o:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a proposal did not finish within 10s")
+		}
+	}
+}
+
+// busyWave makes the proposer send a wave of 4 writes and finish it: one
+// write goes out alone, four queue behind it and leave together.
+func busyWave(t *testing.T, a *fakeApplier, p *proposer) {
+	t.Helper()
+	first := put(p, "first")
+	f1 := a.next(t)
+	var outs []<-chan error
+	for i := range 4 {
+		outs = append(outs, put(p, fmt.Sprintf("busy%d", i)))
+	}
+	queued(t, p, 4)
+	f1.complete()
+	waitPuts(t, first)
+	f2 := a.next(t)
+	if f2.writes() != 4 {
+		t.Fatalf("second wave carried %d writes, want the 4 queued", f2.writes())
+	}
+	f2.complete()
+	waitPuts(t, outs...)
+}
+
+// After a wave of several writes, a leader lingers: writes that arrive
+// one after another during the linger leave in one entry. Without linger
+// the first of them leaves alone at once.
+func TestProposerLingersAfterABusyWave(t *testing.T) {
+	t.Run("linger", func(t *testing.T) {
+		a := &fakeApplier{applied: make(chan *fakeFuture, 16)}
+		p := newProposer(a, 1, 3*time.Second, nil)
+		busyWave(t, a, p)
+		x := put(p, "x")
+		queued(t, p, 1)
+		select {
+		case f := <-a.applied:
+			t.Fatalf("entry %d (%d writes) sent while the leader should linger", f.index, f.writes())
+		default:
+		}
+		y := put(p, "y")
+		queued(t, p, 2)
+		f := a.next(t)
+		if f.writes() != 2 {
+			t.Fatalf("the wave after the linger carried %d writes, want 2", f.writes())
+		}
+		f.complete()
+		waitPuts(t, x, y)
+	})
+	t.Run("no linger", func(t *testing.T) {
+		a := &fakeApplier{applied: make(chan *fakeFuture, 16)}
+		p := newProposer(a, 1, 0, nil)
+		busyWave(t, a, p)
+		x := put(p, "x")
+		f := a.next(t)
+		if f.writes() != 1 {
+			t.Fatalf("wave carried %d writes, want x alone", f.writes())
+		}
+		f.complete()
+		waitPuts(t, x)
+	})
+}
+
+// A lone writer never waits for the linger: a wave of one write is
+// followed at once by the next.
+func TestProposerLoneWriterDoesNotLinger(t *testing.T) {
+	a := &fakeApplier{applied: make(chan *fakeFuture, 16)}
+	p := newProposer(a, 1, time.Hour, nil)
+	for i := range 3 {
+		out := put(p, fmt.Sprintf("k%d", i))
+		f := a.next(t) // an hour's linger would fail here after 10s
+		if f.writes() != 1 {
+			t.Fatalf("wave %d carried %d writes", i, f.writes())
+		}
+		f.complete()
+		waitPuts(t, out)
+	}
+}
