@@ -138,7 +138,7 @@ func busyWave(t *testing.T, a *fakeApplier, p *proposer) {
 func TestProposerLingersAfterABusyWave(t *testing.T) {
 	t.Run("linger", func(t *testing.T) {
 		a := &fakeApplier{applied: make(chan *fakeFuture, 16)}
-		p := newProposer(a, 1, 3*time.Second, nil)
+		p := newProposer(a, 1, 5*time.Second, nil)
 		busyWave(t, a, p)
 		x := put(p, "x")
 		queued(t, p, 1)
