@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"slices"
 	"testing"
@@ -39,7 +38,7 @@ type Member struct {
 	HTTPAddr string
 	RaftAddr string
 	DataDir  string
-	srv      *http.Server
+	srv      *httpapi.Server
 	weight   float64
 }
 
