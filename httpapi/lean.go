@@ -186,15 +186,15 @@ func (lc *leanConn) serve() {
 	defer lc.s.forget(lc)
 	std := lc.s.std
 	lc.br = bufio.NewReaderSize(lc.c, 4096)
-	wait := std.ReadHeaderTimeout // the first request is due at once
+	wait := headerTimeout(std) // the first request is due at once
 	for {
-		lc.c.SetReadDeadline(time.Now().Add(wait))
+		lc.c.SetReadDeadline(deadline(time.Now(), wait))
 		if _, err := lc.br.Peek(1); err != nil || !lc.s.idle(lc, false) {
 			lc.c.Close()
 			return
 		}
 		start := time.Now()
-		lc.c.SetReadDeadline(start.Add(min(std.ReadHeaderTimeout, std.ReadTimeout)))
+		lc.c.SetReadDeadline(deadline(start, headerTimeout(std)))
 		raw, err := readHead(lc.br, std.MaxHeaderBytes+4096)
 		if err != nil && !errors.Is(err, errHeadTooLarge) {
 			lc.c.Close() // timed out or gone mid-request
@@ -208,8 +208,8 @@ func (lc *leanConn) serve() {
 			lc.handOff(raw)
 			return
 		}
-		lc.c.SetReadDeadline(start.Add(std.ReadTimeout))
-		lc.c.SetWriteDeadline(start.Add(std.WriteTimeout))
+		lc.c.SetReadDeadline(deadline(start, std.ReadTimeout))
+		lc.c.SetWriteDeadline(deadline(start, std.WriteTimeout))
 		req.RemoteAddr = lc.remote
 		keep := lc.respond(req)
 		if !keep || !lc.s.idle(lc, true) {
@@ -217,7 +217,27 @@ func (lc *leanConn) serve() {
 			return
 		}
 		wait = std.IdleTimeout
+		if wait <= 0 {
+			wait = std.ReadTimeout
+		}
 	}
+}
+
+// headerTimeout is how long a request's line and headers may take, as
+// net/http reads its settings.
+func headerTimeout(std *http.Server) time.Duration {
+	if std.ReadHeaderTimeout > 0 && (std.ReadTimeout <= 0 || std.ReadHeaderTimeout < std.ReadTimeout) {
+		return std.ReadHeaderTimeout
+	}
+	return std.ReadTimeout
+}
+
+// deadline is from+d, or no deadline when d is not positive.
+func deadline(from time.Time, d time.Duration) time.Time {
+	if d <= 0 {
+		return time.Time{}
+	}
+	return from.Add(d)
 }
 
 // respond runs the handler on req and writes its answer; false when the

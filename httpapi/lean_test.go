@@ -58,7 +58,7 @@ func echo(w http.ResponseWriter, r *http.Request) {
 
 // start serves h on a loopback port with the lean server, or with net/http
 // alone configured the same way.
-func start(t *testing.T, h http.Handler, lean bool) (addr string, s *Server) {
+func start(t testing.TB, h http.Handler, lean bool) (addr string, s *Server) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -333,4 +333,42 @@ func FuzzParseLean(f *testing.F) {
 			t.Fatalf("%q: lean headers\n%s\nnet/http headers\n%s", head, a.String(), b.String())
 		}
 	})
+}
+
+// BenchmarkServer compares the lean loop with net/http on keep-alive PUTs
+// from 16 clients (client and server in one process: compare the two, not
+// the figures with a real deployment).
+func BenchmarkServer(b *testing.B) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"key":"k","index":1}`)
+	})
+	for _, lean := range []bool{true, false} {
+		name := "net-http"
+		if lean {
+			name = "lean"
+		}
+		b.Run(name, func(b *testing.B) {
+			addr, _ := start(b, h, lean)
+			tr := &http.Transport{MaxIdleConnsPerHost: 64}
+			defer tr.CloseIdleConnections()
+			c := &http.Client{Transport: tr}
+			body := bytes.Repeat([]byte("v"), 128)
+			b.SetParallelism(8) // 16 clients on 2 CPUs
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					req, _ := http.NewRequest(http.MethodPut, "http://"+addr+"/v1/kv/k", bytes.NewReader(body))
+					resp, err := c.Do(req)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			})
+		})
+	}
 }
