@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"slices"
 	"testing"
@@ -38,7 +39,7 @@ type Member struct {
 	HTTPAddr string
 	RaftAddr string
 	DataDir  string
-	srv      *httpapi.Server
+	srv      *http.Server
 	weight   float64
 }
 
