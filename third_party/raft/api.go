@@ -77,7 +77,10 @@ var (
 
 // Raft implements a Raft node.
 type Raft struct {
+	// pendingLogs (ringkv) holds a leader's new entries, by index, while its
+	// own append of them is in progress; see dispatchLogs.
 	pendingLogs sync.Map
+
 	raftState
 
 	// protocolVersion is used to inter-operate with Raft servers running

@@ -664,6 +664,9 @@ func updateLastAppended(s *followerReplication, req *AppendEntriesRequest) {
 	s.notifyAll(true)
 }
 
+// getLogForReplication (ringkv) reads entry i for a follower: from
+// pendingLogs while the leader's own append of it is in progress, else
+// from the log store.
 func (r *Raft) getLogForReplication(i uint64, l *Log) error {
 	if v, ok := r.pendingLogs.Load(i); ok {
 		*l = *v.(*Log)
