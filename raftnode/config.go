@@ -43,7 +43,7 @@ func DefaultTiming() Timing {
 		Heartbeat:     1000 * time.Millisecond,
 		Election:      1000 * time.Millisecond,
 		LeaderLease:   500 * time.Millisecond,
-		Commit:        20 * time.Millisecond,
+		Commit:        50 * time.Millisecond,
 		ApplyDeadline: 10 * time.Second,
 	}
 }
@@ -70,11 +70,12 @@ type Config struct {
 	// ProposalWaves bounds the batches of commands a group leader has in
 	// flight at once; commands arriving meanwhile wait and go together.
 	ProposalWaves int
-	// ProposalLinger is how long a busy group leader lets writes gather
-	// before it sends its next wave: after a wave of at least
-	// lingerMinWave writes, it waits this long first. Fewer, larger log
-	// entries cost less CPU per write (each entry is an fsync'd append on
-	// every replica); a write waits at most this much longer. 0 disables.
+	// ProposalLinger is how long a busy group leader at most lets writes
+	// gather before it sends its next wave: after a wave of at least
+	// lingerMinWave writes, it waits until as many writes as that wave
+	// carried have come in, or this long. Fewer, larger log entries cost
+	// less CPU per write (each entry is an fsync'd append on every
+	// replica); a write waits at most this much longer. 0 disables.
 	ProposalLinger time.Duration
 	// BalanceInterval is how often a leader checks whether it should hand a
 	// group to its preferred leader; 0 disables balancing.
@@ -182,7 +183,7 @@ func (c Config) Validate() error {
 }
 
 // DefaultProposalLinger is the default ProposalLinger.
-const DefaultProposalLinger = 2 * time.Millisecond
+const DefaultProposalLinger = 12 * time.Millisecond
 
 // DefaultMoveStall is how long a replica move waits for a silent
 // destination by default.

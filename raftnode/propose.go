@@ -26,6 +26,10 @@ type proposer struct {
 	mu    sync.Mutex
 	queue []*proposal
 	waves int
+	// While the leader lingers, gathered is closed once the queue holds
+	// gatherTarget proposals.
+	gathered     chan struct{}
+	gatherTarget int
 }
 
 const (
@@ -116,6 +120,10 @@ func (p *proposer) enqueue(ctx context.Context, cmd, key []byte, async bool) *pr
 	}
 	p.mu.Lock()
 	p.queue = append(p.queue, pr)
+	if p.gathered != nil && len(p.queue) >= p.gatherTarget {
+		close(p.gathered)
+		p.gathered = nil
+	}
 	start := p.waves < p.maxWaves
 	if start {
 		p.waves++
@@ -135,7 +143,7 @@ func (p *proposer) run() {
 			// Busy: let the writes that are on their way join this wave.
 			// A closed loop of clients otherwise splits into cohorts that
 			// alternate, each wave carrying half of them.
-			time.Sleep(p.linger)
+			p.gather(last)
 		}
 		p.mu.Lock()
 		wave := p.queue
@@ -189,6 +197,29 @@ func (p *proposer) run() {
 		}
 		finish(entries, outs, forget)
 	}
+}
+
+// gather waits until as many writes as the last wave carried have joined
+// the queue, or until the linger ends. The last wave's writers are on
+// their way back: once about that many writes came in, waiting longer
+// would only add latency.
+func (p *proposer) gather(last int) {
+	p.mu.Lock()
+	target := len(p.queue) + last
+	ch := make(chan struct{})
+	p.gathered, p.gatherTarget = ch, target
+	p.mu.Unlock()
+	t := time.NewTimer(p.linger)
+	select {
+	case <-ch:
+	case <-t.C:
+	}
+	t.Stop()
+	p.mu.Lock()
+	if p.gathered == ch {
+		p.gathered = nil
+	}
+	p.mu.Unlock()
 }
 
 func (p *proposer) allStoredAsync(entries []entry) bool {

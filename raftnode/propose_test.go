@@ -133,8 +133,9 @@ func busyWave(t *testing.T, a *fakeApplier, p *proposer) {
 }
 
 // After a wave of several writes, a leader lingers: writes that arrive
-// one after another during the linger leave in one entry. Without linger
-// the first of them leaves alone at once.
+// one after another during the linger leave in one entry (here fewer than
+// the last wave's, so the whole linger passes). Without linger the first
+// of them leaves alone at once.
 func TestProposerLingersAfterABusyWave(t *testing.T) {
 	t.Run("linger", func(t *testing.T) {
 		a := &fakeApplier{applied: make(chan *fakeFuture, 16)}
@@ -168,6 +169,32 @@ func TestProposerLingersAfterABusyWave(t *testing.T) {
 		f.complete()
 		waitPuts(t, x)
 	})
+}
+
+// A leader's linger ends once as many writes as its last wave carried
+// have come in: those writers are back, and waiting longer would only add
+// latency. An hour's linger would fail a.next after 10s.
+func TestProposerLingerEndsOnceTheLastWaveIsBack(t *testing.T) {
+	a := &fakeApplier{applied: make(chan *fakeFuture, 16)}
+	p := newProposer(a, 1, time.Hour, nil)
+	busyWave(t, a, p)
+	var outs []<-chan error
+	for i := range 3 {
+		outs = append(outs, put(p, fmt.Sprintf("back%d", i)))
+	}
+	queued(t, p, 3)
+	select {
+	case f := <-a.applied:
+		t.Fatalf("entry %d (%d writes) sent with 3 of the last wave's 4 writers back", f.index, f.writes())
+	default:
+	}
+	outs = append(outs, put(p, "back3"))
+	f := a.next(t)
+	if f.writes() != 4 {
+		t.Fatalf("the wave after the linger carried %d writes, want 4", f.writes())
+	}
+	f.complete()
+	waitPuts(t, outs...)
 }
 
 // A lone writer never waits for the linger: a wave of one write is
