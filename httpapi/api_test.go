@@ -420,6 +420,24 @@ func TestMethodNotAllowedHasAllow(t *testing.T) {
 	}
 }
 
+// The key-value route matches on its prefix: paths that only resemble it
+// are unknown endpoints, and every method it lacks gets its 405.
+func TestKVRouteMatchesItsPrefixOnly(t *testing.T) {
+	srv := newTestAPI(t, newFake())
+	for _, path := range []string{"/v1/kv", "/v1/kvx/a", "/v1/KV/a", "/x/v1/kv/a"} {
+		resp, body := rawDo(t, srv, "PUT", path, "v")
+		wantError(t, resp, body, 404, "not_found")
+	}
+	resp, body := rawDo(t, srv, "PATCH", "/v1/kv/a%2Fb", "v")
+	wantError(t, resp, body, 405, "method_not_allowed")
+	if resp, _ := rawDo(t, srv, "PUT", "/v1/kv/a%2Fb", "v"); resp.StatusCode != 200 {
+		t.Fatalf("PUT a%%2Fb = %d", resp.StatusCode)
+	}
+	if resp, _ := rawDo(t, srv, "HEAD", "/v1/kv/a%2Fb", ""); resp.StatusCode != 200 {
+		t.Fatalf("HEAD a%%2Fb = %d", resp.StatusCode)
+	}
+}
+
 func TestErrorStatusTable(t *testing.T) {
 	tests := []struct {
 		err    error

@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"bytes"
+	"encoding/json"
 	"net/url"
 	"strings"
 	"testing"
@@ -145,6 +147,27 @@ func FuzzDecodeLeaderBody(f *testing.F) {
 		id, err := decodeLeaderBody(b)
 		if err == nil && (id == "" || len(id) > 128) {
 			t.Fatalf("accepted node id %q from %q", id, b)
+		}
+	})
+}
+
+// FuzzWriteBodyJSON holds the hand-written answer of a write to what
+// encoding/json writes for the same struct, for any key.
+func FuzzWriteBodyJSON(f *testing.F) {
+	for _, k := range []string{"a", "k00001234", "a/b", `q"uote`, `back\slash`, "<tag>&", "tab\there", "nl\n", "é", "\xff\xfe", "\u2028", "\x7f"} {
+		f.Add(k, uint64(7), uint32(2), uint64(9), false, uint64(0))
+	}
+	f.Add("k", uint64(1<<63), uint32(1<<31), uint64(1), true, uint64(3))
+	f.Fuzz(func(t *testing.T, key string, index uint64, group uint32, raftIndex uint64, deleted bool, term uint64) {
+		for _, repl := range []string{"sync", "async"} {
+			b := writeBody{Key: key, Index: index, Group: group, RaftIndex: raftIndex, Deleted: deleted, Replication: repl, RaftTerm: term}
+			var want bytes.Buffer
+			if err := json.NewEncoder(&want).Encode(b); err != nil {
+				t.Fatal(err)
+			}
+			if got := b.appendJSON(nil); string(got) != want.String() {
+				t.Fatalf("appendJSON\n got %s\nwant %s", got, want.Bytes())
+			}
 		}
 	})
 }

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -70,8 +71,50 @@ func respondWrite(w http.ResponseWriter, res raftnode.WriteResult, by raftnode.N
 		status = http.StatusAccepted
 		w.Header().Set(hdrRaftTerm, strconv.FormatUint(res.RaftTerm, 10))
 	}
-	writeJSON(w, status, writeBody{Key: string(res.Key), Index: res.Index, Group: uint32(res.Group), RaftIndex: res.RaftIndex,
-		Deleted: deleted, Replication: replicationOf(res), RaftTerm: res.RaftTerm})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	body := writeBody{Key: string(res.Key), Index: res.Index, Group: uint32(res.Group), RaftIndex: res.RaftIndex,
+		Deleted: deleted, Replication: replicationOf(res), RaftTerm: res.RaftTerm}
+	buf := make([]byte, 0, 128)
+	w.Write(body.appendJSON(buf))
+}
+
+// appendJSON appends what json.Encoder writes for b, newline included,
+// without reflection: every write is answered with one.
+func (b writeBody) appendJSON(dst []byte) []byte {
+	dst = append(dst, `{"key":`...)
+	dst = appendJSONString(dst, b.Key)
+	dst = append(dst, `,"index":`...)
+	dst = strconv.AppendUint(dst, b.Index, 10)
+	dst = append(dst, `,"group":`...)
+	dst = strconv.AppendUint(dst, uint64(b.Group), 10)
+	dst = append(dst, `,"raft_index":`...)
+	dst = strconv.AppendUint(dst, b.RaftIndex, 10)
+	if b.Deleted {
+		dst = append(dst, `,"deleted":true`...)
+	}
+	dst = append(dst, `,"replication":`...)
+	dst = appendJSONString(dst, b.Replication)
+	if b.RaftTerm != 0 {
+		dst = append(dst, `,"raft_term":`...)
+		dst = strconv.AppendUint(dst, b.RaftTerm, 10)
+	}
+	return append(dst, "}\n"...)
+}
+
+// appendJSONString appends s as encoding/json quotes it. Printable ASCII
+// other than the characters it escapes is copied; anything else goes
+// through encoding/json itself.
+func appendJSONString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(dst, q...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
 }
 
 func replicationOf(res raftnode.WriteResult) string {

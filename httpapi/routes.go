@@ -34,7 +34,10 @@ func (a *API) routes() *mux.Router {
 		methods map[string]http.HandlerFunc
 	}
 	table := []route{
-		{"kv", "/v1/kv/{key:.*}", map[string]http.HandlerFunc{
+		// Matched by prefix, not by a pattern: the handlers take the key
+		// from the encoded path themselves (kvRequest), and this is the
+		// route every read and write goes through.
+		{"kv", kvPrefix, map[string]http.HandlerFunc{
 			http.MethodGet: a.getKV, http.MethodPut: a.putKV, http.MethodDelete: a.deleteKV}},
 		{"status", "/v1/status", map[string]http.HandlerFunc{http.MethodGet: a.status}},
 		{"ring", "/v1/ring", map[string]http.HandlerFunc{http.MethodGet: a.ring}},
@@ -67,6 +70,14 @@ func (a *API) routes() *mux.Router {
 	if a.cfg.FaultHook {
 		table = append(table, route{"fault", "/v1/debug/fault", map[string]http.HandlerFunc{http.MethodPost: a.fault}})
 	}
+	match := func(path string) *mux.Route {
+		if path == kvPrefix {
+			return r.NewRoute().MatcherFunc(func(req *http.Request, _ *mux.RouteMatch) bool {
+				return strings.HasPrefix(req.URL.EscapedPath(), kvPrefix)
+			})
+		}
+		return r.NewRoute().Path(path)
+	}
 	for _, rt := range table {
 		var allow []string
 		for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete} {
@@ -76,11 +87,11 @@ func (a *API) routes() *mux.Router {
 				if m == http.MethodGet {
 					methods = append(methods, http.MethodHead)
 				}
-				r.Handle(rt.path, a.metrics.instrument(rt.name, h)).Methods(methods...)
+				match(rt.path).Methods(methods...).Handler(a.metrics.instrument(rt.name, h))
 			}
 		}
 		allowed := strings.Join(allow, ", ")
-		r.Handle(rt.path, a.metrics.instrument(rt.name, func(w http.ResponseWriter, req *http.Request) {
+		match(rt.path).Handler(a.metrics.instrument(rt.name, func(w http.ResponseWriter, req *http.Request) {
 			w.Header().Set("Allow", allowed)
 			writeJSON(w, http.StatusMethodNotAllowed, errorBody{WireError: wireErr(
 				"method "+req.Method+" is not allowed here; allowed: "+allowed, codeMethodNotAllowed)})

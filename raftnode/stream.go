@@ -96,18 +96,23 @@ func readFrame(r *bufio.Reader) (kind byte, id uint64, body []byte, err error) {
 		return 0, 0, nil, fmt.Errorf("%w: kind %d", errFrame, kind)
 	}
 	size := int64(n - 9)
-	if size > 0 {
+	switch {
+	case size == 0:
+	case size <= 64<<10:
+		body = make([]byte, size)
+		_, err = io.ReadFull(r, body)
+	default:
+		// A large frame grows as its bytes arrive rather than trusting
+		// the length for one allocation.
 		var b bytes.Buffer
-		if size <= 64<<10 {
-			b.Grow(int(size))
-		}
-		if _, err := io.CopyN(&b, r, size); err != nil {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return 0, 0, nil, err
-		}
+		_, err = io.CopyN(&b, r, size)
 		body = b.Bytes()
+	}
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, 0, nil, err
 	}
 	return kind, id, body, nil
 }
