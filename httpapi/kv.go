@@ -20,7 +20,9 @@ const (
 	hdrServedBy  = "X-Served-By"
 )
 
-// writeBody is the JSON answer to a write.
+// writeBody is the JSON answer to a write. appendJSON writes it by hand;
+// FuzzWriteBodyJSON holds the two to the same bytes, so a field added
+// here goes into appendJSON too.
 type writeBody struct {
 	Key         string `json:"key"`
 	Index       uint64 `json:"index"`
