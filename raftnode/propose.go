@@ -202,7 +202,9 @@ func (p *proposer) run() {
 // gather waits until as many writes as the last wave carried have joined
 // the queue, or until the linger ends. The last wave's writers are on
 // their way back: once about that many writes came in, waiting longer
-// would only add latency.
+// would only add latency. When clients spread their writes over all the
+// groups, only some of them come back to this one and the linger usually
+// ends the wait (README, "Gathering a wave").
 func (p *proposer) gather(last int) {
 	p.mu.Lock()
 	target := len(p.queue) + last
