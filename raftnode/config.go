@@ -73,9 +73,11 @@ type Config struct {
 	// ProposalLinger is how long a busy group leader at most lets writes
 	// gather before it sends its next wave: after a wave of at least
 	// lingerMinWave writes, it waits until as many writes as that wave
-	// carried have come in, or this long. Fewer, larger log entries cost
-	// less CPU per write (each entry is an fsync'd append on every
-	// replica); a write waits at most this much longer. 0 disables.
+	// carried have come in, or three of its recent waves' flights (the
+	// time from hand-over to raft until applied), at most this long.
+	// Fewer, larger log entries cost less CPU per write (each entry is an
+	// fsync'd append on every replica); a write waits at most this much
+	// longer. 0 disables.
 	ProposalLinger time.Duration
 	// BalanceInterval is how often a leader checks whether it should hand a
 	// group to its preferred leader; 0 disables balancing.

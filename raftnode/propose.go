@@ -30,6 +30,12 @@ type proposer struct {
 	// gatherTarget proposals.
 	gathered     chan struct{}
 	gatherTarget int
+
+	// flight is a moving average of a wave's flight: from its hand-over
+	// to raft until it is done (applied; for a wave of asynchronous
+	// writes only, stored by the leader), in nanoseconds.
+	flight atomic.Int64
+	since  func(time.Time) time.Duration // time.Since; tests stretch it
 }
 
 const (
@@ -67,7 +73,7 @@ type applier interface {
 }
 
 func newProposer(r applier, maxWaves int, linger time.Duration, notify *appendNotifier) *proposer {
-	return &proposer{r: r, maxWaves: maxWaves, linger: linger, notify: notify}
+	return &proposer{r: r, maxWaves: maxWaves, linger: linger, notify: notify, since: time.Since}
 }
 
 // propose queues cmd and waits for its outcome. If ctx ends before the
@@ -143,7 +149,7 @@ func (p *proposer) run() {
 			// Busy: let the writes that are on their way join this wave.
 			// A closed loop of clients otherwise splits into cohorts that
 			// alternate, each wave carrying half of them.
-			p.gather(last)
+			p.gather(last, p.lingerFor())
 		}
 		p.mu.Lock()
 		wave := p.queue
@@ -156,6 +162,7 @@ func (p *proposer) run() {
 		p.mu.Unlock()
 		last = len(wave)
 		entries := pack(wave)
+		sent := time.Now()
 		futures := make([]raft.ApplyFuture, len(entries))
 		forget := make([]func(), len(entries))
 		stored := make([]chan struct{}, len(entries))
@@ -188,6 +195,7 @@ func (p *proposer) run() {
 				case <-outs[i].done:
 				}
 			}
+			p.flew(p.since(sent))
 			go finish(entries, outs, forget)
 			continue
 		}
@@ -196,22 +204,52 @@ func (p *proposer) run() {
 			outs[i] = &outcome{f: futures[i]}
 		}
 		finish(entries, outs, forget)
+		p.flew(p.since(sent))
 	}
 }
 
+// lingerFlights is how many of its recent flights a busy leader lingers,
+// at most the configured linger. A wave's flight is what a round of
+// replication costs on this machine, under this load: a slow disk or busy
+// CPUs make it long, and then a longer linger saves more rounds. On a fast
+// machine with idle CPU a short flight keeps the linger, and so the
+// latency, short (README, "Gathering a wave").
+const lingerFlights = 3
+
+// lingerFor is how long the leader lingers before its next wave.
+func (p *proposer) lingerFor() time.Duration {
+	f := time.Duration(p.flight.Load())
+	if f <= 0 {
+		return p.linger
+	}
+	return min(p.linger, lingerFlights*f)
+}
+
+// flew folds a wave's flight into the moving average (weight 1/8). Only
+// run goroutines call it, one wave after another unless ProposalWaves > 1,
+// when a lost update merely drops one sample.
+func (p *proposer) flew(d time.Duration) {
+	old := p.flight.Load()
+	if old <= 0 {
+		p.flight.Store(int64(d))
+		return
+	}
+	p.flight.Store(old + (int64(d)-old)/8)
+}
+
 // gather waits until as many writes as the last wave carried have joined
-// the queue, or until the linger ends. The last wave's writers are on
+// the queue, or until linger (lingerFor) ends. The last wave's writers are on
 // their way back: once about that many writes came in, waiting longer
 // would only add latency. When clients spread their writes over all the
 // groups, only some of them come back to this one and the linger usually
 // ends the wait (README, "Gathering a wave").
-func (p *proposer) gather(last int) {
+func (p *proposer) gather(last int, linger time.Duration) {
 	p.mu.Lock()
 	target := len(p.queue) + last
 	ch := make(chan struct{})
 	p.gathered, p.gatherTarget = ch, target
 	p.mu.Unlock()
-	t := time.NewTimer(p.linger)
+	t := time.NewTimer(linger)
 	select {
 	case <-ch:
 	case <-t.C:

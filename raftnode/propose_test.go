@@ -132,6 +132,10 @@ func busyWave(t *testing.T, a *fakeApplier, p *proposer) {
 	waitPuts(t, outs...)
 }
 
+// slowFlights makes every wave's flight look an hour long, so that the
+// linger is the configured one.
+func slowFlights(time.Time) time.Duration { return time.Hour }
+
 // After a wave of several writes, a leader lingers: writes that arrive
 // one after another during the linger leave in one entry (here fewer than
 // the last wave's, so the whole linger passes). Without linger the first
@@ -140,6 +144,7 @@ func TestProposerLingersAfterABusyWave(t *testing.T) {
 	t.Run("linger", func(t *testing.T) {
 		a := &fakeApplier{applied: make(chan *fakeFuture, 16)}
 		p := newProposer(a, 1, 5*time.Second, nil)
+		p.since = slowFlights
 		busyWave(t, a, p)
 		x := put(p, "x")
 		queued(t, p, 1)
@@ -177,6 +182,7 @@ func TestProposerLingersAfterABusyWave(t *testing.T) {
 func TestProposerLingerEndsOnceTheLastWaveIsBack(t *testing.T) {
 	a := &fakeApplier{applied: make(chan *fakeFuture, 16)}
 	p := newProposer(a, 1, time.Hour, nil)
+	p.since = slowFlights
 	busyWave(t, a, p)
 	var outs []<-chan error
 	for i := range 3 {
@@ -210,5 +216,48 @@ func TestProposerLoneWriterDoesNotLinger(t *testing.T) {
 		}
 		f.complete()
 		waitPuts(t, out)
+	}
+}
+
+// A leader lingers three of its recent flights, not the whole configured
+// linger: with flights of a millisecond, an hour's linger ends after
+// about 3ms (a.next would fail after 10s).
+func TestProposerLingerFollowsTheFlight(t *testing.T) {
+	a := &fakeApplier{applied: make(chan *fakeFuture, 16)}
+	p := newProposer(a, 1, time.Hour, nil)
+	p.since = func(time.Time) time.Duration { return time.Millisecond }
+	busyWave(t, a, p)
+	if got := p.lingerFor(); got != lingerFlights*time.Millisecond {
+		t.Fatalf("linger after flights of 1ms is %v, want %v", got, lingerFlights*time.Millisecond)
+	}
+	x := put(p, "x")
+	f := a.next(t)
+	if f.writes() != 1 {
+		t.Fatalf("wave carried %d writes, want x alone", f.writes())
+	}
+	f.complete()
+	waitPuts(t, x)
+}
+
+// The flight is a moving average with weight 1/8, and the linger three of
+// it, at most the configured linger; before any flight, the configured one.
+func TestProposerLingerFor(t *testing.T) {
+	p := newProposer(nil, 1, 20*time.Millisecond, nil)
+	if got := p.lingerFor(); got != 20*time.Millisecond {
+		t.Fatalf("linger with no flight yet is %v, want the configured 20ms", got)
+	}
+	p.flew(2 * time.Millisecond)
+	if got := p.lingerFor(); got != 6*time.Millisecond {
+		t.Fatalf("linger after one flight of 2ms is %v, want 6ms", got)
+	}
+	p.flew(10 * time.Millisecond) // 2 + (10-2)/8 = 3ms
+	if got := p.lingerFor(); got != 9*time.Millisecond {
+		t.Fatalf("linger after flights of 2ms and 10ms is %v, want 9ms", got)
+	}
+	for range 100 {
+		p.flew(time.Second)
+	}
+	if got := p.lingerFor(); got != 20*time.Millisecond {
+		t.Fatalf("linger after long flights is %v, want the configured 20ms", got)
 	}
 }
