@@ -213,7 +213,7 @@ func (p *proposer) run() {
 // replication costs on this machine, under this load: a slow disk or busy
 // CPUs make it long, and then a longer linger saves more rounds. On a fast
 // machine with idle CPU a short flight keeps the linger, and so the
-// latency, short (README, "Gathering a wave").
+// latency, short (README, "A linger that follows the flight").
 const lingerFlights = 3
 
 // lingerFor is how long the leader lingers before its next wave.
