@@ -132,6 +132,19 @@ func busyWave(t *testing.T, a *fakeApplier, p *proposer) {
 	waitPuts(t, outs...)
 }
 
+// sendsAlone proposes one write and checks that it leaves in a wave of its
+// own, without waiting for the linger's end (a.next fails after 10s).
+func sendsAlone(t *testing.T, a *fakeApplier, p *proposer) {
+	t.Helper()
+	x := put(p, "x")
+	f := a.next(t)
+	if f.writes() != 1 {
+		t.Fatalf("wave carried %d writes, want x alone", f.writes())
+	}
+	f.complete()
+	waitPuts(t, x)
+}
+
 // slowFlights makes every wave's flight look an hour long, so that the
 // linger is the configured one.
 func slowFlights(time.Time) time.Duration { return time.Hour }
@@ -166,13 +179,7 @@ func TestProposerLingersAfterABusyWave(t *testing.T) {
 		a := &fakeApplier{applied: make(chan *fakeFuture, 16)}
 		p := newProposer(a, 1, 0, nil)
 		busyWave(t, a, p)
-		x := put(p, "x")
-		f := a.next(t)
-		if f.writes() != 1 {
-			t.Fatalf("wave carried %d writes, want x alone", f.writes())
-		}
-		f.complete()
-		waitPuts(t, x)
+		sendsAlone(t, a, p)
 	})
 }
 
@@ -230,13 +237,7 @@ func TestProposerLingerFollowsTheFlight(t *testing.T) {
 	if got := p.lingerFor(); got != lingerFlights*time.Millisecond {
 		t.Fatalf("linger after flights of 1ms is %v, want %v", got, lingerFlights*time.Millisecond)
 	}
-	x := put(p, "x")
-	f := a.next(t)
-	if f.writes() != 1 {
-		t.Fatalf("wave carried %d writes, want x alone", f.writes())
-	}
-	f.complete()
-	waitPuts(t, x)
+	sendsAlone(t, a, p)
 }
 
 // The flight is a moving average with weight 1/8, and the linger three of
