@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -176,6 +177,9 @@ func TestDefaultsServeOnLocalhost7070(t *testing.T) {
 			t.Errorf("/metrics (status %d) lacks %s", mresp.StatusCode, want)
 		}
 	}
+	if n := metricSum(string(metrics), "ringkv_proposal_writes_total"); n < 1 {
+		t.Errorf("/metrics: ringkv_proposal_writes_total sums to %v after a write, want at least 1", n)
+	}
 	if _, err := os.Stat(dir + "/data/meta/raft.db"); err != nil {
 		t.Fatalf("no state under ./data: %v", err)
 	}
@@ -285,4 +289,20 @@ func TestCLI(t *testing.T) {
 	if _, err := run(nil, "--addr", "http://127.0.0.1:1", "get", "x"); err == nil {
 		t.Fatal("get against a dead address succeeded")
 	}
+}
+
+// metricSum adds up the samples of a metric in Prometheus' text format.
+func metricSum(text, name string) float64 {
+	sum := 0.0
+	for _, line := range strings.Split(text, "\n") {
+		rest, ok := strings.CutPrefix(line, name+"{")
+		if !ok {
+			continue
+		}
+		if _, v, ok := strings.Cut(rest, "} "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			sum += f
+		}
+	}
+	return sum
 }

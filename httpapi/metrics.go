@@ -59,10 +59,14 @@ var (
 	descLeader  = prometheus.NewDesc("ringkv_raft_has_leader", "1 when the group has a known leader.", []string{"group"}, nil)
 	descDiverge = prometheus.NewDesc("ringkv_replica_divergences_total", "Verifications that found the local replica's Merkle root different from its group's.", []string{"group"}, nil)
 	descRepairs = prometheus.NewDesc("ringkv_replica_repairs_total", "Divergent local replicas reinstalled from the group leader.", []string{"group"}, nil)
+	descWaves   = prometheus.NewDesc("ringkv_proposal_waves_total", "Batches of writes the local replica handed to Raft as the group's leader.", []string{"group"}, nil)
+	descWWrites = prometheus.NewDesc("ringkv_proposal_writes_total", "Writes those batches carried.", []string{"group"}, nil)
+	descFlight  = prometheus.NewDesc("ringkv_proposal_flight_seconds", "Recent time a batch took from hand-over to Raft until applied (moving average).", []string{"group"}, nil)
+	descLinger  = prometheus.NewDesc("ringkv_proposal_linger_seconds", "How long the leader lets the next batch gather after a batch of 4 or more writes, at most.", []string{"group"}, nil)
 )
 
 func (c *raftCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descState, descTerm, descCommit, descApplied, descLast, descKeys, descBytes, descLeader, descDiverge, descRepairs} {
+	for _, d := range []*prometheus.Desc{descState, descTerm, descCommit, descApplied, descLast, descKeys, descBytes, descLeader, descDiverge, descRepairs, descWaves, descWWrites, descFlight, descLinger} {
 		ch <- d
 	}
 }
@@ -85,6 +89,10 @@ func (c *raftCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descLeader, prometheus.GaugeValue, has, l)
 		ch <- prometheus.MustNewConstMetric(descDiverge, prometheus.CounterValue, float64(g.Divergences), l)
 		ch <- prometheus.MustNewConstMetric(descRepairs, prometheus.CounterValue, float64(g.Repairs), l)
+		ch <- prometheus.MustNewConstMetric(descWaves, prometheus.CounterValue, float64(g.ProposalWaves), l)
+		ch <- prometheus.MustNewConstMetric(descWWrites, prometheus.CounterValue, float64(g.ProposalWrites), l)
+		ch <- prometheus.MustNewConstMetric(descFlight, prometheus.GaugeValue, g.ProposalFlightMs/1000, l)
+		ch <- prometheus.MustNewConstMetric(descLinger, prometheus.GaugeValue, g.ProposalLingerMs/1000, l)
 	}
 	emit(st.Meta)
 	for _, g := range st.Groups {

@@ -36,6 +36,10 @@ type proposer struct {
 	// writes only, stored by the leader), in nanoseconds.
 	flight atomic.Int64
 	since  func(time.Time) time.Duration // time.Since; tests stretch it
+
+	// sentWaves and sentWrites count the waves handed to raft and the
+	// writes they carried (GroupStatus, /metrics).
+	sentWaves, sentWrites atomic.Uint64
 }
 
 const (
@@ -162,6 +166,7 @@ func (p *proposer) run() {
 		p.mu.Unlock()
 		last = len(wave)
 		entries := pack(wave)
+		p.counted(entries)
 		sent := time.Now()
 		futures := make([]raft.ApplyFuture, len(entries))
 		forget := make([]func(), len(entries))
@@ -208,6 +213,33 @@ func (p *proposer) run() {
 	}
 }
 
+// counted adds a wave to the totals that GroupStatus reports.
+func (p *proposer) counted(entries []entry) {
+	n := 0
+	for _, e := range entries {
+		n += len(e.props)
+	}
+	if n > 0 {
+		p.sentWaves.Add(1)
+		p.sentWrites.Add(uint64(n))
+	}
+}
+
+// proposalStats is what the proposer reports of its recent waves.
+type proposalStats struct {
+	waves, writes  uint64
+	flight, linger time.Duration
+}
+
+func (p *proposer) stats() proposalStats {
+	return proposalStats{
+		waves:  p.sentWaves.Load(),
+		writes: p.sentWrites.Load(),
+		flight: time.Duration(p.flight.Load()),
+		linger: p.lingerFor(),
+	}
+}
+
 // lingerFlights is how many of its recent flights a busy leader lingers,
 // at most the configured linger. A wave's flight is what a round of
 // replication costs on this machine, under this load: a slow disk or busy
@@ -237,17 +269,21 @@ func (p *proposer) flew(d time.Duration) {
 	p.flight.Store(old + (int64(d)-old)/8)
 }
 
-// gather waits until as many writes as the last wave carried have joined
-// the queue, or until linger (lingerFor) ends. The last wave's writers are on
-// their way back: once about that many writes came in, waiting longer
-// would only add latency. When clients spread their writes over all the
-// groups, only some of them come back to this one and the linger usually
-// ends the wait (README, "Gathering a wave").
+// gather waits until the queue holds as many writes as the last wave
+// carried, or until linger (lingerFor) ends. In a closed loop a group has
+// about that many writers; once that many wait, waiting longer would only
+// add latency. Writes that came while the last wave was in flight count
+// too: counting only those that come after it, as ringkv once did, made
+// a wave that carried all of its group's writers wait for as many again,
+// so the whole linger always passed (README, "Gathering a wave").
 func (p *proposer) gather(last int, linger time.Duration) {
 	p.mu.Lock()
-	target := len(p.queue) + last
+	if len(p.queue) >= last {
+		p.mu.Unlock()
+		return
+	}
 	ch := make(chan struct{})
-	p.gathered, p.gatherTarget = ch, target
+	p.gathered, p.gatherTarget = ch, last
 	p.mu.Unlock()
 	t := time.NewTimer(linger)
 	select {

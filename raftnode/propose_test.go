@@ -210,6 +210,61 @@ func TestProposerLingerEndsOnceTheLastWaveIsBack(t *testing.T) {
 	waitPuts(t, outs...)
 }
 
+// Writes that come while a wave is in flight count towards the next
+// wave's target: with two of the last wave's four writers queued during
+// its flight, the linger ends once two more come. Counting only those that
+// come after the flight, the leader would wait for four more, an hour here
+// (a.next would fail after 10s).
+func TestProposerLingerCountsWritesQueuedInFlight(t *testing.T) {
+	a := &fakeApplier{applied: make(chan *fakeFuture, 16)}
+	p := newProposer(a, 1, time.Hour, nil)
+	p.since = slowFlights
+	busyWave(t, a, p)
+	var outs []<-chan error
+	for i := range 4 {
+		outs = append(outs, put(p, fmt.Sprintf("w%d", i)))
+	}
+	wave := a.next(t)
+	if wave.writes() != 4 {
+		t.Fatalf("wave carried %d writes, want 4", wave.writes())
+	}
+	var next []<-chan error
+	for i := range 2 {
+		next = append(next, put(p, fmt.Sprintf("early%d", i)))
+	}
+	queued(t, p, 2)
+	wave.complete()
+	waitPuts(t, outs...)
+	select {
+	case f := <-a.applied:
+		t.Fatalf("entry %d (%d writes) sent with 2 of the last wave's 4 writers back", f.index, f.writes())
+	default:
+	}
+	for i := range 2 {
+		next = append(next, put(p, fmt.Sprintf("late%d", i)))
+	}
+	f := a.next(t)
+	if f.writes() != 4 {
+		t.Fatalf("the wave after the linger carried %d writes, want 4", f.writes())
+	}
+	f.complete()
+	waitPuts(t, next...)
+}
+
+// The proposer counts the waves it sent and the writes they carried, and
+// reports its flight and linger (GroupStatus, /metrics).
+func TestProposerStats(t *testing.T) {
+	a := &fakeApplier{applied: make(chan *fakeFuture, 16)}
+	p := newProposer(a, 1, 20*time.Millisecond, nil)
+	p.since = func(time.Time) time.Duration { return 2 * time.Millisecond }
+	busyWave(t, a, p) // a wave of 1, then one of 4
+	got := p.stats()
+	want := proposalStats{waves: 2, writes: 5, flight: 2 * time.Millisecond, linger: 6 * time.Millisecond}
+	if got != want {
+		t.Fatalf("stats %+v, want %+v", got, want)
+	}
+}
+
 // A lone writer never waits for the linger: a wave of one write is
 // followed at once by the next.
 func TestProposerLoneWriterDoesNotLinger(t *testing.T) {

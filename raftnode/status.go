@@ -27,10 +27,21 @@ type GroupStatus struct {
 	Nonvoters    []NodeID `json:"nonvoters,omitempty"`
 	// WritesPerSec is the recent rate of writes this replica took as
 	// the group's leader.
-	WritesPerSec  float64 `json:"writes_per_sec"`
-	SnapshotIndex uint64  `json:"snapshot_index"`
-	Keys          uint64  `json:"keys"`
-	StateBytes    int64   `json:"state_bytes"`
+	WritesPerSec float64 `json:"writes_per_sec"`
+	// ProposalWaves counts the batches of writes this replica handed to
+	// raft while it led the group, and ProposalWrites the writes they
+	// carried (their ratio is the mean batch). ProposalFlightMs is the
+	// recent time a batch took from hand-over until applied, and
+	// ProposalLingerMs how long the leader lets the next batch gather
+	// after a batch of 4 or more (--proposal-linger, README "A linger
+	// that follows the flight").
+	ProposalWaves    uint64  `json:"proposal_waves"`
+	ProposalWrites   uint64  `json:"proposal_writes"`
+	ProposalFlightMs float64 `json:"proposal_flight_ms"`
+	ProposalLingerMs float64 `json:"proposal_linger_ms"`
+	SnapshotIndex    uint64  `json:"snapshot_index"`
+	Keys             uint64  `json:"keys"`
+	StateBytes       int64   `json:"state_bytes"`
 	// MerkleRoot is the root of the replica's Merkle tree at MerkleIndex
 	// (its applied index); equal replicas at one index have equal roots.
 	MerkleRoot  string `json:"merkle_root,omitempty"`
@@ -71,6 +82,11 @@ func (r *replica) status() GroupStatus {
 	}
 	if st.State == raft.Leader.String() {
 		st.WritesPerSec = math.Round(math.Float64frombits(r.writeRate.Load())*10) / 10
+	}
+	if r.prop != nil {
+		ps := r.prop.stats()
+		st.ProposalWaves, st.ProposalWrites = ps.waves, ps.writes
+		st.ProposalFlightMs, st.ProposalLingerMs = millis(ps.flight), millis(ps.linger)
 	}
 	st.SnapshotIndex, _ = strconv.ParseUint(r.raft.Stats()["last_snapshot_index"], 10, 64)
 	if r.st != nil {
@@ -261,4 +277,9 @@ func StateValue(s string) float64 {
 		return 1
 	}
 	return 0
+}
+
+// millis is d in milliseconds, to a microsecond.
+func millis(d time.Duration) float64 {
+	return math.Round(float64(d)/float64(time.Microsecond)) / 1000
 }
