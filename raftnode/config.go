@@ -73,8 +73,9 @@ type Config struct {
 	// ProposalLinger is how long a busy group leader at most lets writes
 	// gather before it sends its next wave: after a wave of at least
 	// lingerMinWave writes, it waits until as many writes as that wave
-	// carried have come in, or three of its recent waves' flights (the
-	// time from hand-over to raft until applied), at most this long.
+	// carried are queued (those that came during its flight count), or
+	// three of its recent waves' flights (the time from hand-over to raft
+	// until applied), at most this long.
 	// Fewer, larger log entries cost less CPU per write (each entry is an
 	// fsync'd append on every replica); a write waits at most this much
 	// longer. 0 disables.

@@ -184,7 +184,7 @@ func TestProposerLingersAfterABusyWave(t *testing.T) {
 }
 
 // A leader's linger ends once as many writes as its last wave carried
-// have come in: those writers are back, and waiting longer would only add
+// are queued: those writers are back, and waiting longer would only add
 // latency. An hour's linger would fail a.next after 10s.
 func TestProposerLingerEndsOnceTheLastWaveIsBack(t *testing.T) {
 	a := &fakeApplier{applied: make(chan *fakeFuture, 16)}

@@ -59,7 +59,7 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 	fs.DurationVar(&o.node.Timing.Election, "election-timeout", o.node.Timing.Election, "Raft election timeout")
 	fs.DurationVar(&o.node.Timing.LeaderLease, "leader-lease-timeout", o.node.Timing.LeaderLease, "Raft leader lease timeout (must not exceed the heartbeat timeout)")
 	fs.IntVar(&o.node.ProposalWaves, "proposal-waves", o.node.ProposalWaves, "batches of writes a group leader keeps in flight; more writes wait and go together")
-	fs.DurationVar(&o.node.ProposalLinger, "proposal-linger", o.node.ProposalLinger, "after a batch of 4 or more writes, how long a group leader at most lets the next batch gather (it sends once as many writes as the last batch carried have come, or after three of its recent batches' commit times); 0: send at once")
+	fs.DurationVar(&o.node.ProposalLinger, "proposal-linger", o.node.ProposalLinger, "after a batch of 4 or more writes, how long a group leader at most lets the next batch gather (it sends once as many writes as the last batch carried are queued, or after three of its recent batches' commit times); 0: send at once")
 	fs.DurationVar(&o.node.BalanceInterval, "balance-interval", o.node.BalanceInterval, "how often leaders rebalance across nodes (0: never)")
 	fs.DurationVar(&o.node.MoveStall, "move-stall", raftnode.DefaultMoveStall, "how long a replica move waits for a destination node that does not answer before it is undone")
 	fs.DurationVar(&o.node.VerifyInterval, "verify-interval", 0, "how often each group's leader verifies its replicas and repairs a divergent one (0: only on request)")
