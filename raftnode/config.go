@@ -122,6 +122,10 @@ type Config struct {
 	// asynchronous write has been let through as asynchronous, before it
 	// is appended. Tests use it to hold a write against a fence.
 	OnAsyncWrite func(g GroupID, key []byte)
+	// OnMetaApply, when set, is called before the metadata state machine
+	// applies the entry at index. Tests use it to hold a node's layout
+	// behind its log.
+	OnMetaApply func(index uint64)
 }
 
 // DefaultConfig returns a single-node configuration on the default ports.

@@ -200,6 +200,8 @@ type metaFSM struct {
 	// written before snapshots carried it).
 	index   uint64
 	changed chan struct{}
+	// before, when set, is called before each entry applies (Config.OnMetaApply).
+	before func(index uint64)
 }
 
 func newMetaFSM() *metaFSM {
@@ -243,6 +245,9 @@ func (f *metaFSM) publish(l *Layout, index uint64) {
 }
 
 func (f *metaFSM) Apply(lg *raft.Log) interface{} {
+	if f.before != nil {
+		f.before(lg.Index)
+	}
 	c, err := decodeMetaCommand(lg.Data)
 	if err != nil {
 		f.publish(nil, lg.Index)

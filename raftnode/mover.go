@@ -233,16 +233,16 @@ func (n *Node) moverLoop(ctx context.Context) {
 // installs the new ring. Every step is idempotent and recorded in the
 // metadata group, so that it can start again from any point.
 func (n *Node) migrate(ctx context.Context) error {
-	m := n.Layout().Migration
-	if m == nil {
-		return nil // finished since the caller looked
-	}
 	// The term marks this mover's commands: a store that has taken
 	// commands of a later term (a successor, after this node lost the
 	// metadata group) refuses these.
-	term := n.meta.raft.CurrentTerm()
-	if !n.meta.isLeader() {
-		return nil
+	term, leads, err := n.leadMetaCurrent(ctx)
+	if !leads || err != nil {
+		return err
+	}
+	m := n.Layout().Migration
+	if m == nil {
+		return nil // finished since the caller looked
 	}
 	if m.Aborting {
 		return n.undo(ctx, term, m)
@@ -257,6 +257,28 @@ func (n *Node) migrate(ctx context.Context) error {
 	}
 	n.log.Info("ring change complete", "change", m.Change.String(), "epoch", m.Next.Epoch)
 	return nil
+}
+
+// leadMetaCurrent reports whether this node leads the metadata group and,
+// if it does, returns once its layout holds every entry committed before
+// its term began, with that term. A new leader may not have applied them
+// yet (a restarted node starts from its last snapshot): its layout could
+// still show a ring change or replica move that has since finished, and
+// carrying it on would redo steps that are no longer right, such as
+// dropping ranges that have since moved back.
+func (n *Node) leadMetaCurrent(ctx context.Context) (term uint64, leads bool, err error) {
+	term = n.meta.raft.CurrentTerm()
+	if !n.meta.isLeader() {
+		return term, false, nil
+	}
+	if err := n.meta.ensureTermCommitted(ctx, term); err != nil {
+		var nl *NotLeaderError
+		if errors.As(err, &nl) {
+			return term, false, nil
+		}
+		return term, false, err
+	}
+	return term, true, nil
 }
 
 // undo takes an aborted change back: every source answers for its ranges

@@ -41,6 +41,9 @@ func (n *Node) placerLoop(ctx context.Context) {
 // place finishes the move in progress, removes a node that has finished
 // leaving, or starts the next move.
 func (n *Node) place(ctx context.Context) error {
+	if _, leads, err := n.leadMetaCurrent(ctx); !leads || err != nil {
+		return err
+	}
 	l := n.Layout()
 	if !l.Initialized {
 		return nil

@@ -132,6 +132,7 @@ func (n *Node) openReplica(id GroupID, boot []raft.Server) (*replica, error) {
 	var fsm raft.FSM
 	if id == MetaGroup {
 		r.meta = newMetaFSM()
+		r.meta.before = n.cfg.OnMetaApply
 		fsm = r.meta
 	} else {
 		opts := store.DefaultOptions()

@@ -576,3 +576,158 @@ func TestAsyncWriteIsNotOvertakenByAFence(t *testing.T) {
 		t.Fatalf("%s read from group %d, want 4", key, res.Group)
 	}
 }
+
+// A node that becomes the metadata leader before its layout has caught up
+// with its log (a restarted node starts from its last snapshot) must not
+// carry on a ring change that has finished since: redoing a step such as
+// a transfer's drop can delete keys that a later change moved back. Both
+// followers' layouts are held while the change is in motion, the leader
+// finishes it and is killed; whichever follower takes over must not act
+// on the change before its layout has caught up, and then finds it done.
+func TestLaggingMetadataLeaderDoesNotRedoAFinishedChange(t *testing.T) {
+	var afterKill atomic.Bool
+	var redone atomic.Value // the first transfer step taken after the kill
+	holdCopy := make(chan struct{})
+	copying := make(chan struct{}, 1)
+	lag := map[raftnode.NodeID]chan struct{}{}
+	var lagMu sync.Mutex
+	var lagging sync.Map // node id -> true while its layout is held
+	c := raftnodetest.Start(t, raftnodetest.Options{Configure: func(cfg *raftnode.Config) {
+		id := cfg.ID
+		lagMu.Lock()
+		lag[id] = make(chan struct{})
+		release := lag[id]
+		lagMu.Unlock()
+		cfg.OnTransfer = func(from, to raftnode.GroupID, phase string) {
+			if afterKill.Load() {
+				redone.CompareAndSwap(nil, fmt.Sprintf("%s: transfer %d->%d at %s", id, from, to, phase))
+				return
+			}
+			if phase == raftnode.PhaseCopy {
+				select {
+				case copying <- struct{}{}:
+				default:
+				}
+				<-holdCopy
+			}
+		}
+		cfg.OnMetaApply = func(uint64) {
+			if _, held := lagging.Load(id); held {
+				<-release
+			}
+		}
+	}})
+	releaseAll := sync.OnceFunc(func() {
+		lagMu.Lock()
+		defer lagMu.Unlock()
+		for _, ch := range lag {
+			close(ch)
+		}
+	})
+	t.Cleanup(releaseAll) // before the cluster stops
+	var freeOnce sync.Once
+	free := func() { freeOnce.Do(func() { close(holdCopy) }) }
+	t.Cleanup(free)
+
+	want := fill(t, c, "k", 200)
+	mover := -1
+	c.Eventually("a metadata leader", 30*time.Second, func() error {
+		for i, m := range c.Members {
+			if m.Node.Status().Meta.State == "Leader" {
+				mover = i
+				return nil
+			}
+		}
+		return errors.New("none")
+	})
+	leader := c.Members[mover].Node
+	epoch := leader.RingEpoch()
+	change, err := leader.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Add: &raftnode.GroupWeight{Weight: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	added := change.Add.Group
+	select {
+	case <-copying:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the mover did not start copying")
+	}
+	// The followers see the change and host the new group; then their
+	// layouts stop there.
+	var followers []int
+	for i := range c.Members {
+		if i != mover {
+			followers = append(followers, i)
+		}
+	}
+	c.Eventually("the followers to see the change and host the new group", 30*time.Second, func() error {
+		for _, i := range followers {
+			n := c.Members[i].Node
+			if n.Layout().Migration == nil {
+				return fmt.Errorf("%s: no change in motion", c.Members[i].ID)
+			}
+			found := false
+			for _, gs := range n.Status().Groups {
+				found = found || gs.ID == added
+			}
+			if !found {
+				return fmt.Errorf("%s: no replica of group %d", c.Members[i].ID, added)
+			}
+		}
+		return nil
+	})
+	for _, i := range followers {
+		lagging.Store(c.Members[i].ID, true)
+	}
+	free()
+	c.Eventually("the change to finish on the leader", 60*time.Second, func() error {
+		if l := leader.Layout(); l.Migration != nil || leader.RingEpoch() != epoch+1 {
+			return fmt.Errorf("epoch %d, a change in motion: %v", leader.RingEpoch(), l.Migration != nil)
+		}
+		return nil
+	})
+	for _, i := range followers {
+		if c.Members[i].Node.Layout().Migration == nil {
+			t.Fatalf("%s's layout was not held: the change shows finished", c.Members[i].ID)
+		}
+	}
+	afterKill.Store(true)
+	c.Kill(mover)
+	c.Eventually("a new metadata leader", 30*time.Second, func() error {
+		for _, i := range followers {
+			if c.Members[i].Node.Status().Meta.State == "Leader" {
+				return nil
+			}
+		}
+		return errors.New("none yet")
+	})
+	// A mover acting on the stale layout does so within a second (it
+	// looks again every second); watch three.
+	watch := time.Now().Add(3 * time.Second)
+	for time.Now().Before(watch) {
+		if r := redone.Load(); r != nil {
+			t.Fatalf("the new metadata leader acted on a finished change: %s", r)
+		}
+		time.Sleep(20 * time.Millisecond) // polling for something that must not happen
+	}
+	releaseAll()
+	for _, i := range followers {
+		n := c.Members[i].Node
+		c.Eventually(fmt.Sprintf("%s at ring epoch %d", c.Members[i].ID, epoch+1), 60*time.Second, func() error {
+			if l := n.Layout(); l.Migration != nil || n.RingEpoch() != epoch+1 {
+				return fmt.Errorf("epoch %d, a change in motion: %v", n.RingEpoch(), l.Migration != nil)
+			}
+			return nil
+		})
+	}
+	if r := redone.Load(); r != nil {
+		t.Fatalf("the new metadata leader acted on a finished change: %s", r)
+	}
+	n := c.Members[followers[0]].Node
+	for k, v := range want {
+		res, err := n.Get(raftnodetest.Ctx(t, 10*time.Second), []byte(k), raftnode.Linearizable)
+		if err != nil || string(res.Value) != v {
+			t.Fatalf("%s: %q (%v), want %q", k, res.Value, err, v)
+		}
+	}
+}
