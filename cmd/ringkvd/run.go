@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -31,6 +32,30 @@ type options struct {
 	join          string
 	logLevel      string
 	logFormat     string
+	// gcPercent is Go's GC target (--gc-percent); gcGiven says the flag
+	// or RINGKV_GC_PERCENT was given.
+	gcPercent int
+	gcGiven   bool
+}
+
+// defaultGCPercent lets the heap grow to five times what is live before
+// the garbage collector runs, instead of Go's twice: at 64 and 256
+// writing clients it did 1.00 to 1.32x the writes/s of Go's default, for
+// about 180 instead of 105 MB resident per node (README, "Garbage
+// collection").
+const defaultGCPercent = 400
+
+// gcTarget is the GC percentage to set, if any: the flag's when given,
+// none when GOGC is set in the environment (Go applies it), else the
+// default.
+func (o options) gcTarget(getenv func(string) string) (int, bool) {
+	switch {
+	case o.gcGiven:
+		return o.gcPercent, true
+	case getenv("GOGC") != "":
+		return 0, false
+	}
+	return defaultGCPercent, true
 }
 
 // parseFlags reads flags, falling back to RINGKV_<NAME> environment
@@ -67,6 +92,7 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 	fs.IntVar(&o.node.MerkleDepth, "merkle-depth", snapshot.DefaultTreeDepth, "depth of each group's Merkle tree (2^depth key-hash ranges), the same on every node")
 	fs.BoolVar(&o.api.Pprof, "pprof", false, "serve Go's profiler under /debug/pprof/")
 	fs.BoolVar(&o.api.FaultHook, "fault-hook", false, "serve POST /v1/debug/fault to cut Raft traffic from chosen peers (fault-injection runs only)")
+	fs.IntVar(&o.gcPercent, "gc-percent", defaultGCPercent, "Go garbage collector target: the heap grows by this percentage of what is live before a collection (GOGC in the environment applies when this flag is not given)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -88,6 +114,10 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 	})
 	if envErr != nil {
 		return o, envErr
+	}
+	o.gcGiven = set["gc-percent"] || getenv("RINGKV_GC_PERCENT") != ""
+	if o.gcPercent < 1 {
+		return o, fmt.Errorf("--gc-percent %d: want 1 or more", o.gcPercent)
 	}
 	o.node.ID = raftnode.NodeID(*id)
 	o.node.HTTPAddr = o.httpAddr
@@ -136,6 +166,9 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	log, err := newLogger(logOut, o.logLevel, o.logFormat)
 	if err != nil {
 		return err
+	}
+	if p, ok := o.gcTarget(os.Getenv); ok {
+		debug.SetGCPercent(p)
 	}
 	// Listen first, so a busy port fails before any state is created.
 	ln, err := net.Listen("tcp", o.httpAddr)
