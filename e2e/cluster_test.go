@@ -180,6 +180,9 @@ func TestDefaultsServeOnLocalhost7070(t *testing.T) {
 	if n := metricSum(string(metrics), "ringkv_proposal_writes_total"); n < 1 {
 		t.Errorf("/metrics: ringkv_proposal_writes_total sums to %v after a write, want at least 1", n)
 	}
+	if g := metricSum(string(metrics), "go_gc_gogc_percent"); os.Getenv("GOGC") == "" && g != 400 {
+		t.Errorf("/metrics: go_gc_gogc_percent %v, want ringkvd's default GC target 400", g)
+	}
 	if _, err := os.Stat(dir + "/data/meta/raft.db"); err != nil {
 		t.Fatalf("no state under ./data: %v", err)
 	}
@@ -291,18 +294,19 @@ func TestCLI(t *testing.T) {
 	}
 }
 
-// metricSum adds up the samples of a metric in Prometheus' text format.
+// metricSum adds up the samples of a metric in Prometheus' text format,
+// with labels or without.
 func metricSum(text, name string) float64 {
 	sum := 0.0
 	for _, line := range strings.Split(text, "\n") {
-		rest, ok := strings.CutPrefix(line, name+"{")
-		if !ok {
-			continue
+		var v string
+		if rest, ok := strings.CutPrefix(line, name+"{"); ok {
+			_, v, _ = strings.Cut(rest, "} ")
+		} else if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			v = rest
 		}
-		if _, v, ok := strings.Cut(rest, "} "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			sum += f
-		}
+		f, _ := strconv.ParseFloat(v, 64)
+		sum += f
 	}
 	return sum
 }
