@@ -196,17 +196,9 @@ func TestProposerLingerEndsOnceTheLastWaveIsBack(t *testing.T) {
 		outs = append(outs, put(p, fmt.Sprintf("back%d", i)))
 	}
 	queued(t, p, 3)
-	select {
-	case f := <-a.applied:
-		t.Fatalf("entry %d (%d writes) sent with 3 of the last wave's 4 writers back", f.index, f.writes())
-	default:
-	}
+	notSentYet(t, a, "3 of the last wave's 4 writers back")
 	outs = append(outs, put(p, "back3"))
-	f := a.next(t)
-	if f.writes() != 4 {
-		t.Fatalf("the wave after the linger carried %d writes, want 4", f.writes())
-	}
-	f.complete()
+	nextWave(t, a, 4).complete()
 	waitPuts(t, outs...)
 }
 
@@ -224,10 +216,7 @@ func TestProposerLingerCountsWritesQueuedInFlight(t *testing.T) {
 	for i := range 4 {
 		outs = append(outs, put(p, fmt.Sprintf("w%d", i)))
 	}
-	wave := a.next(t)
-	if wave.writes() != 4 {
-		t.Fatalf("wave carried %d writes, want 4", wave.writes())
-	}
+	wave := nextWave(t, a, 4)
 	var next []<-chan error
 	for i := range 2 {
 		next = append(next, put(p, fmt.Sprintf("early%d", i)))
@@ -235,20 +224,33 @@ func TestProposerLingerCountsWritesQueuedInFlight(t *testing.T) {
 	queued(t, p, 2)
 	wave.complete()
 	waitPuts(t, outs...)
-	select {
-	case f := <-a.applied:
-		t.Fatalf("entry %d (%d writes) sent with 2 of the last wave's 4 writers back", f.index, f.writes())
-	default:
-	}
+	notSentYet(t, a, "2 of the last wave's 4 writers back")
 	for i := range 2 {
 		next = append(next, put(p, fmt.Sprintf("late%d", i)))
 	}
-	f := a.next(t)
-	if f.writes() != 4 {
-		t.Fatalf("the wave after the linger carried %d writes, want 4", f.writes())
-	}
-	f.complete()
+	nextWave(t, a, 4).complete()
 	waitPuts(t, next...)
+}
+
+// notSentYet fails if the proposer has handed an entry to raft, which it
+// should not have done yet (when).
+func notSentYet(t *testing.T, a *fakeApplier, when string) {
+	t.Helper()
+	select {
+	case f := <-a.applied:
+		t.Fatalf("entry %d (%d writes) sent with %s", f.index, f.writes(), when)
+	default:
+	}
+}
+
+// nextWave waits for the next entry and checks it carries n writes.
+func nextWave(t *testing.T, a *fakeApplier, n int) *fakeFuture {
+	t.Helper()
+	f := a.next(t)
+	if f.writes() != n {
+		t.Fatalf("the wave after the linger carried %d writes, want %d", f.writes(), n)
+	}
+	return f
 }
 
 // The proposer counts the waves it sent and the writes they carried, and

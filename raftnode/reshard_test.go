@@ -249,16 +249,7 @@ func TestRemoveGroupAndChangeWeight(t *testing.T) {
 func TestRingChangeSurvivesTheMoverDying(t *testing.T) {
 	c := raftnodetest.Start(t, raftnodetest.Options{})
 	want := fill(t, c, "k", 600)
-	mover := -1
-	c.Eventually("a metadata leader", 30*time.Second, func() error {
-		for i, m := range c.Members {
-			if m.Node.Status().Meta.State == "Leader" {
-				mover = i
-				return nil
-			}
-		}
-		return errors.New("none")
-	})
+	mover := metaLeader(c)
 	other := c.Members[(mover+1)%3].Node
 	epoch := other.RingEpoch()
 	if _, err := other.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Add: &raftnode.GroupWeight{Weight: 2}}); err != nil {
@@ -304,6 +295,21 @@ func TestRingChangeSurvivesTheMoverDying(t *testing.T) {
 	if held != uint64(len(want)) {
 		t.Fatalf("the groups hold %d keys in all, want %d", held, len(want))
 	}
+}
+
+// metaLeader waits for a metadata leader and returns its index.
+func metaLeader(c *raftnodetest.Cluster) int {
+	leader := -1
+	c.Eventually("a metadata leader", 30*time.Second, func() error {
+		for i, m := range c.Members {
+			if m.Node != nil && m.Node.Status().Meta.State == "Leader" {
+				leader = i
+				return nil
+			}
+		}
+		return errors.New("none")
+	})
+	return leader
 }
 
 // holdingCluster starts a cluster whose mover waits, at the phase given
@@ -630,16 +636,7 @@ func TestLaggingMetadataLeaderDoesNotRedoAFinishedChange(t *testing.T) {
 	t.Cleanup(free)
 
 	want := fill(t, c, "k", 200)
-	mover := -1
-	c.Eventually("a metadata leader", 30*time.Second, func() error {
-		for i, m := range c.Members {
-			if m.Node.Status().Meta.State == "Leader" {
-				mover = i
-				return nil
-			}
-		}
-		return errors.New("none")
-	})
+	mover := metaLeader(c)
 	leader := c.Members[mover].Node
 	epoch := leader.RingEpoch()
 	change, err := leader.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Add: &raftnode.GroupWeight{Weight: 1}})
