@@ -593,6 +593,7 @@ func TestAsyncWriteIsNotOvertakenByAFence(t *testing.T) {
 func TestLaggingMetadataLeaderDoesNotRedoAFinishedChange(t *testing.T) {
 	var afterKill atomic.Bool
 	var redone atomic.Value // the first transfer step taken after the kill
+	acted := make(chan struct{}) // closed when redone is set
 	holdCopy := make(chan struct{})
 	copying := make(chan struct{}, 1)
 	lag := map[raftnode.NodeID]chan struct{}{}
@@ -606,7 +607,9 @@ func TestLaggingMetadataLeaderDoesNotRedoAFinishedChange(t *testing.T) {
 		lagMu.Unlock()
 		cfg.OnTransfer = func(from, to raftnode.GroupID, phase string) {
 			if afterKill.Load() {
-				redone.CompareAndSwap(nil, fmt.Sprintf("%s: transfer %d->%d at %s", id, from, to, phase))
+				if redone.CompareAndSwap(nil, fmt.Sprintf("%s: transfer %d->%d at %s", id, from, to, phase)) {
+					close(acted)
+				}
 				return
 			}
 			if phase == raftnode.PhaseCopy {
@@ -700,12 +703,10 @@ func TestLaggingMetadataLeaderDoesNotRedoAFinishedChange(t *testing.T) {
 	})
 	// A mover acting on the stale layout does so within a second (it
 	// looks again every second); watch three.
-	watch := time.Now().Add(3 * time.Second)
-	for time.Now().Before(watch) {
-		if r := redone.Load(); r != nil {
-			t.Fatalf("the new metadata leader acted on a finished change: %s", r)
-		}
-		time.Sleep(20 * time.Millisecond) // polling for something that must not happen
+	select {
+	case <-acted:
+		t.Fatalf("the new metadata leader acted on a finished change: %s", redone.Load())
+	case <-time.After(3 * time.Second):
 	}
 	releaseAll()
 	for _, i := range followers {
