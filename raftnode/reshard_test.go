@@ -592,7 +592,7 @@ func TestAsyncWriteIsNotOvertakenByAFence(t *testing.T) {
 // on the change before its layout has caught up, and then finds it done.
 func TestLaggingMetadataLeaderDoesNotRedoAFinishedChange(t *testing.T) {
 	var afterKill atomic.Bool
-	var redone atomic.Value // the first transfer step taken after the kill
+	var redone atomic.Value      // the first transfer step taken after the kill
 	acted := make(chan struct{}) // closed when redone is set
 	holdCopy := make(chan struct{})
 	copying := make(chan struct{}, 1)
