@@ -301,6 +301,12 @@ func TestPutGetDelete(t *testing.T) {
 			t.Errorf("PUT answer lacks %q: %s", f, body)
 		}
 	}
+	for h, want := range map[string]string{"Content-Type": "application/json", "X-Raft-Group": fmt.Sprint(w["group"]),
+		"X-Raft-Index": fmt.Sprint(w["raft_index"]), "X-Served-By": "fake", "X-Ring-Epoch": "7"} {
+		if got := resp.Header.Values(h); len(got) != 1 || got[0] != want {
+			t.Errorf("PUT header %s = %q, want %q", h, got, want)
+		}
+	}
 	resp, body = do(t, "GET", srv.URL+"/v1/kv/hello", nil)
 	if resp.StatusCode != 200 || string(body) != "world" {
 		t.Fatalf("GET = %d %q, want 200 world", resp.StatusCode, body)

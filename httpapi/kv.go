@@ -60,20 +60,23 @@ func (a *API) kvRequest(r *http.Request) ([]byte, kvQuery, error) {
 
 // respondWrite answers a put or delete: its error, or its headers and JSON.
 func respondWrite(w http.ResponseWriter, res raftnode.WriteResult, by raftnode.NodeID, err error, deleted bool) {
-	w.Header().Set(hdrServedBy, string(by))
+	h := w.Header()
 	if err != nil {
+		h.Set(hdrServedBy, string(by))
 		writeError(w, err)
 		return
 	}
-	w.Header().Set(hdrGroup, strconv.FormatUint(uint64(res.Group), 10))
-	w.Header().Set(hdrRaftIndex, strconv.FormatUint(res.RaftIndex, 10))
+	// Every write is answered so: the values share one slice, and the
+	// names are already canonical.
+	vals := []string{string(by), strconv.FormatUint(uint64(res.Group), 10), strconv.FormatUint(res.RaftIndex, 10), "application/json", ""}
+	h[hdrServedBy], h[hdrGroup], h[hdrRaftIndex], h["Content-Type"] = vals[0:1:1], vals[1:2:2], vals[2:3:3], vals[3:4:4]
 	status := http.StatusOK
 	if res.Async {
 		// Accepted: in the leader's log, not yet on a majority.
 		status = http.StatusAccepted
-		w.Header().Set(hdrRaftTerm, strconv.FormatUint(res.RaftTerm, 10))
+		vals[4] = strconv.FormatUint(res.RaftTerm, 10)
+		h[hdrRaftTerm] = vals[4:5:5]
 	}
-	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	body := writeBody{Key: string(res.Key), Index: res.Index, Group: uint32(res.Group), RaftIndex: res.RaftIndex,
 		Deleted: deleted, Replication: replicationOf(res), RaftTerm: res.RaftTerm}

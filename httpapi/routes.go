@@ -35,8 +35,7 @@ func (a *API) routes() *mux.Router {
 	}
 	table := []route{
 		// Matched by prefix, not by a pattern: the handlers take the key
-		// from the encoded path themselves (kvRequest), and this is the
-		// route every read and write goes through.
+		// from the encoded path themselves (kvRequest).
 		{"kv", kvPrefix, map[string]http.HandlerFunc{
 			http.MethodGet: a.getKV, http.MethodPut: a.putKV, http.MethodDelete: a.deleteKV}},
 		{"status", "/v1/status", map[string]http.HandlerFunc{http.MethodGet: a.status}},
@@ -70,39 +69,57 @@ func (a *API) routes() *mux.Router {
 	if a.cfg.FaultHook {
 		table = append(table, route{"fault", "/v1/debug/fault", map[string]http.HandlerFunc{http.MethodPost: a.fault}})
 	}
-	match := func(path string) *mux.Route {
-		if path == kvPrefix {
-			return r.NewRoute().MatcherFunc(func(req *http.Request, _ *mux.RouteMatch) bool {
-				return strings.HasPrefix(req.URL.EscapedPath(), kvPrefix)
-			})
-		}
-		return r.NewRoute().Path(path)
-	}
 	for _, rt := range table {
-		var allow []string
-		for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete} {
-			if h, ok := rt.methods[m]; ok {
-				allow = append(allow, m)
-				methods := []string{m}
-				if m == http.MethodGet {
-					methods = append(methods, http.MethodHead)
-				}
-				match(rt.path).Methods(methods...).Handler(a.metrics.instrument(rt.name, h))
-			}
+		h := a.byMethod(rt.name, rt.methods)
+		if rt.path == kvPrefix {
+			// Matched by prefix in ServeHTTP, before the router: every
+			// read and write comes this way, and skips the router's
+			// matching and request copies.
+			a.kv = h
+			continue
 		}
-		allowed := strings.Join(allow, ", ")
-		match(rt.path).Handler(a.metrics.instrument(rt.name, func(w http.ResponseWriter, req *http.Request) {
-			w.Header().Set("Allow", allowed)
-			writeJSON(w, http.StatusMethodNotAllowed, errorBody{WireError: wireErr(
-				"method "+req.Method+" is not allowed here; allowed: "+allowed, codeMethodNotAllowed)})
-		}))
+		r.NewRoute().Path(rt.path).Handler(h)
 	}
 	// Every answer names the ring epoch this node routed it by.
 	r.Use(func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-			w.Header().Set("X-Ring-Epoch", strconv.FormatUint(a.b.RingEpoch(), 10))
+			a.setEpoch(w)
 			next.ServeHTTP(w, req)
 		})
 	})
 	return r
+}
+
+// byMethod answers a path's methods with their handlers (HEAD with GET's)
+// and any other method with 405 and Allow, each measured as route name.
+func (a *API) byMethod(name string, methods map[string]http.HandlerFunc) http.Handler {
+	var allow []string
+	handlers := map[string]http.Handler{}
+	for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete} {
+		if h, ok := methods[m]; ok {
+			allow = append(allow, m)
+			handlers[m] = a.metrics.instrument(name, h)
+		}
+	}
+	if h, ok := handlers[http.MethodGet]; ok {
+		handlers[http.MethodHead] = h
+	}
+	allowed := strings.Join(allow, ", ")
+	notAllowed := a.metrics.instrument(name, func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Allow", allowed)
+		writeJSON(w, http.StatusMethodNotAllowed, errorBody{WireError: wireErr(
+			"method "+req.Method+" is not allowed here; allowed: "+allowed, codeMethodNotAllowed)})
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if h, ok := handlers[req.Method]; ok {
+			h.ServeHTTP(w, req)
+			return
+		}
+		notAllowed.ServeHTTP(w, req)
+	})
+}
+
+// setEpoch names, in an answer's headers, the ring epoch this node routes by.
+func (a *API) setEpoch(w http.ResponseWriter) {
+	w.Header()["X-Ring-Epoch"] = []string{strconv.FormatUint(a.b.RingEpoch(), 10)}
 }

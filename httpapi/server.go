@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -91,6 +92,7 @@ type API struct {
 	b       Backend
 	log     *slog.Logger
 	router  *mux.Router
+	kv      http.Handler // the key-value routes, which router does not hold
 	metrics *metrics
 }
 
@@ -112,7 +114,15 @@ func New(b Backend, cfg Config) (*API, error) {
 }
 
 // ServeHTTP makes API an http.Handler.
-func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.ServeHTTP(w, r) }
+// Key-value requests skip the router (see routes).
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.EscapedPath(), kvPrefix) {
+		a.setEpoch(w)
+		a.kv.ServeHTTP(w, r)
+		return
+	}
+	a.router.ServeHTTP(w, r)
+}
 
 // NewServer wraps h in an http.Server with read-header, read, write and idle
 // timeouts.

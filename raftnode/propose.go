@@ -3,6 +3,7 @@ package raftnode
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -380,11 +381,15 @@ func (e entry) async() bool {
 // pack turns a wave into log entries: packable commands share entries
 // (each key at most once per entry, at most store.MaxBatch per entry), the
 // others get one each. Dropped proposals are left out.
+//
+// Keys are told apart by a 64-bit hash, not kept as strings: the wave
+// allocates nothing per write for it. Two keys whose hashes collide go to
+// different entries, as a repeated key does, which is just as correct.
 func pack(wave []*proposal) []entry {
 	var out []entry
 	type open struct {
 		at   int
-		keys map[string]struct{}
+		keys map[uint64]struct{}
 	}
 	var packs []open
 	for _, pr := range wave {
@@ -395,21 +400,32 @@ func pack(wave []*proposal) []entry {
 			out = append(out, entry{cmd: pr.cmd, timeout: pr.timeout, props: []*proposal{pr}})
 			continue
 		}
+		h := maphash.Bytes(packSeed, pr.key)
 		placed := false
 		for i := range packs {
 			e := &out[packs[i].at]
-			if _, dup := packs[i].keys[string(pr.key)]; dup || len(e.props) == store.MaxBatch {
+			if _, dup := packs[i].keys[h]; dup || len(e.props) == store.MaxBatch {
 				continue
 			}
-			packs[i].keys[string(pr.key)] = struct{}{}
+			packs[i].keys[h] = struct{}{}
 			e.props = append(e.props, pr)
 			e.timeout = max(e.timeout, pr.timeout)
 			placed = true
 			break
 		}
 		if !placed {
-			packs = append(packs, open{at: len(out), keys: map[string]struct{}{string(pr.key): {}}})
-			out = append(out, entry{timeout: pr.timeout, props: []*proposal{pr}})
+			// The first pack usually takes the whole wave: size it so.
+			// Later ones hold repeated keys and start small.
+			size := 1
+			if len(packs) == 0 {
+				size = min(len(wave), store.MaxBatch)
+			}
+			keys := make(map[uint64]struct{}, size)
+			keys[h] = struct{}{}
+			packs = append(packs, open{at: len(out), keys: keys})
+			props := make([]*proposal, 1, size)
+			props[0] = pr
+			out = append(out, entry{timeout: pr.timeout, props: props})
 		}
 	}
 	for i := range out {
@@ -428,6 +444,9 @@ func pack(wave []*proposal) []entry {
 	}
 	return out
 }
+
+// packSeed seeds the key hashes pack tells keys apart by.
+var packSeed = maphash.MakeSeed()
 
 // unpack returns the j-th command's outcome from a packed entry's.
 func unpack(resp interface{}, j int) interface{} {

@@ -25,18 +25,29 @@ func encodeRecord(create, modify uint64, value []byte) []byte {
 // decodeRecord parses encodeRecord's output; the value is copied, since
 // bbolt's memory is only valid inside the transaction.
 func decodeRecord(key, b []byte, withValue bool) (Entry, error) {
-	create, n := binary.Uvarint(b)
-	if n <= 0 {
-		return Entry{}, fmt.Errorf("store: corrupt record for key %q", key)
-	}
-	b = b[n:]
-	modify, n := binary.Uvarint(b)
-	if n <= 0 {
-		return Entry{}, fmt.Errorf("store: corrupt record for key %q", key)
+	create, modify, value, err := parseRecord(key, b)
+	if err != nil {
+		return Entry{}, err
 	}
 	e := Entry{Key: append([]byte(nil), key...), CreateIndex: create, ModifyIndex: modify}
 	if withValue {
-		e.Value = append([]byte{}, b[n:]...)
+		e.Value = append([]byte{}, value...)
 	}
 	return e, nil
+}
+
+// parseRecord parses encodeRecord's output without copying: value aliases
+// b, so it is only valid while b is (inside the transaction). Applies use
+// it for the record a write replaces, which they read and forget there.
+func parseRecord(key, b []byte) (create, modify uint64, value []byte, err error) {
+	create, n := binary.Uvarint(b)
+	if n <= 0 {
+		return 0, 0, nil, fmt.Errorf("store: corrupt record for key %q", key)
+	}
+	b = b[n:]
+	modify, n = binary.Uvarint(b)
+	if n <= 0 {
+		return 0, 0, nil, fmt.Errorf("store: corrupt record for key %q", key)
+	}
+	return create, modify, b[n:], nil
 }

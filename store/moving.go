@@ -311,11 +311,11 @@ func (s *Store) applyMoving(kv *bolt.Bucket, st *applyState, changed map[int]boo
 func (s *Store) replaceRecord(kv *bolt.Bucket, changed map[int]bool, key, old, rec, value []byte, modify uint64) (int64, error) {
 	var delta int64
 	if maintainMerkle && old != nil {
-		e, err := decodeRecord(key, old, true)
+		_, oldModify, oldValue, err := parseRecord(key, old)
 		if err != nil {
 			return 0, err
 		}
-		changed[s.tree.Toggle(snapshot.KeyHash(key), snapshot.EntryDigest(key, e.Value, e.ModifyIndex))] = true
+		changed[s.tree.Toggle(snapshot.KeyHash(key), snapshot.EntryDigest(key, oldValue, oldModify))] = true
 	}
 	switch {
 	case rec == nil && old == nil:

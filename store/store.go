@@ -484,11 +484,11 @@ func (s *Store) applyTx(kv *bolt.Bucket, st *applyState, changed map[int]bool, i
 	var create uint64
 	old := kv.Get(cmd.Key)
 	if old != nil {
-		e, err := decodeRecord(cmd.Key, old, false)
+		c, m, _, err := parseRecord(cmd.Key, old)
 		if err != nil {
 			return r, err
 		}
-		r.Current, create = e.ModifyIndex, e.CreateIndex
+		r.Current, create = m, c
 	}
 	r.ModifyIndex = r.Current
 	if cmd.HasCAS && cmd.CAS != r.Current {
