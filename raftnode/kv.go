@@ -104,8 +104,16 @@ func (n *Node) GetAt(ctx context.Context, key []byte, c Consistency, minIndex ui
 
 // List returns the keys with o.Prefix across all groups, merged in key
 // order. Each group is read at o.Consistency.
+//
+// The groups listed are those of a layout that reflects every metadata
+// entry committed before the call (unless o.Consistency is stale): a node
+// whose layout lags, as after a restart, would otherwise leave out a group
+// that a ring change added, and with it the keys moved there.
 func (n *Node) List(ctx context.Context, o ListOptions) ([]KV, error) {
-	l := n.Layout()
+	l, at, err := n.currentLayout(ctx, o.Consistency)
+	if err != nil {
+		return nil, err
+	}
 	if !l.Initialized {
 		return nil, fmt.Errorf("%w: cluster layout not initialised yet", ErrUnavailable)
 	}
@@ -119,7 +127,7 @@ func (n *Node) List(ctx context.Context, o ListOptions) ([]KV, error) {
 		go func() {
 			defer func() { done <- struct{}{} }()
 			resp, err := n.do(ctx, Request{Op: opScan, Group: g.ID, Prefix: o.Prefix, After: o.After,
-				Limit: o.Limit, KeysOnly: o.KeysOnly, Consistency: o.Consistency})
+				Limit: o.Limit, KeysOnly: o.KeysOnly, Consistency: o.Consistency, LayoutIndex: at})
 			parts[i] = part{resp.Entries, err}
 		}()
 	}
@@ -329,6 +337,9 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 			return resp, nil
 		}
 		o := store.ScanOptions{Prefix: req.Prefix, After: req.After, Limit: req.Limit, KeysOnly: req.KeysOnly}
+		if err := n.waitLayout(ctx, req.LayoutIndex); err != nil {
+			return resp, err
+		}
 		if l := n.Layout(); l.Migration != nil {
 			// While ranges move, a key can sit in two groups: list it
 			// where this node routes it, so that a limit counts only the
@@ -382,6 +393,16 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 				resp.Verified.DataRoot = hex.EncodeToString(d[:])
 			}
 		}
+		return resp, nil
+	case opLayoutIndex:
+		if r != n.meta {
+			return resp, fmt.Errorf("%w: layout_index on group %d", ErrBadRequest, r.id)
+		}
+		index, err := r.readIndex(ctx, req.Consistency)
+		if err != nil {
+			return resp, err
+		}
+		resp.RaftIndex = index
 		return resp, nil
 	case opWait:
 		if err := r.waitCommitted(ctx, req.Index, req.Term); err != nil {

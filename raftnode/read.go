@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -53,31 +54,45 @@ func (r *replica) readBarrier(ctx context.Context, c Consistency) error {
 	if c == Stale || brokenStaleReads {
 		return nil
 	}
+	commit, err := r.readIndex(ctx, c)
+	if err != nil {
+		return err
+	}
+	return r.waitApplied(ctx, commit)
+}
+
+// readIndex runs steps 1 to 4 of readBarrier on the leader and returns the
+// index a read at consistency c must see: every entry committed before
+// the call is at or below it.
+func (r *replica) readIndex(ctx context.Context, c Consistency) (uint64, error) {
+	if r.closed.Load() {
+		return 0, ErrShutdown
+	}
 	if !r.isLeader() {
-		return r.notLeader()
+		return 0, r.notLeader()
 	}
 	term := r.raft.CurrentTerm()
 	if err := r.ensureTermCommitted(ctx, term); err != nil {
-		return err
+		return 0, err
 	}
 	commit := r.raft.CommitIndex()
 	if !(c == Lease && r.leaseValid(term)) {
 		start := time.Now()
 		if err := await(ctx, r.raft.VerifyLeader()); err != nil {
 			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
-				return r.notLeader()
+				return 0, r.notLeader()
 			}
 			if ctx.Err() != nil {
-				return fmt.Errorf("%w: group %d: leadership not confirmed in time", ErrUnavailable, r.id)
+				return 0, fmt.Errorf("%w: group %d: leadership not confirmed in time", ErrUnavailable, r.id)
 			}
-			return fmt.Errorf("%w: group %d: %v", ErrUnavailable, r.id, err)
+			return 0, fmt.Errorf("%w: group %d: %v", ErrUnavailable, r.id, err)
 		}
 		r.extendLease(term, start)
 	}
 	if r.raft.CurrentTerm() != term {
-		return r.notLeader()
+		return 0, r.notLeader()
 	}
-	return r.waitApplied(ctx, commit)
+	return commit, nil
 }
 
 // ensureTermCommitted runs a barrier once per term, so that entries of
@@ -157,7 +172,14 @@ func (r *replica) waitApplied(ctx context.Context, index uint64) error {
 // machine. An entry missing from the log was compacted into a snapshot,
 // which the state machine already covers.
 func (r *replica) statefulEntries(lo, hi uint64) bool {
-	if hi-lo > 64 {
+	return r.entriesOfType(lo, hi, 64, raft.LogCommand, raft.LogConfiguration)
+}
+
+// entriesOfType reports whether any entry in [lo, hi] has one of types;
+// past limit entries it answers yes without looking. An entry missing from
+// the log was compacted into a snapshot.
+func (r *replica) entriesOfType(lo, hi, limit uint64, types ...raft.LogType) bool {
+	if hi-lo > limit {
 		return true
 	}
 	var l raft.Log
@@ -165,9 +187,56 @@ func (r *replica) statefulEntries(lo, hi uint64) bool {
 		if err := r.cache.GetLog(i, &l); err != nil {
 			continue
 		}
-		if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
+		if slices.Contains(types, l.Type) {
 			return true
 		}
 	}
 	return false
+}
+
+// currentLayout returns this node's layout and the metadata index it
+// reflects, once that covers every metadata entry committed before the
+// call: the metadata leader names the index as it would for a read at
+// consistency c, and this node waits to have applied it. A stale read
+// takes the layout as it is.
+func (n *Node) currentLayout(ctx context.Context, c Consistency) (*Layout, uint64, error) {
+	if c != Stale && !brokenStaleReads {
+		resp, err := n.do(ctx, Request{Op: opLayoutIndex, Group: MetaGroup, Consistency: c})
+		if err != nil {
+			return nil, 0, err
+		}
+		if err := n.waitLayout(ctx, resp.RaftIndex); err != nil {
+			return nil, 0, err
+		}
+	}
+	l, at := n.meta.meta.LayoutAt()
+	return l, at, nil
+}
+
+// waitLayout waits until this node's layout reflects every metadata entry
+// up to index. Entries that never reach the metadata state machine
+// (no-ops, barriers, configuration changes) are recognised in the log, as
+// waitApplied does for a group's.
+func (n *Node) waitLayout(ctx context.Context, index uint64) error {
+	r := n.meta
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		changed := r.meta.Changed()
+		_, at := r.meta.LayoutAt()
+		if at >= index {
+			return nil
+		}
+		// Past the last command applied only barriers, no-ops and
+		// configuration changes are usual: a few, so look at up to 1024.
+		if r.raft.AppliedIndex() >= index && !r.entriesOfType(at+1, index, 1024, raft.LogCommand) {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-tick.C:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: the layout on this node is at metadata index %d, not %d yet", ErrUnavailable, at, index)
+		}
+	}
 }

@@ -30,6 +30,7 @@ const (
 	opAddNonvoter  = "add_nonvoter"
 	opNodeState    = "node_state"   // drain or undrain a node, on the metadata leader
 	opReplicaStep  = "replica_step" // the next step of a replica move, on the group leader
+	opLayoutIndex  = "layout_index" // the metadata index a read must see, on the metadata leader
 )
 
 // maxRanges bounds the hash ranges one request may name.
@@ -81,6 +82,10 @@ type Request struct {
 	// Abort.
 	Move  *ReplicaMove `json:"move,omitempty"`
 	Abort bool         `json:"abort,omitempty"`
+	// LayoutIndex is the metadata index the layout that a scan is
+	// filtered by must reflect: the listing node's, read from the
+	// metadata leader.
+	LayoutIndex uint64 `json:"layout_index,omitempty"`
 }
 
 // Validate checks a request that arrived from the network.
@@ -119,6 +124,10 @@ func (r Request) Validate() error {
 			return fmt.Errorf("%w: wait for index 0", ErrBadRequest)
 		}
 	case opScan:
+	case opLayoutIndex:
+		if r.Group != MetaGroup {
+			return fmt.Errorf("%w: layout_index on group %d, not the metadata group", ErrBadRequest, r.Group)
+		}
 	case opReplicaStep:
 		if r.Move == nil || r.Move.To == "" || r.Move.Group != r.Group {
 			return fmt.Errorf("%w: replica_step without a move of its group", ErrBadRequest)
@@ -130,7 +139,7 @@ func (r Request) Validate() error {
 	default:
 		return fmt.Errorf("%w: unknown op %q", ErrBadRequest, r.Op)
 	}
-	if r.Op == opGet || r.Op == opScan {
+	if r.Op == opGet || r.Op == opScan || r.Op == opLayoutIndex {
 		if _, err := ParseConsistency(string(r.Consistency)); err != nil {
 			return err
 		}

@@ -729,3 +729,74 @@ func TestLaggingMetadataLeaderDoesNotRedoAFinishedChange(t *testing.T) {
 		}
 	}
 }
+
+// A restarted node whose layout lags behind its log (held here: it
+// restored a metadata snapshot from before a ring change) lists by the
+// current layout or not at all: by its own, it would leave out the group
+// the change added, and the keys moved there.
+func TestListFromALaggingLayoutIsCompleteOrRefused(t *testing.T) {
+	var lagging sync.Map // node id -> true while its layout is held
+	release := make(chan struct{})
+	c := raftnodetest.Start(t, raftnodetest.Options{Configure: func(cfg *raftnode.Config) {
+		id := cfg.ID
+		cfg.OnMetaApply = func(uint64) {
+			if _, held := lagging.Load(id); held {
+				<-release
+			}
+		}
+	}})
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(releaseOnce) // before the cluster stops
+
+	want := fill(t, c, "k", 200)
+	mover := metaLeader(c)
+	leader := c.Members[mover].Node
+	li := (mover + 1) % len(c.Members)
+	lagger := c.Members[li]
+	if _, err := lagger.Node.SnapshotAll(raftnodetest.Ctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	epoch := leader.RingEpoch()
+	if _, err := leader.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Add: &raftnode.GroupWeight{Weight: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	waitRingEpoch(c, epoch+1)
+	for k, v := range fill(t, c, "n", 50) {
+		want[k] = v
+	}
+	c.Kill(li)
+	lagging.Store(lagger.ID, true)
+	c.Restart(li)
+	if n := lagger.Node; n.RingEpoch() != epoch || len(n.Layout().Groups) != 3 {
+		t.Fatalf("%s's layout is not its snapshot's: epoch %d, %d groups", lagger.ID, n.RingEpoch(), len(n.Layout().Groups))
+	}
+	check := func(kvs []raftnode.KV) {
+		t.Helper()
+		got := map[string]string{}
+		for _, kv := range kvs {
+			got[string(kv.Key)] = string(kv.Value)
+		}
+		for k, v := range want {
+			if got[k] != v {
+				t.Fatalf("the list from %s has %q = %q, want %q (%d keys, want %d)", lagger.ID, k, got[k], v, len(got), len(want))
+			}
+		}
+		if len(got) != len(want) {
+			t.Fatalf("the list from %s has %d keys, want %d", lagger.ID, len(got), len(want))
+		}
+	}
+	for _, cons := range []raftnode.Consistency{raftnode.Linearizable, raftnode.Lease} {
+		kvs, err := lagger.Node.List(raftnodetest.Ctx(t, 2*time.Second), raftnode.ListOptions{Consistency: cons})
+		if err == nil {
+			check(kvs)
+		} else if !errors.Is(err, raftnode.ErrUnavailable) {
+			t.Fatalf("%s list from the lagging node: %v, want the full list or unavailable", cons, err)
+		}
+	}
+	releaseOnce()
+	kvs, err := lagger.Node.List(raftnodetest.Ctx(t, 30*time.Second), raftnode.ListOptions{Consistency: raftnode.Linearizable})
+	if err != nil {
+		t.Fatalf("list once the layout caught up: %v", err)
+	}
+	check(kvs)
+}

@@ -7,6 +7,8 @@ import (
 	"hash/fnv"
 	"math"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -82,6 +84,22 @@ func TestFenceRefusesWritesInItsRanges(t *testing.T) {
 	if e, err := s.Get([]byte(in)); err != nil || string(e.Value) != "before" {
 		t.Fatalf("fenced key: %q %v, want its value from before the fence", e.Value, err)
 	}
+	// A scan leaves the fenced key out: this store no longer answers for it.
+	scanned := func() string {
+		t.Helper()
+		es, err := s.Scan(ScanOptions{Prefix: []byte("k")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keys []string
+		for _, e := range es {
+			keys = append(keys, string(e.Key))
+		}
+		return strings.Join(keys, " ")
+	}
+	if got := scanned(); got != out {
+		t.Fatalf("scan under the fence: %q, want only %q", got, out)
+	}
 	s.Close()
 	s = openMoving(t, dir)
 	if !s.Fenced([]byte(in)) {
@@ -90,6 +108,9 @@ func TestFenceRefusesWritesInItsRanges(t *testing.T) {
 	mustApply(t, s, 6, Moving{Op: OpUnfence, Ranges: lowHalf}.Encode())
 	if r := mustApply(t, s, 7, put(in, "again")); !r.Applied || s.Fenced([]byte(in)) {
 		t.Fatalf("write after the unfence: %+v", r)
+	}
+	if got, want := scanned(), strings.Join(slices.Sorted(slices.Values([]string{in, out})), " "); got != want {
+		t.Fatalf("scan after the unfence: %q, want %q", got, want)
 	}
 	checkTree(t, s)
 }

@@ -557,7 +557,9 @@ type ScanOptions struct {
 	Skip func(key []byte) bool
 }
 
-// Scan returns entries whose keys start with Prefix, in key order.
+// Scan returns entries whose keys start with Prefix, in key order. Keys in
+// fenced ranges are left out: this group no longer answers for them, and
+// the copies it still holds until they are dropped may be stale.
 func (s *Store) Scan(o ScanOptions) ([]Entry, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -571,11 +573,12 @@ func (s *Store) Scan(o ScanOptions) ([]Entry, error) {
 		if o.After != nil && bytes.Compare(o.After, start) >= 0 {
 			start = o.After
 		}
+		fences := *s.fences.Load()
 		for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, o.Prefix); k, v = c.Next() {
 			if o.After != nil && bytes.Compare(k, o.After) <= 0 {
 				continue
 			}
-			if o.Skip != nil && o.Skip(k) {
+			if (o.Skip != nil && o.Skip(k)) || s.inSet(fences, k) {
 				continue
 			}
 			e, err := decodeRecord(k, v, !o.KeysOnly)
