@@ -9,7 +9,7 @@ import (
 
 // DefaultCommitDelay is how long applied entries may wait for a commit
 // that covers several of them (Options.CommitDelay).
-const DefaultCommitDelay = 100 * time.Millisecond
+const DefaultCommitDelay = time.Second
 
 // maxPendingEntries bounds the entries one deferred commit covers.
 const maxPendingEntries = 256
