@@ -32,7 +32,11 @@ type Tree struct {
 	depth int
 	// dirty holds nodes whose parents must be recomputed before the next
 	// read: toggles only touch leaves, and a batch of them settles once.
-	dirty []int
+	// isDirty marks the nodes listed there, so that a leaf toggled many
+	// times before a read is listed once: however many writes apply
+	// between two reads of the root, dirty holds at most every leaf.
+	dirty   []int
+	isDirty []bool
 	// nodes is the complete binary tree in level order: nodes[0] is the
 	// root and the children of node n are 2n+1 and 2n+2; leaves are the
 	// last 1<<depth nodes.
@@ -102,8 +106,19 @@ func (t *Tree) Toggle(keyHash uint64, d Digest) int {
 	for i := range d {
 		t.nodes[n][i] ^= d[i]
 	}
-	t.dirty = append(t.dirty, n)
+	t.markDirty(n)
 	return leaf
+}
+
+// markDirty lists node n in dirty unless it is there already.
+func (t *Tree) markDirty(n int) {
+	if t.isDirty == nil {
+		t.isDirty = make([]bool, len(t.nodes))
+	}
+	if !t.isDirty[n] {
+		t.isDirty[n] = true
+		t.dirty = append(t.dirty, n)
+	}
 }
 
 // LeafDigest returns leaf i's hash.
@@ -113,21 +128,24 @@ func (t *Tree) LeafDigest(i int) Digest { return t.nodes[t.leafNode(i)] }
 func (t *Tree) SetLeaf(i int, d Digest) {
 	n := t.leafNode(i)
 	t.nodes[n] = d
-	t.dirty = append(t.dirty, n)
+	t.markDirty(n)
 }
 
 // settle recomputes the ancestors of dirty nodes, level by level.
 func (t *Tree) settle() {
+	// The nodes in dirty are all on one level, their parents on the next.
 	for len(t.dirty) > 0 {
-		seen := make(map[int]bool, len(t.dirty))
+		for _, n := range t.dirty {
+			t.isDirty[n] = false
+		}
 		var parents []int
 		for _, n := range t.dirty {
 			if n == 0 {
 				continue
 			}
 			p := (n - 1) / 2
-			if !seen[p] {
-				seen[p] = true
+			if !t.isDirty[p] {
+				t.isDirty[p] = true
 				parents = append(parents, p)
 			}
 		}

@@ -71,6 +71,35 @@ func TestToggleIsReversible(t *testing.T) {
 	}
 }
 
+// Between two reads of the root a tree may take any number of toggles
+// (a group that takes writes and is never asked for its root): what it
+// keeps for the next read stays within its leaves, and every read,
+// however the toggles and reads interleave, gives the root that a tree
+// rebuilt from the same leaves has.
+func TestManyTogglesBetweenReads(t *testing.T) {
+	es := entries(50_000, 4)
+	tr := mustTree(t, 6, nil)
+	for round, e := range es {
+		tr.Toggle(e.hash, e.digest())
+		if len(tr.dirty) > tr.Leaves() {
+			t.Fatalf("after %d toggles the tree lists %d nodes to rehash, more than its %d leaves", round+1, len(tr.dirty), tr.Leaves())
+		}
+		if round%7919 == 0 || round == len(es)-1 {
+			b, _ := tr.MarshalBinary()
+			var fresh Tree
+			if err := fresh.UnmarshalBinary(b); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := tr.Root(), fresh.Root(); got != want {
+				t.Fatalf("after %d toggles the root is %x, a tree rebuilt from the same leaves has %x", round+1, got[:4], want[:4])
+			}
+		}
+	}
+	if want := mustTree(t, 6, es).Root(); tr.Root() != want {
+		t.Fatal("reads between toggles changed the final root")
+	}
+}
+
 func TestDigestCoversKeyValueAndIndex(t *testing.T) {
 	base := EntryDigest([]byte("k"), []byte("v"), 1)
 	for _, d := range []Digest{

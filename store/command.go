@@ -1,9 +1,11 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 )
 
 // Op is a command's operation.
@@ -135,6 +137,9 @@ func EncodeBatch(cmds [][]byte) []byte {
 // IsBatch reports whether b is an OpBatch entry.
 func IsBatch(b []byte) bool { return len(b) >= 2 && Op(b[0]) == OpBatch }
 
+// batchSeed hashes keys for DecodeBatch's check for repeats.
+var batchSeed = maphash.MakeSeed()
+
 // DecodeBatch parses EncodeBatch's output into its commands, each checked
 // as DecodeCommand does. Only puts and deletes may be packed, on distinct
 // keys, so that each key still changes at most once per index.
@@ -149,7 +154,10 @@ func DecodeBatch(b []byte) ([]Command, error) {
 	}
 	b = b[k:]
 	cmds := make([]Command, 0, n)
-	seen := make(map[string]struct{}, n)
+	// Keys are told apart by hash (no string per key); a hash seen before
+	// is checked against every key so far, so a collision is not taken
+	// for a repeat.
+	seen := make(map[uint64]struct{}, n)
 	for i := uint64(0); i < n; i++ {
 		l, k := binary.Uvarint(b)
 		if k <= 0 || l > uint64(len(b)-k) {
@@ -162,10 +170,15 @@ func DecodeBatch(b []byte) ([]Command, error) {
 		if c.Op != OpPut && c.Op != OpDelete {
 			return nil, fmt.Errorf("%w: batch command %d is op %d", ErrBadCommand, i, c.Op)
 		}
-		if _, dup := seen[string(c.Key)]; dup {
-			return nil, fmt.Errorf("%w: batch touches key %q twice", ErrBadCommand, c.Key)
+		h := maphash.Bytes(batchSeed, c.Key)
+		if _, maybe := seen[h]; maybe {
+			for _, o := range cmds {
+				if bytes.Equal(o.Key, c.Key) {
+					return nil, fmt.Errorf("%w: batch touches key %q twice", ErrBadCommand, c.Key)
+				}
+			}
 		}
-		seen[string(c.Key)] = struct{}{}
+		seen[h] = struct{}{}
 		cmds = append(cmds, c)
 		b = b[k+int(l):]
 	}

@@ -217,6 +217,45 @@ type applyState struct {
 	// fencesChanged, offsetChanged and termChanged ask for them to be
 	// persisted.
 	fencesChanged, offsetChanged, termChanged bool
+
+	// cur looks keys up in the key-value bucket: one cursor for the whole
+	// segment, where Bucket.Get makes a new one (and its stack) per key.
+	cur *bolt.Cursor
+	// slab is where the segment's new records are laid out: bbolt keeps a
+	// put's value until the transaction commits, so records are carved
+	// from shared blocks rather than allocated one by one.
+	slab []byte
+}
+
+// get returns key's stored record in kv, or nil, as kv.Get does.
+func (st *applyState) get(kv *bolt.Bucket, key []byte) []byte {
+	if st.cur == nil {
+		st.cur = kv.Cursor()
+	}
+	k, v := st.cur.Seek(key)
+	if !bytes.Equal(k, key) {
+		return nil
+	}
+	return v
+}
+
+// slabBlock is the size of the blocks records are carved from.
+const slabBlock = 16 << 10
+
+// record lays out encodeRecord's bytes in st's slab.
+func (st *applyState) record(create, modify uint64, value []byte) []byte {
+	n := 2*binary.MaxVarintLen64 + len(value)
+	if n > slabBlock/4 {
+		return encodeRecord(create, modify, value)
+	}
+	if cap(st.slab)-len(st.slab) < n {
+		st.slab = make([]byte, 0, slabBlock)
+	}
+	at := len(st.slab)
+	st.slab = binary.AppendUvarint(st.slab, create)
+	st.slab = binary.AppendUvarint(st.slab, modify)
+	st.slab = append(st.slab, value...)
+	return st.slab[at:len(st.slab):len(st.slab)]
 }
 
 // inRanges reports whether key's position is in set.
@@ -310,12 +349,16 @@ func (s *Store) applyMoving(kv *bolt.Bucket, st *applyState, changed map[int]boo
 // key count.
 func (s *Store) replaceRecord(kv *bolt.Bucket, changed map[int]bool, key, old, rec, value []byte, modify uint64) (int64, error) {
 	var delta int64
+	var kh uint64
+	if maintainMerkle {
+		kh = snapshot.KeyHash(key)
+	}
 	if maintainMerkle && old != nil {
 		_, oldModify, oldValue, err := parseRecord(key, old)
 		if err != nil {
 			return 0, err
 		}
-		changed[s.tree.Toggle(snapshot.KeyHash(key), snapshot.EntryDigest(key, oldValue, oldModify))] = true
+		changed[s.tree.Toggle(kh, snapshot.EntryDigest(key, oldValue, oldModify))] = true
 	}
 	switch {
 	case rec == nil && old == nil:
@@ -333,7 +376,7 @@ func (s *Store) replaceRecord(kv *bolt.Bucket, changed map[int]bool, key, old, r
 			return 0, err
 		}
 		if maintainMerkle {
-			changed[s.tree.Toggle(snapshot.KeyHash(key), snapshot.EntryDigest(key, value, modify))] = true
+			changed[s.tree.Toggle(kh, snapshot.EntryDigest(key, value, modify))] = true
 		}
 	}
 	return delta, nil

@@ -482,7 +482,7 @@ func (s *Store) applyTx(kv *bolt.Bucket, st *applyState, changed map[int]bool, i
 	}
 	index += st.offset
 	var create uint64
-	old := kv.Get(cmd.Key)
+	old := st.get(kv, cmd.Key)
 	if old != nil {
 		c, m, _, err := parseRecord(cmd.Key, old)
 		if err != nil {
@@ -500,7 +500,7 @@ func (s *Store) applyTx(kv *bolt.Bucket, st *applyState, changed map[int]bool, i
 		if r.Current == 0 {
 			create = index
 		}
-		delta, err := s.replaceRecord(kv, changed, cmd.Key, old, encodeRecord(create, index, cmd.Value), cmd.Value, index)
+		delta, err := s.replaceRecord(kv, changed, cmd.Key, old, st.record(create, index, cmd.Value), cmd.Value, index)
 		if err != nil {
 			return r, err
 		}
