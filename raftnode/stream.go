@@ -364,10 +364,30 @@ func nextQueued[T any](q chan T) T {
 	}
 }
 
+// deadline keeps a connection's read or write deadline limit ahead of
+// now, moving it at most once per limit/16: a busy connection skips most
+// of the timer updates, and the deadline is never less than 15/16 of
+// limit away when a read or write starts.
+type deadline struct {
+	set   func(time.Time) error
+	limit time.Duration
+	last  time.Time
+}
+
+func (d *deadline) extend() {
+	now := time.Now()
+	if now.Sub(d.last) < d.limit/16 {
+		return
+	}
+	d.last = now
+	d.set(now.Add(d.limit))
+}
+
 // writeLoop writes queued calls, flushing whenever the queue runs dry,
 // and pings while the connection is idle.
 func (sc *streamConn) writeLoop() {
 	bw := bufio.NewWriterSize(sc.c, 64<<10)
+	wdl := deadline{set: sc.c.SetWriteDeadline, limit: writeLimit}
 	tick := time.NewTicker(min(pingEvery, sc.deadAfter/3))
 	defer tick.Stop()
 	var buf []byte
@@ -392,7 +412,7 @@ func (sc *streamConn) writeLoop() {
 			return
 		}
 		if err == nil {
-			sc.c.SetWriteDeadline(time.Now().Add(writeLimit))
+			wdl.extend()
 			err = bw.Flush()
 		}
 		if err != nil {
@@ -405,8 +425,9 @@ func (sc *streamConn) writeLoop() {
 // readLoop hands each result to its caller; silence beyond deadAfter
 // means the peer or the path to it is gone.
 func (sc *streamConn) readLoop(br *bufio.Reader) {
+	rdl := deadline{set: sc.c.SetReadDeadline, limit: sc.deadAfter}
 	for {
-		sc.c.SetReadDeadline(time.Now().Add(sc.deadAfter))
+		rdl.extend()
 		kind, id, body, err := readFrame(br)
 		if err != nil {
 			sc.kill(err)
@@ -456,6 +477,7 @@ func (n *Node) serveStream(c net.Conn) {
 	defer close(done)
 	go func() {
 		bw := bufio.NewWriterSize(c, 64<<10)
+		wdl := deadline{set: c.SetWriteDeadline, limit: writeLimit}
 		for {
 			select {
 			case f := <-out:
@@ -465,7 +487,7 @@ func (n *Node) serveStream(c net.Conn) {
 					f = nextQueued(out)
 				}
 				if err == nil {
-					c.SetWriteDeadline(time.Now().Add(writeLimit))
+					wdl.extend()
 					err = bw.Flush()
 				}
 				if err != nil {
@@ -496,8 +518,9 @@ func (n *Node) serveStream(c net.Conn) {
 	}
 	slots := make(chan struct{}, maxStreamInflight)
 	br := bufio.NewReaderSize(c, 64<<10)
+	rdl := deadline{set: c.SetReadDeadline, limit: serveIdle}
 	for {
-		c.SetReadDeadline(time.Now().Add(serveIdle))
+		rdl.extend()
 		kind, id, body, err := readFrame(br)
 		if err != nil {
 			return
