@@ -126,6 +126,10 @@ type Config struct {
 	// applies the entry at index. Tests use it to hold a node's layout
 	// behind its log.
 	OnMetaApply func(index uint64)
+	// OnServe, when set, is called with the op of each request this node
+	// serves for another (Serve); an error refuses the request with it.
+	// Tests use it to make a node answer as an earlier release would.
+	OnServe func(op string) error
 }
 
 // DefaultConfig returns a single-node configuration on the default ports.

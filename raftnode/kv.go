@@ -242,6 +242,11 @@ func (n *Node) Serve(ctx context.Context, req Request) (Response, error) {
 	if err := req.Validate(); err != nil {
 		return Response{}, err
 	}
+	if h := n.cfg.OnServe; h != nil {
+		if err := h(req.Op); err != nil {
+			return Response{ServedBy: n.cfg.ID}, err
+		}
+	}
 	r := n.replica(req.Group)
 	if r == nil {
 		return Response{ServedBy: n.cfg.ID}, &NotLeaderError{Group: req.Group}

@@ -39,6 +39,9 @@ type Node struct {
 	wg      sync.WaitGroup
 	joined  chan struct{}
 	removed atomic.Bool // the cluster removed this node (see removalLoop)
+	// olderMetaWarned is when lists last warned of a metadata leader of
+	// an earlier release (unix nanoseconds; warnOlderMetaLeader).
+	olderMetaWarned atomic.Int64
 }
 
 // New starts a node: it opens the Raft port and every local replica, then

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -202,15 +203,39 @@ func (r *replica) entriesOfType(lo, hi, limit uint64, types ...raft.LogType) boo
 func (n *Node) currentLayout(ctx context.Context, c Consistency) (*Layout, uint64, error) {
 	if c != Stale && !brokenStaleReads {
 		resp, err := n.do(ctx, Request{Op: opLayoutIndex, Group: MetaGroup, Consistency: c})
-		if err != nil {
-			return nil, 0, err
-		}
-		if err := n.waitLayout(ctx, resp.RaftIndex); err != nil {
+		switch {
+		case err == nil:
+			if err := n.waitLayout(ctx, resp.RaftIndex); err != nil {
+				return nil, 0, err
+			}
+		case olderMetaLeader(err):
+			// During a rolling upgrade the metadata leader may run a
+			// release without layout_index: list by this node's layout,
+			// as that release does, rather than fail every list.
+			n.warnOlderMetaLeader(err)
+		default:
 			return nil, 0, err
 		}
 	}
 	l, at := n.meta.meta.LayoutAt()
 	return l, at, nil
+}
+
+// olderMetaLeader tells whether err is how a metadata leader of a release
+// without layout_index refuses it.
+func olderMetaLeader(err error) bool {
+	return errors.Is(err, ErrBadRequest) && strings.Contains(err.Error(), fmt.Sprintf("unknown op %q", opLayoutIndex))
+}
+
+// warnOlderMetaLeader logs, at most once a minute, that lists use this
+// node's own layout because the metadata leader is of an earlier release.
+func (n *Node) warnOlderMetaLeader(err error) {
+	now := time.Now().UnixNano()
+	last := n.olderMetaWarned.Load()
+	if now-last < int64(time.Minute) || !n.olderMetaWarned.CompareAndSwap(last, now) {
+		return
+	}
+	n.log.Warn("the metadata leader runs an earlier release: lists use this node's layout, which may lag a ring change, until it is upgraded", "err", err)
 }
 
 // waitLayout waits until this node's layout reflects every metadata entry

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -727,6 +728,46 @@ func TestLaggingMetadataLeaderDoesNotRedoAFinishedChange(t *testing.T) {
 		if err != nil || string(res.Value) != v {
 			t.Fatalf("%s: %q (%v), want %q", k, res.Value, err, v)
 		}
+	}
+}
+
+// During a rolling upgrade the metadata leader may run a release without
+// layout_index, which refuses it as an unknown op. Lists through an
+// upgraded node then take that node's layout, as the earlier release's
+// lists do, rather than all fail; any other refusal still fails them.
+func TestListWhileTheMetadataLeaderIsOfAnEarlierRelease(t *testing.T) {
+	var refuse atomic.Value // the error layout_index is refused with, or nil
+	c := raftnodetest.Start(t, raftnodetest.Options{Configure: func(cfg *raftnode.Config) {
+		cfg.OnServe = func(op string) error {
+			if err, _ := refuse.Load().(error); err != nil && op == "layout_index" {
+				return err
+			}
+			return nil
+		}
+	}})
+	want := fill(t, c, "k", 100)
+	other := c.Members[(metaLeader(c)+1)%len(c.Members)]
+	list := func(cons raftnode.Consistency) (map[string]string, error) {
+		kvs, err := other.Node.List(raftnodetest.Ctx(t, 5*time.Second), raftnode.ListOptions{Consistency: cons})
+		got := map[string]string{}
+		for _, kv := range kvs {
+			got[string(kv.Key)] = string(kv.Value)
+		}
+		return got, err
+	}
+	refuse.Store(fmt.Errorf("%w: unknown op %q", raftnode.ErrBadRequest, "layout_index"))
+	for _, cons := range []raftnode.Consistency{raftnode.Linearizable, raftnode.Lease} {
+		got, err := list(cons)
+		if err != nil {
+			t.Fatalf("%s list through %s while the metadata leader does not know layout_index: %v", cons, other.ID, err)
+		}
+		if !maps.Equal(got, want) {
+			t.Fatalf("%s list through %s: %d keys, want the %d written", cons, other.ID, len(got), len(want))
+		}
+	}
+	refuse.Store(fmt.Errorf("%w: metadata leader busy", raftnode.ErrBadRequest))
+	if _, err := list(raftnode.Linearizable); !errors.Is(err, raftnode.ErrBadRequest) {
+		t.Fatalf("list while the metadata leader refuses layout_index for another reason: %v, want that refusal", err)
 	}
 }
 
