@@ -242,6 +242,45 @@ func newTestAPI(t *testing.T, b Backend) *httptest.Server {
 	return srv
 }
 
+// newTestPeerAPI serves b's internal endpoints, as the Raft port does.
+func newTestPeerAPI(t *testing.T, b Backend) *httptest.Server {
+	t.Helper()
+	api, err := New(b, DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api.PeerHandler())
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// Nothing under /v1/internal is served on the client listener, whatever
+// the method: those endpoints install checkpoints and run internal
+// operations, and only other nodes call them, on the Raft port.
+func TestInternalEndpointsAreNotOnTheClientListener(t *testing.T) {
+	f := newFake()
+	srv := newTestAPI(t, f)
+	peer := newTestPeerAPI(t, f)
+	for _, tt := range []struct{ method, path, body string }{
+		{"POST", "/v1/internal/forward", `{"requests":[{"op":"drop","group":1,"ranges":[{"start":0,"end":0}],"limit":10000,"deadline_ms":1000}]}`},
+		{"GET", "/v1/internal/groups/1/checkpoint", ""},
+		{"POST", "/v1/internal/groups/1/restore", "not a checkpoint"},
+		{"GET", "/v1/internal/forward", ""},
+		{"PUT", "/v1/internal/anything", ""},
+	} {
+		resp, body := rawDo(t, srv, tt.method, tt.path, tt.body)
+		wantError(t, resp, body, 404, "not_found")
+	}
+	// The peer listener serves them, and nothing else.
+	resp, body := rawDo(t, peer, "POST", "/v1/internal/forward", "{]")
+	wantError(t, resp, body, 400, "bad_request")
+	resp, body = rawDo(t, peer, "PUT", "/v1/kv/k", "v")
+	wantError(t, resp, body, 404, "not_found")
+	if len(f.data) != 0 {
+		t.Fatalf("requests changed data: %v", f.data)
+	}
+}
+
 func do(t *testing.T, method, url string, body io.Reader) (*http.Response, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, body)
@@ -374,9 +413,18 @@ func TestBadInputGetsJSONErrorAndChangesNothing(t *testing.T) {
 		{"join not json", "POST", "/v1/cluster/join", "{nope", 400, "bad_request"},
 		{"join missing fields", "POST", "/v1/cluster/join", `{"id":"n4"}`, 400, "bad_request"},
 		{"join unknown field", "POST", "/v1/cluster/join", `{"id":"n4","http_addr":"a","raft_addr":"b","x":1}`, 400, "bad_request"},
+		{"join id with a slash", "POST", "/v1/cluster/join", `{"id":"../n4","http_addr":"127.0.0.1:1","raft_addr":"127.0.0.1:2"}`, 400, "bad_request"},
+		{"join id with NUL", "POST", "/v1/cluster/join", `{"id":"n\u00004","http_addr":"127.0.0.1:1","raft_addr":"127.0.0.1:2"}`, 400, "bad_request"},
+		{"join id with newline", "POST", "/v1/cluster/join", `{"id":"n\n4","http_addr":"127.0.0.1:1","raft_addr":"127.0.0.1:2"}`, 400, "bad_request"},
+		{"join raft_addr not an address", "POST", "/v1/cluster/join", `{"id":"n4","http_addr":"127.0.0.1:1","raft_addr":"nowhere"}`, 400, "bad_request"},
+		{"join port 0", "POST", "/v1/cluster/join", `{"id":"n4","http_addr":"127.0.0.1:0","raft_addr":"127.0.0.1:2"}`, 400, "bad_request"},
+		{"join weight NaN-ish", "POST", "/v1/cluster/join", `{"id":"n4","http_addr":"127.0.0.1:1","raft_addr":"127.0.0.1:2","weight":-1}`, 400, "bad_request"},
+		{"group id reserved for streams", "POST", "/v1/ring/groups", `{"id":4294967295}`, 400, "bad_request"},
+		{"group id above the largest", "POST", "/v1/ring/groups", `{"id":1048576}`, 400, "bad_request"},
+		{"weight of a reserved group", "PUT", "/v1/ring/groups/4294967294/weight", `{"weight":2}`, 400, "bad_request"},
+		{"remove a reserved group", "DELETE", "/v1/ring/groups/4294967295", "", 400, "bad_request"},
 		{"lookup without key", "GET", "/v1/ring/lookup", "", 400, "bad_request"},
 		{"unknown path", "GET", "/v2/nothing", "", 404, "not_found"},
-		{"forward garbage", "POST", "/v1/internal/forward", "{]", 400, "bad_request"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -579,10 +627,13 @@ func TestBackupRestoreEndpointsRefuseBadInput(t *testing.T) {
 	if resp.StatusCode != 200 || !bytes.Contains(body, []byte(`"depth":1`)) {
 		t.Fatalf("merkle: %d %s", resp.StatusCode, body)
 	}
-	resp, body = do(t, "GET", srv.URL+"/v1/internal/groups/1/checkpoint?min_index=x", nil)
+	peer := newTestPeerAPI(t, newFake())
+	resp, body = do(t, "GET", peer.URL+"/v1/internal/groups/1/checkpoint?min_index=x", nil)
 	wantError(t, resp, body, 400, "bad_request")
-	resp, body = do(t, "GET", srv.URL+"/v1/internal/groups/1/checkpoint", nil)
+	resp, body = do(t, "GET", peer.URL+"/v1/internal/groups/1/checkpoint", nil)
 	wantError(t, resp, body, 421, "not_leader")
+	resp, body = do(t, "GET", peer.URL+"/v1/internal/groups/4294967295/checkpoint", nil)
+	wantError(t, resp, body, 400, "bad_request")
 	resp, body = do(t, "POST", srv.URL+"/v1/verify?deep=sometimes", nil)
 	wantError(t, resp, body, 400, "bad_request")
 }

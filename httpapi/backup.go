@@ -105,8 +105,8 @@ func boolParam(r *http.Request, name string) (bool, error) {
 
 func groupParam(r *http.Request) (raftnode.GroupID, error) {
 	id, err := strconv.ParseUint(mux.Vars(r)["id"], 10, 32)
-	if err != nil || id == 0 {
-		return 0, badRequest("group id: want a positive integer")
+	if err != nil || id == 0 || id > uint64(raftnode.MaxGroupID) {
+		return 0, badRequest(fmt.Sprintf("group id %q: want an integer from 1 to %d", mux.Vars(r)["id"], raftnode.MaxGroupID))
 	}
 	return raftnode.GroupID(id), nil
 }

@@ -100,6 +100,9 @@ func decodeGroupBody(b []byte, needWeight bool) (groupBody, error) {
 		if *raw.ID == 0 {
 			return out, badRequest("id: group 0 is the metadata group")
 		}
+		if *raw.ID > uint32(raftnode.MaxGroupID) {
+			return out, badRequest(fmt.Sprintf("id %d: data group ids are 1 to %d (larger ids are reserved)", *raw.ID, raftnode.MaxGroupID))
+		}
 		out.ID = *raw.ID
 	}
 	switch {
@@ -269,14 +272,11 @@ func decodeJoin(b []byte) (raftnode.NodeInfo, error) {
 		return raftnode.NodeInfo{}, badRequest(fmt.Sprintf("join body: want JSON {\"id\",\"http_addr\",\"raft_addr\"[,\"weight\"]}: %v", err))
 	}
 	info := raftnode.NodeInfo{ID: body.ID, HTTPAddr: body.HTTPAddr, RaftAddr: body.RaftAddr, Weight: body.Weight}
-	if info.Weight < 0 || info.Weight > raftnode.MaxNodeWeight {
-		return info, badRequest(fmt.Sprintf("join body: weight %v: want a number above 0 and at most %d (0 or absent means 1)", info.Weight, raftnode.MaxNodeWeight))
-	}
 	if info.ID == "" || info.HTTPAddr == "" || info.RaftAddr == "" {
 		return info, badRequest("join body: id, http_addr and raft_addr are all required")
 	}
-	if len(info.ID) > 128 || len(info.RaftAddr) > 255 || len(info.HTTPAddr) > 255 {
-		return info, badRequest("join body: id or address too long")
+	if err := raftnode.CheckMember(info); err != nil {
+		return info, err
 	}
 	return info, nil
 }

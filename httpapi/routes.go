@@ -10,17 +10,24 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// routes declares every endpoint once. Each path has its methods and a
-// fallback answering 405 with Allow.
-func (a *API) routes() *mux.Router {
+// newRouter is a router that matches on the encoded path and answers an
+// unknown path with a JSON 404 whose message begins with notFound.
+func newRouter(notFound string) *mux.Router {
 	r := mux.NewRouter()
 	// Keys keep '%2F' and dot segments: match on the encoded path, never
 	// clean or redirect.
 	r.SkipClean(true)
 	r.UseEncodedPath()
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		writeJSON(w, http.StatusNotFound, errorBody{WireError: wireErr("no such endpoint: "+req.URL.Path, "not_found")})
+		writeJSON(w, http.StatusNotFound, errorBody{WireError: wireErr(notFound+req.URL.Path, "not_found")})
 	})
+	return r
+}
+
+// routes declares every endpoint once. Each path has its methods and a
+// fallback answering 405 with Allow.
+func (a *API) routes() *mux.Router {
+	r := newRouter("no such endpoint: ")
 
 	if a.cfg.Pprof {
 		r.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -58,9 +65,6 @@ func (a *API) routes() *mux.Router {
 		{"backup", "/v1/backup", map[string]http.HandlerFunc{http.MethodGet: a.backup}},
 		{"restore", "/v1/restore", map[string]http.HandlerFunc{http.MethodPost: a.restore}},
 		{"merkle", "/v1/groups/{id}/merkle", map[string]http.HandlerFunc{http.MethodGet: a.tree}},
-		{"checkpoint", "/v1/internal/groups/{id}/checkpoint", map[string]http.HandlerFunc{http.MethodGet: a.checkpoint}},
-		{"restore_group", "/v1/internal/groups/{id}/restore", map[string]http.HandlerFunc{http.MethodPost: a.restoreGroup}},
-		{"forward", "/v1/internal/forward", map[string]http.HandlerFunc{http.MethodPost: a.forward}},
 		{"healthz", "/healthz", map[string]http.HandlerFunc{http.MethodGet: a.healthz}},
 		{"readyz", "/readyz", map[string]http.HandlerFunc{http.MethodGet: a.readyz}},
 		{"metrics", "/metrics", map[string]http.HandlerFunc{
@@ -87,6 +91,24 @@ func (a *API) routes() *mux.Router {
 			next.ServeHTTP(w, req)
 		})
 	})
+	return r
+}
+
+// peerRoutes declares the internal endpoints, which other nodes call on
+// this node's Raft port (PeerHandler) and the client listener never serves.
+func (a *API) peerRoutes() *mux.Router {
+	r := newRouter("no such internal endpoint: ")
+	for _, rt := range []struct {
+		name    string
+		path    string
+		methods map[string]http.HandlerFunc
+	}{
+		{"checkpoint", "/v1/internal/groups/{id}/checkpoint", map[string]http.HandlerFunc{http.MethodGet: a.checkpoint}},
+		{"restore_group", "/v1/internal/groups/{id}/restore", map[string]http.HandlerFunc{http.MethodPost: a.restoreGroup}},
+		{"forward", "/v1/internal/forward", map[string]http.HandlerFunc{http.MethodPost: a.forward}},
+	} {
+		r.NewRoute().Path(rt.path).Handler(a.byMethod(rt.name, rt.methods))
+	}
 	return r
 }
 

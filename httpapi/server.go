@@ -92,6 +92,7 @@ type API struct {
 	b       Backend
 	log     *slog.Logger
 	router  *mux.Router
+	peer    *mux.Router  // the internal endpoints (PeerHandler)
 	kv      http.Handler // the key-value routes, which router does not hold
 	metrics *metrics
 }
@@ -110,8 +111,15 @@ func New(b Backend, cfg Config) (*API, error) {
 	a := &API{cfg: cfg, b: b, log: cfg.Logger}
 	a.metrics = newMetrics(cfg.Registry, b)
 	a.router = a.routes()
+	a.peer = a.peerRoutes()
 	return a, nil
 }
+
+// PeerHandler serves the internal endpoints under /v1/internal, which
+// other nodes call. Serve it on raftnode.Node.PeerListener (the Raft port),
+// never on the client listener: these calls install checkpoints and run
+// internal operations, and are as trusted as Raft traffic.
+func (a *API) PeerHandler() http.Handler { return a.peer }
 
 // ServeHTTP makes API an http.Handler.
 // Key-value requests skip the router (see routes).

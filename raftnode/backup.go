@@ -304,7 +304,7 @@ func (n *Node) restoreCheckpoints(ctx context.Context, m snapshot.Manifest, file
 				_, err := n.RestoreCheckpoint(ctx, gid, f)
 				return err
 			}
-			return n.fwd.post(ctx, baseURL(leader.HTTPAddr)+fmt.Sprintf(RestorePath, gid), f)
+			return n.fwd.post(ctx, peerURL(leader.RaftAddr, fmt.Sprintf(RestorePath, gid)), f)
 		})
 		if err != nil {
 			return fmt.Errorf("group %d: %w", g.ID, err)

@@ -70,7 +70,7 @@ func (n *Node) fetchCheckpoint(ctx context.Context, g GroupID, minIndex uint64, 
 			_, err = sn.WriteTo(w)
 			return err
 		}
-		u := baseURL(leader.HTTPAddr) + fmt.Sprintf(CheckpointPath, g) + "?min_index=" + strconv.FormatUint(minIndex, 10)
+		u := peerURL(leader.RaftAddr, fmt.Sprintf(CheckpointPath, g)) + "?min_index=" + strconv.FormatUint(minIndex, 10)
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		if err != nil {
 			return err
@@ -111,10 +111,13 @@ func (n *Node) retryLeader(ctx context.Context, g GroupID, fn func(leader NodeIn
 	}
 }
 
-// stream runs req and copies a successful response body to w; an error
-// response is decoded into its error.
+// stream runs req on a peer's Raft port and copies a successful response
+// body to w; an error response is decoded into its error.
 func (f *forwarder) stream(req *http.Request, w io.Writer) error {
-	resp, err := f.client.Do(req)
+	if f.peer == nil {
+		return fmt.Errorf("%w: the Raft port is not open yet", ErrUnavailable)
+	}
+	resp, err := f.peer.Do(req)
 	if err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrNoLeader, req.URL.Host, err)
 	}

@@ -155,8 +155,8 @@ func DefaultConfig() Config {
 // Validate reports the first problem with c.
 func (c Config) Validate() error {
 	switch {
-	case c.ID == "":
-		return errors.New("config: node id is empty")
+	case CheckNodeID(c.ID) != nil:
+		return fmt.Errorf("config: %w", CheckNodeID(c.ID))
 	case c.HTTPAddr == "":
 		return errors.New("config: http address is empty")
 	case c.RaftAddr == "":

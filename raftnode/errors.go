@@ -147,8 +147,19 @@ func FromWire(w WireError) error {
 	}
 	for _, c := range codes {
 		if c.code == w.Code {
-			return fmt.Errorf("%w: %s", c.err, w.Error)
+			return &remoteError{msg: w.Error, err: c.err}
 		}
 	}
 	return errors.New(w.Error)
 }
+
+// remoteError is an error another node reported: it reads as that node
+// wrote it (which already names the sentinel's words, so prefixing them
+// again would say them twice) and matches the sentinel of its code.
+type remoteError struct {
+	msg string
+	err error
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.err }

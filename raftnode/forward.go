@@ -13,16 +13,24 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // ForwardPath is the internal endpoint a node serves forwarded requests on.
 const ForwardPath = "/v1/internal/forward"
 
-// forwarder sends requests to peers' internal endpoint over keep-alive
-// HTTP, batching concurrent requests bound for the same node.
+// forwarder sends requests to other nodes. Node-to-node calls (forwarded
+// requests, checkpoints, restores) travel on the peers' Raft ports: small
+// requests on forwarding streams, the rest as HTTP over connections opened
+// with the mux header for peerHTTPGroup, batching concurrent requests bound
+// for the same node. Only the public calls a node makes (joining through a
+// URL it was given, reading a peer's status) use the peers' client port.
 type forwarder struct {
-	client  *http.Client
-	streams *streams // set once the Raft port is open
+	client *http.Client // to client ports
+	peer   *http.Client // to Raft ports, once set
+	// streams is set once the Raft port is open.
+	streams *streams
 	mu      sync.Mutex
 	dests   map[string]*destination
 }
@@ -37,15 +45,39 @@ func newForwarder() *forwarder {
 	return &forwarder{client: &http.Client{Transport: tr}, dests: map[string]*destination{}}
 }
 
+// usePeerLayer makes node-to-node HTTP dial peers' Raft ports through
+// layer (the mux's peerHTTPGroup layer), where the fault hook applies too.
+func (f *forwarder) usePeerLayer(layer raft.StreamLayer) {
+	dial := func(ctx context.Context, _, addr string) (net.Conn, error) {
+		timeout := 2 * time.Second
+		if dl, ok := ctx.Deadline(); ok {
+			timeout = min(timeout, time.Until(dl))
+		}
+		return layer.Dial(raft.ServerAddress(addr), timeout)
+	}
+	f.peer = &http.Client{Transport: &http.Transport{
+		DialContext:         dial,
+		MaxIdleConns:        1024,
+		MaxIdleConnsPerHost: 512,
+		IdleConnTimeout:     90 * time.Second,
+	}}
+}
+
+// peerURL is the URL of an internal endpoint on the node at a Raft address.
+func peerURL(raftAddr, path string) string { return "http://" + raftAddr + path }
+
 func (f *forwarder) close() {
 	f.client.CloseIdleConnections()
+	if f.peer != nil {
+		f.peer.CloseIdleConnections()
+	}
 	if f.streams != nil {
 		f.streams.close()
 	}
 }
 
 // to runs req on the node info describes: on the forwarding stream to its
-// Raft port if the request is a small one, else over HTTP.
+// Raft port if the request is a small one, else over HTTP to that port.
 func (f *forwarder) to(ctx context.Context, info NodeInfo, req Request) (Response, error) {
 	if f.streams != nil && streamed(req.Op) && info.RaftAddr != "" {
 		resp, err := f.streams.forward(ctx, info.RaftAddr, req)
@@ -53,7 +85,7 @@ func (f *forwarder) to(ctx context.Context, info NodeInfo, req Request) (Respons
 			return resp, err
 		}
 	}
-	return f.forward(ctx, info.HTTPAddr, req)
+	return f.forward(ctx, info.RaftAddr, req)
 }
 
 func baseURL(addr string) string {
@@ -138,16 +170,16 @@ func (f *forwarder) dest(addr string) *destination {
 	return d
 }
 
-// forward runs req on the node at httpAddr. Concurrent requests to the same
+// forward runs req on the node at raftAddr. Concurrent requests to the same
 // node share HTTP calls. A transport failure after a write may have been
 // sent is reported as ErrOutcomeUnknown.
-func (f *forwarder) forward(ctx context.Context, httpAddr string, req Request) (Response, error) {
+func (f *forwarder) forward(ctx context.Context, raftAddr string, req Request) (Response, error) {
 	dl, ok := ctx.Deadline()
 	if !ok {
 		dl = time.Now().Add(10 * time.Second)
 	}
 	p := &pending{req: req, deadline: dl, done: make(chan BatchResult, 1)}
-	d := f.dest(httpAddr)
+	d := f.dest(raftAddr)
 	d.mu.Lock()
 	d.queue = append(d.queue, p)
 	start := d.inflight < maxInflight
@@ -164,14 +196,14 @@ func (f *forwarder) forward(ctx context.Context, httpAddr string, req Request) (
 			return Response{}, FromWire(*r.Error)
 		}
 		if r.Response == nil {
-			return Response{}, fmt.Errorf("forwarding to %s: empty result", httpAddr)
+			return Response{}, fmt.Errorf("forwarding to %s: empty result", raftAddr)
 		}
 		return *r.Response, nil
 	case <-ctx.Done():
 		if req.isWrite() {
-			return Response{}, fmt.Errorf("%w: forwarded to %s, no answer in time", ErrOutcomeUnknown, httpAddr)
+			return Response{}, fmt.Errorf("%w: forwarded to %s, no answer in time", ErrOutcomeUnknown, raftAddr)
 		}
-		return Response{}, fmt.Errorf("%w: forwarded to %s, no answer in time", ErrUnavailable, httpAddr)
+		return Response{}, fmt.Errorf("%w: forwarded to %s, no answer in time", ErrUnavailable, raftAddr)
 	}
 }
 
@@ -217,13 +249,17 @@ func (f *forwarder) call(addr string, batch []*pending) {
 			p.done <- BatchResult{Error: &w}
 		}
 	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL(addr)+ForwardPath, bytes.NewReader(mustJSON(body)))
+	if f.peer == nil {
+		fail(errors.New("the Raft port is not open yet"), false)
+		return
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, peerURL(addr, ForwardPath), bytes.NewReader(mustJSON(body)))
 	if err != nil {
 		fail(err, false)
 		return
 	}
 	hreq.Header.Set("Content-Type", "application/json")
-	hresp, err := f.client.Do(hreq)
+	hresp, err := f.peer.Do(hreq)
 	if err != nil {
 		fail(err, !errors.Is(err, syscall.ECONNREFUSED))
 		return

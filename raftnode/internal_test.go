@@ -14,7 +14,7 @@ import (
 )
 
 func TestApplyMeta(t *testing.T) {
-	n1 := NodeInfo{ID: "n1", HTTPAddr: "h1", RaftAddr: "r1"}
+	n1 := NodeInfo{ID: "n1", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"}
 	l, err := applyMeta(&Layout{}, metaCommand{Op: "init", Node: &n1, Groups: 3, VNodes: 8})
 	if err != nil {
 		t.Fatal(err)
@@ -200,7 +200,7 @@ func TestPackSplitsRepeatedKeysAndKeepsOthersAlone(t *testing.T) {
 // compares it with its peers' to learn that it was removed.
 func TestMetaFSMIndex(t *testing.T) {
 	f := newMetaFSM()
-	n1 := NodeInfo{ID: "n1", HTTPAddr: "h1", RaftAddr: "r1"}
+	n1 := NodeInfo{ID: "n1", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"}
 	if err := f.Apply(&raft.Log{Index: 3, Data: mustJSON(metaCommand{Op: "init", Node: &n1, Groups: 2, VNodes: 8, ClusterID: "abc"})}); err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func TestMetaFSMIndex(t *testing.T) {
 	if index != 4 || l.ClusterID != "abc" {
 		t.Fatalf("after entries 3 and 4: index %d cluster %q", index, l.ClusterID)
 	}
-	n2 := NodeInfo{ID: "n2", HTTPAddr: "h2", RaftAddr: "r2"}
+	n2 := NodeInfo{ID: "n2", HTTPAddr: "127.0.0.1:3", RaftAddr: "127.0.0.1:4"}
 	if err := f.Apply(&raft.Log{Index: 5, Data: mustJSON(metaCommand{Op: "add_node", Node: &n2})}); err != nil {
 		t.Fatal(err)
 	}

@@ -155,16 +155,30 @@ func decodeMetaCommand(b []byte) (metaCommand, error) {
 		if c.Node == nil || c.Node.ID == "" {
 			return c, fmt.Errorf("%w: meta %s: node missing", ErrBadRequest, c.Op)
 		}
-		if c.Node.Weight < 0 || c.Node.Weight > MaxNodeWeight {
+		if !(c.Node.Weight >= 0 && c.Node.Weight <= MaxNodeWeight) {
 			return c, fmt.Errorf("%w: meta %s: weight %v", ErrBadRequest, c.Op, c.Node.Weight)
+		}
+		if c.Op == "add_node" {
+			if err := CheckMember(*c.Node); err != nil {
+				return c, fmt.Errorf("meta add_node: %w", err)
+			}
 		}
 	case "replica_move_start", "replica_move_end":
 		if c.Move == nil || c.Move.To == "" || c.Move.Group == 0 {
 			return c, fmt.Errorf("%w: meta %s: move missing", ErrBadRequest, c.Op)
 		}
+		if err := checkGroupID("meta "+c.Op+": group", c.Move.Group); err != nil {
+			return c, err
+		}
 	case "migrate_start":
 		if c.Change == nil {
 			return c, fmt.Errorf("%w: meta migrate_start: change missing", ErrBadRequest)
+		}
+		if err := c.Change.check(); err != nil {
+			return c, fmt.Errorf("meta migrate_start: %w", err)
+		}
+		if c.Change.Add != nil && c.Change.Add.Group == 0 {
+			return c, fmt.Errorf("%w: meta migrate_start: an added group needs its id", ErrBadRequest)
 		}
 	case "migrate_phase":
 		if c.Phase == nil {
@@ -174,15 +188,18 @@ func decodeMetaCommand(b []byte) (metaCommand, error) {
 		if len(c.Loads) > 4096 {
 			return c, fmt.Errorf("%w: meta loads: %d groups", ErrBadRequest, len(c.Loads))
 		}
-		for _, v := range c.Loads {
+		for g, v := range c.Loads {
 			if !(v >= 0 && v <= 1e9) {
 				return c, fmt.Errorf("%w: meta loads: rate %v", ErrBadRequest, v)
+			}
+			if err := checkGroupID("meta loads: group", g); err != nil {
+				return c, err
 			}
 		}
 	case "migrate_end", "migrate_abort", "migrate_aborted":
 	case "pin_leader":
-		if c.Group == 0 {
-			return c, fmt.Errorf("%w: meta pin_leader: group missing", ErrBadRequest)
+		if err := checkGroupID("meta pin_leader: group", c.Group); err != nil {
+			return c, err
 		}
 	default:
 		return c, fmt.Errorf("%w: meta op %q", ErrBadRequest, c.Op)
@@ -259,8 +276,26 @@ func (f *metaFSM) Apply(lg *raft.Log) interface{} {
 }
 
 // applyMeta computes the layout after c; nil means unchanged. It is
-// deterministic.
-func applyMeta(cur *Layout, c metaCommand) (*Layout, error) {
+// deterministic. A command it cannot apply is refused with an error and
+// leaves the layout as it was: a panic in the rules (a bug; the fuzz target
+// FuzzApplyMeta looks for them) is turned into such a refusal too, because
+// the command is in the log and would otherwise stop every replica again
+// at every restart.
+func applyMeta(cur *Layout, c metaCommand) (next *Layout, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			next, err = nil, fmt.Errorf("%w: meta %s: refused: %v", ErrBadRequest, c.Op, p)
+		}
+	}()
+	return applyMetaRules(cur, c)
+}
+
+func applyMetaRules(cur *Layout, c metaCommand) (*Layout, error) {
+	if !cur.Initialized && c.Op != "init" {
+		// A layout with members but no ring would not restore from a
+		// snapshot.
+		return nil, fmt.Errorf("%w: meta %s: cluster layout not initialised yet", ErrUnavailable, c.Op)
+	}
 	next := cur.clone()
 	switch c.Op {
 	case "init":
@@ -319,9 +354,6 @@ func applyMeta(cur *Layout, c metaCommand) (*Layout, error) {
 			return nil, err
 		}
 	case "migrate_start":
-		if !cur.Initialized {
-			return nil, fmt.Errorf("%w: cluster layout not initialised yet", ErrUnavailable)
-		}
 		if err := startMigration(cur, next, *c.Change); err != nil {
 			return nil, err
 		}

@@ -83,16 +83,29 @@ func (n *Node) AbortRingChange(ctx context.Context) error {
 	return err
 }
 
-// nextGroupID is one more than any group id the layout has used.
+// nextGroupID is one more than any group id the layout has used, or,
+// once that passes MaxGroupID, the lowest id never used (0 when none is
+// left).
 func nextGroupID(l *Layout) GroupID {
+	used := map[GroupID]bool{}
 	var top GroupID
 	for _, g := range l.Groups {
 		top = max(top, g.ID)
+		used[g.ID] = true
 	}
 	for _, g := range l.Retired {
 		top = max(top, g)
+		used[g] = true
 	}
-	return top + 1
+	if top < MaxGroupID {
+		return top + 1
+	}
+	for g := GroupID(1); g <= MaxGroupID; g++ {
+		if !used[g] {
+			return g
+		}
+	}
+	return 0
 }
 
 // serveMoving runs the moving operations on replica r, which leads its
@@ -118,6 +131,11 @@ func (n *Node) serveMoving(ctx context.Context, r *replica, req Request) (Respon
 	}
 	if r.st == nil {
 		return resp, fmt.Errorf("%w: group %d holds no keys", ErrBadRequest, r.id)
+	}
+	if req.Op != opRangeScan {
+		if err := n.checkMover(ctx, r.id, req); err != nil {
+			return resp, err
+		}
 	}
 	ranges := make([]store.HashRange, len(req.Ranges))
 	for i, rg := range req.Ranges {
@@ -192,6 +210,51 @@ func (n *Node) serveMoving(ctx context.Context, r *replica, req Request) (Respon
 	}
 	resp.RaftIndex, resp.Count, resp.Cursor = res.Index, res.Count, res.Cursor
 	return resp, nil
+}
+
+// checkMover refuses a command that changes a group's ranges (fence,
+// unfence, ingest, drop) unless it is one the metadata leader's mover could
+// have sent: its term is one the metadata group has reached, and its ranges
+// are those of a transfer of the ring change in motion from or to group g.
+// A store never forgets the highest mover term it has seen (it refuses
+// older ones), so an absurd term would otherwise lock every later mover
+// out; and a drop of ranges no transfer names would delete keys the group
+// owns. The local layout may lag the mover's: it waits for it until ctx
+// ends.
+func (n *Node) checkMover(ctx context.Context, g GroupID, req Request) error {
+	if req.Term == 0 {
+		return fmt.Errorf("%w: %s without the mover's metadata term", ErrBadRequest, req.Op)
+	}
+	if meta := n.meta.raft.CurrentTerm(); req.Term > meta {
+		return fmt.Errorf("%w: %s of mover term %d, past this node's metadata term %d", ErrUnavailable, req.Op, req.Term, meta)
+	}
+	for {
+		changed := n.meta.meta.Changed()
+		if m := n.Layout().Migration; m != nil {
+			for _, t := range m.Transfers {
+				if (t.From == g || t.To == g) && sameRanges(t.Ranges, req.Ranges) {
+					return nil
+				}
+			}
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %s of group %d: no transfer of the ring change in motion moves those ranges", ErrConflict, req.Op, g)
+		}
+	}
+}
+
+func sameRanges(a, b []ring.Range) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // waitMigrationSeen waits until this node's layout shows a migration in

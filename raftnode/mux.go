@@ -23,6 +23,10 @@ const (
 	muxVersion = 1
 )
 
+// peerHTTPGroup is the mux header's group number for node-to-node HTTP
+// (forwarded requests, checkpoints, restores); no Raft group has it.
+const peerHTTPGroup GroupID = 1<<32 - 2
+
 var errMuxClosed = errors.New("raft mux closed")
 
 // Mux multiplexes the Raft traffic of every group over one listener. It

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -22,6 +23,8 @@ type Node struct {
 	log *slog.Logger
 	mux *Mux
 	fwd *forwarder
+	// peerLn accepts node-to-node HTTP on the Raft port (PeerListener).
+	peerLn raft.StreamLayer
 
 	meta *replica
 	// moving is the replica move this node runs as metadata leader.
@@ -81,6 +84,11 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.fwd.streams = newStreams(sl)
 	go n.serveStreams(sl)
+	if n.peerLn, err = n.mux.Layer(peerHTTPGroup); err != nil {
+		n.mux.Close()
+		return nil, err
+	}
+	n.fwd.usePeerLayer(n.peerLn)
 
 	restart := hasState(groupDir(cfg.DataDir, MetaGroup))
 	bootstrap := !restart && len(cfg.Join) == 0
@@ -254,6 +262,12 @@ func (n *Node) ID() NodeID { return n.cfg.ID }
 // Mux exposes the Raft port's fault hook (Block) to tests and the chaos
 // harness.
 func (n *Node) Mux() *Mux { return n.mux }
+
+// PeerListener accepts the node-to-node HTTP calls that arrive on the Raft
+// port (the internal endpoints under /v1/internal: forwarded requests,
+// checkpoints, restores). The caller serves them; nothing else reaches
+// those endpoints. It closes with the node.
+func (n *Node) PeerListener() net.Listener { return n.peerLn }
 
 // BlockPeers is the fault hook: it cuts this node's Raft traffic and its
 // forwarding streams (which share the Raft port) to and from the given Raft

@@ -43,18 +43,8 @@ func (c RingChange) String() string {
 // that ideally moves (the least any change giving every group its
 // weight's share could move).
 func (c RingChange) next(cur *ring.Ring) (*ring.Ring, float64, error) {
-	set := 0
-	if c.Add != nil {
-		set++
-	}
-	if c.Remove != 0 {
-		set++
-	}
-	if c.Weight != nil {
-		set++
-	}
-	if set != 1 {
-		return nil, 0, fmt.Errorf("%w: give exactly one change: add, remove or weight", ErrBadRequest)
+	if err := c.check(); err != nil {
+		return nil, 0, err
 	}
 	total := 0
 	for _, g := range cur.Groups() {

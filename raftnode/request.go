@@ -90,6 +90,9 @@ type Request struct {
 
 // Validate checks a request that arrived from the network.
 func (r Request) Validate() error {
+	if err := checkAnyGroup(r.Group); err != nil {
+		return err
+	}
 	switch r.Op {
 	case opPut, opDelete, opGet, opVerify, opVerifyResult, opVerifyTree:
 		if len(r.Key) == 0 {
@@ -112,12 +115,15 @@ func (r Request) Validate() error {
 		}
 	case opRingAbort:
 	case opPinLeader:
-		if r.Target == 0 {
-			return fmt.Errorf("%w: pin_leader without a group", ErrBadRequest)
+		if err := checkGroupID("pin_leader: group", r.Target); err != nil {
+			return err
 		}
 	case opRingChange:
 		if r.Change == nil {
 			return fmt.Errorf("%w: ring change missing", ErrBadRequest)
+		}
+		if err := r.Change.check(); err != nil {
+			return err
 		}
 	case opWait:
 		if r.Index == 0 {
@@ -135,6 +141,11 @@ func (r Request) Validate() error {
 	case opAddVoter, opAddNonvoter, opRemoveServer, opJoin, opRemoveNode, opNodeState:
 		if r.Node == nil || r.Node.ID == "" {
 			return fmt.Errorf("%w: %s without a node", ErrBadRequest, r.Op)
+		}
+		if r.Op == opJoin {
+			if err := CheckMember(*r.Node); err != nil {
+				return err
+			}
 		}
 	default:
 		return fmt.Errorf("%w: unknown op %q", ErrBadRequest, r.Op)

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -337,7 +336,12 @@ func TestStreamFallsBackToHTTPForPeersWithoutStreams(t *testing.T) {
 	}
 	defer old.Close()
 	var calls atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// The peer serves node-to-node HTTP on its Raft port, not streams.
+	pl, err := old.Layer(peerHTTPGroup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		b, err := DecodeBatch(body)
 		if r.URL.Path != ForwardPath || err != nil {
@@ -350,7 +354,8 @@ func TestStreamFallsBackToHTTPForPeersWithoutStreams(t *testing.T) {
 			reply.Results = append(reply.Results, BatchResult{Response: &Response{ServedBy: "old", Entry: &KV{Key: it.Key, Value: []byte("over http")}}})
 		}
 		w.Write(mustJSON(reply))
-	}))
+	})}
+	go srv.Serve(pl)
 	defer srv.Close()
 	cm, err := NewMux("127.0.0.1:0", "", quietLogger())
 	if err != nil {
@@ -360,8 +365,11 @@ func TestStreamFallsBackToHTTPForPeersWithoutStreams(t *testing.T) {
 	cl, _ := cm.Layer(streamGroup)
 	f := newForwarder()
 	f.streams = newStreams(cl)
+	cpl, _ := cm.Layer(peerHTTPGroup)
+	f.usePeerLayer(cpl)
 	defer f.close()
-	info := NodeInfo{ID: "old", HTTPAddr: srv.URL, RaftAddr: old.Addr().String()}
+	// The client port is never called for node-to-node requests.
+	info := NodeInfo{ID: "old", HTTPAddr: "127.0.0.1:1", RaftAddr: old.Addr().String()}
 	for i := 0; i < 3; i++ {
 		resp, err := f.to(context.Background(), info, getReq("k"))
 		if err != nil || resp.ServedBy != "old" || string(resp.Entry.Value) != "over http" {
@@ -603,7 +611,7 @@ func TestStreamCodecRoundTrips(t *testing.T) {
 		{Request: Request{Op: opPut, Group: 1, Key: []byte("k"), Value: []byte("v"), HasCAS: true, CAS: 5}, DeadlineMS: 1},
 		{Request: Request{Op: opPut, Group: 1, Key: []byte("k"), Value: []byte("v"), Async: true}, DeadlineMS: 99},
 		{Request: Request{Op: opDelete, Group: 7, Key: []byte("\x00/%2F")}, DeadlineMS: 10000},
-		{Request: Request{Op: opGet, Group: 1 << 20, Key: []byte("k"), Consistency: Linearizable, Index: 1 << 40}, DeadlineMS: 5},
+		{Request: Request{Op: opGet, Group: MaxGroupID, Key: []byte("k"), Consistency: Linearizable, Index: 1 << 40}, DeadlineMS: 5},
 		{Request: Request{Op: opWait, Group: 3, Index: 77, Term: 9}, DeadlineMS: 5},
 	} {
 		got, err := DecodeStreamRequest(encodeStreamRequest(it))

@@ -250,7 +250,7 @@ func (n *Node) ask(ctx context.Context, id NodeID, req Request) (Response, error
 	if !ok {
 		return Response{}, fmt.Errorf("%w: node %s not in the layout", ErrNotFound, id)
 	}
-	return n.fwd.forward(ctx, info.HTTPAddr, req)
+	return n.fwd.forward(ctx, info.RaftAddr, req)
 }
 
 // remoteTree is the tree a replica recorded at one verification.
@@ -335,7 +335,7 @@ func (n *Node) replicaRoot(ctx context.Context, g GroupID, id NodeID, nonce []by
 		if id == n.cfg.ID {
 			resp, err = n.Serve(ctx, req)
 		} else if info, ok := n.Layout().Node(id); ok {
-			resp, err = n.fwd.forward(ctx, info.HTTPAddr, req)
+			resp, err = n.fwd.forward(ctx, info.RaftAddr, req)
 		} else {
 			err = fmt.Errorf("node %s not in the layout", id)
 		}

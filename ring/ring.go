@@ -351,6 +351,10 @@ func (r *Ring) SetWeight(id GroupID, weight int) (*Ring, error) {
 		return nil, fmt.Errorf("%w: %d", ErrBadWeight, weight)
 	case weight == g.Weight:
 		return nil, fmt.Errorf("%w: group %d already has weight %d", ErrNoChange, id, weight)
+	case len(r.groups) == 1:
+		// A lone group owns the whole space at any weight, and there is
+		// no other group to carve new tokens from.
+		return nil, fmt.Errorf("%w: group %d is the only group on the ring; its weight decides nothing", ErrNoChange, id)
 	}
 	if weight < g.Weight {
 		return r.giveAway(id, r.smallest(id, weight, g.Weight), weight)

@@ -57,6 +57,9 @@ commands:
   chaos [--duration D] [--nemesis kill,pause,partition,reshard,scale] [--replication async]
         [--target local|compose|endpoints]
                                  inject faults (or ring changes), check the history
+  hostile [--target local|compose|endpoints] [--groups N] [--json]
+                                 send reserved values, internal calls and forged Raft RPCs;
+                                 check each is refused and the cluster stays healthy
 
 --addr defaults to $RINGKV_ADDR, then http://127.0.0.1:7070.
 `
@@ -117,6 +120,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, 
 		return cmdChaos(parent, rest, stdout) // bounded by its own --duration
 	case "bench":
 		return cmdBench(parent, *addr, rest, stdout) // bounded by its own --duration or --ops
+	case "hostile":
+		return cmdHostile(parent, rest, stdout) // each case bounded by --recover
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -211,6 +211,10 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	srv := httpapi.NewServer(o.httpAddr, api)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	// Node-to-node calls arrive on the Raft port; the listener closes with
+	// the node.
+	peerSrv := httpapi.NewServer("", api.PeerHandler())
+	go peerSrv.Serve(node.PeerListener())
 	log.Info("ringkvd serving", "id", o.node.ID, "http", ln.Addr().String(), "raft", node.Mux().Addr().String(), "data_dir", o.node.DataDir)
 
 	select {
@@ -225,6 +229,7 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 		log.Warn("http shutdown", "err", serr)
 	}
 	node.Close()
+	peerSrv.Close()
 	log.Info("ringkvd stopped")
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil

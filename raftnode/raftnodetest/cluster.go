@@ -40,6 +40,7 @@ type Member struct {
 	RaftAddr string
 	DataDir  string
 	srv      *http.Server
+	peerSrv  *http.Server // node-to-node HTTP on the Raft port
 	weight   float64
 }
 
@@ -165,6 +166,8 @@ func (c *Cluster) start(m *Member, join []string) {
 	}
 	m.srv = httpapi.NewServer(m.HTTPAddr, api)
 	go m.srv.Serve(ln)
+	m.peerSrv = httpapi.NewServer("", api.PeerHandler())
+	go m.peerSrv.Serve(n.PeerListener())
 	m.Node = n
 }
 
@@ -181,6 +184,7 @@ func (c *Cluster) stop(m *Member) {
 	}
 	m.srv.Close()
 	m.Node.Close()
+	m.peerSrv.Close()
 	m.Node = nil
 }
 

@@ -719,6 +719,12 @@ func (n *NetworkTransport) handleCommand(r *bufio.Reader, dec *codec.Decoder, en
 
 	metrics.MeasureSinceWithLabels([]string{"raft", "net", "rpcDecode"}, decodeStart, labels)
 
+	// ringkv: refuse what raft would act on to its harm (rpc_check.go);
+	// the connection closes.
+	if err := CheckRPC(rpc.Command); err != nil {
+		return err
+	}
+
 	processStart := time.Now()
 
 	// Check for heartbeat fast-path

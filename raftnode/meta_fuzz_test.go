@@ -1,0 +1,192 @@
+package raftnode
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/raft"
+)
+
+// metaShapes returns layouts of every shape the metadata state machine
+// meets: none yet, one node with one group, one node with several, several
+// nodes, a ring change in each of its phases, one being aborted, and a
+// replica move in flight.
+func metaShapes(tb testing.TB) map[string]*Layout {
+	tb.Helper()
+	must := func(l *Layout, cmds ...metaCommand) *Layout {
+		tb.Helper()
+		for _, c := range cmds {
+			next, err := applyMetaRules(l, c)
+			if err != nil {
+				tb.Fatalf("building a layout: %s: %v", c.Op, err)
+			}
+			l = next
+		}
+		return l
+	}
+	member := func(id string, port int) metaCommand {
+		return metaCommand{Op: "add_node", Node: &NodeInfo{ID: NodeID(id),
+			HTTPAddr: fmt.Sprintf("127.0.0.1:%d", port), RaftAddr: fmt.Sprintf("127.0.0.1:%d", port+1)}}
+	}
+	init := func(groups int) metaCommand {
+		return metaCommand{Op: "init", Node: &NodeInfo{ID: "n1", HTTPAddr: "127.0.0.1:7070", RaftAddr: "127.0.0.1:7071"},
+			Groups: groups, VNodes: 8, ClusterID: "c"}
+	}
+	one := must(&Layout{}, init(1))
+	three := must(&Layout{}, init(3), member("n2", 7080), member("n3", 7090), member("n4", 7100))
+	adding := must(three, metaCommand{Op: "migrate_start", Change: &RingChange{Add: &GroupWeight{Group: 4, Weight: 1}}})
+	t := adding.Migration.Transfers[0]
+	fenced := must(adding, metaCommand{Op: "migrate_phase", Phase: &migrationPhase{From: t.From, To: t.To, Phase: PhaseFenced, FenceIndex: 9}})
+	flipped := must(fenced, metaCommand{Op: "migrate_phase", Phase: &migrationPhase{From: t.From, To: t.To, Phase: PhaseFlipped}})
+	return map[string]*Layout{
+		"empty":              {},
+		"one node, 1 group":  one,
+		"one node, 3 groups": must(&Layout{}, init(3)),
+		"3 nodes, 1 group":   must(one, member("n2", 7080), member("n3", 7090)),
+		"4 nodes, 3 groups":  three,
+		"adding a group":     adding,
+		"transfer fenced":    fenced,
+		"transfer flipped":   flipped,
+		"removing a group":   must(three, metaCommand{Op: "migrate_start", Change: &RingChange{Remove: 2}}),
+		"aborting":           must(adding, metaCommand{Op: "migrate_abort"}),
+		"moving a replica": must(three, metaCommand{Op: "replica_move_start",
+			Move: &ReplicaMove{Group: 1, From: "n1", To: "n4", Reason: "balance"}}),
+		"draining": must(three, metaCommand{Op: "node_state", Node: &NodeInfo{ID: "n2"}, Draining: true, Leaving: true}),
+	}
+}
+
+// checkLayout asserts what every replica relies on in a layout: replicas
+// on members and within the factor, group ids that are not reserved, a
+// form that a snapshot restores, and a ring that routes every key.
+func checkLayout(t *testing.T, l *Layout) {
+	t.Helper()
+	for _, g := range l.Groups {
+		if checkGroupID("group", g.ID) != nil {
+			t.Fatalf("the layout holds group %d", g.ID)
+		}
+		if len(g.Replicas) > l.replication() {
+			t.Fatalf("group %d has %d replicas, factor %d", g.ID, len(g.Replicas), l.replication())
+		}
+		for _, id := range g.Replicas {
+			if _, ok := l.Node(id); !ok {
+				t.Fatalf("group %d has a replica on non-member %s", g.ID, id)
+			}
+		}
+	}
+	back, err := decodeLayout(bytes.NewReader(mustJSON(l)))
+	if err != nil {
+		t.Fatalf("the layout does not survive a snapshot: %v", err)
+	}
+	if !l.Initialized {
+		return
+	}
+	for _, k := range []string{"a", "b", "\xff", strings.Repeat("k", 300)} {
+		g, err := back.Route([]byte(k))
+		if err != nil {
+			t.Fatalf("key %q: no route: %v", k, err)
+		}
+		if _, ok := back.Group(g); !ok {
+			t.Fatalf("key %q routes to group %d, not in the layout", k, g)
+		}
+	}
+}
+
+// FuzzApplyMeta applies any sequence of metadata commands (one JSON
+// command per line) to layouts of every shape. Whatever decodes must apply
+// or be refused without a panic, deterministically, and leave a layout
+// that checkLayout accepts.
+func FuzzApplyMeta(f *testing.F) {
+	for _, s := range []string{
+		`{"op":"migrate_start","change":{"weight":{"group":1,"weight":2}}}`,
+		`{"op":"migrate_start","change":{"add":{"group":4294967295,"weight":1}}}`,
+		`{"op":"migrate_start","change":{"add":{"group":1048575,"weight":1}}}`,
+		`{"op":"migrate_start","change":{"remove":1}}`,
+		`{"op":"migrate_start","change":{"weight":{"group":3,"weight":64}}}`,
+		`{"op":"migrate_phase","phase":{"From":1,"To":4,"Phase":"done"}}` + "\n" + `{"op":"migrate_end"}`,
+		`{"op":"migrate_abort"}` + "\n" + `{"op":"migrate_aborted"}`,
+		`{"op":"add_node","node":{"id":"n9","http_addr":"127.0.0.1:1","raft_addr":"127.0.0.1:2"}}`,
+		`{"op":"add_node","node":{"id":"../x","http_addr":"a","raft_addr":"b"}}`,
+		`{"op":"remove_node","node":{"id":"n1"}}` + "\n" + `{"op":"remove_node","node":{"id":"n2"}}`,
+		`{"op":"replica_move_end","move":{"group":1,"from":"n1","to":"n4","reason":"balance"}}`,
+		`{"op":"replica_move_start","move":{"group":2,"to":"n4","reason":"replicate"}}`,
+		`{"op":"pin_leader","group":1,"node":{"id":"n2"}}`,
+		`{"op":"loads","loads":{"1":5,"4294967295":3}}`,
+		`{"op":"node_state","node":{"id":"n3"},"draining":true}`,
+	} {
+		f.Add(s)
+	}
+	shapes := metaShapes(f)
+	f.Fuzz(func(t *testing.T, s string) {
+		lines := strings.Split(s, "\n")
+		if len(lines) > 8 {
+			return
+		}
+		var cmds []metaCommand
+		for _, line := range lines {
+			c, err := decodeMetaCommand([]byte(line))
+			if err != nil {
+				if !errors.Is(err, ErrBadRequest) {
+					t.Fatalf("decode refused %q with %v, not a bad request", line, err)
+				}
+				continue
+			}
+			cmds = append(cmds, c)
+		}
+		for name, l := range shapes {
+			for _, c := range cmds {
+				a, errA := applyMetaRules(l, c)
+				b, errB := applyMetaRules(l, c)
+				if (errA == nil) != (errB == nil) || string(mustJSON(a)) != string(mustJSON(b)) {
+					t.Fatalf("%s: %s is not deterministic", name, c.Op)
+				}
+				if errA != nil || a == nil {
+					continue
+				}
+				checkLayout(t, a)
+				l = a
+			}
+		}
+	})
+}
+
+// The poison pills found against real clusters, each refused as a
+// recorded error instead of panicking or being stored.
+func TestMetaPoisonPillsAreRefused(t *testing.T) {
+	shapes := metaShapes(t)
+	always := func(*Layout) bool { return true }
+	for _, tc := range []struct {
+		name string
+		cmd  metaCommand
+		// on says which layouts must refuse the command.
+		on func(*Layout) bool
+	}{
+		{"the weight of the only group", metaCommand{Op: "migrate_start", Change: &RingChange{Weight: &GroupWeight{Group: 1, Weight: 2}}},
+			func(l *Layout) bool { return len(l.Groups) == 1 }},
+		{"the forwarding streams' group id", metaCommand{Op: "migrate_start", Change: &RingChange{Add: &GroupWeight{Group: 1<<32 - 1, Weight: 1}}}, always},
+		{"a reserved group id", metaCommand{Op: "migrate_start", Change: &RingChange{Add: &GroupWeight{Group: MaxGroupID + 1, Weight: 1}}}, always},
+		{"a node id with a slash", metaCommand{Op: "add_node", Node: &NodeInfo{ID: "a/../b", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"}}, always},
+		{"a node id with NUL", metaCommand{Op: "add_node", Node: &NodeInfo{ID: "a\x00", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"}}, always},
+		{"an address that is none", metaCommand{Op: "add_node", Node: &NodeInfo{ID: "n9", HTTPAddr: "127.0.0.1:1", RaftAddr: "not an address"}}, always},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for name, l := range shapes {
+				f := newMetaFSM()
+				f.publish(l, 1)
+				err, _ := f.Apply(&raft.Log{Index: 2, Data: mustJSON(tc.cmd)}).(error)
+				if tc.on(l) && !errors.Is(err, ErrBadRequest) {
+					t.Fatalf("%s: applying it gave %v, want a bad request", name, err)
+				}
+				got, index := f.LayoutAt()
+				if index != 2 {
+					t.Fatalf("%s: the layout's index is %d after entry 2", name, index)
+				}
+				if err != nil && got != l {
+					t.Fatalf("%s: a refused command changed the layout", name)
+				}
+			}
+		})
+	}
+}
