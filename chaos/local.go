@@ -393,6 +393,11 @@ func (c *Cluster) WaitReady(ctx context.Context, voters int) error {
 					return fmt.Errorf("%s: group %d has voters %v", p.ID, g.ID, g.Voters)
 				}
 			}
+			// Joiners vote in the metadata group once caught up (at
+			// most 5 voters).
+			if want := min(len(st.Members), 5); len(st.Meta.Voters) < want {
+				return fmt.Errorf("%s: the metadata group has voters %v, want %d", p.ID, st.Meta.Voters, want)
+			}
 		}
 		return nil
 	})

@@ -78,7 +78,16 @@ type cluster struct {
 func startCluster(t testing.TB, n int, extra ...string) *cluster {
 	t.Helper()
 	trackSources()
-	lc, err := chaos.StartLocal(ctx(t, 60*time.Second), chaos.LocalOptions{Bin: bin.ringkvd, Dir: t.TempDir(), Nodes: n,
+	// RINGKV_E2E_KEEP=DIR keeps each cluster's data and logs in a new
+	// directory under DIR, to read after a failure.
+	dir := t.TempDir()
+	if keep := os.Getenv("RINGKV_E2E_KEEP"); keep != "" {
+		var err error
+		if dir, err = os.MkdirTemp(keep, "run-"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lc, err := chaos.StartLocal(ctx(t, 60*time.Second), chaos.LocalOptions{Bin: bin.ringkvd, Dir: dir, Nodes: n,
 		Args: append(append([]string{}, timing...), extra...)})
 	if err != nil {
 		t.Fatal(err)

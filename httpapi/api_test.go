@@ -1,17 +1,20 @@
 package httpapi
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/snapshot"
@@ -30,6 +33,10 @@ type fakeBackend struct {
 	changes []raftnode.RingChange
 	ringErr error
 	pins    map[raftnode.GroupID]raftnode.NodeID
+	// listing, when set, receives a token as each List starts, and
+	// listGate holds it until closed.
+	listing  chan struct{}
+	listGate chan struct{}
 }
 
 func newFake() *fakeBackend { return &fakeBackend{data: map[string]raftnode.KV{}} }
@@ -77,6 +84,10 @@ func (f *fakeBackend) GetAt(_ context.Context, key []byte, c raftnode.Consistenc
 }
 
 func (f *fakeBackend) List(_ context.Context, o raftnode.ListOptions) ([]raftnode.KV, error) {
+	if f.listGate != nil {
+		f.listing <- struct{}{}
+		<-f.listGate
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []raftnode.KV
@@ -95,7 +106,7 @@ func (f *fakeBackend) List(_ context.Context, o raftnode.ListOptions) ([]raftnod
 func (f *fakeBackend) Status() raftnode.Status          { return raftnode.Status{Node: "fake"} }
 func (f *fakeBackend) Ring() (raftnode.RingInfo, error) { return raftnode.RingInfo{Epoch: 3}, nil }
 func (f *fakeBackend) Ready() (bool, string)            { return f.err == nil, "fake not ready" }
-func (f *fakeBackend) RemoveNode(_ context.Context, id raftnode.NodeID) (raftnode.Removal, error) {
+func (f *fakeBackend) RemoveNode(_ context.Context, id raftnode.NodeID, _ raftnode.RemoveOptions) (raftnode.Removal, error) {
 	if id == "busy" {
 		return raftnode.Removal{Node: id, Draining: true, Replicas: 4}, nil
 	}
@@ -446,6 +457,12 @@ func TestChunkedValueOverLimit(t *testing.T) {
 	req, _ := http.NewRequest("PUT", srv.URL+"/v1/kv/chunky", io.NopCloser(r))
 	req.ContentLength = -1
 	resp, err := http.DefaultClient.Do(req)
+	wantTooLarge(t, f, resp, err)
+}
+
+// wantTooLarge checks a 413 that stored nothing.
+func wantTooLarge(t *testing.T, f *fakeBackend, resp *http.Response, err error) {
+	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -453,7 +470,7 @@ func TestChunkedValueOverLimit(t *testing.T) {
 	resp.Body.Close()
 	wantError(t, resp, body, 413, "too_large")
 	if len(f.data) != 0 {
-		t.Fatal("oversized chunked value was stored")
+		t.Fatal("an oversized value was stored")
 	}
 }
 
@@ -831,5 +848,60 @@ func TestNodeRemovalAndDrain(t *testing.T) {
 	}
 	if len(f.joins) != 0 {
 		t.Fatalf("bad joins reached the node: %v", f.joins)
+	}
+}
+
+// A value over the limit is refused from its Content-Length, before any
+// of it is read: a client that waits for "100 Continue" is never invited
+// to send it.
+func TestOversizedBodyRefusedBeforeItIsRead(t *testing.T) {
+	f := newFake()
+	srv := newTestAPI(t, f)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(conn, "PUT /v1/kv/big HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\nExpect: 100-continue\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	wantTooLarge(t, f, resp, err)
+}
+
+// Lists beyond the node's bound wait, then get 503 with Retry-After; the
+// ones running finish, and a list once a slot is free is answered.
+func TestConcurrentListsAreBounded(t *testing.T) {
+	f := newFake()
+	f.listing, f.listGate = make(chan struct{}, 8), make(chan struct{})
+	cfg := DefaultConfig()
+	cfg.MaxConcurrentLists, cfg.ListQueueWait = 2, 50*time.Millisecond
+	api, err := New(f, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	done := make(chan int, 2)
+	for i := 0; i < 2; i++ {
+		go func() {
+			resp, _ := do(t, "GET", srv.URL+"/v1/kv/?recurse", nil)
+			done <- resp.StatusCode
+		}()
+	}
+	<-f.listing
+	<-f.listing
+	resp, body := do(t, "GET", srv.URL+"/v1/kv/?recurse", nil)
+	wantError(t, resp, body, 503, "unavailable")
+	if resp.Header.Get("Retry-After") == "" {
+		t.Fatal("a refused list has no Retry-After")
+	}
+	close(f.listGate)
+	for i := 0; i < 2; i++ {
+		if code := <-done; code != 200 {
+			t.Fatalf("a running list ended with %d", code)
+		}
+	}
+	if resp, body := do(t, "GET", srv.URL+"/v1/kv/?recurse", nil); resp.StatusCode != 200 {
+		t.Fatalf("a list after the others: %d %s", resp.StatusCode, body)
 	}
 }

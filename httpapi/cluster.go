@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -301,15 +302,31 @@ func (a *API) join(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"joined": string(info.ID)})
 }
 
+// nodeParam is the {id} of a node's path, percent-decoded: a node whose id
+// predates the id rules (a '/' in it, say) can still be named, escaped.
+func nodeParam(r *http.Request) (string, error) {
+	raw := mux.Vars(r)["id"]
+	id, err := url.PathUnescape(raw)
+	if err != nil || id == "" {
+		return "", badRequest(fmt.Sprintf("node id %q: want a non-empty, percent-encoded id", raw))
+	}
+	return id, nil
+}
+
 func (a *API) removeNode(w http.ResponseWriter, r *http.Request) {
-	id := mux.Vars(r)["id"]
-	if id == "" {
-		writeError(w, badRequest("empty node id"))
+	id, err := nodeParam(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	force, err := boolParam(r, "force")
+	if err != nil {
+		writeError(w, err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
-	rm, err := a.b.RemoveNode(ctx, raftnode.NodeID(id))
+	rm, err := a.b.RemoveNode(ctx, raftnode.NodeID(id), raftnode.RemoveOptions{Force: force})
 	if err != nil {
 		writeError(w, err)
 		return
@@ -332,9 +349,9 @@ func (a *API) cluster(w http.ResponseWriter, r *http.Request) {
 // drainNode moves a node's replicas off it (PUT) or lets it hold replicas
 // again (DELETE): /v1/cluster/nodes/{id}/drain.
 func (a *API) drainNode(w http.ResponseWriter, r *http.Request) {
-	id := mux.Vars(r)["id"]
-	if id == "" {
-		writeError(w, badRequest("empty node id"))
+	id, err := nodeParam(r)
+	if err != nil {
+		writeError(w, err)
 		return
 	}
 	on := r.Method == http.MethodPut
@@ -379,6 +396,13 @@ func (a *API) forward(w http.ResponseWriter, r *http.Request) {
 // readBody reads a request body of at most limit bytes, chunked or not;
 // what names it in a 413.
 func readBody(w http.ResponseWriter, r *http.Request, what string, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		// Refused before a byte is read: a client that sent
+		// "Expect: 100-continue" is never invited to send it, and the
+		// connection closes rather than drain it.
+		w.Header().Set("Connection", "close")
+		return nil, &errTooLarge{what: what, size: r.ContentLength, limit: limit}
+	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mb *http.MaxBytesError

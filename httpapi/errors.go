@@ -67,7 +67,9 @@ func writeError(w http.ResponseWriter, err error) {
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
 	}
-	if body.Code == raftnode.CodeTimeout {
+	if errors.Is(err, raftnode.ErrOutcomeUnknown) {
+		// Only a write has an unknown outcome; a read or a wait that
+		// ran out of time (ErrTimeout) changed nothing.
 		body.Error += " (the write may or may not have been applied; read the key to find out)"
 	}
 	writeJSON(w, status, body)

@@ -201,6 +201,12 @@ func (a *API) getKV(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) list(w http.ResponseWriter, r *http.Request, prefix []byte, q kvQuery) {
+	release, err := a.listSlot(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer release()
 	o := raftnode.ListOptions{Prefix: prefix, Limit: q.limit, KeysOnly: q.keysOnly, Consistency: q.consistency}
 	if q.hasAfter {
 		o.After = q.after
@@ -226,6 +232,22 @@ func (a *API) list(w http.ResponseWriter, r *http.Request, prefix []byte, q kvQu
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// listSlot waits for one of the MaxConcurrentLists slots, for at most
+// ListQueueWait; it returns the slot's release.
+func (a *API) listSlot(ctx context.Context) (func(), error) {
+	t := time.NewTimer(a.cfg.ListQueueWait)
+	defer t.Stop()
+	select {
+	case a.lists <- struct{}{}:
+		return func() { <-a.lists }, nil
+	case <-t.C:
+		return nil, fmt.Errorf("%w: %d lists are running on this node, the most it runs at once; retry, or list in pages with limit and after",
+			raftnode.ErrUnavailable, cap(a.lists))
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: the client went away while its list waited", raftnode.ErrUnavailable)
+	}
 }
 
 // maxWait bounds POST /v1/wait's timeout.

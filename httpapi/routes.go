@@ -8,6 +8,8 @@ import (
 
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ringkv/ringkv/raftnode"
 )
 
 // newRouter is a router that matches on the encoded path and answers an
@@ -106,6 +108,7 @@ func (a *API) peerRoutes() *mux.Router {
 		{"checkpoint", "/v1/internal/groups/{id}/checkpoint", map[string]http.HandlerFunc{http.MethodGet: a.checkpoint}},
 		{"restore_group", "/v1/internal/groups/{id}/restore", map[string]http.HandlerFunc{http.MethodPost: a.restoreGroup}},
 		{"forward", "/v1/internal/forward", map[string]http.HandlerFunc{http.MethodPost: a.forward}},
+		{"peer_status", raftnode.PeerStatusPath, map[string]http.HandlerFunc{http.MethodGet: a.status}},
 	} {
 		r.NewRoute().Path(rt.path).Handler(a.byMethod(rt.name, rt.methods))
 	}

@@ -34,7 +34,7 @@ type Backend interface {
 	PinLeader(ctx context.Context, g raftnode.GroupID, node raftnode.NodeID) error
 	Plan(ctx context.Context, c raftnode.RingChange, withRanges bool) (raftnode.Plan, error)
 	Join(ctx context.Context, info raftnode.NodeInfo) error
-	RemoveNode(ctx context.Context, id raftnode.NodeID) (raftnode.Removal, error)
+	RemoveNode(ctx context.Context, id raftnode.NodeID, o raftnode.RemoveOptions) (raftnode.Removal, error)
 	DrainNode(ctx context.Context, id raftnode.NodeID, on bool) error
 	Cluster(ctx context.Context) raftnode.ClusterInfo
 	Ready() (bool, string)
@@ -68,11 +68,16 @@ type Config struct {
 	// Registry receives the API's and the backend's metrics; a new one when
 	// nil.
 	Registry *prometheus.Registry
+	// MaxConcurrentLists bounds the recursive lists this node answers at
+	// once: each holds its page of every group in memory. A list beyond
+	// it waits up to ListQueueWait, then gets 503 with Retry-After.
+	MaxConcurrentLists int
+	ListQueueWait      time.Duration
 }
 
 // DefaultConfig returns the limits in the contract.
 func DefaultConfig() Config {
-	return Config{MaxKeyBytes: 1024, MaxValueBytes: 1 << 20, Replication: "sync"}
+	return Config{MaxKeyBytes: 1024, MaxValueBytes: 1 << 20, Replication: "sync", MaxConcurrentLists: 4, ListQueueWait: 2 * time.Second}
 }
 
 // Validate reports the first problem with c.
@@ -83,6 +88,9 @@ func (c Config) Validate() error {
 	if c.Replication != "sync" && c.Replication != "async" {
 		return errors.New("httpapi: replication must be sync or async")
 	}
+	if c.MaxConcurrentLists < 1 || c.ListQueueWait < 0 {
+		return errors.New("httpapi: concurrent lists must be at least 1 and their queue wait not negative")
+	}
 	return nil
 }
 
@@ -92,8 +100,9 @@ type API struct {
 	b       Backend
 	log     *slog.Logger
 	router  *mux.Router
-	peer    *mux.Router  // the internal endpoints (PeerHandler)
-	kv      http.Handler // the key-value routes, which router does not hold
+	peer    *mux.Router   // the internal endpoints (PeerHandler)
+	lists   chan struct{} // a token per list running (MaxConcurrentLists)
+	kv      http.Handler  // the key-value routes, which router does not hold
 	metrics *metrics
 }
 
@@ -108,7 +117,7 @@ func New(b Backend, cfg Config) (*API, error) {
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
-	a := &API{cfg: cfg, b: b, log: cfg.Logger}
+	a := &API{cfg: cfg, b: b, log: cfg.Logger, lists: make(chan struct{}, cfg.MaxConcurrentLists)}
 	a.metrics = newMetrics(cfg.Registry, b)
 	a.router = a.routes()
 	a.peer = a.peerRoutes()

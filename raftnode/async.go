@@ -85,7 +85,8 @@ type appended struct{ index, term uint64 }
 // that one: ErrLost if another leader's entry took its place. ErrTimeout
 // if ctx ends first.
 func (n *Node) Wait(ctx context.Context, g GroupID, index, term uint64) (Response, error) {
-	return n.do(ctx, Request{Op: opWait, Group: g, Index: index, Term: term})
+	resp, err := n.do(ctx, Request{Op: opWait, Group: g, Index: index, Term: term})
+	return resp, readError(err)
 }
 
 func (r *replica) waitCommitted(ctx context.Context, index, term uint64) error {

@@ -80,7 +80,10 @@ func (n *Node) balanceLoop(ctx context.Context) {
 }
 
 // caughtUp asks node id whether its replica of r's group follows this
-// leader and has applied close to the commit index.
+// leader and has applied to within catchUpLag entries of the commit index.
+// A replica that has applied nothing has not caught up, however short the
+// log: promoted, it would count in the quorum while it fetches the whole
+// state.
 func (n *Node) caughtUp(ctx context.Context, r *replica, id NodeID) bool {
 	st, err := n.peerStatus(ctx, id)
 	if err != nil {
@@ -89,11 +92,16 @@ func (n *Node) caughtUp(ctx context.Context, r *replica, id NodeID) bool {
 	commit := r.raft.CommitIndex()
 	for _, g := range st.Groups {
 		if g.ID == r.id {
-			return g.State == raft.Follower.String() && g.Leader == n.cfg.ID && g.AppliedIndex+1000 >= commit
+			return g.State == raft.Follower.String() && g.Leader == n.cfg.ID && g.AppliedIndex > 0 && g.AppliedIndex+catchUpLag >= commit
 		}
 	}
 	return false
 }
+
+// catchUpLag is how far behind the commit index a replica's applied index
+// may be and count as caught up: the entries of the last moments under
+// load.
+const catchUpLag = 64
 
 // measureWrites updates each local replica's write rate: a moving average
 // over the last few intervals of the writes it took as leader.

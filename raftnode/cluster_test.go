@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -288,11 +290,25 @@ func TestMembership(t *testing.T) {
 	if !errors.Is(err, raftnode.ErrConflict) {
 		t.Fatalf("join with a taken id and other addresses: %v, want ErrConflict", err)
 	}
-	if _, err := c.Members[0].Node.RemoveNode(ctx, "nodeX"); !errors.Is(err, raftnode.ErrNotFound) {
+	// A node that does not answer at its Raft address is not admitted:
+	// as a metadata voter it would count in every quorum.
+	err = c.Members[1].Node.Join(ctx, raftnode.NodeInfo{ID: "f", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"})
+	if !errors.Is(err, raftnode.ErrUnavailable) || !strings.Contains(err.Error(), "does not answer at raft_addr 127.0.0.1:2") {
+		t.Fatalf("join of a node that does not answer: %v, want unavailable", err)
+	}
+	// Nor one claiming another node's Raft address.
+	err = c.Members[1].Node.Join(ctx, raftnode.NodeInfo{ID: "f", HTTPAddr: "127.0.0.1:1", RaftAddr: c.Members[2].RaftAddr})
+	if !errors.Is(err, raftnode.ErrConflict) {
+		t.Fatalf("join at node3's Raft address: %v, want a conflict", err)
+	}
+	if n := len(c.Members[0].Node.Layout().Nodes); n != 3 {
+		t.Fatalf("refused joins left %d members", n)
+	}
+	if _, err := c.Members[0].Node.RemoveNode(ctx, "nodeX", raftnode.RemoveOptions{}); !errors.Is(err, raftnode.ErrNotFound) {
 		t.Fatalf("remove unknown node: %v, want ErrNotFound", err)
 	}
 	// No other node can take node3's replicas: it is removed at once.
-	if rm, err := c.Members[0].Node.RemoveNode(ctx, "node3"); err != nil || rm.Draining {
+	if rm, err := c.Members[0].Node.RemoveNode(ctx, "node3", raftnode.RemoveOptions{}); err != nil || rm.Draining {
 		t.Fatalf("remove node3: %+v, %v", rm, err)
 	}
 	c.Eventually("node3 gone from every group", 20*time.Second, func() error {
@@ -311,6 +327,30 @@ func TestMembership(t *testing.T) {
 	if got := mustGet(t, c.Members[0].Node, "after-remove", raftnode.Linearizable); got != "ok" {
 		t.Fatalf("Get = %q", got)
 	}
+	// A second removal would leave every group on one voter, short of a
+	// majority of the factor (3): refused, naming them, and nothing moves.
+	_, err = c.Members[0].Node.RemoveNode(ctx, "node2", raftnode.RemoveOptions{})
+	if !errors.Is(err, raftnode.ErrConflict) || !strings.Contains(err.Error(), "group 1, group 2, group 3, the metadata group") {
+		t.Fatalf("removing node2 of two nodes: %v, want a conflict naming the groups", err)
+	}
+	for g := raftnode.GroupID(1); g <= 3; g++ {
+		if v := c.GroupStatus(0, g).Voters; len(v) != 2 {
+			t.Fatalf("after a refused removal, group %d has voters %v", g, v)
+		}
+	}
+	// Forced, it goes through, and the last node serves alone.
+	if rm, err := c.Members[0].Node.RemoveNode(ctx, "node2", raftnode.RemoveOptions{Force: true}); err != nil || rm.Draining {
+		t.Fatalf("forced removal of node2: %+v, %v", rm, err)
+	}
+	c.Eventually("node2 gone from every group", 20*time.Second, func() error {
+		for g := raftnode.GroupID(1); g <= 3; g++ {
+			if v := c.GroupStatus(0, g).Voters; len(v) != 1 {
+				return fmt.Errorf("group %d voters %v", g, v)
+			}
+		}
+		return nil
+	})
+	mustPut(t, c.Members[0].Node, "alone", "ok")
 }
 
 // A write refused as unavailable was not applied; one reported as unknown
@@ -457,5 +497,50 @@ func TestVerifyComparesReplicasAtOneIndex(t *testing.T) {
 	}
 	if taken == 0 {
 		t.Fatalf("forced snapshot took nothing: %+v", res)
+	}
+}
+
+// A joining node is a learner of the metadata group until it has caught
+// up: one that joins and then lags (here its metadata replica applies
+// nothing until the test ends) and is cut off never counts in the quorum,
+// so losing it and one
+// original voter leaves two of three voters, which still commit. Were it a
+// voter at once, two of four could not.
+func TestJoinerIsALearnerUntilCaughtUp(t *testing.T) {
+	release := make(chan struct{})
+	c := raftnodetest.Start(t, raftnodetest.Options{Groups: 2, Configure: func(cfg *raftnode.Config) {
+		if cfg.ID == "node4" {
+			cfg.OnMetaApply = func(uint64) { <-release }
+		}
+	}})
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(releaseOnce) // before the cluster stops
+	lagger := c.StartJoining(0)
+	metaSuffrage := func(id raftnode.NodeID) string {
+		st := c.Members[0].Node.Status().Meta
+		switch {
+		case slices.Contains(st.Voters, id):
+			return "voter"
+		case slices.Contains(st.Nonvoters, id):
+			return "nonvoter"
+		}
+		return "absent"
+	}
+	c.Eventually("node4 admitted to the metadata group", 20*time.Second, func() error {
+		if _, ok := c.Members[0].Node.Layout().Node("node4"); !ok || metaSuffrage("node4") == "absent" {
+			return fmt.Errorf("node4 is %s", metaSuffrage("node4"))
+		}
+		return nil
+	})
+	if s := metaSuffrage("node4"); s != "nonvoter" {
+		t.Fatalf("node4 joined the metadata group as a %s, want a non-voter until it catches up", s)
+	}
+	c.Partition(lagger)
+	c.Kill(2)
+	c.Eventually("a metadata write with node3 down and node4 cut off", 30*time.Second, func() error {
+		return c.Members[0].Node.DrainNode(raftnodetest.Ctx(t, 5*time.Second), "node2", false)
+	})
+	if s := metaSuffrage("node4"); s != "nonvoter" {
+		t.Fatalf("node4, cut off and behind, became a %s", s)
 	}
 }

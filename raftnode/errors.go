@@ -153,6 +153,16 @@ func FromWire(w WireError) error {
 	return errors.New(w.Error)
 }
 
+// readError is err as a read or a wait reports it: the wire has one code
+// (timeout) for a write of unknown outcome and a wait that ran out of
+// time, and a read that timed out on another node changed nothing.
+func readError(err error) error {
+	if errors.Is(err, ErrOutcomeUnknown) {
+		return &remoteError{msg: err.Error(), err: ErrTimeout}
+	}
+	return err
+}
+
 // remoteError is an error another node reported: it reads as that node
 // wrote it (which already names the sentinel's words, so prefixing them
 // again would say them twice) and matches the sentinel of its code.

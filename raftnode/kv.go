@@ -95,7 +95,7 @@ func (n *Node) Get(ctx context.Context, key []byte, c Consistency) (ReadResult, 
 func (n *Node) GetAt(ctx context.Context, key []byte, c Consistency, minIndex uint64) (ReadResult, error) {
 	req := Request{Op: opGet, Key: key, Consistency: c, Index: minIndex}
 	resp, err := n.routed(ctx, req)
-	if err != nil {
+	if err = readError(err); err != nil {
 		g, _ := n.Layout().Route(key)
 		return ReadResult{ServedBy: resp.ServedBy, KV: KV{Group: g}}, err
 	}
@@ -137,7 +137,7 @@ func (n *Node) List(ctx context.Context, o ListOptions) ([]KV, error) {
 	var all [][]KV
 	for _, p := range parts {
 		if p.err != nil {
-			return nil, p.err
+			return nil, readError(p.err)
 		}
 		all = append(all, p.kvs)
 	}
@@ -481,7 +481,7 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 	case opJoin:
 		return resp, n.joinLocal(ctx, *req.Node)
 	case opRemoveNode:
-		held, err := n.removeLocal(ctx, req.Node.ID)
+		held, err := n.removeLocal(ctx, req.Node.ID, req.Force)
 		resp.Count = held
 		return resp, err
 	case opNodeState:

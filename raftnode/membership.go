@@ -1,17 +1,26 @@
 package raftnode
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"strings"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
 
 // Join adds a node to the cluster: to the metadata group, to the layout,
-// then as a voter of every data group short of replicas. The placer then
-// moves replicas of other groups onto it. It runs on the metadata leader
-// (forwarded there if need be) and is idempotent for a node already in the
-// cluster with the same addresses.
+// then to every data group short of replicas, everywhere as a non-voter
+// first, as etcd's learners: each group's leader promotes it once it has
+// caught up there (promoteMetaVoters, promoteGroupLearners), so a node
+// that joins and dies, or is slow to catch up, never counts in a quorum. The
+// placer then moves replicas of other groups onto it. It runs on the
+// metadata leader (forwarded there if need be), admits only a node that
+// answers at its Raft address as the id it gave, and is idempotent for a
+// node already in the cluster with the same addresses.
 func (n *Node) Join(ctx context.Context, info NodeInfo) error {
 	if info.ID == "" || info.HTTPAddr == "" || info.RaftAddr == "" {
 		return fmt.Errorf("%w: join needs id, http_addr and raft_addr", ErrBadRequest)
@@ -37,14 +46,24 @@ type Removal struct {
 	Replicas int  `json:"replicas"`
 }
 
+// RemoveOptions qualify RemoveNode.
+type RemoveOptions struct {
+	// Force removes the node at once even when that leaves a group with
+	// fewer voters than a majority of the replication factor.
+	Force bool
+}
+
 // RemoveNode removes a node from the cluster. When other nodes can take
 // its replicas, they move there first and the node leaves once drained
-// (Removal.Draining); otherwise it is removed from every group at once.
-func (n *Node) RemoveNode(ctx context.Context, id NodeID) (Removal, error) {
+// (Removal.Draining); otherwise it is removed from every group at once,
+// unless that would leave a group (the metadata group included) with
+// fewer voters than a majority of the replication factor: that is refused
+// with ErrConflict naming the groups, unless o.Force.
+func (n *Node) RemoveNode(ctx context.Context, id NodeID, o RemoveOptions) (Removal, error) {
 	if id == "" {
 		return Removal{}, fmt.Errorf("%w: empty node id", ErrBadRequest)
 	}
-	resp, err := n.do(ctx, Request{Op: opRemoveNode, Group: MetaGroup, Node: &NodeInfo{ID: id}})
+	resp, err := n.do(ctx, Request{Op: opRemoveNode, Group: MetaGroup, Node: &NodeInfo{ID: id}, Force: o.Force})
 	out := Removal{Node: id, Draining: resp.Count > 0, Replicas: resp.Count}
 	return out, err
 }
@@ -73,17 +92,17 @@ func (n *Node) joinLocal(ctx context.Context, info NodeInfo) error {
 		}
 	} else if len(l.Nodes) >= MaxNodes {
 		return fmt.Errorf("%w: %d nodes already", ErrClusterFull, len(l.Nodes))
+	} else if err := n.probeJoiner(ctx, info); err != nil {
+		return err
 	}
 	for _, other := range l.Nodes {
 		if other.ID != info.ID && (other.RaftAddr == info.RaftAddr || other.HTTPAddr == info.HTTPAddr) {
 			return fmt.Errorf("%w: address already used by node %s", ErrConflict, other.ID)
 		}
 	}
-	op := opAddVoter
-	if !contains(n.meta.voters(), info.ID) && len(n.meta.voters()) >= MaxMetaVoters {
-		op = opAddNonvoter
-	}
-	if err := n.changeMembership(ctx, n.meta, Request{Op: op, Group: MetaGroup, Node: &info}); err != nil {
+	// A voter already (a join repeated) stays one; AddNonvoter never
+	// demotes.
+	if err := n.changeMembership(ctx, n.meta, Request{Op: opAddNonvoter, Group: MetaGroup, Node: &info}); err != nil {
 		return err
 	}
 	if _, err := n.meta.apply(ctx, mustJSON(metaCommand{Op: "add_node", Node: &info})); err != nil {
@@ -93,7 +112,7 @@ func (n *Node) joinLocal(ctx context.Context, info NodeInfo) error {
 		if !contains(g.Replicas, info.ID) {
 			continue
 		}
-		if _, err := n.do(ctx, Request{Op: opAddVoter, Group: g.ID, Node: &info}); err != nil {
+		if _, err := n.do(ctx, Request{Op: opAddNonvoter, Group: g.ID, Node: &info}); err != nil {
 			return fmt.Errorf("adding %s to group %d: %w", info.ID, g.ID, err)
 		}
 	}
@@ -101,9 +120,54 @@ func (n *Node) joinLocal(ctx context.Context, info NodeInfo) error {
 	return nil
 }
 
+// PeerStatusPath is the internal endpoint where a node tells, on its Raft
+// port, who it is (its status document).
+const PeerStatusPath = "/v1/internal/status"
+
+// probeJoiner asks a node that wants to join, on the Raft address it
+// gave, who it is: a member that never answers would count in the
+// metadata group's quorum, and an address that another node answers at
+// would route its traffic there.
+func (n *Node) probeJoiner(ctx context.Context, info NodeInfo) error {
+	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(pctx, http.MethodGet, peerURL(info.RaftAddr, PeerStatusPath), nil)
+	if err != nil {
+		return fmt.Errorf("%w: raft_addr %q: %v", ErrBadRequest, info.RaftAddr, err)
+	}
+	body := &limitedBuffer{limit: 16 << 20}
+	if err := n.fwd.stream(req, body); err != nil {
+		return fmt.Errorf("%w: node %s does not answer at raft_addr %s (%v); start it there, then join", ErrUnavailable, info.ID, info.RaftAddr, err)
+	}
+	var st struct {
+		Node NodeID `json:"node"`
+	}
+	if err := json.Unmarshal(body.Bytes(), &st); err != nil {
+		return fmt.Errorf("%w: raft_addr %s answers, but not as a ringkv node: %v", ErrConflict, info.RaftAddr, err)
+	}
+	if st.Node != info.ID {
+		return fmt.Errorf("%w: raft_addr %s is node %s's, not %s's", ErrConflict, info.RaftAddr, st.Node, info.ID)
+	}
+	return nil
+}
+
+// limitedBuffer is a buffer that refuses to grow past limit.
+type limitedBuffer struct {
+	bytes.Buffer
+	limit int
+}
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	if b.Len()+len(p) > b.limit {
+		return 0, fmt.Errorf("answer over %d bytes", b.limit)
+	}
+	return b.Buffer.Write(p)
+}
+
 // removeLocal starts draining a node that others can take the replicas
-// of (it returns how many it holds), or removes it at once.
-func (n *Node) removeLocal(ctx context.Context, id NodeID) (int, error) {
+// of (it returns how many it holds), or removes it at once (see
+// RemoveNode for when that is refused).
+func (n *Node) removeLocal(ctx context.Context, id NodeID, force bool) (int, error) {
 	l := n.Layout()
 	info, ok := l.Node(id)
 	if !ok {
@@ -128,7 +192,31 @@ func (n *Node) removeLocal(ctx context.Context, id NodeID) (int, error) {
 		}
 		return held, nil
 	}
+	if short := n.shortAfterRemoval(l, id); len(short) > 0 && !force {
+		need := l.replication()/2 + 1
+		return 0, fmt.Errorf("%w: removing %s now would leave %s with fewer than %d voters, a majority of the replication factor %d, "+
+			"and one more failure would stop them; add a node first so that its replicas can move, or remove it anyway with ?force=true",
+			ErrConflict, id, strings.Join(short, ", "), need, l.replication())
+	}
 	return 0, n.evict(ctx, id)
+}
+
+// shortAfterRemoval names the groups (and the metadata group) that would
+// keep fewer voters than a majority of the replication factor once node id
+// is removed from them.
+func (n *Node) shortAfterRemoval(l *Layout, id NodeID) []string {
+	need := l.replication()/2 + 1
+	var short []string
+	for _, g := range l.Groups {
+		if contains(g.Replicas, id) && len(g.Replicas)-1 < need {
+			short = append(short, fmt.Sprintf("group %d", g.ID))
+		}
+	}
+	metaVoters := n.meta.voters()
+	if contains(metaVoters, id) && len(metaVoters)-1 < need {
+		short = append(short, "the metadata group")
+	}
+	return short
 }
 
 // evict removes a node from every group it holds, from the layout and
@@ -161,29 +249,82 @@ func (n *Node) evict(ctx context.Context, id NodeID) error {
 		return err
 	}
 	n.log.Info("node removed", "id", id)
-	return n.promoteMetaVoter(ctx)
+	return n.promoteMetaVoters(ctx)
 }
 
-// promoteMetaVoter makes a non-voter of the metadata group a voter while
-// it has fewer than MaxMetaVoters (after a voter left).
-func (n *Node) promoteMetaVoter(ctx context.Context) error {
+// promoteMetaVoters makes caught-up non-voters of the metadata group
+// voters while it has fewer than MaxMetaVoters (after a join, or after a
+// voter left). A non-voter that is not a member of the layout, is
+// leaving, or has not caught up stays one.
+func (n *Node) promoteMetaVoters(ctx context.Context) error {
 	f := n.meta.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return err
 	}
+	l := n.Layout()
 	voters := len(n.meta.voters())
 	for _, s := range f.Configuration().Servers {
 		if voters >= MaxMetaVoters {
 			return nil
 		}
-		if s.Suffrage != raft.Nonvoter {
+		id := NodeID(s.ID)
+		if info, ok := l.Node(id); s.Suffrage != raft.Nonvoter || !ok || info.Leaving || !n.metaLearnerCaughtUp(ctx, id) {
 			continue
 		}
-		info := NodeInfo{ID: NodeID(s.ID), RaftAddr: string(s.Address)}
+		info := NodeInfo{ID: id, RaftAddr: string(s.Address)}
 		if err := n.changeMembership(ctx, n.meta, Request{Op: opAddVoter, Group: MetaGroup, Node: &info}); err != nil {
 			return err
 		}
+		n.log.Info("metadata learner promoted to voter", "node", id)
 		voters++
+	}
+	return nil
+}
+
+// metaLearnerCaughtUp reports whether node id follows this node in the
+// metadata group and its layout reflects the log to within metaLearnerLag
+// entries of this node's own. (Raft's applied index would not do: it
+// counts entries handed to the state machine, not those applied.)
+func (n *Node) metaLearnerCaughtUp(ctx context.Context, id NodeID) bool {
+	st, err := n.peerStatus(ctx, id)
+	if err != nil {
+		return false
+	}
+	_, mine := n.meta.meta.LayoutAt()
+	return st.Meta.State == raft.Follower.String() && st.Meta.Leader == n.cfg.ID && st.LayoutIndex > 0 && st.LayoutIndex+metaLearnerLag >= mine
+}
+
+// metaLearnerLag is how many entries a metadata learner's layout may be
+// behind the leader's and still count as caught up: those of the last
+// moments.
+const metaLearnerLag = 2
+
+// promoteGroupLearners, on group r's leader, promotes every non-voter the
+// layout lists as a replica of the group once it has caught up (a replica
+// move promotes its own destination, which the layout does not list yet).
+func (n *Node) promoteGroupLearners(ctx context.Context, r *replica) error {
+	if !r.isLeader() {
+		return nil
+	}
+	l := n.Layout()
+	g, ok := l.Group(r.id)
+	if !ok || l.Move != nil && l.Move.Group == r.id {
+		return nil
+	}
+	f := r.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return fmt.Errorf("%w: group %d configuration: %v", ErrUnavailable, r.id, err)
+	}
+	for _, s := range f.Configuration().Servers {
+		id := NodeID(s.ID)
+		if s.Suffrage != raft.Nonvoter || !contains(g.Replicas, id) || !n.caughtUp(ctx, r, id) {
+			continue
+		}
+		info := NodeInfo{ID: id, RaftAddr: string(s.Address)}
+		if err := n.changeMembership(ctx, r, Request{Op: opAddVoter, Group: r.id, Node: &info}); err != nil {
+			return err
+		}
+		n.log.Info("learner promoted to voter", "group", uint32(r.id), "node", id)
 	}
 	return nil
 }
@@ -211,6 +352,12 @@ func (n *Node) changeMembership(ctx context.Context, r *replica, req Request) er
 		}
 		return fmt.Errorf("%w: group %d membership change: %v", ErrOutcomeUnknown, r.id, err)
 	}
+	// Raft snapshots only once the state machine has applied an entry
+	// past the latest configuration, and a configuration entry does not
+	// count: a barrier does. Without it a group whose last entry is a
+	// membership change (a promoted learner) could not snapshot until
+	// its next write.
+	_ = await(ctx, r.raft.Barrier(enqueueTimeout(ctx)))
 	return nil
 }
 

@@ -393,6 +393,18 @@ func (n *Node) reconcileLoop(ctx context.Context) {
 		if l.Initialized {
 			n.retireReplicas(l)
 			n.dropStrayReplicas(ctx)
+			// Learners become voters once caught up, here rather than
+			// in the placer, which a long replica move holds.
+			if n.meta.isLeader() {
+				if err := n.promoteMetaVoters(ctx); err != nil && ctx.Err() == nil {
+					n.log.Warn("promoting metadata learners: will retry", "err", err)
+				}
+			}
+			for _, r := range n.localReplicas() {
+				if err := n.promoteGroupLearners(ctx, r); err != nil && ctx.Err() == nil {
+					n.log.Warn("promoting learners: will retry", "group", uint32(r.id), "err", err)
+				}
+			}
 		}
 		select {
 		case <-changed:

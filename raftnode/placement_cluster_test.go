@@ -132,7 +132,7 @@ func TestGrowAndDrainNodes(t *testing.T) {
 	})
 
 	// Node 1 bootstrapped the cluster; it leaves, its replicas first.
-	rm, err := c.Members[3].Node.RemoveNode(raftnodetest.Ctx(t, 10*time.Second), "node1")
+	rm, err := c.Members[3].Node.RemoveNode(raftnodetest.Ctx(t, 10*time.Second), "node1", raftnode.RemoveOptions{})
 	if err != nil || !rm.Draining || rm.Replicas == 0 {
 		t.Fatalf("remove node1: %+v, %v", rm, err)
 	}
@@ -449,7 +449,7 @@ func TestRemovedNodeLearnsItLeft(t *testing.T) {
 	gone := c.Add(0)
 	c.WaitPlaced(90 * time.Second)
 	id := c.Members[gone].ID
-	rm, err := c.Members[0].Node.RemoveNode(raftnodetest.Ctx(t, 10*time.Second), id)
+	rm, err := c.Members[0].Node.RemoveNode(raftnodetest.Ctx(t, 10*time.Second), id, raftnode.RemoveOptions{})
 	if err != nil || !rm.Draining {
 		t.Fatalf("remove %s: %+v, %v (want a drain)", id, rm, err)
 	}

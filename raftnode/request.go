@@ -82,6 +82,9 @@ type Request struct {
 	// Abort.
 	Move  *ReplicaMove `json:"move,omitempty"`
 	Abort bool         `json:"abort,omitempty"`
+	// Force removes a node even below a majority of the replication
+	// factor (remove_node).
+	Force bool `json:"force,omitempty"`
 	// LayoutIndex is the metadata index the layout that a scan is
 	// filtered by must reflect: the listing node's, read from the
 	// metadata leader.

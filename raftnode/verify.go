@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -416,11 +417,22 @@ func (n *Node) SnapshotAll(ctx context.Context) ([]SnapshotResult, error) {
 
 // snapshotNow takes a snapshot of one replica. A leader hands its
 // leadership over now and then (balancing) and refuses to snapshot
-// meanwhile, for a few milliseconds: that is waited out, not reported.
+// meanwhile, for a few milliseconds; and raft refuses to snapshot before
+// the latest configuration entry is applied (a learner was just promoted,
+// say): both are waited out, not reported.
 func snapshotNow(ctx context.Context, r *raft.Raft) (raft.SnapshotFuture, error) {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
+		latest, _ := strconv.ParseUint(r.Stats()["latest_configuration_index"], 10, 64)
+		if latest <= r.CommitIndex() && r.AppliedIndex() < latest {
+			select {
+			case <-tick.C:
+				continue
+			case <-ctx.Done():
+				return nil, fmt.Errorf("the configuration entry at %d is not applied yet", latest)
+			}
+		}
 		f := r.Snapshot()
 		err := await(ctx, f)
 		if !errors.Is(err, raft.ErrLeadershipTransferInProgress) {

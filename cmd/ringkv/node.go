@@ -67,7 +67,11 @@ func (s clusterState) moveLine() string {
 func cmdNode(ctx context.Context, timeout time.Duration, c *client.Client, args []string, out io.Writer) error {
 	usage := errors.New("usage: ringkv node ls | node drain ID | node undrain ID | node remove ID  [--no-wait]")
 	var noWait bool
-	pos, err := subFlags("node", args, func(fs *flag.FlagSet) { fs.BoolVar(&noWait, "no-wait", false, "") })
+	var force bool
+	pos, err := subFlags("node", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&noWait, "no-wait", false, "")
+		fs.BoolVar(&force, "force", false, "")
+	})
 	if err != nil || len(pos) == 0 {
 		return usage
 	}
@@ -99,6 +103,9 @@ func cmdNode(ctx context.Context, timeout time.Duration, c *client.Client, args 
 		method, path = http.MethodDelete, path+"/drain"
 	case "remove":
 		method = http.MethodDelete
+		if force {
+			path += "?force=true"
+		}
 	default:
 		return usage
 	}

@@ -32,9 +32,10 @@ commands:
   ring abort                     undo the ring change in motion (before any range flips)
   leader GROUP NODE|--unpin      pin a group's leader to a node, or lift the pin
   node ls                        members, their replicas and leaderships, the replica moving
-  node drain ID | node undrain ID | node remove ID  [--no-wait]
+  node drain ID | node undrain ID | node remove ID  [--no-wait] [--force]
                                  move a node's replicas off it (remove: then it leaves);
-                                 follows the moves to the end
+                                 follows the moves to the end; a removal that would leave
+                                 a group short of a majority of its replicas needs --force
   health                         liveness and readiness
   verify [GROUP] [--shallow] [--no-repair]
                                  compare every replica's data at one log index by Merkle

@@ -77,6 +77,7 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 	fs.StringVar(&o.api.Replication, "replication", "sync", "default write acknowledgement: sync (after a majority commits) or async (after the leader's own durable append)")
 	fs.IntVar(&o.api.MaxKeyBytes, "max-key-bytes", 1024, "largest key accepted, in bytes")
 	fs.Int64Var(&o.api.MaxValueBytes, "max-value-bytes", 1<<20, "largest value accepted, in bytes")
+	fs.IntVar(&o.api.MaxConcurrentLists, "max-concurrent-lists", 4, "recursive lists answered at once; more wait up to 2s, then get 503 with Retry-After")
 	fs.Uint64Var(&o.node.SnapshotThreshold, "snapshot-threshold", o.node.SnapshotThreshold, "log entries between snapshots of a group")
 	fs.DurationVar(&o.node.SnapshotInterval, "snapshot-interval", o.node.SnapshotInterval, "how often each group checks whether to snapshot")
 	fs.Uint64Var(&o.node.TrailingLogs, "trailing-logs", o.node.TrailingLogs, "log entries kept after a snapshot for slow followers")

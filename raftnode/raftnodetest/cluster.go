@@ -197,9 +197,9 @@ func (c *Cluster) Restart(i int) {
 	c.start(c.Members[i], nil)
 }
 
-// Partition cuts member i's Raft traffic off from every other member; HTTP
-// stays reachable, as for a leader cut from its followers while clients can
-// still reach it.
+// Partition cuts member i's Raft port (Raft, forwarding, node-to-node
+// HTTP) off from every other member; its client port stays reachable, as
+// for a leader cut from its followers while clients can still reach it.
 func (c *Cluster) Partition(i int) {
 	var peers []string
 	for j, m := range c.Members {
@@ -266,8 +266,20 @@ func (c *Cluster) WaitReady() {
 			if l.Move != nil && l.Move.To == m.ID {
 				moving = 1
 			}
-			if st := m.Node.Status(); len(st.Groups) < want || len(st.Groups) > want+moving {
+			st := m.Node.Status()
+			if len(st.Groups) < want || len(st.Groups) > want+moving {
 				return fmt.Errorf("%s hosts %d groups, want %d", m.ID, len(st.Groups), want)
+			}
+			// Joiners are learners until caught up: ready once every
+			// replica the layout lists votes.
+			if v, n := len(st.Meta.Voters), min(len(l.Nodes), raftnode.MaxMetaVoters); l.Initialized && v < n {
+				return fmt.Errorf("%s: the metadata group has %d voters, want %d", m.ID, v, n)
+			}
+			for _, gs := range st.Groups {
+				g, ok := l.Group(gs.ID)
+				if ok && (l.Move == nil || l.Move.Group != gs.ID) && len(gs.Voters) < len(g.Replicas) {
+					return fmt.Errorf("%s: group %d has voters %v, the layout replicas %v", m.ID, gs.ID, gs.Voters, g.Replicas)
+				}
 			}
 		}
 		return nil
@@ -375,10 +387,18 @@ func (c *Cluster) Holders(g raftnode.GroupID) []int {
 // it through member 0, waits until it is ready, and returns its index.
 func (c *Cluster) Add(weight float64) int {
 	c.t.Helper()
+	i := c.StartJoining(weight)
+	c.WaitReady()
+	return i
+}
+
+// StartJoining starts a new member that joins through member 0, and
+// returns its index at once, without waiting for it to be ready.
+func (c *Cluster) StartJoining(weight float64) int {
+	c.t.Helper()
 	m := &Member{ID: raftnode.NodeID(fmt.Sprintf("node%d", len(c.Members)+1)), DataDir: c.t.TempDir(), weight: weight}
 	c.Members = append(c.Members, m)
 	c.start(m, []string{c.Members[0].URL()})
-	c.WaitReady()
 	return len(c.Members) - 1
 }
 
