@@ -232,6 +232,10 @@ func (n *Node) ServeCheckpoint(ctx context.Context, g GroupID, minIndex uint64, 
 		return err
 	}
 	defer sn.Release()
+	// The header, sent first, gives the image's size: compact first.
+	if err := sn.Compact(); err != nil {
+		return err
+	}
 	_, err = sn.WriteTo(start(sn.Header()))
 	return err
 }

@@ -1,7 +1,9 @@
 package raftnode
 
 import (
+	"errors"
 	"io"
+	"log/slog"
 	"sync"
 
 	"github.com/hashicorp/raft"
@@ -13,6 +15,7 @@ import (
 // committed entries is applied in one bbolt transaction.
 type dataFSM struct {
 	st      *store.Store
+	log     *slog.Logger
 	onFatal func(error)
 	// mu is held while a batch applies; a repair holds it to swap the
 	// state under a paused apply stream.
@@ -59,7 +62,7 @@ func (f *dataFSM) Snapshot() (raft.FSMSnapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	return dataSnapshot{sn}, nil
+	return dataSnapshot{sn: sn, st: f.st, log: f.log}, nil
 }
 
 func (f *dataFSM) Restore(rc io.ReadCloser) error {
@@ -69,7 +72,11 @@ func (f *dataFSM) Restore(rc io.ReadCloser) error {
 	return f.st.Restore(rc)
 }
 
-type dataSnapshot struct{ sn *store.Snapshot }
+type dataSnapshot struct {
+	sn  *store.Snapshot
+	st  *store.Store
+	log *slog.Logger
+}
 
 func (s dataSnapshot) Persist(sink raft.SnapshotSink) error {
 	if _, err := s.sn.WriteTo(sink); err != nil {
@@ -79,4 +86,20 @@ func (s dataSnapshot) Persist(sink raft.SnapshotSink) error {
 	return sink.Close()
 }
 
-func (s dataSnapshot) Release() { s.sn.Release() }
+// Release ends the snapshot; then, if deletes have left the state file
+// mostly free space, it rewrites the file with the live data only (raft
+// calls Release from its snapshot goroutine, so applies wait only for the
+// copy itself).
+func (s dataSnapshot) Release() {
+	s.sn.Release()
+	if s.st.WantsCompaction() {
+		before, after, err := s.st.CompactFile()
+		switch {
+		case errors.Is(err, store.ErrCompactionBusy):
+		case err != nil:
+			s.log.Warn("compacting the state file", "err", err)
+		default:
+			s.log.Info("state file compacted", "before_bytes", before, "after_bytes", after)
+		}
+	}
+}

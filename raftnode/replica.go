@@ -162,7 +162,7 @@ func (n *Node) openReplica(id GroupID, boot []raft.Server) (*replica, error) {
 		// snapshot at start-up; raft re-applies the log tail and the store
 		// skips what it already holds.
 		conf.NoSnapshotRestoreOnStart = true
-		r.fsm = &dataFSM{st: r.st, onFatal: n.fatal}
+		r.fsm = &dataFSM{st: r.st, log: n.log.With("group", uint32(id)), onFatal: n.fatal}
 		fsm = r.fsm
 	}
 

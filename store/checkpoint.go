@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -18,6 +19,14 @@ import (
 type Snapshot struct {
 	tx     *bolt.Tx
 	header snapshot.Header
+	// dir holds the compacted image, compacted (see Compact); free is the
+	// state file's free space when the snapshot was taken.
+	dir       string
+	free      int64
+	compacted string
+	// open counts the store's open snapshots (CompactFile waits for none).
+	open     *atomic.Int32
+	released atomic.Bool
 }
 
 // Snapshot captures the current state. It may be called from any
@@ -45,7 +54,8 @@ func (s *Store) Snapshot() (*Snapshot, error) {
 		}
 		root = Root{Index: applied, Hash: t.Root(), Depth: t.Depth()}
 	}
-	return &Snapshot{tx: tx, header: snapshot.Header{
+	s.openSnapshots.Add(1)
+	return &Snapshot{tx: tx, dir: filepath.Dir(s.path), free: int64(s.db.Stats().FreeAlloc), open: &s.openSnapshots, header: snapshot.Header{
 		Group: s.opts.Group,
 		Index: applied,
 		Term:  getU64(m, keyAppliedTerm),
@@ -58,21 +68,33 @@ func (s *Store) Snapshot() (*Snapshot, error) {
 // Header returns the checkpoint header this snapshot writes.
 func (sn *Snapshot) Header() snapshot.Header { return sn.header }
 
-// WriteTo writes the snapshot as a checkpoint (see package snapshot).
+// WriteTo writes the snapshot as a checkpoint (see package snapshot),
+// compacted when Compact finds that worth it.
 func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
+	if err := sn.Compact(); err != nil {
+		return 0, err
+	}
 	cw, err := snapshot.NewWriter(w, sn.header)
 	if err != nil {
 		return 0, err
 	}
-	n, err := sn.tx.WriteTo(cw)
+	n, err := sn.writeImage(cw)
 	if err != nil {
 		return n, err
 	}
 	return n, cw.Close()
 }
 
-// Release ends the snapshot's read transaction.
-func (sn *Snapshot) Release() { _ = sn.tx.Rollback() }
+// Release ends the snapshot's read transaction and removes its compacted
+// image.
+func (sn *Snapshot) Release() {
+	if sn.released.Swap(true) {
+		return
+	}
+	sn.removeCompacted()
+	_ = sn.tx.Rollback()
+	sn.open.Add(-1)
+}
 
 // Restore replaces the whole state with the checkpoint read from r. The
 // image is written to a temporary file, its digest checked, the file synced

@@ -81,11 +81,14 @@ type Store struct {
 	flushErr  error
 	flushWake *time.Timer
 
-	applied  atomic.Uint64
-	keys     atomic.Uint64
-	fences   atomic.Pointer[spanSet]
-	offset   atomic.Uint64
-	moveTerm atomic.Uint64
+	applied atomic.Uint64
+	keys    atomic.Uint64
+	// openSnapshots counts snapshots not yet released: their read
+	// transactions would hold CompactFile's close of the file.
+	openSnapshots atomic.Int32
+	fences        atomic.Pointer[spanSet]
+	offset        atomic.Uint64
+	moveTerm      atomic.Uint64
 
 	// rootMu guards tree, which the apply goroutine changes, and root, the
 	// root last computed, which is stale (rootStale) once entries applied

@@ -86,7 +86,9 @@ func (s *Store) startDeepVerify(nonce string, root Root) {
 		s.recordDeep(nonce, nil, err)
 		return
 	}
+	s.openSnapshots.Add(1) // a long read, as a snapshot's (CompactFile)
 	go func() {
+		defer s.openSnapshots.Add(-1)
 		defer tx.Rollback()
 		t, err := buildTree(tx, root.Depth)
 		s.recordDeep(nonce, t, err)

@@ -1,0 +1,116 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// After mass deletes the state file keeps its size, but a checkpoint
+// carries the live data only: a fraction of the file, restoring to the
+// same keys, index and Merkle root; and no temporary file stays behind.
+func TestCheckpointAfterDeletesCarriesLiveDataOnly(t *testing.T) {
+	s := mustOpen(t)
+	value := string(bytes.Repeat([]byte("v"), 8<<10))
+	index := uint64(0)
+	for i := 0; i < 2000; i++ {
+		index++
+		mustApply(t, s, index, put(fmt.Sprintf("k%05d", i), value))
+	}
+	for i := 0; i < 2000; i++ {
+		if i%20 == 0 {
+			continue // one in twenty stays
+		}
+		index++
+		mustApply(t, s, index, del(fmt.Sprintf("k%05d", i)))
+	}
+
+	file := s.FileSize()
+	snap, err := s.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := snap.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	h := snap.Header()
+	var buf bytes.Buffer
+	n, err := snap.WriteTo(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+	if uint64(n) != h.Size {
+		t.Fatalf("wrote an image of %d bytes, the header says %d", n, h.Size)
+	}
+	live := int64(100 * (8<<10 + 6))
+	if int64(h.Size) > 2*live+1<<20 || int64(h.Size)*4 > file {
+		t.Fatalf("checkpoint image of %d bytes for %d live bytes in a %d-byte file", h.Size, live, file)
+	}
+	left, _ := filepath.Glob(filepath.Join(filepath.Dir(s.path), "compact-*"))
+	if len(left) != 0 {
+		t.Fatalf("temporary files left: %v", left)
+	}
+	dst := mustOpen(t)
+	if err := dst.Restore(bytes.NewReader(buf.Bytes())); err != nil {
+		t.Fatalf("restoring the compacted checkpoint: %v", err)
+	}
+	if dst.AppliedIndex() != index || dst.KeyCount() != 100 || dst.Root().Hash != s.Root().Hash {
+		t.Fatalf("restored: index %d keys %d root %x; want %d, 100, %x", dst.AppliedIndex(), dst.KeyCount(), dst.Root().Hash, index, s.Root().Hash)
+	}
+	wantValue(t, dst, "k00020", value, 21)
+	if fi, err := os.Stat(dst.path); err != nil || fi.Size()*4 > file {
+		t.Fatalf("restored state file: %v, %v bytes", err, fi.Size())
+	}
+}
+
+// CompactFile gives the space of deleted data back to the disk, keeps the
+// data, the applied index and the root, and waits its turn while a
+// snapshot is open.
+func TestCompactFileGivesSpaceBack(t *testing.T) {
+	s := mustOpen(t)
+	value := string(bytes.Repeat([]byte("v"), 16<<10))
+	index := uint64(0)
+	for i := 0; i < 3000; i++ {
+		index++
+		mustApply(t, s, index, put(fmt.Sprintf("k%05d", i), value))
+	}
+	for i := 0; i < 3000; i++ {
+		if i%30 != 0 {
+			index++
+			mustApply(t, s, index, del(fmt.Sprintf("k%05d", i)))
+		}
+	}
+	root, keys := s.Root().Hash, s.KeyCount()
+	if !s.WantsCompaction() {
+		t.Fatalf("a %d-byte file holding %d keys does not want compaction", s.FileSize(), keys)
+	}
+	snap, err := s.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.CompactFile(); !errors.Is(err, ErrCompactionBusy) {
+		t.Fatalf("CompactFile with a snapshot open = %v, want ErrCompactionBusy", err)
+	}
+	snap.Release()
+	before, after, err := s.CompactFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after*4 > before || after != s.FileSize() {
+		t.Fatalf("compaction took the file from %d to %d bytes (now %d)", before, after, s.FileSize())
+	}
+	if s.AppliedIndex() != index || s.KeyCount() != keys || s.Root().Hash != root {
+		t.Fatalf("after compaction: index %d keys %d root %x; want %d %d %x", s.AppliedIndex(), s.KeyCount(), s.Root().Hash, index, keys, root)
+	}
+	wantValue(t, s, "k00030", value, 31)
+	index++
+	mustApply(t, s, index, put("after", "x"))
+	wantValue(t, s, "after", "x", index)
+	if s.WantsCompaction() {
+		t.Fatal("a compacted file still wants compaction")
+	}
+}
