@@ -19,6 +19,7 @@ import (
 
 	"github.com/ringkv/ringkv/chaos"
 	"github.com/ringkv/ringkv/client"
+	"github.com/ringkv/ringkv/snapshot"
 	"github.com/ringkv/ringkv/store"
 )
 
@@ -281,10 +282,22 @@ func TestBackupVerifyRestore(t *testing.T) {
 		t.Fatalf("backup verify of a damaged copy: %v\n%s", err, out)
 	}
 
+	// Group 2's checkpoint shipped as group 1's, the manifest made to
+	// match: each file is intact, but it is the wrong group's.
+	swapped := filepath.Join(dir, "swapped.tar")
+	swapCheckpoints(t, file, swapped, 1, 2)
+	out, err = ringkv(src.procs[0].URL(), "backup", "verify", swapped)
+	if err == nil || !strings.Contains(out, "group 1: the checkpoint is one of group 2") {
+		t.Fatalf("backup verify of swapped checkpoints: %v\n%s", err, out)
+	}
+
 	// Same ring: installed group by group, roots equal.
 	same := startCluster(t, 3)
 	if out, err := ringkv(same.procs[0].URL(), "restore", bad); err == nil {
 		t.Fatalf("restore of a damaged backup succeeded:\n%s", out)
+	}
+	if out, err := ringkv(same.procs[0].URL(), "restore", swapped); err == nil || !strings.Contains(out, "is a checkpoint of group 2, not of group 1") {
+		t.Fatalf("restore of swapped checkpoints: %v\n%s", err, out)
 	}
 	out, err = ringkv(same.procs[0].URL(), "restore", file)
 	if err != nil || !strings.Contains(out, "group by group") || strings.Contains(out, " NO\n") {
@@ -444,5 +457,77 @@ func TestPeriodicVerificationRepairs(t *testing.T) {
 	v, err := victim.Client.Get(ctx(t, 5*time.Second), target, "stale")
 	if err != nil || string(v.Data) != "v" {
 		t.Fatalf("repaired replica serves %q, %v", v.Data, err)
+	}
+}
+
+// swapCheckpoints copies the backup at from to to with groups a and b's
+// checkpoints and trees exchanged under each other's names, and the
+// manifest rewritten to match (sizes, digests, roots, keys, its own root),
+// as someone who wanted it to pass would.
+func swapCheckpoints(t *testing.T, from, to string, a, b uint32) {
+	t.Helper()
+	in, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	ar, err := snapshot.NewArchiveReader(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := ar.Manifest
+	files := map[string][]byte{}
+	for {
+		name, r, err := ar.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if files[name], err = io.ReadAll(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ga, gb *snapshot.ManifestGroup
+	for i := range m.Groups {
+		switch m.Groups[i].ID {
+		case a:
+			ga = &m.Groups[i]
+		case b:
+			gb = &m.Groups[i]
+		}
+	}
+	if ga == nil || gb == nil {
+		t.Fatalf("groups %d and %d not both in the backup", a, b)
+	}
+	files[ga.Checkpoint.Name], files[gb.Checkpoint.Name] = files[gb.Checkpoint.Name], files[ga.Checkpoint.Name]
+	files[ga.Tree.Name], files[gb.Tree.Name] = files[gb.Tree.Name], files[ga.Tree.Name]
+	// Everything but each entry's id and file names follows its file.
+	ca, cb := *ga, *gb
+	*ga, *gb = cb, ca
+	ga.ID, ga.Checkpoint.Name, ga.Tree.Name = a, ca.Checkpoint.Name, ca.Tree.Name
+	gb.ID, gb.Checkpoint.Name, gb.Tree.Name = b, cb.Checkpoint.Name, cb.Tree.Name
+	if m.Root, err = m.ComputeRoot(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.Create(to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	aw, err := snapshot.NewArchiveWriter(out, &m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range m.Groups {
+		for _, f := range []snapshot.File{g.Checkpoint, g.Tree} {
+			if err := aw.AddFile(f.Name, f.Size, bytes.NewReader(files[f.Name])); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := aw.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

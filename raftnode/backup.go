@@ -205,6 +205,9 @@ func (n *Node) Restore(ctx context.Context, dir string, r io.Reader, o RestoreOp
 			return rep, fmt.Errorf("%w: group %d: %v", ErrBadRequest, g.ID, err)
 		}
 		imgs[g.ID] = img
+		if img.Header.Group != g.ID {
+			return rep, fmt.Errorf("%w: %s is a checkpoint of group %d, not of group %d", ErrBadRequest, g.Checkpoint.Name, img.Header.Group, g.ID)
+		}
 		if err := checkImage(img); err != nil {
 			return rep, fmt.Errorf("%w: %v", ErrBadRequest, err)
 		}

@@ -160,6 +160,9 @@ func (n *Node) RestoreCheckpoint(ctx context.Context, g GroupID, rd io.Reader) (
 		return 0, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
 	defer img.Close()
+	if img.Header.Group != uint32(g) {
+		return 0, fmt.Errorf("%w: a checkpoint of group %d cannot restore group %d", ErrBadRequest, img.Header.Group, g)
+	}
 	if err := checkImage(img); err != nil {
 		return 0, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}

@@ -277,6 +277,11 @@ func checkGroup(g snapshot.ManifestGroup, paths map[string]string, fileErr map[s
 	if img.DigestErr != nil {
 		notes = append(notes, prefix+"checkpoint digest: "+img.DigestErr.Error())
 	}
+	if img.Header.Group != g.ID {
+		// A checkpoint moved under another group's name (the manifest
+		// made to match it) would restore one group's keys into another.
+		notes = append(notes, fmt.Sprintf("%sthe checkpoint is one of group %d", prefix, img.Header.Group))
+	}
 	sum, err := img.Summarize()
 	if err != nil {
 		return "DAMAGED", append(notes, prefix+"checkpoint entries unreadable, every key range of the group is suspect: "+err.Error())
