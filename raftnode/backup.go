@@ -263,10 +263,15 @@ func extractArchive(ar *snapshot.ArchiveReader, dir string) (map[string]string, 
 		}
 		files[name] = f.Name()
 		h := sha256.New()
-		size, err := io.Copy(io.MultiWriter(f, h), rd)
+		// Checked while it streams: a member longer than the manifest
+		// says stops at one byte past it, not at its end.
+		size, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(rd, spec.Size+1))
 		f.Close()
 		if err != nil {
 			return files, fmt.Errorf("%s: %v", name, err)
+		}
+		if size > spec.Size {
+			return files, fmt.Errorf("%s is longer than the %d bytes the manifest gives it", name, spec.Size)
 		}
 		if size != spec.Size || hex.EncodeToString(h.Sum(nil)) != spec.SHA256 {
 			return files, fmt.Errorf("%s: %d bytes with sha256 %x, manifest says %d bytes with %s", name, size, h.Sum(nil), spec.Size, spec.SHA256)
