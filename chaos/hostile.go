@@ -277,7 +277,10 @@ func ForgedRPCs(term uint64) []ForgedRPC {
 				Term: term, LastLogIndex: 1 << 40, LastLogTerm: term, Configuration: []byte{0xc1, 0xff}, Size: 0})},
 		{"AppendEntries with an entry of unknown type", "AppendEntries{term: current, entries: [type 200]}",
 			rpcFrame(rpcAppendEntries, &raft.AppendEntriesRequest{RPCHeader: forgedHeader(), Term: term,
-				Entries: []*raft.Log{{Index: 1 << 40, Term: term, Type: 200}}})},
+				Entries: []*raft.Log{{Index: 1, Term: term, Type: 200}}})},
+		{"AppendEntries with a gap, committed", "AppendEntries{term: current+1, after index 0, entries: [index 1000], commit 1000}",
+			rpcFrame(rpcAppendEntries, &raft.AppendEntriesRequest{RPCHeader: forgedHeader(), Term: term + 1, LeaderCommitIndex: 1000,
+				Entries: []*raft.Log{{Index: 1000, Term: term + 1, Type: raft.LogNoop}}})},
 	}
 }
 

@@ -19,8 +19,9 @@ const (
 var ErrBadRPC = errors.New("raft: refused RPC")
 
 // CheckRPC refuses an RPC that raft would act on to its harm: a term or
-// index past the bounds above, a log entry of a type raft panics on when
-// it commits, or a configuration that does not decode (raft panics) or
+// index past the bounds above, entries that do not follow one another, a
+// log entry of a type raft panics on when it commits, or a configuration
+// that does not decode (raft panics) or
 // names no voter (the group could never elect a leader again). The
 // network transport runs it on every request before raft sees it and
 // closes the connection of one it refuses.
@@ -37,13 +38,25 @@ func CheckRPC(cmd interface{}) error {
 			bound("previous index", req.PrevLogEntry, MaxRPCIndex), bound("commit index", req.LeaderCommitIndex, MaxRPCIndex)); err != nil {
 			return err
 		}
-		for _, e := range req.Entries {
+		prevTerm := req.PrevLogTerm
+		for i, e := range req.Entries {
 			if e == nil {
 				return fmt.Errorf("%w: a nil entry", ErrBadRPC)
 			}
 			if err := errors.Join(bound("entry term", e.Term, MaxRPCTerm), bound("entry index", e.Index, MaxRPCIndex)); err != nil {
 				return err
 			}
+			// Entries follow the previous one without a gap, in terms
+			// that never go down nor pass the sender's: a gap left the
+			// follower committing indexes it does not hold, and raft
+			// panics when it cannot read a committed entry.
+			if e.Index != req.PrevLogEntry+1+uint64(i) {
+				return fmt.Errorf("%w: entry %d of an append after index %d is at index %d", ErrBadRPC, i, req.PrevLogEntry, e.Index)
+			}
+			if e.Term < prevTerm || e.Term > req.Term {
+				return fmt.Errorf("%w: entry %d of term %d after term %d, sent in term %d", ErrBadRPC, e.Index, e.Term, prevTerm, req.Term)
+			}
+			prevTerm = e.Term
 			switch e.Type {
 			case LogCommand, LogNoop, LogBarrier, LogAddPeerDeprecated, LogRemovePeerDeprecated:
 			case LogConfiguration:
