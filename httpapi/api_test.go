@@ -216,7 +216,7 @@ func (f *fakeBackend) ServeCheckpoint(context.Context, raftnode.GroupID, uint64,
 	return &raftnode.NotLeaderError{Group: 1, Leader: "node2"}
 }
 
-func (f *fakeBackend) RestoreCheckpoint(context.Context, raftnode.GroupID, io.Reader) (uint64, error) {
+func (f *fakeBackend) RestoreCheckpoint(context.Context, raftnode.GroupID, io.Reader, raftnode.RestoreFence) (uint64, error) {
 	return 0, &raftnode.NotLeaderError{Group: 1, Leader: "node2"}
 }
 

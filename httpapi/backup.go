@@ -150,9 +150,15 @@ func (a *API) restoreGroup(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	q := r.URL.Query()
+	term, err := strconv.ParseUint(q.Get("fence_term"), 10, 64)
+	if err != nil || term == 0 {
+		writeError(w, fmt.Errorf("%w: fence_term must be the restore's metadata term", raftnode.ErrBadRequest))
+		return
+	}
 	ctx, cancel := bulk(w, r)
 	defer cancel()
-	idx, err := a.b.RestoreCheckpoint(ctx, g, r.Body)
+	idx, err := a.b.RestoreCheckpoint(ctx, g, r.Body, raftnode.RestoreFence{ID: q.Get("restore"), Term: term})
 	if err != nil {
 		writeError(w, err)
 		return

@@ -46,7 +46,7 @@ type Backend interface {
 	Backup(ctx context.Context, dir string, w io.Writer) (snapshot.Manifest, error)
 	Restore(ctx context.Context, dir string, r io.Reader, o raftnode.RestoreOptions) (raftnode.RestoreReport, error)
 	ServeCheckpoint(ctx context.Context, g raftnode.GroupID, minIndex uint64, start func(h snapshot.Header) io.Writer) error
-	RestoreCheckpoint(ctx context.Context, g raftnode.GroupID, r io.Reader) (uint64, error)
+	RestoreCheckpoint(ctx context.Context, g raftnode.GroupID, r io.Reader, f raftnode.RestoreFence) (uint64, error)
 	Tree(ctx context.Context, g raftnode.GroupID) (raftnode.GroupTree, error)
 }
 

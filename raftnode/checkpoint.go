@@ -149,11 +149,18 @@ func (f *forwarder) post(ctx context.Context, url string, body io.Reader) error 
 // (digest, entries against its Merkle root) before anything changes, then
 // rebased onto an index past the group's log, so every replica installs
 // it as a snapshot and no later entry is mistaken for a replay. It returns
-// the index the group now restarts from.
-func (n *Node) RestoreCheckpoint(ctx context.Context, g GroupID, rd io.Reader) (uint64, error) {
+// the index the group now restarts from. Only a cluster restore holding the
+// restore lock installs checkpoints, and the group stays fenced for it.
+func (n *Node) RestoreCheckpoint(ctx context.Context, g GroupID, rd io.Reader, fence RestoreFence) (uint64, error) {
 	r := n.replica(g)
 	if r == nil || r.st == nil || !r.isLeader() {
 		return 0, &NotLeaderError{Group: g, Leader: n.leaderOf(g)}
+	}
+	if err := checkRestoreID(fence.ID); err != nil {
+		return 0, err
+	}
+	if err := n.checkRestoreMover(ctx, Request{Op: opFence, Ranges: wholeRing, Term: fence.Term, Restore: fence.ID}); err != nil {
+		return 0, err
 	}
 	img, err := store.OpenImage(rd, r.dir)
 	if err != nil {
@@ -176,7 +183,7 @@ func (n *Node) RestoreCheckpoint(ctx context.Context, g GroupID, rd io.Reader) (
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	h, err := img.Rebase(base, r.raft.CurrentTerm(), f)
+	h, err := img.RebaseFenced(base, r.raft.CurrentTerm(), fence.Term, f)
 	if err != nil {
 		return 0, err
 	}

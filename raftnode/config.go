@@ -118,6 +118,10 @@ type Config struct {
 	// after each step that did not finish the move, with that step's
 	// outcome. Tests use it to hold a move, ctx ending when the node stops.
 	OnReplicaMove func(ctx context.Context, mv ReplicaMove, progress string)
+	// OnRestoreInstall, when set, is called by a node running a restore
+	// before it installs group g's restored state; an error fails the
+	// restore there. Tests use it to fail one midway.
+	OnRestoreInstall func(g GroupID) error
 	// OnAsyncWrite, when set, is called by a group leader once an
 	// asynchronous write has been let through as asynchronous, before it
 	// is appended. Tests use it to hold a write against a fence.

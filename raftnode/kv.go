@@ -79,6 +79,10 @@ func (n *Node) routed(ctx context.Context, req Request) (Response, error) {
 		case <-changed:
 		case <-time.After(50 * time.Millisecond):
 		case <-ctx.Done():
+			if l := n.Layout().Restore; l != nil {
+				// Still refused before it was proposed: safe to retry.
+				return resp, fmt.Errorf("%w: key %q: a restore is in progress (%s); writes wait until it ends", ErrUnavailable, req.Key, l.ID)
+			}
 			return resp, err
 		}
 	}
@@ -275,8 +279,9 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 			// While this group hands ranges over, its writes are
 			// synchronous: one acknowledged at its append could still be
 			// refused by a fence that follows it.
+			// So are they during a restore, which fences every group.
 			r.asyncMu.RLock()
-			if m := n.Layout().Migration; m == nil || !m.sourcing(r.id) {
+			if m := n.Layout().Migration; (m == nil || !m.sourcing(r.id)) && n.Layout().Restore == nil {
 				if n.cfg.OnAsyncWrite != nil {
 					n.cfg.OnAsyncWrite(r.id, req.Key)
 				}
@@ -327,8 +332,12 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 			}
 		}
 		resp.RaftIndex = r.st.AppliedIndex()
+		// A restore's fence holds writes only: with no ring change in
+		// motion, this group still answers for its fenced keys.
+		l := n.Layout()
+		restoring := l.Restore != nil && l.Migration == nil
 		if req.Op == opGet {
-			if r.st.Fenced(req.Key) {
+			if r.st.Fenced(req.Key) && !restoring {
 				return resp, fmt.Errorf("%w: key %q", ErrMoved, req.Key)
 			}
 			e, err := r.st.Get(req.Key)
@@ -341,7 +350,7 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 			resp.Entry = &KV{Key: e.Key, Value: e.Value, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex, Group: r.id}
 			return resp, nil
 		}
-		o := store.ScanOptions{Prefix: req.Prefix, After: req.After, Limit: req.Limit, KeysOnly: req.KeysOnly}
+		o := store.ScanOptions{Prefix: req.Prefix, After: req.After, Limit: req.Limit, KeysOnly: req.KeysOnly, Fenced: restoring}
 		if err := n.waitLayout(ctx, req.LayoutIndex); err != nil {
 			return resp, err
 		}
@@ -457,6 +466,13 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 		return n.serveMoving(ctx, r, req)
 	case opPinLeader:
 		_, err := r.apply(ctx, mustJSON(metaCommand{Op: "pin_leader", Group: req.Target, Node: req.Node}))
+		return resp, err
+	case opRestoreLock:
+		lock := &RestoreLock{ID: req.Restore}
+		if req.Node != nil {
+			lock.Node = req.Node.ID
+		}
+		_, err := r.apply(ctx, mustJSON(metaCommand{Op: "restore_" + req.RestoreStep, Restore: lock}))
 		return resp, err
 	case opRangeStats:
 		if r.st == nil {

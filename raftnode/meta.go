@@ -62,12 +62,25 @@ type Layout struct {
 	// ClusterID names the cluster, chosen when it was bootstrapped (empty
 	// for clusters bootstrapped before it existed).
 	ClusterID string `json:"cluster_id,omitempty"`
+	// Restore is the cluster restore in progress, if any: one at a time.
+	Restore *RestoreLock `json:"restore,omitempty"`
 	// Index is the metadata log index a snapshot of the layout was taken
 	// at; set only in snapshots (0 in older ones).
 	Index uint64 `json:"index,omitempty"`
 
 	ring *ring.Ring
 	next *ring.Ring // the ring after Migration
+}
+
+// RestoreLock is the cluster-wide lock a restore holds from before it
+// reads its archive until every group is restored or put back. Node is the
+// node running it; it renews the lock (Renewals counts), and the metadata
+// leader releases a lock no longer renewed (its node died), lifting the
+// restore's fences first.
+type RestoreLock struct {
+	ID       string `json:"id"`
+	Node     NodeID `json:"node"`
+	Renewals uint64 `json:"renewals,omitempty"`
 }
 
 // Node returns the member with id.
@@ -115,7 +128,7 @@ func (l *Layout) RingView() *ring.Ring { return l.ring }
 
 // metaCommand is an entry of the metadata group's log.
 type metaCommand struct {
-	Op     string    `json:"op"` // init, add_node, remove_node, node_state, migrate_start, migrate_phase, migrate_end, migrate_abort, migrate_aborted, pin_leader, replica_move_start, replica_move_end, loads
+	Op     string    `json:"op"` // init, add_node, remove_node, node_state, migrate_start, migrate_phase, migrate_end, migrate_abort, migrate_aborted, pin_leader, replica_move_start, replica_move_end, loads, restore_begin, restore_renew, restore_end
 	Node   *NodeInfo `json:"node,omitempty"`
 	Groups int       `json:"groups,omitempty"`
 	VNodes int       `json:"vnodes,omitempty"`
@@ -138,6 +151,8 @@ type metaCommand struct {
 	// Draining and Leaving set a node's state (node_state).
 	Draining bool `json:"draining,omitempty"`
 	Leaving  bool `json:"leaving,omitempty"`
+	// Restore takes, renews or releases the restore lock.
+	Restore *RestoreLock `json:"restore,omitempty"`
 }
 
 func decodeMetaCommand(b []byte) (metaCommand, error) {
@@ -197,6 +212,18 @@ func decodeMetaCommand(b []byte) (metaCommand, error) {
 			}
 		}
 	case "migrate_end", "migrate_abort", "migrate_aborted":
+	case "restore_begin", "restore_renew", "restore_end":
+		if c.Restore == nil {
+			return c, fmt.Errorf("%w: meta %s: lock missing", ErrBadRequest, c.Op)
+		}
+		if err := checkRestoreID(c.Restore.ID); err != nil {
+			return c, fmt.Errorf("meta %s: %w", c.Op, err)
+		}
+		if c.Op == "restore_begin" {
+			if err := CheckNodeID(c.Restore.Node); err != nil {
+				return c, fmt.Errorf("meta restore_begin: %w", err)
+			}
+		}
 	case "pin_leader":
 		if err := checkGroupID("meta pin_leader: group", c.Group); err != nil {
 			return c, err
@@ -393,6 +420,25 @@ func applyMetaRules(cur *Layout, c metaCommand) (*Layout, error) {
 		if err := endAbortedMigration(next); err != nil {
 			return nil, err
 		}
+	case "restore_begin":
+		if cur.Restore != nil {
+			return nil, fmt.Errorf("%w: a restore is in progress (%s, run by node %s); one at a time", ErrConflict, cur.Restore.ID, cur.Restore.Node)
+		}
+		if cur.Migration != nil {
+			return nil, fmt.Errorf("%w: a ring change is in progress (%s); restore once it is done", ErrConflict, cur.Migration.Change)
+		}
+		next.Restore = &RestoreLock{ID: c.Restore.ID, Node: c.Restore.Node}
+	case "restore_renew", "restore_end":
+		if cur.Restore == nil || cur.Restore.ID != c.Restore.ID {
+			return nil, fmt.Errorf("%w: restore %s does not hold the restore lock", ErrConflict, c.Restore.ID)
+		}
+		if c.Op == "restore_end" {
+			next.Restore = nil
+			break
+		}
+		l := *cur.Restore
+		l.Renewals++
+		next.Restore = &l
 	case "remove_node":
 		i := next.nodeIndex(c.Node.ID)
 		if i < 0 {
@@ -431,7 +477,8 @@ func (l *Layout) nodeIndex(id NodeID) int {
 
 func (l *Layout) clone() *Layout {
 	c := &Layout{Initialized: l.Initialized, Ring: l.Ring, ring: l.ring, Migration: l.Migration, next: l.next,
-		Retired: append([]GroupID(nil), l.Retired...), Replication: l.Replication, Move: l.Move, ClusterID: l.ClusterID}
+		Retired: append([]GroupID(nil), l.Retired...), Replication: l.Replication, Move: l.Move, ClusterID: l.ClusterID,
+		Restore: l.Restore}
 	for g, id := range l.Leaders {
 		if c.Leaders == nil {
 			c.Leaders = map[GroupID]NodeID{}

@@ -54,7 +54,8 @@ func metaShapes(tb testing.TB) map[string]*Layout {
 		"aborting":           must(adding, metaCommand{Op: "migrate_abort"}),
 		"moving a replica": must(three, metaCommand{Op: "replica_move_start",
 			Move: &ReplicaMove{Group: 1, From: "n1", To: "n4", Reason: "balance"}}),
-		"draining": must(three, metaCommand{Op: "node_state", Node: &NodeInfo{ID: "n2"}, Draining: true, Leaving: true}),
+		"draining":  must(three, metaCommand{Op: "node_state", Node: &NodeInfo{ID: "n2"}, Draining: true, Leaving: true}),
+		"restoring": must(three, metaCommand{Op: "restore_begin", Restore: &RestoreLock{ID: strings.Repeat("ab", 16), Node: "n2"}}),
 	}
 }
 
@@ -115,6 +116,9 @@ func FuzzApplyMeta(f *testing.F) {
 		`{"op":"pin_leader","group":1,"node":{"id":"n2"}}`,
 		`{"op":"loads","loads":{"1":5,"4294967295":3}}`,
 		`{"op":"node_state","node":{"id":"n3"},"draining":true}`,
+		`{"op":"restore_begin","restore":{"id":"0123456789abcdef0123456789abcdef","node":"n1"}}` + "\n" + `{"op":"migrate_start","change":{"remove":1}}`,
+		`{"op":"restore_renew","restore":{"id":"abababababababababababababababab"}}` + "\n" + `{"op":"restore_end","restore":{"id":"abababababababababababababababab"}}`,
+		`{"op":"restore_begin","restore":{"id":"../x","node":"a/b"}}`,
 	} {
 		f.Add(s)
 	}
@@ -170,6 +174,7 @@ func TestMetaPoisonPillsAreRefused(t *testing.T) {
 		{"a node id with a slash", metaCommand{Op: "add_node", Node: &NodeInfo{ID: "a/../b", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"}}, always},
 		{"a node id with NUL", metaCommand{Op: "add_node", Node: &NodeInfo{ID: "a\x00", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"}}, always},
 		{"an address that is none", metaCommand{Op: "add_node", Node: &NodeInfo{ID: "n9", HTTPAddr: "127.0.0.1:1", RaftAddr: "not an address"}}, always},
+		{"a restore id that is not one", metaCommand{Op: "restore_begin", Restore: &RestoreLock{ID: "x/../y", Node: "n1"}}, always},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for name, l := range shapes {
@@ -188,5 +193,34 @@ func TestMetaPoisonPillsAreRefused(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRestoreLockIsOneAtATime: a second restore and a ring change are
+// refused while the lock is held; only its holder renews or releases it.
+func TestRestoreLockIsOneAtATime(t *testing.T) {
+	l := metaShapes(t)["restoring"]
+	other := &RestoreLock{ID: strings.Repeat("cd", 16), Node: "n3"}
+	for _, c := range []metaCommand{
+		{Op: "restore_begin", Restore: other},
+		{Op: "restore_renew", Restore: other},
+		{Op: "restore_end", Restore: other},
+		{Op: "migrate_start", Change: &RingChange{Remove: 2}},
+	} {
+		if _, err := applyMeta(l, c); !errors.Is(err, ErrConflict) {
+			t.Fatalf("%s while a restore holds the lock: %v, want a conflict", c.Op, err)
+		}
+	}
+	mine := &RestoreLock{ID: l.Restore.ID}
+	renewed, err := applyMeta(l, metaCommand{Op: "restore_renew", Restore: mine})
+	if err != nil || renewed.Restore.Renewals != 1 {
+		t.Fatalf("renewal by the holder: %v, %+v", err, renewed)
+	}
+	ended, err := applyMeta(renewed, metaCommand{Op: "restore_end", Restore: mine})
+	if err != nil || ended.Restore != nil {
+		t.Fatalf("release by the holder: %v, %+v", err, ended)
+	}
+	if _, err := applyMeta(ended, metaCommand{Op: "restore_begin", Restore: other}); err != nil {
+		t.Fatalf("a restore after the release: %v", err)
 	}
 }

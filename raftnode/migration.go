@@ -98,6 +98,9 @@ func startMigration(cur *Layout, next *Layout, change RingChange) error {
 	if cur.Migration != nil {
 		return fmt.Errorf("%w: a ring change is in progress (%s); wait for it to finish", ErrConflict, cur.Migration.Change)
 	}
+	if cur.Restore != nil {
+		return fmt.Errorf("%w: a restore is in progress (%s); change the ring once it is done", ErrConflict, cur.Restore.ID)
+	}
 	if change.Add != nil {
 		for _, id := range cur.Retired {
 			if id == change.Add.Group {

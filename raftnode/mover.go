@@ -132,7 +132,19 @@ func (n *Node) serveMoving(ctx context.Context, r *replica, req Request) (Respon
 	if r.st == nil {
 		return resp, fmt.Errorf("%w: group %d holds no keys", ErrBadRequest, r.id)
 	}
-	if req.Op != opRangeScan {
+	switch {
+	case req.Restore != "":
+		if err := n.checkRestoreMover(ctx, req); err != nil {
+			return resp, err
+		}
+		// A restore's ingest puts each key where the ring routes it.
+		l := n.Layout()
+		for _, e := range req.Entries {
+			if g, err := l.Route(e.Key); err != nil || g != r.id {
+				return resp, fmt.Errorf("%w: restore ingest into group %d of key %q, which the ring gives group %d", ErrBadRequest, r.id, e.Key, g)
+			}
+		}
+	case req.Op != opRangeScan:
 		if err := n.checkMover(ctx, r.id, req); err != nil {
 			return resp, err
 		}
@@ -177,8 +189,12 @@ func (n *Node) serveMoving(ctx context.Context, r *replica, req Request) (Respon
 		// a migration under asyncMu (read), so once the local layout shows
 		// it and the lock is ours, none is between its check and its
 		// append.
-		if err := n.waitMigrationSeen(ctx, r.id); err != nil {
-			return resp, err
+		// A restore's fence has waited for the lock to show here
+		// (checkRestoreMover); asynchronous writes check it too.
+		if req.Restore == "" {
+			if err := n.waitMigrationSeen(ctx, r.id); err != nil {
+				return resp, err
+			}
 		}
 		r.asyncMu.Lock()
 		defer r.asyncMu.Unlock()
@@ -244,6 +260,36 @@ func (n *Node) checkMover(ctx context.Context, g GroupID, req Request) error {
 		}
 	}
 }
+
+// checkRestoreMover refuses a fence, unfence or ingest sent for a restore
+// unless that restore holds the restore lock in this node's layout (waited
+// for until ctx ends) and, for a fence or unfence, it covers the whole hash
+// space. Its term is bounded as a mover's is.
+func (n *Node) checkRestoreMover(ctx context.Context, req Request) error {
+	if req.Term == 0 {
+		return fmt.Errorf("%w: %s without the restore's metadata term", ErrBadRequest, req.Op)
+	}
+	if meta := n.meta.raft.CurrentTerm(); req.Term > meta {
+		return fmt.Errorf("%w: %s of term %d, past this node's metadata term %d", ErrUnavailable, req.Op, req.Term, meta)
+	}
+	if req.Op != opIngest && !sameRanges(req.Ranges, wholeRing) {
+		return fmt.Errorf("%w: a restore's %s covers the whole ring", ErrBadRequest, req.Op)
+	}
+	for {
+		changed := n.meta.meta.Changed()
+		if l := n.Layout().Restore; l != nil && l.ID == req.Restore {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %s for restore %s, which does not hold the restore lock", ErrConflict, req.Op, req.Restore)
+		}
+	}
+}
+
+// wholeRing is the one range that covers the whole hash space.
+var wholeRing = []ring.Range{{}}
 
 func sameRanges(a, b []ring.Range) bool {
 	if len(a) != len(b) {

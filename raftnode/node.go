@@ -141,6 +141,7 @@ func New(cfg Config) (*Node, error) {
 	n.goLoop(n.moverLoop)
 	n.goLoop(n.placerLoop)
 	n.goLoop(n.removalLoop)
+	n.goLoop(n.restoreJanitor)
 	if cfg.BalanceInterval > 0 {
 		n.goLoop(n.balanceLoop)
 	}

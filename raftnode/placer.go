@@ -364,6 +364,8 @@ type ClusterInfo struct {
 	// Loads are the groups' write rates the leaderships are spread by
 	// (none recorded: by count).
 	Loads map[GroupID]float64 `json:"loads,omitempty"`
+	// Restore is the restore lock, while a restore runs.
+	Restore *RestoreLock `json:"restore,omitempty"`
 }
 
 // Cluster reports members, replica placement and the move in progress.
@@ -372,7 +374,7 @@ type ClusterInfo struct {
 func (n *Node) Cluster(ctx context.Context) ClusterInfo {
 	l := n.Layout()
 	leaders := n.groupLeaders(ctx, l)
-	ci := ClusterInfo{Replication: l.replication(), Move: l.Move, Loads: l.Loads}
+	ci := ClusterInfo{Replication: l.replication(), Move: l.Move, Loads: l.Loads, Restore: l.Restore}
 	if l.Initialized {
 		ci.Balanced = l.Move == nil && l.nextMove(nil) == nil
 		for _, nd := range l.Nodes {

@@ -31,6 +31,14 @@ const (
 	opNodeState    = "node_state"   // drain or undrain a node, on the metadata leader
 	opReplicaStep  = "replica_step" // the next step of a replica move, on the group leader
 	opLayoutIndex  = "layout_index" // the metadata index a read must see, on the metadata leader
+	opRestoreLock  = "restore_lock" // take, renew or release the restore lock, on the metadata leader
+)
+
+// Steps of opRestoreLock.
+const (
+	restoreBegin = "begin"
+	restoreRenew = "renew"
+	restoreEnd   = "end"
 )
 
 // maxRanges bounds the hash ranges one request may name.
@@ -89,6 +97,11 @@ type Request struct {
 	// filtered by must reflect: the listing node's, read from the
 	// metadata leader.
 	LayoutIndex uint64 `json:"layout_index,omitempty"`
+	// Restore is the id of the restore lock that a fence, unfence or
+	// ingest acts for (instead of a ring change's transfer), or that
+	// restore_lock takes (RestoreStep begin), renews or releases.
+	Restore     string `json:"restore,omitempty"`
+	RestoreStep string `json:"restore_step,omitempty"`
 }
 
 // Validate checks a request that arrived from the network.
@@ -115,6 +128,32 @@ func (r Request) Validate() error {
 		}
 		if r.Op == opDrop && (r.Limit < 1 || r.Limit > 10000) {
 			return fmt.Errorf("%w: drop limit %d (1 to 10000)", ErrBadRequest, r.Limit)
+		}
+		if r.Restore != "" {
+			if r.Op == opRangeScan || r.Op == opDrop {
+				return fmt.Errorf("%w: %s does not act for a restore", ErrBadRequest, r.Op)
+			}
+			if err := checkRestoreID(r.Restore); err != nil {
+				return err
+			}
+		}
+	case opRestoreLock:
+		if r.Group != MetaGroup {
+			return fmt.Errorf("%w: restore_lock on group %d, not the metadata group", ErrBadRequest, r.Group)
+		}
+		if err := checkRestoreID(r.Restore); err != nil {
+			return err
+		}
+		if r.RestoreStep != restoreBegin && r.RestoreStep != restoreRenew && r.RestoreStep != restoreEnd {
+			return fmt.Errorf("%w: restore_lock step %q (begin, renew or end)", ErrBadRequest, r.RestoreStep)
+		}
+		if r.RestoreStep == restoreBegin {
+			if r.Node == nil {
+				return fmt.Errorf("%w: restore_lock begin without its node", ErrBadRequest)
+			}
+			if err := CheckNodeID(r.Node.ID); err != nil {
+				return err
+			}
 		}
 	case opRingAbort:
 	case opPinLeader:
@@ -179,7 +218,7 @@ func (r Request) Validate() error {
 
 func (r Request) isWrite() bool {
 	switch r.Op {
-	case opPut, opDelete, opVerify, opAddVoter, opAddNonvoter, opRemoveServer, opJoin, opRemoveNode, opNodeState, opReplicaStep, opFence, opUnfence, opIngest, opDrop, opRingChange, opRingAbort, opPinLeader:
+	case opPut, opDelete, opVerify, opAddVoter, opAddNonvoter, opRemoveServer, opJoin, opRemoveNode, opNodeState, opReplicaStep, opFence, opUnfence, opIngest, opDrop, opRingChange, opRingAbort, opPinLeader, opRestoreLock:
 		return true
 	}
 	return false

@@ -650,7 +650,8 @@ func TestStreamCodecCoversRequestFields(t *testing.T) {
 		"Consistency": true, "Index": true, "Term": true, "Async": true}
 	notUsedByStreamedOps := map[string]bool{"Prefix": true, "After": true, "Limit": true, "KeysOnly": true, "Node": true,
 		"Level": true, "Indexes": true, "Deep": true, "Ranges": true, "Above": true, "Entries": true, "Change": true,
-		"Target": true, "Move": true, "Abort": true, "LayoutIndex": true, "Force": true}
+		"Target": true, "Move": true, "Abort": true, "LayoutIndex": true, "Force": true,
+		"Restore": true, "RestoreStep": true}
 	rt := reflect.TypeOf(Request{})
 	for i := 0; i < rt.NumField(); i++ {
 		name := rt.Field(i).Name

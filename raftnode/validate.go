@@ -157,3 +157,16 @@ func (c RingChange) check() error {
 	}
 	return nil
 }
+
+// checkRestoreID checks a restore lock's id: what newRestoreID makes, 32
+// lowercase hex digits.
+func checkRestoreID(id string) error {
+	ok := len(id) == 32
+	for i := 0; ok && i < len(id); i++ {
+		ok = id[i] >= '0' && id[i] <= '9' || id[i] >= 'a' && id[i] <= 'f'
+	}
+	if !ok {
+		return fmt.Errorf("%w: restore id %q: 32 lowercase hex digits", ErrBadRequest, id)
+	}
+	return nil
+}

@@ -184,6 +184,21 @@ func (img *Image) Close() error {
 // at the index the checkpoint was taken at elsewhere. index must not be
 // below the image's own.
 func (img *Image) Rebase(index, term uint64, w io.Writer) (snapshot.Header, error) {
+	return img.rebase(index, term, 0, w)
+}
+
+// RebaseFenced is Rebase for a restore in progress: the image also records
+// every key as fenced and moverTerm as the highest mover term seen, so the
+// group installing it refuses writes until the restore's own unfence (of
+// moverTerm) lifts the fence, whatever fences and terms the image held.
+func (img *Image) RebaseFenced(index, term, moverTerm uint64, w io.Writer) (snapshot.Header, error) {
+	if moverTerm == 0 {
+		return snapshot.Header{}, fmt.Errorf("store: a fenced rebase needs the mover term")
+	}
+	return img.rebase(index, term, moverTerm, w)
+}
+
+func (img *Image) rebase(index, term, moverTerm uint64, w io.Writer) (snapshot.Header, error) {
 	sum, err := img.Summarize()
 	if err != nil {
 		return snapshot.Header{}, err
@@ -202,10 +217,19 @@ func (img *Image) Rebase(index, term uint64, w io.Writer) (snapshot.Header, erro
 	}
 	defer db.Close()
 	err = db.Update(func(tx *bolt.Tx) error {
-		if err := putU64(tx.Bucket(bucketMeta), keyAppliedTerm, term); err != nil {
+		m := tx.Bucket(bucketMeta)
+		if err := putU64(m, keyAppliedTerm, term); err != nil {
 			return err
 		}
-		return putU64(tx.Bucket(bucketMeta), keyApplied, index)
+		if moverTerm > 0 {
+			if err := putU64(m, keyMoveTerm, moverTerm); err != nil {
+				return err
+			}
+			if err := m.Put(keyFences, spanSetOf([]HashRange{{}}).encode()); err != nil {
+				return err
+			}
+		}
+		return putU64(m, keyApplied, index)
 	})
 	if err != nil {
 		return snapshot.Header{}, err

@@ -73,6 +73,37 @@ func TestImageRecomputesTreeAndRebases(t *testing.T) {
 	if _, err := img.Rebase(10, 1, &bytes.Buffer{}); err == nil {
 		t.Fatal("rebased below the image's own index")
 	}
+
+	// Fenced for a restore: every key refuses writes until an unfence of
+	// the restore's mover term, and an older mover cannot lift it.
+	var fb bytes.Buffer
+	if _, err := img.RebaseFenced(6000, 7, 9, &fb); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := Open(filepath.Join(t.TempDir(), "fenced.db"), Options{Group: 1, NoSync: true, MmapSize: 64 << 20, KeyHash: testHash})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fd.Close()
+	if err := fd.Restore(&fb); err != nil {
+		t.Fatal(err)
+	}
+	if !fd.Fenced([]byte("k1")) || !fd.Fenced([]byte("anything")) {
+		t.Fatal("a fenced rebase left keys writable")
+	}
+	if r := mustApply(t, fd, 6001, put("k1", "x")); !r.Moved {
+		t.Fatalf("a put into a fenced restore applied: %+v", r)
+	}
+	if r := mustApply(t, fd, 6002, Moving{Op: OpUnfence, Term: 8, Ranges: []HashRange{{}}}.Encode()); !errors.Is(r.Err, ErrStaleMover) {
+		t.Fatalf("an unfence of an older mover term: %+v", r)
+	}
+	mustApply(t, fd, 6003, Moving{Op: OpUnfence, Term: 9, Ranges: []HashRange{{}}}.Encode())
+	if r := mustApply(t, fd, 6004, put("k1", "x")); r.Moved || r.Err != nil {
+		t.Fatalf("a put after the restore's unfence: %+v", r)
+	}
+	if _, err := img.RebaseFenced(6000, 7, 0, &bytes.Buffer{}); err == nil {
+		t.Fatal("a fenced rebase without a mover term")
+	}
 }
 
 func TestImageReportsDamage(t *testing.T) {

@@ -558,6 +558,9 @@ type ScanOptions struct {
 	// Skip, when set, leaves out the keys it returns true for; they do
 	// not count towards Limit.
 	Skip func(key []byte) bool
+	// Fenced lists the keys in fenced ranges too: the group still answers
+	// for them (a restore's fence holds writes only).
+	Fenced bool
 }
 
 // Scan returns entries whose keys start with Prefix, in key order. Keys in
@@ -577,6 +580,9 @@ func (s *Store) Scan(o ScanOptions) ([]Entry, error) {
 			start = o.After
 		}
 		fences := *s.fences.Load()
+		if o.Fenced {
+			fences = nil
+		}
 		for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, o.Prefix); k, v = c.Next() {
 			if o.After != nil && bytes.Compare(k, o.After) <= 0 {
 				continue
