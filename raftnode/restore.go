@@ -231,6 +231,9 @@ func (n *Node) restoreCheckpoints(ctx context.Context, run *restoreRun, m snapsh
 			return fmt.Errorf("group %d: %w", g.ID, err)
 		}
 		v, err := n.Verify(ctx, gid, VerifyOptions{})
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: the restore was cancelled (its client went away, or the node is stopping)", ErrUnavailable)
+		}
 		if err != nil {
 			return fmt.Errorf("group %d: verify after restore: %w", g.ID, err)
 		}
@@ -604,7 +607,7 @@ func (n *Node) restoreJanitor(ctx context.Context) {
 		case *l.Restore != seen:
 			seen, since = *l.Restore, time.Now()
 		case time.Since(since) > restoreLockTTL:
-			n.log.Warn("restore: releasing a lock not renewed", "restore", seen.ID, "node", seen.Node, "for", time.Since(since).Round(time.Second))
+			n.log.Warn("restore: releasing a lock not renewed", "restore", seen.ID, "holder", seen.Node, "for", time.Since(since).Round(time.Second))
 			if err := n.releaseRestore(ctx, l, seen.ID); err != nil && ctx.Err() == nil {
 				n.log.Warn("restore: releasing the lock: will retry", "restore", seen.ID, "err", err)
 			}
