@@ -281,7 +281,7 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 			// refused by a fence that follows it.
 			// So are they during a restore, which fences every group.
 			r.asyncMu.RLock()
-			if m := n.Layout().Migration; (m == nil || !m.sourcing(r.id)) && n.Layout().Restore == nil {
+			if l := n.Layout(); (l.Migration == nil || !l.Migration.sourcing(r.id)) && l.Restore == nil {
 				if n.cfg.OnAsyncWrite != nil {
 					n.cfg.OnAsyncWrite(r.id, req.Key)
 				}
