@@ -6,6 +6,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -86,7 +87,9 @@ type Value struct {
 
 // Entry is one element of a list.
 type Entry struct {
+	// Key holds the key's exact bytes (a Go string holds any).
 	Key         string `json:"key"`
+	KeyBase64   string `json:"key_base64,omitempty"`
 	Value       []byte `json:"value"`
 	CreateIndex uint64 `json:"create_index"`
 	ModifyIndex uint64 `json:"modify_index"`
@@ -167,6 +170,9 @@ func (c *Client) write(ctx context.Context, method, key string, value []byte, o 
 	if err := json.Unmarshal(b, &res); err != nil {
 		return res, fmt.Errorf("bad reply: %w", err)
 	}
+	// The answer's key is text (lossy for bytes that are not UTF-8);
+	// the key written is the one sent.
+	res.Key = key
 	res.ServedBy = resp.Header.Get("X-Served-By")
 	return res, nil
 }
@@ -199,13 +205,53 @@ type ListOptions struct {
 // List returns the entries whose keys start with prefix, in key order.
 func (c *Client) List(ctx context.Context, prefix string, o ListOptions) ([]Entry, error) {
 	var out []Entry
-	return out, c.list(ctx, prefix, o, false, &out)
+	if err := c.list(ctx, prefix, o, false, &out); err != nil {
+		return nil, err
+	}
+	for i := range out {
+		if err := out[i].exactKey(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// exactKey puts the key's exact bytes in Key when the server sent them
+// apart, as it does for keys that are not valid UTF-8.
+func (e *Entry) exactKey() error {
+	if e.KeyBase64 == "" {
+		return nil
+	}
+	b, err := base64.StdEncoding.DecodeString(e.KeyBase64)
+	if err != nil {
+		return fmt.Errorf("list entry: key_base64 %q: %w", e.KeyBase64, err)
+	}
+	e.Key, e.KeyBase64 = string(b), ""
+	return nil
 }
 
 // Keys returns the keys starting with prefix, in order.
 func (c *Client) Keys(ctx context.Context, prefix string, o ListOptions) ([]string, error) {
-	var out []string
-	return out, c.list(ctx, prefix, o, true, &out)
+	// A key that is not valid UTF-8 comes as {"key_base64": ...}.
+	var raw []json.RawMessage
+	if err := c.list(ctx, prefix, o, true, &raw); err != nil {
+		return nil, err
+	}
+	out := make([]string, len(raw))
+	for i, r := range raw {
+		if json.Unmarshal(r, &out[i]) == nil {
+			continue
+		}
+		var e Entry
+		if err := json.Unmarshal(r, &e); err != nil {
+			return nil, fmt.Errorf("keys list element %s: %w", r, err)
+		}
+		if err := e.exactKey(); err != nil {
+			return nil, err
+		}
+		out[i] = e.Key
+	}
+	return out, nil
 }
 
 func (c *Client) list(ctx context.Context, prefix string, o ListOptions, keys bool, out interface{}) error {

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"encoding/base64"
 	"net/url"
 	"strconv"
 )
@@ -50,6 +51,8 @@ type ReplicaDiff struct {
 	Ranges   []KeyRange `json:"ranges"`
 	Keys     []string   `json:"keys"`
 	MoreKeys bool       `json:"more_keys"`
+	// KeysBase64 holds Keys' exact bytes when one is not valid UTF-8.
+	KeysBase64 []string `json:"keys_base64"`
 }
 
 // KeyRange is a range of the key-hash space (one Merkle leaf).
@@ -81,6 +84,20 @@ func (c *Client) Verify(ctx context.Context, o VerifyOptions) (Verification, err
 		q.Set("repair", "false")
 	}
 	var v Verification
-	err := c.PostJSONQuery(ctx, path, q, &v)
-	return v, err
+	if err := c.PostJSONQuery(ctx, path, q, &v); err != nil {
+		return v, err
+	}
+	// Keys that are not UTF-8 come exactly in keys_base64.
+	for _, g := range v.Groups {
+		for _, r := range g.Replicas {
+			if d := r.Diff; d != nil && len(d.KeysBase64) == len(d.Keys) {
+				for i, k := range d.KeysBase64 {
+					if b, err := base64.StdEncoding.DecodeString(k); err == nil {
+						d.Keys[i] = string(b)
+					}
+				}
+			}
+		}
+	}
+	return v, nil
 }

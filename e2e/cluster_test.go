@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,6 +53,19 @@ func TestThreeNodes(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
+	}
+	// Keys are bytes: ones that are not UTF-8 (or hold a NUL) come back
+	// exactly from gets, lists and keys lists.
+	bin := []string{"bin/\xff\xfe", "bin/\x00nul", "bin/\xc3\x28", "bin/ok"}
+	for _, k := range bin {
+		if _, err := c.procs[1].Client.Put(phase, k, []byte("b"+k), client.PutOptions{}); err != nil {
+			t.Fatalf("Put(%q): %v", k, err)
+		}
+		want[k] = "b" + k
+	}
+	keys, err := c.procs[2].Client.Keys(phase, "bin/", client.ListOptions{})
+	if sort.Strings(bin); err != nil || strings.Join(keys, "|") != strings.Join(bin, "|") {
+		t.Fatalf("Keys(bin/) = %q (%v), want %q", keys, err, bin)
 	}
 	checkAll := func(procs []*chaos.Proc, consistency string) {
 		t.Helper()

@@ -4,17 +4,20 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/snapshot"
@@ -37,6 +40,8 @@ type fakeBackend struct {
 	// listGate holds it until closed.
 	listing  chan struct{}
 	listGate chan struct{}
+	// listFailAt, when set, fails a list after that many keys.
+	listFailAt int
 }
 
 func newFake() *fakeBackend { return &fakeBackend{data: map[string]raftnode.KV{}} }
@@ -83,7 +88,20 @@ func (f *fakeBackend) GetAt(_ context.Context, key []byte, c raftnode.Consistenc
 	return raftnode.ReadResult{KV: kv, RaftIndex: f.index, ServedBy: "fake"}, nil
 }
 
-func (f *fakeBackend) List(_ context.Context, o raftnode.ListOptions) ([]raftnode.KV, error) {
+func (f *fakeBackend) ListEach(ctx context.Context, o raftnode.ListOptions, emit func(raftnode.KV) error) error {
+	kvs, err := f.list(ctx, o)
+	for i, kv := range kvs {
+		if f.listFailAt > 0 && i == f.listFailAt {
+			return fmt.Errorf("%w: group 2 lost its leader", raftnode.ErrNoLeader)
+		}
+		if err := emit(kv); err != nil {
+			return err
+		}
+	}
+	return err
+}
+
+func (f *fakeBackend) list(_ context.Context, o raftnode.ListOptions) ([]raftnode.KV, error) {
 	if f.listGate != nil {
 		f.listing <- struct{}{}
 		<-f.listGate
@@ -563,6 +581,130 @@ func TestRecurseListing(t *testing.T) {
 	if len(es) != 2 || es[0].Key != "b/1" || string(es[0].Value) != "vb/1" {
 		t.Fatalf("listing = %s", body)
 	}
+}
+
+// Keys that are not valid UTF-8 come back exactly from every list form,
+// and paging from one with after or after_base64 moves past it.
+func TestListRoundTripsByteKeys(t *testing.T) {
+	srv := newTestAPI(t, newFake())
+	keys := []string{"k/\xff\xfe", "k/a", "k/\xc3\x28", "k/\u00e9"}
+	for _, k := range keys {
+		if resp, body := do(t, "PUT", srv.URL+"/v1/kv/"+url.PathEscape(k), strings.NewReader("v")); resp.StatusCode != 200 {
+			t.Fatalf("put %q: %d %s", k, resp.StatusCode, body)
+		} else if !utf8.ValidString(k) && !bytes.Contains(body, []byte(`"key_base64":"`+base64.StdEncoding.EncodeToString([]byte(k))+`"`)) {
+			t.Fatalf("put %q answered %s, without its key_base64", k, body)
+		}
+	}
+	sort.Strings(keys)
+	exact := func(e listEntry) string {
+		if e.KeyBase64 == "" {
+			return e.Key
+		}
+		b, err := base64.StdEncoding.DecodeString(e.KeyBase64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	var es []listEntry
+	_, body := do(t, "GET", srv.URL+"/v1/kv/k/?recurse", nil)
+	if err := json.Unmarshal(body, &es); err != nil || len(es) != len(keys) {
+		t.Fatalf("list = %s (%v)", body, err)
+	}
+	for i, e := range es {
+		if exact(e) != keys[i] {
+			t.Errorf("entry %d: key %q, want %q", i, exact(e), keys[i])
+		}
+	}
+	// keys only: strings, and an object for a key no string can hold.
+	var raw []json.RawMessage
+	_, body = do(t, "GET", srv.URL+"/v1/kv/k/?recurse&keys", nil)
+	if err := json.Unmarshal(body, &raw); err != nil || len(raw) != len(keys) {
+		t.Fatalf("keys = %s (%v)", body, err)
+	}
+	for i, r := range raw {
+		var e listEntry
+		if err := json.Unmarshal(r, &e.Key); err != nil {
+			if err := json.Unmarshal(r, &e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if exact(e) != keys[i] {
+			t.Errorf("keys %d: %s, want %q", i, r, keys[i])
+		}
+	}
+	// key_encoding=base64: every key base64, strings only.
+	var b64 []string
+	_, body = do(t, "GET", srv.URL+"/v1/kv/k/?recurse&keys&key_encoding=base64", nil)
+	if err := json.Unmarshal(body, &b64); err != nil || len(b64) != len(keys) {
+		t.Fatalf("base64 keys = %s (%v)", body, err)
+	}
+	for i, k := range b64 {
+		if d, _ := base64.StdEncoding.DecodeString(k); string(d) != keys[i] {
+			t.Errorf("base64 key %d = %q, want %q", i, d, keys[i])
+		}
+	}
+	// Paging one key at a time through after_base64 reaches the end.
+	after, seen := "", 0
+	for ; seen <= len(keys); seen++ {
+		q := "/v1/kv/k/?recurse&limit=1"
+		if after != "" {
+			q += "&after_base64=" + url.QueryEscape(base64.StdEncoding.EncodeToString([]byte(after)))
+		}
+		var page []listEntry
+		_, body := do(t, "GET", srv.URL+q, nil)
+		if err := json.Unmarshal(body, &page); err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		if exact(page[0]) <= after {
+			t.Fatalf("page after %q went back to %q", after, exact(page[0]))
+		}
+		after = exact(page[0])
+	}
+	if seen != len(keys) {
+		t.Fatalf("paged through %d keys, want %d", seen, len(keys))
+	}
+	resp, body := do(t, "GET", srv.URL+"/v1/kv/k/?recurse&after_base64=%%%", nil)
+	wantError(t, resp, body, 400, "bad_request")
+	resp, body = do(t, "GET", srv.URL+"/v1/kv/k/?recurse&after=a&after_base64=YQ==", nil)
+	wantError(t, resp, body, 400, "bad_request")
+}
+
+// A list far larger than one write goes out as it is read, and a list
+// that fails half way cuts the connection: the client sees a broken
+// answer, never a short array that parses.
+func TestListStreamsAndFailsLoudly(t *testing.T) {
+	f := newFake()
+	for i := 0; i < 5000; i++ {
+		k := fmt.Sprintf("s/%05d", i)
+		f.data[k] = raftnode.KV{Key: []byte(k), Value: bytes.Repeat([]byte("v"), 100), Group: 1}
+	}
+	srv := newTestAPI(t, f)
+	resp, body := do(t, "GET", srv.URL+"/v1/kv/s/?recurse", nil)
+	var es []listEntry
+	if err := json.Unmarshal(body, &es); err != nil || len(es) != 5000 || resp.ContentLength != -1 {
+		t.Fatalf("list of 5000: %d entries, content length %d (%v)", len(es), resp.ContentLength, err)
+	}
+	f.listFailAt = 4000
+	resp, err := http.Get(srv.URL + "/v1/kv/s/?recurse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	if err == nil {
+		t.Fatalf("a list that failed after 4000 keys read as a whole answer (%d bytes)", len(got))
+	}
+	if json.Unmarshal(got, &es) == nil {
+		t.Fatal("a list cut short parsed as JSON")
+	}
+	// Failing before the first write is an ordinary JSON error.
+	f.listFailAt = 1
+	resp2, body := do(t, "GET", srv.URL+"/v1/kv/s/?recurse", nil)
+	wantError(t, resp2, body, 503, "no_leader")
 }
 
 func TestReadyz(t *testing.T) {

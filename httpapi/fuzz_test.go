@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"net/url"
 	"strings"
@@ -32,7 +33,8 @@ func FuzzParseKey(f *testing.F) {
 }
 
 func FuzzParseKVQuery(f *testing.F) {
-	for _, s := range []string{"recurse&keys&limit=3&after=b", "cas=5", "consistency=stale", "replication=async", "replication=async&cas=1", "min_index=7", "limit=-1", "%zz"} {
+	for _, s := range []string{"recurse&keys&limit=3&after=b", "cas=5", "consistency=stale", "replication=async", "replication=async&cas=1", "min_index=7", "limit=-1", "%zz",
+		"recurse&after_base64=%2F%2F4%3D", "after=a&after_base64=YQ==", "after_base64=!!", "key_encoding=base64", "key_encoding=hex"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
@@ -51,6 +53,18 @@ func FuzzParseKVQuery(f *testing.F) {
 		}
 		if q.replication == "async" && q.hasCAS {
 			t.Fatal("accepted an asynchronous compare-and-swap")
+		}
+		vals, _ := url.ParseQuery(raw)
+		if b64, ok := vals["after_base64"]; ok {
+			if _, both := vals["after"]; both {
+				t.Fatal("accepted after and after_base64 together")
+			}
+			if want, err := base64.StdEncoding.DecodeString(b64[0]); err != nil || string(want) != string(q.after) {
+				t.Fatalf("after_base64 %q gave after %q (%v)", b64[0], q.after, err)
+			}
+		}
+		if e := vals.Get("key_encoding"); q.keysBase64 != (e == "base64") {
+			t.Fatalf("key_encoding %q: base64 %v", e, q.keysBase64)
 		}
 	})
 }
@@ -159,8 +173,9 @@ func FuzzWriteBodyJSON(f *testing.F) {
 	}
 	f.Add("k", uint64(1<<63), uint32(1<<31), uint64(1), true, uint64(3))
 	f.Fuzz(func(t *testing.T, key string, index uint64, group uint32, raftIndex uint64, deleted bool, term uint64) {
-		for _, repl := range []string{"sync", "async"} {
-			b := writeBody{Key: key, Index: index, Group: group, RaftIndex: raftIndex, Deleted: deleted, Replication: repl, RaftTerm: term}
+		for i, repl := range []string{"sync", "async"} {
+			k, k64 := jsonKey([]byte(key), i == 1)
+			b := writeBody{Key: k, KeyBase64: k64, Index: index, Group: group, RaftIndex: raftIndex, Deleted: deleted, Replication: repl, RaftTerm: term}
 			var want bytes.Buffer
 			if err := json.NewEncoder(&want).Encode(b); err != nil {
 				t.Fatal(err)

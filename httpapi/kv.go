@@ -25,22 +25,13 @@ const (
 // here goes into appendJSON too.
 type writeBody struct {
 	Key         string `json:"key"`
+	KeyBase64   string `json:"key_base64,omitempty"`
 	Index       uint64 `json:"index"`
 	Group       uint32 `json:"group"`
 	RaftIndex   uint64 `json:"raft_index"`
 	Deleted     bool   `json:"deleted,omitempty"`
 	Replication string `json:"replication"`
 	RaftTerm    uint64 `json:"raft_term,omitempty"`
-}
-
-// listEntry is one element of a recurse answer; Value is base64, as in
-// Consul, since values are arbitrary bytes.
-type listEntry struct {
-	Key         string `json:"key"`
-	Value       []byte `json:"value"`
-	CreateIndex uint64 `json:"create_index"`
-	ModifyIndex uint64 `json:"modify_index"`
-	Group       uint32 `json:"group"`
 }
 
 func (a *API) kvRequest(r *http.Request) ([]byte, kvQuery, error) {
@@ -59,7 +50,7 @@ func (a *API) kvRequest(r *http.Request) ([]byte, kvQuery, error) {
 }
 
 // respondWrite answers a put or delete: its error, or its headers and JSON.
-func respondWrite(w http.ResponseWriter, res raftnode.WriteResult, by raftnode.NodeID, err error, deleted bool) {
+func respondWrite(w http.ResponseWriter, res raftnode.WriteResult, by raftnode.NodeID, err error, deleted, keysBase64 bool) {
 	h := w.Header()
 	if err != nil {
 		h.Set(hdrServedBy, string(by))
@@ -78,7 +69,8 @@ func respondWrite(w http.ResponseWriter, res raftnode.WriteResult, by raftnode.N
 		h[hdrRaftTerm] = vals[4:5:5]
 	}
 	w.WriteHeader(status)
-	body := writeBody{Key: string(res.Key), Index: res.Index, Group: uint32(res.Group), RaftIndex: res.RaftIndex,
+	key, key64 := jsonKey(res.Key, keysBase64)
+	body := writeBody{Key: key, KeyBase64: key64, Index: res.Index, Group: uint32(res.Group), RaftIndex: res.RaftIndex,
 		Deleted: deleted, Replication: replicationOf(res), RaftTerm: res.RaftTerm}
 	buf := make([]byte, 0, 128)
 	w.Write(body.appendJSON(buf))
@@ -89,6 +81,10 @@ func respondWrite(w http.ResponseWriter, res raftnode.WriteResult, by raftnode.N
 func (b writeBody) appendJSON(dst []byte) []byte {
 	dst = append(dst, `{"key":`...)
 	dst = appendJSONString(dst, b.Key)
+	if b.KeyBase64 != "" {
+		dst = append(dst, `,"key_base64":`...)
+		dst = appendJSONString(dst, b.KeyBase64)
+	}
 	dst = append(dst, `,"index":`...)
 	dst = strconv.AppendUint(dst, b.Index, 10)
 	dst = append(dst, `,"group":`...)
@@ -154,7 +150,7 @@ func (a *API) putKV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, by, err := a.b.Put(r.Context(), key, value, raftnode.WriteOptions{HasCAS: q.hasCAS, CAS: q.cas, Async: a.async(q)})
-	respondWrite(w, res, by, err, false)
+	respondWrite(w, res, by, err, false, q.keysBase64)
 }
 
 func (a *API) deleteKV(w http.ResponseWriter, r *http.Request) {
@@ -168,7 +164,7 @@ func (a *API) deleteKV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, by, err := a.b.Delete(r.Context(), key, raftnode.WriteOptions{HasCAS: q.hasCAS, CAS: q.cas, Async: a.async(q)})
-	respondWrite(w, res, by, err, true)
+	respondWrite(w, res, by, err, true, q.keysBase64)
 }
 
 func (a *API) getKV(w http.ResponseWriter, r *http.Request) {
@@ -197,56 +193,6 @@ func (a *API) getKV(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
 		w.Write(res.Value)
-	}
-}
-
-func (a *API) list(w http.ResponseWriter, r *http.Request, prefix []byte, q kvQuery) {
-	release, err := a.listSlot(r.Context())
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	defer release()
-	o := raftnode.ListOptions{Prefix: prefix, Limit: q.limit, KeysOnly: q.keysOnly, Consistency: q.consistency}
-	if q.hasAfter {
-		o.After = q.after
-	}
-	kvs, err := a.b.List(r.Context(), o)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if q.keysOnly {
-		keys := make([]string, len(kvs))
-		for i, kv := range kvs {
-			keys[i] = string(kv.Key)
-		}
-		writeJSON(w, http.StatusOK, keys)
-		return
-	}
-	out := make([]listEntry, len(kvs))
-	for i, kv := range kvs {
-		out[i] = listEntry{Key: string(kv.Key), Value: kv.Value, CreateIndex: kv.CreateIndex, ModifyIndex: kv.ModifyIndex, Group: uint32(kv.Group)}
-		if out[i].Value == nil {
-			out[i].Value = []byte{}
-		}
-	}
-	writeJSON(w, http.StatusOK, out)
-}
-
-// listSlot waits for one of the MaxConcurrentLists slots, for at most
-// ListQueueWait; it returns the slot's release.
-func (a *API) listSlot(ctx context.Context) (func(), error) {
-	t := time.NewTimer(a.cfg.ListQueueWait)
-	defer t.Stop()
-	select {
-	case a.lists <- struct{}{}:
-		return func() { <-a.lists }, nil
-	case <-t.C:
-		return nil, fmt.Errorf("%w: %d lists are running on this node, the most it runs at once; retry, or list in pages with limit and after",
-			raftnode.ErrUnavailable, cap(a.lists))
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: the client went away while its list waited", raftnode.ErrUnavailable)
 	}
 }
 

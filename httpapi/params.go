@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -41,6 +42,8 @@ type kvQuery struct {
 	// replication is "sync", "async", or "" (the server's default).
 	replication string
 	minIndex    uint64
+	// keysBase64 answers every key base64 (key_encoding=base64).
+	keysBase64 bool
 }
 
 // parseKVQuery parses and validates the query string. Unknown parameters
@@ -62,6 +65,23 @@ func parseKVQuery(raw string) (kvQuery, error) {
 	}
 	if v, ok := vals["after"]; ok {
 		q.after, q.hasAfter = []byte(v[0]), true
+	}
+	if v, ok := vals["after_base64"]; ok {
+		if q.hasAfter {
+			return q, badRequest("give after or after_base64, not both")
+		}
+		b, err := base64.StdEncoding.DecodeString(v[0])
+		if err != nil {
+			return q, badRequest(fmt.Sprintf("after_base64 %q: not standard base64: %v", v[0], err))
+		}
+		q.after, q.hasAfter = b, true
+	}
+	switch e := vals.Get("key_encoding"); e {
+	case "", "text":
+	case "base64":
+		q.keysBase64 = true
+	default:
+		return q, badRequest(fmt.Sprintf("key_encoding %q: want text or base64", e))
 	}
 	if v, ok := vals["cas"]; ok {
 		n, err := strconv.ParseUint(v[0], 10, 64)

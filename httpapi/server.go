@@ -22,7 +22,7 @@ type Backend interface {
 	Delete(ctx context.Context, key []byte, o raftnode.WriteOptions) (raftnode.WriteResult, raftnode.NodeID, error)
 	GetAt(ctx context.Context, key []byte, c raftnode.Consistency, minIndex uint64) (raftnode.ReadResult, error)
 	Wait(ctx context.Context, g raftnode.GroupID, index, term uint64) (raftnode.Response, error)
-	List(ctx context.Context, o raftnode.ListOptions) ([]raftnode.KV, error)
+	ListEach(ctx context.Context, o raftnode.ListOptions, emit func(raftnode.KV) error) error
 	Status() raftnode.Status
 	Ring() (raftnode.RingInfo, error)
 	Lookup(key []byte) (raftnode.Lookup, error)

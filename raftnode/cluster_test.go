@@ -76,7 +76,9 @@ func TestWritesThroughAnyNodeReadBackEverywhere(t *testing.T) {
 			}
 		}
 	}
-	// A listing through any node merges all groups in key order.
+	// A listing through any node merges all groups in key order, in
+	// pages of 4 keys or 100 bytes from each group.
+	defer raftnode.SetListPage(4, 100)()
 	kvs, err := c.Members[1].Node.List(raftnodetest.Ctx(t, 10*time.Second), raftnode.ListOptions{Prefix: []byte("key/"), Consistency: raftnode.Linearizable})
 	if err != nil {
 		t.Fatal(err)

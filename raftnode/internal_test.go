@@ -83,24 +83,6 @@ func TestLeaderPlanSpreads(t *testing.T) {
 	}
 }
 
-func TestMergeSorted(t *testing.T) {
-	kv := func(ks ...string) []KV {
-		var out []KV
-		for _, k := range ks {
-			out = append(out, KV{Key: []byte(k)})
-		}
-		return out
-	}
-	got := mergeSorted([][]KV{kv("a", "d"), kv("b", "c", "e"), nil}, 4)
-	var keys []string
-	for _, e := range got {
-		keys = append(keys, string(e.Key))
-	}
-	if strings.Join(keys, ",") != "a,b,c,d" {
-		t.Fatalf("merge = %v", keys)
-	}
-}
-
 func TestWireErrorsRoundTrip(t *testing.T) {
 	for _, err := range []error{ErrNotFound, ErrNoLeader, ErrUnavailable, ErrOutcomeUnknown, ErrClusterFull, ErrConflict, ErrBadRequest,
 		&NotLeaderError{Group: 2, Leader: "n3"}, &CASFailedError{Current: 9}} {

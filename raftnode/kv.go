@@ -106,48 +106,6 @@ func (n *Node) GetAt(ctx context.Context, key []byte, c Consistency, minIndex ui
 	return ReadResult{KV: *resp.Entry, RaftIndex: resp.RaftIndex, ServedBy: resp.ServedBy}, nil
 }
 
-// List returns the keys with o.Prefix across all groups, merged in key
-// order. Each group is read at o.Consistency.
-//
-// The groups listed are those of a layout that reflects every metadata
-// entry committed before the call (unless o.Consistency is stale): a node
-// whose layout lags, as after a restart, would otherwise leave out a group
-// that a ring change added, and with it the keys moved there.
-func (n *Node) List(ctx context.Context, o ListOptions) ([]KV, error) {
-	l, at, err := n.currentLayout(ctx, o.Consistency)
-	if err != nil {
-		return nil, err
-	}
-	if !l.Initialized {
-		return nil, fmt.Errorf("%w: cluster layout not initialised yet", ErrUnavailable)
-	}
-	type part struct {
-		kvs []KV
-		err error
-	}
-	parts := make([]part, len(l.Groups))
-	done := make(chan struct{}, len(l.Groups))
-	for i, g := range l.Groups {
-		go func() {
-			defer func() { done <- struct{}{} }()
-			resp, err := n.do(ctx, Request{Op: opScan, Group: g.ID, Prefix: o.Prefix, After: o.After,
-				Limit: o.Limit, KeysOnly: o.KeysOnly, Consistency: o.Consistency, LayoutIndex: at})
-			parts[i] = part{resp.Entries, err}
-		}()
-	}
-	for range l.Groups {
-		<-done
-	}
-	var all [][]KV
-	for _, p := range parts {
-		if p.err != nil {
-			return nil, readError(p.err)
-		}
-		all = append(all, p.kvs)
-	}
-	return mergeSorted(all, o.Limit), nil
-}
-
 // do runs req where it must run: here when this node leads the group (or
 // the read is stale), otherwise on the leader's node. It retries while the
 // leader is unknown or moving, until ctx ends.
@@ -350,9 +308,21 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 			resp.Entry = &KV{Key: e.Key, Value: e.Value, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex, Group: r.id}
 			return resp, nil
 		}
-		o := store.ScanOptions{Prefix: req.Prefix, After: req.After, Limit: req.Limit, KeysOnly: req.KeysOnly, Fenced: restoring}
+		// A page is bounded whatever the caller asks; a caller that does
+		// not page (an earlier release) gets all or an error, never a
+		// silently short answer.
+		o := store.ScanOptions{Prefix: req.Prefix, After: req.After, Limit: req.Limit, KeysOnly: req.KeysOnly, Fenced: restoring,
+			MaxBytes: min(req.MaxBytes, maxScanPage)}
+		if req.MaxBytes == 0 {
+			o.MaxBytes = maxUnpagedScan
+		}
 		if err := n.waitLayout(ctx, req.LayoutIndex); err != nil {
 			return resp, err
+		}
+		if req.Routing != 0 {
+			if v := n.Layout().RoutingVersion(); v != req.Routing {
+				return resp, fmt.Errorf("%w: the ring changed while the list ran (routing %x, not %x)", ErrMoved, v, req.Routing)
+			}
 		}
 		if l := n.Layout(); l.Migration != nil {
 			// While ranges move, a key can sit in two groups: list it
@@ -366,6 +336,10 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 		es, err := r.st.Scan(o)
 		if err != nil {
 			return resp, err
+		}
+		resp.More = (o.Limit > 0 && len(es) >= o.Limit) || store.ScanSize(es) >= o.MaxBytes
+		if resp.More && req.MaxBytes == 0 && (req.Limit == 0 || len(es) < req.Limit) {
+			return resp, fmt.Errorf("%w: group %d holds more than %d MiB under this prefix: list in pages (limit and after)", ErrBadRequest, r.id, maxUnpagedScan>>20)
 		}
 		resp.Entries = make([]KV, len(es))
 		for i, e := range es {

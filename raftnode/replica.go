@@ -107,10 +107,7 @@ func (n *Node) openReplica(id GroupID, boot []raft.Server) (*replica, error) {
 		return nil, fmt.Errorf("group %d: open log: %w", id, err)
 	}
 	n.log.Debug("log store opened", "group", uint32(id), "took", time.Since(openStart).Round(time.Millisecond))
-	r.cache, err = raft.NewLogCache(1024, r.logs)
-	if err != nil {
-		return nil, err
-	}
+	r.cache = newLogCache(r.logs, logCacheEntries, logCacheBytes)
 	r.snaps, err = raft.NewFileSnapshotStoreWithLogger(filepath.Join(dir, "snapshots"), 2, logger)
 	if err != nil {
 		return nil, fmt.Errorf("group %d: snapshot store: %w", id, err)

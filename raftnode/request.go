@@ -61,7 +61,14 @@ type Request struct {
 	After       []byte      `json:"after,omitempty"`
 	Limit       int         `json:"limit,omitempty"`
 	KeysOnly    bool        `json:"keys_only,omitempty"`
-	Node        *NodeInfo   `json:"node,omitempty"`
+	// MaxBytes bounds one page of a scan (keys, values and a fixed cost
+	// per entry); the answer says More when the scan stopped there.
+	MaxBytes int `json:"max_bytes,omitempty"`
+	// Routing is the routing version (Layout.RoutingVersion) the listing
+	// node pages a scan under; a node whose layout routes otherwise
+	// refuses the page with ErrMoved.
+	Routing uint64    `json:"routing,omitempty"`
+	Node    *NodeInfo `json:"node,omitempty"`
 	// Level and Indexes name tree nodes (verify_tree) or, with Level the
 	// depth, leaves (leaf_entries); Index bounds entries (leaf_entries) or
 	// the state to reinstall (repair).
@@ -197,7 +204,7 @@ func (r Request) Validate() error {
 			return err
 		}
 	}
-	if r.Limit < 0 {
+	if r.Limit < 0 || r.MaxBytes < 0 {
 		return fmt.Errorf("%w: negative limit", ErrBadRequest)
 	}
 	if r.Async && (r.HasCAS || (r.Op != opPut && r.Op != opDelete)) {
@@ -267,7 +274,9 @@ type Response struct {
 	Scan      *ScanPage     `json:"scan,omitempty"`
 	Count     int           `json:"count,omitempty"`
 	Cursor    []byte        `json:"cursor,omitempty"`
-	Change    *RingChange   `json:"change,omitempty"`
+	// More says a scan page stopped at its limit or byte bound.
+	More   bool        `json:"more,omitempty"`
+	Change *RingChange `json:"change,omitempty"`
 	// Done and Progress report a replica_step.
 	Done     bool   `json:"done,omitempty"`
 	Progress string `json:"progress,omitempty"`

@@ -841,3 +841,41 @@ func TestListFromALaggingLayoutIsCompleteOrRefused(t *testing.T) {
 	}
 	check(kvs)
 }
+
+// A list that pages through the keys while a ring change retires a group
+// under it starts again from the last key it gave, under the new ring:
+// every key comes exactly once, in order.
+func TestListAcrossARingChange(t *testing.T) {
+	c := raftnodetest.Start(t, raftnodetest.Options{})
+	n := c.Members[1].Node
+	want := fill(t, c, "k", 300)
+	defer raftnode.SetListPage(5, 1<<20)()
+	epoch := n.RingEpoch()
+	var got []string
+	err := n.ListEach(raftnodetest.Ctx(t, 60*time.Second), raftnode.ListOptions{Prefix: []byte("k")}, func(kv raftnode.KV) error {
+		got = append(got, string(kv.Key))
+		if len(got) == 40 {
+			if _, err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Remove: 2}); err != nil {
+				return err
+			}
+			waitRingEpoch(c, epoch+1)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i-1] >= got[i] {
+			t.Fatalf("key %d: %q after %q", i, got[i], got[i-1])
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("listed %d keys across the ring change, want %d", len(got), len(want))
+	}
+	for _, k := range got {
+		if _, ok := want[k]; !ok {
+			t.Fatalf("listed %q, never written", k)
+		}
+	}
+}

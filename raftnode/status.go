@@ -2,12 +2,14 @@ package raftnode
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"math"
 	"sort"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/raft"
 
@@ -246,12 +248,14 @@ func (n *Node) RingEpoch() uint64 {
 
 // Lookup is where a key lives.
 type Lookup struct {
-	Key      string   `json:"key"`
-	Hash     string   `json:"hash"`
-	Group    GroupID  `json:"group"`
-	Leader   NodeID   `json:"leader"`
-	Replicas []NodeID `json:"replicas"`
-	Epoch    uint64   `json:"epoch"`
+	Key string `json:"key"`
+	// KeyBase64 is the key's exact bytes when they are not valid UTF-8.
+	KeyBase64 string   `json:"key_base64,omitempty"`
+	Hash      string   `json:"hash"`
+	Group     GroupID  `json:"group"`
+	Leader    NodeID   `json:"leader"`
+	Replicas  []NodeID `json:"replicas"`
+	Epoch     uint64   `json:"epoch"`
 }
 
 // Lookup returns the group, leader and replicas owning key.
@@ -262,7 +266,11 @@ func (n *Node) Lookup(key []byte) (Lookup, error) {
 		return Lookup{}, err
 	}
 	gi, _ := l.Group(g)
-	return Lookup{Key: string(key), Hash: fmt.Sprintf("%016x", ring.Hash(key)), Group: g,
+	var key64 string
+	if !utf8.Valid(key) {
+		key64 = base64.StdEncoding.EncodeToString(key)
+	}
+	return Lookup{Key: string(key), KeyBase64: key64, Hash: fmt.Sprintf("%016x", ring.Hash(key)), Group: g,
 		Leader: n.leaderOf(g), Replicas: gi.Replicas, Epoch: l.RingView().Epoch()}, nil
 }
 

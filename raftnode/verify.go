@@ -3,11 +3,13 @@ package raftnode
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/raft"
 
@@ -46,6 +48,9 @@ type ReplicaDiff struct {
 	// are read after the verification, leaving out later writes.
 	Keys     []string `json:"keys,omitempty"`
 	MoreKeys bool     `json:"more_keys,omitempty"`
+	// KeysBase64 holds Keys' exact bytes, in the same order, when one of
+	// them is not valid UTF-8 (which a JSON string cannot hold).
+	KeysBase64 []string `json:"keys_base64,omitempty"`
 }
 
 // KeyRange is one leaf of a group's Merkle tree: every key whose hash
@@ -239,7 +244,21 @@ func (n *Node) diffReplicas(ctx context.Context, g GroupID, nonce []byte, index 
 		}
 		d.Keys = append(d.Keys, string(k))
 	}
+	if !allUTF8(d.Keys) {
+		for _, k := range d.Keys {
+			d.KeysBase64 = append(d.KeysBase64, base64.StdEncoding.EncodeToString([]byte(k)))
+		}
+	}
 	return d, nil
+}
+
+func allUTF8(ks []string) bool {
+	for _, k := range ks {
+		if !utf8.ValidString(k) {
+			return false
+		}
+	}
+	return true
 }
 
 // ask runs req on node id: here, or forwarded to it.

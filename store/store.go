@@ -553,6 +553,9 @@ type ScanOptions struct {
 	After []byte
 	// Limit caps the number of entries (0: no limit).
 	Limit int
+	// MaxBytes ends the scan once ScanSize of its entries reaches it (0:
+	// no bound); at least one entry is returned.
+	MaxBytes int
 	// KeysOnly leaves values out.
 	KeysOnly bool
 	// Skip, when set, leaves out the keys it returns true for; they do
@@ -561,6 +564,23 @@ type ScanOptions struct {
 	// Fenced lists the keys in fenced ranges too: the group still answers
 	// for them (a restore's fence holds writes only).
 	Fenced bool
+}
+
+// entryOverhead is what an entry costs beyond its key and value once
+// decoded and answered, roughly: a scan's byte bound counts it, so that
+// a page of many empty keys is bounded too.
+const entryOverhead = 64
+
+func entrySize(e Entry) int { return len(e.Key) + len(e.Value) + entryOverhead }
+
+// ScanSize is what a scan's byte bound (ScanOptions.MaxBytes) counts of
+// entries.
+func ScanSize(es []Entry) int {
+	n := 0
+	for _, e := range es {
+		n += entrySize(e)
+	}
+	return n
 }
 
 // Scan returns entries whose keys start with Prefix, in key order. Keys in
@@ -580,6 +600,7 @@ func (s *Store) Scan(o ScanOptions) ([]Entry, error) {
 			start = o.After
 		}
 		fences := *s.fences.Load()
+		size := 0
 		if o.Fenced {
 			fences = nil
 		}
@@ -595,7 +616,8 @@ func (s *Store) Scan(o ScanOptions) ([]Entry, error) {
 				return err
 			}
 			out = append(out, e)
-			if o.Limit > 0 && len(out) >= o.Limit {
+			size += entrySize(e)
+			if (o.Limit > 0 && len(out) >= o.Limit) || (o.MaxBytes > 0 && size >= o.MaxBytes) {
 				break
 			}
 		}

@@ -36,6 +36,8 @@ type options struct {
 	// or RINGKV_GC_PERCENT was given.
 	gcPercent int
 	gcGiven   bool
+	// memLimit is --memory-limit as given ("" for the default).
+	memLimit string
 }
 
 // defaultGCPercent lets the heap grow to five times what is live before
@@ -94,6 +96,7 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 	fs.BoolVar(&o.api.Pprof, "pprof", false, "serve Go's profiler under /debug/pprof/")
 	fs.BoolVar(&o.api.FaultHook, "fault-hook", false, "serve POST /v1/debug/fault to cut Raft traffic from chosen peers (fault-injection runs only)")
 	fs.IntVar(&o.gcPercent, "gc-percent", defaultGCPercent, "Go garbage collector target: the heap grows by this percentage of what is live before a collection (GOGC in the environment applies when this flag is not given)")
+	fs.StringVar(&o.memLimit, "memory-limit", "", "Go's soft memory limit, such as 2GiB, or off (default: a quarter of the memory available, at most 2GiB; GOMEMLIMIT in the environment applies when this flag is not given)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -117,6 +120,9 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 		return o, envErr
 	}
 	o.gcGiven = set["gc-percent"] || getenv("RINGKV_GC_PERCENT") != ""
+	if _, _, err := o.memoryLimit(getenv, 0); err != nil {
+		return o, err
+	}
 	if o.gcPercent < 1 {
 		return o, fmt.Errorf("--gc-percent %d: want 1 or more", o.gcPercent)
 	}
@@ -171,6 +177,16 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	if p, ok := o.gcTarget(os.Getenv); ok {
 		debug.SetGCPercent(p)
 	}
+	limit, ok, err := o.memoryLimit(os.Getenv, availableMemory())
+	if err != nil {
+		return err
+	}
+	if ok {
+		debug.SetMemoryLimit(limit)
+	}
+	gc := debug.SetGCPercent(-1) // reads it, and puts it back
+	debug.SetGCPercent(gc)
+	log.Info("garbage collector", "gc_percent", gc, "memory_limit", debug.SetMemoryLimit(-1))
 	// Listen first, so a busy port fails before any state is created.
 	ln, err := net.Listen("tcp", o.httpAddr)
 	if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"strings"
 	"testing"
 )
@@ -39,5 +40,53 @@ func TestGCTarget(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "--gc-percent") {
 			t.Fatalf("--gc-percent %s: err %v, want a refusal naming the flag", bad, err)
 		}
+	}
+}
+
+// The soft memory limit: --memory-limit (or RINGKV_MEMORY_LIMIT) when
+// given, nothing when GOMEMLIMIT is set, else a quarter of the memory
+// available within 256 MiB and 2 GiB; a bad size is refused at parse time.
+func TestMemoryLimit(t *testing.T) {
+	const gib = 1 << 30
+	cases := []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		total int64
+		want  int64
+		set   bool
+	}{
+		{"default, 24 GiB machine", nil, nil, 24 * gib, 2 * gib, true},
+		{"default, 4 GiB cgroup", nil, nil, 4 * gib, gib, true},
+		{"default, 512 MiB cgroup", nil, nil, gib / 2, 256 << 20, true},
+		{"default, unknown", nil, nil, 0, 2 * gib, true},
+		{"flag", []string{"--memory-limit", "512MiB"}, nil, 24 * gib, 512 << 20, true},
+		{"flag in bytes", []string{"--memory-limit", "1000000"}, nil, 24 * gib, 1000000, true},
+		{"off", []string{"--memory-limit", "off"}, nil, 24 * gib, math.MaxInt64, true},
+		{"RINGKV_MEMORY_LIMIT", nil, map[string]string{"RINGKV_MEMORY_LIMIT": "3GiB"}, 24 * gib, 3 * gib, true},
+		{"GOMEMLIMIT left to Go", nil, map[string]string{"GOMEMLIMIT": "1GiB"}, 24 * gib, 0, false},
+		{"flag over GOMEMLIMIT", []string{"--memory-limit", "1GB"}, map[string]string{"GOMEMLIMIT": "5GiB"}, 24 * gib, gib, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			getenv := func(k string) string { return tc.env[k] }
+			o, err := parseFlags(tc.args, getenv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, set, err := o.memoryLimit(getenv, tc.total)
+			if err != nil || got != tc.want || set != tc.set {
+				t.Fatalf("memoryLimit = %d, %v (%v); want %d, %v", got, set, err, tc.want, tc.set)
+			}
+		})
+	}
+	for _, bad := range []string{"2 giga", "-1GiB", "GiB", "99999999999TiB"} {
+		_, err := parseFlags([]string{"--memory-limit", bad}, func(string) string { return "" })
+		if err == nil || !strings.Contains(err.Error(), "--memory-limit") {
+			t.Fatalf("--memory-limit %q: err %v, want a refusal naming the flag", bad, err)
+		}
+	}
+	if availableMemory() <= 0 {
+		t.Fatal("neither the cgroup's limit nor /proc/meminfo gave the memory available")
 	}
 }
