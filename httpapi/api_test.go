@@ -667,6 +667,14 @@ func TestListRoundTripsByteKeys(t *testing.T) {
 	if seen != len(keys) {
 		t.Fatalf("paged through %d keys, want %d", seen, len(keys))
 	}
+	// As curl sends it unescaped ('+' read as a space) and URL-safe.
+	for _, q := range []string{"after_base64=ay//+g", "after_base64=ay//+g==", "after_base64=ay__-g"} {
+		var page []listEntry
+		_, body := do(t, "GET", srv.URL+"/v1/kv/k/?recurse&limit=1&"+q, nil)
+		if err := json.Unmarshal(body, &page); err != nil || len(page) != 1 || exact(page[0]) != "k/\xff\xfe" {
+			t.Fatalf("%s (after k/\\xff\\xfa): %s", q, body)
+		}
+	}
 	resp, body := do(t, "GET", srv.URL+"/v1/kv/k/?recurse&after_base64=%%%", nil)
 	wantError(t, resp, body, 400, "bad_request")
 	resp, body = do(t, "GET", srv.URL+"/v1/kv/k/?recurse&after=a&after_base64=YQ==", nil)

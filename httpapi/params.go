@@ -70,9 +70,9 @@ func parseKVQuery(raw string) (kvQuery, error) {
 		if q.hasAfter {
 			return q, badRequest("give after or after_base64, not both")
 		}
-		b, err := base64.StdEncoding.DecodeString(v[0])
+		b, err := decodeBase64(v[0])
 		if err != nil {
-			return q, badRequest(fmt.Sprintf("after_base64 %q: not standard base64: %v", v[0], err))
+			return q, badRequest(fmt.Sprintf("after_base64 %q: not base64: %v", v[0], err))
 		}
 		q.after, q.hasAfter = b, true
 	}
@@ -112,6 +112,24 @@ func parseKVQuery(raw string) (kvQuery, error) {
 		return q, badRequest("replication=async cannot carry cas: a compare-and-swap needs its outcome, use sync")
 	}
 	return q, nil
+}
+
+// decodeBase64 reads base64 as a query string brings it: standard or
+// URL-safe, padded or not, and with '+' that an unescaped query turned
+// into a space (never a base64 character) taken back.
+func decodeBase64(s string) ([]byte, error) {
+	s = strings.ReplaceAll(s, " ", "+")
+	var first error
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		b, err := enc.DecodeString(s)
+		if err == nil {
+			return b, nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return nil, first
 }
 
 // parseRingChange reads one ring change from a query: add=G[:W] (weight 1
