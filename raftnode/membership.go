@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -183,7 +184,12 @@ func (n *Node) removeLocal(ctx context.Context, id NodeID, force bool) (int, err
 			others++
 		}
 	}
-	if held > 0 && others >= l.replication() {
+	short := n.shortAfterRemoval(l, id)
+	// Its replicas move first when the other nodes can keep the factor,
+	// or when every group its removal would leave short can take a new
+	// replica elsewhere (below the factor, with a node that lacks it).
+	movesFirst := others >= l.replication() || (len(short) > 0 && !slices.Contains(short, metaGroupName) && l.shortGroupsCanMove(id))
+	if held > 0 && movesFirst {
 		if !info.Leaving {
 			if _, err := n.meta.apply(ctx, mustJSON(metaCommand{Op: "node_state", Node: &NodeInfo{ID: id}, Draining: true, Leaving: true})); err != nil {
 				return 0, err
@@ -192,7 +198,7 @@ func (n *Node) removeLocal(ctx context.Context, id NodeID, force bool) (int, err
 		}
 		return held, nil
 	}
-	if short := n.shortAfterRemoval(l, id); len(short) > 0 && !force {
+	if len(short) > 0 && !force {
 		need := l.replication()/2 + 1
 		return 0, fmt.Errorf("%w: removing %s now would leave %s with fewer than %d voters, a majority of the replication factor %d, "+
 			"and one more failure would stop them; add a node first so that its replicas can move, or remove it anyway with ?force=true",
@@ -200,6 +206,8 @@ func (n *Node) removeLocal(ctx context.Context, id NodeID, force bool) (int, err
 	}
 	return 0, n.evict(ctx, id)
 }
+
+const metaGroupName = "the metadata group"
 
 // shortAfterRemoval names the groups (and the metadata group) that would
 // keep fewer voters than a majority of the replication factor once node id
@@ -214,7 +222,7 @@ func (n *Node) shortAfterRemoval(l *Layout, id NodeID) []string {
 	}
 	metaVoters := n.meta.voters()
 	if contains(metaVoters, id) && len(metaVoters)-1 < need {
-		short = append(short, "the metadata group")
+		short = append(short, metaGroupName)
 	}
 	return short
 }

@@ -107,6 +107,33 @@ func (l *Layout) placeTarget(g GroupInfo, counts map[NodeID]int, avoid map[NodeI
 	return best
 }
 
+// shortGroupsCanMove reports whether every group that removing node id
+// would leave with fewer voters than a majority of the replication factor
+// has an eligible node lacking it, for the replica to move to first.
+func (l *Layout) shortGroupsCanMove(id NodeID) bool {
+	need := l.replication()/2 + 1
+	counts := l.replicaCounts()
+	for _, g := range l.Groups {
+		if contains(g.Replicas, id) && len(g.Replicas)-1 < need && l.placeTarget(g, counts, nil) == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// cannotMoveOff reports whether none of node id's replicas has an
+// eligible node to move to: a leaving node in that state has moved all it
+// can.
+func (l *Layout) cannotMoveOff(id NodeID) bool {
+	counts := l.replicaCounts()
+	for _, g := range l.Groups {
+		if contains(g.Replicas, id) && l.placeTarget(g, counts, nil) != "" {
+			return false
+		}
+	}
+	return true
+}
+
 // placeNewGroup chooses the replicas of a group created by a ring change:
 // the least loaded eligible nodes, as many as the replication factor.
 func (l *Layout) placeNewGroup(id GroupID) []NodeID {

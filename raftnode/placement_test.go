@@ -451,3 +451,44 @@ func TestRemovedBy(t *testing.T) {
 		t.Error("a node our own layout does not list is judged removed")
 	}
 }
+
+// A removal that would leave a group short of a majority of the
+// replication factor moves that group's replica first when some node
+// lacks it, even with fewer nodes than the factor; the replicas left with
+// nowhere to go then leave with the node.
+func TestRemovalBelowTheFactorMovesFirst(t *testing.T) {
+	l := newLayout(t, 3)
+	l = addNode(t, l, "n2", 0)
+	l = addNode(t, l, "n3", 0)
+	// Group 1 lost a replica: on n1 and n2 only.
+	l.Groups[0].Replicas = []NodeID{"n1", "n2"}
+	if !l.shortGroupsCanMove("n1") {
+		t.Fatal("group 1 can move to n3 before n1 leaves, but the rule says it cannot")
+	}
+	draining, err := applyMeta(l, metaCommand{Op: "node_state", Node: &NodeInfo{ID: "n3"}, Draining: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if draining.shortGroupsCanMove("n1") {
+		t.Fatal("with n3 draining group 1 has nowhere to go, but the rule says it can move")
+	}
+	l, err = applyMeta(l, metaCommand{Op: "node_state", Node: &NodeInfo{ID: "n1"}, Draining: true, Leaving: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.cannotMoveOff("n1") {
+		t.Fatal("n1's replica of group 1 can move to n3")
+	}
+	l, moves := settle(t, l)
+	if len(moves) != 1 || moves[0].Group != 1 || moves[0].From != "n1" || moves[0].To != "n3" {
+		t.Fatalf("moves %v, want group 1 n1 -> n3 only", moves)
+	}
+	if !l.cannotMoveOff("n1") {
+		t.Fatal("after the move n1 holds only groups every other node holds, yet the rule sees a move")
+	}
+	for _, g := range l.Groups {
+		if n := len(g.Replicas) - 1; contains(g.Replicas, "n1") && n < 2 {
+			t.Fatalf("group %d would keep %d voters without n1", g.ID, n)
+		}
+	}
+}

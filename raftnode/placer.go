@@ -53,7 +53,10 @@ func (n *Node) place(ctx context.Context) error {
 	}
 	counts := l.replicaCounts()
 	for _, nd := range l.Nodes {
-		if nd.Leaving && counts[nd.ID] == 0 {
+		// A leaving node goes once its replicas have moved, or once
+		// those left have nowhere to go and no group would fall short
+		// without them (a removal below the replication factor).
+		if nd.Leaving && (counts[nd.ID] == 0 || (l.cannotMoveOff(nd.ID) && len(n.shortAfterRemoval(l, nd.ID)) == 0)) {
 			ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
 			return n.evict(ectx, nd.ID)
