@@ -85,6 +85,8 @@ func FuzzDecodeJoin(f *testing.F) {
 func FuzzDecodeBatch(f *testing.F) {
 	f.Add(`{"requests":[{"op":"put","group":1,"key":"YQ==","value":"Yg==","deadline_ms":100}]}`)
 	f.Add(`{"requests":[{"op":"scan","group":2,"consistency":"stale","limit":3}]}`)
+	f.Add(`{"requests":[{"op":"scan","group":2,"limit":3,"max_bytes":-1,"routing":7}]}`)
+	f.Add(`{"requests":[{"op":"scan","group":1,"max_bytes":1099511627776,"routing":18446744073709551615}]}`)
 	f.Add(`{"requests":[{"op":"join","node":{"id":"x"}}]}`)
 	f.Add(`{"requests":[]}`)
 	f.Fuzz(func(t *testing.T, body string) {

@@ -546,3 +546,42 @@ func TestJoinerIsALearnerUntilCaughtUp(t *testing.T) {
 		t.Fatalf("node4, cut off and behind, became a %s", s)
 	}
 }
+
+// A scan that reaches the Raft port answers a bounded page whatever it
+// asks for, says when there is more, and an unpaged scan (from an earlier
+// release) past its bound is refused rather than cut short.
+func TestScansAreBoundedWhateverTheyAsk(t *testing.T) {
+	c := raftnodetest.Start(t, raftnodetest.Options{Groups: 1})
+	for i := 0; i < 40; i++ {
+		mustPut(t, c.Members[i%3].Node, fmt.Sprintf("s/%02d", i), strings.Repeat("v", 100))
+	}
+	c.WaitConverged()
+	defer raftnode.SetScanBounds(2000, 3000)()
+	n := c.Members[0].Node
+	scan := func(maxBytes, limit int) raftnode.BatchResult {
+		t.Helper()
+		r := n.ServeBatch(raftnodetest.Ctx(t, 10*time.Second), raftnode.Batch{Requests: []raftnode.BatchItem{{DeadlineMS: 5000,
+			Request: raftnode.Request{Op: "scan", Group: 1, Prefix: []byte("s/"), Consistency: raftnode.Stale, MaxBytes: maxBytes, Limit: limit}}}})
+		return r.Results[0]
+	}
+	for _, ask := range []int{500, 1 << 40} {
+		res := scan(ask, 0)
+		if res.Error != nil {
+			t.Fatalf("max_bytes %d: %v", ask, res.Error)
+		}
+		got, bound := res.Response.Entries, min(ask, 2000)
+		size := 0
+		for _, e := range got[:len(got)-1] {
+			size += len(e.Key) + len(e.Value) + 64
+		}
+		if !res.Response.More || len(got) == 0 || len(got) == 40 || size >= bound {
+			t.Fatalf("max_bytes %d: %d entries (%d bytes before the last), more %v; want a page under %d bytes and more", ask, len(got), size, res.Response.More, bound)
+		}
+	}
+	if res := scan(0, 0); res.Error == nil || res.Error.Code != "bad_request" {
+		t.Fatalf("an unpaged scan of 40 keys over a bound of 3000 bytes: %+v, want bad_request", res)
+	}
+	if res := scan(0, 10); res.Error != nil || len(res.Response.Entries) != 10 {
+		t.Fatalf("an unpaged scan of 10 keys within the bound: %+v", res)
+	}
+}

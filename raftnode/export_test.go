@@ -8,3 +8,11 @@ func SetListPage(entries, bytes int) (undo func()) {
 	listPageEntries, listPageBytes = entries, bytes
 	return func() { listPageEntries, listPageBytes = e, b }
 }
+
+// SetScanBounds sets the most a scan page answers and the most an unpaged
+// scan answers before it is refused; it returns the undo.
+func SetScanBounds(page, unpaged int) (undo func()) {
+	p, u := maxScanPage, maxUnpagedScan
+	maxScanPage, maxUnpagedScan = page, unpaged
+	return func() { maxScanPage, maxUnpagedScan = p, u }
+}

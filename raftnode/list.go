@@ -21,12 +21,15 @@ var (
 	listPageBytes   = 512 << 10
 )
 
-const (
+var (
 	// maxScanPage bounds a page whatever the asker asks for.
 	maxScanPage = 4 << 20
 	// maxUnpagedScan bounds the answer to a scan that does not page (from
 	// an earlier release); past it the scan is refused, not cut short.
 	maxUnpagedScan = 256 << 20
+)
+
+const (
 	// maxListRestarts bounds how often one list starts over after the
 	// ring changed under it.
 	maxListRestarts = 20
