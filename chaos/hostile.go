@@ -12,6 +12,8 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -233,6 +235,7 @@ func hostileCases() []hostileCase {
 			})
 		}},
 		{name: "internal forward with an absurd mover term on the Raft port", run: absurdMoverTerm},
+		{name: "a key that is not UTF-8", run: byteKeyRoundTrip},
 	}
 	for _, f := range ForgedRPCs(0) {
 		cases = append(cases, hostileCase{name: f.Name, run: func(ctx context.Context, h *hostile) (string, string, error) {
@@ -485,4 +488,26 @@ func peerPost(ctx context.Context, raftAddr, path string, body []byte) (string, 
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	return fmt.Sprintf("%d %s", resp.StatusCode, bytes.TrimSpace(b)), nil
+}
+
+// byteKeyRoundTrip writes a key that is not valid UTF-8 (which a JSON
+// string cannot hold) and checks that every node lists it exactly, then
+// deletes it.
+func byteKeyRoundTrip(ctx context.Context, h *hostile) (string, string, error) {
+	key := fmt.Sprintf("hostile/bin/\xff\xfe\x00%d", time.Now().UnixNano())
+	sent := fmt.Sprintf("PUT /v1/kv/%s, then a keys list through every node", url.PathEscape(key))
+	if _, err := h.nodes[0].Put(ctx, key, []byte("b"), client.PutOptions{}); err != nil {
+		return sent, err.Error(), err
+	}
+	defer h.nodes[0].Delete(ctx, key, client.PutOptions{})
+	for _, c := range h.nodes {
+		keys, err := c.Keys(ctx, "hostile/bin/", client.ListOptions{})
+		if err != nil {
+			return sent, err.Error(), fmt.Errorf("%s: %w", c.Addr(), err)
+		}
+		if !slices.Contains(keys, key) {
+			return sent, fmt.Sprintf("%q", keys), fmt.Errorf("%s lists %q, not the key written", c.Addr(), keys)
+		}
+	}
+	return sent, "listed exactly by every node", nil
 }

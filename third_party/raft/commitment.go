@@ -18,6 +18,15 @@ type commitment struct {
 	commitCh chan struct{}
 	// voter ID to log index: the server stores up through this log entry
 	matchIndexes map[ServerID]uint64
+	// ringkv: reported is the highest index every server (voter or not)
+	// has reported storing in this term. A non-voter promoted to voter
+	// keeps what it reported: appendConfigurationEntry dispatches the
+	// promoting entry before it installs the new configuration, so the
+	// promoted server's acknowledgement of that very entry can arrive in
+	// between, and was dropped. With one voter down and no entry after it,
+	// the configuration change then never committed (seen in
+	// TestReplicaMoveSurvivesKill9, 1 run in 6).
+	reported map[ServerID]uint64
 	// a quorum stores up through this log entry. monotonically increases.
 	commitIndex uint64
 	// the first index of this leader's term: this needs to be replicated to a
@@ -42,6 +51,7 @@ func newCommitment(commitCh chan struct{}, configuration Configuration, startInd
 	return &commitment{
 		commitCh:     commitCh,
 		matchIndexes: matchIndexes,
+		reported:     make(map[ServerID]uint64),
 		commitIndex:  0,
 		startIndex:   startIndex,
 	}
@@ -57,7 +67,7 @@ func (c *commitment) setConfiguration(configuration Configuration) {
 	c.matchIndexes = make(map[ServerID]uint64)
 	for _, server := range configuration.Servers {
 		if server.Suffrage == Voter {
-			c.matchIndexes[server.ID] = oldMatchIndexes[server.ID] // defaults to 0
+			c.matchIndexes[server.ID] = max(oldMatchIndexes[server.ID], c.reported[server.ID]) // defaults to 0
 		}
 	}
 	c.recalculate()
@@ -77,6 +87,9 @@ func (c *commitment) getCommitIndex() uint64 {
 func (c *commitment) match(server ServerID, matchIndex uint64) {
 	c.Lock()
 	defer c.Unlock()
+	if matchIndex > c.reported[server] {
+		c.reported[server] = matchIndex
+	}
 	if prev, hasVote := c.matchIndexes[server]; hasVote && matchIndex > prev {
 		c.matchIndexes[server] = matchIndex
 		c.recalculate()
