@@ -4,15 +4,13 @@ package raftnode
 // bytes bytes, so that tests page through little data; it returns the
 // undo.
 func SetListPage(entries, bytes int) (undo func()) {
-	e, b := listPageEntries, listPageBytes
-	listPageEntries, listPageBytes = entries, bytes
-	return func() { listPageEntries, listPageBytes = e, b }
+	e, b := listPageEntries.Swap(int64(entries)), listPageBytes.Swap(int64(bytes))
+	return func() { listPageEntries.Store(e); listPageBytes.Store(b) }
 }
 
 // SetScanBounds sets the most a scan page answers and the most an unpaged
 // scan answers before it is refused; it returns the undo.
 func SetScanBounds(page, unpaged int) (undo func()) {
-	p, u := maxScanPage, maxUnpagedScan
-	maxScanPage, maxUnpagedScan = page, unpaged
-	return func() { maxScanPage, maxUnpagedScan = p, u }
+	p, u := maxScanPage.Swap(int64(page)), maxUnpagedScan.Swap(int64(unpaged))
+	return func() { maxScanPage.Store(p); maxUnpagedScan.Store(u) }
 }

@@ -312,9 +312,9 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 		// not page (an earlier release) gets all or an error, never a
 		// silently short answer.
 		o := store.ScanOptions{Prefix: req.Prefix, After: req.After, Limit: req.Limit, KeysOnly: req.KeysOnly, Fenced: restoring,
-			MaxBytes: min(req.MaxBytes, maxScanPage)}
+			MaxBytes: min(req.MaxBytes, int(maxScanPage.Load()))}
 		if req.MaxBytes == 0 {
-			o.MaxBytes = maxUnpagedScan
+			o.MaxBytes = int(maxUnpagedScan.Load())
 		}
 		if err := n.waitLayout(ctx, req.LayoutIndex); err != nil {
 			return resp, err
@@ -339,7 +339,7 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 		}
 		resp.More = (o.Limit > 0 && len(es) >= o.Limit) || store.ScanSize(es) >= o.MaxBytes
 		if resp.More && req.MaxBytes == 0 && (req.Limit == 0 || len(es) < req.Limit) {
-			return resp, fmt.Errorf("%w: group %d holds more than %d MiB under this prefix: list in pages (limit and after)", ErrBadRequest, r.id, maxUnpagedScan>>20)
+			return resp, fmt.Errorf("%w: group %d holds more than %d MiB under this prefix: list in pages (limit and after)", ErrBadRequest, r.id, maxUnpagedScan.Load()>>20)
 		}
 		resp.Entries = make([]KV, len(es))
 		for i, e := range es {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,19 +16,18 @@ import (
 // data under the prefix.
 //
 // listPageEntries and listPageBytes bound one page a list asks a group
-// for (variables so that tests page small).
-var (
-	listPageEntries = 1000
-	listPageBytes   = 512 << 10
-)
+// for; maxScanPage bounds a page whatever the asker asks for;
+// maxUnpagedScan bounds the answer to a scan that does not page (from an
+// earlier release), past which the scan is refused, not cut short.
+// Atomic so that tests can change them while a node runs.
+var listPageEntries, listPageBytes, maxScanPage, maxUnpagedScan atomic.Int64
 
-var (
-	// maxScanPage bounds a page whatever the asker asks for.
-	maxScanPage = 4 << 20
-	// maxUnpagedScan bounds the answer to a scan that does not page (from
-	// an earlier release); past it the scan is refused, not cut short.
-	maxUnpagedScan = 256 << 20
-)
+func init() {
+	listPageEntries.Store(1000)
+	listPageBytes.Store(512 << 10)
+	maxScanPage.Store(4 << 20)
+	maxUnpagedScan.Store(256 << 20)
+}
 
 const (
 	// maxListRestarts bounds how often one list starts over after the
@@ -82,7 +82,7 @@ func (n *Node) ListEach(ctx context.Context, o ListOptions, emit func(KV) error)
 		if !l.Initialized {
 			return fmt.Errorf("%w: cluster layout not initialised yet", ErrUnavailable)
 		}
-		m := &listMerge{n: n, o: o, at: at, routing: l.RoutingVersion()}
+		m := &listMerge{n: n, o: o, at: at, routing: l.RoutingVersion(), pageEntries: int(listPageEntries.Load()), pageBytes: int(listPageBytes.Load())}
 		err = m.run(ctx, l, after, &emitted, func(kv KV) error {
 			after = kv.Key
 			return emit(kv)
@@ -120,6 +120,9 @@ type listMerge struct {
 	o       ListOptions
 	at      uint64
 	routing uint64
+	// pageEntries and pageBytes bound the pages it asks for; read once,
+	// as pages are fetched in goroutines that may outlive the list.
+	pageEntries, pageBytes int
 }
 
 // groupCursor is where a list stands in one group: the page it is taking
@@ -139,9 +142,10 @@ type pageResult struct {
 
 func (m *listMerge) fetch(ctx context.Context, g GroupID, after []byte, limit int) chan pageResult {
 	ch := make(chan pageResult, 1)
+	maxBytes := m.pageBytes
 	go func() {
 		resp, err := m.n.do(ctx, Request{Op: opScan, Group: g, Prefix: m.o.Prefix, After: after, Limit: limit,
-			MaxBytes: listPageBytes, KeysOnly: m.o.KeysOnly, Consistency: m.o.Consistency, LayoutIndex: m.at, Routing: m.routing})
+			MaxBytes: maxBytes, KeysOnly: m.o.KeysOnly, Consistency: m.o.Consistency, LayoutIndex: m.at, Routing: m.routing})
 		// A release without paging ignores MaxBytes but honours Limit:
 		// a full page may have more behind it.
 		ch <- pageResult{resp.Entries, resp.More || (len(resp.Entries) > 0 && len(resp.Entries) >= limit), readError(err)}
@@ -175,9 +179,9 @@ func (m *listMerge) run(ctx context.Context, l *Layout, after []byte, emitted *i
 	defer cancel() // pages on their way are dropped
 	pageLimit := func() int {
 		if m.o.Limit > 0 {
-			return min(listPageEntries, m.o.Limit-*emitted)
+			return min(m.pageEntries, m.o.Limit-*emitted)
 		}
-		return listPageEntries
+		return m.pageEntries
 	}
 	cs := make([]*groupCursor, len(l.Groups))
 	for i, g := range l.Groups {
