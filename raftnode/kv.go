@@ -319,12 +319,13 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 		if err := n.waitLayout(ctx, req.LayoutIndex); err != nil {
 			return resp, err
 		}
+		l = n.Layout() // as new as the lister's, at least
 		if req.Routing != 0 {
-			if v := n.Layout().RoutingVersion(); v != req.Routing {
+			if v := l.RoutingVersion(); v != req.Routing {
 				return resp, fmt.Errorf("%w: the ring changed while the list ran (routing %x, not %x)", ErrMoved, v, req.Routing)
 			}
 		}
-		if l := n.Layout(); l.Migration != nil {
+		if l.Migration != nil {
 			// While ranges move, a key can sit in two groups: list it
 			// where this node routes it, so that a limit counts only the
 			// keys this group answers for.
