@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 
@@ -20,6 +21,10 @@ type dataFSM struct {
 	// mu is held while a batch applies; a repair holds it to swap the
 	// state under a paused apply stream.
 	mu sync.Mutex
+	// beforeSnapshot, once set, runs as each snapshot begins, with the size
+	// of the data it holds (see
+	// replica.boundTrailingLogs).
+	beforeSnapshot atomic.Pointer[func(liveBytes int64)]
 }
 
 var _ raft.BatchingFSM = (*dataFSM)(nil)
@@ -61,6 +66,9 @@ func (f *dataFSM) Snapshot() (raft.FSMSnapshot, error) {
 	sn, err := f.st.Snapshot()
 	if err != nil {
 		return nil, err
+	}
+	if fn := f.beforeSnapshot.Load(); fn != nil {
+		(*fn)(sn.LiveBytes())
 	}
 	return dataSnapshot{sn: sn, st: f.st, log: f.log}, nil
 }

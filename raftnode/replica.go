@@ -25,7 +25,7 @@ type replica struct {
 	node   *Node
 	dir    string
 	raft   *raft.Raft
-	logs   *raftboltdb.BoltStore
+	logs   *boltLog
 	cache  raft.LogStore
 	notify *appendNotifier // wraps cache; raft stores through it
 	snaps  *raft.FileSnapshotStore
@@ -99,16 +99,24 @@ func (n *Node) openReplica(id GroupID, boot []raft.Server) (*replica, error) {
 	// The log's free pages are not written at each append (one page write
 	// fewer per append); bbolt finds them again by walking the file when
 	// it opens, which for a log compacted by snapshots is a small file.
-	r.logs, err = raftboltdb.New(raftboltdb.Options{
+	r.logs, err = openBoltLog(raftboltdb.Options{
 		Path:        filepath.Join(dir, "raft.db"),
 		BoltOptions: &bolt.Options{Timeout: 5 * time.Second, FreelistType: bolt.FreelistMapType, NoFreelistSync: true},
-	})
+	}, int(max(1, min(n.cfg.TrailingLogs, maxTrailingSizes))), n.log.With("group", uint32(id)), n.fatal)
 	if err != nil {
 		return nil, fmt.Errorf("group %d: open log: %w", id, err)
 	}
 	n.log.Debug("log store opened", "group", uint32(id), "took", time.Since(openStart).Round(time.Millisecond))
 	r.cache = newLogCache(r.logs, logCacheEntries, logCacheBytes)
-	r.snaps, err = raft.NewFileSnapshotStoreWithLogger(filepath.Join(dir, "snapshots"), 2, logger)
+	// A data group keeps one snapshot: its state file survives restarts
+	// (NoSnapshotRestoreOnStart below), so a snapshot only serves followers
+	// and a state file that is behind, and an older one would keep the data
+	// that deletes since removed.
+	retain := 1
+	if id == MetaGroup {
+		retain = 2 // its state is rebuilt from the newest that restores
+	}
+	r.snaps, err = raft.NewFileSnapshotStoreWithLogger(filepath.Join(dir, "snapshots"), retain, logger)
 	if err != nil {
 		return nil, fmt.Errorf("group %d: snapshot store: %w", id, err)
 	}
@@ -197,6 +205,10 @@ func (n *Node) openReplica(id GroupID, boot []raft.Server) (*replica, error) {
 		return nil, fmt.Errorf("group %d: start raft: %w", id, err)
 	}
 	r.prop = newProposer(r.raft, n.cfg.ProposalWaves, n.cfg.ProposalLinger, r.notify)
+	if r.fsm != nil {
+		bound := r.boundTrailingLogs
+		r.fsm.beforeSnapshot.Store(&bound)
+	}
 	ok = true
 	return r, nil
 }

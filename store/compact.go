@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -225,4 +226,61 @@ func syncFile(path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// LiveBytes is the state file's size less its free pages when the
+// snapshot was taken: about what a compacted image of it holds.
+func (sn *Snapshot) LiveBytes() int64 {
+	if sn.compacted != "" {
+		return int64(sn.header.Size)
+	}
+	return max(0, int64(sn.header.Size)-sn.free)
+}
+
+// RewriteFile rewrites the closed bbolt file at path with its live pages
+// only (bbolt's Compact), syncs the copy and renames it over the original,
+// so that the space deletes freed goes back to the file system. On any
+// error the file at path is left as it was. It serves files other than
+// state files too (a group's Raft log).
+func RewriteFile(path string) (before, after int64, err error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	before = fi.Size()
+	tmp := path + ".compact"
+	os.Remove(tmp)
+	src, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	if err != nil {
+		return before, 0, err
+	}
+	defer src.Close()
+	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{NoSync: true, FreelistType: bolt.FreelistMapType, NoFreelistSync: true})
+	if err != nil {
+		return before, 0, err
+	}
+	err = bolt.Compact(dst, src, compactTxBytes)
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = syncFile(tmp)
+	}
+	if err == nil {
+		err = src.Close()
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return before, 0, fmt.Errorf("store: rewriting %s: %w", filepath.Base(path), err)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return before, 0, err
+	}
+	if fi, err = os.Stat(path); err != nil {
+		return before, 0, err
+	}
+	return before, fi.Size(), nil
 }

@@ -1,0 +1,164 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// TestDiskSpaceComesBackAfterDeletes writes 60 MiB of values to one node,
+// deletes nine in ten and takes one snapshot: the state files, the
+// snapshots and the Raft logs each shrink to about the live data, and the
+// node restarts on them with every live value intact.
+func TestDiskSpaceComesBackAfterDeletes(t *testing.T) {
+	const (
+		groups    = 2
+		values    = 600
+		valueSize = 100 << 10
+		keepEvery = 10
+	)
+	c := startCluster(t, 1, "--groups", fmt.Sprint(groups))
+	c.waitReady(1)
+	url := c.procs[0].URL()
+	value := make([]byte, valueSize)
+	rand.Read(value)
+
+	each := func(what string, fn func(i int) (*http.Request, int)) {
+		t.Helper()
+		var wg sync.WaitGroup
+		errs := make(chan error, values)
+		work := make(chan int)
+		for w := 0; w < 8; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range work {
+					req, want := fn(i)
+					if req == nil {
+						continue
+					}
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						errs <- err
+						continue
+					}
+					body, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != want {
+						errs <- fmt.Errorf("%s %s: %d %s", req.Method, req.URL.Path, resp.StatusCode, body)
+					}
+				}
+			}()
+		}
+		for i := 0; i < values; i++ {
+			work <- i
+		}
+		close(work)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	each("write", func(i int) (*http.Request, int) {
+		req, _ := http.NewRequest(http.MethodPut, fmt.Sprintf("%s/v1/kv/big/%d", url, i), bytes.NewReader(value))
+		return req, http.StatusOK
+	})
+	each("delete", func(i int) (*http.Request, int) {
+		if i%keepEvery == 0 {
+			return nil, 0
+		}
+		req, _ := http.NewRequest(http.MethodDelete, fmt.Sprintf("%s/v1/kv/big/%d", url, i), nil)
+		return req, http.StatusOK
+	})
+	resp, err := http.Post(url+"/v1/snapshot", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("snapshot: %d %s", resp.StatusCode, body)
+	}
+
+	live := int64(values/keepEvery) * valueSize
+	sizes := groupFiles(t, c.procs[0].DataDir)
+	t.Logf("live %d B; on disk: %v", live, sizes)
+	const slack = 1 << 20
+	limits := map[string]int64{
+		"state.db":  live + live/4 + slack,
+		"snapshots": live + live/4 + slack,
+		// The log keeps at most the live data's worth of entries per
+		// group, and at least 4 MiB.
+		"raft.db": max(live, groups*4<<20) + live/4 + slack,
+	}
+	for kind, limit := range limits {
+		if sizes[kind] > limit {
+			t.Errorf("%s: %d bytes on disk for %d bytes of live data, want at most %d", kind, sizes[kind], live, limit)
+		}
+	}
+
+	check := func() {
+		t.Helper()
+		for i := 0; i < values; i++ {
+			resp, err := http.Get(fmt.Sprintf("%s/v1/kv/big/%d", url, i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			switch {
+			case i%keepEvery == 0 && (resp.StatusCode != http.StatusOK || !bytes.Equal(got, value)):
+				t.Fatalf("big/%d: %d, %d bytes, want the value written", i, resp.StatusCode, len(got))
+			case i%keepEvery != 0 && resp.StatusCode != http.StatusNotFound:
+				t.Fatalf("big/%d: %d after its delete", i, resp.StatusCode)
+			}
+		}
+	}
+	check()
+	if err := c.procs[0].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.procs[0].Start(); err != nil {
+		t.Fatal(err)
+	}
+	c.waitReady(1)
+	check()
+}
+
+// groupFiles sums, over the data groups of a data dir, the sizes of their
+// state files, snapshot directories and Raft logs.
+func groupFiles(t *testing.T, dataDir string) map[string]int64 {
+	t.Helper()
+	out := map[string]int64{}
+	root := filepath.Join(dataDir, "groups")
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if e.Name() == "0" {
+			continue // the metadata group
+		}
+		err := filepath.Walk(filepath.Join(root, e.Name()), func(path string, fi os.FileInfo, err error) error {
+			if err != nil || fi.IsDir() {
+				return err
+			}
+			rel, _ := filepath.Rel(filepath.Join(root, e.Name()), path)
+			kind := strings.SplitN(rel, string(filepath.Separator), 2)[0]
+			out[kind] += fi.Size()
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}

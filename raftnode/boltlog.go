@@ -1,0 +1,312 @@
+package raftnode
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/ringkv/ringkv/store"
+)
+
+// boltLog is a group's Raft log and stable store: raft-boltdb behind a lock,
+// so that its file can be rewritten with the live entries only. A bbolt
+// file never shrinks: once snapshots have truncated the log, the pages of
+// every entry written since the file was created stay in it as free space.
+// When they make up most of the file after a truncation, the file is
+// rewritten (see compactIfSparse).
+//
+// It also remembers the size of the newest entries, so that the log kept
+// after a snapshot can be bounded in bytes as well as in entries
+// (trailingWithin).
+type boltLog struct {
+	opts    raftboltdb.Options
+	log     *slog.Logger
+	onFatal func(error)
+
+	mu     sync.RWMutex
+	s      *raftboltdb.BoltStore
+	broken error // a rewrite could not reopen the file
+
+	sizesMu sync.Mutex
+	sizes   []entrySize // by index modulo its length
+}
+
+type entrySize struct {
+	index uint64
+	bytes int64
+}
+
+// A log file is rewritten after a truncation when its free pages make up
+// at least half of it and at least logCompactAbove bytes.
+const logCompactAbove = 16 << 20
+
+var (
+	_ raft.LogStore    = (*boltLog)(nil)
+	_ raft.StableStore = (*boltLog)(nil)
+)
+
+// openBoltLog opens the log at opts.Path, remembering the sizes of up to
+// sizes of its newest entries as they are written.
+func openBoltLog(opts raftboltdb.Options, sizes int, log *slog.Logger, onFatal func(error)) (*boltLog, error) {
+	// A rewrite that a crash interrupted leaves its copy beside the file;
+	// the file itself is whole (the copy is renamed over it only when
+	// complete and synced).
+	os.Remove(opts.Path + ".compact")
+	s, err := raftboltdb.New(opts)
+	if err != nil {
+		return nil, err
+	}
+	return &boltLog{opts: opts, log: log, onFatal: onFatal, s: s, sizes: make([]entrySize, max(1, sizes))}, nil
+}
+
+// store returns the open store, with b.mu read-locked; call done after.
+func (b *boltLog) store() (*raftboltdb.BoltStore, error) {
+	b.mu.RLock()
+	if b.broken != nil {
+		b.mu.RUnlock()
+		return nil, b.broken
+	}
+	return b.s, nil
+}
+
+func (b *boltLog) done() { b.mu.RUnlock() }
+
+func (b *boltLog) FirstIndex() (uint64, error) {
+	s, err := b.store()
+	if err != nil {
+		return 0, err
+	}
+	defer b.done()
+	return s.FirstIndex()
+}
+
+func (b *boltLog) LastIndex() (uint64, error) {
+	s, err := b.store()
+	if err != nil {
+		return 0, err
+	}
+	defer b.done()
+	return s.LastIndex()
+}
+
+func (b *boltLog) GetLog(index uint64, l *raft.Log) error {
+	s, err := b.store()
+	if err != nil {
+		return err
+	}
+	defer b.done()
+	return s.GetLog(index, l)
+}
+
+func (b *boltLog) StoreLog(l *raft.Log) error { return b.StoreLogs([]*raft.Log{l}) }
+
+func (b *boltLog) StoreLogs(logs []*raft.Log) error {
+	s, err := b.store()
+	if err != nil {
+		return err
+	}
+	err = s.StoreLogs(logs)
+	b.done()
+	if err == nil {
+		b.sizesMu.Lock()
+		for _, l := range logs {
+			b.noteLocked(l.Index, int64(logSize(l)))
+		}
+		b.sizesMu.Unlock()
+	}
+	return err
+}
+
+func (b *boltLog) noteLocked(index uint64, bytes int64) {
+	b.sizes[index%uint64(len(b.sizes))] = entrySize{index: index, bytes: bytes}
+}
+
+// DeleteRange deletes the entries, then rewrites the file if that left it
+// mostly free space (a truncation after a snapshot).
+func (b *boltLog) DeleteRange(min, max uint64) error {
+	s, err := b.store()
+	if err != nil {
+		return err
+	}
+	err = s.DeleteRange(min, max)
+	b.done()
+	if err != nil {
+		return err
+	}
+	b.compactIfSparse()
+	return nil
+}
+
+func (b *boltLog) Set(k, v []byte) error {
+	s, err := b.store()
+	if err != nil {
+		return err
+	}
+	defer b.done()
+	return s.Set(k, v)
+}
+
+func (b *boltLog) Get(k []byte) ([]byte, error) {
+	s, err := b.store()
+	if err != nil {
+		return nil, err
+	}
+	defer b.done()
+	return s.Get(k)
+}
+
+func (b *boltLog) SetUint64(k []byte, v uint64) error {
+	s, err := b.store()
+	if err != nil {
+		return err
+	}
+	defer b.done()
+	return s.SetUint64(k, v)
+}
+
+func (b *boltLog) GetUint64(k []byte) (uint64, error) {
+	s, err := b.store()
+	if err != nil {
+		return 0, err
+	}
+	defer b.done()
+	return s.GetUint64(k)
+}
+
+func (b *boltLog) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.broken != nil {
+		return nil
+	}
+	b.broken = errors.New("raft log closed")
+	return b.s.Close()
+}
+
+// sparse reports whether free pages make up most of the file.
+func (b *boltLog) sparse() bool {
+	s, err := b.store()
+	if err != nil {
+		return false
+	}
+	defer b.done()
+	fi, err := os.Stat(b.opts.Path)
+	if err != nil {
+		return false
+	}
+	free := int64(s.Stats().FreeAlloc)
+	return free >= logCompactAbove && free*2 >= fi.Size()
+}
+
+// compactIfSparse rewrites the file with its live entries when free pages
+// make up most of it. Every use of the log waits meanwhile: the copy holds
+// what is left after a truncation, which the byte bound on trailing
+// entries keeps small. If the file cannot be opened again the node stops
+// (onFatal): raft cannot go on without its log.
+func (b *boltLog) compactIfSparse() {
+	if !b.sparse() {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.broken != nil {
+		return
+	}
+	if err := b.s.Close(); err != nil {
+		b.log.Warn("closing the raft log to compact it", "err", err)
+	}
+	before, after, rerr := store.RewriteFile(b.opts.Path)
+	s, err := raftboltdb.New(b.opts)
+	if err != nil {
+		b.broken = fmt.Errorf("raft log: reopening after compaction: %w", errors.Join(rerr, err))
+		b.log.Error("raft log lost after compaction", "err", b.broken)
+		if b.onFatal != nil {
+			go b.onFatal(b.broken)
+		}
+		return
+	}
+	b.s = s
+	if rerr != nil {
+		b.log.Warn("compacting the raft log", "err", rerr)
+		return
+	}
+	b.log.Info("raft log compacted", "before_bytes", before, "after_bytes", after)
+}
+
+// trailingWithin is how many of the newest entries raft should keep after
+// a snapshot so that they hold at most limit bytes (at least one, at most
+// maxEntries). Entry sizes not seen since the node started are read from
+// the log once.
+func (b *boltLog) trailingWithin(limit int64, maxEntries uint64) uint64 {
+	if maxEntries == 0 {
+		return 0
+	}
+	first, err1 := b.FirstIndex()
+	last, err2 := b.LastIndex()
+	if err1 != nil || err2 != nil || last == 0 {
+		return maxEntries
+	}
+	var n uint64
+	var sum int64
+	for i := last; i >= first && i > 0 && n < maxEntries; i-- {
+		size, ok := b.sizeOf(i)
+		if !ok {
+			break // gone meanwhile: a truncation ran
+		}
+		if sum += size; sum > limit && n > 0 {
+			break
+		}
+		n++
+	}
+	return max(n, 1)
+}
+
+func (b *boltLog) sizeOf(index uint64) (int64, bool) {
+	b.sizesMu.Lock()
+	e := b.sizes[index%uint64(len(b.sizes))]
+	b.sizesMu.Unlock()
+	if e.index == index {
+		return e.bytes, true
+	}
+	var l raft.Log
+	if err := b.GetLog(index, &l); err != nil {
+		return 0, false
+	}
+	size := int64(logSize(&l))
+	b.sizesMu.Lock()
+	if cur := &b.sizes[index%uint64(len(b.sizes))]; cur.index < index {
+		*cur = entrySize{index: index, bytes: size}
+	}
+	b.sizesMu.Unlock()
+	return size, true
+}
+
+// The log kept after a snapshot holds at most as many bytes as the group's
+// live data (and at least trailingBytesFloor): a follower further behind
+// is sent the snapshot, which is then no larger than the entries it
+// missed. --trailing-logs bounds it in entries.
+const (
+	trailingBytesFloor = 4 << 20
+	maxTrailingSizes   = 1 << 16 // entry sizes remembered per group
+)
+
+// boundTrailingLogs sets how many entries raft keeps when the snapshot
+// that is beginning truncates the log. raft reads the setting when it
+// truncates, after the snapshot is written.
+func (r *replica) boundTrailingLogs(liveBytes int64) {
+	limit := max(liveBytes, trailingBytesFloor)
+	n := r.logs.trailingWithin(limit, r.node.cfg.TrailingLogs)
+	rc := r.raft.ReloadableConfig()
+	if rc.TrailingLogs == n {
+		return
+	}
+	rc.TrailingLogs = n
+	if err := r.raft.ReloadConfig(rc); err != nil {
+		r.node.log.Warn("bounding the log kept after a snapshot", "group", uint32(r.id), "err", err)
+	}
+}
