@@ -199,7 +199,7 @@ func (b *boltLog) sparse() bool {
 	if err != nil {
 		return false
 	}
-	free := int64(s.Stats().FreeAlloc)
+	free := store.FreeBytes(s.Stats(), os.Getpagesize())
 	return free >= logCompactAbove && free*2 >= fi.Size()
 }
 

@@ -56,13 +56,30 @@ func (sn *Snapshot) Compact() error {
 		}
 		return fmt.Errorf("store: compacting a snapshot: %w", err)
 	}
-	fi, err := os.Stat(path)
+	size, err := usedBytes(path)
 	if err != nil {
 		os.Remove(path)
 		return err
 	}
-	sn.compacted, sn.header.Size = path, uint64(fi.Size())
+	sn.compacted, sn.header.Size = path, uint64(size)
 	return nil
+}
+
+// usedBytes is how much of a bbolt file its pages use: bbolt grows a file
+// ahead of its pages (to 8 MiB for a few), and an image needs only those
+// (Tx.WriteTo writes as much).
+func usedBytes(path string) (int64, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	var size int64
+	err = db.View(func(tx *bolt.Tx) error {
+		size = tx.Size()
+		return nil
+	})
+	return size, err
 }
 
 // copyLive writes every bucket of src into a new bbolt file at path.
@@ -135,7 +152,7 @@ func (sn *Snapshot) writeImage(w io.Writer) (int64, error) {
 		return 0, err
 	}
 	defer f.Close()
-	return io.Copy(w, f)
+	return io.CopyN(w, f, int64(sn.header.Size))
 }
 
 func (sn *Snapshot) removeCompacted() {
@@ -157,7 +174,7 @@ func (s *Store) WantsCompaction() bool {
 	if s.db == nil {
 		return false
 	}
-	free := int64(s.db.Stats().FreeAlloc)
+	free := FreeBytes(s.db.Stats(), s.db.Info().PageSize)
 	return free >= compactFileAbove && free*2 >= s.FileSize()
 }
 
@@ -235,6 +252,13 @@ func (sn *Snapshot) LiveBytes() int64 {
 		return int64(sn.header.Size)
 	}
 	return max(0, int64(sn.header.Size)-sn.free)
+}
+
+// FreeBytes is the space in a bbolt file's free pages, counting the pages
+// freed while a reader was open: they are free as soon as it ends (the
+// snapshot that triggers a compaction is such a reader).
+func FreeBytes(st bolt.Stats, pageSize int) int64 {
+	return int64(st.FreeAlloc) + int64(st.PendingPageN)*int64(pageSize)
 }
 
 // RewriteFile rewrites the closed bbolt file at path with its live pages
