@@ -61,6 +61,10 @@ commands:
   hostile [--target local|compose|endpoints] [--groups N] [--json]
                                  send reserved values, internal calls and forged Raft RPCs;
                                  check each is refused and the cluster stays healthy
+  certs create-ca --dir DIR | certs create-node NAME --hosts H,H --dir DIR |
+  certs create-client NAME --dir DIR
+                                 make a CA (DIR/ca.crt, DIR/ca.key) and the node and
+                                 client certificates it signs (DIR/NAME.crt, DIR/NAME.key)
 
 --addr defaults to $RINGKV_ADDR, then http://127.0.0.1:7070.
 `
@@ -123,6 +127,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, 
 		return cmdBench(parent, *addr, rest, stdout) // bounded by its own --duration or --ops
 	case "hostile":
 		return cmdHostile(parent, rest, stdout) // each case bounded by --recover
+	case "certs":
+		return cmdCerts(rest, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
