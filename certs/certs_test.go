@@ -128,3 +128,54 @@ func TestCertsRefuseWhatTheyShouldNot(t *testing.T) {
 		t.Fatalf("files in dir: %d, want ca.crt, ca.key, app.crt, app.key", len(ents))
 	}
 }
+
+// A reload that fails (a half-written or wrong file) keeps what was
+// served; one that succeeds serves the new certificate.
+func TestReloaderKeepsTheLastGoodCertificate(t *testing.T) {
+	dir := t.TempDir()
+	if err := CreateCA(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := CreateNode(dir, "a", []string{"127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := CreateNode(dir, "b", []string{"127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	crt, key := Files(dir, "a")
+	r, err := NewReloader(crt, key, filepath.Join(dir, "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := r.Certificate()
+	if r.Changed() {
+		t.Fatal("changed before any change")
+	}
+	if err := os.WriteFile(crt, []byte("-----BEGIN CERT"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if !r.Changed() {
+		t.Fatal("a rewritten file not seen as changed")
+	}
+	if err := r.Reload(); err == nil {
+		t.Fatal("a broken certificate file reloaded")
+	}
+	if r.Certificate() != first {
+		t.Fatal("a failed reload replaced the certificate")
+	}
+	bcrt, bkey := Files(dir, "b")
+	for from, to := range map[string]string{bcrt: crt, bkey: key} {
+		b, _ := os.ReadFile(from)
+		os.WriteFile(to, b, 0o600)
+	}
+	if err := r.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(r.Certificate().Certificate[0])
+	if err != nil || leaf.Subject.CommonName != "b" {
+		t.Fatalf("after reload: %v %v, want b's certificate", leaf.Subject.CommonName, err)
+	}
+	if _, err := NewReloader(crt, "", ""); err == nil {
+		t.Fatal("a certificate without its key accepted")
+	}
+}

@@ -6,6 +6,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -47,18 +48,38 @@ type Client struct {
 
 // New returns a client for the node at addr ("http://host:port" or
 // "host:port").
-func New(addr string) *Client {
+func New(addr string, opts ...Option) *Client {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if !strings.Contains(addr, "://") {
-		addr = "http://" + addr
+		if o.tls != nil {
+			addr = "https://" + addr
+		} else {
+			addr = "http://" + addr
+		}
 	}
 	tr := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:        1024,
 		MaxIdleConnsPerHost: 1024,
 		IdleConnTimeout:     90 * time.Second,
+		TLSClientConfig:     o.tls,
+		TLSHandshakeTimeout: 10 * time.Second,
 	}
 	return &Client{base: strings.TrimRight(addr, "/"), hc: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
 }
+
+// An Option shapes a Client.
+type Option func(*options)
+
+type options struct{ tls *tls.Config }
+
+// WithTLS makes the client speak HTTPS with cfg (its CAs, and a client
+// certificate for a node that requires one); an address without a scheme
+// then means https://.
+func WithTLS(cfg *tls.Config) Option { return func(o *options) { o.tls = cfg } }
 
 // Addr returns the node's base URL.
 func (c *Client) Addr() string { return c.base }

@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ringkv/ringkv/certs"
 	"github.com/ringkv/ringkv/client"
 )
 
@@ -67,6 +68,8 @@ commands:
                                  client certificates it signs (DIR/NAME.crt, DIR/NAME.key)
 
 --addr defaults to $RINGKV_ADDR, then http://127.0.0.1:7070.
+--cacert FILE [--cert FILE --key FILE] (or $RINGKV_CACERT, $RINGKV_CERT, $RINGKV_KEY)
+speak HTTPS to a node serving TLS; an address without a scheme then means https://.
 `
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, getenv func(string) string) error {
@@ -78,6 +81,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, 
 	}
 	addr := fs.String("addr", def, "node URL")
 	timeout := fs.Duration("timeout", 15*time.Second, "request timeout")
+	cacert := fs.String("cacert", getenv("RINGKV_CACERT"), "PEM CA bundle to verify the node's certificate (HTTPS)")
+	cert := fs.String("cert", getenv("RINGKV_CERT"), "PEM client certificate, for a node that requires one")
+	key := fs.String("key", getenv("RINGKV_KEY"), "PEM key of --cert")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%v\n%s", err, usage)
 	}
@@ -85,7 +91,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, 
 	if len(rest) == 0 {
 		return errors.New(usage)
 	}
-	c := client.New(*addr)
+	var copts []client.Option
+	if *cacert != "" || *cert != "" || *key != "" {
+		r, err := certs.NewReloader(*cert, *key, *cacert)
+		if err != nil {
+			return err
+		}
+		copts = append(copts, client.WithTLS(r.ClientConfig()))
+	}
+	c := client.New(*addr, copts...)
 	defer c.Close()
 	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, *timeout)

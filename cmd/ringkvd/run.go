@@ -38,6 +38,8 @@ type options struct {
 	gcGiven   bool
 	// memLimit is --memory-limit as given ("" for the default).
 	memLimit string
+	// tlsCert, tlsKey and tlsClientCA serve the client port over TLS.
+	tlsCert, tlsKey, tlsClientCA string
 }
 
 // defaultGCPercent lets the heap grow to five times what is live before
@@ -97,6 +99,9 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 	fs.BoolVar(&o.api.FaultHook, "fault-hook", false, "serve POST /v1/debug/fault to cut Raft traffic from chosen peers (fault-injection runs only)")
 	fs.IntVar(&o.gcPercent, "gc-percent", defaultGCPercent, "Go garbage collector target: the heap grows by this percentage of what is live before a collection (GOGC in the environment applies when this flag is not given)")
 	fs.StringVar(&o.memLimit, "memory-limit", "", "Go's soft memory limit, such as 2GiB, or off (default: a quarter of the memory available, at most 2GiB; GOMEMLIMIT in the environment applies when this flag is not given)")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate for the client port: serve HTTPS only (with --tls-key)")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM key of --tls-cert")
+	fs.StringVar(&o.tlsClientCA, "tls-client-ca", "", "PEM CA bundle: require client certificates signed by it on the client port")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -221,6 +226,13 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	}
 	api, err := httpapi.New(node, o.api)
 	if err != nil {
+		ln.Close()
+		node.Close()
+		return err
+	}
+	stopTLS := make(chan struct{})
+	defer close(stopTLS)
+	if ln, err = serveTLS(ln, o, log, stopTLS); err != nil {
 		ln.Close()
 		node.Close()
 		return err
