@@ -296,8 +296,8 @@ const (
 )
 
 // boundTrailingLogs sets how many entries raft keeps when the snapshot
-// that is beginning truncates the log. raft reads the setting when it
-// truncates, after the snapshot is written.
+// being written truncates the log: raft reads the setting when it
+// truncates, after the snapshot is written, on the same goroutine.
 func (r *replica) boundTrailingLogs(liveBytes int64) {
 	limit := max(liveBytes, trailingBytesFloor)
 	n := r.logs.trailingWithin(limit, r.node.cfg.TrailingLogs)

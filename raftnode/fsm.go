@@ -21,10 +21,11 @@ type dataFSM struct {
 	// mu is held while a batch applies; a repair holds it to swap the
 	// state under a paused apply stream.
 	mu sync.Mutex
-	// beforeSnapshot, once set, runs as each snapshot begins, with the size
-	// of the data it holds (see
+	// beforePersist, once set, runs as each snapshot is written, with the
+	// size of the data it holds, on raft's snapshot goroutine (not the
+	// one that applies), before raft truncates the log (see
 	// replica.boundTrailingLogs).
-	beforeSnapshot atomic.Pointer[func(liveBytes int64)]
+	beforePersist atomic.Pointer[func(liveBytes int64)]
 }
 
 var _ raft.BatchingFSM = (*dataFSM)(nil)
@@ -67,10 +68,7 @@ func (f *dataFSM) Snapshot() (raft.FSMSnapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	if fn := f.beforeSnapshot.Load(); fn != nil {
-		(*fn)(sn.LiveBytes())
-	}
-	return dataSnapshot{sn: sn, st: f.st, log: f.log}, nil
+	return dataSnapshot{sn: sn, st: f.st, log: f.log, beforePersist: f.beforePersist.Load()}, nil
 }
 
 func (f *dataFSM) Restore(rc io.ReadCloser) error {
@@ -81,12 +79,16 @@ func (f *dataFSM) Restore(rc io.ReadCloser) error {
 }
 
 type dataSnapshot struct {
-	sn  *store.Snapshot
-	st  *store.Store
-	log *slog.Logger
+	sn            *store.Snapshot
+	st            *store.Store
+	log           *slog.Logger
+	beforePersist *func(liveBytes int64)
 }
 
 func (s dataSnapshot) Persist(sink raft.SnapshotSink) error {
+	if s.beforePersist != nil {
+		(*s.beforePersist)(s.sn.LiveBytes())
+	}
 	if _, err := s.sn.WriteTo(sink); err != nil {
 		sink.Cancel()
 		return err

@@ -207,7 +207,7 @@ func (n *Node) openReplica(id GroupID, boot []raft.Server) (*replica, error) {
 	r.prop = newProposer(r.raft, n.cfg.ProposalWaves, n.cfg.ProposalLinger, r.notify)
 	if r.fsm != nil {
 		bound := r.boundTrailingLogs
-		r.fsm.beforeSnapshot.Store(&bound)
+		r.fsm.beforePersist.Store(&bound)
 	}
 	ok = true
 	return r, nil
