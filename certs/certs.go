@@ -48,26 +48,31 @@ func CreateCA(dir string) error {
 	if err := absent(crt, key); err != nil {
 		return err
 	}
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	serial, err := newSerial()
-	if err != nil {
-		return err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
+	return issue(dir, crt, key, &x509.Certificate{
 		Subject:               pkix.Name{CommonName: "ringkv CA", Organization: []string{"ringkv"}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(CAValidity),
+		NotAfter:              time.Now().Add(CAValidity),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		MaxPathLenZero:        true,
+	}, nil, nil)
+}
+
+// issue makes a key and a certificate of tmpl for it, signed by parent
+// and parentKey (self-signed when parent is nil), and writes both.
+func issue(dir, crt, key string, tmpl, parent *x509.Certificate, parentKey any) error {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if tmpl.SerialNumber, err = newSerial(); err != nil {
+		return err
+	}
+	tmpl.NotBefore = time.Now().Add(-time.Hour)
+	if parent == nil {
+		parent, parentKey = tmpl, k
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &k.PublicKey, parentKey)
 	if err != nil {
 		return err
 	}
@@ -122,28 +127,13 @@ func createLeaf(dir, name string, shape func(*x509.Certificate)) error {
 	if err != nil {
 		return err
 	}
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	serial, err := newSerial()
-	if err != nil {
-		return err
-	}
-	now := time.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: name, Organization: []string{"ringkv"}},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     minTime(now.Add(LeafValidity), ca.NotAfter),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
+		Subject:  pkix.Name{CommonName: name, Organization: []string{"ringkv"}},
+		NotAfter: minTime(time.Now().Add(LeafValidity), ca.NotAfter),
+		KeyUsage: x509.KeyUsageDigitalSignature,
 	}
 	shape(tmpl)
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	return write(dir, crt, key, der, k)
+	return issue(dir, crt, key, tmpl, ca, caKey)
 }
 
 // loadCA reads dir/ca.crt and dir/ca.key.
