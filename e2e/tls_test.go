@@ -160,6 +160,17 @@ func TestClientPortServesTLS(t *testing.T) {
 		t.Fatalf("plain HTTP to the TLS port: %d %q, want 400 naming HTTPS", resp.StatusCode, body)
 	}
 
+	eventually(t, "refused handshakes in the node's log", 10*time.Second, func() error {
+		b, _ := os.ReadFile(logf.Name())
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, "level=WARN") && strings.Contains(line, "component=http") &&
+				strings.Contains(line, "TLS handshake error") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no warning of a refused TLS handshake")
+	})
+
 	// Rotate to the other CA: its node certificate, and a bundle of both
 	// CAs for client certificates (the first step of a CA rotation).
 	copyFile(filepath.Join(other, "node1.crt"), filepath.Join(serve, "node1.crt"))

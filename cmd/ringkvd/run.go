@@ -238,6 +238,9 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 		return err
 	}
 	srv := httpapi.NewServer(o.httpAddr, api)
+	// net/http's own errors (a refused TLS handshake, a panic it
+	// recovered) go to the node's log too.
+	srv.ErrorLog = slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelWarn)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	// Node-to-node calls arrive on the Raft port; the listener closes with
