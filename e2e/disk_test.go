@@ -15,9 +15,10 @@ import (
 )
 
 // TestDiskSpaceComesBackAfterDeletes writes 100 MiB of values to one node,
-// deletes nine in ten and takes one snapshot: the state files, the
-// snapshots and the Raft logs each shrink to about the live data, and the
-// node restarts on them with every live value intact.
+// deletes nine in ten and takes one snapshot: the state files shrink to
+// about the live data, the Raft logs to half of it, the snapshots hold
+// none, the whole data dir is within 2x the live data, and the node
+// restarts on them with every live value intact.
 func TestDiskSpaceComesBackAfterDeletes(t *testing.T) {
 	const (
 		groups    = 2
@@ -94,16 +95,23 @@ func TestDiskSpaceComesBackAfterDeletes(t *testing.T) {
 	t.Logf("live %d B; on disk: %v", live, sizes)
 	const slack = 1 << 20
 	limits := map[string]int64{
-		"state.db":  live + live/4 + slack,
-		"snapshots": live + live/4 + slack,
-		// The log keeps at most the live data's worth of entries per
-		// group, and at least 4 MiB.
-		"raft.db": max(live, groups*4<<20) + live/4 + slack,
+		"state.db": live + live/4 + slack,
+		// A snapshot holds no copy of the data (the state file is it).
+		"snapshots": 64 << 10,
+		// The log keeps at most half the live data's worth of entries per
+		// group, and at least 1 MiB.
+		"raft.db": max(live/2, groups*1<<20) + live/4 + slack,
 	}
 	for kind, limit := range limits {
 		if sizes[kind] > limit {
 			t.Errorf("%s: %d bytes on disk for %d bytes of live data, want at most %d", kind, sizes[kind], live, limit)
 		}
+	}
+	// Everything the node keeps, the metadata group included.
+	if total := dirAllocated(t, c.procs[0].DataDir); total > 2*live {
+		t.Errorf("the data dir takes %d bytes for %d bytes of live data (%.2fx), want at most 2x", total, live, float64(total)/float64(live))
+	} else {
+		t.Logf("data dir %d bytes, %.2fx the live data", total, float64(total)/float64(live))
 	}
 
 	check := func() {
@@ -141,6 +149,22 @@ func allocated(fi os.FileInfo) int64 {
 		return st.Blocks * 512
 	}
 	return fi.Size()
+}
+
+// dirAllocated is the disk space everything under dir takes.
+func dirAllocated(t *testing.T, dir string) int64 {
+	t.Helper()
+	var total int64
+	err := filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			total += allocated(fi)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return total
 }
 
 // groupFiles sums, over the data groups of a data dir, the sizes of their

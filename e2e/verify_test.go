@@ -330,15 +330,25 @@ func TestBackupVerifyRestore(t *testing.T) {
 	}
 }
 
-// onDisk waits until p's replica holds key and reads it there. A read
+// onDisk waits until p's replica holds key and lists it there. A list
 // commits the state file's open transaction (applied writes wait in it for
 // --apply-commit-delay), so once p is killed its state file holds key and
 // a test can edit it there.
 func onDisk(t *testing.T, p *chaos.Proc, key string) {
 	t.Helper()
 	eventually(t, p.ID+" holds "+key+" in its state file", 10*time.Second, func() error {
-		_, err := p.Client.Get(ctx(t, 2*time.Second), key, "stale")
-		return err
+		// A stale list reads p's own replicas; a point read would not
+		// commit.
+		es, err := p.Client.List(ctx(t, 2*time.Second), key, client.ListOptions{Consistency: "stale"})
+		if err != nil {
+			return err
+		}
+		for _, e := range es {
+			if e.Key == key {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s does not hold %q yet", p.ID, key)
 	})
 }
 

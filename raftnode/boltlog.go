@@ -286,12 +286,15 @@ func (b *boltLog) sizeOf(index uint64) (int64, bool) {
 	return size, true
 }
 
-// The log kept after a snapshot holds at most as many bytes as the group's
-// live data (and at least trailingBytesFloor): a follower further behind
-// is sent the snapshot, which is then no larger than the entries it
-// missed. --trailing-logs bounds it in entries.
+// The log kept after a snapshot holds at most half as many bytes as the
+// group's live data (and at least trailingBytesFloor): a follower further
+// behind is sent the snapshot, which is then at most twice the size of the
+// entries it missed, and the group's disk use stays within about 1.5x its
+// live data (the state file, which is also the snapshot's data, plus this
+// tail). --trailing-logs bounds it in entries.
 const (
-	trailingBytesFloor = 4 << 20
+	trailingBytesFloor = 1 << 20
+	trailingLiveShare  = 2       // the tail holds at most live/trailingLiveShare bytes
 	maxTrailingSizes   = 1 << 16 // entry sizes remembered per group
 )
 
@@ -299,7 +302,7 @@ const (
 // being written truncates the log: raft reads the setting when it
 // truncates, after the snapshot is written, on the same goroutine.
 func (r *replica) boundTrailingLogs(liveBytes int64) {
-	limit := max(liveBytes, trailingBytesFloor)
+	limit := max(liveBytes/trailingLiveShare, trailingBytesFloor)
 	n := r.logs.trailingWithin(limit, r.node.cfg.TrailingLogs)
 	rc := r.raft.ReloadableConfig()
 	if rc.TrailingLogs == n {

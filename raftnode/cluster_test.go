@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -386,59 +384,6 @@ func TestExpiredWritesKeepTheirPromise(t *testing.T) {
 		}
 	}
 	t.Logf("%d writes refused before proposal, %d with unknown outcome", len(unavailable), len(unknown))
-}
-
-// The state file is a cache of the snapshot plus the log: lost, or written
-// without fsync before a machine crash, it is rebuilt at start-up.
-func TestStateRebuiltFromSnapshotAndLog(t *testing.T) {
-	for _, damage := range []string{"state file lost", "machine crashed with unsynced state"} {
-		t.Run(damage, func(t *testing.T) {
-			c := raftnodetest.Start(t, raftnodetest.Options{Nodes: 1, Groups: 1, SnapshotThreshold: 50, TrailingLogs: 10})
-			n := c.Members[0].Node
-			for i := 0; i < 300; i++ {
-				mustPut(t, n, fmt.Sprintf("r%03d", i), fmt.Sprintf("v%d", i))
-			}
-			c.Eventually("a snapshot", 20*time.Second, func() error {
-				if st := c.GroupStatus(0, 1); st.SnapshotIndex < 100 {
-					return fmt.Errorf("snapshot index %d", st.SnapshotIndex)
-				}
-				return nil
-			})
-			// Writes after the snapshot live only in the log.
-			for i := 300; i < 320; i++ {
-				mustPut(t, n, fmt.Sprintf("r%03d", i), fmt.Sprintf("v%d", i))
-			}
-			c.Kill(0)
-			state := filepath.Join(c.Members[0].DataDir, "groups", "1", "state.db")
-			switch damage {
-			case "state file lost":
-				if err := os.Remove(state); err != nil {
-					t.Fatal(err)
-				}
-			default:
-				// A torn file, and the record of unsynced writes from another boot.
-				if err := os.WriteFile(state, []byte("torn pages"), 0o600); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(state+".unsynced", []byte("a-previous-boot\n"), 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
-			c.Restart(0)
-			c.WaitReady()
-			n = c.Members[0].Node
-			kvs, err := n.List(raftnodetest.Ctx(t, 10*time.Second), raftnode.ListOptions{Prefix: []byte("r")})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(kvs) != 320 {
-				t.Fatalf("after rebuild %d keys, want 320", len(kvs))
-			}
-			if got := mustGet(t, n, "r319", raftnode.Linearizable); got != "v319" {
-				t.Fatalf("r319 = %q after rebuild, want v319", got)
-			}
-		})
-	}
 }
 
 func TestVerifyComparesReplicasAtOneIndex(t *testing.T) {

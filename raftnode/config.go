@@ -93,8 +93,8 @@ type Config struct {
 	// compared, and a verification repairs the odd one to the leader's.
 	MerkleDepth int
 	// ApplyCommitDelay is how long entries applied to a group's state may
-	// wait for a bbolt commit that covers several (reads commit at once);
-	// 0 commits every apply.
+	// wait for a bbolt commit that covers several (lists and snapshots
+	// commit at once); 0 commits every apply.
 	ApplyCommitDelay time.Duration
 	// MoveStall is how long a replica move waits for a destination that
 	// does not answer before it is undone; 0 means DefaultMoveStall.

@@ -14,3 +14,6 @@ func SetScanBounds(page, unpaged int) (undo func()) {
 	p, u := maxScanPage.Swap(int64(page)), maxUnpagedScan.Swap(int64(unpaged))
 	return func() { maxScanPage.Store(p); maxUnpagedScan.Store(u) }
 }
+
+// StateMarkSize is the size of a data group's snapshot: a mark, no data.
+const StateMarkSize = stateMarkSize

@@ -63,12 +63,10 @@ func (f *dataFSM) Apply(l *raft.Log) interface{} {
 	return f.ApplyBatch([]*raft.Log{l})[0]
 }
 
+// Snapshot marks the applied index; the data stays in the state file (see
+// stateSnapshots).
 func (f *dataFSM) Snapshot() (raft.FSMSnapshot, error) {
-	sn, err := f.st.Snapshot()
-	if err != nil {
-		return nil, err
-	}
-	return dataSnapshot{sn: sn, st: f.st, log: f.log, beforePersist: f.beforePersist.Load()}, nil
+	return stateMark{st: f.st, log: f.log, beforePersist: f.beforePersist.Load()}, nil
 }
 
 func (f *dataFSM) Restore(rc io.ReadCloser) error {
@@ -78,38 +76,18 @@ func (f *dataFSM) Restore(rc io.ReadCloser) error {
 	return f.st.Restore(rc)
 }
 
-type dataSnapshot struct {
-	sn            *store.Snapshot
-	st            *store.Store
-	log           *slog.Logger
-	beforePersist *func(liveBytes int64)
-}
-
-func (s dataSnapshot) Persist(sink raft.SnapshotSink) error {
-	if s.beforePersist != nil {
-		(*s.beforePersist)(s.sn.LiveBytes())
+// compactIfWorth rewrites the state file with its live data only when
+// deletes have left it mostly free space.
+func compactIfWorth(st *store.Store, log *slog.Logger) {
+	if !st.WantsCompaction() {
+		return
 	}
-	if _, err := s.sn.WriteTo(sink); err != nil {
-		sink.Cancel()
-		return err
-	}
-	return sink.Close()
-}
-
-// Release ends the snapshot; then, if deletes have left the state file
-// mostly free space, it rewrites the file with the live data only (raft
-// calls Release from its snapshot goroutine, so applies wait only for the
-// copy itself).
-func (s dataSnapshot) Release() {
-	s.sn.Release()
-	if s.st.WantsCompaction() {
-		before, after, err := s.st.CompactFile()
-		switch {
-		case errors.Is(err, store.ErrCompactionBusy):
-		case err != nil:
-			s.log.Warn("compacting the state file", "err", err)
-		default:
-			s.log.Info("state file compacted", "before_bytes", before, "after_bytes", after)
-		}
+	before, after, err := st.CompactFile()
+	switch {
+	case errors.Is(err, store.ErrCompactionBusy):
+	case err != nil:
+		log.Warn("compacting the state file", "err", err)
+	default:
+		log.Info("state file compacted", "before_bytes", before, "after_bytes", after)
 	}
 }

@@ -27,8 +27,8 @@ type replica struct {
 	raft   *raft.Raft
 	logs   *boltLog
 	cache  raft.LogStore
-	notify *appendNotifier // wraps cache; raft stores through it
-	snaps  *raft.FileSnapshotStore
+	notify *appendNotifier    // wraps cache; raft stores through it
+	snaps  raft.SnapshotStore // a *stateSnapshots for data groups
 	trans  *raft.NetworkTransport
 	prop   *proposer
 	st     *store.Store // data groups only
@@ -108,18 +108,18 @@ func (n *Node) openReplica(id GroupID, boot []raft.Server) (*replica, error) {
 	}
 	n.log.Debug("log store opened", "group", uint32(id), "took", time.Since(openStart).Round(time.Millisecond))
 	r.cache = newLogCache(r.logs, logCacheEntries, logCacheBytes)
-	// A data group keeps one snapshot: its state file survives restarts
-	// (NoSnapshotRestoreOnStart below), so a snapshot only serves followers
-	// and a state file that is behind, and an older one would keep the data
-	// that deletes since removed.
+	// A data group keeps one snapshot, which holds no data (see
+	// stateSnapshots); the metadata group keeps two, its state is rebuilt
+	// from the newest that restores.
 	retain := 1
 	if id == MetaGroup {
-		retain = 2 // its state is rebuilt from the newest that restores
+		retain = 2
 	}
-	r.snaps, err = raft.NewFileSnapshotStoreWithLogger(filepath.Join(dir, "snapshots"), retain, logger)
+	files, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(dir, "snapshots"), retain, logger)
 	if err != nil {
 		return nil, fmt.Errorf("group %d: snapshot store: %w", id, err)
 	}
+	r.snaps = files
 
 	conf := raft.DefaultConfig()
 	conf.LocalID = raft.ServerID(n.cfg.ID)
@@ -148,8 +148,12 @@ func (n *Node) openReplica(id GroupID, boot []raft.Server) (*replica, error) {
 		statePath := filepath.Join(dir, "state.db")
 		r.st, err = store.Open(statePath, opts)
 		if errors.Is(err, store.ErrTorn) {
-			// The machine went down with unsynced state: rebuild it from
-			// the newest snapshot and the Raft log.
+			// An earlier release deferred the state file's syncs and the
+			// machine went down: rebuild the file from that release's
+			// newest snapshot, which holds the data, and the Raft log.
+			if !hasDataSnapshot(files) {
+				return nil, fmt.Errorf("group %d: %w, and no snapshot holds a copy of the data to rebuild it from", id, err)
+			}
 			n.log.Warn("state file may be torn by a machine crash; rebuilding it", "group", uint32(id), "err", err)
 			if rmErr := removeState(statePath); rmErr != nil {
 				return nil, rmErr
@@ -159,8 +163,10 @@ func (n *Node) openReplica(id GroupID, boot []raft.Server) (*replica, error) {
 		if err != nil {
 			return nil, err
 		}
+		snaps := &stateSnapshots{files: files, st: r.st}
+		r.snaps = snaps
 		n.log.Debug("state opened", "group", uint32(id), "took", time.Since(openStart).Round(time.Millisecond))
-		if err := r.catchUpFromSnapshot(); err != nil {
+		if err := r.catchUpFromSnapshot(snaps); err != nil {
 			return nil, err
 		}
 		// The bbolt state survives restarts: never rebuild it from the
@@ -214,18 +220,35 @@ func (n *Node) openReplica(id GroupID, boot []raft.Server) (*replica, error) {
 }
 
 // catchUpFromSnapshot restores the newest snapshot when the state file is
-// behind it (it was lost or is older than the log's compaction point), since
-// raft will only replay the log after that snapshot.
-func (r *replica) catchUpFromSnapshot() error {
-	metas, err := r.snaps.List()
+// behind it and the snapshot holds data (one received from a leader, or
+// written by an earlier release), since raft will only replay the log after
+// that snapshot. A marked snapshot cannot be ahead of a state file that
+// was committed before it was written; if one is, the file was lost or
+// replaced and the group refuses to start.
+func (r *replica) catchUpFromSnapshot(snaps *stateSnapshots) error {
+	metas, err := snaps.List()
 	if err != nil || len(metas) == 0 {
 		return err
 	}
 	latest := metas[0]
+	if isStateMark(latest) {
+		marked, err := snaps.markedIndex(latest.ID)
+		if err != nil {
+			return fmt.Errorf("group %d: %w", r.id, err)
+		}
+		if r.st.AppliedIndex() >= marked {
+			return nil
+		}
+		// The state file is the only copy of what the log no longer
+		// holds, and it is behind: it was replaced or lost.
+		return fmt.Errorf("group %d: the state file %s is at index %d, behind the snapshot, which needs it at %d, and the log no longer holds the entries between: "+
+			"put the group's state file back, or remove this node from the cluster and join it again with an empty data directory",
+			r.id, r.st.Path(), r.st.AppliedIndex(), marked)
+	}
 	if r.st.AppliedIndex() >= latest.Index {
 		return nil
 	}
-	_, rc, err := r.snaps.Open(latest.ID)
+	_, rc, err := snaps.Open(latest.ID) // the stored data, since it has some
 	if err != nil {
 		return err
 	}
@@ -233,6 +256,12 @@ func (r *replica) catchUpFromSnapshot() error {
 	r.node.log.Info("state file behind newest snapshot, restoring it", "group", uint32(r.id),
 		"state_index", r.st.AppliedIndex(), "snapshot_index", latest.Index)
 	return r.st.Restore(rc)
+}
+
+// hasDataSnapshot reports whether the newest snapshot holds data.
+func hasDataSnapshot(files raft.SnapshotStore) bool {
+	metas, err := files.List()
+	return err == nil && len(metas) > 0 && metas[0].Size > 0 && !isStateMark(metas[0])
 }
 
 func (r *replica) closeStores() {

@@ -17,16 +17,19 @@ const maxPendingEntries = 256
 // Applied entries are not always committed at once. With a commit delay,
 // update leaves its write transaction open and the next apply continues in
 // it; the transaction is committed after the delay, after
-// maxPendingEntries entries, or as soon as anything reads the store (view
-// and readTx commit first), so that a reader always sees everything
-// applied. A bbolt commit costs about as much for one entry of a few
+// maxPendingEntries entries, or as soon as anything but a point read reads
+// the store (view and readTx commit first; peek reads the open
+// transaction itself), so that a reader always sees everything applied. A bbolt commit costs about as much for one entry of a few
 // writes as for several, so under load this saves most of the state
 // machine's commits.
 //
-// Nothing durable depends on the commit: the Raft log holds every applied
-// entry, the applied index is committed with the data it covers, and a
-// restart replays the entries after it. Snapshots read through readTx, so
-// they cover exactly the applied index.
+// Nothing waits on the commit for durability: the Raft log holds every
+// applied entry, the applied index is committed with the data it covers,
+// and a restart replays the entries after it. The log is only truncated
+// behind a snapshot, and a snapshot first calls Commit, whose commit is
+// synced (unless the store defers or skips syncs): so the state file is
+// durable at least up to every index the log no longer holds. Snapshots
+// read through readTx, so they cover exactly the applied index.
 
 // update runs fn, which applies the given number of entries, in the open
 // write transaction (or a new one). The caller holds s.mu for reading. An
@@ -103,6 +106,26 @@ func (s *Store) view(fn func(*bolt.Tx) error) error {
 	if err := s.flush(); err != nil {
 		return err
 	}
+	return s.db.View(fn)
+}
+
+// peek runs fn, which must copy what it keeps, in the open write
+// transaction when applied entries wait in it (holding txMu, so no apply
+// runs meanwhile), else in a read transaction. Either way it sees every
+// entry applied before it was called, without the commit view pays, which
+// is synced: a point read after a write costs a B-tree lookup, not an
+// fsync.
+func (s *Store) peek(fn func(*bolt.Tx) error) error {
+	s.txMu.Lock()
+	if err := s.flushErr; err != nil {
+		s.txMu.Unlock()
+		return err
+	}
+	if tx := s.wtx; tx != nil {
+		defer s.txMu.Unlock()
+		return fn(tx)
+	}
+	s.txMu.Unlock()
 	return s.db.View(fn)
 }
 

@@ -48,7 +48,7 @@ func committedIndex(t *testing.T, path string) (applied uint64, keys int) {
 }
 
 // With a commit delay, applied entries wait in an open transaction; any
-// read sees them, the file holds the applied index with exactly its data,
+// read sees them (a point read without committing them), the file holds the applied index with exactly its data,
 // a snapshot covers the applied index, and Close commits them.
 func TestDeferredCommitIsInvisibleToReaders(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
@@ -59,9 +59,15 @@ func TestDeferredCommitIsInvisibleToReaders(t *testing.T) {
 	if got, _ := committedIndex(t, path); got != 0 {
 		t.Fatalf("with an hour's delay, the file already holds index %d", got)
 	}
-	wantValue(t, s, "k10", "v", 10) // the read commits
+	wantValue(t, s, "k10", "v", 10) // read in the open transaction
+	if got, _ := committedIndex(t, path); got != 0 {
+		t.Fatalf("a point read committed: the file holds index %d", got)
+	}
+	if c, err := s.Commit(); err != nil || c.Index != 10 {
+		t.Fatalf("Commit() = %+v, %v; want index 10", c, err)
+	}
 	if got, keys := committedIndex(t, path); got != 10 || keys != 10 {
-		t.Fatalf("after a read the file holds index %d with %d keys, want 10 and 10", got, keys)
+		t.Fatalf("after Commit the file holds index %d with %d keys, want 10 and 10", got, keys)
 	}
 	for i := uint64(11); i <= 20; i++ {
 		mustApply(t, s, i, put(fmt.Sprintf("k%d", i), "v"))

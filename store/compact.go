@@ -233,6 +233,16 @@ func (s *Store) CompactFile() (before, after int64, err error) {
 	return before, s.FileSize(), nil
 }
 
+// removeLeftovers removes the temporary files a crash may have left beside
+// the state file: compacted snapshot images (which a snapshot sent to a
+// follower writes), and a compaction or a restore that did not finish.
+func (s *Store) removeLeftovers() {
+	images, _ := filepath.Glob(filepath.Join(filepath.Dir(s.path), "compact-*.db"))
+	for _, p := range append(images, s.path+".compact", s.path+".restore") {
+		os.Remove(p)
+	}
+}
+
 func syncFile(path string) error {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
@@ -245,13 +255,37 @@ func syncFile(path string) error {
 	return f.Close()
 }
 
-// LiveBytes is the state file's size less its free pages when the
-// snapshot was taken: about what a compacted image of it holds.
-func (sn *Snapshot) LiveBytes() int64 {
-	if sn.compacted != "" {
-		return int64(sn.header.Size)
+// Committed is what Commit reports.
+type Committed struct {
+	// Index is the applied index the commit covers (the state file holds
+	// every entry up to it; with synced commits, durably).
+	Index uint64
+	// LiveBytes is the state file's size less its free pages: about what
+	// a compacted image of it holds.
+	LiveBytes int64
+}
+
+// Commit commits every applied entry still waiting for the commit delay.
+// With synced commits (the default) the state file is then durable up to
+// the index it reports, which is at least the index applied when Commit
+// was called.
+func (s *Store) Commit() (Committed, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return Committed{}, ErrClosed
 	}
-	return max(0, int64(sn.header.Size)-sn.free)
+	var c Committed
+	var size int64
+	if err := s.view(func(tx *bolt.Tx) error {
+		c.Index = getU64(tx.Bucket(bucketMeta), keyApplied)
+		size = tx.Size()
+		return nil
+	}); err != nil {
+		return Committed{}, err
+	}
+	c.LiveBytes = max(0, size-FreeBytes(s.db.Stats(), s.db.Info().PageSize))
+	return c, nil
 }
 
 // FreeBytes is the space in a bbolt file's free pages, counting the pages

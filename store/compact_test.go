@@ -114,3 +114,30 @@ func TestCompactFileGivesSpaceBack(t *testing.T) {
 		t.Fatal("a compacted file still wants compaction")
 	}
 }
+
+// A crash can leave a compacted image (written while a snapshot is sent),
+// a compaction or a restore half done: Open removes them, and nothing else.
+func TestOpenRemovesLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.db")
+	left := []string{filepath.Join(dir, "compact-123.db"), path + ".compact", path + ".restore"}
+	kept := filepath.Join(dir, "repair-1.ckpt")
+	for _, p := range append(left, kept) {
+		if err := os.WriteFile(p, []byte("half written"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := Open(path, Options{Group: 1, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, p := range left {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s is still there after Open (%v)", p, err)
+		}
+	}
+	if _, err := os.Stat(kept); err != nil {
+		t.Errorf("Open removed %s, which is not its own: %v", kept, err)
+	}
+}

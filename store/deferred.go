@@ -8,10 +8,11 @@ import (
 	"strings"
 )
 
-// Deferred sync. The Raft log, not the state file, is what makes a write
-// durable: the state file can always be rebuilt from the newest snapshot
-// plus the log after it. So a store opened with DeferSync commits without
-// fsync. A crash of the process loses nothing (the kernel still holds every
+// Deferred sync. When the caller keeps another durable copy of the state
+// (a snapshot holding the data, plus the log after it), the state file can
+// be rebuilt from it, and a store opened with DeferSync commits without
+// fsync. ringkvd no longer does (its snapshots hold no copy), but a file
+// written so by an earlier release is still recognised. A crash of the process loses nothing (the kernel still holds every
 // page written), but a crash of the machine may tear the file. To tell the
 // two apart the store records the kernel's boot id while unsynced writes may
 // be outstanding, and removes the record after a clean Close. At the next
@@ -33,7 +34,7 @@ func currentBootID() (string, error) {
 func (s *Store) markerPath() string { return s.path + ".unsynced" }
 
 // checkMarker fails with ErrTorn when a previous boot left unsynced writes.
-func (s *Store) checkMarker() error {
+func (s *Store) checkMarker(boot string) error {
 	b, err := os.ReadFile(s.markerPath())
 	if os.IsNotExist(err) {
 		return nil
@@ -41,7 +42,7 @@ func (s *Store) checkMarker() error {
 	if err != nil {
 		return err
 	}
-	if !bytes.Equal(bytes.TrimSpace(b), []byte(s.bootID)) {
+	if !bytes.Equal(bytes.TrimSpace(b), []byte(boot)) {
 		return fmt.Errorf("%w: %s was written without fsync before boot %s", ErrTorn, s.path, bytes.TrimSpace(b))
 	}
 	return nil
@@ -67,6 +68,18 @@ func (s *Store) writeMarker() error {
 		return err
 	}
 	return syncDir(filepath.Dir(s.path))
+}
+
+// settleMarker, for a store that syncs every commit, makes durable what a
+// deferring store of this boot left unsynced, then removes its marker.
+func (s *Store) settleMarker() error {
+	if _, err := os.Stat(s.markerPath()); os.IsNotExist(err) {
+		return nil
+	}
+	if err := s.db.Sync(); err != nil {
+		return err
+	}
+	return s.clearMarker()
 }
 
 // clearMarker runs after a final fsync at Close.

@@ -49,18 +49,22 @@ type Options struct {
 	KeyHash func(key []byte) uint64
 	// CommitDelay lets applied entries wait up to this long in an open
 	// transaction, so that one commit covers several of them; any read
-	// commits them first. 0 commits every apply.
+	// but Get commits them first (Get reads them in that transaction).
+	// 0 commits every apply.
 	CommitDelay time.Duration
 	// DeferSync skips fsync on commit but detects, at the next Open, a
 	// machine crash that may have torn the file (see deferred.go). Use it
-	// only when the caller can rebuild the state from a durable log. On
-	// systems without a boot id it falls back to fsync on every commit.
+	// only when the caller keeps another durable copy of the state to
+	// rebuild it from. On systems without a boot id it falls back to fsync
+	// on every commit.
 	DeferSync bool
 }
 
-// DefaultOptions returns the options ringkvd uses.
+// DefaultOptions returns the options ringkvd uses: every commit is synced,
+// so the state file is itself the durable copy of a group's state (its
+// Raft snapshots hold no second copy; see raftnode's stateSnapshots).
 func DefaultOptions() Options {
-	return Options{MmapSize: 1 << 30, DeferSync: true, TreeDepth: snapshot.DefaultTreeDepth, CommitDelay: DefaultCommitDelay}
+	return Options{MmapSize: 1 << 30, TreeDepth: snapshot.DefaultTreeDepth, CommitDelay: DefaultCommitDelay}
 }
 
 // Store is the state machine of one group. See the package comment for its
@@ -114,19 +118,34 @@ type Store struct {
 // Open opens or creates the state file at path.
 func Open(path string, opts Options) (*Store, error) {
 	s := &Store{path: path, opts: opts, changed: make(chan struct{})}
-	if opts.DeferSync && !opts.NoSync {
+	s.removeLeftovers()
+	var boot string
+	if !opts.NoSync {
 		if id, err := currentBootID(); err == nil && id != "" {
-			s.bootID = id
-			if err := s.checkMarker(); err != nil {
+			boot = id
+			// A marker left by a deferring store (this one before, or an
+			// earlier release) says whether the file may be torn.
+			if err := s.checkMarker(boot); err != nil {
 				return nil, err
 			}
-			if err := s.writeMarker(); err != nil {
-				return nil, fmt.Errorf("store: %w", err)
-			}
+		}
+	}
+	if opts.DeferSync && boot != "" {
+		s.bootID = boot
+		if err := s.writeMarker(); err != nil {
+			return nil, fmt.Errorf("store: %w", err)
 		}
 	}
 	if err := s.open(); err != nil {
 		return nil, err
+	}
+	if !opts.DeferSync && boot != "" {
+		// Commits are synced from now on; unsynced ones from before (the
+		// process stopped, the machine did not) become durable here.
+		if err := s.settleMarker(); err != nil {
+			s.db.Close()
+			return nil, fmt.Errorf("store: %w", err)
+		}
 	}
 	return s, nil
 }
@@ -534,7 +553,7 @@ func (s *Store) Get(key []byte) (Entry, error) {
 		return Entry{}, ErrClosed
 	}
 	var e Entry
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.peek(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketKV).Get(key)
 		if v == nil {
 			return ErrNotFound

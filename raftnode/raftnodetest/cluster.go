@@ -119,6 +119,10 @@ func (c *Cluster) config(m *Member, join []string) raftnode.Config {
 	return cfg
 }
 
+// Config returns the configuration member i starts (or restarts) with, for
+// a test that starts a node itself to see it fail.
+func (c *Cluster) Config(i int) raftnode.Config { return c.config(c.Members[i], nil) }
+
 func (c *Cluster) start(m *Member, join []string) {
 	c.t.Helper()
 	httpAddr := m.HTTPAddr
