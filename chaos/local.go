@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -202,7 +203,9 @@ type LocalOptions struct {
 	Bin   string // path to ringkvd
 	Dir   string // data and logs
 	Nodes int
-	// Args are added to every node's command line.
+	// Args are added to every node's command line; "{id}" in one becomes
+	// the node's id (node1, node2, ...), for per-node files such as
+	// certificates.
 	Args []string
 	// Env is added to every node's environment.
 	Env []string
@@ -279,7 +282,10 @@ func (c *Cluster) startNode(ctx context.Context, o LocalOptions, i int) (*Proc, 
 		}
 		p := &Proc{ID: fmt.Sprintf("node%d", i+1), HTTPAddr: httpAddr, RaftAddr: raftAddr, bin: o.Bin, env: o.Env,
 			DataDir: filepath.Join(o.Dir, fmt.Sprintf("node%d", i+1)), LogPath: filepath.Join(o.Dir, fmt.Sprintf("node%d.log", i+1))}
-		p.args = append([]string{"--id", p.ID, "--http-addr", httpAddr, "--raft-addr", raftAddr, "--data-dir", p.DataDir, "--fault-hook"}, o.Args...)
+		p.args = []string{"--id", p.ID, "--http-addr", httpAddr, "--raft-addr", raftAddr, "--data-dir", p.DataDir, "--fault-hook"}
+		for _, a := range o.Args {
+			p.args = append(p.args, strings.ReplaceAll(a, "{id}", p.ID))
+		}
 		if i > 0 {
 			p.args = append(p.args, "--join", c.Procs[0].URL())
 		}

@@ -119,7 +119,7 @@ func (f *forwarder) stream(req *http.Request, w io.Writer) error {
 	}
 	resp, err := f.peer.Do(req)
 	if err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrNoLeader, req.URL.Host, err)
+		return fmt.Errorf("%w: %s: %w", ErrNoLeader, req.URL.Host, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

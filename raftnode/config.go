@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,6 +38,17 @@ type Timing struct {
 	ApplyDeadline time.Duration // default deadline of a request without one
 }
 
+// PeerTLS holds the TLS configurations of the Raft port.
+type PeerTLS struct {
+	// Server serves connections peers open; it must require and verify
+	// their certificates.
+	Server *tls.Config
+	// Client returns the configuration of a connection to the node at
+	// addr. It is called at each dial, so that reloaded certificates
+	// apply to connections opened after the reload.
+	Client func(addr string) *tls.Config
+}
+
 // DefaultTiming suits a LAN or a single machine.
 func DefaultTiming() Timing {
 	return Timing{
@@ -55,12 +67,16 @@ type Config struct {
 	HTTPAddr      string // advertised HTTP address (host:port) of this node
 	RaftAddr      string // listen address for all Raft traffic
 	AdvertiseRaft string // what peers dial; RaftAddr when empty
-	DataDir       string
-	Join          []string // HTTP URLs of existing nodes
-	Groups        int      // data groups created at bootstrap
-	Replication   int      // replicas per group, set at bootstrap (0: DefaultReplication)
-	Weight        float64  // this node's capacity relative to others (0: 1)
-	VNodes        int      // virtual nodes per unit of weight
+	// PeerTLS, when set, makes every connection between nodes (Raft of
+	// every group, forwarding, node-to-node HTTP) mutually authenticated
+	// TLS. Every node of a cluster must have it, or none.
+	PeerTLS     *PeerTLS
+	DataDir     string
+	Join        []string // HTTP URLs of existing nodes
+	Groups      int      // data groups created at bootstrap
+	Replication int      // replicas per group, set at bootstrap (0: DefaultReplication)
+	Weight      float64  // this node's capacity relative to others (0: 1)
+	VNodes      int      // virtual nodes per unit of weight
 
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration

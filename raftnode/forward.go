@@ -3,6 +3,7 @@ package raftnode
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -61,6 +62,17 @@ func (f *forwarder) usePeerLayer(layer raft.StreamLayer) {
 		MaxIdleConnsPerHost: 512,
 		IdleConnTimeout:     90 * time.Second,
 	}}
+}
+
+// usePeerTLS makes the calls to peers' client ports (a join through an
+// https:// URL) verify them against the peer CA and present this node's
+// certificate, as read at each dial.
+func (f *forwarder) usePeerTLS(p *PeerTLS) {
+	tr := f.client.Transport.(*http.Transport)
+	tr.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 2 * time.Second}, Config: p.Client(addr)}
+		return d.DialContext(ctx, network, addr)
+	}
 }
 
 // peerURL is the URL of an internal endpoint on the node at a Raft address.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -138,6 +139,14 @@ func (n *Node) probeJoiner(ctx context.Context, info NodeInfo) error {
 	}
 	body := &limitedBuffer{limit: 16 << 20}
 	if err := n.fwd.stream(req, body); err != nil {
+		var te *PeerTLSError
+		switch {
+		case errors.As(err, &te):
+			return fmt.Errorf("%w: node %s at raft_addr %s fails the peer TLS handshake (%v): every node of this cluster runs with --peer-cert, --peer-key and --peer-ca, its certificate signed by the cluster's peer CA",
+				ErrConflict, info.ID, info.RaftAddr, te.Err)
+		case errors.Is(err, ErrConflict):
+			return fmt.Errorf("%w: node %s at raft_addr %s refuses this cluster: %v", ErrConflict, info.ID, info.RaftAddr, err)
+		}
 		return fmt.Errorf("%w: node %s does not answer at raft_addr %s (%v); start it there, then join", ErrUnavailable, info.ID, info.RaftAddr, err)
 	}
 	var st struct {

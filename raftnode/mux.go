@@ -1,7 +1,10 @@
 package raftnode
 
 import (
+	"bufio"
+	"crypto/tls"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +21,11 @@ import (
 // address:
 //
 //	'R' 1 group:uint32 len:uint8 addr:[len]byte
+//
+// With peer TLS the connection is TLS from its first byte, both ends
+// presenting node certificates of the peer CA, and the header follows the
+// handshake: nothing a peer sends reaches a group before it is
+// authenticated.
 const (
 	muxMagic   = 'R'
 	muxVersion = 1
@@ -35,6 +43,7 @@ var errMuxClosed = errors.New("raft mux closed")
 type Mux struct {
 	ln   net.Listener
 	self string // advertised raft address, sent in every header
+	tls  *PeerTLS
 	log  *slog.Logger
 
 	mu      sync.Mutex
@@ -45,7 +54,8 @@ type Mux struct {
 }
 
 // NewMux listens on addr. self is the address peers know this node by.
-func NewMux(addr, self string, log *slog.Logger) (*Mux, error) {
+// With peerTLS every connection, accepted or dialled, is TLS.
+func NewMux(addr, self string, peerTLS *PeerTLS, log *slog.Logger) (*Mux, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("raft listen %s: %w", addr, err)
@@ -53,7 +63,7 @@ func NewMux(addr, self string, log *slog.Logger) (*Mux, error) {
 	if self == "" {
 		self = ln.Addr().String()
 	}
-	m := &Mux{ln: ln, self: self, log: log, layers: map[GroupID]*streamLayer{},
+	m := &Mux{ln: ln, self: self, tls: peerTLS, log: log, layers: map[GroupID]*streamLayer{},
 		blocked: map[string]bool{}, conns: map[net.Conn]string{}}
 	go m.serve()
 	return m, nil
@@ -126,10 +136,23 @@ func (m *Mux) serve() {
 	}
 }
 
+// muxHandshakeTimeout bounds a connection's TLS handshake and header.
+const muxHandshakeTimeout = 5 * time.Second
+
 func (m *Mux) route(c net.Conn) {
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	c.SetDeadline(time.Now().Add(muxHandshakeTimeout))
+	if m.tls != nil {
+		var ok bool
+		if c, ok = m.handshake(c); !ok {
+			return
+		}
+	}
 	var hdr [7]byte
 	if _, err := io.ReadFull(c, hdr[:]); err != nil || hdr[0] != muxMagic || hdr[1] != muxVersion {
+		if err == nil && m.tls == nil && hdr[0] == tlsHandshakeRecord {
+			m.log.Warn("a peer spoke TLS to this node's Raft port, which runs without peer TLS; refused (give every node --peer-cert, --peer-key and --peer-ca, or none)",
+				"remote", c.RemoteAddr().String())
+		}
 		c.Close()
 		return
 	}
@@ -139,7 +162,7 @@ func (m *Mux) route(c net.Conn) {
 		c.Close()
 		return
 	}
-	c.SetReadDeadline(time.Time{})
+	c.SetDeadline(time.Time{})
 	m.mu.Lock()
 	l := m.layers[group]
 	m.mu.Unlock()
@@ -225,6 +248,11 @@ func (l *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 	if err != nil {
 		return nil, err
 	}
+	if l.m.tls != nil {
+		if c, err = l.m.dialTLS(c, peer, timeout); err != nil {
+			return nil, err
+		}
+	}
 	hdr := make([]byte, 7, 7+len(l.m.self))
 	hdr[0], hdr[1] = muxMagic, muxVersion
 	binary.BigEndian.PutUint32(hdr[2:6], uint32(l.group))
@@ -245,3 +273,85 @@ type advertisedAddr string
 
 func (a advertisedAddr) Network() string { return "tcp" }
 func (a advertisedAddr) String() string  { return string(a) }
+
+// tlsHandshakeRecord is the first byte of a TLS connection (a handshake
+// record), which no ringkv header starts with.
+const tlsHandshakeRecord = 0x16
+
+// handshake runs the server side of peer TLS on an accepted connection.
+// A refused peer is logged and its connection closed; a plaintext ringkv
+// header gets, on the node-to-node HTTP group, an HTTP answer saying why,
+// so that a node joining without peer TLS is told.
+func (m *Mux) handshake(raw net.Conn) (net.Conn, bool) {
+	br := bufio.NewReaderSize(raw, 16)
+	first, err := br.Peek(1)
+	if err != nil {
+		raw.Close()
+		return nil, false
+	}
+	if first[0] == muxMagic {
+		m.log.Warn("a peer spoke without TLS to this node's Raft port, which requires peer TLS; refused",
+			"remote", raw.RemoteAddr().String())
+		var hdr [7]byte
+		if _, err := io.ReadFull(br, hdr[:]); err == nil && GroupID(binary.BigEndian.Uint32(hdr[2:6])) == peerHTTPGroup {
+			io.WriteString(raw, plaintextRefusal())
+			// Read (a bounded amount, within the deadline) what the peer
+			// sends, so that closing does not reset the answer away.
+			if tc, ok := raw.(*net.TCPConn); ok {
+				tc.CloseWrite()
+			}
+			io.Copy(io.Discard, io.LimitReader(br, 64<<10))
+		}
+		raw.Close()
+		return nil, false
+	}
+	c := tls.Server(&bufferedConn{Conn: raw, r: br}, m.tls.Server)
+	if err := c.Handshake(); err != nil {
+		m.log.Warn("peer TLS handshake refused", "remote", raw.RemoteAddr().String(), "err", err)
+		raw.Close()
+		return nil, false
+	}
+	return c, true
+}
+
+// plaintextRefusal is the HTTP answer to a node-to-node request sent
+// without TLS to a node that requires it.
+func plaintextRefusal() string {
+	body, _ := json.Marshal(WireError{Code: CodeConflict,
+		Error: "the node at this Raft address requires peer TLS: a node joins its cluster only with --peer-cert, --peer-key and --peer-ca of the cluster's peer CA"})
+	return fmt.Sprintf("HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+}
+
+// dialTLS runs the client side of peer TLS on a dialled connection.
+func (m *Mux) dialTLS(raw net.Conn, peer string, timeout time.Duration) (net.Conn, error) {
+	c := tls.Client(raw, m.tls.Client(peer))
+	raw.SetDeadline(time.Now().Add(timeout))
+	if err := c.Handshake(); err != nil {
+		raw.Close()
+		return nil, &PeerTLSError{Peer: peer, Err: err}
+	}
+	raw.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// PeerTLSError is a failed peer TLS handshake with the node at Peer: it
+// has no peer TLS, or a certificate this node does not trust, or does not
+// trust this node's.
+type PeerTLSError struct {
+	Peer string
+	Err  error
+}
+
+func (e *PeerTLSError) Error() string {
+	return fmt.Sprintf("peer TLS handshake with %s: %v (does it run with --peer-cert, --peer-key and --peer-ca of this cluster's peer CA?)", e.Peer, e.Err)
+}
+
+func (e *PeerTLSError) Unwrap() error { return e.Err }
+
+// bufferedConn is a connection whose first bytes were peeked.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (b *bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }

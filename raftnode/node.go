@@ -68,8 +68,11 @@ func New(cfg Config) (*Node, error) {
 	if err := checkNotRemoved(cfg.DataDir); err != nil {
 		return nil, err
 	}
+	if cfg.PeerTLS != nil {
+		n.fwd.usePeerTLS(cfg.PeerTLS)
+	}
 	var err error
-	n.mux, err = NewMux(cfg.RaftAddr, cfg.AdvertiseRaft, n.log)
+	n.mux, err = NewMux(cfg.RaftAddr, cfg.AdvertiseRaft, cfg.PeerTLS, n.log)
 	if err != nil {
 		return nil, err
 	}

@@ -40,6 +40,8 @@ type options struct {
 	memLimit string
 	// tlsCert, tlsKey and tlsClientCA serve the client port over TLS.
 	tlsCert, tlsKey, tlsClientCA string
+	// peerCert, peerKey and peerCA make the Raft port mutual TLS.
+	peerCert, peerKey, peerCA string
 }
 
 // defaultGCPercent lets the heap grow to five times what is live before
@@ -102,6 +104,9 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate for the client port: serve HTTPS only (with --tls-key)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM key of --tls-cert")
 	fs.StringVar(&o.tlsClientCA, "tls-client-ca", "", "PEM CA bundle: require client certificates signed by it on the client port")
+	fs.StringVar(&o.peerCert, "peer-cert", "", "PEM node certificate for the Raft port: every connection between nodes is mutual TLS (with --peer-key and --peer-ca; every node of the cluster, or none)")
+	fs.StringVar(&o.peerKey, "peer-key", "", "PEM key of --peer-cert")
+	fs.StringVar(&o.peerCA, "peer-ca", "", "PEM CA bundle that peers' node certificates must be signed by")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -207,6 +212,12 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	}
 	removed := make(chan raftnode.NodeID, 1)
 	o.node.OnRemoved = func(peer raftnode.NodeID) { removed <- peer }
+	stopTLS := make(chan struct{})
+	defer close(stopTLS)
+	if o.node.PeerTLS, err = peerTLS(o, log, stopTLS); err != nil {
+		ln.Close()
+		return err
+	}
 	node, err := raftnode.New(o.node)
 	if err != nil {
 		ln.Close()
@@ -230,8 +241,6 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 		node.Close()
 		return err
 	}
-	stopTLS := make(chan struct{})
-	defer close(stopTLS)
 	if ln, err = serveTLS(ln, o, log, stopTLS); err != nil {
 		ln.Close()
 		node.Close()

@@ -1,0 +1,154 @@
+package raftnode
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/ringkv/ringkv/certs"
+)
+
+// peerTLSOf makes node name's peer TLS from a CA directory.
+func peerTLSOf(t *testing.T, dir, name string) *PeerTLS {
+	t.Helper()
+	if err := certs.CreateNode(dir, name, []string{"127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	crt, key := certs.Files(dir, name)
+	ca, _ := certs.Files(dir, "ca")
+	r, err := certs.NewReloader(crt, key, ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &PeerTLS{Server: r.PeerServerConfig(), Client: r.PeerClientConfig}
+}
+
+func newCA(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := certs.CreateCA(dir); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func muxWith(t *testing.T, tls *PeerTLS, groups ...GroupID) (*Mux, map[GroupID]raft.StreamLayer) {
+	t.Helper()
+	m, err := NewMux("127.0.0.1:0", "", tls, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	layers := map[GroupID]raft.StreamLayer{}
+	for _, g := range groups {
+		l, err := m.Layer(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		layers[g] = l
+	}
+	return m, layers
+}
+
+// With peer TLS, nodes of the peer CA talk over the Raft port; a plaintext
+// peer, a node of another CA and a TLS node dialling a plaintext one are
+// refused, and nothing they send reaches a group.
+func TestMuxPeerTLS(t *testing.T) {
+	ca, other := newCA(t), newCA(t)
+	b, bl := muxWith(t, peerTLSOf(t, ca, "b"), 1, peerHTTPGroup)
+	_, al := muxWith(t, peerTLSOf(t, ca, "a"), 1)
+	_, cl := muxWith(t, nil, 1, peerHTTPGroup)
+	_, dl := muxWith(t, peerTLSOf(t, other, "d"), 1)
+	bAddr := raft.ServerAddress(b.Addr().String())
+
+	// a to b: one CA, the bytes go through.
+	c, err := al[1].Dial(bAddr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("a dials b, same peer CA: %v", err)
+	}
+	if _, err := c.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := bl[1].Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(got, buf); err != nil || string(buf) != "hello" {
+		t.Fatalf("b read %q, %v; want hello", buf, err)
+	}
+	c.Close()
+	got.Close()
+
+	// refused: b closes the connection before any group sees it. Once the
+	// dialler reads EOF, b's router is done with it: nothing must be
+	// waiting at b's layer.
+	refused := func(what string, c io.ReadWriteCloser) {
+		t.Helper()
+		c.Write([]byte("raft bytes"))
+		io.ReadAll(c) // until b closes (EOF, a reset or a TLS alert)
+		c.Close()
+		if n := len(bl[1].(*streamLayer).accept); n != 0 {
+			t.Fatalf("%s: %d connections reached group 1 of b", what, n)
+		}
+	}
+	pc, err := cl[1].Dial(bAddr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("plaintext dial: %v", err)
+	}
+	refused("a plaintext peer", pc)
+
+	if _, err := dl[1].Dial(bAddr, 5*time.Second); err == nil || !strings.Contains(err.Error(), "peer TLS handshake") {
+		t.Fatalf("a node of another CA dials b: %v, want a refused handshake", err)
+	}
+	if n := len(bl[1].(*streamLayer).accept); n != 0 {
+		t.Fatalf("a node of another CA: %d connections reached group 1 of b", n)
+	}
+
+	// A node of another CA that trusts b's CA (a CA certificate is no
+	// secret): its own certificate is refused by b.
+	if err := certs.CreateNode(other, "e", []string{"127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	crt, key := certs.Files(other, "e")
+	caFile, _ := certs.Files(ca, "ca")
+	r, err := certs.NewReloader(crt, key, caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, el := muxWith(t, &PeerTLS{Server: r.PeerServerConfig(), Client: r.PeerClientConfig}, 1)
+	if ec, err := el[1].Dial(bAddr, 5*time.Second); err == nil {
+		refused("a node of another CA trusting b's", ec) // TLS 1.3: b refuses after the client's handshake
+	}
+
+	// A node without peer TLS is told why, when it speaks node-to-node
+	// HTTP (a join's probe does).
+	hc, err := cl[peerHTTPGroup].Dial(bAddr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+string(bAddr)+PeerStatusPath, nil)
+	if err := req.Write(hc); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(hc), req)
+	if err != nil {
+		t.Fatalf("plaintext HTTP to a peer TLS port: %v, want an answer", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	hc.Close()
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "requires peer TLS") {
+		t.Fatalf("plaintext HTTP to a peer TLS port: %d %s", resp.StatusCode, body)
+	}
+
+	// A TLS node dialling a plaintext one fails its handshake.
+	c2, _ := muxWith(t, nil, 1)
+	if _, err := al[1].Dial(raft.ServerAddress(c2.Addr().String()), 5*time.Second); err == nil || !strings.Contains(err.Error(), "peer TLS handshake") {
+		t.Fatalf("a TLS node dials a plaintext one: %v, want a failed handshake", err)
+	}
+}
