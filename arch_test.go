@@ -33,6 +33,7 @@ func TestArrows(t *testing.T) {
 		{pkg: "snapshot", stdOnly: true},
 		{pkg: "client", stdOnly: true},
 		{pkg: "certs", stdOnly: true},
+		{pkg: "acl", stdOnly: true},
 		{pkg: "bench", forbidden: []string{module + "/raftnode", module + "/httpapi", module + "/store", "github.com/hashicorp/raft"}},
 		{pkg: "store", forbidden: []string{"github.com/hashicorp/raft", "net/http", module + "/raftnode", module + "/httpapi", module + "/ring"}},
 		{pkg: "raftnode", forbidden: []string{module + "/httpapi", "github.com/gorilla/mux", "github.com/prometheus/client_golang/prometheus/promhttp", module + "/cmd"}},
