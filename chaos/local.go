@@ -176,6 +176,9 @@ func (p *Proc) Resume() error {
 	return p.signal(syscall.SIGCONT)
 }
 
+// Reload sends the process SIGHUP: it reloads its certificates.
+func (p *Proc) Reload() error { return p.signal(syscall.SIGHUP) }
+
 func (p *Proc) signal(s syscall.Signal) error {
 	if p.attached {
 		return errAttached

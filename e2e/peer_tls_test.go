@@ -151,3 +151,126 @@ func TestPeerTLS(t *testing.T) {
 		t.Fatalf("a write after the refused joins: %v", err)
 	}
 }
+
+// TestPeerCertificatesRotateUnderLoad rotates the peer CA of a running
+// cluster in the README's two steps, with SIGHUP and no restart, while
+// writes go through every node: no write fails. Then a restarted node,
+// whose every connection is new, rejoins with the new CA alone.
+func TestPeerCertificatesRotateUnderLoad(t *testing.T) {
+	oldCA, newCA, serve := t.TempDir(), t.TempDir(), t.TempDir()
+	mustRingkv(t, "certs", "create-ca", "--dir", oldCA)
+	mustRingkv(t, "certs", "create-ca", "--dir", newCA)
+	read := func(path string) []byte {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	// install writes a node's file in place, as an operator's copy would.
+	install := func(id, name string, data []byte) {
+		path := filepath.Join(serve, id, name)
+		if err := os.WriteFile(path+".tmp", data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(path+".tmp", path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := []string{"node1", "node2", "node3"}
+	for _, id := range ids {
+		for _, ca := range []string{oldCA, newCA} {
+			mustRingkv(t, "certs", "create-node", id, "--hosts", "127.0.0.1,localhost", "--dir", ca)
+		}
+		if err := os.MkdirAll(filepath.Join(serve, id), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		install(id, "node.crt", read(filepath.Join(oldCA, id+".crt")))
+		install(id, "node.key", read(filepath.Join(oldCA, id+".key")))
+		install(id, "ca.crt", read(filepath.Join(oldCA, "ca.crt")))
+	}
+	c := startCluster(t, 3, "--peer-cert", filepath.Join(serve, "{id}", "node.crt"),
+		"--peer-key", filepath.Join(serve, "{id}", "node.key"), "--peer-ca", filepath.Join(serve, "{id}", "ca.crt"))
+	c.waitReady(3)
+
+	// Writes through every node (two in three are forwarded) until told.
+	stop := make(chan struct{})
+	type result struct {
+		ok     int
+		failed []error
+	}
+	done := make(chan result)
+	go func() {
+		var r result
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				done <- r
+				return
+			default:
+			}
+			p := c.procs[i%3]
+			k := fmt.Sprintf("rot/%05d", i)
+			if _, err := p.Client.Put(ctx(t, 10*time.Second), k, []byte(k), client.PutOptions{}); err != nil {
+				r.failed = append(r.failed, fmt.Errorf("Put(%q) through %s: %w", k, p.ID, err))
+			} else {
+				r.ok++
+			}
+		}
+	}()
+	reloadAll := func(step string, installStep func(id string)) {
+		t.Helper()
+		before := make([]int, len(c.procs))
+		for i, p := range c.procs {
+			before[i] = strings.Count(string(read(p.LogPath)), peerReloaded)
+		}
+		for _, id := range ids {
+			installStep(id)
+		}
+		for i, p := range c.procs {
+			if err := p.Reload(); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, p.ID+" reloads its peer certificates: "+step, 10*time.Second, func() error {
+				if n := strings.Count(string(read(p.LogPath)), peerReloaded); n <= before[i] {
+					return fmt.Errorf("%d reloads logged", n)
+				}
+				return nil
+			})
+		}
+	}
+	bundle := append(read(filepath.Join(oldCA, "ca.crt")), read(filepath.Join(newCA, "ca.crt"))...)
+	reloadAll("trust both CAs", func(id string) { install(id, "ca.crt", bundle) })
+	reloadAll("certificates of the new CA", func(id string) {
+		install(id, "node.key", read(filepath.Join(newCA, id+".key")))
+		install(id, "node.crt", read(filepath.Join(newCA, id+".crt")))
+	})
+	reloadAll("trust the new CA alone", func(id string) { install(id, "ca.crt", read(filepath.Join(newCA, "ca.crt"))) })
+	close(stop)
+	r := <-done
+	if len(r.failed) > 0 {
+		t.Fatalf("%d of %d writes failed during the rotation; first: %v", len(r.failed), r.ok+len(r.failed), r.failed[0])
+	}
+	if r.ok < 30 {
+		t.Fatalf("only %d writes during the rotation: the test checked little", r.ok)
+	}
+	t.Logf("%d writes during the rotation, none failed", r.ok)
+
+	// Every connection of a restarted node is new: the new CA alone.
+	if err := c.procs[2].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.procs[2].Start(); err != nil {
+		t.Fatal(err)
+	}
+	c.waitReady(3)
+	if _, err := c.procs[2].Client.Put(ctx(t, 10*time.Second), "rot/after-restart", []byte("ok"), client.PutOptions{}); err != nil {
+		t.Fatalf("a write through the restarted node: %v", err)
+	}
+	if out, err := ringkv(c.procs[2].URL(), "verify"); err != nil {
+		t.Fatalf("verify after the rotation: %v\n%s", err, out)
+	}
+}
+
+// peerReloaded is what a node logs when it reloads its peer certificates.
+const peerReloaded = `msg="certificates reloaded" port=peer`
