@@ -3,13 +3,19 @@ package chaos
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"math/big"
 	"net"
 	"net/http"
 	"net/url"
@@ -234,6 +240,18 @@ func hostileCases() []hostileCase {
 				return b
 			})
 		}},
+		{name: "random bytes without a header to the Raft port", run: func(ctx context.Context, h *hostile) (string, string, error) {
+			return h.eachRaftPort(ctx, "64 KiB of random bytes, no header", func(addr string) (string, error) {
+				b := make([]byte, 64<<10)
+				rand.Read(b)
+				a, err := sendRaw(ctx, addr, nil, b)
+				if err == nil && strings.HasPrefix(a, "open") {
+					err = fmt.Errorf("the connection stayed open (%s)", a)
+				}
+				return a, err
+			})
+		}},
+		{name: "a TLS client hello with a self-signed certificate to the Raft port", run: selfSignedHello},
 		{name: "internal forward with an absurd mover term on the Raft port", run: absurdMoverTerm},
 		{name: "a key that is not UTF-8", run: byteKeyRoundTrip},
 	}
@@ -384,6 +402,75 @@ func (h *hostile) forgeEach(ctx context.Context, sent string, build func(g uint3
 		}
 	}
 	return sent, summarize(answers), nil
+}
+
+// eachRaftPort runs try against every node's Raft port.
+func (h *hostile) eachRaftPort(ctx context.Context, sent string, try func(addr string) (string, error)) (string, string, error) {
+	var answers []string
+	for _, c := range h.nodes {
+		_, raftAddr, err := ownStatus(ctx, c)
+		if err != nil {
+			return sent, "", err
+		}
+		a, err := try(raftAddr)
+		answers = append(answers, a)
+		if err != nil {
+			return sent, strings.Join(answers, "; "), fmt.Errorf("%s: %w", raftAddr, err)
+		}
+	}
+	return sent, summarize(answers), nil
+}
+
+// selfSignedHello opens TLS to each Raft port with a certificate no CA
+// signed, then sends a group's header and a forged RPC: a node with peer
+// TLS refuses the certificate, one without refuses TLS; neither may take
+// the bytes.
+func selfSignedHello(ctx context.Context, h *hostile) (string, string, error) {
+	cert, err := selfSigned()
+	if err != nil {
+		return "", "", err
+	}
+	sent := "TLS with a self-signed client certificate, then a header and RequestVote{term: 2^64-1}"
+	return h.eachRaftPort(ctx, sent, func(addr string) (string, error) {
+		d := net.Dialer{Timeout: 2 * time.Second}
+		raw, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return "", err
+		}
+		defer raw.Close()
+		raw.SetDeadline(time.Now().Add(2 * time.Second))
+		c := tls.Client(raw, &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		if err := c.Handshake(); err != nil {
+			return "handshake refused", nil
+		}
+		c.Write(append(muxHeader(1, "127.0.0.1:1"), ForgedRPCs(1)[0].Bytes...))
+		n, err := io.Copy(io.Discard, c)
+		switch {
+		case isTimeout(err):
+			return fmt.Sprintf("open after %d bytes", n), errors.New("the node kept a connection whose certificate no CA signed")
+		case n > 0:
+			return fmt.Sprintf("answered %d bytes", n), errors.New("the node answered a peer whose certificate no CA signed")
+		}
+		return "refused after the client's handshake", nil
+	})
+}
+
+// selfSigned makes a throwaway certificate that claims to be a node.
+func selfSigned() (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "node1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
 
 // sendRaw writes header and body on a new connection and reports how the

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"time"
 
@@ -294,13 +295,20 @@ func (m *Mux) handshake(raw net.Conn) (net.Conn, bool) {
 			"remote", raw.RemoteAddr().String())
 		var hdr [7]byte
 		if _, err := io.ReadFull(br, hdr[:]); err == nil && GroupID(binary.BigEndian.Uint32(hdr[2:6])) == peerHTTPGroup {
-			io.WriteString(raw, plaintextRefusal())
-			// Read (a bounded amount, within the deadline) what the peer
-			// sends, so that closing does not reset the answer away.
-			if tc, ok := raw.(*net.TCPConn); ok {
-				tc.CloseWrite()
+			// Answer the request, once its head has arrived (an HTTP
+			// client drops an answer that comes before its request),
+			// reading a bounded amount within the deadline.
+			rest := bufio.NewReader(io.LimitReader(br, 64<<10))
+			if _, err := io.CopyN(io.Discard, rest, int64(hdr[6])); err == nil {
+				if req, err := http.ReadRequest(rest); err == nil {
+					req.Body.Close()
+					io.WriteString(raw, plaintextRefusal())
+					if tc, ok := raw.(*net.TCPConn); ok {
+						tc.CloseWrite()
+					}
+					io.Copy(io.Discard, rest)
+				}
 			}
-			io.Copy(io.Discard, io.LimitReader(br, 64<<10))
 		}
 		raw.Close()
 		return nil, false

@@ -1,7 +1,6 @@
 package raftnode
 
 import (
-	"bufio"
 	"io"
 	"net/http"
 	"strings"
@@ -128,20 +127,27 @@ func TestMuxPeerTLS(t *testing.T) {
 
 	// A node without peer TLS is told why, when it speaks node-to-node
 	// HTTP (a join's probe does).
+	// The answer waits for the request: an HTTP client drops an answer
+	// that comes before it. (Silence for 100 ms: a slow node could pass
+	// this unfixed, a fixed one never fails it.)
 	hc, err := cl[peerHTTPGroup].Dial(bAddr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequest(http.MethodGet, "http://"+string(bAddr)+PeerStatusPath, nil)
-	if err := req.Write(hc); err != nil {
-		t.Fatal(err)
+	hc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if n, err := hc.Read(make([]byte, 1)); n > 0 || err == nil {
+		t.Fatalf("a peer TLS port answered plaintext HTTP before the request came")
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(hc), req)
+	hc.Close()
+	// An HTTP client, as a join's probe is.
+	f := newForwarder()
+	f.usePeerLayer(cl[peerHTTPGroup])
+	resp, err := f.peer.Get("http://" + string(bAddr) + PeerStatusPath)
 	if err != nil {
 		t.Fatalf("plaintext HTTP to a peer TLS port: %v, want an answer", err)
 	}
 	body, _ := io.ReadAll(resp.Body)
-	hc.Close()
+	resp.Body.Close()
 	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "requires peer TLS") {
 		t.Fatalf("plaintext HTTP to a peer TLS port: %d %s", resp.StatusCode, body)
 	}

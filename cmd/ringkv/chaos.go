@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ringkv/ringkv/certs"
 	"github.com/ringkv/ringkv/chaos"
 )
 
@@ -21,6 +22,7 @@ import (
 type targetFlags struct {
 	target, endpoints, containers string
 	killCmd, startCmd, bin        string
+	peerTLS                       bool
 }
 
 func (t *targetFlags) define(fs *flag.FlagSet) {
@@ -30,6 +32,7 @@ func (t *targetFlags) define(fs *flag.FlagSet) {
 	fs.StringVar(&t.killCmd, "kill-cmd", "", "endpoints: shell command that kills node {node} (id) at {url} with SIGKILL")
 	fs.StringVar(&t.startCmd, "start-cmd", "", "endpoints: shell command that starts node {node} again")
 	fs.StringVar(&t.bin, "ringkvd", "", "local: path to the ringkvd binary (default: next to ringkv, then $PATH)")
+	fs.BoolVar(&t.peerTLS, "peer-tls", false, "local: the nodes speak mutual TLS between them (a CA and node certificates are made in the run's directory)")
 }
 
 // controls reports whether the target can kill and restart nodes.
@@ -77,8 +80,33 @@ func (t *targetFlags) open(ctx context.Context, dir string, groups int) (*chaos.
 		c, err := chaos.Attach(ctx, eps)
 		return c, "attached to " + t.endpoints, err
 	}
-	c, err := chaos.StartLocal(ctx, chaos.LocalOptions{Bin: t.bin, Dir: dir, Nodes: 3, Args: chaos.NodeArgs(groups)})
-	return c, fmt.Sprintf("3 local nodes, %d groups", groups), err
+	args, desc := chaos.NodeArgs(groups), fmt.Sprintf("3 local nodes, %d groups", groups)
+	if t.peerTLS {
+		peerArgs, err := localPeerTLS(filepath.Join(dir, "certs"))
+		if err != nil {
+			return nil, "", err
+		}
+		args, desc = append(args, peerArgs...), desc+", peer TLS"
+	}
+	c, err := chaos.StartLocal(ctx, chaos.LocalOptions{Bin: t.bin, Dir: dir, Nodes: 3, Args: args})
+	return c, desc, err
+}
+
+// localPeerTLS makes a CA and certificates for node1 to node5 (the scale
+// nemesis adds two) on 127.0.0.1 in dir, and returns the ringkvd flags
+// that use them.
+func localPeerTLS(dir string) ([]string, error) {
+	if err := certs.CreateCA(dir); err != nil {
+		return nil, err
+	}
+	for i := 1; i <= 5; i++ {
+		if err := certs.CreateNode(dir, fmt.Sprintf("node%d", i), []string{"127.0.0.1", "localhost"}); err != nil {
+			return nil, err
+		}
+	}
+	crt, key := certs.Files(dir, "{id}")
+	ca, _ := certs.Files(dir, "ca")
+	return []string{"--peer-cert", crt, "--peer-key", key, "--peer-ca", ca}, nil
 }
 
 // cmdChaos runs the fault-injection harness and exits non-zero unless every
