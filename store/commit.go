@@ -19,9 +19,9 @@ const maxPendingEntries = 256
 // it; the transaction is committed after the delay, after
 // maxPendingEntries entries, or as soon as anything but a point read reads
 // the store (view and readTx commit first; peek reads the open
-// transaction itself), so that a reader always sees everything applied. A bbolt commit costs about as much for one entry of a few
-// writes as for several, so under load this saves most of the state
-// machine's commits.
+// transaction itself), so that a reader always sees everything applied.
+// A bbolt commit costs about as much for one entry of a few writes as for
+// several, so under load this saves most of the state machine's commits.
 //
 // Nothing waits on the commit for durability: the Raft log holds every
 // applied entry, the applied index is committed with the data it covers,
