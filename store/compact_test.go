@@ -141,3 +141,35 @@ func TestOpenRemovesLeftovers(t *testing.T) {
 		t.Errorf("Open removed %s, which is not its own: %v", kept, err)
 	}
 }
+
+// A marker of unsynced writes from this boot (an earlier release's process
+// stopped, the machine did not) is settled by a store that syncs: the file
+// is synced and the marker removed. One from another boot means a tear.
+func TestOpenSettlesOrRefusesAMarker(t *testing.T) {
+	boot, err := currentBootID()
+	if err != nil || boot == "" {
+		t.Skip("no boot id on this system: markers are never written")
+	}
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := Open(path, Options{Group: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if err := os.WriteFile(path+".unsynced", []byte(boot+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = Open(path, Options{Group: 1}); err != nil {
+		t.Fatalf("a marker of this boot: %v", err)
+	}
+	s.Close()
+	if _, err := os.Stat(path + ".unsynced"); !os.IsNotExist(err) {
+		t.Fatalf("the marker of this boot is still there (%v)", err)
+	}
+	if err := os.WriteFile(path+".unsynced", []byte("another-boot\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(path, Options{Group: 1}); !errors.Is(err, ErrTorn) {
+		t.Fatalf("a marker of another boot: %v, want ErrTorn", err)
+	}
+}

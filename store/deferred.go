@@ -33,6 +33,33 @@ func currentBootID() (string, error) {
 
 func (s *Store) markerPath() string { return s.path + ".unsynced" }
 
+// markBeforeOpen, before the file is opened, fails with ErrTorn when a
+// marker says a machine crash may have torn it, and records the boot id
+// for a deferring store. settle reports whether a store that syncs must
+// settle a marker of this boot once the file is open.
+func (s *Store) markBeforeOpen() (settle bool, err error) {
+	if s.opts.NoSync {
+		return false, nil
+	}
+	boot, err := currentBootID()
+	if err != nil || boot == "" {
+		return false, nil
+	}
+	// A marker left by a deferring store (this one before, or an earlier
+	// release) says whether the file may be torn.
+	if err := s.checkMarker(boot); err != nil {
+		return false, err
+	}
+	if !s.opts.DeferSync {
+		return true, nil
+	}
+	s.bootID = boot
+	if err := s.writeMarker(); err != nil {
+		return false, fmt.Errorf("store: %w", err)
+	}
+	return false, nil
+}
+
 // checkMarker fails with ErrTorn when a previous boot left unsynced writes.
 func (s *Store) checkMarker(boot string) error {
 	b, err := os.ReadFile(s.markerPath())
@@ -71,7 +98,8 @@ func (s *Store) writeMarker() error {
 }
 
 // settleMarker, for a store that syncs every commit, makes durable what a
-// deferring store of this boot left unsynced, then removes its marker.
+// deferring store of this boot left unsynced (the process stopped, the
+// machine did not), then removes its marker.
 func (s *Store) settleMarker() error {
 	if _, err := os.Stat(s.markerPath()); os.IsNotExist(err) {
 		return nil

@@ -119,29 +119,14 @@ type Store struct {
 func Open(path string, opts Options) (*Store, error) {
 	s := &Store{path: path, opts: opts, changed: make(chan struct{})}
 	s.removeLeftovers()
-	var boot string
-	if !opts.NoSync {
-		if id, err := currentBootID(); err == nil && id != "" {
-			boot = id
-			// A marker left by a deferring store (this one before, or an
-			// earlier release) says whether the file may be torn.
-			if err := s.checkMarker(boot); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if opts.DeferSync && boot != "" {
-		s.bootID = boot
-		if err := s.writeMarker(); err != nil {
-			return nil, fmt.Errorf("store: %w", err)
-		}
+	settle, err := s.markBeforeOpen()
+	if err != nil {
+		return nil, err
 	}
 	if err := s.open(); err != nil {
 		return nil, err
 	}
-	if !opts.DeferSync && boot != "" {
-		// Commits are synced from now on; unsynced ones from before (the
-		// process stopped, the machine did not) become durable here.
+	if settle {
 		if err := s.settleMarker(); err != nil {
 			s.db.Close()
 			return nil, fmt.Errorf("store: %w", err)
