@@ -20,13 +20,19 @@ import (
 func rogue(t *testing.T, id, joinURL string, extra ...string) string {
 	t.Helper()
 	dir := t.TempDir()
-	logPath := filepath.Join(dir, id+".log")
-	logf, err := os.Create(logPath)
+	_, logPath := startRingkvd(t, append([]string{"--id", id, "--http-addr", freePort(t), "--raft-addr", freePort(t),
+		"--data-dir", filepath.Join(dir, "data"), "--join", joinURL}, extra...)...)
+	return logPath
+}
+
+// startRingkvd starts ringkvd with args, its output in a log file, and
+// kills it when the test ends (printing the log if the test failed).
+func startRingkvd(t *testing.T, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	logf, err := os.Create(filepath.Join(t.TempDir(), "ringkvd.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"--id", id, "--http-addr", freePort(t), "--raft-addr", freePort(t),
-		"--data-dir", filepath.Join(dir, "data"), "--join", joinURL}, extra...)
 	cmd := exec.Command(bin.ringkvd, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -36,8 +42,12 @@ func rogue(t *testing.T, id, joinURL string, extra ...string) string {
 		cmd.Process.Kill()
 		cmd.Wait()
 		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("ringkvd %s log:\n%s", strings.Join(args[:2], " "), b)
+		}
 	})
-	return logPath
+	return cmd, logf.Name()
 }
 
 // logSays waits until the log at path has a line with what, and returns

@@ -88,26 +88,10 @@ func TestClientPortServesTLS(t *testing.T) {
 	}
 
 	httpAddr := freePort(t)
-	cmd := exec.Command(bin.ringkvd, "--id", "node1", "--http-addr", httpAddr, "--raft-addr", freePort(t),
+	cmd, logPath := startRingkvd(t, "--id", "node1", "--http-addr", httpAddr, "--raft-addr", freePort(t),
 		"--data-dir", filepath.Join(t.TempDir(), "data"), "--groups", "2",
 		"--tls-cert", filepath.Join(serve, "node1.crt"), "--tls-key", filepath.Join(serve, "node1.key"),
 		"--tls-client-ca", filepath.Join(serve, "ca.crt"))
-	logf, err := os.Create(filepath.Join(t.TempDir(), "node1.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("node log:\n%s", b)
-		}
-	})
 
 	url := "https://" + httpAddr
 	app := httpsClient(t, filepath.Join(dir, "ca.crt"), dir, "app")
@@ -161,7 +145,7 @@ func TestClientPortServesTLS(t *testing.T) {
 	}
 
 	eventually(t, "refused handshakes in the node's log", 10*time.Second, func() error {
-		b, _ := os.ReadFile(logf.Name())
+		b, _ := os.ReadFile(logPath)
 		for _, line := range strings.Split(string(b), "\n") {
 			if strings.Contains(line, "level=WARN") && strings.Contains(line, "component=http") &&
 				strings.Contains(line, "TLS handshake error") {
