@@ -6,6 +6,8 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
+	"slices"
+	"strings"
 )
 
 // MaxSecretBytes is the longest secret a request may carry; a longer one
@@ -31,11 +33,6 @@ func NewToken(description string, policies []string, management bool) (Token, st
 	if len(description) > MaxDescriptionBytes {
 		return Token{}, "", fmt.Errorf("%w: description of %d bytes, at most %d", ErrInvalid, len(description), MaxDescriptionBytes)
 	}
-	for _, p := range policies {
-		if err := checkName(p); err != nil {
-			return Token{}, "", err
-		}
-	}
 	accessor, err := newID()
 	if err != nil {
 		return Token{}, "", err
@@ -44,8 +41,12 @@ func NewToken(description string, policies []string, management bool) (Token, st
 	if err != nil {
 		return Token{}, "", err
 	}
-	return Token{AccessorID: accessor, SecretHash: HashSecret(secret), Description: description,
-		Policies: policies, Management: management}, secret, nil
+	t := Token{AccessorID: accessor, SecretHash: HashSecret(secret), Description: description,
+		Policies: policies, Management: management}
+	if err := t.Validate(); err != nil {
+		return Token{}, "", err
+	}
+	return t, secret, nil
 }
 
 // HashSecret is the stored form of a secret.
@@ -78,4 +79,60 @@ func newID() (string, error) {
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16]), nil
+}
+
+// MaxTokenPolicies bounds the policies one token names.
+const MaxTokenPolicies = 64
+
+// Validate checks a token as stored: its accessor a UUID, its secret hash
+// a SHA-256 in hex, its description and policy names within bounds.
+func (t Token) Validate() error {
+	if !isUUID(t.AccessorID) {
+		return fmt.Errorf("%w: accessor id %.40q is not a UUID", ErrInvalid, t.AccessorID)
+	}
+	if len(t.SecretHash) != 64 || strings.Trim(t.SecretHash, "0123456789abcdef") != "" {
+		return fmt.Errorf("%w: token %s: secret hash is not a SHA-256 in hex", ErrInvalid, t.AccessorID)
+	}
+	if len(t.Description) > MaxDescriptionBytes {
+		return fmt.Errorf("%w: description of %d bytes, at most %d", ErrInvalid, len(t.Description), MaxDescriptionBytes)
+	}
+	if len(t.Policies) > MaxTokenPolicies {
+		return fmt.Errorf("%w: a token names at most %d policies, this one %d", ErrInvalid, MaxTokenPolicies, len(t.Policies))
+	}
+	for i, p := range t.Policies {
+		if err := checkName(p); err != nil {
+			return err
+		}
+		if slices.Contains(t.Policies[:i], p) {
+			return fmt.Errorf("%w: policy %q named twice", ErrInvalid, p)
+		}
+	}
+	return nil
+}
+
+// CheckAccessor reports whether id has the form of an accessor id.
+func CheckAccessor(id string) error {
+	if !isUUID(id) {
+		return fmt.Errorf("%w: accessor id %.40q is not a UUID", ErrInvalid, id)
+	}
+	return nil
+}
+
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range s {
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -42,11 +43,20 @@ type fakeBackend struct {
 	listGate chan struct{}
 	// listFailAt, when set, fails a list after that many keys.
 	listFailAt int
+	// touched counts calls of the backend by handlers (not those access
+	// control makes before a handler runs).
+	touched atomic.Int64
+	// acl, when set, is the access control state; aclResolver decides by it.
+	acl         *raftnode.ACLState
+	aclResolver raftnode.ACLResolver
 }
+
+func (f *fakeBackend) touch() { f.touched.Add(1) }
 
 func newFake() *fakeBackend { return &fakeBackend{data: map[string]raftnode.KV{}} }
 
 func (f *fakeBackend) Put(_ context.Context, key, value []byte, o raftnode.WriteOptions) (raftnode.WriteResult, raftnode.NodeID, error) {
+	f.touch()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
@@ -62,6 +72,7 @@ func (f *fakeBackend) Put(_ context.Context, key, value []byte, o raftnode.Write
 }
 
 func (f *fakeBackend) Delete(_ context.Context, key []byte, o raftnode.WriteOptions) (raftnode.WriteResult, raftnode.NodeID, error) {
+	f.touch()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.data[string(key)]; !ok {
@@ -73,6 +84,7 @@ func (f *fakeBackend) Delete(_ context.Context, key []byte, o raftnode.WriteOpti
 }
 
 func (f *fakeBackend) GetAt(_ context.Context, key []byte, c raftnode.Consistency, minIndex uint64) (raftnode.ReadResult, error) {
+	f.touch()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
@@ -89,6 +101,7 @@ func (f *fakeBackend) GetAt(_ context.Context, key []byte, c raftnode.Consistenc
 }
 
 func (f *fakeBackend) ListEach(ctx context.Context, o raftnode.ListOptions, emit func(raftnode.KV) error) error {
+	f.touch()
 	kvs, err := f.list(ctx, o)
 	for i, kv := range kvs {
 		if f.listFailAt > 0 && i == f.listFailAt {
@@ -121,29 +134,43 @@ func (f *fakeBackend) list(_ context.Context, o raftnode.ListOptions) ([]raftnod
 	return out, nil
 }
 
-func (f *fakeBackend) Status() raftnode.Status          { return raftnode.Status{Node: "fake"} }
-func (f *fakeBackend) Ring() (raftnode.RingInfo, error) { return raftnode.RingInfo{Epoch: 3}, nil }
-func (f *fakeBackend) Ready() (bool, string)            { return f.err == nil, "fake not ready" }
+func (f *fakeBackend) Status() raftnode.Status {
+	f.touch()
+	return raftnode.Status{Node: "fake"}
+}
+func (f *fakeBackend) Ring() (raftnode.RingInfo, error) {
+	f.touch()
+	return raftnode.RingInfo{Epoch: 3}, nil
+}
+func (f *fakeBackend) Ready() (bool, string) {
+	f.touch()
+	return f.err == nil, "fake not ready"
+}
 func (f *fakeBackend) RemoveNode(_ context.Context, id raftnode.NodeID, _ raftnode.RemoveOptions) (raftnode.Removal, error) {
+	f.touch()
 	if id == "busy" {
 		return raftnode.Removal{Node: id, Draining: true, Replicas: 4}, nil
 	}
 	return raftnode.Removal{}, raftnode.ErrNotFound
 }
 func (f *fakeBackend) DrainNode(_ context.Context, id raftnode.NodeID, on bool) error {
+	f.touch()
 	if id != "busy" {
 		return raftnode.ErrNotFound
 	}
 	return nil
 }
 func (f *fakeBackend) Cluster(context.Context) raftnode.ClusterInfo {
+	f.touch()
 	return raftnode.ClusterInfo{Replication: 3}
 }
 func (f *fakeBackend) Lookup(key []byte) (raftnode.Lookup, error) {
+	f.touch()
 	return raftnode.Lookup{Key: string(key), Group: 1}, nil
 }
 func (f *fakeBackend) RingEpoch() uint64 { return 7 }
 func (f *fakeBackend) PinLeader(_ context.Context, g raftnode.GroupID, node raftnode.NodeID) error {
+	f.touch()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.pins == nil {
@@ -153,6 +180,7 @@ func (f *fakeBackend) PinLeader(_ context.Context, g raftnode.GroupID, node raft
 	return nil
 }
 func (f *fakeBackend) AbortRingChange(context.Context) error {
+	f.touch()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.ringErr != nil {
@@ -162,6 +190,7 @@ func (f *fakeBackend) AbortRingChange(context.Context) error {
 	return nil
 }
 func (f *fakeBackend) ChangeRing(_ context.Context, c raftnode.RingChange) (raftnode.RingChange, error) {
+	f.touch()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.ringErr != nil {
@@ -176,16 +205,19 @@ func (f *fakeBackend) ChangeRing(_ context.Context, c raftnode.RingChange) (raft
 	return c, nil
 }
 func (f *fakeBackend) Plan(_ context.Context, c raftnode.RingChange, withRanges bool) (raftnode.Plan, error) {
+	f.touch()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.plans = append(f.plans, c)
 	return raftnode.Plan{Change: c.String()}, nil
 }
 func (f *fakeBackend) Join(_ context.Context, info raftnode.NodeInfo) error {
+	f.touch()
 	f.joins = append(f.joins, info)
 	return nil
 }
 func (f *fakeBackend) Verify(_ context.Context, g raftnode.GroupID, _ raftnode.VerifyOptions) (raftnode.GroupVerification, error) {
+	f.touch()
 	if g > 3 {
 		return raftnode.GroupVerification{}, raftnode.ErrNotFound
 	}
@@ -193,6 +225,7 @@ func (f *fakeBackend) Verify(_ context.Context, g raftnode.GroupID, _ raftnode.V
 }
 
 func (f *fakeBackend) VerifyAll(ctx context.Context, o raftnode.VerifyOptions) ([]raftnode.GroupVerification, error) {
+	f.touch()
 	var out []raftnode.GroupVerification
 	for g := raftnode.GroupID(1); g <= 3; g++ {
 		v, _ := f.Verify(ctx, g, o)
@@ -202,11 +235,13 @@ func (f *fakeBackend) VerifyAll(ctx context.Context, o raftnode.VerifyOptions) (
 }
 
 func (f *fakeBackend) SnapshotAll(context.Context) ([]raftnode.SnapshotResult, error) {
+	f.touch()
 	return []raftnode.SnapshotResult{{Group: 1, Taken: true, Index: 9}}, nil
 }
 
 // Wait: everything the fake wrote is committed; index 99 was lost.
 func (f *fakeBackend) Wait(_ context.Context, g raftnode.GroupID, index, term uint64) (raftnode.Response, error) {
+	f.touch()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	switch {
@@ -219,11 +254,13 @@ func (f *fakeBackend) Wait(_ context.Context, g raftnode.GroupID, index, term ui
 }
 
 func (f *fakeBackend) Backup(context.Context, string, io.Writer) (snapshot.Manifest, error) {
+	f.touch()
 	return snapshot.Manifest{}, raftnode.ErrUnavailable
 }
 
 // Restore checks the archive as the real one does before changing anything.
 func (f *fakeBackend) Restore(_ context.Context, _ string, r io.Reader, _ raftnode.RestoreOptions) (raftnode.RestoreReport, error) {
+	f.touch()
 	if _, err := snapshot.NewArchiveReader(r); err != nil {
 		return raftnode.RestoreReport{}, fmt.Errorf("%w: %v", raftnode.ErrBadRequest, err)
 	}
@@ -231,24 +268,29 @@ func (f *fakeBackend) Restore(_ context.Context, _ string, r io.Reader, _ raftno
 }
 
 func (f *fakeBackend) ServeCheckpoint(context.Context, raftnode.GroupID, uint64, func(snapshot.Header) io.Writer) error {
+	f.touch()
 	return &raftnode.NotLeaderError{Group: 1, Leader: "node2"}
 }
 
 func (f *fakeBackend) RestoreCheckpoint(context.Context, raftnode.GroupID, io.Reader, raftnode.RestoreFence) (uint64, error) {
+	f.touch()
 	return 0, &raftnode.NotLeaderError{Group: 1, Leader: "node2"}
 }
 
 func (f *fakeBackend) Tree(_ context.Context, g raftnode.GroupID) (raftnode.GroupTree, error) {
+	f.touch()
 	return raftnode.GroupTree{Group: g, Depth: 1, Leaves: [][]byte{make([]byte, 32), make([]byte, 32)}}, nil
 }
 
 func (f *fakeBackend) BlockPeers(addrs []string) {
+	f.touch()
 	f.mu.Lock()
 	f.blocked = addrs
 	f.mu.Unlock()
 }
 
 func (f *fakeBackend) ServeBatch(_ context.Context, b raftnode.Batch) raftnode.BatchReply {
+	f.touch()
 	w := raftnode.ToWire(raftnode.ErrUnavailable)
 	out := raftnode.BatchReply{}
 	for range b.Requests {

@@ -27,20 +27,22 @@ func (e *errTooLarge) Error() string {
 
 // statusOf is the one table from error code to HTTP status.
 var statusOf = map[string]int{
-	raftnode.CodeBadRequest:  http.StatusBadRequest,
-	raftnode.CodeNotFound:    http.StatusNotFound,
-	raftnode.CodeCASFailed:   http.StatusPreconditionFailed,
-	raftnode.CodeNotLeader:   http.StatusMisdirectedRequest,
-	raftnode.CodeNoLeader:    http.StatusServiceUnavailable,
-	raftnode.CodeUnavailable: http.StatusServiceUnavailable,
-	raftnode.CodeTimeout:     http.StatusGatewayTimeout,
-	raftnode.CodeClusterFull: http.StatusConflict,
-	raftnode.CodeConflict:    http.StatusConflict,
-	raftnode.CodeLost:        http.StatusGone,
-	raftnode.CodeMoved:       http.StatusServiceUnavailable,
-	raftnode.CodeInternal:    http.StatusInternalServerError,
-	codeTooLarge:             http.StatusRequestEntityTooLarge,
-	codeMethodNotAllowed:     http.StatusMethodNotAllowed,
+	raftnode.CodeBadRequest:   http.StatusBadRequest,
+	raftnode.CodeNotFound:     http.StatusNotFound,
+	raftnode.CodeCASFailed:    http.StatusPreconditionFailed,
+	raftnode.CodeNotLeader:    http.StatusMisdirectedRequest,
+	raftnode.CodeNoLeader:     http.StatusServiceUnavailable,
+	raftnode.CodeUnavailable:  http.StatusServiceUnavailable,
+	raftnode.CodeTimeout:      http.StatusGatewayTimeout,
+	raftnode.CodeClusterFull:  http.StatusConflict,
+	raftnode.CodeConflict:     http.StatusConflict,
+	raftnode.CodeLost:         http.StatusGone,
+	raftnode.CodeMoved:        http.StatusServiceUnavailable,
+	raftnode.CodeInternal:     http.StatusInternalServerError,
+	raftnode.CodeUnauthorized: http.StatusUnauthorized,
+	raftnode.CodeForbidden:    http.StatusForbidden,
+	codeTooLarge:              http.StatusRequestEntityTooLarge,
+	codeMethodNotAllowed:      http.StatusMethodNotAllowed,
 }
 
 // errorBody is the JSON body of every error response.

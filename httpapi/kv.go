@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ringkv/ringkv/acl"
 	"github.com/ringkv/ringkv/raftnode"
 )
 
@@ -144,6 +145,10 @@ func (a *API) putKV(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("recurse is not valid on PUT"))
 		return
 	}
+	if err := a.allowKey(r, "kv", key, acl.Write); err != nil {
+		writeError(w, err)
+		return
+	}
 	value, err := readBody(w, r, "value", a.cfg.MaxValueBytes)
 	if err != nil {
 		writeError(w, err)
@@ -163,6 +168,10 @@ func (a *API) deleteKV(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("recursive delete is not supported; delete keys one by one"))
 		return
 	}
+	if err := a.allowKey(r, "kv", key, acl.Write); err != nil {
+		writeError(w, err)
+		return
+	}
 	res, by, err := a.b.Delete(r.Context(), key, raftnode.WriteOptions{HasCAS: q.hasCAS, CAS: q.cas, Async: a.async(q)})
 	respondWrite(w, res, by, err, true, q.keysBase64)
 }
@@ -175,6 +184,10 @@ func (a *API) getKV(w http.ResponseWriter, r *http.Request) {
 	}
 	if q.recurse {
 		a.list(w, r, key, q)
+		return
+	}
+	if err := a.allowKey(r, "kv", key, acl.Read); err != nil {
+		writeError(w, err)
 		return
 	}
 	res, err := a.b.GetAt(r.Context(), key, q.consistency, q.minIndex)

@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"time"
 	"unicode/utf8"
 
+	"github.com/ringkv/ringkv/acl"
 	"github.com/ringkv/ringkv/raftnode"
 )
 
@@ -37,6 +39,9 @@ func jsonKey(key []byte, keysBase64 bool) (text, b64 string) {
 	return string(key), ""
 }
 
+// errListDone ends a filtered list that has shown as many keys as asked.
+var errListDone = errors.New("list done")
+
 // listFlushBytes is how much of a list's answer is gathered before it is
 // written out.
 const listFlushBytes = 32 << 10
@@ -53,7 +58,26 @@ func (a *API) list(w http.ResponseWriter, r *http.Request, prefix []byte, q kvQu
 		o.After = q.after
 	}
 	lw := &listWriter{w: w, q: q, buf: make([]byte, 0, listFlushBytes+4096)}
-	err = a.b.ListEach(r.Context(), o, lw.add)
+	emit := lw.add
+	if id, ok := identityOf(r.Context()); ok && !id.IsManagement() {
+		// Only the keys the token may read, as many as asked for: the
+		// limit counts what is shown, not what is read.
+		limit := o.Limit
+		o.Limit = 0
+		emit = func(kv raftnode.KV) error {
+			if !id.Allows(kv.Key, acl.Read) {
+				return nil
+			}
+			if limit > 0 && lw.n >= limit {
+				return errListDone
+			}
+			return lw.add(kv)
+		}
+	}
+	err = a.b.ListEach(r.Context(), o, emit)
+	if errors.Is(err, errListDone) {
+		err = nil
+	}
 	if err == nil {
 		err = lw.finish()
 	}

@@ -26,65 +26,103 @@ func newRouter(notFound string) *mux.Router {
 	return r
 }
 
-// routes declares every endpoint once. Each path has its methods and a
-// fallback answering 405 with Allow.
-func (a *API) routes() *mux.Router {
-	r := newRouter("no such endpoint: ")
+// endpoint is one method of a route: its handler and what it needs of
+// the request's token when access control is on.
+type endpoint struct {
+	h    http.HandlerFunc
+	need need
+}
 
-	if a.cfg.Pprof {
-		r.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		r.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		r.PathPrefix("/debug/pprof/").HandlerFunc(pprof.Index)
-	}
+// route is a path with its methods.
+type route struct {
+	name    string
+	path    string
+	methods map[string]endpoint
+}
 
-	type route struct {
-		name    string
-		path    string
-		methods map[string]http.HandlerFunc
-	}
+// routeTable declares every endpoint of the client port once, each method
+// with what access control asks of it. A route added here without a need
+// reads as needNothing (open); TestEveryRouteHasARowInTheAccessTable
+// keeps that from happening unnoticed.
+func (a *API) routeTable() []route {
+	const (
+		get, put, post, del = http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete
+	)
+	e := func(h http.HandlerFunc, n need) endpoint { return endpoint{h, n} }
 	table := []route{
 		// Matched by prefix, not by a pattern: the handlers take the key
-		// from the encoded path themselves (kvRequest).
-		{"kv", kvPrefix, map[string]http.HandlerFunc{
-			http.MethodGet: a.getKV, http.MethodPut: a.putKV, http.MethodDelete: a.deleteKV}},
-		{"status", "/v1/status", map[string]http.HandlerFunc{http.MethodGet: a.status}},
-		{"ring", "/v1/ring", map[string]http.HandlerFunc{http.MethodGet: a.ring}},
-		{"ring_lookup", "/v1/ring/lookup", map[string]http.HandlerFunc{http.MethodGet: a.lookup}},
-		{"ring_plan", "/v1/ring/plan", map[string]http.HandlerFunc{http.MethodGet: a.ringPlan}},
-		{"ring_groups", "/v1/ring/groups", map[string]http.HandlerFunc{http.MethodPost: a.ringAdd}},
-		{"ring_group", "/v1/ring/groups/{id}", map[string]http.HandlerFunc{http.MethodDelete: a.ringRemove}},
-		{"ring_weight", "/v1/ring/groups/{id}/weight", map[string]http.HandlerFunc{http.MethodPut: a.ringWeight}},
-		{"ring_migration", "/v1/ring/migration", map[string]http.HandlerFunc{http.MethodDelete: a.ringAbort}},
-		{"group_leader", "/v1/groups/{id}/leader", map[string]http.HandlerFunc{http.MethodPut: a.pinLeader, http.MethodDelete: a.pinLeader}},
-		{"join", "/v1/cluster/join", map[string]http.HandlerFunc{http.MethodPost: a.join}},
-		{"cluster", "/v1/cluster", map[string]http.HandlerFunc{http.MethodGet: a.cluster}},
-		{"remove_node", "/v1/cluster/nodes/{id}", map[string]http.HandlerFunc{http.MethodDelete: a.removeNode}},
-		{"drain_node", "/v1/cluster/nodes/{id}/drain", map[string]http.HandlerFunc{http.MethodPut: a.drainNode, http.MethodDelete: a.drainNode}},
-		{"verify", "/v1/verify", map[string]http.HandlerFunc{http.MethodPost: a.verifyAll}},
-		{"verify_group", "/v1/groups/{id}/verify", map[string]http.HandlerFunc{http.MethodPost: a.verifyGroup}},
-		{"wait", "/v1/wait", map[string]http.HandlerFunc{http.MethodPost: a.wait}},
-		{"snapshot", "/v1/snapshot", map[string]http.HandlerFunc{http.MethodPost: a.snapshot}},
-		{"backup", "/v1/backup", map[string]http.HandlerFunc{http.MethodGet: a.backup}},
-		{"restore", "/v1/restore", map[string]http.HandlerFunc{http.MethodPost: a.restore}},
-		{"merkle", "/v1/groups/{id}/merkle", map[string]http.HandlerFunc{http.MethodGet: a.tree}},
-		{"healthz", "/healthz", map[string]http.HandlerFunc{http.MethodGet: a.healthz}},
-		{"readyz", "/readyz", map[string]http.HandlerFunc{http.MethodGet: a.readyz}},
-		{"metrics", "/metrics", map[string]http.HandlerFunc{
-			http.MethodGet: promhttp.HandlerFor(a.cfg.Registry, promhttp.HandlerOpts{}).ServeHTTP}},
+		// from the encoded path themselves (kvRequest) and check it.
+		{"kv", kvPrefix, map[string]endpoint{get: e(a.getKV, needKeys), put: e(a.putKV, needKeys), del: e(a.deleteKV, needKeys)}},
+		{"status", "/v1/status", map[string]endpoint{get: e(a.status, needOperatorRead)}},
+		{"ring", "/v1/ring", map[string]endpoint{get: e(a.ring, needOperatorRead)}},
+		{"ring_lookup", "/v1/ring/lookup", map[string]endpoint{get: e(a.lookup, needOperatorRead)}},
+		{"ring_plan", "/v1/ring/plan", map[string]endpoint{get: e(a.ringPlan, needOperatorRead)}},
+		{"ring_groups", "/v1/ring/groups", map[string]endpoint{post: e(a.ringAdd, needOperatorWrite)}},
+		{"ring_group", "/v1/ring/groups/{id}", map[string]endpoint{del: e(a.ringRemove, needOperatorWrite)}},
+		{"ring_weight", "/v1/ring/groups/{id}/weight", map[string]endpoint{put: e(a.ringWeight, needOperatorWrite)}},
+		{"ring_migration", "/v1/ring/migration", map[string]endpoint{del: e(a.ringAbort, needOperatorWrite)}},
+		{"group_leader", "/v1/groups/{id}/leader", map[string]endpoint{put: e(a.pinLeader, needOperatorWrite), del: e(a.pinLeader, needOperatorWrite)}},
+		{"join", "/v1/cluster/join", map[string]endpoint{post: e(a.join, needOperatorWrite)}},
+		{"cluster", "/v1/cluster", map[string]endpoint{get: e(a.cluster, needOperatorRead)}},
+		{"remove_node", "/v1/cluster/nodes/{id}", map[string]endpoint{del: e(a.removeNode, needOperatorWrite)}},
+		{"drain_node", "/v1/cluster/nodes/{id}/drain", map[string]endpoint{put: e(a.drainNode, needOperatorWrite), del: e(a.drainNode, needOperatorWrite)}},
+		{"verify", "/v1/verify", map[string]endpoint{post: e(a.verifyAll, needVerify)}},
+		{"verify_group", "/v1/groups/{id}/verify", map[string]endpoint{post: e(a.verifyGroup, needVerify)}},
+		{"wait", "/v1/wait", map[string]endpoint{post: e(a.wait, needIdentity)}},
+		{"snapshot", "/v1/snapshot", map[string]endpoint{post: e(a.snapshot, needOperatorWrite)}},
+		{"backup", "/v1/backup", map[string]endpoint{get: e(a.backup, needOperatorRead)}},
+		{"restore", "/v1/restore", map[string]endpoint{post: e(a.restore, needOperatorWrite)}},
+		{"merkle", "/v1/groups/{id}/merkle", map[string]endpoint{get: e(a.tree, needOperatorRead)}},
+		{"healthz", "/healthz", map[string]endpoint{get: e(a.healthz, needNothing)}},
+		{"readyz", "/readyz", map[string]endpoint{get: e(a.readyz, needNothing)}},
+		{"metrics", "/metrics", map[string]endpoint{
+			get: e(promhttp.HandlerFor(a.cfg.Registry, promhttp.HandlerOpts{}).ServeHTTP, needOperatorRead)}},
+		{"acl_bootstrap", "/v1/acl/bootstrap", map[string]endpoint{post: e(a.aclBootstrap, needNothing)}},
+		{"acl_policy", "/v1/acl/policy", map[string]endpoint{post: e(a.aclPolicyCreate, needManagement)}},
+		{"acl_policy_name", "/v1/acl/policy/{name}", map[string]endpoint{
+			get: e(a.aclPolicyGet, needManagement), put: e(a.aclPolicyUpdate, needManagement), del: e(a.aclPolicyDelete, needManagement)}},
+		{"acl_policies", "/v1/acl/policies", map[string]endpoint{get: e(a.aclPolicies, needManagement)}},
+		{"acl_token", "/v1/acl/token", map[string]endpoint{post: e(a.aclTokenCreate, needManagement)}},
+		// Before acl_token_id, which would take "self" for an accessor.
+		{"acl_token_self", "/v1/acl/token/self", map[string]endpoint{get: e(a.aclTokenSelf, needToken)}},
+		{"acl_token_id", "/v1/acl/token/{accessor}", map[string]endpoint{get: e(a.aclTokenGet, needManagement), del: e(a.aclTokenDelete, needManagement)}},
+		{"acl_tokens", "/v1/acl/tokens", map[string]endpoint{get: e(a.aclTokens, needManagement)}},
 	}
 	if a.cfg.FaultHook {
-		table = append(table, route{"fault", "/v1/debug/fault", map[string]http.HandlerFunc{http.MethodPost: a.fault}})
+		table = append(table, route{"fault", "/v1/debug/fault", map[string]endpoint{post: e(a.fault, needOperatorWrite)}})
 	}
+	if a.cfg.Pprof {
+		all := func(h http.HandlerFunc) map[string]endpoint {
+			return map[string]endpoint{get: e(h, needOperatorWrite), post: e(h, needOperatorWrite)}
+		}
+		table = append(table, route{"pprof_profile", "/debug/pprof/profile", all(pprof.Profile)},
+			route{"pprof_trace", "/debug/pprof/trace", all(pprof.Trace)},
+			route{"pprof", "/debug/pprof/", all(pprof.Index)})
+	}
+	return table
+}
+
+// routes builds the client port's router from table. Each path has its
+// methods and a fallback answering 405 with Allow.
+func (a *API) routes(table []route) *mux.Router {
+	r := newRouter("no such endpoint: ")
 	for _, rt := range table {
-		h := a.byMethod(rt.name, rt.methods)
-		if rt.path == kvPrefix {
+		methods := map[string]http.HandlerFunc{}
+		for m, ep := range rt.methods {
+			methods[m] = a.guard(rt.name, ep.need, ep.h)
+		}
+		h := a.byMethod(rt.name, methods)
+		switch {
+		case rt.path == kvPrefix:
 			// Matched by prefix in ServeHTTP, before the router: every
 			// read and write comes this way, and skips the router's
 			// matching and request copies.
 			a.kv = h
-			continue
+		case rt.name == "pprof":
+			r.PathPrefix(rt.path).Handler(h)
+		default:
+			r.NewRoute().Path(rt.path).Handler(h)
 		}
-		r.NewRoute().Path(rt.path).Handler(h)
 	}
 	// Every answer names the ring epoch this node routed it by.
 	r.Use(func(next http.Handler) http.Handler {

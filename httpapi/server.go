@@ -12,6 +12,7 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ringkv/ringkv/acl"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/snapshot"
 )
@@ -45,6 +46,17 @@ type Backend interface {
 	SnapshotAll(ctx context.Context) ([]raftnode.SnapshotResult, error)
 	Backup(ctx context.Context, dir string, w io.Writer) (snapshot.Manifest, error)
 	Restore(ctx context.Context, dir string, r io.Reader, o raftnode.RestoreOptions) (raftnode.RestoreReport, error)
+	// ACLEnabled reports whether access control is on; Authenticate
+	// resolves a token secret ("" for none) to its identity; ACL is the
+	// state decisions are made by (nil when off).
+	ACLEnabled() bool
+	Authenticate(secret string) (raftnode.Identity, error)
+	ACL() *raftnode.ACLState
+	ACLBootstrap(ctx context.Context) (acl.Token, string, error)
+	ACLCreateToken(ctx context.Context, description string, policies []string, management bool) (acl.Token, string, error)
+	ACLDeleteToken(ctx context.Context, accessor string) error
+	ACLSetPolicy(ctx context.Context, p acl.Policy, create bool) error
+	ACLDeletePolicy(ctx context.Context, name string) error
 	ServeCheckpoint(ctx context.Context, g raftnode.GroupID, minIndex uint64, start func(h snapshot.Header) io.Writer) error
 	RestoreCheckpoint(ctx context.Context, g raftnode.GroupID, r io.Reader, f raftnode.RestoreFence) (uint64, error)
 	Tree(ctx context.Context, g raftnode.GroupID) (raftnode.GroupTree, error)
@@ -104,6 +116,7 @@ type API struct {
 	lists   chan struct{} // a token per list running (MaxConcurrentLists)
 	kv      http.Handler  // the key-value routes, which router does not hold
 	metrics *metrics
+	audit   *audit
 }
 
 // New builds the API over b.
@@ -119,7 +132,8 @@ func New(b Backend, cfg Config) (*API, error) {
 	}
 	a := &API{cfg: cfg, b: b, log: cfg.Logger, lists: make(chan struct{}, cfg.MaxConcurrentLists)}
 	a.metrics = newMetrics(cfg.Registry, b)
-	a.router = a.routes()
+	a.audit = newAudit(cfg.Registry, cfg.Logger.Info)
+	a.router = a.routes(a.routeTable())
 	a.peer = a.peerRoutes()
 	return a, nil
 }
@@ -151,6 +165,8 @@ func NewServer(addr string, h http.Handler) *http.Server {
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
+		// Room for a 100,000-byte token to reach the handler and get a
+		// JSON 401, not the server's plain-text 431.
+		MaxHeaderBytes: 256 << 10,
 	}
 }

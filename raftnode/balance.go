@@ -131,7 +131,7 @@ func (n *Node) recordLoads(ctx context.Context) {
 		} else {
 			sctx, cancel := context.WithTimeout(ctx, time.Second)
 			var err error
-			st, err = n.fwd.status(sctx, nd.HTTPAddr)
+			st, err = n.fwd.status(sctx, nd)
 			cancel()
 			if err != nil {
 				continue

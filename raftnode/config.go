@@ -70,7 +70,15 @@ type Config struct {
 	// PeerTLS, when set, makes every connection between nodes (Raft of
 	// every group, forwarding, node-to-node HTTP) mutually authenticated
 	// TLS. Every node of a cluster must have it, or none.
-	PeerTLS     *PeerTLS
+	PeerTLS *PeerTLS
+	// ACL turns access control on in a cluster this node bootstraps, and
+	// is what this node tells a cluster it joins, which refuses it unless
+	// both agree. A node enforces access control when its cluster's layout
+	// has it on, whatever this says.
+	ACL bool
+	// JoinToken is the token this node joins a cluster with access
+	// control with (it needs operator write); unused otherwise.
+	JoinToken   string
 	DataDir     string
 	Join        []string // HTTP URLs of existing nodes
 	Groups      int      // data groups created at bootstrap

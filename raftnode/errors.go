@@ -37,6 +37,11 @@ var (
 	// ErrLost: an asynchronously acknowledged write will never commit: its
 	// log position was taken by another entry after a leader change.
 	ErrLost = errors.New("write lost")
+	// ErrUnauthorized: access control is on and the request carries no
+	// token where one is needed, or a token the cluster does not know.
+	ErrUnauthorized = errors.New("unauthorized")
+	// ErrForbidden: the request's token does not allow it.
+	ErrForbidden = errors.New("forbidden")
 )
 
 // NotLeaderError reports the group's leader as this node knows it.
@@ -69,18 +74,20 @@ func (e *CASFailedError) Unwrap() error { return ErrCASFailed }
 
 // Error codes: the words used in JSON error bodies and across forwarding.
 const (
-	CodeBadRequest  = "bad_request"
-	CodeNotFound    = "not_found"
-	CodeCASFailed   = "cas_failed"
-	CodeNotLeader   = "not_leader"
-	CodeNoLeader    = "no_leader"
-	CodeUnavailable = "unavailable"
-	CodeTimeout     = "timeout"
-	CodeClusterFull = "cluster_full"
-	CodeConflict    = "conflict"
-	CodeLost        = "lost"
-	CodeMoved       = "moved"
-	CodeInternal    = "internal"
+	CodeBadRequest   = "bad_request"
+	CodeNotFound     = "not_found"
+	CodeCASFailed    = "cas_failed"
+	CodeNotLeader    = "not_leader"
+	CodeNoLeader     = "no_leader"
+	CodeUnavailable  = "unavailable"
+	CodeTimeout      = "timeout"
+	CodeClusterFull  = "cluster_full"
+	CodeConflict     = "conflict"
+	CodeLost         = "lost"
+	CodeMoved        = "moved"
+	CodeUnauthorized = "unauthorized"
+	CodeForbidden    = "forbidden"
+	CodeInternal     = "internal"
 )
 
 var codes = []struct {
@@ -100,6 +107,8 @@ var codes = []struct {
 	{ErrTimeout, CodeTimeout},
 	{ErrLost, CodeLost},
 	{ErrMoved, CodeMoved},
+	{ErrUnauthorized, CodeUnauthorized},
+	{ErrForbidden, CodeForbidden},
 }
 
 // Code returns the error code for err: one table, used by the HTTP layer and

@@ -328,12 +328,17 @@ func (n *Node) ServeBatch(ctx context.Context, b Batch) BatchReply {
 }
 
 // join posts this node's details to an existing node's join endpoint.
-func (f *forwarder) join(ctx context.Context, url string, self NodeInfo) error {
+// token, when set, goes as X-Ringkv-Token: a cluster with access control
+// admits a node with a token allowing operator write.
+func (f *forwarder) join(ctx context.Context, url string, self NodeInfo, token string) error {
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL(url)+"/v1/cluster/join", bytes.NewReader(mustJSON(self)))
 	if err != nil {
 		return err
 	}
 	hreq.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		hreq.Header.Set("X-Ringkv-Token", token)
+	}
 	hresp, err := f.client.Do(hreq)
 	if err != nil {
 		return err
@@ -350,20 +355,17 @@ func (f *forwarder) join(ctx context.Context, url string, self NodeInfo) error {
 	return nil
 }
 
-// status fetches a peer's status.
-func (f *forwarder) status(ctx context.Context, httpAddr string) (Status, error) {
+// status fetches a peer's status document on its Raft port, which peers
+// may read whatever the client port's access control says.
+func (f *forwarder) status(ctx context.Context, peer NodeInfo) (Status, error) {
 	var st Status
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL(httpAddr)+"/v1/status", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, peerURL(peer.RaftAddr, PeerStatusPath), nil)
 	if err != nil {
 		return st, err
 	}
-	hresp, err := f.client.Do(hreq)
-	if err != nil {
-		return st, err
+	body := &limitedBuffer{limit: 16 << 20}
+	if err := f.stream(req, body); err != nil {
+		return st, fmt.Errorf("status of %s: %w", peer.ID, err)
 	}
-	defer hresp.Body.Close()
-	if hresp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("status of %s: %d", httpAddr, hresp.StatusCode)
-	}
-	return st, json.NewDecoder(io.LimitReader(hresp.Body, 16<<20)).Decode(&st)
+	return st, json.Unmarshal(body.Bytes(), &st)
 }

@@ -442,6 +442,15 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 	case opPinLeader:
 		_, err := r.apply(ctx, mustJSON(metaCommand{Op: "pin_leader", Group: req.Target, Node: req.Node}))
 		return resp, err
+	case opACL:
+		if r != n.meta {
+			return resp, fmt.Errorf("%w: acl on group %d", ErrBadRequest, r.id)
+		}
+		if _, err := r.apply(ctx, mustJSON(metaCommand{Op: "acl", ACL: req.ACL})); err != nil {
+			return resp, err
+		}
+		_, resp.RaftIndex = r.meta.LayoutAt() // at or past the change
+		return resp, nil
 	case opRestoreLock:
 		lock := &RestoreLock{ID: req.Restore}
 		if req.Node != nil {

@@ -151,12 +151,19 @@ func (n *Node) probeJoiner(ctx context.Context, info NodeInfo) error {
 	}
 	var st struct {
 		Node NodeID `json:"node"`
+		ACL  bool   `json:"acl"`
 	}
 	if err := json.Unmarshal(body.Bytes(), &st); err != nil {
 		return fmt.Errorf("%w: raft_addr %s answers, but not as a ringkv node: %v", ErrConflict, info.RaftAddr, err)
 	}
 	if st.Node != info.ID {
 		return fmt.Errorf("%w: raft_addr %s is node %s's, not %s's", ErrConflict, info.RaftAddr, st.Node, info.ID)
+	}
+	if on := n.ACLEnabled(); st.ACL != on {
+		if on {
+			return fmt.Errorf("%w: node %s runs without --acl, and this cluster has access control on: start it with --acl", ErrConflict, info.ID)
+		}
+		return fmt.Errorf("%w: node %s runs with --acl, and this cluster was bootstrapped without access control: start it without --acl", ErrConflict, info.ID)
 	}
 	return nil
 }

@@ -64,6 +64,9 @@ type Layout struct {
 	ClusterID string `json:"cluster_id,omitempty"`
 	// Restore is the cluster restore in progress, if any: one at a time.
 	Restore *RestoreLock `json:"restore,omitempty"`
+	// ACL is the cluster's access control (nil: off, as in clusters
+	// bootstrapped without --acl).
+	ACL *ACLState `json:"acl,omitempty"`
 	// Index is the metadata log index a snapshot of the layout was taken
 	// at; set only in snapshots (0 in older ones).
 	Index uint64 `json:"index,omitempty"`
@@ -128,7 +131,7 @@ func (l *Layout) RingView() *ring.Ring { return l.ring }
 
 // metaCommand is an entry of the metadata group's log.
 type metaCommand struct {
-	Op     string    `json:"op"` // init, add_node, remove_node, node_state, migrate_start, migrate_phase, migrate_end, migrate_abort, migrate_aborted, pin_leader, replica_move_start, replica_move_end, loads, restore_begin, restore_renew, restore_end
+	Op     string    `json:"op"` // init, add_node, remove_node, node_state, migrate_start, migrate_phase, migrate_end, migrate_abort, migrate_aborted, pin_leader, replica_move_start, replica_move_end, loads, restore_begin, restore_renew, restore_end, acl
 	Node   *NodeInfo `json:"node,omitempty"`
 	Groups int       `json:"groups,omitempty"`
 	VNodes int       `json:"vnodes,omitempty"`
@@ -153,6 +156,10 @@ type metaCommand struct {
 	Leaving  bool `json:"leaving,omitempty"`
 	// Restore takes, renews or releases the restore lock.
 	Restore *RestoreLock `json:"restore,omitempty"`
+	// EnableACL turns access control on for good (init); ACL changes it
+	// (acl).
+	EnableACL bool       `json:"enable_acl,omitempty"`
+	ACL       *ACLChange `json:"acl,omitempty"`
 }
 
 func decodeMetaCommand(b []byte) (metaCommand, error) {
@@ -227,6 +234,10 @@ func decodeMetaCommand(b []byte) (metaCommand, error) {
 	case "pin_leader":
 		if err := checkGroupID("meta pin_leader: group", c.Group); err != nil {
 			return c, err
+		}
+	case "acl":
+		if err := c.ACL.check(); err != nil {
+			return c, fmt.Errorf("meta acl: %w", err)
 		}
 	default:
 		return c, fmt.Errorf("%w: meta op %q", ErrBadRequest, c.Op)
@@ -340,6 +351,9 @@ func applyMetaRules(cur *Layout, c metaCommand) (*Layout, error) {
 		next.Initialized = true
 		next.Replication = c.Replication
 		next.ClusterID = c.ClusterID
+		if c.EnableACL {
+			next.ACL = NewACLState()
+		}
 		next.Nodes = []NodeInfo{*c.Node}
 		next.Ring, next.ring = r.State(), r
 	case "add_node":
@@ -416,6 +430,12 @@ func applyMetaRules(cur *Layout, c metaCommand) (*Layout, error) {
 			next.Leaders = map[GroupID]NodeID{}
 		}
 		next.Leaders[c.Group] = c.Node.ID
+	case "acl":
+		a, err := applyACL(cur.ACL, c.ACL)
+		if err != nil {
+			return nil, err
+		}
+		next.ACL = a
 	case "migrate_aborted":
 		if err := endAbortedMigration(next); err != nil {
 			return nil, err
@@ -478,7 +498,7 @@ func (l *Layout) nodeIndex(id NodeID) int {
 func (l *Layout) clone() *Layout {
 	c := &Layout{Initialized: l.Initialized, Ring: l.Ring, ring: l.ring, Migration: l.Migration, next: l.next,
 		Retired: append([]GroupID(nil), l.Retired...), Replication: l.Replication, Move: l.Move, ClusterID: l.ClusterID,
-		Restore: l.Restore}
+		Restore: l.Restore, ACL: l.ACL}
 	for g, id := range l.Leaders {
 		if c.Leaders == nil {
 			c.Leaders = map[GroupID]NodeID{}

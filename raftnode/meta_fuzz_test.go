@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/ringkv/ringkv/acl"
 )
 
 // metaShapes returns layouts of every shape the metadata state machine
@@ -54,8 +56,61 @@ func metaShapes(tb testing.TB) map[string]*Layout {
 		"aborting":           must(adding, metaCommand{Op: "migrate_abort"}),
 		"moving a replica": must(three, metaCommand{Op: "replica_move_start",
 			Move: &ReplicaMove{Group: 1, From: "n1", To: "n4", Reason: "balance"}}),
-		"draining":  must(three, metaCommand{Op: "node_state", Node: &NodeInfo{ID: "n2"}, Draining: true, Leaving: true}),
-		"restoring": must(three, metaCommand{Op: "restore_begin", Restore: &RestoreLock{ID: strings.Repeat("ab", 16), Node: "n2"}}),
+		"draining":                         must(three, metaCommand{Op: "node_state", Node: &NodeInfo{ID: "n2"}, Draining: true, Leaving: true}),
+		"restoring":                        must(three, metaCommand{Op: "restore_begin", Restore: &RestoreLock{ID: strings.Repeat("ab", 16), Node: "n2"}}),
+		"access control, not bootstrapped": must(&Layout{}, withACL(init(3)), member("n2", 7080)),
+		"access control with tokens": must(&Layout{}, withACL(init(1)),
+			metaCommand{Op: "acl", ACL: &ACLChange{Op: "bootstrap", Token: &acl.Token{AccessorID: seedAccessor, SecretHash: strings.Repeat("ab", 32), Management: true}}},
+			metaCommand{Op: "acl", ACL: &ACLChange{Op: "policy_create", Policy: &acl.Policy{Name: "app", Operator: "read", Rules: []acl.Rule{{Prefix: "app/", Access: "write"}}}}},
+			metaCommand{Op: "acl", ACL: &ACLChange{Op: "token_create", Token: &acl.Token{AccessorID: seedAccessor2, SecretHash: strings.Repeat("cd", 32), Policies: []string{"app"}}}}),
+	}
+}
+
+const (
+	seedAccessor  = "0f0e0d0c-0b0a-4908-8706-050403020100"
+	seedAccessor2 = "1f1e1d1c-1b1a-4918-8716-151413121110"
+)
+
+func withACL(c metaCommand) metaCommand {
+	c.EnableACL = true
+	return c
+}
+
+// checkACL asserts what deciding relies on: policies and tokens sorted and
+// unique (they are found by binary search), every token's policies there,
+// the anonymous policy kept, and a management token once bootstrapped.
+func checkACL(t *testing.T, s *ACLState) {
+	t.Helper()
+	if s == nil {
+		return
+	}
+	for i := 1; i < len(s.Policies); i++ {
+		if s.Policies[i-1].Name >= s.Policies[i].Name {
+			t.Fatalf("policies out of order: %q then %q", s.Policies[i-1].Name, s.Policies[i].Name)
+		}
+	}
+	if _, ok := s.Policy(acl.Anonymous); !ok {
+		t.Fatal("the anonymous policy is gone")
+	}
+	mgmt := 0
+	for i, tok := range s.Tokens {
+		if i > 0 && s.Tokens[i-1].AccessorID >= tok.AccessorID {
+			t.Fatalf("tokens out of order at %d", i)
+		}
+		for _, p := range tok.Policies {
+			if _, ok := s.Policy(p); !ok {
+				t.Fatalf("token %s names policy %q, which is gone", tok.AccessorID, p)
+			}
+		}
+		if tok.Management {
+			mgmt++
+		}
+	}
+	if s.Bootstrapped && mgmt == 0 {
+		t.Fatal("no management token is left")
+	}
+	if len(s.Policies) > MaxPolicies || len(s.Tokens) > MaxTokens {
+		t.Fatalf("%d policies, %d tokens", len(s.Policies), len(s.Tokens))
 	}
 }
 
@@ -77,6 +132,7 @@ func checkLayout(t *testing.T, l *Layout) {
 			}
 		}
 	}
+	checkACL(t, l.ACL)
 	back, err := decodeLayout(bytes.NewReader(mustJSON(l)))
 	if err != nil {
 		t.Fatalf("the layout does not survive a snapshot: %v", err)
@@ -119,6 +175,13 @@ func FuzzApplyMeta(f *testing.F) {
 		`{"op":"restore_begin","restore":{"id":"0123456789abcdef0123456789abcdef","node":"n1"}}` + "\n" + `{"op":"migrate_start","change":{"remove":1}}`,
 		`{"op":"restore_renew","restore":{"id":"abababababababababababababababab"}}` + "\n" + `{"op":"restore_end","restore":{"id":"abababababababababababababababab"}}`,
 		`{"op":"restore_begin","restore":{"id":"../x","node":"a/b"}}`,
+		`{"op":"acl","acl":{"op":"token_delete","name":"` + seedAccessor + `"}}`,
+		`{"op":"acl","acl":{"op":"policy_delete","name":"app"}}` + "\n" + `{"op":"acl","acl":{"op":"token_delete","name":"` + seedAccessor2 + `"}}`,
+		`{"op":"acl","acl":{"op":"policy_delete","name":"anonymous"}}`,
+		`{"op":"acl","acl":{"op":"bootstrap","token":{"accessor_id":"` + seedAccessor2 + `","secret_hash":"` + strings.Repeat("ef", 32) + `","management":true}}}`,
+		`{"op":"acl","acl":{"op":"token_create","token":{"accessor_id":"2f1e1d1c-1b1a-4918-8716-151413121110","secret_hash":"` + strings.Repeat("cd", 32) + `","policies":["nope"]}}}`,
+		`{"op":"acl","acl":{"op":"policy_update","policy":{"name":"anonymous","rules":[{"prefix":"","access":"read"}],"operator":"read"}}}`,
+		`{"op":"acl","acl":{"op":"policy_create","policy":{"name":"x","rules":[{"prefix":"a","access":"root"}]}}}`,
 	} {
 		f.Add(s)
 	}

@@ -45,6 +45,8 @@ type Node struct {
 	// olderMetaWarned is when lists last warned of a metadata leader of
 	// an earlier release (unix nanoseconds; warnOlderMetaLeader).
 	olderMetaWarned atomic.Int64
+	// aclCache holds the compiled access control of the current layout.
+	aclCache ACLResolver
 }
 
 // New starts a node: it opens the Raft port and every local replica, then
@@ -338,7 +340,7 @@ func (n *Node) initLoop(ctx context.Context) {
 			if groups == 0 {
 				groups = n.cfg.Groups
 			}
-			cmd := metaCommand{Op: "init", Node: ptr(n.self()), Groups: groups, VNodes: n.cfg.VNodes, Replication: n.cfg.Replication, ClusterID: newClusterID()}
+			cmd := metaCommand{Op: "init", Node: ptr(n.self()), Groups: groups, VNodes: n.cfg.VNodes, Replication: n.cfg.Replication, ClusterID: newClusterID(), EnableACL: n.cfg.ACL}
 			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			_, err := n.meta.apply(actx, mustJSON(cmd))
 			cancel()
@@ -362,7 +364,7 @@ func (n *Node) joinLoop(ctx context.Context) {
 	for attempt := 0; ; attempt++ {
 		for _, url := range n.cfg.Join {
 			rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			err := n.fwd.join(rctx, url, n.self())
+			err := n.fwd.join(rctx, url, n.self(), n.cfg.JoinToken)
 			cancel()
 			if err == nil {
 				n.log.Info("joined cluster", "via", url)
@@ -372,7 +374,12 @@ func (n *Node) joinLoop(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			n.log.Warn("join attempt failed; retrying", "via", url, "attempt", attempt, "err", err)
+			if errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrForbidden) {
+				n.log.Error("the cluster refuses this node's join: it has access control on, and a node joins with a token allowing operator write (--token or RINGKV_TOKEN); retrying",
+					"via", url, "attempt", attempt, "err", err)
+			} else {
+				n.log.Warn("join attempt failed; retrying", "via", url, "attempt", attempt, "err", err)
+			}
 		}
 		if !sleepCtx(ctx, backoff) {
 			return

@@ -322,7 +322,7 @@ func (n *Node) metaCaughtUp(ctx context.Context) error {
 			return fmt.Errorf("%w: metadata leader %s unknown", ErrNoLeader, leader)
 		}
 		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		st, err := n.fwd.status(sctx, info.HTTPAddr)
+		st, err := n.fwd.status(sctx, info)
 		cancel()
 		if err != nil {
 			return err
@@ -439,7 +439,7 @@ func (n *Node) groupLeaders(ctx context.Context, l *Layout) map[GroupID]NodeID {
 			continue
 		}
 		go func() {
-			st, err := n.fwd.status(sctx, info.HTTPAddr)
+			st, err := n.fwd.status(sctx, info)
 			if err != nil {
 				st = Status{}
 			}

@@ -32,6 +32,7 @@ const (
 	opReplicaStep  = "replica_step" // the next step of a replica move, on the group leader
 	opLayoutIndex  = "layout_index" // the metadata index a read must see, on the metadata leader
 	opRestoreLock  = "restore_lock" // take, renew or release the restore lock, on the metadata leader
+	opACL          = "acl"          // change access control, on the metadata leader
 )
 
 // Steps of opRestoreLock.
@@ -109,6 +110,8 @@ type Request struct {
 	// restore_lock takes (RestoreStep begin), renews or releases.
 	Restore     string `json:"restore,omitempty"`
 	RestoreStep string `json:"restore_step,omitempty"`
+	// ACL is the access control change an acl request proposes.
+	ACL *ACLChange `json:"acl,omitempty"`
 }
 
 // Validate checks a request that arrived from the network.
@@ -163,6 +166,13 @@ func (r Request) Validate() error {
 			}
 		}
 	case opRingAbort:
+	case opACL:
+		if r.Group != MetaGroup {
+			return fmt.Errorf("%w: acl on group %d, not the metadata group", ErrBadRequest, r.Group)
+		}
+		if err := r.ACL.check(); err != nil {
+			return err
+		}
 	case opPinLeader:
 		if err := checkGroupID("pin_leader: group", r.Target); err != nil {
 			return err
@@ -225,7 +235,7 @@ func (r Request) Validate() error {
 
 func (r Request) isWrite() bool {
 	switch r.Op {
-	case opPut, opDelete, opVerify, opAddVoter, opAddNonvoter, opRemoveServer, opJoin, opRemoveNode, opNodeState, opReplicaStep, opFence, opUnfence, opIngest, opDrop, opRingChange, opRingAbort, opPinLeader, opRestoreLock:
+	case opPut, opDelete, opVerify, opAddVoter, opAddNonvoter, opRemoveServer, opJoin, opRemoveNode, opNodeState, opReplicaStep, opFence, opUnfence, opIngest, opDrop, opRingChange, opRingAbort, opPinLeader, opRestoreLock, opACL:
 		return true
 	}
 	return false

@@ -69,6 +69,8 @@ type Status struct {
 	RingEpoch   uint64 `json:"ring_epoch"`
 	Joined      bool   `json:"joined"`
 	Replication string `json:"replication,omitempty"`
+	// ACL: this node was started with access control on (--acl).
+	ACL bool `json:"acl,omitempty"`
 }
 
 func (r *replica) status() GroupStatus {
@@ -107,7 +109,7 @@ func (r *replica) status() GroupStatus {
 // Status reports this node's replicas.
 func (n *Node) Status() Status {
 	l, index := n.meta.meta.LayoutAt()
-	s := Status{Node: n.cfg.ID, Meta: n.meta.status(), Members: l.Nodes, ClusterID: l.ClusterID, LayoutIndex: index, Joined: n.isJoined()}
+	s := Status{Node: n.cfg.ID, Meta: n.meta.status(), Members: l.Nodes, ClusterID: l.ClusterID, LayoutIndex: index, Joined: n.isJoined(), ACL: n.cfg.ACL}
 	if rg := l.RingView(); rg != nil {
 		s.RingEpoch = rg.Epoch()
 	}
@@ -125,7 +127,7 @@ func (n *Node) peerStatus(ctx context.Context, id NodeID) (Status, error) {
 	}
 	sctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	return n.fwd.status(sctx, info.HTTPAddr)
+	return n.fwd.status(sctx, info)
 }
 
 func (n *Node) isJoined() bool {

@@ -107,6 +107,8 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 	fs.StringVar(&o.peerCert, "peer-cert", "", "PEM node certificate for the Raft port: every connection between nodes is mutual TLS (with --peer-key and --peer-ca; every node of the cluster, or none)")
 	fs.StringVar(&o.peerKey, "peer-key", "", "PEM key of --peer-cert")
 	fs.StringVar(&o.peerCA, "peer-ca", "", "PEM CA bundle that peers' node certificates must be signed by")
+	fs.BoolVar(&o.node.ACL, "acl", false, "access control: requests need tokens whose policies allow them (set when the cluster is bootstrapped; every node of the cluster, or none); then POST /v1/acl/bootstrap once for the first management token")
+	fs.StringVar(&o.node.JoinToken, "token", "", "token this node joins a cluster with access control with (it needs operator write)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -217,6 +219,9 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	if o.node.PeerTLS, err = peerTLS(o, log, stopTLS); err != nil {
 		ln.Close()
 		return err
+	}
+	if o.node.ACL && o.node.PeerTLS == nil {
+		log.Warn("access control is on without peer TLS: anything that reaches the Raft port speaks for a node and is not checked; run every node with --peer-cert, --peer-key and --peer-ca, or keep the Raft port on a network only the nodes reach")
 	}
 	node, err := raftnode.New(o.node)
 	if err != nil {

@@ -1,0 +1,75 @@
+package httpapi
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ringkv/ringkv/acl"
+	"github.com/ringkv/ringkv/raftnode"
+)
+
+// The fake's access control decides with raftnode's own state and
+// resolver: only the consensus around them is missing.
+
+func (f *fakeBackend) ACLEnabled() bool { return f.acl != nil }
+
+func (f *fakeBackend) ACL() *raftnode.ACLState {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.acl
+}
+
+func (f *fakeBackend) Authenticate(secret string) (raftnode.Identity, error) {
+	s := f.ACL()
+	if s == nil {
+		return raftnode.Identity{}, fmt.Errorf("%w: access control is off", raftnode.ErrUnavailable)
+	}
+	return f.aclResolver.Resolve(s, secret)
+}
+
+func (f *fakeBackend) changeACL(c *raftnode.ACLChange) error {
+	f.touch()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.acl == nil {
+		return fmt.Errorf("%w: access control is off", raftnode.ErrBadRequest)
+	}
+	next, err := f.acl.With(c)
+	if err != nil {
+		return err
+	}
+	f.acl = next
+	return nil
+}
+
+func (f *fakeBackend) ACLBootstrap(context.Context) (acl.Token, string, error) {
+	t, secret, err := acl.NewToken("bootstrap", nil, true)
+	if err != nil {
+		return t, "", err
+	}
+	return t, secret, f.changeACL(&raftnode.ACLChange{Op: "bootstrap", Token: &t})
+}
+
+func (f *fakeBackend) ACLCreateToken(_ context.Context, d string, ps []string, m bool) (acl.Token, string, error) {
+	t, secret, err := acl.NewToken(d, ps, m)
+	if err != nil {
+		return t, "", fmt.Errorf("%w: %v", raftnode.ErrBadRequest, err)
+	}
+	return t, secret, f.changeACL(&raftnode.ACLChange{Op: "token_create", Token: &t})
+}
+
+func (f *fakeBackend) ACLDeleteToken(_ context.Context, accessor string) error {
+	return f.changeACL(&raftnode.ACLChange{Op: "token_delete", Name: accessor})
+}
+
+func (f *fakeBackend) ACLSetPolicy(_ context.Context, p acl.Policy, create bool) error {
+	op := "policy_update"
+	if create {
+		op = "policy_create"
+	}
+	return f.changeACL(&raftnode.ACLChange{Op: op, Policy: &p})
+}
+
+func (f *fakeBackend) ACLDeletePolicy(_ context.Context, name string) error {
+	return f.changeACL(&raftnode.ACLChange{Op: "policy_delete", Name: name})
+}

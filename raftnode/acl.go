@@ -1,0 +1,232 @@
+package raftnode
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ringkv/ringkv/acl"
+)
+
+// ACLStaleAfter is how long a node that is not the metadata leader goes
+// without hearing from it before it stops deciding with the access control
+// it holds (a deleted token might still be in it): requests that need a
+// decision then get ErrUnavailable until it hears again. With the
+// metadata leader's lease it bounds how long a deleted token or a changed
+// policy may still be honoured anywhere, once committed.
+const ACLStaleAfter = time.Second
+
+// Identity is who a request acts as: a token's accessor id and what it may
+// do, or the anonymous policy's rights for a request without a token.
+type Identity struct {
+	// Accessor is the token's accessor id; empty for anonymous.
+	Accessor string
+	*acl.Authorizer
+}
+
+// Anonymous reports whether the request carried no token.
+func (id Identity) Anonymous() bool { return id.Accessor == "" }
+
+// Who names the identity in logs.
+func (id Identity) Who() string {
+	if id.Anonymous() {
+		return "anonymous"
+	}
+	return id.Accessor
+}
+
+// aclView is the access control of one ACLState, with each token's
+// decisions compiled once: it is rebuilt when the layout's ACLState
+// changes, never per request.
+type aclView struct {
+	state  *ACLState
+	byHash map[string]*acl.Token
+	anon   *acl.Authorizer
+	mu     sync.Mutex
+	auth   map[string]*acl.Authorizer // by accessor id
+}
+
+func newACLView(s *ACLState) *aclView {
+	v := &aclView{state: s, byHash: make(map[string]*acl.Token, len(s.Tokens)), auth: map[string]*acl.Authorizer{}}
+	for i := range s.Tokens {
+		v.byHash[s.Tokens[i].SecretHash] = &s.Tokens[i]
+	}
+	v.anon = v.compile(nil)
+	if p, ok := s.Policy(acl.Anonymous); ok {
+		v.anon = v.compile([]string{p.Name})
+	}
+	return v
+}
+
+// compile is the authorizer of the named policies; one missing (never, as
+// the state machine keeps them) grants nothing.
+func (v *aclView) compile(names []string) *acl.Authorizer {
+	var ps []acl.Policy
+	for _, n := range names {
+		if p, ok := v.state.Policy(n); ok {
+			ps = append(ps, p)
+		}
+	}
+	a, err := acl.Compile(ps)
+	if err != nil {
+		a, _ = acl.Compile(nil) // policies were validated when stored
+	}
+	return a
+}
+
+func (v *aclView) authorizer(t *acl.Token) *acl.Authorizer {
+	if t.Management {
+		return acl.Management()
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	a, ok := v.auth[t.AccessorID]
+	if !ok {
+		a = v.compile(t.Policies)
+		v.auth[t.AccessorID] = a
+	}
+	return a
+}
+
+// ACLResolver resolves token secrets under an ACLState, keeping each
+// token's compiled decisions until the state changes. The zero value is
+// ready; it is safe for concurrent use.
+type ACLResolver struct {
+	view atomic.Pointer[aclView]
+	mu   sync.Mutex
+}
+
+// Resolve returns the identity of secret ("" for none) under s: the
+// anonymous policy's, or the token's whose secret it is. It fails with
+// ErrUnauthorized for a secret of a bad form or that no token has.
+func (c *ACLResolver) Resolve(s *ACLState, secret string) (Identity, error) {
+	v := c.get(s)
+	if secret == "" {
+		return Identity{Authorizer: v.anon}, nil
+	}
+	if err := acl.CheckSecret(secret); err != nil {
+		return Identity{}, fmt.Errorf("%w: %v", ErrUnauthorized, err)
+	}
+	t, ok := v.byHash[acl.HashSecret(secret)]
+	if !ok {
+		return Identity{}, fmt.Errorf("%w: no such token (it may have been deleted)", ErrUnauthorized)
+	}
+	return Identity{Accessor: t.AccessorID, Authorizer: v.authorizer(t)}, nil
+}
+
+func (c *ACLResolver) get(s *ACLState) *aclView {
+	if v := c.view.Load(); v != nil && v.state == s {
+		return v
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v := c.view.Load(); v != nil && v.state == s {
+		return v
+	}
+	v := newACLView(s)
+	c.view.Store(v)
+	return v
+}
+
+// ACLEnabled reports whether this node enforces access control: its
+// cluster's layout has it on, or (before the layout is known) this node
+// was started with it.
+func (n *Node) ACLEnabled() bool {
+	if s := n.Layout().ACL; s != nil {
+		return s.Enabled
+	}
+	return n.cfg.ACL
+}
+
+// ACL returns the access control state this node decides by (nil when
+// access control is off or the layout is not known yet). Callers must not
+// modify it.
+func (n *Node) ACL() *ACLState { return n.Layout().ACL }
+
+// Authenticate resolves a request's token secret ("" for none) to its
+// identity. It fails with ErrUnauthorized for a secret of a bad form or
+// that no token has, and with ErrUnavailable when this node's access
+// control may be stale (see ACLStaleAfter) or is not known yet. Safe for
+// concurrent use; a decision costs a hash and a map lookup.
+func (n *Node) Authenticate(secret string) (Identity, error) {
+	s := n.Layout().ACL
+	if s == nil {
+		return Identity{}, fmt.Errorf("%w: this node does not know its cluster's access control yet", ErrUnavailable)
+	}
+	if !n.metaFresh() {
+		return Identity{}, fmt.Errorf("%w: this node has not heard from the metadata group's leader for over %v, so its tokens and policies may be stale; ask another node",
+			ErrUnavailable, ACLStaleAfter)
+	}
+	return n.aclCache.Resolve(s, secret)
+}
+
+// metaFresh: this node leads the metadata group, or heard from its leader
+// within ACLStaleAfter.
+func (n *Node) metaFresh() bool {
+	if n.meta.isLeader() {
+		return true
+	}
+	return time.Since(n.meta.raft.LastContact()) < ACLStaleAfter
+}
+
+// ACLBootstrap turns the cluster's access control on in earnest: it
+// creates the first management token and returns it with its secret,
+// once; a second call fails with ErrConflict.
+func (n *Node) ACLBootstrap(ctx context.Context) (acl.Token, string, error) {
+	t, secret, err := acl.NewToken("bootstrap management token", nil, true)
+	if err != nil {
+		return acl.Token{}, "", err
+	}
+	return t, secret, n.changeACL(ctx, &ACLChange{Op: "bootstrap", Token: &t})
+}
+
+// ACLCreateToken creates a token with the named policies (or a
+// management token) and returns it with its secret, which is stored
+// nowhere: only its hash is.
+func (n *Node) ACLCreateToken(ctx context.Context, description string, policies []string, management bool) (acl.Token, string, error) {
+	t, secret, err := acl.NewToken(description, policies, management)
+	if err != nil {
+		return acl.Token{}, "", fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	return t, secret, n.changeACL(ctx, &ACLChange{Op: "token_create", Token: &t})
+}
+
+// ACLDeleteToken deletes a token; the last management token is kept
+// (ErrConflict).
+func (n *Node) ACLDeleteToken(ctx context.Context, accessor string) error {
+	return n.changeACL(ctx, &ACLChange{Op: "token_delete", Name: accessor})
+}
+
+// ACLSetPolicy creates a policy (create) or replaces an existing one.
+func (n *Node) ACLSetPolicy(ctx context.Context, p acl.Policy, create bool) error {
+	op := "policy_update"
+	if create {
+		op = "policy_create"
+	}
+	return n.changeACL(ctx, &ACLChange{Op: op, Policy: &p})
+}
+
+// ACLDeletePolicy deletes a policy no token uses; the anonymous policy is
+// kept.
+func (n *Node) ACLDeletePolicy(ctx context.Context, name string) error {
+	return n.changeACL(ctx, &ACLChange{Op: "policy_delete", Name: name})
+}
+
+// changeACL proposes c to the metadata group (on its leader, forwarded
+// there if need be) and waits until this node has applied it, so that the
+// caller's next request here sees it.
+func (n *Node) changeACL(ctx context.Context, c *ACLChange) error {
+	if err := c.check(); err != nil {
+		return err
+	}
+	if !n.ACLEnabled() {
+		return fmt.Errorf("%w: access control is off in this cluster (its nodes run without --acl)", ErrBadRequest)
+	}
+	resp, err := n.do(ctx, Request{Op: opACL, Group: MetaGroup, ACL: c})
+	if err != nil {
+		return err
+	}
+	return n.waitLayout(ctx, resp.RaftIndex)
+}
