@@ -3,6 +3,7 @@ package chaos
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,10 +41,17 @@ type Proc struct {
 	down              bool
 	cmd               *exec.Cmd
 	exited            chan struct{}
+	// https: the node's client port serves TLS (LocalOptions.ClientTLS).
+	https bool
 }
 
 // URL is the node's HTTP base URL.
-func (p *Proc) URL() string { return "http://" + p.HTTPAddr }
+func (p *Proc) URL() string {
+	if p.https {
+		return "https://" + p.HTTPAddr
+	}
+	return "http://" + p.HTTPAddr
+}
 
 // Running reports whether the process is alive (it may be paused). An
 // attached node counts as running.
@@ -212,6 +220,14 @@ type LocalOptions struct {
 	Args []string
 	// Env is added to every node's environment.
 	Env []string
+	// ACL starts every node with --acl: the first node's access control is
+	// bootstrapped, and the management token (Cluster.Token) is every
+	// node's --token and every Proc.Client's token.
+	ACL bool
+	// ClientTLS, when set, is how the harness's clients speak to nodes
+	// whose client ports serve TLS (Args give them --tls-cert and
+	// --tls-key).
+	ClientTLS *tls.Config
 }
 
 // Cluster is a cluster of ringkvd processes on 127.0.0.1.
@@ -224,6 +240,9 @@ type Cluster struct {
 	local   *LocalOptions
 	started int
 	spares  []Spare
+	// Token is the management token of a cluster with access control
+	// (LocalOptions.ACL).
+	Token string
 }
 
 func freeAddr() (string, error) {
@@ -292,7 +311,14 @@ func (c *Cluster) startNode(ctx context.Context, o LocalOptions, i int) (*Proc, 
 		if i > 0 {
 			p.args = append(p.args, "--join", c.Procs[0].URL())
 		}
-		p.Client = client.New(p.URL())
+		if o.ACL {
+			p.args = append(p.args, "--acl")
+			if c.Token != "" {
+				p.args = append(p.args, "--token", c.Token)
+			}
+		}
+		p.https = o.ClientTLS != nil
+		p.Client = c.newClient(p)
 		if err := p.Start(); err != nil {
 			return nil, err
 		}
@@ -320,9 +346,41 @@ func (c *Cluster) startNode(ctx context.Context, o LocalOptions, i int) (*Proc, 
 			p.Kill()
 			return nil, fmt.Errorf("%s: %w", p.ID, err)
 		}
+		if o.ACL && c.Token == "" {
+			if err := c.bootstrapACL(ctx, p); err != nil {
+				p.Kill()
+				return nil, err
+			}
+		}
 		return p, nil
 	}
 	return nil, lastErr
+}
+
+// bootstrapACL takes the management token of the cluster p bootstrapped,
+// once its layout is there.
+func (c *Cluster) bootstrapACL(ctx context.Context, p *Proc) error {
+	var tok struct {
+		SecretID string `json:"secret_id"`
+	}
+	err := poll(ctx, 50*time.Millisecond, func() error {
+		return p.Client.DoJSON(ctx, http.MethodPost, "/v1/acl/bootstrap", nil, &tok)
+	})
+	if err != nil {
+		return fmt.Errorf("%s: acl bootstrap: %w", p.ID, err)
+	}
+	c.Token = tok.SecretID
+	p.Client = c.newClient(p)
+	return nil
+}
+
+// newClient is a client of node p with the cluster's token and TLS.
+func (c *Cluster) newClient(p *Proc) *client.Client {
+	opts := []client.Option{client.WithToken(c.Token)}
+	if c.local != nil && c.local.ClientTLS != nil {
+		opts = append(opts, client.WithTLS(c.local.ClientTLS))
+	}
+	return client.New(p.URL(), opts...)
 }
 
 // Attach builds a Cluster from running nodes at the given HTTP URLs,

@@ -68,13 +68,38 @@ func New(addr string, opts ...Option) *Client {
 		TLSClientConfig:     o.tls,
 		TLSHandshakeTimeout: 10 * time.Second,
 	}
-	return &Client{base: strings.TrimRight(addr, "/"), hc: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+	var rt http.RoundTripper = tr
+	if o.token != "" {
+		rt = &tokenTransport{base: tr, token: o.token}
+	}
+	return &Client{base: strings.TrimRight(addr, "/"), hc: &http.Client{Transport: rt, Timeout: 30 * time.Second}}
 }
+
+// tokenTransport sends a token with every request.
+type tokenTransport struct {
+	base  *http.Transport
+	token string
+}
+
+func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	r := req.Clone(req.Context())
+	r.Header.Set("X-Ringkv-Token", t.token)
+	return t.base.RoundTrip(r)
+}
+
+func (t *tokenTransport) CloseIdleConnections() { t.base.CloseIdleConnections() }
 
 // An Option shapes a Client.
 type Option func(*options)
 
-type options struct{ tls *tls.Config }
+type options struct {
+	tls   *tls.Config
+	token string
+}
+
+// WithToken sends token (a token's secret id) with every request, for a
+// cluster with access control on.
+func WithToken(token string) Option { return func(o *options) { o.token = token } }
 
 // WithTLS makes the client speak HTTPS with cfg (its CAs, and a client
 // certificate for a node that requires one); an address without a scheme

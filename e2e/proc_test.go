@@ -77,6 +77,13 @@ type cluster struct {
 // startCluster starts n real processes: the first bootstraps, the rest join.
 func startCluster(t testing.TB, n int, extra ...string) *cluster {
 	t.Helper()
+	return startClusterWith(t, chaos.LocalOptions{Nodes: n, Args: extra})
+}
+
+// startClusterWith starts the cluster o describes (its Bin, Dir and the
+// fast timing set here).
+func startClusterWith(t testing.TB, o chaos.LocalOptions) *cluster {
+	t.Helper()
 	trackSources()
 	// RINGKV_E2E_KEEP=DIR keeps each cluster's data and logs in a new
 	// directory under DIR, to read after a failure.
@@ -87,8 +94,8 @@ func startCluster(t testing.TB, n int, extra ...string) *cluster {
 			t.Fatal(err)
 		}
 	}
-	lc, err := chaos.StartLocal(ctx(t, 60*time.Second), chaos.LocalOptions{Bin: bin.ringkvd, Dir: dir, Nodes: n,
-		Args: append(append([]string{}, timing...), extra...)})
+	o.Bin, o.Dir, o.Args = bin.ringkvd, dir, append(append([]string{}, timing...), o.Args...)
+	lc, err := chaos.StartLocal(ctx(t, 60*time.Second), o)
 	if err != nil {
 		t.Fatal(err)
 	}

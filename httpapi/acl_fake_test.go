@@ -19,7 +19,7 @@ func (f *fakeBackend) ACL() *raftnode.ACLState {
 	return f.acl
 }
 
-func (f *fakeBackend) Authenticate(secret string) (raftnode.Identity, error) {
+func (f *fakeBackend) Authenticate(ctx context.Context, secret string) (raftnode.Identity, error) {
 	s := f.ACL()
 	if s == nil {
 		return raftnode.Identity{}, fmt.Errorf("%w: access control is off", raftnode.ErrUnavailable)

@@ -106,7 +106,7 @@ func (a *API) authenticate(r *http.Request) (raftnode.Identity, error) {
 	if sent && secret == "" {
 		return raftnode.Identity{}, fmt.Errorf("%w: an empty token; send a token of 1 to %d bytes, or none", raftnode.ErrUnauthorized, acl.MaxSecretBytes)
 	}
-	return a.b.Authenticate(secret)
+	return a.b.Authenticate(r.Context(), secret)
 }
 
 // permit says whether id may do what n needs. Refused without a token it

@@ -2,7 +2,10 @@ package raftnode
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +20,9 @@ import (
 // metadata leader's lease it bounds how long a deleted token or a changed
 // policy may still be honoured anywhere, once committed.
 const ACLStaleAfter = time.Second
+
+// errNoSuchToken: a secret of the right form that no token has.
+var errNoSuchToken = fmt.Errorf("%w: no such token (it may have been deleted)", ErrUnauthorized)
 
 // Identity is who a request acts as: a token's accessor id and what it may
 // do, or the anonymous policy's rights for a request without a token.
@@ -111,7 +117,7 @@ func (c *ACLResolver) Resolve(s *ACLState, secret string) (Identity, error) {
 	}
 	t, ok := v.byHash[acl.HashSecret(secret)]
 	if !ok {
-		return Identity{}, fmt.Errorf("%w: no such token (it may have been deleted)", ErrUnauthorized)
+		return Identity{}, errNoSuchToken
 	}
 	return Identity{Accessor: t.AccessorID, Authorizer: v.authorizer(t)}, nil
 }
@@ -130,14 +136,30 @@ func (c *ACLResolver) get(s *ACLState) *aclView {
 	return v
 }
 
+// aclMarkerFile, in the data dir, records that the node's cluster has
+// access control on, so that after a restart the node enforces it before
+// its layout is known again, whatever its flags say.
+const aclMarkerFile = "acl-on"
+
 // ACLEnabled reports whether this node enforces access control: its
 // cluster's layout has it on, or (before the layout is known) this node
-// was started with it.
+// was started with it or its cluster had it on when it last knew.
 func (n *Node) ACLEnabled() bool {
-	if s := n.Layout().ACL; s != nil {
-		return s.Enabled
+	l := n.Layout()
+	if !l.Initialized {
+		return n.cfg.ACL || n.aclMarked.Load()
 	}
-	return n.cfg.ACL
+	on := l.ACL != nil && l.ACL.Enabled
+	if on && !n.aclMarked.Load() && n.aclMarked.CompareAndSwap(false, true) {
+		if err := os.WriteFile(filepath.Join(n.cfg.DataDir, aclMarkerFile), []byte("access control is on in this node's cluster\n"), 0o600); err != nil {
+			n.log.Warn("recording that access control is on", "err", err)
+		}
+	}
+	if on != n.cfg.ACL && n.aclWarned.CompareAndSwap(false, true) {
+		n.log.Error("this node's --acl is not its cluster's: it enforces the cluster's choice (access control on: " +
+			fmt.Sprint(on) + "); start it with the same setting as the other nodes")
+	}
+	return on
 }
 
 // ACL returns the access control state this node decides by (nil when
@@ -148,9 +170,12 @@ func (n *Node) ACL() *ACLState { return n.Layout().ACL }
 // Authenticate resolves a request's token secret ("" for none) to its
 // identity. It fails with ErrUnauthorized for a secret of a bad form or
 // that no token has, and with ErrUnavailable when this node's access
-// control may be stale (see ACLStaleAfter) or is not known yet. Safe for
-// concurrent use; a decision costs a hash and a map lookup.
-func (n *Node) Authenticate(secret string) (Identity, error) {
+// control may be stale (see ACLStaleAfter) or is not known yet. A secret
+// this node does not know is looked up again once its layout has caught up
+// with the metadata leader's, so that a token just created on another node
+// works here at once. Safe for concurrent use; a decision costs a hash and
+// a map lookup.
+func (n *Node) Authenticate(ctx context.Context, secret string) (Identity, error) {
 	s := n.Layout().ACL
 	if s == nil {
 		return Identity{}, fmt.Errorf("%w: this node does not know its cluster's access control yet", ErrUnavailable)
@@ -159,7 +184,49 @@ func (n *Node) Authenticate(secret string) (Identity, error) {
 		return Identity{}, fmt.Errorf("%w: this node has not heard from the metadata group's leader for over %v, so its tokens and policies may be stale; ask another node",
 			ErrUnavailable, ACLStaleAfter)
 	}
-	return n.aclCache.Resolve(s, secret)
+	id, err := n.aclCache.Resolve(s, secret)
+	if !errors.Is(err, errNoSuchToken) {
+		return id, err
+	}
+	if err := n.aclCatchUp(ctx); err != nil {
+		return Identity{}, err
+	}
+	return n.aclCache.Resolve(n.Layout().ACL, secret)
+}
+
+// aclCatchUp waits until this node's layout reflects every metadata entry
+// committed before the call. Concurrent callers share one wait, so that a
+// flood of unknown tokens costs one round trip to the metadata leader at a
+// time, not one each.
+func (n *Node) aclCatchUp(ctx context.Context) error {
+	n.aclSyncMu.Lock()
+	w := n.aclSync
+	if w == nil {
+		w = &aclWait{done: make(chan struct{})}
+		n.aclSync = w
+		go func() {
+			cctx, cancel := context.WithTimeout(n.ctx, 2*time.Second)
+			_, _, w.err = n.currentLayout(cctx, Linearizable)
+			cancel()
+			n.aclSyncMu.Lock()
+			n.aclSync = nil
+			n.aclSyncMu.Unlock()
+			close(w.done)
+		}()
+	}
+	n.aclSyncMu.Unlock()
+	select {
+	case <-w.done:
+		return w.err
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %v", ErrUnavailable, context.Cause(ctx))
+	}
+}
+
+// aclWait is one catch-up of the layout that callers share.
+type aclWait struct {
+	done chan struct{}
+	err  error
 }
 
 // metaFresh: this node leads the metadata group, or heard from its leader

@@ -47,6 +47,14 @@ type Node struct {
 	olderMetaWarned atomic.Int64
 	// aclCache holds the compiled access control of the current layout.
 	aclCache ACLResolver
+	// aclMarked: this node's cluster has access control on (its marker
+	// file is in the data dir); aclWarned: a flag at odds with it was
+	// logged.
+	aclMarked atomic.Bool
+	aclWarned atomic.Bool
+	// aclSync is the layout catch-up unknown tokens wait for, if any.
+	aclSyncMu sync.Mutex
+	aclSync   *aclWait
 }
 
 // New starts a node: it opens the Raft port and every local replica, then
@@ -69,6 +77,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	if err := checkNotRemoved(cfg.DataDir); err != nil {
 		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, aclMarkerFile)); err == nil {
+		n.aclMarked.Store(true)
 	}
 	if cfg.PeerTLS != nil {
 		n.fwd.usePeerTLS(cfg.PeerTLS)

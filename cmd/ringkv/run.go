@@ -62,6 +62,9 @@ commands:
   hostile [--target local|compose|endpoints] [--groups N] [--json]
                                  send reserved values, internal calls and forged Raft RPCs;
                                  check each is refused and the cluster stays healthy
+  acl bootstrap | acl policy create|update|list|get|delete | acl token create|list|get|self|delete
+                                 access control (ringkvd --acl): the first management token,
+                                 policies of key-prefix rules, and the tokens that carry them
   certs create-ca --dir DIR | certs create-node NAME --hosts H,H --dir DIR |
   certs create-client NAME --dir DIR
                                  make a CA (DIR/ca.crt, DIR/ca.key) and the node and
@@ -70,6 +73,7 @@ commands:
 --addr defaults to $RINGKV_ADDR, then http://127.0.0.1:7070.
 --cacert FILE [--cert FILE --key FILE] (or $RINGKV_CACERT, $RINGKV_CERT, $RINGKV_KEY)
 speak HTTPS to a node serving TLS; an address without a scheme then means https://.
+--token SECRET (or $RINGKV_TOKEN) is sent with every request, for a cluster with access control.
 `
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, getenv func(string) string) error {
@@ -84,6 +88,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, 
 	cacert := fs.String("cacert", getenv("RINGKV_CACERT"), "PEM CA bundle to verify the node's certificate (HTTPS)")
 	cert := fs.String("cert", getenv("RINGKV_CERT"), "PEM client certificate, for a node that requires one")
 	key := fs.String("key", getenv("RINGKV_KEY"), "PEM key of --cert")
+	token := fs.String("token", getenv("RINGKV_TOKEN"), "token (secret id) for a cluster with access control")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%v\n%s", err, usage)
 	}
@@ -98,6 +103,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, 
 			return err
 		}
 		copts = append(copts, client.WithTLS(r.ClientConfig()))
+	}
+	if *token != "" {
+		copts = append(copts, client.WithToken(*token))
 	}
 	c := client.New(*addr, copts...)
 	defer c.Close()
@@ -143,6 +151,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, 
 		return cmdHostile(parent, rest, stdout) // each case bounded by --recover
 	case "certs":
 		return cmdCerts(rest, stdout)
+	case "acl":
+		return cmdACL(ctx, c, rest, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
