@@ -39,6 +39,8 @@ type Config struct {
 	// the cluster's default).
 	Replication string
 	Consistency string
+	// ClientOptions are given to every client (TLS, a token).
+	ClientOptions []client.Option
 	// Seed makes the key sequence repeatable.
 	Seed int64
 	// Progress, if set, is called about once a second with the totals
@@ -125,7 +127,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	clients := make([]*client.Client, len(cfg.Endpoints))
 	for i, ep := range cfg.Endpoints {
-		clients[i] = client.New(ep)
+		clients[i] = client.New(ep, cfg.ClientOptions...)
 		defer clients[i].Close()
 	}
 	if cfg.Duration > 0 {

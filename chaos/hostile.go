@@ -58,6 +58,9 @@ type HostileOptions struct {
 	Recover time.Duration
 	// Log, when set, receives a line per case as it ends.
 	Log func(HostileResult)
+	// Token is a management token of a cluster with access control: the
+	// suite acts with it, and adds the cases of tokens and policies.
+	Token string
 }
 
 // maxSaneTerm bounds the Raft terms a healthy cluster shows: far above
@@ -73,8 +76,9 @@ func Hostile(ctx context.Context, endpoints []string, o HostileOptions) ([]Hosti
 	}
 	h := &hostile{o: o}
 	for _, e := range endpoints {
-		h.nodes = append(h.nodes, client.New(e))
+		h.nodes = append(h.nodes, client.New(e, client.WithToken(o.Token)))
 	}
+	h.endpoints = endpoints
 	defer func() {
 		for _, c := range h.nodes {
 			c.Close()
@@ -89,7 +93,11 @@ func Hostile(ctx context.Context, endpoints []string, o HostileOptions) ([]Hosti
 	}
 	h.canary = canary
 	var out []HostileResult
-	for _, c := range hostileCases() {
+	cases := hostileCases()
+	if o.Token != "" {
+		cases = append(cases, aclCases()...)
+	}
+	for _, c := range cases {
 		r := HostileResult{Name: c.name}
 		sent, got, err := c.run(ctx, h)
 		r.Sent, r.Got = sent, got
@@ -111,10 +119,11 @@ func Hostile(ctx context.Context, endpoints []string, o HostileOptions) ([]Hosti
 }
 
 type hostile struct {
-	o      HostileOptions
-	nodes  []*client.Client
-	canary string
-	seq    int
+	o         HostileOptions
+	endpoints []string
+	nodes     []*client.Client
+	canary    string
+	seq       int
 }
 
 type hostileCase struct {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/ringkv/ringkv/client"
 	"io"
 	"os"
 	"strings"
@@ -59,9 +60,10 @@ func splitList(s string) []string {
 }
 
 // cmdBench runs the closed-loop workload generator.
-func cmdBench(ctx context.Context, addr string, args []string, out io.Writer) error {
+// copts (the node's TLS, a token) go to every client it makes.
+func cmdBench(ctx context.Context, addr string, copts []client.Option, args []string, out io.Writer) error {
 	if len(args) > 0 && args[0] == "compare" {
-		return cmdBenchCompare(ctx, addr, args[1:], out)
+		return cmdBenchCompare(ctx, addr, copts, args[1:], out)
 	}
 	if len(args) > 0 && args[0] == "loss" {
 		return cmdBenchLoss(ctx, args[1:], out)
@@ -71,6 +73,7 @@ func cmdBench(ctx context.Context, addr string, args []string, out io.Writer) er
 	if err != nil {
 		return err
 	}
+	bf.cfg.ClientOptions = copts
 	cfg, asJSON := &bf.cfg, bf.asJSON
 	if len(pos) != 0 {
 		return errors.New("usage: ringkv bench [--endpoints URLS] [--concurrency N] [--duration D | --ops N] [--value-size B] [--keys N] [--reads F] [--dist uniform|zipfian|sequential] [--replication sync|async] [--consistency C] [--json]")
@@ -160,7 +163,7 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float6
 
 // cmdBenchCompare runs the workload with sync and async writes on the same
 // cluster, alternating rounds, and prints them side by side.
-func cmdBenchCompare(ctx context.Context, addr string, args []string, out io.Writer) error {
+func cmdBenchCompare(ctx context.Context, addr string, copts []client.Option, args []string, out io.Writer) error {
 	var bf benchFlags
 	var rounds int
 	var plot, asyncEndpoints string
@@ -173,6 +176,7 @@ func cmdBenchCompare(ctx context.Context, addr string, args []string, out io.Wri
 	if err != nil {
 		return err
 	}
+	bf.cfg.ClientOptions = copts
 	if len(pos) != 0 || bf.cfg.Replication != "" {
 		return errors.New("usage: ringkv bench compare [bench flags, without --replication] [--async-endpoints URLS] [--rounds N] [--plot FILE.svg] [--json]")
 	}

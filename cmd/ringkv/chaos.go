@@ -22,7 +22,7 @@ import (
 type targetFlags struct {
 	target, endpoints, containers string
 	killCmd, startCmd, bin        string
-	peerTLS                       bool
+	peerTLS, acl                  bool
 }
 
 func (t *targetFlags) define(fs *flag.FlagSet) {
@@ -33,6 +33,7 @@ func (t *targetFlags) define(fs *flag.FlagSet) {
 	fs.StringVar(&t.startCmd, "start-cmd", "", "endpoints: shell command that starts node {node} again")
 	fs.StringVar(&t.bin, "ringkvd", "", "local: path to the ringkvd binary (default: next to ringkv, then $PATH)")
 	fs.BoolVar(&t.peerTLS, "peer-tls", false, "local: the nodes speak mutual TLS between them (a CA and node certificates are made in the run's directory)")
+	fs.BoolVar(&t.acl, "acl", false, "local: the nodes run with access control (--acl); the harness bootstraps it and acts with the management token")
 }
 
 // controls reports whether the target can kill and restart nodes.
@@ -88,7 +89,10 @@ func (t *targetFlags) open(ctx context.Context, dir string, groups int) (*chaos.
 		}
 		args, desc = append(args, peerArgs...), desc+", peer TLS"
 	}
-	c, err := chaos.StartLocal(ctx, chaos.LocalOptions{Bin: t.bin, Dir: dir, Nodes: 3, Args: args})
+	if t.acl {
+		desc += ", access control"
+	}
+	c, err := chaos.StartLocal(ctx, chaos.LocalOptions{Bin: t.bin, Dir: dir, Nodes: 3, Args: args, ACL: t.acl})
 	return c, desc, err
 }
 

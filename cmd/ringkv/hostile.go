@@ -67,7 +67,7 @@ func cmdHostile(ctx context.Context, args []string, out io.Writer) error {
 			fmt.Fprintf(out, "     %s\n", r.Error)
 		}
 	}
-	results, err := chaos.Hostile(ctx, endpoints, chaos.HostileOptions{Recover: recover, Log: log})
+	results, err := chaos.Hostile(ctx, endpoints, chaos.HostileOptions{Recover: recover, Log: log, Token: cluster.Token})
 	if err != nil {
 		return fmt.Errorf("hostile: %w", err)
 	}

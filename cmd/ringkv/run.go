@@ -146,7 +146,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, 
 	case "chaos":
 		return cmdChaos(parent, rest, stdout) // bounded by its own --duration
 	case "bench":
-		return cmdBench(parent, *addr, rest, stdout) // bounded by its own --duration or --ops
+		return cmdBench(parent, *addr, copts, rest, stdout) // bounded by its own --duration or --ops
 	case "hostile":
 		return cmdHostile(parent, rest, stdout) // each case bounded by --recover
 	case "certs":
