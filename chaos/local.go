@@ -1,10 +1,8 @@
 package chaos
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -528,18 +526,13 @@ func (c *Cluster) Heal(ctx context.Context) error {
 }
 
 func setBlock(ctx context.Context, p *Proc, addrs []string) error {
-	body, _ := json.Marshal(map[string][]string{"block": addrs})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.URL()+"/v1/debug/fault", bytes.NewReader(body))
-	if err != nil {
-		return err
+	// Through the node's client: with its token and TLS, if any.
+	err := p.Client.DoJSON(ctx, http.MethodPost, "/v1/debug/fault", map[string][]string{"block": addrs}, nil)
+	if client.IsCode(err, "not_found") {
+		return fmt.Errorf("fault hook of %s: %w (started without --fault-hook?)", p.ID, err)
 	}
-	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("fault hook of %s: %w", p.ID, err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("fault hook of %s: status %d (started without --fault-hook?)", p.ID, resp.StatusCode)
 	}
 	return nil
 }

@@ -241,11 +241,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 func snapshotInstalls(ctx context.Context, c *Cluster) int {
 	total := 0
 	for _, p := range c.Procs {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.URL()+"/metrics", nil)
-		if err != nil {
-			continue
-		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := p.Client.Stream(ctx, http.MethodGet, "/metrics", nil, nil)
 		if err != nil {
 			continue
 		}

@@ -44,6 +44,8 @@ func IsCode(err error, code string) bool {
 type Client struct {
 	base string
 	hc   *http.Client
+	// token, when set, goes with every request as X-Ringkv-Token.
+	token []string
 }
 
 // New returns a client for the node at addr ("http://host:port" or
@@ -68,26 +70,12 @@ func New(addr string, opts ...Option) *Client {
 		TLSClientConfig:     o.tls,
 		TLSHandshakeTimeout: 10 * time.Second,
 	}
-	var rt http.RoundTripper = tr
+	c := &Client{base: strings.TrimRight(addr, "/"), hc: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
 	if o.token != "" {
-		rt = &tokenTransport{base: tr, token: o.token}
+		c.token = []string{o.token}
 	}
-	return &Client{base: strings.TrimRight(addr, "/"), hc: &http.Client{Transport: rt, Timeout: 30 * time.Second}}
+	return c
 }
-
-// tokenTransport sends a token with every request.
-type tokenTransport struct {
-	base  *http.Transport
-	token string
-}
-
-func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	r := req.Clone(req.Context())
-	r.Header.Set("X-Ringkv-Token", t.token)
-	return t.base.RoundTrip(r)
-}
-
-func (t *tokenTransport) CloseIdleConnections() { t.base.CloseIdleConnections() }
 
 // An Option shapes a Client.
 type Option func(*options)
@@ -157,6 +145,9 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
 		return nil, nil, err
+	}
+	if c.token != nil {
+		req.Header["X-Ringkv-Token"] = c.token
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -404,6 +395,9 @@ func (c *Client) Stream(ctx context.Context, method, path string, q url.Values, 
 	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
 		return nil, err
+	}
+	if c.token != nil {
+		req.Header["X-Ringkv-Token"] = c.token
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/octet-stream")

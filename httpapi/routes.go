@@ -89,7 +89,7 @@ func (a *API) routeTable() []route {
 		{"acl_tokens", "/v1/acl/tokens", map[string]endpoint{get: e(a.aclTokens, needManagement)}},
 	}
 	if a.cfg.FaultHook {
-		table = append(table, route{"fault", "/v1/debug/fault", map[string]endpoint{post: e(a.fault, needOperatorWrite)}})
+		table = append(table, route{"fault", "/v1/debug/fault", map[string]endpoint{post: e(a.fault, needFaultHook)}})
 	}
 	if a.cfg.Pprof {
 		all := func(h http.HandlerFunc) map[string]endpoint {

@@ -50,7 +50,7 @@ type Backend interface {
 	// resolves a token secret ("" for none) to its identity; ACL is the
 	// state decisions are made by (nil when off).
 	ACLEnabled() bool
-	Authenticate(ctx context.Context, secret string) (raftnode.Identity, error)
+	Authenticate(ctx context.Context, secret string, o raftnode.AuthOptions) (raftnode.Identity, error)
 	ACL() *raftnode.ACLState
 	ACLBootstrap(ctx context.Context) (acl.Token, string, error)
 	ACLCreateToken(ctx context.Context, description string, policies []string, management bool) (acl.Token, string, error)

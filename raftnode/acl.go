@@ -21,6 +21,14 @@ import (
 // policy may still be honoured anywhere, once committed.
 const ACLStaleAfter = time.Second
 
+// AuthOptions qualify Authenticate.
+type AuthOptions struct {
+	// AcceptStale decides even when this node has not heard from the
+	// metadata leader lately: for what must work on a node cut off from
+	// the others (the fault hook that heals it).
+	AcceptStale bool
+}
+
 // errNoSuchToken: a secret of the right form that no token has.
 var errNoSuchToken = fmt.Errorf("%w: no such token (it may have been deleted)", ErrUnauthorized)
 
@@ -52,10 +60,17 @@ type aclView struct {
 	anon   *acl.Authorizer
 	mu     sync.Mutex
 	auth   map[string]*acl.Authorizer // by accessor id
+	// known caches the identities of secrets resolved under this state,
+	// sparing each request a hash; only secrets of tokens are kept, at
+	// most knownMax.
+	known    sync.Map // secret -> Identity
+	knownN   atomic.Int64
+	knownMax int64
 }
 
 func newACLView(s *ACLState) *aclView {
-	v := &aclView{state: s, byHash: make(map[string]*acl.Token, len(s.Tokens)), auth: map[string]*acl.Authorizer{}}
+	v := &aclView{state: s, byHash: make(map[string]*acl.Token, len(s.Tokens)), auth: map[string]*acl.Authorizer{},
+		knownMax: int64(len(s.Tokens))}
 	for i := range s.Tokens {
 		v.byHash[s.Tokens[i].SecretHash] = &s.Tokens[i]
 	}
@@ -112,6 +127,9 @@ func (c *ACLResolver) Resolve(s *ACLState, secret string) (Identity, error) {
 	if secret == "" {
 		return Identity{Authorizer: v.anon}, nil
 	}
+	if id, ok := v.known.Load(secret); ok {
+		return id.(Identity), nil
+	}
 	if err := acl.CheckSecret(secret); err != nil {
 		return Identity{}, fmt.Errorf("%w: %v", ErrUnauthorized, err)
 	}
@@ -119,7 +137,11 @@ func (c *ACLResolver) Resolve(s *ACLState, secret string) (Identity, error) {
 	if !ok {
 		return Identity{}, errNoSuchToken
 	}
-	return Identity{Accessor: t.AccessorID, Authorizer: v.authorizer(t)}, nil
+	id := Identity{Accessor: t.AccessorID, Authorizer: v.authorizer(t)}
+	if v.knownN.Add(1) <= v.knownMax {
+		v.known.Store(secret, id)
+	}
+	return id, nil
 }
 
 func (c *ACLResolver) get(s *ACLState) *aclView {
@@ -144,8 +166,9 @@ const aclMarkerFile = "acl-on"
 // ACLEnabled reports whether this node enforces access control: its
 // cluster's layout has it on, or (before the layout is known) this node
 // was started with it or its cluster had it on when it last knew.
-func (n *Node) ACLEnabled() bool {
-	l := n.Layout()
+func (n *Node) ACLEnabled() bool { return n.aclOn(n.Layout()) }
+
+func (n *Node) aclOn(l *Layout) bool {
 	if !l.Initialized {
 		return n.cfg.ACL || n.aclMarked.Load()
 	}
@@ -168,19 +191,24 @@ func (n *Node) ACLEnabled() bool {
 func (n *Node) ACL() *ACLState { return n.Layout().ACL }
 
 // Authenticate resolves a request's token secret ("" for none) to its
-// identity. It fails with ErrUnauthorized for a secret of a bad form or
+// identity; with access control off it returns an Identity without an
+// Authorizer, and no error. It fails with ErrUnauthorized for a secret of a bad form or
 // that no token has, and with ErrUnavailable when this node's access
 // control may be stale (see ACLStaleAfter) or is not known yet. A secret
 // this node does not know is looked up again once its layout has caught up
 // with the metadata leader's, so that a token just created on another node
 // works here at once. Safe for concurrent use; a decision costs a hash and
 // a map lookup.
-func (n *Node) Authenticate(ctx context.Context, secret string) (Identity, error) {
-	s := n.Layout().ACL
+func (n *Node) Authenticate(ctx context.Context, secret string, o AuthOptions) (Identity, error) {
+	l := n.Layout()
+	if !n.aclOn(l) {
+		return Identity{}, nil
+	}
+	s := l.ACL
 	if s == nil {
 		return Identity{}, fmt.Errorf("%w: this node does not know its cluster's access control yet", ErrUnavailable)
 	}
-	if !n.metaFresh() {
+	if !o.AcceptStale && !n.metaFresh() {
 		return Identity{}, fmt.Errorf("%w: this node has not heard from the metadata group's leader for over %v, so its tokens and policies may be stale; ask another node",
 			ErrUnavailable, ACLStaleAfter)
 	}
