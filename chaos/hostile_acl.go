@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -44,6 +45,7 @@ func aclCases() []hostileCase {
 		restCase("a token deleted by a path", "DELETE", "/v1/acl/token/..%2F..%2Fetc", nil, 400, "bad_request"),
 		restCase("a second bootstrap", "POST", "/v1/acl/bootstrap", nil, 409, "conflict"),
 		{name: "the last management token deleted", run: deleteLastManagementToken},
+		{name: "a write forwarded by a client on the Raft port, past access control", run: forwardPastACL},
 	}
 }
 
@@ -114,4 +116,41 @@ func deleteLastManagementToken(ctx context.Context, h *hostile) (string, string,
 		return sent, got, fmt.Errorf("the management token stopped working: %v", err)
 	}
 	return sent, got, nil
+}
+
+// forwardPastACL sends a write, as a node forwards one, to each node's
+// Raft port without the peer TLS or peer secret a node has: it must be
+// refused there, and the key stay unwritten.
+func forwardPastACL(ctx context.Context, h *hostile) (string, string, error) {
+	key := fmt.Sprintf("hostile/forwarded/%d", time.Now().UnixNano())
+	var at struct {
+		Group uint32 `json:"group"`
+	}
+	if err := h.nodes[0].GetJSON(ctx, "/v1/ring/lookup", url.Values{"key": {key}}, &at); err != nil {
+		return "", "", err
+	}
+	sent := fmt.Sprintf("POST /v1/internal/forward on the Raft port: put %s in group %d", key, at.Group)
+	body := mustJSON(map[string]any{"requests": []map[string]any{{"op": "put", "group": at.Group,
+		"key": []byte(key), "value": []byte("past"), "deadline_ms": 2000}}})
+	var got []string
+	for _, c := range h.nodes {
+		_, raftAddr, err := ownStatus(ctx, c)
+		if err != nil {
+			return sent, "", err
+		}
+		answer, err := peerPost(ctx, raftAddr, "/v1/internal/forward", body)
+		if err == nil && !strings.HasPrefix(answer, "403 ") {
+			return sent, answer, fmt.Errorf("%s: the forwarded write was not refused at the Raft port", raftAddr)
+		}
+		if err != nil {
+			answer = "closed: " + err.Error()
+		}
+		got = append(got, answer)
+	}
+	for _, c := range h.nodes {
+		if _, err := c.Get(ctx, key, "linearizable"); !client.IsCode(err, "not_found") {
+			return sent, summarize(got), fmt.Errorf("%s: the forwarded write is there (%v)", c.Addr(), err)
+		}
+	}
+	return sent, summarize(got), nil
 }

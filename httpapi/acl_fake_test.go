@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
@@ -12,6 +13,14 @@ import (
 // resolver: only the consensus around them is missing.
 
 func (f *fakeBackend) ACLEnabled() bool { return f.acl != nil }
+
+// PeerSecret is a fixed secret while access control is on.
+func (f *fakeBackend) PeerSecret() ([]byte, error) {
+	if f.ACL() == nil {
+		return nil, fmt.Errorf("%w: this cluster has no peer secret", raftnode.ErrConflict)
+	}
+	return bytes.Repeat([]byte{7}, 32), nil
+}
 
 func (f *fakeBackend) ACL() *raftnode.ACLState {
 	f.mu.Lock()

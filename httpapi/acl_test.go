@@ -52,6 +52,7 @@ var accessTable = []accessRow{
 	{"group_leader", "PUT", "/v1/groups/1/leader", `{"node":"n1"}`, operatorWrite},
 	{"group_leader", "DELETE", "/v1/groups/1/leader", "", operatorWrite},
 	{"join", "POST", "/v1/cluster/join", `{"id":"n9","http_addr":"127.0.0.1:1","raft_addr":"127.0.0.1:2"}`, operatorWrite},
+	{"peer_secret", "GET", "/v1/cluster/peer-secret", "", operatorWrite},
 	{"cluster", "GET", "/v1/cluster", "", operatorRead},
 	{"remove_node", "DELETE", "/v1/cluster/nodes/busy", "", operatorWrite},
 	{"drain_node", "PUT", "/v1/cluster/nodes/busy/drain", "", operatorWrite},

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -342,6 +343,19 @@ func (a *API) removeNode(w http.ResponseWriter, r *http.Request) {
 
 // cluster shows members, their replicas and leaderships, and the replica
 // move in progress: GET /v1/cluster.
+// peerSecret hands the cluster's peer secret to a node about to join (GET
+// /v1/cluster/peer-secret): with it, the node's Raft port and its peers'
+// accept each other. 409 when the cluster has none.
+func (a *API) peerSecret(w http.ResponseWriter, r *http.Request) {
+	s, err := a.b.PeerSecret()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, raftnode.PeerSecretDoc{PeerSecret: hex.EncodeToString(s)})
+}
+
 func (a *API) cluster(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, a.b.Cluster(r.Context()))
 }

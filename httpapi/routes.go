@@ -63,6 +63,7 @@ func (a *API) routeTable() []route {
 		{"ring_migration", "/v1/ring/migration", map[string]endpoint{del: e(a.ringAbort, needOperatorWrite)}},
 		{"group_leader", "/v1/groups/{id}/leader", map[string]endpoint{put: e(a.pinLeader, needOperatorWrite), del: e(a.pinLeader, needOperatorWrite)}},
 		{"join", "/v1/cluster/join", map[string]endpoint{post: e(a.join, needOperatorWrite)}},
+		{"peer_secret", raftnode.PeerSecretPath, map[string]endpoint{get: e(a.peerSecret, needOperatorWrite)}},
 		{"cluster", "/v1/cluster", map[string]endpoint{get: e(a.cluster, needOperatorRead)}},
 		{"remove_node", "/v1/cluster/nodes/{id}", map[string]endpoint{del: e(a.removeNode, needOperatorWrite)}},
 		{"drain_node", "/v1/cluster/nodes/{id}/drain", map[string]endpoint{put: e(a.drainNode, needOperatorWrite), del: e(a.drainNode, needOperatorWrite)}},

@@ -57,6 +57,9 @@ type Backend interface {
 	ACLDeleteToken(ctx context.Context, accessor string) error
 	ACLSetPolicy(ctx context.Context, p acl.Policy, create bool) error
 	ACLDeletePolicy(ctx context.Context, name string) error
+	// PeerSecret is the cluster's peer secret, for a node about to join a
+	// cluster with access control and without peer TLS.
+	PeerSecret() ([]byte, error)
 	ServeCheckpoint(ctx context.Context, g raftnode.GroupID, minIndex uint64, start func(h snapshot.Header) io.Writer) error
 	RestoreCheckpoint(ctx context.Context, g raftnode.GroupID, r io.Reader, f raftnode.RestoreFence) (uint64, error)
 	Tree(ctx context.Context, g raftnode.GroupID) (raftnode.GroupTree, error)

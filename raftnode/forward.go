@@ -355,6 +355,45 @@ func (f *forwarder) join(ctx context.Context, url string, self NodeInfo, token s
 	return nil
 }
 
+// PeerSecretPath is where a node hands its cluster's peer secret to a
+// node about to join (operator write).
+const PeerSecretPath = "/v1/cluster/peer-secret"
+
+// PeerSecretDoc is the body of PeerSecretPath.
+type PeerSecretDoc struct {
+	PeerSecret string `json:"peer_secret"`
+}
+
+// peerSecret fetches the cluster's peer secret from the node at url, as
+// join does, with the same token.
+func (f *forwarder) peerSecret(ctx context.Context, url, token string) ([]byte, error) {
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL(url)+PeerSecretPath, nil)
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		hreq.Header.Set("X-Ringkv-Token", token)
+	}
+	hresp, err := f.client.Do(hreq)
+	if err != nil {
+		return nil, err
+	}
+	defer hresp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(hresp.Body, 64<<10))
+	if hresp.StatusCode != http.StatusOK {
+		var we WireError
+		if json.Unmarshal(body, &we) == nil && we.Code != "" {
+			return nil, FromWire(we)
+		}
+		return nil, fmt.Errorf("peer secret via %s: status %d", url, hresp.StatusCode)
+	}
+	var doc PeerSecretDoc
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return nil, fmt.Errorf("peer secret via %s: %w", url, err)
+	}
+	return ParsePeerSecret(doc.PeerSecret)
+}
+
 // status fetches a peer's status document on its Raft port, which peers
 // may read whatever the client port's access control says.
 func (f *forwarder) status(ctx context.Context, peer NodeInfo) (Status, error) {

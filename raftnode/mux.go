@@ -23,7 +23,9 @@ import (
 //
 //	'R' 1 group:uint32 len:uint8 addr:[len]byte
 //
-// With peer TLS the connection is TLS from its first byte, both ends
+// A node with a peer secret (access control on, no peer TLS) sends and
+// requires version 2, the header followed by the handshake in
+// peersecret.go. With peer TLS the connection is TLS from its first byte, both ends
 // presenting node certificates of the peer CA, and the header follows the
 // handshake: nothing a peer sends reaches a group before it is
 // authenticated.
@@ -45,7 +47,9 @@ type Mux struct {
 	ln   net.Listener
 	self string // advertised raft address, sent in every header
 	tls  *PeerTLS
-	log  *slog.Logger
+	// secret, when set, is required of every connection (peersecret.go).
+	secret *PeerSecret
+	log    *slog.Logger
 
 	mu      sync.Mutex
 	layers  map[GroupID]*streamLayer
@@ -55,8 +59,12 @@ type Mux struct {
 }
 
 // NewMux listens on addr. self is the address peers know this node by.
-// With peerTLS every connection, accepted or dialled, is TLS.
-func NewMux(addr, self string, peerTLS *PeerTLS, log *slog.Logger) (*Mux, error) {
+// With peerTLS every connection, accepted or dialled, is TLS; with secret
+// (and no peerTLS) every connection proves the peer secret.
+func NewMux(addr, self string, peerTLS *PeerTLS, secret *PeerSecret, log *slog.Logger) (*Mux, error) {
+	if peerTLS != nil && secret != nil {
+		return nil, errors.New("raft mux: peer TLS and a peer secret are exclusive")
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("raft listen %s: %w", addr, err)
@@ -64,7 +72,7 @@ func NewMux(addr, self string, peerTLS *PeerTLS, log *slog.Logger) (*Mux, error)
 	if self == "" {
 		self = ln.Addr().String()
 	}
-	m := &Mux{ln: ln, self: self, tls: peerTLS, log: log, layers: map[GroupID]*streamLayer{},
+	m := &Mux{ln: ln, self: self, tls: peerTLS, secret: secret, log: log, layers: map[GroupID]*streamLayer{},
 		blocked: map[string]bool{}, conns: map[net.Conn]string{}}
 	go m.serve()
 	return m, nil
@@ -149,7 +157,8 @@ func (m *Mux) route(c net.Conn) {
 		}
 	}
 	var hdr [7]byte
-	if _, err := io.ReadFull(c, hdr[:]); err != nil || hdr[0] != muxMagic || hdr[1] != muxVersion {
+	_, err := io.ReadFull(c, hdr[:])
+	if err != nil || hdr[0] != muxMagic || (hdr[1] != muxVersion && hdr[1] != muxVersionSecret) {
 		if err == nil && m.tls == nil && hdr[0] == tlsHandshakeRecord {
 			m.log.Warn("a peer spoke TLS to this node's Raft port, which runs without peer TLS; refused (give every node --peer-cert, --peer-key and --peer-ca, or none)",
 				"remote", c.RemoteAddr().String())
@@ -160,6 +169,10 @@ func (m *Mux) route(c net.Conn) {
 	group := GroupID(binary.BigEndian.Uint32(hdr[2:6]))
 	peer := make([]byte, hdr[6])
 	if _, err := io.ReadFull(c, peer); err != nil {
+		c.Close()
+		return
+	}
+	if !m.checkSecret(c, hdr[1], group, peer) {
 		c.Close()
 		return
 	}
@@ -254,12 +267,24 @@ func (l *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 			return nil, err
 		}
 	}
-	hdr := make([]byte, 7, 7+len(l.m.self))
+	hdr := make([]byte, 7, 7+len(l.m.self)+nonceBytes)
 	hdr[0], hdr[1] = muxMagic, muxVersion
 	binary.BigEndian.PutUint32(hdr[2:6], uint32(l.group))
 	hdr[6] = byte(len(l.m.self))
 	hdr = append(hdr, l.m.self...)
-	if _, err := c.Write(hdr); err != nil {
+	if l.m.secret != nil {
+		key := l.m.secret.Get()
+		if key == nil {
+			c.Close()
+			return nil, fmt.Errorf("%w: this node does not know its cluster's peer secret yet", ErrPeerSecret)
+		}
+		hdr[1] = muxVersionSecret
+		hdr = append(hdr, newNonce()...)
+		if err := dialSecret(c, key, hdr, l.group, l.m.self, peer, timeout); err != nil {
+			c.Close()
+			return nil, err
+		}
+	} else if _, err := c.Write(hdr); err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -295,19 +320,8 @@ func (m *Mux) handshake(raw net.Conn) (net.Conn, bool) {
 			"remote", raw.RemoteAddr().String())
 		var hdr [7]byte
 		if _, err := io.ReadFull(br, hdr[:]); err == nil && GroupID(binary.BigEndian.Uint32(hdr[2:6])) == peerHTTPGroup {
-			// Answer the request, once its head has arrived (an HTTP
-			// client drops an answer that comes before its request),
-			// reading a bounded amount within the deadline.
-			rest := bufio.NewReader(io.LimitReader(br, 64<<10))
-			if _, err := io.CopyN(io.Discard, rest, int64(hdr[6])); err == nil {
-				if req, err := http.ReadRequest(rest); err == nil {
-					req.Body.Close()
-					io.WriteString(raw, plaintextRefusal())
-					if tc, ok := raw.(*net.TCPConn); ok {
-						tc.CloseWrite()
-					}
-					io.Copy(io.Discard, rest)
-				}
+			if _, err := io.CopyN(io.Discard, br, int64(hdr[6])); err == nil {
+				refuseHTTP(raw, br, "the node at this Raft address requires peer TLS: a node joins its cluster only with --peer-cert, --peer-key and --peer-ca of the cluster's peer CA")
 			}
 		}
 		raw.Close()
@@ -322,12 +336,57 @@ func (m *Mux) handshake(raw net.Conn) (net.Conn, bool) {
 	return c, true
 }
 
-// plaintextRefusal is the HTTP answer to a node-to-node request sent
-// without TLS to a node that requires it.
-func plaintextRefusal() string {
-	body, _ := json.Marshal(WireError{Code: CodeConflict,
-		Error: "the node at this Raft address requires peer TLS: a node joins its cluster only with --peer-cert, --peer-key and --peer-ca of the cluster's peer CA"})
-	return fmt.Sprintf("HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+// refuseHTTP answers, with a 403 saying why, the node-to-node HTTP
+// request that follows a refused header on r, once its head has arrived
+// (an HTTP client drops an answer that comes before its request), reading
+// a bounded amount within the connection's deadline.
+func refuseHTTP(raw net.Conn, r io.Reader, why string) {
+	rest := bufio.NewReader(io.LimitReader(r, 64<<10))
+	req, err := http.ReadRequest(rest)
+	if err != nil {
+		return
+	}
+	req.Body.Close()
+	body, _ := json.Marshal(WireError{Code: CodeConflict, Error: why})
+	fmt.Fprintf(raw, "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	if tc, ok := raw.(*net.TCPConn); ok {
+		tc.CloseWrite()
+	}
+	io.Copy(io.Discard, rest)
+}
+
+// checkSecret decides, after a connection's header (its version, group
+// and the dialler's address), whether it may go on: with a peer secret,
+// only a version 2 header whose handshake proves the secret does; without
+// one, a version 2 header is refused (its cluster has access control on,
+// and this node does not).
+func (m *Mux) checkSecret(c net.Conn, version byte, group GroupID, peer []byte) bool {
+	if m.secret == nil {
+		if version == muxVersionSecret {
+			m.log.Warn("a peer offered the peer secret handshake: its cluster has access control on (--acl) and no peer TLS, and this node does not; refused (start this node with --acl)",
+				"remote", c.RemoteAddr().String())
+			return false
+		}
+		return true
+	}
+	if version != muxVersionSecret {
+		m.log.Warn("a peer without this cluster's peer secret spoke to the Raft port; refused (access control is on: a node learns the secret when it joins with --acl and a --token allowing operator write)",
+			"remote", c.RemoteAddr().String())
+		if group == peerHTTPGroup {
+			refuseHTTP(c, c, "the node at this Raft address requires its cluster's peer secret: its cluster has access control on; a node joins it only with --acl and a --token allowing operator write")
+		}
+		return false
+	}
+	key := m.secret.Get()
+	if key == nil {
+		m.log.Debug("refused a peer before this node knows its cluster's peer secret", "remote", c.RemoteAddr().String())
+		return false
+	}
+	if err := acceptSecret(c, c, key, group, peer); err != nil {
+		m.log.Warn("peer secret handshake refused", "remote", c.RemoteAddr().String(), "err", err)
+		return false
+	}
+	return true
 }
 
 // dialTLS runs the client side of peer TLS on a dialled connection.

@@ -38,7 +38,7 @@ func newCA(t *testing.T) string {
 
 func muxWith(t *testing.T, tls *PeerTLS, groups ...GroupID) (*Mux, map[GroupID]raft.StreamLayer) {
 	t.Helper()
-	m, err := NewMux("127.0.0.1:0", "", tls, quietLogger())
+	m, err := NewMux("127.0.0.1:0", "", tls, nil, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}

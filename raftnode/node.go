@@ -52,6 +52,9 @@ type Node struct {
 	// logged.
 	aclMarked atomic.Bool
 	aclWarned atomic.Bool
+	// secret is the cluster's peer secret when its Raft port requires one
+	// (access control on, no peer TLS), nil otherwise; see peersecret.go.
+	secret *PeerSecret
 	// aclSync is the layout catch-up unknown tokens wait for, if any.
 	aclSyncMu sync.Mutex
 	aclSync   *aclWait
@@ -84,8 +87,13 @@ func New(cfg Config) (*Node, error) {
 	if cfg.PeerTLS != nil {
 		n.fwd.usePeerTLS(cfg.PeerTLS)
 	}
+	restart := hasState(groupDir(cfg.DataDir, MetaGroup))
+	bootstrap := !restart && len(cfg.Join) == 0
 	var err error
-	n.mux, err = NewMux(cfg.RaftAddr, cfg.AdvertiseRaft, cfg.PeerTLS, n.log)
+	if n.secret, err = n.openPeerSecret(restart, bootstrap); err != nil {
+		return nil, err
+	}
+	n.mux, err = NewMux(cfg.RaftAddr, cfg.AdvertiseRaft, cfg.PeerTLS, n.secret, n.log)
 	if err != nil {
 		return nil, err
 	}
@@ -106,8 +114,6 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.fwd.usePeerLayer(n.peerLn)
 
-	restart := hasState(groupDir(cfg.DataDir, MetaGroup))
-	bootstrap := !restart && len(cfg.Join) == 0
 	var boot []raft.Server
 	if bootstrap {
 		boot = n.alone()
@@ -375,7 +381,10 @@ func (n *Node) joinLoop(ctx context.Context) {
 	for attempt := 0; ; attempt++ {
 		for _, url := range n.cfg.Join {
 			rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			err := n.fwd.join(rctx, url, n.self(), n.cfg.JoinToken)
+			err := n.learnPeerSecret(rctx, url)
+			if err == nil {
+				err = n.fwd.join(rctx, url, n.self(), n.cfg.JoinToken)
+			}
 			cancel()
 			if err == nil {
 				n.log.Info("joined cluster", "via", url)

@@ -21,7 +21,7 @@ type raftPort struct {
 
 func newRaftPort(tb testing.TB) *raftPort {
 	tb.Helper()
-	m, err := NewMux("127.0.0.1:0", "", nil, quietLogger())
+	m, err := NewMux("127.0.0.1:0", "", nil, nil, quietLogger())
 	if err != nil {
 		tb.Fatal(err)
 	}

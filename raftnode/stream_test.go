@@ -30,7 +30,7 @@ type fakePeer struct {
 // streamPair starts a fake peer and a client that forwards to it.
 func streamPair(t *testing.T) (*fakePeer, *streams, *Mux) {
 	t.Helper()
-	pm, err := NewMux("127.0.0.1:0", "", nil, quietLogger())
+	pm, err := NewMux("127.0.0.1:0", "", nil, nil, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +49,7 @@ func streamPair(t *testing.T) (*fakePeer, *streams, *Mux) {
 			p.conns <- c
 		}
 	}()
-	cm, err := NewMux("127.0.0.1:0", "", nil, quietLogger())
+	cm, err := NewMux("127.0.0.1:0", "", nil, nil, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,7 +330,7 @@ func TestStreamFaultHookCutsForwarding(t *testing.T) {
 // no such group: requests to it go over HTTP, and nothing was sent on the
 // stream.
 func TestStreamFallsBackToHTTPForPeersWithoutStreams(t *testing.T) {
-	old, err := NewMux("127.0.0.1:0", "", nil, quietLogger())
+	old, err := NewMux("127.0.0.1:0", "", nil, nil, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +357,7 @@ func TestStreamFallsBackToHTTPForPeersWithoutStreams(t *testing.T) {
 	})}
 	go srv.Serve(pl)
 	defer srv.Close()
-	cm, err := NewMux("127.0.0.1:0", "", nil, quietLogger())
+	cm, err := NewMux("127.0.0.1:0", "", nil, nil, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -447,7 +447,7 @@ func startLoneNode(t *testing.T) *Node {
 
 func TestStreamServe(t *testing.T) {
 	n := startLoneNode(t)
-	cm, err := NewMux("127.0.0.1:0", "", nil, quietLogger())
+	cm, err := NewMux("127.0.0.1:0", "", nil, nil, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -221,7 +221,7 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 		return err
 	}
 	if o.node.ACL && o.node.PeerTLS == nil {
-		log.Warn("access control is on without peer TLS: anything that reaches the Raft port speaks for a node and is not checked; run every node with --peer-cert, --peer-key and --peer-ca, or keep the Raft port on a network only the nodes reach")
+		log.Warn("access control is on without peer TLS: nodes prove the cluster's peer secret (data dir file peer-secret) to each other's Raft port, but what they send travels in the clear; on a network others can listen to, run every node with --peer-cert, --peer-key and --peer-ca")
 	}
 	node, err := raftnode.New(o.node)
 	if err != nil {
