@@ -3,7 +3,7 @@ COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compos
 
 SCALE = $(COMPOSE) -f docker-compose.yml -f docker-compose.scale.yml
 
-.PHONY: build image up up-async up-scale down ps
+.PHONY: build image up up-async up-secure up-scale down ps
 
 build:
 	mkdir -p build
@@ -20,12 +20,16 @@ up-async: image
 	$(COMPOSE) --profile async up -d
 	$(COMPOSE) --profile async ps
 
+up-secure: image
+	$(COMPOSE) --profile secure up -d
+	$(COMPOSE) --profile secure ps
+
 up-scale: image
 	$(SCALE) up -d
 	$(SCALE) ps
 
 down:
-	$(SCALE) --profile async down -v
+	$(SCALE) --profile async --profile secure down -v
 
 ps:
-	$(SCALE) --profile async ps
+	$(SCALE) --profile async --profile secure ps

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -114,4 +116,46 @@ func TestPeerSecret(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestBootstrapScripted does what the compose file's secure profile does
+// at every start: certificates made or kept, a bootstrap that starts with
+// its node and saves the token (kept on the next run, no second
+// bootstrap), and a node joining with --token-file.
+func TestBootstrapScripted(t *testing.T) {
+	dir := t.TempDir()
+	for run := 0; run < 2; run++ {
+		mustRingkv(t, "certs", "create-ca", "--dir", dir, "--keep-existing")
+	}
+	if out, err := exec.Command(bin.ringkv, "certs", "create-ca", "--dir", dir).CombinedOutput(); err == nil {
+		t.Fatalf("create-ca over an existing CA succeeded: %s", out)
+	}
+	url1 := "http://" + freePort(t)
+	startRingkvd(t, "--id", "node1", "--http-addr", strings.TrimPrefix(url1, "http://"), "--raft-addr", freePort(t),
+		"--data-dir", filepath.Join(dir, "d1"), "--acl")
+	// At once: the bootstrap waits for the node to serve.
+	saved := filepath.Join(dir, "management.token")
+	out := mustRingkv(t, "--addr", url1, "--timeout", "60s", "acl", "bootstrap", "--save", saved)
+	if strings.Contains(out, "kept") {
+		t.Fatalf("the first bootstrap: %s", out)
+	}
+	fi, err := os.Stat(saved)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the saved token: %v, %v; want mode 0600", fi, err)
+	}
+	token, _ := os.ReadFile(saved)
+	if out := mustRingkv(t, "--addr", url1, "acl", "bootstrap", "--save", saved); !strings.Contains(out, "kept") {
+		t.Fatalf("the second run: %s", out)
+	}
+	if again, _ := os.ReadFile(saved); !bytes.Equal(again, token) {
+		t.Fatal("the second run changed the saved token")
+	}
+	_, log2 := startRingkvd(t, "--id", "node2", "--http-addr", freePort(t), "--raft-addr", freePort(t),
+		"--data-dir", filepath.Join(dir, "d2"), "--acl", "--join", url1, "--token-file", saved)
+	logSays(t, log2, "joined cluster", 60*time.Second)
+	cmd := exec.Command(bin.ringkv, "--addr", url1, "put", "scripted", "yes")
+	cmd.Env = append(os.Environ(), "RINGKV_TOKEN="+strings.TrimSpace(string(token)))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("a write with the saved token: %v %s", err, out)
+	}
 }

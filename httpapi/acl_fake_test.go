@@ -12,7 +12,7 @@ import (
 // The fake's access control decides with raftnode's own state and
 // resolver: only the consensus around them is missing.
 
-func (f *fakeBackend) ACLEnabled() bool { return f.acl != nil }
+func (f *fakeBackend) ACLEnabled() bool { return f.acl != nil || f.aclPending }
 
 // PeerSecret is a fixed secret while access control is on.
 func (f *fakeBackend) PeerSecret() ([]byte, error) {

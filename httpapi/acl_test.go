@@ -364,3 +364,21 @@ func FuzzACLBodies(f *testing.F) {
 		}
 	})
 }
+
+// A bootstrap that reaches a node with --acl before its layout is known
+// is told to retry (503), not that access control is off (400): a
+// script bootstrapping a fresh cluster would take the 400 as final.
+func TestBootstrapBeforeTheLayoutIsKnown(t *testing.T) {
+	f := newFake()
+	f.aclPending = true
+	srv := newTestAPI(t, f)
+	resp, body := do(t, "POST", srv.URL+"/v1/acl/bootstrap", nil)
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), `"code":"unavailable"`) {
+		t.Fatalf("bootstrap before the layout: %d %s, want 503 unavailable", resp.StatusCode, body)
+	}
+	f.aclPending = false
+	resp, body = do(t, "POST", srv.URL+"/v1/acl/bootstrap", nil)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "access control is off") {
+		t.Fatalf("bootstrap with access control off: %d %s, want 400", resp.StatusCode, body)
+	}
+}

@@ -35,9 +35,12 @@ func showToken(t acl.Token, secret string) tokenBody {
 }
 
 // aclState is the cluster's access control state, or an error saying it is
-// off.
+// off, or not known yet (503: a node with --acl before its layout is).
 func (a *API) aclState() (*raftnode.ACLState, error) {
 	s := a.b.ACL()
+	if s == nil && a.b.ACLEnabled() {
+		return nil, fmt.Errorf("%w: access control is on and its state not known here yet (cluster layout not initialised)", raftnode.ErrUnavailable)
+	}
 	if s == nil || !s.Enabled {
 		return nil, fmt.Errorf("%w: access control is off in this cluster (start every node with --acl to have it)", raftnode.ErrBadRequest)
 	}

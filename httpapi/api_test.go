@@ -49,6 +49,9 @@ type fakeBackend struct {
 	// acl, when set, is the access control state; aclResolver decides by it.
 	acl         *raftnode.ACLState
 	aclResolver raftnode.ACLResolver
+	// aclPending: access control is on and its state not known yet (a
+	// node with --acl before its layout is).
+	aclPending bool
 }
 
 func (f *fakeBackend) touch() { f.touched.Add(1) }

@@ -316,6 +316,9 @@ func (n *Node) changeACL(ctx context.Context, c *ACLChange) error {
 	if err := c.check(); err != nil {
 		return err
 	}
+	if !n.Layout().Initialized {
+		return fmt.Errorf("%w: cluster layout not initialised yet", ErrUnavailable)
+	}
 	if !n.ACLEnabled() {
 		return fmt.Errorf("%w: access control is off in this cluster (its nodes run without --acl)", ErrBadRequest)
 	}

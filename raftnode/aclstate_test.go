@@ -100,3 +100,33 @@ func TestACLResolverFollowsTheState(t *testing.T) {
 		t.Fatalf("anonymous: %+v %v", id, err)
 	}
 }
+
+// An access control change that reaches the metadata group before the
+// init that turns access control on waits for it (503), rather than
+// being told access control is off (400), which a bootstrap script
+// racing a fresh node would take as final.
+func TestACLChangeBeforeInit(t *testing.T) {
+	root, _, err := acl.NewToken("", nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := metaCommand{Op: "acl", ACL: &ACLChange{Op: "bootstrap", Token: &root}}
+	if _, err := applyMeta(&Layout{}, c); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("bootstrap before init: %v, want ErrUnavailable", err)
+	}
+	n1 := NodeInfo{ID: "n1", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"}
+	l, err := applyMeta(&Layout{}, metaCommand{Op: "init", Node: &n1, Groups: 1, VNodes: 8, EnableACL: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, err = applyMeta(l, c); err != nil || !l.ACL.Bootstrapped {
+		t.Fatalf("bootstrap after init: %v", err)
+	}
+	off, err := applyMeta(&Layout{}, metaCommand{Op: "init", Node: &n1, Groups: 1, VNodes: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := applyMeta(off, c); !errors.Is(err, ErrBadRequest) {
+		t.Fatalf("bootstrap with access control off: %v, want ErrBadRequest", err)
+	}
+}

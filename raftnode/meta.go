@@ -431,6 +431,10 @@ func applyMetaRules(cur *Layout, c metaCommand) (*Layout, error) {
 		}
 		next.Leaders[c.Group] = c.Node.ID
 	case "acl":
+		if !cur.Initialized {
+			// Not "off": the init that turns it on may be next.
+			return nil, fmt.Errorf("%w: cluster layout not initialised yet", ErrUnavailable)
+		}
 		a, err := applyACL(cur.ACL, c.ACL)
 		if err != nil {
 			return nil, err

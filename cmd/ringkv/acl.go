@@ -7,17 +7,20 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/ringkv/ringkv/client"
 )
 
 const aclUsage = `usage:
-  ringkv acl bootstrap                      the first management token (once)
+  ringkv acl bootstrap [--save FILE]        the first management token (once); --save writes
+                                            its secret to FILE (0600), or, if FILE exists, keeps it
   ringkv acl policy create NAME --rule PREFIX=deny|read|write ... [--operator none|read|write] [--description D]
   ringkv acl policy update NAME ...         the same flags; replaces the policy's rules
   ringkv acl policy create|update NAME --file POLICY.json
@@ -52,18 +55,84 @@ func cmdACL(ctx context.Context, c *client.Client, args []string, out io.Writer)
 	}
 	switch args[0] {
 	case "bootstrap":
-		var t aclToken
-		if err := c.DoJSON(ctx, http.MethodPost, "/v1/acl/bootstrap", nil, &t); err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "AccessorID: %s\nSecretID:   %s\n(management token: keep the secret; it is shown only now)\n", t.AccessorID, t.SecretID)
-		return nil
+		return cmdACLBootstrap(ctx, c, args[1:], out)
 	case "policy":
 		return cmdACLPolicy(ctx, c, args[1:], out)
 	case "token":
 		return cmdACLToken(ctx, c, args[1:], out)
 	}
 	return fmt.Errorf("unknown acl command %q\n%s", args[0], aclUsage)
+}
+
+// cmdACLBootstrap takes the first management token: printed, or with
+// --save FILE written to FILE, which a script running at every start (the
+// compose file's secure profile) keeps once it exists.
+func cmdACLBootstrap(ctx context.Context, c *client.Client, args []string, out io.Writer) error {
+	var save string
+	pos, err := subFlags("acl bootstrap", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&save, "save", "", "write the secret to this file (mode 0600) instead of printing it; if it exists, keep it and do nothing")
+	})
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return errors.New(aclUsage)
+	}
+	if save != "" {
+		if _, err := os.Stat(save); err == nil {
+			fmt.Fprintf(out, "kept %s (access control was bootstrapped before)\n", save)
+			return nil
+		}
+	}
+	var t aclToken
+	for {
+		err := c.DoJSON(ctx, http.MethodPost, "/v1/acl/bootstrap", nil, &t)
+		if err == nil {
+			break
+		}
+		// With --save (a script's first start), wait within --timeout
+		// for a node that is not up yet: a refused connection or 503
+		// made no token, so asking again loses none.
+		if save == "" || !notUpYet(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	if save == "" {
+		fmt.Fprintf(out, "AccessorID: %s\nSecretID:   %s\n(management token: keep the secret; it is shown only now)\n", t.AccessorID, t.SecretID)
+		return nil
+	}
+	if err := saveSecret(save, t.SecretID); err != nil {
+		// There is no second bootstrap: the secret must not be lost.
+		fmt.Fprintf(out, "AccessorID: %s\nSecretID:   %s\n(management token: keep the secret; it is shown only now)\n", t.AccessorID, t.SecretID)
+		return fmt.Errorf("saving the management token's secret to %s (printed above instead): %w", save, err)
+	}
+	fmt.Fprintf(out, "AccessorID: %s\nSecretID:   in %s\n", t.AccessorID, save)
+	return nil
+}
+
+// notUpYet reports an error of a node that is not serving yet: a refused
+// connection, or 503 unavailable.
+func notUpYet(err error) bool {
+	var op *net.OpError
+	return client.IsCode(err, "unavailable") || (errors.As(err, &op) && op.Op == "dial")
+}
+
+// saveSecret writes secret to a new file readable by its owner only.
+func saveSecret(path, secret string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(f, secret)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func cmdACLPolicy(ctx context.Context, c *client.Client, args []string, out io.Writer) error {

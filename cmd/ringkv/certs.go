@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/ringkv/ringkv/certs"
@@ -13,7 +14,9 @@ import (
 const certsUsage = `usage:
   ringkv certs create-ca --dir DIR
   ringkv certs create-node NAME --hosts 127.0.0.1,localhost,ringkv1 --dir DIR
-  ringkv certs create-client NAME --dir DIR`
+  ringkv certs create-client NAME --dir DIR
+A file that exists is never overwritten: the command fails, or with
+--keep-existing keeps both files and succeeds (for scripts run at every start).`
 
 // cmdCerts makes a CA and the node and client certificates it signs.
 func cmdCerts(args []string, out io.Writer) error {
@@ -21,9 +24,11 @@ func cmdCerts(args []string, out io.Writer) error {
 		return errors.New(certsUsage)
 	}
 	var dir, hosts string
+	var keep bool
 	pos, err := subFlags("certs "+args[0], args[1:], func(fs *flag.FlagSet) {
 		fs.StringVar(&dir, "dir", "", "directory of the CA and certificates")
 		fs.StringVar(&hosts, "hosts", "", "IP addresses and DNS names of a node, comma-separated")
+		fs.BoolVar(&keep, "keep-existing", false, "when the certificate and key exist, keep them and succeed")
 	})
 	if err != nil {
 		return err
@@ -49,10 +54,19 @@ func cmdCerts(args []string, out io.Writer) error {
 	default:
 		return errors.New(certsUsage)
 	}
+	crt, key := certs.Files(dir, name)
+	if keep && errors.Is(err, certs.ErrExists) && exists(crt) && exists(key) {
+		fmt.Fprintf(out, "kept %s and %s\n", crt, key)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
-	crt, key := certs.Files(dir, name)
 	fmt.Fprintf(out, "wrote %s and %s\n", crt, key)
 	return nil
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

@@ -42,6 +42,8 @@ type options struct {
 	tlsCert, tlsKey, tlsClientCA string
 	// peerCert, peerKey and peerCA make the Raft port mutual TLS.
 	peerCert, peerKey, peerCA string
+	// tokenFile holds the join token (--token-file).
+	tokenFile string
 }
 
 // defaultGCPercent lets the heap grow to five times what is live before
@@ -109,6 +111,7 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 	fs.StringVar(&o.peerCA, "peer-ca", "", "PEM CA bundle that peers' node certificates must be signed by")
 	fs.BoolVar(&o.node.ACL, "acl", false, "access control: requests need tokens whose policies allow them (set when the cluster is bootstrapped; every node of the cluster, or none); then POST /v1/acl/bootstrap once for the first management token")
 	fs.StringVar(&o.node.JoinToken, "token", "", "token this node joins a cluster with access control with (it needs operator write)")
+	fs.StringVar(&o.tokenFile, "token-file", "", "file holding --token (kept out of the process list), as `ringkv acl bootstrap --save FILE` writes it")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -137,6 +140,18 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 	}
 	if o.gcPercent < 1 {
 		return o, fmt.Errorf("--gc-percent %d: want 1 or more", o.gcPercent)
+	}
+	if o.tokenFile != "" {
+		if o.node.JoinToken != "" {
+			return o, errors.New("--token and --token-file: give one")
+		}
+		b, err := os.ReadFile(o.tokenFile)
+		if err != nil {
+			return o, fmt.Errorf("--token-file: %w", err)
+		}
+		if o.node.JoinToken = strings.TrimSpace(string(b)); o.node.JoinToken == "" {
+			return o, fmt.Errorf("--token-file %s is empty", o.tokenFile)
+		}
 	}
 	o.node.ID = raftnode.NodeID(*id)
 	o.node.HTTPAddr = o.httpAddr

@@ -2,6 +2,8 @@ package main
 
 import (
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -88,5 +90,31 @@ func TestMemoryLimit(t *testing.T) {
 	}
 	if availableMemory() <= 0 {
 		t.Fatal("neither the cgroup's limit nor /proc/meminfo gave the memory available")
+	}
+}
+
+// --token-file gives the join token from a file, trimmed; with --token
+// too, or empty, or missing, it is refused at parse time.
+func TestTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "token")
+	if err := os.WriteFile(path, []byte("3f1c-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	none := func(string) string { return "" }
+	o, err := parseFlags([]string{"--token-file", path}, none)
+	if err != nil || o.node.JoinToken != "3f1c-secret" {
+		t.Fatalf("--token-file: token %q, %v", o.node.JoinToken, err)
+	}
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, []byte(" \n"), 0o600)
+	for _, args := range [][]string{
+		{"--token-file", path, "--token", "x"},
+		{"--token-file", empty},
+		{"--token-file", filepath.Join(dir, "missing")},
+	} {
+		if _, err := parseFlags(args, none); err == nil || !strings.Contains(err.Error(), "--token") {
+			t.Fatalf("%v: err %v, want a refusal naming the flag", args, err)
+		}
 	}
 }
