@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/chaos"
 	"github.com/ringkv/ringkv/client"
-	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/raftnode/raftnodetest"
 )
 
@@ -46,7 +46,7 @@ func TestLinearizableUnderPartitions(t *testing.T) {
 				partitioned = -1
 				continue
 			}
-			g := raftnode.GroupID(1 + rng.IntN(3))
+			g := base.GroupID(1 + rng.IntN(3))
 			for i, m := range c.Members {
 				if c.GroupStatus(i, g).Leader == m.ID && c.GroupStatus(i, g).State == "Leader" {
 					partitioned = i

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/ringkv/ringkv/acl"
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/raftnode"
 )
 
@@ -17,7 +18,7 @@ func (f *fakeBackend) ACLEnabled() bool { return f.acl != nil || f.aclPending }
 // PeerSecret is a fixed secret while access control is on.
 func (f *fakeBackend) PeerSecret() ([]byte, error) {
 	if f.ACL() == nil {
-		return nil, fmt.Errorf("%w: this cluster has no peer secret", raftnode.ErrConflict)
+		return nil, fmt.Errorf("%w: this cluster has no peer secret", base.ErrConflict)
 	}
 	return bytes.Repeat([]byte{7}, 32), nil
 }
@@ -41,7 +42,7 @@ func (f *fakeBackend) changeACL(c *raftnode.ACLChange) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.acl == nil {
-		return fmt.Errorf("%w: access control is off", raftnode.ErrBadRequest)
+		return fmt.Errorf("%w: access control is off", base.ErrBadRequest)
 	}
 	next, err := f.acl.With(c)
 	if err != nil {
@@ -62,7 +63,7 @@ func (f *fakeBackend) ACLBootstrap(context.Context) (acl.Token, string, error) {
 func (f *fakeBackend) ACLCreateToken(_ context.Context, d string, ps []string, m bool) (acl.Token, string, error) {
 	t, secret, err := acl.NewToken(d, ps, m)
 	if err != nil {
-		return t, "", fmt.Errorf("%w: %v", raftnode.ErrBadRequest, err)
+		return t, "", fmt.Errorf("%w: %v", base.ErrBadRequest, err)
 	}
 	return t, secret, f.changeACL(&raftnode.ACLChange{Op: "token_create", Token: &t})
 }

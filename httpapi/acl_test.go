@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/ringkv/ringkv/acl"
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/raftnode"
 )
 
@@ -201,15 +202,15 @@ func checkRow(t *testing.T, fx aclFixture, row accessRow, weaken func([]route)) 
 		}
 		path := strings.ReplaceAll(row.path, "{spare}", fx.spare)
 		rec := serve(api, row.method, path, row.body, fx.secrets[who])
-		var body raftnode.WireError
+		var body base.WireError
 		_ = json.Unmarshal(rec.Body.Bytes(), &body)
 		got := rec.Code
 		switch want := row.want[i]; {
 		case want == 'a' && (got == http.StatusUnauthorized || got == http.StatusForbidden):
 			problems = append(problems, fmt.Sprintf("%s %s as %s: %d %s, want it allowed", row.method, path, who, got, rec.Body.Bytes()))
-		case want == 'u' && (got != http.StatusUnauthorized || body.Code != raftnode.CodeUnauthorized):
+		case want == 'u' && (got != http.StatusUnauthorized || body.Code != base.CodeUnauthorized):
 			problems = append(problems, fmt.Sprintf("%s %s as %s: %d %s, want 401 unauthorized", row.method, path, who, got, rec.Body.Bytes()))
-		case want == 'f' && (got != http.StatusForbidden || body.Code != raftnode.CodeForbidden):
+		case want == 'f' && (got != http.StatusForbidden || body.Code != base.CodeForbidden):
 			problems = append(problems, fmt.Sprintf("%s %s as %s: %d %s, want 403 forbidden", row.method, path, who, got, rec.Body.Bytes()))
 		case want != 'a':
 			if n := f.touched.Load(); n != 0 || f.acl != before || len(f.data) != 2 || string(f.data["app/k"].Value) != "v" {

@@ -9,6 +9,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/ringkv/ringkv/acl"
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/raftnode"
 )
 
@@ -39,10 +40,10 @@ func showToken(t acl.Token, secret string) tokenBody {
 func (a *API) aclState() (*raftnode.ACLState, error) {
 	s := a.b.ACL()
 	if s == nil && a.b.ACLEnabled() {
-		return nil, fmt.Errorf("%w: access control is on and its state not known here yet (cluster layout not initialised)", raftnode.ErrUnavailable)
+		return nil, fmt.Errorf("%w: access control is on and its state not known here yet (cluster layout not initialised)", base.ErrUnavailable)
 	}
 	if s == nil || !s.Enabled {
-		return nil, fmt.Errorf("%w: access control is off in this cluster (start every node with --acl to have it)", raftnode.ErrBadRequest)
+		return nil, fmt.Errorf("%w: access control is off in this cluster (start every node with --acl to have it)", base.ErrBadRequest)
 	}
 	return s, nil
 }
@@ -133,7 +134,7 @@ func (a *API) aclPolicyGet(w http.ResponseWriter, r *http.Request) {
 	name := mux.Vars(r)["name"]
 	p, ok := s.Policy(name)
 	if !ok {
-		writeError(w, fmt.Errorf("%w: no policy %q", raftnode.ErrNotFound, name))
+		writeError(w, fmt.Errorf("%w: no policy %q", base.ErrNotFound, name))
 		return
 	}
 	writeJSON(w, http.StatusOK, p)
@@ -198,7 +199,7 @@ func (a *API) showTokenOf(w http.ResponseWriter, accessor string) {
 	}
 	t, ok := s.Token(accessor)
 	if !ok {
-		writeError(w, fmt.Errorf("%w: no token %.40q", raftnode.ErrNotFound, accessor))
+		writeError(w, fmt.Errorf("%w: no token %.40q", base.ErrNotFound, accessor))
 		return
 	}
 	writeJSON(w, http.StatusOK, showToken(t, ""))

@@ -20,6 +20,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/snapshot"
 )
@@ -36,7 +37,7 @@ type fakeBackend struct {
 	plans   []raftnode.RingChange
 	changes []raftnode.RingChange
 	ringErr error
-	pins    map[raftnode.GroupID]raftnode.NodeID
+	pins    map[base.GroupID]base.NodeID
 	// listing, when set, receives a token as each List starts, and
 	// listGate holds it until closed.
 	listing  chan struct{}
@@ -58,7 +59,7 @@ func (f *fakeBackend) touch() { f.touched.Add(1) }
 
 func newFake() *fakeBackend { return &fakeBackend{data: map[string]raftnode.KV{}} }
 
-func (f *fakeBackend) Put(_ context.Context, key, value []byte, o raftnode.WriteOptions) (raftnode.WriteResult, raftnode.NodeID, error) {
+func (f *fakeBackend) Put(_ context.Context, key, value []byte, o raftnode.WriteOptions) (raftnode.WriteResult, base.NodeID, error) {
 	f.touch()
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -67,19 +68,19 @@ func (f *fakeBackend) Put(_ context.Context, key, value []byte, o raftnode.Write
 	}
 	cur := f.data[string(key)]
 	if o.HasCAS && o.CAS != cur.ModifyIndex {
-		return raftnode.WriteResult{}, "fake", &raftnode.CASFailedError{Current: cur.ModifyIndex}
+		return raftnode.WriteResult{}, "fake", &base.CASFailedError{Current: cur.ModifyIndex}
 	}
 	f.index++
 	f.data[string(key)] = raftnode.KV{Key: key, Value: value, ModifyIndex: f.index, Group: 1}
 	return raftnode.WriteResult{Key: key, Index: f.index, Group: 1, RaftIndex: f.index, Async: o.Async, RaftTerm: 2}, "fake", nil
 }
 
-func (f *fakeBackend) Delete(_ context.Context, key []byte, o raftnode.WriteOptions) (raftnode.WriteResult, raftnode.NodeID, error) {
+func (f *fakeBackend) Delete(_ context.Context, key []byte, o raftnode.WriteOptions) (raftnode.WriteResult, base.NodeID, error) {
 	f.touch()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.data[string(key)]; !ok {
-		return raftnode.WriteResult{}, "fake", raftnode.ErrNotFound
+		return raftnode.WriteResult{}, "fake", base.ErrNotFound
 	}
 	delete(f.data, string(key))
 	f.index++
@@ -94,11 +95,11 @@ func (f *fakeBackend) GetAt(_ context.Context, key []byte, c raftnode.Consistenc
 		return raftnode.ReadResult{}, f.err
 	}
 	if minIndex > f.index {
-		return raftnode.ReadResult{}, raftnode.ErrTimeout
+		return raftnode.ReadResult{}, base.ErrTimeout
 	}
 	kv, ok := f.data[string(key)]
 	if !ok {
-		return raftnode.ReadResult{}, raftnode.ErrNotFound
+		return raftnode.ReadResult{}, base.ErrNotFound
 	}
 	return raftnode.ReadResult{KV: kv, RaftIndex: f.index, ServedBy: "fake"}, nil
 }
@@ -108,7 +109,7 @@ func (f *fakeBackend) ListEach(ctx context.Context, o raftnode.ListOptions, emit
 	kvs, err := f.list(ctx, o)
 	for i, kv := range kvs {
 		if f.listFailAt > 0 && i == f.listFailAt {
-			return fmt.Errorf("%w: group 2 lost its leader", raftnode.ErrNoLeader)
+			return fmt.Errorf("%w: group 2 lost its leader", base.ErrNoLeader)
 		}
 		if err := emit(kv); err != nil {
 			return err
@@ -149,17 +150,17 @@ func (f *fakeBackend) Ready() (bool, string) {
 	f.touch()
 	return f.err == nil, "fake not ready"
 }
-func (f *fakeBackend) RemoveNode(_ context.Context, id raftnode.NodeID, _ raftnode.RemoveOptions) (raftnode.Removal, error) {
+func (f *fakeBackend) RemoveNode(_ context.Context, id base.NodeID, _ raftnode.RemoveOptions) (raftnode.Removal, error) {
 	f.touch()
 	if id == "busy" {
 		return raftnode.Removal{Node: id, Draining: true, Replicas: 4}, nil
 	}
-	return raftnode.Removal{}, raftnode.ErrNotFound
+	return raftnode.Removal{}, base.ErrNotFound
 }
-func (f *fakeBackend) DrainNode(_ context.Context, id raftnode.NodeID, on bool) error {
+func (f *fakeBackend) DrainNode(_ context.Context, id base.NodeID, on bool) error {
 	f.touch()
 	if id != "busy" {
-		return raftnode.ErrNotFound
+		return base.ErrNotFound
 	}
 	return nil
 }
@@ -172,12 +173,12 @@ func (f *fakeBackend) Lookup(key []byte) (raftnode.Lookup, error) {
 	return raftnode.Lookup{Key: string(key), Group: 1}, nil
 }
 func (f *fakeBackend) RingEpoch() uint64 { return 7 }
-func (f *fakeBackend) PinLeader(_ context.Context, g raftnode.GroupID, node raftnode.NodeID) error {
+func (f *fakeBackend) PinLeader(_ context.Context, g base.GroupID, node base.NodeID) error {
 	f.touch()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.pins == nil {
-		f.pins = map[raftnode.GroupID]raftnode.NodeID{}
+		f.pins = map[base.GroupID]base.NodeID{}
 	}
 	f.pins[g] = node
 	return nil
@@ -219,10 +220,10 @@ func (f *fakeBackend) Join(_ context.Context, info raftnode.NodeInfo) error {
 	f.joins = append(f.joins, info)
 	return nil
 }
-func (f *fakeBackend) Verify(_ context.Context, g raftnode.GroupID, _ raftnode.VerifyOptions) (raftnode.GroupVerification, error) {
+func (f *fakeBackend) Verify(_ context.Context, g base.GroupID, _ raftnode.VerifyOptions) (raftnode.GroupVerification, error) {
 	f.touch()
 	if g > 3 {
-		return raftnode.GroupVerification{}, raftnode.ErrNotFound
+		return raftnode.GroupVerification{}, base.ErrNotFound
 	}
 	return raftnode.GroupVerification{Group: g, Agree: g != 2}, nil
 }
@@ -230,7 +231,7 @@ func (f *fakeBackend) Verify(_ context.Context, g raftnode.GroupID, _ raftnode.V
 func (f *fakeBackend) VerifyAll(ctx context.Context, o raftnode.VerifyOptions) ([]raftnode.GroupVerification, error) {
 	f.touch()
 	var out []raftnode.GroupVerification
-	for g := raftnode.GroupID(1); g <= 3; g++ {
+	for g := base.GroupID(1); g <= 3; g++ {
 		v, _ := f.Verify(ctx, g, o)
 		out = append(out, v)
 	}
@@ -243,44 +244,44 @@ func (f *fakeBackend) SnapshotAll(context.Context) ([]raftnode.SnapshotResult, e
 }
 
 // Wait: everything the fake wrote is committed; index 99 was lost.
-func (f *fakeBackend) Wait(_ context.Context, g raftnode.GroupID, index, term uint64) (raftnode.Response, error) {
+func (f *fakeBackend) Wait(_ context.Context, g base.GroupID, index, term uint64) (raftnode.Response, error) {
 	f.touch()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	switch {
 	case index == 99:
-		return raftnode.Response{}, raftnode.ErrLost
+		return raftnode.Response{}, base.ErrLost
 	case index > f.index:
-		return raftnode.Response{}, raftnode.ErrTimeout
+		return raftnode.Response{}, base.ErrTimeout
 	}
 	return raftnode.Response{ServedBy: "fake"}, nil
 }
 
 func (f *fakeBackend) Backup(context.Context, string, io.Writer) (snapshot.Manifest, error) {
 	f.touch()
-	return snapshot.Manifest{}, raftnode.ErrUnavailable
+	return snapshot.Manifest{}, base.ErrUnavailable
 }
 
 // Restore checks the archive as the real one does before changing anything.
 func (f *fakeBackend) Restore(_ context.Context, _ string, r io.Reader, _ raftnode.RestoreOptions) (raftnode.RestoreReport, error) {
 	f.touch()
 	if _, err := snapshot.NewArchiveReader(r); err != nil {
-		return raftnode.RestoreReport{}, fmt.Errorf("%w: %v", raftnode.ErrBadRequest, err)
+		return raftnode.RestoreReport{}, fmt.Errorf("%w: %v", base.ErrBadRequest, err)
 	}
 	return raftnode.RestoreReport{Mode: "checkpoint", Identical: true}, nil
 }
 
-func (f *fakeBackend) ServeCheckpoint(context.Context, raftnode.GroupID, uint64, func(snapshot.Header) io.Writer) error {
+func (f *fakeBackend) ServeCheckpoint(context.Context, base.GroupID, uint64, func(snapshot.Header) io.Writer) error {
 	f.touch()
-	return &raftnode.NotLeaderError{Group: 1, Leader: "node2"}
+	return &base.NotLeaderError{Group: 1, Leader: "node2"}
 }
 
-func (f *fakeBackend) RestoreCheckpoint(context.Context, raftnode.GroupID, io.Reader, raftnode.RestoreFence) (uint64, error) {
+func (f *fakeBackend) RestoreCheckpoint(context.Context, base.GroupID, io.Reader, raftnode.RestoreFence) (uint64, error) {
 	f.touch()
-	return 0, &raftnode.NotLeaderError{Group: 1, Leader: "node2"}
+	return 0, &base.NotLeaderError{Group: 1, Leader: "node2"}
 }
 
-func (f *fakeBackend) Tree(_ context.Context, g raftnode.GroupID) (raftnode.GroupTree, error) {
+func (f *fakeBackend) Tree(_ context.Context, g base.GroupID) (raftnode.GroupTree, error) {
 	f.touch()
 	return raftnode.GroupTree{Group: g, Depth: 1, Leaves: [][]byte{make([]byte, 32), make([]byte, 32)}}, nil
 }
@@ -294,7 +295,7 @@ func (f *fakeBackend) BlockPeers(addrs []string) {
 
 func (f *fakeBackend) ServeBatch(_ context.Context, b raftnode.Batch) raftnode.BatchReply {
 	f.touch()
-	w := raftnode.ToWire(raftnode.ErrUnavailable)
+	w := base.ToWire(base.ErrUnavailable)
 	out := raftnode.BatchReply{}
 	for range b.Requests {
 		out.Results = append(out.Results, raftnode.BatchResult{Error: &w})
@@ -578,11 +579,11 @@ func TestErrorStatusTable(t *testing.T) {
 		status int
 		code   string
 	}{
-		{raftnode.ErrNoLeader, 503, "no_leader"},
-		{raftnode.ErrUnavailable, 503, "unavailable"},
-		{raftnode.ErrOutcomeUnknown, 504, "timeout"},
-		{&raftnode.CASFailedError{Current: 7}, 412, "cas_failed"},
-		{raftnode.ErrClusterFull, 409, "cluster_full"},
+		{base.ErrNoLeader, 503, "no_leader"},
+		{base.ErrUnavailable, 503, "unavailable"},
+		{base.ErrOutcomeUnknown, 504, "timeout"},
+		{&base.CASFailedError{Current: 7}, 412, "cas_failed"},
+		{base.ErrClusterFull, 409, "cluster_full"},
 	}
 	for _, tt := range tests {
 		f := newFake()
@@ -593,7 +594,7 @@ func TestErrorStatusTable(t *testing.T) {
 		if tt.status == 503 && resp.Header.Get("Retry-After") == "" {
 			t.Errorf("%v: 503 without Retry-After", tt.err)
 		}
-		if cf, ok := tt.err.(*raftnode.CASFailedError); ok && !bytes.Contains(body, []byte(fmt.Sprintf(`"index":%d`, cf.Current))) {
+		if cf, ok := tt.err.(*base.CASFailedError); ok && !bytes.Contains(body, []byte(fmt.Sprintf(`"index":%d`, cf.Current))) {
 			t.Errorf("CAS failure body lacks current index: %s", body)
 		}
 	}
@@ -766,7 +767,7 @@ func TestReadyz(t *testing.T) {
 	if resp, _ := do(t, "GET", srv.URL+"/readyz", nil); resp.StatusCode != 200 {
 		t.Errorf("readyz = %d, want 200", resp.StatusCode)
 	}
-	f.err = raftnode.ErrNoLeader
+	f.err = base.ErrNoLeader
 	if resp, _ := do(t, "GET", srv.URL+"/readyz", nil); resp.StatusCode != 503 {
 		t.Errorf("readyz = %d, want 503", resp.StatusCode)
 	}
@@ -971,7 +972,7 @@ func TestRingChangeEndpoints(t *testing.T) {
 	if resp.StatusCode != 202 || len(f.changes) != started+1 {
 		t.Fatalf("DELETE /v1/ring/migration = %d, want 202 and the abort passed on", resp.StatusCode)
 	}
-	f.ringErr = fmt.Errorf("%w: a ring change is in progress", raftnode.ErrConflict)
+	f.ringErr = fmt.Errorf("%w: a ring change is in progress", base.ErrConflict)
 	resp, body := do(t, "DELETE", srv.URL+"/v1/ring/groups/2", nil)
 	wantError(t, resp, body, 409, "conflict")
 	resp, body = do(t, "DELETE", srv.URL+"/v1/ring/migration", nil)

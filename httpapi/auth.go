@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ringkv/ringkv/acl"
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/raftnode"
 )
 
@@ -59,7 +60,7 @@ func tokenOf(r *http.Request) (string, bool, error) {
 		return "", false, nil
 	}
 	if len(h) < len(bearer) || !strings.EqualFold(h[:len(bearer)], bearer) {
-		return "", true, fmt.Errorf("%w: the Authorization header takes \"Bearer TOKEN\"", raftnode.ErrUnauthorized)
+		return "", true, fmt.Errorf("%w: the Authorization header takes \"Bearer TOKEN\"", base.ErrUnauthorized)
 	}
 	return strings.TrimSpace(h[len(bearer):]), true, nil
 }
@@ -107,7 +108,7 @@ func (a *API) guard(route string, n need, h http.HandlerFunc) http.HandlerFunc {
 func (a *API) authenticate(r *http.Request, o raftnode.AuthOptions) (raftnode.Identity, error) {
 	secret, sent, err := tokenOf(r)
 	if err == nil && sent && secret == "" {
-		err = fmt.Errorf("%w: an empty token; send a token of 1 to %d bytes, or none", raftnode.ErrUnauthorized, acl.MaxSecretBytes)
+		err = fmt.Errorf("%w: an empty token; send a token of 1 to %d bytes, or none", base.ErrUnauthorized, acl.MaxSecretBytes)
 	}
 	if err != nil {
 		if !a.b.ACLEnabled() {
@@ -148,9 +149,9 @@ func permit(id raftnode.Identity, n need, r *http.Request) error {
 
 func refusal(id raftnode.Identity, what string) error {
 	if id.Anonymous() {
-		return fmt.Errorf("%w: %s, and requests without a token may not; send one in %s or Authorization: Bearer", raftnode.ErrUnauthorized, what, hdrToken)
+		return fmt.Errorf("%w: %s, and requests without a token may not; send one in %s or Authorization: Bearer", base.ErrUnauthorized, what, hdrToken)
 	}
-	return fmt.Errorf("%w: %s, which token %s does not allow", raftnode.ErrForbidden, what, id.Accessor)
+	return fmt.Errorf("%w: %s, which token %s does not allow", base.ErrForbidden, what, id.Accessor)
 }
 
 // allowKey checks that the request may read or write key (nil when access
@@ -197,7 +198,7 @@ func (au *audit) decision(r *http.Request, route string, id raftnode.Identity, e
 		au.log("acl", "who", who, "route", route, "method", r.Method, "path", r.URL.EscapedPath(), "allowed", true)
 		return
 	}
-	au.decisions.WithLabelValues(route, raftnode.Code(err)).Inc()
+	au.decisions.WithLabelValues(route, base.Code(err)).Inc()
 	now := time.Now().Unix()
 	if au.second.Swap(now) != now {
 		au.inSecond.Store(0)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/snapshot"
 )
@@ -103,12 +104,12 @@ func boolParam(r *http.Request, name string) (bool, error) {
 	return b, nil
 }
 
-func groupParam(r *http.Request) (raftnode.GroupID, error) {
+func groupParam(r *http.Request) (base.GroupID, error) {
 	id, err := strconv.ParseUint(mux.Vars(r)["id"], 10, 32)
 	if err != nil || id == 0 || id > uint64(raftnode.MaxGroupID) {
 		return 0, badRequest(fmt.Sprintf("group id %q: want an integer from 1 to %d", mux.Vars(r)["id"], raftnode.MaxGroupID))
 	}
-	return raftnode.GroupID(id), nil
+	return base.GroupID(id), nil
 }
 
 // checkpoint answers the internal GET of a group leader's checkpoint.
@@ -153,7 +154,7 @@ func (a *API) restoreGroup(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	term, err := strconv.ParseUint(q.Get("fence_term"), 10, 64)
 	if err != nil || term == 0 {
-		writeError(w, fmt.Errorf("%w: fence_term must be the restore's metadata term", raftnode.ErrBadRequest))
+		writeError(w, fmt.Errorf("%w: fence_term must be the restore's metadata term", base.ErrBadRequest))
 		return
 	}
 	ctx, cancel := bulk(w, r)

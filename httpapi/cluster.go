@@ -14,11 +14,12 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/ring"
 )
 
-func wireErr(msg, code string) raftnode.WireError { return raftnode.WireError{Error: msg, Code: code} }
+func wireErr(msg, code string) base.WireError { return base.WireError{Error: msg, Code: code} }
 
 func (a *API) status(w http.ResponseWriter, r *http.Request) {
 	st := a.b.Status()
@@ -74,7 +75,7 @@ func (a *API) ringAdd(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	a.changeRing(w, r, raftnode.RingChange{Add: &raftnode.GroupWeight{Group: raftnode.GroupID(body.ID), Weight: body.Weight}})
+	a.changeRing(w, r, raftnode.RingChange{Add: &raftnode.GroupWeight{Group: base.GroupID(body.ID), Weight: body.Weight}})
 }
 
 // groupBody is the body of POST /v1/ring/groups and PUT .../weight.
@@ -147,7 +148,7 @@ func (a *API) ringWeight(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if body.ID != 0 && raftnode.GroupID(body.ID) != g {
+	if body.ID != 0 && base.GroupID(body.ID) != g {
 		writeError(w, badRequest(fmt.Sprintf("body names group %d, the path group %d", body.ID, g)))
 		return
 	}
@@ -179,7 +180,7 @@ func (a *API) pinLeader(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	var node raftnode.NodeID
+	var node base.NodeID
 	if r.Method == http.MethodPut {
 		raw, err := readBody(w, r, "body", 4<<10)
 		if err != nil {
@@ -201,7 +202,7 @@ func (a *API) pinLeader(w http.ResponseWriter, r *http.Request) {
 }
 
 // decodeLeaderBody parses {"node": ID} strictly.
-func decodeLeaderBody(b []byte) (raftnode.NodeID, error) {
+func decodeLeaderBody(b []byte) (base.NodeID, error) {
 	var body struct {
 		Node string `json:"node"`
 	}
@@ -213,7 +214,7 @@ func decodeLeaderBody(b []byte) (raftnode.NodeID, error) {
 	if body.Node == "" || len(body.Node) > 128 {
 		return "", badRequest("node: want a node id of 1 to 128 bytes")
 	}
-	return raftnode.NodeID(body.Node), nil
+	return base.NodeID(body.Node), nil
 }
 
 // changeRing records a ring change and answers 202 with the ring and the
@@ -263,10 +264,10 @@ func (a *API) lookup(w http.ResponseWriter, r *http.Request) {
 // decodeJoin parses a join request body.
 func decodeJoin(b []byte) (raftnode.NodeInfo, error) {
 	var body struct {
-		ID       raftnode.NodeID `json:"id"`
-		HTTPAddr string          `json:"http_addr"`
-		RaftAddr string          `json:"raft_addr"`
-		Weight   float64         `json:"weight"`
+		ID       base.NodeID `json:"id"`
+		HTTPAddr string      `json:"http_addr"`
+		RaftAddr string      `json:"raft_addr"`
+		Weight   float64     `json:"weight"`
 	}
 	dec := json.NewDecoder(bytesReader(b))
 	dec.DisallowUnknownFields()
@@ -327,7 +328,7 @@ func (a *API) removeNode(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
-	rm, err := a.b.RemoveNode(ctx, raftnode.NodeID(id), raftnode.RemoveOptions{Force: force})
+	rm, err := a.b.RemoveNode(ctx, base.NodeID(id), raftnode.RemoveOptions{Force: force})
 	if err != nil {
 		writeError(w, err)
 		return
@@ -371,7 +372,7 @@ func (a *API) drainNode(w http.ResponseWriter, r *http.Request) {
 	on := r.Method == http.MethodPut
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	if err := a.b.DrainNode(ctx, raftnode.NodeID(id), on); err != nil {
+	if err := a.b.DrainNode(ctx, base.NodeID(id), on); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -386,7 +387,7 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	ok, reason := a.b.Ready()
 	if !ok {
 		w.Header().Set("Retry-After", "1")
-		writeJSON(w, http.StatusServiceUnavailable, map[string]interface{}{"ready": false, "reason": reason, "code": raftnode.CodeUnavailable, "error": reason})
+		writeJSON(w, http.StatusServiceUnavailable, map[string]interface{}{"ready": false, "reason": reason, "code": base.CodeUnavailable, "error": reason})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]interface{}{"ready": true})

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/ringkv/ringkv/raftnode"
+	"github.com/ringkv/ringkv/base"
 )
 
 // Codes only the HTTP layer produces.
@@ -27,34 +27,34 @@ func (e *errTooLarge) Error() string {
 
 // statusOf is the one table from error code to HTTP status.
 var statusOf = map[string]int{
-	raftnode.CodeBadRequest:   http.StatusBadRequest,
-	raftnode.CodeNotFound:     http.StatusNotFound,
-	raftnode.CodeCASFailed:    http.StatusPreconditionFailed,
-	raftnode.CodeNotLeader:    http.StatusMisdirectedRequest,
-	raftnode.CodeNoLeader:     http.StatusServiceUnavailable,
-	raftnode.CodeUnavailable:  http.StatusServiceUnavailable,
-	raftnode.CodeTimeout:      http.StatusGatewayTimeout,
-	raftnode.CodeClusterFull:  http.StatusConflict,
-	raftnode.CodeConflict:     http.StatusConflict,
-	raftnode.CodeLost:         http.StatusGone,
-	raftnode.CodeMoved:        http.StatusServiceUnavailable,
-	raftnode.CodeInternal:     http.StatusInternalServerError,
-	raftnode.CodeUnauthorized: http.StatusUnauthorized,
-	raftnode.CodeForbidden:    http.StatusForbidden,
-	codeTooLarge:              http.StatusRequestEntityTooLarge,
-	codeMethodNotAllowed:      http.StatusMethodNotAllowed,
+	base.CodeBadRequest:   http.StatusBadRequest,
+	base.CodeNotFound:     http.StatusNotFound,
+	base.CodeCASFailed:    http.StatusPreconditionFailed,
+	base.CodeNotLeader:    http.StatusMisdirectedRequest,
+	base.CodeNoLeader:     http.StatusServiceUnavailable,
+	base.CodeUnavailable:  http.StatusServiceUnavailable,
+	base.CodeTimeout:      http.StatusGatewayTimeout,
+	base.CodeClusterFull:  http.StatusConflict,
+	base.CodeConflict:     http.StatusConflict,
+	base.CodeLost:         http.StatusGone,
+	base.CodeMoved:        http.StatusServiceUnavailable,
+	base.CodeInternal:     http.StatusInternalServerError,
+	base.CodeUnauthorized: http.StatusUnauthorized,
+	base.CodeForbidden:    http.StatusForbidden,
+	codeTooLarge:          http.StatusRequestEntityTooLarge,
+	codeMethodNotAllowed:  http.StatusMethodNotAllowed,
 }
 
 // errorBody is the JSON body of every error response.
 type errorBody struct {
-	raftnode.WireError
+	base.WireError
 	Limit int64 `json:"limit,omitempty"`
 	Size  int64 `json:"size,omitempty"`
 }
 
 // writeError answers err as JSON with its status.
 func writeError(w http.ResponseWriter, err error) {
-	body := errorBody{WireError: raftnode.ToWire(err)}
+	body := errorBody{WireError: base.ToWire(err)}
 	var tl *errTooLarge
 	if errors.As(err, &tl) {
 		body.Code, body.Limit = codeTooLarge, tl.limit
@@ -69,7 +69,7 @@ func writeError(w http.ResponseWriter, err error) {
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
 	}
-	if errors.Is(err, raftnode.ErrOutcomeUnknown) {
+	if errors.Is(err, base.ErrOutcomeUnknown) {
 		// Only a write has an unknown outcome; a read or a wait that
 		// ran out of time (ErrTimeout) changed nothing.
 		body.Error += " (the write may or may not have been applied; read the key to find out)"
@@ -85,7 +85,7 @@ func writeJSON(w http.ResponseWriter, status int, v interface{}) {
 }
 
 func badRequest(msg string) error {
-	return &wrapped{msg: msg, err: raftnode.ErrBadRequest}
+	return &wrapped{msg: msg, err: base.ErrBadRequest}
 }
 
 type wrapped struct {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ringkv/ringkv/acl"
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/raftnode"
 )
 
@@ -51,7 +52,7 @@ func (a *API) kvRequest(r *http.Request) ([]byte, kvQuery, error) {
 }
 
 // respondWrite answers a put or delete: its error, or its headers and JSON.
-func respondWrite(w http.ResponseWriter, res raftnode.WriteResult, by raftnode.NodeID, err error, deleted, keysBase64 bool) {
+func respondWrite(w http.ResponseWriter, res raftnode.WriteResult, by base.NodeID, err error, deleted, keysBase64 bool) {
 	h := w.Header()
 	if err != nil {
 		h.Set(hdrServedBy, string(by))
@@ -244,7 +245,7 @@ func (a *API) wait(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
-	resp, err := a.b.Wait(ctx, raftnode.GroupID(g), index, term)
+	resp, err := a.b.Wait(ctx, base.GroupID(g), index, term)
 	if err != nil {
 		w.Header().Set(hdrServedBy, string(resp.ServedBy))
 		writeError(w, err)

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/ringkv/ringkv/acl"
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/raftnode"
 )
 
@@ -169,8 +170,8 @@ func (a *API) listSlot(ctx context.Context) (func(), error) {
 		return func() { <-a.lists }, nil
 	case <-t.C:
 		return nil, fmt.Errorf("%w: %d lists are running on this node, the most it runs at once; retry, or list in pages with limit and after",
-			raftnode.ErrUnavailable, cap(a.lists))
+			base.ErrUnavailable, cap(a.lists))
 	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: the client went away while its list waited", raftnode.ErrUnavailable)
+		return nil, fmt.Errorf("%w: the client went away while its list waited", base.ErrUnavailable)
 	}
 }

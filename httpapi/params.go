@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/raftnode"
 )
 
@@ -159,17 +160,17 @@ func parseRingChange(vals url.Values) (raftnode.RingChange, error) {
 		}
 		switch name {
 		case "add":
-			c.Add = &raftnode.GroupWeight{Group: raftnode.GroupID(g), Weight: weight}
+			c.Add = &raftnode.GroupWeight{Group: base.GroupID(g), Weight: weight}
 		case "remove":
 			if hasW {
 				return c, badRequest(fmt.Sprintf("remove=%q: a group id, without a weight", v[0]))
 			}
-			c.Remove = raftnode.GroupID(g)
+			c.Remove = base.GroupID(g)
 		case "weight":
 			if !hasW {
 				return c, badRequest(fmt.Sprintf("weight=%q: want GROUP:WEIGHT", v[0]))
 			}
-			c.Weight = &raftnode.GroupWeight{Group: raftnode.GroupID(g), Weight: weight}
+			c.Weight = &raftnode.GroupWeight{Group: base.GroupID(g), Weight: weight}
 		}
 	}
 	if given != 1 {

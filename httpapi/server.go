@@ -13,16 +13,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ringkv/ringkv/acl"
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/snapshot"
 )
 
 // Backend is what the handlers call; *raftnode.Node implements it.
 type Backend interface {
-	Put(ctx context.Context, key, value []byte, o raftnode.WriteOptions) (raftnode.WriteResult, raftnode.NodeID, error)
-	Delete(ctx context.Context, key []byte, o raftnode.WriteOptions) (raftnode.WriteResult, raftnode.NodeID, error)
+	Put(ctx context.Context, key, value []byte, o raftnode.WriteOptions) (raftnode.WriteResult, base.NodeID, error)
+	Delete(ctx context.Context, key []byte, o raftnode.WriteOptions) (raftnode.WriteResult, base.NodeID, error)
 	GetAt(ctx context.Context, key []byte, c raftnode.Consistency, minIndex uint64) (raftnode.ReadResult, error)
-	Wait(ctx context.Context, g raftnode.GroupID, index, term uint64) (raftnode.Response, error)
+	Wait(ctx context.Context, g base.GroupID, index, term uint64) (raftnode.Response, error)
 	ListEach(ctx context.Context, o raftnode.ListOptions, emit func(raftnode.KV) error) error
 	Status() raftnode.Status
 	Ring() (raftnode.RingInfo, error)
@@ -32,16 +33,16 @@ type Backend interface {
 	RingEpoch() uint64
 	ChangeRing(ctx context.Context, c raftnode.RingChange) (raftnode.RingChange, error)
 	AbortRingChange(ctx context.Context) error
-	PinLeader(ctx context.Context, g raftnode.GroupID, node raftnode.NodeID) error
+	PinLeader(ctx context.Context, g base.GroupID, node base.NodeID) error
 	Plan(ctx context.Context, c raftnode.RingChange, withRanges bool) (raftnode.Plan, error)
 	Join(ctx context.Context, info raftnode.NodeInfo) error
-	RemoveNode(ctx context.Context, id raftnode.NodeID, o raftnode.RemoveOptions) (raftnode.Removal, error)
-	DrainNode(ctx context.Context, id raftnode.NodeID, on bool) error
+	RemoveNode(ctx context.Context, id base.NodeID, o raftnode.RemoveOptions) (raftnode.Removal, error)
+	DrainNode(ctx context.Context, id base.NodeID, on bool) error
 	Cluster(ctx context.Context) raftnode.ClusterInfo
 	Ready() (bool, string)
 	ServeBatch(ctx context.Context, b raftnode.Batch) raftnode.BatchReply
 	BlockPeers(addrs []string)
-	Verify(ctx context.Context, g raftnode.GroupID, o raftnode.VerifyOptions) (raftnode.GroupVerification, error)
+	Verify(ctx context.Context, g base.GroupID, o raftnode.VerifyOptions) (raftnode.GroupVerification, error)
 	VerifyAll(ctx context.Context, o raftnode.VerifyOptions) ([]raftnode.GroupVerification, error)
 	SnapshotAll(ctx context.Context) ([]raftnode.SnapshotResult, error)
 	Backup(ctx context.Context, dir string, w io.Writer) (snapshot.Manifest, error)
@@ -60,9 +61,9 @@ type Backend interface {
 	// PeerSecret is the cluster's peer secret, for a node about to join a
 	// cluster with access control and without peer TLS.
 	PeerSecret() ([]byte, error)
-	ServeCheckpoint(ctx context.Context, g raftnode.GroupID, minIndex uint64, start func(h snapshot.Header) io.Writer) error
-	RestoreCheckpoint(ctx context.Context, g raftnode.GroupID, r io.Reader, f raftnode.RestoreFence) (uint64, error)
-	Tree(ctx context.Context, g raftnode.GroupID) (raftnode.GroupTree, error)
+	ServeCheckpoint(ctx context.Context, g base.GroupID, minIndex uint64, start func(h snapshot.Header) io.Writer) error
+	RestoreCheckpoint(ctx context.Context, g base.GroupID, r io.Reader, f raftnode.RestoreFence) (uint64, error)
+	Tree(ctx context.Context, g base.GroupID) (raftnode.GroupTree, error)
 }
 
 // Config configures the API.

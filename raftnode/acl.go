@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ringkv/ringkv/acl"
+	"github.com/ringkv/ringkv/base"
 )
 
 // ACLStaleAfter is how long a node that is not the metadata leader goes
@@ -30,7 +31,7 @@ type AuthOptions struct {
 }
 
 // errNoSuchToken: a secret of the right form that no token has.
-var errNoSuchToken = fmt.Errorf("%w: no such token (it may have been deleted)", ErrUnauthorized)
+var errNoSuchToken = fmt.Errorf("%w: no such token (it may have been deleted)", base.ErrUnauthorized)
 
 // Identity is who a request acts as: a token's accessor id and what it may
 // do, or the anonymous policy's rights for a request without a token.
@@ -131,7 +132,7 @@ func (c *ACLResolver) Resolve(s *ACLState, secret string) (Identity, error) {
 		return id.(Identity), nil
 	}
 	if err := acl.CheckSecret(secret); err != nil {
-		return Identity{}, fmt.Errorf("%w: %v", ErrUnauthorized, err)
+		return Identity{}, fmt.Errorf("%w: %v", base.ErrUnauthorized, err)
 	}
 	t, ok := v.byHash[acl.HashSecret(secret)]
 	if !ok {
@@ -206,11 +207,11 @@ func (n *Node) Authenticate(ctx context.Context, secret string, o AuthOptions) (
 	}
 	s := l.ACL
 	if s == nil {
-		return Identity{}, fmt.Errorf("%w: this node does not know its cluster's access control yet", ErrUnavailable)
+		return Identity{}, fmt.Errorf("%w: this node does not know its cluster's access control yet", base.ErrUnavailable)
 	}
 	if !o.AcceptStale && !n.metaFresh() {
 		return Identity{}, fmt.Errorf("%w: this node has not heard from the metadata group's leader for over %v, so its tokens and policies may be stale; ask another node",
-			ErrUnavailable, ACLStaleAfter)
+			base.ErrUnavailable, ACLStaleAfter)
 	}
 	id, err := n.aclCache.Resolve(s, secret)
 	if !errors.Is(err, errNoSuchToken) {
@@ -247,7 +248,7 @@ func (n *Node) aclCatchUp(ctx context.Context) error {
 	case <-w.done:
 		return w.err
 	case <-ctx.Done():
-		return fmt.Errorf("%w: %v", ErrUnavailable, context.Cause(ctx))
+		return fmt.Errorf("%w: %v", base.ErrUnavailable, context.Cause(ctx))
 	}
 }
 
@@ -283,7 +284,7 @@ func (n *Node) ACLBootstrap(ctx context.Context) (acl.Token, string, error) {
 func (n *Node) ACLCreateToken(ctx context.Context, description string, policies []string, management bool) (acl.Token, string, error) {
 	t, secret, err := acl.NewToken(description, policies, management)
 	if err != nil {
-		return acl.Token{}, "", fmt.Errorf("%w: %v", ErrBadRequest, err)
+		return acl.Token{}, "", fmt.Errorf("%w: %v", base.ErrBadRequest, err)
 	}
 	return t, secret, n.changeACL(ctx, &ACLChange{Op: "token_create", Token: &t})
 }
@@ -317,12 +318,12 @@ func (n *Node) changeACL(ctx context.Context, c *ACLChange) error {
 		return err
 	}
 	if !n.Layout().Initialized {
-		return fmt.Errorf("%w: cluster layout not initialised yet", ErrUnavailable)
+		return fmt.Errorf("%w: cluster layout not initialised yet", base.ErrUnavailable)
 	}
 	if !n.ACLEnabled() {
-		return fmt.Errorf("%w: access control is off in this cluster (its nodes run without --acl)", ErrBadRequest)
+		return fmt.Errorf("%w: access control is off in this cluster (its nodes run without --acl)", base.ErrBadRequest)
 	}
-	resp, err := n.do(ctx, Request{Op: opACL, Group: MetaGroup, ACL: c})
+	resp, err := n.do(ctx, Request{Op: opACL, Group: base.MetaGroup, ACL: c})
 	if err != nil {
 		return err
 	}

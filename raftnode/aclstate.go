@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/ringkv/ringkv/acl"
+	"github.com/ringkv/ringkv/base"
 )
 
 // Bounds on the access control state the metadata group keeps: every node
@@ -44,21 +45,21 @@ type ACLChange struct {
 // check validates a change that arrived from the network or the log.
 func (c *ACLChange) check() error {
 	if c == nil {
-		return fmt.Errorf("%w: acl change missing", ErrBadRequest)
+		return fmt.Errorf("%w: acl change missing", base.ErrBadRequest)
 	}
 	var err error
 	switch c.Op {
 	case "bootstrap", "token_create":
 		if c.Token == nil {
-			return fmt.Errorf("%w: acl %s without a token", ErrBadRequest, c.Op)
+			return fmt.Errorf("%w: acl %s without a token", base.ErrBadRequest, c.Op)
 		}
 		err = c.Token.Validate()
 		if err == nil && c.Op == "bootstrap" && !c.Token.Management {
-			err = fmt.Errorf("%w: the bootstrap token must be a management token", ErrBadRequest)
+			err = fmt.Errorf("%w: the bootstrap token must be a management token", base.ErrBadRequest)
 		}
 	case "policy_create", "policy_update":
 		if c.Policy == nil {
-			return fmt.Errorf("%w: acl %s without a policy", ErrBadRequest, c.Op)
+			return fmt.Errorf("%w: acl %s without a policy", base.ErrBadRequest, c.Op)
 		}
 		err = c.Policy.Validate()
 	case "policy_delete":
@@ -66,10 +67,10 @@ func (c *ACLChange) check() error {
 	case "token_delete":
 		err = acl.CheckAccessor(c.Name)
 	default:
-		return fmt.Errorf("%w: acl op %q", ErrBadRequest, c.Op)
+		return fmt.Errorf("%w: acl op %q", base.ErrBadRequest, c.Op)
 	}
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrBadRequest, err)
+		return fmt.Errorf("%w: %v", base.ErrBadRequest, err)
 	}
 	return nil
 }
@@ -117,7 +118,7 @@ func (s *ACLState) With(c *ACLChange) (*ACLState, error) {
 // applyACL computes the access control state after c, a checked change.
 func applyACL(cur *ACLState, c *ACLChange) (*ACLState, error) {
 	if cur == nil || !cur.Enabled {
-		return nil, fmt.Errorf("%w: access control is off in this cluster (it was bootstrapped without --acl)", ErrBadRequest)
+		return nil, fmt.Errorf("%w: access control is off in this cluster (it was bootstrapped without --acl)", base.ErrBadRequest)
 	}
 	next := &ACLState{Enabled: true, Bootstrapped: cur.Bootstrapped,
 		Policies: slices.Clone(cur.Policies), Tokens: slices.Clone(cur.Tokens)}
@@ -126,7 +127,7 @@ func applyACL(cur *ACLState, c *ACLChange) (*ACLState, error) {
 	switch c.Op {
 	case "bootstrap":
 		if cur.Bootstrapped {
-			return nil, fmt.Errorf("%w: access control was bootstrapped already; ask a holder of a management token", ErrConflict)
+			return nil, fmt.Errorf("%w: access control was bootstrapped already; ask a holder of a management token", base.ErrConflict)
 		}
 		next.Bootstrapped = true
 		return next, addToken(next, *c.Token)
@@ -135,33 +136,33 @@ func applyACL(cur *ACLState, c *ACLChange) (*ACLState, error) {
 	case "token_delete":
 		i, ok := slices.BinarySearchFunc(next.Tokens, c.Name, byAccessor)
 		if !ok {
-			return nil, fmt.Errorf("%w: no token %s", ErrNotFound, c.Name)
+			return nil, fmt.Errorf("%w: no token %s", base.ErrNotFound, c.Name)
 		}
 		if next.Tokens[i].Management && managementTokens(next) == 1 {
-			return nil, fmt.Errorf("%w: token %s is the last management token; create another before deleting it", ErrConflict, c.Name)
+			return nil, fmt.Errorf("%w: token %s is the last management token; create another before deleting it", base.ErrConflict, c.Name)
 		}
 		next.Tokens = slices.Delete(next.Tokens, i, i+1)
 	case "policy_create", "policy_update":
 		i, ok := slices.BinarySearchFunc(next.Policies, c.Policy.Name, byName)
 		switch {
 		case c.Op == "policy_create" && ok:
-			return nil, fmt.Errorf("%w: a policy named %q exists; update it with PUT /v1/acl/policy/%s", ErrConflict, c.Policy.Name, c.Policy.Name)
+			return nil, fmt.Errorf("%w: a policy named %q exists; update it with PUT /v1/acl/policy/%s", base.ErrConflict, c.Policy.Name, c.Policy.Name)
 		case c.Op == "policy_update" && !ok:
-			return nil, fmt.Errorf("%w: no policy %q", ErrNotFound, c.Policy.Name)
+			return nil, fmt.Errorf("%w: no policy %q", base.ErrNotFound, c.Policy.Name)
 		case ok:
 			next.Policies[i] = *c.Policy
 		case len(next.Policies) >= MaxPolicies:
-			return nil, fmt.Errorf("%w: %d policies already, at most %d", ErrConflict, len(next.Policies), MaxPolicies)
+			return nil, fmt.Errorf("%w: %d policies already, at most %d", base.ErrConflict, len(next.Policies), MaxPolicies)
 		default:
 			next.Policies = slices.Insert(next.Policies, i, *c.Policy)
 		}
 	case "policy_delete":
 		i, ok := slices.BinarySearchFunc(next.Policies, c.Name, byName)
 		if !ok {
-			return nil, fmt.Errorf("%w: no policy %q", ErrNotFound, c.Name)
+			return nil, fmt.Errorf("%w: no policy %q", base.ErrNotFound, c.Name)
 		}
 		if c.Name == acl.Anonymous {
-			return nil, fmt.Errorf("%w: the anonymous policy is kept; edit its rules instead", ErrConflict)
+			return nil, fmt.Errorf("%w: the anonymous policy is kept; edit its rules instead", base.ErrConflict)
 		}
 		var users []string
 		for _, t := range next.Tokens {
@@ -171,11 +172,11 @@ func applyACL(cur *ACLState, c *ACLChange) (*ACLState, error) {
 		}
 		if len(users) > 0 {
 			return nil, fmt.Errorf("%w: policy %q is used by %d token(s) (%s); delete them or their use of it first",
-				ErrConflict, c.Name, len(users), strings.Join(users[:min(3, len(users))], ", "))
+				base.ErrConflict, c.Name, len(users), strings.Join(users[:min(3, len(users))], ", "))
 		}
 		next.Policies = slices.Delete(next.Policies, i, i+1)
 	default:
-		return nil, fmt.Errorf("%w: acl op %q", ErrBadRequest, c.Op)
+		return nil, fmt.Errorf("%w: acl op %q", base.ErrBadRequest, c.Op)
 	}
 	return next, nil
 }
@@ -183,21 +184,21 @@ func applyACL(cur *ACLState, c *ACLChange) (*ACLState, error) {
 // addToken inserts t into s, whose policies it must name.
 func addToken(s *ACLState, t acl.Token) error {
 	if len(s.Tokens) >= MaxTokens {
-		return fmt.Errorf("%w: %d tokens already, at most %d", ErrConflict, len(s.Tokens), MaxTokens)
+		return fmt.Errorf("%w: %d tokens already, at most %d", base.ErrConflict, len(s.Tokens), MaxTokens)
 	}
 	for _, p := range t.Policies {
 		if _, ok := s.Policy(p); !ok {
-			return fmt.Errorf("%w: no policy %q", ErrBadRequest, p)
+			return fmt.Errorf("%w: no policy %q", base.ErrBadRequest, p)
 		}
 	}
 	for _, o := range s.Tokens {
 		if o.SecretHash == t.SecretHash {
-			return fmt.Errorf("%w: a token with this secret exists", ErrConflict)
+			return fmt.Errorf("%w: a token with this secret exists", base.ErrConflict)
 		}
 	}
 	i, ok := slices.BinarySearchFunc(s.Tokens, t.AccessorID, func(o acl.Token, a string) int { return strings.Compare(o.AccessorID, a) })
 	if ok {
-		return fmt.Errorf("%w: a token with accessor id %s exists", ErrConflict, t.AccessorID)
+		return fmt.Errorf("%w: a token with accessor id %s exists", base.ErrConflict, t.AccessorID)
 	}
 	s.Tokens = slices.Insert(s.Tokens, i, t)
 	return nil

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/ringkv/ringkv/acl"
+	"github.com/ringkv/ringkv/base"
 )
 
 // The rules of the access control state: bootstrap once, keep a
@@ -37,20 +38,20 @@ func TestACLStateRules(t *testing.T) {
 	root := mk(true)
 	step(ACLChange{Op: "bootstrap", Token: &root}, nil, "")
 	other := mk(true)
-	step(ACLChange{Op: "bootstrap", Token: &other}, ErrConflict, "bootstrapped already")
+	step(ACLChange{Op: "bootstrap", Token: &other}, base.ErrConflict, "bootstrapped already")
 	notMgmt := mk(false)
-	step(ACLChange{Op: "bootstrap", Token: &notMgmt}, ErrBadRequest, "must be a management token")
-	step(ACLChange{Op: "token_delete", Name: root.AccessorID}, ErrConflict, "last management token")
+	step(ACLChange{Op: "bootstrap", Token: &notMgmt}, base.ErrBadRequest, "must be a management token")
+	step(ACLChange{Op: "token_delete", Name: root.AccessorID}, base.ErrConflict, "last management token")
 	app := acl.Policy{Name: "app", Operator: "none", Rules: []acl.Rule{{Prefix: "app/", Access: "write"}}}
 	user := mk(false, "app")
-	step(ACLChange{Op: "token_create", Token: &user}, ErrBadRequest, `no policy "app"`)
-	step(ACLChange{Op: "policy_update", Policy: &app}, ErrNotFound, `no policy "app"`)
+	step(ACLChange{Op: "token_create", Token: &user}, base.ErrBadRequest, `no policy "app"`)
+	step(ACLChange{Op: "policy_update", Policy: &app}, base.ErrNotFound, `no policy "app"`)
 	step(ACLChange{Op: "policy_create", Policy: &app}, nil, "")
-	step(ACLChange{Op: "policy_create", Policy: &app}, ErrConflict, "exists")
+	step(ACLChange{Op: "policy_create", Policy: &app}, base.ErrConflict, "exists")
 	step(ACLChange{Op: "token_create", Token: &user}, nil, "")
-	step(ACLChange{Op: "token_create", Token: &user}, ErrConflict, "exists")
-	step(ACLChange{Op: "policy_delete", Name: "app"}, ErrConflict, "used by 1 token")
-	step(ACLChange{Op: "policy_delete", Name: acl.Anonymous}, ErrConflict, "anonymous policy is kept")
+	step(ACLChange{Op: "token_create", Token: &user}, base.ErrConflict, "exists")
+	step(ACLChange{Op: "policy_delete", Name: "app"}, base.ErrConflict, "used by 1 token")
+	step(ACLChange{Op: "policy_delete", Name: acl.Anonymous}, base.ErrConflict, "anonymous policy is kept")
 	step(ACLChange{Op: "token_delete", Name: user.AccessorID}, nil, "")
 	step(ACLChange{Op: "policy_delete", Name: "app"}, nil, "")
 	second := mk(true)
@@ -60,8 +61,8 @@ func TestACLStateRules(t *testing.T) {
 	for i := range big.Rules {
 		big.Rules[i] = acl.Rule{Prefix: strings.Repeat("k", i%50) + string(rune('a'+i%26)), Access: "read"}
 	}
-	step(ACLChange{Op: "policy_create", Policy: &big}, ErrBadRequest, "10000 rules, at most 1000")
-	if _, err := (*ACLState)(nil).With(&ACLChange{Op: "token_create", Token: &second}); !errors.Is(err, ErrBadRequest) {
+	step(ACLChange{Op: "policy_create", Policy: &big}, base.ErrBadRequest, "10000 rules, at most 1000")
+	if _, err := (*ACLState)(nil).With(&ACLChange{Op: "token_create", Token: &second}); !errors.Is(err, base.ErrBadRequest) {
 		t.Fatalf("a change while access control is off: %v", err)
 	}
 	if len(s.Tokens) != 1 || s.Tokens[0].AccessorID != second.AccessorID || len(s.Policies) != 1 {
@@ -93,7 +94,7 @@ func TestACLResolverFollowsTheState(t *testing.T) {
 		t.Fatal("a changed policy is not seen")
 	}
 	s3, _ := s2.With(&ACLChange{Op: "token_delete", Name: user.AccessorID})
-	if _, err := r.Resolve(s3, userSecret); !errors.Is(err, ErrUnauthorized) {
+	if _, err := r.Resolve(s3, userSecret); !errors.Is(err, base.ErrUnauthorized) {
 		t.Fatalf("a deleted token: %v", err)
 	}
 	if id, err := r.Resolve(s3, ""); err != nil || !id.Anonymous() || id.Allows([]byte("k"), acl.Read) {
@@ -111,7 +112,7 @@ func TestACLChangeBeforeInit(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := metaCommand{Op: "acl", ACL: &ACLChange{Op: "bootstrap", Token: &root}}
-	if _, err := applyMeta(&Layout{}, c); !errors.Is(err, ErrUnavailable) {
+	if _, err := applyMeta(&Layout{}, c); !errors.Is(err, base.ErrUnavailable) {
 		t.Fatalf("bootstrap before init: %v, want ErrUnavailable", err)
 	}
 	n1 := NodeInfo{ID: "n1", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"}
@@ -126,7 +127,7 @@ func TestACLChangeBeforeInit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := applyMeta(off, c); !errors.Is(err, ErrBadRequest) {
+	if _, err := applyMeta(off, c); !errors.Is(err, base.ErrBadRequest) {
 		t.Fatalf("bootstrap with access control off: %v, want ErrBadRequest", err)
 	}
 }

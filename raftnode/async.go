@@ -9,6 +9,7 @@ import (
 	"unsafe"
 
 	"github.com/hashicorp/raft"
+	"github.com/ringkv/ringkv/base"
 )
 
 // An asynchronous write is acknowledged once the group leader has durably
@@ -84,7 +85,7 @@ type appended struct{ index, term uint64 }
 // asynchronous write reports), it also checks the entry there is still
 // that one: ErrLost if another leader's entry took its place. ErrTimeout
 // if ctx ends first.
-func (n *Node) Wait(ctx context.Context, g GroupID, index, term uint64) (Response, error) {
+func (n *Node) Wait(ctx context.Context, g base.GroupID, index, term uint64) (Response, error) {
 	resp, err := n.do(ctx, Request{Op: opWait, Group: g, Index: index, Term: term})
 	return resp, readError(err)
 }
@@ -100,11 +101,11 @@ func (r *replica) waitCommitted(ctx context.Context, index, term uint64) error {
 		have := r.cache.GetLog(index, &l) == nil
 		switch {
 		case have && term != 0 && l.Term != term:
-			return fmt.Errorf("%w: group %d index %d holds an entry of term %d; the write was appended in term %d", ErrLost, r.id, index, l.Term, term)
+			return fmt.Errorf("%w: group %d index %d holds an entry of term %d; the write was appended in term %d", base.ErrLost, r.id, index, l.Term, term)
 		case !have && term != 0 && r.raft.LastIndex() < index && r.raft.CurrentTerm() > term:
 			// A leader of a later term holds every committed entry; this
 			// one it lacks, and whatever it puts there will not be it.
-			return fmt.Errorf("%w: group %d index %d is past the log of the leader of term %d; the write was appended in term %d", ErrLost, r.id, index, r.raft.CurrentTerm(), term)
+			return fmt.Errorf("%w: group %d index %d is past the log of the leader of term %d; the write was appended in term %d", base.ErrLost, r.id, index, r.raft.CurrentTerm(), term)
 		case r.raft.CommitIndex() >= index:
 			// Committed, by this leader's own count; an entry missing from
 			// the log here was compacted, long committed.
@@ -112,7 +113,7 @@ func (r *replica) waitCommitted(ctx context.Context, index, term uint64) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w: group %d index %d not committed in time (commit index %d)", ErrTimeout, r.id, index, r.raft.CommitIndex())
+			return fmt.Errorf("%w: group %d index %d not committed in time (commit index %d)", base.ErrTimeout, r.id, index, r.raft.CommitIndex())
 		case <-tick.C:
 		}
 	}
@@ -129,7 +130,7 @@ func (r *replica) waitAppliedLocal(ctx context.Context, index uint64) error {
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return fmt.Errorf("%w: group %d replica on this node at index %d, not %d", ErrTimeout, r.id, r.st.AppliedIndex(), index)
+			return fmt.Errorf("%w: group %d replica on this node at index %d, not %d", base.ErrTimeout, r.id, r.st.AppliedIndex(), index)
 		}
 	}
 }

@@ -6,11 +6,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/raftnode/raftnodetest"
 )
 
-func keyInGroup(t *testing.T, n *raftnode.Node, g raftnode.GroupID, prefix string) string {
+func keyInGroup(t *testing.T, n *raftnode.Node, g base.GroupID, prefix string) string {
 	t.Helper()
 	for i := 0; ; i++ {
 		k := fmt.Sprintf("%s%d", prefix, i)
@@ -25,7 +26,7 @@ func keyInGroup(t *testing.T, n *raftnode.Node, g raftnode.GroupID, prefix strin
 // a wait for it returns once committed.
 func TestAsyncWriteReadAtMinIndexAndWait(t *testing.T) {
 	c := raftnodetest.Start(t, raftnodetest.Options{})
-	g := raftnode.GroupID(2)
+	g := base.GroupID(2)
 	key := keyInGroup(t, c.Members[0].Node, g, "a")
 	for i := range c.Members {
 		res, _, err := c.Members[i].Node.Put(raftnodetest.Ctx(t, 5*time.Second), []byte(key), []byte(fmt.Sprint("v", i)), raftnode.WriteOptions{Async: true})
@@ -45,7 +46,7 @@ func TestAsyncWriteReadAtMinIndexAndWait(t *testing.T) {
 			t.Fatalf("wait for a committed async write: %v", err)
 		}
 	}
-	if _, _, err := c.Members[0].Node.Put(raftnodetest.Ctx(t, time.Second), []byte(key), []byte("x"), raftnode.WriteOptions{Async: true, HasCAS: true}); !errors.Is(err, raftnode.ErrBadRequest) {
+	if _, _, err := c.Members[0].Node.Put(raftnodetest.Ctx(t, time.Second), []byte(key), []byte("x"), raftnode.WriteOptions{Async: true, HasCAS: true}); !errors.Is(err, base.ErrBadRequest) {
 		t.Fatalf("async CAS: %v, want ErrBadRequest", err)
 	}
 }
@@ -57,7 +58,7 @@ func TestAsyncWriteReadAtMinIndexAndWait(t *testing.T) {
 // write on the cut-off leader is never acknowledged.
 func TestAsyncWriteLostWithItsLeader(t *testing.T) {
 	c := raftnodetest.Start(t, raftnodetest.Options{})
-	g := raftnode.GroupID(1)
+	g := base.GroupID(1)
 	key := keyInGroup(t, c.Members[0].Node, g, "lost")
 	old := c.WaitForLeader(g)
 	c.Partition(old)
@@ -81,7 +82,7 @@ func TestAsyncWriteLostWithItsLeader(t *testing.T) {
 	c.Heal()
 	c.Eventually("the wait reports the write lost", 20*time.Second, func() error {
 		_, err := c.Members[other].Node.Wait(raftnodetest.Ctx(t, 2*time.Second), g, res.RaftIndex, res.RaftTerm)
-		if errors.Is(err, raftnode.ErrLost) {
+		if errors.Is(err, base.ErrLost) {
 			return nil
 		}
 		return fmt.Errorf("wait: %v", err)

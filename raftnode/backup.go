@@ -11,6 +11,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/snapshot"
 	"github.com/ringkv/ringkv/store"
 )
@@ -23,14 +24,14 @@ import (
 func (n *Node) Backup(ctx context.Context, dir string, w io.Writer) (snapshot.Manifest, error) {
 	l := n.Layout()
 	if !l.Initialized {
-		return snapshot.Manifest{}, fmt.Errorf("%w: cluster layout not initialised yet", ErrUnavailable)
+		return snapshot.Manifest{}, fmt.Errorf("%w: cluster layout not initialised yet", base.ErrUnavailable)
 	}
 	if l.Restore != nil {
-		return snapshot.Manifest{}, fmt.Errorf("%w: a restore is in progress (%s); back up once it is done", ErrConflict, l.Restore.ID)
+		return snapshot.Manifest{}, fmt.Errorf("%w: a restore is in progress (%s); back up once it is done", base.ErrConflict, l.Restore.ID)
 	}
 	if l.Migration != nil {
 		// Keys in motion sit in two groups: a backup now would hold both.
-		return snapshot.Manifest{}, fmt.Errorf("%w: a ring change is in progress (%s); back up once it is done", ErrConflict, l.Migration.Change)
+		return snapshot.Manifest{}, fmt.Errorf("%w: a ring change is in progress (%s); back up once it is done", base.ErrConflict, l.Migration.Change)
 	}
 	rs, err := json.Marshal(l.Ring)
 	if err != nil {

@@ -7,9 +7,10 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/ringkv/ringkv/base"
 )
 
-func contains(ids []NodeID, id NodeID) bool {
+func contains(ids []base.NodeID, id base.NodeID) bool {
 	for _, x := range ids {
 		if x == id {
 			return true
@@ -21,11 +22,11 @@ func contains(ids []NodeID, id NodeID) bool {
 // PinLeader makes node the preferred leader of group g (empty node: back
 // to the balancer's spread); the group's leader hands over to it once it
 // has caught up.
-func (n *Node) PinLeader(ctx context.Context, g GroupID, node NodeID) error {
-	if g == MetaGroup {
-		return fmt.Errorf("%w: the metadata group's leader is not pinned", ErrBadRequest)
+func (n *Node) PinLeader(ctx context.Context, g base.GroupID, node base.NodeID) error {
+	if g == base.MetaGroup {
+		return fmt.Errorf("%w: the metadata group's leader is not pinned", base.ErrBadRequest)
 	}
-	req := Request{Op: opPinLeader, Group: MetaGroup, Target: g}
+	req := Request{Op: opPinLeader, Group: base.MetaGroup, Target: g}
 	if node != "" {
 		req.Node = &NodeInfo{ID: node}
 	}
@@ -36,7 +37,7 @@ func (n *Node) PinLeader(ctx context.Context, g GroupID, node NodeID) error {
 // balanceLoop hands each group this node leads to its preferred leader,
 // once that node is healthy and caught up for two checks in a row.
 func (n *Node) balanceLoop(ctx context.Context) {
-	ready := map[GroupID]int{}
+	ready := map[base.GroupID]int{}
 	last, tick := time.Now(), 0
 	for sleepCtx(ctx, n.cfg.BalanceInterval) {
 		now := time.Now()
@@ -84,7 +85,7 @@ func (n *Node) balanceLoop(ctx context.Context) {
 // A replica that has applied nothing has not caught up, however short the
 // log: promoted, it would count in the quorum while it fetches the whole
 // state.
-func (n *Node) caughtUp(ctx context.Context, r *replica, id NodeID) bool {
+func (n *Node) caughtUp(ctx context.Context, r *replica, id base.NodeID) bool {
 	st, err := n.peerStatus(ctx, id)
 	if err != nil {
 		return false
@@ -123,7 +124,7 @@ func (n *Node) measureWrites(dt time.Duration) {
 // groups over as the new plan says.
 func (n *Node) recordLoads(ctx context.Context) {
 	l := n.Layout()
-	fresh := map[GroupID]float64{}
+	fresh := map[base.GroupID]float64{}
 	for _, nd := range l.Nodes {
 		var st Status
 		if nd.ID == n.cfg.ID {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/raftnode/raftnodetest"
 )
@@ -23,9 +24,9 @@ func BenchmarkPut(b *testing.B) {
 		b.Run(fmt.Sprintf("groups=%d/conc=%d/any-node=%v", bc.groups, bc.conc, bc.anyNode), func(b *testing.B) {
 			c := raftnodetest.Start(b, raftnodetest.Options{Groups: bc.groups})
 			c.WaitConverged()
-			leaders := map[raftnode.GroupID]*raftnode.Node{}
+			leaders := map[base.GroupID]*raftnode.Node{}
 			for g := 1; g <= bc.groups; g++ {
-				leaders[raftnode.GroupID(g)] = c.Members[c.WaitForLeader(raftnode.GroupID(g))].Node
+				leaders[base.GroupID(g)] = c.Members[c.WaitForLeader(base.GroupID(g))].Node
 			}
 			target := func(i int64, key []byte) *raftnode.Node {
 				if bc.anyNode {

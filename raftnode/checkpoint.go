@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/snapshot"
 	"github.com/ringkv/ringkv/store"
 )
@@ -29,10 +30,10 @@ const RestorePath = "/v1/internal/groups/%d/restore"
 // is taken after a linearizable barrier, so it holds every write
 // acknowledged before the call, and at an index of at least minIndex. The
 // caller writes it with WriteTo and must Release it.
-func (n *Node) Checkpoint(ctx context.Context, g GroupID, minIndex uint64) (*store.Snapshot, error) {
+func (n *Node) Checkpoint(ctx context.Context, g base.GroupID, minIndex uint64) (*store.Snapshot, error) {
 	r := n.replica(g)
 	if r == nil || r.st == nil {
-		return nil, &NotLeaderError{Group: g, Leader: n.leaderOf(g)}
+		return nil, &base.NotLeaderError{Group: g, Leader: n.leaderOf(g)}
 	}
 	if err := r.readBarrier(ctx, Linearizable); err != nil {
 		return nil, err
@@ -45,7 +46,7 @@ func (n *Node) Checkpoint(ctx context.Context, g GroupID, minIndex uint64) (*sto
 		select {
 		case <-r.st.Changed():
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: group %d did not reach index %d", ErrUnavailable, g, minIndex)
+			return nil, fmt.Errorf("%w: group %d did not reach index %d", base.ErrUnavailable, g, minIndex)
 		}
 	}
 	return r.st.Snapshot()
@@ -55,7 +56,7 @@ func (n *Node) Checkpoint(ctx context.Context, g GroupID, minIndex uint64) (*sto
 // minIndex, to the writer dst gives: taken here when this node leads g,
 // else fetched from the leader. It follows leadership changes until ctx
 // ends, asking dst for a fresh writer on each attempt.
-func (n *Node) fetchCheckpoint(ctx context.Context, g GroupID, minIndex uint64, dst func() (io.Writer, error)) error {
+func (n *Node) fetchCheckpoint(ctx context.Context, g base.GroupID, minIndex uint64, dst func() (io.Writer, error)) error {
 	return n.retryLeader(ctx, g, func(leader NodeInfo, self bool) error {
 		w, err := dst()
 		if err != nil {
@@ -83,23 +84,23 @@ func (n *Node) fetchCheckpoint(ctx context.Context, g GroupID, minIndex uint64, 
 // answers and waiting out elections, until fn succeeds, fails otherwise,
 // or ctx ends. fn must not have written anything when it fails with a
 // leadership error.
-func (n *Node) retryLeader(ctx context.Context, g GroupID, fn func(leader NodeInfo, self bool) error) error {
+func (n *Node) retryLeader(ctx context.Context, g base.GroupID, fn func(leader NodeInfo, self bool) error) error {
 	var last error
 	for {
 		leader := n.leaderOf(g)
 		if leader == "" {
-			last = fmt.Errorf("%w: group %d", ErrNoLeader, g)
+			last = fmt.Errorf("%w: group %d", base.ErrNoLeader, g)
 		} else if info, ok := n.Layout().Node(leader); !ok {
-			last = fmt.Errorf("%w: group %d leader %s not in the layout", ErrNoLeader, g, leader)
+			last = fmt.Errorf("%w: group %d leader %s not in the layout", base.ErrNoLeader, g, leader)
 		} else {
 			err := fn(info, leader == n.cfg.ID)
-			var nl *NotLeaderError
+			var nl *base.NotLeaderError
 			switch {
 			case err == nil:
 				return nil
 			case errors.As(err, &nl):
 				n.setHint(g, nl.Leader)
-			case errors.Is(err, ErrNoLeader):
+			case errors.Is(err, base.ErrNoLeader):
 			default:
 				return err
 			}
@@ -115,20 +116,20 @@ func (n *Node) retryLeader(ctx context.Context, g GroupID, fn func(leader NodeIn
 // body to w; an error response is decoded into its error.
 func (f *forwarder) stream(req *http.Request, w io.Writer) error {
 	if f.peer == nil {
-		return fmt.Errorf("%w: the Raft port is not open yet", ErrUnavailable)
+		return fmt.Errorf("%w: the Raft port is not open yet", base.ErrUnavailable)
 	}
 	resp, err := f.peer.Do(req)
 	if err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrNoLeader, req.URL.Host, err)
+		return fmt.Errorf("%w: %s: %w", base.ErrNoLeader, req.URL.Host, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		var we WireError
+		var we base.WireError
 		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		if json.Unmarshal(raw, &we) == nil && we.Code != "" {
-			return FromWire(we)
+			return base.FromWire(we)
 		}
-		return fmt.Errorf("%w: %s answered %d", ErrUnavailable, req.URL.Host, resp.StatusCode)
+		return fmt.Errorf("%w: %s answered %d", base.ErrUnavailable, req.URL.Host, resp.StatusCode)
 	}
 	_, err = io.Copy(w, resp.Body)
 	return err
@@ -151,10 +152,10 @@ func (f *forwarder) post(ctx context.Context, url string, body io.Reader) error 
 // it as a snapshot and no later entry is mistaken for a replay. It returns
 // the index the group now restarts from. Only a cluster restore holding the
 // restore lock installs checkpoints, and the group stays fenced for it.
-func (n *Node) RestoreCheckpoint(ctx context.Context, g GroupID, rd io.Reader, fence RestoreFence) (uint64, error) {
+func (n *Node) RestoreCheckpoint(ctx context.Context, g base.GroupID, rd io.Reader, fence RestoreFence) (uint64, error) {
 	r := n.replica(g)
 	if r == nil || r.st == nil || !r.isLeader() {
-		return 0, &NotLeaderError{Group: g, Leader: n.leaderOf(g)}
+		return 0, &base.NotLeaderError{Group: g, Leader: n.leaderOf(g)}
 	}
 	if err := checkRestoreID(fence.ID); err != nil {
 		return 0, err
@@ -164,26 +165,26 @@ func (n *Node) RestoreCheckpoint(ctx context.Context, g GroupID, rd io.Reader, f
 	}
 	img, err := store.OpenImage(rd, r.dir)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		return 0, fmt.Errorf("%w: %v", base.ErrBadRequest, err)
 	}
 	defer img.Close()
 	if img.Header.Group != uint32(g) {
-		return 0, fmt.Errorf("%w: a checkpoint of group %d cannot restore group %d", ErrBadRequest, img.Header.Group, g)
+		return 0, fmt.Errorf("%w: a checkpoint of group %d cannot restore group %d", base.ErrBadRequest, img.Header.Group, g)
 	}
 	if err := checkImage(img); err != nil {
-		return 0, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		return 0, fmt.Errorf("%w: %v", base.ErrBadRequest, err)
 	}
 	// Far enough past the log that concurrent appends cannot catch up
 	// before raft takes the snapshot, and past every modify index in the
 	// image, so no later write can reuse one.
-	base := max(r.raft.LastIndex(), img.Header.Index) + 1<<20
+	start := max(r.raft.LastIndex(), img.Header.Index) + 1<<20
 	f, err := os.CreateTemp(r.dir, "restore-*.ckpt")
 	if err != nil {
 		return 0, err
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	h, err := img.RebaseFenced(base, r.raft.CurrentTerm(), fence.Term, f)
+	h, err := img.RebaseFenced(start, r.raft.CurrentTerm(), fence.Term, f)
 	if err != nil {
 		return 0, err
 	}
@@ -194,17 +195,17 @@ func (n *Node) RestoreCheckpoint(ctx context.Context, g GroupID, rd io.Reader, f
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return 0, err
 	}
-	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Index: base - 1, Term: h.Term, Size: size}
+	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Index: start - 1, Term: h.Term, Size: size}
 	if err := r.raft.Restore(meta, f, enqueueTimeout(ctx)); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
 			return 0, r.notLeader()
 		}
-		return 0, fmt.Errorf("%w: group %d: restore: %v", ErrUnavailable, g, err)
+		return 0, fmt.Errorf("%w: group %d: restore: %v", base.ErrUnavailable, g, err)
 	}
-	if got := r.st.AppliedIndex(); got != base {
-		return 0, fmt.Errorf("group %d: restored state at index %d, expected %d", g, got, base)
+	if got := r.st.AppliedIndex(); got != start {
+		return 0, fmt.Errorf("group %d: restored state at index %d, expected %d", g, got, start)
 	}
-	return base, nil
+	return start, nil
 }
 
 // checkImage confirms an image's entries give the root its header claims.
@@ -236,7 +237,7 @@ func treeOf(img *store.Image) ([]byte, snapshot.Digest, error) {
 // ServeCheckpoint writes a checkpoint of group g (see Checkpoint) to the
 // writer start returns; start is called only once the checkpoint is open,
 // so an error before it can still be answered as an error.
-func (n *Node) ServeCheckpoint(ctx context.Context, g GroupID, minIndex uint64, start func(h snapshot.Header) io.Writer) error {
+func (n *Node) ServeCheckpoint(ctx context.Context, g base.GroupID, minIndex uint64, start func(h snapshot.Header) io.Writer) error {
 	sn, err := n.Checkpoint(ctx, g, minIndex)
 	if err != nil {
 		return err
@@ -252,17 +253,17 @@ func (n *Node) ServeCheckpoint(ctx context.Context, g GroupID, minIndex uint64, 
 
 // GroupTree is a group's Merkle tree at one index.
 type GroupTree struct {
-	Group GroupID `json:"group"`
-	Index uint64  `json:"index"`
-	Root  string  `json:"root"`
-	Depth int     `json:"depth"`
+	Group base.GroupID `json:"group"`
+	Index uint64       `json:"index"`
+	Root  string       `json:"root"`
+	Depth int          `json:"depth"`
 	// Leaves are the leaf hashes, in order.
 	Leaves [][]byte `json:"leaves"`
 }
 
 // Tree returns group g's Merkle tree at a verification index: the group
 // root most replicas agree on, with its leaves, as the leader recorded it.
-func (n *Node) Tree(ctx context.Context, g GroupID) (GroupTree, error) {
+func (n *Node) Tree(ctx context.Context, g base.GroupID) (GroupTree, error) {
 	v, err := n.Verify(ctx, g, VerifyOptions{NoRepair: true})
 	if err != nil {
 		return GroupTree{}, err
@@ -286,5 +287,5 @@ func (n *Node) Tree(ctx context.Context, g GroupID) (GroupTree, error) {
 		}
 		return t, nil
 	}
-	return GroupTree{}, fmt.Errorf("%w: group %d: no replica holding the group root answered", ErrUnavailable, g)
+	return GroupTree{}, fmt.Errorf("%w: group %d: no replica holding the group root answered", base.ErrUnavailable, g)
 }

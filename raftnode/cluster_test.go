@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/raftnode/raftnodetest"
 )
@@ -25,7 +26,7 @@ func mustPut(t *testing.T, n *raftnode.Node, key, value string) raftnode.WriteRe
 		if err == nil {
 			return res
 		}
-		if !errors.Is(err, raftnode.ErrOutcomeUnknown) || time.Now().After(deadline) {
+		if !errors.Is(err, base.ErrOutcomeUnknown) || time.Now().After(deadline) {
 			t.Fatalf("Put(%q): %v", key, err)
 		}
 	}
@@ -58,7 +59,7 @@ func TestWritesThroughAnyNodeReadBackEverywhere(t *testing.T) {
 	// Stale reads agree once every replica has applied everything, and
 	// every replica of a group has the same Merkle root at the same index.
 	c.WaitConverged()
-	for g := raftnode.GroupID(1); g <= 3; g++ {
+	for g := base.GroupID(1); g <= 3; g++ {
 		want := c.GroupStatus(0, g)
 		for i := range c.Members {
 			got := c.GroupStatus(i, g)
@@ -84,7 +85,7 @@ func TestWritesThroughAnyNodeReadBackEverywhere(t *testing.T) {
 	if len(kvs) != len(want) {
 		t.Fatalf("List returned %d keys, want %d", len(kvs), len(want))
 	}
-	groups := map[raftnode.GroupID]bool{}
+	groups := map[base.GroupID]bool{}
 	for i, kv := range kvs {
 		groups[kv.Group] = true
 		if i > 0 && bytes.Compare(kvs[i-1].Key, kv.Key) >= 0 {
@@ -112,7 +113,7 @@ func TestCASAndDelete(t *testing.T) {
 		t.Fatalf("create-only put: %v", err)
 	}
 	_, _, err = n.Put(ctx, []byte("lock"), []byte("b"), raftnode.WriteOptions{HasCAS: true, CAS: 0})
-	var cf *raftnode.CASFailedError
+	var cf *base.CASFailedError
 	if !errors.As(err, &cf) || cf.Current != res.Index {
 		t.Fatalf("second create-only put: %v, want CAS failure with current %d", err, res.Index)
 	}
@@ -125,10 +126,10 @@ func TestCASAndDelete(t *testing.T) {
 	if _, _, err := n.Delete(ctx, []byte("lock"), raftnode.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Members[1].Node.Get(ctx, []byte("lock"), raftnode.Linearizable); !errors.Is(err, raftnode.ErrNotFound) {
+	if _, err := c.Members[1].Node.Get(ctx, []byte("lock"), raftnode.Linearizable); !errors.Is(err, base.ErrNotFound) {
 		t.Fatalf("Get after delete: %v, want ErrNotFound", err)
 	}
-	if _, _, err := n.Delete(ctx, []byte("lock"), raftnode.WriteOptions{}); !errors.Is(err, raftnode.ErrNotFound) {
+	if _, _, err := n.Delete(ctx, []byte("lock"), raftnode.WriteOptions{}); !errors.Is(err, base.ErrNotFound) {
 		t.Fatalf("Delete of absent key: %v, want ErrNotFound", err)
 	}
 }
@@ -136,8 +137,8 @@ func TestCASAndDelete(t *testing.T) {
 func TestLeadersSpreadAndRebalanceAfterReturn(t *testing.T) {
 	c := raftnodetest.Start(t, raftnodetest.Options{})
 	spread := func() error {
-		led := map[raftnode.NodeID]int{}
-		for g := raftnode.GroupID(1); g <= 3; g++ {
+		led := map[base.NodeID]int{}
+		for g := base.GroupID(1); g <= 3; g++ {
 			gs := c.GroupStatus(0, g)
 			if gs.Leader == "" {
 				return fmt.Errorf("group %d has no leader", g)
@@ -165,7 +166,7 @@ func TestLeadersSpreadAndRebalanceAfterReturn(t *testing.T) {
 
 func TestLeaderKillFailoverAndCatchUp(t *testing.T) {
 	c := raftnodetest.Start(t, raftnodetest.Options{})
-	g := raftnode.GroupID(1)
+	g := base.GroupID(1)
 	leader := c.WaitForLeader(g)
 	var keys []string
 	for i := 0; len(keys) < 20; i++ {
@@ -196,7 +197,7 @@ func TestLeaderKillFailoverAndCatchUp(t *testing.T) {
 // not answer a linearizable read with a value the majority has replaced.
 func TestPartitionedLeaderServesNoStaleRead(t *testing.T) {
 	c := raftnodetest.Start(t, raftnodetest.Options{})
-	g := raftnode.GroupID(3)
+	g := base.GroupID(3)
 	var key string
 	for i := 0; ; i++ {
 		key = fmt.Sprintf("p%d", i)
@@ -234,7 +235,7 @@ func TestPartitionedLeaderServesNoStaleRead(t *testing.T) {
 
 func TestFollowerCatchesUpBySnapshotInstall(t *testing.T) {
 	c := raftnodetest.Start(t, raftnodetest.Options{Groups: 1, SnapshotThreshold: 64, TrailingLogs: 16})
-	g := raftnode.GroupID(1)
+	g := base.GroupID(1)
 	leader := c.WaitForLeader(g)
 	lagger := (leader + 1) % 3
 	c.Kill(lagger)
@@ -287,24 +288,24 @@ func TestMembership(t *testing.T) {
 	c := raftnodetest.Start(t, raftnodetest.Options{})
 	ctx := raftnodetest.Ctx(t, 20*time.Second)
 	err := c.Members[1].Node.Join(ctx, raftnode.NodeInfo{ID: "node2", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"})
-	if !errors.Is(err, raftnode.ErrConflict) {
+	if !errors.Is(err, base.ErrConflict) {
 		t.Fatalf("join with a taken id and other addresses: %v, want ErrConflict", err)
 	}
 	// A node that does not answer at its Raft address is not admitted:
 	// as a metadata voter it would count in every quorum.
 	err = c.Members[1].Node.Join(ctx, raftnode.NodeInfo{ID: "f", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"})
-	if !errors.Is(err, raftnode.ErrUnavailable) || !strings.Contains(err.Error(), "does not answer at raft_addr 127.0.0.1:2") {
+	if !errors.Is(err, base.ErrUnavailable) || !strings.Contains(err.Error(), "does not answer at raft_addr 127.0.0.1:2") {
 		t.Fatalf("join of a node that does not answer: %v, want unavailable", err)
 	}
 	// Nor one claiming another node's Raft address.
 	err = c.Members[1].Node.Join(ctx, raftnode.NodeInfo{ID: "f", HTTPAddr: "127.0.0.1:1", RaftAddr: c.Members[2].RaftAddr})
-	if !errors.Is(err, raftnode.ErrConflict) {
+	if !errors.Is(err, base.ErrConflict) {
 		t.Fatalf("join at node3's Raft address: %v, want a conflict", err)
 	}
 	if n := len(c.Members[0].Node.Layout().Nodes); n != 3 {
 		t.Fatalf("refused joins left %d members", n)
 	}
-	if _, err := c.Members[0].Node.RemoveNode(ctx, "nodeX", raftnode.RemoveOptions{}); !errors.Is(err, raftnode.ErrNotFound) {
+	if _, err := c.Members[0].Node.RemoveNode(ctx, "nodeX", raftnode.RemoveOptions{}); !errors.Is(err, base.ErrNotFound) {
 		t.Fatalf("remove unknown node: %v, want ErrNotFound", err)
 	}
 	// No other node can take node3's replicas: it is removed at once.
@@ -312,7 +313,7 @@ func TestMembership(t *testing.T) {
 		t.Fatalf("remove node3: %+v, %v", rm, err)
 	}
 	c.Eventually("node3 gone from every group", 20*time.Second, func() error {
-		for g := raftnode.GroupID(1); g <= 3; g++ {
+		for g := base.GroupID(1); g <= 3; g++ {
 			if v := c.GroupStatus(0, g).Voters; len(v) != 2 {
 				return fmt.Errorf("group %d voters %v", g, v)
 			}
@@ -330,10 +331,10 @@ func TestMembership(t *testing.T) {
 	// A second removal would leave every group on one voter, short of a
 	// majority of the factor (3): refused, naming them, and nothing moves.
 	_, err = c.Members[0].Node.RemoveNode(ctx, "node2", raftnode.RemoveOptions{})
-	if !errors.Is(err, raftnode.ErrConflict) || !strings.Contains(err.Error(), "group 1, group 2, group 3, the metadata group") {
+	if !errors.Is(err, base.ErrConflict) || !strings.Contains(err.Error(), "group 1, group 2, group 3, the metadata group") {
 		t.Fatalf("removing node2 of two nodes: %v, want a conflict naming the groups", err)
 	}
-	for g := raftnode.GroupID(1); g <= 3; g++ {
+	for g := base.GroupID(1); g <= 3; g++ {
 		if v := c.GroupStatus(0, g).Voters; len(v) != 2 {
 			t.Fatalf("after a refused removal, group %d has voters %v", g, v)
 		}
@@ -343,7 +344,7 @@ func TestMembership(t *testing.T) {
 		t.Fatalf("forced removal of node2: %+v, %v", rm, err)
 	}
 	c.Eventually("node2 gone from every group", 20*time.Second, func() error {
-		for g := raftnode.GroupID(1); g <= 3; g++ {
+		for g := base.GroupID(1); g <= 3; g++ {
 			if v := c.GroupStatus(0, g).Voters; len(v) != 1 {
 				return fmt.Errorf("group %d voters %v", g, v)
 			}
@@ -367,9 +368,9 @@ func TestExpiredWritesKeepTheirPromise(t *testing.T) {
 		cancel()
 		switch {
 		case err == nil:
-		case errors.Is(err, raftnode.ErrUnavailable):
+		case errors.Is(err, base.ErrUnavailable):
 			unavailable = append(unavailable, key)
-		case errors.Is(err, raftnode.ErrOutcomeUnknown), errors.Is(err, raftnode.ErrNoLeader):
+		case errors.Is(err, base.ErrOutcomeUnknown), errors.Is(err, base.ErrNoLeader):
 			unknown = append(unknown, key)
 		default:
 			t.Fatalf("Put(%q): unexpected error %v", key, err)
@@ -379,7 +380,7 @@ func TestExpiredWritesKeepTheirPromise(t *testing.T) {
 		t.Fatal("no write was refused before proposal, though a fifth had already expired: the test checked nothing")
 	}
 	for _, key := range unavailable {
-		if _, err := n.Get(raftnodetest.Ctx(t, 5*time.Second), []byte(key), raftnode.Linearizable); !errors.Is(err, raftnode.ErrNotFound) {
+		if _, err := n.Get(raftnodetest.Ctx(t, 5*time.Second), []byte(key), raftnode.Linearizable); !errors.Is(err, base.ErrNotFound) {
 			t.Fatalf("Put(%q) was reported unavailable (not applied) but Get = %v", key, err)
 		}
 	}
@@ -463,7 +464,7 @@ func TestJoinerIsALearnerUntilCaughtUp(t *testing.T) {
 	releaseOnce := sync.OnceFunc(func() { close(release) })
 	t.Cleanup(releaseOnce) // before the cluster stops
 	lagger := c.StartJoining(0)
-	metaSuffrage := func(id raftnode.NodeID) string {
+	metaSuffrage := func(id base.NodeID) string {
 		st := c.Members[0].Node.Status().Meta
 		switch {
 		case slices.Contains(st.Voters, id):

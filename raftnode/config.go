@@ -8,18 +8,10 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/snapshot"
 	"github.com/ringkv/ringkv/store"
 )
-
-// NodeID names a node; it doubles as the Raft server id in every group.
-type NodeID string
-
-// GroupID names a Raft group. 0 is the metadata group.
-type GroupID uint32
-
-// MetaGroup is the id of the metadata group that every node hosts.
-const MetaGroup GroupID = 0
 
 // MaxNodes is the largest cluster a node may join: every node hosts the
 // metadata group (at most MaxMetaVoters of them as voters).
@@ -63,7 +55,7 @@ func DefaultTiming() Timing {
 // Config configures a Node. Build it with DefaultConfig and check it with
 // Validate; a Node never changes it after construction.
 type Config struct {
-	ID            NodeID
+	ID            base.NodeID
 	HTTPAddr      string // advertised HTTP address (host:port) of this node
 	RaftAddr      string // listen address for all Raft traffic
 	AdvertiseRaft string // what peers dial; RaftAddr when empty
@@ -133,11 +125,11 @@ type Config struct {
 	// cluster removed it (from peer, whose layout no longer lists it). The
 	// node has recorded that in its data dir and will not start on it
 	// again; ringkvd stops.
-	OnRemoved func(peer NodeID)
+	OnRemoved func(peer base.NodeID)
 	// OnTransfer, when set, is called by the node moving keys as a
 	// transfer reaches each phase (copy, fenced, flipped), before it acts
 	// on it. Tests use it to hold a ring change at a chosen point.
-	OnTransfer func(from, to GroupID, phase string)
+	OnTransfer func(from, to base.GroupID, phase string)
 	// OnReplicaMove, when set, is called by the node moving a replica
 	// after each step that did not finish the move, with that step's
 	// outcome. Tests use it to hold a move, ctx ending when the node stops.
@@ -145,11 +137,11 @@ type Config struct {
 	// OnRestoreInstall, when set, is called by a node running a restore
 	// before it installs group g's restored state; an error fails the
 	// restore there. Tests use it to fail one midway.
-	OnRestoreInstall func(g GroupID) error
+	OnRestoreInstall func(g base.GroupID) error
 	// OnAsyncWrite, when set, is called by a group leader once an
 	// asynchronous write has been let through as asynchronous, before it
 	// is appended. Tests use it to hold a write against a fence.
-	OnAsyncWrite func(g GroupID, key []byte)
+	OnAsyncWrite func(g base.GroupID, key []byte)
 	// OnMetaApply, when set, is called before the metadata state machine
 	// applies the entry at index. Tests use it to hold a node's layout
 	// behind its log.

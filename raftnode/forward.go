@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/ringkv/ringkv/base"
 )
 
 // ForwardPath is the internal endpoint a node serves forwarded requests on.
@@ -126,25 +127,25 @@ type BatchReply struct {
 
 // BatchResult is a response or an error.
 type BatchResult struct {
-	Response *Response  `json:"response,omitempty"`
-	Error    *WireError `json:"error,omitempty"`
+	Response *Response       `json:"response,omitempty"`
+	Error    *base.WireError `json:"error,omitempty"`
 }
 
 // DecodeBatch parses and validates a forwarding call's body.
 func DecodeBatch(b []byte) (Batch, error) {
 	var batch Batch
 	if err := json.Unmarshal(b, &batch); err != nil {
-		return batch, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		return batch, fmt.Errorf("%w: %v", base.ErrBadRequest, err)
 	}
 	if len(batch.Requests) == 0 || len(batch.Requests) > maxBatch {
-		return batch, fmt.Errorf("%w: batch of %d requests (want 1 to %d)", ErrBadRequest, len(batch.Requests), maxBatch)
+		return batch, fmt.Errorf("%w: batch of %d requests (want 1 to %d)", base.ErrBadRequest, len(batch.Requests), maxBatch)
 	}
 	for i, it := range batch.Requests {
 		if err := it.Validate(); err != nil {
 			return batch, fmt.Errorf("request %d: %w", i, err)
 		}
 		if it.DeadlineMS < 0 {
-			return batch, fmt.Errorf("%w: request %d: negative deadline", ErrBadRequest, i)
+			return batch, fmt.Errorf("%w: request %d: negative deadline", base.ErrBadRequest, i)
 		}
 	}
 	return batch, nil
@@ -205,7 +206,7 @@ func (f *forwarder) forward(ctx context.Context, raftAddr string, req Request) (
 	select {
 	case r := <-p.done:
 		if r.Error != nil {
-			return Response{}, FromWire(*r.Error)
+			return Response{}, base.FromWire(*r.Error)
 		}
 		if r.Response == nil {
 			return Response{}, fmt.Errorf("forwarding to %s: empty result", raftAddr)
@@ -213,9 +214,9 @@ func (f *forwarder) forward(ctx context.Context, raftAddr string, req Request) (
 		return *r.Response, nil
 	case <-ctx.Done():
 		if req.isWrite() {
-			return Response{}, fmt.Errorf("%w: forwarded to %s, no answer in time", ErrOutcomeUnknown, raftAddr)
+			return Response{}, fmt.Errorf("%w: forwarded to %s, no answer in time", base.ErrOutcomeUnknown, raftAddr)
 		}
-		return Response{}, fmt.Errorf("%w: forwarded to %s, no answer in time", ErrUnavailable, raftAddr)
+		return Response{}, fmt.Errorf("%w: forwarded to %s, no answer in time", base.ErrUnavailable, raftAddr)
 	}
 }
 
@@ -253,11 +254,11 @@ func (f *forwarder) call(addr string, batch []*pending) {
 	defer cancel()
 	fail := func(err error, sent bool) {
 		for _, p := range batch {
-			e := fmt.Errorf("%w: forwarding to %s: %v", ErrNoLeader, addr, err)
+			e := fmt.Errorf("%w: forwarding to %s: %v", base.ErrNoLeader, addr, err)
 			if sent && p.req.isWrite() {
-				e = fmt.Errorf("%w: forwarding to %s: %v", ErrOutcomeUnknown, addr, err)
+				e = fmt.Errorf("%w: forwarding to %s: %v", base.ErrOutcomeUnknown, addr, err)
 			}
-			w := ToWire(e)
+			w := base.ToWire(e)
 			p.done <- BatchResult{Error: &w}
 		}
 	}
@@ -284,7 +285,7 @@ func (f *forwarder) call(addr string, batch []*pending) {
 	}
 	var reply BatchReply
 	if hresp.StatusCode != http.StatusOK {
-		var we WireError
+		var we base.WireError
 		if json.Unmarshal(raw, &we) == nil && we.Code != "" {
 			for _, p := range batch {
 				p.done <- BatchResult{Error: &we}
@@ -316,7 +317,7 @@ func (n *Node) ServeBatch(ctx context.Context, b Batch) BatchReply {
 			defer cancel()
 			resp, err := n.Serve(rctx, it.Request)
 			if err != nil {
-				w := ToWire(err)
+				w := base.ToWire(err)
 				reply.Results[i].Error = &w
 				return
 			}
@@ -346,9 +347,9 @@ func (f *forwarder) join(ctx context.Context, url string, self NodeInfo, token s
 	defer hresp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(hresp.Body, 1<<20))
 	if hresp.StatusCode != http.StatusOK {
-		var we WireError
+		var we base.WireError
 		if json.Unmarshal(body, &we) == nil && we.Code != "" {
-			return FromWire(we)
+			return base.FromWire(we)
 		}
 		return fmt.Errorf("join via %s: status %d", url, hresp.StatusCode)
 	}
@@ -381,9 +382,9 @@ func (f *forwarder) peerSecret(ctx context.Context, url, token string) ([]byte, 
 	defer hresp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(hresp.Body, 64<<10))
 	if hresp.StatusCode != http.StatusOK {
-		var we WireError
+		var we base.WireError
 		if json.Unmarshal(body, &we) == nil && we.Code != "" {
-			return nil, FromWire(we)
+			return nil, base.FromWire(we)
 		}
 		return nil, fmt.Errorf("peer secret via %s: status %d", url, hresp.StatusCode)
 	}

@@ -6,10 +6,12 @@ import (
 
 	"errors"
 	"fmt"
-	"github.com/hashicorp/raft"
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/raft"
+
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/store"
 )
 
@@ -28,7 +30,7 @@ func TestApplyMeta(t *testing.T) {
 	// Up to the replication factor, a new node joins every group; beyond
 	// it, groups keep their replicas (the placer moves some later).
 	for i := 2; i <= 4; i++ {
-		n := NodeInfo{ID: NodeID(fmt.Sprintf("n%d", i)), HTTPAddr: "h", RaftAddr: "r"}
+		n := NodeInfo{ID: base.NodeID(fmt.Sprintf("n%d", i)), HTTPAddr: "h", RaftAddr: "r"}
 		if l, err = applyMeta(l, metaCommand{Op: "add_node", Node: &n}); err != nil {
 			t.Fatal(err)
 		}
@@ -45,7 +47,7 @@ func TestApplyMeta(t *testing.T) {
 	if _, ok := l.Node("n2"); ok || len(l.Groups[0].Replicas) != DefaultReplication-1 {
 		t.Fatalf("after remove: %+v", l)
 	}
-	if _, err := applyMeta(l, metaCommand{Op: "remove_node", Node: &NodeInfo{ID: "n2"}}); !errors.Is(err, ErrNotFound) {
+	if _, err := applyMeta(l, metaCommand{Op: "remove_node", Node: &NodeInfo{ID: "n2"}}); !errors.Is(err, base.ErrNotFound) {
 		t.Fatalf("remove twice: %v", err)
 	}
 	// The layout survives a snapshot round trip with identical routing.
@@ -66,12 +68,12 @@ func TestApplyMeta(t *testing.T) {
 func TestLeaderPlanSpreads(t *testing.T) {
 	nodes := []NodeInfo{{ID: "c"}, {ID: "a"}, {ID: "b"}}
 	// Ids as ring changes leave them: sparse, not in a row.
-	for _, ids := range [][]GroupID{{1, 2, 3}, {1, 4, 7}, {2, 5, 6, 9, 12, 13}} {
+	for _, ids := range [][]base.GroupID{{1, 2, 3}, {1, 4, 7}, {2, 5, 6, 9, 12, 13}} {
 		l := &Layout{Initialized: true, Nodes: nodes}
 		for _, id := range ids {
-			l.Groups = append(l.Groups, GroupInfo{ID: id, Replicas: []NodeID{"a", "b", "c"}})
+			l.Groups = append(l.Groups, GroupInfo{ID: id, Replicas: []base.NodeID{"a", "b", "c"}})
 		}
-		count := map[NodeID]int{}
+		count := map[base.NodeID]int{}
 		for _, leader := range l.leaderPlan() {
 			count[leader]++
 		}
@@ -84,15 +86,15 @@ func TestLeaderPlanSpreads(t *testing.T) {
 }
 
 func TestWireErrorsRoundTrip(t *testing.T) {
-	for _, err := range []error{ErrNotFound, ErrNoLeader, ErrUnavailable, ErrOutcomeUnknown, ErrClusterFull, ErrConflict, ErrBadRequest,
-		&NotLeaderError{Group: 2, Leader: "n3"}, &CASFailedError{Current: 9}} {
-		back := FromWire(ToWire(err))
-		if Code(back) != Code(err) {
+	for _, err := range []error{base.ErrNotFound, base.ErrNoLeader, base.ErrUnavailable, base.ErrOutcomeUnknown, base.ErrClusterFull, base.ErrConflict, base.ErrBadRequest,
+		&base.NotLeaderError{Group: 2, Leader: "n3"}, &base.CASFailedError{Current: 9}} {
+		back := base.FromWire(base.ToWire(err))
+		if base.Code(back) != base.Code(err) {
 			t.Errorf("%v came back as %v", err, back)
 		}
 	}
-	var nl *NotLeaderError
-	if !errors.As(FromWire(ToWire(&NotLeaderError{Group: 2, Leader: "n3"})), &nl) || nl.Leader != "n3" || nl.Group != 2 {
+	var nl *base.NotLeaderError
+	if !errors.As(base.FromWire(base.ToWire(&base.NotLeaderError{Group: 2, Leader: "n3"})), &nl) || nl.Leader != "n3" || nl.Group != 2 {
 		t.Errorf("NotLeaderError lost its fields: %+v", nl)
 	}
 }
@@ -105,12 +107,12 @@ func FuzzDecodeMetaCommand(f *testing.F) {
 	f.Add(`{"op":"replica_move_start","move":{"group":1,"from":"n1","to":"n4","reason":"balance"}}`)
 	f.Add(`{"op":"replica_move_end","move":{"group":2,"to":"n4"},"aborted":true}`)
 	// A populated layout: 4 nodes, 3 groups of 3 replicas.
-	base, err := applyMeta(&Layout{}, metaCommand{Op: "init", Node: &NodeInfo{ID: "n1"}, Groups: 3, VNodes: 8})
+	grown, err := applyMeta(&Layout{}, metaCommand{Op: "init", Node: &NodeInfo{ID: "n1"}, Groups: 3, VNodes: 8})
 	if err != nil {
 		f.Fatal(err)
 	}
-	for _, id := range []NodeID{"n2", "n3", "n4"} {
-		if base, err = applyMeta(base, metaCommand{Op: "add_node", Node: &NodeInfo{ID: id}}); err != nil {
+	for _, id := range []base.NodeID{"n2", "n3", "n4"} {
+		if grown, err = applyMeta(grown, metaCommand{Op: "add_node", Node: &NodeInfo{ID: id}}); err != nil {
 			f.Fatal(err)
 		}
 	}
@@ -122,7 +124,7 @@ func FuzzDecodeMetaCommand(f *testing.F) {
 		// Whatever decodes must apply without panicking, deterministically,
 		// and leave the layout's invariants: replicas on members, no more
 		// than the factor.
-		for _, l := range []*Layout{{}, base} {
+		for _, l := range []*Layout{{}, grown} {
 			a, errA := applyMeta(l, c)
 			b, errB := applyMeta(l, c)
 			if (errA == nil) != (errB == nil) || string(mustJSON(a)) != string(mustJSON(b)) {

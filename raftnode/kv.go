@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/store"
 )
 
@@ -35,21 +36,21 @@ type ListOptions struct {
 type ReadResult struct {
 	KV
 	RaftIndex uint64
-	ServedBy  NodeID
+	ServedBy  base.NodeID
 }
 
 // Put writes key=value and returns once a majority committed it and it was
 // applied.
-func (n *Node) Put(ctx context.Context, key, value []byte, o WriteOptions) (WriteResult, NodeID, error) {
+func (n *Node) Put(ctx context.Context, key, value []byte, o WriteOptions) (WriteResult, base.NodeID, error) {
 	return n.write(ctx, Request{Op: opPut, Key: key, Value: value, HasCAS: o.HasCAS, CAS: o.CAS, Async: o.Async})
 }
 
 // Delete removes key. Deleting an absent key returns ErrNotFound.
-func (n *Node) Delete(ctx context.Context, key []byte, o WriteOptions) (WriteResult, NodeID, error) {
+func (n *Node) Delete(ctx context.Context, key []byte, o WriteOptions) (WriteResult, base.NodeID, error) {
 	return n.write(ctx, Request{Op: opDelete, Key: key, HasCAS: o.HasCAS, CAS: o.CAS, Async: o.Async})
 }
 
-func (n *Node) write(ctx context.Context, req Request) (WriteResult, NodeID, error) {
+func (n *Node) write(ctx context.Context, req Request) (WriteResult, base.NodeID, error) {
 	if err := req.Validate(); err != nil {
 		return WriteResult{}, "", err
 	}
@@ -72,7 +73,7 @@ func (n *Node) routed(ctx context.Context, req Request) (Response, error) {
 		}
 		req.Group = g
 		resp, err := n.do(ctx, req)
-		if !errors.Is(err, ErrMoved) {
+		if !errors.Is(err, base.ErrMoved) {
 			return resp, err
 		}
 		select {
@@ -81,7 +82,7 @@ func (n *Node) routed(ctx context.Context, req Request) (Response, error) {
 		case <-ctx.Done():
 			if l := n.Layout().Restore; l != nil {
 				// Still refused before it was proposed: safe to retry.
-				return resp, fmt.Errorf("%w: key %q: a restore is in progress (%s); writes wait until it ends", ErrUnavailable, req.Key, l.ID)
+				return resp, fmt.Errorf("%w: key %q: a restore is in progress (%s); writes wait until it ends", base.ErrUnavailable, req.Key, l.ID)
 			}
 			return resp, err
 		}
@@ -118,13 +119,13 @@ func (n *Node) do(ctx context.Context, req Request) (Response, error) {
 	backoff := 5 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		resp, err := n.tryOnce(ctx, req, attempt)
-		var nl *NotLeaderError
+		var nl *base.NotLeaderError
 		switch {
 		case err == nil:
 			return resp, nil
 		case errors.As(err, &nl):
 			n.setHint(req.Group, nl.Leader)
-		case errors.Is(err, ErrNoLeader):
+		case errors.Is(err, base.ErrNoLeader):
 			if r := n.replica(req.Group); r == nil || r.leader() == "" {
 				// The hinted leader is gone: ask the group's
 				// replicas in turn.
@@ -135,22 +136,22 @@ func (n *Node) do(ctx context.Context, req Request) (Response, error) {
 		}
 		if !sleepCtx(ctx, backoff) {
 			if n.leaderOf(req.Group) == "" {
-				return resp, fmt.Errorf("%w: group %d", ErrNoLeader, req.Group)
+				return resp, fmt.Errorf("%w: group %d", base.ErrNoLeader, req.Group)
 			}
-			return resp, fmt.Errorf("%w: group %d: leader did not answer in time", ErrUnavailable, req.Group)
+			return resp, fmt.Errorf("%w: group %d: leader did not answer in time", base.ErrUnavailable, req.Group)
 		}
 		backoff = min(backoff*2, 100*time.Millisecond)
 	}
 }
 
-func (n *Node) setHint(g GroupID, leader NodeID) {
+func (n *Node) setHint(g base.GroupID, leader base.NodeID) {
 	n.mu.Lock()
 	n.hints[g] = leader
 	n.mu.Unlock()
 }
 
 // leaderOf returns the group's leader as known locally or hinted by a peer.
-func (n *Node) leaderOf(g GroupID) NodeID {
+func (n *Node) leaderOf(g base.GroupID) base.NodeID {
 	if r := n.replica(g); r != nil {
 		if id := r.leader(); id != "" {
 			return id
@@ -172,7 +173,7 @@ func (n *Node) tryOnce(ctx context.Context, req Request, attempt int) (Response,
 		// (just added to the group): ask the group's other replicas, one
 		// more on each attempt; each answers or names the leader.
 		if g, ok := n.Layout().Group(req.Group); ok {
-			var others []NodeID
+			var others []base.NodeID
 			for _, id := range g.Replicas {
 				if id != n.cfg.ID {
 					others = append(others, id)
@@ -184,17 +185,17 @@ func (n *Node) tryOnce(ctx context.Context, req Request, attempt int) (Response,
 		}
 	}
 	if leader == "" {
-		return Response{}, ErrNoLeader
+		return Response{}, base.ErrNoLeader
 	}
 	if leader == n.cfg.ID {
 		if r == nil {
-			return Response{}, ErrNoLeader
+			return Response{}, base.ErrNoLeader
 		}
 		return n.local(ctx, r, req) // leadership just changed: let raft decide
 	}
 	info, ok := n.Layout().Node(leader)
 	if !ok {
-		return Response{}, ErrNoLeader
+		return Response{}, base.ErrNoLeader
 	}
 	return n.fwd.to(ctx, info, req)
 }
@@ -211,7 +212,7 @@ func (n *Node) Serve(ctx context.Context, req Request) (Response, error) {
 	}
 	r := n.replica(req.Group)
 	if r == nil {
-		return Response{ServedBy: n.cfg.ID}, &NotLeaderError{Group: req.Group}
+		return Response{ServedBy: n.cfg.ID}, &base.NotLeaderError{Group: req.Group}
 	}
 	if !req.servedLocally() && !r.isLeader() {
 		return Response{ServedBy: n.cfg.ID}, r.notLeader()
@@ -230,7 +231,7 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 		}
 		if r.st != nil && r.st.Fenced(req.Key) {
 			// Refused at apply anyway: say so now, without a log entry.
-			return resp, fmt.Errorf("%w: key %q", ErrMoved, req.Key)
+			return resp, fmt.Errorf("%w: key %q", base.ErrMoved, req.Key)
 		}
 		r.writes.Add(1)
 		if req.Async {
@@ -267,19 +268,19 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 		}
 		switch {
 		case res.Err != nil:
-			return resp, fmt.Errorf("%w: %v", ErrBadRequest, res.Err)
+			return resp, fmt.Errorf("%w: %v", base.ErrBadRequest, res.Err)
 		case res.Moved:
-			return resp, fmt.Errorf("%w: key %q", ErrMoved, req.Key)
+			return resp, fmt.Errorf("%w: key %q", base.ErrMoved, req.Key)
 		case res.CASFailed:
-			return resp, &CASFailedError{Current: res.Current}
+			return resp, &base.CASFailedError{Current: res.Current}
 		case res.NotFound:
-			return resp, fmt.Errorf("%w: key %q", ErrNotFound, req.Key)
+			return resp, fmt.Errorf("%w: key %q", base.ErrNotFound, req.Key)
 		}
 		resp.Write = &WriteResult{Key: req.Key, Index: res.ModifyIndex, Group: r.id, RaftIndex: res.Index}
 		return resp, nil
 	case opGet, opScan:
 		if r.st == nil {
-			return resp, fmt.Errorf("%w: group %d holds no keys", ErrBadRequest, r.id)
+			return resp, fmt.Errorf("%w: group %d holds no keys", base.ErrBadRequest, r.id)
 		}
 		if err := r.readBarrier(ctx, req.Consistency); err != nil {
 			return resp, err
@@ -296,11 +297,11 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 		restoring := l.Restore != nil && l.Migration == nil
 		if req.Op == opGet {
 			if r.st.Fenced(req.Key) && !restoring {
-				return resp, fmt.Errorf("%w: key %q", ErrMoved, req.Key)
+				return resp, fmt.Errorf("%w: key %q", base.ErrMoved, req.Key)
 			}
 			e, err := r.st.Get(req.Key)
 			if errors.Is(err, store.ErrNotFound) {
-				return resp, fmt.Errorf("%w: key %q", ErrNotFound, req.Key)
+				return resp, fmt.Errorf("%w: key %q", base.ErrNotFound, req.Key)
 			}
 			if err != nil {
 				return resp, err
@@ -322,7 +323,7 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 		l = n.Layout() // as new as the lister's, at least
 		if req.Routing != 0 {
 			if v := l.RoutingVersion(); v != req.Routing {
-				return resp, fmt.Errorf("%w: the ring changed while the list ran (routing %x, not %x)", ErrMoved, v, req.Routing)
+				return resp, fmt.Errorf("%w: the ring changed while the list ran (routing %x, not %x)", base.ErrMoved, v, req.Routing)
 			}
 		}
 		if l.Migration != nil {
@@ -340,7 +341,7 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 		}
 		resp.More = (o.Limit > 0 && len(es) >= o.Limit) || store.ScanSize(es) >= o.MaxBytes
 		if resp.More && req.MaxBytes == 0 && (req.Limit == 0 || len(es) < req.Limit) {
-			return resp, fmt.Errorf("%w: group %d holds more than %d MiB under this prefix: list in pages (limit and after)", ErrBadRequest, r.id, maxUnpagedScan.Load()>>20)
+			return resp, fmt.Errorf("%w: group %d holds more than %d MiB under this prefix: list in pages (limit and after)", base.ErrBadRequest, r.id, maxUnpagedScan.Load()>>20)
 		}
 		resp.Entries = make([]KV, len(es))
 		for i, e := range es {
@@ -349,7 +350,7 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 		return resp, nil
 	case opVerify:
 		if r.st == nil {
-			return resp, fmt.Errorf("%w: group %d holds no keys", ErrBadRequest, r.id)
+			return resp, fmt.Errorf("%w: group %d holds no keys", base.ErrBadRequest, r.id)
 		}
 		out, err := r.apply(ctx, store.Command{Op: store.OpVerify, Key: req.Key, Deep: req.Deep}.Encode())
 		if err != nil {
@@ -363,18 +364,18 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 		return resp, nil
 	case opVerifyResult:
 		if r.st == nil {
-			return resp, fmt.Errorf("%w: group %d holds no keys", ErrBadRequest, r.id)
+			return resp, fmt.Errorf("%w: group %d holds no keys", base.ErrBadRequest, r.id)
 		}
 		root, ok := r.st.VerifiedRoot(string(req.Key))
 		if !ok {
-			return resp, fmt.Errorf("%w: no verification %s applied here yet", ErrNotFound, req.Key)
+			return resp, fmt.Errorf("%w: no verification %s applied here yet", base.ErrNotFound, req.Key)
 		}
 		resp.Verified = verifiedOf(root)
 		if req.Deep {
 			t, done, err := r.st.VerifiedData(string(req.Key))
 			switch {
 			case !done:
-				return resp, fmt.Errorf("%w: verification %s: still reading the data", ErrNotFound, req.Key)
+				return resp, fmt.Errorf("%w: verification %s: still reading the data", base.ErrNotFound, req.Key)
 			case err != nil:
 				resp.Verified.DataError = err.Error()
 			default:
@@ -385,7 +386,7 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 		return resp, nil
 	case opLayoutIndex:
 		if r != n.meta {
-			return resp, fmt.Errorf("%w: layout_index on group %d", ErrBadRequest, r.id)
+			return resp, fmt.Errorf("%w: layout_index on group %d", base.ErrBadRequest, r.id)
 		}
 		index, err := r.readIndex(ctx, req.Consistency)
 		if err != nil {
@@ -401,7 +402,7 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 		return resp, nil
 	case opVerifyTree:
 		if r.st == nil {
-			return resp, fmt.Errorf("%w: group %d holds no keys", ErrBadRequest, r.id)
+			return resp, fmt.Errorf("%w: group %d holds no keys", base.ErrBadRequest, r.id)
 		}
 		t, ok := r.st.VerifiedTree(string(req.Key))
 		if req.Deep {
@@ -410,14 +411,14 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 			ok = done && t != nil
 		}
 		if !ok {
-			return resp, fmt.Errorf("%w: no tree kept for verification %s", ErrNotFound, req.Key)
+			return resp, fmt.Errorf("%w: no tree kept for verification %s", base.ErrNotFound, req.Key)
 		}
 		if req.Level > t.Depth() {
-			return resp, fmt.Errorf("%w: level %d below the tree's depth %d", ErrBadRequest, req.Level, t.Depth())
+			return resp, fmt.Errorf("%w: level %d below the tree's depth %d", base.ErrBadRequest, req.Level, t.Depth())
 		}
 		ds, err := t.Nodes(req.Level, req.Indexes)
 		if err != nil {
-			return resp, fmt.Errorf("%w: %v", ErrBadRequest, err)
+			return resp, fmt.Errorf("%w: %v", base.ErrBadRequest, err)
 		}
 		resp.Digests = make([][]byte, len(ds))
 		for i := range ds {
@@ -426,7 +427,7 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 		return resp, nil
 	case opLeafEntries:
 		if r.st == nil {
-			return resp, fmt.Errorf("%w: group %d holds no keys", ErrBadRequest, r.id)
+			return resp, fmt.Errorf("%w: group %d holds no keys", base.ErrBadRequest, r.id)
 		}
 		es, err := r.st.LeafEntries(req.Level, req.Indexes, req.Index)
 		if err != nil {
@@ -444,7 +445,7 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 		return resp, err
 	case opACL:
 		if r != n.meta {
-			return resp, fmt.Errorf("%w: acl on group %d", ErrBadRequest, r.id)
+			return resp, fmt.Errorf("%w: acl on group %d", base.ErrBadRequest, r.id)
 		}
 		if _, err := r.apply(ctx, mustJSON(metaCommand{Op: "acl", ACL: req.ACL})); err != nil {
 			return resp, err
@@ -460,7 +461,7 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 		return resp, err
 	case opRangeStats:
 		if r.st == nil {
-			return resp, fmt.Errorf("%w: group %d holds no keys", ErrBadRequest, r.id)
+			return resp, fmt.Errorf("%w: group %d holds no keys", base.ErrBadRequest, r.id)
 		}
 		// Count what the group has committed, not what a new leader has
 		// applied so far.
@@ -472,7 +473,7 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 		return resp, err
 	case opRepair:
 		if r.st == nil {
-			return resp, fmt.Errorf("%w: group %d holds no keys", ErrBadRequest, r.id)
+			return resp, fmt.Errorf("%w: group %d holds no keys", base.ErrBadRequest, r.id)
 		}
 		resp.Repaired = n.repair(ctx, r, req.Index)
 		return resp, nil
@@ -489,5 +490,5 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 	case opReplicaStep:
 		return n.replicaStep(ctx, r, *req.Move, req.Abort)
 	}
-	return resp, fmt.Errorf("%w: unknown op %q", ErrBadRequest, req.Op)
+	return resp, fmt.Errorf("%w: unknown op %q", base.ErrBadRequest, req.Op)
 }

@@ -9,6 +9,8 @@ import (
 	"hash/fnv"
 	"sync/atomic"
 	"time"
+
+	"github.com/ringkv/ringkv/base"
 )
 
 // Lists are read page by page from every group and merged as they go, so
@@ -80,7 +82,7 @@ func (n *Node) ListEach(ctx context.Context, o ListOptions, emit func(KV) error)
 			return err
 		}
 		if !l.Initialized {
-			return fmt.Errorf("%w: cluster layout not initialised yet", ErrUnavailable)
+			return fmt.Errorf("%w: cluster layout not initialised yet", base.ErrUnavailable)
 		}
 		m := &listMerge{n: n, o: o, at: at, routing: l.RoutingVersion(), pageEntries: int(listPageEntries.Load()), pageBytes: int(listPageBytes.Load())}
 		err = m.run(ctx, l, after, &emitted, func(kv KV) error {
@@ -91,12 +93,12 @@ func (n *Node) ListEach(ctx context.Context, o ListOptions, emit func(KV) error)
 			return err
 		}
 		if restarts == maxListRestarts {
-			return fmt.Errorf("%w: the ring changed %d times while the list ran; list again from after=%q", ErrUnavailable, restarts+1, after)
+			return fmt.Errorf("%w: the ring changed %d times while the list ran; list again from after=%q", base.ErrUnavailable, restarts+1, after)
 		}
 		// The node that refused may know a newer layout than this one
 		// (a stale list reads this node's own): give it time to arrive.
 		if !sleepCtx(ctx, time.Duration(restarts+1)*10*time.Millisecond) {
-			return fmt.Errorf("%w: %v", ErrUnavailable, context.Cause(ctx))
+			return fmt.Errorf("%w: %v", base.ErrUnavailable, context.Cause(ctx))
 		}
 	}
 }
@@ -128,7 +130,7 @@ type listMerge struct {
 // groupCursor is where a list stands in one group: the page it is taking
 // keys from and, when there is more, the next page on its way.
 type groupCursor struct {
-	g    GroupID
+	g    base.GroupID
 	page []KV
 	pos  int
 	next chan pageResult // nil when the group has no more keys
@@ -140,7 +142,7 @@ type pageResult struct {
 	err  error
 }
 
-func (m *listMerge) fetch(ctx context.Context, g GroupID, after []byte, limit int) chan pageResult {
+func (m *listMerge) fetch(ctx context.Context, g base.GroupID, after []byte, limit int) chan pageResult {
 	ch := make(chan pageResult, 1)
 	maxBytes := m.pageBytes
 	go func() {
@@ -159,10 +161,10 @@ func (m *listMerge) take(ctx context.Context, c *groupCursor, limit int) error {
 	select {
 	case p = <-c.next:
 	case <-ctx.Done():
-		return fmt.Errorf("%w: %v", ErrUnavailable, context.Cause(ctx))
+		return fmt.Errorf("%w: %v", base.ErrUnavailable, context.Cause(ctx))
 	}
 	if p.err != nil {
-		if errors.Is(p.err, ErrMoved) || m.n.Layout().RoutingVersion() != m.routing {
+		if errors.Is(p.err, base.ErrMoved) || m.n.Layout().RoutingVersion() != m.routing {
 			return errRingChanged
 		}
 		return p.err

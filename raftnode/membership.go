@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/ringkv/ringkv/base"
 )
 
 // Join adds a node to the cluster: to the metadata group, to the layout,
@@ -25,22 +26,22 @@ import (
 // node already in the cluster with the same addresses.
 func (n *Node) Join(ctx context.Context, info NodeInfo) error {
 	if info.ID == "" || info.HTTPAddr == "" || info.RaftAddr == "" {
-		return fmt.Errorf("%w: join needs id, http_addr and raft_addr", ErrBadRequest)
+		return fmt.Errorf("%w: join needs id, http_addr and raft_addr", base.ErrBadRequest)
 	}
 	if len(info.RaftAddr) > 255 {
-		return fmt.Errorf("%w: raft_addr too long", ErrBadRequest)
+		return fmt.Errorf("%w: raft_addr too long", base.ErrBadRequest)
 	}
 	if info.Weight < 0 || info.Weight > MaxNodeWeight {
-		return fmt.Errorf("%w: weight %v: want a number above 0 and at most %d", ErrBadRequest, info.Weight, MaxNodeWeight)
+		return fmt.Errorf("%w: weight %v: want a number above 0 and at most %d", base.ErrBadRequest, info.Weight, MaxNodeWeight)
 	}
 	info.Draining, info.Leaving = false, false
-	_, err := n.do(ctx, Request{Op: opJoin, Group: MetaGroup, Node: &info})
+	_, err := n.do(ctx, Request{Op: opJoin, Group: base.MetaGroup, Node: &info})
 	return err
 }
 
 // Removal is what RemoveNode started.
 type Removal struct {
-	Node NodeID `json:"node"`
+	Node base.NodeID `json:"node"`
 	// Draining: the node's replicas are moving to other nodes first; the
 	// node leaves once it holds none. Otherwise it was removed at once
 	// (no other node could take its replicas, or it held none).
@@ -61,50 +62,50 @@ type RemoveOptions struct {
 // unless that would leave a group (the metadata group included) with
 // fewer voters than a majority of the replication factor: that is refused
 // with ErrConflict naming the groups, unless o.Force.
-func (n *Node) RemoveNode(ctx context.Context, id NodeID, o RemoveOptions) (Removal, error) {
+func (n *Node) RemoveNode(ctx context.Context, id base.NodeID, o RemoveOptions) (Removal, error) {
 	if id == "" {
-		return Removal{}, fmt.Errorf("%w: empty node id", ErrBadRequest)
+		return Removal{}, fmt.Errorf("%w: empty node id", base.ErrBadRequest)
 	}
-	resp, err := n.do(ctx, Request{Op: opRemoveNode, Group: MetaGroup, Node: &NodeInfo{ID: id}, Force: o.Force})
+	resp, err := n.do(ctx, Request{Op: opRemoveNode, Group: base.MetaGroup, Node: &NodeInfo{ID: id}, Force: o.Force})
 	out := Removal{Node: id, Draining: resp.Count > 0, Replicas: resp.Count}
 	return out, err
 }
 
 // DrainNode moves every replica off a node (on) and keeps new ones away
 // from it, or lets it hold replicas again (off). The node stays a member.
-func (n *Node) DrainNode(ctx context.Context, id NodeID, on bool) error {
+func (n *Node) DrainNode(ctx context.Context, id base.NodeID, on bool) error {
 	if id == "" {
-		return fmt.Errorf("%w: empty node id", ErrBadRequest)
+		return fmt.Errorf("%w: empty node id", base.ErrBadRequest)
 	}
-	_, err := n.do(ctx, Request{Op: opNodeState, Group: MetaGroup, Node: &NodeInfo{ID: id, Draining: on}})
+	_, err := n.do(ctx, Request{Op: opNodeState, Group: base.MetaGroup, Node: &NodeInfo{ID: id, Draining: on}})
 	return err
 }
 
 func (n *Node) joinLocal(ctx context.Context, info NodeInfo) error {
 	l := n.Layout()
 	if !l.Initialized {
-		return fmt.Errorf("%w: cluster layout not initialised yet", ErrUnavailable)
+		return fmt.Errorf("%w: cluster layout not initialised yet", base.ErrUnavailable)
 	}
 	if cur, ok := l.Node(info.ID); ok {
 		if cur.RaftAddr != info.RaftAddr || cur.HTTPAddr != info.HTTPAddr {
-			return fmt.Errorf("%w: node %s is already a member at %s/%s; remove it first", ErrConflict, info.ID, cur.HTTPAddr, cur.RaftAddr)
+			return fmt.Errorf("%w: node %s is already a member at %s/%s; remove it first", base.ErrConflict, info.ID, cur.HTTPAddr, cur.RaftAddr)
 		}
 		if cur.Leaving {
-			return fmt.Errorf("%w: node %s is leaving the cluster; wait until it has left", ErrConflict, info.ID)
+			return fmt.Errorf("%w: node %s is leaving the cluster; wait until it has left", base.ErrConflict, info.ID)
 		}
 	} else if len(l.Nodes) >= MaxNodes {
-		return fmt.Errorf("%w: %d nodes already", ErrClusterFull, len(l.Nodes))
+		return fmt.Errorf("%w: %d nodes already", base.ErrClusterFull, len(l.Nodes))
 	} else if err := n.probeJoiner(ctx, info); err != nil {
 		return err
 	}
 	for _, other := range l.Nodes {
 		if other.ID != info.ID && (other.RaftAddr == info.RaftAddr || other.HTTPAddr == info.HTTPAddr) {
-			return fmt.Errorf("%w: address already used by node %s", ErrConflict, other.ID)
+			return fmt.Errorf("%w: address already used by node %s", base.ErrConflict, other.ID)
 		}
 	}
 	// A voter already (a join repeated) stays one; AddNonvoter never
 	// demotes.
-	if err := n.changeMembership(ctx, n.meta, Request{Op: opAddNonvoter, Group: MetaGroup, Node: &info}); err != nil {
+	if err := n.changeMembership(ctx, n.meta, Request{Op: opAddNonvoter, Group: base.MetaGroup, Node: &info}); err != nil {
 		return err
 	}
 	if _, err := n.meta.apply(ctx, mustJSON(metaCommand{Op: "add_node", Node: &info})); err != nil {
@@ -135,7 +136,7 @@ func (n *Node) probeJoiner(ctx context.Context, info NodeInfo) error {
 	defer cancel()
 	req, err := http.NewRequestWithContext(pctx, http.MethodGet, peerURL(info.RaftAddr, PeerStatusPath), nil)
 	if err != nil {
-		return fmt.Errorf("%w: raft_addr %q: %v", ErrBadRequest, info.RaftAddr, err)
+		return fmt.Errorf("%w: raft_addr %q: %v", base.ErrBadRequest, info.RaftAddr, err)
 	}
 	body := &limitedBuffer{limit: 16 << 20}
 	if err := n.fwd.stream(req, body); err != nil {
@@ -143,27 +144,27 @@ func (n *Node) probeJoiner(ctx context.Context, info NodeInfo) error {
 		switch {
 		case errors.As(err, &te):
 			return fmt.Errorf("%w: node %s at raft_addr %s fails the peer TLS handshake (%v): every node of this cluster runs with --peer-cert, --peer-key and --peer-ca, its certificate signed by the cluster's peer CA",
-				ErrConflict, info.ID, info.RaftAddr, te.Err)
-		case errors.Is(err, ErrConflict):
-			return fmt.Errorf("%w: node %s at raft_addr %s refuses this cluster: %v", ErrConflict, info.ID, info.RaftAddr, err)
+				base.ErrConflict, info.ID, info.RaftAddr, te.Err)
+		case errors.Is(err, base.ErrConflict):
+			return fmt.Errorf("%w: node %s at raft_addr %s refuses this cluster: %v", base.ErrConflict, info.ID, info.RaftAddr, err)
 		}
-		return fmt.Errorf("%w: node %s does not answer at raft_addr %s (%v); start it there, then join", ErrUnavailable, info.ID, info.RaftAddr, err)
+		return fmt.Errorf("%w: node %s does not answer at raft_addr %s (%v); start it there, then join", base.ErrUnavailable, info.ID, info.RaftAddr, err)
 	}
 	var st struct {
-		Node NodeID `json:"node"`
-		ACL  bool   `json:"acl"`
+		Node base.NodeID `json:"node"`
+		ACL  bool        `json:"acl"`
 	}
 	if err := json.Unmarshal(body.Bytes(), &st); err != nil {
-		return fmt.Errorf("%w: raft_addr %s answers, but not as a ringkv node: %v", ErrConflict, info.RaftAddr, err)
+		return fmt.Errorf("%w: raft_addr %s answers, but not as a ringkv node: %v", base.ErrConflict, info.RaftAddr, err)
 	}
 	if st.Node != info.ID {
-		return fmt.Errorf("%w: raft_addr %s is node %s's, not %s's", ErrConflict, info.RaftAddr, st.Node, info.ID)
+		return fmt.Errorf("%w: raft_addr %s is node %s's, not %s's", base.ErrConflict, info.RaftAddr, st.Node, info.ID)
 	}
 	if on := n.ACLEnabled(); st.ACL != on {
 		if on {
-			return fmt.Errorf("%w: node %s runs without --acl, and this cluster has access control on: start it with --acl", ErrConflict, info.ID)
+			return fmt.Errorf("%w: node %s runs without --acl, and this cluster has access control on: start it with --acl", base.ErrConflict, info.ID)
 		}
-		return fmt.Errorf("%w: node %s runs with --acl, and this cluster was bootstrapped without access control: start it without --acl", ErrConflict, info.ID)
+		return fmt.Errorf("%w: node %s runs with --acl, and this cluster was bootstrapped without access control: start it without --acl", base.ErrConflict, info.ID)
 	}
 	return nil
 }
@@ -184,14 +185,14 @@ func (b *limitedBuffer) Write(p []byte) (int, error) {
 // removeLocal starts draining a node that others can take the replicas
 // of (it returns how many it holds), or removes it at once (see
 // RemoveNode for when that is refused).
-func (n *Node) removeLocal(ctx context.Context, id NodeID, force bool) (int, error) {
+func (n *Node) removeLocal(ctx context.Context, id base.NodeID, force bool) (int, error) {
 	l := n.Layout()
 	info, ok := l.Node(id)
 	if !ok {
-		return 0, fmt.Errorf("%w: node %s is not a member", ErrNotFound, id)
+		return 0, fmt.Errorf("%w: node %s is not a member", base.ErrNotFound, id)
 	}
 	if len(l.Nodes) == 1 {
-		return 0, fmt.Errorf("%w: cannot remove the last node", ErrConflict)
+		return 0, fmt.Errorf("%w: cannot remove the last node", base.ErrConflict)
 	}
 	held := l.replicaCounts()[id]
 	others := 0
@@ -218,7 +219,7 @@ func (n *Node) removeLocal(ctx context.Context, id NodeID, force bool) (int, err
 		need := l.replication()/2 + 1
 		return 0, fmt.Errorf("%w: removing %s now would leave %s with fewer than %d voters, a majority of the replication factor %d, "+
 			"and one more failure would stop them; add a node first so that its replicas can move, or remove it anyway with ?force=true",
-			ErrConflict, id, strings.Join(short, ", "), need, l.replication())
+			base.ErrConflict, id, strings.Join(short, ", "), need, l.replication())
 	}
 	return 0, n.evict(ctx, id)
 }
@@ -228,7 +229,7 @@ const metaGroupName = "the metadata group"
 // shortAfterRemoval names the groups (and the metadata group) that would
 // keep fewer voters than a majority of the replication factor once node id
 // is removed from them.
-func (n *Node) shortAfterRemoval(l *Layout, id NodeID) []string {
+func (n *Node) shortAfterRemoval(l *Layout, id base.NodeID) []string {
 	need := l.replication()/2 + 1
 	var short []string
 	for _, g := range l.Groups {
@@ -245,12 +246,12 @@ func (n *Node) shortAfterRemoval(l *Layout, id NodeID) []string {
 
 // evict removes a node from every group it holds, from the layout and
 // from the metadata group.
-func (n *Node) evict(ctx context.Context, id NodeID) error {
+func (n *Node) evict(ctx context.Context, id base.NodeID) error {
 	if id == n.cfg.ID && len(n.meta.voters()) > 1 {
 		// This node leads the metadata group: hand it over, and the next
 		// leader removes this node.
 		if err := await(ctx, n.meta.raft.LeadershipTransfer()); err != nil {
-			return fmt.Errorf("%w: handing the metadata group over before leaving: %v", ErrUnavailable, err)
+			return fmt.Errorf("%w: handing the metadata group over before leaving: %v", base.ErrUnavailable, err)
 		}
 		return n.meta.notLeader()
 	}
@@ -266,7 +267,7 @@ func (n *Node) evict(ctx context.Context, id NodeID) error {
 	// Out of the metadata group before out of the layout: a leader that
 	// dies in between leaves a member (still leaving) that the next one
 	// removes again, never a voter the layout has forgotten.
-	if err := n.changeMembership(ctx, n.meta, Request{Op: opRemoveServer, Group: MetaGroup, Node: &NodeInfo{ID: id}}); err != nil {
+	if err := n.changeMembership(ctx, n.meta, Request{Op: opRemoveServer, Group: base.MetaGroup, Node: &NodeInfo{ID: id}}); err != nil {
 		return err
 	}
 	if _, err := n.meta.apply(ctx, mustJSON(metaCommand{Op: "remove_node", Node: &NodeInfo{ID: id}})); err != nil {
@@ -291,12 +292,12 @@ func (n *Node) promoteMetaVoters(ctx context.Context) error {
 		if voters >= MaxMetaVoters {
 			return nil
 		}
-		id := NodeID(s.ID)
+		id := base.NodeID(s.ID)
 		if info, ok := l.Node(id); s.Suffrage != raft.Nonvoter || !ok || info.Leaving || !n.metaLearnerCaughtUp(ctx, id) {
 			continue
 		}
 		info := NodeInfo{ID: id, RaftAddr: string(s.Address)}
-		if err := n.changeMembership(ctx, n.meta, Request{Op: opAddVoter, Group: MetaGroup, Node: &info}); err != nil {
+		if err := n.changeMembership(ctx, n.meta, Request{Op: opAddVoter, Group: base.MetaGroup, Node: &info}); err != nil {
 			return err
 		}
 		n.log.Info("metadata learner promoted to voter", "node", id)
@@ -309,7 +310,7 @@ func (n *Node) promoteMetaVoters(ctx context.Context) error {
 // metadata group and its layout reflects the log to within metaLearnerLag
 // entries of this node's own. (Raft's applied index would not do: it
 // counts entries handed to the state machine, not those applied.)
-func (n *Node) metaLearnerCaughtUp(ctx context.Context, id NodeID) bool {
+func (n *Node) metaLearnerCaughtUp(ctx context.Context, id base.NodeID) bool {
 	st, err := n.peerStatus(ctx, id)
 	if err != nil {
 		return false
@@ -337,10 +338,10 @@ func (n *Node) promoteGroupLearners(ctx context.Context, r *replica) error {
 	}
 	f := r.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
-		return fmt.Errorf("%w: group %d configuration: %v", ErrUnavailable, r.id, err)
+		return fmt.Errorf("%w: group %d configuration: %v", base.ErrUnavailable, r.id, err)
 	}
 	for _, s := range f.Configuration().Servers {
-		id := NodeID(s.ID)
+		id := base.NodeID(s.ID)
 		if s.Suffrage != raft.Nonvoter || !contains(g.Replicas, id) || !n.caughtUp(ctx, r, id) {
 			continue
 		}
@@ -372,9 +373,9 @@ func (n *Node) changeMembership(ctx context.Context, r *replica, req Request) er
 		case raft.ErrNotLeader, raft.ErrLeadershipTransferInProgress:
 			return r.notLeader()
 		case raft.ErrEnqueueTimeout, raft.ErrCantBootstrap:
-			return fmt.Errorf("%w: group %d: %v", ErrUnavailable, r.id, err)
+			return fmt.Errorf("%w: group %d: %v", base.ErrUnavailable, r.id, err)
 		}
-		return fmt.Errorf("%w: group %d membership change: %v", ErrOutcomeUnknown, r.id, err)
+		return fmt.Errorf("%w: group %d membership change: %v", base.ErrOutcomeUnknown, r.id, err)
 	}
 	// Raft snapshots only once the state machine has applied an entry
 	// past the latest configuration, and a configuration entry does not
@@ -386,30 +387,30 @@ func (n *Node) changeMembership(ctx context.Context, r *replica, req Request) er
 }
 
 // voters returns the voters of r's group, in configuration order.
-func (r *replica) voters() []NodeID {
+func (r *replica) voters() []base.NodeID {
 	f := r.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return nil
 	}
-	var out []NodeID
+	var out []base.NodeID
 	for _, s := range f.Configuration().Servers {
 		if s.Suffrage == raft.Voter {
-			out = append(out, NodeID(s.ID))
+			out = append(out, base.NodeID(s.ID))
 		}
 	}
 	return out
 }
 
 // nonvoters returns the non-voting members of r's group.
-func (r *replica) nonvoters() []NodeID {
+func (r *replica) nonvoters() []base.NodeID {
 	f := r.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return nil
 	}
-	var out []NodeID
+	var out []base.NodeID
 	for _, s := range f.Configuration().Servers {
 		if s.Suffrage != raft.Voter {
-			out = append(out, NodeID(s.ID))
+			out = append(out, base.NodeID(s.ID))
 		}
 	}
 	return out

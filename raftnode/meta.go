@@ -10,14 +10,15 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/ring"
 )
 
 // NodeInfo is a cluster member as the metadata group records it.
 type NodeInfo struct {
-	ID       NodeID `json:"id"`
-	HTTPAddr string `json:"http_addr"`
-	RaftAddr string `json:"raft_addr"`
+	ID       base.NodeID `json:"id"`
+	HTTPAddr string      `json:"http_addr"`
+	RaftAddr string      `json:"raft_addr"`
 	// Weight is the node's capacity relative to others (0 means 1): it
 	// receives replicas and leaderships in proportion.
 	Weight float64 `json:"weight,omitempty"`
@@ -29,11 +30,11 @@ type NodeInfo struct {
 
 // GroupInfo is a data group and the nodes that hold its replicas.
 type GroupInfo struct {
-	ID       GroupID  `json:"id"`
-	Replicas []NodeID `json:"replicas"`
+	ID       base.GroupID  `json:"id"`
+	Replicas []base.NodeID `json:"replicas"`
 	// Bootstrap, for a group created by a ring change and not yet
 	// established, lists the replicas that start it together.
-	Bootstrap []NodeID `json:"bootstrap,omitempty"`
+	Bootstrap []base.NodeID `json:"bootstrap,omitempty"`
 }
 
 // Layout is the replicated cluster layout: members, groups, replicas and the
@@ -47,10 +48,10 @@ type Layout struct {
 	Migration *Migration `json:"migration,omitempty"`
 	// Retired lists groups removed by ring changes: their ids are not
 	// used again, and their replicas are shut down.
-	Retired []GroupID `json:"retired,omitempty"`
+	Retired []base.GroupID `json:"retired,omitempty"`
 	// Leaders pins groups' leaders to nodes (a hot group moved off a busy
 	// node); other groups follow the balancer's spread.
-	Leaders map[GroupID]NodeID `json:"leaders,omitempty"`
+	Leaders map[base.GroupID]base.NodeID `json:"leaders,omitempty"`
 	// Replication is the number of replicas per group (0 means
 	// DefaultReplication).
 	Replication int `json:"replication,omitempty"`
@@ -58,7 +59,7 @@ type Layout struct {
 	Move *ReplicaMove `json:"replica_move,omitempty"`
 	// Loads are the groups' write rates (writes/s) as last recorded by
 	// the balancer; leaderships spread by them (by count without).
-	Loads map[GroupID]float64 `json:"loads,omitempty"`
+	Loads map[base.GroupID]float64 `json:"loads,omitempty"`
 	// ClusterID names the cluster, chosen when it was bootstrapped (empty
 	// for clusters bootstrapped before it existed).
 	ClusterID string `json:"cluster_id,omitempty"`
@@ -81,13 +82,13 @@ type Layout struct {
 // leader releases a lock no longer renewed (its node died), lifting the
 // restore's fences first.
 type RestoreLock struct {
-	ID       string `json:"id"`
-	Node     NodeID `json:"node"`
-	Renewals uint64 `json:"renewals,omitempty"`
+	ID       string      `json:"id"`
+	Node     base.NodeID `json:"node"`
+	Renewals uint64      `json:"renewals,omitempty"`
 }
 
 // Node returns the member with id.
-func (l *Layout) Node(id NodeID) (NodeInfo, bool) {
+func (l *Layout) Node(id base.NodeID) (NodeInfo, bool) {
 	for _, n := range l.Nodes {
 		if n.ID == id {
 			return n, true
@@ -97,7 +98,7 @@ func (l *Layout) Node(id NodeID) (NodeInfo, bool) {
 }
 
 // Group returns the group with id.
-func (l *Layout) Group(id GroupID) (GroupInfo, bool) {
+func (l *Layout) Group(id base.GroupID) (GroupInfo, bool) {
 	for _, g := range l.Groups {
 		if g.ID == id {
 			return g, true
@@ -107,23 +108,23 @@ func (l *Layout) Group(id GroupID) (GroupInfo, bool) {
 }
 
 // Route returns the group owning key.
-func (l *Layout) Route(key []byte) (GroupID, error) {
+func (l *Layout) Route(key []byte) (base.GroupID, error) {
 	if l.ring == nil {
-		return 0, fmt.Errorf("%w: cluster layout not initialised yet", ErrUnavailable)
+		return 0, fmt.Errorf("%w: cluster layout not initialised yet", base.ErrUnavailable)
 	}
 	g, err := l.ring.Lookup(key)
 	if err != nil || l.Migration == nil {
-		return GroupID(g), err
+		return base.GroupID(g), err
 	}
 	// A key whose range is moving belongs to the destination once its
 	// transfer has flipped.
 	to, err := l.next.Lookup(key)
 	if err == nil && to != g {
-		if t := l.Migration.transfer(GroupID(g), GroupID(to)); t != nil && (t.Phase == PhaseFlipped || t.Phase == PhaseDone) {
-			return GroupID(to), nil
+		if t := l.Migration.transfer(base.GroupID(g), base.GroupID(to)); t != nil && (t.Phase == PhaseFlipped || t.Phase == PhaseDone) {
+			return base.GroupID(to), nil
 		}
 	}
-	return GroupID(g), nil
+	return base.GroupID(g), nil
 }
 
 // RingView returns the layout's ring (nil before initialisation).
@@ -140,7 +141,7 @@ type metaCommand struct {
 	Phase  *migrationPhase `json:"phase,omitempty"`
 	// Group is the group whose leader pin_leader pins to Node, or
 	// unpins when Node is nil.
-	Group GroupID `json:"group,omitempty"`
+	Group base.GroupID `json:"group,omitempty"`
 	// Replication is the replicas per group, ClusterID the cluster's
 	// name (init).
 	Replication int    `json:"replication,omitempty"`
@@ -150,7 +151,7 @@ type metaCommand struct {
 	Move    *ReplicaMove `json:"move,omitempty"`
 	Aborted bool         `json:"aborted,omitempty"`
 	// Loads records the groups' write rates (loads).
-	Loads map[GroupID]float64 `json:"loads,omitempty"`
+	Loads map[base.GroupID]float64 `json:"loads,omitempty"`
 	// Draining and Leaving set a node's state (node_state).
 	Draining bool `json:"draining,omitempty"`
 	Leaving  bool `json:"leaving,omitempty"`
@@ -165,20 +166,20 @@ type metaCommand struct {
 func decodeMetaCommand(b []byte) (metaCommand, error) {
 	var c metaCommand
 	if err := json.Unmarshal(b, &c); err != nil {
-		return c, fmt.Errorf("%w: meta command: %v", ErrBadRequest, err)
+		return c, fmt.Errorf("%w: meta command: %v", base.ErrBadRequest, err)
 	}
 	switch c.Op {
 	case "init":
 		if c.Node == nil || c.Node.ID == "" || c.Groups < 1 || c.Groups > 1024 || c.VNodes < 1 || c.VNodes > 4096 ||
 			c.Replication < 0 || c.Replication > MaxReplication {
-			return c, fmt.Errorf("%w: meta init: bad fields", ErrBadRequest)
+			return c, fmt.Errorf("%w: meta init: bad fields", base.ErrBadRequest)
 		}
 	case "add_node", "remove_node", "node_state":
 		if c.Node == nil || c.Node.ID == "" {
-			return c, fmt.Errorf("%w: meta %s: node missing", ErrBadRequest, c.Op)
+			return c, fmt.Errorf("%w: meta %s: node missing", base.ErrBadRequest, c.Op)
 		}
 		if !(c.Node.Weight >= 0 && c.Node.Weight <= MaxNodeWeight) {
-			return c, fmt.Errorf("%w: meta %s: weight %v", ErrBadRequest, c.Op, c.Node.Weight)
+			return c, fmt.Errorf("%w: meta %s: weight %v", base.ErrBadRequest, c.Op, c.Node.Weight)
 		}
 		if c.Op == "add_node" {
 			if err := CheckMember(*c.Node); err != nil {
@@ -187,32 +188,32 @@ func decodeMetaCommand(b []byte) (metaCommand, error) {
 		}
 	case "replica_move_start", "replica_move_end":
 		if c.Move == nil || c.Move.To == "" || c.Move.Group == 0 {
-			return c, fmt.Errorf("%w: meta %s: move missing", ErrBadRequest, c.Op)
+			return c, fmt.Errorf("%w: meta %s: move missing", base.ErrBadRequest, c.Op)
 		}
 		if err := checkGroupID("meta "+c.Op+": group", c.Move.Group); err != nil {
 			return c, err
 		}
 	case "migrate_start":
 		if c.Change == nil {
-			return c, fmt.Errorf("%w: meta migrate_start: change missing", ErrBadRequest)
+			return c, fmt.Errorf("%w: meta migrate_start: change missing", base.ErrBadRequest)
 		}
 		if err := c.Change.check(); err != nil {
 			return c, fmt.Errorf("meta migrate_start: %w", err)
 		}
 		if c.Change.Add != nil && c.Change.Add.Group == 0 {
-			return c, fmt.Errorf("%w: meta migrate_start: an added group needs its id", ErrBadRequest)
+			return c, fmt.Errorf("%w: meta migrate_start: an added group needs its id", base.ErrBadRequest)
 		}
 	case "migrate_phase":
 		if c.Phase == nil {
-			return c, fmt.Errorf("%w: meta migrate_phase: phase missing", ErrBadRequest)
+			return c, fmt.Errorf("%w: meta migrate_phase: phase missing", base.ErrBadRequest)
 		}
 	case "loads":
 		if len(c.Loads) > 4096 {
-			return c, fmt.Errorf("%w: meta loads: %d groups", ErrBadRequest, len(c.Loads))
+			return c, fmt.Errorf("%w: meta loads: %d groups", base.ErrBadRequest, len(c.Loads))
 		}
 		for g, v := range c.Loads {
 			if !(v >= 0 && v <= 1e9) {
-				return c, fmt.Errorf("%w: meta loads: rate %v", ErrBadRequest, v)
+				return c, fmt.Errorf("%w: meta loads: rate %v", base.ErrBadRequest, v)
 			}
 			if err := checkGroupID("meta loads: group", g); err != nil {
 				return c, err
@@ -221,7 +222,7 @@ func decodeMetaCommand(b []byte) (metaCommand, error) {
 	case "migrate_end", "migrate_abort", "migrate_aborted":
 	case "restore_begin", "restore_renew", "restore_end":
 		if c.Restore == nil {
-			return c, fmt.Errorf("%w: meta %s: lock missing", ErrBadRequest, c.Op)
+			return c, fmt.Errorf("%w: meta %s: lock missing", base.ErrBadRequest, c.Op)
 		}
 		if err := checkRestoreID(c.Restore.ID); err != nil {
 			return c, fmt.Errorf("meta %s: %w", c.Op, err)
@@ -240,7 +241,7 @@ func decodeMetaCommand(b []byte) (metaCommand, error) {
 			return c, fmt.Errorf("meta acl: %w", err)
 		}
 	default:
-		return c, fmt.Errorf("%w: meta op %q", ErrBadRequest, c.Op)
+		return c, fmt.Errorf("%w: meta op %q", base.ErrBadRequest, c.Op)
 	}
 	return c, nil
 }
@@ -322,7 +323,7 @@ func (f *metaFSM) Apply(lg *raft.Log) interface{} {
 func applyMeta(cur *Layout, c metaCommand) (next *Layout, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			next, err = nil, fmt.Errorf("%w: meta %s: refused: %v", ErrBadRequest, c.Op, p)
+			next, err = nil, fmt.Errorf("%w: meta %s: refused: %v", base.ErrBadRequest, c.Op, p)
 		}
 	}()
 	return applyMetaRules(cur, c)
@@ -332,7 +333,7 @@ func applyMetaRules(cur *Layout, c metaCommand) (*Layout, error) {
 	if !cur.Initialized && c.Op != "init" {
 		// A layout with members but no ring would not restore from a
 		// snapshot.
-		return nil, fmt.Errorf("%w: meta %s: cluster layout not initialised yet", ErrUnavailable, c.Op)
+		return nil, fmt.Errorf("%w: meta %s: cluster layout not initialised yet", base.ErrUnavailable, c.Op)
 	}
 	next := cur.clone()
 	switch c.Op {
@@ -343,10 +344,10 @@ func applyMetaRules(cur *Layout, c metaCommand) (*Layout, error) {
 		r := ring.New(c.VNodes)
 		for i := 1; i <= c.Groups; i++ {
 			var err error
-			if r, err = r.AddGroup(ring.GroupID(i), 1); err != nil {
+			if r, err = r.AddGroup(base.GroupID(i), 1); err != nil {
 				return nil, err
 			}
-			next.Groups = append(next.Groups, GroupInfo{ID: GroupID(i), Replicas: []NodeID{c.Node.ID}})
+			next.Groups = append(next.Groups, GroupInfo{ID: base.GroupID(i), Replicas: []base.NodeID{c.Node.ID}})
 		}
 		next.Initialized = true
 		next.Replication = c.Replication
@@ -377,7 +378,7 @@ func applyMetaRules(cur *Layout, c metaCommand) (*Layout, error) {
 		for g, v := range c.Loads {
 			if _, ok := cur.Group(g); ok && v > 0 {
 				if next.Loads == nil {
-					next.Loads = map[GroupID]float64{}
+					next.Loads = map[base.GroupID]float64{}
 				}
 				next.Loads[g] = v
 			}
@@ -413,7 +414,7 @@ func applyMetaRules(cur *Layout, c metaCommand) (*Layout, error) {
 	case "pin_leader":
 		g, ok := cur.Group(c.Group)
 		if !ok {
-			return nil, fmt.Errorf("%w: no group %d", ErrNotFound, c.Group)
+			return nil, fmt.Errorf("%w: no group %d", base.ErrNotFound, c.Group)
 		}
 		if c.Node == nil {
 			delete(next.Leaders, c.Group)
@@ -424,16 +425,16 @@ func applyMetaRules(cur *Layout, c metaCommand) (*Layout, error) {
 			replica = replica || id == c.Node.ID
 		}
 		if !replica {
-			return nil, fmt.Errorf("%w: node %s holds no replica of group %d", ErrBadRequest, c.Node.ID, c.Group)
+			return nil, fmt.Errorf("%w: node %s holds no replica of group %d", base.ErrBadRequest, c.Node.ID, c.Group)
 		}
 		if next.Leaders == nil {
-			next.Leaders = map[GroupID]NodeID{}
+			next.Leaders = map[base.GroupID]base.NodeID{}
 		}
 		next.Leaders[c.Group] = c.Node.ID
 	case "acl":
 		if !cur.Initialized {
 			// Not "off": the init that turns it on may be next.
-			return nil, fmt.Errorf("%w: cluster layout not initialised yet", ErrUnavailable)
+			return nil, fmt.Errorf("%w: cluster layout not initialised yet", base.ErrUnavailable)
 		}
 		a, err := applyACL(cur.ACL, c.ACL)
 		if err != nil {
@@ -446,15 +447,15 @@ func applyMetaRules(cur *Layout, c metaCommand) (*Layout, error) {
 		}
 	case "restore_begin":
 		if cur.Restore != nil {
-			return nil, fmt.Errorf("%w: a restore is in progress (%s, run by node %s); one at a time", ErrConflict, cur.Restore.ID, cur.Restore.Node)
+			return nil, fmt.Errorf("%w: a restore is in progress (%s, run by node %s); one at a time", base.ErrConflict, cur.Restore.ID, cur.Restore.Node)
 		}
 		if cur.Migration != nil {
-			return nil, fmt.Errorf("%w: a ring change is in progress (%s); restore once it is done", ErrConflict, cur.Migration.Change)
+			return nil, fmt.Errorf("%w: a ring change is in progress (%s); restore once it is done", base.ErrConflict, cur.Migration.Change)
 		}
 		next.Restore = &RestoreLock{ID: c.Restore.ID, Node: c.Restore.Node}
 	case "restore_renew", "restore_end":
 		if cur.Restore == nil || cur.Restore.ID != c.Restore.ID {
-			return nil, fmt.Errorf("%w: restore %s does not hold the restore lock", ErrConflict, c.Restore.ID)
+			return nil, fmt.Errorf("%w: restore %s does not hold the restore lock", base.ErrConflict, c.Restore.ID)
 		}
 		if c.Op == "restore_end" {
 			next.Restore = nil
@@ -466,7 +467,7 @@ func applyMetaRules(cur *Layout, c metaCommand) (*Layout, error) {
 	case "remove_node":
 		i := next.nodeIndex(c.Node.ID)
 		if i < 0 {
-			return nil, fmt.Errorf("%w: node %s", ErrNotFound, c.Node.ID)
+			return nil, fmt.Errorf("%w: node %s", base.ErrNotFound, c.Node.ID)
 		}
 		next.Nodes = append(next.Nodes[:i], next.Nodes[i+1:]...)
 		if next.Move != nil && (next.Move.To == c.Node.ID || next.Move.From == c.Node.ID) {
@@ -490,7 +491,7 @@ func applyMetaRules(cur *Layout, c metaCommand) (*Layout, error) {
 	return next, nil
 }
 
-func (l *Layout) nodeIndex(id NodeID) int {
+func (l *Layout) nodeIndex(id base.NodeID) int {
 	for i, n := range l.Nodes {
 		if n.ID == id {
 			return i
@@ -501,24 +502,24 @@ func (l *Layout) nodeIndex(id NodeID) int {
 
 func (l *Layout) clone() *Layout {
 	c := &Layout{Initialized: l.Initialized, Ring: l.Ring, ring: l.ring, Migration: l.Migration, next: l.next,
-		Retired: append([]GroupID(nil), l.Retired...), Replication: l.Replication, Move: l.Move, ClusterID: l.ClusterID,
+		Retired: append([]base.GroupID(nil), l.Retired...), Replication: l.Replication, Move: l.Move, ClusterID: l.ClusterID,
 		Restore: l.Restore, ACL: l.ACL}
 	for g, id := range l.Leaders {
 		if c.Leaders == nil {
-			c.Leaders = map[GroupID]NodeID{}
+			c.Leaders = map[base.GroupID]base.NodeID{}
 		}
 		c.Leaders[g] = id
 	}
 	for g, v := range l.Loads {
 		if c.Loads == nil {
-			c.Loads = map[GroupID]float64{}
+			c.Loads = map[base.GroupID]float64{}
 		}
 		c.Loads[g] = v
 	}
 	c.Nodes = append([]NodeInfo(nil), l.Nodes...)
 	for _, g := range l.Groups {
-		c.Groups = append(c.Groups, GroupInfo{ID: g.ID, Replicas: append([]NodeID(nil), g.Replicas...),
-			Bootstrap: append([]NodeID(nil), g.Bootstrap...)})
+		c.Groups = append(c.Groups, GroupInfo{ID: g.ID, Replicas: append([]base.NodeID(nil), g.Replicas...),
+			Bootstrap: append([]base.NodeID(nil), g.Bootstrap...)})
 	}
 	return c
 }

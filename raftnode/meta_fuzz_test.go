@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/ringkv/ringkv/acl"
+	"github.com/ringkv/ringkv/base"
 )
 
 // metaShapes returns layouts of every shape the metadata state machine
@@ -30,7 +31,7 @@ func metaShapes(tb testing.TB) map[string]*Layout {
 		return l
 	}
 	member := func(id string, port int) metaCommand {
-		return metaCommand{Op: "add_node", Node: &NodeInfo{ID: NodeID(id),
+		return metaCommand{Op: "add_node", Node: &NodeInfo{ID: base.NodeID(id),
 			HTTPAddr: fmt.Sprintf("127.0.0.1:%d", port), RaftAddr: fmt.Sprintf("127.0.0.1:%d", port+1)}}
 	}
 	init := func(groups int) metaCommand {
@@ -195,7 +196,7 @@ func FuzzApplyMeta(f *testing.F) {
 		for _, line := range lines {
 			c, err := decodeMetaCommand([]byte(line))
 			if err != nil {
-				if !errors.Is(err, ErrBadRequest) {
+				if !errors.Is(err, base.ErrBadRequest) {
 					t.Fatalf("decode refused %q with %v, not a bad request", line, err)
 				}
 				continue
@@ -244,7 +245,7 @@ func TestMetaPoisonPillsAreRefused(t *testing.T) {
 				f := newMetaFSM()
 				f.publish(l, 1)
 				err, _ := f.Apply(&raft.Log{Index: 2, Data: mustJSON(tc.cmd)}).(error)
-				if tc.on(l) && !errors.Is(err, ErrBadRequest) {
+				if tc.on(l) && !errors.Is(err, base.ErrBadRequest) {
 					t.Fatalf("%s: applying it gave %v, want a bad request", name, err)
 				}
 				got, index := f.LayoutAt()
@@ -270,7 +271,7 @@ func TestRestoreLockIsOneAtATime(t *testing.T) {
 		{Op: "restore_end", Restore: other},
 		{Op: "migrate_start", Change: &RingChange{Remove: 2}},
 	} {
-		if _, err := applyMeta(l, c); !errors.Is(err, ErrConflict) {
+		if _, err := applyMeta(l, c); !errors.Is(err, base.ErrConflict) {
 			t.Fatalf("%s while a restore holds the lock: %v, want a conflict", c.Op, err)
 		}
 	}

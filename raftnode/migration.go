@@ -3,6 +3,7 @@ package raftnode
 import (
 	"fmt"
 
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/ring"
 	"github.com/ringkv/ringkv/store"
 )
@@ -37,7 +38,7 @@ type Migration struct {
 	Next      ring.State      `json:"next"`
 	Transfers []TransferState `json:"transfers"`
 	// Retire is the group leaving the cluster at the end (remove).
-	Retire GroupID `json:"retire,omitempty"`
+	Retire base.GroupID `json:"retire,omitempty"`
 	// Aborting asks the mover to undo the change instead: every source
 	// takes its ranges back and the destinations drop their copies. Only
 	// a change with no transfer flipped yet can be aborted.
@@ -46,8 +47,8 @@ type Migration struct {
 
 // TransferState is one transfer's progress.
 type TransferState struct {
-	From   GroupID      `json:"from"`
-	To     GroupID      `json:"to"`
+	From   base.GroupID `json:"from"`
+	To     base.GroupID `json:"to"`
 	Ranges []ring.Range `json:"ranges"`
 	Phase  string       `json:"phase"`
 	// Keys counts the keys copied so far; Total the keys found in the
@@ -67,7 +68,7 @@ func (t TransferState) storeRanges() []store.HashRange {
 }
 
 // transfer returns the transfer from one group to another, or nil.
-func (m *Migration) transfer(from, to GroupID) *TransferState {
+func (m *Migration) transfer(from, to base.GroupID) *TransferState {
 	for i := range m.Transfers {
 		if m.Transfers[i].From == from && m.Transfers[i].To == to {
 			return &m.Transfers[i]
@@ -77,7 +78,7 @@ func (m *Migration) transfer(from, to GroupID) *TransferState {
 }
 
 // sourcing reports whether group g gives ranges away in the migration.
-func (m *Migration) sourcing(g GroupID) bool {
+func (m *Migration) sourcing(g base.GroupID) bool {
 	for _, t := range m.Transfers {
 		if t.From == g && t.Phase != PhaseDone {
 			return true
@@ -96,15 +97,15 @@ func (m *Migration) clone() *Migration {
 // to the current ring and no other change may be in motion.
 func startMigration(cur *Layout, next *Layout, change RingChange) error {
 	if cur.Migration != nil {
-		return fmt.Errorf("%w: a ring change is in progress (%s); wait for it to finish", ErrConflict, cur.Migration.Change)
+		return fmt.Errorf("%w: a ring change is in progress (%s); wait for it to finish", base.ErrConflict, cur.Migration.Change)
 	}
 	if cur.Restore != nil {
-		return fmt.Errorf("%w: a restore is in progress (%s); change the ring once it is done", ErrConflict, cur.Restore.ID)
+		return fmt.Errorf("%w: a restore is in progress (%s); change the ring once it is done", base.ErrConflict, cur.Restore.ID)
 	}
 	if change.Add != nil {
 		for _, id := range cur.Retired {
 			if id == change.Add.Group {
-				return fmt.Errorf("%w: group id %d belonged to a retired group; choose another", ErrConflict, id)
+				return fmt.Errorf("%w: group id %d belonged to a retired group; choose another", base.ErrConflict, id)
 			}
 		}
 	}
@@ -114,9 +115,9 @@ func startMigration(cur *Layout, next *Layout, change RingChange) error {
 	}
 	m := &Migration{Change: change, Next: nr.State()}
 	for _, mv := range ring.Moves(cur.ring, nr) {
-		t := m.transfer(GroupID(mv.From), GroupID(mv.To))
+		t := m.transfer(base.GroupID(mv.From), base.GroupID(mv.To))
 		if t == nil {
-			m.Transfers = append(m.Transfers, TransferState{From: GroupID(mv.From), To: GroupID(mv.To), Phase: PhaseCopy})
+			m.Transfers = append(m.Transfers, TransferState{From: base.GroupID(mv.From), To: base.GroupID(mv.To), Phase: PhaseCopy})
 			t = &m.Transfers[len(m.Transfers)-1]
 		}
 		t.Ranges = append(t.Ranges, mv.Range)
@@ -125,7 +126,7 @@ func startMigration(cur *Layout, next *Layout, change RingChange) error {
 	case change.Add != nil:
 		reps := cur.placeNewGroup(change.Add.Group)
 		if len(reps) == 0 {
-			return fmt.Errorf("%w: no node can hold a new group (every node is being drained)", ErrConflict)
+			return fmt.Errorf("%w: no node can hold a new group (every node is being drained)", base.ErrConflict)
 		}
 		next.Groups = append(next.Groups, GroupInfo{ID: change.Add.Group, Replicas: reps, Bootstrap: reps})
 	case change.Remove != 0:
@@ -137,7 +138,7 @@ func startMigration(cur *Layout, next *Layout, change RingChange) error {
 
 // migrationPhase records a transfer's progress; phases only move forward.
 type migrationPhase struct {
-	From, To   GroupID
+	From, To   base.GroupID
 	Phase      string
 	Keys       uint64
 	Total      uint64
@@ -146,20 +147,20 @@ type migrationPhase struct {
 
 func advanceMigration(next *Layout, p migrationPhase) error {
 	if next.Migration == nil {
-		return fmt.Errorf("%w: no ring change in progress", ErrConflict)
+		return fmt.Errorf("%w: no ring change in progress", base.ErrConflict)
 	}
 	if next.Migration.Aborting && (p.Phase == PhaseFlipped || p.Phase == PhaseDone) {
-		return fmt.Errorf("%w: the ring change is being aborted", ErrConflict)
+		return fmt.Errorf("%w: the ring change is being aborted", base.ErrConflict)
 	}
 	m := next.Migration.clone()
 	t := m.transfer(p.From, p.To)
 	if t == nil {
-		return fmt.Errorf("%w: no transfer from group %d to %d", ErrBadRequest, p.From, p.To)
+		return fmt.Errorf("%w: no transfer from group %d to %d", base.ErrBadRequest, p.From, p.To)
 	}
 	order := map[string]int{PhaseCopy: 0, PhaseFenced: 1, PhaseFlipped: 2, PhaseDone: 3}
 	to, ok := order[p.Phase]
 	if !ok || to < order[t.Phase] {
-		return fmt.Errorf("%w: transfer %d->%d cannot go from %s to %q", ErrConflict, p.From, p.To, t.Phase, p.Phase)
+		return fmt.Errorf("%w: transfer %d->%d cannot go from %s to %q", base.ErrConflict, p.From, p.To, t.Phase, p.Phase)
 	}
 	t.Phase, t.Keys = p.Phase, p.Keys
 	if p.Total > 0 {
@@ -177,11 +178,11 @@ func advanceMigration(next *Layout, p migrationPhase) error {
 func abortMigration(next *Layout) error {
 	m := next.Migration
 	if m == nil {
-		return fmt.Errorf("%w: no ring change in progress", ErrNotFound)
+		return fmt.Errorf("%w: no ring change in progress", base.ErrNotFound)
 	}
 	for _, t := range m.Transfers {
 		if t.Phase == PhaseFlipped || t.Phase == PhaseDone {
-			return fmt.Errorf("%w: the ranges from group %d to %d have already moved; let the change finish, then make the opposite one", ErrConflict, t.From, t.To)
+			return fmt.Errorf("%w: the ranges from group %d to %d have already moved; let the change finish, then make the opposite one", base.ErrConflict, t.From, t.To)
 		}
 	}
 	m = m.clone()
@@ -195,7 +196,7 @@ func abortMigration(next *Layout) error {
 func endAbortedMigration(next *Layout) error {
 	m := next.Migration
 	if m == nil || !m.Aborting {
-		return fmt.Errorf("%w: no aborted ring change", ErrConflict)
+		return fmt.Errorf("%w: no aborted ring change", base.ErrConflict)
 	}
 	if m.Change.Add != nil {
 		groups := next.Groups[:0]
@@ -216,14 +217,14 @@ func endAbortedMigration(next *Layout) error {
 func endMigration(next *Layout) error {
 	m := next.Migration
 	if m == nil {
-		return fmt.Errorf("%w: no ring change in progress", ErrConflict)
+		return fmt.Errorf("%w: no ring change in progress", base.ErrConflict)
 	}
 	if m.Aborting {
-		return fmt.Errorf("%w: the ring change is being aborted", ErrConflict)
+		return fmt.Errorf("%w: the ring change is being aborted", base.ErrConflict)
 	}
 	for _, t := range m.Transfers {
 		if t.Phase != PhaseDone {
-			return fmt.Errorf("%w: transfer %d->%d is at %s", ErrConflict, t.From, t.To, t.Phase)
+			return fmt.Errorf("%w: transfer %d->%d is at %s", base.ErrConflict, t.From, t.To, t.Phase)
 		}
 	}
 	next.Ring, next.ring = m.Next, next.next

@@ -9,6 +9,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/ring"
 	"github.com/ringkv/ringkv/store"
 )
@@ -23,10 +24,6 @@ const (
 	opIngest     = "ingest"      // write moved entries, through the log
 	opDrop       = "drop"        // delete a page of keys in ranges, through the log
 )
-
-// ErrMoved: the key's range belongs to another group now, or is being
-// handed to one; the request changed nothing and can be retried.
-var ErrMoved = errors.New("key range is moving between groups")
 
 // ScanPage is a page of a range scan.
 type ScanPage struct {
@@ -51,7 +48,7 @@ const (
 // change as recorded (an added group without an id gets the next free one).
 func (n *Node) ChangeRing(ctx context.Context, c RingChange) (RingChange, error) {
 	before := n.RingEpoch()
-	resp, err := n.do(ctx, Request{Op: opRingChange, Group: MetaGroup, Change: &c})
+	resp, err := n.do(ctx, Request{Op: opRingChange, Group: base.MetaGroup, Change: &c})
 	if err != nil {
 		return c, err
 	}
@@ -79,16 +76,16 @@ func (n *Node) ChangeRing(ctx context.Context, c RingChange) (RingChange, error)
 // flipped yet: the sources take their ranges back, the destinations drop
 // their copies, and a group the change created is retired.
 func (n *Node) AbortRingChange(ctx context.Context) error {
-	_, err := n.do(ctx, Request{Op: opRingAbort, Group: MetaGroup})
+	_, err := n.do(ctx, Request{Op: opRingAbort, Group: base.MetaGroup})
 	return err
 }
 
 // nextGroupID is one more than any group id the layout has used, or,
 // once that passes MaxGroupID, the lowest id never used (0 when none is
 // left).
-func nextGroupID(l *Layout) GroupID {
-	used := map[GroupID]bool{}
-	var top GroupID
+func nextGroupID(l *Layout) base.GroupID {
+	used := map[base.GroupID]bool{}
+	var top base.GroupID
 	for _, g := range l.Groups {
 		top = max(top, g.ID)
 		used[g.ID] = true
@@ -100,7 +97,7 @@ func nextGroupID(l *Layout) GroupID {
 	if top < MaxGroupID {
 		return top + 1
 	}
-	for g := GroupID(1); g <= MaxGroupID; g++ {
+	for g := base.GroupID(1); g <= MaxGroupID; g++ {
 		if !used[g] {
 			return g
 		}
@@ -130,7 +127,7 @@ func (n *Node) serveMoving(ctx context.Context, r *replica, req Request) (Respon
 		return resp, err
 	}
 	if r.st == nil {
-		return resp, fmt.Errorf("%w: group %d holds no keys", ErrBadRequest, r.id)
+		return resp, fmt.Errorf("%w: group %d holds no keys", base.ErrBadRequest, r.id)
 	}
 	switch {
 	case req.Restore != "":
@@ -141,7 +138,7 @@ func (n *Node) serveMoving(ctx context.Context, r *replica, req Request) (Respon
 		l := n.Layout()
 		for _, e := range req.Entries {
 			if g, err := l.Route(e.Key); err != nil || g != r.id {
-				return resp, fmt.Errorf("%w: restore ingest into group %d of key %q, which the ring gives group %d", ErrBadRequest, r.id, e.Key, g)
+				return resp, fmt.Errorf("%w: restore ingest into group %d of key %q, which the ring gives group %d", base.ErrBadRequest, r.id, e.Key, g)
 			}
 		}
 	case req.Op != opRangeScan:
@@ -219,10 +216,10 @@ func (n *Node) serveMoving(ctx context.Context, r *replica, req Request) (Respon
 		return resp, fmt.Errorf("group %d: unexpected apply result %T", r.id, out)
 	}
 	if errors.Is(res.Err, store.ErrStaleMover) {
-		return resp, fmt.Errorf("%w: %v", ErrConflict, res.Err)
+		return resp, fmt.Errorf("%w: %v", base.ErrConflict, res.Err)
 	}
 	if res.Err != nil {
-		return resp, fmt.Errorf("%w: %v", ErrBadRequest, res.Err)
+		return resp, fmt.Errorf("%w: %v", base.ErrBadRequest, res.Err)
 	}
 	resp.RaftIndex, resp.Count, resp.Cursor = res.Index, res.Count, res.Cursor
 	return resp, nil
@@ -237,12 +234,12 @@ func (n *Node) serveMoving(ctx context.Context, r *replica, req Request) (Respon
 // out; and a drop of ranges no transfer names would delete keys the group
 // owns. The local layout may lag the mover's: it waits for it until ctx
 // ends.
-func (n *Node) checkMover(ctx context.Context, g GroupID, req Request) error {
+func (n *Node) checkMover(ctx context.Context, g base.GroupID, req Request) error {
 	if req.Term == 0 {
-		return fmt.Errorf("%w: %s without the mover's metadata term", ErrBadRequest, req.Op)
+		return fmt.Errorf("%w: %s without the mover's metadata term", base.ErrBadRequest, req.Op)
 	}
 	if meta := n.meta.raft.CurrentTerm(); req.Term > meta {
-		return fmt.Errorf("%w: %s of mover term %d, past this node's metadata term %d", ErrUnavailable, req.Op, req.Term, meta)
+		return fmt.Errorf("%w: %s of mover term %d, past this node's metadata term %d", base.ErrUnavailable, req.Op, req.Term, meta)
 	}
 	for {
 		changed := n.meta.meta.Changed()
@@ -256,7 +253,7 @@ func (n *Node) checkMover(ctx context.Context, g GroupID, req Request) error {
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return fmt.Errorf("%w: %s of group %d: no transfer of the ring change in motion moves those ranges", ErrConflict, req.Op, g)
+			return fmt.Errorf("%w: %s of group %d: no transfer of the ring change in motion moves those ranges", base.ErrConflict, req.Op, g)
 		}
 	}
 }
@@ -267,13 +264,13 @@ func (n *Node) checkMover(ctx context.Context, g GroupID, req Request) error {
 // space. Its term is bounded as a mover's is.
 func (n *Node) checkRestoreMover(ctx context.Context, req Request) error {
 	if req.Term == 0 {
-		return fmt.Errorf("%w: %s without the restore's metadata term", ErrBadRequest, req.Op)
+		return fmt.Errorf("%w: %s without the restore's metadata term", base.ErrBadRequest, req.Op)
 	}
 	if meta := n.meta.raft.CurrentTerm(); req.Term > meta {
-		return fmt.Errorf("%w: %s of term %d, past this node's metadata term %d", ErrUnavailable, req.Op, req.Term, meta)
+		return fmt.Errorf("%w: %s of term %d, past this node's metadata term %d", base.ErrUnavailable, req.Op, req.Term, meta)
 	}
 	if req.Op != opIngest && !sameRanges(req.Ranges, wholeRing) {
-		return fmt.Errorf("%w: a restore's %s covers the whole ring", ErrBadRequest, req.Op)
+		return fmt.Errorf("%w: a restore's %s covers the whole ring", base.ErrBadRequest, req.Op)
 	}
 	for {
 		changed := n.meta.meta.Changed()
@@ -283,7 +280,7 @@ func (n *Node) checkRestoreMover(ctx context.Context, req Request) error {
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return fmt.Errorf("%w: %s for restore %s, which does not hold the restore lock", ErrConflict, req.Op, req.Restore)
+			return fmt.Errorf("%w: %s for restore %s, which does not hold the restore lock", base.ErrConflict, req.Op, req.Restore)
 		}
 	}
 }
@@ -305,7 +302,7 @@ func sameRanges(a, b []ring.Range) bool {
 
 // waitMigrationSeen waits until this node's layout shows a migration in
 // which group g gives ranges away.
-func (n *Node) waitMigrationSeen(ctx context.Context, g GroupID) error {
+func (n *Node) waitMigrationSeen(ctx context.Context, g base.GroupID) error {
 	for {
 		changed := n.meta.meta.Changed()
 		if m := n.Layout().Migration; m != nil && m.sourcing(g) {
@@ -314,7 +311,7 @@ func (n *Node) waitMigrationSeen(ctx context.Context, g GroupID) error {
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return fmt.Errorf("%w: group %d: no ring change moving its keys is known here", ErrUnavailable, g)
+			return fmt.Errorf("%w: group %d: no ring change moving its keys is known here", base.ErrUnavailable, g)
 		}
 	}
 }
@@ -381,7 +378,7 @@ func (n *Node) leadMetaCurrent(ctx context.Context) (term uint64, leads bool, er
 		return term, false, nil
 	}
 	if err := n.meta.ensureTermCommitted(ctx, term); err != nil {
-		var nl *NotLeaderError
+		var nl *base.NotLeaderError
 		if errors.As(err, &nl) {
 			return term, false, nil
 		}
@@ -414,7 +411,7 @@ func (n *Node) undo(ctx context.Context, term uint64, m *Migration) error {
 }
 
 // drop deletes group g's keys in ranges, page by page.
-func (n *Node) drop(ctx context.Context, term uint64, g GroupID, ranges []ring.Range) (int, error) {
+func (n *Node) drop(ctx context.Context, term uint64, g base.GroupID, ranges []ring.Range) (int, error) {
 	var after []byte
 	dropped := 0
 	for {
@@ -519,7 +516,7 @@ func (n *Node) runTransfer(ctx context.Context, term uint64, t TransferState) er
 		}
 		if check.digest != src.digest || check.keys != src.keys {
 			return fmt.Errorf("%w: after the copy, group %d holds %d keys (digest %s) in the ranges, group %d %d keys (digest %s); not flipping",
-				ErrConflict, t.To, check.keys, short(check.digest), t.From, src.keys, short(src.digest))
+				base.ErrConflict, t.To, check.keys, short(check.digest), t.From, src.keys, short(src.digest))
 		}
 		if _, err := n.do(ctx, Request{Op: opUnfence, Group: t.To, Ranges: t.Ranges, Term: term}); err != nil {
 			return fmt.Errorf("unfencing group %d: %w", t.To, err)
@@ -566,7 +563,7 @@ type scanned struct {
 // by page, after it applied minIndex, with values above the modify index
 // above (0: all, math.MaxUint64: none), handing each page to fn (if set).
 // The digest XORs the pages'.
-func (n *Node) scanRanges(ctx context.Context, g GroupID, t TransferState, minIndex, above uint64, fn func([]store.MovedEntry) error) (scanned, error) {
+func (n *Node) scanRanges(ctx context.Context, g base.GroupID, t TransferState, minIndex, above uint64, fn func([]store.MovedEntry) error) (scanned, error) {
 	var out scanned
 	var digest [32]byte
 	var after []byte

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/ringkv/ringkv/base"
 )
 
 // The Raft port is shared by every group of a node. Each connection opens
@@ -36,7 +37,7 @@ const (
 
 // peerHTTPGroup is the mux header's group number for node-to-node HTTP
 // (forwarded requests, checkpoints, restores); no Raft group has it.
-const peerHTTPGroup GroupID = 1<<32 - 2
+const peerHTTPGroup base.GroupID = 1<<32 - 2
 
 var errMuxClosed = errors.New("raft mux closed")
 
@@ -52,7 +53,7 @@ type Mux struct {
 	log    *slog.Logger
 
 	mu      sync.Mutex
-	layers  map[GroupID]*streamLayer
+	layers  map[base.GroupID]*streamLayer
 	blocked map[string]bool     // raft addresses cut off
 	conns   map[net.Conn]string // open connections and their peer address
 	closed  bool
@@ -72,7 +73,7 @@ func NewMux(addr, self string, peerTLS *PeerTLS, secret *PeerSecret, log *slog.L
 	if self == "" {
 		self = ln.Addr().String()
 	}
-	m := &Mux{ln: ln, self: self, tls: peerTLS, secret: secret, log: log, layers: map[GroupID]*streamLayer{},
+	m := &Mux{ln: ln, self: self, tls: peerTLS, secret: secret, log: log, layers: map[base.GroupID]*streamLayer{},
 		blocked: map[string]bool{}, conns: map[net.Conn]string{}}
 	go m.serve()
 	return m, nil
@@ -86,7 +87,7 @@ func (m *Mux) Close() error {
 	m.mu.Lock()
 	m.closed = true
 	layers := m.layers
-	m.layers = map[GroupID]*streamLayer{}
+	m.layers = map[base.GroupID]*streamLayer{}
 	for c := range m.conns {
 		c.Close()
 	}
@@ -166,7 +167,7 @@ func (m *Mux) route(c net.Conn) {
 		c.Close()
 		return
 	}
-	group := GroupID(binary.BigEndian.Uint32(hdr[2:6]))
+	group := base.GroupID(binary.BigEndian.Uint32(hdr[2:6]))
 	peer := make([]byte, hdr[6])
 	if _, err := io.ReadFull(c, peer); err != nil {
 		c.Close()
@@ -194,7 +195,7 @@ func (m *Mux) route(c net.Conn) {
 
 // Layer returns the raft.StreamLayer of one group. Closing it detaches the
 // group from the mux.
-func (m *Mux) Layer(g GroupID) (raft.StreamLayer, error) {
+func (m *Mux) Layer(g base.GroupID) (raft.StreamLayer, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -221,7 +222,7 @@ func (t *trackedConn) Close() error {
 
 type streamLayer struct {
 	m      *Mux
-	group  GroupID
+	group  base.GroupID
 	accept chan net.Conn
 	done   chan struct{}
 	once   sync.Once
@@ -319,7 +320,7 @@ func (m *Mux) handshake(raw net.Conn) (net.Conn, bool) {
 		m.log.Warn("a peer spoke without TLS to this node's Raft port, which requires peer TLS; refused",
 			"remote", raw.RemoteAddr().String())
 		var hdr [7]byte
-		if _, err := io.ReadFull(br, hdr[:]); err == nil && GroupID(binary.BigEndian.Uint32(hdr[2:6])) == peerHTTPGroup {
+		if _, err := io.ReadFull(br, hdr[:]); err == nil && base.GroupID(binary.BigEndian.Uint32(hdr[2:6])) == peerHTTPGroup {
 			if _, err := io.CopyN(io.Discard, br, int64(hdr[6])); err == nil {
 				refuseHTTP(raw, br, "the node at this Raft address requires peer TLS: a node joins its cluster only with --peer-cert, --peer-key and --peer-ca of the cluster's peer CA")
 			}
@@ -347,7 +348,7 @@ func refuseHTTP(raw net.Conn, r io.Reader, why string) {
 		return
 	}
 	req.Body.Close()
-	body, _ := json.Marshal(WireError{Code: CodeConflict, Error: why})
+	body, _ := json.Marshal(base.WireError{Code: base.CodeConflict, Error: why})
 	fmt.Fprintf(raw, "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
 	if tc, ok := raw.(*net.TCPConn); ok {
 		tc.CloseWrite()
@@ -360,7 +361,7 @@ func refuseHTTP(raw net.Conn, r io.Reader, why string) {
 // only a version 2 header whose handshake proves the secret does; without
 // one, a version 2 header is refused (its cluster has access control on,
 // and this node does not).
-func (m *Mux) checkSecret(c net.Conn, version byte, group GroupID, peer []byte) bool {
+func (m *Mux) checkSecret(c net.Conn, version byte, group base.GroupID, peer []byte) bool {
 	if m.secret == nil {
 		if version == muxVersionSecret {
 			m.log.Warn("a peer offered the peer secret handshake: its cluster has access control on (--acl) and no peer TLS, and this node does not; refused (start this node with --acl)",

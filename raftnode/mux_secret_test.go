@@ -14,16 +14,17 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/ringkv/ringkv/base"
 )
 
-func muxSecret(t testing.TB, secret *PeerSecret, groups ...GroupID) (*Mux, map[GroupID]raft.StreamLayer) {
+func muxSecret(t testing.TB, secret *PeerSecret, groups ...base.GroupID) (*Mux, map[base.GroupID]raft.StreamLayer) {
 	t.Helper()
 	m, err := NewMux("127.0.0.1:0", "", nil, secret, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	layers := map[GroupID]raft.StreamLayer{}
+	layers := map[base.GroupID]raft.StreamLayer{}
 	for _, g := range groups {
 		l, err := m.Layer(g)
 		if err != nil {
@@ -143,7 +144,7 @@ func TestMuxPeerSecret(t *testing.T) {
 	}
 }
 
-func secretHeader(g GroupID, self string) []byte {
+func secretHeader(g base.GroupID, self string) []byte {
 	hdr := []byte{muxMagic, muxVersionSecret, 0, 0, 0, 0, byte(len(self))}
 	binary.BigEndian.PutUint32(hdr[2:6], uint32(g))
 	return append(hdr, self...)

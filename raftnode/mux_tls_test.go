@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/certs"
 )
 
@@ -36,14 +37,14 @@ func newCA(t *testing.T) string {
 	return dir
 }
 
-func muxWith(t *testing.T, tls *PeerTLS, groups ...GroupID) (*Mux, map[GroupID]raft.StreamLayer) {
+func muxWith(t *testing.T, tls *PeerTLS, groups ...base.GroupID) (*Mux, map[base.GroupID]raft.StreamLayer) {
 	t.Helper()
 	m, err := NewMux("127.0.0.1:0", "", tls, nil, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	layers := map[GroupID]raft.StreamLayer{}
+	layers := map[base.GroupID]raft.StreamLayer{}
 	for _, g := range groups {
 		l, err := m.Layer(g)
 		if err != nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/ringkv/ringkv/base"
 )
 
 // Node is one ringkv node. Its methods are safe for concurrent use.
@@ -31,11 +32,11 @@ type Node struct {
 	moving atomic.Pointer[moveState]
 
 	startMu  sync.Mutex // serialises decisions to open a replica
-	starting map[GroupID]bool
+	starting map[base.GroupID]bool
 
 	mu       sync.RWMutex
-	replicas map[GroupID]*replica
-	hints    map[GroupID]NodeID // leader hints learnt from peers
+	replicas map[base.GroupID]*replica
+	hints    map[base.GroupID]base.NodeID // leader hints learnt from peers
 
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -70,8 +71,8 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("node", string(cfg.ID)), replicas: map[GroupID]*replica{}, starting: map[GroupID]bool{},
-		hints: map[GroupID]NodeID{}, fwd: newForwarder(), joined: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", string(cfg.ID)), replicas: map[base.GroupID]*replica{}, starting: map[base.GroupID]bool{},
+		hints: map[base.GroupID]base.NodeID{}, fwd: newForwarder(), joined: make(chan struct{})}
 	if n.cfg.OnFatal == nil {
 		n.cfg.OnFatal = func(err error) { panic(err) }
 	}
@@ -87,7 +88,7 @@ func New(cfg Config) (*Node, error) {
 	if cfg.PeerTLS != nil {
 		n.fwd.usePeerTLS(cfg.PeerTLS)
 	}
-	restart := hasState(groupDir(cfg.DataDir, MetaGroup))
+	restart := hasState(groupDir(cfg.DataDir, base.MetaGroup))
 	bootstrap := !restart && len(cfg.Join) == 0
 	var err error
 	if n.secret, err = n.openPeerSecret(restart, bootstrap); err != nil {
@@ -118,7 +119,7 @@ func New(cfg Config) (*Node, error) {
 	if bootstrap {
 		boot = n.alone()
 	}
-	if n.meta, err = n.openReplica(MetaGroup, boot); err != nil {
+	if n.meta, err = n.openReplica(base.MetaGroup, boot); err != nil {
 		n.Close()
 		return nil, err
 	}
@@ -149,7 +150,7 @@ func New(cfg Config) (*Node, error) {
 	case bootstrap:
 		n.log.Info("bootstrapping a new cluster", "groups", cfg.Groups)
 		for id := 1; id <= cfg.Groups; id++ {
-			if err := n.startReplica(GroupID(id), n.alone()); err != nil {
+			if err := n.startReplica(base.GroupID(id), n.alone()); err != nil {
 				n.Close()
 				return nil, err
 			}
@@ -182,7 +183,7 @@ func (n *Node) goLoop(f func(context.Context)) {
 }
 
 // localGroups lists the data groups that have a directory under dataDir.
-func localGroups(dataDir string) ([]GroupID, error) {
+func localGroups(dataDir string) ([]base.GroupID, error) {
 	ents, err := os.ReadDir(filepath.Join(dataDir, "groups"))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -190,13 +191,13 @@ func localGroups(dataDir string) ([]GroupID, error) {
 	if err != nil {
 		return nil, err
 	}
-	var ids []GroupID
+	var ids []base.GroupID
 	for _, e := range ents {
 		v, err := strconv.ParseUint(e.Name(), 10, 32)
 		if err != nil || v == 0 || !e.IsDir() {
 			continue
 		}
-		ids = append(ids, GroupID(v))
+		ids = append(ids, base.GroupID(v))
 	}
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	return ids, nil
@@ -207,7 +208,7 @@ func (n *Node) alone() []raft.Server {
 	return []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(n.cfg.ID), Address: raft.ServerAddress(n.cfg.advertiseRaft())}}
 }
 
-func (n *Node) startReplica(id GroupID, boot []raft.Server) error {
+func (n *Node) startReplica(id base.GroupID, boot []raft.Server) error {
 	n.startMu.Lock()
 	if n.starting[id] || n.replica(id) != nil {
 		n.startMu.Unlock()
@@ -240,7 +241,7 @@ func (n *Node) Close() error {
 	n.wg.Wait()
 	n.mu.Lock()
 	reps := n.replicas
-	n.replicas = map[GroupID]*replica{}
+	n.replicas = map[base.GroupID]*replica{}
 	n.mu.Unlock()
 	// Hand led groups to a follower first, so that clients wait for a
 	// transfer rather than an election timeout.
@@ -280,7 +281,7 @@ func (n *Node) Close() error {
 }
 
 // ID returns the node's id.
-func (n *Node) ID() NodeID { return n.cfg.ID }
+func (n *Node) ID() base.NodeID { return n.cfg.ID }
 
 // Mux exposes the Raft port's fault hook (Block) to tests and the chaos
 // harness.
@@ -308,8 +309,8 @@ func (n *Node) fatal(err error) {
 // Layout returns the replicated cluster layout as this node has applied it.
 func (n *Node) Layout() *Layout { return n.meta.meta.Layout() }
 
-func (n *Node) replica(id GroupID) *replica {
-	if id == MetaGroup {
+func (n *Node) replica(id base.GroupID) *replica {
+	if id == base.MetaGroup {
 		return n.meta
 	}
 	n.mu.RLock()
@@ -394,7 +395,7 @@ func (n *Node) joinLoop(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			if errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrForbidden) {
+			if errors.Is(err, base.ErrUnauthorized) || errors.Is(err, base.ErrForbidden) {
 				n.log.Error("the cluster refuses this node's join: it has access control on, and a node joins with a token allowing operator write (--token or RINGKV_TOKEN); retrying",
 					"via", url, "attempt", attempt, "err", err)
 			} else {

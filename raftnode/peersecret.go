@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/ringkv/ringkv/base"
 )
 
 // A cluster with access control and without peer TLS authenticates the
@@ -137,7 +139,7 @@ func macOf(secret []byte, label string, parts ...[]byte) []byte {
 	return h.Sum(nil)
 }
 
-func groupBytes(g GroupID) []byte {
+func groupBytes(g base.GroupID) []byte {
 	var b [4]byte
 	binary.BigEndian.PutUint32(b[:], uint32(g))
 	return b[:]
@@ -148,7 +150,7 @@ var ErrPeerSecret = errors.New("peer secret handshake failed")
 
 // dialSecret runs the dialler's side of the handshake on c, after its
 // version 2 header: hdr is that header, whose last nonceBytes are nonceD.
-func dialSecret(c net.Conn, secret []byte, hdr []byte, group GroupID, self string, peer string, timeout time.Duration) error {
+func dialSecret(c net.Conn, secret []byte, hdr []byte, group base.GroupID, self string, peer string, timeout time.Duration) error {
 	c.SetDeadline(time.Now().Add(timeout))
 	defer c.SetDeadline(time.Time{})
 	if _, err := c.Write(hdr); err != nil {
@@ -169,7 +171,7 @@ func dialSecret(c net.Conn, secret []byte, hdr []byte, group GroupID, self strin
 
 // acceptSecret runs the acceptor's side on c, whose header (group, the
 // dialler's address) has been read; nonceD follows it on r.
-func acceptSecret(c net.Conn, r io.Reader, secret []byte, group GroupID, addr []byte) error {
+func acceptSecret(c net.Conn, r io.Reader, secret []byte, group base.GroupID, addr []byte) error {
 	var nonceD [nonceBytes]byte
 	if _, err := io.ReadFull(r, nonceD[:]); err != nil {
 		return err
@@ -244,11 +246,11 @@ func (n *Node) learnPeerSecret(ctx context.Context, url string) error {
 // TLS, or access control off) and ErrUnavailable before it knows it.
 func (n *Node) PeerSecret() ([]byte, error) {
 	if n.secret == nil {
-		return nil, fmt.Errorf("%w: this cluster has no peer secret: its nodes authenticate each other with peer TLS, or access control is off", ErrConflict)
+		return nil, fmt.Errorf("%w: this cluster has no peer secret: its nodes authenticate each other with peer TLS, or access control is off", base.ErrConflict)
 	}
 	s := n.secret.Get()
 	if s == nil {
-		return nil, fmt.Errorf("%w: this node has not learned its cluster's peer secret yet", ErrUnavailable)
+		return nil, fmt.Errorf("%w: this node has not learned its cluster's peer secret yet", base.ErrUnavailable)
 	}
 	return s, nil
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"sort"
+
+	"github.com/ringkv/ringkv/base"
 )
 
 // Replica placement. Each data group keeps Layout.Replication replicas
@@ -34,11 +36,11 @@ const MaxNodeWeight = 1000
 
 // ReplicaMove is a replica being moved between nodes.
 type ReplicaMove struct {
-	Group GroupID `json:"group"`
+	Group base.GroupID `json:"group"`
 	// From is the node giving the replica up; empty adds a replica to an
 	// under-replicated group.
-	From NodeID `json:"from,omitempty"`
-	To   NodeID `json:"to"`
+	From base.NodeID `json:"from,omitempty"`
+	To   base.NodeID `json:"to"`
 	// Reason: drain, replicate or balance.
 	Reason string `json:"reason"`
 }
@@ -70,8 +72,8 @@ func (n NodeInfo) weight() float64 {
 func (n NodeInfo) eligible() bool { return !n.Draining && !n.Leaving }
 
 // replicaCounts counts the replicas each member holds.
-func (l *Layout) replicaCounts() map[NodeID]int {
-	c := map[NodeID]int{}
+func (l *Layout) replicaCounts() map[base.NodeID]int {
+	c := map[base.NodeID]int{}
 	for _, n := range l.Nodes {
 		c[n.ID] = 0
 	}
@@ -84,7 +86,7 @@ func (l *Layout) replicaCounts() map[NodeID]int {
 }
 
 // holds reports whether node id holds (or is receiving) a replica of g.
-func (l *Layout) holds(g GroupInfo, id NodeID) bool {
+func (l *Layout) holds(g GroupInfo, id base.NodeID) bool {
 	if contains(g.Replicas, id) {
 		return true
 	}
@@ -94,8 +96,8 @@ func (l *Layout) holds(g GroupInfo, id NodeID) bool {
 // placeTarget is the eligible node not holding g and not in avoid with the
 // lowest load after receiving it (replicas per unit of weight); ties go to
 // the lower id. Empty when there is none.
-func (l *Layout) placeTarget(g GroupInfo, counts map[NodeID]int, avoid map[NodeID]bool) NodeID {
-	best, bestLoad := NodeID(""), math.Inf(1)
+func (l *Layout) placeTarget(g GroupInfo, counts map[base.NodeID]int, avoid map[base.NodeID]bool) base.NodeID {
+	best, bestLoad := base.NodeID(""), math.Inf(1)
 	for _, n := range l.Nodes {
 		if !n.eligible() || avoid[n.ID] || l.holds(g, n.ID) {
 			continue
@@ -110,7 +112,7 @@ func (l *Layout) placeTarget(g GroupInfo, counts map[NodeID]int, avoid map[NodeI
 // shortGroupsCanMove reports whether every group that removing node id
 // would leave with fewer voters than a majority of the replication factor
 // has an eligible node lacking it, for the replica to move to first.
-func (l *Layout) shortGroupsCanMove(id NodeID) bool {
+func (l *Layout) shortGroupsCanMove(id base.NodeID) bool {
 	need := l.replication()/2 + 1
 	counts := l.replicaCounts()
 	for _, g := range l.Groups {
@@ -124,7 +126,7 @@ func (l *Layout) shortGroupsCanMove(id NodeID) bool {
 // cannotMoveOff reports whether none of node id's replicas has an
 // eligible node to move to: a leaving node in that state has moved all it
 // can.
-func (l *Layout) cannotMoveOff(id NodeID) bool {
+func (l *Layout) cannotMoveOff(id base.NodeID) bool {
 	counts := l.replicaCounts()
 	for _, g := range l.Groups {
 		if contains(g.Replicas, id) && l.placeTarget(g, counts, nil) != "" {
@@ -136,7 +138,7 @@ func (l *Layout) cannotMoveOff(id NodeID) bool {
 
 // placeNewGroup chooses the replicas of a group created by a ring change:
 // the least loaded eligible nodes, as many as the replication factor.
-func (l *Layout) placeNewGroup(id GroupID) []NodeID {
+func (l *Layout) placeNewGroup(id base.GroupID) []base.NodeID {
 	counts := l.replicaCounts()
 	g := GroupInfo{ID: id}
 	for len(g.Replicas) < l.replication() {
@@ -156,7 +158,7 @@ func (l *Layout) placeNewGroup(id GroupID) []NodeID {
 // move goes to a node in avoid (nodes the caller cannot reach); the rule
 // is otherwise the same, so the moves they would get wait until they are
 // back.
-func (l *Layout) nextMove(avoid map[NodeID]bool) *ReplicaMove {
+func (l *Layout) nextMove(avoid map[base.NodeID]bool) *ReplicaMove {
 	if !l.Initialized || l.Move != nil {
 		return nil
 	}
@@ -191,7 +193,7 @@ func (l *Layout) nextMove(avoid map[NodeID]bool) *ReplicaMove {
 		}
 	}
 	type dev struct {
-		id NodeID
+		id base.NodeID
 		d  float64
 	}
 	var devs []dev
@@ -223,7 +225,7 @@ func (l *Layout) nextMove(avoid map[NodeID]bool) *ReplicaMove {
 // startReplicaMove applies a replica_move_start command.
 func startReplicaMove(next *Layout, mv ReplicaMove) error {
 	if next.Move != nil {
-		return fmt.Errorf("%w: %s is in progress", ErrConflict, next.Move)
+		return fmt.Errorf("%w: %s is in progress", base.ErrConflict, next.Move)
 	}
 	gi := -1
 	for i, g := range next.Groups {
@@ -232,21 +234,21 @@ func startReplicaMove(next *Layout, mv ReplicaMove) error {
 		}
 	}
 	if gi < 0 {
-		return fmt.Errorf("%w: no group %d", ErrNotFound, mv.Group)
+		return fmt.Errorf("%w: no group %d", base.ErrNotFound, mv.Group)
 	}
 	g := next.Groups[gi]
 	to, ok := next.Node(mv.To)
 	switch {
 	case !ok:
-		return fmt.Errorf("%w: node %s is not a member", ErrNotFound, mv.To)
+		return fmt.Errorf("%w: node %s is not a member", base.ErrNotFound, mv.To)
 	case !to.eligible():
-		return fmt.Errorf("%w: node %s is being drained", ErrConflict, mv.To)
+		return fmt.Errorf("%w: node %s is being drained", base.ErrConflict, mv.To)
 	case contains(g.Replicas, mv.To):
-		return fmt.Errorf("%w: node %s already holds group %d", ErrConflict, mv.To, mv.Group)
+		return fmt.Errorf("%w: node %s already holds group %d", base.ErrConflict, mv.To, mv.Group)
 	case mv.From != "" && !contains(g.Replicas, mv.From):
-		return fmt.Errorf("%w: node %s holds no replica of group %d", ErrConflict, mv.From, mv.Group)
+		return fmt.Errorf("%w: node %s holds no replica of group %d", base.ErrConflict, mv.From, mv.Group)
 	case len(g.Bootstrap) > 0:
-		return fmt.Errorf("%w: group %d is still being created", ErrConflict, mv.Group)
+		return fmt.Errorf("%w: group %d is still being created", base.ErrConflict, mv.Group)
 	}
 	m := mv
 	next.Move = &m
@@ -258,7 +260,7 @@ func startReplicaMove(next *Layout, mv ReplicaMove) error {
 // aborted.
 func endReplicaMove(next *Layout, mv ReplicaMove, aborted bool) error {
 	if next.Move == nil || *next.Move != mv {
-		return fmt.Errorf("%w: %s is not in progress", ErrConflict, mv)
+		return fmt.Errorf("%w: %s is not in progress", base.ErrConflict, mv)
 	}
 	next.Move = nil
 	if aborted {
@@ -269,7 +271,7 @@ func endReplicaMove(next *Layout, mv ReplicaMove, aborted bool) error {
 		if g.ID != mv.Group {
 			continue
 		}
-		reps := []NodeID{}
+		reps := []base.NodeID{}
 		for _, id := range g.Replicas {
 			if id != mv.From {
 				reps = append(reps, id)
@@ -285,10 +287,10 @@ func endReplicaMove(next *Layout, mv ReplicaMove, aborted bool) error {
 
 // setNodeState applies a node_state command: draining (replicas move
 // off, the node stays a member) or leaving (drained, then removed).
-func setNodeState(next *Layout, id NodeID, draining, leaving bool) error {
+func setNodeState(next *Layout, id base.NodeID, draining, leaving bool) error {
 	i := next.nodeIndex(id)
 	if i < 0 {
-		return fmt.Errorf("%w: node %s is not a member", ErrNotFound, id)
+		return fmt.Errorf("%w: node %s is not a member", base.ErrNotFound, id)
 	}
 	next.Nodes[i].Draining, next.Nodes[i].Leaving = draining, leaving
 	if draining || leaving {
@@ -303,7 +305,7 @@ func setNodeState(next *Layout, id NodeID, draining, leaving bool) error {
 
 // leaderPlan assigns each group a preferred leader among its replicas,
 // by the recorded loads.
-func (l *Layout) leaderPlan() map[GroupID]NodeID { return l.leaderPlanWith(l.Loads) }
+func (l *Layout) leaderPlan() map[base.GroupID]base.NodeID { return l.leaderPlanWith(l.Loads) }
 
 // leaderPlanWith assigns each group a preferred leader among its replicas:
 // pinned groups to their pin, the rest, heaviest first, to the eligible
@@ -312,18 +314,18 @@ func (l *Layout) leaderPlan() map[GroupID]NodeID { return l.leaderPlanWith(l.Loa
 // so that without loads leaderships spread by count (ties rotate with the
 // group's rank: with 3 nodes and 3 groups each node leads one). A replica
 // on its way out of the group (the source of a move) is passed over.
-func (l *Layout) leaderPlanWith(loads map[GroupID]float64) map[GroupID]NodeID {
-	plan := map[GroupID]NodeID{}
-	cost := map[NodeID]float64{}
+func (l *Layout) leaderPlanWith(loads map[base.GroupID]float64) map[base.GroupID]base.NodeID {
+	plan := map[base.GroupID]base.NodeID{}
+	cost := map[base.NodeID]float64{}
 	groups := append([]GroupInfo(nil), l.Groups...)
 	sort.Slice(groups, func(i, j int) bool { return groups[i].ID < groups[j].ID })
 	total := 0.0
 	for _, g := range groups {
 		total += loads[g.ID]
 	}
-	base := max(1, total/float64(max(len(groups), 1))/2)
-	weight := func(g GroupID) float64 { return loads[g] + base }
-	rank := map[GroupID]int{}
+	floor := max(1, total/float64(max(len(groups), 1))/2)
+	weight := func(g base.GroupID) float64 { return loads[g] + floor }
+	rank := map[base.GroupID]int{}
 	for i, g := range groups {
 		rank[g.ID] = i
 		if id, ok := l.Leaders[g.ID]; ok && contains(g.Replicas, id) {
@@ -337,9 +339,9 @@ func (l *Layout) leaderPlanWith(loads map[GroupID]float64) map[GroupID]NodeID {
 		if _, ok := plan[g.ID]; ok {
 			continue
 		}
-		cands := append([]NodeID(nil), g.Replicas...)
+		cands := append([]base.NodeID(nil), g.Replicas...)
 		sort.Slice(cands, func(i, j int) bool { return cands[i] < cands[j] })
-		best, bestCost := NodeID(""), math.Inf(1)
+		best, bestCost := base.NodeID(""), math.Inf(1)
 		for k := range cands {
 			id := cands[(rank[g.ID]+k)%len(cands)]
 			n, ok := l.Node(id)
@@ -360,8 +362,8 @@ func (l *Layout) leaderPlanWith(loads map[GroupID]float64) map[GroupID]NodeID {
 
 // busiest is the highest write rate per unit of weight a node would lead
 // under plan, with the given loads.
-func (l *Layout) busiest(plan map[GroupID]NodeID, loads map[GroupID]float64) float64 {
-	per := map[NodeID]float64{}
+func (l *Layout) busiest(plan map[base.GroupID]base.NodeID, loads map[base.GroupID]float64) float64 {
+	per := map[base.NodeID]float64{}
 	for g, id := range plan {
 		per[id] += loads[g]
 	}
@@ -377,7 +379,7 @@ func (l *Layout) busiest(plan map[GroupID]NodeID, loads map[GroupID]float64) flo
 // loadsWorthRecording reports whether leaderships spread by fresh loads
 // would relieve the busiest node enough (a fifth, and 20 writes/s) to
 // record them; small swings do not move leaders around.
-func (l *Layout) loadsWorthRecording(fresh map[GroupID]float64) bool {
+func (l *Layout) loadsWorthRecording(fresh map[base.GroupID]float64) bool {
 	cur := l.busiest(l.leaderPlan(), fresh)
 	next := l.busiest(l.leaderPlanWith(fresh), fresh)
 	return next < 0.8*cur && cur-next > 20

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/raftnode/raftnodetest"
 )
@@ -86,7 +87,7 @@ func TestGrowAndDrainNodes(t *testing.T) {
 	c.Add(0)
 	c.WaitPlaced(90 * time.Second)
 	l := c.Members[0].Node.Layout()
-	counts := map[raftnode.NodeID]int{}
+	counts := map[base.NodeID]int{}
 	for _, g := range l.Groups {
 		if len(g.Replicas) != 3 {
 			t.Fatalf("group %d replicas %v", g.ID, g.Replicas)
@@ -115,7 +116,7 @@ func TestGrowAndDrainNodes(t *testing.T) {
 	}
 	// Leaderships spread over the five nodes: at most two each.
 	c.Eventually("leaders spread", 30*time.Second, func() error {
-		led := map[raftnode.NodeID]int{}
+		led := map[base.NodeID]int{}
 		for _, g := range l.Groups {
 			for _, i := range c.Holders(g.ID) {
 				if c.GroupStatus(i, g.ID).State == "Leader" {
@@ -342,7 +343,7 @@ func TestLeaderHandOversDoNotFailRequests(t *testing.T) {
 				// A write in flight when its leader steps down may or may
 				// not commit: that is reported honestly, as an unknown
 				// outcome. Anything else is a failure.
-				if err != nil && !(i%2 == 1 && errors.Is(err, raftnode.ErrOutcomeUnknown)) {
+				if err != nil && !(i%2 == 1 && errors.Is(err, base.ErrOutcomeUnknown)) {
 					failures = append(failures, err)
 				}
 				mu.Unlock()
@@ -440,10 +441,10 @@ func TestReplicaMoveToADeadNodeIsUndone(t *testing.T) {
 // others: it stops serving, records the removal in its data dir and will
 // not start on it again. The members that stay are not misled.
 func TestRemovedNodeLearnsItLeft(t *testing.T) {
-	learned := make(chan raftnode.NodeID, 4)
+	learned := make(chan base.NodeID, 4)
 	c := raftnodetest.Start(t, raftnodetest.Options{Groups: 3, Configure: func(cfg *raftnode.Config) {
 		id := cfg.ID
-		cfg.OnRemoved = func(peer raftnode.NodeID) { learned <- id }
+		cfg.OnRemoved = func(peer base.NodeID) { learned <- id }
 	}})
 	want := fill(t, c, "left", 50)
 	gone := c.Add(0)

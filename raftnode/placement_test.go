@@ -6,6 +6,8 @@ import (
 	"math/rand"
 	"strings"
 	"testing"
+
+	"github.com/ringkv/ringkv/base"
 )
 
 // settle applies the placer's moves to l until it wants none, checking
@@ -56,7 +58,7 @@ func checkPlacement(t *testing.T, l *Layout) {
 	want := min(l.replication(), eligible)
 	total, stuck := 0, false
 	for _, g := range l.Groups {
-		seen, holders := map[NodeID]bool{}, 0
+		seen, holders := map[base.NodeID]bool{}, 0
 		for _, id := range g.Replicas {
 			n, ok := l.Node(id)
 			if !ok || seen[id] {
@@ -122,7 +124,7 @@ func newLayout(t *testing.T, groups int) *Layout {
 	return l
 }
 
-func addNode(t *testing.T, l *Layout, id NodeID, w float64) *Layout {
+func addNode(t *testing.T, l *Layout, id base.NodeID, w float64) *Layout {
 	t.Helper()
 	l, err := applyMeta(l, metaCommand{Op: "add_node", Node: &NodeInfo{ID: id, Weight: w}})
 	if err != nil {
@@ -134,7 +136,7 @@ func addNode(t *testing.T, l *Layout, id NodeID, w float64) *Layout {
 func TestPlacementGrowAndDrain(t *testing.T) {
 	l := newLayout(t, 6)
 	for i := 2; i <= 3; i++ {
-		l = addNode(t, l, NodeID(fmt.Sprintf("n%d", i)), 0)
+		l = addNode(t, l, base.NodeID(fmt.Sprintf("n%d", i)), 0)
 	}
 	l, moves := settle(t, l)
 	if len(moves) != 0 {
@@ -155,7 +157,7 @@ func TestPlacementGrowAndDrain(t *testing.T) {
 		t.Fatalf("growing 3 -> 5 nodes made %d moves, want 6 (3 to each new node): %v", len(moves), moves)
 	}
 	// Leaderships spread too: 6 groups on 5 nodes, at most 2 each.
-	led := map[NodeID]int{}
+	led := map[base.NodeID]int{}
 	for g, id := range l.leaderPlan() {
 		gi, _ := l.Group(g)
 		if !contains(gi.Replicas, id) {
@@ -222,7 +224,7 @@ func TestPlacementRandom(t *testing.T) {
 			switch op := rng.Intn(4); {
 			case op == 0 || len(l.Nodes) < 2:
 				w := []float64{0, 1, 2, 0.5}[rng.Intn(4)]
-				l = addNode(t, l, NodeID(fmt.Sprintf("n%d", next)), w)
+				l = addNode(t, l, base.NodeID(fmt.Sprintf("n%d", next)), w)
 				next++
 			case op == 1:
 				n := l.Nodes[rng.Intn(len(l.Nodes))]
@@ -320,7 +322,7 @@ func TestLeaderPlanByLoad(t *testing.T) {
 	if byCount[1] != byCount[4] {
 		t.Fatalf("by count, groups 1 and 4 share a leader (rank 0 and 3 of 6 on 3 nodes): %v", byCount)
 	}
-	hot := map[GroupID]float64{1: 1000, 4: 900, 2: 5}
+	hot := map[base.GroupID]float64{1: 1000, 4: 900, 2: 5}
 	if !l.loadsWorthRecording(hot) {
 		t.Fatal("two hot groups on one node: spreading them is not worth recording")
 	}
@@ -332,7 +334,7 @@ func TestLeaderPlanByLoad(t *testing.T) {
 	if plan[1] == plan[4] {
 		t.Fatalf("hot groups 1 and 4 both led by %s: %v", plan[1], plan)
 	}
-	led := map[NodeID]int{}
+	led := map[base.NodeID]int{}
 	for _, id := range plan {
 		led[id]++
 	}
@@ -341,14 +343,14 @@ func TestLeaderPlanByLoad(t *testing.T) {
 	}
 	// Recorded, the same loads are not worth recording again, and small
 	// swings do not move leaders.
-	if next.loadsWorthRecording(hot) || next.loadsWorthRecording(map[GroupID]float64{1: 990, 4: 950, 3: 8}) {
+	if next.loadsWorthRecording(hot) || next.loadsWorthRecording(map[base.GroupID]float64{1: 990, 4: 950, 3: 8}) {
 		t.Fatal("recording again for no gain")
 	}
-	if l.loadsWorthRecording(map[GroupID]float64{1: 8, 4: 6}) {
+	if l.loadsWorthRecording(map[base.GroupID]float64{1: 8, 4: 6}) {
 		t.Fatal("a few writes per second move leaders")
 	}
 	// Loads of unknown groups are not kept; bad rates are refused.
-	if k, _ := applyMeta(l, metaCommand{Op: "loads", Loads: map[GroupID]float64{99: 5}}); len(k.Loads) != 0 {
+	if k, _ := applyMeta(l, metaCommand{Op: "loads", Loads: map[base.GroupID]float64{99: 5}}); len(k.Loads) != 0 {
 		t.Fatalf("loads of an unknown group kept: %v", k.Loads)
 	}
 	if _, err := decodeMetaCommand([]byte(`{"op":"loads","loads":{"1":-3}}`)); err == nil {
@@ -374,10 +376,10 @@ func applyMove(t *testing.T, l *Layout, mv *ReplicaMove) *Layout {
 // with nowhere else to go no move is made.
 func TestPlacementAvoidsSilentNodes(t *testing.T) {
 	l := newLayout(t, 6)
-	for _, id := range []NodeID{"n2", "n3", "n4", "n5"} {
+	for _, id := range []base.NodeID{"n2", "n3", "n4", "n5"} {
 		l = addNode(t, l, id, 0)
 	}
-	avoid := map[NodeID]bool{"n5": true}
+	avoid := map[base.NodeID]bool{"n5": true}
 	for i := 0; ; i++ {
 		mv := l.nextMove(avoid)
 		if mv == nil {
@@ -407,7 +409,7 @@ func TestPlacementAvoidsSilentNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	silent := map[NodeID]bool{"n2": true, "n3": true, "n4": true}
+	silent := map[base.NodeID]bool{"n2": true, "n3": true, "n4": true}
 	for mv := l.nextMove(silent); mv != nil; mv = l.nextMove(silent) {
 		if silent[mv.To] || mv.From != "n1" {
 			t.Fatalf("drain with n2..n4 silent moved %s", mv)
@@ -461,7 +463,7 @@ func TestRemovalBelowTheFactorMovesFirst(t *testing.T) {
 	l = addNode(t, l, "n2", 0)
 	l = addNode(t, l, "n3", 0)
 	// Group 1 lost a replica: on n1 and n2 only.
-	l.Groups[0].Replicas = []NodeID{"n1", "n2"}
+	l.Groups[0].Replicas = []base.NodeID{"n1", "n2"}
 	if !l.shortGroupsCanMove("n1") {
 		t.Fatal("group 1 can move to n3 before n1 leaves, but the rule says it cannot")
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/ringkv/ringkv/base"
 )
 
 // Replica progress strings of a replica_step.
@@ -67,7 +68,7 @@ func (n *Node) place(ctx context.Context) error {
 	}
 	// A node that does not answer gets no replica: a move onto it would
 	// wait for it to catch up for as long as it is down.
-	avoid := map[NodeID]bool{}
+	avoid := map[base.NodeID]bool{}
 	var mv *ReplicaMove
 	for {
 		if mv = l.nextMove(avoid); mv == nil {
@@ -158,7 +159,7 @@ func (n *Node) runMove(ctx context.Context, mv ReplicaMove) error {
 
 // reachable reports whether node id answers a status request within a
 // second (this node always does).
-func (n *Node) reachable(ctx context.Context, id NodeID) bool {
+func (n *Node) reachable(ctx context.Context, id base.NodeID) bool {
 	if id == n.cfg.ID {
 		return true
 	}
@@ -185,21 +186,21 @@ func (n *Node) replicaStep(ctx context.Context, r *replica, mv ReplicaMove, abor
 	}
 	f := r.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
-		return resp, fmt.Errorf("%w: group %d configuration: %v", ErrUnavailable, r.id, err)
+		return resp, fmt.Errorf("%w: group %d configuration: %v", base.ErrUnavailable, r.id, err)
 	}
 	var to, from *raft.Server
 	for _, s := range f.Configuration().Servers {
-		switch NodeID(s.ID) {
+		switch base.NodeID(s.ID) {
 		case mv.To:
 			to = &s
 		case mv.From:
 			from = &s
 		}
 	}
-	member := func(op string, id NodeID, addr string) error {
+	member := func(op string, id base.NodeID, addr string) error {
 		return n.changeMembership(ctx, r, Request{Op: op, Group: r.id, Node: &NodeInfo{ID: id, RaftAddr: addr}})
 	}
-	handOff := func(avoid NodeID) (Response, error) {
+	handOff := func(avoid base.NodeID) (Response, error) {
 		// This leader is the replica leaving: another voter takes over
 		// and runs the next step.
 		resp.Progress = "handing leadership over"
@@ -216,7 +217,7 @@ func (n *Node) replicaStep(ctx context.Context, r *replica, mv ReplicaMove, abor
 			fut = r.raft.LeadershipTransfer()
 		}
 		if err := await(tctx, fut); err != nil {
-			return resp, fmt.Errorf("%w: group %d: leadership transfer: %v", ErrUnavailable, r.id, err)
+			return resp, fmt.Errorf("%w: group %d: leadership transfer: %v", base.ErrUnavailable, r.id, err)
 		}
 		return resp, nil
 	}
@@ -238,7 +239,7 @@ func (n *Node) replicaStep(ctx context.Context, r *replica, mv ReplicaMove, abor
 	case to == nil:
 		info, ok := n.Layout().Node(mv.To)
 		if !ok {
-			return resp, fmt.Errorf("%w: node %s is not a member", ErrNotFound, mv.To)
+			return resp, fmt.Errorf("%w: node %s is not a member", base.ErrNotFound, mv.To)
 		}
 		resp.Progress = "destination added as a non-voter"
 		return resp, member(opAddNonvoter, mv.To, info.RaftAddr)
@@ -261,10 +262,10 @@ func (n *Node) replicaStep(ctx context.Context, r *replica, mv ReplicaMove, abor
 
 // setDraining sets a node's draining state; draining a node that is
 // leaving keeps it leaving, undraining cancels a pending removal.
-func (n *Node) setDraining(ctx context.Context, id NodeID, on bool) error {
+func (n *Node) setDraining(ctx context.Context, id base.NodeID, on bool) error {
 	cur, ok := n.Layout().Node(id)
 	if !ok {
-		return fmt.Errorf("%w: node %s is not a member", ErrNotFound, id)
+		return fmt.Errorf("%w: node %s is not a member", base.ErrNotFound, id)
 	}
 	_, err := n.meta.apply(ctx, mustJSON(metaCommand{Op: "node_state", Node: &NodeInfo{ID: id}, Draining: on, Leaving: on && cur.Leaving}))
 	return err
@@ -313,13 +314,13 @@ func (n *Node) strayReplicas(l *Layout) []*replica {
 func (n *Node) metaCaughtUp(ctx context.Context) error {
 	leader := n.meta.leader()
 	if leader == "" {
-		return fmt.Errorf("%w: metadata group", ErrNoLeader)
+		return fmt.Errorf("%w: metadata group", base.ErrNoLeader)
 	}
 	commit := n.meta.raft.CommitIndex()
 	if leader != n.cfg.ID {
 		info, ok := n.Layout().Node(leader)
 		if !ok {
-			return fmt.Errorf("%w: metadata leader %s unknown", ErrNoLeader, leader)
+			return fmt.Errorf("%w: metadata leader %s unknown", base.ErrNoLeader, leader)
 		}
 		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		st, err := n.fwd.status(sctx, info)
@@ -328,14 +329,14 @@ func (n *Node) metaCaughtUp(ctx context.Context) error {
 			return err
 		}
 		if st.Meta.State != raft.Leader.String() {
-			return fmt.Errorf("%w: %s no longer leads the metadata group", ErrNoLeader, leader)
+			return fmt.Errorf("%w: %s no longer leads the metadata group", base.ErrNoLeader, leader)
 		}
 		commit = st.Meta.CommitIndex
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for n.meta.raft.AppliedIndex() < commit {
 		if time.Now().After(deadline) || !sleepCtx(ctx, 20*time.Millisecond) {
-			return fmt.Errorf("%w: metadata applied %d of %d", ErrUnavailable, n.meta.raft.AppliedIndex(), commit)
+			return fmt.Errorf("%w: metadata applied %d of %d", base.ErrUnavailable, n.meta.raft.AppliedIndex(), commit)
 		}
 	}
 	return nil
@@ -344,12 +345,12 @@ func (n *Node) metaCaughtUp(ctx context.Context) error {
 // ClusterNode is a member with what it holds.
 type ClusterNode struct {
 	NodeInfo
-	Voter    bool      `json:"meta_voter"`
-	Replicas []GroupID `json:"replicas"`
+	Voter    bool           `json:"meta_voter"`
+	Replicas []base.GroupID `json:"replicas"`
 	// Leads are the groups it leads as this node knows; Preferred those
 	// the balancer assigns it.
-	Leads     []GroupID `json:"leads"`
-	Preferred []GroupID `json:"preferred_leader_of"`
+	Leads     []base.GroupID `json:"leads"`
+	Preferred []base.GroupID `json:"preferred_leader_of"`
 }
 
 // ClusterInfo is the cluster's membership and replica placement.
@@ -366,7 +367,7 @@ type ClusterInfo struct {
 	Balanced bool `json:"balanced"`
 	// Loads are the groups' write rates the leaderships are spread by
 	// (none recorded: by count).
-	Loads map[GroupID]float64 `json:"loads,omitempty"`
+	Loads map[base.GroupID]float64 `json:"loads,omitempty"`
 	// Restore is the restore lock, while a restore runs.
 	Restore *RestoreLock `json:"restore,omitempty"`
 }
@@ -391,7 +392,7 @@ func (n *Node) Cluster(ctx context.Context) ClusterInfo {
 	plan := l.leaderPlan()
 	voters := n.meta.voters()
 	for _, nd := range l.Nodes {
-		cn := ClusterNode{NodeInfo: nd, Voter: contains(voters, nd.ID), Replicas: []GroupID{}, Leads: []GroupID{}, Preferred: []GroupID{}}
+		cn := ClusterNode{NodeInfo: nd, Voter: contains(voters, nd.ID), Replicas: []base.GroupID{}, Leads: []base.GroupID{}, Preferred: []base.GroupID{}}
 		for _, g := range l.Groups {
 			if contains(g.Replicas, nd.ID) {
 				cn.Replicas = append(cn.Replicas, g.ID)
@@ -411,9 +412,9 @@ func (n *Node) Cluster(ctx context.Context) ClusterInfo {
 // groupLeaders returns each group's leader: as the local replica knows
 // it, or else as the holders report in their status (asked in parallel,
 // briefly).
-func (n *Node) groupLeaders(ctx context.Context, l *Layout) map[GroupID]NodeID {
-	out := map[GroupID]NodeID{}
-	ask := map[NodeID]bool{}
+func (n *Node) groupLeaders(ctx context.Context, l *Layout) map[base.GroupID]base.NodeID {
+	out := map[base.GroupID]base.NodeID{}
+	ask := map[base.NodeID]bool{}
 	for _, g := range l.Groups {
 		if r := n.replica(g.ID); r != nil && r.leader() != "" {
 			out[g.ID] = r.leader()

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/ring"
 	"github.com/ringkv/ringkv/store"
 )
@@ -17,15 +18,15 @@ type RingChange struct {
 	// Add puts a new group on the ring with a weight.
 	Add *GroupWeight `json:"add,omitempty"`
 	// Remove retires a group; its keys go to the others.
-	Remove GroupID `json:"remove,omitempty"`
+	Remove base.GroupID `json:"remove,omitempty"`
 	// Weight changes an existing group's weight.
 	Weight *GroupWeight `json:"weight,omitempty"`
 }
 
 // GroupWeight is a group with a weight.
 type GroupWeight struct {
-	Group  GroupID `json:"group"`
-	Weight int     `json:"weight"`
+	Group  base.GroupID `json:"group"`
+	Weight int          `json:"weight"`
 }
 
 func (c RingChange) String() string {
@@ -55,22 +56,22 @@ func (c RingChange) next(cur *ring.Ring) (*ring.Ring, float64, error) {
 	var err error
 	switch {
 	case c.Add != nil:
-		nr, err = cur.AddGroup(ring.GroupID(c.Add.Group), c.Add.Weight)
+		nr, err = cur.AddGroup(base.GroupID(c.Add.Group), c.Add.Weight)
 		ideal = float64(c.Add.Weight) / float64(total+c.Add.Weight)
 	case c.Remove != 0:
-		if len(cur.Groups()) == 1 && cur.Weight(ring.GroupID(c.Remove)) > 0 {
-			return nil, 0, fmt.Errorf("%w: group %d is the last on the ring", ErrBadRequest, c.Remove)
+		if len(cur.Groups()) == 1 && cur.Weight(base.GroupID(c.Remove)) > 0 {
+			return nil, 0, fmt.Errorf("%w: group %d is the last on the ring", base.ErrBadRequest, c.Remove)
 		}
-		nr, err = cur.RemoveGroup(ring.GroupID(c.Remove))
-		ideal = float64(cur.Weight(ring.GroupID(c.Remove))) / float64(total)
+		nr, err = cur.RemoveGroup(base.GroupID(c.Remove))
+		ideal = float64(cur.Weight(base.GroupID(c.Remove))) / float64(total)
 	default:
-		g := ring.GroupID(c.Weight.Group)
+		g := base.GroupID(c.Weight.Group)
 		w0 := cur.Weight(g)
 		nr, err = cur.SetWeight(g, c.Weight.Weight)
 		ideal = math.Abs(float64(c.Weight.Weight)/float64(total-w0+c.Weight.Weight) - float64(w0)/float64(total))
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		return nil, 0, fmt.Errorf("%w: %v", base.ErrBadRequest, err)
 	}
 	return nr, ideal, nil
 }
@@ -100,19 +101,19 @@ type Plan struct {
 // PlanGroup is a group's weight and share of the space on one side of a
 // change.
 type PlanGroup struct {
-	ID     GroupID `json:"id"`
-	Weight int     `json:"weight"`
-	Share  float64 `json:"share"`
+	ID     base.GroupID `json:"id"`
+	Weight int          `json:"weight"`
+	Share  float64      `json:"share"`
 }
 
 // Transfer is what one group hands to another in a change.
 type Transfer struct {
-	From   GroupID `json:"from"`
-	To     GroupID `json:"to"`
-	Ranges int     `json:"ranges"`
-	Share  float64 `json:"share"`
-	Keys   uint64  `json:"keys"`
-	Bytes  uint64  `json:"bytes"`
+	From   base.GroupID `json:"from"`
+	To     base.GroupID `json:"to"`
+	Ranges int          `json:"ranges"`
+	Share  float64      `json:"share"`
+	Keys   uint64       `json:"keys"`
+	Bytes  uint64       `json:"bytes"`
 }
 
 // Plan previews change against the current ring: the moving ranges, and
@@ -120,7 +121,7 @@ type Transfer struct {
 func (n *Node) Plan(ctx context.Context, change RingChange, withRanges bool) (Plan, error) {
 	cur := n.Layout().RingView()
 	if cur == nil {
-		return Plan{}, fmt.Errorf("%w: cluster layout not initialised yet", ErrUnavailable)
+		return Plan{}, fmt.Errorf("%w: cluster layout not initialised yet", base.ErrUnavailable)
 	}
 	nr, ideal, err := change.next(cur)
 	if err != nil {
@@ -134,16 +135,16 @@ func (n *Node) Plan(ctx context.Context, change RingChange, withRanges bool) (Pl
 	}
 	// One pass over each group: its keys in the ranges it gives away, per
 	// range, and the rest.
-	bySource := map[GroupID][]ring.Move{}
+	bySource := map[base.GroupID][]ring.Move{}
 	for _, m := range moves {
-		bySource[GroupID(m.From)] = append(bySource[GroupID(m.From)], m)
+		bySource[base.GroupID(m.From)] = append(bySource[base.GroupID(m.From)], m)
 	}
-	transfers := map[[2]GroupID]*Transfer{}
+	transfers := map[[2]base.GroupID]*Transfer{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	errs := make([]error, 0)
 	for _, g := range cur.Groups() {
-		gid := GroupID(g)
+		gid := base.GroupID(g)
 		ms := bySource[gid]
 		wg.Add(1)
 		go func() {
@@ -163,7 +164,7 @@ func (n *Node) Plan(ctx context.Context, change RingChange, withRanges bool) (Pl
 				return
 			}
 			for i, m := range ms {
-				k := [2]GroupID{GroupID(m.From), GroupID(m.To)}
+				k := [2]base.GroupID{base.GroupID(m.From), base.GroupID(m.To)}
 				t := transfers[k]
 				if t == nil {
 					t = &Transfer{From: k[0], To: k[1]}
@@ -198,7 +199,7 @@ func planGroups(r *ring.Ring) []PlanGroup {
 	shares := r.Shares()
 	var out []PlanGroup
 	for _, g := range r.Groups() {
-		out = append(out, PlanGroup{ID: GroupID(g), Weight: r.Weight(g), Share: shares[g]})
+		out = append(out, PlanGroup{ID: base.GroupID(g), Weight: r.Weight(g), Share: shares[g]})
 	}
 	return out
 }

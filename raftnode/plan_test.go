@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/raftnode/raftnodetest"
 	"github.com/ringkv/ringkv/ring"
@@ -39,19 +40,19 @@ func TestPlanCountsTheKeysThatWouldMove(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := map[[2]raftnode.GroupID]uint64{}
+		want := map[[2]base.GroupID]uint64{}
 		var moved uint64
 		for _, k := range keys {
 			from, _ := cur.Lookup([]byte(k))
 			to, _ := nr.Lookup([]byte(k))
 			if from != to {
-				want[[2]raftnode.GroupID{raftnode.GroupID(from), raftnode.GroupID(to)}]++
+				want[[2]base.GroupID{base.GroupID(from), base.GroupID(to)}]++
 				moved++
 			}
 		}
-		got := map[[2]raftnode.GroupID]uint64{}
+		got := map[[2]base.GroupID]uint64{}
 		for _, tr := range p.Transfers {
-			got[[2]raftnode.GroupID{tr.From, tr.To}] = tr.Keys
+			got[[2]base.GroupID{tr.From, tr.To}] = tr.Keys
 			if tr.Keys > 0 && tr.Bytes != tr.Keys*(9+10) {
 				t.Fatalf("%s: transfer %d->%d: %d bytes for %d keys", tc.change, tr.From, tr.To, tr.Bytes, tr.Keys)
 			}
@@ -74,7 +75,7 @@ func TestPlanCountsTheKeysThatWouldMove(t *testing.T) {
 	}
 	for _, bad := range []raftnode.RingChange{{Remove: 9}, {Add: &raftnode.GroupWeight{Group: 1, Weight: 1}}, {},
 		{Weight: &raftnode.GroupWeight{Group: 1, Weight: 1}}, {Add: &raftnode.GroupWeight{Group: 5, Weight: 1}, Remove: 1}} {
-		if _, err := n.Plan(raftnodetest.Ctx(t, 5*time.Second), bad, false); !errors.Is(err, raftnode.ErrBadRequest) {
+		if _, err := n.Plan(raftnodetest.Ctx(t, 5*time.Second), bad, false); !errors.Is(err, base.ErrBadRequest) {
 			t.Fatalf("plan %+v: %v, want a bad request", bad, err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/store"
 )
 
@@ -113,7 +114,7 @@ func (p *proposer) proposeAsync(ctx context.Context, cmd, key []byte) (at append
 		default:
 		}
 		if pr.err == nil {
-			pr.err = fmt.Errorf("%w: entry committed before its append was seen", ErrOutcomeUnknown)
+			pr.err = fmt.Errorf("%w: entry committed before its append was seen", base.ErrOutcomeUnknown)
 		}
 		return at, true, pr.err
 	case <-ctx.Done():

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/ringkv/ringkv/base"
 )
 
 // Consistency selects how a read is served.
@@ -37,7 +38,7 @@ func ParseConsistency(s string) (Consistency, error) {
 	case Lease, Stale:
 		return Consistency(s), nil
 	}
-	return "", fmt.Errorf("%w: unknown consistency %q (want linearizable, lease or stale)", ErrBadRequest, s)
+	return "", fmt.Errorf("%w: unknown consistency %q (want linearizable, lease or stale)", base.ErrBadRequest, s)
 }
 
 // readBarrier returns once the local state machine may serve a read at
@@ -50,7 +51,7 @@ func ParseConsistency(s string) (Consistency, error) {
 //  5. wait until the state machine has applied the recorded index.
 func (r *replica) readBarrier(ctx context.Context, c Consistency) error {
 	if r.closed.Load() {
-		return ErrShutdown
+		return base.ErrShutdown
 	}
 	if c == Stale || brokenStaleReads {
 		return nil
@@ -67,7 +68,7 @@ func (r *replica) readBarrier(ctx context.Context, c Consistency) error {
 // the call is at or below it.
 func (r *replica) readIndex(ctx context.Context, c Consistency) (uint64, error) {
 	if r.closed.Load() {
-		return 0, ErrShutdown
+		return 0, base.ErrShutdown
 	}
 	if !r.isLeader() {
 		return 0, r.notLeader()
@@ -84,9 +85,9 @@ func (r *replica) readIndex(ctx context.Context, c Consistency) (uint64, error) 
 				return 0, r.notLeader()
 			}
 			if ctx.Err() != nil {
-				return 0, fmt.Errorf("%w: group %d: leadership not confirmed in time", ErrUnavailable, r.id)
+				return 0, fmt.Errorf("%w: group %d: leadership not confirmed in time", base.ErrUnavailable, r.id)
 			}
-			return 0, fmt.Errorf("%w: group %d: %v", ErrUnavailable, r.id, err)
+			return 0, fmt.Errorf("%w: group %d: %v", base.ErrUnavailable, r.id, err)
 		}
 		r.extendLease(term, start)
 	}
@@ -113,7 +114,7 @@ func (r *replica) ensureTermCommitted(ctx context.Context, term uint64) error {
 			// the caller retries, on the new leader.
 			return r.notLeader()
 		}
-		return fmt.Errorf("%w: group %d: barrier: %v", ErrUnavailable, r.id, err)
+		return fmt.Errorf("%w: group %d: barrier: %v", base.ErrUnavailable, r.id, err)
 	}
 	if r.raft.CurrentTerm() != term {
 		return r.notLeader()
@@ -164,7 +165,7 @@ func (r *replica) waitApplied(ctx context.Context, index uint64) error {
 		case <-changed:
 		case <-tick.C:
 		case <-ctx.Done():
-			return fmt.Errorf("%w: group %d: state machine did not reach index %d in time", ErrUnavailable, r.id, index)
+			return fmt.Errorf("%w: group %d: state machine did not reach index %d in time", base.ErrUnavailable, r.id, index)
 		}
 	}
 }
@@ -202,7 +203,7 @@ func (r *replica) entriesOfType(lo, hi, limit uint64, types ...raft.LogType) boo
 // takes the layout as it is.
 func (n *Node) currentLayout(ctx context.Context, c Consistency) (*Layout, uint64, error) {
 	if c != Stale && !brokenStaleReads {
-		resp, err := n.do(ctx, Request{Op: opLayoutIndex, Group: MetaGroup, Consistency: c})
+		resp, err := n.do(ctx, Request{Op: opLayoutIndex, Group: base.MetaGroup, Consistency: c})
 		switch {
 		case err == nil:
 			if err := n.waitLayout(ctx, resp.RaftIndex); err != nil {
@@ -224,7 +225,7 @@ func (n *Node) currentLayout(ctx context.Context, c Consistency) (*Layout, uint6
 // olderMetaLeader tells whether err is how a metadata leader of a release
 // without layout_index refuses it.
 func olderMetaLeader(err error) bool {
-	return errors.Is(err, ErrBadRequest) && strings.Contains(err.Error(), fmt.Sprintf("unknown op %q", opLayoutIndex))
+	return errors.Is(err, base.ErrBadRequest) && strings.Contains(err.Error(), fmt.Sprintf("unknown op %q", opLayoutIndex))
 }
 
 // warnOlderMetaLeader logs, at most once a minute, that lists use this
@@ -261,7 +262,7 @@ func (n *Node) waitLayout(ctx context.Context, index uint64) error {
 		case <-changed:
 		case <-tick.C:
 		case <-ctx.Done():
-			return fmt.Errorf("%w: the layout on this node is at metadata index %d, not %d yet", ErrUnavailable, at, index)
+			return fmt.Errorf("%w: the layout on this node is at metadata index %d, not %d yet", base.ErrUnavailable, at, index)
 		}
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/ringkv/ringkv/base"
 )
 
 // ErrRemoved is returned by New for a data dir whose node was removed from
@@ -22,10 +24,10 @@ const removedMarker = "REMOVED"
 
 // removalRecord is what the marker records.
 type removalRecord struct {
-	Node      NodeID    `json:"node"`
-	ClusterID string    `json:"cluster_id,omitempty"`
-	Peer      NodeID    `json:"learned_from"`
-	At        time.Time `json:"at"`
+	Node      base.NodeID `json:"node"`
+	ClusterID string      `json:"cluster_id,omitempty"`
+	Peer      base.NodeID `json:"learned_from"`
+	At        time.Time   `json:"at"`
 }
 
 func newClusterID() string {
@@ -59,7 +61,7 @@ func checkNotRemoved(dataDir string) error {
 // least as new as ours (which lists us), and it does not list us. Every
 // replica applies the same metadata log, so a layout at a later index
 // without us means a removal was committed after we were added.
-func removedBy(self NodeID, mine *Layout, myIndex uint64, peer Status) bool {
+func removedBy(self base.NodeID, mine *Layout, myIndex uint64, peer Status) bool {
 	if myIndex == 0 || mine.nodeIndex(self) < 0 || peer.Node == self || peer.LayoutIndex < myIndex {
 		return false
 	}
@@ -109,7 +111,7 @@ func (n *Node) removalLoop(ctx context.Context) {
 
 // learnRemoved asks the other members for their status; it returns the
 // first whose status proves this node was removed.
-func (n *Node) learnRemoved(ctx context.Context) (NodeID, bool) {
+func (n *Node) learnRemoved(ctx context.Context) (base.NodeID, bool) {
 	mine, index := n.meta.meta.LayoutAt()
 	for _, m := range mine.Nodes {
 		if m.ID == n.cfg.ID {
@@ -123,7 +125,7 @@ func (n *Node) learnRemoved(ctx context.Context) (NodeID, bool) {
 	return "", false
 }
 
-func (n *Node) markRemoved(peer NodeID) {
+func (n *Node) markRemoved(peer base.NodeID) {
 	l := n.Layout()
 	r := removalRecord{Node: n.cfg.ID, ClusterID: l.ClusterID, Peer: peer, At: time.Now().UTC()}
 	b, _ := json.Marshal(r)

@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"time"
+
+	"github.com/ringkv/ringkv/base"
 )
 
 // repair reinstalls replica r's state from its group leader: a replica
@@ -38,7 +40,7 @@ func (n *Node) reinstall(ctx context.Context, r *replica) *Repair {
 	}
 	for r.isLeader() || r.leader() == "" || r.leader() == n.cfg.ID {
 		if !sleepCtx(ctx, 20*time.Millisecond) {
-			return fail(fmt.Errorf("%w: group %d has no other leader to repair from", ErrNoLeader, r.id))
+			return fail(fmt.Errorf("%w: group %d has no other leader to repair from", base.ErrNoLeader, r.id))
 		}
 	}
 	from := r.leader()

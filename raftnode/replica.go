@@ -14,6 +14,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/ring"
 	"github.com/ringkv/ringkv/store"
 )
@@ -21,7 +22,7 @@ import (
 // replica is this node's member of one Raft group: the raft.Raft, its log,
 // snapshots and transport, and (for data groups) the bbolt state machine.
 type replica struct {
-	id     GroupID
+	id     base.GroupID
 	node   *Node
 	dir    string
 	raft   *raft.Raft
@@ -64,8 +65,8 @@ type replica struct {
 // goroutines.
 var shutdownWait = 10 * time.Second
 
-func groupDir(dataDir string, id GroupID) string {
-	if id == MetaGroup {
+func groupDir(dataDir string, id base.GroupID) string {
+	if id == base.MetaGroup {
 		return filepath.Join(dataDir, "meta")
 	}
 	return filepath.Join(dataDir, "groups", fmt.Sprint(id))
@@ -80,7 +81,7 @@ func hasState(dir string) bool {
 // openReplica opens (creating if needed) the replica of group id. With
 // boot, a group with no state yet starts with those voters (every one of
 // them is given the same list).
-func (n *Node) openReplica(id GroupID, boot []raft.Server) (*replica, error) {
+func (n *Node) openReplica(id base.GroupID, boot []raft.Server) (*replica, error) {
 	dir := groupDir(n.cfg.DataDir, id)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -112,7 +113,7 @@ func (n *Node) openReplica(id GroupID, boot []raft.Server) (*replica, error) {
 	// stateSnapshots); the metadata group keeps two, its state is rebuilt
 	// from the newest that restores.
 	retain := 1
-	if id == MetaGroup {
+	if id == base.MetaGroup {
 		retain = 2
 	}
 	files, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(dir, "snapshots"), retain, logger)
@@ -135,7 +136,7 @@ func (n *Node) openReplica(id GroupID, boot []raft.Server) (*replica, error) {
 	conf.MaxAppendEntries = 256
 
 	var fsm raft.FSM
-	if id == MetaGroup {
+	if id == base.MetaGroup {
 		r.meta = newMetaFSM()
 		r.meta.before = n.cfg.OnMetaApply
 		fsm = r.meta
@@ -305,13 +306,13 @@ func (r *replica) shutdown() {
 func (r *replica) isLeader() bool { return r.raft.State() == raft.Leader }
 
 // leader returns the id of the group leader as this replica knows it.
-func (r *replica) leader() NodeID {
+func (r *replica) leader() base.NodeID {
 	_, id := r.raft.LeaderWithID()
-	return NodeID(id)
+	return base.NodeID(id)
 }
 
 func (r *replica) notLeader() error {
-	return &NotLeaderError{Group: r.id, Leader: r.leader()}
+	return &base.NotLeaderError{Group: r.id, Leader: r.leader()}
 }
 
 // await waits for a raft future within ctx. The future keeps running if ctx
@@ -357,14 +358,14 @@ func (r *replica) applyWrite(ctx context.Context, cmd, key []byte) (interface{},
 // it yet.
 func (r *replica) applyAsync(ctx context.Context, cmd, key []byte) (appended, error) {
 	if r.closed.Load() {
-		return appended{}, ErrShutdown
+		return appended{}, base.ErrShutdown
 	}
 	if !r.isLeader() {
 		return appended{}, r.notLeader()
 	}
 	at, sent, err := r.prop.proposeAsync(ctx, cmd, key)
 	if !sent {
-		return at, fmt.Errorf("%w: group %d: not proposed before the deadline", ErrUnavailable, r.id)
+		return at, fmt.Errorf("%w: group %d: not proposed before the deadline", base.ErrUnavailable, r.id)
 	}
 	if err != nil {
 		return at, r.proposalError(err)
@@ -374,7 +375,7 @@ func (r *replica) applyAsync(ctx context.Context, cmd, key []byte) (appended, er
 
 func (r *replica) submit(ctx context.Context, cmd, key []byte) (interface{}, error) {
 	if r.closed.Load() {
-		return nil, ErrShutdown
+		return nil, base.ErrShutdown
 	}
 	if !r.isLeader() {
 		return nil, r.notLeader()
@@ -385,7 +386,7 @@ func (r *replica) submit(ctx context.Context, cmd, key []byte) (interface{}, err
 	}
 	resp, sent, err := r.prop.propose(ctx, cmd, key)
 	if !sent {
-		return nil, fmt.Errorf("%w: group %d: not proposed before the deadline", ErrUnavailable, r.id)
+		return nil, fmt.Errorf("%w: group %d: not proposed before the deadline", base.ErrUnavailable, r.id)
 	}
 	if err != nil {
 		return nil, r.proposalError(err)
@@ -413,12 +414,12 @@ func (r *replica) proposalError(err error) error {
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
 		return r.notLeader()
 	case errors.Is(err, raft.ErrEnqueueTimeout):
-		return fmt.Errorf("%w: group %d: raft did not accept the entry in time", ErrUnavailable, r.id)
-	case errors.Is(err, ErrOutcomeUnknown):
+		return fmt.Errorf("%w: group %d: raft did not accept the entry in time", base.ErrUnavailable, r.id)
+	case errors.Is(err, base.ErrOutcomeUnknown):
 		return err
 	default:
 		// Leadership lost, shutdown or our deadline while waiting: the
 		// entry may still commit.
-		return fmt.Errorf("%w: group %d: %v", ErrOutcomeUnknown, r.id, err)
+		return fmt.Errorf("%w: group %d: %v", base.ErrOutcomeUnknown, r.id, err)
 	}
 }

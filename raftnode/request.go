@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/ring"
 	"github.com/ringkv/ringkv/snapshot"
 	"github.com/ringkv/ringkv/store"
@@ -51,17 +52,17 @@ const maxTreeNodes = 1 << 16
 // Request is one operation on one group, as run locally or forwarded to the
 // group leader's node.
 type Request struct {
-	Op          string      `json:"op"`
-	Group       GroupID     `json:"group"`
-	Key         []byte      `json:"key,omitempty"`
-	Value       []byte      `json:"value,omitempty"`
-	HasCAS      bool        `json:"has_cas,omitempty"`
-	CAS         uint64      `json:"cas,omitempty"`
-	Consistency Consistency `json:"consistency,omitempty"`
-	Prefix      []byte      `json:"prefix,omitempty"`
-	After       []byte      `json:"after,omitempty"`
-	Limit       int         `json:"limit,omitempty"`
-	KeysOnly    bool        `json:"keys_only,omitempty"`
+	Op          string       `json:"op"`
+	Group       base.GroupID `json:"group"`
+	Key         []byte       `json:"key,omitempty"`
+	Value       []byte       `json:"value,omitempty"`
+	HasCAS      bool         `json:"has_cas,omitempty"`
+	CAS         uint64       `json:"cas,omitempty"`
+	Consistency Consistency  `json:"consistency,omitempty"`
+	Prefix      []byte       `json:"prefix,omitempty"`
+	After       []byte       `json:"after,omitempty"`
+	Limit       int          `json:"limit,omitempty"`
+	KeysOnly    bool         `json:"keys_only,omitempty"`
 	// MaxBytes bounds one page of a scan (keys, values and a fixed cost
 	// per entry); the answer says More when the scan stopped there.
 	MaxBytes int `json:"max_bytes,omitempty"`
@@ -93,7 +94,7 @@ type Request struct {
 	Entries []store.MovedEntry `json:"entries,omitempty"`
 	Change  *RingChange        `json:"change,omitempty"`
 	// Target is the group a metadata request is about (pin_leader).
-	Target GroupID `json:"target,omitempty"`
+	Target base.GroupID `json:"target,omitempty"`
 	// Move is the replica move a replica_step advances, or undoes with
 	// Abort.
 	Move  *ReplicaMove `json:"move,omitempty"`
@@ -122,44 +123,44 @@ func (r Request) Validate() error {
 	switch r.Op {
 	case opPut, opDelete, opGet, opVerify, opVerifyResult, opVerifyTree:
 		if len(r.Key) == 0 {
-			return fmt.Errorf("%w: empty key", ErrBadRequest)
+			return fmt.Errorf("%w: empty key", base.ErrBadRequest)
 		}
 	case opLeafEntries, opRepair:
 	case opRangeStats:
 		if len(r.Ranges) > maxRanges {
-			return fmt.Errorf("%w: %d ranges (at most %d)", ErrBadRequest, len(r.Ranges), maxRanges)
+			return fmt.Errorf("%w: %d ranges (at most %d)", base.ErrBadRequest, len(r.Ranges), maxRanges)
 		}
 	case opRangeScan, opFence, opUnfence, opIngest, opDrop:
 		if len(r.Ranges) == 0 || len(r.Ranges) > maxRanges {
-			return fmt.Errorf("%w: %s with %d ranges (1 to %d)", ErrBadRequest, r.Op, len(r.Ranges), maxRanges)
+			return fmt.Errorf("%w: %s with %d ranges (1 to %d)", base.ErrBadRequest, r.Op, len(r.Ranges), maxRanges)
 		}
 		if r.Op == opIngest && (len(r.Entries) == 0 || len(r.Entries) > store.MaxIngest) {
-			return fmt.Errorf("%w: ingest of %d entries (1 to %d)", ErrBadRequest, len(r.Entries), store.MaxIngest)
+			return fmt.Errorf("%w: ingest of %d entries (1 to %d)", base.ErrBadRequest, len(r.Entries), store.MaxIngest)
 		}
 		if r.Op == opDrop && (r.Limit < 1 || r.Limit > 10000) {
-			return fmt.Errorf("%w: drop limit %d (1 to 10000)", ErrBadRequest, r.Limit)
+			return fmt.Errorf("%w: drop limit %d (1 to 10000)", base.ErrBadRequest, r.Limit)
 		}
 		if r.Restore != "" {
 			if r.Op == opRangeScan || r.Op == opDrop {
-				return fmt.Errorf("%w: %s does not act for a restore", ErrBadRequest, r.Op)
+				return fmt.Errorf("%w: %s does not act for a restore", base.ErrBadRequest, r.Op)
 			}
 			if err := checkRestoreID(r.Restore); err != nil {
 				return err
 			}
 		}
 	case opRestoreLock:
-		if r.Group != MetaGroup {
-			return fmt.Errorf("%w: restore_lock on group %d, not the metadata group", ErrBadRequest, r.Group)
+		if r.Group != base.MetaGroup {
+			return fmt.Errorf("%w: restore_lock on group %d, not the metadata group", base.ErrBadRequest, r.Group)
 		}
 		if err := checkRestoreID(r.Restore); err != nil {
 			return err
 		}
 		if r.RestoreStep != restoreBegin && r.RestoreStep != restoreRenew && r.RestoreStep != restoreEnd {
-			return fmt.Errorf("%w: restore_lock step %q (begin, renew or end)", ErrBadRequest, r.RestoreStep)
+			return fmt.Errorf("%w: restore_lock step %q (begin, renew or end)", base.ErrBadRequest, r.RestoreStep)
 		}
 		if r.RestoreStep == restoreBegin {
 			if r.Node == nil {
-				return fmt.Errorf("%w: restore_lock begin without its node", ErrBadRequest)
+				return fmt.Errorf("%w: restore_lock begin without its node", base.ErrBadRequest)
 			}
 			if err := CheckNodeID(r.Node.ID); err != nil {
 				return err
@@ -167,8 +168,8 @@ func (r Request) Validate() error {
 		}
 	case opRingAbort:
 	case opACL:
-		if r.Group != MetaGroup {
-			return fmt.Errorf("%w: acl on group %d, not the metadata group", ErrBadRequest, r.Group)
+		if r.Group != base.MetaGroup {
+			return fmt.Errorf("%w: acl on group %d, not the metadata group", base.ErrBadRequest, r.Group)
 		}
 		if err := r.ACL.check(); err != nil {
 			return err
@@ -179,27 +180,27 @@ func (r Request) Validate() error {
 		}
 	case opRingChange:
 		if r.Change == nil {
-			return fmt.Errorf("%w: ring change missing", ErrBadRequest)
+			return fmt.Errorf("%w: ring change missing", base.ErrBadRequest)
 		}
 		if err := r.Change.check(); err != nil {
 			return err
 		}
 	case opWait:
 		if r.Index == 0 {
-			return fmt.Errorf("%w: wait for index 0", ErrBadRequest)
+			return fmt.Errorf("%w: wait for index 0", base.ErrBadRequest)
 		}
 	case opScan:
 	case opLayoutIndex:
-		if r.Group != MetaGroup {
-			return fmt.Errorf("%w: layout_index on group %d, not the metadata group", ErrBadRequest, r.Group)
+		if r.Group != base.MetaGroup {
+			return fmt.Errorf("%w: layout_index on group %d, not the metadata group", base.ErrBadRequest, r.Group)
 		}
 	case opReplicaStep:
 		if r.Move == nil || r.Move.To == "" || r.Move.Group != r.Group {
-			return fmt.Errorf("%w: replica_step without a move of its group", ErrBadRequest)
+			return fmt.Errorf("%w: replica_step without a move of its group", base.ErrBadRequest)
 		}
 	case opAddVoter, opAddNonvoter, opRemoveServer, opJoin, opRemoveNode, opNodeState:
 		if r.Node == nil || r.Node.ID == "" {
-			return fmt.Errorf("%w: %s without a node", ErrBadRequest, r.Op)
+			return fmt.Errorf("%w: %s without a node", base.ErrBadRequest, r.Op)
 		}
 		if r.Op == opJoin {
 			if err := CheckMember(*r.Node); err != nil {
@@ -207,7 +208,7 @@ func (r Request) Validate() error {
 			}
 		}
 	default:
-		return fmt.Errorf("%w: unknown op %q", ErrBadRequest, r.Op)
+		return fmt.Errorf("%w: unknown op %q", base.ErrBadRequest, r.Op)
 	}
 	if r.Op == opGet || r.Op == opScan || r.Op == opLayoutIndex {
 		if _, err := ParseConsistency(string(r.Consistency)); err != nil {
@@ -215,18 +216,18 @@ func (r Request) Validate() error {
 		}
 	}
 	if r.Limit < 0 || r.MaxBytes < 0 {
-		return fmt.Errorf("%w: negative limit", ErrBadRequest)
+		return fmt.Errorf("%w: negative limit", base.ErrBadRequest)
 	}
 	if r.Async && (r.HasCAS || (r.Op != opPut && r.Op != opDelete)) {
-		return fmt.Errorf("%w: only plain puts and deletes can be acknowledged asynchronously (a compare-and-swap needs its outcome)", ErrBadRequest)
+		return fmt.Errorf("%w: only plain puts and deletes can be acknowledged asynchronously (a compare-and-swap needs its outcome)", base.ErrBadRequest)
 	}
 	if r.Op == opVerifyTree || r.Op == opLeafEntries {
 		if r.Level < 0 || r.Level > snapshot.MaxTreeDepth || len(r.Indexes) == 0 || len(r.Indexes) > maxTreeNodes {
-			return fmt.Errorf("%w: %s: level %d with %d nodes", ErrBadRequest, r.Op, r.Level, len(r.Indexes))
+			return fmt.Errorf("%w: %s: level %d with %d nodes", base.ErrBadRequest, r.Op, r.Level, len(r.Indexes))
 		}
 		for _, ix := range r.Indexes {
 			if ix < 0 || ix >= 1<<r.Level {
-				return fmt.Errorf("%w: %s: no node %d at level %d", ErrBadRequest, r.Op, ix, r.Level)
+				return fmt.Errorf("%w: %s: no node %d at level %d", base.ErrBadRequest, r.Op, ix, r.Level)
 			}
 		}
 	}
@@ -251,19 +252,19 @@ func (r Request) servedLocally() bool {
 
 // KV is a key with its value and indexes.
 type KV struct {
-	Key         []byte  `json:"key"`
-	Value       []byte  `json:"value,omitempty"`
-	CreateIndex uint64  `json:"create_index"`
-	ModifyIndex uint64  `json:"modify_index"`
-	Group       GroupID `json:"group"`
+	Key         []byte       `json:"key"`
+	Value       []byte       `json:"value,omitempty"`
+	CreateIndex uint64       `json:"create_index"`
+	ModifyIndex uint64       `json:"modify_index"`
+	Group       base.GroupID `json:"group"`
 }
 
 // WriteResult describes an acknowledged write.
 type WriteResult struct {
-	Key       []byte  `json:"key"`
-	Index     uint64  `json:"index"`      // the key's modify index after the write (0 after delete)
-	Group     GroupID `json:"group"`      // the group that holds the key
-	RaftIndex uint64  `json:"raft_index"` // the write's Raft log index in that group
+	Key       []byte       `json:"key"`
+	Index     uint64       `json:"index"`      // the key's modify index after the write (0 after delete)
+	Group     base.GroupID `json:"group"`      // the group that holds the key
+	RaftIndex uint64       `json:"raft_index"` // the write's Raft log index in that group
 	// Async writes: acknowledged at the leader's append, in RaftTerm;
 	// Wait(Group, RaftIndex, RaftTerm) tells when a majority has it.
 	Async    bool   `json:"async,omitempty"`
@@ -288,9 +289,9 @@ type Response struct {
 	More   bool        `json:"more,omitempty"`
 	Change *RingChange `json:"change,omitempty"`
 	// Done and Progress report a replica_step.
-	Done     bool   `json:"done,omitempty"`
-	Progress string `json:"progress,omitempty"`
-	ServedBy NodeID `json:"served_by"`
+	Done     bool        `json:"done,omitempty"`
+	Progress string      `json:"progress,omitempty"`
+	ServedBy base.NodeID `json:"served_by"`
 }
 
 func mustJSON(v interface{}) []byte {

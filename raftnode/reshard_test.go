@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/raftnode/raftnodetest"
 	"github.com/ringkv/ringkv/ring"
@@ -50,7 +51,7 @@ func startWriters(t *testing.T, nodes []*raftnode.Node, n, keys int) *writers {
 				case err == nil:
 					w.last[k] = v
 					delete(w.unsure, k)
-				case errors.Is(err, raftnode.ErrOutcomeUnknown):
+				case errors.Is(err, base.ErrOutcomeUnknown):
 					w.unsure[k] = true
 					w.errs++
 				default:
@@ -117,7 +118,7 @@ func TestAddGroupMovesKeysOnline(t *testing.T) {
 	if err != nil || got.Add == nil || got.Add.Group != 4 {
 		t.Fatalf("adding a group without an id: %+v %v, want group 4", got, err)
 	}
-	if _, err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Remove: 2}); !errors.Is(err, raftnode.ErrConflict) {
+	if _, err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Remove: 2}); !errors.Is(err, base.ErrConflict) {
 		t.Fatalf("a second change while one is in motion: %v, want a conflict", err)
 	}
 	waitRingEpoch(c, epoch+1)
@@ -206,7 +207,7 @@ func TestRemoveGroupAndChangeWeight(t *testing.T) {
 		}
 		return nil
 	})
-	if _, err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Add: &raftnode.GroupWeight{Group: 2, Weight: 1}}); !errors.Is(err, raftnode.ErrConflict) {
+	if _, err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Add: &raftnode.GroupWeight{Group: 2, Weight: 1}}); !errors.Is(err, base.ErrConflict) {
 		t.Fatalf("reusing a retired group's id: %v, want a conflict", err)
 	}
 	change(raftnode.RingChange{Weight: &raftnode.GroupWeight{Group: 3, Weight: 3}})
@@ -216,7 +217,7 @@ func TestRemoveGroupAndChangeWeight(t *testing.T) {
 	c.Kill(0)
 	c.Restart(0)
 	c.Eventually("node 0 back with groups 1 and 3 only", 30*time.Second, func() error {
-		var ids []raftnode.GroupID
+		var ids []base.GroupID
 		for _, gs := range c.Members[0].Node.Status().Groups {
 			ids = append(ids, gs.ID)
 		}
@@ -316,13 +317,13 @@ func metaLeader(c *raftnodetest.Cluster) int {
 // holdingCluster starts a cluster whose mover waits, at the phase given
 // to hold, until free is called; hold's channel names the source of each
 // transfer that reached it.
-func holdingCluster(t *testing.T) (c *raftnodetest.Cluster, hold func(phase string) <-chan raftnode.GroupID, free func()) {
+func holdingCluster(t *testing.T) (c *raftnodetest.Cluster, hold func(phase string) <-chan base.GroupID, free func()) {
 	var holdAt atomic.Value
 	holdAt.Store("")
-	reached := make(chan raftnode.GroupID, 16)
+	reached := make(chan base.GroupID, 16)
 	release := make(chan struct{})
 	c = raftnodetest.Start(t, raftnodetest.Options{Configure: func(cfg *raftnode.Config) {
-		cfg.OnTransfer = func(from, to raftnode.GroupID, phase string) {
+		cfg.OnTransfer = func(from, to base.GroupID, phase string) {
 			if phase == holdAt.Load().(string) {
 				select {
 				case reached <- from:
@@ -335,11 +336,11 @@ func holdingCluster(t *testing.T) (c *raftnodetest.Cluster, hold func(phase stri
 	var once sync.Once
 	free = func() { once.Do(func() { close(release) }) }
 	t.Cleanup(free) // runs before the cluster stops: the mover must not be left waiting
-	hold = func(phase string) <-chan raftnode.GroupID { holdAt.Store(phase); return reached }
+	hold = func(phase string) <-chan base.GroupID { holdAt.Store(phase); return reached }
 	return c, hold, free
 }
 
-func waitReached(t *testing.T, reached <-chan raftnode.GroupID) raftnode.GroupID {
+func waitReached(t *testing.T, reached <-chan base.GroupID) base.GroupID {
 	t.Helper()
 	select {
 	case g := <-reached:
@@ -374,7 +375,7 @@ func TestAbortRingChange(t *testing.T) {
 	for k := range want {
 		g, _ := l.RingView().Lookup([]byte(k))
 		to, _ := next.Lookup([]byte(k))
-		if raftnode.GroupID(g) == from && to == 4 {
+		if base.GroupID(g) == from && to == 4 {
 			fenced = k
 			break
 		}
@@ -382,7 +383,7 @@ func TestAbortRingChange(t *testing.T) {
 	if fenced == "" {
 		t.Fatalf("no key moves from group %d", from)
 	}
-	if _, _, err := n.Put(raftnodetest.Ctx(t, 500*time.Millisecond), []byte(fenced), []byte("during"), raftnode.WriteOptions{}); !errors.Is(err, raftnode.ErrMoved) {
+	if _, _, err := n.Put(raftnodetest.Ctx(t, 500*time.Millisecond), []byte(fenced), []byte("during"), raftnode.WriteOptions{}); !errors.Is(err, base.ErrMoved) {
 		t.Fatalf("a write to a fenced key: %v, want ErrMoved", err)
 	}
 	if err := n.AbortRingChange(raftnodetest.Ctx(t, 10*time.Second)); err != nil {
@@ -411,7 +412,7 @@ func TestAbortRingChange(t *testing.T) {
 			t.Fatalf("%s = %q after the abort, want %q", k, got, v)
 		}
 	}
-	if err := n.AbortRingChange(raftnodetest.Ctx(t, 5*time.Second)); !errors.Is(err, raftnode.ErrNotFound) {
+	if err := n.AbortRingChange(raftnodetest.Ctx(t, 5*time.Second)); !errors.Is(err, base.ErrNotFound) {
 		t.Fatalf("aborting with no change in motion: %v", err)
 	}
 }
@@ -428,7 +429,7 @@ func TestAbortRefusedOnceATransferFlipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitReached(t, reached)
-	if err := n.AbortRingChange(raftnodetest.Ctx(t, 10*time.Second)); !errors.Is(err, raftnode.ErrConflict) {
+	if err := n.AbortRingChange(raftnodetest.Ctx(t, 10*time.Second)); !errors.Is(err, base.ErrConflict) {
 		t.Fatalf("aborting after a flip: %v, want a conflict", err)
 	}
 	free()
@@ -440,12 +441,12 @@ func TestAbortRefusedOnceATransferFlipped(t *testing.T) {
 func TestPinLeader(t *testing.T) {
 	c := raftnodetest.Start(t, raftnodetest.Options{})
 	n := c.Members[0].Node
-	leaderOf := func(g raftnode.GroupID) raftnode.NodeID {
+	leaderOf := func(g base.GroupID) base.NodeID {
 		return c.Members[c.WaitForLeader(g)].ID
 	}
 	c.Eventually("the balancer's spread", 30*time.Second, func() error {
-		seen := map[raftnode.NodeID]bool{}
-		for g := raftnode.GroupID(1); g <= 3; g++ {
+		seen := map[base.NodeID]bool{}
+		for g := base.GroupID(1); g <= 3; g++ {
 			seen[leaderOf(g)] = true
 		}
 		if len(seen) != 3 {
@@ -479,10 +480,10 @@ func TestPinLeader(t *testing.T) {
 		}
 		return nil
 	})
-	if err := n.PinLeader(raftnodetest.Ctx(t, 5*time.Second), 1, "nobody"); !errors.Is(err, raftnode.ErrBadRequest) {
+	if err := n.PinLeader(raftnodetest.Ctx(t, 5*time.Second), 1, "nobody"); !errors.Is(err, base.ErrBadRequest) {
 		t.Fatalf("pinning to a node without a replica: %v", err)
 	}
-	if err := n.PinLeader(raftnodetest.Ctx(t, 5*time.Second), 9, target); !errors.Is(err, raftnode.ErrNotFound) {
+	if err := n.PinLeader(raftnodetest.Ctx(t, 5*time.Second), 9, target); !errors.Is(err, base.ErrNotFound) {
 		t.Fatalf("pinning an unknown group: %v", err)
 	}
 	if err := n.PinLeader(raftnodetest.Ctx(t, 10*time.Second), 1, ""); err != nil {
@@ -510,7 +511,7 @@ func TestAsyncWriteIsNotOvertakenByAFence(t *testing.T) {
 	var once sync.Once
 	fencedWhileHeld := false
 	c = raftnodetest.Start(t, raftnodetest.Options{Configure: func(cfg *raftnode.Config) {
-		cfg.OnAsyncWrite = func(g raftnode.GroupID, k []byte) {
+		cfg.OnAsyncWrite = func(g base.GroupID, k []byte) {
 			if string(k) != string(key) {
 				return
 			}
@@ -597,7 +598,7 @@ func TestLaggingMetadataLeaderDoesNotRedoAFinishedChange(t *testing.T) {
 	acted := make(chan struct{}) // closed when redone is set
 	holdCopy := make(chan struct{})
 	copying := make(chan struct{}, 1)
-	lag := map[raftnode.NodeID]chan struct{}{}
+	lag := map[base.NodeID]chan struct{}{}
 	var lagMu sync.Mutex
 	var lagging sync.Map // node id -> true while its layout is held
 	c := raftnodetest.Start(t, raftnodetest.Options{Configure: func(cfg *raftnode.Config) {
@@ -606,7 +607,7 @@ func TestLaggingMetadataLeaderDoesNotRedoAFinishedChange(t *testing.T) {
 		lag[id] = make(chan struct{})
 		release := lag[id]
 		lagMu.Unlock()
-		cfg.OnTransfer = func(from, to raftnode.GroupID, phase string) {
+		cfg.OnTransfer = func(from, to base.GroupID, phase string) {
 			if afterKill.Load() {
 				if redone.CompareAndSwap(nil, fmt.Sprintf("%s: transfer %d->%d at %s", id, from, to, phase)) {
 					close(acted)
@@ -755,7 +756,7 @@ func TestListWhileTheMetadataLeaderIsOfAnEarlierRelease(t *testing.T) {
 		}
 		return got, err
 	}
-	refuse.Store(fmt.Errorf("%w: unknown op %q", raftnode.ErrBadRequest, "layout_index"))
+	refuse.Store(fmt.Errorf("%w: unknown op %q", base.ErrBadRequest, "layout_index"))
 	for _, cons := range []raftnode.Consistency{raftnode.Linearizable, raftnode.Lease} {
 		got, err := list(cons)
 		if err != nil {
@@ -765,8 +766,8 @@ func TestListWhileTheMetadataLeaderIsOfAnEarlierRelease(t *testing.T) {
 			t.Fatalf("%s list through %s: %d keys, want the %d written", cons, other.ID, len(got), len(want))
 		}
 	}
-	refuse.Store(fmt.Errorf("%w: metadata leader busy", raftnode.ErrBadRequest))
-	if _, err := list(raftnode.Linearizable); !errors.Is(err, raftnode.ErrBadRequest) {
+	refuse.Store(fmt.Errorf("%w: metadata leader busy", base.ErrBadRequest))
+	if _, err := list(raftnode.Linearizable); !errors.Is(err, base.ErrBadRequest) {
 		t.Fatalf("list while the metadata leader refuses layout_index for another reason: %v, want that refusal", err)
 	}
 }
@@ -830,7 +831,7 @@ func TestListFromALaggingLayoutIsCompleteOrRefused(t *testing.T) {
 		kvs, err := lagger.Node.List(raftnodetest.Ctx(t, 2*time.Second), raftnode.ListOptions{Consistency: cons})
 		if err == nil {
 			check(kvs)
-		} else if !errors.Is(err, raftnode.ErrUnavailable) {
+		} else if !errors.Is(err, base.ErrUnavailable) {
 			t.Fatalf("%s list from the lagging node: %v, want the full list or unavailable", cons, err)
 		}
 	}

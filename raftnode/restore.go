@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/ring"
 	"github.com/ringkv/ringkv/snapshot"
 	"github.com/ringkv/ringkv/store"
@@ -18,8 +19,8 @@ import (
 
 // RestoredGroup reports one group restored from its checkpoint.
 type RestoredGroup struct {
-	Group GroupID `json:"group"`
-	Keys  uint64  `json:"keys"`
+	Group base.GroupID `json:"group"`
+	Keys  uint64       `json:"keys"`
 	// BackupRoot is the root in the archive; Root the group's root when
 	// verified after the restore, at Index.
 	BackupRoot string `json:"backup_root"`
@@ -66,10 +67,10 @@ func (n *Node) Restore(ctx context.Context, dir string, r io.Reader, o RestoreOp
 	var rep RestoreReport
 	l := n.Layout()
 	if !l.Initialized {
-		return rep, fmt.Errorf("%w: cluster layout not initialised yet", ErrUnavailable)
+		return rep, fmt.Errorf("%w: cluster layout not initialised yet", base.ErrUnavailable)
 	}
 	if l.Migration != nil {
-		return rep, fmt.Errorf("%w: a ring change is in progress (%s); restore once it is done", ErrConflict, l.Migration.Change)
+		return rep, fmt.Errorf("%w: a ring change is in progress (%s); restore once it is done", base.ErrConflict, l.Migration.Change)
 	}
 	// The node stopping ends the restore as its client going does.
 	ctx, cancel := context.WithCancel(ctx)
@@ -84,7 +85,7 @@ func (n *Node) Restore(ctx context.Context, dir string, r io.Reader, o RestoreOp
 
 	ar, err := snapshot.NewArchiveReader(r)
 	if err != nil {
-		return rep, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		return rep, fmt.Errorf("%w: %v", base.ErrBadRequest, err)
 	}
 	m := ar.Manifest
 	files, err := extractArchive(ar, dir)
@@ -94,7 +95,7 @@ func (n *Node) Restore(ctx context.Context, dir string, r io.Reader, o RestoreOp
 		}
 	}()
 	if err != nil {
-		return rep, run.failed(fmt.Errorf("%w: %v", ErrBadRequest, err))
+		return rep, run.failed(fmt.Errorf("%w: %v", base.ErrBadRequest, err))
 	}
 	imgs := map[uint32]*store.Image{}
 	defer func() {
@@ -110,17 +111,17 @@ func (n *Node) Restore(ctx context.Context, dir string, r io.Reader, o RestoreOp
 		img, err := store.OpenImage(f, dir)
 		f.Close()
 		if err != nil {
-			return rep, run.failed(fmt.Errorf("%w: group %d: %v", ErrBadRequest, g.ID, err))
+			return rep, run.failed(fmt.Errorf("%w: group %d: %v", base.ErrBadRequest, g.ID, err))
 		}
 		imgs[g.ID] = img
 		if img.Header.Group != g.ID {
-			return rep, run.failed(fmt.Errorf("%w: %s is a checkpoint of group %d, not of group %d", ErrBadRequest, g.Checkpoint.Name, img.Header.Group, g.ID))
+			return rep, run.failed(fmt.Errorf("%w: %s is a checkpoint of group %d, not of group %d", base.ErrBadRequest, g.Checkpoint.Name, img.Header.Group, g.ID))
 		}
 		if err := checkImage(img); err != nil {
-			return rep, run.failed(fmt.Errorf("%w: %v", ErrBadRequest, err))
+			return rep, run.failed(fmt.Errorf("%w: %v", base.ErrBadRequest, err))
 		}
 		if hex.EncodeToString(img.Header.Root[:]) != g.Root {
-			return rep, run.failed(fmt.Errorf("%w: group %d checkpoint root differs from the manifest", ErrBadRequest, g.ID))
+			return rep, run.failed(fmt.Errorf("%w: group %d checkpoint root differs from the manifest", base.ErrBadRequest, g.ID))
 		}
 		rep.Keys += img.Header.Keys
 	}
@@ -130,7 +131,7 @@ func (n *Node) Restore(ctx context.Context, dir string, r io.Reader, o RestoreOp
 			return rep, run.failed(readError(err))
 		}
 		if len(kvs) > 0 {
-			return rep, run.failed(fmt.Errorf("%w: the cluster already holds keys (%q, ...); restore into a fresh cluster or force", ErrConflict, kvs[0].Key))
+			return rep, run.failed(fmt.Errorf("%w: the cluster already holds keys (%q, ...); restore into a fresh cluster or force", base.ErrConflict, kvs[0].Key))
 		}
 	}
 	// A fenced group lists none of its keys: look before the fences.
@@ -218,7 +219,7 @@ func sameRing(a, b ring.State) bool {
 
 func (n *Node) restoreCheckpoints(ctx context.Context, run *restoreRun, m snapshot.Manifest, files map[string]string, rep *RestoreReport) error {
 	for _, g := range m.Groups {
-		gid := GroupID(g.ID)
+		gid := base.GroupID(g.ID)
 		if hook := n.cfg.OnRestoreInstall; hook != nil {
 			if err := hook(gid); err != nil {
 				return err
@@ -229,7 +230,7 @@ func (n *Node) restoreCheckpoints(ctx context.Context, run *restoreRun, m snapsh
 		}
 		v, err := n.Verify(ctx, gid, VerifyOptions{})
 		if ctx.Err() != nil {
-			return fmt.Errorf("%w: the restore was cancelled (its client went away, or the node is stopping)", ErrUnavailable)
+			return fmt.Errorf("%w: the restore was cancelled (its client went away, or the node is stopping)", base.ErrUnavailable)
 		}
 		if err != nil {
 			return fmt.Errorf("group %d: verify after restore: %w", g.ID, err)
@@ -253,7 +254,7 @@ func (n *Node) restoreRehash(ctx context.Context, run *restoreRun, imgs map[uint
 	var backup contentDigest
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	queues := map[GroupID]chan []store.MovedEntry{}
+	queues := map[base.GroupID]chan []store.MovedEntry{}
 	var wg sync.WaitGroup
 	for _, g := range run.layout.Groups {
 		q := make(chan []store.MovedEntry, 2)
@@ -271,9 +272,9 @@ func (n *Node) restoreRehash(ctx context.Context, run *restoreRun, imgs map[uint
 			}
 		}()
 	}
-	pending := map[GroupID][]store.MovedEntry{}
-	sizes := map[GroupID]int{}
-	flush := func(g GroupID) error {
+	pending := map[base.GroupID][]store.MovedEntry{}
+	sizes := map[base.GroupID]int{}
+	flush := func(g base.GroupID) error {
 		select {
 		case queues[g] <- pending[g]:
 			pending[g], sizes[g] = nil, 0

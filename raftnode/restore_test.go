@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/raftnode/raftnodetest"
 )
@@ -16,9 +17,9 @@ import (
 // back as it was, the lock is released and writes go on. While the first
 // restore holds the lock, a second, from another node, gets a conflict.
 func TestRestoreIsAllOrNothingAndOneAtATime(t *testing.T) {
-	var fail func(g raftnode.GroupID) error
+	var fail func(g base.GroupID) error
 	c := raftnodetest.Start(t, raftnodetest.Options{Groups: 3, Configure: func(cfg *raftnode.Config) {
-		cfg.OnRestoreInstall = func(g raftnode.GroupID) error {
+		cfg.OnRestoreInstall = func(g base.GroupID) error {
 			if fail != nil {
 				return fail(g)
 			}
@@ -45,7 +46,7 @@ func TestRestoreIsAllOrNothingAndOneAtATime(t *testing.T) {
 
 	var second error
 	installs := 0
-	fail = func(g raftnode.GroupID) error {
+	fail = func(g base.GroupID) error {
 		installs++
 		if installs == 1 {
 			_, second = c.Members[1].Node.Restore(ctx, t.TempDir(), bytes.NewReader(archive.Bytes()), raftnode.RestoreOptions{Force: true})
@@ -57,7 +58,7 @@ func TestRestoreIsAllOrNothingAndOneAtATime(t *testing.T) {
 	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("put back as they were")) {
 		t.Fatalf("a restore failing after its first group: %v (%+v)", err, rep)
 	}
-	if !errors.Is(second, raftnode.ErrConflict) {
+	if !errors.Is(second, base.ErrConflict) {
 		t.Fatalf("a second restore while one runs: %v, want a conflict", second)
 	}
 	if installs < 2 {

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/store"
 )
 
@@ -49,10 +50,10 @@ type restoreRun struct {
 	dir    string
 
 	mu      sync.Mutex
-	fenced  []GroupID
-	pre     map[GroupID]string // each group's checkpoint as it was, once fenced
-	touched map[GroupID]bool   // groups an install or ingest was sent to
-	lost    error              // why the lock was lost, if it was
+	fenced  []base.GroupID
+	pre     map[base.GroupID]string // each group's checkpoint as it was, once fenced
+	touched map[base.GroupID]bool   // groups an install or ingest was sent to
+	lost    error                   // why the lock was lost, if it was
 
 	stopRenew context.CancelFunc
 	renewed   chan struct{}
@@ -66,11 +67,11 @@ func (n *Node) beginRestore(ctx context.Context, cancel context.CancelFunc) (*re
 		return nil, err
 	}
 	id := hex.EncodeToString(b[:])
-	if _, err := n.do(ctx, Request{Op: opRestoreLock, Group: MetaGroup, Restore: id, RestoreStep: restoreBegin, Node: &NodeInfo{ID: n.cfg.ID}}); err != nil {
+	if _, err := n.do(ctx, Request{Op: opRestoreLock, Group: base.MetaGroup, Restore: id, RestoreStep: restoreBegin, Node: &NodeInfo{ID: n.cfg.ID}}); err != nil {
 		// Were it taken after all, unrenewed it is released.
 		return nil, err
 	}
-	run := &restoreRun{n: n, fence: RestoreFence{ID: id}, pre: map[GroupID]string{}, touched: map[GroupID]bool{}, renewed: make(chan struct{})}
+	run := &restoreRun{n: n, fence: RestoreFence{ID: id}, pre: map[base.GroupID]string{}, touched: map[base.GroupID]bool{}, renewed: make(chan struct{})}
 	rctx, stop := context.WithCancel(context.Background())
 	run.stopRenew = stop
 	go run.renew(rctx, cancel)
@@ -84,7 +85,7 @@ func (n *Node) beginRestore(ctx context.Context, cancel context.CancelFunc) (*re
 		case <-changed:
 		case <-ctx.Done():
 			run.end()
-			return nil, fmt.Errorf("%w: the restore lock was taken but this node's layout did not show it: %v", ErrUnavailable, ctx.Err())
+			return nil, fmt.Errorf("%w: the restore lock was taken but this node's layout did not show it: %v", base.ErrUnavailable, ctx.Err())
 		}
 	}
 	run.fence.Term = n.meta.raft.CurrentTerm()
@@ -103,7 +104,7 @@ func (run *restoreRun) renew(ctx context.Context, cancel context.CancelFunc) {
 		case <-t.C:
 		}
 		rctx, done := context.WithTimeout(ctx, restoreRenewEvery)
-		_, err := run.n.do(rctx, Request{Op: opRestoreLock, Group: MetaGroup, Restore: run.fence.ID, RestoreStep: restoreRenew})
+		_, err := run.n.do(rctx, Request{Op: opRestoreLock, Group: base.MetaGroup, Restore: run.fence.ID, RestoreStep: restoreRenew})
 		done()
 		if ctx.Err() != nil {
 			return
@@ -112,7 +113,7 @@ func (run *restoreRun) renew(ctx context.Context, cancel context.CancelFunc) {
 			last = time.Now()
 			continue
 		}
-		if errors.Is(err, ErrConflict) || time.Since(last) > restoreGiveUp {
+		if errors.Is(err, base.ErrConflict) || time.Since(last) > restoreGiveUp {
 			run.mu.Lock()
 			run.lost = fmt.Errorf("the restore lock was lost: %v", err)
 			run.mu.Unlock()
@@ -160,7 +161,7 @@ func (run *restoreRun) fenceAll(ctx context.Context, dir string) error {
 }
 
 // install replaces group g's state by the checkpoint at path, fenced.
-func (run *restoreRun) install(ctx context.Context, g GroupID, path string) error {
+func (run *restoreRun) install(ctx context.Context, g base.GroupID, path string) error {
 	run.mu.Lock()
 	run.touched[g] = true
 	run.mu.Unlock()
@@ -180,7 +181,7 @@ func (run *restoreRun) install(ctx context.Context, g GroupID, path string) erro
 }
 
 // ingest writes entries into group g, fenced as it is.
-func (run *restoreRun) ingest(ctx context.Context, g GroupID, entries []store.MovedEntry) error {
+func (run *restoreRun) ingest(ctx context.Context, g base.GroupID, entries []store.MovedEntry) error {
 	run.mu.Lock()
 	run.touched[g] = true
 	run.mu.Unlock()
@@ -195,7 +196,7 @@ func (run *restoreRun) failed(cause error) error {
 	if run.lost != nil {
 		cause = fmt.Errorf("%w (%v)", cause, run.lost)
 	}
-	var touched []GroupID
+	var touched []base.GroupID
 	for g := range run.touched {
 		touched = append(touched, g)
 	}
@@ -236,7 +237,7 @@ func (run *restoreRun) end() {
 			return
 		}
 	}
-	if _, err := n.do(ctx, Request{Op: opRestoreLock, Group: MetaGroup, Restore: run.fence.ID, RestoreStep: restoreEnd}); err != nil {
+	if _, err := n.do(ctx, Request{Op: opRestoreLock, Group: base.MetaGroup, Restore: run.fence.ID, RestoreStep: restoreEnd}); err != nil {
 		n.log.Error("restore: releasing the lock failed; it lapses", "restore", run.fence.ID, "err", err)
 	}
 }
@@ -279,6 +280,6 @@ func (n *Node) releaseRestore(ctx context.Context, l *Layout, id string) error {
 			return fmt.Errorf("group %d: %w", g.ID, err)
 		}
 	}
-	_, err := n.do(ctx, Request{Op: opRestoreLock, Group: MetaGroup, Restore: id, RestoreStep: restoreEnd})
+	_, err := n.do(ctx, Request{Op: opRestoreLock, Group: base.MetaGroup, Restore: id, RestoreStep: restoreEnd})
 	return err
 }

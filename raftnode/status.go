@@ -13,20 +13,21 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/ring"
 )
 
 // GroupStatus is one local replica's view of its group.
 type GroupStatus struct {
-	ID           GroupID  `json:"id"`
-	State        string   `json:"state"`
-	Leader       NodeID   `json:"leader"`
-	Term         uint64   `json:"term"`
-	CommitIndex  uint64   `json:"commit_index"`
-	AppliedIndex uint64   `json:"applied_index"`
-	LastIndex    uint64   `json:"last_index"`
-	Voters       []NodeID `json:"voters"`
-	Nonvoters    []NodeID `json:"nonvoters,omitempty"`
+	ID           base.GroupID  `json:"id"`
+	State        string        `json:"state"`
+	Leader       base.NodeID   `json:"leader"`
+	Term         uint64        `json:"term"`
+	CommitIndex  uint64        `json:"commit_index"`
+	AppliedIndex uint64        `json:"applied_index"`
+	LastIndex    uint64        `json:"last_index"`
+	Voters       []base.NodeID `json:"voters"`
+	Nonvoters    []base.NodeID `json:"nonvoters,omitempty"`
 	// WritesPerSec is the recent rate of writes this replica took as
 	// the group's leader.
 	WritesPerSec float64 `json:"writes_per_sec"`
@@ -58,7 +59,7 @@ type GroupStatus struct {
 
 // Status is a node's view of itself and its local replicas.
 type Status struct {
-	Node      NodeID        `json:"node"`
+	Node      base.NodeID   `json:"node"`
 	Meta      GroupStatus   `json:"meta"`
 	Groups    []GroupStatus `json:"groups"`
 	Members   []NodeInfo    `json:"members"`
@@ -120,10 +121,10 @@ func (n *Node) Status() Status {
 }
 
 // peerStatus asks member id for its status, waiting at most a second.
-func (n *Node) peerStatus(ctx context.Context, id NodeID) (Status, error) {
+func (n *Node) peerStatus(ctx context.Context, id base.NodeID) (Status, error) {
 	info, ok := n.Layout().Node(id)
 	if !ok {
-		return Status{}, fmt.Errorf("%w: node %s is not a member", ErrNotFound, id)
+		return Status{}, fmt.Errorf("%w: node %s is not a member", base.ErrNotFound, id)
 	}
 	sctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
@@ -170,12 +171,12 @@ func (n *Node) Ready() (bool, string) {
 
 // RingGroup describes one group on the ring.
 type RingGroup struct {
-	ID       GroupID  `json:"id"`
-	Weight   int      `json:"weight"`
-	VNodes   int      `json:"vnodes"`
-	Share    float64  `json:"share"`
-	Replicas []NodeID `json:"replicas"`
-	Leader   NodeID   `json:"leader"`
+	ID       base.GroupID  `json:"id"`
+	Weight   int           `json:"weight"`
+	VNodes   int           `json:"vnodes"`
+	Share    float64       `json:"share"`
+	Replicas []base.NodeID `json:"replicas"`
+	Leader   base.NodeID   `json:"leader"`
 }
 
 // RingInfo describes the ring.
@@ -192,14 +193,14 @@ func (n *Node) Ring() (RingInfo, error) {
 	l := n.Layout()
 	rg := l.RingView()
 	if rg == nil {
-		return RingInfo{}, fmt.Errorf("%w: cluster layout not initialised yet", ErrUnavailable)
+		return RingInfo{}, fmt.Errorf("%w: cluster layout not initialised yet", base.ErrUnavailable)
 	}
 	shares := rg.Shares()
 	info := RingInfo{Epoch: rg.Epoch(), VNodesPerWeight: rg.VNodes()}
 	for _, id := range rg.Groups() {
-		g, _ := l.Group(GroupID(id))
-		info.Groups = append(info.Groups, RingGroup{ID: GroupID(id), Weight: rg.Weight(id), VNodes: rg.VNodeCount(id),
-			Share: shares[id], Replicas: g.Replicas, Leader: n.leaderOf(GroupID(id))})
+		g, _ := l.Group(base.GroupID(id))
+		info.Groups = append(info.Groups, RingGroup{ID: base.GroupID(id), Weight: rg.Weight(id), VNodes: rg.VNodeCount(id),
+			Share: shares[id], Replicas: g.Replicas, Leader: n.leaderOf(base.GroupID(id))})
 	}
 	sort.Slice(info.Groups, func(i, j int) bool { return info.Groups[i].ID < info.Groups[j].ID })
 	if m := l.Migration; m != nil {
@@ -230,13 +231,13 @@ type MigrationInfo struct {
 
 // TransferInfo is one transfer's progress.
 type TransferInfo struct {
-	From   GroupID `json:"from"`
-	To     GroupID `json:"to"`
-	Phase  string  `json:"phase"`
-	Ranges int     `json:"ranges"`
-	Share  float64 `json:"share"`
-	Keys   uint64  `json:"keys_copied"`
-	Total  uint64  `json:"keys_total,omitempty"`
+	From   base.GroupID `json:"from"`
+	To     base.GroupID `json:"to"`
+	Phase  string       `json:"phase"`
+	Ranges int          `json:"ranges"`
+	Share  float64      `json:"share"`
+	Keys   uint64       `json:"keys_copied"`
+	Total  uint64       `json:"keys_total,omitempty"`
 }
 
 // RingEpoch returns the epoch of the ring this node routes by, 0 before
@@ -252,12 +253,12 @@ func (n *Node) RingEpoch() uint64 {
 type Lookup struct {
 	Key string `json:"key"`
 	// KeyBase64 is the key's exact bytes when they are not valid UTF-8.
-	KeyBase64 string   `json:"key_base64,omitempty"`
-	Hash      string   `json:"hash"`
-	Group     GroupID  `json:"group"`
-	Leader    NodeID   `json:"leader"`
-	Replicas  []NodeID `json:"replicas"`
-	Epoch     uint64   `json:"epoch"`
+	KeyBase64 string        `json:"key_base64,omitempty"`
+	Hash      string        `json:"hash"`
+	Group     base.GroupID  `json:"group"`
+	Leader    base.NodeID   `json:"leader"`
+	Replicas  []base.NodeID `json:"replicas"`
+	Epoch     uint64        `json:"epoch"`
 }
 
 // Lookup returns the group, leader and replicas owning key.

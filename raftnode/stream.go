@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/ringkv/ringkv/base"
 )
 
 // Forwarding streams carry the small, frequent requests (puts, deletes,
@@ -42,7 +43,7 @@ const (
 
 // streamGroup is the mux header's group number for forwarding streams; no
 // Raft group has it.
-const streamGroup GroupID = 1<<32 - 1
+const streamGroup base.GroupID = 1<<32 - 1
 
 // maxFrame bounds a frame's length. A streamed request holds one key and
 // value at most; a result, one entry.
@@ -278,13 +279,13 @@ func lostResult(cl *call, addr string, err error) BatchResult {
 	var e error
 	switch {
 	case cl.state.CompareAndSwap(callQueued, callAbandoned):
-		e = fmt.Errorf("%w: forwarding to %s: %v (not sent)", ErrNoLeader, addr, err)
+		e = fmt.Errorf("%w: forwarding to %s: %v (not sent)", base.ErrNoLeader, addr, err)
 	case cl.write:
-		e = fmt.Errorf("%w: forwarded to %s: %v", ErrOutcomeUnknown, addr, err)
+		e = fmt.Errorf("%w: forwarded to %s: %v", base.ErrOutcomeUnknown, addr, err)
 	default:
-		e = fmt.Errorf("%w: forwarded to %s: %v", ErrNoLeader, addr, err)
+		e = fmt.Errorf("%w: forwarded to %s: %v", base.ErrNoLeader, addr, err)
 	}
-	w := ToWire(e)
+	w := base.ToWire(e)
 	return BatchResult{Error: &w}
 }
 
@@ -299,7 +300,7 @@ func (s *streams) forward(ctx context.Context, addr string, req Request) (Respon
 	}
 	sc, err := s.conn(ctx, addr)
 	if err != nil {
-		return Response{}, fmt.Errorf("%w: forwarding to %s: %w", ErrNoLeader, addr, err)
+		return Response{}, fmt.Errorf("%w: forwarding to %s: %w", base.ErrNoLeader, addr, err)
 	}
 	// Leave the peer a margin to answer before the caller gives up.
 	ms := max(time.Until(dl).Milliseconds()-50, 1)
@@ -307,7 +308,7 @@ func (s *streams) forward(ctx context.Context, addr string, req Request) (Respon
 	sc.mu.Lock()
 	if sc.err != nil {
 		sc.mu.Unlock()
-		return Response{}, fmt.Errorf("%w: forwarding to %s: %v", ErrNoLeader, addr, sc.err)
+		return Response{}, fmt.Errorf("%w: forwarding to %s: %v", base.ErrNoLeader, addr, sc.err)
 	}
 	sc.nextID++
 	cl.id = sc.nextID
@@ -322,7 +323,7 @@ func (s *streams) forward(ctx context.Context, addr string, req Request) (Respon
 	select {
 	case r := <-cl.done:
 		if r.Error != nil {
-			return Response{}, FromWire(*r.Error)
+			return Response{}, base.FromWire(*r.Error)
 		}
 		return *r.Response, nil
 	case <-ctx.Done():
@@ -336,12 +337,12 @@ func (sc *streamConn) abandon(cl *call) error {
 	delete(sc.pending, cl.id)
 	sc.mu.Unlock()
 	if cl.state.CompareAndSwap(callQueued, callAbandoned) {
-		return fmt.Errorf("%w: forwarding to %s: no room to send in time", ErrUnavailable, sc.addr)
+		return fmt.Errorf("%w: forwarding to %s: no room to send in time", base.ErrUnavailable, sc.addr)
 	}
 	if cl.write {
-		return fmt.Errorf("%w: forwarded to %s, no answer in time", ErrOutcomeUnknown, sc.addr)
+		return fmt.Errorf("%w: forwarded to %s, no answer in time", base.ErrOutcomeUnknown, sc.addr)
 	}
-	return fmt.Errorf("%w: forwarded to %s, no answer in time", ErrUnavailable, sc.addr)
+	return fmt.Errorf("%w: forwarded to %s, no answer in time", base.ErrUnavailable, sc.addr)
 }
 
 // nextQueued returns the next item of q, or the zero value when q stays
@@ -509,7 +510,7 @@ func (n *Node) serveStream(c net.Conn) {
 	answer := func(id uint64, resp Response, err error) {
 		var r BatchResult
 		if err != nil {
-			w := ToWire(err)
+			w := base.ToWire(err)
 			r.Error = &w
 		} else {
 			r.Response = &resp

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/ringkv/ringkv/base"
 )
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -165,10 +166,10 @@ func TestStreamMatchesResultsOutOfOrder(t *testing.T) {
 	// An error result comes back as the same error.
 	e := goForward(ctx, s, p.addr, putReq("c"))
 	id, _ := nextRequest(t, br)
-	w := ToWire(&NotLeaderError{Group: 1, Leader: "n3"})
+	w := base.ToWire(&base.NotLeaderError{Group: 1, Leader: "n3"})
 	answer(t, c, id, BatchResult{Error: &w})
 	o := wait(t, e)
-	var nl *NotLeaderError
+	var nl *base.NotLeaderError
 	if !errors.As(o.err, &nl) || nl.Leader != "n3" {
 		t.Fatalf("want not-leader naming n3, got %v", o.err)
 	}
@@ -183,7 +184,7 @@ func TestStreamLostConnection(t *testing.T) {
 	c, br := p.accept(t)
 	nextRequest(t, br)
 	c.Close()
-	if o := wait(t, w); !errors.Is(o.err, ErrOutcomeUnknown) {
+	if o := wait(t, w); !errors.Is(o.err, base.ErrOutcomeUnknown) {
 		t.Fatalf("write on a broken stream: want outcome unknown, got %v", o.err)
 	}
 	// A read on a broken stream is simply retryable; the client dials a
@@ -193,13 +194,13 @@ func TestStreamLostConnection(t *testing.T) {
 	nextRequest(t, br)
 	c.Close()
 	o := wait(t, r)
-	if !errors.Is(o.err, ErrNoLeader) || errors.Is(o.err, ErrOutcomeUnknown) {
+	if !errors.Is(o.err, base.ErrNoLeader) || errors.Is(o.err, base.ErrOutcomeUnknown) {
 		t.Fatalf("read on a broken stream: want no leader (retry), got %v", o.err)
 	}
 	// A peer that refuses the connection received nothing.
 	p.mux.Close()
 	_, err := s.forward(ctx, p.addr, putReq("k"))
-	if !errors.Is(err, ErrNoLeader) || errors.Is(err, ErrOutcomeUnknown) {
+	if !errors.Is(err, base.ErrNoLeader) || errors.Is(err, base.ErrOutcomeUnknown) {
 		t.Fatalf("write to a closed port: want no leader, got %v", err)
 	}
 }
@@ -214,7 +215,7 @@ func TestStreamCallerDeadline(t *testing.T) {
 	if it.DeadlineMS > 300 {
 		t.Fatalf("forwarded deadline %d ms exceeds the caller's 300 ms", it.DeadlineMS)
 	}
-	if o := wait(t, w); !errors.Is(o.err, ErrOutcomeUnknown) {
+	if o := wait(t, w); !errors.Is(o.err, base.ErrOutcomeUnknown) {
 		t.Fatalf("unanswered write: want outcome unknown, got %v", o.err)
 	}
 	// The late answer is dropped; the connection goes on serving.
@@ -235,7 +236,7 @@ func TestStreamCallerDeadline(t *testing.T) {
 	defer cancel2()
 	r := goForward(ctx2, s, p.addr, getReq("slow"))
 	nextRequest(t, br)
-	if o := wait(t, r); !errors.Is(o.err, ErrUnavailable) {
+	if o := wait(t, r); !errors.Is(o.err, base.ErrUnavailable) {
 		t.Fatalf("unanswered read: want unavailable, got %v", o.err)
 	}
 }
@@ -249,7 +250,7 @@ func (lateContext) Deadline() (time.Time, bool) { return time.Now().Add(-time.Mi
 func TestStreamDeadlinePassedBeforeDial(t *testing.T) {
 	p, s, _ := streamPair(t)
 	_, err := s.forward(lateContext{context.Background()}, p.addr, putReq("k"))
-	if !errors.Is(err, ErrNoLeader) || !errors.Is(err, context.DeadlineExceeded) {
+	if !errors.Is(err, base.ErrNoLeader) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("want a refusal for the passed deadline, got %v", err)
 	}
 }
@@ -265,7 +266,7 @@ func TestStreamSilentPeerIsDropped(t *testing.T) {
 	_, br := p.accept(t)
 	nextRequest(t, br)
 	o := wait(t, w)
-	if !errors.Is(o.err, ErrOutcomeUnknown) {
+	if !errors.Is(o.err, base.ErrOutcomeUnknown) {
 		t.Fatalf("write to a silent peer: want outcome unknown, got %v", o.err)
 	}
 	if ctx.Err() != nil {
@@ -287,11 +288,11 @@ func TestStreamFaultHookCutsForwarding(t *testing.T) {
 	_, br := p.accept(t)
 	nextRequest(t, br)
 	cm.Block([]string{p.addr})
-	if o := wait(t, w); !errors.Is(o.err, ErrOutcomeUnknown) {
+	if o := wait(t, w); !errors.Is(o.err, base.ErrOutcomeUnknown) {
 		t.Fatalf("write in flight when cut off: want outcome unknown, got %v", o.err)
 	}
 	_, err := s.forward(context.Background(), p.addr, putReq("k"))
-	if !errors.Is(err, ErrNoLeader) || errors.Is(err, ErrOutcomeUnknown) {
+	if !errors.Is(err, base.ErrNoLeader) || errors.Is(err, base.ErrOutcomeUnknown) {
 		t.Fatalf("write to a cut-off peer: want no leader, got %v", err)
 	}
 	cm.Block(nil)
@@ -312,7 +313,7 @@ func TestStreamFaultHookCutsForwarding(t *testing.T) {
 			}
 			return
 		case o := <-g:
-			if !errors.Is(o.err, ErrNoLeader) {
+			if !errors.Is(o.err, base.ErrNoLeader) {
 				t.Fatalf("after healing, before a new connection: %v", o.err)
 			}
 			select {
@@ -405,7 +406,7 @@ func TestStreamFailedDialIsShared(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			_, err := s.forward(context.Background(), "10.0.0.1:7071", putReq("k"))
-			if !errors.Is(err, ErrNoLeader) || errors.Is(err, ErrOutcomeUnknown) {
+			if !errors.Is(err, base.ErrNoLeader) || errors.Is(err, base.ErrOutcomeUnknown) {
 				t.Errorf("want no leader, got %v", err)
 			}
 		}()
@@ -494,7 +495,7 @@ func TestStreamServe(t *testing.T) {
 	} {
 		send(frameRequest, uint64(100+i), body)
 		kind, id, r := recv()
-		if kind != frameResult || id != uint64(100+i) || r.Error == nil || r.Error.Code != CodeBadRequest {
+		if kind != frameResult || id != uint64(100+i) || r.Error == nil || r.Error.Code != base.CodeBadRequest {
 			t.Fatalf("bad request %d (%s): kind %d id %d result %+v", i, body, kind, id, r)
 		}
 	}
@@ -574,7 +575,7 @@ func FuzzStreamFrame(f *testing.F) {
 			case frameRequest:
 				it, err := DecodeStreamRequest(body)
 				if err != nil {
-					if !errors.Is(err, ErrBadRequest) {
+					if !errors.Is(err, base.ErrBadRequest) {
 						t.Fatalf("decode error outside bad_request: %v", err)
 					}
 					continue
@@ -602,8 +603,8 @@ var sampleResults = []BatchResult{
 	{Response: &Response{ServedBy: "n2", Write: &WriteResult{Key: []byte("k"), Index: 9, Group: 3, RaftIndex: 8, Async: true, RaftTerm: 4}}},
 	{Response: &Response{ServedBy: "n3", RaftIndex: 12, Entry: &KV{Key: []byte("k"), Value: []byte("v"), CreateIndex: 3, ModifyIndex: 12, Group: 1}}},
 	{Response: &Response{ServedBy: "n3", RaftIndex: 12}},
-	{Error: &WireError{Error: "group 2: not the leader", Code: CodeNotLeader, Group: 2, Leader: "n1"}},
-	{Error: &WireError{Error: "compare-and-swap failed", Code: "cas_failed", Index: 41}},
+	{Error: &base.WireError{Error: "group 2: not the leader", Code: base.CodeNotLeader, Group: 2, Leader: "n1"}},
+	{Error: &base.WireError{Error: "compare-and-swap failed", Code: "cas_failed", Index: 41}},
 }
 
 func TestStreamCodecRoundTrips(t *testing.T) {
@@ -628,7 +629,7 @@ func TestStreamCodecRoundTrips(t *testing.T) {
 	// Every cut of a valid body is refused, as is anything after it.
 	body := encodeStreamRequest(BatchItem{Request: putReq("key"), DeadlineMS: 9})
 	for i := range body {
-		if _, err := DecodeStreamRequest(body[:i]); !errors.Is(err, ErrBadRequest) {
+		if _, err := DecodeStreamRequest(body[:i]); !errors.Is(err, base.ErrBadRequest) {
 			t.Errorf("request cut at %d of %d: %v", i, len(body), err)
 		}
 	}

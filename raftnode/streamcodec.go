@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+
+	"github.com/ringkv/ringkv/base"
 )
 
 // The bodies of stream frames are binary: a version byte, fixed-size
@@ -79,10 +81,10 @@ func DecodeStreamRequest(body []byte) (BatchItem, error) {
 	var it BatchItem
 	d := decoder{b: body}
 	if v := d.byte(); v != streamCodecVersion {
-		return it, fmt.Errorf("%w: request encoding version %d", ErrBadRequest, v)
+		return it, fmt.Errorf("%w: request encoding version %d", base.ErrBadRequest, v)
 	}
 	op, flags := d.byte(), d.byte()
-	it.Group = GroupID(d.u32())
+	it.Group = base.GroupID(d.u32())
 	it.DeadlineMS = int64(d.u32())
 	cons := d.byte()
 	it.CAS, it.Index, it.Term = d.uvarint(), d.uvarint(), d.uvarint()
@@ -91,15 +93,15 @@ func DecodeStreamRequest(body []byte) (BatchItem, error) {
 	case d.err != nil:
 		return it, d.err
 	case len(d.b) > 0:
-		return it, fmt.Errorf("%w: %d bytes after the request", ErrBadRequest, len(d.b))
+		return it, fmt.Errorf("%w: %d bytes after the request", base.ErrBadRequest, len(d.b))
 	case op == 0 || int(op) >= len(streamOps):
-		return it, fmt.Errorf("%w: op %d is not forwarded on a stream", ErrBadRequest, op)
+		return it, fmt.Errorf("%w: op %d is not forwarded on a stream", base.ErrBadRequest, op)
 	case flags&^reqFlags != 0:
-		return it, fmt.Errorf("%w: request flags %#x", ErrBadRequest, flags)
+		return it, fmt.Errorf("%w: request flags %#x", base.ErrBadRequest, flags)
 	case int(cons) >= len(streamConsistences):
-		return it, fmt.Errorf("%w: consistency %d", ErrBadRequest, cons)
+		return it, fmt.Errorf("%w: consistency %d", base.ErrBadRequest, cons)
 	case it.DeadlineMS <= 0:
-		return it, fmt.Errorf("%w: deadline %d ms", ErrBadRequest, it.DeadlineMS)
+		return it, fmt.Errorf("%w: deadline %d ms", base.ErrBadRequest, it.DeadlineMS)
 	}
 	it.Op, it.Consistency = streamOps[op], streamConsistences[cons]
 	it.HasCAS, it.Async = flags&reqHasCAS != 0, flags&reqAsync != 0
@@ -166,13 +168,13 @@ func decodeStreamResult(body []byte) (BatchResult, error) {
 	}
 	switch kind {
 	case 1:
-		w := WireError{Code: string(d.bytes()), Error: string(d.bytes()), Index: d.uvarint()}
+		w := base.WireError{Code: string(d.bytes()), Error: string(d.bytes()), Index: d.uvarint()}
 		w.Group = uint32(d.group())
 		w.Leader = string(d.bytes())
 		r.Error = &w
 	case 0:
 		flags := d.byte()
-		resp := Response{ServedBy: NodeID(d.bytes()), RaftIndex: d.uvarint()}
+		resp := Response{ServedBy: base.NodeID(d.bytes()), RaftIndex: d.uvarint()}
 		if flags&^resFlags != 0 || (flags&resAsync != 0 && flags&resWrite == 0) {
 			return r, fmt.Errorf("%w: result flags %#x", errFrame, flags)
 		}
@@ -208,7 +210,7 @@ type decoder struct {
 
 func (d *decoder) fail(what string) {
 	if d.err == nil {
-		d.err = fmt.Errorf("%w: truncated or malformed %s", ErrBadRequest, what)
+		d.err = fmt.Errorf("%w: truncated or malformed %s", base.ErrBadRequest, what)
 	}
 	d.b = nil
 }
@@ -243,13 +245,13 @@ func (d *decoder) uvarint() uint64 {
 	return v
 }
 
-func (d *decoder) group() GroupID {
+func (d *decoder) group() base.GroupID {
 	v := d.uvarint()
 	if v > math.MaxUint32 {
 		d.fail("group")
 		return 0
 	}
-	return GroupID(v)
+	return base.GroupID(v)
 }
 
 // bytes returns a byte string (nil when empty). It shares the body's

@@ -5,6 +5,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+
+	"github.com/ringkv/ringkv/base"
 )
 
 // The values a client, an operator or a peer may give for ids and
@@ -16,7 +18,7 @@ import (
 // MaxGroupID is the largest data group id. Ids above it are reserved: the
 // Raft port's multiplexer uses some for its own streams (streamGroup,
 // peerHTTPGroup), and a group there would never receive its traffic.
-const MaxGroupID GroupID = 1<<20 - 1
+const MaxGroupID base.GroupID = 1<<20 - 1
 
 // MaxNodeIDLen bounds a node id's length in bytes.
 const MaxNodeIDLen = 64
@@ -26,18 +28,18 @@ const MaxNodeIDLen = 64
 const maxAddrLen = 255
 
 // checkGroupID refuses a data group id outside [1, MaxGroupID].
-func checkGroupID(what string, g GroupID) error {
+func checkGroupID(what string, g base.GroupID) error {
 	if g < 1 || g > MaxGroupID {
 		return fmt.Errorf("%w: %s %d: data group ids are 1 to %d (0 is the metadata group, larger ids are reserved)",
-			ErrBadRequest, what, g, MaxGroupID)
+			base.ErrBadRequest, what, g, MaxGroupID)
 	}
 	return nil
 }
 
 // checkAnyGroup refuses a group id that is neither the metadata group nor
 // a data group id.
-func checkAnyGroup(g GroupID) error {
-	if g == MetaGroup {
+func checkAnyGroup(g base.GroupID) error {
+	if g == base.MetaGroup {
 		return nil
 	}
 	return checkGroupID("group", g)
@@ -46,16 +48,16 @@ func checkAnyGroup(g GroupID) error {
 // CheckNodeID refuses a node id that is not 1 to MaxNodeIDLen characters
 // of letters, digits, '.', '_' and '-', beginning with a letter or digit:
 // ids name directories, URL path segments and log lines.
-func CheckNodeID(id NodeID) error {
+func CheckNodeID(id base.NodeID) error {
 	const rule = "node ids are 1 to 64 letters, digits, '.', '_' or '-', beginning with a letter or digit"
 	if len(id) == 0 || len(id) > MaxNodeIDLen {
-		return fmt.Errorf("%w: node id of %d bytes: %s", ErrBadRequest, len(id), rule)
+		return fmt.Errorf("%w: node id of %d bytes: %s", base.ErrBadRequest, len(id), rule)
 	}
 	for i := 0; i < len(id); i++ {
 		c := id[i]
 		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 		if !alnum && (i == 0 || c != '.' && c != '_' && c != '-') {
-			return fmt.Errorf("%w: node id %q: %s", ErrBadRequest, string(id), rule)
+			return fmt.Errorf("%w: node id %q: %s", base.ErrBadRequest, string(id), rule)
 		}
 	}
 	return nil
@@ -66,17 +68,17 @@ func CheckNodeID(id NodeID) error {
 func checkHostPort(what, addr string) error {
 	const rule = "want host:port, with an IP address or host name and a port from 1 to 65535"
 	if len(addr) == 0 || len(addr) > maxAddrLen {
-		return fmt.Errorf("%w: %s of %d bytes: %s", ErrBadRequest, what, len(addr), rule)
+		return fmt.Errorf("%w: %s of %d bytes: %s", base.ErrBadRequest, what, len(addr), rule)
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("%w: %s %q: %s", ErrBadRequest, what, addr, rule)
+		return fmt.Errorf("%w: %s %q: %s", base.ErrBadRequest, what, addr, rule)
 	}
 	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 || strconv.Itoa(p) != port {
-		return fmt.Errorf("%w: %s %q: port %q: %s", ErrBadRequest, what, addr, port, rule)
+		return fmt.Errorf("%w: %s %q: port %q: %s", base.ErrBadRequest, what, addr, port, rule)
 	}
 	if net.ParseIP(host) == nil && !hostName(host) {
-		return fmt.Errorf("%w: %s %q: host %q: %s", ErrBadRequest, what, addr, host, rule)
+		return fmt.Errorf("%w: %s %q: host %q: %s", base.ErrBadRequest, what, addr, host, rule)
 	}
 	return nil
 }
@@ -122,7 +124,7 @@ func CheckMember(info NodeInfo) error {
 		return err
 	}
 	if !(info.Weight >= 0 && info.Weight <= MaxNodeWeight) {
-		return fmt.Errorf("%w: weight %v: want a number above 0 and at most %d (0 means 1)", ErrBadRequest, info.Weight, MaxNodeWeight)
+		return fmt.Errorf("%w: weight %v: want a number above 0 and at most %d (0 means 1)", base.ErrBadRequest, info.Weight, MaxNodeWeight)
 	}
 	return nil
 }
@@ -153,7 +155,7 @@ func (c RingChange) check() error {
 		}
 	}
 	if set != 1 {
-		return fmt.Errorf("%w: give exactly one change: add, remove or weight", ErrBadRequest)
+		return fmt.Errorf("%w: give exactly one change: add, remove or weight", base.ErrBadRequest)
 	}
 	return nil
 }
@@ -166,7 +168,7 @@ func checkRestoreID(id string) error {
 		ok = id[i] >= '0' && id[i] <= '9' || id[i] >= 'a' && id[i] <= 'f'
 	}
 	if !ok {
-		return fmt.Errorf("%w: restore id %q: 32 lowercase hex digits", ErrBadRequest, id)
+		return fmt.Errorf("%w: restore id %q: 32 lowercase hex digits", base.ErrBadRequest, id)
 	}
 	return nil
 }

@@ -13,15 +13,16 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/snapshot"
 	"github.com/ringkv/ringkv/store"
 )
 
 // ReplicaRoot is one replica's Merkle root at a verification point.
 type ReplicaRoot struct {
-	Node  NodeID `json:"node"`
-	Index uint64 `json:"index,omitempty"`
-	Root  string `json:"root,omitempty"`
+	Node  base.NodeID `json:"node"`
+	Index uint64      `json:"index,omitempty"`
+	Root  string      `json:"root,omitempty"`
 	// DataRoot (deep verifications) is the root recomputed from the
 	// replica's stored entries; it differs from Root when the data on disk
 	// no longer matches the tree kept with it.
@@ -38,7 +39,7 @@ type ReplicaRoot struct {
 // ReplicaDiff locates where a divergent replica differs from one holding
 // the group's root, at the verification index.
 type ReplicaDiff struct {
-	Against NodeID `json:"against"`
+	Against base.NodeID `json:"against"`
 	// Hashes is how many tree hashes were compared on each side: about
 	// k·log(n) for k differing leaves, never the data.
 	Hashes int `json:"hashes_compared"`
@@ -63,16 +64,16 @@ type KeyRange struct {
 
 // Repair reports a divergent replica's reinstallation from its leader.
 type Repair struct {
-	Done  bool   `json:"done"`
-	From  NodeID `json:"from,omitempty"`
-	Index uint64 `json:"index,omitempty"` // the checkpoint's index
-	Error string `json:"error,omitempty"`
+	Done  bool        `json:"done"`
+	From  base.NodeID `json:"from,omitempty"`
+	Index uint64      `json:"index,omitempty"` // the checkpoint's index
+	Error string      `json:"error,omitempty"`
 }
 
 // GroupVerification compares a group's replicas at one log index.
 type GroupVerification struct {
-	Group GroupID `json:"group"`
-	Index uint64  `json:"index"`
+	Group base.GroupID `json:"group"`
+	Index uint64       `json:"index"`
 	// Root is the root most replicas hold (the leader's on a tie).
 	Root     string        `json:"root"`
 	Agree    bool          `json:"agree"`
@@ -106,10 +107,10 @@ const (
 // root differs from the majority's is compared with an agreeing one subtree
 // by subtree, and, unless o.NoRepair, its state is reinstalled from the
 // leader by a checkpoint, while the node and the group keep serving.
-func (n *Node) Verify(ctx context.Context, g GroupID, o VerifyOptions) (GroupVerification, error) {
+func (n *Node) Verify(ctx context.Context, g base.GroupID, o VerifyOptions) (GroupVerification, error) {
 	gi, ok := n.Layout().Group(g)
 	if !ok {
-		return GroupVerification{}, fmt.Errorf("%w: group %d", ErrNotFound, g)
+		return GroupVerification{}, fmt.Errorf("%w: group %d", base.ErrNotFound, g)
 	}
 	var nb [16]byte
 	if _, err := rand.Read(nb[:]); err != nil {
@@ -205,7 +206,7 @@ func (n *Node) VerifyAll(ctx context.Context, o VerifyOptions) ([]GroupVerificat
 // diffReplicas compares the trees two replicas recorded at the
 // verification with nonce, level by level, then lists the differing keys
 // when the differing leaves are few.
-func (n *Node) diffReplicas(ctx context.Context, g GroupID, nonce []byte, index uint64, a, b ReplicaRoot, data bool) (*ReplicaDiff, error) {
+func (n *Node) diffReplicas(ctx context.Context, g base.GroupID, nonce []byte, index uint64, a, b ReplicaRoot, data bool) (*ReplicaDiff, error) {
 	d := &ReplicaDiff{Against: a.Node}
 	sa := &remoteTree{n: n, ctx: ctx, g: g, node: a.Node, nonce: nonce, depth: a.depth, data: data}
 	sb := &remoteTree{n: n, ctx: ctx, g: g, node: b.Node, nonce: nonce, depth: b.depth, data: data}
@@ -262,13 +263,13 @@ func allUTF8(ks []string) bool {
 }
 
 // ask runs req on node id: here, or forwarded to it.
-func (n *Node) ask(ctx context.Context, id NodeID, req Request) (Response, error) {
+func (n *Node) ask(ctx context.Context, id base.NodeID, req Request) (Response, error) {
 	if id == n.cfg.ID {
 		return n.Serve(ctx, req)
 	}
 	info, ok := n.Layout().Node(id)
 	if !ok {
-		return Response{}, fmt.Errorf("%w: node %s not in the layout", ErrNotFound, id)
+		return Response{}, fmt.Errorf("%w: node %s not in the layout", base.ErrNotFound, id)
 	}
 	return n.fwd.forward(ctx, info.RaftAddr, req)
 }
@@ -277,8 +278,8 @@ func (n *Node) ask(ctx context.Context, id NodeID, req Request) (Response, error
 type remoteTree struct {
 	n     *Node
 	ctx   context.Context
-	g     GroupID
-	node  NodeID
+	g     base.GroupID
+	node  base.NodeID
 	nonce []byte
 	depth int
 	data  bool // the tree recomputed from the entries (deep verifications)
@@ -308,7 +309,7 @@ type LeafEntry struct {
 	Digest      []byte `json:"digest"`
 }
 
-func (n *Node) leafEntries(ctx context.Context, g GroupID, id NodeID, depth int, leaves []int, index uint64) ([]store.LeafEntry, error) {
+func (n *Node) leafEntries(ctx context.Context, g base.GroupID, id base.NodeID, depth int, leaves []int, index uint64) ([]store.LeafEntry, error) {
 	resp, err := n.ask(ctx, id, Request{Op: opLeafEntries, Group: g, Level: depth, Indexes: leaves, Index: index})
 	if err != nil {
 		return nil, err
@@ -322,7 +323,7 @@ func (n *Node) leafEntries(ctx context.Context, g GroupID, id NodeID, depth int,
 }
 
 // requestRepair asks node id to reinstall its replica of g from the leader.
-func (n *Node) requestRepair(ctx context.Context, g GroupID, id NodeID, index uint64) *Repair {
+func (n *Node) requestRepair(ctx context.Context, g base.GroupID, id base.NodeID, index uint64) *Repair {
 	resp, err := n.ask(ctx, id, Request{Op: opRepair, Group: g, Index: index})
 	if err != nil {
 		return &Repair{Error: err.Error()}
@@ -335,7 +336,7 @@ func (n *Node) requestRepair(ctx context.Context, g GroupID, id NodeID, index ui
 
 // replicaRoot asks node id for the root it recorded for nonce, waiting for
 // it to apply the verification entry.
-func (n *Node) replicaRoot(ctx context.Context, g GroupID, id NodeID, nonce []byte, deep bool) ReplicaRoot {
+func (n *Node) replicaRoot(ctx context.Context, g base.GroupID, id base.NodeID, nonce []byte, deep bool) ReplicaRoot {
 	// A healthy replica applies the entry within a heartbeat or two; one
 	// that has not after a few seconds is reported, not waited for. A deep
 	// verification also reads all the data.
@@ -367,7 +368,7 @@ func (n *Node) replicaRoot(ctx context.Context, g GroupID, id NodeID, nonce []by
 			}
 			return rr
 		}
-		if err != nil && !errors.Is(err, ErrNotFound) {
+		if err != nil && !errors.Is(err, base.ErrNotFound) {
 			rr.Error = err.Error()
 		}
 		select {
@@ -405,10 +406,10 @@ func verifiedOf(r store.Root) *Verified {
 
 // SnapshotResult reports a forced snapshot of one local replica.
 type SnapshotResult struct {
-	Group GroupID `json:"group"`
-	Index uint64  `json:"index,omitempty"`
-	Taken bool    `json:"taken"`
-	Note  string  `json:"note,omitempty"`
+	Group base.GroupID `json:"group"`
+	Index uint64       `json:"index,omitempty"`
+	Taken bool         `json:"taken"`
+	Note  string       `json:"note,omitempty"`
 }
 
 // SnapshotAll snapshots every local replica now (the metadata group
@@ -428,7 +429,7 @@ func (n *Node) SnapshotAll(ctx context.Context) ([]SnapshotResult, error) {
 		case errors.Is(err, raft.ErrNothingNewToSnapshot):
 			res.Note = "nothing new since the last snapshot"
 		default:
-			return out, fmt.Errorf("%w: group %d: %v", ErrUnavailable, r.id, err)
+			return out, fmt.Errorf("%w: group %d: %v", base.ErrUnavailable, r.id, err)
 		}
 		out = append(out, res)
 	}

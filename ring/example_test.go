@@ -3,12 +3,13 @@ package ring_test
 import (
 	"fmt"
 
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/ring"
 )
 
 func Example() {
 	r := ring.New(ring.DefaultVNodes)
-	for id := ring.GroupID(1); id <= 3; id++ {
+	for id := base.GroupID(1); id <= 3; id++ {
 		r, _ = r.AddGroup(id, 1)
 	}
 	g, _ := r.Lookup([]byte("hello"))

@@ -3,6 +3,8 @@ package ring
 import (
 	"errors"
 	"testing"
+
+	"github.com/ringkv/ringkv/base"
 )
 
 // A group alone on the ring has no weight to change: raising it has no
@@ -38,7 +40,7 @@ func FuzzChanges(f *testing.F) {
 		}
 		r := mustRing(t, 1+int(ops[0])%3, 4)
 		for i := 1; i+2 < len(ops); i += 3 {
-			id, w := GroupID(ops[i+1]%8), int(ops[i+2])%(MaxWeight+2)
+			id, w := base.GroupID(ops[i+1]%8), int(ops[i+2])%(MaxWeight+2)
 			var next *Ring
 			var err error
 			switch ops[i] % 3 {

@@ -3,6 +3,8 @@ package ring
 import (
 	"math"
 	"sort"
+
+	"github.com/ringkv/ringkv/base"
 )
 
 // Range is an arc of the hash space: the positions h with Start < h <= End,
@@ -33,8 +35,8 @@ func (r Range) Size() float64 {
 // Move is a range whose owner changes between two rings.
 type Move struct {
 	Range
-	From GroupID `json:"from"`
-	To   GroupID `json:"to"`
+	From base.GroupID `json:"from"`
+	To   base.GroupID `json:"to"`
 }
 
 // Moves returns the ranges whose owner differs between old and new, in hash

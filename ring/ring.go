@@ -4,11 +4,9 @@ import (
 	"fmt"
 	"math"
 	"sort"
-)
 
-// GroupID identifies a Raft group. Group 0 is the metadata group and never
-// appears on the ring.
-type GroupID uint32
+	"github.com/ringkv/ringkv/base"
+)
 
 // DefaultVNodes is the number of virtual nodes per unit of weight.
 const DefaultVNodes = 128
@@ -26,9 +24,9 @@ const space = float64(1 << 63 * 2.0)
 
 // GroupState is one group's entry in a serialised ring.
 type GroupState struct {
-	ID     GroupID  `json:"id"`
-	Weight int      `json:"weight"`
-	Tokens []uint64 `json:"tokens"`
+	ID     base.GroupID `json:"id"`
+	Weight int          `json:"weight"`
+	Tokens []uint64     `json:"tokens"`
 }
 
 // State is the serialisable form of a Ring, replicated by the metadata group.
@@ -40,7 +38,7 @@ type State struct {
 
 type point struct {
 	token uint64
-	group GroupID
+	group base.GroupID
 }
 
 // Ring is an immutable consistent-hash ring. It is safe for concurrent use.
@@ -67,8 +65,8 @@ func (r *Ring) Epoch() uint64 { return r.epoch }
 func (r *Ring) VNodes() int { return r.vnodes }
 
 // Groups returns the ids of the groups on the ring, ascending.
-func (r *Ring) Groups() []GroupID {
-	ids := make([]GroupID, len(r.groups))
+func (r *Ring) Groups() []base.GroupID {
+	ids := make([]base.GroupID, len(r.groups))
 	for i, g := range r.groups {
 		ids[i] = g.ID
 	}
@@ -76,7 +74,7 @@ func (r *Ring) Groups() []GroupID {
 }
 
 // Weight returns a group's weight, or 0 when it is not on the ring.
-func (r *Ring) Weight(id GroupID) int {
+func (r *Ring) Weight(id base.GroupID) int {
 	if g := r.group(id); g != nil {
 		return g.Weight
 	}
@@ -84,14 +82,14 @@ func (r *Ring) Weight(id GroupID) int {
 }
 
 // VNodeCount returns how many tokens a group holds.
-func (r *Ring) VNodeCount(id GroupID) int {
+func (r *Ring) VNodeCount(id base.GroupID) int {
 	if g := r.group(id); g != nil {
 		return len(g.Tokens)
 	}
 	return 0
 }
 
-func (r *Ring) group(id GroupID) *GroupState {
+func (r *Ring) group(id base.GroupID) *GroupState {
 	i := sort.Search(len(r.groups), func(i int) bool { return r.groups[i].ID >= id })
 	if i < len(r.groups) && r.groups[i].ID == id {
 		return &r.groups[i]
@@ -100,12 +98,12 @@ func (r *Ring) group(id GroupID) *GroupState {
 }
 
 // Lookup returns the group owning key, in O(log V).
-func (r *Ring) Lookup(key []byte) (GroupID, error) {
+func (r *Ring) Lookup(key []byte) (base.GroupID, error) {
 	return r.LookupHash(Hash(key))
 }
 
 // LookupHash returns the group owning hash position h.
-func (r *Ring) LookupHash(h uint64) (GroupID, error) {
+func (r *Ring) LookupHash(h uint64) (base.GroupID, error) {
 	if len(r.points) == 0 {
 		return 0, ErrEmpty
 	}
@@ -117,9 +115,9 @@ func (r *Ring) LookupHash(h uint64) (GroupID, error) {
 }
 
 // Shares returns the fraction of the hash space each group owns.
-func (r *Ring) Shares() map[GroupID]float64 {
+func (r *Ring) Shares() map[base.GroupID]float64 {
 	owned := r.owned()
-	out := make(map[GroupID]float64, len(owned))
+	out := make(map[base.GroupID]float64, len(owned))
 	for id, o := range owned {
 		out[id] = o / space
 	}
@@ -127,8 +125,8 @@ func (r *Ring) Shares() map[GroupID]float64 {
 }
 
 // owned returns the amount of hash space owned by each group.
-func (r *Ring) owned() map[GroupID]float64 {
-	out := make(map[GroupID]float64, len(r.groups))
+func (r *Ring) owned() map[base.GroupID]float64 {
+	out := make(map[base.GroupID]float64, len(r.groups))
 	for _, g := range r.groups {
 		out[g.ID] = 0
 	}
@@ -164,7 +162,7 @@ func FromState(st State) (*Ring, error) {
 		return nil, fmt.Errorf("%w: vnodes %d", ErrBadState, st.VNodes)
 	}
 	r := &Ring{epoch: st.Epoch, vnodes: st.VNodes}
-	seen := make(map[GroupID]bool, len(st.Groups))
+	seen := make(map[base.GroupID]bool, len(st.Groups))
 	for _, g := range st.Groups {
 		if seen[g.ID] || g.ID == 0 {
 			return nil, fmt.Errorf("%w: group id %d repeated or zero", ErrBadState, g.ID)
@@ -196,7 +194,7 @@ func FromState(st State) (*Ring, error) {
 // RemoveGroup returns a ring without group id. Only that group's keys move:
 // each of its ranges goes to the group then furthest below its fair share,
 // largest range first, so the others stay balanced.
-func (r *Ring) RemoveGroup(id GroupID) (*Ring, error) {
+func (r *Ring) RemoveGroup(id base.GroupID) (*Ring, error) {
 	g := r.group(id)
 	if g == nil {
 		return nil, fmt.Errorf("%w: %d", ErrNoGroup, id)
@@ -211,7 +209,7 @@ func (r *Ring) RemoveGroup(id GroupID) (*Ring, error) {
 // other groups, and id has weight (0: id leaves the ring). Each token's
 // range goes, largest first, to the group furthest below its fair share
 // under the new weights; only keys in those ranges change owner.
-func (r *Ring) giveAway(id GroupID, drop []uint64, weight int) (*Ring, error) {
+func (r *Ring) giveAway(id base.GroupID, drop []uint64, weight int) (*Ring, error) {
 	dropped := make(map[uint64]bool, len(drop))
 	for _, t := range drop {
 		dropped[t] = true
@@ -223,7 +221,7 @@ func (r *Ring) giveAway(id GroupID, drop []uint64, weight int) (*Ring, error) {
 		}
 	}
 	owned := r.owned()
-	deficit := map[GroupID]float64{}
+	deficit := map[base.GroupID]float64{}
 	for _, g := range r.groups {
 		if g.ID != id {
 			deficit[g.ID] = space*float64(g.Weight)/float64(total) - owned[g.ID]
@@ -245,9 +243,9 @@ func (r *Ring) giveAway(id GroupID, drop []uint64, weight int) (*Ring, error) {
 		}
 		return give[i].token < give[j].token
 	})
-	gained := map[GroupID][]uint64{}
+	gained := map[base.GroupID][]uint64{}
 	for _, t := range give {
-		var to GroupID
+		var to base.GroupID
 		best := math.Inf(-1)
 		for _, g := range r.groups { // ascending ids: ties go to the lowest
 			if d, ok := deficit[g.ID]; ok && d > best {
@@ -315,7 +313,7 @@ func fromChange(st State) (*Ring, error) {
 // fair share, so afterwards every group owns close to weight/total of the
 // space and the only keys that change owner are those moving to id.
 // The result depends only on r, id and weight.
-func (r *Ring) AddGroup(id GroupID, weight int) (*Ring, error) {
+func (r *Ring) AddGroup(id base.GroupID, weight int) (*Ring, error) {
 	if id == 0 {
 		return nil, fmt.Errorf("%w: group id 0 is reserved", ErrBadState)
 	}
@@ -342,7 +340,7 @@ func (r *Ring) AddGroup(id GroupID, weight int) (*Ring, error) {
 // carves new tokens out of the other groups (only keys moving to id change
 // owner); lowering it drops id's smallest ranges, each joining the range of
 // the next token clockwise (only keys leaving id change owner).
-func (r *Ring) SetWeight(id GroupID, weight int) (*Ring, error) {
+func (r *Ring) SetWeight(id base.GroupID, weight int) (*Ring, error) {
 	g := r.group(id)
 	switch {
 	case g == nil:
@@ -374,7 +372,7 @@ func (r *Ring) SetWeight(id GroupID, weight int) (*Ring, error) {
 // enough of them that giving them away brings its share from weight from
 // down to weight to (ties broken by token, so the result depends only on
 // the ring).
-func (r *Ring) smallest(id GroupID, to, from int) []uint64 {
+func (r *Ring) smallest(id base.GroupID, to, from int) []uint64 {
 	type tr struct {
 		token uint64
 		size  float64
@@ -410,7 +408,7 @@ func (r *Ring) smallest(id GroupID, to, from int) []uint64 {
 }
 
 // evenTokens spreads n tokens evenly, rotated by a hash of the group id.
-func evenTokens(id GroupID, n int) []uint64 {
+func evenTokens(id base.GroupID, n int) []uint64 {
 	step := math.MaxUint64/uint64(n) + 1
 	if n == 1 {
 		step = 0
@@ -427,7 +425,7 @@ func evenTokens(id GroupID, n int) []uint64 {
 // share of the given weight (id may be new, or on the ring at a lower
 // weight). The space comes from the other groups furthest above their new
 // fair share, so only keys moving to id change owner.
-func (r *Ring) carveTokens(id GroupID, weight, n int) []uint64 {
+func (r *Ring) carveTokens(id base.GroupID, weight, n int) []uint64 {
 	total := weight
 	for _, g := range r.groups {
 		if g.ID != id {
@@ -436,7 +434,7 @@ func (r *Ring) carveTokens(id GroupID, weight, n int) []uint64 {
 	}
 	owned := r.owned()
 	target := space*float64(weight)/float64(total) - owned[id]
-	excess := make(map[GroupID]float64, len(owned))
+	excess := make(map[base.GroupID]float64, len(owned))
 	for _, g := range r.groups {
 		if g.ID != id {
 			excess[g.ID] = owned[g.ID] - space*float64(g.Weight)/float64(total)
@@ -448,7 +446,7 @@ func (r *Ring) carveTokens(id GroupID, weight, n int) []uint64 {
 	for i := 0; i < n; i++ {
 		need := (target - taken) / float64(n-i)
 		// The existing group furthest above its fair share gives up space.
-		var donor GroupID
+		var donor base.GroupID
 		best := math.Inf(-1)
 		for _, g := range r.groups {
 			if e, ok := excess[g.ID]; ok && e > best {

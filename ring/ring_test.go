@@ -7,6 +7,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/ringkv/ringkv/base"
 )
 
 // MustRing builds a ring of equal-weight groups 1..n.
@@ -15,7 +17,7 @@ func mustRing(t testing.TB, n, vnodes int) *Ring {
 	r := New(vnodes)
 	for i := 1; i <= n; i++ {
 		var err error
-		if r, err = r.AddGroup(GroupID(i), 1); err != nil {
+		if r, err = r.AddGroup(base.GroupID(i), 1); err != nil {
 			t.Fatalf("AddGroup(%d): %v", i, err)
 		}
 	}
@@ -35,9 +37,9 @@ func randomKeys(seed uint64, n int) [][]byte {
 	return keys
 }
 
-func counts(t testing.TB, r *Ring, keys [][]byte) map[GroupID]int {
+func counts(t testing.TB, r *Ring, keys [][]byte) map[base.GroupID]int {
 	t.Helper()
-	c := map[GroupID]int{}
+	c := map[base.GroupID]int{}
 	for _, k := range keys {
 		g, err := r.Lookup(k)
 		if err != nil {
@@ -72,11 +74,11 @@ func TestEqualGroupsHoldFairShare(t *testing.T) {
 		c := counts(t, r, keys)
 		fair := float64(len(keys)) / float64(n)
 		for g := 1; g <= n; g++ {
-			got := float64(c[GroupID(g)])
+			got := float64(c[base.GroupID(g)])
 			if got < 0.9*fair || got > 1.1*fair {
 				t.Errorf("%d groups: group %d holds %.0f keys, want %.0f ±10%%", n, g, got, fair)
 			}
-			if v := r.VNodeCount(GroupID(g)); v != DefaultVNodes {
+			if v := r.VNodeCount(base.GroupID(g)); v != DefaultVNodes {
 				t.Errorf("%d groups: group %d has %d vnodes, want %d", n, g, v, DefaultVNodes)
 			}
 		}
@@ -105,7 +107,7 @@ func TestAddGroupMovesOnlyIntoNewGroup(t *testing.T) {
 	keys := randomKeys(3, 100_000)
 	for n := 1; n <= 15; n++ {
 		before := mustRing(t, n, DefaultVNodes)
-		after, err := before.AddGroup(GroupID(n+1), 1)
+		after, err := before.AddGroup(base.GroupID(n+1), 1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -117,7 +119,7 @@ func TestAddGroupMovesOnlyIntoNewGroup(t *testing.T) {
 			a, _ := before.Lookup(k)
 			b, _ := after.Lookup(k)
 			if a != b {
-				if b != GroupID(n+1) {
+				if b != base.GroupID(n+1) {
 					t.Fatalf("n=%d: key moved from %d to %d, not to the new group", n, a, b)
 				}
 				moved++
@@ -193,7 +195,7 @@ func FuzzFromState(f *testing.F) {
 	f.Fuzz(func(t *testing.T, groups, vnodes uint8, raw []byte) {
 		st := State{VNodes: int(vnodes)}
 		for g := 0; g < int(groups%8); g++ {
-			gs := GroupState{ID: GroupID(g + 1), Weight: 1}
+			gs := GroupState{ID: base.GroupID(g + 1), Weight: 1}
 			for i := 0; i < int(vnodes); i++ {
 				var b [8]byte
 				copy(b[:], raw[min(len(raw), (g*int(vnodes)+i)%(len(raw)+1)):])
@@ -386,7 +388,7 @@ func TestBalanceSurvivesRemovalsAndCycles(t *testing.T) {
 		}
 	}
 	r := mustRing(t, 6, DefaultVNodes)
-	for _, id := range []GroupID{2, 5, 1} {
+	for _, id := range []base.GroupID{2, 5, 1} {
 		var err error
 		if r, err = r.RemoveGroup(id); err != nil {
 			t.Fatal(err)
@@ -394,7 +396,7 @@ func TestBalanceSurvivesRemovalsAndCycles(t *testing.T) {
 		check("removing groups", r)
 	}
 	rng := rand.New(rand.NewPCG(5, 6))
-	next := GroupID(7)
+	next := base.GroupID(7)
 	for step := 0; step < 60; step++ {
 		var err error
 		gs := r.Groups()

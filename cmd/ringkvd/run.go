@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/httpapi"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/snapshot"
@@ -153,7 +154,7 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 			return o, fmt.Errorf("--token-file %s is empty", o.tokenFile)
 		}
 	}
-	o.node.ID = raftnode.NodeID(*id)
+	o.node.ID = base.NodeID(*id)
 	o.node.HTTPAddr = o.httpAddr
 	if o.advertiseHTTP != "" {
 		o.node.HTTPAddr = o.advertiseHTTP
@@ -227,8 +228,8 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 		log.Error("fatal: stopping the node rather than let its state diverge", "err", err)
 		os.Exit(2)
 	}
-	removed := make(chan raftnode.NodeID, 1)
-	o.node.OnRemoved = func(peer raftnode.NodeID) { removed <- peer }
+	removed := make(chan base.NodeID, 1)
+	o.node.OnRemoved = func(peer base.NodeID) { removed <- peer }
 	stopTLS := make(chan struct{})
 	defer close(stopTLS)
 	if o.node.PeerTLS, err = peerTLS(o, log, stopTLS); err != nil {

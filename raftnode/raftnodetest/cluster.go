@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/httpapi"
 	"github.com/ringkv/ringkv/raftnode"
 )
@@ -34,7 +35,7 @@ type Options struct {
 
 // Member is one node of a test cluster.
 type Member struct {
-	ID       raftnode.NodeID
+	ID       base.NodeID
 	Node     *raftnode.Node // nil while killed
 	HTTPAddr string
 	RaftAddr string
@@ -73,7 +74,7 @@ func Start(t testing.TB, o Options) *Cluster {
 	// directories are removed.
 	t.Cleanup(c.Close)
 	for i := 0; i < o.Nodes; i++ {
-		m := &Member{ID: raftnode.NodeID(fmt.Sprintf("node%d", i+1)), DataDir: dirs[i]}
+		m := &Member{ID: base.NodeID(fmt.Sprintf("node%d", i+1)), DataDir: dirs[i]}
 		c.Members = append(c.Members, m)
 		var join []string
 		if i > 0 {
@@ -292,7 +293,7 @@ func (c *Cluster) WaitReady() {
 
 // WaitForLeader waits until live members agree on a leader of group g that
 // is itself live, and returns its index.
-func (c *Cluster) WaitForLeader(g raftnode.GroupID) int {
+func (c *Cluster) WaitForLeader(g base.GroupID) int {
 	c.t.Helper()
 	var leader int
 	c.Eventually(fmt.Sprintf("leader of group %d", g), 30*time.Second, func() error {
@@ -327,7 +328,7 @@ func (c *Cluster) WaitForLeader(g raftnode.GroupID) int {
 
 // WaitForApplied waits until every live member's replica of g has applied
 // at least index.
-func (c *Cluster) WaitForApplied(g raftnode.GroupID, index uint64) {
+func (c *Cluster) WaitForApplied(g base.GroupID, index uint64) {
 	c.t.Helper()
 	c.Eventually(fmt.Sprintf("group %d applied %d everywhere", g, index), 30*time.Second, func() error {
 		for _, m := range c.Members {
@@ -347,7 +348,7 @@ func (c *Cluster) WaitForApplied(g raftnode.GroupID, index uint64) {
 // what its leader has applied.
 func (c *Cluster) WaitConverged() {
 	c.t.Helper()
-	var groups []raftnode.GroupID
+	var groups []base.GroupID
 	for _, m := range c.Members {
 		if m.Node != nil {
 			for _, g := range m.Node.Layout().Groups {
@@ -365,7 +366,7 @@ func (c *Cluster) WaitConverged() {
 
 // holds reports whether the layout, as a live member sees it, places a
 // replica of g on m.
-func (c *Cluster) holds(m *Member, g raftnode.GroupID) bool {
+func (c *Cluster) holds(m *Member, g base.GroupID) bool {
 	for _, o := range c.Members {
 		if o.Node == nil {
 			continue
@@ -377,7 +378,7 @@ func (c *Cluster) holds(m *Member, g raftnode.GroupID) bool {
 }
 
 // Holders returns the indexes of the members holding a replica of g.
-func (c *Cluster) Holders(g raftnode.GroupID) []int {
+func (c *Cluster) Holders(g base.GroupID) []int {
 	var out []int
 	for i, m := range c.Members {
 		if c.holds(m, g) {
@@ -400,7 +401,7 @@ func (c *Cluster) Add(weight float64) int {
 // returns its index at once, without waiting for it to be ready.
 func (c *Cluster) StartJoining(weight float64) int {
 	c.t.Helper()
-	m := &Member{ID: raftnode.NodeID(fmt.Sprintf("node%d", len(c.Members)+1)), DataDir: c.t.TempDir(), weight: weight}
+	m := &Member{ID: base.NodeID(fmt.Sprintf("node%d", len(c.Members)+1)), DataDir: c.t.TempDir(), weight: weight}
 	c.Members = append(c.Members, m)
 	c.start(m, []string{c.Members[0].URL()})
 	return len(c.Members) - 1
@@ -419,7 +420,7 @@ func (c *Cluster) WaitPlaced(timeout time.Duration) {
 				return fmt.Errorf("%s: not balanced yet (move %+v)", m.ID, ci.Move)
 			}
 			l := m.Node.Layout()
-			var want, have []raftnode.GroupID
+			var want, have []base.GroupID
 			for _, g := range l.Groups {
 				if slices.Contains(g.Replicas, m.ID) {
 					want = append(want, g.ID)
@@ -438,7 +439,7 @@ func (c *Cluster) WaitPlaced(timeout time.Duration) {
 	})
 }
 
-func groupStatus(n *raftnode.Node, g raftnode.GroupID) (raftnode.GroupStatus, bool) {
+func groupStatus(n *raftnode.Node, g base.GroupID) (raftnode.GroupStatus, bool) {
 	for _, gs := range n.Status().Groups {
 		if gs.ID == g {
 			return gs, true
@@ -448,7 +449,7 @@ func groupStatus(n *raftnode.Node, g raftnode.GroupID) (raftnode.GroupStatus, bo
 }
 
 // GroupStatus returns member i's view of group g.
-func (c *Cluster) GroupStatus(i int, g raftnode.GroupID) raftnode.GroupStatus {
+func (c *Cluster) GroupStatus(i int, g base.GroupID) raftnode.GroupStatus {
 	gs, _ := groupStatus(c.Members[i].Node, g)
 	return gs
 }
