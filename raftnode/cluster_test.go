@@ -458,7 +458,7 @@ func TestJoinerIsALearnerUntilCaughtUp(t *testing.T) {
 	release := make(chan struct{})
 	c := raftnodetest.Start(t, raftnodetest.Options{Groups: 2, Configure: func(cfg *raftnode.Config) {
 		if cfg.ID == "node4" {
-			cfg.OnMetaApply = func(uint64) { <-release }
+			cfg.Knobs.OnMetaApply = func(uint64) { <-release }
 		}
 	}})
 	releaseOnce := sync.OnceFunc(func() { close(release) })

@@ -126,6 +126,13 @@ type Config struct {
 	// node has recorded that in its data dir and will not start on it
 	// again; ringkvd stops.
 	OnRemoved func(peer base.NodeID)
+	// Knobs are hooks for tests; the zero value does nothing.
+	Knobs TestingKnobs
+}
+
+// TestingKnobs are the hooks tests use to hold a node at a chosen point or
+// make it answer as an earlier release would. Each is nil in production.
+type TestingKnobs struct {
 	// OnTransfer, when set, is called by the node moving keys as a
 	// transfer reaches each phase (copy, fenced, flipped), before it acts
 	// on it. Tests use it to hold a ring change at a chosen point.

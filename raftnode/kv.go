@@ -205,7 +205,7 @@ func (n *Node) Serve(ctx context.Context, req Request) (Response, error) {
 	if err := req.Validate(); err != nil {
 		return Response{}, err
 	}
-	if h := n.cfg.OnServe; h != nil {
+	if h := n.cfg.Knobs.OnServe; h != nil {
 		if err := h(req.Op); err != nil {
 			return Response{ServedBy: n.cfg.ID}, err
 		}
@@ -241,8 +241,8 @@ func (n *Node) local(ctx context.Context, r *replica, req Request) (Response, er
 			// So are they during a restore, which fences every group.
 			r.asyncMu.RLock()
 			if l := n.Layout(); (l.Migration == nil || !l.Migration.sourcing(r.id)) && l.Restore == nil {
-				if n.cfg.OnAsyncWrite != nil {
-					n.cfg.OnAsyncWrite(r.id, req.Key)
+				if n.cfg.Knobs.OnAsyncWrite != nil {
+					n.cfg.Knobs.OnAsyncWrite(r.id, req.Key)
 				}
 				at, err := r.applyAsync(ctx, cmd.Encode(), req.Key)
 				r.asyncMu.RUnlock()

@@ -256,7 +256,7 @@ type metaFSM struct {
 	// written before snapshots carried it).
 	index   uint64
 	changed chan struct{}
-	// before, when set, is called before each entry applies (Config.OnMetaApply).
+	// before, when set, is called before each entry applies (Config.Knobs.OnMetaApply).
 	before func(index uint64)
 }
 

@@ -437,8 +437,8 @@ func (n *Node) recordPhase(ctx context.Context, p migrationPhase) error {
 func (n *Node) runTransfer(ctx context.Context, term uint64, t TransferState) error {
 	start := time.Now()
 	hook := func(phase string) {
-		if n.cfg.OnTransfer != nil {
-			n.cfg.OnTransfer(t.From, t.To, phase)
+		if n.cfg.Knobs.OnTransfer != nil {
+			n.cfg.Knobs.OnTransfer(t.From, t.To, phase)
 		}
 	}
 	var watermark uint64 // modify indexes above it changed after the copy began

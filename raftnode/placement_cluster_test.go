@@ -244,7 +244,7 @@ func TestReplicaMoveSurvivesTheMoverStopping(t *testing.T) {
 	held := make(chan raftnode.ReplicaMove, 1)
 	hook := holdFirstNonvoterStep(held, nil) // held until the node stops
 	c := raftnodetest.Start(t, raftnodetest.Options{Groups: 3, Configure: func(cfg *raftnode.Config) {
-		cfg.OnReplicaMove = hook
+		cfg.Knobs.OnReplicaMove = hook
 	}})
 	want := fill(t, c, "m", 100)
 	c.Add(0)
@@ -378,7 +378,7 @@ func TestReplicaMoveToADeadNodeIsUndone(t *testing.T) {
 	hook := holdFirstNonvoterStep(held, release)
 	c := raftnodetest.Start(t, raftnodetest.Options{Groups: 3, Configure: func(cfg *raftnode.Config) {
 		cfg.MoveStall = 2 * time.Second
-		cfg.OnReplicaMove = hook
+		cfg.Knobs.OnReplicaMove = hook
 	}})
 	want := fill(t, c, "dead", 100)
 	added := c.Add(0)

@@ -148,8 +148,8 @@ func (n *Node) runMove(ctx context.Context, mv ReplicaMove) error {
 			n.log.Info("replica moved", "move", mv.String(), "outcome", resp.Progress, "took", time.Since(started).Round(time.Millisecond))
 			return nil
 		}
-		if n.cfg.OnReplicaMove != nil {
-			n.cfg.OnReplicaMove(ctx, mv, resp.Progress)
+		if n.cfg.Knobs.OnReplicaMove != nil {
+			n.cfg.Knobs.OnReplicaMove(ctx, mv, resp.Progress)
 		}
 		if !sleepCtx(ctx, 200*time.Millisecond) {
 			return ctx.Err()

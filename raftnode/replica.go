@@ -138,7 +138,7 @@ func (n *Node) openReplica(id base.GroupID, boot []raft.Server) (*replica, error
 	var fsm raft.FSM
 	if id == base.MetaGroup {
 		r.meta = newMetaFSM()
-		r.meta.before = n.cfg.OnMetaApply
+		r.meta.before = n.cfg.Knobs.OnMetaApply
 		fsm = r.meta
 	} else {
 		opts := store.DefaultOptions()

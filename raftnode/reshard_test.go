@@ -323,7 +323,7 @@ func holdingCluster(t *testing.T) (c *raftnodetest.Cluster, hold func(phase stri
 	reached := make(chan base.GroupID, 16)
 	release := make(chan struct{})
 	c = raftnodetest.Start(t, raftnodetest.Options{Configure: func(cfg *raftnode.Config) {
-		cfg.OnTransfer = func(from, to base.GroupID, phase string) {
+		cfg.Knobs.OnTransfer = func(from, to base.GroupID, phase string) {
 			if phase == holdAt.Load().(string) {
 				select {
 				case reached <- from:
@@ -511,7 +511,7 @@ func TestAsyncWriteIsNotOvertakenByAFence(t *testing.T) {
 	var once sync.Once
 	fencedWhileHeld := false
 	c = raftnodetest.Start(t, raftnodetest.Options{Configure: func(cfg *raftnode.Config) {
-		cfg.OnAsyncWrite = func(g base.GroupID, k []byte) {
+		cfg.Knobs.OnAsyncWrite = func(g base.GroupID, k []byte) {
 			if string(k) != string(key) {
 				return
 			}
@@ -607,7 +607,7 @@ func TestLaggingMetadataLeaderDoesNotRedoAFinishedChange(t *testing.T) {
 		lag[id] = make(chan struct{})
 		release := lag[id]
 		lagMu.Unlock()
-		cfg.OnTransfer = func(from, to base.GroupID, phase string) {
+		cfg.Knobs.OnTransfer = func(from, to base.GroupID, phase string) {
 			if afterKill.Load() {
 				if redone.CompareAndSwap(nil, fmt.Sprintf("%s: transfer %d->%d at %s", id, from, to, phase)) {
 					close(acted)
@@ -622,7 +622,7 @@ func TestLaggingMetadataLeaderDoesNotRedoAFinishedChange(t *testing.T) {
 				<-holdCopy
 			}
 		}
-		cfg.OnMetaApply = func(uint64) {
+		cfg.Knobs.OnMetaApply = func(uint64) {
 			if _, held := lagging.Load(id); held {
 				<-release
 			}
@@ -739,7 +739,7 @@ func TestLaggingMetadataLeaderDoesNotRedoAFinishedChange(t *testing.T) {
 func TestListWhileTheMetadataLeaderIsOfAnEarlierRelease(t *testing.T) {
 	var refuse atomic.Value // the error layout_index is refused with, or nil
 	c := raftnodetest.Start(t, raftnodetest.Options{Configure: func(cfg *raftnode.Config) {
-		cfg.OnServe = func(op string) error {
+		cfg.Knobs.OnServe = func(op string) error {
 			if err, _ := refuse.Load().(error); err != nil && op == "layout_index" {
 				return err
 			}
@@ -781,7 +781,7 @@ func TestListFromALaggingLayoutIsCompleteOrRefused(t *testing.T) {
 	release := make(chan struct{})
 	c := raftnodetest.Start(t, raftnodetest.Options{Configure: func(cfg *raftnode.Config) {
 		id := cfg.ID
-		cfg.OnMetaApply = func(uint64) {
+		cfg.Knobs.OnMetaApply = func(uint64) {
 			if _, held := lagging.Load(id); held {
 				<-release
 			}

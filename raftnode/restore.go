@@ -220,7 +220,7 @@ func sameRing(a, b ring.State) bool {
 func (n *Node) restoreCheckpoints(ctx context.Context, run *restoreRun, m snapshot.Manifest, files map[string]string, rep *RestoreReport) error {
 	for _, g := range m.Groups {
 		gid := base.GroupID(g.ID)
-		if hook := n.cfg.OnRestoreInstall; hook != nil {
+		if hook := n.cfg.Knobs.OnRestoreInstall; hook != nil {
 			if err := hook(gid); err != nil {
 				return err
 			}

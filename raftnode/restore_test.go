@@ -19,7 +19,7 @@ import (
 func TestRestoreIsAllOrNothingAndOneAtATime(t *testing.T) {
 	var fail func(g base.GroupID) error
 	c := raftnodetest.Start(t, raftnodetest.Options{Groups: 3, Configure: func(cfg *raftnode.Config) {
-		cfg.OnRestoreInstall = func(g base.GroupID) error {
+		cfg.Knobs.OnRestoreInstall = func(g base.GroupID) error {
 			if fail != nil {
 				return fail(g)
 			}
