@@ -107,8 +107,7 @@ func nextGroupID(l *Layout) base.GroupID {
 
 // serveMoving runs the moving operations on replica r, which leads its
 // group (or the metadata group, for opRingChange).
-func (n *Node) serveMoving(ctx context.Context, r *replica, req Request) (Response, error) {
-	resp := Response{ServedBy: n.cfg.ID}
+func (n *Node) serveMoving(ctx context.Context, r *replica, req Request, resp Response) (Response, error) {
 	if req.Op == opRingAbort {
 		_, err := r.apply(ctx, mustJSON(metaCommand{Op: "migrate_abort"}))
 		return resp, err
