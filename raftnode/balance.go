@@ -149,7 +149,7 @@ func (n *Node) recordLoads(ctx context.Context) {
 	}
 	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := n.meta.apply(actx, mustJSON(metaCommand{Op: "loads", Loads: fresh})); err != nil {
+	if _, err := n.meta.apply(actx, mustJSON(metaCommand{Op: metaLoads, Loads: fresh})); err != nil {
 		n.log.Warn("recording group loads", "err", err)
 		return
 	}

@@ -108,7 +108,7 @@ func (n *Node) joinLocal(ctx context.Context, info NodeInfo) error {
 	if err := n.changeMembership(ctx, n.meta, Request{Op: opAddNonvoter, Group: base.MetaGroup, Node: &info}); err != nil {
 		return err
 	}
-	if _, err := n.meta.apply(ctx, mustJSON(metaCommand{Op: "add_node", Node: &info})); err != nil {
+	if _, err := n.meta.apply(ctx, mustJSON(metaCommand{Op: metaAddNode, Node: &info})); err != nil {
 		return err
 	}
 	for _, g := range n.Layout().Groups {
@@ -208,7 +208,7 @@ func (n *Node) removeLocal(ctx context.Context, id base.NodeID, force bool) (int
 	movesFirst := others >= l.replication() || (len(short) > 0 && !slices.Contains(short, metaGroupName) && l.shortGroupsCanMove(id))
 	if held > 0 && movesFirst {
 		if !info.Leaving {
-			if _, err := n.meta.apply(ctx, mustJSON(metaCommand{Op: "node_state", Node: &NodeInfo{ID: id}, Draining: true, Leaving: true})); err != nil {
+			if _, err := n.meta.apply(ctx, mustJSON(metaCommand{Op: metaNodeState, Node: &NodeInfo{ID: id}, Draining: true, Leaving: true})); err != nil {
 				return 0, err
 			}
 			n.log.Info("node leaving: its replicas move to other nodes first", "id", id, "replicas", held)
@@ -270,7 +270,7 @@ func (n *Node) evict(ctx context.Context, id base.NodeID) error {
 	if err := n.changeMembership(ctx, n.meta, Request{Op: opRemoveServer, Group: base.MetaGroup, Node: &NodeInfo{ID: id}}); err != nil {
 		return err
 	}
-	if _, err := n.meta.apply(ctx, mustJSON(metaCommand{Op: "remove_node", Node: &NodeInfo{ID: id}})); err != nil {
+	if _, err := n.meta.apply(ctx, mustJSON(metaCommand{Op: metaRemoveNode, Node: &NodeInfo{ID: id}})); err != nil {
 		return err
 	}
 	n.log.Info("node removed", "id", id)

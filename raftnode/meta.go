@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"sync"
 
 	"github.com/hashicorp/raft"
@@ -132,7 +131,7 @@ func (l *Layout) RingView() *ring.Ring { return l.ring }
 
 // metaCommand is an entry of the metadata group's log.
 type metaCommand struct {
-	Op     string    `json:"op"` // init, add_node, remove_node, node_state, migrate_start, migrate_phase, migrate_end, migrate_abort, migrate_aborted, pin_leader, replica_move_start, replica_move_end, loads, restore_begin, restore_renew, restore_end, acl
+	Op     metaOp    `json:"op"`
 	Node   *NodeInfo `json:"node,omitempty"`
 	Groups int       `json:"groups,omitempty"`
 	VNodes int       `json:"vnodes,omitempty"`
@@ -169,31 +168,31 @@ func decodeMetaCommand(b []byte) (metaCommand, error) {
 		return c, fmt.Errorf("%w: meta command: %v", base.ErrBadRequest, err)
 	}
 	switch c.Op {
-	case "init":
+	case metaInit:
 		if c.Node == nil || c.Node.ID == "" || c.Groups < 1 || c.Groups > 1024 || c.VNodes < 1 || c.VNodes > 4096 ||
 			c.Replication < 0 || c.Replication > MaxReplication {
 			return c, fmt.Errorf("%w: meta init: bad fields", base.ErrBadRequest)
 		}
-	case "add_node", "remove_node", "node_state":
+	case metaAddNode, metaRemoveNode, metaNodeState:
 		if c.Node == nil || c.Node.ID == "" {
 			return c, fmt.Errorf("%w: meta %s: node missing", base.ErrBadRequest, c.Op)
 		}
 		if !(c.Node.Weight >= 0 && c.Node.Weight <= MaxNodeWeight) {
 			return c, fmt.Errorf("%w: meta %s: weight %v", base.ErrBadRequest, c.Op, c.Node.Weight)
 		}
-		if c.Op == "add_node" {
+		if c.Op == metaAddNode {
 			if err := CheckMember(*c.Node); err != nil {
 				return c, fmt.Errorf("meta add_node: %w", err)
 			}
 		}
-	case "replica_move_start", "replica_move_end":
+	case metaReplicaMoveStart, metaReplicaMoveEnd:
 		if c.Move == nil || c.Move.To == "" || c.Move.Group == 0 {
 			return c, fmt.Errorf("%w: meta %s: move missing", base.ErrBadRequest, c.Op)
 		}
-		if err := checkGroupID("meta "+c.Op+": group", c.Move.Group); err != nil {
+		if err := checkGroupID("meta "+string(c.Op)+": group", c.Move.Group); err != nil {
 			return c, err
 		}
-	case "migrate_start":
+	case metaMigrateStart:
 		if c.Change == nil {
 			return c, fmt.Errorf("%w: meta migrate_start: change missing", base.ErrBadRequest)
 		}
@@ -203,11 +202,11 @@ func decodeMetaCommand(b []byte) (metaCommand, error) {
 		if c.Change.Add != nil && c.Change.Add.Group == 0 {
 			return c, fmt.Errorf("%w: meta migrate_start: an added group needs its id", base.ErrBadRequest)
 		}
-	case "migrate_phase":
+	case metaMigratePhase:
 		if c.Phase == nil {
 			return c, fmt.Errorf("%w: meta migrate_phase: phase missing", base.ErrBadRequest)
 		}
-	case "loads":
+	case metaLoads:
 		if len(c.Loads) > 4096 {
 			return c, fmt.Errorf("%w: meta loads: %d groups", base.ErrBadRequest, len(c.Loads))
 		}
@@ -219,24 +218,24 @@ func decodeMetaCommand(b []byte) (metaCommand, error) {
 				return c, err
 			}
 		}
-	case "migrate_end", "migrate_abort", "migrate_aborted":
-	case "restore_begin", "restore_renew", "restore_end":
+	case metaMigrateEnd, metaMigrateAbort, metaMigrateAborted:
+	case metaRestoreBegin, metaRestoreRenew, metaRestoreEnd:
 		if c.Restore == nil {
 			return c, fmt.Errorf("%w: meta %s: lock missing", base.ErrBadRequest, c.Op)
 		}
 		if err := checkRestoreID(c.Restore.ID); err != nil {
 			return c, fmt.Errorf("meta %s: %w", c.Op, err)
 		}
-		if c.Op == "restore_begin" {
+		if c.Op == metaRestoreBegin {
 			if err := CheckNodeID(c.Restore.Node); err != nil {
 				return c, fmt.Errorf("meta restore_begin: %w", err)
 			}
 		}
-	case "pin_leader":
+	case metaPinLeader:
 		if err := checkGroupID("meta pin_leader: group", c.Group); err != nil {
 			return c, err
 		}
-	case "acl":
+	case metaACL:
 		if err := c.ACL.check(); err != nil {
 			return c, fmt.Errorf("meta acl: %w", err)
 		}
@@ -245,6 +244,31 @@ func decodeMetaCommand(b []byte) (metaCommand, error) {
 	}
 	return c, nil
 }
+
+// metaOp names a metadata command; its words are what the log holds.
+type metaOp string
+
+// The metadata commands. applyMetaRules (and metaRules) says what each
+// does to the layout; decodeMetaCommand what each must carry.
+const (
+	metaInit             metaOp = "init"
+	metaAddNode          metaOp = "add_node"
+	metaRemoveNode       metaOp = "remove_node"
+	metaNodeState        metaOp = "node_state"
+	metaMigrateStart     metaOp = "migrate_start"
+	metaMigratePhase     metaOp = "migrate_phase"
+	metaMigrateEnd       metaOp = "migrate_end"
+	metaMigrateAbort     metaOp = "migrate_abort"
+	metaMigrateAborted   metaOp = "migrate_aborted"
+	metaPinLeader        metaOp = "pin_leader"
+	metaReplicaMoveStart metaOp = "replica_move_start"
+	metaReplicaMoveEnd   metaOp = "replica_move_end"
+	metaLoads            metaOp = "loads"
+	metaRestoreBegin     metaOp = "restore_begin"
+	metaRestoreRenew     metaOp = "restore_renew"
+	metaRestoreEnd       metaOp = "restore_end"
+	metaACL              metaOp = "acl"
+)
 
 // metaFSM is the metadata group's state machine. It keeps the layout in
 // memory; its snapshots are the layout as JSON.
@@ -330,14 +354,13 @@ func applyMeta(cur *Layout, c metaCommand) (next *Layout, err error) {
 }
 
 func applyMetaRules(cur *Layout, c metaCommand) (*Layout, error) {
-	if !cur.Initialized && c.Op != "init" {
+	if !cur.Initialized && c.Op != metaInit {
 		// A layout with members but no ring would not restore from a
 		// snapshot.
 		return nil, fmt.Errorf("%w: meta %s: cluster layout not initialised yet", base.ErrUnavailable, c.Op)
 	}
 	next := cur.clone()
-	switch c.Op {
-	case "init":
+	if c.Op == metaInit {
 		if cur.Initialized {
 			return nil, nil
 		}
@@ -357,136 +380,14 @@ func applyMetaRules(cur *Layout, c metaCommand) (*Layout, error) {
 		}
 		next.Nodes = []NodeInfo{*c.Node}
 		next.Ring, next.ring = r.State(), r
-	case "add_node":
-		info := *c.Node
-		info.Draining, info.Leaving = false, false
-		if i := next.nodeIndex(c.Node.ID); i >= 0 {
-			next.Nodes[i] = info
-			return next, nil
-		}
-		next.Nodes = append(next.Nodes, info)
-		sort.Slice(next.Nodes, func(i, j int) bool { return next.Nodes[i].ID < next.Nodes[j].ID })
-		// A group short of replicas takes the new node at once; the
-		// placer moves replicas of full groups onto it afterwards.
-		for i := range next.Groups {
-			if len(next.Groups[i].Replicas) < next.replication() && len(next.Groups[i].Bootstrap) == 0 {
-				next.Groups[i].Replicas = append(next.Groups[i].Replicas, c.Node.ID)
-			}
-		}
-	case "loads":
-		next.Loads = nil
-		for g, v := range c.Loads {
-			if _, ok := cur.Group(g); ok && v > 0 {
-				if next.Loads == nil {
-					next.Loads = map[base.GroupID]float64{}
-				}
-				next.Loads[g] = v
-			}
-		}
-	case "node_state":
-		if err := setNodeState(next, c.Node.ID, c.Draining, c.Leaving); err != nil {
-			return nil, err
-		}
-	case "replica_move_start":
-		if err := startReplicaMove(next, *c.Move); err != nil {
-			return nil, err
-		}
-	case "replica_move_end":
-		if err := endReplicaMove(next, *c.Move, c.Aborted); err != nil {
-			return nil, err
-		}
-	case "migrate_start":
-		if err := startMigration(cur, next, *c.Change); err != nil {
-			return nil, err
-		}
-	case "migrate_phase":
-		if err := advanceMigration(next, *c.Phase); err != nil {
-			return nil, err
-		}
-	case "migrate_end":
-		if err := endMigration(next); err != nil {
-			return nil, err
-		}
-	case "migrate_abort":
-		if err := abortMigration(next); err != nil {
-			return nil, err
-		}
-	case "pin_leader":
-		g, ok := cur.Group(c.Group)
-		if !ok {
-			return nil, fmt.Errorf("%w: no group %d", base.ErrNotFound, c.Group)
-		}
-		if c.Node == nil {
-			delete(next.Leaders, c.Group)
-			break
-		}
-		replica := false
-		for _, id := range g.Replicas {
-			replica = replica || id == c.Node.ID
-		}
-		if !replica {
-			return nil, fmt.Errorf("%w: node %s holds no replica of group %d", base.ErrBadRequest, c.Node.ID, c.Group)
-		}
-		if next.Leaders == nil {
-			next.Leaders = map[base.GroupID]base.NodeID{}
-		}
-		next.Leaders[c.Group] = c.Node.ID
-	case "acl":
-		if !cur.Initialized {
-			// Not "off": the init that turns it on may be next.
-			return nil, fmt.Errorf("%w: cluster layout not initialised yet", base.ErrUnavailable)
-		}
-		a, err := applyACL(cur.ACL, c.ACL)
-		if err != nil {
-			return nil, err
-		}
-		next.ACL = a
-	case "migrate_aborted":
-		if err := endAbortedMigration(next); err != nil {
-			return nil, err
-		}
-	case "restore_begin":
-		if cur.Restore != nil {
-			return nil, fmt.Errorf("%w: a restore is in progress (%s, run by node %s); one at a time", base.ErrConflict, cur.Restore.ID, cur.Restore.Node)
-		}
-		if cur.Migration != nil {
-			return nil, fmt.Errorf("%w: a ring change is in progress (%s); restore once it is done", base.ErrConflict, cur.Migration.Change)
-		}
-		next.Restore = &RestoreLock{ID: c.Restore.ID, Node: c.Restore.Node}
-	case "restore_renew", "restore_end":
-		if cur.Restore == nil || cur.Restore.ID != c.Restore.ID {
-			return nil, fmt.Errorf("%w: restore %s does not hold the restore lock", base.ErrConflict, c.Restore.ID)
-		}
-		if c.Op == "restore_end" {
-			next.Restore = nil
-			break
-		}
-		l := *cur.Restore
-		l.Renewals++
-		next.Restore = &l
-	case "remove_node":
-		i := next.nodeIndex(c.Node.ID)
-		if i < 0 {
-			return nil, fmt.Errorf("%w: node %s", base.ErrNotFound, c.Node.ID)
-		}
-		next.Nodes = append(next.Nodes[:i], next.Nodes[i+1:]...)
-		if next.Move != nil && (next.Move.To == c.Node.ID || next.Move.From == c.Node.ID) {
-			next.Move = nil // the placer plans again without it
-		}
-		for g, id := range next.Leaders {
-			if id == c.Node.ID {
-				delete(next.Leaders, g)
-			}
-		}
-		for gi := range next.Groups {
-			reps := next.Groups[gi].Replicas[:0]
-			for _, r := range next.Groups[gi].Replicas {
-				if r != c.Node.ID {
-					reps = append(reps, r)
-				}
-			}
-			next.Groups[gi].Replicas = reps
-		}
+		return next, nil
+	}
+	rule, ok := metaRules[c.Op]
+	if !ok {
+		return next, nil // decodeMetaCommand refuses unknown ops first
+	}
+	if err := rule(cur, next, c); err != nil {
+		return nil, err
 	}
 	return next, nil
 }

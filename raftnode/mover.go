@@ -109,7 +109,7 @@ func nextGroupID(l *Layout) base.GroupID {
 // group (or the metadata group, for opRingChange).
 func (n *Node) serveMoving(ctx context.Context, r *replica, req Request, resp Response) (Response, error) {
 	if req.Op == opRingAbort {
-		_, err := r.apply(ctx, mustJSON(metaCommand{Op: "migrate_abort"}))
+		_, err := r.apply(ctx, mustJSON(metaCommand{Op: metaMigrateAbort}))
 		return resp, err
 	}
 	if req.Op == opRingChange {
@@ -121,7 +121,7 @@ func (n *Node) serveMoving(ctx context.Context, r *replica, req Request, resp Re
 			add.Group = nextGroupID(n.Layout())
 			c.Add = &add
 		}
-		_, err := r.apply(ctx, mustJSON(metaCommand{Op: "migrate_start", Change: &c}))
+		_, err := r.apply(ctx, mustJSON(metaCommand{Op: metaMigrateStart, Change: &c}))
 		resp.Change = &c
 		return resp, err
 	}
@@ -357,7 +357,7 @@ func (n *Node) migrate(ctx context.Context) error {
 			return fmt.Errorf("transfer %d->%d: %w", t.From, t.To, err)
 		}
 	}
-	if _, err := n.meta.apply(ctx, mustJSON(metaCommand{Op: "migrate_end"})); err != nil {
+	if _, err := n.meta.apply(ctx, mustJSON(metaCommand{Op: metaMigrateEnd})); err != nil {
 		return err
 	}
 	n.log.Info("ring change complete", "change", m.Change.String(), "epoch", m.Next.Epoch)
@@ -402,7 +402,7 @@ func (n *Node) undo(ctx context.Context, term uint64, m *Migration) error {
 		}
 		n.log.Info("transfer undone", "from", uint32(t.From), "to", uint32(t.To), "dropped_copies", dropped)
 	}
-	if _, err := n.meta.apply(ctx, mustJSON(metaCommand{Op: "migrate_aborted"})); err != nil {
+	if _, err := n.meta.apply(ctx, mustJSON(metaCommand{Op: metaMigrateAborted})); err != nil {
 		return err
 	}
 	n.log.Info("ring change aborted", "change", m.Change.String())
@@ -427,7 +427,7 @@ func (n *Node) drop(ctx context.Context, term uint64, g base.GroupID, ranges []r
 }
 
 func (n *Node) recordPhase(ctx context.Context, p migrationPhase) error {
-	_, err := n.meta.apply(ctx, mustJSON(metaCommand{Op: "migrate_phase", Phase: &p}))
+	_, err := n.meta.apply(ctx, mustJSON(metaCommand{Op: metaMigratePhase, Phase: &p}))
 	return err
 }
 

@@ -358,7 +358,7 @@ func (n *Node) initLoop(ctx context.Context) {
 			if groups == 0 {
 				groups = n.cfg.Groups
 			}
-			cmd := metaCommand{Op: "init", Node: ptr(n.self()), Groups: groups, VNodes: n.cfg.VNodes, Replication: n.cfg.Replication, ClusterID: newClusterID(), EnableACL: n.cfg.ACL}
+			cmd := metaCommand{Op: metaInit, Node: ptr(n.self()), Groups: groups, VNodes: n.cfg.VNodes, Replication: n.cfg.Replication, ClusterID: newClusterID(), EnableACL: n.cfg.ACL}
 			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			_, err := n.meta.apply(actx, mustJSON(cmd))
 			cancel()

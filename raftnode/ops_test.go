@@ -14,6 +14,50 @@ import (
 // every handler serves an op so declared: an op cannot be added without
 // the code that serves it, nor served without a name.
 func TestEveryOpHasAHandler(t *testing.T) {
+	declared := stringConsts(t, func(name string, typ ast.Expr) bool {
+		return strings.HasPrefix(name, "op") && len(name) > 2 && name[2] >= 'A' && name[2] <= 'Z'
+	})
+	if len(declared) < 25 {
+		t.Fatalf("found %d op constants; the parse missed them", len(declared))
+	}
+	for v, name := range declared {
+		if handlers[v] == nil {
+			t.Errorf("%s (%q) has no handler in ops.go", name, v)
+		}
+	}
+	for v := range handlers {
+		if _, ok := declared[v]; !ok {
+			t.Errorf("handler for %q, which no op constant names", v)
+		}
+	}
+}
+
+// Every metadata command (const metaX metaOp = "...") but init has a rule
+// in metaRules, and every rule a command.
+func TestEveryMetaOpHasARule(t *testing.T) {
+	declared := stringConsts(t, func(_ string, typ ast.Expr) bool {
+		id, ok := typ.(*ast.Ident)
+		return ok && id.Name == "metaOp"
+	})
+	if len(declared) < 15 {
+		t.Fatalf("found %d metadata commands; the parse missed them", len(declared))
+	}
+	for v, name := range declared {
+		if metaOp(v) != metaInit && metaRules[metaOp(v)] == nil {
+			t.Errorf("%s (%q) has no rule in meta_rules.go", name, v)
+		}
+	}
+	for op := range metaRules {
+		if _, ok := declared[string(op)]; !ok {
+			t.Errorf("a rule for %q, which no metadata command names", op)
+		}
+	}
+}
+
+// stringConsts returns the package's string constants (value -> name)
+// that keep says to.
+func stringConsts(t *testing.T, keep func(name string, typ ast.Expr) bool) map[string]string {
+	t.Helper()
 	fset := token.NewFileSet()
 	pkgs, err := parser.ParseDir(fset, ".", func(fi fs.FileInfo) bool {
 		return !strings.HasSuffix(fi.Name(), "_test.go")
@@ -31,7 +75,7 @@ func TestEveryOpHasAHandler(t *testing.T) {
 			for _, s := range g.Specs {
 				vs := s.(*ast.ValueSpec)
 				for i, name := range vs.Names {
-					if !strings.HasPrefix(name.Name, "op") || len(name.Name) < 3 || name.Name[2] < 'A' || name.Name[2] > 'Z' || i >= len(vs.Values) {
+					if !keep(name.Name, vs.Type) || i >= len(vs.Values) {
 						continue
 					}
 					if lit, ok := vs.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
@@ -42,17 +86,5 @@ func TestEveryOpHasAHandler(t *testing.T) {
 			}
 		}
 	}
-	if len(declared) < 25 {
-		t.Fatalf("found %d op constants; the parse missed them", len(declared))
-	}
-	for v, name := range declared {
-		if handlers[v] == nil {
-			t.Errorf("%s (%q) has no handler in ops.go", name, v)
-		}
-	}
-	for v := range handlers {
-		if _, ok := declared[v]; !ok {
-			t.Errorf("handler for %q, which no op constant names", v)
-		}
-	}
+	return declared
 }

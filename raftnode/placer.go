@@ -81,7 +81,7 @@ func (n *Node) place(ctx context.Context) error {
 		avoid[mv.To] = true
 	}
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	_, err := n.meta.apply(actx, mustJSON(metaCommand{Op: "replica_move_start", Move: mv}))
+	_, err := n.meta.apply(actx, mustJSON(metaCommand{Op: metaReplicaMoveStart, Move: mv}))
 	cancel()
 	if err != nil {
 		return fmt.Errorf("recording %s: %w", mv, err)
@@ -170,7 +170,7 @@ func (n *Node) reachable(ctx context.Context, id base.NodeID) bool {
 func (n *Node) endMove(ctx context.Context, mv ReplicaMove, aborted bool) error {
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, err := n.meta.apply(actx, mustJSON(metaCommand{Op: "replica_move_end", Move: &mv, Aborted: aborted}))
+	_, err := n.meta.apply(actx, mustJSON(metaCommand{Op: metaReplicaMoveEnd, Move: &mv, Aborted: aborted}))
 	return err
 }
 
@@ -267,7 +267,7 @@ func (n *Node) setDraining(ctx context.Context, id base.NodeID, on bool) error {
 	if !ok {
 		return fmt.Errorf("%w: node %s is not a member", base.ErrNotFound, id)
 	}
-	_, err := n.meta.apply(ctx, mustJSON(metaCommand{Op: "node_state", Node: &NodeInfo{ID: id}, Draining: on, Leaving: on && cur.Leaving}))
+	_, err := n.meta.apply(ctx, mustJSON(metaCommand{Op: metaNodeState, Node: &NodeInfo{ID: id}, Draining: on, Leaving: on && cur.Leaving}))
 	return err
 }
 
