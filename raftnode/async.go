@@ -9,6 +9,7 @@ import (
 	"unsafe"
 
 	"github.com/hashicorp/raft"
+
 	"github.com/ringkv/ringkv/base"
 )
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
 	"github.com/ringkv/ringkv/base"
 )
 

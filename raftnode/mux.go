@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
 	"github.com/ringkv/ringkv/base"
 )
 
@@ -26,10 +27,10 @@ import (
 //
 // A node with a peer secret (access control on, no peer TLS) sends and
 // requires version 2, the header followed by the handshake in
-// peersecret.go. With peer TLS the connection is TLS from its first byte, both ends
-// presenting node certificates of the peer CA, and the header follows the
-// handshake: nothing a peer sends reaches a group before it is
-// authenticated.
+// peersecret.go. With peer TLS the connection is TLS from its first byte,
+// both ends presenting node certificates of the peer CA, and the header
+// follows the handshake: nothing a peer sends reaches a group before it
+// is authenticated.
 const (
 	muxMagic   = 'R'
 	muxVersion = 1

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
 	"github.com/ringkv/ringkv/base"
 )
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
 	"github.com/ringkv/ringkv/base"
 )
 
