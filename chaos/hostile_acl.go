@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -132,25 +133,23 @@ func forwardPastACL(ctx context.Context, h *hostile) (string, string, error) {
 	sent := fmt.Sprintf("POST /v1/internal/forward on the Raft port: put %s in group %d", key, at.Group)
 	body := mustJSON(map[string]any{"requests": []map[string]any{{"op": "put", "group": at.Group,
 		"key": []byte(key), "value": []byte("past"), "deadline_ms": 2000}}})
-	var got []string
-	for _, c := range h.nodes {
-		_, raftAddr, err := ownStatus(ctx, c)
-		if err != nil {
-			return sent, "", err
-		}
+	_, got, err := h.eachRaftPort(ctx, sent, func(raftAddr string) (string, error) {
 		answer, err := peerPost(ctx, raftAddr, "/v1/internal/forward", body)
-		if err == nil && !strings.HasPrefix(answer, "403 ") {
-			return sent, answer, fmt.Errorf("%s: the forwarded write was not refused at the Raft port", raftAddr)
-		}
 		if err != nil {
-			answer = "closed: " + err.Error()
+			return "closed: " + err.Error(), nil
 		}
-		got = append(got, answer)
+		if !strings.HasPrefix(answer, "403 ") {
+			return answer, errors.New("the forwarded write was not refused at the Raft port")
+		}
+		return answer, nil
+	})
+	if err != nil {
+		return sent, got, err
 	}
 	for _, c := range h.nodes {
 		if _, err := c.Get(ctx, key, "linearizable"); !client.IsCode(err, "not_found") {
-			return sent, summarize(got), fmt.Errorf("%s: the forwarded write is there (%v)", c.Addr(), err)
+			return sent, got, fmt.Errorf("%s: the forwarded write is there (%v)", c.Addr(), err)
 		}
 	}
-	return sent, summarize(got), nil
+	return sent, got, nil
 }

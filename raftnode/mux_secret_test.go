@@ -20,20 +20,7 @@ import (
 
 func muxSecret(t testing.TB, secret *PeerSecret, groups ...base.GroupID) (*Mux, map[base.GroupID]raft.StreamLayer) {
 	t.Helper()
-	m, err := NewMux("127.0.0.1:0", "", nil, secret, quietLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	layers := map[base.GroupID]raft.StreamLayer{}
-	for _, g := range groups {
-		l, err := m.Layer(g)
-		if err != nil {
-			t.Fatal(err)
-		}
-		layers[g] = l
-	}
-	return m, layers
+	return muxOf(t, nil, secret, groups...)
 }
 
 // waiting is how many connections wait at a layer for its group.

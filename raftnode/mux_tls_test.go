@@ -39,7 +39,13 @@ func newCA(t *testing.T) string {
 
 func muxWith(t *testing.T, tls *PeerTLS, groups ...base.GroupID) (*Mux, map[base.GroupID]raft.StreamLayer) {
 	t.Helper()
-	m, err := NewMux("127.0.0.1:0", "", tls, nil, quietLogger())
+	return muxOf(t, tls, nil, groups...)
+}
+
+// muxOf opens a mux with the given peer TLS or secret and attaches groups.
+func muxOf(t testing.TB, tls *PeerTLS, secret *PeerSecret, groups ...base.GroupID) (*Mux, map[base.GroupID]raft.StreamLayer) {
+	t.Helper()
+	m, err := NewMux("127.0.0.1:0", "", tls, secret, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
