@@ -24,8 +24,8 @@ func isStd(p string) bool { return !strings.Contains(strings.SplitN(p, "/", 2)[0
 // TestArrows enforces the package arrows drawn in the README's
 // "Architecture" section: base (ids, errors, wire codes) and the leaf
 // packages use the standard library only (ring may use base); store never
-// sees Raft or HTTP; raftnode never imports HTTP handlers; client stands
-// alone.
+// sees Raft or HTTP; transport (the Raft port) knows nothing of groups'
+// contents; raftnode never imports HTTP handlers; client stands alone.
 func TestArrows(t *testing.T) {
 	rules := []struct {
 		pkg       string
@@ -41,6 +41,8 @@ func TestArrows(t *testing.T) {
 		{pkg: "acl", stdOnly: true},
 		{pkg: "bench", forbidden: []string{module + "/raftnode", module + "/httpapi", module + "/store", "github.com/hashicorp/raft"}},
 		{pkg: "store", forbidden: []string{"github.com/hashicorp/raft", "net/http", module + "/raftnode", module + "/httpapi", module + "/ring"}},
+		{pkg: "transport", forbidden: []string{module + "/raftnode", module + "/httpapi", module + "/store", module + "/ring"}},
+		{pkg: "logstore", forbidden: []string{module + "/raftnode", module + "/httpapi", module + "/transport"}},
 		{pkg: "raftnode", forbidden: []string{module + "/httpapi", "github.com/gorilla/mux", "github.com/prometheus/client_golang/prometheus/promhttp", module + "/cmd"}},
 		{pkg: "httpapi", forbidden: []string{module + "/cmd", module + "/client"}},
 	}

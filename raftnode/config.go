@@ -2,7 +2,6 @@ package raftnode
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +10,7 @@ import (
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/snapshot"
 	"github.com/ringkv/ringkv/store"
+	"github.com/ringkv/ringkv/transport"
 )
 
 // MaxNodes is the largest cluster a node may join: every node hosts the
@@ -28,17 +28,6 @@ type Timing struct {
 	LeaderLease   time.Duration
 	Commit        time.Duration
 	ApplyDeadline time.Duration // default deadline of a request without one
-}
-
-// PeerTLS holds the TLS configurations of the Raft port.
-type PeerTLS struct {
-	// Server serves connections peers open; it must require and verify
-	// their certificates.
-	Server *tls.Config
-	// Client returns the configuration of a connection to the node at
-	// addr. It is called at each dial, so that reloaded certificates
-	// apply to connections opened after the reload.
-	Client func(addr string) *tls.Config
 }
 
 // DefaultTiming suits a LAN or a single machine.
@@ -62,7 +51,7 @@ type Config struct {
 	// PeerTLS, when set, makes every connection between nodes (Raft of
 	// every group, forwarding, node-to-node HTTP) mutually authenticated
 	// TLS. Every node of a cluster must have it, or none.
-	PeerTLS *PeerTLS
+	PeerTLS *transport.PeerTLS
 	// ACL turns access control on in a cluster this node bootstraps, and
 	// is what this node tells a cluster it joins, which refuses it unless
 	// both agree. A node enforces access control when its cluster's layout

@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/transport"
 )
 
 // ForwardPath is the internal endpoint a node serves forwarded requests on.
@@ -26,7 +27,7 @@ const ForwardPath = "/v1/internal/forward"
 // forwarder sends requests to other nodes. Node-to-node calls (forwarded
 // requests, checkpoints, restores) travel on the peers' Raft ports: small
 // requests on forwarding streams, the rest as HTTP over connections opened
-// with the mux header for peerHTTPGroup, batching concurrent requests bound
+// with the mux header for transport.PeerHTTPGroup, batching concurrent requests bound
 // for the same node. Only the public calls a node makes (joining through a
 // URL it was given, reading a peer's status) use the peers' client port.
 type forwarder struct {
@@ -49,7 +50,7 @@ func newForwarder() *forwarder {
 }
 
 // usePeerLayer makes node-to-node HTTP dial peers' Raft ports through
-// layer (the mux's peerHTTPGroup layer), where the fault hook applies too.
+// layer (the mux's transport.PeerHTTPGroup layer), where the fault hook applies too.
 func (f *forwarder) usePeerLayer(layer raft.StreamLayer) {
 	dial := func(ctx context.Context, _, addr string) (net.Conn, error) {
 		timeout := 2 * time.Second
@@ -69,7 +70,7 @@ func (f *forwarder) usePeerLayer(layer raft.StreamLayer) {
 // usePeerTLS makes the calls to peers' client ports (a join through an
 // https:// URL) verify them against the peer CA and present this node's
 // certificate, as read at each dial.
-func (f *forwarder) usePeerTLS(p *PeerTLS) {
+func (f *forwarder) usePeerTLS(p *transport.PeerTLS) {
 	tr := f.client.Transport.(*http.Transport)
 	tr.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 2 * time.Second}, Config: p.Client(addr)}
@@ -393,7 +394,7 @@ func (f *forwarder) peerSecret(ctx context.Context, url, token string) ([]byte, 
 	if err := json.Unmarshal(body, &doc); err != nil {
 		return nil, fmt.Errorf("peer secret via %s: %w", url, err)
 	}
-	return ParsePeerSecret(doc.PeerSecret)
+	return transport.ParsePeerSecret(doc.PeerSecret)
 }
 
 // status fetches a peer's status document on its Raft port, which peers

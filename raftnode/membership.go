@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/transport"
 )
 
 // Join adds a node to the cluster: to the metadata group, to the layout,
@@ -141,7 +142,7 @@ func (n *Node) probeJoiner(ctx context.Context, info NodeInfo) error {
 	}
 	body := &limitedBuffer{limit: 16 << 20}
 	if err := n.fwd.stream(req, body); err != nil {
-		var te *PeerTLSError
+		var te *transport.PeerTLSError
 		switch {
 		case errors.As(err, &te):
 			return fmt.Errorf("%w: node %s at raft_addr %s fails the peer TLS handshake (%v): every node of this cluster runs with --peer-cert, --peer-key and --peer-ca, its certificate signed by the cluster's peer CA",

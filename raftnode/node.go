@@ -17,13 +17,14 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/transport"
 )
 
 // Node is one ringkv node. Its methods are safe for concurrent use.
 type Node struct {
 	cfg Config
 	log *slog.Logger
-	mux *Mux
+	mux *transport.Mux
 	fwd *forwarder
 	// peerLn accepts node-to-node HTTP on the Raft port (PeerListener).
 	peerLn raft.StreamLayer
@@ -56,7 +57,7 @@ type Node struct {
 	aclWarned atomic.Bool
 	// secret is the cluster's peer secret when its Raft port requires one
 	// (access control on, no peer TLS), nil otherwise; see peersecret.go.
-	secret *PeerSecret
+	secret *transport.PeerSecret
 	// aclSync is the layout catch-up unknown tokens wait for, if any.
 	aclSyncMu sync.Mutex
 	aclSync   *aclWait
@@ -95,7 +96,7 @@ func New(cfg Config) (*Node, error) {
 	if n.secret, err = n.openPeerSecret(restart, bootstrap); err != nil {
 		return nil, err
 	}
-	n.mux, err = NewMux(cfg.RaftAddr, cfg.AdvertiseRaft, cfg.PeerTLS, n.secret, n.log)
+	n.mux, err = transport.NewMux(cfg.RaftAddr, cfg.AdvertiseRaft, cfg.PeerTLS, n.secret, n.log)
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +111,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.fwd.streams = newStreams(sl)
 	go n.serveStreams(sl)
-	if n.peerLn, err = n.mux.Layer(peerHTTPGroup); err != nil {
+	if n.peerLn, err = n.mux.Layer(transport.PeerHTTPGroup); err != nil {
 		n.mux.Close()
 		return nil, err
 	}
@@ -286,7 +287,7 @@ func (n *Node) ID() base.NodeID { return n.cfg.ID }
 
 // Mux exposes the Raft port's fault hook (Block) to tests and the chaos
 // harness.
-func (n *Node) Mux() *Mux { return n.mux }
+func (n *Node) Mux() *transport.Mux { return n.mux }
 
 // PeerListener accepts the node-to-node HTTP calls that arrive on the Raft
 // port (the internal endpoints under /v1/internal: forwarded requests,

@@ -15,6 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/logstore"
 	"github.com/ringkv/ringkv/ring"
 	"github.com/ringkv/ringkv/store"
 )
@@ -26,7 +27,7 @@ type replica struct {
 	node   *Node
 	dir    string
 	raft   *raft.Raft
-	logs   *boltLog
+	logs   *logstore.Bolt
 	cache  raft.LogStore
 	notify *appendNotifier    // wraps cache; raft stores through it
 	snaps  raft.SnapshotStore // a *stateSnapshots for data groups
@@ -100,7 +101,7 @@ func (n *Node) openReplica(id base.GroupID, boot []raft.Server) (*replica, error
 	// The log's free pages are not written at each append (one page write
 	// fewer per append); bbolt finds them again by walking the file when
 	// it opens, which for a log compacted by snapshots is a small file.
-	r.logs, err = openBoltLog(raftboltdb.Options{
+	r.logs, err = logstore.OpenBolt(raftboltdb.Options{
 		Path:        filepath.Join(dir, "raft.db"),
 		BoltOptions: &bolt.Options{Timeout: 5 * time.Second, FreelistType: bolt.FreelistMapType, NoFreelistSync: true},
 	}, int(max(1, min(n.cfg.TrailingLogs, maxTrailingSizes))), n.log.With("group", uint32(id)), n.fatal)
@@ -108,7 +109,7 @@ func (n *Node) openReplica(id base.GroupID, boot []raft.Server) (*replica, error
 		return nil, fmt.Errorf("group %d: open log: %w", id, err)
 	}
 	n.log.Debug("log store opened", "group", uint32(id), "took", time.Since(openStart).Round(time.Millisecond))
-	r.cache = newLogCache(r.logs, logCacheEntries, logCacheBytes)
+	r.cache = logstore.NewCache(r.logs, logstore.CacheEntries, logstore.CacheBytes)
 	// A data group keeps one snapshot, which holds no data (see
 	// stateSnapshots); the metadata group keeps two, its state is rebuilt
 	// from the newest that restores.

@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/transport"
 )
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -25,14 +26,14 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 // fakePeer is the serving end of forwarding streams, answered by hand.
 type fakePeer struct {
 	addr  string
-	mux   *Mux
+	mux   *transport.Mux
 	conns chan net.Conn
 }
 
 // streamPair starts a fake peer and a client that forwards to it.
-func streamPair(t *testing.T) (*fakePeer, *streams, *Mux) {
+func streamPair(t *testing.T) (*fakePeer, *streams, *transport.Mux) {
 	t.Helper()
-	pm, err := NewMux("127.0.0.1:0", "", nil, nil, quietLogger())
+	pm, err := transport.NewMux("127.0.0.1:0", "", nil, nil, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +52,7 @@ func streamPair(t *testing.T) (*fakePeer, *streams, *Mux) {
 			p.conns <- c
 		}
 	}()
-	cm, err := NewMux("127.0.0.1:0", "", nil, nil, quietLogger())
+	cm, err := transport.NewMux("127.0.0.1:0", "", nil, nil, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,14 +333,14 @@ func TestStreamFaultHookCutsForwarding(t *testing.T) {
 // no such group: requests to it go over HTTP, and nothing was sent on the
 // stream.
 func TestStreamFallsBackToHTTPForPeersWithoutStreams(t *testing.T) {
-	old, err := NewMux("127.0.0.1:0", "", nil, nil, quietLogger())
+	old, err := transport.NewMux("127.0.0.1:0", "", nil, nil, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer old.Close()
 	var calls atomic.Int32
 	// The peer serves node-to-node HTTP on its Raft port, not streams.
-	pl, err := old.Layer(peerHTTPGroup)
+	pl, err := old.Layer(transport.PeerHTTPGroup)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,7 +360,7 @@ func TestStreamFallsBackToHTTPForPeersWithoutStreams(t *testing.T) {
 	})}
 	go srv.Serve(pl)
 	defer srv.Close()
-	cm, err := NewMux("127.0.0.1:0", "", nil, nil, quietLogger())
+	cm, err := transport.NewMux("127.0.0.1:0", "", nil, nil, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +368,7 @@ func TestStreamFallsBackToHTTPForPeersWithoutStreams(t *testing.T) {
 	cl, _ := cm.Layer(streamGroup)
 	f := newForwarder()
 	f.streams = newStreams(cl)
-	cpl, _ := cm.Layer(peerHTTPGroup)
+	cpl, _ := cm.Layer(transport.PeerHTTPGroup)
 	f.usePeerLayer(cpl)
 	defer f.close()
 	// The client port is never called for node-to-node requests.
@@ -449,7 +450,7 @@ func startLoneNode(t *testing.T) *Node {
 
 func TestStreamServe(t *testing.T) {
 	n := startLoneNode(t)
-	cm, err := NewMux("127.0.0.1:0", "", nil, nil, quietLogger())
+	cm, err := transport.NewMux("127.0.0.1:0", "", nil, nil, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}

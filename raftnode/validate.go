@@ -17,7 +17,7 @@ import (
 
 // MaxGroupID is the largest data group id. Ids above it are reserved: the
 // Raft port's multiplexer uses some for its own streams (streamGroup,
-// peerHTTPGroup), and a group there would never receive its traffic.
+// transport.PeerHTTPGroup), and a group there would never receive its traffic.
 const MaxGroupID base.GroupID = 1<<20 - 1
 
 // MaxNodeIDLen bounds a node id's length in bytes.

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/ringkv/ringkv/certs"
-	"github.com/ringkv/ringkv/raftnode"
+	"github.com/ringkv/ringkv/transport"
 )
 
 // certCheckInterval is how often certificate files are checked for a
@@ -42,7 +42,7 @@ func serveTLS(ln net.Listener, o options, log *slog.Logger, stop <-chan struct{}
 // or none), and reloads them on SIGHUP and when their files change, until
 // stop is closed: connections between nodes opened after a reload use what
 // it read, and open ones go on.
-func peerTLS(o options, log *slog.Logger, stop <-chan struct{}) (*raftnode.PeerTLS, error) {
+func peerTLS(o options, log *slog.Logger, stop <-chan struct{}) (*transport.PeerTLS, error) {
 	if o.peerCert == "" && o.peerKey == "" && o.peerCA == "" {
 		return nil, nil
 	}
@@ -55,7 +55,7 @@ func peerTLS(o options, log *slog.Logger, stop <-chan struct{}) (*raftnode.PeerT
 	}
 	watch(r, "peer", log, stop)
 	log.Info("Raft port serves mutual TLS only", "cert", o.peerCert, "peer_ca", o.peerCA)
-	return &raftnode.PeerTLS{Server: r.PeerServerConfig(), Client: r.PeerClientConfig}, nil
+	return &transport.PeerTLS{Server: r.PeerServerConfig(), Client: r.PeerClientConfig}, nil
 }
 
 // watch reloads r's files on SIGHUP and when they change, until stop is

@@ -1,4 +1,4 @@
-package raftnode
+package logstore
 
 import (
 	"bytes"
@@ -12,9 +12,9 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 )
 
-func openTestLog(t *testing.T, path string) *boltLog {
+func openTestLog(t *testing.T, path string) *Bolt {
 	t.Helper()
-	b, err := openBoltLog(raftboltdb.Options{Path: path}, 4096, slog.New(slog.NewTextHandler(io.Discard, nil)),
+	b, err := OpenBolt(raftboltdb.Options{Path: path}, 4096, slog.New(slog.NewTextHandler(io.Discard, nil)),
 		func(err error) { t.Errorf("fatal: %v", err) })
 	if err != nil {
 		t.Fatal(err)
@@ -43,21 +43,21 @@ func TestBoltLogBoundsAndCompacts(t *testing.T) {
 	if err := b.SetUint64([]byte("CurrentTerm"), 9); err != nil {
 		t.Fatal(err)
 	}
-	one := int64(logSize(&raft.Log{Data: data}))
-	if n := b.trailingWithin(10*one, 4096); n != 10 {
+	one := int64(EntrySize(&raft.Log{Data: data}))
+	if n := b.TrailingWithin(10*one, 4096); n != 10 {
 		t.Fatalf("entries within 10 entries' bytes: %d", n)
 	}
-	if n := b.trailingWithin(1, 4096); n != 1 {
+	if n := b.TrailingWithin(1, 4096); n != 1 {
 		t.Fatalf("entries within 1 byte: %d, want at least one", n)
 	}
-	if n := b.trailingWithin(1<<40, 50); n != 50 {
+	if n := b.TrailingWithin(1<<40, 50); n != 50 {
 		t.Fatalf("entries within a huge limit: %d, want the count bound 50", n)
 	}
 	b.Close()
 
 	b = openTestLog(t, path)
 	defer b.Close()
-	if n := b.trailingWithin(10*one+one/2, 4096); n != 10 {
+	if n := b.TrailingWithin(10*one+one/2, 4096); n != 10 {
 		t.Fatalf("after a restart, entries within 10.5 entries' bytes: %d", n)
 	}
 	before, _ := os.Stat(path)

@@ -1,4 +1,4 @@
-package raftnode
+package logstore
 
 import (
 	"errors"
@@ -13,7 +13,7 @@ import (
 	"github.com/ringkv/ringkv/store"
 )
 
-// boltLog is a group's Raft log and stable store: raft-boltdb behind a lock,
+// Bolt is a group's Raft log and stable store: raft-boltdb behind a lock,
 // so that its file can be rewritten with the live entries only. A bbolt
 // file never shrinks: once snapshots have truncated the log, the pages of
 // every entry written since the file was created stay in it as free space.
@@ -22,8 +22,8 @@ import (
 //
 // It also remembers the size of the newest entries, so that the log kept
 // after a snapshot can be bounded in bytes as well as in entries
-// (trailingWithin).
-type boltLog struct {
+// (TrailingWithin).
+type Bolt struct {
 	opts    raftboltdb.Options
 	log     *slog.Logger
 	onFatal func(error)
@@ -46,13 +46,13 @@ type entrySize struct {
 const logCompactAbove = 16 << 20
 
 var (
-	_ raft.LogStore    = (*boltLog)(nil)
-	_ raft.StableStore = (*boltLog)(nil)
+	_ raft.LogStore    = (*Bolt)(nil)
+	_ raft.StableStore = (*Bolt)(nil)
 )
 
-// openBoltLog opens the log at opts.Path, remembering the sizes of up to
+// OpenBolt opens the log at opts.Path, remembering the sizes of up to
 // sizes of its newest entries as they are written.
-func openBoltLog(opts raftboltdb.Options, sizes int, log *slog.Logger, onFatal func(error)) (*boltLog, error) {
+func OpenBolt(opts raftboltdb.Options, sizes int, log *slog.Logger, onFatal func(error)) (*Bolt, error) {
 	// A rewrite that a crash interrupted leaves its copy beside the file;
 	// the file itself is whole (the copy is renamed over it only when
 	// complete and synced).
@@ -61,11 +61,11 @@ func openBoltLog(opts raftboltdb.Options, sizes int, log *slog.Logger, onFatal f
 	if err != nil {
 		return nil, err
 	}
-	return &boltLog{opts: opts, log: log, onFatal: onFatal, s: s, sizes: make([]entrySize, max(1, sizes))}, nil
+	return &Bolt{opts: opts, log: log, onFatal: onFatal, s: s, sizes: make([]entrySize, max(1, sizes))}, nil
 }
 
 // store returns the open store, with b.mu read-locked; call done after.
-func (b *boltLog) store() (*raftboltdb.BoltStore, error) {
+func (b *Bolt) store() (*raftboltdb.BoltStore, error) {
 	b.mu.RLock()
 	if b.broken != nil {
 		b.mu.RUnlock()
@@ -74,9 +74,9 @@ func (b *boltLog) store() (*raftboltdb.BoltStore, error) {
 	return b.s, nil
 }
 
-func (b *boltLog) done() { b.mu.RUnlock() }
+func (b *Bolt) done() { b.mu.RUnlock() }
 
-func (b *boltLog) FirstIndex() (uint64, error) {
+func (b *Bolt) FirstIndex() (uint64, error) {
 	s, err := b.store()
 	if err != nil {
 		return 0, err
@@ -85,7 +85,7 @@ func (b *boltLog) FirstIndex() (uint64, error) {
 	return s.FirstIndex()
 }
 
-func (b *boltLog) LastIndex() (uint64, error) {
+func (b *Bolt) LastIndex() (uint64, error) {
 	s, err := b.store()
 	if err != nil {
 		return 0, err
@@ -94,7 +94,7 @@ func (b *boltLog) LastIndex() (uint64, error) {
 	return s.LastIndex()
 }
 
-func (b *boltLog) GetLog(index uint64, l *raft.Log) error {
+func (b *Bolt) GetLog(index uint64, l *raft.Log) error {
 	s, err := b.store()
 	if err != nil {
 		return err
@@ -103,9 +103,9 @@ func (b *boltLog) GetLog(index uint64, l *raft.Log) error {
 	return s.GetLog(index, l)
 }
 
-func (b *boltLog) StoreLog(l *raft.Log) error { return b.StoreLogs([]*raft.Log{l}) }
+func (b *Bolt) StoreLog(l *raft.Log) error { return b.StoreLogs([]*raft.Log{l}) }
 
-func (b *boltLog) StoreLogs(logs []*raft.Log) error {
+func (b *Bolt) StoreLogs(logs []*raft.Log) error {
 	s, err := b.store()
 	if err != nil {
 		return err
@@ -115,20 +115,20 @@ func (b *boltLog) StoreLogs(logs []*raft.Log) error {
 	if err == nil {
 		b.sizesMu.Lock()
 		for _, l := range logs {
-			b.noteLocked(l.Index, int64(logSize(l)))
+			b.noteLocked(l.Index, int64(EntrySize(l)))
 		}
 		b.sizesMu.Unlock()
 	}
 	return err
 }
 
-func (b *boltLog) noteLocked(index uint64, bytes int64) {
+func (b *Bolt) noteLocked(index uint64, bytes int64) {
 	b.sizes[index%uint64(len(b.sizes))] = entrySize{index: index, bytes: bytes}
 }
 
 // DeleteRange deletes the entries, then rewrites the file if that left it
 // mostly free space (a truncation after a snapshot).
-func (b *boltLog) DeleteRange(min, max uint64) error {
+func (b *Bolt) DeleteRange(min, max uint64) error {
 	s, err := b.store()
 	if err != nil {
 		return err
@@ -142,7 +142,7 @@ func (b *boltLog) DeleteRange(min, max uint64) error {
 	return nil
 }
 
-func (b *boltLog) Set(k, v []byte) error {
+func (b *Bolt) Set(k, v []byte) error {
 	s, err := b.store()
 	if err != nil {
 		return err
@@ -151,7 +151,7 @@ func (b *boltLog) Set(k, v []byte) error {
 	return s.Set(k, v)
 }
 
-func (b *boltLog) Get(k []byte) ([]byte, error) {
+func (b *Bolt) Get(k []byte) ([]byte, error) {
 	s, err := b.store()
 	if err != nil {
 		return nil, err
@@ -160,7 +160,7 @@ func (b *boltLog) Get(k []byte) ([]byte, error) {
 	return s.Get(k)
 }
 
-func (b *boltLog) SetUint64(k []byte, v uint64) error {
+func (b *Bolt) SetUint64(k []byte, v uint64) error {
 	s, err := b.store()
 	if err != nil {
 		return err
@@ -169,7 +169,7 @@ func (b *boltLog) SetUint64(k []byte, v uint64) error {
 	return s.SetUint64(k, v)
 }
 
-func (b *boltLog) GetUint64(k []byte) (uint64, error) {
+func (b *Bolt) GetUint64(k []byte) (uint64, error) {
 	s, err := b.store()
 	if err != nil {
 		return 0, err
@@ -178,7 +178,7 @@ func (b *boltLog) GetUint64(k []byte) (uint64, error) {
 	return s.GetUint64(k)
 }
 
-func (b *boltLog) Close() error {
+func (b *Bolt) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.broken != nil {
@@ -189,7 +189,7 @@ func (b *boltLog) Close() error {
 }
 
 // sparse reports whether free pages make up most of the file.
-func (b *boltLog) sparse() bool {
+func (b *Bolt) sparse() bool {
 	s, err := b.store()
 	if err != nil {
 		return false
@@ -208,7 +208,7 @@ func (b *boltLog) sparse() bool {
 // what is left after a truncation, which the byte bound on trailing
 // entries keeps small. If the file cannot be opened again the node stops
 // (onFatal): raft cannot go on without its log.
-func (b *boltLog) compactIfSparse() {
+func (b *Bolt) compactIfSparse() {
 	if !b.sparse() {
 		return
 	}
@@ -238,11 +238,11 @@ func (b *boltLog) compactIfSparse() {
 	b.log.Info("raft log compacted", "before_bytes", before, "after_bytes", after)
 }
 
-// trailingWithin is how many of the newest entries raft should keep after
+// TrailingWithin is how many of the newest entries raft should keep after
 // a snapshot so that they hold at most limit bytes (at least one, at most
 // maxEntries). Entry sizes not seen since the node started are read from
 // the log once.
-func (b *boltLog) trailingWithin(limit int64, maxEntries uint64) uint64 {
+func (b *Bolt) TrailingWithin(limit int64, maxEntries uint64) uint64 {
 	if maxEntries == 0 {
 		return 0
 	}
@@ -266,7 +266,7 @@ func (b *boltLog) trailingWithin(limit int64, maxEntries uint64) uint64 {
 	return max(n, 1)
 }
 
-func (b *boltLog) sizeOf(index uint64) (int64, bool) {
+func (b *Bolt) sizeOf(index uint64) (int64, bool) {
 	b.sizesMu.Lock()
 	e := b.sizes[index%uint64(len(b.sizes))]
 	b.sizesMu.Unlock()
@@ -277,39 +277,11 @@ func (b *boltLog) sizeOf(index uint64) (int64, bool) {
 	if err := b.GetLog(index, &l); err != nil {
 		return 0, false
 	}
-	size := int64(logSize(&l))
+	size := int64(EntrySize(&l))
 	b.sizesMu.Lock()
 	if cur := &b.sizes[index%uint64(len(b.sizes))]; cur.index < index {
 		*cur = entrySize{index: index, bytes: size}
 	}
 	b.sizesMu.Unlock()
 	return size, true
-}
-
-// The log kept after a snapshot holds at most half as many bytes as the
-// group's live data (and at least trailingBytesFloor): a follower further
-// behind is sent the snapshot, which is then at most twice the size of the
-// entries it missed, and the group's disk use stays within about 1.5x its
-// live data (the state file, which is also the snapshot's data, plus this
-// tail). --trailing-logs bounds it in entries.
-const (
-	trailingBytesFloor = 1 << 20
-	trailingLiveShare  = 2       // the tail holds at most live/trailingLiveShare bytes
-	maxTrailingSizes   = 1 << 16 // entry sizes remembered per group
-)
-
-// boundTrailingLogs sets how many entries raft keeps when the snapshot
-// being written truncates the log: raft reads the setting when it
-// truncates, after the snapshot is written, on the same goroutine.
-func (r *replica) boundTrailingLogs(liveBytes int64) {
-	limit := max(liveBytes/trailingLiveShare, trailingBytesFloor)
-	n := r.logs.trailingWithin(limit, r.node.cfg.TrailingLogs)
-	rc := r.raft.ReloadableConfig()
-	if rc.TrailingLogs == n {
-		return
-	}
-	rc.TrailingLogs = n
-	if err := r.raft.ReloadConfig(rc); err != nil {
-		r.node.log.Warn("bounding the log kept after a snapshot", "group", uint32(r.id), "err", err)
-	}
 }

@@ -1,4 +1,4 @@
-package raftnode
+package logstore
 
 import (
 	"bytes"
@@ -23,7 +23,7 @@ func (s *countingStore) GetLog(i uint64, l *raft.Log) error {
 // an entry the store no longer holds as it was.
 func TestLogCacheIsBoundedInBytes(t *testing.T) {
 	st := &countingStore{InmemStore: raft.NewInmemStore()}
-	c := newLogCache(st, 64, 10_000)
+	c := NewCache(st, 64, 10_000)
 	entry := func(i uint64, size int) *raft.Log {
 		return &raft.Log{Index: i, Term: 1, Data: bytes.Repeat([]byte{byte(i)}, size)}
 	}

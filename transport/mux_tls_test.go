@@ -1,7 +1,10 @@
-package raftnode
+package transport
 
 import (
+	"context"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -66,9 +69,9 @@ func muxOf(t testing.TB, tls *PeerTLS, secret *PeerSecret, groups ...base.GroupI
 // refused, and nothing they send reaches a group.
 func TestMuxPeerTLS(t *testing.T) {
 	ca, other := newCA(t), newCA(t)
-	b, bl := muxWith(t, peerTLSOf(t, ca, "b"), 1, peerHTTPGroup)
+	b, bl := muxWith(t, peerTLSOf(t, ca, "b"), 1, PeerHTTPGroup)
 	_, al := muxWith(t, peerTLSOf(t, ca, "a"), 1)
-	_, cl := muxWith(t, nil, 1, peerHTTPGroup)
+	_, cl := muxWith(t, nil, 1, PeerHTTPGroup)
 	_, dl := muxWith(t, peerTLSOf(t, other, "d"), 1)
 	bAddr := raft.ServerAddress(b.Addr().String())
 
@@ -137,7 +140,7 @@ func TestMuxPeerTLS(t *testing.T) {
 	// The answer waits for the request: an HTTP client drops an answer
 	// that comes before it. (Silence for 100 ms: a slow node could pass
 	// this unfixed, a fixed one never fails it.)
-	hc, err := cl[peerHTTPGroup].Dial(bAddr, 5*time.Second)
+	hc, err := cl[PeerHTTPGroup].Dial(bAddr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,9 +150,10 @@ func TestMuxPeerTLS(t *testing.T) {
 	}
 	hc.Close()
 	// An HTTP client, as a join's probe is.
-	f := newForwarder()
-	f.usePeerLayer(cl[peerHTTPGroup])
-	resp, err := f.peer.Get("http://" + string(bAddr) + PeerStatusPath)
+	peer := &http.Client{Transport: &http.Transport{DialContext: func(_ context.Context, _, addr string) (net.Conn, error) {
+		return cl[PeerHTTPGroup].Dial(raft.ServerAddress(addr), 5*time.Second)
+	}}}
+	resp, err := peer.Get("http://" + string(bAddr) + "/v1/internal/status")
 	if err != nil {
 		t.Fatalf("plaintext HTTP to a peer TLS port: %v, want an answer", err)
 	}
@@ -165,3 +169,5 @@ func TestMuxPeerTLS(t *testing.T) {
 		t.Fatalf("a TLS node dials a plaintext one: %v, want a failed handshake", err)
 	}
 }
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -1,4 +1,4 @@
-package raftnode
+package transport
 
 import (
 	"bufio"
@@ -36,9 +36,20 @@ const (
 	muxVersion = 1
 )
 
-// peerHTTPGroup is the mux header's group number for node-to-node HTTP
+// PeerHTTPGroup is the mux header's group number for node-to-node HTTP
 // (forwarded requests, checkpoints, restores); no Raft group has it.
-const peerHTTPGroup base.GroupID = 1<<32 - 2
+const PeerHTTPGroup base.GroupID = 1<<32 - 2
+
+// PeerTLS holds the TLS configurations of the Raft port.
+type PeerTLS struct {
+	// Server serves connections peers open; it must require and verify
+	// their certificates.
+	Server *tls.Config
+	// Client returns the configuration of a connection to the node at
+	// addr. It is called at each dial, so that reloaded certificates
+	// apply to connections opened after the reload.
+	Client func(addr string) *tls.Config
+}
 
 var errMuxClosed = errors.New("raft mux closed")
 
@@ -321,7 +332,7 @@ func (m *Mux) handshake(raw net.Conn) (net.Conn, bool) {
 		m.log.Warn("a peer spoke without TLS to this node's Raft port, which requires peer TLS; refused",
 			"remote", raw.RemoteAddr().String())
 		var hdr [7]byte
-		if _, err := io.ReadFull(br, hdr[:]); err == nil && base.GroupID(binary.BigEndian.Uint32(hdr[2:6])) == peerHTTPGroup {
+		if _, err := io.ReadFull(br, hdr[:]); err == nil && base.GroupID(binary.BigEndian.Uint32(hdr[2:6])) == PeerHTTPGroup {
 			if _, err := io.CopyN(io.Discard, br, int64(hdr[6])); err == nil {
 				refuseHTTP(raw, br, "the node at this Raft address requires peer TLS: a node joins its cluster only with --peer-cert, --peer-key and --peer-ca of the cluster's peer CA")
 			}
@@ -374,7 +385,7 @@ func (m *Mux) checkSecret(c net.Conn, version byte, group base.GroupID, peer []b
 	if version != muxVersionSecret {
 		m.log.Warn("a peer without this cluster's peer secret spoke to the Raft port; refused (access control is on: a node learns the secret when it joins with --acl and a --token allowing operator write)",
 			"remote", c.RemoteAddr().String())
-		if group == peerHTTPGroup {
+		if group == PeerHTTPGroup {
 			refuseHTTP(c, c, "the node at this Raft address requires its cluster's peer secret: its cluster has access control on; a node joins it only with --acl and a --token allowing operator write")
 		}
 		return false

@@ -1,4 +1,4 @@
-package raftnode
+package logstore
 
 import (
 	"fmt"
@@ -7,12 +7,12 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// logCache keeps a group's latest log entries in memory in front of its
+// Cache keeps a group's latest log entries in memory in front of its
 // log store, as raft.LogCache does, but bounded in bytes as well as in
 // entries: an entry carries a batch of writes, and raft.LogCache's 1,024
 // entries of batches of 64 KiB values held 380 MB on one follower. The
 // cached entries are one run of consecutive indexes, the newest.
-type logCache struct {
+type Cache struct {
 	store    raft.LogStore
 	maxBytes int
 
@@ -24,24 +24,24 @@ type logCache struct {
 
 // Bounds of each group's log cache.
 const (
-	logCacheEntries = 1024
-	logCacheBytes   = 16 << 20
+	CacheEntries = 1024
+	CacheBytes   = 16 << 20
 )
 
-func newLogCache(store raft.LogStore, entries, maxBytes int) *logCache {
-	return &logCache{store: store, maxBytes: maxBytes, ring: make([]*raft.Log, entries)}
+func NewCache(store raft.LogStore, entries, maxBytes int) *Cache {
+	return &Cache{store: store, maxBytes: maxBytes, ring: make([]*raft.Log, entries)}
 }
 
-// logSize is what an entry counts against the cache's bound.
-func logSize(l *raft.Log) int { return len(l.Data) + len(l.Extensions) + 64 }
+// Size is what an entry counts against the cache's bound.
+func EntrySize(l *raft.Log) int { return len(l.Data) + len(l.Extensions) + 64 }
 
 // IsMonotonic tells raft what the store beneath says.
-func (c *logCache) IsMonotonic() bool {
+func (c *Cache) IsMonotonic() bool {
 	m, ok := c.store.(raft.MonotonicLogStore)
 	return ok && m.IsMonotonic()
 }
 
-func (c *logCache) GetLog(index uint64, log *raft.Log) error {
+func (c *Cache) GetLog(index uint64, log *raft.Log) error {
 	c.mu.RLock()
 	if c.first != 0 && index >= c.first && index <= c.last {
 		if l := c.ring[index%uint64(len(c.ring))]; l != nil && l.Index == index {
@@ -54,16 +54,16 @@ func (c *logCache) GetLog(index uint64, log *raft.Log) error {
 	return c.store.GetLog(index, log)
 }
 
-func (c *logCache) StoreLog(log *raft.Log) error { return c.StoreLogs([]*raft.Log{log}) }
+func (c *Cache) StoreLog(log *raft.Log) error { return c.StoreLogs([]*raft.Log{log}) }
 
-func (c *logCache) StoreLogs(logs []*raft.Log) error {
+func (c *Cache) StoreLogs(logs []*raft.Log) error {
 	if err := c.store.StoreLogs(logs); err != nil {
 		return fmt.Errorf("unable to store logs within log store, err: %q", err)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, l := range logs {
-		size := logSize(l)
+		size := EntrySize(l)
 		if c.first != 0 && l.Index != c.last+1 {
 			c.clear() // not the next one: start a new run
 		}
@@ -84,27 +84,27 @@ func (c *logCache) StoreLogs(logs []*raft.Log) error {
 	return nil
 }
 
-func (c *logCache) dropFirst() {
+func (c *Cache) dropFirst() {
 	slot := c.first % uint64(len(c.ring))
-	c.bytes -= logSize(c.ring[slot])
+	c.bytes -= EntrySize(c.ring[slot])
 	c.ring[slot] = nil
 	if c.first++; c.first > c.last {
 		c.first, c.last, c.bytes = 0, 0, 0
 	}
 }
 
-func (c *logCache) clear() {
+func (c *Cache) clear() {
 	for c.first != 0 {
 		c.dropFirst()
 	}
 }
 
-func (c *logCache) FirstIndex() (uint64, error) { return c.store.FirstIndex() }
-func (c *logCache) LastIndex() (uint64, error)  { return c.store.LastIndex() }
+func (c *Cache) FirstIndex() (uint64, error) { return c.store.FirstIndex() }
+func (c *Cache) LastIndex() (uint64, error)  { return c.store.LastIndex() }
 
 // DeleteRange forgets the cached run if the range touches it: compaction
 // deletes older entries and leaves it; a conflicting suffix removes it.
-func (c *logCache) DeleteRange(min, max uint64) error {
+func (c *Cache) DeleteRange(min, max uint64) error {
 	c.mu.Lock()
 	if c.first != 0 && min <= c.last && max >= c.first {
 		c.clear()

@@ -1,4 +1,4 @@
-package raftnode
+package transport
 
 import (
 	"encoding/binary"
@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
 	"github.com/ringkv/ringkv/chaos"
@@ -30,7 +31,7 @@ func newRaftPort(tb testing.TB) *raftPort {
 		tb.Fatal(err)
 	}
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: layer, MaxPool: 2, Timeout: time.Second,
-		Logger: newHCLog(quietLogger(), "raft")})
+		Logger: hclog.New(&hclog.LoggerOptions{Output: io.Discard})})
 	conf := raft.DefaultConfig()
 	conf.LocalID = "self"
 	conf.HeartbeatTimeout, conf.ElectionTimeout = 100*time.Millisecond, 100*time.Millisecond
@@ -119,3 +120,19 @@ type nopSnapshot struct{}
 
 func (nopSnapshot) Persist(s raft.SnapshotSink) error { return s.Close() }
 func (nopSnapshot) Release()                          {}
+
+// waitFor polls cond until it holds, failing the test after 20 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.NewTimer(20 * time.Second)
+	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}

@@ -1,4 +1,4 @@
-package raftnode
+package transport
 
 import (
 	"bytes"
@@ -31,11 +31,11 @@ func waiting(l raft.StreamLayer) int { return len(l.(*streamLayer).accept) }
 // and a forged handshake are refused, and nothing they send reaches a
 // group. A secret node dialling one without a secret is refused too.
 func TestMuxPeerSecret(t *testing.T) {
-	secret := newPeerSecret()
-	b, bl := muxSecret(t, NewPeerSecret(secret), 1, peerHTTPGroup)
+	secret := MakePeerSecret()
+	b, bl := muxSecret(t, NewPeerSecret(secret), 1, PeerHTTPGroup)
 	_, al := muxSecret(t, NewPeerSecret(secret), 1)
-	_, cl := muxSecret(t, nil, 1, peerHTTPGroup)
-	_, dl := muxSecret(t, NewPeerSecret(newPeerSecret()), 1)
+	_, cl := muxSecret(t, nil, 1, PeerHTTPGroup)
+	_, dl := muxSecret(t, NewPeerSecret(MakePeerSecret()), 1)
 	bAddr := raft.ServerAddress(b.Addr().String())
 
 	c, err := al[1].Dial(bAddr, 5*time.Second)
@@ -113,12 +113,12 @@ func TestMuxPeerSecret(t *testing.T) {
 
 	// Node-to-node HTTP without the secret is told why, as a join's probe
 	// of a node without --acl is.
-	hc, err := cl[peerHTTPGroup].Dial(bAddr, 5*time.Second)
+	hc, err := cl[PeerHTTPGroup].Dial(bAddr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tr := &http.Transport{Dial: func(string, string) (net.Conn, error) { return hc, nil }}
-	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("http://" + string(bAddr) + PeerStatusPath)
+	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("http://" + string(bAddr) + "/v1/internal/status")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func TestMuxPeerSecret(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "peer secret") {
 		t.Fatalf("node-to-node HTTP without the secret: %d %s", resp.StatusCode, body)
 	}
-	if n := waiting(bl[peerHTTPGroup]); n != 0 {
+	if n := waiting(bl[PeerHTTPGroup]); n != 0 {
 		t.Fatalf("%d connections reached b's node-to-node HTTP", n)
 	}
 }
@@ -142,22 +142,22 @@ func secretHeader(g base.GroupID, self string) []byte {
 // its owner only, read back as it was written, and refused when damaged.
 func TestPeerSecretFile(t *testing.T) {
 	dir := t.TempDir()
-	if s, err := readPeerSecret(dir); s != nil || err != nil {
+	if s, err := ReadPeerSecret(dir); s != nil || err != nil {
 		t.Fatalf("no file: %x, %v", s, err)
 	}
-	secret := newPeerSecret()
-	if err := writePeerSecret(dir, secret); err != nil {
+	secret := MakePeerSecret()
+	if err := WritePeerSecret(dir, secret); err != nil {
 		t.Fatal(err)
 	}
-	fi, err := os.Stat(filepath.Join(dir, peerSecretFile))
+	fi, err := os.Stat(filepath.Join(dir, PeerSecretFile))
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("the secret's file: %v, %v; want mode 0600", fi.Mode(), err)
 	}
-	if got, err := readPeerSecret(dir); err != nil || !bytes.Equal(got, secret) {
+	if got, err := ReadPeerSecret(dir); err != nil || !bytes.Equal(got, secret) {
 		t.Fatalf("read back %x, %v; want %x", got, err, secret)
 	}
-	os.WriteFile(filepath.Join(dir, peerSecretFile), []byte("abc\n"), 0o600)
-	if _, err := readPeerSecret(dir); err == nil {
+	os.WriteFile(filepath.Join(dir, PeerSecretFile), []byte("abc\n"), 0o600)
+	if _, err := ReadPeerSecret(dir); err == nil {
 		t.Fatal("a damaged secret file was accepted")
 	}
 }
@@ -169,7 +169,7 @@ func FuzzPeerSecretHandshake(f *testing.F) {
 	f.Add([]byte{})
 	f.Add(bytes.Repeat([]byte{0}, nonceBytes+macBytes))
 	f.Add(bytes.Repeat([]byte{0xff}, 200))
-	m, layers := muxSecret(f, NewPeerSecret(newPeerSecret()), 1)
+	m, layers := muxSecret(f, NewPeerSecret(MakePeerSecret()), 1)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := net.Dial("tcp", m.Addr().String())
 		if err != nil {
