@@ -23,7 +23,8 @@ func isStd(p string) bool { return !strings.Contains(strings.SplitN(p, "/", 2)[0
 
 // TestArrows enforces the package arrows drawn in the README's
 // "Architecture" section: base (ids, errors, wire codes) and the leaf
-// packages use the standard library only (ring may use base); store never
+// packages use the standard library only (ring may use base; layout,
+// the metadata group's pure logic, base, ring and acl); store never
 // sees Raft or HTTP; transport (the Raft port) knows nothing of groups'
 // contents; raftnode never imports HTTP handlers; client stands alone.
 func TestArrows(t *testing.T) {
@@ -36,6 +37,7 @@ func TestArrows(t *testing.T) {
 		{pkg: "base", stdOnly: true},
 		{pkg: "ring", stdOnly: true, allowed: []string{module + "/base"}},
 		{pkg: "snapshot", stdOnly: true},
+		{pkg: "layout", stdOnly: true, allowed: []string{module + "/base", module + "/ring", module + "/acl"}},
 		{pkg: "client", stdOnly: true},
 		{pkg: "certs", stdOnly: true},
 		{pkg: "acl", stdOnly: true},

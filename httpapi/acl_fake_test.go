@@ -7,6 +7,7 @@ import (
 
 	"github.com/ringkv/ringkv/acl"
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/raftnode"
 )
 
@@ -23,7 +24,7 @@ func (f *fakeBackend) PeerSecret() ([]byte, error) {
 	return bytes.Repeat([]byte{7}, 32), nil
 }
 
-func (f *fakeBackend) ACL() *raftnode.ACLState {
+func (f *fakeBackend) ACL() *layout.ACLState {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.acl
@@ -37,7 +38,7 @@ func (f *fakeBackend) Authenticate(_ context.Context, secret string, _ raftnode.
 	return f.aclResolver.Resolve(s, secret)
 }
 
-func (f *fakeBackend) changeACL(c *raftnode.ACLChange) error {
+func (f *fakeBackend) changeACL(c *layout.ACLChange) error {
 	f.touch()
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -57,7 +58,7 @@ func (f *fakeBackend) ACLBootstrap(context.Context) (acl.Token, string, error) {
 	if err != nil {
 		return t, "", err
 	}
-	return t, secret, f.changeACL(&raftnode.ACLChange{Op: "bootstrap", Token: &t})
+	return t, secret, f.changeACL(&layout.ACLChange{Op: "bootstrap", Token: &t})
 }
 
 func (f *fakeBackend) ACLCreateToken(_ context.Context, d string, ps []string, m bool) (acl.Token, string, error) {
@@ -65,11 +66,11 @@ func (f *fakeBackend) ACLCreateToken(_ context.Context, d string, ps []string, m
 	if err != nil {
 		return t, "", fmt.Errorf("%w: %v", base.ErrBadRequest, err)
 	}
-	return t, secret, f.changeACL(&raftnode.ACLChange{Op: "token_create", Token: &t})
+	return t, secret, f.changeACL(&layout.ACLChange{Op: "token_create", Token: &t})
 }
 
 func (f *fakeBackend) ACLDeleteToken(_ context.Context, accessor string) error {
-	return f.changeACL(&raftnode.ACLChange{Op: "token_delete", Name: accessor})
+	return f.changeACL(&layout.ACLChange{Op: "token_delete", Name: accessor})
 }
 
 func (f *fakeBackend) ACLSetPolicy(_ context.Context, p acl.Policy, create bool) error {
@@ -77,9 +78,9 @@ func (f *fakeBackend) ACLSetPolicy(_ context.Context, p acl.Policy, create bool)
 	if create {
 		op = "policy_create"
 	}
-	return f.changeACL(&raftnode.ACLChange{Op: op, Policy: &p})
+	return f.changeACL(&layout.ACLChange{Op: op, Policy: &p})
 }
 
 func (f *fakeBackend) ACLDeletePolicy(_ context.Context, name string) error {
-	return f.changeACL(&raftnode.ACLChange{Op: "policy_delete", Name: name})
+	return f.changeACL(&layout.ACLChange{Op: "policy_delete", Name: name})
 }

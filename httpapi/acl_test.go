@@ -13,6 +13,7 @@ import (
 
 	"github.com/ringkv/ringkv/acl"
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/raftnode"
 )
 
@@ -92,17 +93,17 @@ var accessTable = []accessRow{
 
 // aclFixture is an access control state with a token for each identity.
 type aclFixture struct {
-	state      *raftnode.ACLState // anonymous denies everything
-	openAnon   *raftnode.ACLState // anonymous reads app/
-	secrets    map[string]string  // by identity
-	spare      string             // accessor of a token no identity uses
-	management string             // secret of the management token
+	state      *layout.ACLState  // anonymous denies everything
+	openAnon   *layout.ACLState  // anonymous reads app/
+	secrets    map[string]string // by identity
+	spare      string            // accessor of a token no identity uses
+	management string            // secret of the management token
 }
 
 func newACLFixture(t testing.TB) aclFixture {
 	t.Helper()
-	s := raftnode.NewACLState()
-	apply := func(c raftnode.ACLChange) {
+	s := layout.NewACLState()
+	apply := func(c layout.ACLChange) {
 		t.Helper()
 		next, err := s.With(&c)
 		if err != nil {
@@ -111,14 +112,14 @@ func newACLFixture(t testing.TB) aclFixture {
 		s = next
 	}
 	policy := func(name, op string, rules ...acl.Rule) {
-		apply(raftnode.ACLChange{Op: "policy_create", Policy: &acl.Policy{Name: name, Operator: op, Rules: append([]acl.Rule{}, rules...)}})
+		apply(layout.ACLChange{Op: "policy_create", Policy: &acl.Policy{Name: name, Operator: op, Rules: append([]acl.Rule{}, rules...)}})
 	}
 	token := func(management bool, policies ...string) (acl.Token, string) {
 		tok, secret, err := acl.NewToken("", policies, management)
 		if err != nil {
 			t.Fatal(err)
 		}
-		apply(raftnode.ACLChange{Op: "token_create", Token: &tok})
+		apply(layout.ACLChange{Op: "token_create", Token: &tok})
 		return tok, secret
 	}
 	policy("read-app", "none", acl.Rule{Prefix: "app/", Access: "read"})
@@ -137,10 +138,10 @@ func newACLFixture(t testing.TB) aclFixture {
 	f.spare = spare.AccessorID
 	gone, goneSecret := token(false, "op-write")
 	f.secrets["deleted"] = goneSecret
-	apply(raftnode.ACLChange{Op: "token_delete", Name: gone.AccessorID})
-	apply(raftnode.ACLChange{Op: "bootstrap", Token: func() *acl.Token { tok, _, _ := acl.NewToken("", nil, true); return &tok }()})
+	apply(layout.ACLChange{Op: "token_delete", Name: gone.AccessorID})
+	apply(layout.ACLChange{Op: "bootstrap", Token: func() *acl.Token { tok, _, _ := acl.NewToken("", nil, true); return &tok }()})
 	f.state = s
-	apply(raftnode.ACLChange{Op: "policy_update", Policy: &acl.Policy{Name: acl.Anonymous, Operator: "none", Rules: []acl.Rule{{Prefix: "app/", Access: "read"}}}})
+	apply(layout.ACLChange{Op: "policy_update", Policy: &acl.Policy{Name: acl.Anonymous, Operator: "none", Rules: []acl.Rule{{Prefix: "app/", Access: "read"}}}})
 	f.openAnon = s
 	return f
 }

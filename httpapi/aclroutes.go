@@ -10,6 +10,7 @@ import (
 
 	"github.com/ringkv/ringkv/acl"
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/raftnode"
 )
 
@@ -37,7 +38,7 @@ func showToken(t acl.Token, secret string) tokenBody {
 
 // aclState is the cluster's access control state, or an error saying it is
 // off, or not known yet (503: a node with --acl before its layout is).
-func (a *API) aclState() (*raftnode.ACLState, error) {
+func (a *API) aclState() (*layout.ACLState, error) {
 	s := a.b.ACL()
 	if s == nil && a.b.ACLEnabled() {
 		return nil, fmt.Errorf("%w: access control is on and its state not known here yet (cluster layout not initialised)", base.ErrUnavailable)

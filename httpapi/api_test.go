@@ -21,6 +21,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/snapshot"
 )
@@ -32,10 +33,10 @@ type fakeBackend struct {
 	data    map[string]raftnode.KV
 	index   uint64
 	err     error
-	joins   []raftnode.NodeInfo
+	joins   []layout.NodeInfo
 	blocked []string
-	plans   []raftnode.RingChange
-	changes []raftnode.RingChange
+	plans   []layout.RingChange
+	changes []layout.RingChange
 	ringErr error
 	pins    map[base.GroupID]base.NodeID
 	// listing, when set, receives a token as each List starts, and
@@ -48,7 +49,7 @@ type fakeBackend struct {
 	// control makes before a handler runs).
 	touched atomic.Int64
 	// acl, when set, is the access control state; aclResolver decides by it.
-	acl         *raftnode.ACLState
+	acl         *layout.ACLState
 	aclResolver raftnode.ACLResolver
 	// aclPending: access control is on and its state not known yet (a
 	// node with --acl before its layout is).
@@ -190,10 +191,10 @@ func (f *fakeBackend) AbortRingChange(context.Context) error {
 	if f.ringErr != nil {
 		return f.ringErr
 	}
-	f.changes = append(f.changes, raftnode.RingChange{})
+	f.changes = append(f.changes, layout.RingChange{})
 	return nil
 }
-func (f *fakeBackend) ChangeRing(_ context.Context, c raftnode.RingChange) (raftnode.RingChange, error) {
+func (f *fakeBackend) ChangeRing(_ context.Context, c layout.RingChange) (layout.RingChange, error) {
 	f.touch()
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -208,14 +209,14 @@ func (f *fakeBackend) ChangeRing(_ context.Context, c raftnode.RingChange) (raft
 	f.changes = append(f.changes, c)
 	return c, nil
 }
-func (f *fakeBackend) Plan(_ context.Context, c raftnode.RingChange, withRanges bool) (raftnode.Plan, error) {
+func (f *fakeBackend) Plan(_ context.Context, c layout.RingChange, withRanges bool) (raftnode.Plan, error) {
 	f.touch()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.plans = append(f.plans, c)
 	return raftnode.Plan{Change: c.String()}, nil
 }
-func (f *fakeBackend) Join(_ context.Context, info raftnode.NodeInfo) error {
+func (f *fakeBackend) Join(_ context.Context, info layout.NodeInfo) error {
 	f.touch()
 	f.joins = append(f.joins, info)
 	return nil

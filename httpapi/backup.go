@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/snapshot"
 )
@@ -106,8 +107,8 @@ func boolParam(r *http.Request, name string) (bool, error) {
 
 func groupParam(r *http.Request) (base.GroupID, error) {
 	id, err := strconv.ParseUint(mux.Vars(r)["id"], 10, 32)
-	if err != nil || id == 0 || id > uint64(raftnode.MaxGroupID) {
-		return 0, badRequest(fmt.Sprintf("group id %q: want an integer from 1 to %d", mux.Vars(r)["id"], raftnode.MaxGroupID))
+	if err != nil || id == 0 || id > uint64(layout.MaxGroupID) {
+		return 0, badRequest(fmt.Sprintf("group id %q: want an integer from 1 to %d", mux.Vars(r)["id"], layout.MaxGroupID))
 	}
 	return base.GroupID(id), nil
 }

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/ringkv/ringkv/acl"
-	"github.com/ringkv/ringkv/raftnode"
+	"github.com/ringkv/ringkv/layout"
 )
 
 // BenchmarkPutHandler measures what the HTTP layer adds to a write on top
@@ -21,11 +21,11 @@ func BenchmarkPutHandler(b *testing.B) {
 // BenchmarkPutHandlerACL is BenchmarkPutHandler with access control on and
 // a token allowed to write under app/: what deciding costs a write.
 func BenchmarkPutHandlerACL(b *testing.B) {
-	s := raftnode.NewACLState()
+	s := layout.NewACLState()
 	p := acl.Policy{Name: "app", Operator: "none", Rules: []acl.Rule{{Prefix: "k", Access: "write"}, {Prefix: "", Access: "read"}}}
-	s, _ = s.With(&raftnode.ACLChange{Op: "policy_create", Policy: &p})
+	s, _ = s.With(&layout.ACLChange{Op: "policy_create", Policy: &p})
 	tok, secret, _ := acl.NewToken("", []string{"app"}, false)
-	s, err := s.With(&raftnode.ACLChange{Op: "token_create", Token: &tok})
+	s, err := s.With(&layout.ACLChange{Op: "token_create", Token: &tok})
 	if err != nil {
 		b.Fatal(err)
 	}

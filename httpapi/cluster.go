@@ -15,6 +15,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/ring"
 )
@@ -75,7 +76,7 @@ func (a *API) ringAdd(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	a.changeRing(w, r, raftnode.RingChange{Add: &raftnode.GroupWeight{Group: base.GroupID(body.ID), Weight: body.Weight}})
+	a.changeRing(w, r, layout.RingChange{Add: &layout.GroupWeight{Group: base.GroupID(body.ID), Weight: body.Weight}})
 }
 
 // groupBody is the body of POST /v1/ring/groups and PUT .../weight.
@@ -103,8 +104,8 @@ func decodeGroupBody(b []byte, needWeight bool) (groupBody, error) {
 		if *raw.ID == 0 {
 			return out, badRequest("id: group 0 is the metadata group")
 		}
-		if *raw.ID > uint32(raftnode.MaxGroupID) {
-			return out, badRequest(fmt.Sprintf("id %d: data group ids are 1 to %d (larger ids are reserved)", *raw.ID, raftnode.MaxGroupID))
+		if *raw.ID > uint32(layout.MaxGroupID) {
+			return out, badRequest(fmt.Sprintf("id %d: data group ids are 1 to %d (larger ids are reserved)", *raw.ID, layout.MaxGroupID))
 		}
 		out.ID = *raw.ID
 	}
@@ -127,7 +128,7 @@ func (a *API) ringRemove(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	a.changeRing(w, r, raftnode.RingChange{Remove: g})
+	a.changeRing(w, r, layout.RingChange{Remove: g})
 }
 
 // ringWeight starts changing a weight: PUT /v1/ring/groups/{id}/weight
@@ -152,7 +153,7 @@ func (a *API) ringWeight(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest(fmt.Sprintf("body names group %d, the path group %d", body.ID, g)))
 		return
 	}
-	a.changeRing(w, r, raftnode.RingChange{Weight: &raftnode.GroupWeight{Group: g, Weight: body.Weight}})
+	a.changeRing(w, r, layout.RingChange{Weight: &layout.GroupWeight{Group: g, Weight: body.Weight}})
 }
 
 // ringAbort undoes the ring change in motion: DELETE /v1/ring/migration.
@@ -219,7 +220,7 @@ func decodeLeaderBody(b []byte) (base.NodeID, error) {
 
 // changeRing records a ring change and answers 202 with the ring and the
 // change in motion; GET /v1/ring follows its progress.
-func (a *API) changeRing(w http.ResponseWriter, r *http.Request, c raftnode.RingChange) {
+func (a *API) changeRing(w http.ResponseWriter, r *http.Request, c layout.RingChange) {
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
 	got, err := a.b.ChangeRing(ctx, c)
@@ -262,7 +263,7 @@ func (a *API) lookup(w http.ResponseWriter, r *http.Request) {
 }
 
 // decodeJoin parses a join request body.
-func decodeJoin(b []byte) (raftnode.NodeInfo, error) {
+func decodeJoin(b []byte) (layout.NodeInfo, error) {
 	var body struct {
 		ID       base.NodeID `json:"id"`
 		HTTPAddr string      `json:"http_addr"`
@@ -272,13 +273,13 @@ func decodeJoin(b []byte) (raftnode.NodeInfo, error) {
 	dec := json.NewDecoder(bytesReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&body); err != nil || dec.More() {
-		return raftnode.NodeInfo{}, badRequest(fmt.Sprintf("join body: want JSON {\"id\",\"http_addr\",\"raft_addr\"[,\"weight\"]}: %v", err))
+		return layout.NodeInfo{}, badRequest(fmt.Sprintf("join body: want JSON {\"id\",\"http_addr\",\"raft_addr\"[,\"weight\"]}: %v", err))
 	}
-	info := raftnode.NodeInfo{ID: body.ID, HTTPAddr: body.HTTPAddr, RaftAddr: body.RaftAddr, Weight: body.Weight}
+	info := layout.NodeInfo{ID: body.ID, HTTPAddr: body.HTTPAddr, RaftAddr: body.RaftAddr, Weight: body.Weight}
 	if info.ID == "" || info.HTTPAddr == "" || info.RaftAddr == "" {
 		return info, badRequest("join body: id, http_addr and raft_addr are all required")
 	}
-	if err := raftnode.CheckMember(info); err != nil {
+	if err := layout.CheckMember(info); err != nil {
 		return info, err
 	}
 	return info, nil

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/ring"
 )
@@ -122,7 +123,7 @@ func FuzzParseRingChange(f *testing.F) {
 			return
 		}
 		set := 0
-		for _, gw := range []*raftnode.GroupWeight{c.Add, c.Weight} {
+		for _, gw := range []*layout.GroupWeight{c.Add, c.Weight} {
 			if gw != nil {
 				set++
 				if gw.Group == 0 || gw.Weight < 1 {

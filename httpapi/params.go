@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/raftnode"
 )
 
@@ -135,8 +136,8 @@ func decodeBase64(s string) ([]byte, error) {
 
 // parseRingChange reads one ring change from a query: add=G[:W] (weight 1
 // by default), remove=G or weight=G:W.
-func parseRingChange(vals url.Values) (raftnode.RingChange, error) {
-	var c raftnode.RingChange
+func parseRingChange(vals url.Values) (layout.RingChange, error) {
+	var c layout.RingChange
 	given := 0
 	for _, name := range []string{"add", "remove", "weight"} {
 		v, ok := vals[name]
@@ -160,7 +161,7 @@ func parseRingChange(vals url.Values) (raftnode.RingChange, error) {
 		}
 		switch name {
 		case "add":
-			c.Add = &raftnode.GroupWeight{Group: base.GroupID(g), Weight: weight}
+			c.Add = &layout.GroupWeight{Group: base.GroupID(g), Weight: weight}
 		case "remove":
 			if hasW {
 				return c, badRequest(fmt.Sprintf("remove=%q: a group id, without a weight", v[0]))
@@ -170,7 +171,7 @@ func parseRingChange(vals url.Values) (raftnode.RingChange, error) {
 			if !hasW {
 				return c, badRequest(fmt.Sprintf("weight=%q: want GROUP:WEIGHT", v[0]))
 			}
-			c.Weight = &raftnode.GroupWeight{Group: base.GroupID(g), Weight: weight}
+			c.Weight = &layout.GroupWeight{Group: base.GroupID(g), Weight: weight}
 		}
 	}
 	if given != 1 {

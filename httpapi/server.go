@@ -14,6 +14,7 @@ import (
 
 	"github.com/ringkv/ringkv/acl"
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/snapshot"
 )
@@ -31,11 +32,11 @@ type Backend interface {
 	// RingEpoch is the epoch of the ring this node routes by (0 before
 	// the cluster layout is known).
 	RingEpoch() uint64
-	ChangeRing(ctx context.Context, c raftnode.RingChange) (raftnode.RingChange, error)
+	ChangeRing(ctx context.Context, c layout.RingChange) (layout.RingChange, error)
 	AbortRingChange(ctx context.Context) error
 	PinLeader(ctx context.Context, g base.GroupID, node base.NodeID) error
-	Plan(ctx context.Context, c raftnode.RingChange, withRanges bool) (raftnode.Plan, error)
-	Join(ctx context.Context, info raftnode.NodeInfo) error
+	Plan(ctx context.Context, c layout.RingChange, withRanges bool) (raftnode.Plan, error)
+	Join(ctx context.Context, info layout.NodeInfo) error
 	RemoveNode(ctx context.Context, id base.NodeID, o raftnode.RemoveOptions) (raftnode.Removal, error)
 	DrainNode(ctx context.Context, id base.NodeID, on bool) error
 	Cluster(ctx context.Context) raftnode.ClusterInfo
@@ -52,7 +53,7 @@ type Backend interface {
 	// state decisions are made by (nil when off).
 	ACLEnabled() bool
 	Authenticate(ctx context.Context, secret string, o raftnode.AuthOptions) (raftnode.Identity, error)
-	ACL() *raftnode.ACLState
+	ACL() *layout.ACLState
 	ACLBootstrap(ctx context.Context) (acl.Token, string, error)
 	ACLCreateToken(ctx context.Context, description string, policies []string, management bool) (acl.Token, string, error)
 	ACLDeleteToken(ctx context.Context, accessor string) error

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ringkv/ringkv/acl"
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/layout"
 )
 
 // ACLStaleAfter is how long a node that is not the metadata leader goes
@@ -56,7 +57,7 @@ func (id Identity) Who() string {
 // decisions compiled once: it is rebuilt when the layout's ACLState
 // changes, never per request.
 type aclView struct {
-	state  *ACLState
+	state  *layout.ACLState
 	byHash map[string]*acl.Token
 	anon   *acl.Authorizer
 	mu     sync.Mutex
@@ -69,7 +70,7 @@ type aclView struct {
 	knownMax int64
 }
 
-func newACLView(s *ACLState) *aclView {
+func newACLView(s *layout.ACLState) *aclView {
 	v := &aclView{state: s, byHash: make(map[string]*acl.Token, len(s.Tokens)), auth: map[string]*acl.Authorizer{},
 		knownMax: int64(len(s.Tokens))}
 	for i := range s.Tokens {
@@ -123,7 +124,7 @@ type ACLResolver struct {
 // Resolve returns the identity of secret ("" for none) under s: the
 // anonymous policy's, or the token's whose secret it is. It fails with
 // ErrUnauthorized for a secret of a bad form or that no token has.
-func (c *ACLResolver) Resolve(s *ACLState, secret string) (Identity, error) {
+func (c *ACLResolver) Resolve(s *layout.ACLState, secret string) (Identity, error) {
 	v := c.get(s)
 	if secret == "" {
 		return Identity{Authorizer: v.anon}, nil
@@ -145,7 +146,7 @@ func (c *ACLResolver) Resolve(s *ACLState, secret string) (Identity, error) {
 	return id, nil
 }
 
-func (c *ACLResolver) get(s *ACLState) *aclView {
+func (c *ACLResolver) get(s *layout.ACLState) *aclView {
 	if v := c.view.Load(); v != nil && v.state == s {
 		return v
 	}
@@ -169,7 +170,7 @@ const aclMarkerFile = "acl-on"
 // was started with it or its cluster had it on when it last knew.
 func (n *Node) ACLEnabled() bool { return n.aclOn(n.Layout()) }
 
-func (n *Node) aclOn(l *Layout) bool {
+func (n *Node) aclOn(l *layout.Layout) bool {
 	if !l.Initialized {
 		return n.cfg.ACL || n.aclMarked.Load()
 	}
@@ -189,7 +190,7 @@ func (n *Node) aclOn(l *Layout) bool {
 // ACL returns the access control state this node decides by (nil when
 // access control is off or the layout is not known yet). Callers must not
 // modify it.
-func (n *Node) ACL() *ACLState { return n.Layout().ACL }
+func (n *Node) ACL() *layout.ACLState { return n.Layout().ACL }
 
 // Authenticate resolves a request's token secret ("" for none) to its
 // identity; with access control off it returns an Identity without an
@@ -275,7 +276,7 @@ func (n *Node) ACLBootstrap(ctx context.Context) (acl.Token, string, error) {
 	if err != nil {
 		return acl.Token{}, "", err
 	}
-	return t, secret, n.changeACL(ctx, &ACLChange{Op: "bootstrap", Token: &t})
+	return t, secret, n.changeACL(ctx, &layout.ACLChange{Op: "bootstrap", Token: &t})
 }
 
 // ACLCreateToken creates a token with the named policies (or a
@@ -286,13 +287,13 @@ func (n *Node) ACLCreateToken(ctx context.Context, description string, policies 
 	if err != nil {
 		return acl.Token{}, "", fmt.Errorf("%w: %v", base.ErrBadRequest, err)
 	}
-	return t, secret, n.changeACL(ctx, &ACLChange{Op: "token_create", Token: &t})
+	return t, secret, n.changeACL(ctx, &layout.ACLChange{Op: "token_create", Token: &t})
 }
 
 // ACLDeleteToken deletes a token; the last management token is kept
 // (ErrConflict).
 func (n *Node) ACLDeleteToken(ctx context.Context, accessor string) error {
-	return n.changeACL(ctx, &ACLChange{Op: "token_delete", Name: accessor})
+	return n.changeACL(ctx, &layout.ACLChange{Op: "token_delete", Name: accessor})
 }
 
 // ACLSetPolicy creates a policy (create) or replaces an existing one.
@@ -301,20 +302,20 @@ func (n *Node) ACLSetPolicy(ctx context.Context, p acl.Policy, create bool) erro
 	if create {
 		op = "policy_create"
 	}
-	return n.changeACL(ctx, &ACLChange{Op: op, Policy: &p})
+	return n.changeACL(ctx, &layout.ACLChange{Op: op, Policy: &p})
 }
 
 // ACLDeletePolicy deletes a policy no token uses; the anonymous policy is
 // kept.
 func (n *Node) ACLDeletePolicy(ctx context.Context, name string) error {
-	return n.changeACL(ctx, &ACLChange{Op: "policy_delete", Name: name})
+	return n.changeACL(ctx, &layout.ACLChange{Op: "policy_delete", Name: name})
 }
 
 // changeACL proposes c to the metadata group (on its leader, forwarded
 // there if need be) and waits until this node has applied it, so that the
 // caller's next request here sees it.
-func (n *Node) changeACL(ctx context.Context, c *ACLChange) error {
-	if err := c.check(); err != nil {
+func (n *Node) changeACL(ctx context.Context, c *layout.ACLChange) error {
+	if err := c.Check(); err != nil {
 		return err
 	}
 	if !n.Layout().Initialized {

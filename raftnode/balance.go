@@ -4,21 +4,14 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/raft"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/layout"
 )
-
-func contains(ids []base.NodeID, id base.NodeID) bool {
-	for _, x := range ids {
-		if x == id {
-			return true
-		}
-	}
-	return false
-}
 
 // PinLeader makes node the preferred leader of group g (empty node: back
 // to the balancer's spread); the group's leader hands over to it once it
@@ -29,7 +22,7 @@ func (n *Node) PinLeader(ctx context.Context, g base.GroupID, node base.NodeID) 
 	}
 	req := Request{Op: opPinLeader, Group: base.MetaGroup, Target: g}
 	if node != "" {
-		req.Node = &NodeInfo{ID: node}
+		req.Node = &layout.NodeInfo{ID: node}
 	}
 	_, err := n.do(ctx, req)
 	return err
@@ -52,8 +45,8 @@ func (n *Node) balanceLoop(ctx context.Context) {
 				delete(ready, r.id)
 				continue
 			}
-			want := n.Layout().leaderPlan()[r.id]
-			if want == "" || want == n.cfg.ID || !contains(r.voters(), want) {
+			want := n.Layout().LeaderPlan()[r.id]
+			if want == "" || want == n.cfg.ID || !slices.Contains(r.voters(), want) {
 				delete(ready, r.id)
 				continue
 			}
@@ -145,12 +138,12 @@ func (n *Node) recordLoads(ctx context.Context) {
 			}
 		}
 	}
-	if !l.loadsWorthRecording(fresh) {
+	if !l.LoadsWorthRecording(fresh) {
 		return
 	}
 	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := n.meta.apply(actx, mustJSON(metaCommand{Op: metaLoads, Loads: fresh})); err != nil {
+	if _, err := n.meta.apply(actx, mustJSON(layout.Command{Op: layout.OpLoads, Loads: fresh})); err != nil {
 		n.log.Warn("recording group loads", "err", err)
 		return
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/snapshot"
 	"github.com/ringkv/ringkv/store"
 )
@@ -57,7 +58,7 @@ func (n *Node) Checkpoint(ctx context.Context, g base.GroupID, minIndex uint64) 
 // else fetched from the leader. It follows leadership changes until ctx
 // ends, asking dst for a fresh writer on each attempt.
 func (n *Node) fetchCheckpoint(ctx context.Context, g base.GroupID, minIndex uint64, dst func() (io.Writer, error)) error {
-	return n.retryLeader(ctx, g, func(leader NodeInfo, self bool) error {
+	return n.retryLeader(ctx, g, func(leader layout.NodeInfo, self bool) error {
 		w, err := dst()
 		if err != nil {
 			return err
@@ -84,7 +85,7 @@ func (n *Node) fetchCheckpoint(ctx context.Context, g base.GroupID, minIndex uin
 // answers and waiting out elections, until fn succeeds, fails otherwise,
 // or ctx ends. fn must not have written anything when it fails with a
 // leadership error.
-func (n *Node) retryLeader(ctx context.Context, g base.GroupID, fn func(leader NodeInfo, self bool) error) error {
+func (n *Node) retryLeader(ctx context.Context, g base.GroupID, fn func(leader layout.NodeInfo, self bool) error) error {
 	var last error
 	for {
 		leader := n.leaderOf(g)
@@ -157,7 +158,7 @@ func (n *Node) RestoreCheckpoint(ctx context.Context, g base.GroupID, rd io.Read
 	if r == nil || r.st == nil || !r.isLeader() {
 		return 0, &base.NotLeaderError{Group: g, Leader: n.leaderOf(g)}
 	}
-	if err := checkRestoreID(fence.ID); err != nil {
+	if err := layout.CheckRestoreID(fence.ID); err != nil {
 		return 0, err
 	}
 	if err := n.checkRestoreMover(ctx, Request{Op: opFence, Ranges: wholeRing, Term: fence.Term, Restore: fence.ID}); err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/raftnode/raftnodetest"
 )
@@ -287,18 +288,18 @@ func TestFollowerCatchesUpBySnapshotInstall(t *testing.T) {
 func TestMembership(t *testing.T) {
 	c := raftnodetest.Start(t, raftnodetest.Options{})
 	ctx := raftnodetest.Ctx(t, 20*time.Second)
-	err := c.Members[1].Node.Join(ctx, raftnode.NodeInfo{ID: "node2", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"})
+	err := c.Members[1].Node.Join(ctx, layout.NodeInfo{ID: "node2", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"})
 	if !errors.Is(err, base.ErrConflict) {
 		t.Fatalf("join with a taken id and other addresses: %v, want ErrConflict", err)
 	}
 	// A node that does not answer at its Raft address is not admitted:
 	// as a metadata voter it would count in every quorum.
-	err = c.Members[1].Node.Join(ctx, raftnode.NodeInfo{ID: "f", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"})
+	err = c.Members[1].Node.Join(ctx, layout.NodeInfo{ID: "f", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"})
 	if !errors.Is(err, base.ErrUnavailable) || !strings.Contains(err.Error(), "does not answer at raft_addr 127.0.0.1:2") {
 		t.Fatalf("join of a node that does not answer: %v, want unavailable", err)
 	}
 	// Nor one claiming another node's Raft address.
-	err = c.Members[1].Node.Join(ctx, raftnode.NodeInfo{ID: "f", HTTPAddr: "127.0.0.1:1", RaftAddr: c.Members[2].RaftAddr})
+	err = c.Members[1].Node.Join(ctx, layout.NodeInfo{ID: "f", HTTPAddr: "127.0.0.1:1", RaftAddr: c.Members[2].RaftAddr})
 	if !errors.Is(err, base.ErrConflict) {
 		t.Fatalf("join at node3's Raft address: %v, want a conflict", err)
 	}

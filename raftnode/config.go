@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/snapshot"
 	"github.com/ringkv/ringkv/store"
 	"github.com/ringkv/ringkv/transport"
@@ -63,7 +64,7 @@ type Config struct {
 	DataDir     string
 	Join        []string // HTTP URLs of existing nodes
 	Groups      int      // data groups created at bootstrap
-	Replication int      // replicas per group, set at bootstrap (0: DefaultReplication)
+	Replication int      // replicas per group, set at bootstrap (0: layout.DefaultReplication)
 	Weight      float64  // this node's capacity relative to others (0: 1)
 	VNodes      int      // virtual nodes per unit of weight
 
@@ -129,7 +130,7 @@ type TestingKnobs struct {
 	// OnReplicaMove, when set, is called by the node moving a replica
 	// after each step that did not finish the move, with that step's
 	// outcome. Tests use it to hold a move, ctx ending when the node stops.
-	OnReplicaMove func(ctx context.Context, mv ReplicaMove, progress string)
+	OnReplicaMove func(ctx context.Context, mv layout.ReplicaMove, progress string)
 	// OnRestoreInstall, when set, is called by a node running a restore
 	// before it installs group g's restored state; an error fails the
 	// restore there. Tests use it to fail one midway.
@@ -171,8 +172,8 @@ func DefaultConfig() Config {
 // Validate reports the first problem with c.
 func (c Config) Validate() error {
 	switch {
-	case CheckNodeID(c.ID) != nil:
-		return fmt.Errorf("config: %w", CheckNodeID(c.ID))
+	case layout.CheckNodeID(c.ID) != nil:
+		return fmt.Errorf("config: %w", layout.CheckNodeID(c.ID))
 	case c.HTTPAddr == "":
 		return errors.New("config: http address is empty")
 	case c.RaftAddr == "":
@@ -181,10 +182,10 @@ func (c Config) Validate() error {
 		return errors.New("config: data dir is empty")
 	case c.Groups < 1 || c.Groups > 1024:
 		return fmt.Errorf("config: groups %d out of range [1, 1024]", c.Groups)
-	case c.Replication < 0 || c.Replication > MaxReplication:
-		return fmt.Errorf("config: replicas %d out of range [1, %d]", c.Replication, MaxReplication)
-	case c.Weight < 0 || c.Weight > MaxNodeWeight:
-		return fmt.Errorf("config: weight %v out of range (0, %d]", c.Weight, MaxNodeWeight)
+	case c.Replication < 0 || c.Replication > layout.MaxReplication:
+		return fmt.Errorf("config: replicas %d out of range [1, %d]", c.Replication, layout.MaxReplication)
+	case c.Weight < 0 || c.Weight > layout.MaxNodeWeight:
+		return fmt.Errorf("config: weight %v out of range (0, %d]", c.Weight, layout.MaxNodeWeight)
 	case c.VNodes < 1 || c.VNodes > 4096:
 		return fmt.Errorf("config: vnodes %d out of range [1, 4096]", c.VNodes)
 	case c.SnapshotThreshold < 1:

@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/transport"
 )
 
@@ -93,7 +94,7 @@ func (f *forwarder) close() {
 
 // to runs req on the node info describes: on the forwarding stream to its
 // Raft port if the request is a small one, else over HTTP to that port.
-func (f *forwarder) to(ctx context.Context, info NodeInfo, req Request) (Response, error) {
+func (f *forwarder) to(ctx context.Context, info layout.NodeInfo, req Request) (Response, error) {
 	if f.streams != nil && streamed(req.Op) && info.RaftAddr != "" {
 		resp, err := f.streams.forward(ctx, info.RaftAddr, req)
 		if !errors.Is(err, errNoStreams) {
@@ -333,7 +334,7 @@ func (n *Node) ServeBatch(ctx context.Context, b Batch) BatchReply {
 // join posts this node's details to an existing node's join endpoint.
 // token, when set, goes as X-Ringkv-Token: a cluster with access control
 // admits a node with a token allowing operator write.
-func (f *forwarder) join(ctx context.Context, url string, self NodeInfo, token string) error {
+func (f *forwarder) join(ctx context.Context, url string, self layout.NodeInfo, token string) error {
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL(url)+"/v1/cluster/join", bytes.NewReader(mustJSON(self)))
 	if err != nil {
 		return err
@@ -399,7 +400,7 @@ func (f *forwarder) peerSecret(ctx context.Context, url, token string) ([]byte, 
 
 // status fetches a peer's status document on its Raft port, which peers
 // may read whatever the client port's access control says.
-func (f *forwarder) status(ctx context.Context, peer NodeInfo) (Status, error) {
+func (f *forwarder) status(ctx context.Context, peer layout.NodeInfo) (Status, error) {
 	var st Status
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, peerURL(peer.RaftAddr, PeerStatusPath), nil)
 	if err != nil {

@@ -3,14 +3,13 @@ package raftnode
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"sync/atomic"
 	"time"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/layout"
 )
 
 // Lists are read page by page from every group and merged as they go, so
@@ -36,31 +35,6 @@ const (
 	// ring changed under it.
 	maxListRestarts = 20
 )
-
-// RoutingVersion identifies how the layout routes keys to groups: it
-// changes with the ring, a ring change starting, ending or aborting, and
-// every phase of its transfers (which decide where a moving key is
-// answered for). Never 0.
-func (l *Layout) RoutingVersion() uint64 {
-	h := fnv.New64a()
-	var b []byte
-	b = binary.AppendUvarint(b, l.Ring.Epoch)
-	if m := l.Migration; m != nil {
-		b = append(b, 1)
-		if m.Aborting {
-			b = append(b, 1)
-		}
-		b = binary.AppendUvarint(b, m.Next.Epoch)
-		for _, t := range m.Transfers {
-			b = binary.AppendUvarint(b, uint64(t.From))
-			b = binary.AppendUvarint(b, uint64(t.To))
-			b = append(b, t.Phase...)
-			b = append(b, 0)
-		}
-	}
-	h.Write(b)
-	return h.Sum64() | 1
-}
 
 // ListEach calls emit with every key under o.Prefix across all groups, in
 // key order, each group read at o.Consistency page by page. Every page is
@@ -176,7 +150,7 @@ func (m *listMerge) take(ctx context.Context, c *groupCursor, limit int) error {
 	return nil
 }
 
-func (m *listMerge) run(ctx context.Context, l *Layout, after []byte, emitted *int, emit func(KV) error) error {
+func (m *listMerge) run(ctx context.Context, l *layout.Layout, after []byte, emitted *int, emit func(KV) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // pages on their way are dropped
 	pageLimit := func() int {

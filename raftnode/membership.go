@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/transport"
 )
 
@@ -26,15 +27,15 @@ import (
 // metadata leader (forwarded there if need be), admits only a node that
 // answers at its Raft address as the id it gave, and is idempotent for a
 // node already in the cluster with the same addresses.
-func (n *Node) Join(ctx context.Context, info NodeInfo) error {
+func (n *Node) Join(ctx context.Context, info layout.NodeInfo) error {
 	if info.ID == "" || info.HTTPAddr == "" || info.RaftAddr == "" {
 		return fmt.Errorf("%w: join needs id, http_addr and raft_addr", base.ErrBadRequest)
 	}
 	if len(info.RaftAddr) > 255 {
 		return fmt.Errorf("%w: raft_addr too long", base.ErrBadRequest)
 	}
-	if info.Weight < 0 || info.Weight > MaxNodeWeight {
-		return fmt.Errorf("%w: weight %v: want a number above 0 and at most %d", base.ErrBadRequest, info.Weight, MaxNodeWeight)
+	if info.Weight < 0 || info.Weight > layout.MaxNodeWeight {
+		return fmt.Errorf("%w: weight %v: want a number above 0 and at most %d", base.ErrBadRequest, info.Weight, layout.MaxNodeWeight)
 	}
 	info.Draining, info.Leaving = false, false
 	_, err := n.do(ctx, Request{Op: opJoin, Group: base.MetaGroup, Node: &info})
@@ -68,7 +69,7 @@ func (n *Node) RemoveNode(ctx context.Context, id base.NodeID, o RemoveOptions) 
 	if id == "" {
 		return Removal{}, fmt.Errorf("%w: empty node id", base.ErrBadRequest)
 	}
-	resp, err := n.do(ctx, Request{Op: opRemoveNode, Group: base.MetaGroup, Node: &NodeInfo{ID: id}, Force: o.Force})
+	resp, err := n.do(ctx, Request{Op: opRemoveNode, Group: base.MetaGroup, Node: &layout.NodeInfo{ID: id}, Force: o.Force})
 	out := Removal{Node: id, Draining: resp.Count > 0, Replicas: resp.Count}
 	return out, err
 }
@@ -79,11 +80,11 @@ func (n *Node) DrainNode(ctx context.Context, id base.NodeID, on bool) error {
 	if id == "" {
 		return fmt.Errorf("%w: empty node id", base.ErrBadRequest)
 	}
-	_, err := n.do(ctx, Request{Op: opNodeState, Group: base.MetaGroup, Node: &NodeInfo{ID: id, Draining: on}})
+	_, err := n.do(ctx, Request{Op: opNodeState, Group: base.MetaGroup, Node: &layout.NodeInfo{ID: id, Draining: on}})
 	return err
 }
 
-func (n *Node) joinLocal(ctx context.Context, info NodeInfo) error {
+func (n *Node) joinLocal(ctx context.Context, info layout.NodeInfo) error {
 	l := n.Layout()
 	if !l.Initialized {
 		return fmt.Errorf("%w: cluster layout not initialised yet", base.ErrUnavailable)
@@ -110,18 +111,18 @@ func (n *Node) joinLocal(ctx context.Context, info NodeInfo) error {
 	if err := n.changeMembership(ctx, n.meta, Request{Op: opAddNonvoter, Group: base.MetaGroup, Node: &info}); err != nil {
 		return err
 	}
-	if _, err := n.meta.apply(ctx, mustJSON(metaCommand{Op: metaAddNode, Node: &info})); err != nil {
+	if _, err := n.meta.apply(ctx, mustJSON(layout.Command{Op: layout.OpAddNode, Node: &info})); err != nil {
 		return err
 	}
 	for _, g := range n.Layout().Groups {
-		if !contains(g.Replicas, info.ID) {
+		if !slices.Contains(g.Replicas, info.ID) {
 			continue
 		}
 		if _, err := n.do(ctx, Request{Op: opAddNonvoter, Group: g.ID, Node: &info}); err != nil {
 			return fmt.Errorf("adding %s to group %d: %w", info.ID, g.ID, err)
 		}
 	}
-	n.log.Info("node joined", "id", info.ID, "http", info.HTTPAddr, "raft", info.RaftAddr, "weight", info.weight())
+	n.log.Info("node joined", "id", info.ID, "http", info.HTTPAddr, "raft", info.RaftAddr, "weight", info.Capacity())
 	return nil
 }
 
@@ -133,7 +134,7 @@ const PeerStatusPath = "/v1/internal/status"
 // gave, who it is: a member that never answers would count in the
 // metadata group's quorum, and an address that another node answers at
 // would route its traffic there.
-func (n *Node) probeJoiner(ctx context.Context, info NodeInfo) error {
+func (n *Node) probeJoiner(ctx context.Context, info layout.NodeInfo) error {
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(pctx, http.MethodGet, peerURL(info.RaftAddr, PeerStatusPath), nil)
@@ -196,10 +197,10 @@ func (n *Node) removeLocal(ctx context.Context, id base.NodeID, force bool) (int
 	if len(l.Nodes) == 1 {
 		return 0, fmt.Errorf("%w: cannot remove the last node", base.ErrConflict)
 	}
-	held := l.replicaCounts()[id]
+	held := l.ReplicaCounts()[id]
 	others := 0
 	for _, o := range l.Nodes {
-		if o.ID != id && o.eligible() {
+		if o.ID != id && o.Eligible() {
 			others++
 		}
 	}
@@ -207,10 +208,10 @@ func (n *Node) removeLocal(ctx context.Context, id base.NodeID, force bool) (int
 	// Its replicas move first when the other nodes can keep the factor,
 	// or when every group its removal would leave short can take a new
 	// replica elsewhere (below the factor, with a node that lacks it).
-	movesFirst := others >= l.replication() || (len(short) > 0 && !slices.Contains(short, metaGroupName) && l.shortGroupsCanMove(id))
+	movesFirst := others >= l.ReplicasPerGroup() || (len(short) > 0 && !slices.Contains(short, metaGroupName) && l.ShortGroupsCanMove(id))
 	if held > 0 && movesFirst {
 		if !info.Leaving {
-			if _, err := n.meta.apply(ctx, mustJSON(metaCommand{Op: metaNodeState, Node: &NodeInfo{ID: id}, Draining: true, Leaving: true})); err != nil {
+			if _, err := n.meta.apply(ctx, mustJSON(layout.Command{Op: layout.OpNodeState, Node: &layout.NodeInfo{ID: id}, Draining: true, Leaving: true})); err != nil {
 				return 0, err
 			}
 			n.log.Info("node leaving: its replicas move to other nodes first", "id", id, "replicas", held)
@@ -218,10 +219,10 @@ func (n *Node) removeLocal(ctx context.Context, id base.NodeID, force bool) (int
 		return held, nil
 	}
 	if len(short) > 0 && !force {
-		need := l.replication()/2 + 1
+		need := l.ReplicasPerGroup()/2 + 1
 		return 0, fmt.Errorf("%w: removing %s now would leave %s with fewer than %d voters, a majority of the replication factor %d, "+
 			"and one more failure would stop them; add a node first so that its replicas can move, or remove it anyway with ?force=true",
-			base.ErrConflict, id, strings.Join(short, ", "), need, l.replication())
+			base.ErrConflict, id, strings.Join(short, ", "), need, l.ReplicasPerGroup())
 	}
 	return 0, n.evict(ctx, id)
 }
@@ -231,16 +232,16 @@ const metaGroupName = "the metadata group"
 // shortAfterRemoval names the groups (and the metadata group) that would
 // keep fewer voters than a majority of the replication factor once node id
 // is removed from them.
-func (n *Node) shortAfterRemoval(l *Layout, id base.NodeID) []string {
-	need := l.replication()/2 + 1
+func (n *Node) shortAfterRemoval(l *layout.Layout, id base.NodeID) []string {
+	need := l.ReplicasPerGroup()/2 + 1
 	var short []string
 	for _, g := range l.Groups {
-		if contains(g.Replicas, id) && len(g.Replicas)-1 < need {
+		if slices.Contains(g.Replicas, id) && len(g.Replicas)-1 < need {
 			short = append(short, fmt.Sprintf("group %d", g.ID))
 		}
 	}
 	metaVoters := n.meta.voters()
-	if contains(metaVoters, id) && len(metaVoters)-1 < need {
+	if slices.Contains(metaVoters, id) && len(metaVoters)-1 < need {
 		short = append(short, metaGroupName)
 	}
 	return short
@@ -259,20 +260,20 @@ func (n *Node) evict(ctx context.Context, id base.NodeID) error {
 	}
 	l := n.Layout()
 	for _, g := range l.Groups {
-		if !l.holds(g, id) {
+		if !l.Holds(g, id) {
 			continue
 		}
-		if _, err := n.do(ctx, Request{Op: opRemoveServer, Group: g.ID, Node: &NodeInfo{ID: id}}); err != nil {
+		if _, err := n.do(ctx, Request{Op: opRemoveServer, Group: g.ID, Node: &layout.NodeInfo{ID: id}}); err != nil {
 			return fmt.Errorf("removing %s from group %d: %w", id, g.ID, err)
 		}
 	}
 	// Out of the metadata group before out of the layout: a leader that
 	// dies in between leaves a member (still leaving) that the next one
 	// removes again, never a voter the layout has forgotten.
-	if err := n.changeMembership(ctx, n.meta, Request{Op: opRemoveServer, Group: base.MetaGroup, Node: &NodeInfo{ID: id}}); err != nil {
+	if err := n.changeMembership(ctx, n.meta, Request{Op: opRemoveServer, Group: base.MetaGroup, Node: &layout.NodeInfo{ID: id}}); err != nil {
 		return err
 	}
-	if _, err := n.meta.apply(ctx, mustJSON(metaCommand{Op: metaRemoveNode, Node: &NodeInfo{ID: id}})); err != nil {
+	if _, err := n.meta.apply(ctx, mustJSON(layout.Command{Op: layout.OpRemoveNode, Node: &layout.NodeInfo{ID: id}})); err != nil {
 		return err
 	}
 	n.log.Info("node removed", "id", id)
@@ -298,7 +299,7 @@ func (n *Node) promoteMetaVoters(ctx context.Context) error {
 		if info, ok := l.Node(id); s.Suffrage != raft.Nonvoter || !ok || info.Leaving || !n.metaLearnerCaughtUp(ctx, id) {
 			continue
 		}
-		info := NodeInfo{ID: id, RaftAddr: string(s.Address)}
+		info := layout.NodeInfo{ID: id, RaftAddr: string(s.Address)}
 		if err := n.changeMembership(ctx, n.meta, Request{Op: opAddVoter, Group: base.MetaGroup, Node: &info}); err != nil {
 			return err
 		}
@@ -344,10 +345,10 @@ func (n *Node) promoteGroupLearners(ctx context.Context, r *replica) error {
 	}
 	for _, s := range f.Configuration().Servers {
 		id := base.NodeID(s.ID)
-		if s.Suffrage != raft.Nonvoter || !contains(g.Replicas, id) || !n.caughtUp(ctx, r, id) {
+		if s.Suffrage != raft.Nonvoter || !slices.Contains(g.Replicas, id) || !n.caughtUp(ctx, r, id) {
 			continue
 		}
-		info := NodeInfo{ID: id, RaftAddr: string(s.Address)}
+		info := layout.NodeInfo{ID: id, RaftAddr: string(s.Address)}
 		if err := n.changeMembership(ctx, r, Request{Op: opAddVoter, Group: r.id, Node: &info}); err != nil {
 			return err
 		}

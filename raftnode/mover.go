@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/ring"
 	"github.com/ringkv/ringkv/store"
 )
@@ -46,7 +47,7 @@ const (
 // ChangeRing starts a ring change: the metadata group records it and its
 // leader moves the keys. It returns once the change is recorded, with the
 // change as recorded (an added group without an id gets the next free one).
-func (n *Node) ChangeRing(ctx context.Context, c RingChange) (RingChange, error) {
+func (n *Node) ChangeRing(ctx context.Context, c layout.RingChange) (layout.RingChange, error) {
 	before := n.RingEpoch()
 	resp, err := n.do(ctx, Request{Op: opRingChange, Group: base.MetaGroup, Change: &c})
 	if err != nil {
@@ -83,7 +84,7 @@ func (n *Node) AbortRingChange(ctx context.Context) error {
 // nextGroupID is one more than any group id the layout has used, or,
 // once that passes MaxGroupID, the lowest id never used (0 when none is
 // left).
-func nextGroupID(l *Layout) base.GroupID {
+func nextGroupID(l *layout.Layout) base.GroupID {
 	used := map[base.GroupID]bool{}
 	var top base.GroupID
 	for _, g := range l.Groups {
@@ -94,10 +95,10 @@ func nextGroupID(l *Layout) base.GroupID {
 		top = max(top, g)
 		used[g] = true
 	}
-	if top < MaxGroupID {
+	if top < layout.MaxGroupID {
 		return top + 1
 	}
-	for g := base.GroupID(1); g <= MaxGroupID; g++ {
+	for g := base.GroupID(1); g <= layout.MaxGroupID; g++ {
 		if !used[g] {
 			return g
 		}
@@ -109,7 +110,7 @@ func nextGroupID(l *Layout) base.GroupID {
 // group (or the metadata group, for opRingChange).
 func (n *Node) serveMoving(ctx context.Context, r *replica, req Request, resp Response) (Response, error) {
 	if req.Op == opRingAbort {
-		_, err := r.apply(ctx, mustJSON(metaCommand{Op: metaMigrateAbort}))
+		_, err := r.apply(ctx, mustJSON(layout.Command{Op: layout.OpMigrateAbort}))
 		return resp, err
 	}
 	if req.Op == opRingChange {
@@ -121,7 +122,7 @@ func (n *Node) serveMoving(ctx context.Context, r *replica, req Request, resp Re
 			add.Group = nextGroupID(n.Layout())
 			c.Add = &add
 		}
-		_, err := r.apply(ctx, mustJSON(metaCommand{Op: metaMigrateStart, Change: &c}))
+		_, err := r.apply(ctx, mustJSON(layout.Command{Op: layout.OpMigrateStart, Change: &c}))
 		resp.Change = &c
 		return resp, err
 	}
@@ -304,7 +305,7 @@ func sameRanges(a, b []ring.Range) bool {
 func (n *Node) waitMigrationSeen(ctx context.Context, g base.GroupID) error {
 	for {
 		changed := n.meta.meta.Changed()
-		if m := n.Layout().Migration; m != nil && m.sourcing(g) {
+		if m := n.Layout().Migration; m != nil && m.Sourcing(g) {
 			return nil
 		}
 		select {
@@ -357,7 +358,7 @@ func (n *Node) migrate(ctx context.Context) error {
 			return fmt.Errorf("transfer %d->%d: %w", t.From, t.To, err)
 		}
 	}
-	if _, err := n.meta.apply(ctx, mustJSON(metaCommand{Op: metaMigrateEnd})); err != nil {
+	if _, err := n.meta.apply(ctx, mustJSON(layout.Command{Op: layout.OpMigrateEnd})); err != nil {
 		return err
 	}
 	n.log.Info("ring change complete", "change", m.Change.String(), "epoch", m.Next.Epoch)
@@ -388,7 +389,7 @@ func (n *Node) leadMetaCurrent(ctx context.Context) (term uint64, leads bool, er
 
 // undo takes an aborted change back: every source answers for its ranges
 // again and every destination drops what was copied into them.
-func (n *Node) undo(ctx context.Context, term uint64, m *Migration) error {
+func (n *Node) undo(ctx context.Context, term uint64, m *layout.Migration) error {
 	for _, t := range m.Transfers {
 		if _, err := n.do(ctx, Request{Op: opUnfence, Group: t.From, Ranges: t.Ranges, Term: term}); err != nil {
 			return fmt.Errorf("aborting: unfencing group %d: %w", t.From, err)
@@ -402,7 +403,7 @@ func (n *Node) undo(ctx context.Context, term uint64, m *Migration) error {
 		}
 		n.log.Info("transfer undone", "from", uint32(t.From), "to", uint32(t.To), "dropped_copies", dropped)
 	}
-	if _, err := n.meta.apply(ctx, mustJSON(metaCommand{Op: metaMigrateAborted})); err != nil {
+	if _, err := n.meta.apply(ctx, mustJSON(layout.Command{Op: layout.OpMigrateAborted})); err != nil {
 		return err
 	}
 	n.log.Info("ring change aborted", "change", m.Change.String())
@@ -426,14 +427,14 @@ func (n *Node) drop(ctx context.Context, term uint64, g base.GroupID, ranges []r
 	}
 }
 
-func (n *Node) recordPhase(ctx context.Context, p migrationPhase) error {
-	_, err := n.meta.apply(ctx, mustJSON(metaCommand{Op: metaMigratePhase, Phase: &p}))
+func (n *Node) recordPhase(ctx context.Context, p layout.MigrationPhase) error {
+	_, err := n.meta.apply(ctx, mustJSON(layout.Command{Op: layout.OpMigratePhase, Phase: &p}))
 	return err
 }
 
 // runTransfer moves one transfer's ranges from its source to its
 // destination, from whatever phase it is at.
-func (n *Node) runTransfer(ctx context.Context, term uint64, t TransferState) error {
+func (n *Node) runTransfer(ctx context.Context, term uint64, t layout.TransferState) error {
 	start := time.Now()
 	hook := func(phase string) {
 		if n.cfg.Knobs.OnTransfer != nil {
@@ -441,8 +442,8 @@ func (n *Node) runTransfer(ctx context.Context, term uint64, t TransferState) er
 		}
 	}
 	var watermark uint64 // modify indexes above it changed after the copy began
-	if t.Phase == PhaseCopy {
-		hook(PhaseCopy)
+	if t.Phase == layout.PhaseCopy {
+		hook(layout.PhaseCopy)
 		// A first copy while the source still serves the ranges, page by
 		// page into the destination.
 		var copied uint64
@@ -454,20 +455,20 @@ func (n *Node) runTransfer(ctx context.Context, term uint64, t TransferState) er
 			return err
 		}
 		watermark = first.watermark
-		if err := n.recordPhase(ctx, migrationPhase{From: t.From, To: t.To, Phase: PhaseCopy, Keys: copied}); err != nil {
+		if err := n.recordPhase(ctx, layout.MigrationPhase{From: t.From, To: t.To, Phase: layout.PhaseCopy, Keys: copied}); err != nil {
 			return err
 		}
 		resp, err := n.do(ctx, Request{Op: opFence, Group: t.From, Ranges: t.Ranges, Term: term})
 		if err != nil {
 			return fmt.Errorf("fencing group %d: %w", t.From, err)
 		}
-		t.Phase, t.FenceIndex = PhaseFenced, resp.RaftIndex
-		if err := n.recordPhase(ctx, migrationPhase{From: t.From, To: t.To, Phase: PhaseFenced, Keys: copied, FenceIndex: t.FenceIndex}); err != nil {
+		t.Phase, t.FenceIndex = layout.PhaseFenced, resp.RaftIndex
+		if err := n.recordPhase(ctx, layout.MigrationPhase{From: t.From, To: t.To, Phase: layout.PhaseFenced, Keys: copied, FenceIndex: t.FenceIndex}); err != nil {
 			return err
 		}
 	}
-	if t.Phase == PhaseFenced {
-		hook(PhaseFenced)
+	if t.Phase == layout.PhaseFenced {
+		hook(layout.PhaseFenced)
 		fenced := time.Now()
 		// The source no longer changes in the ranges: copy what changed
 		// since the first copy (everything, after a restart), remove what
@@ -520,20 +521,20 @@ func (n *Node) runTransfer(ctx context.Context, term uint64, t TransferState) er
 		if _, err := n.do(ctx, Request{Op: opUnfence, Group: t.To, Ranges: t.Ranges, Term: term}); err != nil {
 			return fmt.Errorf("unfencing group %d: %w", t.To, err)
 		}
-		if err := n.recordPhase(ctx, migrationPhase{From: t.From, To: t.To, Phase: PhaseFlipped, Keys: src.keys, Total: src.keys}); err != nil {
+		if err := n.recordPhase(ctx, layout.MigrationPhase{From: t.From, To: t.To, Phase: layout.PhaseFlipped, Keys: src.keys, Total: src.keys}); err != nil {
 			return err
 		}
 		n.log.Info("ranges flipped", "from", uint32(t.From), "to", uint32(t.To), "keys", src.keys, "changed_while_copying", changed,
 			"removed", len(gone), "digest", short(src.digest), "fenced_for", time.Since(fenced).Round(time.Millisecond))
-		t.Phase, t.Total = PhaseFlipped, src.keys
+		t.Phase, t.Total = layout.PhaseFlipped, src.keys
 	}
-	if t.Phase == PhaseFlipped {
-		hook(PhaseFlipped)
+	if t.Phase == layout.PhaseFlipped {
+		hook(layout.PhaseFlipped)
 		dropped, err := n.drop(ctx, term, t.From, t.Ranges)
 		if err != nil {
 			return err
 		}
-		if err := n.recordPhase(ctx, migrationPhase{From: t.From, To: t.To, Phase: PhaseDone, Keys: t.Total}); err != nil {
+		if err := n.recordPhase(ctx, layout.MigrationPhase{From: t.From, To: t.To, Phase: layout.PhaseDone, Keys: t.Total}); err != nil {
 			return err
 		}
 		n.log.Info("transfer done", "from", uint32(t.From), "to", uint32(t.To), "dropped", dropped, "took", time.Since(start).Round(time.Millisecond))
@@ -562,7 +563,7 @@ type scanned struct {
 // by page, after it applied minIndex, with values above the modify index
 // above (0: all, math.MaxUint64: none), handing each page to fn (if set).
 // The digest XORs the pages'.
-func (n *Node) scanRanges(ctx context.Context, g base.GroupID, t TransferState, minIndex, above uint64, fn func([]store.MovedEntry) error) (scanned, error) {
+func (n *Node) scanRanges(ctx context.Context, g base.GroupID, t layout.TransferState, minIndex, above uint64, fn func([]store.MovedEntry) error) (scanned, error) {
 	var out scanned
 	var digest [32]byte
 	var after []byte
@@ -605,7 +606,7 @@ func (n *Node) scanRanges(ctx context.Context, g base.GroupID, t TransferState, 
 
 // ingest writes entries into t's destination, in log entries of bounded
 // size.
-func (n *Node) ingest(ctx context.Context, term uint64, t TransferState, all []store.MovedEntry) error {
+func (n *Node) ingest(ctx context.Context, term uint64, t layout.TransferState, all []store.MovedEntry) error {
 	for len(all) > 0 {
 		k, size := 0, 0
 		for k < len(all) && k < store.MaxIngest && (k == 0 || size+len(all[k].Value)+len(all[k].Key) < scanPageBytes) {

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/transport"
 )
 
@@ -309,7 +310,7 @@ func (n *Node) fatal(err error) {
 }
 
 // Layout returns the replicated cluster layout as this node has applied it.
-func (n *Node) Layout() *Layout { return n.meta.meta.Layout() }
+func (n *Node) Layout() *layout.Layout { return n.meta.meta.Layout() }
 
 func (n *Node) replica(id base.GroupID) *replica {
 	if id == base.MetaGroup {
@@ -331,8 +332,8 @@ func (n *Node) localReplicas() []*replica {
 	return out
 }
 
-func (n *Node) self() NodeInfo {
-	return NodeInfo{ID: n.cfg.ID, HTTPAddr: n.cfg.HTTPAddr, RaftAddr: n.cfg.AdvertiseRaft, Weight: n.cfg.Weight}
+func (n *Node) self() layout.NodeInfo {
+	return layout.NodeInfo{ID: n.cfg.ID, HTTPAddr: n.cfg.HTTPAddr, RaftAddr: n.cfg.AdvertiseRaft, Weight: n.cfg.Weight}
 }
 
 // sleepCtx waits d or until ctx ends; it reports whether ctx is still live.
@@ -360,7 +361,7 @@ func (n *Node) initLoop(ctx context.Context) {
 			if groups == 0 {
 				groups = n.cfg.Groups
 			}
-			cmd := metaCommand{Op: metaInit, Node: ptr(n.self()), Groups: groups, VNodes: n.cfg.VNodes, Replication: n.cfg.Replication, ClusterID: newClusterID(), EnableACL: n.cfg.ACL}
+			cmd := layout.Command{Op: layout.OpInit, Node: ptr(n.self()), Groups: groups, VNodes: n.cfg.VNodes, Replication: n.cfg.Replication, ClusterID: newClusterID(), EnableACL: n.cfg.ACL}
 			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			_, err := n.meta.apply(actx, mustJSON(cmd))
 			cancel()
@@ -418,7 +419,7 @@ func (n *Node) reconcileLoop(ctx context.Context) {
 		changed := n.meta.meta.Changed()
 		l := n.Layout()
 		for _, g := range l.Groups {
-			if l.holds(g, n.cfg.ID) && n.replica(g.ID) == nil {
+			if l.Holds(g, n.cfg.ID) && n.replica(g.ID) == nil {
 				if err := n.startReplica(g.ID, n.bootstrapOf(l, g)); err != nil {
 					n.log.Error("starting assigned replica", "group", uint32(g.ID), "err", err)
 				}
@@ -452,7 +453,7 @@ func (n *Node) reconcileLoop(ctx context.Context) {
 // bootstrapOf returns the voters a new group created by a ring change
 // starts with, when this node is one of them; nil otherwise (the replica
 // joins or already has state).
-func (n *Node) bootstrapOf(l *Layout, g GroupInfo) []raft.Server {
+func (n *Node) bootstrapOf(l *layout.Layout, g layout.GroupInfo) []raft.Server {
 	var boot []raft.Server
 	mine := false
 	for _, id := range g.Bootstrap {
@@ -472,7 +473,7 @@ func (n *Node) bootstrapOf(l *Layout, g GroupInfo) []raft.Server {
 // retireReplicas shuts down local replicas of groups a ring change
 // retired and moves their files aside. Only groups the layout lists as
 // retired: a layout still catching up may not know a new group yet.
-func (n *Node) retireReplicas(l *Layout) {
+func (n *Node) retireReplicas(l *layout.Layout) {
 	n.mu.RLock()
 	var gone []*replica
 	for _, id := range l.Retired {

@@ -28,7 +28,7 @@ func (n *Node) serveWrite(ctx context.Context, r *replica, req Request, resp Res
 		// refused by a fence that follows it.
 		// So are they during a restore, which fences every group.
 		r.asyncMu.RLock()
-		if l := n.Layout(); (l.Migration == nil || !l.Migration.sourcing(r.id)) && l.Restore == nil {
+		if l := n.Layout(); (l.Migration == nil || !l.Migration.Sourcing(r.id)) && l.Restore == nil {
 			if n.cfg.Knobs.OnAsyncWrite != nil {
 				n.cfg.Knobs.OnAsyncWrite(r.id, req.Key)
 			}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/layout"
 )
 
 // Node-to-node ops on the cluster layout and membership, served on the
@@ -25,7 +26,7 @@ func (n *Node) serveLayoutIndex(ctx context.Context, r *replica, req Request, re
 
 // servePinLeader records a group's preferred leader in the layout.
 func (n *Node) servePinLeader(ctx context.Context, r *replica, req Request, resp Response) (Response, error) {
-	_, err := r.apply(ctx, mustJSON(metaCommand{Op: metaPinLeader, Group: req.Target, Node: req.Node}))
+	_, err := r.apply(ctx, mustJSON(layout.Command{Op: layout.OpPinLeader, Group: req.Target, Node: req.Node}))
 	return resp, err
 }
 
@@ -34,7 +35,7 @@ func (n *Node) serveACL(ctx context.Context, r *replica, req Request, resp Respo
 	if r != n.meta {
 		return resp, fmt.Errorf("%w: acl on group %d", base.ErrBadRequest, r.id)
 	}
-	if _, err := r.apply(ctx, mustJSON(metaCommand{Op: metaACL, ACL: req.ACL})); err != nil {
+	if _, err := r.apply(ctx, mustJSON(layout.Command{Op: layout.OpACL, ACL: req.ACL})); err != nil {
 		return resp, err
 	}
 	_, resp.RaftIndex = r.meta.LayoutAt() // at or past the change
@@ -43,11 +44,11 @@ func (n *Node) serveACL(ctx context.Context, r *replica, req Request, resp Respo
 
 // serveRestoreLock takes, renews or releases the restore lock.
 func (n *Node) serveRestoreLock(ctx context.Context, r *replica, req Request, resp Response) (Response, error) {
-	lock := &RestoreLock{ID: req.Restore}
+	lock := &layout.RestoreLock{ID: req.Restore}
 	if req.Node != nil {
 		lock.Node = req.Node.ID
 	}
-	_, err := r.apply(ctx, mustJSON(metaCommand{Op: metaOp("restore_" + req.RestoreStep), Restore: lock}))
+	_, err := r.apply(ctx, mustJSON(layout.Command{Op: layout.Op("restore_" + req.RestoreStep), Restore: lock}))
 	return resp, err
 }
 

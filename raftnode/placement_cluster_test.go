@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/raftnode/raftnodetest"
 )
@@ -19,9 +20,9 @@ import (
 // that holds the first move to reach its non-voter step: it sends the move
 // on held, then waits until release is closed (never, if nil) or its node
 // stops.
-func holdFirstNonvoterStep(held chan<- raftnode.ReplicaMove, release <-chan struct{}) func(context.Context, raftnode.ReplicaMove, string) {
+func holdFirstNonvoterStep(held chan<- layout.ReplicaMove, release <-chan struct{}) func(context.Context, layout.ReplicaMove, string) {
 	var once sync.Once
-	return func(ctx context.Context, mv raftnode.ReplicaMove, progress string) {
+	return func(ctx context.Context, mv layout.ReplicaMove, progress string) {
 		if !strings.Contains(progress, "non-voter") {
 			return
 		}
@@ -67,7 +68,7 @@ func verifyAll(t *testing.T, n *raftnode.Node) {
 		t.Fatal(err)
 	}
 	for _, v := range vs {
-		if !v.Agree || len(v.Replicas) != raftnode.DefaultReplication {
+		if !v.Agree || len(v.Replicas) != layout.DefaultReplication {
 			t.Fatalf("group %d: replicas %d, agree %v: %+v", v.Group, len(v.Replicas), v.Agree, v)
 		}
 	}
@@ -241,14 +242,14 @@ func TestLeadersSpreadByLoad(t *testing.T) {
 // (the destination is a non-voter of the group by then); the next
 // metadata leader finds the move recorded and finishes it.
 func TestReplicaMoveSurvivesTheMoverStopping(t *testing.T) {
-	held := make(chan raftnode.ReplicaMove, 1)
+	held := make(chan layout.ReplicaMove, 1)
 	hook := holdFirstNonvoterStep(held, nil) // held until the node stops
 	c := raftnodetest.Start(t, raftnodetest.Options{Groups: 3, Configure: func(cfg *raftnode.Config) {
 		cfg.Knobs.OnReplicaMove = hook
 	}})
 	want := fill(t, c, "m", 100)
 	c.Add(0)
-	var mv raftnode.ReplicaMove
+	var mv layout.ReplicaMove
 	select {
 	case mv = <-held:
 	case <-time.After(60 * time.Second):
@@ -373,7 +374,7 @@ func TestLeaderHandOversDoNotFailRequests(t *testing.T) {
 // has been silent for the stall timeout, instead of waiting for it for as
 // long as it is down; when it is back it gets its replicas after all.
 func TestReplicaMoveToADeadNodeIsUndone(t *testing.T) {
-	held := make(chan raftnode.ReplicaMove, 1)
+	held := make(chan layout.ReplicaMove, 1)
 	release := make(chan struct{})
 	hook := holdFirstNonvoterStep(held, release)
 	c := raftnodetest.Start(t, raftnodetest.Options{Groups: 3, Configure: func(cfg *raftnode.Config) {
@@ -382,7 +383,7 @@ func TestReplicaMoveToADeadNodeIsUndone(t *testing.T) {
 	}})
 	want := fill(t, c, "dead", 100)
 	added := c.Add(0)
-	var mv raftnode.ReplicaMove
+	var mv layout.ReplicaMove
 	select {
 	case mv = <-held:
 	case <-time.After(60 * time.Second):

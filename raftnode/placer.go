@@ -6,11 +6,13 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/raft"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/layout"
 )
 
 // Replica progress strings of a replica_step.
@@ -53,12 +55,12 @@ func (n *Node) place(ctx context.Context) error {
 	if l.Move != nil {
 		return n.runMove(ctx, *l.Move)
 	}
-	counts := l.replicaCounts()
+	counts := l.ReplicaCounts()
 	for _, nd := range l.Nodes {
 		// A leaving node goes once its replicas have moved, or once
 		// those left have nowhere to go and no group would fall short
 		// without them (a removal below the replication factor).
-		if nd.Leaving && (counts[nd.ID] == 0 || (l.cannotMoveOff(nd.ID) && len(n.shortAfterRemoval(l, nd.ID)) == 0)) {
+		if nd.Leaving && (counts[nd.ID] == 0 || (l.CannotMoveOff(nd.ID) && len(n.shortAfterRemoval(l, nd.ID)) == 0)) {
 			ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
 			return n.evict(ectx, nd.ID)
@@ -70,9 +72,9 @@ func (n *Node) place(ctx context.Context) error {
 	// A node that does not answer gets no replica: a move onto it would
 	// wait for it to catch up for as long as it is down.
 	avoid := map[base.NodeID]bool{}
-	var mv *ReplicaMove
+	var mv *layout.ReplicaMove
 	for {
-		if mv = l.nextMove(avoid); mv == nil {
+		if mv = l.NextMove(avoid); mv == nil {
 			return nil
 		}
 		if n.reachable(ctx, mv.To) {
@@ -82,7 +84,7 @@ func (n *Node) place(ctx context.Context) error {
 		avoid[mv.To] = true
 	}
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	_, err := n.meta.apply(actx, mustJSON(metaCommand{Op: metaReplicaMoveStart, Move: mv}))
+	_, err := n.meta.apply(actx, mustJSON(layout.Command{Op: layout.OpReplicaMoveStart, Move: mv}))
 	cancel()
 	if err != nil {
 		return fmt.Errorf("recording %s: %w", mv, err)
@@ -92,7 +94,7 @@ func (n *Node) place(ctx context.Context) error {
 
 // moveState is the placer's report on the move it runs.
 type moveState struct {
-	Move     ReplicaMove
+	Move     layout.ReplicaMove
 	Progress string
 	Since    time.Time
 }
@@ -100,7 +102,7 @@ type moveState struct {
 // runMove takes a recorded move step by step to its end, then records
 // that. A move whose destination stopped being eligible (drained,
 // removed) is undone instead.
-func (n *Node) runMove(ctx context.Context, mv ReplicaMove) error {
+func (n *Node) runMove(ctx context.Context, mv layout.ReplicaMove) error {
 	started := time.Now()
 	n.log.Info("moving a replica", "move", mv.String())
 	defer n.moving.Store(nil)
@@ -116,7 +118,7 @@ func (n *Node) runMove(ctx context.Context, mv ReplicaMove) error {
 			return nil // ended, or no longer ours to run
 		}
 		abort := stalled
-		if to, ok := l.Node(mv.To); !ok || !to.eligible() {
+		if to, ok := l.Node(mv.To); !ok || !to.Eligible() {
 			abort = true
 		}
 		if !abort && time.Since(probed) >= time.Second {
@@ -168,10 +170,10 @@ func (n *Node) reachable(ctx context.Context, id base.NodeID) bool {
 	return err == nil
 }
 
-func (n *Node) endMove(ctx context.Context, mv ReplicaMove, aborted bool) error {
+func (n *Node) endMove(ctx context.Context, mv layout.ReplicaMove, aborted bool) error {
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, err := n.meta.apply(actx, mustJSON(metaCommand{Op: metaReplicaMoveEnd, Move: &mv, Aborted: aborted}))
+	_, err := n.meta.apply(actx, mustJSON(layout.Command{Op: layout.OpReplicaMoveEnd, Move: &mv, Aborted: aborted}))
 	return err
 }
 
@@ -180,7 +182,7 @@ func (n *Node) endMove(ctx context.Context, mv ReplicaMove, aborted bool) error 
 // up, promote it, hand leadership off the source if it leads, remove the
 // source. With abort, it removes the destination instead (unless the
 // source is already gone: then the move can only complete).
-func (n *Node) replicaStep(ctx context.Context, r *replica, mv ReplicaMove, abort bool) (Response, error) {
+func (n *Node) replicaStep(ctx context.Context, r *replica, mv layout.ReplicaMove, abort bool) (Response, error) {
 	resp := Response{ServedBy: n.cfg.ID}
 	if !r.isLeader() {
 		return resp, r.notLeader()
@@ -199,7 +201,7 @@ func (n *Node) replicaStep(ctx context.Context, r *replica, mv ReplicaMove, abor
 		}
 	}
 	member := func(op string, id base.NodeID, addr string) error {
-		return n.changeMembership(ctx, r, Request{Op: op, Group: r.id, Node: &NodeInfo{ID: id, RaftAddr: addr}})
+		return n.changeMembership(ctx, r, Request{Op: op, Group: r.id, Node: &layout.NodeInfo{ID: id, RaftAddr: addr}})
 	}
 	handOff := func(avoid base.NodeID) (Response, error) {
 		// This leader is the replica leaving: another voter takes over
@@ -268,7 +270,7 @@ func (n *Node) setDraining(ctx context.Context, id base.NodeID, on bool) error {
 	if !ok {
 		return fmt.Errorf("%w: node %s is not a member", base.ErrNotFound, id)
 	}
-	_, err := n.meta.apply(ctx, mustJSON(metaCommand{Op: metaNodeState, Node: &NodeInfo{ID: id}, Draining: on, Leaving: on && cur.Leaving}))
+	_, err := n.meta.apply(ctx, mustJSON(layout.Command{Op: layout.OpNodeState, Node: &layout.NodeInfo{ID: id}, Draining: on, Leaving: on && cur.Leaving}))
 	return err
 }
 
@@ -300,10 +302,10 @@ func (n *Node) dropStrayReplicas(ctx context.Context) {
 
 // strayReplicas are the local replicas of groups in l that this node does
 // not hold.
-func (n *Node) strayReplicas(l *Layout) []*replica {
+func (n *Node) strayReplicas(l *layout.Layout) []*replica {
 	var out []*replica
 	for _, r := range n.localReplicas() {
-		if g, ok := l.Group(r.id); ok && !l.holds(g, n.cfg.ID) {
+		if g, ok := l.Group(r.id); ok && !l.Holds(g, n.cfg.ID) {
 			out = append(out, r)
 		}
 	}
@@ -345,7 +347,7 @@ func (n *Node) metaCaughtUp(ctx context.Context) error {
 
 // ClusterNode is a member with what it holds.
 type ClusterNode struct {
-	NodeInfo
+	layout.NodeInfo
 	Voter    bool           `json:"meta_voter"`
 	Replicas []base.GroupID `json:"replicas"`
 	// Leads are the groups it leads as this node knows; Preferred those
@@ -360,8 +362,8 @@ type ClusterInfo struct {
 	Nodes       []ClusterNode `json:"nodes"`
 	// Move is the replica move in progress; Progress its last step, as
 	// reported by the metadata leader when this node is it.
-	Move     *ReplicaMove `json:"replica_move,omitempty"`
-	Progress string       `json:"move_progress,omitempty"`
+	Move     *layout.ReplicaMove `json:"replica_move,omitempty"`
+	Progress string              `json:"move_progress,omitempty"`
 	// MoveSeconds is how long the move has run under this leader.
 	MoveSeconds float64 `json:"move_seconds,omitempty"`
 	// Balanced: no move is in progress or wanted.
@@ -370,7 +372,7 @@ type ClusterInfo struct {
 	// (none recorded: by count).
 	Loads map[base.GroupID]float64 `json:"loads,omitempty"`
 	// Restore is the restore lock, while a restore runs.
-	Restore *RestoreLock `json:"restore,omitempty"`
+	Restore *layout.RestoreLock `json:"restore,omitempty"`
 }
 
 // Cluster reports members, replica placement and the move in progress.
@@ -379,9 +381,9 @@ type ClusterInfo struct {
 func (n *Node) Cluster(ctx context.Context) ClusterInfo {
 	l := n.Layout()
 	leaders := n.groupLeaders(ctx, l)
-	ci := ClusterInfo{Replication: l.replication(), Move: l.Move, Loads: l.Loads, Restore: l.Restore}
+	ci := ClusterInfo{Replication: l.ReplicasPerGroup(), Move: l.Move, Loads: l.Loads, Restore: l.Restore}
 	if l.Initialized {
-		ci.Balanced = l.Move == nil && l.nextMove(nil) == nil
+		ci.Balanced = l.Move == nil && l.NextMove(nil) == nil
 		for _, nd := range l.Nodes {
 			ci.Balanced = ci.Balanced && !nd.Leaving
 		}
@@ -390,12 +392,12 @@ func (n *Node) Cluster(ctx context.Context) ClusterInfo {
 		ci.Progress = ms.Progress
 		ci.MoveSeconds = math.Round(time.Since(ms.Since).Seconds()*10) / 10
 	}
-	plan := l.leaderPlan()
+	plan := l.LeaderPlan()
 	voters := n.meta.voters()
 	for _, nd := range l.Nodes {
-		cn := ClusterNode{NodeInfo: nd, Voter: contains(voters, nd.ID), Replicas: []base.GroupID{}, Leads: []base.GroupID{}, Preferred: []base.GroupID{}}
+		cn := ClusterNode{NodeInfo: nd, Voter: slices.Contains(voters, nd.ID), Replicas: []base.GroupID{}, Leads: []base.GroupID{}, Preferred: []base.GroupID{}}
 		for _, g := range l.Groups {
-			if contains(g.Replicas, nd.ID) {
+			if slices.Contains(g.Replicas, nd.ID) {
 				cn.Replicas = append(cn.Replicas, g.ID)
 			}
 			if leaders[g.ID] == nd.ID {
@@ -413,7 +415,7 @@ func (n *Node) Cluster(ctx context.Context) ClusterInfo {
 // groupLeaders returns each group's leader: as the local replica knows
 // it, or else as the holders report in their status (asked in parallel,
 // briefly).
-func (n *Node) groupLeaders(ctx context.Context, l *Layout) map[base.GroupID]base.NodeID {
+func (n *Node) groupLeaders(ctx context.Context, l *layout.Layout) map[base.GroupID]base.NodeID {
 	out := map[base.GroupID]base.NodeID{}
 	ask := map[base.NodeID]bool{}
 	for _, g := range l.Groups {

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/ringkv/ringkv/base"
-	"github.com/ringkv/ringkv/raftnode"
+	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/raftnode/raftnodetest"
 	"github.com/ringkv/ringkv/ring"
 )
@@ -25,12 +25,12 @@ func TestPlanCountsTheKeysThatWouldMove(t *testing.T) {
 	}
 	cur := n.Layout().RingView()
 	for _, tc := range []struct {
-		change raftnode.RingChange
+		change layout.RingChange
 		next   func() (*ring.Ring, error)
 	}{
-		{raftnode.RingChange{Add: &raftnode.GroupWeight{Group: 4, Weight: 1}}, func() (*ring.Ring, error) { return cur.AddGroup(4, 1) }},
-		{raftnode.RingChange{Remove: 2}, func() (*ring.Ring, error) { return cur.RemoveGroup(2) }},
-		{raftnode.RingChange{Weight: &raftnode.GroupWeight{Group: 3, Weight: 2}}, func() (*ring.Ring, error) { return cur.SetWeight(3, 2) }},
+		{layout.RingChange{Add: &layout.GroupWeight{Group: 4, Weight: 1}}, func() (*ring.Ring, error) { return cur.AddGroup(4, 1) }},
+		{layout.RingChange{Remove: 2}, func() (*ring.Ring, error) { return cur.RemoveGroup(2) }},
+		{layout.RingChange{Weight: &layout.GroupWeight{Group: 3, Weight: 2}}, func() (*ring.Ring, error) { return cur.SetWeight(3, 2) }},
 	} {
 		p, err := n.Plan(raftnodetest.Ctx(t, 10*time.Second), tc.change, true)
 		if err != nil {
@@ -73,8 +73,8 @@ func TestPlanCountsTheKeysThatWouldMove(t *testing.T) {
 	if n.Layout().RingView().Epoch() != cur.Epoch() {
 		t.Fatal("planning changed the ring")
 	}
-	for _, bad := range []raftnode.RingChange{{Remove: 9}, {Add: &raftnode.GroupWeight{Group: 1, Weight: 1}}, {},
-		{Weight: &raftnode.GroupWeight{Group: 1, Weight: 1}}, {Add: &raftnode.GroupWeight{Group: 5, Weight: 1}, Remove: 1}} {
+	for _, bad := range []layout.RingChange{{Remove: 9}, {Add: &layout.GroupWeight{Group: 1, Weight: 1}}, {},
+		{Weight: &layout.GroupWeight{Group: 1, Weight: 1}}, {Add: &layout.GroupWeight{Group: 5, Weight: 1}, Remove: 1}} {
 		if _, err := n.Plan(raftnodetest.Ctx(t, 5*time.Second), bad, false); !errors.Is(err, base.ErrBadRequest) {
 			t.Fatalf("plan %+v: %v, want a bad request", bad, err)
 		}

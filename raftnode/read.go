@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/layout"
 )
 
 // Consistency selects how a read is served.
@@ -202,7 +203,7 @@ func (r *replica) entriesOfType(lo, hi, limit uint64, types ...raft.LogType) boo
 // call: the metadata leader names the index as it would for a read at
 // consistency c, and this node waits to have applied it. A stale read
 // takes the layout as it is.
-func (n *Node) currentLayout(ctx context.Context, c Consistency) (*Layout, uint64, error) {
+func (n *Node) currentLayout(ctx context.Context, c Consistency) (*layout.Layout, uint64, error) {
 	if c != Stale && !brokenStaleReads {
 		resp, err := n.do(ctx, Request{Op: opLayoutIndex, Group: base.MetaGroup, Consistency: c})
 		switch {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/layout"
 )
 
 // ErrRemoved is returned by New for a data dir whose node was removed from
@@ -61,8 +62,8 @@ func checkNotRemoved(dataDir string) error {
 // least as new as ours (which lists us), and it does not list us. Every
 // replica applies the same metadata log, so a layout at a later index
 // without us means a removal was committed after we were added.
-func removedBy(self base.NodeID, mine *Layout, myIndex uint64, peer Status) bool {
-	if myIndex == 0 || mine.nodeIndex(self) < 0 || peer.Node == self || peer.LayoutIndex < myIndex {
+func removedBy(self base.NodeID, mine *layout.Layout, myIndex uint64, peer Status) bool {
+	if myIndex == 0 || mine.NodeIndex(self) < 0 || peer.Node == self || peer.LayoutIndex < myIndex {
 		return false
 	}
 	if mine.ClusterID != peer.ClusterID {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/ring"
 	"github.com/ringkv/ringkv/snapshot"
 	"github.com/ringkv/ringkv/store"
@@ -69,8 +70,8 @@ type Request struct {
 	// Routing is the routing version (Layout.RoutingVersion) the listing
 	// node pages a scan under; a node whose layout routes otherwise
 	// refuses the page with ErrMoved.
-	Routing uint64    `json:"routing,omitempty"`
-	Node    *NodeInfo `json:"node,omitempty"`
+	Routing uint64           `json:"routing,omitempty"`
+	Node    *layout.NodeInfo `json:"node,omitempty"`
 	// Level and Indexes name tree nodes (verify_tree) or, with Level the
 	// depth, leaves (leaf_entries); Index bounds entries (leaf_entries) or
 	// the state to reinstall (repair).
@@ -92,13 +93,13 @@ type Request struct {
 	// Above limits a range scan's values to entries modified above it.
 	Above   uint64             `json:"above,omitempty"`
 	Entries []store.MovedEntry `json:"entries,omitempty"`
-	Change  *RingChange        `json:"change,omitempty"`
+	Change  *layout.RingChange `json:"change,omitempty"`
 	// Target is the group a metadata request is about (pin_leader).
 	Target base.GroupID `json:"target,omitempty"`
 	// Move is the replica move a replica_step advances, or undoes with
 	// Abort.
-	Move  *ReplicaMove `json:"move,omitempty"`
-	Abort bool         `json:"abort,omitempty"`
+	Move  *layout.ReplicaMove `json:"move,omitempty"`
+	Abort bool                `json:"abort,omitempty"`
 	// Force removes a node even below a majority of the replication
 	// factor (remove_node).
 	Force bool `json:"force,omitempty"`
@@ -112,12 +113,12 @@ type Request struct {
 	Restore     string `json:"restore,omitempty"`
 	RestoreStep string `json:"restore_step,omitempty"`
 	// ACL is the access control change an acl request proposes.
-	ACL *ACLChange `json:"acl,omitempty"`
+	ACL *layout.ACLChange `json:"acl,omitempty"`
 }
 
 // Validate checks a request that arrived from the network.
 func (r Request) Validate() error {
-	if err := checkAnyGroup(r.Group); err != nil {
+	if err := layout.CheckAnyGroup(r.Group); err != nil {
 		return err
 	}
 	switch r.Op {
@@ -144,7 +145,7 @@ func (r Request) Validate() error {
 			if r.Op == opRangeScan || r.Op == opDrop {
 				return fmt.Errorf("%w: %s does not act for a restore", base.ErrBadRequest, r.Op)
 			}
-			if err := checkRestoreID(r.Restore); err != nil {
+			if err := layout.CheckRestoreID(r.Restore); err != nil {
 				return err
 			}
 		}
@@ -152,7 +153,7 @@ func (r Request) Validate() error {
 		if r.Group != base.MetaGroup {
 			return fmt.Errorf("%w: restore_lock on group %d, not the metadata group", base.ErrBadRequest, r.Group)
 		}
-		if err := checkRestoreID(r.Restore); err != nil {
+		if err := layout.CheckRestoreID(r.Restore); err != nil {
 			return err
 		}
 		if r.RestoreStep != restoreBegin && r.RestoreStep != restoreRenew && r.RestoreStep != restoreEnd {
@@ -162,7 +163,7 @@ func (r Request) Validate() error {
 			if r.Node == nil {
 				return fmt.Errorf("%w: restore_lock begin without its node", base.ErrBadRequest)
 			}
-			if err := CheckNodeID(r.Node.ID); err != nil {
+			if err := layout.CheckNodeID(r.Node.ID); err != nil {
 				return err
 			}
 		}
@@ -171,18 +172,18 @@ func (r Request) Validate() error {
 		if r.Group != base.MetaGroup {
 			return fmt.Errorf("%w: acl on group %d, not the metadata group", base.ErrBadRequest, r.Group)
 		}
-		if err := r.ACL.check(); err != nil {
+		if err := r.ACL.Check(); err != nil {
 			return err
 		}
 	case opPinLeader:
-		if err := checkGroupID("pin_leader: group", r.Target); err != nil {
+		if err := layout.CheckGroupID("pin_leader: group", r.Target); err != nil {
 			return err
 		}
 	case opRingChange:
 		if r.Change == nil {
 			return fmt.Errorf("%w: ring change missing", base.ErrBadRequest)
 		}
-		if err := r.Change.check(); err != nil {
+		if err := r.Change.Check(); err != nil {
 			return err
 		}
 	case opWait:
@@ -203,7 +204,7 @@ func (r Request) Validate() error {
 			return fmt.Errorf("%w: %s without a node", base.ErrBadRequest, r.Op)
 		}
 		if r.Op == opJoin {
-			if err := CheckMember(*r.Node); err != nil {
+			if err := layout.CheckMember(*r.Node); err != nil {
 				return err
 			}
 		}
@@ -286,8 +287,8 @@ type Response struct {
 	Count     int           `json:"count,omitempty"`
 	Cursor    []byte        `json:"cursor,omitempty"`
 	// More says a scan page stopped at its limit or byte bound.
-	More   bool        `json:"more,omitempty"`
-	Change *RingChange `json:"change,omitempty"`
+	More   bool               `json:"more,omitempty"`
+	Change *layout.RingChange `json:"change,omitempty"`
 	// Done and Progress report a replica_step.
 	Done     bool        `json:"done,omitempty"`
 	Progress string      `json:"progress,omitempty"`

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/raftnode/raftnodetest"
 	"github.com/ringkv/ringkv/ring"
@@ -114,11 +115,11 @@ func TestAddGroupMovesKeysOnline(t *testing.T) {
 		nodes = append(nodes, m.Node)
 	}
 	w := startWriters(t, nodes, 4, 25)
-	got, err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Add: &raftnode.GroupWeight{Weight: 1}})
+	got, err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), layout.RingChange{Add: &layout.GroupWeight{Weight: 1}})
 	if err != nil || got.Add == nil || got.Add.Group != 4 {
 		t.Fatalf("adding a group without an id: %+v %v, want group 4", got, err)
 	}
-	if _, err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Remove: 2}); !errors.Is(err, base.ErrConflict) {
+	if _, err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), layout.RingChange{Remove: 2}); !errors.Is(err, base.ErrConflict) {
 		t.Fatalf("a second change while one is in motion: %v, want a conflict", err)
 	}
 	waitRingEpoch(c, epoch+1)
@@ -182,7 +183,7 @@ func TestRemoveGroupAndChangeWeight(t *testing.T) {
 	c := raftnodetest.Start(t, raftnodetest.Options{})
 	n := c.Members[1].Node
 	want := fill(t, c, "k", 300)
-	change := func(ch raftnode.RingChange) {
+	change := func(ch layout.RingChange) {
 		t.Helper()
 		epoch := n.RingEpoch()
 		if _, err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), ch); err != nil {
@@ -196,7 +197,7 @@ func TestRemoveGroupAndChangeWeight(t *testing.T) {
 			}
 		}
 	}
-	change(raftnode.RingChange{Remove: 2})
+	change(layout.RingChange{Remove: 2})
 	c.Eventually("group 2's replicas shut down", 30*time.Second, func() error {
 		for _, m := range c.Members {
 			for _, gs := range m.Node.Status().Groups {
@@ -207,11 +208,11 @@ func TestRemoveGroupAndChangeWeight(t *testing.T) {
 		}
 		return nil
 	})
-	if _, err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Add: &raftnode.GroupWeight{Group: 2, Weight: 1}}); !errors.Is(err, base.ErrConflict) {
+	if _, err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), layout.RingChange{Add: &layout.GroupWeight{Group: 2, Weight: 1}}); !errors.Is(err, base.ErrConflict) {
 		t.Fatalf("reusing a retired group's id: %v, want a conflict", err)
 	}
-	change(raftnode.RingChange{Weight: &raftnode.GroupWeight{Group: 3, Weight: 3}})
-	change(raftnode.RingChange{Weight: &raftnode.GroupWeight{Group: 3, Weight: 1}})
+	change(layout.RingChange{Weight: &layout.GroupWeight{Group: 3, Weight: 3}})
+	change(layout.RingChange{Weight: &layout.GroupWeight{Group: 3, Weight: 1}})
 	// A restarted node opens the groups it holds, not the retired one,
 	// and serves every key.
 	c.Kill(0)
@@ -254,7 +255,7 @@ func TestRingChangeSurvivesTheMoverDying(t *testing.T) {
 	mover := metaLeader(c)
 	other := c.Members[(mover+1)%3].Node
 	epoch := other.RingEpoch()
-	if _, err := other.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Add: &raftnode.GroupWeight{Weight: 2}}); err != nil {
+	if _, err := other.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), layout.RingChange{Add: &layout.GroupWeight{Weight: 2}}); err != nil {
 		t.Fatal(err)
 	}
 	// Kill it once a transfer is under way (copied, fenced or flipped).
@@ -264,7 +265,7 @@ func TestRingChangeSurvivesTheMoverDying(t *testing.T) {
 			return nil // already complete: the kill below still tests a restart
 		}
 		for _, tr := range m.Transfers {
-			if tr.Phase != raftnode.PhaseCopy || tr.Keys > 0 {
+			if tr.Phase != layout.PhaseCopy || tr.Keys > 0 {
 				return nil
 			}
 		}
@@ -360,8 +361,8 @@ func TestAbortRingChange(t *testing.T) {
 	want := fill(t, c, "k", 300)
 	epoch := n.RingEpoch()
 
-	reached := hold(raftnode.PhaseFenced)
-	if _, err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Add: &raftnode.GroupWeight{Weight: 1}}); err != nil {
+	reached := hold(layout.PhaseFenced)
+	if _, err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), layout.RingChange{Add: &layout.GroupWeight{Weight: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	from := waitReached(t, reached)
@@ -424,8 +425,8 @@ func TestAbortRefusedOnceATransferFlipped(t *testing.T) {
 	n := c.Members[1].Node
 	fill(t, c, "k", 100)
 	epoch := n.RingEpoch()
-	reached := hold(raftnode.PhaseFlipped)
-	if _, err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Remove: 3}); err != nil {
+	reached := hold(layout.PhaseFlipped)
+	if _, err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), layout.RingChange{Remove: 3}); err != nil {
 		t.Fatal(err)
 	}
 	waitReached(t, reached)
@@ -529,7 +530,7 @@ func TestAsyncWriteIsNotOvertakenByAFence(t *testing.T) {
 			for {
 				if m := c.Members[0].Node.Layout().Migration; m != nil {
 					for _, tr := range m.Transfers {
-						if tr.From == g && tr.Phase != raftnode.PhaseCopy {
+						if tr.From == g && tr.Phase != layout.PhaseCopy {
 							fencedWhileHeld = true
 							return
 						}
@@ -566,7 +567,7 @@ func TestAsyncWriteIsNotOvertakenByAFence(t *testing.T) {
 		t.Fatal("the async write never reached its append")
 	}
 	epoch := n.RingEpoch()
-	if _, err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Add: &raftnode.GroupWeight{Group: 4, Weight: 1}}); err != nil {
+	if _, err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), layout.RingChange{Add: &layout.GroupWeight{Group: 4, Weight: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-done; err != nil {
@@ -614,7 +615,7 @@ func TestLaggingMetadataLeaderDoesNotRedoAFinishedChange(t *testing.T) {
 				}
 				return
 			}
-			if phase == raftnode.PhaseCopy {
+			if phase == layout.PhaseCopy {
 				select {
 				case copying <- struct{}{}:
 				default:
@@ -644,7 +645,7 @@ func TestLaggingMetadataLeaderDoesNotRedoAFinishedChange(t *testing.T) {
 	mover := metaLeader(c)
 	leader := c.Members[mover].Node
 	epoch := leader.RingEpoch()
-	change, err := leader.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Add: &raftnode.GroupWeight{Weight: 1}})
+	change, err := leader.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), layout.RingChange{Add: &layout.GroupWeight{Weight: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -799,7 +800,7 @@ func TestListFromALaggingLayoutIsCompleteOrRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	epoch := leader.RingEpoch()
-	if _, err := leader.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Add: &raftnode.GroupWeight{Weight: 1}}); err != nil {
+	if _, err := leader.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), layout.RingChange{Add: &layout.GroupWeight{Weight: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	waitRingEpoch(c, epoch+1)
@@ -856,7 +857,7 @@ func TestListAcrossARingChange(t *testing.T) {
 	err := n.ListEach(raftnodetest.Ctx(t, 60*time.Second), raftnode.ListOptions{Prefix: []byte("k")}, func(kv raftnode.KV) error {
 		got = append(got, string(kv.Key))
 		if len(got) == 40 {
-			if _, err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), raftnode.RingChange{Remove: 2}); err != nil {
+			if _, err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), layout.RingChange{Remove: 2}); err != nil {
 				return err
 			}
 			waitRingEpoch(c, epoch+1)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/store"
 )
 
@@ -46,7 +47,7 @@ func (f RestoreFence) query() string {
 type restoreRun struct {
 	n      *Node
 	fence  RestoreFence
-	layout *Layout // the layout once the lock showed here: its groups are fixed while it is held
+	layout *layout.Layout // the layout once the lock showed here: its groups are fixed while it is held
 	dir    string
 
 	mu      sync.Mutex
@@ -67,7 +68,7 @@ func (n *Node) beginRestore(ctx context.Context, cancel context.CancelFunc) (*re
 		return nil, err
 	}
 	id := hex.EncodeToString(b[:])
-	if _, err := n.do(ctx, Request{Op: opRestoreLock, Group: base.MetaGroup, Restore: id, RestoreStep: restoreBegin, Node: &NodeInfo{ID: n.cfg.ID}}); err != nil {
+	if _, err := n.do(ctx, Request{Op: opRestoreLock, Group: base.MetaGroup, Restore: id, RestoreStep: restoreBegin, Node: &layout.NodeInfo{ID: n.cfg.ID}}); err != nil {
 		// Were it taken after all, unrenewed it is released.
 		return nil, err
 	}
@@ -166,7 +167,7 @@ func (run *restoreRun) install(ctx context.Context, g base.GroupID, path string)
 	run.touched[g] = true
 	run.mu.Unlock()
 	n := run.n
-	return n.retryLeader(ctx, g, func(leader NodeInfo, self bool) error {
+	return n.retryLeader(ctx, g, func(leader layout.NodeInfo, self bool) error {
 		f, err := os.Open(path)
 		if err != nil {
 			return err
@@ -246,14 +247,14 @@ func (run *restoreRun) end() {
 // not renewed for restoreLockTTL, its node having died or lost touch: it
 // lifts the restore's fences from every group, then ends the lock.
 func (n *Node) restoreJanitor(ctx context.Context) {
-	var seen RestoreLock
+	var seen layout.RestoreLock
 	var since time.Time
 	for {
 		changed := n.meta.meta.Changed()
 		l := n.Layout()
 		switch {
 		case l.Restore == nil || !n.meta.isLeader():
-			seen = RestoreLock{}
+			seen = layout.RestoreLock{}
 		case *l.Restore != seen:
 			seen, since = *l.Restore, time.Now()
 		case time.Since(since) > restoreLockTTL:
@@ -271,7 +272,7 @@ func (n *Node) restoreJanitor(ctx context.Context) {
 	}
 }
 
-func (n *Node) releaseRestore(ctx context.Context, l *Layout, id string) error {
+func (n *Node) releaseRestore(ctx context.Context, l *layout.Layout, id string) error {
 	ctx, cancel := context.WithTimeout(ctx, restoreLockTTL)
 	defer cancel()
 	term := n.meta.raft.CurrentTerm()

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/ring"
 )
 
@@ -59,11 +61,11 @@ type GroupStatus struct {
 
 // Status is a node's view of itself and its local replicas.
 type Status struct {
-	Node      base.NodeID   `json:"node"`
-	Meta      GroupStatus   `json:"meta"`
-	Groups    []GroupStatus `json:"groups"`
-	Members   []NodeInfo    `json:"members"`
-	ClusterID string        `json:"cluster_id,omitempty"`
+	Node      base.NodeID       `json:"node"`
+	Meta      GroupStatus       `json:"meta"`
+	Groups    []GroupStatus     `json:"groups"`
+	Members   []layout.NodeInfo `json:"members"`
+	ClusterID string            `json:"cluster_id,omitempty"`
 	// LayoutIndex is the metadata log index the members and ring shown
 	// reflect (0: not known yet).
 	LayoutIndex uint64 `json:"layout_index"`
@@ -157,7 +159,7 @@ func (n *Node) Ready() (bool, string) {
 	}
 	l := n.Layout()
 	for _, g := range l.Groups {
-		if contains(g.Replicas, n.cfg.ID) && n.replica(g.ID) == nil {
+		if slices.Contains(g.Replicas, n.cfg.ID) && n.replica(g.ID) == nil {
 			return false, fmt.Sprintf("replica of group %d not started yet", g.ID)
 		}
 	}
@@ -212,7 +214,7 @@ func (n *Node) Ring() (RingInfo, error) {
 			}
 			mi.Transfers = append(mi.Transfers, TransferInfo{From: t.From, To: t.To, Phase: t.Phase, Ranges: len(t.Ranges),
 				Share: share, Keys: t.Keys, Total: t.Total})
-			if t.Phase == PhaseDone {
+			if t.Phase == layout.PhaseDone {
 				mi.Done++
 			}
 		}

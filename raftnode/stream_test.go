@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/transport"
 )
 
@@ -372,7 +373,7 @@ func TestStreamFallsBackToHTTPForPeersWithoutStreams(t *testing.T) {
 	f.usePeerLayer(cpl)
 	defer f.close()
 	// The client port is never called for node-to-node requests.
-	info := NodeInfo{ID: "old", HTTPAddr: "127.0.0.1:1", RaftAddr: old.Addr().String()}
+	info := layout.NodeInfo{ID: "old", HTTPAddr: "127.0.0.1:1", RaftAddr: old.Addr().String()}
 	for i := 0; i < 3; i++ {
 		resp, err := f.to(context.Background(), info, getReq("k"))
 		if err != nil || resp.ServedBy != "old" || string(resp.Entry.Value) != "over http" {
@@ -614,7 +615,7 @@ func TestStreamCodecRoundTrips(t *testing.T) {
 		{Request: Request{Op: opPut, Group: 1, Key: []byte("k"), Value: []byte("v"), HasCAS: true, CAS: 5}, DeadlineMS: 1},
 		{Request: Request{Op: opPut, Group: 1, Key: []byte("k"), Value: []byte("v"), Async: true}, DeadlineMS: 99},
 		{Request: Request{Op: opDelete, Group: 7, Key: []byte("\x00/%2F")}, DeadlineMS: 10000},
-		{Request: Request{Op: opGet, Group: MaxGroupID, Key: []byte("k"), Consistency: Linearizable, Index: 1 << 40}, DeadlineMS: 5},
+		{Request: Request{Op: opGet, Group: layout.MaxGroupID, Key: []byte("k"), Consistency: Linearizable, Index: 1 << 40}, DeadlineMS: 5},
 		{Request: Request{Op: opWait, Group: 3, Index: 77, Term: 9}, DeadlineMS: 5},
 	} {
 		got, err := DecodeStreamRequest(encodeStreamRequest(it))

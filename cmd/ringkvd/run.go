@@ -21,6 +21,7 @@ import (
 
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/httpapi"
+	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/snapshot"
 )
@@ -81,7 +82,7 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 	fs.StringVar(&o.node.DataDir, "data-dir", "./data", "directory for everything this node persists")
 	fs.StringVar(&o.join, "join", "", "comma-separated HTTP URLs of existing nodes; ignored when the data dir holds state")
 	fs.IntVar(&o.node.Groups, "groups", 3, "number of data Raft groups created at bootstrap")
-	fs.IntVar(&o.node.Replication, "replicas", raftnode.DefaultReplication, "replicas per group, set when the cluster is bootstrapped (placed on that many of the nodes)")
+	fs.IntVar(&o.node.Replication, "replicas", layout.DefaultReplication, "replicas per group, set when the cluster is bootstrapped (placed on that many of the nodes)")
 	fs.Float64Var(&o.node.Weight, "weight", 1, "this node's capacity relative to others: it receives replicas and leaderships in proportion")
 	fs.StringVar(&o.api.Replication, "replication", "sync", "default write acknowledgement: sync (after a majority commits) or async (after the leader's own durable append)")
 	fs.IntVar(&o.api.MaxKeyBytes, "max-key-bytes", 1024, "largest key accepted, in bytes")
@@ -168,7 +169,7 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 		return o, err
 	}
 	if o.node.Replication < 1 {
-		return o, fmt.Errorf("--replicas %d: want 1 to %d", o.node.Replication, raftnode.MaxReplication)
+		return o, fmt.Errorf("--replicas %d: want 1 to %d", o.node.Replication, layout.MaxReplication)
 	}
 	if !(o.node.Weight > 0) {
 		return o, fmt.Errorf("--weight %v: want a number above 0", o.node.Weight)

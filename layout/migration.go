@@ -1,11 +1,10 @@
-package raftnode
+package layout
 
 import (
 	"fmt"
 
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/ring"
-	"github.com/ringkv/ringkv/store"
 )
 
 // A ring change in motion. The metadata group records it (Layout.Migration)
@@ -59,14 +58,6 @@ type TransferState struct {
 	FenceIndex uint64 `json:"fence_index,omitempty"`
 }
 
-func (t TransferState) storeRanges() []store.HashRange {
-	out := make([]store.HashRange, len(t.Ranges))
-	for i, r := range t.Ranges {
-		out[i] = store.HashRange{Start: r.Start, End: r.End}
-	}
-	return out
-}
-
 // transfer returns the transfer from one group to another, or nil.
 func (m *Migration) transfer(from, to base.GroupID) *TransferState {
 	for i := range m.Transfers {
@@ -77,8 +68,8 @@ func (m *Migration) transfer(from, to base.GroupID) *TransferState {
 	return nil
 }
 
-// sourcing reports whether group g gives ranges away in the migration.
-func (m *Migration) sourcing(g base.GroupID) bool {
+// Sourcing reports whether group g gives ranges away in the migration.
+func (m *Migration) Sourcing(g base.GroupID) bool {
 	for _, t := range m.Transfers {
 		if t.From == g && t.Phase != PhaseDone {
 			return true
@@ -109,7 +100,7 @@ func startMigration(cur *Layout, next *Layout, change RingChange) error {
 			}
 		}
 	}
-	nr, _, err := change.next(cur.ring)
+	nr, _, err := change.Next(cur.ring)
 	if err != nil {
 		return err
 	}
@@ -124,7 +115,7 @@ func startMigration(cur *Layout, next *Layout, change RingChange) error {
 	}
 	switch {
 	case change.Add != nil:
-		reps := cur.placeNewGroup(change.Add.Group)
+		reps := cur.PlaceNewGroup(change.Add.Group)
 		if len(reps) == 0 {
 			return fmt.Errorf("%w: no node can hold a new group (every node is being drained)", base.ErrConflict)
 		}
@@ -136,8 +127,8 @@ func startMigration(cur *Layout, next *Layout, change RingChange) error {
 	return nil
 }
 
-// migrationPhase records a transfer's progress; phases only move forward.
-type migrationPhase struct {
+// MigrationPhase records a transfer's progress; phases only move forward.
+type MigrationPhase struct {
 	From, To   base.GroupID
 	Phase      string
 	Keys       uint64
@@ -145,7 +136,7 @@ type migrationPhase struct {
 	FenceIndex uint64
 }
 
-func advanceMigration(next *Layout, p migrationPhase) error {
+func advanceMigration(next *Layout, p MigrationPhase) error {
 	if next.Migration == nil {
 		return fmt.Errorf("%w: no ring change in progress", base.ErrConflict)
 	}

@@ -1,4 +1,4 @@
-package raftnode
+package layout
 
 import (
 	"errors"
@@ -70,38 +70,6 @@ func TestACLStateRules(t *testing.T) {
 	}
 }
 
-// A resolver decides by the state it is given, and a deleted token is
-// refused at the next decision: nothing is cached across states.
-func TestACLResolverFollowsTheState(t *testing.T) {
-	s := NewACLState()
-	tok, secret, _ := acl.NewToken("", nil, true)
-	s, _ = s.With(&ACLChange{Op: "bootstrap", Token: &tok})
-	p := acl.Policy{Name: "ro", Operator: "none", Rules: []acl.Rule{{Prefix: "", Access: "read"}}}
-	s, _ = s.With(&ACLChange{Op: "policy_create", Policy: &p})
-	user, userSecret, _ := acl.NewToken("", []string{"ro"}, false)
-	s, _ = s.With(&ACLChange{Op: "token_create", Token: &user})
-	var r ACLResolver
-	id, err := r.Resolve(s, userSecret)
-	if err != nil || id.Accessor != user.AccessorID || !id.Allows([]byte("k"), acl.Read) || id.Allows([]byte("k"), acl.Write) {
-		t.Fatalf("resolve: %+v %v", id, err)
-	}
-	if id, err := r.Resolve(s, secret); err != nil || !id.IsManagement() {
-		t.Fatalf("management: %+v %v", id, err)
-	}
-	p.Rules[0].Access = "write"
-	s2, _ := s.With(&ACLChange{Op: "policy_update", Policy: &p})
-	if id, _ := r.Resolve(s2, userSecret); !id.Allows([]byte("k"), acl.Write) {
-		t.Fatal("a changed policy is not seen")
-	}
-	s3, _ := s2.With(&ACLChange{Op: "token_delete", Name: user.AccessorID})
-	if _, err := r.Resolve(s3, userSecret); !errors.Is(err, base.ErrUnauthorized) {
-		t.Fatalf("a deleted token: %v", err)
-	}
-	if id, err := r.Resolve(s3, ""); err != nil || !id.Anonymous() || id.Allows([]byte("k"), acl.Read) {
-		t.Fatalf("anonymous: %+v %v", id, err)
-	}
-}
-
 // An access control change that reaches the metadata group before the
 // init that turns access control on waits for it (503), rather than
 // being told access control is off (400), which a bootstrap script
@@ -111,23 +79,23 @@ func TestACLChangeBeforeInit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := metaCommand{Op: "acl", ACL: &ACLChange{Op: "bootstrap", Token: &root}}
-	if _, err := applyMeta(&Layout{}, c); !errors.Is(err, base.ErrUnavailable) {
+	c := Command{Op: "acl", ACL: &ACLChange{Op: "bootstrap", Token: &root}}
+	if _, err := Apply(&Layout{}, c); !errors.Is(err, base.ErrUnavailable) {
 		t.Fatalf("bootstrap before init: %v, want ErrUnavailable", err)
 	}
 	n1 := NodeInfo{ID: "n1", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"}
-	l, err := applyMeta(&Layout{}, metaCommand{Op: "init", Node: &n1, Groups: 1, VNodes: 8, EnableACL: true})
+	l, err := Apply(&Layout{}, Command{Op: "init", Node: &n1, Groups: 1, VNodes: 8, EnableACL: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l, err = applyMeta(l, c); err != nil || !l.ACL.Bootstrapped {
+	if l, err = Apply(l, c); err != nil || !l.ACL.Bootstrapped {
 		t.Fatalf("bootstrap after init: %v", err)
 	}
-	off, err := applyMeta(&Layout{}, metaCommand{Op: "init", Node: &n1, Groups: 1, VNodes: 8})
+	off, err := Apply(&Layout{}, Command{Op: "init", Node: &n1, Groups: 1, VNodes: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := applyMeta(off, c); !errors.Is(err, base.ErrBadRequest) {
+	if _, err := Apply(off, c); !errors.Is(err, base.ErrBadRequest) {
 		t.Fatalf("bootstrap with access control off: %v, want ErrBadRequest", err)
 	}
 }

@@ -1,4 +1,4 @@
-package raftnode
+package layout
 
 import (
 	"fmt"
@@ -7,35 +7,35 @@ import (
 	"github.com/ringkv/ringkv/base"
 )
 
-// metaRule changes next, a copy of cur, as command c says; an error leaves
-// the layout as it was. init is applyMetaRules' own.
-type metaRule func(cur, next *Layout, c metaCommand) error
+// rule changes next, a copy of cur, as command c says; an error leaves
+// the layout as it was. init is applyRules' own.
+type rule func(cur, next *Layout, c Command) error
 
-// metaRules is what every metadata command but init does to the layout.
-var metaRules = map[metaOp]metaRule{
-	metaAddNode:          ruleAddNode,
-	metaLoads:            ruleLoads,
-	metaNodeState:        ruleNodeState,
-	metaReplicaMoveStart: ruleReplicaMoveStart,
-	metaReplicaMoveEnd:   ruleReplicaMoveEnd,
-	metaMigrateStart:     ruleMigrateStart,
-	metaMigratePhase:     ruleMigratePhase,
-	metaMigrateEnd:       ruleMigrateEnd,
-	metaMigrateAbort:     ruleMigrateAbort,
-	metaPinLeader:        rulePinLeader,
-	metaACL:              ruleACL,
-	metaMigrateAborted:   ruleMigrateAborted,
-	metaRestoreBegin:     ruleRestoreBegin,
-	metaRestoreRenew:     ruleRestoreLock,
-	metaRestoreEnd:       ruleRestoreLock,
-	metaRemoveNode:       ruleRemoveNode,
+// rules is what every metadata command but init does to the layout.
+var rules = map[Op]rule{
+	OpAddNode:          ruleAddNode,
+	OpLoads:            ruleLoads,
+	OpNodeState:        ruleNodeState,
+	OpReplicaMoveStart: ruleReplicaMoveStart,
+	OpReplicaMoveEnd:   ruleReplicaMoveEnd,
+	OpMigrateStart:     ruleMigrateStart,
+	OpMigratePhase:     ruleMigratePhase,
+	OpMigrateEnd:       ruleMigrateEnd,
+	OpMigrateAbort:     ruleMigrateAbort,
+	OpPinLeader:        rulePinLeader,
+	OpACL:              ruleACL,
+	OpMigrateAborted:   ruleMigrateAborted,
+	OpRestoreBegin:     ruleRestoreBegin,
+	OpRestoreRenew:     ruleRestoreLock,
+	OpRestoreEnd:       ruleRestoreLock,
+	OpRemoveNode:       ruleRemoveNode,
 }
 
 // ruleAddNode adds a node (or updates one rejoining at the same addresses); a group short of replicas takes it at once.
-func ruleAddNode(cur, next *Layout, c metaCommand) error {
+func ruleAddNode(cur, next *Layout, c Command) error {
 	info := *c.Node
 	info.Draining, info.Leaving = false, false
-	if i := next.nodeIndex(c.Node.ID); i >= 0 {
+	if i := next.NodeIndex(c.Node.ID); i >= 0 {
 		next.Nodes[i] = info
 		return nil
 	}
@@ -44,7 +44,7 @@ func ruleAddNode(cur, next *Layout, c metaCommand) error {
 	// A group short of replicas takes the new node at once; the
 	// placer moves replicas of full groups onto it afterwards.
 	for i := range next.Groups {
-		if len(next.Groups[i].Replicas) < next.replication() && len(next.Groups[i].Bootstrap) == 0 {
+		if len(next.Groups[i].Replicas) < next.ReplicasPerGroup() && len(next.Groups[i].Bootstrap) == 0 {
 			next.Groups[i].Replicas = append(next.Groups[i].Replicas, c.Node.ID)
 		}
 	}
@@ -52,7 +52,7 @@ func ruleAddNode(cur, next *Layout, c metaCommand) error {
 }
 
 // ruleLoads records the groups' write loads the leader spread is planned by.
-func ruleLoads(cur, next *Layout, c metaCommand) error {
+func ruleLoads(cur, next *Layout, c Command) error {
 	next.Loads = nil
 	for g, v := range c.Loads {
 		if _, ok := cur.Group(g); ok && v > 0 {
@@ -66,7 +66,7 @@ func ruleLoads(cur, next *Layout, c metaCommand) error {
 }
 
 // ruleNodeState drains a node, or marks it leaving, or lets it hold replicas again.
-func ruleNodeState(cur, next *Layout, c metaCommand) error {
+func ruleNodeState(cur, next *Layout, c Command) error {
 	if err := setNodeState(next, c.Node.ID, c.Draining, c.Leaving); err != nil {
 		return err
 	}
@@ -74,7 +74,7 @@ func ruleNodeState(cur, next *Layout, c metaCommand) error {
 }
 
 // ruleReplicaMoveStart records a replica move in motion.
-func ruleReplicaMoveStart(cur, next *Layout, c metaCommand) error {
+func ruleReplicaMoveStart(cur, next *Layout, c Command) error {
 	if err := startReplicaMove(next, *c.Move); err != nil {
 		return err
 	}
@@ -82,7 +82,7 @@ func ruleReplicaMoveStart(cur, next *Layout, c metaCommand) error {
 }
 
 // ruleReplicaMoveEnd ends a replica move, done or aborted.
-func ruleReplicaMoveEnd(cur, next *Layout, c metaCommand) error {
+func ruleReplicaMoveEnd(cur, next *Layout, c Command) error {
 	if err := endReplicaMove(next, *c.Move, c.Aborted); err != nil {
 		return err
 	}
@@ -90,7 +90,7 @@ func ruleReplicaMoveEnd(cur, next *Layout, c metaCommand) error {
 }
 
 // ruleMigrateStart starts a ring change.
-func ruleMigrateStart(cur, next *Layout, c metaCommand) error {
+func ruleMigrateStart(cur, next *Layout, c Command) error {
 	if err := startMigration(cur, next, *c.Change); err != nil {
 		return err
 	}
@@ -98,7 +98,7 @@ func ruleMigrateStart(cur, next *Layout, c metaCommand) error {
 }
 
 // ruleMigratePhase records a transfer's phase.
-func ruleMigratePhase(cur, next *Layout, c metaCommand) error {
+func ruleMigratePhase(cur, next *Layout, c Command) error {
 	if err := advanceMigration(next, *c.Phase); err != nil {
 		return err
 	}
@@ -106,7 +106,7 @@ func ruleMigratePhase(cur, next *Layout, c metaCommand) error {
 }
 
 // ruleMigrateEnd ends a finished ring change.
-func ruleMigrateEnd(cur, next *Layout, c metaCommand) error {
+func ruleMigrateEnd(cur, next *Layout, c Command) error {
 	if err := endMigration(next); err != nil {
 		return err
 	}
@@ -114,7 +114,7 @@ func ruleMigrateEnd(cur, next *Layout, c metaCommand) error {
 }
 
 // ruleMigrateAbort starts undoing the ring change in motion.
-func ruleMigrateAbort(cur, next *Layout, c metaCommand) error {
+func ruleMigrateAbort(cur, next *Layout, c Command) error {
 	if err := abortMigration(next); err != nil {
 		return err
 	}
@@ -122,7 +122,7 @@ func ruleMigrateAbort(cur, next *Layout, c metaCommand) error {
 }
 
 // rulePinLeader pins a group's leader to a node holding a replica, or lifts the pin.
-func rulePinLeader(cur, next *Layout, c metaCommand) error {
+func rulePinLeader(cur, next *Layout, c Command) error {
 	g, ok := cur.Group(c.Group)
 	if !ok {
 		return fmt.Errorf("%w: no group %d", base.ErrNotFound, c.Group)
@@ -146,7 +146,7 @@ func rulePinLeader(cur, next *Layout, c metaCommand) error {
 }
 
 // ruleACL applies an access control change.
-func ruleACL(cur, next *Layout, c metaCommand) error {
+func ruleACL(cur, next *Layout, c Command) error {
 	a, err := applyACL(cur.ACL, c.ACL)
 	if err != nil {
 		return err
@@ -156,7 +156,7 @@ func ruleACL(cur, next *Layout, c metaCommand) error {
 }
 
 // ruleMigrateAborted ends an undone ring change.
-func ruleMigrateAborted(cur, next *Layout, c metaCommand) error {
+func ruleMigrateAborted(cur, next *Layout, c Command) error {
 	if err := endAbortedMigration(next); err != nil {
 		return err
 	}
@@ -164,7 +164,7 @@ func ruleMigrateAborted(cur, next *Layout, c metaCommand) error {
 }
 
 // ruleRestoreBegin takes the restore lock.
-func ruleRestoreBegin(cur, next *Layout, c metaCommand) error {
+func ruleRestoreBegin(cur, next *Layout, c Command) error {
 	if cur.Restore != nil {
 		return fmt.Errorf("%w: a restore is in progress (%s, run by node %s); one at a time", base.ErrConflict, cur.Restore.ID, cur.Restore.Node)
 	}
@@ -176,11 +176,11 @@ func ruleRestoreBegin(cur, next *Layout, c metaCommand) error {
 }
 
 // ruleRestoreLock renews or releases the restore lock its holder has.
-func ruleRestoreLock(cur, next *Layout, c metaCommand) error {
+func ruleRestoreLock(cur, next *Layout, c Command) error {
 	if cur.Restore == nil || cur.Restore.ID != c.Restore.ID {
 		return fmt.Errorf("%w: restore %s does not hold the restore lock", base.ErrConflict, c.Restore.ID)
 	}
-	if c.Op == metaRestoreEnd {
+	if c.Op == OpRestoreEnd {
 		next.Restore = nil
 		return nil
 	}
@@ -191,8 +191,8 @@ func ruleRestoreLock(cur, next *Layout, c metaCommand) error {
 }
 
 // ruleRemoveNode removes a node from the layout, its replicas and pins.
-func ruleRemoveNode(cur, next *Layout, c metaCommand) error {
-	i := next.nodeIndex(c.Node.ID)
+func ruleRemoveNode(cur, next *Layout, c Command) error {
+	i := next.NodeIndex(c.Node.ID)
 	if i < 0 {
 		return fmt.Errorf("%w: node %s", base.ErrNotFound, c.Node.ID)
 	}

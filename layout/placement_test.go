@@ -1,9 +1,10 @@
-package raftnode
+package layout
 
 import (
 	"fmt"
 	"math"
 	"math/rand"
+	"slices"
 	"strings"
 	"testing"
 
@@ -17,7 +18,7 @@ func settle(t *testing.T, l *Layout) (*Layout, []ReplicaMove) {
 	t.Helper()
 	var moves []ReplicaMove
 	for {
-		mv := l.nextMove(nil)
+		mv := l.NextMove(nil)
 		if mv == nil {
 			return l, moves
 		}
@@ -25,14 +26,14 @@ func settle(t *testing.T, l *Layout) (*Layout, []ReplicaMove) {
 			t.Fatalf("placement does not settle: %v", moves[len(moves)-10:])
 		}
 		before, _ := l.Group(mv.Group)
-		next, err := applyMeta(l, metaCommand{Op: "replica_move_start", Move: mv})
+		next, err := Apply(l, Command{Op: "replica_move_start", Move: mv})
 		if err != nil {
 			t.Fatalf("start %s: %v", mv, err)
 		}
-		if _, err := applyMeta(next, metaCommand{Op: "replica_move_start", Move: mv}); err == nil {
+		if _, err := Apply(next, Command{Op: "replica_move_start", Move: mv}); err == nil {
 			t.Fatal("a second move started while one was in progress")
 		}
-		if l, err = applyMeta(next, metaCommand{Op: "replica_move_end", Move: mv}); err != nil {
+		if l, err = Apply(next, Command{Op: "replica_move_end", Move: mv}); err != nil {
 			t.Fatalf("end %s: %v", mv, err)
 		}
 		after, _ := l.Group(mv.Group)
@@ -50,12 +51,12 @@ func checkPlacement(t *testing.T, l *Layout) {
 	t.Helper()
 	eligible, weights := 0, 0.0
 	for _, n := range l.Nodes {
-		if n.eligible() {
+		if n.Eligible() {
 			eligible++
-			weights += n.weight()
+			weights += n.Capacity()
 		}
 	}
-	want := min(l.replication(), eligible)
+	want := min(l.ReplicasPerGroup(), eligible)
 	total, stuck := 0, false
 	for _, g := range l.Groups {
 		seen, holders := map[base.NodeID]bool{}, 0
@@ -65,7 +66,7 @@ func checkPlacement(t *testing.T, l *Layout) {
 				t.Fatalf("group %d replicas %v: %s is not a distinct member", g.ID, g.Replicas, id)
 			}
 			seen[id] = true
-			if n.eligible() {
+			if n.Eligible() {
 				holders++
 			} else {
 				// A drain is stuck only when no eligible node could
@@ -76,7 +77,7 @@ func checkPlacement(t *testing.T, l *Layout) {
 				}
 			}
 		}
-		if holders != want || len(g.Replicas) > l.replication() {
+		if holders != want || len(g.Replicas) > l.ReplicasPerGroup() {
 			t.Fatalf("group %d has %v, want %d eligible replicas", g.ID, g.Replicas, want)
 		}
 		total += holders
@@ -84,15 +85,15 @@ func checkPlacement(t *testing.T, l *Layout) {
 	if stuck {
 		return
 	}
-	counts := l.replicaCounts()
+	counts := l.ReplicaCounts()
 	for _, n := range l.Nodes {
-		if !n.eligible() {
+		if !n.Eligible() {
 			if counts[n.ID] != 0 {
 				t.Fatalf("drained node %s still holds %d replicas", n.ID, counts[n.ID])
 			}
 			continue
 		}
-		share := float64(total) * n.weight() / weights
+		share := float64(total) * n.Capacity() / weights
 		if math.Abs(float64(counts[n.ID])-share) <= 1+1e-9 {
 			continue
 		}
@@ -100,15 +101,15 @@ func checkPlacement(t *testing.T, l *Layout) {
 		// replica per group may excuse it (a heavy node holding every
 		// group); no move between it and another node may narrow the gap.
 		for _, o := range l.Nodes {
-			oshare := float64(total) * o.weight() / weights
+			oshare := float64(total) * o.Capacity() / weights
 			d := (float64(counts[n.ID]) - share) - (float64(counts[o.ID]) - oshare)
-			if !o.eligible() || d <= 1+1e-9 {
+			if !o.Eligible() || d <= 1+1e-9 {
 				continue
 			}
 			for _, g := range l.Groups {
-				if contains(g.Replicas, n.ID) && !contains(g.Replicas, o.ID) {
+				if slices.Contains(g.Replicas, n.ID) && !slices.Contains(g.Replicas, o.ID) {
 					t.Fatalf("node %s (weight %v) holds %d replicas, share %.2f, and could give group %d to %s: %v",
-						n.ID, n.weight(), counts[n.ID], share, g.ID, o.ID, counts)
+						n.ID, n.Capacity(), counts[n.ID], share, g.ID, o.ID, counts)
 				}
 			}
 		}
@@ -117,7 +118,7 @@ func checkPlacement(t *testing.T, l *Layout) {
 
 func newLayout(t *testing.T, groups int) *Layout {
 	t.Helper()
-	l, err := applyMeta(&Layout{}, metaCommand{Op: "init", Node: &NodeInfo{ID: "n1"}, Groups: groups, VNodes: 8})
+	l, err := Apply(&Layout{}, Command{Op: "init", Node: &NodeInfo{ID: "n1"}, Groups: groups, VNodes: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +127,7 @@ func newLayout(t *testing.T, groups int) *Layout {
 
 func addNode(t *testing.T, l *Layout, id base.NodeID, w float64) *Layout {
 	t.Helper()
-	l, err := applyMeta(l, metaCommand{Op: "add_node", Node: &NodeInfo{ID: id, Weight: w}})
+	l, err := Apply(l, Command{Op: "add_node", Node: &NodeInfo{ID: id, Weight: w}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,9 +159,9 @@ func TestPlacementGrowAndDrain(t *testing.T) {
 	}
 	// Leaderships spread too: 6 groups on 5 nodes, at most 2 each.
 	led := map[base.NodeID]int{}
-	for g, id := range l.leaderPlan() {
+	for g, id := range l.LeaderPlan() {
 		gi, _ := l.Group(g)
-		if !contains(gi.Replicas, id) {
+		if !slices.Contains(gi.Replicas, id) {
 			t.Fatalf("group %d prefers %s, not a replica", g, id)
 		}
 		led[id]++
@@ -171,8 +172,8 @@ func TestPlacementGrowAndDrain(t *testing.T) {
 		}
 	}
 	// Draining n2 moves exactly its replicas off it, to the others.
-	held := l.replicaCounts()["n2"]
-	l, err := applyMeta(l, metaCommand{Op: "node_state", Node: &NodeInfo{ID: "n2"}, Draining: true, Leaving: true})
+	held := l.ReplicaCounts()["n2"]
+	l, err := Apply(l, Command{Op: "node_state", Node: &NodeInfo{ID: "n2"}, Draining: true, Leaving: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,10 +188,10 @@ func TestPlacementGrowAndDrain(t *testing.T) {
 	if drained != held {
 		t.Fatalf("drain moved %d of n2's %d replicas: %v", drained, held, moves)
 	}
-	if _, ok := l.leaderPlan()[1]; !ok {
+	if _, ok := l.LeaderPlan()[1]; !ok {
 		t.Fatal("group 1 has no preferred leader after the drain")
 	}
-	for _, id := range l.leaderPlan() {
+	for _, id := range l.LeaderPlan() {
 		if id == "n2" {
 			t.Fatal("a drained node is preferred as leader")
 		}
@@ -204,7 +205,7 @@ func TestPlacementWeights(t *testing.T) {
 	l = addNode(t, l, "n4", 2)
 	l, _ = settle(t, l)
 	checkPlacement(t, l)
-	c := l.replicaCounts()
+	c := l.ReplicaCounts()
 	// 36 replicas over weights 1+1+1+2: n4 holds 12 (every group), the
 	// others 8 each.
 	if c["n4"] != 12 || c["n1"] != 8 {
@@ -228,12 +229,12 @@ func TestPlacementRandom(t *testing.T) {
 				next++
 			case op == 1:
 				n := l.Nodes[rng.Intn(len(l.Nodes))]
-				l, err = applyMeta(l, metaCommand{Op: "node_state", Node: &NodeInfo{ID: n.ID}, Draining: !n.Draining})
+				l, err = Apply(l, Command{Op: "node_state", Node: &NodeInfo{ID: n.ID}, Draining: !n.Draining})
 			case op == 2:
 				// A node that has drained leaves.
 				for _, n := range l.Nodes {
-					if !n.eligible() && l.replicaCounts()[n.ID] == 0 && len(l.Nodes) > 1 {
-						l, err = applyMeta(l, metaCommand{Op: "remove_node", Node: &NodeInfo{ID: n.ID}})
+					if !n.Eligible() && l.ReplicaCounts()[n.ID] == 0 && len(l.Nodes) > 1 {
+						l, err = Apply(l, Command{Op: "remove_node", Node: &NodeInfo{ID: n.ID}})
 						break
 					}
 				}
@@ -241,7 +242,7 @@ func TestPlacementRandom(t *testing.T) {
 				// A node dies and is removed at once.
 				n := l.Nodes[rng.Intn(len(l.Nodes))]
 				if len(l.Nodes) > 1 {
-					l, err = applyMeta(l, metaCommand{Op: "remove_node", Node: &NodeInfo{ID: n.ID}})
+					l, err = Apply(l, Command{Op: "remove_node", Node: &NodeInfo{ID: n.ID}})
 				}
 			}
 			if err != nil {
@@ -249,12 +250,12 @@ func TestPlacementRandom(t *testing.T) {
 			}
 			eligible := 0
 			for _, n := range l.Nodes {
-				if n.eligible() {
+				if n.Eligible() {
 					eligible++
 				}
 			}
 			if eligible == 0 {
-				l, err = applyMeta(l, metaCommand{Op: "node_state", Node: &NodeInfo{ID: l.Nodes[0].ID}})
+				l, err = Apply(l, Command{Op: "node_state", Node: &NodeInfo{ID: l.Nodes[0].ID}})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -279,36 +280,36 @@ func TestReplicaMoveValidation(t *testing.T) {
 		{Group: 1, From: "n4", To: "n4"}, // source holds nothing
 		{Group: 1, From: "nX", To: "n4"}, // unknown source
 	} {
-		if _, err := applyMeta(l, metaCommand{Op: "replica_move_start", Move: &mv}); err == nil {
+		if _, err := Apply(l, Command{Op: "replica_move_start", Move: &mv}); err == nil {
 			t.Errorf("move %s accepted", mv)
 		}
 	}
-	drained, err := applyMeta(l, metaCommand{Op: "node_state", Node: &NodeInfo{ID: "n4"}, Draining: true})
+	drained, err := Apply(l, Command{Op: "node_state", Node: &NodeInfo{ID: "n4"}, Draining: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := applyMeta(drained, metaCommand{Op: "replica_move_start", Move: &ReplicaMove{Group: 1, From: "n1", To: "n4"}}); err == nil {
+	if _, err := Apply(drained, Command{Op: "replica_move_start", Move: &ReplicaMove{Group: 1, From: "n1", To: "n4"}}); err == nil {
 		t.Error("a move onto a draining node was accepted")
 	}
 	mv := ReplicaMove{Group: 1, From: "n1", To: "n4", Reason: "balance"}
-	started, err := applyMeta(l, metaCommand{Op: "replica_move_start", Move: &mv})
+	started, err := Apply(l, Command{Op: "replica_move_start", Move: &mv})
 	if err != nil {
 		t.Fatal(err)
 	}
 	other := mv
 	other.To = "n3"
-	if _, err := applyMeta(started, metaCommand{Op: "replica_move_end", Move: &other}); err == nil {
+	if _, err := Apply(started, Command{Op: "replica_move_end", Move: &other}); err == nil {
 		t.Error("ending a move that is not in progress was accepted")
 	}
-	aborted, err := applyMeta(started, metaCommand{Op: "replica_move_end", Move: &mv, Aborted: true})
+	aborted, err := Apply(started, Command{Op: "replica_move_end", Move: &mv, Aborted: true})
 	if err != nil || aborted.Move != nil {
 		t.Fatalf("abort: %v", err)
 	}
-	if g, _ := aborted.Group(1); contains(g.Replicas, "n4") || !contains(g.Replicas, "n1") {
+	if g, _ := aborted.Group(1); slices.Contains(g.Replicas, "n4") || !slices.Contains(g.Replicas, "n1") {
 		t.Fatalf("aborted move changed the replicas: %v", g.Replicas)
 	}
 	// The layout with a move in progress survives a snapshot round trip.
-	back, err := decodeLayout(strings.NewReader(string(mustJSON(started))))
+	back, err := Decode(strings.NewReader(string(mustJSON(started))))
 	if err != nil || back.Move == nil || *back.Move != mv {
 		t.Fatalf("round trip: %+v, %v", back.Move, err)
 	}
@@ -318,19 +319,19 @@ func TestLeaderPlanByLoad(t *testing.T) {
 	l := newLayout(t, 6)
 	l = addNode(t, l, "n2", 0)
 	l = addNode(t, l, "n3", 0)
-	byCount := l.leaderPlan()
+	byCount := l.LeaderPlan()
 	if byCount[1] != byCount[4] {
 		t.Fatalf("by count, groups 1 and 4 share a leader (rank 0 and 3 of 6 on 3 nodes): %v", byCount)
 	}
 	hot := map[base.GroupID]float64{1: 1000, 4: 900, 2: 5}
-	if !l.loadsWorthRecording(hot) {
+	if !l.LoadsWorthRecording(hot) {
 		t.Fatal("two hot groups on one node: spreading them is not worth recording")
 	}
-	next, err := applyMeta(l, metaCommand{Op: "loads", Loads: hot})
+	next, err := Apply(l, Command{Op: "loads", Loads: hot})
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan := next.leaderPlan()
+	plan := next.LeaderPlan()
 	if plan[1] == plan[4] {
 		t.Fatalf("hot groups 1 and 4 both led by %s: %v", plan[1], plan)
 	}
@@ -343,17 +344,17 @@ func TestLeaderPlanByLoad(t *testing.T) {
 	}
 	// Recorded, the same loads are not worth recording again, and small
 	// swings do not move leaders.
-	if next.loadsWorthRecording(hot) || next.loadsWorthRecording(map[base.GroupID]float64{1: 990, 4: 950, 3: 8}) {
+	if next.LoadsWorthRecording(hot) || next.LoadsWorthRecording(map[base.GroupID]float64{1: 990, 4: 950, 3: 8}) {
 		t.Fatal("recording again for no gain")
 	}
-	if l.loadsWorthRecording(map[base.GroupID]float64{1: 8, 4: 6}) {
+	if l.LoadsWorthRecording(map[base.GroupID]float64{1: 8, 4: 6}) {
 		t.Fatal("a few writes per second move leaders")
 	}
 	// Loads of unknown groups are not kept; bad rates are refused.
-	if k, _ := applyMeta(l, metaCommand{Op: "loads", Loads: map[base.GroupID]float64{99: 5}}); len(k.Loads) != 0 {
+	if k, _ := Apply(l, Command{Op: "loads", Loads: map[base.GroupID]float64{99: 5}}); len(k.Loads) != 0 {
 		t.Fatalf("loads of an unknown group kept: %v", k.Loads)
 	}
-	if _, err := decodeMetaCommand([]byte(`{"op":"loads","loads":{"1":-3}}`)); err == nil {
+	if _, err := DecodeCommand([]byte(`{"op":"loads","loads":{"1":-3}}`)); err == nil {
 		t.Fatal("a negative rate was accepted")
 	}
 }
@@ -361,11 +362,11 @@ func TestLeaderPlanByLoad(t *testing.T) {
 // applyMove records mv's start and its end, as the placer does.
 func applyMove(t *testing.T, l *Layout, mv *ReplicaMove) *Layout {
 	t.Helper()
-	next, err := applyMeta(l, metaCommand{Op: "replica_move_start", Move: mv})
+	next, err := Apply(l, Command{Op: "replica_move_start", Move: mv})
 	if err != nil {
 		t.Fatalf("start %s: %v", mv, err)
 	}
-	if next, err = applyMeta(next, metaCommand{Op: "replica_move_end", Move: mv}); err != nil {
+	if next, err = Apply(next, Command{Op: "replica_move_end", Move: mv}); err != nil {
 		t.Fatalf("end %s: %v", mv, err)
 	}
 	return next
@@ -381,7 +382,7 @@ func TestPlacementAvoidsSilentNodes(t *testing.T) {
 	}
 	avoid := map[base.NodeID]bool{"n5": true}
 	for i := 0; ; i++ {
-		mv := l.nextMove(avoid)
+		mv := l.NextMove(avoid)
 		if mv == nil {
 			break
 		}
@@ -393,64 +394,33 @@ func TestPlacementAvoidsSilentNodes(t *testing.T) {
 			t.Fatal("placement avoiding n5 does not settle")
 		}
 	}
-	counts := l.replicaCounts()
+	counts := l.ReplicaCounts()
 	if counts["n5"] != 0 || counts["n4"] != 4 {
 		t.Fatalf("avoiding n5: replicas per node %v, want n4 at its share of 18 over 4 nodes (4) and n5 none", counts)
 	}
 	// Once n5 answers again, it gets its share.
 	l, moves := settle(t, l)
 	checkPlacement(t, l)
-	if len(moves) == 0 || l.replicaCounts()["n5"] < 3 {
-		t.Fatalf("n5 back: moves %v, replicas %v", moves, l.replicaCounts())
+	if len(moves) == 0 || l.ReplicaCounts()["n5"] < 3 {
+		t.Fatalf("n5 back: moves %v, replicas %v", moves, l.ReplicaCounts())
 	}
 	// Draining n1 while n2..n4 are silent: n5 takes what it can, and
 	// nothing goes to the silent nodes.
-	l, err := applyMeta(l, metaCommand{Op: "node_state", Node: &NodeInfo{ID: "n1"}, Draining: true})
+	l, err := Apply(l, Command{Op: "node_state", Node: &NodeInfo{ID: "n1"}, Draining: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	silent := map[base.NodeID]bool{"n2": true, "n3": true, "n4": true}
-	for mv := l.nextMove(silent); mv != nil; mv = l.nextMove(silent) {
+	for mv := l.NextMove(silent); mv != nil; mv = l.NextMove(silent) {
 		if silent[mv.To] || mv.From != "n1" {
 			t.Fatalf("drain with n2..n4 silent moved %s", mv)
 		}
 		l = applyMove(t, l, mv)
 	}
 	for _, g := range l.Groups {
-		if contains(g.Replicas, "n1") && !contains(g.Replicas, "n5") {
+		if slices.Contains(g.Replicas, "n1") && !slices.Contains(g.Replicas, "n5") {
 			t.Fatalf("group %d %v: n1 kept a replica that n5 could take", g.ID, g.Replicas)
 		}
-	}
-}
-
-// A peer's status proves a removal only when it is of the same cluster, at
-// least as new as our layout (which lists us), and does not list us: a
-// peer that has not yet applied our join, or one of another cluster, or an
-// unknown index of ours, proves nothing.
-func TestRemovedBy(t *testing.T) {
-	mine := &Layout{Initialized: true, ClusterID: "c1", Nodes: []NodeInfo{{ID: "n1"}, {ID: "n2"}, {ID: "n4"}}}
-	without := []NodeInfo{{ID: "n1"}, {ID: "n2"}}
-	with := mine.Nodes
-	for _, tc := range []struct {
-		name    string
-		myIndex uint64
-		peer    Status
-		want    bool
-	}{
-		{"newer layout without us", 40, Status{Node: "n1", ClusterID: "c1", LayoutIndex: 45, Members: without}, true},
-		{"same index without us", 40, Status{Node: "n1", ClusterID: "c1", LayoutIndex: 40, Members: without}, true},
-		{"peer behind our join", 40, Status{Node: "n2", ClusterID: "c1", LayoutIndex: 39, Members: without}, false},
-		{"newer layout with us", 40, Status{Node: "n1", ClusterID: "c1", LayoutIndex: 90, Members: with}, false},
-		{"another cluster", 40, Status{Node: "n1", ClusterID: "c2", LayoutIndex: 90, Members: without}, false},
-		{"our index unknown", 0, Status{Node: "n1", ClusterID: "c1", LayoutIndex: 90, Members: without}, false},
-		{"ourselves", 40, Status{Node: "n4", ClusterID: "c1", LayoutIndex: 90, Members: without}, false},
-	} {
-		if got := removedBy("n4", mine, tc.myIndex, tc.peer); got != tc.want {
-			t.Errorf("%s: removedBy = %v, want %v", tc.name, got, tc.want)
-		}
-	}
-	if removedBy("n9", mine, 40, Status{Node: "n1", ClusterID: "c1", LayoutIndex: 90, Members: without}) {
-		t.Error("a node our own layout does not list is judged removed")
 	}
 }
 
@@ -464,32 +434,32 @@ func TestRemovalBelowTheFactorMovesFirst(t *testing.T) {
 	l = addNode(t, l, "n3", 0)
 	// Group 1 lost a replica: on n1 and n2 only.
 	l.Groups[0].Replicas = []base.NodeID{"n1", "n2"}
-	if !l.shortGroupsCanMove("n1") {
+	if !l.ShortGroupsCanMove("n1") {
 		t.Fatal("group 1 can move to n3 before n1 leaves, but the rule says it cannot")
 	}
-	draining, err := applyMeta(l, metaCommand{Op: "node_state", Node: &NodeInfo{ID: "n3"}, Draining: true})
+	draining, err := Apply(l, Command{Op: "node_state", Node: &NodeInfo{ID: "n3"}, Draining: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if draining.shortGroupsCanMove("n1") {
+	if draining.ShortGroupsCanMove("n1") {
 		t.Fatal("with n3 draining group 1 has nowhere to go, but the rule says it can move")
 	}
-	l, err = applyMeta(l, metaCommand{Op: "node_state", Node: &NodeInfo{ID: "n1"}, Draining: true, Leaving: true})
+	l, err = Apply(l, Command{Op: "node_state", Node: &NodeInfo{ID: "n1"}, Draining: true, Leaving: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l.cannotMoveOff("n1") {
+	if l.CannotMoveOff("n1") {
 		t.Fatal("n1's replica of group 1 can move to n3")
 	}
 	l, moves := settle(t, l)
 	if len(moves) != 1 || moves[0].Group != 1 || moves[0].From != "n1" || moves[0].To != "n3" {
 		t.Fatalf("moves %v, want group 1 n1 -> n3 only", moves)
 	}
-	if !l.cannotMoveOff("n1") {
+	if !l.CannotMoveOff("n1") {
 		t.Fatal("after the move n1 holds only groups every other node holds, yet the rule sees a move")
 	}
 	for _, g := range l.Groups {
-		if n := len(g.Replicas) - 1; contains(g.Replicas, "n1") && n < 2 {
+		if n := len(g.Replicas) - 1; slices.Contains(g.Replicas, "n1") && n < 2 {
 			t.Fatalf("group %d would keep %d voters without n1", g.ID, n)
 		}
 	}

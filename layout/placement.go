@@ -1,8 +1,9 @@
-package raftnode
+package layout
 
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 
 	"github.com/ringkv/ringkv/base"
@@ -53,26 +54,26 @@ func (m ReplicaMove) String() string {
 	return fmt.Sprintf("group %d replica %s -> %s (%s)", m.Group, from, m.To, m.Reason)
 }
 
-// replication returns the layout's replication factor.
-func (l *Layout) replication() int {
+// ReplicasPerGroup returns the layout's replication factor.
+func (l *Layout) ReplicasPerGroup() int {
 	if l.Replication > 0 {
 		return l.Replication
 	}
 	return DefaultReplication
 }
 
-func (n NodeInfo) weight() float64 {
+func (n NodeInfo) Capacity() float64 {
 	if n.Weight > 0 {
 		return n.Weight
 	}
 	return 1
 }
 
-// eligible reports whether a node may receive replicas and leaderships.
-func (n NodeInfo) eligible() bool { return !n.Draining && !n.Leaving }
+// Eligible reports whether a node may receive replicas and leaderships.
+func (n NodeInfo) Eligible() bool { return !n.Draining && !n.Leaving }
 
-// replicaCounts counts the replicas each member holds.
-func (l *Layout) replicaCounts() map[base.NodeID]int {
+// ReplicaCounts counts the replicas each member holds.
+func (l *Layout) ReplicaCounts() map[base.NodeID]int {
 	c := map[base.NodeID]int{}
 	for _, n := range l.Nodes {
 		c[n.ID] = 0
@@ -85,64 +86,64 @@ func (l *Layout) replicaCounts() map[base.NodeID]int {
 	return c
 }
 
-// holds reports whether node id holds (or is receiving) a replica of g.
-func (l *Layout) holds(g GroupInfo, id base.NodeID) bool {
-	if contains(g.Replicas, id) {
+// Holds reports whether node id holds (or is receiving) a replica of g.
+func (l *Layout) Holds(g GroupInfo, id base.NodeID) bool {
+	if slices.Contains(g.Replicas, id) {
 		return true
 	}
 	return l.Move != nil && l.Move.Group == g.ID && l.Move.To == id
 }
 
-// placeTarget is the eligible node not holding g and not in avoid with the
+// PlaceTarget is the eligible node not holding g and not in avoid with the
 // lowest load after receiving it (replicas per unit of weight); ties go to
 // the lower id. Empty when there is none.
-func (l *Layout) placeTarget(g GroupInfo, counts map[base.NodeID]int, avoid map[base.NodeID]bool) base.NodeID {
+func (l *Layout) PlaceTarget(g GroupInfo, counts map[base.NodeID]int, avoid map[base.NodeID]bool) base.NodeID {
 	best, bestLoad := base.NodeID(""), math.Inf(1)
 	for _, n := range l.Nodes {
-		if !n.eligible() || avoid[n.ID] || l.holds(g, n.ID) {
+		if !n.Eligible() || avoid[n.ID] || l.Holds(g, n.ID) {
 			continue
 		}
-		if load := float64(counts[n.ID]+1) / n.weight(); load < bestLoad-1e-9 {
+		if load := float64(counts[n.ID]+1) / n.Capacity(); load < bestLoad-1e-9 {
 			best, bestLoad = n.ID, load
 		}
 	}
 	return best
 }
 
-// shortGroupsCanMove reports whether every group that removing node id
+// ShortGroupsCanMove reports whether every group that removing node id
 // would leave with fewer voters than a majority of the replication factor
 // has an eligible node lacking it, for the replica to move to first.
-func (l *Layout) shortGroupsCanMove(id base.NodeID) bool {
-	need := l.replication()/2 + 1
-	counts := l.replicaCounts()
+func (l *Layout) ShortGroupsCanMove(id base.NodeID) bool {
+	need := l.ReplicasPerGroup()/2 + 1
+	counts := l.ReplicaCounts()
 	for _, g := range l.Groups {
-		if contains(g.Replicas, id) && len(g.Replicas)-1 < need && l.placeTarget(g, counts, nil) == "" {
+		if slices.Contains(g.Replicas, id) && len(g.Replicas)-1 < need && l.PlaceTarget(g, counts, nil) == "" {
 			return false
 		}
 	}
 	return true
 }
 
-// cannotMoveOff reports whether none of node id's replicas has an
-// eligible node to move to: a leaving node in that state has moved all it
+// CannotMoveOff reports whether none of node id's replicas has an
+// Eligible node to move to: a leaving node in that state has moved all it
 // can.
-func (l *Layout) cannotMoveOff(id base.NodeID) bool {
-	counts := l.replicaCounts()
+func (l *Layout) CannotMoveOff(id base.NodeID) bool {
+	counts := l.ReplicaCounts()
 	for _, g := range l.Groups {
-		if contains(g.Replicas, id) && l.placeTarget(g, counts, nil) != "" {
+		if slices.Contains(g.Replicas, id) && l.PlaceTarget(g, counts, nil) != "" {
 			return false
 		}
 	}
 	return true
 }
 
-// placeNewGroup chooses the replicas of a group created by a ring change:
+// PlaceNewGroup chooses the replicas of a group created by a ring change:
 // the least loaded eligible nodes, as many as the replication factor.
-func (l *Layout) placeNewGroup(id base.GroupID) []base.NodeID {
-	counts := l.replicaCounts()
+func (l *Layout) PlaceNewGroup(id base.GroupID) []base.NodeID {
+	counts := l.ReplicaCounts()
 	g := GroupInfo{ID: id}
-	for len(g.Replicas) < l.replication() {
-		to := l.placeTarget(g, counts, nil)
+	for len(g.Replicas) < l.ReplicasPerGroup() {
+		to := l.PlaceTarget(g, counts, nil)
 		if to == "" {
 			break
 		}
@@ -153,31 +154,31 @@ func (l *Layout) placeNewGroup(id base.GroupID) []base.NodeID {
 	return g.Replicas
 }
 
-// nextMove is the next replica move the placement rule asks for, or nil
+// NextMove is the next replica move the placement rule asks for, or nil
 // when replicas are where they should be (or a move is in progress). No
 // move goes to a node in avoid (nodes the caller cannot reach); the rule
 // is otherwise the same, so the moves they would get wait until they are
 // back.
-func (l *Layout) nextMove(avoid map[base.NodeID]bool) *ReplicaMove {
+func (l *Layout) NextMove(avoid map[base.NodeID]bool) *ReplicaMove {
 	if !l.Initialized || l.Move != nil {
 		return nil
 	}
-	counts := l.replicaCounts()
+	counts := l.ReplicaCounts()
 	groups := append([]GroupInfo(nil), l.Groups...)
 	sort.Slice(groups, func(i, j int) bool { return groups[i].ID < groups[j].ID })
 	for _, g := range groups {
 		for _, id := range g.Replicas {
-			if n, ok := l.Node(id); ok && n.eligible() {
+			if n, ok := l.Node(id); ok && n.Eligible() {
 				continue
 			}
-			if to := l.placeTarget(g, counts, avoid); to != "" {
+			if to := l.PlaceTarget(g, counts, avoid); to != "" {
 				return &ReplicaMove{Group: g.ID, From: id, To: to, Reason: "drain"}
 			}
 		}
 	}
 	for _, g := range groups {
-		if len(g.Replicas) < l.replication() && len(g.Bootstrap) == 0 {
-			if to := l.placeTarget(g, counts, avoid); to != "" {
+		if len(g.Replicas) < l.ReplicasPerGroup() && len(g.Bootstrap) == 0 {
+			if to := l.PlaceTarget(g, counts, avoid); to != "" {
 				return &ReplicaMove{Group: g.ID, To: to, Reason: "replicate"}
 			}
 		}
@@ -187,9 +188,9 @@ func (l *Layout) nextMove(avoid map[base.NodeID]bool) *ReplicaMove {
 	// more than one replica, so that moves never oscillate).
 	total, weights := 0, 0.0
 	for _, n := range l.Nodes {
-		if n.eligible() {
+		if n.Eligible() {
 			total += counts[n.ID]
-			weights += n.weight()
+			weights += n.Capacity()
 		}
 	}
 	type dev struct {
@@ -198,8 +199,8 @@ func (l *Layout) nextMove(avoid map[base.NodeID]bool) *ReplicaMove {
 	}
 	var devs []dev
 	for _, n := range l.Nodes {
-		if n.eligible() {
-			devs = append(devs, dev{n.ID, float64(counts[n.ID]) - float64(total)*n.weight()/weights})
+		if n.Eligible() {
+			devs = append(devs, dev{n.ID, float64(counts[n.ID]) - float64(total)*n.Capacity()/weights})
 		}
 	}
 	sort.SliceStable(devs, func(i, j int) bool { return devs[i].d > devs[j].d })
@@ -213,7 +214,7 @@ func (l *Layout) nextMove(avoid map[base.NodeID]bool) *ReplicaMove {
 				continue
 			}
 			for _, g := range groups {
-				if contains(g.Replicas, hi.id) && !contains(g.Replicas, lo.id) && len(g.Bootstrap) == 0 {
+				if slices.Contains(g.Replicas, hi.id) && !slices.Contains(g.Replicas, lo.id) && len(g.Bootstrap) == 0 {
 					return &ReplicaMove{Group: g.ID, From: hi.id, To: lo.id, Reason: "balance"}
 				}
 			}
@@ -241,11 +242,11 @@ func startReplicaMove(next *Layout, mv ReplicaMove) error {
 	switch {
 	case !ok:
 		return fmt.Errorf("%w: node %s is not a member", base.ErrNotFound, mv.To)
-	case !to.eligible():
+	case !to.Eligible():
 		return fmt.Errorf("%w: node %s is being drained", base.ErrConflict, mv.To)
-	case contains(g.Replicas, mv.To):
+	case slices.Contains(g.Replicas, mv.To):
 		return fmt.Errorf("%w: node %s already holds group %d", base.ErrConflict, mv.To, mv.Group)
-	case mv.From != "" && !contains(g.Replicas, mv.From):
+	case mv.From != "" && !slices.Contains(g.Replicas, mv.From):
 		return fmt.Errorf("%w: node %s holds no replica of group %d", base.ErrConflict, mv.From, mv.Group)
 	case len(g.Bootstrap) > 0:
 		return fmt.Errorf("%w: group %d is still being created", base.ErrConflict, mv.Group)
@@ -288,7 +289,7 @@ func endReplicaMove(next *Layout, mv ReplicaMove, aborted bool) error {
 // setNodeState applies a node_state command: draining (replicas move
 // off, the node stays a member) or leaving (drained, then removed).
 func setNodeState(next *Layout, id base.NodeID, draining, leaving bool) error {
-	i := next.nodeIndex(id)
+	i := next.NodeIndex(id)
 	if i < 0 {
 		return fmt.Errorf("%w: node %s is not a member", base.ErrNotFound, id)
 	}
@@ -303,18 +304,18 @@ func setNodeState(next *Layout, id base.NodeID, draining, leaving bool) error {
 	return nil
 }
 
-// leaderPlan assigns each group a preferred leader among its replicas,
+// LeaderPlan assigns each group a preferred leader among its replicas,
 // by the recorded loads.
-func (l *Layout) leaderPlan() map[base.GroupID]base.NodeID { return l.leaderPlanWith(l.Loads) }
+func (l *Layout) LeaderPlan() map[base.GroupID]base.NodeID { return l.LeaderPlanWith(l.Loads) }
 
-// leaderPlanWith assigns each group a preferred leader among its replicas:
+// LeaderPlanWith assigns each group a preferred leader among its replicas:
 // pinned groups to their pin, the rest, heaviest first, to the eligible
 // replica with the least load per unit of weight so far. A group's load
 // is its write rate plus a base share (half the mean rate, at least 1),
 // so that without loads leaderships spread by count (ties rotate with the
 // group's rank: with 3 nodes and 3 groups each node leads one). A replica
 // on its way out of the group (the source of a move) is passed over.
-func (l *Layout) leaderPlanWith(loads map[base.GroupID]float64) map[base.GroupID]base.NodeID {
+func (l *Layout) LeaderPlanWith(loads map[base.GroupID]float64) map[base.GroupID]base.NodeID {
 	plan := map[base.GroupID]base.NodeID{}
 	cost := map[base.NodeID]float64{}
 	groups := append([]GroupInfo(nil), l.Groups...)
@@ -328,7 +329,7 @@ func (l *Layout) leaderPlanWith(loads map[base.GroupID]float64) map[base.GroupID
 	rank := map[base.GroupID]int{}
 	for i, g := range groups {
 		rank[g.ID] = i
-		if id, ok := l.Leaders[g.ID]; ok && contains(g.Replicas, id) {
+		if id, ok := l.Leaders[g.ID]; ok && slices.Contains(g.Replicas, id) {
 			plan[g.ID] = id
 			cost[id] += weight(g.ID)
 		}
@@ -345,10 +346,10 @@ func (l *Layout) leaderPlanWith(loads map[base.GroupID]float64) map[base.GroupID
 		for k := range cands {
 			id := cands[(rank[g.ID]+k)%len(cands)]
 			n, ok := l.Node(id)
-			if !ok || !n.eligible() || (l.Move != nil && l.Move.Group == g.ID && l.Move.From == id) {
+			if !ok || !n.Eligible() || (l.Move != nil && l.Move.Group == g.ID && l.Move.From == id) {
 				continue
 			}
-			if c := (cost[id] + weight(g.ID)) / n.weight(); c < bestCost-1e-9 {
+			if c := (cost[id] + weight(g.ID)) / n.Capacity(); c < bestCost-1e-9 {
 				best, bestCost = id, c
 			}
 		}
@@ -360,9 +361,9 @@ func (l *Layout) leaderPlanWith(loads map[base.GroupID]float64) map[base.GroupID
 	return plan
 }
 
-// busiest is the highest write rate per unit of weight a node would lead
+// Busiest is the highest write rate per unit of weight a node would lead
 // under plan, with the given loads.
-func (l *Layout) busiest(plan map[base.GroupID]base.NodeID, loads map[base.GroupID]float64) float64 {
+func (l *Layout) Busiest(plan map[base.GroupID]base.NodeID, loads map[base.GroupID]float64) float64 {
 	per := map[base.NodeID]float64{}
 	for g, id := range plan {
 		per[id] += loads[g]
@@ -370,17 +371,17 @@ func (l *Layout) busiest(plan map[base.GroupID]base.NodeID, loads map[base.Group
 	top := 0.0
 	for id, v := range per {
 		if n, ok := l.Node(id); ok {
-			top = max(top, v/n.weight())
+			top = max(top, v/n.Capacity())
 		}
 	}
 	return top
 }
 
-// loadsWorthRecording reports whether leaderships spread by fresh loads
+// LoadsWorthRecording reports whether leaderships spread by fresh loads
 // would relieve the busiest node enough (a fifth, and 20 writes/s) to
 // record them; small swings do not move leaders around.
-func (l *Layout) loadsWorthRecording(fresh map[base.GroupID]float64) bool {
-	cur := l.busiest(l.leaderPlan(), fresh)
-	next := l.busiest(l.leaderPlanWith(fresh), fresh)
+func (l *Layout) LoadsWorthRecording(fresh map[base.GroupID]float64) bool {
+	cur := l.Busiest(l.LeaderPlan(), fresh)
+	next := l.Busiest(l.LeaderPlanWith(fresh), fresh)
 	return next < 0.8*cur && cur-next > 20
 }

@@ -1,4 +1,4 @@
-package raftnode
+package layout
 
 import (
 	"fmt"
@@ -10,7 +10,7 @@ import (
 )
 
 // Bounds on the access control state the metadata group keeps: every node
-// holds all of it in memory and in each metadata snapshot.
+// Holds all of it in memory and in each metadata snapshot.
 const (
 	MaxPolicies = 1000
 	MaxTokens   = 10000
@@ -43,7 +43,7 @@ type ACLChange struct {
 }
 
 // check validates a change that arrived from the network or the log.
-func (c *ACLChange) check() error {
+func (c *ACLChange) Check() error {
 	if c == nil {
 		return fmt.Errorf("%w: acl change missing", base.ErrBadRequest)
 	}
@@ -109,7 +109,7 @@ func (s *ACLState) Token(accessor string) (acl.Token, bool) {
 // With returns the access control state after c, which it checks first;
 // it is deterministic and leaves s unchanged.
 func (s *ACLState) With(c *ACLChange) (*ACLState, error) {
-	if err := c.check(); err != nil {
+	if err := c.Check(); err != nil {
 		return nil, err
 	}
 	return applyACL(s, c)

@@ -1,4 +1,4 @@
-package raftnode
+package layout
 
 import (
 	"fmt"
@@ -27,8 +27,8 @@ const MaxNodeIDLen = 64
 // its length in one byte).
 const maxAddrLen = 255
 
-// checkGroupID refuses a data group id outside [1, MaxGroupID].
-func checkGroupID(what string, g base.GroupID) error {
+// CheckGroupID refuses a data group id outside [1, MaxGroupID].
+func CheckGroupID(what string, g base.GroupID) error {
 	if g < 1 || g > MaxGroupID {
 		return fmt.Errorf("%w: %s %d: data group ids are 1 to %d (0 is the metadata group, larger ids are reserved)",
 			base.ErrBadRequest, what, g, MaxGroupID)
@@ -36,13 +36,13 @@ func checkGroupID(what string, g base.GroupID) error {
 	return nil
 }
 
-// checkAnyGroup refuses a group id that is neither the metadata group nor
+// CheckAnyGroup refuses a group id that is neither the metadata group nor
 // a data group id.
-func checkAnyGroup(g base.GroupID) error {
+func CheckAnyGroup(g base.GroupID) error {
 	if g == base.MetaGroup {
 		return nil
 	}
-	return checkGroupID("group", g)
+	return CheckGroupID("group", g)
 }
 
 // CheckNodeID refuses a node id that is not 1 to MaxNodeIDLen characters
@@ -131,26 +131,26 @@ func CheckMember(info NodeInfo) error {
 
 // check refuses a ring change that names a reserved group id or does not
 // name exactly one change.
-func (c RingChange) check() error {
+func (c RingChange) Check() error {
 	set := 0
 	if c.Add != nil {
 		set++
 		// 0 asks the metadata leader to choose the id.
 		if c.Add.Group != 0 {
-			if err := checkGroupID("add: group", c.Add.Group); err != nil {
+			if err := CheckGroupID("add: group", c.Add.Group); err != nil {
 				return err
 			}
 		}
 	}
 	if c.Remove != 0 {
 		set++
-		if err := checkGroupID("remove: group", c.Remove); err != nil {
+		if err := CheckGroupID("remove: group", c.Remove); err != nil {
 			return err
 		}
 	}
 	if c.Weight != nil {
 		set++
-		if err := checkGroupID("weight: group", c.Weight.Group); err != nil {
+		if err := CheckGroupID("weight: group", c.Weight.Group); err != nil {
 			return err
 		}
 	}
@@ -160,9 +160,9 @@ func (c RingChange) check() error {
 	return nil
 }
 
-// checkRestoreID checks a restore lock's id: what newRestoreID makes, 32
+// CheckRestoreID checks a restore lock's id: what newRestoreID makes, 32
 // lowercase hex digits.
-func checkRestoreID(id string) error {
+func CheckRestoreID(id string) error {
 	ok := len(id) == 32
 	for i := 0; ok && i < len(id); i++ {
 		ok = id[i] >= '0' && id[i] <= '9' || id[i] >= 'a' && id[i] <= 'f'

@@ -1,4 +1,4 @@
-package raftnode
+package layout
 
 import (
 	"bytes"
@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-
-	"github.com/hashicorp/raft"
 
 	"github.com/ringkv/ringkv/acl"
 	"github.com/ringkv/ringkv/base"
@@ -19,10 +17,10 @@ import (
 // replica move in flight.
 func metaShapes(tb testing.TB) map[string]*Layout {
 	tb.Helper()
-	must := func(l *Layout, cmds ...metaCommand) *Layout {
+	must := func(l *Layout, cmds ...Command) *Layout {
 		tb.Helper()
 		for _, c := range cmds {
-			next, err := applyMetaRules(l, c)
+			next, err := applyRules(l, c)
 			if err != nil {
 				tb.Fatalf("building a layout: %s: %v", c.Op, err)
 			}
@@ -30,20 +28,20 @@ func metaShapes(tb testing.TB) map[string]*Layout {
 		}
 		return l
 	}
-	member := func(id string, port int) metaCommand {
-		return metaCommand{Op: "add_node", Node: &NodeInfo{ID: base.NodeID(id),
+	member := func(id string, port int) Command {
+		return Command{Op: "add_node", Node: &NodeInfo{ID: base.NodeID(id),
 			HTTPAddr: fmt.Sprintf("127.0.0.1:%d", port), RaftAddr: fmt.Sprintf("127.0.0.1:%d", port+1)}}
 	}
-	init := func(groups int) metaCommand {
-		return metaCommand{Op: "init", Node: &NodeInfo{ID: "n1", HTTPAddr: "127.0.0.1:7070", RaftAddr: "127.0.0.1:7071"},
+	init := func(groups int) Command {
+		return Command{Op: "init", Node: &NodeInfo{ID: "n1", HTTPAddr: "127.0.0.1:7070", RaftAddr: "127.0.0.1:7071"},
 			Groups: groups, VNodes: 8, ClusterID: "c"}
 	}
 	one := must(&Layout{}, init(1))
 	three := must(&Layout{}, init(3), member("n2", 7080), member("n3", 7090), member("n4", 7100))
-	adding := must(three, metaCommand{Op: "migrate_start", Change: &RingChange{Add: &GroupWeight{Group: 4, Weight: 1}}})
+	adding := must(three, Command{Op: "migrate_start", Change: &RingChange{Add: &GroupWeight{Group: 4, Weight: 1}}})
 	t := adding.Migration.Transfers[0]
-	fenced := must(adding, metaCommand{Op: "migrate_phase", Phase: &migrationPhase{From: t.From, To: t.To, Phase: PhaseFenced, FenceIndex: 9}})
-	flipped := must(fenced, metaCommand{Op: "migrate_phase", Phase: &migrationPhase{From: t.From, To: t.To, Phase: PhaseFlipped}})
+	fenced := must(adding, Command{Op: "migrate_phase", Phase: &MigrationPhase{From: t.From, To: t.To, Phase: PhaseFenced, FenceIndex: 9}})
+	flipped := must(fenced, Command{Op: "migrate_phase", Phase: &MigrationPhase{From: t.From, To: t.To, Phase: PhaseFlipped}})
 	return map[string]*Layout{
 		"empty":              {},
 		"one node, 1 group":  one,
@@ -53,17 +51,17 @@ func metaShapes(tb testing.TB) map[string]*Layout {
 		"adding a group":     adding,
 		"transfer fenced":    fenced,
 		"transfer flipped":   flipped,
-		"removing a group":   must(three, metaCommand{Op: "migrate_start", Change: &RingChange{Remove: 2}}),
-		"aborting":           must(adding, metaCommand{Op: "migrate_abort"}),
-		"moving a replica": must(three, metaCommand{Op: "replica_move_start",
+		"removing a group":   must(three, Command{Op: "migrate_start", Change: &RingChange{Remove: 2}}),
+		"aborting":           must(adding, Command{Op: "migrate_abort"}),
+		"moving a replica": must(three, Command{Op: "replica_move_start",
 			Move: &ReplicaMove{Group: 1, From: "n1", To: "n4", Reason: "balance"}}),
-		"draining":                         must(three, metaCommand{Op: "node_state", Node: &NodeInfo{ID: "n2"}, Draining: true, Leaving: true}),
-		"restoring":                        must(three, metaCommand{Op: "restore_begin", Restore: &RestoreLock{ID: strings.Repeat("ab", 16), Node: "n2"}}),
+		"draining":                         must(three, Command{Op: "node_state", Node: &NodeInfo{ID: "n2"}, Draining: true, Leaving: true}),
+		"restoring":                        must(three, Command{Op: "restore_begin", Restore: &RestoreLock{ID: strings.Repeat("ab", 16), Node: "n2"}}),
 		"access control, not bootstrapped": must(&Layout{}, withACL(init(3)), member("n2", 7080)),
 		"access control with tokens": must(&Layout{}, withACL(init(1)),
-			metaCommand{Op: "acl", ACL: &ACLChange{Op: "bootstrap", Token: &acl.Token{AccessorID: seedAccessor, SecretHash: strings.Repeat("ab", 32), Management: true}}},
-			metaCommand{Op: "acl", ACL: &ACLChange{Op: "policy_create", Policy: &acl.Policy{Name: "app", Operator: "read", Rules: []acl.Rule{{Prefix: "app/", Access: "write"}}}}},
-			metaCommand{Op: "acl", ACL: &ACLChange{Op: "token_create", Token: &acl.Token{AccessorID: seedAccessor2, SecretHash: strings.Repeat("cd", 32), Policies: []string{"app"}}}}),
+			Command{Op: "acl", ACL: &ACLChange{Op: "bootstrap", Token: &acl.Token{AccessorID: seedAccessor, SecretHash: strings.Repeat("ab", 32), Management: true}}},
+			Command{Op: "acl", ACL: &ACLChange{Op: "policy_create", Policy: &acl.Policy{Name: "app", Operator: "read", Rules: []acl.Rule{{Prefix: "app/", Access: "write"}}}}},
+			Command{Op: "acl", ACL: &ACLChange{Op: "token_create", Token: &acl.Token{AccessorID: seedAccessor2, SecretHash: strings.Repeat("cd", 32), Policies: []string{"app"}}}}),
 	}
 }
 
@@ -72,7 +70,7 @@ const (
 	seedAccessor2 = "1f1e1d1c-1b1a-4918-8716-151413121110"
 )
 
-func withACL(c metaCommand) metaCommand {
+func withACL(c Command) Command {
 	c.EnableACL = true
 	return c
 }
@@ -121,11 +119,11 @@ func checkACL(t *testing.T, s *ACLState) {
 func checkLayout(t *testing.T, l *Layout) {
 	t.Helper()
 	for _, g := range l.Groups {
-		if checkGroupID("group", g.ID) != nil {
+		if CheckGroupID("group", g.ID) != nil {
 			t.Fatalf("the layout holds group %d", g.ID)
 		}
-		if len(g.Replicas) > l.replication() {
-			t.Fatalf("group %d has %d replicas, factor %d", g.ID, len(g.Replicas), l.replication())
+		if len(g.Replicas) > l.ReplicasPerGroup() {
+			t.Fatalf("group %d has %d replicas, factor %d", g.ID, len(g.Replicas), l.ReplicasPerGroup())
 		}
 		for _, id := range g.Replicas {
 			if _, ok := l.Node(id); !ok {
@@ -134,7 +132,7 @@ func checkLayout(t *testing.T, l *Layout) {
 		}
 	}
 	checkACL(t, l.ACL)
-	back, err := decodeLayout(bytes.NewReader(mustJSON(l)))
+	back, err := Decode(bytes.NewReader(mustJSON(l)))
 	if err != nil {
 		t.Fatalf("the layout does not survive a snapshot: %v", err)
 	}
@@ -192,9 +190,9 @@ func FuzzApplyMeta(f *testing.F) {
 		if len(lines) > 8 {
 			return
 		}
-		var cmds []metaCommand
+		var cmds []Command
 		for _, line := range lines {
-			c, err := decodeMetaCommand([]byte(line))
+			c, err := DecodeCommand([]byte(line))
 			if err != nil {
 				if !errors.Is(err, base.ErrBadRequest) {
 					t.Fatalf("decode refused %q with %v, not a bad request", line, err)
@@ -205,8 +203,8 @@ func FuzzApplyMeta(f *testing.F) {
 		}
 		for name, l := range shapes {
 			for _, c := range cmds {
-				a, errA := applyMetaRules(l, c)
-				b, errB := applyMetaRules(l, c)
+				a, errA := applyRules(l, c)
+				b, errB := applyRules(l, c)
 				if (errA == nil) != (errB == nil) || string(mustJSON(a)) != string(mustJSON(b)) {
 					t.Fatalf("%s: %s is not deterministic", name, c.Op)
 				}
@@ -227,32 +225,30 @@ func TestMetaPoisonPillsAreRefused(t *testing.T) {
 	always := func(*Layout) bool { return true }
 	for _, tc := range []struct {
 		name string
-		cmd  metaCommand
+		cmd  Command
 		// on says which layouts must refuse the command.
 		on func(*Layout) bool
 	}{
-		{"the weight of the only group", metaCommand{Op: "migrate_start", Change: &RingChange{Weight: &GroupWeight{Group: 1, Weight: 2}}},
+		{"the weight of the only group", Command{Op: "migrate_start", Change: &RingChange{Weight: &GroupWeight{Group: 1, Weight: 2}}},
 			func(l *Layout) bool { return len(l.Groups) == 1 }},
-		{"the forwarding streams' group id", metaCommand{Op: "migrate_start", Change: &RingChange{Add: &GroupWeight{Group: 1<<32 - 1, Weight: 1}}}, always},
-		{"a reserved group id", metaCommand{Op: "migrate_start", Change: &RingChange{Add: &GroupWeight{Group: MaxGroupID + 1, Weight: 1}}}, always},
-		{"a node id with a slash", metaCommand{Op: "add_node", Node: &NodeInfo{ID: "a/../b", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"}}, always},
-		{"a node id with NUL", metaCommand{Op: "add_node", Node: &NodeInfo{ID: "a\x00", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"}}, always},
-		{"an address that is none", metaCommand{Op: "add_node", Node: &NodeInfo{ID: "n9", HTTPAddr: "127.0.0.1:1", RaftAddr: "not an address"}}, always},
-		{"a restore id that is not one", metaCommand{Op: "restore_begin", Restore: &RestoreLock{ID: "x/../y", Node: "n1"}}, always},
+		{"the forwarding streams' group id", Command{Op: "migrate_start", Change: &RingChange{Add: &GroupWeight{Group: 1<<32 - 1, Weight: 1}}}, always},
+		{"a reserved group id", Command{Op: "migrate_start", Change: &RingChange{Add: &GroupWeight{Group: MaxGroupID + 1, Weight: 1}}}, always},
+		{"a node id with a slash", Command{Op: "add_node", Node: &NodeInfo{ID: "a/../b", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"}}, always},
+		{"a node id with NUL", Command{Op: "add_node", Node: &NodeInfo{ID: "a\x00", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"}}, always},
+		{"an address that is none", Command{Op: "add_node", Node: &NodeInfo{ID: "n9", HTTPAddr: "127.0.0.1:1", RaftAddr: "not an address"}}, always},
+		{"a restore id that is not one", Command{Op: "restore_begin", Restore: &RestoreLock{ID: "x/../y", Node: "n1"}}, always},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for name, l := range shapes {
-				f := newMetaFSM()
-				f.publish(l, 1)
-				err, _ := f.Apply(&raft.Log{Index: 2, Data: mustJSON(tc.cmd)}).(error)
+				var next *Layout
+				c, err := DecodeCommand(mustJSON(tc.cmd))
+				if err == nil {
+					next, err = Apply(l, c)
+				}
 				if tc.on(l) && !errors.Is(err, base.ErrBadRequest) {
 					t.Fatalf("%s: applying it gave %v, want a bad request", name, err)
 				}
-				got, index := f.LayoutAt()
-				if index != 2 {
-					t.Fatalf("%s: the layout's index is %d after entry 2", name, index)
-				}
-				if err != nil && got != l {
+				if err != nil && next != nil {
 					t.Fatalf("%s: a refused command changed the layout", name)
 				}
 			}
@@ -265,26 +261,26 @@ func TestMetaPoisonPillsAreRefused(t *testing.T) {
 func TestRestoreLockIsOneAtATime(t *testing.T) {
 	l := metaShapes(t)["restoring"]
 	other := &RestoreLock{ID: strings.Repeat("cd", 16), Node: "n3"}
-	for _, c := range []metaCommand{
+	for _, c := range []Command{
 		{Op: "restore_begin", Restore: other},
 		{Op: "restore_renew", Restore: other},
 		{Op: "restore_end", Restore: other},
 		{Op: "migrate_start", Change: &RingChange{Remove: 2}},
 	} {
-		if _, err := applyMeta(l, c); !errors.Is(err, base.ErrConflict) {
+		if _, err := Apply(l, c); !errors.Is(err, base.ErrConflict) {
 			t.Fatalf("%s while a restore holds the lock: %v, want a conflict", c.Op, err)
 		}
 	}
 	mine := &RestoreLock{ID: l.Restore.ID}
-	renewed, err := applyMeta(l, metaCommand{Op: "restore_renew", Restore: mine})
+	renewed, err := Apply(l, Command{Op: "restore_renew", Restore: mine})
 	if err != nil || renewed.Restore.Renewals != 1 {
 		t.Fatalf("renewal by the holder: %v, %+v", err, renewed)
 	}
-	ended, err := applyMeta(renewed, metaCommand{Op: "restore_end", Restore: mine})
+	ended, err := Apply(renewed, Command{Op: "restore_end", Restore: mine})
 	if err != nil || ended.Restore != nil {
 		t.Fatalf("release by the holder: %v, %+v", err, ended)
 	}
-	if _, err := applyMeta(ended, metaCommand{Op: "restore_begin", Restore: other}); err != nil {
+	if _, err := Apply(ended, Command{Op: "restore_begin", Restore: other}); err != nil {
 		t.Fatalf("a restore after the release: %v", err)
 	}
 }
