@@ -45,6 +45,7 @@ func TestArrows(t *testing.T) {
 		{pkg: "store", forbidden: []string{"github.com/hashicorp/raft", "net/http", module + "/raftnode", module + "/httpapi", module + "/ring"}},
 		{pkg: "transport", forbidden: []string{module + "/raftnode", module + "/httpapi", module + "/store", module + "/ring"}},
 		{pkg: "logstore", forbidden: []string{module + "/raftnode", module + "/httpapi", module + "/transport"}},
+		{pkg: "protocol", forbidden: []string{module + "/raftnode", module + "/httpapi", module + "/cmd"}},
 		{pkg: "raftnode", forbidden: []string{module + "/httpapi", "github.com/gorilla/mux", "github.com/prometheus/client_golang/prometheus/promhttp", module + "/cmd"}},
 		{pkg: "httpapi", forbidden: []string{module + "/cmd", module + "/client"}},
 	}

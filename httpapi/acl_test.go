@@ -14,7 +14,7 @@ import (
 	"github.com/ringkv/ringkv/acl"
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
-	"github.com/ringkv/ringkv/raftnode"
+	"github.com/ringkv/ringkv/protocol"
 )
 
 // The identities every route is tried with, in the order of accessRow.want.
@@ -188,8 +188,8 @@ func checkRow(t *testing.T, fx aclFixture, row accessRow, weaken func([]route)) 
 	var problems []string
 	for i, who := range identities {
 		f := newFake()
-		f.data["app/k"] = raftnode.KV{Key: []byte("app/k"), Value: []byte("v"), ModifyIndex: 1, Group: 1}
-		f.data["other"] = raftnode.KV{Key: []byte("other"), Value: []byte("v"), ModifyIndex: 1, Group: 1}
+		f.data["app/k"] = protocol.KV{Key: []byte("app/k"), Value: []byte("v"), ModifyIndex: 1, Group: 1}
+		f.data["other"] = protocol.KV{Key: []byte("other"), Value: []byte("v"), ModifyIndex: 1, Group: 1}
 		f.acl = fx.state
 		if who == "anonymous" {
 			f.acl = fx.openAnon
@@ -269,7 +269,7 @@ func TestListsShowOnlyReadableKeys(t *testing.T) {
 	fx := newACLFixture(t)
 	f := newFake()
 	for _, k := range []string{"a", "app/1", "app/2", "app/3", "apple", "z"} {
-		f.data[k] = raftnode.KV{Key: []byte(k), Value: []byte("v"), Group: 1}
+		f.data[k] = protocol.KV{Key: []byte(k), Value: []byte("v"), Group: 1}
 	}
 	f.acl = fx.state
 	api := newACLAPI(t, f)
@@ -295,7 +295,7 @@ func TestListsShowOnlyReadableKeys(t *testing.T) {
 func TestTokensTravelInEitherHeader(t *testing.T) {
 	fx := newACLFixture(t)
 	f := newFake()
-	f.data["app/k"] = raftnode.KV{Key: []byte("app/k"), Value: []byte("v"), Group: 1}
+	f.data["app/k"] = protocol.KV{Key: []byte("app/k"), Value: []byte("v"), Group: 1}
 	f.acl = fx.state
 	api := newACLAPI(t, f)
 	do := func(h, v string) *httptest.ResponseRecorder {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
+	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/snapshot"
 )
@@ -30,7 +31,7 @@ import (
 // data call.
 type fakeBackend struct {
 	mu      sync.Mutex
-	data    map[string]raftnode.KV
+	data    map[string]protocol.KV
 	index   uint64
 	err     error
 	joins   []layout.NodeInfo
@@ -58,37 +59,37 @@ type fakeBackend struct {
 
 func (f *fakeBackend) touch() { f.touched.Add(1) }
 
-func newFake() *fakeBackend { return &fakeBackend{data: map[string]raftnode.KV{}} }
+func newFake() *fakeBackend { return &fakeBackend{data: map[string]protocol.KV{}} }
 
-func (f *fakeBackend) Put(_ context.Context, key, value []byte, o raftnode.WriteOptions) (raftnode.WriteResult, base.NodeID, error) {
+func (f *fakeBackend) Put(_ context.Context, key, value []byte, o raftnode.WriteOptions) (protocol.WriteResult, base.NodeID, error) {
 	f.touch()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
-		return raftnode.WriteResult{}, "fake", f.err
+		return protocol.WriteResult{}, "fake", f.err
 	}
 	cur := f.data[string(key)]
 	if o.HasCAS && o.CAS != cur.ModifyIndex {
-		return raftnode.WriteResult{}, "fake", &base.CASFailedError{Current: cur.ModifyIndex}
+		return protocol.WriteResult{}, "fake", &base.CASFailedError{Current: cur.ModifyIndex}
 	}
 	f.index++
-	f.data[string(key)] = raftnode.KV{Key: key, Value: value, ModifyIndex: f.index, Group: 1}
-	return raftnode.WriteResult{Key: key, Index: f.index, Group: 1, RaftIndex: f.index, Async: o.Async, RaftTerm: 2}, "fake", nil
+	f.data[string(key)] = protocol.KV{Key: key, Value: value, ModifyIndex: f.index, Group: 1}
+	return protocol.WriteResult{Key: key, Index: f.index, Group: 1, RaftIndex: f.index, Async: o.Async, RaftTerm: 2}, "fake", nil
 }
 
-func (f *fakeBackend) Delete(_ context.Context, key []byte, o raftnode.WriteOptions) (raftnode.WriteResult, base.NodeID, error) {
+func (f *fakeBackend) Delete(_ context.Context, key []byte, o raftnode.WriteOptions) (protocol.WriteResult, base.NodeID, error) {
 	f.touch()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.data[string(key)]; !ok {
-		return raftnode.WriteResult{}, "fake", base.ErrNotFound
+		return protocol.WriteResult{}, "fake", base.ErrNotFound
 	}
 	delete(f.data, string(key))
 	f.index++
-	return raftnode.WriteResult{Key: key, Group: 1, RaftIndex: f.index}, "fake", nil
+	return protocol.WriteResult{Key: key, Group: 1, RaftIndex: f.index}, "fake", nil
 }
 
-func (f *fakeBackend) GetAt(_ context.Context, key []byte, c raftnode.Consistency, minIndex uint64) (raftnode.ReadResult, error) {
+func (f *fakeBackend) GetAt(_ context.Context, key []byte, c protocol.Consistency, minIndex uint64) (raftnode.ReadResult, error) {
 	f.touch()
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -105,7 +106,7 @@ func (f *fakeBackend) GetAt(_ context.Context, key []byte, c raftnode.Consistenc
 	return raftnode.ReadResult{KV: kv, RaftIndex: f.index, ServedBy: "fake"}, nil
 }
 
-func (f *fakeBackend) ListEach(ctx context.Context, o raftnode.ListOptions, emit func(raftnode.KV) error) error {
+func (f *fakeBackend) ListEach(ctx context.Context, o raftnode.ListOptions, emit func(protocol.KV) error) error {
 	f.touch()
 	kvs, err := f.list(ctx, o)
 	for i, kv := range kvs {
@@ -119,14 +120,14 @@ func (f *fakeBackend) ListEach(ctx context.Context, o raftnode.ListOptions, emit
 	return err
 }
 
-func (f *fakeBackend) list(_ context.Context, o raftnode.ListOptions) ([]raftnode.KV, error) {
+func (f *fakeBackend) list(_ context.Context, o raftnode.ListOptions) ([]protocol.KV, error) {
 	if f.listGate != nil {
 		f.listing <- struct{}{}
 		<-f.listGate
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []raftnode.KV
+	var out []protocol.KV
 	for k, kv := range f.data {
 		if strings.HasPrefix(k, string(o.Prefix)) && (o.After == nil || k > string(o.After)) {
 			out = append(out, kv)
@@ -245,17 +246,17 @@ func (f *fakeBackend) SnapshotAll(context.Context) ([]raftnode.SnapshotResult, e
 }
 
 // Wait: everything the fake wrote is committed; index 99 was lost.
-func (f *fakeBackend) Wait(_ context.Context, g base.GroupID, index, term uint64) (raftnode.Response, error) {
+func (f *fakeBackend) Wait(_ context.Context, g base.GroupID, index, term uint64) (protocol.Response, error) {
 	f.touch()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	switch {
 	case index == 99:
-		return raftnode.Response{}, base.ErrLost
+		return protocol.Response{}, base.ErrLost
 	case index > f.index:
-		return raftnode.Response{}, base.ErrTimeout
+		return protocol.Response{}, base.ErrTimeout
 	}
-	return raftnode.Response{ServedBy: "fake"}, nil
+	return protocol.Response{ServedBy: "fake"}, nil
 }
 
 func (f *fakeBackend) Backup(context.Context, string, io.Writer) (snapshot.Manifest, error) {
@@ -294,12 +295,14 @@ func (f *fakeBackend) BlockPeers(addrs []string) {
 	f.mu.Unlock()
 }
 
-func (f *fakeBackend) ServeBatch(_ context.Context, b raftnode.Batch) raftnode.BatchReply {
+func (f *fakeBackend) ProtocolVersion() int { return protocol.Version }
+
+func (f *fakeBackend) ServeBatch(_ context.Context, b protocol.Batch) protocol.BatchReply {
 	f.touch()
 	w := base.ToWire(base.ErrUnavailable)
-	out := raftnode.BatchReply{}
+	out := protocol.BatchReply{}
 	for range b.Requests {
-		out.Results = append(out.Results, raftnode.BatchResult{Error: &w})
+		out.Results = append(out.Results, protocol.BatchResult{Error: &w})
 	}
 	return out
 }
@@ -735,7 +738,7 @@ func TestListStreamsAndFailsLoudly(t *testing.T) {
 	f := newFake()
 	for i := 0; i < 5000; i++ {
 		k := fmt.Sprintf("s/%05d", i)
-		f.data[k] = raftnode.KV{Key: []byte(k), Value: bytes.Repeat([]byte("v"), 100), Group: 1}
+		f.data[k] = protocol.KV{Key: []byte(k), Value: bytes.Repeat([]byte("v"), 100), Group: 1}
 	}
 	srv := newTestAPI(t, f)
 	resp, body := do(t, "GET", srv.URL+"/v1/kv/s/?recurse", nil)

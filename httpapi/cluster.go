@@ -10,12 +10,14 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/gorilla/mux"
 
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
+	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/ring"
 )
@@ -396,12 +398,15 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 
 // forward serves a batch of requests another node forwarded to this one.
 func (a *API) forward(w http.ResponseWriter, r *http.Request) {
+	if v := a.b.ProtocolVersion(); v > protocol.Unversioned {
+		w.Header().Set(protocol.VersionHeader, strconv.Itoa(v))
+	}
 	body, err := readBody(w, r, "body", 4*a.cfg.MaxValueBytes+64<<20)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	batch, err := raftnode.DecodeBatch(body)
+	batch, err := protocol.DecodeBatch(body)
 	if err != nil {
 		writeError(w, err)
 		return

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/ringkv/ringkv/layout"
-	"github.com/ringkv/ringkv/raftnode"
+	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/ring"
 )
 
@@ -45,7 +45,7 @@ func FuzzParseKVQuery(f *testing.F) {
 		if q.limit < 0 {
 			t.Fatal("negative limit accepted")
 		}
-		if _, err := raftnode.ParseConsistency(string(q.consistency)); err != nil {
+		if _, err := protocol.ParseConsistency(string(q.consistency)); err != nil {
 			t.Fatalf("accepted consistency %q", q.consistency)
 		}
 		if q.replication != "" && q.replication != "sync" && q.replication != "async" {
@@ -91,7 +91,7 @@ func FuzzDecodeBatch(f *testing.F) {
 	f.Add(`{"requests":[{"op":"join","node":{"id":"x"}}]}`)
 	f.Add(`{"requests":[]}`)
 	f.Fuzz(func(t *testing.T, body string) {
-		b, err := raftnode.DecodeBatch([]byte(body))
+		b, err := protocol.DecodeBatch([]byte(body))
 		if err != nil {
 			if !strings.Contains(err.Error(), "bad request") {
 				t.Fatalf("decode error not marked bad request: %v", err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ringkv/ringkv/acl"
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/raftnode"
 )
 
@@ -52,7 +53,7 @@ func (a *API) kvRequest(r *http.Request) ([]byte, kvQuery, error) {
 }
 
 // respondWrite answers a put or delete: its error, or its headers and JSON.
-func respondWrite(w http.ResponseWriter, res raftnode.WriteResult, by base.NodeID, err error, deleted, keysBase64 bool) {
+func respondWrite(w http.ResponseWriter, res protocol.WriteResult, by base.NodeID, err error, deleted, keysBase64 bool) {
 	h := w.Header()
 	if err != nil {
 		h.Set(hdrServedBy, string(by))
@@ -120,7 +121,7 @@ func appendJSONString(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
-func replicationOf(res raftnode.WriteResult) string {
+func replicationOf(res protocol.WriteResult) string {
 	if res.Async {
 		return "async"
 	}

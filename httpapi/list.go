@@ -13,6 +13,7 @@ import (
 
 	"github.com/ringkv/ringkv/acl"
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/raftnode"
 )
 
@@ -65,7 +66,7 @@ func (a *API) list(w http.ResponseWriter, r *http.Request, prefix []byte, q kvQu
 		// limit counts what is shown, not what is read.
 		limit := o.Limit
 		o.Limit = 0
-		emit = func(kv raftnode.KV) error {
+		emit = func(kv protocol.KV) error {
 			if !id.Allows(kv.Key, acl.Read) {
 				return nil
 			}
@@ -105,7 +106,7 @@ type listWriter struct {
 	started bool // the status line went out
 }
 
-func (lw *listWriter) add(kv raftnode.KV) error {
+func (lw *listWriter) add(kv protocol.KV) error {
 	if lw.n == 0 {
 		lw.buf = append(lw.buf, '[')
 	} else {

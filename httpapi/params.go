@@ -9,7 +9,7 @@ import (
 
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
-	"github.com/ringkv/ringkv/raftnode"
+	"github.com/ringkv/ringkv/protocol"
 )
 
 // kvPrefix is the path prefix of the key-value API.
@@ -40,7 +40,7 @@ type kvQuery struct {
 	hasAfter    bool
 	hasCAS      bool
 	cas         uint64
-	consistency raftnode.Consistency
+	consistency protocol.Consistency
 	// replication is "sync", "async", or "" (the server's default).
 	replication string
 	minIndex    uint64
@@ -92,7 +92,7 @@ func parseKVQuery(raw string) (kvQuery, error) {
 		}
 		q.hasCAS, q.cas = true, n
 	}
-	c, err := raftnode.ParseConsistency(vals.Get("consistency"))
+	c, err := protocol.ParseConsistency(vals.Get("consistency"))
 	if err != nil {
 		return q, badRequest(fmt.Sprintf("consistency %q: want linearizable, lease or stale", vals.Get("consistency")))
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/raftnode"
 )
 
@@ -146,7 +147,7 @@ func (a *API) peerRoutes() *mux.Router {
 	}{
 		{"checkpoint", "/v1/internal/groups/{id}/checkpoint", map[string]http.HandlerFunc{http.MethodGet: a.checkpoint}},
 		{"restore_group", "/v1/internal/groups/{id}/restore", map[string]http.HandlerFunc{http.MethodPost: a.restoreGroup}},
-		{"forward", "/v1/internal/forward", map[string]http.HandlerFunc{http.MethodPost: a.forward}},
+		{"forward", protocol.ForwardPath, map[string]http.HandlerFunc{http.MethodPost: a.forward}},
 		{"peer_status", raftnode.PeerStatusPath, map[string]http.HandlerFunc{http.MethodGet: a.status}},
 	} {
 		r.NewRoute().Path(rt.path).Handler(a.byMethod(rt.name, rt.methods))

@@ -15,17 +15,18 @@ import (
 	"github.com/ringkv/ringkv/acl"
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
+	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/snapshot"
 )
 
 // Backend is what the handlers call; *raftnode.Node implements it.
 type Backend interface {
-	Put(ctx context.Context, key, value []byte, o raftnode.WriteOptions) (raftnode.WriteResult, base.NodeID, error)
-	Delete(ctx context.Context, key []byte, o raftnode.WriteOptions) (raftnode.WriteResult, base.NodeID, error)
-	GetAt(ctx context.Context, key []byte, c raftnode.Consistency, minIndex uint64) (raftnode.ReadResult, error)
-	Wait(ctx context.Context, g base.GroupID, index, term uint64) (raftnode.Response, error)
-	ListEach(ctx context.Context, o raftnode.ListOptions, emit func(raftnode.KV) error) error
+	Put(ctx context.Context, key, value []byte, o raftnode.WriteOptions) (protocol.WriteResult, base.NodeID, error)
+	Delete(ctx context.Context, key []byte, o raftnode.WriteOptions) (protocol.WriteResult, base.NodeID, error)
+	GetAt(ctx context.Context, key []byte, c protocol.Consistency, minIndex uint64) (raftnode.ReadResult, error)
+	Wait(ctx context.Context, g base.GroupID, index, term uint64) (protocol.Response, error)
+	ListEach(ctx context.Context, o raftnode.ListOptions, emit func(protocol.KV) error) error
 	Status() raftnode.Status
 	Ring() (raftnode.RingInfo, error)
 	Lookup(key []byte) (raftnode.Lookup, error)
@@ -41,7 +42,10 @@ type Backend interface {
 	DrainNode(ctx context.Context, id base.NodeID, on bool) error
 	Cluster(ctx context.Context) raftnode.ClusterInfo
 	Ready() (bool, string)
-	ServeBatch(ctx context.Context, b raftnode.Batch) raftnode.BatchReply
+	ServeBatch(ctx context.Context, b protocol.Batch) protocol.BatchReply
+	// ProtocolVersion is the node-to-node protocol version the node
+	// speaks (protocol.Version), said on forwarding answers.
+	ProtocolVersion() int
 	BlockPeers(addrs []string)
 	Verify(ctx context.Context, g base.GroupID, o raftnode.VerifyOptions) (raftnode.GroupVerification, error)
 	VerifyAll(ctx context.Context, o raftnode.VerifyOptions) ([]raftnode.GroupVerification, error)

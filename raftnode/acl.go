@@ -13,6 +13,7 @@ import (
 	"github.com/ringkv/ringkv/acl"
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
+	"github.com/ringkv/ringkv/protocol"
 )
 
 // ACLStaleAfter is how long a node that is not the metadata leader goes
@@ -236,7 +237,7 @@ func (n *Node) aclCatchUp(ctx context.Context) error {
 		n.aclSync = w
 		go func() {
 			cctx, cancel := context.WithTimeout(n.ctx, 2*time.Second)
-			_, _, w.err = n.currentLayout(cctx, Linearizable)
+			_, _, w.err = n.currentLayout(cctx, protocol.Linearizable)
 			cancel()
 			n.aclSyncMu.Lock()
 			n.aclSync = nil
@@ -324,7 +325,7 @@ func (n *Node) changeACL(ctx context.Context, c *layout.ACLChange) error {
 	if !n.ACLEnabled() {
 		return fmt.Errorf("%w: access control is off in this cluster (its nodes run without --acl)", base.ErrBadRequest)
 	}
-	resp, err := n.do(ctx, Request{Op: opACL, Group: base.MetaGroup, ACL: c})
+	resp, err := n.do(ctx, protocol.Request{Op: protocol.OpACL, Group: base.MetaGroup, ACL: c})
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/protocol"
 )
 
 // An asynchronous write is acknowledged once the group leader has durably
@@ -86,8 +87,8 @@ type appended struct{ index, term uint64 }
 // asynchronous write reports), it also checks the entry there is still
 // that one: ErrLost if another leader's entry took its place. ErrTimeout
 // if ctx ends first.
-func (n *Node) Wait(ctx context.Context, g base.GroupID, index, term uint64) (Response, error) {
-	resp, err := n.do(ctx, Request{Op: opWait, Group: g, Index: index, Term: term})
+func (n *Node) Wait(ctx context.Context, g base.GroupID, index, term uint64) (protocol.Response, error) {
+	resp, err := n.do(ctx, protocol.Request{Op: protocol.OpWait, Group: g, Index: index, Term: term})
 	return resp, readError(err)
 }
 

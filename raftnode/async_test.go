@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/raftnode/raftnodetest"
 )
@@ -37,7 +38,7 @@ func TestAsyncWriteReadAtMinIndexAndWait(t *testing.T) {
 			t.Fatalf("async write result %+v", res)
 		}
 		for j := range c.Members {
-			got, err := c.Members[j].Node.GetAt(raftnodetest.Ctx(t, 5*time.Second), []byte(key), raftnode.Stale, res.RaftIndex)
+			got, err := c.Members[j].Node.GetAt(raftnodetest.Ctx(t, 5*time.Second), []byte(key), protocol.Stale, res.RaftIndex)
 			if err != nil || string(got.Value) != fmt.Sprint("v", i) {
 				t.Fatalf("stale read at min index %d on member %d: %q, %v", res.RaftIndex, j, got.Value, err)
 			}
@@ -89,7 +90,7 @@ func TestAsyncWriteLostWithItsLeader(t *testing.T) {
 	})
 	c.Eventually("every replica holds the majority's value", 20*time.Second, func() error {
 		for i := range c.Members {
-			got, err := c.Members[i].Node.GetAt(raftnodetest.Ctx(t, 2*time.Second), []byte(key), raftnode.Stale, 0)
+			got, err := c.Members[i].Node.GetAt(raftnodetest.Ctx(t, 2*time.Second), []byte(key), protocol.Stale, 0)
 			if err != nil || string(got.Value) != "kept" {
 				return fmt.Errorf("member %d: %q, %v", i, got.Value, err)
 			}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
+	"github.com/ringkv/ringkv/protocol"
 )
 
 // PinLeader makes node the preferred leader of group g (empty node: back
@@ -20,7 +21,7 @@ func (n *Node) PinLeader(ctx context.Context, g base.GroupID, node base.NodeID) 
 	if g == base.MetaGroup {
 		return fmt.Errorf("%w: the metadata group's leader is not pinned", base.ErrBadRequest)
 	}
-	req := Request{Op: opPinLeader, Group: base.MetaGroup, Target: g}
+	req := protocol.Request{Op: protocol.OpPinLeader, Group: base.MetaGroup, Target: g}
 	if node != "" {
 		req.Node = &layout.NodeInfo{ID: node}
 	}
@@ -126,7 +127,7 @@ func (n *Node) recordLoads(ctx context.Context) {
 		} else {
 			sctx, cancel := context.WithTimeout(ctx, time.Second)
 			var err error
-			st, err = n.fwd.status(sctx, nd)
+			st, err = peerStatus(n.fwd, sctx, nd)
 			cancel()
 			if err != nil {
 				continue

@@ -2,7 +2,6 @@ package raftnode
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
+	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/snapshot"
 	"github.com/ringkv/ringkv/store"
 )
@@ -36,7 +36,7 @@ func (n *Node) Checkpoint(ctx context.Context, g base.GroupID, minIndex uint64) 
 	if r == nil || r.st == nil {
 		return nil, &base.NotLeaderError{Group: g, Leader: n.leaderOf(g)}
 	}
-	if err := r.readBarrier(ctx, Linearizable); err != nil {
+	if err := r.readBarrier(ctx, protocol.Linearizable); err != nil {
 		return nil, err
 	}
 	if err := r.waitApplied(ctx, minIndex); err != nil {
@@ -72,12 +72,12 @@ func (n *Node) fetchCheckpoint(ctx context.Context, g base.GroupID, minIndex uin
 			_, err = sn.WriteTo(w)
 			return err
 		}
-		u := peerURL(leader.RaftAddr, fmt.Sprintf(CheckpointPath, g)) + "?min_index=" + strconv.FormatUint(minIndex, 10)
+		u := protocol.PeerURL(leader.RaftAddr, fmt.Sprintf(CheckpointPath, g)) + "?min_index=" + strconv.FormatUint(minIndex, 10)
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		if err != nil {
 			return err
 		}
-		return n.fwd.stream(req, w)
+		return n.fwd.Stream(req, w)
 	})
 }
 
@@ -113,39 +113,6 @@ func (n *Node) retryLeader(ctx context.Context, g base.GroupID, fn func(leader l
 	}
 }
 
-// stream runs req on a peer's Raft port and copies a successful response
-// body to w; an error response is decoded into its error.
-func (f *forwarder) stream(req *http.Request, w io.Writer) error {
-	if f.peer == nil {
-		return fmt.Errorf("%w: the Raft port is not open yet", base.ErrUnavailable)
-	}
-	resp, err := f.peer.Do(req)
-	if err != nil {
-		return fmt.Errorf("%w: %s: %w", base.ErrNoLeader, req.URL.Host, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var we base.WireError
-		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		if json.Unmarshal(raw, &we) == nil && we.Code != "" {
-			return base.FromWire(we)
-		}
-		return fmt.Errorf("%w: %s answered %d", base.ErrUnavailable, req.URL.Host, resp.StatusCode)
-	}
-	_, err = io.Copy(w, resp.Body)
-	return err
-}
-
-// post sends body to url and decodes an error answer.
-func (f *forwarder) post(ctx context.Context, url string, body io.Reader) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, body)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/octet-stream")
-	return f.stream(req, io.Discard)
-}
-
 // RestoreCheckpoint replaces group g's whole state with the checkpoint in
 // r, through Raft: this node must lead g. The checkpoint is checked
 // (digest, entries against its Merkle root) before anything changes, then
@@ -161,7 +128,7 @@ func (n *Node) RestoreCheckpoint(ctx context.Context, g base.GroupID, rd io.Read
 	if err := layout.CheckRestoreID(fence.ID); err != nil {
 		return 0, err
 	}
-	if err := n.checkRestoreMover(ctx, Request{Op: opFence, Ranges: wholeRing, Term: fence.Term, Restore: fence.ID}); err != nil {
+	if err := n.checkRestoreMover(ctx, protocol.Request{Op: protocol.OpFence, Ranges: wholeRing, Term: fence.Term, Restore: fence.ID}); err != nil {
 		return 0, err
 	}
 	img, err := store.OpenImage(rd, r.dir)

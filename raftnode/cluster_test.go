@@ -13,13 +13,14 @@ import (
 
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
+	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/raftnode/raftnodetest"
 )
 
 // mustPut writes key=value, retrying a write whose outcome is unknown (as a
 // client would: the put is idempotent) until the deadline.
-func mustPut(t *testing.T, n *raftnode.Node, key, value string) raftnode.WriteResult {
+func mustPut(t *testing.T, n *raftnode.Node, key, value string) protocol.WriteResult {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -33,7 +34,7 @@ func mustPut(t *testing.T, n *raftnode.Node, key, value string) raftnode.WriteRe
 	}
 }
 
-func mustGet(t *testing.T, n *raftnode.Node, key string, c raftnode.Consistency) string {
+func mustGet(t *testing.T, n *raftnode.Node, key string, c protocol.Consistency) string {
 	t.Helper()
 	res, err := n.Get(raftnodetest.Ctx(t, 10*time.Second), []byte(key), c)
 	if err != nil {
@@ -52,7 +53,7 @@ func TestWritesThroughAnyNodeReadBackEverywhere(t *testing.T) {
 	}
 	for _, m := range c.Members {
 		for k, v := range want {
-			if got := mustGet(t, m.Node, k, raftnode.Linearizable); got != v {
+			if got := mustGet(t, m.Node, k, protocol.Linearizable); got != v {
 				t.Fatalf("Get(%q) on %s = %q, want %q", k, m.ID, got, v)
 			}
 		}
@@ -71,7 +72,7 @@ func TestWritesThroughAnyNodeReadBackEverywhere(t *testing.T) {
 	}
 	for _, m := range c.Members {
 		for k, v := range want {
-			if got := mustGet(t, m.Node, k, raftnode.Stale); got != v {
+			if got := mustGet(t, m.Node, k, protocol.Stale); got != v {
 				t.Fatalf("stale Get(%q) on %s = %q, want %q", k, m.ID, got, v)
 			}
 		}
@@ -79,7 +80,7 @@ func TestWritesThroughAnyNodeReadBackEverywhere(t *testing.T) {
 	// A listing through any node merges all groups in key order, in
 	// pages of 4 keys or 100 bytes from each group.
 	defer raftnode.SetListPage(4, 100)()
-	kvs, err := c.Members[1].Node.List(raftnodetest.Ctx(t, 10*time.Second), raftnode.ListOptions{Prefix: []byte("key/"), Consistency: raftnode.Linearizable})
+	kvs, err := c.Members[1].Node.List(raftnodetest.Ctx(t, 10*time.Second), raftnode.ListOptions{Prefix: []byte("key/"), Consistency: protocol.Linearizable})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,13 +122,13 @@ func TestCASAndDelete(t *testing.T) {
 	if _, _, err := n.Put(ctx, []byte("lock"), []byte("c"), raftnode.WriteOptions{HasCAS: true, CAS: res.Index}); err != nil {
 		t.Fatalf("CAS with right index: %v", err)
 	}
-	if got := mustGet(t, c.Members[0].Node, "lock", raftnode.Linearizable); got != "c" {
+	if got := mustGet(t, c.Members[0].Node, "lock", protocol.Linearizable); got != "c" {
 		t.Fatalf("after CAS value = %q, want c", got)
 	}
 	if _, _, err := n.Delete(ctx, []byte("lock"), raftnode.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Members[1].Node.Get(ctx, []byte("lock"), raftnode.Linearizable); !errors.Is(err, base.ErrNotFound) {
+	if _, err := c.Members[1].Node.Get(ctx, []byte("lock"), protocol.Linearizable); !errors.Is(err, base.ErrNotFound) {
 		t.Fatalf("Get after delete: %v, want ErrNotFound", err)
 	}
 	if _, _, err := n.Delete(ctx, []byte("lock"), raftnode.WriteOptions{}); !errors.Is(err, base.ErrNotFound) {
@@ -188,7 +189,7 @@ func TestLeaderKillFailoverAndCatchUp(t *testing.T) {
 	c.WaitReady()
 	c.WaitForApplied(g, c.GroupStatus(survivor, g).AppliedIndex)
 	for _, k := range keys {
-		if got := mustGet(t, c.Members[leader].Node, k, raftnode.Stale); got != "after" {
+		if got := mustGet(t, c.Members[leader].Node, k, protocol.Stale); got != "after" {
 			t.Fatalf("restarted node: Get(%q) = %q, want after", k, got)
 		}
 	}
@@ -216,14 +217,14 @@ func TestPartitionedLeaderServesNoStaleRead(t *testing.T) {
 		return err
 	})
 	for i := 0; i < 5; i++ {
-		res, err := c.Members[old].Node.Get(raftnodetest.Ctx(t, 2*time.Second), []byte(key), raftnode.Linearizable)
+		res, err := c.Members[old].Node.Get(raftnodetest.Ctx(t, 2*time.Second), []byte(key), protocol.Linearizable)
 		if err == nil && string(res.Value) != "v2" {
 			t.Fatalf("partitioned old leader answered %q, a value replaced by an acknowledged write", res.Value)
 		}
 	}
 	c.Heal()
 	c.Eventually("old leader's node reads the new value", 20*time.Second, func() error {
-		res, err := c.Members[old].Node.Get(raftnodetest.Ctx(t, 2*time.Second), []byte(key), raftnode.Linearizable)
+		res, err := c.Members[old].Node.Get(raftnodetest.Ctx(t, 2*time.Second), []byte(key), protocol.Linearizable)
 		if err != nil {
 			return err
 		}
@@ -276,7 +277,7 @@ func TestFollowerCatchesUpBySnapshotInstall(t *testing.T) {
 		}
 		return nil
 	})
-	kvs, err := c.Members[lagger].Node.List(raftnodetest.Ctx(t, 5*time.Second), raftnode.ListOptions{Prefix: []byte("s"), Consistency: raftnode.Stale})
+	kvs, err := c.Members[lagger].Node.List(raftnodetest.Ctx(t, 5*time.Second), raftnode.ListOptions{Prefix: []byte("s"), Consistency: protocol.Stale})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +327,7 @@ func TestMembership(t *testing.T) {
 	})
 	// Two nodes still serve writes.
 	mustPut(t, c.Members[1].Node, "after-remove", "ok")
-	if got := mustGet(t, c.Members[0].Node, "after-remove", raftnode.Linearizable); got != "ok" {
+	if got := mustGet(t, c.Members[0].Node, "after-remove", protocol.Linearizable); got != "ok" {
 		t.Fatalf("Get = %q", got)
 	}
 	// A second removal would leave every group on one voter, short of a
@@ -381,7 +382,7 @@ func TestExpiredWritesKeepTheirPromise(t *testing.T) {
 		t.Fatal("no write was refused before proposal, though a fifth had already expired: the test checked nothing")
 	}
 	for _, key := range unavailable {
-		if _, err := n.Get(raftnodetest.Ctx(t, 5*time.Second), []byte(key), raftnode.Linearizable); !errors.Is(err, base.ErrNotFound) {
+		if _, err := n.Get(raftnodetest.Ctx(t, 5*time.Second), []byte(key), protocol.Linearizable); !errors.Is(err, base.ErrNotFound) {
 			t.Fatalf("Put(%q) was reported unavailable (not applied) but Get = %v", key, err)
 		}
 	}
@@ -505,10 +506,10 @@ func TestScansAreBoundedWhateverTheyAsk(t *testing.T) {
 	c.WaitConverged()
 	defer raftnode.SetScanBounds(2000, 3000)()
 	n := c.Members[0].Node
-	scan := func(maxBytes, limit int) raftnode.BatchResult {
+	scan := func(maxBytes, limit int) protocol.BatchResult {
 		t.Helper()
-		r := n.ServeBatch(raftnodetest.Ctx(t, 10*time.Second), raftnode.Batch{Requests: []raftnode.BatchItem{{DeadlineMS: 5000,
-			Request: raftnode.Request{Op: "scan", Group: 1, Prefix: []byte("s/"), Consistency: raftnode.Stale, MaxBytes: maxBytes, Limit: limit}}}})
+		r := n.ServeBatch(raftnodetest.Ctx(t, 10*time.Second), protocol.Batch{Requests: []protocol.BatchItem{{DeadlineMS: 5000,
+			Request: protocol.Request{Op: "scan", Group: 1, Prefix: []byte("s/"), Consistency: protocol.Stale, MaxBytes: maxBytes, Limit: limit}}}})
 		return r.Results[0]
 	}
 	for _, ask := range []int{500, 1 << 40} {

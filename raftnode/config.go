@@ -147,6 +147,10 @@ type TestingKnobs struct {
 	// serves for another (Serve); an error refuses the request with it.
 	// Tests use it to make a node answer as an earlier release would.
 	OnServe func(op string) error
+	// ProtocolVersion, when set, is the node-to-node protocol version this
+	// node says it speaks (protocol.Version otherwise). Tests use it, with
+	// OnServe, to make a node look like an earlier release.
+	ProtocolVersion func() int
 }
 
 // DefaultConfig returns a single-node configuration on the default ports.

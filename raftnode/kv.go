@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/protocol"
 )
 
 // WriteOptions qualifies a Put or Delete.
@@ -27,34 +28,34 @@ type ListOptions struct {
 	After       []byte
 	Limit       int
 	KeysOnly    bool
-	Consistency Consistency
+	Consistency protocol.Consistency
 }
 
 // ReadResult is a key read with the group and index it was served at.
 type ReadResult struct {
-	KV
+	protocol.KV
 	RaftIndex uint64
 	ServedBy  base.NodeID
 }
 
 // Put writes key=value and returns once a majority committed it and it was
 // applied.
-func (n *Node) Put(ctx context.Context, key, value []byte, o WriteOptions) (WriteResult, base.NodeID, error) {
-	return n.write(ctx, Request{Op: opPut, Key: key, Value: value, HasCAS: o.HasCAS, CAS: o.CAS, Async: o.Async})
+func (n *Node) Put(ctx context.Context, key, value []byte, o WriteOptions) (protocol.WriteResult, base.NodeID, error) {
+	return n.write(ctx, protocol.Request{Op: protocol.OpPut, Key: key, Value: value, HasCAS: o.HasCAS, CAS: o.CAS, Async: o.Async})
 }
 
 // Delete removes key. Deleting an absent key returns ErrNotFound.
-func (n *Node) Delete(ctx context.Context, key []byte, o WriteOptions) (WriteResult, base.NodeID, error) {
-	return n.write(ctx, Request{Op: opDelete, Key: key, HasCAS: o.HasCAS, CAS: o.CAS, Async: o.Async})
+func (n *Node) Delete(ctx context.Context, key []byte, o WriteOptions) (protocol.WriteResult, base.NodeID, error) {
+	return n.write(ctx, protocol.Request{Op: protocol.OpDelete, Key: key, HasCAS: o.HasCAS, CAS: o.CAS, Async: o.Async})
 }
 
-func (n *Node) write(ctx context.Context, req Request) (WriteResult, base.NodeID, error) {
+func (n *Node) write(ctx context.Context, req protocol.Request) (protocol.WriteResult, base.NodeID, error) {
 	if err := req.Validate(); err != nil {
-		return WriteResult{}, "", err
+		return protocol.WriteResult{}, "", err
 	}
 	resp, err := n.routed(ctx, req)
 	if err != nil {
-		return WriteResult{}, resp.ServedBy, err
+		return protocol.WriteResult{}, resp.ServedBy, err
 	}
 	return *resp.Write, resp.ServedBy, nil
 }
@@ -62,12 +63,12 @@ func (n *Node) write(ctx context.Context, req Request) (WriteResult, base.NodeID
 // routed runs a request on the group owning its key. A key whose range is
 // moving to another group is held: the request is routed again as the
 // layout changes, until ctx ends.
-func (n *Node) routed(ctx context.Context, req Request) (Response, error) {
+func (n *Node) routed(ctx context.Context, req protocol.Request) (protocol.Response, error) {
 	for {
 		changed := n.meta.meta.Changed()
 		g, err := n.Layout().Route(req.Key)
 		if err != nil {
-			return Response{}, err
+			return protocol.Response{}, err
 		}
 		req.Group = g
 		resp, err := n.do(ctx, req)
@@ -88,19 +89,19 @@ func (n *Node) routed(ctx context.Context, req Request) (Response, error) {
 }
 
 // Get reads key at consistency c.
-func (n *Node) Get(ctx context.Context, key []byte, c Consistency) (ReadResult, error) {
+func (n *Node) Get(ctx context.Context, key []byte, c protocol.Consistency) (ReadResult, error) {
 	return n.GetAt(ctx, key, c, 0)
 }
 
 // GetAt reads key at consistency c from a replica that has applied at
 // least minIndex of the key's group (0: any), waiting for it: a client
 // reads its own asynchronous write from any replica this way.
-func (n *Node) GetAt(ctx context.Context, key []byte, c Consistency, minIndex uint64) (ReadResult, error) {
-	req := Request{Op: opGet, Key: key, Consistency: c, Index: minIndex}
+func (n *Node) GetAt(ctx context.Context, key []byte, c protocol.Consistency, minIndex uint64) (ReadResult, error) {
+	req := protocol.Request{Op: protocol.OpGet, Key: key, Consistency: c, Index: minIndex}
 	resp, err := n.routed(ctx, req)
 	if err = readError(err); err != nil {
 		g, _ := n.Layout().Route(key)
-		return ReadResult{ServedBy: resp.ServedBy, KV: KV{Group: g}}, err
+		return ReadResult{ServedBy: resp.ServedBy, KV: protocol.KV{Group: g}}, err
 	}
 	return ReadResult{KV: *resp.Entry, RaftIndex: resp.RaftIndex, ServedBy: resp.ServedBy}, nil
 }
@@ -108,7 +109,7 @@ func (n *Node) GetAt(ctx context.Context, key []byte, c Consistency, minIndex ui
 // do runs req where it must run: here when this node leads the group (or
 // the read is stale), otherwise on the leader's node. It retries while the
 // leader is unknown or moving, until ctx ends.
-func (n *Node) do(ctx context.Context, req Request) (Response, error) {
+func (n *Node) do(ctx context.Context, req protocol.Request) (protocol.Response, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, n.cfg.Timing.ApplyDeadline)
@@ -160,9 +161,9 @@ func (n *Node) leaderOf(g base.GroupID) base.NodeID {
 	return n.hints[g]
 }
 
-func (n *Node) tryOnce(ctx context.Context, req Request, attempt int) (Response, error) {
+func (n *Node) tryOnce(ctx context.Context, req protocol.Request, attempt int) (protocol.Response, error) {
 	r := n.replica(req.Group)
-	if r != nil && (req.servedLocally() || r.isLeader()) {
+	if r != nil && (servedLocally(req) || r.isLeader()) {
 		return n.local(ctx, r, req)
 	}
 	leader := n.leaderOf(req.Group)
@@ -183,37 +184,37 @@ func (n *Node) tryOnce(ctx context.Context, req Request, attempt int) (Response,
 		}
 	}
 	if leader == "" {
-		return Response{}, base.ErrNoLeader
+		return protocol.Response{}, base.ErrNoLeader
 	}
 	if leader == n.cfg.ID {
 		if r == nil {
-			return Response{}, base.ErrNoLeader
+			return protocol.Response{}, base.ErrNoLeader
 		}
 		return n.local(ctx, r, req) // leadership just changed: let raft decide
 	}
 	info, ok := n.Layout().Node(leader)
 	if !ok {
-		return Response{}, base.ErrNoLeader
+		return protocol.Response{}, base.ErrNoLeader
 	}
-	return n.fwd.to(ctx, info, req)
+	return n.fwd.To(ctx, info, req)
 }
 
 // Serve runs a request forwarded by another node, here and only here.
-func (n *Node) Serve(ctx context.Context, req Request) (Response, error) {
+func (n *Node) Serve(ctx context.Context, req protocol.Request) (protocol.Response, error) {
 	if err := req.Validate(); err != nil {
-		return Response{}, err
+		return protocol.Response{}, err
 	}
 	if h := n.cfg.Knobs.OnServe; h != nil {
-		if err := h(req.Op); err != nil {
-			return Response{ServedBy: n.cfg.ID}, err
+		if err := h(string(req.Op)); err != nil {
+			return protocol.Response{ServedBy: n.cfg.ID}, err
 		}
 	}
 	r := n.replica(req.Group)
 	if r == nil {
-		return Response{ServedBy: n.cfg.ID}, &base.NotLeaderError{Group: req.Group}
+		return protocol.Response{ServedBy: n.cfg.ID}, &base.NotLeaderError{Group: req.Group}
 	}
-	if !req.servedLocally() && !r.isLeader() {
-		return Response{ServedBy: n.cfg.ID}, r.notLeader()
+	if !servedLocally(req) && !r.isLeader() {
+		return protocol.Response{ServedBy: n.cfg.ID}, r.notLeader()
 	}
 	return n.local(ctx, r, req)
 }

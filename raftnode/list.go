@@ -10,6 +10,7 @@ import (
 
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
+	"github.com/ringkv/ringkv/protocol"
 )
 
 // Lists are read page by page from every group and merged as they go, so
@@ -47,7 +48,7 @@ const (
 // entry committed before the call (unless o.Consistency is stale): a node
 // whose layout lags, as after a restart, would otherwise leave out a group
 // that a ring change added, and with it the keys moved there.
-func (n *Node) ListEach(ctx context.Context, o ListOptions, emit func(KV) error) error {
+func (n *Node) ListEach(ctx context.Context, o ListOptions, emit func(protocol.KV) error) error {
 	emitted := 0
 	after := o.After
 	for restarts := 0; ; restarts++ {
@@ -59,7 +60,7 @@ func (n *Node) ListEach(ctx context.Context, o ListOptions, emit func(KV) error)
 			return fmt.Errorf("%w: cluster layout not initialised yet", base.ErrUnavailable)
 		}
 		m := &listMerge{n: n, o: o, at: at, routing: l.RoutingVersion(), pageEntries: int(listPageEntries.Load()), pageBytes: int(listPageBytes.Load())}
-		err = m.run(ctx, l, after, &emitted, func(kv KV) error {
+		err = m.run(ctx, l, after, &emitted, func(kv protocol.KV) error {
 			after = kv.Key
 			return emit(kv)
 		})
@@ -78,9 +79,9 @@ func (n *Node) ListEach(ctx context.Context, o ListOptions, emit func(KV) error)
 }
 
 // List returns what ListEach emits.
-func (n *Node) List(ctx context.Context, o ListOptions) ([]KV, error) {
-	var out []KV
-	err := n.ListEach(ctx, o, func(kv KV) error {
+func (n *Node) List(ctx context.Context, o ListOptions) ([]protocol.KV, error) {
+	var out []protocol.KV
+	err := n.ListEach(ctx, o, func(kv protocol.KV) error {
 		out = append(out, kv)
 		return nil
 	})
@@ -105,13 +106,13 @@ type listMerge struct {
 // keys from and, when there is more, the next page on its way.
 type groupCursor struct {
 	g    base.GroupID
-	page []KV
+	page []protocol.KV
 	pos  int
 	next chan pageResult // nil when the group has no more keys
 }
 
 type pageResult struct {
-	kvs  []KV
+	kvs  []protocol.KV
 	more bool
 	err  error
 }
@@ -120,7 +121,7 @@ func (m *listMerge) fetch(ctx context.Context, g base.GroupID, after []byte, lim
 	ch := make(chan pageResult, 1)
 	maxBytes := m.pageBytes
 	go func() {
-		resp, err := m.n.do(ctx, Request{Op: opScan, Group: g, Prefix: m.o.Prefix, After: after, Limit: limit,
+		resp, err := m.n.do(ctx, protocol.Request{Op: protocol.OpScan, Group: g, Prefix: m.o.Prefix, After: after, Limit: limit,
 			MaxBytes: maxBytes, KeysOnly: m.o.KeysOnly, Consistency: m.o.Consistency, LayoutIndex: m.at, Routing: m.routing})
 		// A release without paging ignores MaxBytes but honours Limit:
 		// a full page may have more behind it.
@@ -150,7 +151,7 @@ func (m *listMerge) take(ctx context.Context, c *groupCursor, limit int) error {
 	return nil
 }
 
-func (m *listMerge) run(ctx context.Context, l *layout.Layout, after []byte, emitted *int, emit func(KV) error) error {
+func (m *listMerge) run(ctx context.Context, l *layout.Layout, after []byte, emitted *int, emit func(protocol.KV) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // pages on their way are dropped
 	pageLimit := func() int {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
+	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/transport"
 )
 
@@ -38,7 +39,7 @@ func (n *Node) Join(ctx context.Context, info layout.NodeInfo) error {
 		return fmt.Errorf("%w: weight %v: want a number above 0 and at most %d", base.ErrBadRequest, info.Weight, layout.MaxNodeWeight)
 	}
 	info.Draining, info.Leaving = false, false
-	_, err := n.do(ctx, Request{Op: opJoin, Group: base.MetaGroup, Node: &info})
+	_, err := n.do(ctx, protocol.Request{Op: protocol.OpJoin, Group: base.MetaGroup, Node: &info})
 	return err
 }
 
@@ -69,7 +70,7 @@ func (n *Node) RemoveNode(ctx context.Context, id base.NodeID, o RemoveOptions) 
 	if id == "" {
 		return Removal{}, fmt.Errorf("%w: empty node id", base.ErrBadRequest)
 	}
-	resp, err := n.do(ctx, Request{Op: opRemoveNode, Group: base.MetaGroup, Node: &layout.NodeInfo{ID: id}, Force: o.Force})
+	resp, err := n.do(ctx, protocol.Request{Op: protocol.OpRemoveNode, Group: base.MetaGroup, Node: &layout.NodeInfo{ID: id}, Force: o.Force})
 	out := Removal{Node: id, Draining: resp.Count > 0, Replicas: resp.Count}
 	return out, err
 }
@@ -80,7 +81,7 @@ func (n *Node) DrainNode(ctx context.Context, id base.NodeID, on bool) error {
 	if id == "" {
 		return fmt.Errorf("%w: empty node id", base.ErrBadRequest)
 	}
-	_, err := n.do(ctx, Request{Op: opNodeState, Group: base.MetaGroup, Node: &layout.NodeInfo{ID: id, Draining: on}})
+	_, err := n.do(ctx, protocol.Request{Op: protocol.OpNodeState, Group: base.MetaGroup, Node: &layout.NodeInfo{ID: id, Draining: on}})
 	return err
 }
 
@@ -108,7 +109,7 @@ func (n *Node) joinLocal(ctx context.Context, info layout.NodeInfo) error {
 	}
 	// A voter already (a join repeated) stays one; AddNonvoter never
 	// demotes.
-	if err := n.changeMembership(ctx, n.meta, Request{Op: opAddNonvoter, Group: base.MetaGroup, Node: &info}); err != nil {
+	if err := n.changeMembership(ctx, n.meta, protocol.Request{Op: protocol.OpAddNonvoter, Group: base.MetaGroup, Node: &info}); err != nil {
 		return err
 	}
 	if _, err := n.meta.apply(ctx, mustJSON(layout.Command{Op: layout.OpAddNode, Node: &info})); err != nil {
@@ -118,7 +119,7 @@ func (n *Node) joinLocal(ctx context.Context, info layout.NodeInfo) error {
 		if !slices.Contains(g.Replicas, info.ID) {
 			continue
 		}
-		if _, err := n.do(ctx, Request{Op: opAddNonvoter, Group: g.ID, Node: &info}); err != nil {
+		if _, err := n.do(ctx, protocol.Request{Op: protocol.OpAddNonvoter, Group: g.ID, Node: &info}); err != nil {
 			return fmt.Errorf("adding %s to group %d: %w", info.ID, g.ID, err)
 		}
 	}
@@ -137,12 +138,12 @@ const PeerStatusPath = "/v1/internal/status"
 func (n *Node) probeJoiner(ctx context.Context, info layout.NodeInfo) error {
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(pctx, http.MethodGet, peerURL(info.RaftAddr, PeerStatusPath), nil)
+	req, err := http.NewRequestWithContext(pctx, http.MethodGet, protocol.PeerURL(info.RaftAddr, PeerStatusPath), nil)
 	if err != nil {
 		return fmt.Errorf("%w: raft_addr %q: %v", base.ErrBadRequest, info.RaftAddr, err)
 	}
 	body := &limitedBuffer{limit: 16 << 20}
-	if err := n.fwd.stream(req, body); err != nil {
+	if err := n.fwd.Stream(req, body); err != nil {
 		var te *transport.PeerTLSError
 		switch {
 		case errors.As(err, &te):
@@ -263,14 +264,14 @@ func (n *Node) evict(ctx context.Context, id base.NodeID) error {
 		if !l.Holds(g, id) {
 			continue
 		}
-		if _, err := n.do(ctx, Request{Op: opRemoveServer, Group: g.ID, Node: &layout.NodeInfo{ID: id}}); err != nil {
+		if _, err := n.do(ctx, protocol.Request{Op: protocol.OpRemoveServer, Group: g.ID, Node: &layout.NodeInfo{ID: id}}); err != nil {
 			return fmt.Errorf("removing %s from group %d: %w", id, g.ID, err)
 		}
 	}
 	// Out of the metadata group before out of the layout: a leader that
 	// dies in between leaves a member (still leaving) that the next one
 	// removes again, never a voter the layout has forgotten.
-	if err := n.changeMembership(ctx, n.meta, Request{Op: opRemoveServer, Group: base.MetaGroup, Node: &layout.NodeInfo{ID: id}}); err != nil {
+	if err := n.changeMembership(ctx, n.meta, protocol.Request{Op: protocol.OpRemoveServer, Group: base.MetaGroup, Node: &layout.NodeInfo{ID: id}}); err != nil {
 		return err
 	}
 	if _, err := n.meta.apply(ctx, mustJSON(layout.Command{Op: layout.OpRemoveNode, Node: &layout.NodeInfo{ID: id}})); err != nil {
@@ -300,7 +301,7 @@ func (n *Node) promoteMetaVoters(ctx context.Context) error {
 			continue
 		}
 		info := layout.NodeInfo{ID: id, RaftAddr: string(s.Address)}
-		if err := n.changeMembership(ctx, n.meta, Request{Op: opAddVoter, Group: base.MetaGroup, Node: &info}); err != nil {
+		if err := n.changeMembership(ctx, n.meta, protocol.Request{Op: protocol.OpAddVoter, Group: base.MetaGroup, Node: &info}); err != nil {
 			return err
 		}
 		n.log.Info("metadata learner promoted to voter", "node", id)
@@ -349,7 +350,7 @@ func (n *Node) promoteGroupLearners(ctx context.Context, r *replica) error {
 			continue
 		}
 		info := layout.NodeInfo{ID: id, RaftAddr: string(s.Address)}
-		if err := n.changeMembership(ctx, r, Request{Op: opAddVoter, Group: r.id, Node: &info}); err != nil {
+		if err := n.changeMembership(ctx, r, protocol.Request{Op: protocol.OpAddVoter, Group: r.id, Node: &info}); err != nil {
 			return err
 		}
 		n.log.Info("learner promoted to voter", "group", uint32(r.id), "node", id)
@@ -358,15 +359,15 @@ func (n *Node) promoteGroupLearners(ctx context.Context, r *replica) error {
 }
 
 // changeMembership adds or removes a voter of r's group; r must lead it.
-func (n *Node) changeMembership(ctx context.Context, r *replica, req Request) error {
+func (n *Node) changeMembership(ctx context.Context, r *replica, req protocol.Request) error {
 	if !r.isLeader() {
 		return r.notLeader()
 	}
 	var f raft.IndexFuture
 	switch req.Op {
-	case opAddVoter:
+	case protocol.OpAddVoter:
 		f = r.raft.AddVoter(raft.ServerID(req.Node.ID), raft.ServerAddress(req.Node.RaftAddr), 0, enqueueTimeout(ctx))
-	case opAddNonvoter:
+	case protocol.OpAddNonvoter:
 		f = r.raft.AddNonvoter(raft.ServerID(req.Node.ID), raft.ServerAddress(req.Node.RaftAddr), 0, enqueueTimeout(ctx))
 	default:
 		f = r.raft.RemoveServer(raft.ServerID(req.Node.ID), 0, enqueueTimeout(ctx))

@@ -11,30 +11,12 @@ import (
 
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
+	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/ring"
 	"github.com/ringkv/ringkv/store"
 )
 
 // Operations that move keys between groups, run on a group's leader.
-const (
-	opRingChange = "ring_change" // start a ring change, on the metadata leader
-	opRingAbort  = "ring_abort"  // undo the ring change in motion, on the metadata leader
-	opRangeScan  = "range_scan"  // a page of the entries in ranges
-	opFence      = "fence"       // refuse client writes in ranges, through the log
-	opUnfence    = "unfence"     // take ranges over, through the log
-	opIngest     = "ingest"      // write moved entries, through the log
-	opDrop       = "drop"        // delete a page of keys in ranges, through the log
-)
-
-// ScanPage is a page of a range scan.
-type ScanPage struct {
-	Index   uint64             `json:"index"`
-	Offset  uint64             `json:"offset"`
-	Entries []store.MovedEntry `json:"entries,omitempty"`
-	Cursor  []byte             `json:"cursor,omitempty"`
-	Digest  string             `json:"digest"`
-	Keys    uint64             `json:"keys"`
-}
 
 // Scan pages stop at these bounds.
 const (
@@ -49,7 +31,7 @@ const (
 // change as recorded (an added group without an id gets the next free one).
 func (n *Node) ChangeRing(ctx context.Context, c layout.RingChange) (layout.RingChange, error) {
 	before := n.RingEpoch()
-	resp, err := n.do(ctx, Request{Op: opRingChange, Group: base.MetaGroup, Change: &c})
+	resp, err := n.do(ctx, protocol.Request{Op: protocol.OpRingChange, Group: base.MetaGroup, Change: &c})
 	if err != nil {
 		return c, err
 	}
@@ -77,7 +59,7 @@ func (n *Node) ChangeRing(ctx context.Context, c layout.RingChange) (layout.Ring
 // flipped yet: the sources take their ranges back, the destinations drop
 // their copies, and a group the change created is retired.
 func (n *Node) AbortRingChange(ctx context.Context) error {
-	_, err := n.do(ctx, Request{Op: opRingAbort, Group: base.MetaGroup})
+	_, err := n.do(ctx, protocol.Request{Op: protocol.OpRingAbort, Group: base.MetaGroup})
 	return err
 }
 
@@ -107,13 +89,13 @@ func nextGroupID(l *layout.Layout) base.GroupID {
 }
 
 // serveMoving runs the moving operations on replica r, which leads its
-// group (or the metadata group, for opRingChange).
-func (n *Node) serveMoving(ctx context.Context, r *replica, req Request, resp Response) (Response, error) {
-	if req.Op == opRingAbort {
+// group (or the metadata group, for protocol.OpRingChange).
+func (n *Node) serveMoving(ctx context.Context, r *replica, req protocol.Request, resp protocol.Response) (protocol.Response, error) {
+	if req.Op == protocol.OpRingAbort {
 		_, err := r.apply(ctx, mustJSON(layout.Command{Op: layout.OpMigrateAbort}))
 		return resp, err
 	}
-	if req.Op == opRingChange {
+	if req.Op == protocol.OpRingChange {
 		c := *req.Change
 		if c.Add != nil && c.Add.Group == 0 {
 			// The next id never used by a group, chosen here on the
@@ -141,7 +123,7 @@ func (n *Node) serveMoving(ctx context.Context, r *replica, req Request, resp Re
 				return resp, fmt.Errorf("%w: restore ingest into group %d of key %q, which the ring gives group %d", base.ErrBadRequest, r.id, e.Key, g)
 			}
 		}
-	case req.Op != opRangeScan:
+	case req.Op != protocol.OpRangeScan:
 		if err := n.checkMover(ctx, r.id, req); err != nil {
 			return resp, err
 		}
@@ -151,10 +133,10 @@ func (n *Node) serveMoving(ctx context.Context, r *replica, req Request, resp Re
 		ranges[i] = store.HashRange{Start: rg.Start, End: rg.End}
 	}
 	switch req.Op {
-	case opRangeScan:
+	case protocol.OpRangeScan:
 		// Everything up to Index (the fence, for the last pass) must be
 		// applied here first.
-		if err := r.readBarrier(ctx, Linearizable); err != nil {
+		if err := r.readBarrier(ctx, protocol.Linearizable); err != nil {
 			return resp, err
 		}
 		if err := r.waitAppliedLocal(ctx, req.Index); err != nil {
@@ -174,13 +156,13 @@ func (n *Node) serveMoving(ctx context.Context, r *replica, req Request, resp Re
 		if err != nil {
 			return resp, err
 		}
-		p := &ScanPage{Index: v.Index, Offset: v.Offset, Cursor: v.Cursor, Digest: hex.EncodeToString(v.Digest[:]), Keys: v.Keys}
+		p := &protocol.ScanPage{Index: v.Index, Offset: v.Offset, Cursor: v.Cursor, Digest: hex.EncodeToString(v.Digest[:]), Keys: v.Keys}
 		for _, e := range v.Entries {
 			p.Entries = append(p.Entries, store.MovedEntry{Key: e.Key, Value: e.Value, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex})
 		}
 		resp.Scan = p
 		return resp, nil
-	case opFence:
+	case protocol.OpFence:
 		// An asynchronous write is acknowledged at its append: none may
 		// be appended after the fence and then refused. Writes check for
 		// a migration under asyncMu (read), so once the local layout shows
@@ -198,13 +180,13 @@ func (n *Node) serveMoving(ctx context.Context, r *replica, req Request, resp Re
 	}
 	m := store.Moving{Term: req.Term, Ranges: ranges, Entries: req.Entries, After: req.After, Limit: req.Limit}
 	switch req.Op {
-	case opFence:
+	case protocol.OpFence:
 		m.Op = store.OpFence
-	case opUnfence:
+	case protocol.OpUnfence:
 		m.Op = store.OpUnfence
-	case opIngest:
+	case protocol.OpIngest:
 		m.Op = store.OpIngest
-	case opDrop:
+	case protocol.OpDrop:
 		m.Op = store.OpDrop
 	}
 	out, err := r.apply(ctx, m.Encode())
@@ -234,7 +216,7 @@ func (n *Node) serveMoving(ctx context.Context, r *replica, req Request, resp Re
 // out; and a drop of ranges no transfer names would delete keys the group
 // owns. The local layout may lag the mover's: it waits for it until ctx
 // ends.
-func (n *Node) checkMover(ctx context.Context, g base.GroupID, req Request) error {
+func (n *Node) checkMover(ctx context.Context, g base.GroupID, req protocol.Request) error {
 	if req.Term == 0 {
 		return fmt.Errorf("%w: %s without the mover's metadata term", base.ErrBadRequest, req.Op)
 	}
@@ -262,14 +244,14 @@ func (n *Node) checkMover(ctx context.Context, g base.GroupID, req Request) erro
 // unless that restore holds the restore lock in this node's layout (waited
 // for until ctx ends) and, for a fence or unfence, it covers the whole hash
 // space. Its term is bounded as a mover's is.
-func (n *Node) checkRestoreMover(ctx context.Context, req Request) error {
+func (n *Node) checkRestoreMover(ctx context.Context, req protocol.Request) error {
 	if req.Term == 0 {
 		return fmt.Errorf("%w: %s without the restore's metadata term", base.ErrBadRequest, req.Op)
 	}
 	if meta := n.meta.raft.CurrentTerm(); req.Term > meta {
 		return fmt.Errorf("%w: %s of term %d, past this node's metadata term %d", base.ErrUnavailable, req.Op, req.Term, meta)
 	}
-	if req.Op != opIngest && !sameRanges(req.Ranges, wholeRing) {
+	if req.Op != protocol.OpIngest && !sameRanges(req.Ranges, wholeRing) {
 		return fmt.Errorf("%w: a restore's %s covers the whole ring", base.ErrBadRequest, req.Op)
 	}
 	for {
@@ -391,7 +373,7 @@ func (n *Node) leadMetaCurrent(ctx context.Context) (term uint64, leads bool, er
 // again and every destination drops what was copied into them.
 func (n *Node) undo(ctx context.Context, term uint64, m *layout.Migration) error {
 	for _, t := range m.Transfers {
-		if _, err := n.do(ctx, Request{Op: opUnfence, Group: t.From, Ranges: t.Ranges, Term: term}); err != nil {
+		if _, err := n.do(ctx, protocol.Request{Op: protocol.OpUnfence, Group: t.From, Ranges: t.Ranges, Term: term}); err != nil {
 			return fmt.Errorf("aborting: unfencing group %d: %w", t.From, err)
 		}
 		if m.Change.Add != nil && t.To == m.Change.Add.Group {
@@ -415,7 +397,7 @@ func (n *Node) drop(ctx context.Context, term uint64, g base.GroupID, ranges []r
 	var after []byte
 	dropped := 0
 	for {
-		resp, err := n.do(ctx, Request{Op: opDrop, Group: g, Ranges: ranges, After: after, Limit: 1000, Term: term})
+		resp, err := n.do(ctx, protocol.Request{Op: protocol.OpDrop, Group: g, Ranges: ranges, After: after, Limit: 1000, Term: term})
 		if err != nil {
 			return dropped, fmt.Errorf("dropping keys from group %d: %w", g, err)
 		}
@@ -458,7 +440,7 @@ func (n *Node) runTransfer(ctx context.Context, term uint64, t layout.TransferSt
 		if err := n.recordPhase(ctx, layout.MigrationPhase{From: t.From, To: t.To, Phase: layout.PhaseCopy, Keys: copied}); err != nil {
 			return err
 		}
-		resp, err := n.do(ctx, Request{Op: opFence, Group: t.From, Ranges: t.Ranges, Term: term})
+		resp, err := n.do(ctx, protocol.Request{Op: protocol.OpFence, Group: t.From, Ranges: t.Ranges, Term: term})
 		if err != nil {
 			return fmt.Errorf("fencing group %d: %w", t.From, err)
 		}
@@ -518,7 +500,7 @@ func (n *Node) runTransfer(ctx context.Context, term uint64, t layout.TransferSt
 			return fmt.Errorf("%w: after the copy, group %d holds %d keys (digest %s) in the ranges, group %d %d keys (digest %s); not flipping",
 				base.ErrConflict, t.To, check.keys, short(check.digest), t.From, src.keys, short(src.digest))
 		}
-		if _, err := n.do(ctx, Request{Op: opUnfence, Group: t.To, Ranges: t.Ranges, Term: term}); err != nil {
+		if _, err := n.do(ctx, protocol.Request{Op: protocol.OpUnfence, Group: t.To, Ranges: t.Ranges, Term: term}); err != nil {
 			return fmt.Errorf("unfencing group %d: %w", t.To, err)
 		}
 		if err := n.recordPhase(ctx, layout.MigrationPhase{From: t.From, To: t.To, Phase: layout.PhaseFlipped, Keys: src.keys, Total: src.keys}); err != nil {
@@ -568,7 +550,7 @@ func (n *Node) scanRanges(ctx context.Context, g base.GroupID, t layout.Transfer
 	var digest [32]byte
 	var after []byte
 	for {
-		resp, err := n.do(ctx, Request{Op: opRangeScan, Group: g, Ranges: t.Ranges, After: after, Index: minIndex, Above: above})
+		resp, err := n.do(ctx, protocol.Request{Op: protocol.OpRangeScan, Group: g, Ranges: t.Ranges, After: after, Index: minIndex, Above: above})
 		if err != nil {
 			return out, fmt.Errorf("scanning group %d: %w", g, err)
 		}
@@ -613,7 +595,7 @@ func (n *Node) ingest(ctx context.Context, term uint64, t layout.TransferState, 
 			size += len(all[k].Value) + len(all[k].Key)
 			k++
 		}
-		if _, err := n.do(ctx, Request{Op: opIngest, Group: t.To, Ranges: t.Ranges, Entries: all[:k], Term: term}); err != nil {
+		if _, err := n.do(ctx, protocol.Request{Op: protocol.OpIngest, Group: t.To, Ranges: t.Ranges, Entries: all[:k], Term: term}); err != nil {
 			return fmt.Errorf("copying into group %d: %w", t.To, err)
 		}
 		all = all[k:]

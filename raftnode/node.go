@@ -18,6 +18,7 @@ import (
 
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
+	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/transport"
 )
 
@@ -26,7 +27,7 @@ type Node struct {
 	cfg Config
 	log *slog.Logger
 	mux *transport.Mux
-	fwd *forwarder
+	fwd *protocol.Forwarder
 	// peerLn accepts node-to-node HTTP on the Raft port (PeerListener).
 	peerLn raft.StreamLayer
 
@@ -75,7 +76,7 @@ func New(cfg Config) (*Node, error) {
 		cfg.Logger = slog.Default()
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", string(cfg.ID)), replicas: map[base.GroupID]*replica{}, starting: map[base.GroupID]bool{},
-		hints: map[base.GroupID]base.NodeID{}, fwd: newForwarder(), joined: make(chan struct{})}
+		hints: map[base.GroupID]base.NodeID{}, fwd: protocol.NewForwarder(), joined: make(chan struct{})}
 	if n.cfg.OnFatal == nil {
 		n.cfg.OnFatal = func(err error) { panic(err) }
 	}
@@ -89,7 +90,7 @@ func New(cfg Config) (*Node, error) {
 		n.aclMarked.Store(true)
 	}
 	if cfg.PeerTLS != nil {
-		n.fwd.usePeerTLS(cfg.PeerTLS)
+		n.fwd.UsePeerTLS(cfg.PeerTLS)
 	}
 	restart := hasState(groupDir(cfg.DataDir, base.MetaGroup))
 	bootstrap := !restart && len(cfg.Join) == 0
@@ -105,18 +106,18 @@ func New(cfg Config) (*Node, error) {
 		n.cfg.AdvertiseRaft = n.mux.Addr().String()
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
-	sl, err := n.mux.Layer(streamGroup)
+	sl, err := n.mux.Layer(protocol.StreamGroup)
 	if err != nil {
 		n.mux.Close()
 		return nil, err
 	}
-	n.fwd.streams = newStreams(sl)
+	n.fwd.UseStreams(sl)
 	go n.serveStreams(sl)
 	if n.peerLn, err = n.mux.Layer(transport.PeerHTTPGroup); err != nil {
 		n.mux.Close()
 		return nil, err
 	}
-	n.fwd.usePeerLayer(n.peerLn)
+	n.fwd.UsePeerLayer(n.peerLn)
 
 	var boot []raft.Server
 	if bootstrap {
@@ -279,7 +280,7 @@ func (n *Node) Close() error {
 	if n.mux != nil {
 		n.mux.Close()
 	}
-	n.fwd.close()
+	n.fwd.Close()
 	return nil
 }
 
@@ -387,7 +388,7 @@ func (n *Node) joinLoop(ctx context.Context) {
 			rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			err := n.learnPeerSecret(rctx, url)
 			if err == nil {
-				err = n.fwd.join(rctx, url, n.self(), n.cfg.JoinToken)
+				err = joinVia(n.fwd, rctx, url, n.self(), n.cfg.JoinToken)
 			}
 			cancel()
 			if err == nil {

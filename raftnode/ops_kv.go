@@ -6,15 +6,16 @@ import (
 	"fmt"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/store"
 )
 
 // Node-to-node ops on a group's keys: writes, reads and commit waits.
 
 // serveWrite puts or deletes a key through the group's log (or, async, at the leader's append).
-func (n *Node) serveWrite(ctx context.Context, r *replica, req Request, resp Response) (Response, error) {
+func (n *Node) serveWrite(ctx context.Context, r *replica, req protocol.Request, resp protocol.Response) (protocol.Response, error) {
 	cmd := store.Command{Op: store.OpPut, Key: req.Key, Value: req.Value, HasCAS: req.HasCAS, CAS: req.CAS}
-	if req.Op == opDelete {
+	if req.Op == protocol.OpDelete {
 		cmd.Op, cmd.Value = store.OpDelete, nil
 	}
 	if r.st != nil && r.st.Fenced(req.Key) {
@@ -38,10 +39,10 @@ func (n *Node) serveWrite(ctx context.Context, r *replica, req Request, resp Res
 				return resp, err
 			}
 			idx := at.index + r.st.IndexOffset()
-			if req.Op == opDelete {
+			if req.Op == protocol.OpDelete {
 				idx = 0
 			}
-			resp.Write = &WriteResult{Key: req.Key, Index: idx, Group: r.id, RaftIndex: at.index, Async: true, RaftTerm: at.term}
+			resp.Write = &protocol.WriteResult{Key: req.Key, Index: idx, Group: r.id, RaftIndex: at.index, Async: true, RaftTerm: at.term}
 			return resp, nil
 		}
 		r.asyncMu.RUnlock()
@@ -64,12 +65,12 @@ func (n *Node) serveWrite(ctx context.Context, r *replica, req Request, resp Res
 	case res.NotFound:
 		return resp, fmt.Errorf("%w: key %q", base.ErrNotFound, req.Key)
 	}
-	resp.Write = &WriteResult{Key: req.Key, Index: res.ModifyIndex, Group: r.id, RaftIndex: res.Index}
+	resp.Write = &protocol.WriteResult{Key: req.Key, Index: res.ModifyIndex, Group: r.id, RaftIndex: res.Index}
 	return resp, nil
 }
 
 // serveRead gets a key or scans a page of keys, at the consistency asked.
-func (n *Node) serveRead(ctx context.Context, r *replica, req Request, resp Response) (Response, error) {
+func (n *Node) serveRead(ctx context.Context, r *replica, req protocol.Request, resp protocol.Response) (protocol.Response, error) {
 	if err := r.readBarrier(ctx, req.Consistency); err != nil {
 		return resp, err
 	}
@@ -83,7 +84,7 @@ func (n *Node) serveRead(ctx context.Context, r *replica, req Request, resp Resp
 	// motion, this group still answers for its fenced keys.
 	l := n.Layout()
 	restoring := l.Restore != nil && l.Migration == nil
-	if req.Op == opGet {
+	if req.Op == protocol.OpGet {
 		if r.st.Fenced(req.Key) && !restoring {
 			return resp, fmt.Errorf("%w: key %q", base.ErrMoved, req.Key)
 		}
@@ -94,7 +95,7 @@ func (n *Node) serveRead(ctx context.Context, r *replica, req Request, resp Resp
 		if err != nil {
 			return resp, err
 		}
-		resp.Entry = &KV{Key: e.Key, Value: e.Value, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex, Group: r.id}
+		resp.Entry = &protocol.KV{Key: e.Key, Value: e.Value, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex, Group: r.id}
 		return resp, nil
 	}
 	// A page is bounded whatever the caller asks; a caller that does
@@ -131,15 +132,15 @@ func (n *Node) serveRead(ctx context.Context, r *replica, req Request, resp Resp
 	if resp.More && req.MaxBytes == 0 && (req.Limit == 0 || len(es) < req.Limit) {
 		return resp, fmt.Errorf("%w: group %d holds more than %d MiB under this prefix: list in pages (limit and after)", base.ErrBadRequest, r.id, maxUnpagedScan.Load()>>20)
 	}
-	resp.Entries = make([]KV, len(es))
+	resp.Entries = make([]protocol.KV, len(es))
 	for i, e := range es {
-		resp.Entries[i] = KV{Key: e.Key, Value: e.Value, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex, Group: r.id}
+		resp.Entries[i] = protocol.KV{Key: e.Key, Value: e.Value, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex, Group: r.id}
 	}
 	return resp, nil
 }
 
 // serveWait waits until the group has committed an index of a term.
-func (n *Node) serveWait(ctx context.Context, r *replica, req Request, resp Response) (Response, error) {
+func (n *Node) serveWait(ctx context.Context, r *replica, req protocol.Request, resp protocol.Response) (protocol.Response, error) {
 	if err := r.waitCommitted(ctx, req.Index, req.Term); err != nil {
 		return resp, err
 	}

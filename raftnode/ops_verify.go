@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/store"
 )
 
@@ -13,7 +14,7 @@ import (
 // trees, leaf entries, and repair.
 
 // serveVerify puts a verification entry through the group's log and returns this replica's root at it.
-func (n *Node) serveVerify(ctx context.Context, r *replica, req Request, resp Response) (Response, error) {
+func (n *Node) serveVerify(ctx context.Context, r *replica, req protocol.Request, resp protocol.Response) (protocol.Response, error) {
 	out, err := r.apply(ctx, store.Command{Op: store.OpVerify, Key: req.Key, Deep: req.Deep}.Encode())
 	if err != nil {
 		return resp, err
@@ -27,7 +28,7 @@ func (n *Node) serveVerify(ctx context.Context, r *replica, req Request, resp Re
 }
 
 // serveVerifyResult returns the root this replica recorded at a verification entry (and, deep, the one recomputed from its data).
-func (n *Node) serveVerifyResult(ctx context.Context, r *replica, req Request, resp Response) (Response, error) {
+func (n *Node) serveVerifyResult(ctx context.Context, r *replica, req protocol.Request, resp protocol.Response) (protocol.Response, error) {
 	root, ok := r.st.VerifiedRoot(string(req.Key))
 	if !ok {
 		return resp, fmt.Errorf("%w: no verification %s applied here yet", base.ErrNotFound, req.Key)
@@ -49,7 +50,7 @@ func (n *Node) serveVerifyResult(ctx context.Context, r *replica, req Request, r
 }
 
 // serveVerifyTree returns nodes of the Merkle tree a replica kept for a verification.
-func (n *Node) serveVerifyTree(ctx context.Context, r *replica, req Request, resp Response) (Response, error) {
+func (n *Node) serveVerifyTree(ctx context.Context, r *replica, req protocol.Request, resp protocol.Response) (protocol.Response, error) {
 	t, ok := r.st.VerifiedTree(string(req.Key))
 	if req.Deep {
 		var done bool
@@ -74,20 +75,20 @@ func (n *Node) serveVerifyTree(ctx context.Context, r *replica, req Request, res
 }
 
 // serveLeafEntries returns a replica's entries in some leaves of its tree.
-func (n *Node) serveLeafEntries(ctx context.Context, r *replica, req Request, resp Response) (Response, error) {
+func (n *Node) serveLeafEntries(ctx context.Context, r *replica, req protocol.Request, resp protocol.Response) (protocol.Response, error) {
 	es, err := r.st.LeafEntries(req.Level, req.Indexes, req.Index)
 	if err != nil {
 		return resp, err
 	}
-	resp.Leaf = make([]LeafEntry, len(es))
+	resp.Leaf = make([]protocol.LeafEntry, len(es))
 	for i, e := range es {
-		resp.Leaf[i] = LeafEntry{Key: e.Key, ModifyIndex: e.ModifyIndex, Digest: e.Digest[:]}
+		resp.Leaf[i] = protocol.LeafEntry{Key: e.Key, ModifyIndex: e.ModifyIndex, Digest: e.Digest[:]}
 	}
 	return resp, nil
 }
 
 // serveRepair reinstalls a diverged replica's state from the leader.
-func (n *Node) serveRepair(ctx context.Context, r *replica, req Request, resp Response) (Response, error) {
+func (n *Node) serveRepair(ctx context.Context, r *replica, req protocol.Request, resp protocol.Response) (protocol.Response, error) {
 	resp.Repaired = n.repair(ctx, r, req.Index)
 	return resp, nil
 }

@@ -45,7 +45,7 @@ func (n *Node) learnPeerSecret(ctx context.Context, url string) error {
 	if n.secret == nil || n.secret.Get() != nil {
 		return nil
 	}
-	secret, err := n.fwd.peerSecret(ctx, url, n.cfg.JoinToken)
+	secret, err := fetchPeerSecret(n.fwd, ctx, url, n.cfg.JoinToken)
 	if err != nil {
 		return fmt.Errorf("learning the cluster's peer secret: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
+	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/raftnode/raftnodetest"
 )
@@ -52,7 +53,7 @@ func checkKeys(t *testing.T, c *raftnodetest.Cluster, want map[string]string, un
 			if unsure[k] {
 				continue
 			}
-			res, err := m.Node.Get(raftnodetest.Ctx(t, 10*time.Second), []byte(k), raftnode.Linearizable)
+			res, err := m.Node.Get(raftnodetest.Ctx(t, 10*time.Second), []byte(k), protocol.Linearizable)
 			if err != nil || string(res.Value) != v {
 				t.Fatalf("%s: %s = %q (%v), want %q", m.ID, k, res.Value, err, v)
 			}
@@ -334,7 +335,7 @@ func TestLeaderHandOversDoNotFailRequests(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				var err error
 				if i%2 == 0 {
-					_, err = c.Members[w%3].Node.Get(ctx, key, raftnode.Linearizable)
+					_, err = c.Members[w%3].Node.Get(ctx, key, protocol.Linearizable)
 				} else {
 					_, _, err = c.Members[w%3].Node.Put(ctx, key, []byte("v"), raftnode.WriteOptions{})
 				}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
+	"github.com/ringkv/ringkv/protocol"
 )
 
 // Replica progress strings of a replica_step.
@@ -138,7 +139,7 @@ func (n *Node) runMove(ctx context.Context, mv layout.ReplicaMove) error {
 			return n.endMove(ctx, mv, true)
 		}
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		resp, err := n.do(sctx, Request{Op: opReplicaStep, Group: mv.Group, Move: &mv, Abort: abort})
+		resp, err := n.do(sctx, protocol.Request{Op: protocol.OpReplicaStep, Group: mv.Group, Move: &mv, Abort: abort})
 		cancel()
 		if err != nil {
 			return fmt.Errorf("%s: %w", mv, err)
@@ -182,8 +183,8 @@ func (n *Node) endMove(ctx context.Context, mv layout.ReplicaMove, aborted bool)
 // up, promote it, hand leadership off the source if it leads, remove the
 // source. With abort, it removes the destination instead (unless the
 // source is already gone: then the move can only complete).
-func (n *Node) replicaStep(ctx context.Context, r *replica, mv layout.ReplicaMove, abort bool) (Response, error) {
-	resp := Response{ServedBy: n.cfg.ID}
+func (n *Node) replicaStep(ctx context.Context, r *replica, mv layout.ReplicaMove, abort bool) (protocol.Response, error) {
+	resp := protocol.Response{ServedBy: n.cfg.ID}
 	if !r.isLeader() {
 		return resp, r.notLeader()
 	}
@@ -200,10 +201,10 @@ func (n *Node) replicaStep(ctx context.Context, r *replica, mv layout.ReplicaMov
 			from = &s
 		}
 	}
-	member := func(op string, id base.NodeID, addr string) error {
-		return n.changeMembership(ctx, r, Request{Op: op, Group: r.id, Node: &layout.NodeInfo{ID: id, RaftAddr: addr}})
+	member := func(op protocol.Op, id base.NodeID, addr string) error {
+		return n.changeMembership(ctx, r, protocol.Request{Op: op, Group: r.id, Node: &layout.NodeInfo{ID: id, RaftAddr: addr}})
 	}
-	handOff := func(avoid base.NodeID) (Response, error) {
+	handOff := func(avoid base.NodeID) (protocol.Response, error) {
 		// This leader is the replica leaving: another voter takes over
 		// and runs the next step.
 		resp.Progress = "handing leadership over"
@@ -234,7 +235,7 @@ func (n *Node) replicaStep(ctx context.Context, r *replica, mv layout.ReplicaMov
 			return handOff(mv.To)
 		default:
 			resp.Progress = "removing the destination"
-			return resp, member(opRemoveServer, mv.To, "")
+			return resp, member(protocol.OpRemoveServer, mv.To, "")
 		}
 		return resp, nil
 	}
@@ -245,19 +246,19 @@ func (n *Node) replicaStep(ctx context.Context, r *replica, mv layout.ReplicaMov
 			return resp, fmt.Errorf("%w: node %s is not a member", base.ErrNotFound, mv.To)
 		}
 		resp.Progress = "destination added as a non-voter"
-		return resp, member(opAddNonvoter, mv.To, info.RaftAddr)
+		return resp, member(protocol.OpAddNonvoter, mv.To, info.RaftAddr)
 	case to.Suffrage != raft.Voter:
 		if !n.caughtUp(ctx, r, mv.To) {
 			resp.Progress = "destination catching up"
 			return resp, nil
 		}
 		resp.Progress = "destination promoted to voter"
-		return resp, member(opAddVoter, mv.To, string(to.Address))
+		return resp, member(protocol.OpAddVoter, mv.To, string(to.Address))
 	case from != nil && mv.From == n.cfg.ID:
 		return handOff(mv.From)
 	case from != nil:
 		resp.Progress = "source removed"
-		return resp, member(opRemoveServer, mv.From, "")
+		return resp, member(protocol.OpRemoveServer, mv.From, "")
 	}
 	resp.Done, resp.Progress = true, "done"
 	return resp, nil
@@ -326,7 +327,7 @@ func (n *Node) metaCaughtUp(ctx context.Context) error {
 			return fmt.Errorf("%w: metadata leader %s unknown", base.ErrNoLeader, leader)
 		}
 		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		st, err := n.fwd.status(sctx, info)
+		st, err := peerStatus(n.fwd, sctx, info)
 		cancel()
 		if err != nil {
 			return err
@@ -443,7 +444,7 @@ func (n *Node) groupLeaders(ctx context.Context, l *layout.Layout) map[base.Grou
 			continue
 		}
 		go func() {
-			st, err := n.fwd.status(sctx, info)
+			st, err := peerStatus(n.fwd, sctx, info)
 			if err != nil {
 				st = Status{}
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
+	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/ring"
 	"github.com/ringkv/ringkv/store"
 )
@@ -91,7 +92,7 @@ func (n *Node) Plan(ctx context.Context, change layout.RingChange, withRanges bo
 			for i, m := range ms {
 				ranges[i] = m.Range
 			}
-			resp, err := n.do(ctx, Request{Op: opRangeStats, Group: gid, Ranges: ranges})
+			resp, err := n.do(ctx, protocol.Request{Op: protocol.OpRangeStats, Group: gid, Ranges: ranges})
 			mu.Lock()
 			defer mu.Unlock()
 			if err == nil && len(resp.Tallies) != len(ms)+1 {

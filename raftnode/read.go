@@ -5,43 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
 
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
+	"github.com/ringkv/ringkv/protocol"
 )
-
-// Consistency selects how a read is served.
-type Consistency string
-
-// Read consistency levels.
-const (
-	// Linearizable reads go to the leader, which confirms its leadership
-	// with a quorum after the read arrives and waits until its state covers
-	// everything committed before that. A deposed or paused leader cannot
-	// pass the quorum check, so it cannot answer with stale data.
-	Linearizable Consistency = "linearizable"
-	// Lease reads go to the leader, which skips the quorum round while a
-	// lease from its last successful round holds. Fast, but it trusts clocks
-	// and scheduling: a leader paused past its lease may answer stale.
-	Lease Consistency = "lease"
-	// Stale reads are served from the local replica, whatever its lag.
-	Stale Consistency = "stale"
-)
-
-// ParseConsistency validates a consistency name; "" means Linearizable.
-func ParseConsistency(s string) (Consistency, error) {
-	switch Consistency(s) {
-	case "", Linearizable:
-		return Linearizable, nil
-	case Lease, Stale:
-		return Consistency(s), nil
-	}
-	return "", fmt.Errorf("%w: unknown consistency %q (want linearizable, lease or stale)", base.ErrBadRequest, s)
-}
 
 // readBarrier returns once the local state machine may serve a read at
 // consistency c. For Linearizable it follows the order that keeps a deposed
@@ -51,11 +22,11 @@ func ParseConsistency(s string) (Consistency, error) {
 //  3. confirm leadership with a quorum (VerifyLeader);
 //  4. check the term did not change meanwhile;
 //  5. wait until the state machine has applied the recorded index.
-func (r *replica) readBarrier(ctx context.Context, c Consistency) error {
+func (r *replica) readBarrier(ctx context.Context, c protocol.Consistency) error {
 	if r.closed.Load() {
 		return base.ErrShutdown
 	}
-	if c == Stale || brokenStaleReads {
+	if c == protocol.Stale || brokenStaleReads {
 		return nil
 	}
 	commit, err := r.readIndex(ctx, c)
@@ -68,7 +39,7 @@ func (r *replica) readBarrier(ctx context.Context, c Consistency) error {
 // readIndex runs steps 1 to 4 of readBarrier on the leader and returns the
 // index a read at consistency c must see: every entry committed before
 // the call is at or below it.
-func (r *replica) readIndex(ctx context.Context, c Consistency) (uint64, error) {
+func (r *replica) readIndex(ctx context.Context, c protocol.Consistency) (uint64, error) {
 	if r.closed.Load() {
 		return 0, base.ErrShutdown
 	}
@@ -80,7 +51,7 @@ func (r *replica) readIndex(ctx context.Context, c Consistency) (uint64, error) 
 		return 0, err
 	}
 	commit := r.raft.CommitIndex()
-	if !(c == Lease && r.leaseValid(term)) {
+	if !(c == protocol.Lease && r.leaseValid(term)) {
 		start := time.Now()
 		if err := await(ctx, r.raft.VerifyLeader()); err != nil {
 			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
@@ -203,15 +174,15 @@ func (r *replica) entriesOfType(lo, hi, limit uint64, types ...raft.LogType) boo
 // call: the metadata leader names the index as it would for a read at
 // consistency c, and this node waits to have applied it. A stale read
 // takes the layout as it is.
-func (n *Node) currentLayout(ctx context.Context, c Consistency) (*layout.Layout, uint64, error) {
-	if c != Stale && !brokenStaleReads {
-		resp, err := n.do(ctx, Request{Op: opLayoutIndex, Group: base.MetaGroup, Consistency: c})
+func (n *Node) currentLayout(ctx context.Context, c protocol.Consistency) (*layout.Layout, uint64, error) {
+	if c != protocol.Stale && !brokenStaleReads {
+		resp, err := n.do(ctx, protocol.Request{Op: protocol.OpLayoutIndex, Group: base.MetaGroup, Consistency: c})
 		switch {
 		case err == nil:
 			if err := n.waitLayout(ctx, resp.RaftIndex); err != nil {
 				return nil, 0, err
 			}
-		case olderMetaLeader(err):
+		case n.olderMetaLeader(err):
 			// During a rolling upgrade the metadata leader may run a
 			// release without layout_index: list by this node's layout,
 			// as that release does, rather than fail every list.
@@ -225,9 +196,24 @@ func (n *Node) currentLayout(ctx context.Context, c Consistency) (*layout.Layout
 }
 
 // olderMetaLeader tells whether err is how a metadata leader of a release
-// without layout_index refuses it.
-func olderMetaLeader(err error) bool {
-	return errors.Is(err, base.ErrBadRequest) && strings.Contains(err.Error(), fmt.Sprintf("unknown op %q", opLayoutIndex))
+// without layout_index refuses it: a bad request from a node whose last
+// forwarding answer carried no protocol version. Every versioned release
+// (protocol.Version) knows layout_index, so its bad request is a real one;
+// the unversioned releases before it include the first ones without it.
+func (n *Node) olderMetaLeader(err error) bool {
+	if !errors.Is(err, base.ErrBadRequest) {
+		return false
+	}
+	id := n.leaderOf(base.MetaGroup)
+	if id == "" || id == n.cfg.ID {
+		return false
+	}
+	info, ok := n.Layout().Node(id)
+	if !ok {
+		return false
+	}
+	v, ok := n.fwd.PeerVersion(info.RaftAddr)
+	return ok && v == protocol.Unversioned
 }
 
 // warnOlderMetaLeader logs, at most once a minute, that lists use this

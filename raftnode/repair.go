@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/protocol"
 )
 
 // repair reinstalls replica r's state from its group leader: a replica
@@ -17,7 +18,7 @@ import (
 // already covers are then skipped as replays. Raft itself, and therefore
 // the group, keeps running. A divergent leader first hands leadership to
 // another replica.
-func (n *Node) repair(ctx context.Context, r *replica, index uint64) *Repair {
+func (n *Node) repair(ctx context.Context, r *replica, index uint64) *protocol.Repair {
 	r.divergences.Add(1)
 	n.log.Warn("replica found divergent; reinstalling its state from the leader", "group", uint32(r.id), "verify_index", index)
 	rep := n.reinstall(ctx, r)
@@ -31,8 +32,8 @@ func (n *Node) repair(ctx context.Context, r *replica, index uint64) *Repair {
 	return rep
 }
 
-func (n *Node) reinstall(ctx context.Context, r *replica) *Repair {
-	fail := func(err error) *Repair { return &Repair{Error: err.Error()} }
+func (n *Node) reinstall(ctx context.Context, r *replica) *protocol.Repair {
+	fail := func(err error) *protocol.Repair { return &protocol.Repair{Error: err.Error()} }
 	if r.isLeader() {
 		if err := await(ctx, r.raft.LeadershipTransfer()); err != nil {
 			return fail(fmt.Errorf("handing leadership over before the repair: %w", err))
@@ -70,7 +71,7 @@ func (n *Node) reinstall(ctx context.Context, r *replica) *Repair {
 	if err := r.st.Restore(f); err != nil {
 		return fail(fmt.Errorf("installing the checkpoint: %w", err))
 	}
-	return &Repair{Done: true, From: from, Index: r.st.AppliedIndex()}
+	return &protocol.Repair{Done: true, From: from, Index: r.st.AppliedIndex()}
 }
 
 // verifyLoop verifies, every VerifyInterval, each group this node leads:

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/logstore"
+	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/ring"
 	"github.com/ringkv/ringkv/store"
 )
@@ -35,7 +36,7 @@ type replica struct {
 	prop   *proposer
 	st     *store.Store // data groups only
 	fsm    *dataFSM     // data groups only
-	// asyncMu orders asynchronous writes against fences (see opFence).
+	// asyncMu orders asynchronous writes against fences (see protocol.OpFence).
 	asyncMu sync.RWMutex
 	meta    *metaFSM // metadata group only
 	closed  atomic.Bool
@@ -50,7 +51,7 @@ type replica struct {
 	// followed; lastRepair is the latest outcome.
 	divergences atomic.Uint64
 	repairs     atomic.Uint64
-	lastRepair  atomic.Pointer[Repair]
+	lastRepair  atomic.Pointer[protocol.Repair]
 
 	// writes counts the writes this replica took as leader; writeRate is
 	// their recent rate per second (float64 bits), for load balancing.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
+	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/raftnode/raftnodetest"
 	"github.com/ringkv/ringkv/ring"
@@ -138,7 +139,7 @@ func TestAddGroupMovesKeysOnline(t *testing.T) {
 			moved++
 		}
 		for _, m := range c.Members {
-			res, err := m.Node.Get(raftnodetest.Ctx(t, 10*time.Second), []byte(k), raftnode.Linearizable)
+			res, err := m.Node.Get(raftnodetest.Ctx(t, 10*time.Second), []byte(k), protocol.Linearizable)
 			if err != nil || string(res.Value) != v || res.Group != g {
 				t.Fatalf("%s through %s: %q from group %d (%v), want %q from group %d", k, m.ID, res.Value, res.Group, err, v, g)
 			}
@@ -191,7 +192,7 @@ func TestRemoveGroupAndChangeWeight(t *testing.T) {
 		}
 		waitRingEpoch(c, epoch+1)
 		for k, v := range want {
-			res, err := c.Members[2].Node.Get(raftnodetest.Ctx(t, 10*time.Second), []byte(k), raftnode.Linearizable)
+			res, err := c.Members[2].Node.Get(raftnodetest.Ctx(t, 10*time.Second), []byte(k), protocol.Linearizable)
 			if err != nil || string(res.Value) != v {
 				t.Fatalf("after %s: %s = %q (%v), want %q", ch, k, res.Value, err, v)
 			}
@@ -231,7 +232,7 @@ func TestRemoveGroupAndChangeWeight(t *testing.T) {
 		return nil
 	})
 	for k, v := range want {
-		res, err := c.Members[0].Node.Get(raftnodetest.Ctx(t, 10*time.Second), []byte(k), raftnode.Linearizable)
+		res, err := c.Members[0].Node.Get(raftnodetest.Ctx(t, 10*time.Second), []byte(k), protocol.Linearizable)
 		if err != nil || string(res.Value) != v {
 			t.Fatalf("after a restart: %s = %q (%v), want %q", k, res.Value, err, v)
 		}
@@ -285,7 +286,7 @@ func TestRingChangeSurvivesTheMoverDying(t *testing.T) {
 	c.WaitConverged()
 	for k, v := range want {
 		for _, m := range c.Members {
-			res, err := m.Node.Get(raftnodetest.Ctx(t, 10*time.Second), []byte(k), raftnode.Linearizable)
+			res, err := m.Node.Get(raftnodetest.Ctx(t, 10*time.Second), []byte(k), protocol.Linearizable)
 			if err != nil || string(res.Value) != v {
 				t.Fatalf("%s through %s: %q (%v), want %q", k, m.ID, res.Value, err, v)
 			}
@@ -409,7 +410,7 @@ func TestAbortRingChange(t *testing.T) {
 		t.Fatalf("the groups hold %d keys, want %d", held, len(want))
 	}
 	for k, v := range want {
-		if got := mustGet(t, c.Members[2].Node, k, raftnode.Linearizable); got != v {
+		if got := mustGet(t, c.Members[2].Node, k, protocol.Linearizable); got != v {
 			t.Fatalf("%s = %q after the abort, want %q", k, got, v)
 		}
 	}
@@ -577,7 +578,7 @@ func TestAsyncWriteIsNotOvertakenByAFence(t *testing.T) {
 	if fencedWhileHeld {
 		t.Error("the source applied a fence while an async write to its range was between its check and its append")
 	}
-	res, err := c.Members[1].Node.Get(raftnodetest.Ctx(t, 10*time.Second), key, raftnode.Linearizable)
+	res, err := c.Members[1].Node.Get(raftnodetest.Ctx(t, 10*time.Second), key, protocol.Linearizable)
 	if err != nil || string(res.Value) != "acked" {
 		t.Fatalf("acknowledged async write of %s: %q, %v", key, res.Value, err)
 	}
@@ -726,7 +727,7 @@ func TestLaggingMetadataLeaderDoesNotRedoAFinishedChange(t *testing.T) {
 	}
 	n := c.Members[followers[0]].Node
 	for k, v := range want {
-		res, err := n.Get(raftnodetest.Ctx(t, 10*time.Second), []byte(k), raftnode.Linearizable)
+		res, err := n.Get(raftnodetest.Ctx(t, 10*time.Second), []byte(k), protocol.Linearizable)
 		if err != nil || string(res.Value) != v {
 			t.Fatalf("%s: %q (%v), want %q", k, res.Value, err, v)
 		}
@@ -734,11 +735,15 @@ func TestLaggingMetadataLeaderDoesNotRedoAFinishedChange(t *testing.T) {
 }
 
 // During a rolling upgrade the metadata leader may run a release without
-// layout_index, which refuses it as an unknown op. Lists through an
-// upgraded node then take that node's layout, as the earlier release's
-// lists do, rather than all fail; any other refusal still fails them.
+// layout_index, which refuses it as an unknown op and says no protocol
+// version. Lists through an upgraded node then take that node's layout, as
+// the earlier release's lists do, rather than all fail. A versioned
+// leader's refusal, whatever it says, still fails them: the version, not
+// the error's text, tells an earlier release.
 func TestListWhileTheMetadataLeaderIsOfAnEarlierRelease(t *testing.T) {
-	var refuse atomic.Value // the error layout_index is refused with, or nil
+	var refuse atomic.Value  // the error layout_index is refused with, or nil
+	var version atomic.Int32 // the protocol version every node says
+	version.Store(protocol.Version)
 	c := raftnodetest.Start(t, raftnodetest.Options{Configure: func(cfg *raftnode.Config) {
 		cfg.Knobs.OnServe = func(op string) error {
 			if err, _ := refuse.Load().(error); err != nil && op == "layout_index" {
@@ -746,10 +751,11 @@ func TestListWhileTheMetadataLeaderIsOfAnEarlierRelease(t *testing.T) {
 			}
 			return nil
 		}
+		cfg.Knobs.ProtocolVersion = func() int { return int(version.Load()) }
 	}})
 	want := fill(t, c, "k", 100)
 	other := c.Members[(metaLeader(c)+1)%len(c.Members)]
-	list := func(cons raftnode.Consistency) (map[string]string, error) {
+	list := func(cons protocol.Consistency) (map[string]string, error) {
 		kvs, err := other.Node.List(raftnodetest.Ctx(t, 5*time.Second), raftnode.ListOptions{Consistency: cons})
 		got := map[string]string{}
 		for _, kv := range kvs {
@@ -757,19 +763,24 @@ func TestListWhileTheMetadataLeaderIsOfAnEarlierRelease(t *testing.T) {
 		}
 		return got, err
 	}
-	refuse.Store(fmt.Errorf("%w: unknown op %q", base.ErrBadRequest, "layout_index"))
-	for _, cons := range []raftnode.Consistency{raftnode.Linearizable, raftnode.Lease} {
+	unknown := fmt.Errorf("%w: unknown op %q", base.ErrBadRequest, "layout_index")
+	refuse.Store(unknown)
+	if _, err := list(protocol.Linearizable); !errors.Is(err, base.ErrBadRequest) {
+		t.Fatalf("list while a versioned metadata leader refuses layout_index: %v, want that refusal", err)
+	}
+	version.Store(protocol.Unversioned)
+	for _, cons := range []protocol.Consistency{protocol.Linearizable, protocol.Lease} {
 		got, err := list(cons)
 		if err != nil {
-			t.Fatalf("%s list through %s while the metadata leader does not know layout_index: %v", cons, other.ID, err)
+			t.Fatalf("%s list through %s while the metadata leader is of a release without layout_index: %v", cons, other.ID, err)
 		}
 		if !maps.Equal(got, want) {
 			t.Fatalf("%s list through %s: %d keys, want the %d written", cons, other.ID, len(got), len(want))
 		}
 	}
-	refuse.Store(fmt.Errorf("%w: metadata leader busy", base.ErrBadRequest))
-	if _, err := list(raftnode.Linearizable); !errors.Is(err, base.ErrBadRequest) {
-		t.Fatalf("list while the metadata leader refuses layout_index for another reason: %v, want that refusal", err)
+	refuse.Store(fmt.Errorf("%w: metadata leader unavailable", base.ErrUnavailable))
+	if _, err := list(protocol.Linearizable); !errors.Is(err, base.ErrUnavailable) {
+		t.Fatalf("list while an earlier metadata leader is unavailable: %v, want that error", err)
 	}
 }
 
@@ -813,7 +824,7 @@ func TestListFromALaggingLayoutIsCompleteOrRefused(t *testing.T) {
 	if n := lagger.Node; n.RingEpoch() != epoch || len(n.Layout().Groups) != 3 {
 		t.Fatalf("%s's layout is not its snapshot's: epoch %d, %d groups", lagger.ID, n.RingEpoch(), len(n.Layout().Groups))
 	}
-	check := func(kvs []raftnode.KV) {
+	check := func(kvs []protocol.KV) {
 		t.Helper()
 		got := map[string]string{}
 		for _, kv := range kvs {
@@ -828,7 +839,7 @@ func TestListFromALaggingLayoutIsCompleteOrRefused(t *testing.T) {
 			t.Fatalf("the list from %s has %d keys, want %d", lagger.ID, len(got), len(want))
 		}
 	}
-	for _, cons := range []raftnode.Consistency{raftnode.Linearizable, raftnode.Lease} {
+	for _, cons := range []protocol.Consistency{protocol.Linearizable, protocol.Lease} {
 		kvs, err := lagger.Node.List(raftnodetest.Ctx(t, 2*time.Second), raftnode.ListOptions{Consistency: cons})
 		if err == nil {
 			check(kvs)
@@ -837,7 +848,7 @@ func TestListFromALaggingLayoutIsCompleteOrRefused(t *testing.T) {
 		}
 	}
 	releaseOnce()
-	kvs, err := lagger.Node.List(raftnodetest.Ctx(t, 30*time.Second), raftnode.ListOptions{Consistency: raftnode.Linearizable})
+	kvs, err := lagger.Node.List(raftnodetest.Ctx(t, 30*time.Second), raftnode.ListOptions{Consistency: protocol.Linearizable})
 	if err != nil {
 		t.Fatalf("list once the layout caught up: %v", err)
 	}
@@ -854,7 +865,7 @@ func TestListAcrossARingChange(t *testing.T) {
 	defer raftnode.SetListPage(5, 1<<20)()
 	epoch := n.RingEpoch()
 	var got []string
-	err := n.ListEach(raftnodetest.Ctx(t, 60*time.Second), raftnode.ListOptions{Prefix: []byte("k")}, func(kv raftnode.KV) error {
+	err := n.ListEach(raftnodetest.Ctx(t, 60*time.Second), raftnode.ListOptions{Prefix: []byte("k")}, func(kv protocol.KV) error {
 		got = append(got, string(kv.Key))
 		if len(got) == 40 {
 			if _, err := n.ChangeRing(raftnodetest.Ctx(t, 10*time.Second), layout.RingChange{Remove: 2}); err != nil {

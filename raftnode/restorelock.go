@@ -14,6 +14,7 @@ import (
 
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
+	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/store"
 )
 
@@ -68,7 +69,7 @@ func (n *Node) beginRestore(ctx context.Context, cancel context.CancelFunc) (*re
 		return nil, err
 	}
 	id := hex.EncodeToString(b[:])
-	if _, err := n.do(ctx, Request{Op: opRestoreLock, Group: base.MetaGroup, Restore: id, RestoreStep: restoreBegin, Node: &layout.NodeInfo{ID: n.cfg.ID}}); err != nil {
+	if _, err := n.do(ctx, protocol.Request{Op: protocol.OpRestoreLock, Group: base.MetaGroup, Restore: id, RestoreStep: protocol.RestoreBegin, Node: &layout.NodeInfo{ID: n.cfg.ID}}); err != nil {
 		// Were it taken after all, unrenewed it is released.
 		return nil, err
 	}
@@ -105,7 +106,7 @@ func (run *restoreRun) renew(ctx context.Context, cancel context.CancelFunc) {
 		case <-t.C:
 		}
 		rctx, done := context.WithTimeout(ctx, restoreRenewEvery)
-		_, err := run.n.do(rctx, Request{Op: opRestoreLock, Group: base.MetaGroup, Restore: run.fence.ID, RestoreStep: restoreRenew})
+		_, err := run.n.do(rctx, protocol.Request{Op: protocol.OpRestoreLock, Group: base.MetaGroup, Restore: run.fence.ID, RestoreStep: protocol.RestoreRenew})
 		done()
 		if ctx.Err() != nil {
 			return
@@ -133,7 +134,7 @@ func (run *restoreRun) fenceAll(ctx context.Context, dir string) error {
 		run.mu.Lock()
 		run.fenced = append(run.fenced, g.ID)
 		run.mu.Unlock()
-		resp, err := n.do(ctx, Request{Op: opFence, Group: g.ID, Ranges: wholeRing, Term: run.fence.Term, Restore: run.fence.ID})
+		resp, err := n.do(ctx, protocol.Request{Op: protocol.OpFence, Group: g.ID, Ranges: wholeRing, Term: run.fence.Term, Restore: run.fence.ID})
 		if err != nil {
 			return fmt.Errorf("fencing group %d: %w", g.ID, err)
 		}
@@ -177,7 +178,7 @@ func (run *restoreRun) install(ctx context.Context, g base.GroupID, path string)
 			_, err := n.RestoreCheckpoint(ctx, g, f, run.fence)
 			return err
 		}
-		return n.fwd.post(ctx, peerURL(leader.RaftAddr, fmt.Sprintf(RestorePath, g))+run.fence.query(), f)
+		return n.fwd.Post(ctx, protocol.PeerURL(leader.RaftAddr, fmt.Sprintf(RestorePath, g))+run.fence.query(), f)
 	})
 }
 
@@ -186,7 +187,7 @@ func (run *restoreRun) ingest(ctx context.Context, g base.GroupID, entries []sto
 	run.mu.Lock()
 	run.touched[g] = true
 	run.mu.Unlock()
-	_, err := run.n.do(ctx, Request{Op: opIngest, Group: g, Ranges: wholeRing, Entries: entries, Term: run.fence.Term, Restore: run.fence.ID})
+	_, err := run.n.do(ctx, protocol.Request{Op: protocol.OpIngest, Group: g, Ranges: wholeRing, Entries: entries, Term: run.fence.Term, Restore: run.fence.ID})
 	return err
 }
 
@@ -233,12 +234,12 @@ func (run *restoreRun) end() {
 		}
 	}()
 	for _, g := range run.fenced {
-		if _, err := n.do(ctx, Request{Op: opUnfence, Group: g, Ranges: wholeRing, Term: run.fence.Term, Restore: run.fence.ID}); err != nil {
+		if _, err := n.do(ctx, protocol.Request{Op: protocol.OpUnfence, Group: g, Ranges: wholeRing, Term: run.fence.Term, Restore: run.fence.ID}); err != nil {
 			n.log.Error("restore: lifting a fence failed; the metadata leader will once the lock lapses", "restore", run.fence.ID, "group", uint32(g), "err", err)
 			return
 		}
 	}
-	if _, err := n.do(ctx, Request{Op: opRestoreLock, Group: base.MetaGroup, Restore: run.fence.ID, RestoreStep: restoreEnd}); err != nil {
+	if _, err := n.do(ctx, protocol.Request{Op: protocol.OpRestoreLock, Group: base.MetaGroup, Restore: run.fence.ID, RestoreStep: protocol.RestoreEnd}); err != nil {
 		n.log.Error("restore: releasing the lock failed; it lapses", "restore", run.fence.ID, "err", err)
 	}
 }
@@ -277,10 +278,10 @@ func (n *Node) releaseRestore(ctx context.Context, l *layout.Layout, id string) 
 	defer cancel()
 	term := n.meta.raft.CurrentTerm()
 	for _, g := range l.Groups {
-		if _, err := n.do(ctx, Request{Op: opUnfence, Group: g.ID, Ranges: wholeRing, Term: term, Restore: id}); err != nil {
+		if _, err := n.do(ctx, protocol.Request{Op: protocol.OpUnfence, Group: g.ID, Ranges: wholeRing, Term: term, Restore: id}); err != nil {
 			return fmt.Errorf("group %d: %w", g.ID, err)
 		}
 	}
-	_, err := n.do(ctx, Request{Op: opRestoreLock, Group: base.MetaGroup, Restore: id, RestoreStep: restoreEnd})
+	_, err := n.do(ctx, protocol.Request{Op: protocol.OpRestoreLock, Group: base.MetaGroup, Restore: id, RestoreStep: protocol.RestoreEnd})
 	return err
 }

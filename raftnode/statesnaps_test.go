@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/raftnode/raftnodetest"
 	"github.com/ringkv/ringkv/store"
@@ -47,7 +48,7 @@ func checkAll320(t *testing.T, c *raftnodetest.Cluster) {
 	if len(kvs) != 320 {
 		t.Fatalf("%d keys, want 320", len(kvs))
 	}
-	if got := mustGet(t, n, "r319", raftnode.Linearizable); got != "v319" {
+	if got := mustGet(t, n, "r319", protocol.Linearizable); got != "v319" {
 		t.Fatalf("r319 = %q, want v319", got)
 	}
 }
@@ -72,7 +73,7 @@ func TestSnapshotsHoldNoCopyAndALostStateFileIsRefused(t *testing.T) {
 	c.Kill(0)
 	c.Restart(0)
 	c.WaitReady()
-	mustGet(t, c.Members[0].Node, "r000", raftnode.Linearizable)
+	mustGet(t, c.Members[0].Node, "r000", protocol.Linearizable)
 	if _, err := c.Members[0].Node.SnapshotAll(raftnodetest.Ctx(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
+	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/ring"
 )
 
@@ -54,9 +55,9 @@ type GroupStatus struct {
 	// Divergences counts verifications that found this replica differing
 	// from its group; Repairs the reinstallations from the leader that
 	// followed; LastRepair is the latest outcome.
-	Divergences uint64  `json:"divergences"`
-	Repairs     uint64  `json:"repairs"`
-	LastRepair  *Repair `json:"last_repair,omitempty"`
+	Divergences uint64           `json:"divergences"`
+	Repairs     uint64           `json:"repairs"`
+	LastRepair  *protocol.Repair `json:"last_repair,omitempty"`
 }
 
 // Status is a node's view of itself and its local replicas.
@@ -74,6 +75,9 @@ type Status struct {
 	Replication string `json:"replication,omitempty"`
 	// ACL: this node was started with access control on (--acl).
 	ACL bool `json:"acl,omitempty"`
+	// Protocol is the node-to-node protocol version this node speaks
+	// (protocol.Version; absent from releases before versioning).
+	Protocol int `json:"protocol,omitempty"`
 }
 
 func (r *replica) status() GroupStatus {
@@ -112,7 +116,7 @@ func (r *replica) status() GroupStatus {
 // Status reports this node's replicas.
 func (n *Node) Status() Status {
 	l, index := n.meta.meta.LayoutAt()
-	s := Status{Node: n.cfg.ID, Meta: n.meta.status(), Members: l.Nodes, ClusterID: l.ClusterID, LayoutIndex: index, Joined: n.isJoined(), ACL: n.cfg.ACL}
+	s := Status{Node: n.cfg.ID, Meta: n.meta.status(), Members: l.Nodes, ClusterID: l.ClusterID, LayoutIndex: index, Joined: n.isJoined(), ACL: n.cfg.ACL, Protocol: n.ProtocolVersion()}
 	if rg := l.RingView(); rg != nil {
 		s.RingEpoch = rg.Epoch()
 	}
@@ -130,7 +134,7 @@ func (n *Node) peerStatus(ctx context.Context, id base.NodeID) (Status, error) {
 	}
 	sctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	return n.fwd.status(sctx, info)
+	return peerStatus(n.fwd, sctx, info)
 }
 
 func (n *Node) isJoined() bool {

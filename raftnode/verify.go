@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/snapshot"
 	"github.com/ringkv/ringkv/store"
 )
@@ -32,7 +33,7 @@ type ReplicaRoot struct {
 	Divergent bool         `json:"divergent,omitempty"`
 	Diff      *ReplicaDiff `json:"diff,omitempty"`
 	// Repair says what was done about a divergent replica.
-	Repair *Repair `json:"repair,omitempty"`
+	Repair *protocol.Repair `json:"repair,omitempty"`
 	depth  int
 }
 
@@ -60,14 +61,6 @@ type KeyRange struct {
 	Leaf int    `json:"leaf"`
 	From string `json:"from"`
 	To   string `json:"to"`
-}
-
-// Repair reports a divergent replica's reinstallation from its leader.
-type Repair struct {
-	Done  bool        `json:"done"`
-	From  base.NodeID `json:"from,omitempty"`
-	Index uint64      `json:"index,omitempty"` // the checkpoint's index
-	Error string      `json:"error,omitempty"`
 }
 
 // GroupVerification compares a group's replicas at one log index.
@@ -117,7 +110,7 @@ func (n *Node) Verify(ctx context.Context, g base.GroupID, o VerifyOptions) (Gro
 		return GroupVerification{}, err
 	}
 	nonce := []byte(hex.EncodeToString(nb[:]))
-	resp, err := n.do(ctx, Request{Op: opVerify, Group: g, Key: nonce, Deep: o.Deep})
+	resp, err := n.do(ctx, protocol.Request{Op: protocol.OpVerify, Group: g, Key: nonce, Deep: o.Deep})
 	if err != nil {
 		return GroupVerification{}, err
 	}
@@ -263,15 +256,15 @@ func allUTF8(ks []string) bool {
 }
 
 // ask runs req on node id: here, or forwarded to it.
-func (n *Node) ask(ctx context.Context, id base.NodeID, req Request) (Response, error) {
+func (n *Node) ask(ctx context.Context, id base.NodeID, req protocol.Request) (protocol.Response, error) {
 	if id == n.cfg.ID {
 		return n.Serve(ctx, req)
 	}
 	info, ok := n.Layout().Node(id)
 	if !ok {
-		return Response{}, fmt.Errorf("%w: node %s not in the layout", base.ErrNotFound, id)
+		return protocol.Response{}, fmt.Errorf("%w: node %s not in the layout", base.ErrNotFound, id)
 	}
-	return n.fwd.forward(ctx, info.RaftAddr, req)
+	return n.fwd.Forward(ctx, info.RaftAddr, req)
 }
 
 // remoteTree is the tree a replica recorded at one verification.
@@ -288,7 +281,7 @@ type remoteTree struct {
 func (t *remoteTree) Depth() int { return t.depth }
 
 func (t *remoteTree) Nodes(level int, indexes []int) ([]snapshot.Digest, error) {
-	resp, err := t.n.ask(t.ctx, t.node, Request{Op: opVerifyTree, Group: t.g, Key: t.nonce, Level: level, Indexes: indexes, Deep: t.data})
+	resp, err := t.n.ask(t.ctx, t.node, protocol.Request{Op: protocol.OpVerifyTree, Group: t.g, Key: t.nonce, Level: level, Indexes: indexes, Deep: t.data})
 	if err != nil {
 		return nil, err
 	}
@@ -302,15 +295,8 @@ func (t *remoteTree) Nodes(level int, indexes []int) ([]snapshot.Digest, error) 
 	return out, nil
 }
 
-// LeafEntry is store.LeafEntry on the wire.
-type LeafEntry struct {
-	Key         []byte `json:"key"`
-	ModifyIndex uint64 `json:"modify_index"`
-	Digest      []byte `json:"digest"`
-}
-
 func (n *Node) leafEntries(ctx context.Context, g base.GroupID, id base.NodeID, depth int, leaves []int, index uint64) ([]store.LeafEntry, error) {
-	resp, err := n.ask(ctx, id, Request{Op: opLeafEntries, Group: g, Level: depth, Indexes: leaves, Index: index})
+	resp, err := n.ask(ctx, id, protocol.Request{Op: protocol.OpLeafEntries, Group: g, Level: depth, Indexes: leaves, Index: index})
 	if err != nil {
 		return nil, err
 	}
@@ -323,13 +309,13 @@ func (n *Node) leafEntries(ctx context.Context, g base.GroupID, id base.NodeID, 
 }
 
 // requestRepair asks node id to reinstall its replica of g from the leader.
-func (n *Node) requestRepair(ctx context.Context, g base.GroupID, id base.NodeID, index uint64) *Repair {
-	resp, err := n.ask(ctx, id, Request{Op: opRepair, Group: g, Index: index})
+func (n *Node) requestRepair(ctx context.Context, g base.GroupID, id base.NodeID, index uint64) *protocol.Repair {
+	resp, err := n.ask(ctx, id, protocol.Request{Op: protocol.OpRepair, Group: g, Index: index})
 	if err != nil {
-		return &Repair{Error: err.Error()}
+		return &protocol.Repair{Error: err.Error()}
 	}
 	if resp.Repaired == nil {
-		return &Repair{Error: "no answer"}
+		return &protocol.Repair{Error: "no answer"}
 	}
 	return resp.Repaired
 }
@@ -347,16 +333,16 @@ func (n *Node) replicaRoot(ctx context.Context, g base.GroupID, id base.NodeID, 
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	rr := ReplicaRoot{Node: id}
-	req := Request{Op: opVerifyResult, Group: g, Key: nonce, Deep: deep}
+	req := protocol.Request{Op: protocol.OpVerifyResult, Group: g, Key: nonce, Deep: deep}
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		var resp Response
+		var resp protocol.Response
 		var err error
 		if id == n.cfg.ID {
 			resp, err = n.Serve(ctx, req)
 		} else if info, ok := n.Layout().Node(id); ok {
-			resp, err = n.fwd.forward(ctx, info.RaftAddr, req)
+			resp, err = n.fwd.Forward(ctx, info.RaftAddr, req)
 		} else {
 			err = fmt.Errorf("node %s not in the layout", id)
 		}
@@ -389,19 +375,8 @@ const replicaVerifyWait = 3 * time.Second
 // replica to read all its data.
 const replicaDeepVerifyWait = 2 * time.Minute
 
-// Verified is a root recorded at a verification entry.
-type Verified struct {
-	Index uint64 `json:"index"`
-	Root  string `json:"root"`
-	Depth int    `json:"depth,omitempty"`
-	// DataRoot (deep verifications) is the root recomputed from the stored
-	// entries; DataError says why it could not be.
-	DataRoot  string `json:"data_root,omitempty"`
-	DataError string `json:"data_error,omitempty"`
-}
-
-func verifiedOf(r store.Root) *Verified {
-	return &Verified{Index: r.Index, Root: hex.EncodeToString(r.Hash[:]), Depth: r.Depth}
+func verifiedOf(r store.Root) *protocol.Verified {
+	return &protocol.Verified{Index: r.Index, Root: hex.EncodeToString(r.Hash[:]), Depth: r.Depth}
 }
 
 // SnapshotResult reports a forced snapshot of one local replica.

@@ -1,4 +1,4 @@
-package raftnode
+package protocol
 
 import (
 	"encoding/binary"
@@ -25,7 +25,7 @@ const streamCodecVersion = 1
 // Codes of the streamed ops and read consistencies; 0 is unused for ops and
 // means the default for consistency.
 var (
-	streamOps          = []string{"", opPut, opDelete, opGet, opWait}
+	streamOps          = []Op{"", OpPut, OpDelete, OpGet, OpWait}
 	streamConsistences = []Consistency{"", Linearizable, Lease, Stale}
 )
 

@@ -1,7 +1,6 @@
-package raftnode
+package protocol
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/ringkv/ringkv/base"
@@ -11,37 +10,52 @@ import (
 	"github.com/ringkv/ringkv/store"
 )
 
+// Op names what a Request asks of a node; its words are what the wire
+// carries.
+type Op string
+
 // Operations a Request can carry.
 const (
-	opPut          = "put"
-	opDelete       = "delete"
-	opGet          = "get"
-	opScan         = "scan"
-	opAddVoter     = "add_voter"
-	opRemoveServer = "remove_server"
-	opJoin         = "join"
-	opRemoveNode   = "remove_node"
-	opVerify       = "verify"        // through the log, on the leader
-	opVerifyResult = "verify_result" // a replica's recorded root, anywhere
-	opVerifyTree   = "verify_tree"   // nodes of a replica's recorded tree
-	opLeafEntries  = "leaf_entries"  // a replica's entries in some leaves
-	opRepair       = "repair"        // reinstall a replica's state from the leader
-	opWait         = "wait"          // until an index is committed, on the leader
-	opRangeStats   = "range_stats"   // keys and bytes in hash ranges, on the leader
-	opPinLeader    = "pin_leader"    // a group's preferred leader, on the metadata leader
-	opAddNonvoter  = "add_nonvoter"
-	opNodeState    = "node_state"   // drain or undrain a node, on the metadata leader
-	opReplicaStep  = "replica_step" // the next step of a replica move, on the group leader
-	opLayoutIndex  = "layout_index" // the metadata index a read must see, on the metadata leader
-	opRestoreLock  = "restore_lock" // take, renew or release the restore lock, on the metadata leader
-	opACL          = "acl"          // change access control, on the metadata leader
+	OpPut          Op = "put"
+	OpDelete       Op = "delete"
+	OpGet          Op = "get"
+	OpScan         Op = "scan"
+	OpAddVoter     Op = "add_voter"
+	OpRemoveServer Op = "remove_server"
+	OpJoin         Op = "join"
+	OpRemoveNode   Op = "remove_node"
+	OpVerify       Op = "verify"        // through the log, on the leader
+	OpVerifyResult Op = "verify_result" // a replica's recorded root, anywhere
+	OpVerifyTree   Op = "verify_tree"   // nodes of a replica's recorded tree
+	OpLeafEntries  Op = "leaf_entries"  // a replica's entries in some leaves
+	OpRepair       Op = "repair"        // reinstall a replica's state from the leader
+	OpWait         Op = "wait"          // until an index is committed, on the leader
+	OpRangeStats   Op = "range_stats"   // keys and bytes in hash ranges, on the leader
+	OpPinLeader    Op = "pin_leader"    // a group's preferred leader, on the metadata leader
+	OpAddNonvoter  Op = "add_nonvoter"
+	OpNodeState    Op = "node_state"   // drain or undrain a node, on the metadata leader
+	OpReplicaStep  Op = "replica_step" // the next step of a replica move, on the group leader
+	OpLayoutIndex  Op = "layout_index" // the metadata index a read must see, on the metadata leader
+	OpRestoreLock  Op = "restore_lock" // take, renew or release the restore lock, on the metadata leader
+	OpACL          Op = "acl"          // change access control, on the metadata leader
 )
 
-// Steps of opRestoreLock.
+// Operations that move data between groups (resharding, restores).
 const (
-	restoreBegin = "begin"
-	restoreRenew = "renew"
-	restoreEnd   = "end"
+	OpRingChange Op = "ring_change" // start a ring change, on the metadata leader
+	OpRingAbort  Op = "ring_abort"  // undo the ring change in motion, on the metadata leader
+	OpRangeScan  Op = "range_scan"  // a page of the entries in ranges
+	OpFence      Op = "fence"       // refuse client writes in ranges, through the log
+	OpUnfence    Op = "unfence"     // take ranges over, through the log
+	OpIngest     Op = "ingest"      // write moved entries, through the log
+	OpDrop       Op = "drop"        // delete a page of keys in ranges, through the log
+)
+
+// Steps of OpRestoreLock.
+const (
+	RestoreBegin = "begin"
+	RestoreRenew = "renew"
+	RestoreEnd   = "end"
 )
 
 // maxRanges bounds the hash ranges one request may name.
@@ -53,7 +67,7 @@ const maxTreeNodes = 1 << 16
 // Request is one operation on one group, as run locally or forwarded to the
 // group leader's node.
 type Request struct {
-	Op          string       `json:"op"`
+	Op          Op           `json:"op"`
 	Group       base.GroupID `json:"group"`
 	Key         []byte       `json:"key,omitempty"`
 	Value       []byte       `json:"value,omitempty"`
@@ -122,44 +136,44 @@ func (r Request) Validate() error {
 		return err
 	}
 	switch r.Op {
-	case opPut, opDelete, opGet, opVerify, opVerifyResult, opVerifyTree:
+	case OpPut, OpDelete, OpGet, OpVerify, OpVerifyResult, OpVerifyTree:
 		if len(r.Key) == 0 {
 			return fmt.Errorf("%w: empty key", base.ErrBadRequest)
 		}
-	case opLeafEntries, opRepair:
-	case opRangeStats:
+	case OpLeafEntries, OpRepair:
+	case OpRangeStats:
 		if len(r.Ranges) > maxRanges {
 			return fmt.Errorf("%w: %d ranges (at most %d)", base.ErrBadRequest, len(r.Ranges), maxRanges)
 		}
-	case opRangeScan, opFence, opUnfence, opIngest, opDrop:
+	case OpRangeScan, OpFence, OpUnfence, OpIngest, OpDrop:
 		if len(r.Ranges) == 0 || len(r.Ranges) > maxRanges {
 			return fmt.Errorf("%w: %s with %d ranges (1 to %d)", base.ErrBadRequest, r.Op, len(r.Ranges), maxRanges)
 		}
-		if r.Op == opIngest && (len(r.Entries) == 0 || len(r.Entries) > store.MaxIngest) {
+		if r.Op == OpIngest && (len(r.Entries) == 0 || len(r.Entries) > store.MaxIngest) {
 			return fmt.Errorf("%w: ingest of %d entries (1 to %d)", base.ErrBadRequest, len(r.Entries), store.MaxIngest)
 		}
-		if r.Op == opDrop && (r.Limit < 1 || r.Limit > 10000) {
+		if r.Op == OpDrop && (r.Limit < 1 || r.Limit > 10000) {
 			return fmt.Errorf("%w: drop limit %d (1 to 10000)", base.ErrBadRequest, r.Limit)
 		}
 		if r.Restore != "" {
-			if r.Op == opRangeScan || r.Op == opDrop {
+			if r.Op == OpRangeScan || r.Op == OpDrop {
 				return fmt.Errorf("%w: %s does not act for a restore", base.ErrBadRequest, r.Op)
 			}
 			if err := layout.CheckRestoreID(r.Restore); err != nil {
 				return err
 			}
 		}
-	case opRestoreLock:
+	case OpRestoreLock:
 		if r.Group != base.MetaGroup {
 			return fmt.Errorf("%w: restore_lock on group %d, not the metadata group", base.ErrBadRequest, r.Group)
 		}
 		if err := layout.CheckRestoreID(r.Restore); err != nil {
 			return err
 		}
-		if r.RestoreStep != restoreBegin && r.RestoreStep != restoreRenew && r.RestoreStep != restoreEnd {
+		if r.RestoreStep != RestoreBegin && r.RestoreStep != RestoreRenew && r.RestoreStep != RestoreEnd {
 			return fmt.Errorf("%w: restore_lock step %q (begin, renew or end)", base.ErrBadRequest, r.RestoreStep)
 		}
-		if r.RestoreStep == restoreBegin {
+		if r.RestoreStep == RestoreBegin {
 			if r.Node == nil {
 				return fmt.Errorf("%w: restore_lock begin without its node", base.ErrBadRequest)
 			}
@@ -167,43 +181,43 @@ func (r Request) Validate() error {
 				return err
 			}
 		}
-	case opRingAbort:
-	case opACL:
+	case OpRingAbort:
+	case OpACL:
 		if r.Group != base.MetaGroup {
 			return fmt.Errorf("%w: acl on group %d, not the metadata group", base.ErrBadRequest, r.Group)
 		}
 		if err := r.ACL.Check(); err != nil {
 			return err
 		}
-	case opPinLeader:
+	case OpPinLeader:
 		if err := layout.CheckGroupID("pin_leader: group", r.Target); err != nil {
 			return err
 		}
-	case opRingChange:
+	case OpRingChange:
 		if r.Change == nil {
 			return fmt.Errorf("%w: ring change missing", base.ErrBadRequest)
 		}
 		if err := r.Change.Check(); err != nil {
 			return err
 		}
-	case opWait:
+	case OpWait:
 		if r.Index == 0 {
 			return fmt.Errorf("%w: wait for index 0", base.ErrBadRequest)
 		}
-	case opScan:
-	case opLayoutIndex:
+	case OpScan:
+	case OpLayoutIndex:
 		if r.Group != base.MetaGroup {
 			return fmt.Errorf("%w: layout_index on group %d, not the metadata group", base.ErrBadRequest, r.Group)
 		}
-	case opReplicaStep:
+	case OpReplicaStep:
 		if r.Move == nil || r.Move.To == "" || r.Move.Group != r.Group {
 			return fmt.Errorf("%w: replica_step without a move of its group", base.ErrBadRequest)
 		}
-	case opAddVoter, opAddNonvoter, opRemoveServer, opJoin, opRemoveNode, opNodeState:
+	case OpAddVoter, OpAddNonvoter, OpRemoveServer, OpJoin, OpRemoveNode, OpNodeState:
 		if r.Node == nil || r.Node.ID == "" {
 			return fmt.Errorf("%w: %s without a node", base.ErrBadRequest, r.Op)
 		}
-		if r.Op == opJoin {
+		if r.Op == OpJoin {
 			if err := layout.CheckMember(*r.Node); err != nil {
 				return err
 			}
@@ -211,7 +225,7 @@ func (r Request) Validate() error {
 	default:
 		return fmt.Errorf("%w: unknown op %q", base.ErrBadRequest, r.Op)
 	}
-	if r.Op == opGet || r.Op == opScan || r.Op == opLayoutIndex {
+	if r.Op == OpGet || r.Op == OpScan || r.Op == OpLayoutIndex {
 		if _, err := ParseConsistency(string(r.Consistency)); err != nil {
 			return err
 		}
@@ -219,10 +233,10 @@ func (r Request) Validate() error {
 	if r.Limit < 0 || r.MaxBytes < 0 {
 		return fmt.Errorf("%w: negative limit", base.ErrBadRequest)
 	}
-	if r.Async && (r.HasCAS || (r.Op != opPut && r.Op != opDelete)) {
+	if r.Async && (r.HasCAS || (r.Op != OpPut && r.Op != OpDelete)) {
 		return fmt.Errorf("%w: only plain puts and deletes can be acknowledged asynchronously (a compare-and-swap needs its outcome)", base.ErrBadRequest)
 	}
-	if r.Op == opVerifyTree || r.Op == opLeafEntries {
+	if r.Op == OpVerifyTree || r.Op == OpLeafEntries {
 		if r.Level < 0 || r.Level > snapshot.MaxTreeDepth || len(r.Indexes) == 0 || len(r.Indexes) > maxTreeNodes {
 			return fmt.Errorf("%w: %s: level %d with %d nodes", base.ErrBadRequest, r.Op, r.Level, len(r.Indexes))
 		}
@@ -235,70 +249,10 @@ func (r Request) Validate() error {
 	return nil
 }
 
-func (r Request) isWrite() bool {
+func (r Request) IsWrite() bool {
 	switch r.Op {
-	case opPut, opDelete, opVerify, opAddVoter, opAddNonvoter, opRemoveServer, opJoin, opRemoveNode, opNodeState, opReplicaStep, opFence, opUnfence, opIngest, opDrop, opRingChange, opRingAbort, opPinLeader, opRestoreLock, opACL:
+	case OpPut, OpDelete, OpVerify, OpAddVoter, OpAddNonvoter, OpRemoveServer, OpJoin, OpRemoveNode, OpNodeState, OpReplicaStep, OpFence, OpUnfence, OpIngest, OpDrop, OpRingChange, OpRingAbort, OpPinLeader, OpRestoreLock, OpACL:
 		return true
 	}
 	return false
-}
-
-func (r Request) servedLocally() bool {
-	switch r.Op {
-	case opVerifyResult, opVerifyTree, opLeafEntries, opRepair:
-		return true
-	}
-	return (r.Op == opGet || r.Op == opScan) && (r.Consistency == Stale || brokenStaleReads)
-}
-
-// KV is a key with its value and indexes.
-type KV struct {
-	Key         []byte       `json:"key"`
-	Value       []byte       `json:"value,omitempty"`
-	CreateIndex uint64       `json:"create_index"`
-	ModifyIndex uint64       `json:"modify_index"`
-	Group       base.GroupID `json:"group"`
-}
-
-// WriteResult describes an acknowledged write.
-type WriteResult struct {
-	Key       []byte       `json:"key"`
-	Index     uint64       `json:"index"`      // the key's modify index after the write (0 after delete)
-	Group     base.GroupID `json:"group"`      // the group that holds the key
-	RaftIndex uint64       `json:"raft_index"` // the write's Raft log index in that group
-	// Async writes: acknowledged at the leader's append, in RaftTerm;
-	// Wait(Group, RaftIndex, RaftTerm) tells when a majority has it.
-	Async    bool   `json:"async,omitempty"`
-	RaftTerm uint64 `json:"raft_term,omitempty"`
-}
-
-// Response is the result of a Request.
-type Response struct {
-	Write     *WriteResult  `json:"write,omitempty"`
-	Entry     *KV           `json:"entry,omitempty"`
-	Entries   []KV          `json:"entries,omitempty"`
-	RaftIndex uint64        `json:"raft_index,omitempty"` // applied index a read was served at
-	Verified  *Verified     `json:"verified,omitempty"`
-	Digests   [][]byte      `json:"digests,omitempty"`
-	Leaf      []LeafEntry   `json:"leaf_entries,omitempty"`
-	Repaired  *Repair       `json:"repaired,omitempty"`
-	Tallies   []store.Tally `json:"tallies,omitempty"`
-	Scan      *ScanPage     `json:"scan,omitempty"`
-	Count     int           `json:"count,omitempty"`
-	Cursor    []byte        `json:"cursor,omitempty"`
-	// More says a scan page stopped at its limit or byte bound.
-	More   bool               `json:"more,omitempty"`
-	Change *layout.RingChange `json:"change,omitempty"`
-	// Done and Progress report a replica_step.
-	Done     bool        `json:"done,omitempty"`
-	Progress string      `json:"progress,omitempty"`
-	ServedBy base.NodeID `json:"served_by"`
-}
-
-func mustJSON(v interface{}) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err)
-	}
-	return b
 }
