@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"net/url"
 	"strconv"
+
+	"github.com/ringkv/ringkv/api"
 )
 
 // VerifyOptions qualifies a verification.
@@ -18,57 +20,16 @@ type VerifyOptions struct {
 	NoRepair bool
 }
 
-// Verification is the answer to a verification.
-type Verification struct {
-	Agree  bool                `json:"agree"`
-	Groups []GroupVerification `json:"groups"`
-}
-
-// GroupVerification compares a group's replicas at one log index.
-type GroupVerification struct {
-	Group    uint32        `json:"group"`
-	Index    uint64        `json:"index"`
-	Root     string        `json:"root"`
-	Agree    bool          `json:"agree"`
-	Replicas []ReplicaRoot `json:"replicas"`
-}
-
-// ReplicaRoot is one replica's root at the verification index.
-type ReplicaRoot struct {
-	Node     string       `json:"node"`
-	Index    uint64       `json:"index"`
-	Root     string       `json:"root"`
-	DataRoot string       `json:"data_root"`
-	Error    string       `json:"error"`
-	Diff     *ReplicaDiff `json:"diff"`
-	Repair   *Repair      `json:"repair"`
-}
-
-// ReplicaDiff locates a divergent replica's differences.
-type ReplicaDiff struct {
-	Against  string     `json:"against"`
-	Hashes   int        `json:"hashes_compared"`
-	Ranges   []KeyRange `json:"ranges"`
-	Keys     []string   `json:"keys"`
-	MoreKeys bool       `json:"more_keys"`
-	// KeysBase64 holds Keys' exact bytes when one is not valid UTF-8.
-	KeysBase64 []string `json:"keys_base64"`
-}
-
-// KeyRange is a range of the key-hash space (one Merkle leaf).
-type KeyRange struct {
-	Leaf int    `json:"leaf"`
-	From string `json:"from"`
-	To   string `json:"to"`
-}
-
-// Repair reports a divergent replica's reinstallation.
-type Repair struct {
-	Done  bool   `json:"done"`
-	From  string `json:"from"`
-	Index uint64 `json:"index"`
-	Error string `json:"error"`
-}
+// The answer to a verification, as the server defines it (package api):
+// one definition shared by both sides.
+type (
+	Verification      = api.Verification
+	GroupVerification = api.GroupVerification
+	ReplicaRoot       = api.ReplicaRoot
+	ReplicaDiff       = api.ReplicaDiff
+	KeyRange          = api.KeyRange
+	Repair            = api.Repair
+)
 
 // Verify runs a verification (POST /v1/verify or /v1/groups/{id}/verify).
 func (c *Client) Verify(ctx context.Context, o VerifyOptions) (Verification, error) {

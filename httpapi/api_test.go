@@ -20,11 +20,13 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/ringkv/ringkv/api"
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/snapshot"
+	"github.com/ringkv/ringkv/verify"
 )
 
 // fakeBackend is an in-memory Backend. err, when set, is returned by every
@@ -222,17 +224,17 @@ func (f *fakeBackend) Join(_ context.Context, info layout.NodeInfo) error {
 	f.joins = append(f.joins, info)
 	return nil
 }
-func (f *fakeBackend) Verify(_ context.Context, g base.GroupID, _ raftnode.VerifyOptions) (raftnode.GroupVerification, error) {
+func (f *fakeBackend) Verify(_ context.Context, g base.GroupID, _ verify.Options) (api.GroupVerification, error) {
 	f.touch()
 	if g > 3 {
-		return raftnode.GroupVerification{}, base.ErrNotFound
+		return api.GroupVerification{}, base.ErrNotFound
 	}
-	return raftnode.GroupVerification{Group: g, Agree: g != 2}, nil
+	return api.GroupVerification{Group: g, Agree: g != 2}, nil
 }
 
-func (f *fakeBackend) VerifyAll(ctx context.Context, o raftnode.VerifyOptions) ([]raftnode.GroupVerification, error) {
+func (f *fakeBackend) VerifyAll(ctx context.Context, o verify.Options) ([]api.GroupVerification, error) {
 	f.touch()
-	var out []raftnode.GroupVerification
+	var out []api.GroupVerification
 	for g := base.GroupID(1); g <= 3; g++ {
 		v, _ := f.Verify(ctx, g, o)
 		out = append(out, v)
@@ -283,9 +285,9 @@ func (f *fakeBackend) RestoreCheckpoint(context.Context, base.GroupID, io.Reader
 	return 0, &base.NotLeaderError{Group: 1, Leader: "node2"}
 }
 
-func (f *fakeBackend) Tree(_ context.Context, g base.GroupID) (raftnode.GroupTree, error) {
+func (f *fakeBackend) Tree(_ context.Context, g base.GroupID) (api.GroupTree, error) {
 	f.touch()
-	return raftnode.GroupTree{Group: g, Depth: 1, Leaves: [][]byte{make([]byte, 32), make([]byte, 32)}}, nil
+	return api.GroupTree{Group: g, Depth: 1, Leaves: [][]byte{make([]byte, 32), make([]byte, 32)}}, nil
 }
 
 func (f *fakeBackend) BlockPeers(addrs []string) {

@@ -15,11 +15,13 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/ringkv/ringkv/api"
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/ring"
+	"github.com/ringkv/ringkv/verify"
 )
 
 func wireErr(msg, code string) base.WireError { return base.WireError{Error: msg, Code: code} }
@@ -459,14 +461,8 @@ func (a *API) fault(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]interface{}{"blocked": fb.Block})
 }
 
-// verifyBody is the answer to a verification.
-type verifyBody struct {
-	Agree  bool                         `json:"agree"`
-	Groups []raftnode.GroupVerification `json:"groups"`
-}
-
 func (a *API) verifyAll(w http.ResponseWriter, r *http.Request) {
-	a.verify(w, r, func(ctx context.Context, o raftnode.VerifyOptions) ([]raftnode.GroupVerification, error) {
+	a.verify(w, r, func(ctx context.Context, o verify.Options) ([]api.GroupVerification, error) {
 		return a.b.VerifyAll(ctx, o)
 	})
 }
@@ -477,15 +473,15 @@ func (a *API) verifyGroup(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	a.verify(w, r, func(ctx context.Context, o raftnode.VerifyOptions) ([]raftnode.GroupVerification, error) {
+	a.verify(w, r, func(ctx context.Context, o verify.Options) ([]api.GroupVerification, error) {
 		v, err := a.b.Verify(ctx, id, o)
-		return []raftnode.GroupVerification{v}, err
+		return []api.GroupVerification{v}, err
 	})
 }
 
 // verify reads the options, runs fn under the verification's deadline and
 // answers whether every group agrees.
-func (a *API) verify(w http.ResponseWriter, r *http.Request, fn func(context.Context, raftnode.VerifyOptions) ([]raftnode.GroupVerification, error)) {
+func (a *API) verify(w http.ResponseWriter, r *http.Request, fn func(context.Context, verify.Options) ([]api.GroupVerification, error)) {
 	o, err := verifyOptions(r)
 	if err != nil {
 		writeError(w, err)
@@ -501,7 +497,7 @@ func (a *API) verify(w http.ResponseWriter, r *http.Request, fn func(context.Con
 		writeError(w, err)
 		return
 	}
-	body := verifyBody{Agree: true, Groups: vs}
+	body := api.Verification{Agree: true, Groups: vs}
 	for _, v := range vs {
 		body.Agree = body.Agree && v.Agree
 	}
@@ -511,8 +507,8 @@ func (a *API) verify(w http.ResponseWriter, r *http.Request, fn func(context.Con
 // verifyOptions reads ?repair=false, which reports a divergent replica
 // without reinstalling it, and ?deep=false, which compares only the trees
 // kept alongside the data instead of recomputing every root from it.
-func verifyOptions(r *http.Request) (raftnode.VerifyOptions, error) {
-	o := raftnode.VerifyOptions{Deep: true}
+func verifyOptions(r *http.Request) (verify.Options, error) {
+	o := verify.Options{Deep: true}
 	for _, p := range []struct {
 		name string
 		dst  *bool
@@ -531,7 +527,7 @@ func verifyOptions(r *http.Request) (raftnode.VerifyOptions, error) {
 }
 
 // verifyTimeout bounds a verification: a deep one reads all the data.
-func verifyTimeout(o raftnode.VerifyOptions) time.Duration {
+func verifyTimeout(o verify.Options) time.Duration {
 	if o.Deep {
 		return 10 * time.Minute
 	}

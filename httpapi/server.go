@@ -13,11 +13,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ringkv/ringkv/acl"
+	"github.com/ringkv/ringkv/api"
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/snapshot"
+	"github.com/ringkv/ringkv/verify"
 )
 
 // Backend is what the handlers call; *raftnode.Node implements it.
@@ -47,8 +49,8 @@ type Backend interface {
 	// speaks (protocol.Version), said on forwarding answers.
 	ProtocolVersion() int
 	BlockPeers(addrs []string)
-	Verify(ctx context.Context, g base.GroupID, o raftnode.VerifyOptions) (raftnode.GroupVerification, error)
-	VerifyAll(ctx context.Context, o raftnode.VerifyOptions) ([]raftnode.GroupVerification, error)
+	Verify(ctx context.Context, g base.GroupID, o verify.Options) (api.GroupVerification, error)
+	VerifyAll(ctx context.Context, o verify.Options) ([]api.GroupVerification, error)
 	SnapshotAll(ctx context.Context) ([]raftnode.SnapshotResult, error)
 	Backup(ctx context.Context, dir string, w io.Writer) (snapshot.Manifest, error)
 	Restore(ctx context.Context, dir string, r io.Reader, o raftnode.RestoreOptions) (raftnode.RestoreReport, error)
@@ -68,7 +70,7 @@ type Backend interface {
 	PeerSecret() ([]byte, error)
 	ServeCheckpoint(ctx context.Context, g base.GroupID, minIndex uint64, start func(h snapshot.Header) io.Writer) error
 	RestoreCheckpoint(ctx context.Context, g base.GroupID, r io.Reader, f raftnode.RestoreFence) (uint64, error)
-	Tree(ctx context.Context, g base.GroupID) (raftnode.GroupTree, error)
+	Tree(ctx context.Context, g base.GroupID) (api.GroupTree, error)
 }
 
 // Config configures the API.

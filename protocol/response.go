@@ -1,18 +1,11 @@
 package protocol
 
 import (
+	"github.com/ringkv/ringkv/api"
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/store"
 )
-
-// Repair reports a divergent replica's reinstallation from its leader.
-type Repair struct {
-	Done  bool        `json:"done"`
-	From  base.NodeID `json:"from,omitempty"`
-	Index uint64      `json:"index,omitempty"` // the checkpoint's index
-	Error string      `json:"error,omitempty"`
-}
 
 // LeafEntry is store.LeafEntry on the wire.
 type LeafEntry struct {
@@ -72,7 +65,7 @@ type Response struct {
 	Verified  *Verified     `json:"verified,omitempty"`
 	Digests   [][]byte      `json:"digests,omitempty"`
 	Leaf      []LeafEntry   `json:"leaf_entries,omitempty"`
-	Repaired  *Repair       `json:"repaired,omitempty"`
+	Repaired  *api.Repair   `json:"repaired,omitempty"`
 	Tallies   []store.Tally `json:"tallies,omitempty"`
 	Scan      *ScanPage     `json:"scan,omitempty"`
 	Count     int           `json:"count,omitempty"`

@@ -16,6 +16,7 @@ import (
 	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/raftnode/raftnodetest"
+	"github.com/ringkv/ringkv/verify"
 )
 
 // mustPut writes key=value, retrying a write whose outcome is unknown (as a
@@ -404,7 +405,7 @@ func TestVerifyComparesReplicasAtOneIndex(t *testing.T) {
 			c.Members[1].Node.Put(ctx, []byte(fmt.Sprintf("during/%d", i)), []byte("x"), raftnode.WriteOptions{})
 		}
 	}()
-	vs, err := c.Members[2].Node.VerifyAll(ctx, raftnode.VerifyOptions{})
+	vs, err := c.Members[2].Node.VerifyAll(ctx, verify.Options{})
 	<-done
 	if err != nil {
 		t.Fatal(err)
@@ -424,11 +425,11 @@ func TestVerifyComparesReplicasAtOneIndex(t *testing.T) {
 	}
 	// Two verifications without writes in between see the same root at
 	// different indexes.
-	a, err := c.Members[0].Node.Verify(ctx, 1, raftnode.VerifyOptions{})
+	a, err := c.Members[0].Node.Verify(ctx, 1, verify.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := c.Members[0].Node.Verify(ctx, 1, raftnode.VerifyOptions{})
+	b, err := c.Members[0].Node.Verify(ctx, 1, verify.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/raftnode/raftnodetest"
+	"github.com/ringkv/ringkv/verify"
 )
 
 // holdFirstNonvoterStep is an OnReplicaMove hook, shared by all nodes,
@@ -64,7 +65,7 @@ func checkKeys(t *testing.T, c *raftnodetest.Cluster, want map[string]string, un
 // verifyAll checks that every group's replicas hold the same data.
 func verifyAll(t *testing.T, n *raftnode.Node) {
 	t.Helper()
-	vs, err := n.VerifyAll(raftnodetest.Ctx(t, 30*time.Second), raftnode.VerifyOptions{Deep: true, NoRepair: true})
+	vs, err := n.VerifyAll(raftnodetest.Ctx(t, 30*time.Second), verify.Options{Deep: true, NoRepair: true})
 	if err != nil {
 		t.Fatal(err)
 	}

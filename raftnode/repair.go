@@ -7,8 +7,9 @@ import (
 	"os"
 	"time"
 
+	"github.com/ringkv/ringkv/api"
 	"github.com/ringkv/ringkv/base"
-	"github.com/ringkv/ringkv/protocol"
+	"github.com/ringkv/ringkv/verify"
 )
 
 // repair reinstalls replica r's state from its group leader: a replica
@@ -18,7 +19,7 @@ import (
 // already covers are then skipped as replays. Raft itself, and therefore
 // the group, keeps running. A divergent leader first hands leadership to
 // another replica.
-func (n *Node) repair(ctx context.Context, r *replica, index uint64) *protocol.Repair {
+func (n *Node) repair(ctx context.Context, r *replica, index uint64) *api.Repair {
 	r.divergences.Add(1)
 	n.log.Warn("replica found divergent; reinstalling its state from the leader", "group", uint32(r.id), "verify_index", index)
 	rep := n.reinstall(ctx, r)
@@ -32,8 +33,8 @@ func (n *Node) repair(ctx context.Context, r *replica, index uint64) *protocol.R
 	return rep
 }
 
-func (n *Node) reinstall(ctx context.Context, r *replica) *protocol.Repair {
-	fail := func(err error) *protocol.Repair { return &protocol.Repair{Error: err.Error()} }
+func (n *Node) reinstall(ctx context.Context, r *replica) *api.Repair {
+	fail := func(err error) *api.Repair { return &api.Repair{Error: err.Error()} }
 	if r.isLeader() {
 		if err := await(ctx, r.raft.LeadershipTransfer()); err != nil {
 			return fail(fmt.Errorf("handing leadership over before the repair: %w", err))
@@ -71,7 +72,7 @@ func (n *Node) reinstall(ctx context.Context, r *replica) *protocol.Repair {
 	if err := r.st.Restore(f); err != nil {
 		return fail(fmt.Errorf("installing the checkpoint: %w", err))
 	}
-	return &protocol.Repair{Done: true, From: from, Index: r.st.AppliedIndex()}
+	return &api.Repair{Done: true, From: from, Index: r.st.AppliedIndex()}
 }
 
 // verifyLoop verifies, every VerifyInterval, each group this node leads:
@@ -84,7 +85,7 @@ func (n *Node) verifyLoop(ctx context.Context) {
 				continue
 			}
 			vctx, cancel := context.WithTimeout(ctx, max(n.cfg.VerifyInterval, 30*time.Second))
-			v, err := n.Verify(vctx, r.id, VerifyOptions{Deep: true})
+			v, err := n.Verify(vctx, r.id, verify.Options{Deep: true})
 			cancel()
 			switch {
 			case err != nil:

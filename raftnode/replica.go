@@ -14,9 +14,9 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/ringkv/ringkv/api"
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/logstore"
-	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/ring"
 	"github.com/ringkv/ringkv/store"
 )
@@ -51,7 +51,7 @@ type replica struct {
 	// followed; lastRepair is the latest outcome.
 	divergences atomic.Uint64
 	repairs     atomic.Uint64
-	lastRepair  atomic.Pointer[protocol.Repair]
+	lastRepair  atomic.Pointer[api.Repair]
 
 	// writes counts the writes this replica took as leader; writeRate is
 	// their recent rate per second (float64 bits), for load balancing.

@@ -16,6 +16,7 @@ import (
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/raftnode/raftnodetest"
 	"github.com/ringkv/ringkv/ring"
+	"github.com/ringkv/ringkv/verify"
 )
 
 // writers overwrite their own keys until stopped, remembering the last
@@ -166,7 +167,7 @@ func TestAddGroupMovesKeysOnline(t *testing.T) {
 	if held != uint64(len(want)) {
 		t.Fatalf("the groups hold %d keys in all, the cluster has %d: moved keys were not dropped", held, len(want))
 	}
-	vs, err := n.VerifyAll(raftnodetest.Ctx(t, 30*time.Second), raftnode.VerifyOptions{Deep: true, NoRepair: true})
+	vs, err := n.VerifyAll(raftnodetest.Ctx(t, 30*time.Second), verify.Options{Deep: true, NoRepair: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/ringkv/ringkv/ring"
 	"github.com/ringkv/ringkv/snapshot"
 	"github.com/ringkv/ringkv/store"
+	"github.com/ringkv/ringkv/verify"
 )
 
 // RestoredGroup reports one group restored from its checkpoint.
@@ -228,7 +229,7 @@ func (n *Node) restoreCheckpoints(ctx context.Context, run *restoreRun, m snapsh
 		if err := run.install(ctx, gid, files[g.Checkpoint.Name]); err != nil {
 			return fmt.Errorf("group %d: %w", g.ID, err)
 		}
-		v, err := n.Verify(ctx, gid, VerifyOptions{})
+		v, err := n.Verify(ctx, gid, verify.Options{})
 		if ctx.Err() != nil {
 			return fmt.Errorf("%w: the restore was cancelled (its client went away, or the node is stopping)", base.ErrUnavailable)
 		}

@@ -14,9 +14,9 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/ringkv/ringkv/api"
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
-	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/ring"
 )
 
@@ -55,9 +55,9 @@ type GroupStatus struct {
 	// Divergences counts verifications that found this replica differing
 	// from its group; Repairs the reinstallations from the leader that
 	// followed; LastRepair is the latest outcome.
-	Divergences uint64           `json:"divergences"`
-	Repairs     uint64           `json:"repairs"`
-	LastRepair  *protocol.Repair `json:"last_repair,omitempty"`
+	Divergences uint64      `json:"divergences"`
+	Repairs     uint64      `json:"repairs"`
+	LastRepair  *api.Repair `json:"last_repair,omitempty"`
 }
 
 // Status is a node's view of itself and its local replicas.
