@@ -41,6 +41,7 @@ func TestArrows(t *testing.T) {
 		{pkg: "layout", stdOnly: true, allowed: []string{module + "/base", module + "/ring", module + "/acl"}},
 		{pkg: "client", stdOnly: true, allowed: []string{module + "/api", module + "/base"}},
 		{pkg: "api", stdOnly: true, allowed: []string{module + "/base"}},
+		{pkg: "backup", forbidden: []string{module + "/raftnode", module + "/httpapi"}},
 		{pkg: "verify", forbidden: []string{module + "/raftnode", module + "/httpapi"}},
 		{pkg: "certs", stdOnly: true},
 		{pkg: "acl", stdOnly: true},

@@ -21,6 +21,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/ringkv/ringkv/api"
+	"github.com/ringkv/ringkv/backup"
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/protocol"
@@ -267,12 +268,12 @@ func (f *fakeBackend) Backup(context.Context, string, io.Writer) (snapshot.Manif
 }
 
 // Restore checks the archive as the real one does before changing anything.
-func (f *fakeBackend) Restore(_ context.Context, _ string, r io.Reader, _ raftnode.RestoreOptions) (raftnode.RestoreReport, error) {
+func (f *fakeBackend) Restore(_ context.Context, _ string, r io.Reader, _ backup.Options) (backup.RestoreReport, error) {
 	f.touch()
 	if _, err := snapshot.NewArchiveReader(r); err != nil {
-		return raftnode.RestoreReport{}, fmt.Errorf("%w: %v", base.ErrBadRequest, err)
+		return backup.RestoreReport{}, fmt.Errorf("%w: %v", base.ErrBadRequest, err)
 	}
-	return raftnode.RestoreReport{Mode: "checkpoint", Identical: true}, nil
+	return backup.RestoreReport{Mode: "checkpoint", Identical: true}, nil
 }
 
 func (f *fakeBackend) ServeCheckpoint(context.Context, base.GroupID, uint64, func(snapshot.Header) io.Writer) error {

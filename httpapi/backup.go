@@ -12,6 +12,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/ringkv/ringkv/backup"
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/raftnode"
@@ -85,7 +86,7 @@ func (a *API) restore(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	rep, err := a.b.Restore(ctx, a.cfg.TempDir, r.Body, raftnode.RestoreOptions{Force: force})
+	rep, err := a.b.Restore(ctx, a.cfg.TempDir, r.Body, backup.Options{Force: force})
 	if err != nil {
 		writeError(w, err)
 		return

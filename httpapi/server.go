@@ -14,6 +14,7 @@ import (
 
 	"github.com/ringkv/ringkv/acl"
 	"github.com/ringkv/ringkv/api"
+	"github.com/ringkv/ringkv/backup"
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/protocol"
@@ -53,7 +54,7 @@ type Backend interface {
 	VerifyAll(ctx context.Context, o verify.Options) ([]api.GroupVerification, error)
 	SnapshotAll(ctx context.Context) ([]raftnode.SnapshotResult, error)
 	Backup(ctx context.Context, dir string, w io.Writer) (snapshot.Manifest, error)
-	Restore(ctx context.Context, dir string, r io.Reader, o raftnode.RestoreOptions) (raftnode.RestoreReport, error)
+	Restore(ctx context.Context, dir string, r io.Reader, o backup.Options) (backup.RestoreReport, error)
 	// ACLEnabled reports whether access control is on; Authenticate
 	// resolves a token secret ("" for none) to its identity; ACL is the
 	// state decisions are made by (nil when off).

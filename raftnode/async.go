@@ -89,7 +89,7 @@ type appended struct{ index, term uint64 }
 // if ctx ends first.
 func (n *Node) Wait(ctx context.Context, g base.GroupID, index, term uint64) (protocol.Response, error) {
 	resp, err := n.do(ctx, protocol.Request{Op: protocol.OpWait, Group: g, Index: index, Term: term})
-	return resp, readError(err)
+	return resp, base.ReadError(err)
 }
 
 func (r *replica) waitCommitted(ctx context.Context, index, term uint64) error {

@@ -1,127 +1,62 @@
 package raftnode
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"fmt"
 	"io"
-	"os"
-	"time"
 
+	"github.com/ringkv/ringkv/api"
+	"github.com/ringkv/ringkv/backup"
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/layout"
+	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/snapshot"
-	"github.com/ringkv/ringkv/store"
+	"github.com/ringkv/ringkv/verify"
 )
 
-// Backup writes a backup archive of every group to w (see package
-// snapshot's archive format). Each group's checkpoint comes from its
-// leader after a linearizable barrier, so the archive holds every write
-// acknowledged before the call; each is checked against its Merkle root
-// before it is written. Temporary files go under dir.
+// Backup writes a backup archive of every group to w: see backup.Backup.
+// Temporary files go under dir.
 func (n *Node) Backup(ctx context.Context, dir string, w io.Writer) (snapshot.Manifest, error) {
-	l := n.Layout()
-	if !l.Initialized {
-		return snapshot.Manifest{}, fmt.Errorf("%w: cluster layout not initialised yet", base.ErrUnavailable)
-	}
-	if l.Restore != nil {
-		return snapshot.Manifest{}, fmt.Errorf("%w: a restore is in progress (%s); back up once it is done", base.ErrConflict, l.Restore.ID)
-	}
-	if l.Migration != nil {
-		// Keys in motion sit in two groups: a backup now would hold both.
-		return snapshot.Manifest{}, fmt.Errorf("%w: a ring change is in progress (%s); back up once it is done", base.ErrConflict, l.Migration.Change)
-	}
-	rs, err := json.Marshal(l.Ring)
-	if err != nil {
-		return snapshot.Manifest{}, err
-	}
-	m := snapshot.Manifest{Format: snapshot.ArchiveFormat, Created: time.Now().UTC().Truncate(time.Second), RingEpoch: l.Ring.Epoch, Ring: rs}
-	files := map[string]*os.File{}
-	defer func() {
-		for _, f := range files {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	trees := map[string][]byte{}
-	for _, g := range l.Groups {
-		f, err := os.CreateTemp(dir, "backup-*.ckpt")
-		if err != nil {
-			return m, err
-		}
-		files[snapshot.CheckpointName(uint32(g.ID))] = f
-		err = n.fetchCheckpoint(ctx, g.ID, 0, func() (io.Writer, error) {
-			if err := f.Truncate(0); err != nil {
-				return nil, err
-			}
-			_, err := f.Seek(0, io.SeekStart)
-			return f, err
-		})
-		if err != nil {
-			return m, fmt.Errorf("group %d: %w", g.ID, err)
-		}
-		mg, tree, err := describeCheckpoint(f, dir)
-		if err != nil {
-			return m, fmt.Errorf("group %d: %w", g.ID, err)
-		}
-		trees[mg.Tree.Name] = tree
-		m.Groups = append(m.Groups, mg)
-	}
-	if m.Root, err = m.ComputeRoot(); err != nil {
-		return m, err
-	}
-	aw, err := snapshot.NewArchiveWriter(w, &m)
-	if err != nil {
-		return m, err
-	}
-	for _, g := range m.Groups {
-		f := files[g.Checkpoint.Name]
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return m, err
-		}
-		if err := aw.AddFile(g.Checkpoint.Name, g.Checkpoint.Size, f); err != nil {
-			return m, err
-		}
-		if err := aw.AddFile(g.Tree.Name, g.Tree.Size, bytes.NewReader(trees[g.Tree.Name])); err != nil {
-			return m, err
-		}
-	}
-	return m, aw.Close()
+	return backup.Backup(ctx, backupCluster{n}, dir, w)
 }
 
-// describeCheckpoint checks the checkpoint in f and returns its manifest
-// entry and serialised Merkle tree.
-func describeCheckpoint(f *os.File, dir string) (snapshot.ManifestGroup, []byte, error) {
-	var mg snapshot.ManifestGroup
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return mg, nil, err
-	}
-	h := sha256.New()
-	img, err := store.OpenImage(io.TeeReader(f, h), dir)
-	if err != nil {
-		return mg, nil, err
-	}
-	defer img.Close()
-	if err := checkImage(img); err != nil {
-		return mg, nil, err
-	}
-	size, err := f.Seek(0, io.SeekCurrent)
-	if err != nil {
-		return mg, nil, err
-	}
-	tree, root, err := treeOf(img)
-	if err != nil {
-		return mg, nil, err
-	}
-	th := sha256.Sum256(tree)
-	hd := img.Header
-	mg = snapshot.ManifestGroup{
-		ID: hd.Group, Index: hd.Index, Term: hd.Term, Keys: hd.Keys, Root: hex.EncodeToString(root[:]),
-		TreeDepth:  img.Depth(),
-		Checkpoint: snapshot.File{Name: snapshot.CheckpointName(hd.Group), Size: size, SHA256: hex.EncodeToString(h.Sum(nil))},
-		Tree:       snapshot.File{Name: snapshot.TreeName(hd.Group), Size: int64(len(tree)), SHA256: hex.EncodeToString(th[:])},
-	}
-	return mg, tree, nil
+// Restore loads a backup archive read from r into the cluster, all or
+// nothing: see backup.Restore. Temporary files go under dir.
+func (n *Node) Restore(ctx context.Context, dir string, r io.Reader, o backup.Options) (backup.RestoreReport, error) {
+	return backup.Restore(ctx, backupCluster{n}, dir, r, o)
 }
+
+// backupCluster is the node as the backup and restore driver sees it.
+type backupCluster struct{ n *Node }
+
+var _ backup.Run = (*restoreRun)(nil)
+
+func (c backupCluster) Layout() *layout.Layout { return c.n.Layout() }
+
+func (c backupCluster) FetchCheckpoint(ctx context.Context, g base.GroupID, start func() (io.Writer, error)) error {
+	return c.n.fetchCheckpoint(ctx, g, 0, start)
+}
+
+func (c backupCluster) BeginRestore(ctx context.Context, cancel context.CancelFunc) (backup.Run, error) {
+	run, err := c.n.beginRestore(ctx, cancel)
+	if err != nil {
+		return nil, err
+	}
+	return run, nil
+}
+
+func (c backupCluster) Verify(ctx context.Context, g base.GroupID, o verify.Options) (api.GroupVerification, error) {
+	return c.n.Verify(ctx, g, o)
+}
+
+func (c backupCluster) List(ctx context.Context, after []byte, limit int, keysOnly bool) ([]protocol.KV, error) {
+	return c.n.List(ctx, ListOptions{After: after, Limit: limit, KeysOnly: keysOnly})
+}
+
+func (c backupCluster) BeforeInstall(g base.GroupID) error {
+	if hook := c.n.cfg.Knobs.OnRestoreInstall; hook != nil {
+		return hook(g)
+	}
+	return nil
+}
+
+func (c backupCluster) Stopping() <-chan struct{} { return c.n.ctx.Done() }

@@ -139,7 +139,7 @@ func (n *Node) RestoreCheckpoint(ctx context.Context, g base.GroupID, rd io.Read
 	if img.Header.Group != uint32(g) {
 		return 0, fmt.Errorf("%w: a checkpoint of group %d cannot restore group %d", base.ErrBadRequest, img.Header.Group, g)
 	}
-	if err := checkImage(img); err != nil {
+	if err := img.Check(); err != nil {
 		return 0, fmt.Errorf("%w: %v", base.ErrBadRequest, err)
 	}
 	// Far enough past the log that concurrent appends cannot catch up
@@ -174,32 +174,6 @@ func (n *Node) RestoreCheckpoint(ctx context.Context, g base.GroupID, rd io.Read
 		return 0, fmt.Errorf("group %d: restored state at index %d, expected %d", g, got, start)
 	}
 	return start, nil
-}
-
-// checkImage confirms an image's entries give the root its header claims.
-func checkImage(img *store.Image) error {
-	if img.DigestErr != nil {
-		return img.DigestErr
-	}
-	sum, err := img.Summarize()
-	if err != nil {
-		return err
-	}
-	if sum.Tree.Root() != img.Header.Root || sum.Counted != img.Header.Keys {
-		return fmt.Errorf("checkpoint of group %d: entries give root %x and %d keys, header says %x and %d",
-			img.Header.Group, sum.Tree.Root(), sum.Counted, img.Header.Root, img.Header.Keys)
-	}
-	return nil
-}
-
-// treeOf is the serialised tree of an image's entries.
-func treeOf(img *store.Image) ([]byte, snapshot.Digest, error) {
-	sum, err := img.Summarize()
-	if err != nil {
-		return nil, snapshot.Digest{}, err
-	}
-	b, err := sum.Tree.MarshalBinary()
-	return b, sum.Tree.Root(), err
 }
 
 // ServeCheckpoint writes a checkpoint of group g (see Checkpoint) to the

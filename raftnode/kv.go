@@ -99,7 +99,7 @@ func (n *Node) Get(ctx context.Context, key []byte, c protocol.Consistency) (Rea
 func (n *Node) GetAt(ctx context.Context, key []byte, c protocol.Consistency, minIndex uint64) (ReadResult, error) {
 	req := protocol.Request{Op: protocol.OpGet, Key: key, Consistency: c, Index: minIndex}
 	resp, err := n.routed(ctx, req)
-	if err = readError(err); err != nil {
+	if err = base.ReadError(err); err != nil {
 		g, _ := n.Layout().Route(key)
 		return ReadResult{ServedBy: resp.ServedBy, KV: protocol.KV{Group: g}}, err
 	}

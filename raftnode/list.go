@@ -125,7 +125,7 @@ func (m *listMerge) fetch(ctx context.Context, g base.GroupID, after []byte, lim
 			MaxBytes: maxBytes, KeysOnly: m.o.KeysOnly, Consistency: m.o.Consistency, LayoutIndex: m.at, Routing: m.routing})
 		// A release without paging ignores MaxBytes but honours Limit:
 		// a full page may have more behind it.
-		ch <- pageResult{resp.Entries, resp.More || (len(resp.Entries) > 0 && len(resp.Entries) >= limit), readError(err)}
+		ch <- pageResult{resp.Entries, resp.More || (len(resp.Entries) > 0 && len(resp.Entries) >= limit), base.ReadError(err)}
 	}()
 	return ch
 }

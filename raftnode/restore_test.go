@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringkv/ringkv/backup"
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/raftnode/raftnodetest"
@@ -49,12 +50,12 @@ func TestRestoreIsAllOrNothingAndOneAtATime(t *testing.T) {
 	fail = func(g base.GroupID) error {
 		installs++
 		if installs == 1 {
-			_, second = c.Members[1].Node.Restore(ctx, t.TempDir(), bytes.NewReader(archive.Bytes()), raftnode.RestoreOptions{Force: true})
+			_, second = c.Members[1].Node.Restore(ctx, t.TempDir(), bytes.NewReader(archive.Bytes()), backup.Options{Force: true})
 			return nil
 		}
 		return errors.New("injected failure")
 	}
-	rep, err := n.Restore(ctx, t.TempDir(), bytes.NewReader(archive.Bytes()), raftnode.RestoreOptions{Force: true})
+	rep, err := n.Restore(ctx, t.TempDir(), bytes.NewReader(archive.Bytes()), backup.Options{Force: true})
 	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("put back as they were")) {
 		t.Fatalf("a restore failing after its first group: %v (%+v)", err, rep)
 	}
@@ -76,7 +77,7 @@ func TestRestoreIsAllOrNothingAndOneAtATime(t *testing.T) {
 
 	// Without a failure the same restore succeeds, and writes go on.
 	fail = nil
-	rep, err = c.Members[2].Node.Restore(ctx, t.TempDir(), bytes.NewReader(archive.Bytes()), raftnode.RestoreOptions{Force: true})
+	rep, err = c.Members[2].Node.Restore(ctx, t.TempDir(), bytes.NewReader(archive.Bytes()), backup.Options{Force: true})
 	if err != nil || !rep.Identical {
 		t.Fatalf("restore: %+v, %v", rep, err)
 	}

@@ -46,10 +46,10 @@ func (f RestoreFence) query() string {
 
 // restoreRun is one restore holding the cluster's restore lock.
 type restoreRun struct {
-	n      *Node
-	fence  RestoreFence
-	layout *layout.Layout // the layout once the lock showed here: its groups are fixed while it is held
-	dir    string
+	n     *Node
+	fence RestoreFence
+	at    *layout.Layout // the layout once the lock showed here: its groups are fixed while it is held
+	dir   string
 
 	mu      sync.Mutex
 	fenced  []base.GroupID
@@ -80,19 +80,22 @@ func (n *Node) beginRestore(ctx context.Context, cancel context.CancelFunc) (*re
 	for {
 		changed := n.meta.meta.Changed()
 		if l := n.Layout(); l.Restore != nil && l.Restore.ID == id {
-			run.layout = l
+			run.at = l
 			break
 		}
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			run.end()
+			run.End()
 			return nil, fmt.Errorf("%w: the restore lock was taken but this node's layout did not show it: %v", base.ErrUnavailable, ctx.Err())
 		}
 	}
 	run.fence.Term = n.meta.raft.CurrentTerm()
 	return run, nil
 }
+
+// Layout is the layout the lock was taken under.
+func (run *restoreRun) Layout() *layout.Layout { return run.at }
 
 func (run *restoreRun) renew(ctx context.Context, cancel context.CancelFunc) {
 	defer close(run.renewed)
@@ -126,11 +129,11 @@ func (run *restoreRun) renew(ctx context.Context, cancel context.CancelFunc) {
 	}
 }
 
-// fenceAll fences every group for the restore, and keeps a checkpoint of each
+// FenceAll fences every group for the restore, and keeps a checkpoint of each
 // taken after its fence, as it was, to put it back from.
-func (run *restoreRun) fenceAll(ctx context.Context, dir string) error {
+func (run *restoreRun) FenceAll(ctx context.Context, dir string) error {
 	n := run.n
-	for _, g := range run.layout.Groups {
+	for _, g := range run.at.Groups {
 		run.mu.Lock()
 		run.fenced = append(run.fenced, g.ID)
 		run.mu.Unlock()
@@ -162,8 +165,8 @@ func (run *restoreRun) fenceAll(ctx context.Context, dir string) error {
 	return nil
 }
 
-// install replaces group g's state by the checkpoint at path, fenced.
-func (run *restoreRun) install(ctx context.Context, g base.GroupID, path string) error {
+// Install replaces group g's state by the checkpoint at path, fenced.
+func (run *restoreRun) Install(ctx context.Context, g base.GroupID, path string) error {
 	run.mu.Lock()
 	run.touched[g] = true
 	run.mu.Unlock()
@@ -182,8 +185,8 @@ func (run *restoreRun) install(ctx context.Context, g base.GroupID, path string)
 	})
 }
 
-// ingest writes entries into group g, fenced as it is.
-func (run *restoreRun) ingest(ctx context.Context, g base.GroupID, entries []store.MovedEntry) error {
+// Ingest writes entries into group g, fenced as it is.
+func (run *restoreRun) Ingest(ctx context.Context, g base.GroupID, entries []store.MovedEntry) error {
 	run.mu.Lock()
 	run.touched[g] = true
 	run.mu.Unlock()
@@ -191,9 +194,9 @@ func (run *restoreRun) ingest(ctx context.Context, g base.GroupID, entries []sto
 	return err
 }
 
-// failed puts every group the restore touched back as it was and returns
+// Failed puts every group the restore touched back as it was and returns
 // cause, saying what state the cluster is in.
-func (run *restoreRun) failed(cause error) error {
+func (run *restoreRun) Failed(cause error) error {
 	run.mu.Lock()
 	if run.lost != nil {
 		cause = fmt.Errorf("%w (%v)", cause, run.lost)
@@ -210,7 +213,7 @@ func (run *restoreRun) failed(cause error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), restorePutBack)
 	defer cancel()
 	for _, g := range touched {
-		if err := run.install(ctx, g, run.pre[g]); err != nil {
+		if err := run.Install(ctx, g, run.pre[g]); err != nil {
 			run.n.log.Error("restore: putting a group back failed", "restore", run.fence.ID, "group", uint32(g), "err", err)
 			return fmt.Errorf("%w; putting group %d back as it was failed too (%v): of groups %v, some may hold the backup's data", cause, g, err, touched)
 		}
@@ -219,10 +222,10 @@ func (run *restoreRun) failed(cause error) error {
 	return fmt.Errorf("%w; groups %v were put back as they were: the cluster is as it was", cause, touched)
 }
 
-// end lifts the restore's fences, releases the lock and removes the
+// End lifts the restore's fences, releases the lock and removes the
 // checkpoints kept. Should a fence not lift, the lock stays held, and the
 // metadata leader lifts the fences when it releases it.
-func (run *restoreRun) end() {
+func (run *restoreRun) End() {
 	run.stopRenew()
 	<-run.renewed
 	ctx, cancel := context.WithTimeout(context.Background(), restorePutBack)

@@ -267,3 +267,31 @@ func (img *Image) Depth() int {
 	})
 	return depth
 }
+
+// Check confirms that the image's entries give the root and count its
+// header claims.
+func (img *Image) Check() error {
+	if img.DigestErr != nil {
+		return img.DigestErr
+	}
+	sum, err := img.Summarize()
+	if err != nil {
+		return err
+	}
+	if sum.Tree.Root() != img.Header.Root || sum.Counted != img.Header.Keys {
+		return fmt.Errorf("checkpoint of group %d: entries give root %x and %d keys, header says %x and %d",
+			img.Header.Group, sum.Tree.Root(), sum.Counted, img.Header.Root, img.Header.Keys)
+	}
+	return nil
+}
+
+// TreeBytes is the serialised Merkle tree of the image's entries, and its
+// root.
+func (img *Image) TreeBytes() ([]byte, snapshot.Digest, error) {
+	sum, err := img.Summarize()
+	if err != nil {
+		return nil, snapshot.Digest{}, err
+	}
+	b, err := sum.Tree.MarshalBinary()
+	return b, sum.Tree.Root(), err
+}

@@ -1,4 +1,4 @@
-package raftnode
+package backup
 
 import (
 	"context"
@@ -48,8 +48,8 @@ type RestoreReport struct {
 	Identical bool `json:"identical"`
 }
 
-// RestoreOptions qualifies a restore.
-type RestoreOptions struct {
+// Options qualifies a restore.
+type Options struct {
 	// Force allows restoring into a cluster that already holds keys; in
 	// checkpoint mode those are replaced, in rehash mode merged.
 	Force bool
@@ -64,9 +64,9 @@ type RestoreOptions struct {
 // the client going away included, every group touched is put back from
 // those checkpoints before the fences lift: the cluster is left as it was,
 // and the error says so. Temporary files go under dir.
-func (n *Node) Restore(ctx context.Context, dir string, r io.Reader, o RestoreOptions) (RestoreReport, error) {
+func Restore(ctx context.Context, c Cluster, dir string, r io.Reader, o Options) (RestoreReport, error) {
 	var rep RestoreReport
-	l := n.Layout()
+	l := c.Layout()
 	if !l.Initialized {
 		return rep, fmt.Errorf("%w: cluster layout not initialised yet", base.ErrUnavailable)
 	}
@@ -76,13 +76,18 @@ func (n *Node) Restore(ctx context.Context, dir string, r io.Reader, o RestoreOp
 	// The node stopping ends the restore as its client going does.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stop := context.AfterFunc(n.ctx, cancel)
-	defer stop()
-	run, err := n.beginRestore(ctx, cancel)
+	go func() {
+		select {
+		case <-c.Stopping():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	run, err := c.BeginRestore(ctx, cancel)
 	if err != nil {
 		return rep, err
 	}
-	defer run.end()
+	defer run.End()
 
 	ar, err := snapshot.NewArchiveReader(r)
 	if err != nil {
@@ -96,7 +101,7 @@ func (n *Node) Restore(ctx context.Context, dir string, r io.Reader, o RestoreOp
 		}
 	}()
 	if err != nil {
-		return rep, run.failed(fmt.Errorf("%w: %v", base.ErrBadRequest, err))
+		return rep, run.Failed(fmt.Errorf("%w: %v", base.ErrBadRequest, err))
 	}
 	imgs := map[uint32]*store.Image{}
 	defer func() {
@@ -107,48 +112,48 @@ func (n *Node) Restore(ctx context.Context, dir string, r io.Reader, o RestoreOp
 	for _, g := range m.Groups {
 		f, err := os.Open(files[g.Checkpoint.Name])
 		if err != nil {
-			return rep, run.failed(err)
+			return rep, run.Failed(err)
 		}
 		img, err := store.OpenImage(f, dir)
 		f.Close()
 		if err != nil {
-			return rep, run.failed(fmt.Errorf("%w: group %d: %v", base.ErrBadRequest, g.ID, err))
+			return rep, run.Failed(fmt.Errorf("%w: group %d: %v", base.ErrBadRequest, g.ID, err))
 		}
 		imgs[g.ID] = img
 		if img.Header.Group != g.ID {
-			return rep, run.failed(fmt.Errorf("%w: %s is a checkpoint of group %d, not of group %d", base.ErrBadRequest, g.Checkpoint.Name, img.Header.Group, g.ID))
+			return rep, run.Failed(fmt.Errorf("%w: %s is a checkpoint of group %d, not of group %d", base.ErrBadRequest, g.Checkpoint.Name, img.Header.Group, g.ID))
 		}
-		if err := checkImage(img); err != nil {
-			return rep, run.failed(fmt.Errorf("%w: %v", base.ErrBadRequest, err))
+		if err := img.Check(); err != nil {
+			return rep, run.Failed(fmt.Errorf("%w: %v", base.ErrBadRequest, err))
 		}
 		if hex.EncodeToString(img.Header.Root[:]) != g.Root {
-			return rep, run.failed(fmt.Errorf("%w: group %d checkpoint root differs from the manifest", base.ErrBadRequest, g.ID))
+			return rep, run.Failed(fmt.Errorf("%w: group %d checkpoint root differs from the manifest", base.ErrBadRequest, g.ID))
 		}
 		rep.Keys += img.Header.Keys
 	}
 	if !o.Force {
-		kvs, err := n.List(ctx, ListOptions{Limit: 1, KeysOnly: true})
+		kvs, err := c.List(ctx, nil, 1, true)
 		if err != nil {
-			return rep, run.failed(readError(err))
+			return rep, run.Failed(base.ReadError(err))
 		}
 		if len(kvs) > 0 {
-			return rep, run.failed(fmt.Errorf("%w: the cluster already holds keys (%q, ...); restore into a fresh cluster or force", base.ErrConflict, kvs[0].Key))
+			return rep, run.Failed(fmt.Errorf("%w: the cluster already holds keys (%q, ...); restore into a fresh cluster or force", base.ErrConflict, kvs[0].Key))
 		}
 	}
 	// A fenced group lists none of its keys: look before the fences.
-	if err := run.fenceAll(ctx, dir); err != nil {
-		return rep, run.failed(err)
+	if err := run.FenceAll(ctx, dir); err != nil {
+		return rep, run.Failed(err)
 	}
 	var backupRing ring.State
-	if json.Unmarshal(m.Ring, &backupRing) == nil && sameRing(backupRing, run.layout.Ring) {
+	if json.Unmarshal(m.Ring, &backupRing) == nil && sameRing(backupRing, run.Layout().Ring) {
 		rep.Mode = "checkpoint"
-		err = n.restoreCheckpoints(ctx, run, m, files, &rep)
+		err = restoreCheckpoints(ctx, c, run, m, files, &rep)
 	} else {
 		rep.Mode = "rehash"
-		err = n.restoreRehash(ctx, run, imgs, o.Force, &rep)
+		err = restoreRehash(ctx, c, run, imgs, o.Force, &rep)
 	}
 	if err != nil {
-		return rep, run.failed(err)
+		return rep, run.Failed(err)
 	}
 	return rep, nil
 }
@@ -218,18 +223,16 @@ func sameRing(a, b ring.State) bool {
 	return true
 }
 
-func (n *Node) restoreCheckpoints(ctx context.Context, run *restoreRun, m snapshot.Manifest, files map[string]string, rep *RestoreReport) error {
+func restoreCheckpoints(ctx context.Context, c Cluster, run Run, m snapshot.Manifest, files map[string]string, rep *RestoreReport) error {
 	for _, g := range m.Groups {
 		gid := base.GroupID(g.ID)
-		if hook := n.cfg.Knobs.OnRestoreInstall; hook != nil {
-			if err := hook(gid); err != nil {
-				return err
-			}
+		if err := c.BeforeInstall(gid); err != nil {
+			return err
 		}
-		if err := run.install(ctx, gid, files[g.Checkpoint.Name]); err != nil {
+		if err := run.Install(ctx, gid, files[g.Checkpoint.Name]); err != nil {
 			return fmt.Errorf("group %d: %w", g.ID, err)
 		}
-		v, err := n.Verify(ctx, gid, verify.Options{})
+		v, err := c.Verify(ctx, gid, verify.Options{})
 		if ctx.Err() != nil {
 			return fmt.Errorf("%w: the restore was cancelled (its client went away, or the node is stopping)", base.ErrUnavailable)
 		}
@@ -251,20 +254,20 @@ func (n *Node) restoreCheckpoints(ctx context.Context, run *restoreRun, m snapsh
 // target's ring gives it, with its indexes, then reads the whole key space
 // back and compares digests of the key/value sets: into an empty cluster
 // they must be equal. With force the keys are merged into what is there.
-func (n *Node) restoreRehash(ctx context.Context, run *restoreRun, imgs map[uint32]*store.Image, force bool, rep *RestoreReport) error {
+func restoreRehash(ctx context.Context, c Cluster, run Run, imgs map[uint32]*store.Image, force bool, rep *RestoreReport) error {
 	var backup contentDigest
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	queues := map[base.GroupID]chan []store.MovedEntry{}
 	var wg sync.WaitGroup
-	for _, g := range run.layout.Groups {
+	for _, g := range run.Layout().Groups {
 		q := make(chan []store.MovedEntry, 2)
 		queues[g.ID] = q
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for batch := range q {
-				if err := run.ingest(ctx, g.ID, batch); err != nil {
+				if err := run.Ingest(ctx, g.ID, batch); err != nil {
 					cancel(fmt.Errorf("group %d: %w", g.ID, err))
 					for range q {
 					}
@@ -288,7 +291,7 @@ func (n *Node) restoreRehash(ctx context.Context, run *restoreRun, imgs map[uint
 	for _, img := range imgs {
 		ferr = img.ForEach(func(e store.Entry) error {
 			backup.add(e.Key, e.Value)
-			g, err := run.layout.Route(e.Key)
+			g, err := run.Layout().Route(e.Key)
 			if err != nil {
 				return err
 			}
@@ -322,9 +325,9 @@ func (n *Node) restoreRehash(ctx context.Context, run *restoreRun, imgs map[uint
 	var cluster contentDigest
 	var after []byte
 	for {
-		page, err := n.List(ctx, ListOptions{After: after, Limit: 1000})
+		page, err := c.List(ctx, after, 1000, false)
 		if err != nil {
-			return fmt.Errorf("reading back: %w", readError(err))
+			return fmt.Errorf("reading back: %w", base.ReadError(err))
 		}
 		for _, e := range page {
 			cluster.add(e.Key, e.Value)
@@ -364,3 +367,10 @@ func (c contentDigest) String() string { return hex.EncodeToString(c.x[:]) }
 // rehashBatchBytes bounds the keys and values of one ingest a re-hashing
 // restore sends, below the limit on a forwarded request.
 const rehashBatchBytes = 4 << 20
+
+func short(d string) string {
+	if len(d) > 12 {
+		return d[:12]
+	}
+	return d
+}
