@@ -1,20 +1,19 @@
-// Package raftnode runs one ringkv node: a replica of the metadata group and
-// of every data group assigned to the node, each a hashicorp/raft instance
-// with a raft-boltdb log, a file snapshot store and (for data groups) a
-// bbolt state machine from package store.
+// Package raftnode is the core of one ringkv node: a replica of the
+// metadata group and of every data group assigned to the node, each a
+// hashicorp/raft instance with its log from package logstore, a file
+// snapshot store and (for data groups) a bbolt state machine from package
+// store, all over the node's Raft port (package transport).
 //
-// All Raft traffic of the node shares one TCP port (Mux): each connection
-// begins with a header naming its group. The metadata group (id 0, hosted by
-// every node) replicates the cluster layout: members, groups, replicas and
-// the consistent-hash ring, so every node routes a key the same way.
-//
-// Node is the API the HTTP layer calls. Any node accepts any request: it
-// runs it when it leads the key's group (or the read is stale) and
-// otherwise forwards it, one hop, to the leader's node. Writes are
+// The metadata group (id 0, hosted by every node) replicates the cluster
+// layout (package layout), so every node routes a key the same way. Node is
+// the API the HTTP layer calls. Any node accepts any request: it runs it
+// when it leads the key's group (or the read is stale) and otherwise
+// forwards it, one hop, to the leader's node (package protocol). Writes are
 // acknowledged after a majority commit and local apply. Reads are
-// linearizable by default (see Consistency and replica.readBarrier).
+// linearizable by default (see protocol.Consistency and
+// replica.readBarrier).
 //
-// raftnode translates hashicorp/raft's errors into its own sentinels
-// (errors.go) and never imports HTTP handlers; forwarding uses a plain HTTP
-// client against the peer's internal endpoint.
+// The drivers that work across groups reach the node through small
+// interfaces: verification (package verify, verifier.go) and backup and
+// restore (package backup, backup.go). DESIGN.md maps the files.
 package raftnode
