@@ -125,89 +125,29 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return Result{}, err
 	}
-	clients := make([]*client.Client, len(cfg.Endpoints))
+	rn := &runner{cfg: cfg, clients: make([]*client.Client, len(cfg.Endpoints)), value: make([]byte, cfg.ValueSize)}
 	for i, ep := range cfg.Endpoints {
-		clients[i] = client.New(ep, cfg.ClientOptions...)
-		defer clients[i].Close()
+		rn.clients[i] = client.New(ep, cfg.ClientOptions...)
+		defer rn.clients[i].Close()
 	}
 	if cfg.Duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
 		defer cancel()
 	}
-	value := make([]byte, cfg.ValueSize)
-	for i := range value {
-		value[i] = 'a' + byte(i%26)
+	for i := range rn.value {
+		rn.value[i] = 'a' + byte(i%26)
 	}
-	var issued, done, errs atomic.Int64
-	var seq atomic.Uint64
 	workers := make([]*worker, cfg.Concurrency)
 	var wg sync.WaitGroup
-	start := time.Now()
+	rn.start = time.Now()
 	for w := range workers {
-		workers[w] = &worker{}
+		workers[w] = &worker{lastOK: rn.start}
 		wg.Add(1)
-		go func(w int) {
+		go func() {
 			defer wg.Done()
-			me := workers[w]
-			me.lastOK = start
-			defer func() { me.end = time.Now() }()
-			ep := w % len(clients)
-			rng := rand.New(rand.NewSource(cfg.Seed + int64(w)))
-			pick := keyPicker(cfg, rng, &seq)
-			for ctx.Err() == nil {
-				if cfg.Ops > 0 && issued.Add(1) > cfg.Ops {
-					return
-				}
-				key := fmt.Sprintf("%s%08d", cfg.KeyPrefix, pick())
-				read := rng.Float64() < cfg.Reads
-				t0 := time.Now()
-				c := clients[ep]
-				var err error
-				if read {
-					_, err = c.Get(ctx, key, cfg.Consistency)
-					if client.IsCode(err, "not_found") {
-						err = nil // a key not written yet is an answer
-					}
-				} else {
-					_, err = c.Put(ctx, key, value, client.PutOptions{Replication: cfg.Replication})
-				}
-				lat := time.Since(t0)
-				if ctx.Err() != nil && err != nil {
-					return // cut off by the end of the run, not a failure
-				}
-				var answered *client.Error
-				if err != nil && !errors.As(err, &answered) {
-					// The node did not answer (down, restarting): go on
-					// with the next endpoint, as a client with several
-					// endpoints would.
-					ep = (ep + 1) % len(clients)
-				}
-				done.Add(1)
-				switch {
-				case err != nil && read:
-					me.rErrs++
-					errs.Add(1)
-					if me.rFirst == "" {
-						me.rFirst = err.Error()
-					}
-				case err != nil:
-					me.wErrs++
-					errs.Add(1)
-					if me.wFirst == "" {
-						me.wFirst = err.Error()
-					}
-				case read:
-					me.reads.Record(lat)
-				default:
-					me.writes.Record(lat)
-				}
-				if now := t0.Add(lat); err == nil {
-					me.maxStall = max(me.maxStall, now.Sub(me.lastOK))
-					me.lastOK = now
-				}
-			}
-		}(w)
+			rn.work(ctx, w, workers[w])
+		}()
 	}
 	stop := make(chan struct{})
 	if cfg.Progress != nil {
@@ -219,14 +159,96 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 				case <-stop:
 					return
 				case <-tick.C:
-					cfg.Progress(Progress{Elapsed: time.Since(start), Ops: done.Load(), Errors: errs.Load()})
+					cfg.Progress(Progress{Elapsed: time.Since(rn.start), Ops: rn.done.Load(), Errors: rn.errs.Load()})
 				}
 			}
 		}()
 	}
 	wg.Wait()
 	close(stop)
-	elapsed := time.Since(start)
+	return summarize(workers, time.Since(rn.start)), nil
+}
+
+// runner is one run's shared state.
+type runner struct {
+	cfg                Config
+	clients            []*client.Client
+	value              []byte
+	start              time.Time
+	issued, done, errs atomic.Int64
+	seq                atomic.Uint64
+}
+
+// work is one client's loop: it issues operations until the run ends,
+// recording each in me.
+func (rn *runner) work(ctx context.Context, w int, me *worker) {
+	cfg := rn.cfg
+	defer func() { me.end = time.Now() }()
+	ep := w % len(rn.clients)
+	rng := rand.New(rand.NewSource(cfg.Seed + int64(w)))
+	pick := keyPicker(cfg, rng, &rn.seq)
+	for ctx.Err() == nil {
+		if cfg.Ops > 0 && rn.issued.Add(1) > cfg.Ops {
+			return
+		}
+		key := fmt.Sprintf("%s%08d", cfg.KeyPrefix, pick())
+		read := rng.Float64() < cfg.Reads
+		t0 := time.Now()
+		c := rn.clients[ep]
+		var err error
+		if read {
+			_, err = c.Get(ctx, key, cfg.Consistency)
+			if client.IsCode(err, "not_found") {
+				err = nil // a key not written yet is an answer
+			}
+		} else {
+			_, err = c.Put(ctx, key, rn.value, client.PutOptions{Replication: cfg.Replication})
+		}
+		lat := time.Since(t0)
+		if ctx.Err() != nil && err != nil {
+			return // cut off by the end of the run, not a failure
+		}
+		var answered *client.Error
+		if err != nil && !errors.As(err, &answered) {
+			// The node did not answer (down, restarting): go on
+			// with the next endpoint, as a client with several
+			// endpoints would.
+			ep = (ep + 1) % len(rn.clients)
+		}
+		rn.done.Add(1)
+		if err != nil {
+			rn.errs.Add(1)
+		}
+		me.record(read, lat, err, t0)
+	}
+}
+
+// record counts one operation's outcome.
+func (me *worker) record(read bool, lat time.Duration, err error, t0 time.Time) {
+	switch {
+	case err != nil && read:
+		me.rErrs++
+		if me.rFirst == "" {
+			me.rFirst = err.Error()
+		}
+	case err != nil:
+		me.wErrs++
+		if me.wFirst == "" {
+			me.wFirst = err.Error()
+		}
+	case read:
+		me.reads.Record(lat)
+	default:
+		me.writes.Record(lat)
+	}
+	if now := t0.Add(lat); err == nil {
+		me.maxStall = max(me.maxStall, now.Sub(me.lastOK))
+		me.lastOK = now
+	}
+}
+
+// summarize merges the workers' records of a run that took elapsed.
+func summarize(workers []*worker, elapsed time.Duration) Result {
 	var wh, rh, all Histogram
 	var res Result
 	res.Elapsed = elapsed
@@ -255,7 +277,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	fill(&res.All, &all, elapsed)
 	res.Latencies = &all
-	return res, nil
+	return res
 }
 
 // Stats summarises h as if its operations ran in elapsed.

@@ -112,47 +112,13 @@ func MeasureLoss(ctx context.Context, cfg LossConfig) (LossReport, error) {
 		if !sleep(ctx, cfg.Before) {
 			break
 		}
-		leader := -1
-		err := poll(ctx, 20*time.Millisecond, func() error {
-			if leader = c.LeaderOf(ctx, cfg.Group); leader < 0 {
-				return fmt.Errorf("group %d has no leader", cfg.Group)
-			}
-			return nil
+		leader, err := killLeader(ctx, c, cfg, k, func() {
+			mu.Lock()
+			kills[k], kill = time.Now(), k+1
+			mu.Unlock()
 		})
 		if err != nil {
-			return rep, fmt.Errorf("loss: %w", err)
-		}
-		if cfg.Cut > 0 {
-			if err := c.Partition(ctx, leader); err != nil {
-				return rep, err
-			}
-			sleep(ctx, cfg.Cut)
-		}
-		mu.Lock()
-		kills[k], kill = time.Now(), k+1
-		mu.Unlock()
-		if err := c.Procs[leader].Kill(); err != nil {
 			return rep, err
-		}
-		if cfg.Cut > 0 {
-			if err := c.Heal(ctx); err != nil {
-				return rep, err
-			}
-		}
-		err = poll(ctx, 20*time.Millisecond, func() error {
-			if l := c.LeaderOf(ctx, cfg.Group); l < 0 || l == leader {
-				return fmt.Errorf("no new leader")
-			}
-			return nil
-		})
-		if err != nil {
-			return rep, fmt.Errorf("loss: no new leader after kill %d: %w", k+1, err)
-		}
-		if err := c.Procs[leader].Start(); err != nil {
-			return rep, err
-		}
-		if err := c.WaitReady(ctx, 3); err != nil {
-			return rep, fmt.Errorf("loss: node %s did not rejoin: %w", c.Procs[leader].ID, err)
 		}
 		if cfg.Progress != nil {
 			fmt.Fprintf(cfg.Progress, "%s: kill %d of %s done, %d writes acknowledged so far\n", cfg.Replication, k+1, c.Procs[leader].ID, len(acks))
@@ -165,8 +131,65 @@ func MeasureLoss(ctx context.Context, cfg LossConfig) (LossReport, error) {
 		return rep, ctx.Err()
 	}
 	rep.Acked = len(acks)
-	// Read every acknowledged key back, linearizably, once every replica
-	// is back.
+	if err := readBack(ctx, c, acks, kills, &rep); err != nil {
+		return rep, err
+	}
+	sort.Strings(rep.Lost)
+	return rep, nil
+}
+
+// killLeader waits for group cfg.Group's leader, cuts it off for cfg.Cut
+// when asked, kills it (calling killed at that moment), heals, and once
+// another node leads, starts it again and waits for it to rejoin. It
+// returns the index of the node it killed.
+func killLeader(ctx context.Context, c *Cluster, cfg LossConfig, k int, killed func()) (int, error) {
+	leader := -1
+	err := poll(ctx, 20*time.Millisecond, func() error {
+		if leader = c.LeaderOf(ctx, cfg.Group); leader < 0 {
+			return fmt.Errorf("group %d has no leader", cfg.Group)
+		}
+		return nil
+	})
+	if err != nil {
+		return leader, fmt.Errorf("loss: %w", err)
+	}
+	if cfg.Cut > 0 {
+		if err := c.Partition(ctx, leader); err != nil {
+			return leader, err
+		}
+		sleep(ctx, cfg.Cut)
+	}
+	killed()
+	if err := c.Procs[leader].Kill(); err != nil {
+		return leader, err
+	}
+	if cfg.Cut > 0 {
+		if err := c.Heal(ctx); err != nil {
+			return leader, err
+		}
+	}
+	err = poll(ctx, 20*time.Millisecond, func() error {
+		if l := c.LeaderOf(ctx, cfg.Group); l < 0 || l == leader {
+			return fmt.Errorf("no new leader")
+		}
+		return nil
+	})
+	if err != nil {
+		return leader, fmt.Errorf("loss: no new leader after kill %d: %w", k+1, err)
+	}
+	if err := c.Procs[leader].Start(); err != nil {
+		return leader, err
+	}
+	if err := c.WaitReady(ctx, 3); err != nil {
+		return leader, fmt.Errorf("loss: node %s did not rejoin: %w", c.Procs[leader].ID, err)
+	}
+	return leader, nil
+}
+
+// readBack reads every acknowledged key back, linearizably, once every
+// replica is back, and records in rep the ones lost and the loss window:
+// how long before its kill the earliest lost write was sent.
+func readBack(ctx context.Context, c *Cluster, acks []ack, kills []time.Time, rep *LossReport) error {
 	for _, a := range acks {
 		var v client.Value
 		err := poll(ctx, 50*time.Millisecond, func() error {
@@ -178,7 +201,7 @@ func MeasureLoss(ctx context.Context, cfg LossConfig) (LossReport, error) {
 			return err
 		})
 		if err != nil {
-			return rep, fmt.Errorf("loss: reading back %s: %w", a.key, err)
+			return fmt.Errorf("loss: reading back %s: %w", a.key, err)
 		}
 		if string(v.Data) != "v:"+a.key {
 			rep.Lost = append(rep.Lost, a.key)
@@ -187,8 +210,7 @@ func MeasureLoss(ctx context.Context, cfg LossConfig) (LossReport, error) {
 			}
 		}
 	}
-	sort.Strings(rep.Lost)
-	return rep, nil
+	return nil
 }
 
 // keysInGroup returns n distinct keys with prefix that live in group g.

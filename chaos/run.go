@@ -173,29 +173,8 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		fmt.Fprintln(cfg.Progress)
 	}
 	st := <-statsCh
-	// A run that grew the cluster shrinks it back to where it started
-	// (nodes and groups).
-	sctx, scancel := context.WithTimeout(ctx, 5*time.Minute)
-	back, err := cfg.Cluster.scaleBack(sctx, &cfg.scale)
-	if err == nil {
-		var more []ReshardStep
-		more, err = cfg.Cluster.reshardBack(sctx, &cfg.reshard)
-		back = append(back, more...)
-	}
-	scancel()
-	cfg.steps = append(cfg.steps, back...)
-	rep.Reshards = cfg.steps
-	if err != nil {
-		return rep, fmt.Errorf("scaling back: %w", err)
-	}
-	if len(rep.Reshards) > 0 {
-		fctx, fcancel := context.WithTimeout(ctx, time.Minute)
-		view, err := cfg.Cluster.ringStill(fctx)
-		cv, err2 := cfg.Cluster.clusterView(fctx)
-		fcancel()
-		if err == nil && err2 == nil {
-			rep.FinalGroups, rep.FinalNodes = len(view.Groups), len(cv.Nodes)
-		}
+	if err := cfg.scaleBack(ctx, &rep); err != nil {
+		return rep, err
 	}
 	rep.Ops, rep.Unknown, rep.Refused, rep.Acked = st.Ops, st.Unknown, st.Refused, len(st.Acked)
 	ops := h.Operations()
@@ -235,6 +214,35 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	rep.ReplicasEqual, rep.ReplicaProblem = CompareReplicas(rctx, cfg.Cluster)
 	rep.SnapshotInstalls = snapshotInstalls(rctx, cfg.Cluster)
 	return rep, nil
+}
+
+// scaleBack shrinks a run that grew the cluster back to where it started
+// (nodes and groups), recording every ring step in rep and the final
+// shape.
+func (cfg *Config) scaleBack(ctx context.Context, rep *Report) error {
+	sctx, scancel := context.WithTimeout(ctx, 5*time.Minute)
+	back, err := cfg.Cluster.scaleBack(sctx, &cfg.scale)
+	if err == nil {
+		var more []ReshardStep
+		more, err = cfg.Cluster.reshardBack(sctx, &cfg.reshard)
+		back = append(back, more...)
+	}
+	scancel()
+	cfg.steps = append(cfg.steps, back...)
+	rep.Reshards = cfg.steps
+	if err != nil {
+		return fmt.Errorf("scaling back: %w", err)
+	}
+	if len(rep.Reshards) > 0 {
+		fctx, fcancel := context.WithTimeout(ctx, time.Minute)
+		view, err := cfg.Cluster.ringStill(fctx)
+		cv, err2 := cfg.Cluster.clusterView(fctx)
+		fcancel()
+		if err == nil && err2 == nil {
+			rep.FinalGroups, rep.FinalNodes = len(view.Groups), len(cv.Nodes)
+		}
+	}
+	return nil
 }
 
 // snapshotInstalls sums raft's installSnapshot counters over the nodes.

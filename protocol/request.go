@@ -135,6 +135,14 @@ func (r Request) Validate() error {
 	if err := layout.CheckAnyGroup(r.Group); err != nil {
 		return err
 	}
+	if err := r.validateOp(); err != nil {
+		return err
+	}
+	return r.validateBounds()
+}
+
+// validateOp checks what r's op needs.
+func (r Request) validateOp() error {
 	switch r.Op {
 	case OpPut, OpDelete, OpGet, OpVerify, OpVerifyResult, OpVerifyTree:
 		if len(r.Key) == 0 {
@@ -146,41 +154,9 @@ func (r Request) Validate() error {
 			return fmt.Errorf("%w: %d ranges (at most %d)", base.ErrBadRequest, len(r.Ranges), maxRanges)
 		}
 	case OpRangeScan, OpFence, OpUnfence, OpIngest, OpDrop:
-		if len(r.Ranges) == 0 || len(r.Ranges) > maxRanges {
-			return fmt.Errorf("%w: %s with %d ranges (1 to %d)", base.ErrBadRequest, r.Op, len(r.Ranges), maxRanges)
-		}
-		if r.Op == OpIngest && (len(r.Entries) == 0 || len(r.Entries) > store.MaxIngest) {
-			return fmt.Errorf("%w: ingest of %d entries (1 to %d)", base.ErrBadRequest, len(r.Entries), store.MaxIngest)
-		}
-		if r.Op == OpDrop && (r.Limit < 1 || r.Limit > 10000) {
-			return fmt.Errorf("%w: drop limit %d (1 to 10000)", base.ErrBadRequest, r.Limit)
-		}
-		if r.Restore != "" {
-			if r.Op == OpRangeScan || r.Op == OpDrop {
-				return fmt.Errorf("%w: %s does not act for a restore", base.ErrBadRequest, r.Op)
-			}
-			if err := layout.CheckRestoreID(r.Restore); err != nil {
-				return err
-			}
-		}
+		return r.validateMoving()
 	case OpRestoreLock:
-		if r.Group != base.MetaGroup {
-			return fmt.Errorf("%w: restore_lock on group %d, not the metadata group", base.ErrBadRequest, r.Group)
-		}
-		if err := layout.CheckRestoreID(r.Restore); err != nil {
-			return err
-		}
-		if r.RestoreStep != RestoreBegin && r.RestoreStep != RestoreRenew && r.RestoreStep != RestoreEnd {
-			return fmt.Errorf("%w: restore_lock step %q (begin, renew or end)", base.ErrBadRequest, r.RestoreStep)
-		}
-		if r.RestoreStep == RestoreBegin {
-			if r.Node == nil {
-				return fmt.Errorf("%w: restore_lock begin without its node", base.ErrBadRequest)
-			}
-			if err := layout.CheckNodeID(r.Node.ID); err != nil {
-				return err
-			}
-		}
+		return r.validateRestoreLock()
 	case OpRingAbort:
 	case OpACL:
 		if r.Group != base.MetaGroup {
@@ -225,6 +201,11 @@ func (r Request) Validate() error {
 	default:
 		return fmt.Errorf("%w: unknown op %q", base.ErrBadRequest, r.Op)
 	}
+	return nil
+}
+
+// validateBounds checks the fields every op shares.
+func (r Request) validateBounds() error {
 	if r.Op == OpGet || r.Op == OpScan || r.Op == OpLayoutIndex {
 		if _, err := ParseConsistency(string(r.Consistency)); err != nil {
 			return err
@@ -249,6 +230,48 @@ func (r Request) Validate() error {
 	return nil
 }
 
+// validateMoving checks a request that moves data between groups.
+func (r Request) validateMoving() error {
+	if len(r.Ranges) == 0 || len(r.Ranges) > maxRanges {
+		return fmt.Errorf("%w: %s with %d ranges (1 to %d)", base.ErrBadRequest, r.Op, len(r.Ranges), maxRanges)
+	}
+	if r.Op == OpIngest && (len(r.Entries) == 0 || len(r.Entries) > store.MaxIngest) {
+		return fmt.Errorf("%w: ingest of %d entries (1 to %d)", base.ErrBadRequest, len(r.Entries), store.MaxIngest)
+	}
+	if r.Op == OpDrop && (r.Limit < 1 || r.Limit > 10000) {
+		return fmt.Errorf("%w: drop limit %d (1 to 10000)", base.ErrBadRequest, r.Limit)
+	}
+	if r.Restore != "" {
+		if r.Op == OpRangeScan || r.Op == OpDrop {
+			return fmt.Errorf("%w: %s does not act for a restore", base.ErrBadRequest, r.Op)
+		}
+		return layout.CheckRestoreID(r.Restore)
+	}
+	return nil
+}
+
+// validateRestoreLock checks a take, renewal or release of the restore lock.
+func (r Request) validateRestoreLock() error {
+	if r.Group != base.MetaGroup {
+		return fmt.Errorf("%w: restore_lock on group %d, not the metadata group", base.ErrBadRequest, r.Group)
+	}
+	if err := layout.CheckRestoreID(r.Restore); err != nil {
+		return err
+	}
+	if r.RestoreStep != RestoreBegin && r.RestoreStep != RestoreRenew && r.RestoreStep != RestoreEnd {
+		return fmt.Errorf("%w: restore_lock step %q (begin, renew or end)", base.ErrBadRequest, r.RestoreStep)
+	}
+	if r.RestoreStep == RestoreBegin {
+		if r.Node == nil {
+			return fmt.Errorf("%w: restore_lock begin without its node", base.ErrBadRequest)
+		}
+		return layout.CheckNodeID(r.Node.ID)
+	}
+	return nil
+}
+
+// IsWrite tells whether r changes state: a transport failure after it
+// was sent leaves its outcome unknown.
 func (r Request) IsWrite() bool {
 	switch r.Op {
 	case OpPut, OpDelete, OpVerify, OpAddVoter, OpAddNonvoter, OpRemoveServer, OpJoin, OpRemoveNode, OpNodeState, OpReplicaStep, OpFence, OpUnfence, OpIngest, OpDrop, OpRingChange, OpRingAbort, OpPinLeader, OpRestoreLock, OpACL:

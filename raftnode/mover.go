@@ -91,77 +91,19 @@ func nextGroupID(l *layout.Layout) base.GroupID {
 // serveMoving runs the moving operations on replica r, which leads its
 // group (or the metadata group, for protocol.OpRingChange).
 func (n *Node) serveMoving(ctx context.Context, r *replica, req protocol.Request, resp protocol.Response) (protocol.Response, error) {
-	if req.Op == protocol.OpRingAbort {
-		_, err := r.apply(ctx, mustJSON(layout.Command{Op: layout.OpMigrateAbort}))
-		return resp, err
-	}
-	if req.Op == protocol.OpRingChange {
-		c := *req.Change
-		if c.Add != nil && c.Add.Group == 0 {
-			// The next id never used by a group, chosen here on the
-			// metadata leader and carried by the command.
-			add := *c.Add
-			add.Group = nextGroupID(n.Layout())
-			c.Add = &add
-		}
-		_, err := r.apply(ctx, mustJSON(layout.Command{Op: layout.OpMigrateStart, Change: &c}))
-		resp.Change = &c
-		return resp, err
+	if req.Op == protocol.OpRingAbort || req.Op == protocol.OpRingChange {
+		return n.serveRingChange(ctx, r, req, resp)
 	}
 	if r.st == nil {
 		return resp, fmt.Errorf("%w: group %d holds no keys", base.ErrBadRequest, r.id)
 	}
-	switch {
-	case req.Restore != "":
-		if err := n.checkRestoreMover(ctx, req); err != nil {
-			return resp, err
-		}
-		// A restore's ingest puts each key where the ring routes it.
-		l := n.Layout()
-		for _, e := range req.Entries {
-			if g, err := l.Route(e.Key); err != nil || g != r.id {
-				return resp, fmt.Errorf("%w: restore ingest into group %d of key %q, which the ring gives group %d", base.ErrBadRequest, r.id, e.Key, g)
-			}
-		}
-	case req.Op != protocol.OpRangeScan:
-		if err := n.checkMover(ctx, r.id, req); err != nil {
-			return resp, err
-		}
+	if err := n.checkMovingRequest(ctx, r, req); err != nil {
+		return resp, err
 	}
-	ranges := make([]store.HashRange, len(req.Ranges))
-	for i, rg := range req.Ranges {
-		ranges[i] = store.HashRange{Start: rg.Start, End: rg.End}
-	}
+	ranges := storeRanges(req.Ranges)
 	switch req.Op {
 	case protocol.OpRangeScan:
-		// Everything up to Index (the fence, for the last pass) must be
-		// applied here first.
-		if err := r.readBarrier(ctx, protocol.Linearizable); err != nil {
-			return resp, err
-		}
-		if err := r.waitAppliedLocal(ctx, req.Index); err != nil {
-			return resp, err
-		}
-		// Values only where asked: above a modify index (the changes since
-		// a first copy), or none for a key listing. Such pages can be
-		// longer.
-		above, limit := req.Above, scanPageEntries
-		if req.KeysOnly {
-			above = math.MaxUint64
-		}
-		if above > 0 {
-			limit = scanPageKeys
-		}
-		v, err := r.st.ScanRanges(ranges, req.After, limit, scanPageBytes, scanExamine, above)
-		if err != nil {
-			return resp, err
-		}
-		p := &protocol.ScanPage{Index: v.Index, Offset: v.Offset, Cursor: v.Cursor, Digest: hex.EncodeToString(v.Digest[:]), Keys: v.Keys}
-		for _, e := range v.Entries {
-			p.Entries = append(p.Entries, store.MovedEntry{Key: e.Key, Value: e.Value, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex})
-		}
-		resp.Scan = p
-		return resp, nil
+		return serveRangeScan(ctx, r, req, ranges, resp)
 	case protocol.OpFence:
 		// An asynchronous write is acknowledged at its append: none may
 		// be appended after the fence and then refused. Writes check for
@@ -178,6 +120,86 @@ func (n *Node) serveMoving(ctx context.Context, r *replica, req protocol.Request
 		r.asyncMu.Lock()
 		defer r.asyncMu.Unlock()
 	}
+	return applyMoving(ctx, r, req, ranges, resp)
+}
+
+// serveRingChange starts a ring change or aborts the one in motion,
+// through the metadata group's log.
+func (n *Node) serveRingChange(ctx context.Context, r *replica, req protocol.Request, resp protocol.Response) (protocol.Response, error) {
+	if req.Op == protocol.OpRingAbort {
+		_, err := r.apply(ctx, mustJSON(layout.Command{Op: layout.OpMigrateAbort}))
+		return resp, err
+	}
+	c := *req.Change
+	if c.Add != nil && c.Add.Group == 0 {
+		// The next id never used by a group, chosen here on the
+		// metadata leader and carried by the command.
+		add := *c.Add
+		add.Group = nextGroupID(n.Layout())
+		c.Add = &add
+	}
+	_, err := r.apply(ctx, mustJSON(layout.Command{Op: layout.OpMigrateStart, Change: &c}))
+	resp.Change = &c
+	return resp, err
+}
+
+// checkMovingRequest refuses a moving command that no current mover or
+// restore sent, and a restore's ingest of a key the ring gives another
+// group. Scans change nothing and need no check.
+func (n *Node) checkMovingRequest(ctx context.Context, r *replica, req protocol.Request) error {
+	switch {
+	case req.Restore != "":
+		if err := n.checkRestoreMover(ctx, req); err != nil {
+			return err
+		}
+		// A restore's ingest puts each key where the ring routes it.
+		l := n.Layout()
+		for _, e := range req.Entries {
+			if g, err := l.Route(e.Key); err != nil || g != r.id {
+				return fmt.Errorf("%w: restore ingest into group %d of key %q, which the ring gives group %d", base.ErrBadRequest, r.id, e.Key, g)
+			}
+		}
+	case req.Op != protocol.OpRangeScan:
+		return n.checkMover(ctx, r.id, req)
+	}
+	return nil
+}
+
+// serveRangeScan answers a page of the entries in ranges, once everything
+// up to req.Index is applied here.
+func serveRangeScan(ctx context.Context, r *replica, req protocol.Request, ranges []store.HashRange, resp protocol.Response) (protocol.Response, error) {
+	// Everything up to Index (the fence, for the last pass) must be
+	// applied here first.
+	if err := r.readBarrier(ctx, protocol.Linearizable); err != nil {
+		return resp, err
+	}
+	if err := r.waitAppliedLocal(ctx, req.Index); err != nil {
+		return resp, err
+	}
+	// Values only where asked: above a modify index (the changes since
+	// a first copy), or none for a key listing. Such pages can be
+	// longer.
+	above, limit := req.Above, scanPageEntries
+	if req.KeysOnly {
+		above = math.MaxUint64
+	}
+	if above > 0 {
+		limit = scanPageKeys
+	}
+	v, err := r.st.ScanRanges(ranges, req.After, limit, scanPageBytes, scanExamine, above)
+	if err != nil {
+		return resp, err
+	}
+	p := &protocol.ScanPage{Index: v.Index, Offset: v.Offset, Cursor: v.Cursor, Digest: hex.EncodeToString(v.Digest[:]), Keys: v.Keys}
+	for _, e := range v.Entries {
+		p.Entries = append(p.Entries, store.MovedEntry{Key: e.Key, Value: e.Value, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex})
+	}
+	resp.Scan = p
+	return resp, nil
+}
+
+// applyMoving puts a fence, unfence, ingest or drop through r's log.
+func applyMoving(ctx context.Context, r *replica, req protocol.Request, ranges []store.HashRange, resp protocol.Response) (protocol.Response, error) {
 	m := store.Moving{Term: req.Term, Ranges: ranges, Entries: req.Entries, After: req.After, Limit: req.Limit}
 	switch req.Op {
 	case protocol.OpFence:
@@ -426,89 +448,16 @@ func (n *Node) runTransfer(ctx context.Context, term uint64, t layout.TransferSt
 	var watermark uint64 // modify indexes above it changed after the copy began
 	if t.Phase == layout.PhaseCopy {
 		hook(layout.PhaseCopy)
-		// A first copy while the source still serves the ranges, page by
-		// page into the destination.
-		var copied uint64
-		first, err := n.scanRanges(ctx, t.From, t, 0, 0, func(page []store.MovedEntry) error {
-			copied += uint64(len(page))
-			return n.ingest(ctx, term, t, page)
-		})
-		if err != nil {
-			return err
-		}
-		watermark = first.watermark
-		if err := n.recordPhase(ctx, layout.MigrationPhase{From: t.From, To: t.To, Phase: layout.PhaseCopy, Keys: copied}); err != nil {
-			return err
-		}
-		resp, err := n.do(ctx, protocol.Request{Op: protocol.OpFence, Group: t.From, Ranges: t.Ranges, Term: term})
-		if err != nil {
-			return fmt.Errorf("fencing group %d: %w", t.From, err)
-		}
-		t.Phase, t.FenceIndex = layout.PhaseFenced, resp.RaftIndex
-		if err := n.recordPhase(ctx, layout.MigrationPhase{From: t.From, To: t.To, Phase: layout.PhaseFenced, Keys: copied, FenceIndex: t.FenceIndex}); err != nil {
+		var err error
+		if watermark, err = n.firstCopy(ctx, term, &t); err != nil {
 			return err
 		}
 	}
 	if t.Phase == layout.PhaseFenced {
 		hook(layout.PhaseFenced)
-		fenced := time.Now()
-		// The source no longer changes in the ranges: copy what changed
-		// since the first copy (everything, after a restart), remove what
-		// it no longer has, and compare the two sides.
-		have := map[string]bool{}
-		changed := 0
-		src, err := n.scanRanges(ctx, t.From, t, t.FenceIndex, watermark, func(page []store.MovedEntry) error {
-			var newer []store.MovedEntry
-			for _, e := range page {
-				have[string(e.Key)] = true
-				if watermark == 0 || e.ModifyIndex > watermark {
-					newer = append(newer, e)
-				}
-			}
-			changed += len(newer)
-			return n.ingest(ctx, term, t, newer)
-		})
-		if err != nil {
+		if err := n.copyChangesAndFlip(ctx, term, &t, watermark); err != nil {
 			return err
 		}
-		check, err := n.scanRanges(ctx, t.To, t, 0, math.MaxUint64, nil)
-		if err != nil {
-			return err
-		}
-		var gone []store.MovedEntry
-		if check.digest != src.digest || check.keys != src.keys {
-			// The destination holds keys the source deleted since the
-			// first copy: remove them, and compare again.
-			if _, err := n.scanRanges(ctx, t.To, t, 0, math.MaxUint64, func(page []store.MovedEntry) error {
-				for _, e := range page {
-					if !have[string(e.Key)] {
-						gone = append(gone, store.MovedEntry{Key: e.Key, Deleted: true})
-					}
-				}
-				return nil
-			}); err != nil {
-				return err
-			}
-			if err := n.ingest(ctx, term, t, gone); err != nil {
-				return err
-			}
-			if check, err = n.scanRanges(ctx, t.To, t, 0, math.MaxUint64, nil); err != nil {
-				return err
-			}
-		}
-		if check.digest != src.digest || check.keys != src.keys {
-			return fmt.Errorf("%w: after the copy, group %d holds %d keys (digest %s) in the ranges, group %d %d keys (digest %s); not flipping",
-				base.ErrConflict, t.To, check.keys, short(check.digest), t.From, src.keys, short(src.digest))
-		}
-		if _, err := n.do(ctx, protocol.Request{Op: protocol.OpUnfence, Group: t.To, Ranges: t.Ranges, Term: term}); err != nil {
-			return fmt.Errorf("unfencing group %d: %w", t.To, err)
-		}
-		if err := n.recordPhase(ctx, layout.MigrationPhase{From: t.From, To: t.To, Phase: layout.PhaseFlipped, Keys: src.keys, Total: src.keys}); err != nil {
-			return err
-		}
-		n.log.Info("ranges flipped", "from", uint32(t.From), "to", uint32(t.To), "keys", src.keys, "changed_while_copying", changed,
-			"removed", len(gone), "digest", short(src.digest), "fenced_for", time.Since(fenced).Round(time.Millisecond))
-		t.Phase, t.Total = layout.PhaseFlipped, src.keys
 	}
 	if t.Phase == layout.PhaseFlipped {
 		hook(layout.PhaseFlipped)
@@ -522,6 +471,102 @@ func (n *Node) runTransfer(ctx context.Context, term uint64, t layout.TransferSt
 		n.log.Info("transfer done", "from", uint32(t.From), "to", uint32(t.To), "dropped", dropped, "took", time.Since(start).Round(time.Millisecond))
 	}
 	return nil
+}
+
+// firstCopy copies the ranges while the source still serves them, page by
+// page into the destination, then fences the source, recording both
+// phases; it returns the watermark above which modify indexes changed
+// after the copy began.
+func (n *Node) firstCopy(ctx context.Context, term uint64, t *layout.TransferState) (uint64, error) {
+	var copied uint64
+	first, err := n.scanRanges(ctx, t.From, *t, 0, 0, func(page []store.MovedEntry) error {
+		copied += uint64(len(page))
+		return n.ingest(ctx, term, *t, page)
+	})
+	if err != nil {
+		return 0, err
+	}
+	if err := n.recordPhase(ctx, layout.MigrationPhase{From: t.From, To: t.To, Phase: layout.PhaseCopy, Keys: copied}); err != nil {
+		return 0, err
+	}
+	resp, err := n.do(ctx, protocol.Request{Op: protocol.OpFence, Group: t.From, Ranges: t.Ranges, Term: term})
+	if err != nil {
+		return 0, fmt.Errorf("fencing group %d: %w", t.From, err)
+	}
+	t.Phase, t.FenceIndex = layout.PhaseFenced, resp.RaftIndex
+	if err := n.recordPhase(ctx, layout.MigrationPhase{From: t.From, To: t.To, Phase: layout.PhaseFenced, Keys: copied, FenceIndex: t.FenceIndex}); err != nil {
+		return 0, err
+	}
+	return first.watermark, nil
+}
+
+// copyChangesAndFlip runs once the source no longer changes in the ranges:
+// it copies what changed since the first copy (everything, after a
+// restart, when watermark is 0), removes what the source no longer has,
+// compares the two sides, and flips the ranges to the destination.
+func (n *Node) copyChangesAndFlip(ctx context.Context, term uint64, t *layout.TransferState, watermark uint64) error {
+	fenced := time.Now()
+	have := map[string]bool{}
+	changed := 0
+	src, err := n.scanRanges(ctx, t.From, *t, t.FenceIndex, watermark, func(page []store.MovedEntry) error {
+		var newer []store.MovedEntry
+		for _, e := range page {
+			have[string(e.Key)] = true
+			if watermark == 0 || e.ModifyIndex > watermark {
+				newer = append(newer, e)
+			}
+		}
+		changed += len(newer)
+		return n.ingest(ctx, term, *t, newer)
+	})
+	if err != nil {
+		return err
+	}
+	check, gone, err := n.removeDeleted(ctx, term, *t, src, have)
+	if err != nil {
+		return err
+	}
+	if check.digest != src.digest || check.keys != src.keys {
+		return fmt.Errorf("%w: after the copy, group %d holds %d keys (digest %s) in the ranges, group %d %d keys (digest %s); not flipping",
+			base.ErrConflict, t.To, check.keys, short(check.digest), t.From, src.keys, short(src.digest))
+	}
+	if _, err := n.do(ctx, protocol.Request{Op: protocol.OpUnfence, Group: t.To, Ranges: t.Ranges, Term: term}); err != nil {
+		return fmt.Errorf("unfencing group %d: %w", t.To, err)
+	}
+	if err := n.recordPhase(ctx, layout.MigrationPhase{From: t.From, To: t.To, Phase: layout.PhaseFlipped, Keys: src.keys, Total: src.keys}); err != nil {
+		return err
+	}
+	n.log.Info("ranges flipped", "from", uint32(t.From), "to", uint32(t.To), "keys", src.keys, "changed_while_copying", changed,
+		"removed", gone, "digest", short(src.digest), "fenced_for", time.Since(fenced).Round(time.Millisecond))
+	t.Phase, t.Total = layout.PhaseFlipped, src.keys
+	return nil
+}
+
+// removeDeleted compares the destination's ranges with the source's scan
+// src; when they differ, it removes from the destination the keys the
+// source no longer has (have holds the source's), and compares again. It
+// returns the destination's last scan and how many keys it removed.
+func (n *Node) removeDeleted(ctx context.Context, term uint64, t layout.TransferState, src scanned, have map[string]bool) (scanned, int, error) {
+	check, err := n.scanRanges(ctx, t.To, t, 0, math.MaxUint64, nil)
+	if err != nil || (check.digest == src.digest && check.keys == src.keys) {
+		return check, 0, err
+	}
+	var gone []store.MovedEntry
+	if _, err := n.scanRanges(ctx, t.To, t, 0, math.MaxUint64, func(page []store.MovedEntry) error {
+		for _, e := range page {
+			if !have[string(e.Key)] {
+				gone = append(gone, store.MovedEntry{Key: e.Key, Deleted: true})
+			}
+		}
+		return nil
+	}); err != nil {
+		return check, 0, err
+	}
+	if err := n.ingest(ctx, term, t, gone); err != nil {
+		return check, 0, err
+	}
+	check, err = n.scanRanges(ctx, t.To, t, 0, math.MaxUint64, nil)
+	return check, len(gone), err
 }
 
 func short(d string) string {

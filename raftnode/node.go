@@ -106,62 +106,13 @@ func New(cfg Config) (*Node, error) {
 		n.cfg.AdvertiseRaft = n.mux.Addr().String()
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
-	sl, err := n.mux.Layer(protocol.StreamGroup)
-	if err != nil {
+	if err := n.openPeerLayers(); err != nil {
 		n.mux.Close()
 		return nil, err
 	}
-	n.fwd.UseStreams(sl)
-	go n.serveStreams(sl)
-	if n.peerLn, err = n.mux.Layer(transport.PeerHTTPGroup); err != nil {
-		n.mux.Close()
-		return nil, err
-	}
-	n.fwd.UsePeerLayer(n.peerLn)
-
-	var boot []raft.Server
-	if bootstrap {
-		boot = n.alone()
-	}
-	if n.meta, err = n.openReplica(base.MetaGroup, boot); err != nil {
+	if err := n.openReplicas(restart, bootstrap); err != nil {
 		n.Close()
 		return nil, err
-	}
-	switch {
-	case restart:
-		n.log.Info("restarting from local state; --join ignored", "data_dir", cfg.DataDir)
-		ids, err := localGroups(cfg.DataDir)
-		if err != nil {
-			n.Close()
-			return nil, err
-		}
-		// Replicas open in parallel: each replays its own log tail.
-		errs := make(chan error, len(ids))
-		for _, id := range ids {
-			go func() { errs <- n.startReplica(id, nil) }()
-		}
-		var firstErr error
-		for range ids {
-			if err := <-errs; err != nil && firstErr == nil {
-				firstErr = err
-			}
-		}
-		if firstErr != nil {
-			n.Close()
-			return nil, firstErr
-		}
-		close(n.joined)
-	case bootstrap:
-		n.log.Info("bootstrapping a new cluster", "groups", cfg.Groups)
-		for id := 1; id <= cfg.Groups; id++ {
-			if err := n.startReplica(base.GroupID(id), n.alone()); err != nil {
-				n.Close()
-				return nil, err
-			}
-		}
-		close(n.joined)
-	default:
-		n.goLoop(n.joinLoop)
 	}
 	n.goLoop(n.initLoop)
 	n.goLoop(n.reconcileLoop)
@@ -176,6 +127,70 @@ func New(cfg Config) (*Node, error) {
 		n.goLoop(n.verifyLoop)
 	}
 	return n, nil
+}
+
+// openPeerLayers opens the Raft port's layers for node-to-node requests:
+// forwarding streams, served and dialled, and node-to-node HTTP.
+func (n *Node) openPeerLayers() error {
+	sl, err := n.mux.Layer(protocol.StreamGroup)
+	if err != nil {
+		return err
+	}
+	n.fwd.UseStreams(sl)
+	go n.serveStreams(sl)
+	if n.peerLn, err = n.mux.Layer(transport.PeerHTTPGroup); err != nil {
+		return err
+	}
+	n.fwd.UsePeerLayer(n.peerLn)
+	return nil
+}
+
+// openReplicas opens the metadata group's replica, then: on a restart every
+// group the data dir holds, in parallel (each replays its own log tail); on
+// a bootstrap the configured groups, alone; on a join nothing yet (joinLoop
+// asks the cluster).
+func (n *Node) openReplicas(restart, bootstrap bool) error {
+	var boot []raft.Server
+	if bootstrap {
+		boot = n.alone()
+	}
+	var err error
+	if n.meta, err = n.openReplica(base.MetaGroup, boot); err != nil {
+		return err
+	}
+	switch {
+	case restart:
+		n.log.Info("restarting from local state; --join ignored", "data_dir", n.cfg.DataDir)
+		ids, err := localGroups(n.cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		errs := make(chan error, len(ids))
+		for _, id := range ids {
+			go func() { errs <- n.startReplica(id, nil) }()
+		}
+		var firstErr error
+		for range ids {
+			if err := <-errs; err != nil && firstErr == nil {
+				firstErr = err
+			}
+		}
+		if firstErr != nil {
+			return firstErr
+		}
+		close(n.joined)
+	case bootstrap:
+		n.log.Info("bootstrapping a new cluster", "groups", n.cfg.Groups)
+		for id := 1; id <= n.cfg.Groups; id++ {
+			if err := n.startReplica(base.GroupID(id), n.alone()); err != nil {
+				return err
+			}
+		}
+		close(n.joined)
+	default:
+		n.goLoop(n.joinLoop)
+	}
+	return nil
 }
 
 func (n *Node) goLoop(f func(context.Context)) {

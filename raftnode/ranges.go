@@ -1,13 +1,14 @@
 package raftnode
 
 import (
-	"github.com/ringkv/ringkv/layout"
+	"github.com/ringkv/ringkv/ring"
 	"github.com/ringkv/ringkv/store"
 )
 
-func storeRanges(t layout.TransferState) []store.HashRange {
-	out := make([]store.HashRange, len(t.Ranges))
-	for i, r := range t.Ranges {
+// storeRanges is ranges of the ring's hash space as the store takes them.
+func storeRanges(rs []ring.Range) []store.HashRange {
+	out := make([]store.HashRange, len(rs))
+	for i, r := range rs {
 		out[i] = store.HashRange{Start: r.Start, End: r.End}
 	}
 	return out

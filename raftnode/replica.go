@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	bolt "go.etcd.io/bbolt"
@@ -96,88 +97,14 @@ func (n *Node) openReplica(id base.GroupID, boot []raft.Server) (*replica, error
 		}
 	}()
 	logger := newHCLog(n.log.With("group", uint32(id)), "raft")
-
-	var err error
-	openStart := time.Now()
-	// The log's free pages are not written at each append (one page write
-	// fewer per append); bbolt finds them again by walking the file when
-	// it opens, which for a log compacted by snapshots is a small file.
-	r.logs, err = logstore.OpenBolt(raftboltdb.Options{
-		Path:        filepath.Join(dir, "raft.db"),
-		BoltOptions: &bolt.Options{Timeout: 5 * time.Second, FreelistType: bolt.FreelistMapType, NoFreelistSync: true},
-	}, int(max(1, min(n.cfg.TrailingLogs, maxTrailingSizes))), n.log.With("group", uint32(id)), n.fatal)
+	files, err := n.openLog(r, logger)
 	if err != nil {
-		return nil, fmt.Errorf("group %d: open log: %w", id, err)
+		return nil, err
 	}
-	n.log.Debug("log store opened", "group", uint32(id), "took", time.Since(openStart).Round(time.Millisecond))
-	r.cache = logstore.NewCache(r.logs, logstore.CacheEntries, logstore.CacheBytes)
-	// A data group keeps one snapshot, which holds no data (see
-	// stateSnapshots); the metadata group keeps two, its state is rebuilt
-	// from the newest that restores.
-	retain := 1
-	if id == base.MetaGroup {
-		retain = 2
-	}
-	files, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(dir, "snapshots"), retain, logger)
+	conf := n.raftConfig(logger)
+	fsm, err := n.openFSM(r, files, conf)
 	if err != nil {
-		return nil, fmt.Errorf("group %d: snapshot store: %w", id, err)
-	}
-	r.snaps = files
-
-	conf := raft.DefaultConfig()
-	conf.LocalID = raft.ServerID(n.cfg.ID)
-	conf.Logger = logger
-	conf.HeartbeatTimeout = n.cfg.Timing.Heartbeat
-	conf.ElectionTimeout = n.cfg.Timing.Election
-	conf.LeaderLeaseTimeout = n.cfg.Timing.LeaderLease
-	conf.CommitTimeout = n.cfg.Timing.Commit
-	conf.SnapshotThreshold = n.cfg.SnapshotThreshold
-	conf.SnapshotInterval = n.cfg.SnapshotInterval
-	conf.TrailingLogs = n.cfg.TrailingLogs
-	conf.BatchApplyCh = true
-	conf.MaxAppendEntries = 256
-
-	var fsm raft.FSM
-	if id == base.MetaGroup {
-		r.meta = newMetaFSM()
-		r.meta.before = n.cfg.Knobs.OnMetaApply
-		fsm = r.meta
-	} else {
-		opts := store.DefaultOptions()
-		opts.Group = uint32(id)
-		opts.TreeDepth = n.cfg.MerkleDepth
-		opts.KeyHash = ring.Hash
-		opts.CommitDelay = n.cfg.ApplyCommitDelay
-		statePath := filepath.Join(dir, "state.db")
-		r.st, err = store.Open(statePath, opts)
-		if errors.Is(err, store.ErrTorn) {
-			// An earlier release deferred the state file's syncs and the
-			// machine went down: rebuild the file from that release's
-			// newest snapshot, which holds the data, and the Raft log.
-			if !hasDataSnapshot(files) {
-				return nil, fmt.Errorf("group %d: %w, and no snapshot holds a copy of the data to rebuild it from", id, err)
-			}
-			n.log.Warn("state file may be torn by a machine crash; rebuilding it", "group", uint32(id), "err", err)
-			if rmErr := removeState(statePath); rmErr != nil {
-				return nil, rmErr
-			}
-			r.st, err = store.Open(statePath, opts)
-		}
-		if err != nil {
-			return nil, err
-		}
-		snaps := &stateSnapshots{files: files, st: r.st}
-		r.snaps = snaps
-		n.log.Debug("state opened", "group", uint32(id), "took", time.Since(openStart).Round(time.Millisecond))
-		if err := r.catchUpFromSnapshot(snaps); err != nil {
-			return nil, err
-		}
-		// The bbolt state survives restarts: never rebuild it from the
-		// snapshot at start-up; raft re-applies the log tail and the store
-		// skips what it already holds.
-		conf.NoSnapshotRestoreOnStart = true
-		r.fsm = &dataFSM{st: r.st, log: n.log.With("group", uint32(id)), onFatal: n.fatal}
-		fsm = r.fsm
+		return nil, err
 	}
 
 	layer, err := n.mux.Layer(id)
@@ -220,6 +147,108 @@ func (n *Node) openReplica(id base.GroupID, boot []raft.Server) (*replica, error
 	}
 	ok = true
 	return r, nil
+}
+
+// openLog opens r's Raft log, its cache and its snapshot files.
+func (n *Node) openLog(r *replica, logger hclog.Logger) (*raft.FileSnapshotStore, error) {
+	id, dir := r.id, r.dir
+	var err error
+	openStart := time.Now()
+	// The log's free pages are not written at each append (one page write
+	// fewer per append); bbolt finds them again by walking the file when
+	// it opens, which for a log compacted by snapshots is a small file.
+	r.logs, err = logstore.OpenBolt(raftboltdb.Options{
+		Path:        filepath.Join(dir, "raft.db"),
+		BoltOptions: &bolt.Options{Timeout: 5 * time.Second, FreelistType: bolt.FreelistMapType, NoFreelistSync: true},
+	}, int(max(1, min(n.cfg.TrailingLogs, maxTrailingSizes))), n.log.With("group", uint32(id)), n.fatal)
+	if err != nil {
+		return nil, fmt.Errorf("group %d: open log: %w", id, err)
+	}
+	n.log.Debug("log store opened", "group", uint32(id), "took", time.Since(openStart).Round(time.Millisecond))
+	r.cache = logstore.NewCache(r.logs, logstore.CacheEntries, logstore.CacheBytes)
+	// A data group keeps one snapshot, which holds no data (see
+	// stateSnapshots); the metadata group keeps two, its state is rebuilt
+	// from the newest that restores.
+	retain := 1
+	if id == base.MetaGroup {
+		retain = 2
+	}
+	files, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(dir, "snapshots"), retain, logger)
+	if err != nil {
+		return nil, fmt.Errorf("group %d: snapshot store: %w", id, err)
+	}
+	r.snaps = files
+	return files, nil
+}
+
+// raftConfig is a group's Raft configuration from the node's.
+func (n *Node) raftConfig(logger hclog.Logger) *raft.Config {
+	conf := raft.DefaultConfig()
+	conf.LocalID = raft.ServerID(n.cfg.ID)
+	conf.Logger = logger
+	conf.HeartbeatTimeout = n.cfg.Timing.Heartbeat
+	conf.ElectionTimeout = n.cfg.Timing.Election
+	conf.LeaderLeaseTimeout = n.cfg.Timing.LeaderLease
+	conf.CommitTimeout = n.cfg.Timing.Commit
+	conf.SnapshotThreshold = n.cfg.SnapshotThreshold
+	conf.SnapshotInterval = n.cfg.SnapshotInterval
+	conf.TrailingLogs = n.cfg.TrailingLogs
+	conf.BatchApplyCh = true
+	conf.MaxAppendEntries = 256
+
+	return conf
+}
+
+// openFSM opens r's state machine: the layout's for the metadata group,
+// else the group's state file, rebuilt from a snapshot when an earlier
+// release left it torn.
+func (n *Node) openFSM(r *replica, files *raft.FileSnapshotStore, conf *raft.Config) (raft.FSM, error) {
+	id, dir := r.id, r.dir
+	openStart := time.Now()
+	var err error
+	var fsm raft.FSM
+	if id == base.MetaGroup {
+		r.meta = newMetaFSM()
+		r.meta.before = n.cfg.Knobs.OnMetaApply
+		fsm = r.meta
+	} else {
+		opts := store.DefaultOptions()
+		opts.Group = uint32(id)
+		opts.TreeDepth = n.cfg.MerkleDepth
+		opts.KeyHash = ring.Hash
+		opts.CommitDelay = n.cfg.ApplyCommitDelay
+		statePath := filepath.Join(dir, "state.db")
+		r.st, err = store.Open(statePath, opts)
+		if errors.Is(err, store.ErrTorn) {
+			// An earlier release deferred the state file's syncs and the
+			// machine went down: rebuild the file from that release's
+			// newest snapshot, which holds the data, and the Raft log.
+			if !hasDataSnapshot(files) {
+				return nil, fmt.Errorf("group %d: %w, and no snapshot holds a copy of the data to rebuild it from", id, err)
+			}
+			n.log.Warn("state file may be torn by a machine crash; rebuilding it", "group", uint32(id), "err", err)
+			if rmErr := removeState(statePath); rmErr != nil {
+				return nil, rmErr
+			}
+			r.st, err = store.Open(statePath, opts)
+		}
+		if err != nil {
+			return nil, err
+		}
+		snaps := &stateSnapshots{files: files, st: r.st}
+		r.snaps = snaps
+		n.log.Debug("state opened", "group", uint32(id), "took", time.Since(openStart).Round(time.Millisecond))
+		if err := r.catchUpFromSnapshot(snaps); err != nil {
+			return nil, err
+		}
+		// The bbolt state survives restarts: never rebuild it from the
+		// snapshot at start-up; raft re-applies the log tail and the store
+		// skips what it already holds.
+		conf.NoSnapshotRestoreOnStart = true
+		r.fsm = &dataFSM{st: r.st, log: n.log.With("group", uint32(id)), onFatal: n.fatal}
+		fsm = r.fsm
+	}
+	return fsm, nil
 }
 
 // catchUpFromSnapshot restores the newest snapshot when the state file is

@@ -383,79 +383,17 @@ func (s *Store) applySegment(entries []LogEntry, results []Result) error {
 			if e.Data == nil {
 				continue
 			}
-			if IsMoving(e.Data) {
-				r, err := s.applyMoving(kv, st, changed, e.Data)
-				if err != nil {
-					return err
-				}
-				r.Index = e.Index
-				results[i] = r
-				continue
-			}
-			if IsBatch(e.Data) {
-				cmds, err := DecodeBatch(e.Data)
-				if err != nil {
-					results[i].Err = err
-					continue
-				}
-				results[i].Batch = make([]Result, len(cmds))
-				for j, cmd := range cmds {
-					r, err := s.applyTx(kv, st, changed, e.Index, cmd)
-					if err != nil {
-						return err
-					}
-					r.Index = e.Index
-					results[i].Batch[j] = r
-				}
-				continue
-			}
-			cmd, err := DecodeCommand(e.Data)
-			if err != nil {
-				results[i].Err = err
-				continue
-			}
-			if cmd.Op == OpVerify {
-				root := Root{Index: e.Index, Hash: s.tree.Root(), Depth: s.tree.Depth()}
-				results[i].Root = &root
-				s.recordVerify(string(cmd.Key), root, s.tree)
-				continue
-			}
-			r, err := s.applyTx(kv, st, changed, e.Index, cmd)
+			r, err := s.applyEntry(kv, st, changed, e)
 			if err != nil {
 				return err
 			}
-			r.Index = e.Index
 			results[i] = r
 		}
 		if last == applied {
 			return nil
 		}
-		m := tx.Bucket(bucketMeta)
-		if lastTerm != 0 {
-			if err := putU64(m, keyAppliedTerm, lastTerm); err != nil {
-				return err
-			}
-		}
-		if err := putU64(m, keyApplied, last); err != nil {
+		if err := st.persist(tx.Bucket(bucketMeta), last, lastTerm); err != nil {
 			return err
-		}
-		if err := putU64(m, keyCount, st.count); err != nil {
-			return err
-		}
-		if st.offsetChanged {
-			if err := putU64(m, keyOffset, st.offset); err != nil {
-				return err
-			}
-		}
-		if st.termChanged {
-			if err := putU64(m, keyMoveTerm, st.moveTerm); err != nil {
-				return err
-			}
-		}
-		if st.fencesChanged {
-			if err := m.Put(keyFences, st.fences.encode()); err != nil {
-				return err
-			}
 		}
 		if !maintainMerkle {
 			return nil
@@ -473,6 +411,80 @@ func (s *Store) applySegment(entries []LogEntry, results []Result) error {
 		s.rootStale = true
 		s.applied.Store(last)
 		s.notify()
+	}
+	return nil
+}
+
+// applyEntry applies one entry's data inside tx. An error aborts the whole
+// batch; an entry that does not decode gets its error in its Result.
+func (s *Store) applyEntry(kv *bolt.Bucket, st *applyState, changed map[int]bool, e LogEntry) (Result, error) {
+	res := Result{Index: e.Index}
+	switch {
+	case IsMoving(e.Data):
+		r, err := s.applyMoving(kv, st, changed, e.Data)
+		r.Index = e.Index
+		return r, err
+	case IsBatch(e.Data):
+		cmds, err := DecodeBatch(e.Data)
+		if err != nil {
+			res.Err = err
+			return res, nil
+		}
+		res.Batch = make([]Result, len(cmds))
+		for j, cmd := range cmds {
+			r, err := s.applyTx(kv, st, changed, e.Index, cmd)
+			if err != nil {
+				return res, err
+			}
+			r.Index = e.Index
+			res.Batch[j] = r
+		}
+		return res, nil
+	}
+	cmd, err := DecodeCommand(e.Data)
+	if err != nil {
+		res.Err = err
+		return res, nil
+	}
+	if cmd.Op == OpVerify {
+		root := Root{Index: e.Index, Hash: s.tree.Root(), Depth: s.tree.Depth()}
+		res.Root = &root
+		s.recordVerify(string(cmd.Key), root, s.tree)
+		return res, nil
+	}
+	r, err := s.applyTx(kv, st, changed, e.Index, cmd)
+	r.Index = e.Index
+	return r, err
+}
+
+// persist writes, in the meta bucket m, what a batch ending at index last
+// (of term lastTerm) changed besides the data.
+func (st *applyState) persist(m *bolt.Bucket, last, lastTerm uint64) error {
+	if lastTerm != 0 {
+		if err := putU64(m, keyAppliedTerm, lastTerm); err != nil {
+			return err
+		}
+	}
+	if err := putU64(m, keyApplied, last); err != nil {
+		return err
+	}
+	if err := putU64(m, keyCount, st.count); err != nil {
+		return err
+	}
+	if st.offsetChanged {
+		if err := putU64(m, keyOffset, st.offset); err != nil {
+			return err
+		}
+	}
+	if st.termChanged {
+		if err := putU64(m, keyMoveTerm, st.moveTerm); err != nil {
+			return err
+		}
+	}
+	if st.fencesChanged {
+		if err := m.Put(keyFences, st.fences.encode()); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -134,8 +134,13 @@ func cmdNode(ctx context.Context, timeout time.Duration, c *client.Client, args 
 	if noWait {
 		return nil
 	}
-	// Follow the moves until the node is gone (remove) or the placement
-	// has settled.
+	return followNode(ctx, pos[0], id, get, out)
+}
+
+// followNode follows the replica moves after a node command (verb) until
+// the node is gone (remove) or the placement has settled, showing progress
+// on a terminal, then prints the cluster.
+func followNode(ctx context.Context, verb, id string, get func() (clusterState, error), out io.Writer) error {
 	begin := time.Now()
 	tty := isTerminal(os.Stderr)
 	for {
@@ -151,7 +156,7 @@ func cmdNode(ctx context.Context, timeout time.Duration, c *client.Client, args 
 		// The answering node may not have applied the change yet: wait
 		// until its view shows the node's new state.
 		var done bool
-		switch pos[0] {
+		switch verb {
 		case "remove":
 			done = !present
 		case "drain":

@@ -74,48 +74,7 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 	o := options{node: raftnode.DefaultConfig(), api: httpapi.DefaultConfig()}
 	fs := flag.NewFlagSet("ringkvd", flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
-	id := fs.String("id", "node1", "node id, unique in the cluster")
-	fs.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:7070", "client REST API listen address")
-	fs.StringVar(&o.node.RaftAddr, "raft-addr", "127.0.0.1:7071", "listen address for all Raft traffic of this node")
-	fs.StringVar(&o.advertiseHTTP, "advertise-http", "", "HTTP address other nodes dial (default: --http-addr)")
-	fs.StringVar(&o.node.AdvertiseRaft, "advertise-raft", "", "Raft address other nodes dial (default: --raft-addr)")
-	fs.StringVar(&o.node.DataDir, "data-dir", "./data", "directory for everything this node persists")
-	fs.StringVar(&o.join, "join", "", "comma-separated HTTP URLs of existing nodes; ignored when the data dir holds state")
-	fs.IntVar(&o.node.Groups, "groups", 3, "number of data Raft groups created at bootstrap")
-	fs.IntVar(&o.node.Replication, "replicas", layout.DefaultReplication, "replicas per group, set when the cluster is bootstrapped (placed on that many of the nodes)")
-	fs.Float64Var(&o.node.Weight, "weight", 1, "this node's capacity relative to others: it receives replicas and leaderships in proportion")
-	fs.StringVar(&o.api.Replication, "replication", "sync", "default write acknowledgement: sync (after a majority commits) or async (after the leader's own durable append)")
-	fs.IntVar(&o.api.MaxKeyBytes, "max-key-bytes", 1024, "largest key accepted, in bytes")
-	fs.Int64Var(&o.api.MaxValueBytes, "max-value-bytes", 1<<20, "largest value accepted, in bytes")
-	fs.IntVar(&o.api.MaxConcurrentLists, "max-concurrent-lists", 4, "recursive lists answered at once; more wait up to 2s, then get 503 with Retry-After")
-	fs.Uint64Var(&o.node.SnapshotThreshold, "snapshot-threshold", o.node.SnapshotThreshold, "log entries between snapshots of a group")
-	fs.DurationVar(&o.node.SnapshotInterval, "snapshot-interval", o.node.SnapshotInterval, "how often each group checks whether to snapshot")
-	fs.Uint64Var(&o.node.TrailingLogs, "trailing-logs", o.node.TrailingLogs, "log entries kept after a snapshot for slow followers (at most half the group's live data in bytes, at least 1 MiB)")
-	fs.DurationVar(&o.node.Timing.Heartbeat, "heartbeat-timeout", o.node.Timing.Heartbeat, "Raft heartbeat timeout")
-	fs.DurationVar(&o.node.Timing.Election, "election-timeout", o.node.Timing.Election, "Raft election timeout")
-	fs.DurationVar(&o.node.Timing.LeaderLease, "leader-lease-timeout", o.node.Timing.LeaderLease, "Raft leader lease timeout (must not exceed the heartbeat timeout)")
-	fs.IntVar(&o.node.ProposalWaves, "proposal-waves", o.node.ProposalWaves, "batches of writes a group leader keeps in flight; more writes wait and go together")
-	fs.DurationVar(&o.node.ProposalLinger, "proposal-linger", o.node.ProposalLinger, "after a batch of 4 or more writes, how long a group leader at most lets the next batch gather (it sends once as many writes as the last batch carried are queued, or after three of its recent batches' commit times); 0: send at once")
-	fs.DurationVar(&o.node.BalanceInterval, "balance-interval", o.node.BalanceInterval, "how often leaders rebalance across nodes (0: never)")
-	fs.DurationVar(&o.node.MoveStall, "move-stall", raftnode.DefaultMoveStall, "how long a replica move waits for a destination node that does not answer before it is undone")
-	fs.DurationVar(&o.node.VerifyInterval, "verify-interval", 0, "how often each group's leader verifies its replicas and repairs a divergent one (0: only on request)")
-	fs.DurationVar(&o.node.ApplyCommitDelay, "apply-commit-delay", o.node.ApplyCommitDelay, "how long applied writes may wait for a state-file commit that covers several (lists and snapshots commit at once); 0 commits each apply")
-	fs.IntVar(&o.node.MerkleDepth, "merkle-depth", snapshot.DefaultTreeDepth, "depth of each group's Merkle tree (2^depth key-hash ranges), the same on every node")
-	fs.BoolVar(&o.api.Pprof, "pprof", false, "serve Go's profiler under /debug/pprof/")
-	fs.BoolVar(&o.api.FaultHook, "fault-hook", false, "serve POST /v1/debug/fault to cut Raft traffic from chosen peers (fault-injection runs only)")
-	fs.IntVar(&o.gcPercent, "gc-percent", defaultGCPercent, "Go garbage collector target: the heap grows by this percentage of what is live before a collection (GOGC in the environment applies when this flag is not given)")
-	fs.StringVar(&o.memLimit, "memory-limit", "", "Go's soft memory limit, such as 2GiB, or off (default: a quarter of the memory available, at most 2GiB; GOMEMLIMIT in the environment applies when this flag is not given)")
-	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate for the client port: serve HTTPS only (with --tls-key)")
-	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM key of --tls-cert")
-	fs.StringVar(&o.tlsClientCA, "tls-client-ca", "", "PEM CA bundle: require client certificates signed by it on the client port")
-	fs.StringVar(&o.peerCert, "peer-cert", "", "PEM node certificate for the Raft port: every connection between nodes is mutual TLS (with --peer-key and --peer-ca; every node of the cluster, or none)")
-	fs.StringVar(&o.peerKey, "peer-key", "", "PEM key of --peer-cert")
-	fs.StringVar(&o.peerCA, "peer-ca", "", "PEM CA bundle that peers' node certificates must be signed by")
-	fs.BoolVar(&o.node.ACL, "acl", false, "access control: requests need tokens whose policies allow them (set when the cluster is bootstrapped; every node of the cluster, or none); then POST /v1/acl/bootstrap once for the first management token")
-	fs.StringVar(&o.node.JoinToken, "token", "", "token this node joins a cluster with access control with (it needs operator write)")
-	fs.StringVar(&o.tokenFile, "token-file", "", "file holding --token (kept out of the process list), as `ringkv acl bootstrap --save FILE` writes it")
-	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	id := defineFlags(fs, &o)
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -124,17 +83,8 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		env := "RINGKV_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v := getenv(env); v != "" && !set[f.Name] {
-			if err := fs.Set(f.Name, v); err != nil && envErr == nil {
-				envErr = fmt.Errorf("%s=%q: %v", env, v, err)
-			}
-		}
-	})
-	if envErr != nil {
-		return o, envErr
+	if err := fromEnv(fs, set, getenv); err != nil {
+		return o, err
 	}
 	o.gcGiven = set["gc-percent"] || getenv("RINGKV_GC_PERCENT") != ""
 	if _, _, err := o.memoryLimit(getenv, 0); err != nil {
@@ -177,6 +127,68 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 	return o, o.node.Validate()
 }
 
+// defineFlags declares ringkvd's flags on fs, into o; it returns --id's.
+func defineFlags(fs *flag.FlagSet, o *options) *string {
+	id := fs.String("id", "node1", "node id, unique in the cluster")
+	fs.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:7070", "client REST API listen address")
+	fs.StringVar(&o.node.RaftAddr, "raft-addr", "127.0.0.1:7071", "listen address for all Raft traffic of this node")
+	fs.StringVar(&o.advertiseHTTP, "advertise-http", "", "HTTP address other nodes dial (default: --http-addr)")
+	fs.StringVar(&o.node.AdvertiseRaft, "advertise-raft", "", "Raft address other nodes dial (default: --raft-addr)")
+	fs.StringVar(&o.node.DataDir, "data-dir", "./data", "directory for everything this node persists")
+	fs.StringVar(&o.join, "join", "", "comma-separated HTTP URLs of existing nodes; ignored when the data dir holds state")
+	fs.IntVar(&o.node.Groups, "groups", 3, "number of data Raft groups created at bootstrap")
+	fs.IntVar(&o.node.Replication, "replicas", layout.DefaultReplication, "replicas per group, set when the cluster is bootstrapped (placed on that many of the nodes)")
+	fs.Float64Var(&o.node.Weight, "weight", 1, "this node's capacity relative to others: it receives replicas and leaderships in proportion")
+	fs.StringVar(&o.api.Replication, "replication", "sync", "default write acknowledgement: sync (after a majority commits) or async (after the leader's own durable append)")
+	fs.IntVar(&o.api.MaxKeyBytes, "max-key-bytes", 1024, "largest key accepted, in bytes")
+	fs.Int64Var(&o.api.MaxValueBytes, "max-value-bytes", 1<<20, "largest value accepted, in bytes")
+	fs.IntVar(&o.api.MaxConcurrentLists, "max-concurrent-lists", 4, "recursive lists answered at once; more wait up to 2s, then get 503 with Retry-After")
+	fs.Uint64Var(&o.node.SnapshotThreshold, "snapshot-threshold", o.node.SnapshotThreshold, "log entries between snapshots of a group")
+	fs.DurationVar(&o.node.SnapshotInterval, "snapshot-interval", o.node.SnapshotInterval, "how often each group checks whether to snapshot")
+	fs.Uint64Var(&o.node.TrailingLogs, "trailing-logs", o.node.TrailingLogs, "log entries kept after a snapshot for slow followers (at most half the group's live data in bytes, at least 1 MiB)")
+	fs.DurationVar(&o.node.Timing.Heartbeat, "heartbeat-timeout", o.node.Timing.Heartbeat, "Raft heartbeat timeout")
+	fs.DurationVar(&o.node.Timing.Election, "election-timeout", o.node.Timing.Election, "Raft election timeout")
+	fs.DurationVar(&o.node.Timing.LeaderLease, "leader-lease-timeout", o.node.Timing.LeaderLease, "Raft leader lease timeout (must not exceed the heartbeat timeout)")
+	fs.IntVar(&o.node.ProposalWaves, "proposal-waves", o.node.ProposalWaves, "batches of writes a group leader keeps in flight; more writes wait and go together")
+	fs.DurationVar(&o.node.ProposalLinger, "proposal-linger", o.node.ProposalLinger, "after a batch of 4 or more writes, how long a group leader at most lets the next batch gather (it sends once as many writes as the last batch carried are queued, or after three of its recent batches' commit times); 0: send at once")
+	fs.DurationVar(&o.node.BalanceInterval, "balance-interval", o.node.BalanceInterval, "how often leaders rebalance across nodes (0: never)")
+	fs.DurationVar(&o.node.MoveStall, "move-stall", raftnode.DefaultMoveStall, "how long a replica move waits for a destination node that does not answer before it is undone")
+	fs.DurationVar(&o.node.VerifyInterval, "verify-interval", 0, "how often each group's leader verifies its replicas and repairs a divergent one (0: only on request)")
+	fs.DurationVar(&o.node.ApplyCommitDelay, "apply-commit-delay", o.node.ApplyCommitDelay, "how long applied writes may wait for a state-file commit that covers several (lists and snapshots commit at once); 0 commits each apply")
+	fs.IntVar(&o.node.MerkleDepth, "merkle-depth", snapshot.DefaultTreeDepth, "depth of each group's Merkle tree (2^depth key-hash ranges), the same on every node")
+	fs.BoolVar(&o.api.Pprof, "pprof", false, "serve Go's profiler under /debug/pprof/")
+	fs.BoolVar(&o.api.FaultHook, "fault-hook", false, "serve POST /v1/debug/fault to cut Raft traffic from chosen peers (fault-injection runs only)")
+	fs.IntVar(&o.gcPercent, "gc-percent", defaultGCPercent, "Go garbage collector target: the heap grows by this percentage of what is live before a collection (GOGC in the environment applies when this flag is not given)")
+	fs.StringVar(&o.memLimit, "memory-limit", "", "Go's soft memory limit, such as 2GiB, or off (default: a quarter of the memory available, at most 2GiB; GOMEMLIMIT in the environment applies when this flag is not given)")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate for the client port: serve HTTPS only (with --tls-key)")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM key of --tls-cert")
+	fs.StringVar(&o.tlsClientCA, "tls-client-ca", "", "PEM CA bundle: require client certificates signed by it on the client port")
+	fs.StringVar(&o.peerCert, "peer-cert", "", "PEM node certificate for the Raft port: every connection between nodes is mutual TLS (with --peer-key and --peer-ca; every node of the cluster, or none)")
+	fs.StringVar(&o.peerKey, "peer-key", "", "PEM key of --peer-cert")
+	fs.StringVar(&o.peerCA, "peer-ca", "", "PEM CA bundle that peers' node certificates must be signed by")
+	fs.BoolVar(&o.node.ACL, "acl", false, "access control: requests need tokens whose policies allow them (set when the cluster is bootstrapped; every node of the cluster, or none); then POST /v1/acl/bootstrap once for the first management token")
+	fs.StringVar(&o.node.JoinToken, "token", "", "token this node joins a cluster with access control with (it needs operator write)")
+	fs.StringVar(&o.tokenFile, "token-file", "", "file holding --token (kept out of the process list), as `ringkv acl bootstrap --save FILE` writes it")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	return id
+}
+
+// fromEnv sets each flag not given on the command line from RINGKV_<NAME>
+// (the flag's name in upper case, dashes as underscores), when set.
+func fromEnv(fs *flag.FlagSet, set map[string]bool, getenv func(string) string) error {
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		env := "RINGKV_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(env); v != "" && !set[f.Name] {
+			if err := fs.Set(f.Name, v); err != nil && envErr == nil {
+				envErr = fmt.Errorf("%s=%q: %v", env, v, err)
+			}
+		}
+	})
+	return envErr
+}
+
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
@@ -203,19 +215,9 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if p, ok := o.gcTarget(os.Getenv); ok {
-		debug.SetGCPercent(p)
-	}
-	limit, ok, err := o.memoryLimit(os.Getenv, availableMemory())
-	if err != nil {
+	if err := o.setMemory(log); err != nil {
 		return err
 	}
-	if ok {
-		debug.SetMemoryLimit(limit)
-	}
-	gc := debug.SetGCPercent(-1) // reads it, and puts it back
-	debug.SetGCPercent(gc)
-	log.Info("garbage collector", "gc_percent", gc, "memory_limit", debug.SetMemoryLimit(-1))
 	// Listen first, so a busy port fails before any state is created.
 	ln, err := net.Listen("tcp", o.httpAddr)
 	if err != nil {
@@ -245,19 +247,7 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 		ln.Close()
 		return err
 	}
-	o.api.Logger = log
-	o.api.TempDir = filepath.Join(o.node.DataDir, "tmp")
-	_ = os.RemoveAll(o.api.TempDir) // left by a crash mid-backup
-	if err := os.MkdirAll(o.api.TempDir, 0o700); err != nil {
-		ln.Close()
-		node.Close()
-		return err
-	}
-	o.api.Registry = prometheus.NewRegistry()
-	if err := exportRaftMetrics(o.api.Registry); err != nil {
-		log.Warn("raft metrics not exported", "err", err)
-	}
-	api, err := httpapi.New(node, o.api)
+	api, err := o.newAPI(node, log)
 	if err != nil {
 		ln.Close()
 		node.Close()
@@ -298,6 +288,41 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 		return nil
 	}
 	return err
+}
+
+// setMemory applies the garbage collector's target and the soft memory
+// limit, and logs what holds.
+func (o options) setMemory(log *slog.Logger) error {
+	if p, ok := o.gcTarget(os.Getenv); ok {
+		debug.SetGCPercent(p)
+	}
+	limit, ok, err := o.memoryLimit(os.Getenv, availableMemory())
+	if err != nil {
+		return err
+	}
+	if ok {
+		debug.SetMemoryLimit(limit)
+	}
+	gc := debug.SetGCPercent(-1) // reads it, and puts it back
+	debug.SetGCPercent(gc)
+	log.Info("garbage collector", "gc_percent", gc, "memory_limit", debug.SetMemoryLimit(-1))
+	return nil
+}
+
+// newAPI builds the HTTP API over node: its temporary directory (emptied
+// of what a crash mid-backup left) and its metrics registry.
+func (o options) newAPI(node *raftnode.Node, log *slog.Logger) (*httpapi.API, error) {
+	o.api.Logger = log
+	o.api.TempDir = filepath.Join(o.node.DataDir, "tmp")
+	_ = os.RemoveAll(o.api.TempDir)
+	if err := os.MkdirAll(o.api.TempDir, 0o700); err != nil {
+		return nil, err
+	}
+	o.api.Registry = prometheus.NewRegistry()
+	if err := exportRaftMetrics(o.api.Registry); err != nil {
+		log.Warn("raft metrics not exported", "err", err)
+	}
+	return httpapi.New(node, o.api)
 }
 
 // exportRaftMetrics routes hashicorp/raft's own measurements (commit time,
