@@ -81,6 +81,10 @@ func (p *Proc) ExitCode() (code int, ok bool) {
 // errAttached is returned for process control of an attached node.
 var errAttached = errors.New("attached node: this harness did not start it and cannot kill, restart or pause it")
 
+// UseBinary makes the next Start run the ringkvd at path: a rolling
+// upgrade (or downgrade) of a local node, its data dir kept.
+func (p *Proc) UseBinary(path string) { p.bin = path }
+
 // Start starts the process with its fixed arguments.
 func (p *Proc) Start() error {
 	if p.container != "" {

@@ -381,6 +381,9 @@ type Status struct {
 		RaftAddr string `json:"raft_addr"`
 	} `json:"members"`
 	RingEpoch uint64 `json:"ring_epoch"`
+	// Protocol is the node-to-node protocol version the node speaks (0
+	// from releases before versioning).
+	Protocol int `json:"protocol,omitempty"`
 }
 
 // Stream sends a request whose body (if any) is read from body and returns

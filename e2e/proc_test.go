@@ -80,8 +80,8 @@ func startCluster(t testing.TB, n int, extra ...string) *cluster {
 	return startClusterWith(t, chaos.LocalOptions{Nodes: n, Args: extra})
 }
 
-// startClusterWith starts the cluster o describes (its Bin, Dir and the
-// fast timing set here).
+// startClusterWith starts the cluster o describes (its Dir and the fast
+// timing set here; the ringkvd under test unless o.Bin names another).
 func startClusterWith(t testing.TB, o chaos.LocalOptions) *cluster {
 	t.Helper()
 	trackSources()
@@ -94,7 +94,10 @@ func startClusterWith(t testing.TB, o chaos.LocalOptions) *cluster {
 			t.Fatal(err)
 		}
 	}
-	o.Bin, o.Dir, o.Args = bin.ringkvd, dir, append(append([]string{}, timing...), o.Args...)
+	if o.Bin == "" {
+		o.Bin = bin.ringkvd
+	}
+	o.Dir, o.Args = dir, append(append([]string{}, timing...), o.Args...)
 	lc, err := chaos.StartLocal(ctx(t, 60*time.Second), o)
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/ringkv/ringkv/internal/testwait"
 )
 
 // gatedStore is a log store whose appends can be held: while held, an
@@ -103,7 +105,7 @@ func threeRafts(t *testing.T) []*testRaft {
 		t.Cleanup(func() { r.Shutdown().Error() })
 	}
 	leader := -1
-	waitFor(t, "a leader", func() bool {
+	testwait.For(t, "a leader", func() bool {
 		for i, p := range peers {
 			if p.r.State() == raft.Leader && p.r.Barrier(5*time.Second).Error() == nil {
 				leader = i
@@ -114,21 +116,6 @@ func threeRafts(t *testing.T) []*testRaft {
 	})
 	peers[0], peers[leader] = peers[leader], peers[0]
 	return peers
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(20 * time.Second)
-	defer deadline.Stop()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-tick.C:
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
 }
 
 // ringkv's hashicorp/raft (third_party/raft) replicates a leader's new
@@ -142,9 +129,9 @@ func TestLeaderReplicatesWhileItsOwnAppendRuns(t *testing.T) {
 	index := leader.r.LastIndex() + 1
 	release := leader.logs.hold(t, false)
 	f := leader.r.Apply([]byte("x"), 10*time.Second)
-	waitFor(t, "the leader's append to start", func() bool { return leader.logs.waiting.Load() == 1 })
+	testwait.For(t, "the leader's append to start", func() bool { return leader.logs.waiting.Load() == 1 })
 	for _, p := range peers[1:] {
-		waitFor(t, "followers to store the entry while the leader's append is held", func() bool {
+		testwait.For(t, "followers to store the entry while the leader's append is held", func() bool {
 			last, _ := p.logs.LastIndex()
 			return last >= index
 		})
@@ -164,7 +151,7 @@ func TestLeaderReplicatesWhileItsOwnAppendRuns(t *testing.T) {
 		t.Fatalf("the leader's log ends at %d, before the acknowledged entry %d", last, index)
 	}
 	for _, p := range peers {
-		waitFor(t, "every peer to apply the entry", func() bool { return p.fsm.n.Load() == 1 })
+		testwait.For(t, "every peer to apply the entry", func() bool { return p.fsm.n.Load() == 1 })
 	}
 }
 
@@ -177,15 +164,15 @@ func TestLeaderAppendFailureStepsDown(t *testing.T) {
 	leader := peers[0]
 	release := leader.logs.hold(t, true)
 	f := leader.r.Apply([]byte("x"), 10*time.Second)
-	waitFor(t, "the leader's append to start", func() bool { return leader.logs.waiting.Load() == 1 })
+	testwait.For(t, "the leader's append to start", func() bool { return leader.logs.waiting.Load() == 1 })
 	release()
 	if err := f.Error(); err == nil {
 		t.Fatal("a write whose leader could not store it was acknowledged")
 	}
-	waitFor(t, "the leader to step down", func() bool { return leader.r.State() != raft.Leader || leader.r.Leader() == "" })
+	testwait.For(t, "the leader to step down", func() bool { return leader.r.State() != raft.Leader || leader.r.Leader() == "" })
 	// The group goes on: a new write commits on every peer, after the
 	// held entry if a follower kept it.
-	waitFor(t, "a new write to commit", func() bool {
+	testwait.For(t, "a new write to commit", func() bool {
 		for _, p := range peers {
 			if p.r.State() == raft.Leader && p.r.Apply([]byte("y"), 5*time.Second).Error() == nil {
 				return true
@@ -193,7 +180,7 @@ func TestLeaderAppendFailureStepsDown(t *testing.T) {
 		}
 		return false
 	})
-	waitFor(t, "every peer to apply the same entries", func() bool {
+	testwait.For(t, "every peer to apply the same entries", func() bool {
 		n := peers[0].fsm.n.Load()
 		return n >= 1 && peers[1].fsm.n.Load() == n && peers[2].fsm.n.Load() == n
 	})

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/ringkv/ringkv/chaos"
+	"github.com/ringkv/ringkv/internal/testwait"
 )
 
 // raftPort is one Raft group (a single voter that leads itself) on a real
@@ -97,13 +98,13 @@ func FuzzRaftPort(f *testing.F) {
 // group keeps a sane term, stays up and leads itself again.
 func TestForgedRaftRPCsAreRefused(t *testing.T) {
 	p := newRaftPort(t)
-	waitFor(t, "a leader", func() bool { return p.r.State() == raft.Leader })
+	testwait.For(t, "a leader", func() bool { return p.r.State() == raft.Leader })
 	for _, rpc := range chaos.ForgedRPCs(p.r.CurrentTerm()) {
 		p.send(t, rpc.Bytes)
 		if term := p.r.CurrentTerm(); term > raft.MaxRPCTerm {
 			t.Fatalf("%s: the group took term %d", rpc.Name, term)
 		}
-		waitFor(t, rpc.Name+": the group leads itself again", func() bool {
+		testwait.For(t, rpc.Name+": the group leads itself again", func() bool {
 			return p.r.State() == raft.Leader && p.r.Barrier(time.Second).Error() == nil
 		})
 	}
@@ -120,19 +121,3 @@ type nopSnapshot struct{}
 
 func (nopSnapshot) Persist(s raft.SnapshotSink) error { return s.Close() }
 func (nopSnapshot) Release()                          {}
-
-// waitFor polls cond until it holds, failing the test after 20 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(20 * time.Second)
-	defer deadline.Stop()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-tick.C:
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
