@@ -49,19 +49,18 @@ func (a *API) aclState() (*layout.ACLState, error) {
 	return s, nil
 }
 
-func (a *API) aclBootstrap(w http.ResponseWriter, r *http.Request) {
+func (a *API) aclBootstrap(w http.ResponseWriter, r *http.Request) error {
 	if _, err := a.aclState(); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	t, secret, err := a.b.ACLBootstrap(r.Context())
 	if err != nil {
 		a.audit.decision(r, "acl_bootstrap", raftnode.Identity{}, err)
-		writeError(w, err)
-		return
+		return err
 	}
 	a.log.Info("acl", "who", "bootstrap", "route", "acl_bootstrap", "allowed", true, "token", t.AccessorID)
 	writeJSON(w, http.StatusOK, showToken(t, secret))
+	return nil
 }
 
 // decodeStrict decodes a JSON body of at most maxACLBody bytes, refusing
@@ -100,15 +99,15 @@ func decodePolicy(w http.ResponseWriter, r *http.Request) (acl.Policy, error) {
 	return p, nil
 }
 
-func (a *API) aclPolicyCreate(w http.ResponseWriter, r *http.Request) {
+func (a *API) aclPolicyCreate(w http.ResponseWriter, r *http.Request) error {
 	p, err := decodePolicy(w, r)
 	if err == nil {
 		err = a.b.ACLSetPolicy(r.Context(), p, true)
 	}
-	a.respondACL(w, r, "acl_policy", "create policy "+p.Name, p, err)
+	return a.respondACL(w, r, "acl_policy", "create policy "+p.Name, p, err)
 }
 
-func (a *API) aclPolicyUpdate(w http.ResponseWriter, r *http.Request) {
+func (a *API) aclPolicyUpdate(w http.ResponseWriter, r *http.Request) error {
 	name := mux.Vars(r)["name"]
 	p, err := decodePolicy(w, r)
 	if err == nil && p.Name != name {
@@ -117,37 +116,36 @@ func (a *API) aclPolicyUpdate(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = a.b.ACLSetPolicy(r.Context(), p, false)
 	}
-	a.respondACL(w, r, "acl_policy_name", "update policy "+name, p, err)
+	return a.respondACL(w, r, "acl_policy_name", "update policy "+name, p, err)
 }
 
-func (a *API) aclPolicyDelete(w http.ResponseWriter, r *http.Request) {
+func (a *API) aclPolicyDelete(w http.ResponseWriter, r *http.Request) error {
 	name := mux.Vars(r)["name"]
 	err := a.b.ACLDeletePolicy(r.Context(), name)
-	a.respondACL(w, r, "acl_policy_name", "delete policy "+name, map[string]string{"deleted": name}, err)
+	return a.respondACL(w, r, "acl_policy_name", "delete policy "+name, map[string]string{"deleted": name}, err)
 }
 
-func (a *API) aclPolicyGet(w http.ResponseWriter, r *http.Request) {
+func (a *API) aclPolicyGet(w http.ResponseWriter, r *http.Request) error {
 	s, err := a.aclState()
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	name := mux.Vars(r)["name"]
 	p, ok := s.Policy(name)
 	if !ok {
-		writeError(w, fmt.Errorf("%w: no policy %q", base.ErrNotFound, name))
-		return
+		return fmt.Errorf("%w: no policy %q", base.ErrNotFound, name)
 	}
 	writeJSON(w, http.StatusOK, p)
+	return nil
 }
 
-func (a *API) aclPolicies(w http.ResponseWriter, r *http.Request) {
+func (a *API) aclPolicies(w http.ResponseWriter, r *http.Request) error {
 	s, err := a.aclState()
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, s.Policies)
+	return nil
 }
 
 // tokenRequest is the body of POST /v1/acl/token.
@@ -157,21 +155,19 @@ type tokenRequest struct {
 	Management  bool     `json:"management"`
 }
 
-func (a *API) aclTokenCreate(w http.ResponseWriter, r *http.Request) {
+func (a *API) aclTokenCreate(w http.ResponseWriter, r *http.Request) error {
 	var req tokenRequest
 	if err := decodeStrict(w, r, "token", &req); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if len(req.Policies) == 0 && !req.Management {
-		writeError(w, badRequest(`a token needs at least one policy ("policies": ["name"]) or "management": true`))
-		return
+		return badRequest(`a token needs at least one policy ("policies": ["name"]) or "management": true`)
 	}
 	t, secret, err := a.b.ACLCreateToken(r.Context(), req.Description, req.Policies, req.Management)
-	a.respondACL(w, r, "acl_token", "create token "+t.AccessorID, showToken(t, secret), err)
+	return a.respondACL(w, r, "acl_token", "create token "+t.AccessorID, showToken(t, secret), err)
 }
 
-func (a *API) aclTokenDelete(w http.ResponseWriter, r *http.Request) {
+func (a *API) aclTokenDelete(w http.ResponseWriter, r *http.Request) error {
 	id := mux.Vars(r)["accessor"]
 	err := acl.CheckAccessor(id)
 	if err != nil {
@@ -179,54 +175,53 @@ func (a *API) aclTokenDelete(w http.ResponseWriter, r *http.Request) {
 	} else {
 		err = a.b.ACLDeleteToken(r.Context(), id)
 	}
-	a.respondACL(w, r, "acl_token_id", "delete token "+id, map[string]string{"deleted": id}, err)
+	return a.respondACL(w, r, "acl_token_id", "delete token "+id, map[string]string{"deleted": id}, err)
 }
 
-func (a *API) aclTokenGet(w http.ResponseWriter, r *http.Request) {
-	a.showTokenOf(w, mux.Vars(r)["accessor"])
+func (a *API) aclTokenGet(w http.ResponseWriter, r *http.Request) error {
+	return a.showTokenOf(w, mux.Vars(r)["accessor"])
 }
 
 // aclTokenSelf shows the request's own token.
-func (a *API) aclTokenSelf(w http.ResponseWriter, r *http.Request) {
+func (a *API) aclTokenSelf(w http.ResponseWriter, r *http.Request) error {
 	id, _ := identityOf(r.Context())
-	a.showTokenOf(w, id.Accessor)
+	return a.showTokenOf(w, id.Accessor)
 }
 
-func (a *API) showTokenOf(w http.ResponseWriter, accessor string) {
+func (a *API) showTokenOf(w http.ResponseWriter, accessor string) error {
 	s, err := a.aclState()
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	t, ok := s.Token(accessor)
 	if !ok {
-		writeError(w, fmt.Errorf("%w: no token %.40q", base.ErrNotFound, accessor))
-		return
+		return fmt.Errorf("%w: no token %.40q", base.ErrNotFound, accessor)
 	}
 	writeJSON(w, http.StatusOK, showToken(t, ""))
+	return nil
 }
 
-func (a *API) aclTokens(w http.ResponseWriter, r *http.Request) {
+func (a *API) aclTokens(w http.ResponseWriter, r *http.Request) error {
 	s, err := a.aclState()
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	out := make([]tokenBody, len(s.Tokens))
 	for i, t := range s.Tokens {
 		out[i] = showToken(t, "")
 	}
 	writeJSON(w, http.StatusOK, out)
+	return nil
 }
 
 // respondACL answers a change of policies or tokens and logs it.
-func (a *API) respondACL(w http.ResponseWriter, r *http.Request, route, what string, body any, err error) {
+func (a *API) respondACL(w http.ResponseWriter, r *http.Request, route, what string, body any, err error) error {
 	id, _ := identityOf(r.Context())
 	if err != nil {
 		a.log.Info("acl", "who", id.Who(), "route", route, "action", what, "done", false, "err", err.Error())
-		writeError(w, err)
-		return
+		return err
 	}
 	a.log.Info("acl", "who", id.Who(), "route", route, "action", what, "done", true)
 	writeJSON(w, http.StatusOK, body)
+	return nil
 }

@@ -40,28 +40,25 @@ func extendDeadlines(w http.ResponseWriter) time.Time {
 // backup answers GET /v1/backup with a backup archive of every group. The
 // archive is assembled in a temporary file first, so its length is known
 // and a failure is answered as an error rather than a truncated stream.
-func (a *API) backup(w http.ResponseWriter, r *http.Request) {
+func (a *API) backup(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := bulk(w, r)
 	defer cancel()
 	f, err := os.CreateTemp(a.cfg.TempDir, "backup-*.tar")
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
 	m, err := a.b.Backup(ctx, a.cfg.TempDir, f)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	size, err := f.Seek(0, io.SeekCurrent)
 	if err == nil {
 		_, err = f.Seek(0, io.SeekStart)
 	}
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/x-tar")
@@ -75,23 +72,23 @@ func (a *API) backup(w http.ResponseWriter, r *http.Request) {
 			a.log.Warn("backup: sending the archive", "err", err)
 		}
 	}
+	return nil
 }
 
 // restore answers POST /v1/restore: the body is a backup archive.
-func (a *API) restore(w http.ResponseWriter, r *http.Request) {
+func (a *API) restore(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := bulk(w, r)
 	defer cancel()
 	force, err := boolParam(r, "force")
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	rep, err := a.b.Restore(ctx, a.cfg.TempDir, r.Body, backup.Options{Force: force})
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, rep)
+	return nil
 }
 
 func boolParam(r *http.Request, name string) (bool, error) {
@@ -115,17 +112,15 @@ func groupParam(r *http.Request) (base.GroupID, error) {
 }
 
 // checkpoint answers the internal GET of a group leader's checkpoint.
-func (a *API) checkpoint(w http.ResponseWriter, r *http.Request) {
+func (a *API) checkpoint(w http.ResponseWriter, r *http.Request) error {
 	g, err := groupParam(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	var minIndex uint64
 	if s := r.URL.Query().Get("min_index"); s != "" {
 		if minIndex, err = strconv.ParseUint(s, 10, 64); err != nil {
-			writeError(w, badRequest("min_index: want a non-negative integer"))
-			return
+			return badRequest("min_index: want a non-negative integer")
 		}
 	}
 	ctx, cancel := bulk(w, r)
@@ -139,50 +134,49 @@ func (a *API) checkpoint(w http.ResponseWriter, r *http.Request) {
 		return w
 	})
 	if err != nil && w.Header().Get("X-Raft-Index") == "" {
-		writeError(w, err)
-	} else if err != nil {
+		return err
+	}
+	if err != nil {
 		a.log.Warn("checkpoint: sending", "group", uint32(g), "err", err)
 	}
+	return nil
 }
 
 // restoreGroup answers the internal POST of a checkpoint for the group
 // leader to restore through Raft.
-func (a *API) restoreGroup(w http.ResponseWriter, r *http.Request) {
+func (a *API) restoreGroup(w http.ResponseWriter, r *http.Request) error {
 	g, err := groupParam(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	q := r.URL.Query()
 	term, err := strconv.ParseUint(q.Get("fence_term"), 10, 64)
 	if err != nil || term == 0 {
-		writeError(w, fmt.Errorf("%w: fence_term must be the restore's metadata term", base.ErrBadRequest))
-		return
+		return fmt.Errorf("%w: fence_term must be the restore's metadata term", base.ErrBadRequest)
 	}
 	ctx, cancel := bulk(w, r)
 	defer cancel()
 	idx, err := a.b.RestoreCheckpoint(ctx, g, r.Body, raftnode.RestoreFence{ID: q.Get("restore"), Term: term})
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]interface{}{"group": g, "index": idx})
+	return nil
 }
 
 // tree answers GET /v1/groups/{id}/merkle: the group's Merkle tree at a
 // verification index.
-func (a *API) tree(w http.ResponseWriter, r *http.Request) {
+func (a *API) tree(w http.ResponseWriter, r *http.Request) error {
 	g, err := groupParam(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
 	t, err := a.b.Tree(ctx, g)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, t)
+	return nil
 }

@@ -52,6 +52,21 @@ type errorBody struct {
 	Size  int64 `json:"size,omitempty"`
 }
 
+// handler is an endpoint that answers success itself and returns the
+// error it fails with; answer writes that error.
+type handler func(w http.ResponseWriter, r *http.Request) error
+
+// answer adapts h to net/http: an error h returns is answered as JSON with
+// its status (writeError). A handler that has begun a successful answer
+// (a stream) returns nil after it, having no way left to report one.
+func answer(h handler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			writeError(w, err)
+		}
+	}
+}
+
 // writeError answers err as JSON with its status.
 func writeError(w http.ResponseWriter, err error) {
 	body := errorBody{WireError: base.ToWire(err)}

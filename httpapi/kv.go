@@ -53,12 +53,11 @@ func (a *API) kvRequest(r *http.Request) ([]byte, kvQuery, error) {
 }
 
 // respondWrite answers a put or delete: its error, or its headers and JSON.
-func respondWrite(w http.ResponseWriter, res protocol.WriteResult, by base.NodeID, err error, deleted, keysBase64 bool) {
+func respondWrite(w http.ResponseWriter, res protocol.WriteResult, by base.NodeID, err error, deleted, keysBase64 bool) error {
 	h := w.Header()
 	if err != nil {
 		h.Set(hdrServedBy, string(by))
-		writeError(w, err)
-		return
+		return err
 	}
 	// Every write is answered so: the values share one slice, and the
 	// names are already canonical.
@@ -77,6 +76,7 @@ func respondWrite(w http.ResponseWriter, res protocol.WriteResult, by base.NodeI
 		Deleted: deleted, Replication: replicationOf(res), RaftTerm: res.RaftTerm}
 	buf := make([]byte, 0, 128)
 	w.Write(body.appendJSON(buf))
+	return nil
 }
 
 // appendJSON appends what json.Encoder writes for b, newline included,
@@ -137,66 +137,55 @@ func (a *API) async(q kvQuery) bool {
 	return q.replication == "async" || (q.replication == "" && a.cfg.Replication == "async")
 }
 
-func (a *API) putKV(w http.ResponseWriter, r *http.Request) {
+func (a *API) putKV(w http.ResponseWriter, r *http.Request) error {
 	key, q, err := a.kvRequest(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if q.recurse {
-		writeError(w, badRequest("recurse is not valid on PUT"))
-		return
+		return badRequest("recurse is not valid on PUT")
 	}
 	if err := a.allowKey(r, "kv", key, acl.Write); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	value, err := readBody(w, r, "value", a.cfg.MaxValueBytes)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	res, by, err := a.b.Put(r.Context(), key, value, raftnode.WriteOptions{HasCAS: q.hasCAS, CAS: q.cas, Async: a.async(q)})
-	respondWrite(w, res, by, err, false, q.keysBase64)
+	return respondWrite(w, res, by, err, false, q.keysBase64)
 }
 
-func (a *API) deleteKV(w http.ResponseWriter, r *http.Request) {
+func (a *API) deleteKV(w http.ResponseWriter, r *http.Request) error {
 	key, q, err := a.kvRequest(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if q.recurse {
-		writeError(w, badRequest("recursive delete is not supported; delete keys one by one"))
-		return
+		return badRequest("recursive delete is not supported; delete keys one by one")
 	}
 	if err := a.allowKey(r, "kv", key, acl.Write); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	res, by, err := a.b.Delete(r.Context(), key, raftnode.WriteOptions{HasCAS: q.hasCAS, CAS: q.cas, Async: a.async(q)})
-	respondWrite(w, res, by, err, true, q.keysBase64)
+	return respondWrite(w, res, by, err, true, q.keysBase64)
 }
 
-func (a *API) getKV(w http.ResponseWriter, r *http.Request) {
+func (a *API) getKV(w http.ResponseWriter, r *http.Request) error {
 	key, q, err := a.kvRequest(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if q.recurse {
-		a.list(w, r, key, q)
-		return
+		return a.list(w, r, key, q)
 	}
 	if err := a.allowKey(r, "kv", key, acl.Read); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	res, err := a.b.GetAt(r.Context(), key, q.consistency, q.minIndex)
 	if err != nil {
 		w.Header().Set(hdrServedBy, string(res.ServedBy))
-		writeError(w, err)
-		return
+		return err
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")
@@ -209,6 +198,7 @@ func (a *API) getKV(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodHead {
 		w.Write(res.Value)
 	}
+	return nil
 }
 
 // maxWait bounds POST /v1/wait's timeout.
@@ -218,30 +208,26 @@ const maxWait = 5 * time.Minute
 // once index N of group G is committed by a majority (turning an
 // asynchronous write into a durable one), 504 if not within the timeout,
 // 410 if the entry at N is no longer the one appended in term T.
-func (a *API) wait(w http.ResponseWriter, r *http.Request) {
+func (a *API) wait(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	g, err := strconv.ParseUint(q.Get("group"), 10, 32)
 	if err != nil || g == 0 {
-		writeError(w, badRequest("group: want a positive integer"))
-		return
+		return badRequest("group: want a positive integer")
 	}
 	index, err := strconv.ParseUint(q.Get("index"), 10, 64)
 	if err != nil || index == 0 {
-		writeError(w, badRequest("index: want a positive Raft index"))
-		return
+		return badRequest("index: want a positive Raft index")
 	}
 	var term uint64
 	if s := q.Get("term"); s != "" {
 		if term, err = strconv.ParseUint(s, 10, 64); err != nil {
-			writeError(w, badRequest("term: want a non-negative integer"))
-			return
+			return badRequest("term: want a non-negative integer")
 		}
 	}
 	timeout := 2 * time.Second
 	if s := q.Get("timeout"); s != "" {
 		if timeout, err = time.ParseDuration(s); err != nil || timeout <= 0 || timeout > maxWait {
-			writeError(w, badRequest(fmt.Sprintf("timeout %q: want a duration up to %v", s, maxWait)))
-			return
+			return badRequest(fmt.Sprintf("timeout %q: want a duration up to %v", s, maxWait))
 		}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
@@ -249,9 +235,9 @@ func (a *API) wait(w http.ResponseWriter, r *http.Request) {
 	resp, err := a.b.Wait(ctx, base.GroupID(g), index, term)
 	if err != nil {
 		w.Header().Set(hdrServedBy, string(resp.ServedBy))
-		writeError(w, err)
-		return
+		return err
 	}
 	w.Header().Set(hdrServedBy, string(resp.ServedBy))
 	writeJSON(w, http.StatusOK, map[string]interface{}{"group": g, "index": index, "committed": true})
+	return nil
 }

@@ -48,11 +48,10 @@ var errListDone = errors.New("list done")
 // written out.
 const listFlushBytes = 32 << 10
 
-func (a *API) list(w http.ResponseWriter, r *http.Request, prefix []byte, q kvQuery) {
+func (a *API) list(w http.ResponseWriter, r *http.Request, prefix []byte, q kvQuery) error {
 	release, err := a.listSlot(r.Context())
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	defer release()
 	o := raftnode.ListOptions{Prefix: prefix, Limit: q.limit, KeysOnly: q.keysOnly, Consistency: q.consistency}
@@ -84,11 +83,10 @@ func (a *API) list(w http.ResponseWriter, r *http.Request, prefix []byte, q kvQu
 		err = lw.finish()
 	}
 	if err == nil {
-		return
+		return nil
 	}
 	if !lw.started {
-		writeError(w, err)
-		return
+		return err
 	}
 	// Half an array is already on its way: cut the connection, so that
 	// the client sees a broken answer, never a short one that parses.

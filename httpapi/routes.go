@@ -49,7 +49,7 @@ func (a *API) routeTable() []route {
 	const (
 		get, put, post, del = http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete
 	)
-	e := func(h http.HandlerFunc, n need) endpoint { return endpoint{h, n} }
+	e := func(h handler, n need) endpoint { return endpoint{answer(h), n} }
 	table := []route{
 		// Matched by prefix, not by a pattern: the handlers take the key
 		// from the encoded path themselves (kvRequest) and check it.
@@ -78,7 +78,7 @@ func (a *API) routeTable() []route {
 		{"healthz", "/healthz", map[string]endpoint{get: e(a.healthz, needNothing)}},
 		{"readyz", "/readyz", map[string]endpoint{get: e(a.readyz, needNothing)}},
 		{"metrics", "/metrics", map[string]endpoint{
-			get: e(promhttp.HandlerFor(a.cfg.Registry, promhttp.HandlerOpts{}).ServeHTTP, needOperatorRead)}},
+			get: {promhttp.HandlerFor(a.cfg.Registry, promhttp.HandlerOpts{}).ServeHTTP, needOperatorRead}}},
 		{"acl_bootstrap", "/v1/acl/bootstrap", map[string]endpoint{post: e(a.aclBootstrap, needNothing)}},
 		{"acl_policy", "/v1/acl/policy", map[string]endpoint{post: e(a.aclPolicyCreate, needManagement)}},
 		{"acl_policy_name", "/v1/acl/policy/{name}", map[string]endpoint{
@@ -95,7 +95,7 @@ func (a *API) routeTable() []route {
 	}
 	if a.cfg.Pprof {
 		all := func(h http.HandlerFunc) map[string]endpoint {
-			return map[string]endpoint{get: e(h, needOperatorWrite), post: e(h, needOperatorWrite)}
+			return map[string]endpoint{get: {h, needOperatorWrite}, post: {h, needOperatorWrite}}
 		}
 		table = append(table, route{"pprof_profile", "/debug/pprof/profile", all(pprof.Profile)},
 			route{"pprof_trace", "/debug/pprof/trace", all(pprof.Trace)},
@@ -145,10 +145,10 @@ func (a *API) peerRoutes() *mux.Router {
 		path    string
 		methods map[string]http.HandlerFunc
 	}{
-		{"checkpoint", "/v1/internal/groups/{id}/checkpoint", map[string]http.HandlerFunc{http.MethodGet: a.checkpoint}},
-		{"restore_group", "/v1/internal/groups/{id}/restore", map[string]http.HandlerFunc{http.MethodPost: a.restoreGroup}},
-		{"forward", protocol.ForwardPath, map[string]http.HandlerFunc{http.MethodPost: a.forward}},
-		{"peer_status", raftnode.PeerStatusPath, map[string]http.HandlerFunc{http.MethodGet: a.status}},
+		{"checkpoint", "/v1/internal/groups/{id}/checkpoint", map[string]http.HandlerFunc{http.MethodGet: answer(a.checkpoint)}},
+		{"restore_group", "/v1/internal/groups/{id}/restore", map[string]http.HandlerFunc{http.MethodPost: answer(a.restoreGroup)}},
+		{"forward", protocol.ForwardPath, map[string]http.HandlerFunc{http.MethodPost: answer(a.forward)}},
+		{"peer_status", raftnode.PeerStatusPath, map[string]http.HandlerFunc{http.MethodGet: answer(a.status)}},
 	} {
 		r.NewRoute().Path(rt.path).Handler(a.byMethod(rt.name, rt.methods))
 	}
