@@ -23,55 +23,131 @@ import (
 	"github.com/ringkv/ringkv/verify"
 )
 
-// Backend is what the handlers call; *raftnode.Node implements it.
+// Backend is what the handlers call; *raftnode.Node implements it. It is
+// made of one interface per concern, so that each handler file shows what
+// of the node it uses.
 type Backend interface {
+	KV
+	RingAdmin
+	Membership
+	Integrity
+	AccessControl
+	Peering
+}
+
+// KV reads and writes keys.
+type KV interface {
+	// Put writes key=value, acknowledged as o says (a majority, or the
+	// leader's append), and names the node that served it.
 	Put(ctx context.Context, key, value []byte, o raftnode.WriteOptions) (protocol.WriteResult, base.NodeID, error)
+	// Delete removes key, as Put writes it.
 	Delete(ctx context.Context, key []byte, o raftnode.WriteOptions) (protocol.WriteResult, base.NodeID, error)
+	// GetAt reads key at consistency c from a replica that has applied at
+	// least minIndex of its group (0: any).
 	GetAt(ctx context.Context, key []byte, c protocol.Consistency, minIndex uint64) (raftnode.ReadResult, error)
+	// Wait returns once group g has committed index (written in term), or
+	// says the entry was lost.
 	Wait(ctx context.Context, g base.GroupID, index, term uint64) (protocol.Response, error)
+	// ListEach calls emit with every key o selects, in key order, across
+	// groups, until emit fails.
 	ListEach(ctx context.Context, o raftnode.ListOptions, emit func(protocol.KV) error) error
-	Status() raftnode.Status
+}
+
+// RingAdmin reads and changes the ring and the groups' leaders.
+type RingAdmin interface {
+	// Ring describes the ring as this node has it.
 	Ring() (raftnode.RingInfo, error)
+	// Lookup names the group, leader and replicas owning key.
 	Lookup(key []byte) (raftnode.Lookup, error)
 	// RingEpoch is the epoch of the ring this node routes by (0 before
 	// the cluster layout is known).
 	RingEpoch() uint64
+	// ChangeRing starts a ring change and returns it as recorded (an
+	// added group's id filled in).
 	ChangeRing(ctx context.Context, c layout.RingChange) (layout.RingChange, error)
+	// AbortRingChange undoes the ring change in motion.
 	AbortRingChange(ctx context.Context) error
+	// PinLeader makes node the preferred leader of group g ("" unpins).
 	PinLeader(ctx context.Context, g base.GroupID, node base.NodeID) error
+	// Plan previews a ring change: what would move where.
 	Plan(ctx context.Context, c layout.RingChange, withRanges bool) (raftnode.Plan, error)
+}
+
+// Membership admits, drains and removes nodes, and reports on them.
+type Membership interface {
+	// Status is this node's view of itself and its replicas.
+	Status() raftnode.Status
+	// Join admits the node info describes.
 	Join(ctx context.Context, info layout.NodeInfo) error
+	// RemoveNode removes node id, at once or once its replicas moved.
 	RemoveNode(ctx context.Context, id base.NodeID, o raftnode.RemoveOptions) (raftnode.Removal, error)
+	// DrainNode moves node id's replicas off it (on) or lets it take
+	// replicas again.
 	DrainNode(ctx context.Context, id base.NodeID, on bool) error
+	// Cluster describes every member, its replicas and leaderships, and
+	// the replica move in motion.
 	Cluster(ctx context.Context) raftnode.ClusterInfo
+	// Ready says whether every local group has a known leader, and if
+	// not, why.
 	Ready() (bool, string)
-	ServeBatch(ctx context.Context, b protocol.Batch) protocol.BatchReply
-	// ProtocolVersion is the node-to-node protocol version the node
-	// speaks (protocol.Version), said on forwarding answers.
-	ProtocolVersion() int
-	BlockPeers(addrs []string)
+}
+
+// Integrity verifies, snapshots, backs up and restores.
+type Integrity interface {
+	// Verify compares group g's replicas at one log index (package
+	// verify); VerifyAll every group's.
 	Verify(ctx context.Context, g base.GroupID, o verify.Options) (api.GroupVerification, error)
 	VerifyAll(ctx context.Context, o verify.Options) ([]api.GroupVerification, error)
+	// Tree is group g's Merkle tree at a verification index.
+	Tree(ctx context.Context, g base.GroupID) (api.GroupTree, error)
+	// SnapshotAll takes a Raft snapshot of every local replica.
 	SnapshotAll(ctx context.Context) ([]raftnode.SnapshotResult, error)
+	// Backup writes an archive of every group to w; Restore loads one
+	// (package backup). Temporary files go under dir.
 	Backup(ctx context.Context, dir string, w io.Writer) (snapshot.Manifest, error)
 	Restore(ctx context.Context, dir string, r io.Reader, o backup.Options) (backup.RestoreReport, error)
+}
+
+// AccessControl resolves tokens and changes policies and tokens.
+type AccessControl interface {
 	// ACLEnabled reports whether access control is on; Authenticate
 	// resolves a token secret ("" for none) to its identity; ACL is the
 	// state decisions are made by (nil when off).
 	ACLEnabled() bool
 	Authenticate(ctx context.Context, secret string, o raftnode.AuthOptions) (raftnode.Identity, error)
 	ACL() *layout.ACLState
+	// ACLBootstrap makes the first management token, once.
 	ACLBootstrap(ctx context.Context) (acl.Token, string, error)
+	// ACLCreateToken and ACLDeleteToken add and remove a token; a new
+	// token's secret is returned once.
 	ACLCreateToken(ctx context.Context, description string, policies []string, management bool) (acl.Token, string, error)
 	ACLDeleteToken(ctx context.Context, accessor string) error
+	// ACLSetPolicy creates (create) or replaces a policy; ACLDeletePolicy
+	// removes one no token uses.
 	ACLSetPolicy(ctx context.Context, p acl.Policy, create bool) error
 	ACLDeletePolicy(ctx context.Context, name string) error
 	// PeerSecret is the cluster's peer secret, for a node about to join a
 	// cluster with access control and without peer TLS.
 	PeerSecret() ([]byte, error)
+}
+
+// Peering serves what other nodes ask on the Raft port, and the fault hook.
+type Peering interface {
+	// ServeBatch runs a batch of requests another node forwarded.
+	ServeBatch(ctx context.Context, b protocol.Batch) protocol.BatchReply
+	// ProtocolVersion is the node-to-node protocol version the node
+	// speaks (protocol.Version), said on forwarding answers.
+	ProtocolVersion() int
+	// BlockPeers cuts this node's Raft traffic from the nodes at addrs
+	// (fault injection).
+	BlockPeers(addrs []string)
+	// ServeCheckpoint writes a checkpoint of group g, at least at
+	// minIndex, to the writer start returns once it is open.
 	ServeCheckpoint(ctx context.Context, g base.GroupID, minIndex uint64, start func(h snapshot.Header) io.Writer) error
+	// RestoreCheckpoint replaces group g's state with the checkpoint in r,
+	// for the restore holding fence; it returns the index the group
+	// restarts from.
 	RestoreCheckpoint(ctx context.Context, g base.GroupID, r io.Reader, f raftnode.RestoreFence) (uint64, error)
-	Tree(ctx context.Context, g base.GroupID) (api.GroupTree, error)
 }
 
 // Config configures the API.
