@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
+
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/protocol"
 )
@@ -115,7 +117,7 @@ func (n *Node) do(ctx context.Context, req protocol.Request) (protocol.Response,
 		ctx, cancel = context.WithTimeout(ctx, n.cfg.Timing.ApplyDeadline)
 		defer cancel()
 	}
-	backoff := 5 * time.Millisecond
+	var wait *backoff.ExponentialBackOff // made at the first retry: most requests need none
 	for attempt := 0; ; attempt++ {
 		resp, err := n.tryOnce(ctx, req, attempt)
 		var nl *base.NotLeaderError
@@ -133,13 +135,15 @@ func (n *Node) do(ctx context.Context, req protocol.Request) (protocol.Response,
 		default:
 			return resp, err
 		}
-		if !sleepCtx(ctx, backoff) {
+		if wait == nil {
+			wait = retryBackoff(5*time.Millisecond, 100*time.Millisecond)
+		}
+		if !sleepCtx(ctx, wait.NextBackOff()) {
 			if n.leaderOf(req.Group) == "" {
 				return resp, fmt.Errorf("%w: group %d", base.ErrNoLeader, req.Group)
 			}
 			return resp, fmt.Errorf("%w: group %d: leader did not answer in time", base.ErrUnavailable, req.Group)
 		}
-		backoff = min(backoff*2, 100*time.Millisecond)
 	}
 }
 

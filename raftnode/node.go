@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/hashicorp/raft"
 
 	"github.com/ringkv/ringkv/base"
@@ -353,6 +354,14 @@ func (n *Node) self() layout.NodeInfo {
 }
 
 // sleepCtx waits d or until ctx ends; it reports whether ctx is still live.
+// retryBackoff is a retry loop's wait: from first, doubling up to most,
+// each wait drawn within ±50% so that nodes retrying together spread out.
+func retryBackoff(first, most time.Duration) *backoff.ExponentialBackOff {
+	b := &backoff.ExponentialBackOff{InitialInterval: first, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: most}
+	b.Reset()
+	return b
+}
+
 func sleepCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -397,7 +406,7 @@ func (n *Node) initLoop(ctx context.Context) {
 
 // joinLoop asks the nodes in cfg.Join to add this node until one succeeds.
 func (n *Node) joinLoop(ctx context.Context) {
-	backoff := 100 * time.Millisecond
+	wait := retryBackoff(100*time.Millisecond, 2*time.Second)
 	for attempt := 0; ; attempt++ {
 		for _, url := range n.cfg.Join {
 			rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -421,10 +430,9 @@ func (n *Node) joinLoop(ctx context.Context) {
 				n.log.Warn("join attempt failed; retrying", "via", url, "attempt", attempt, "err", err)
 			}
 		}
-		if !sleepCtx(ctx, backoff) {
+		if !sleepCtx(ctx, wait.NextBackOff()) {
 			return
 		}
-		backoff = min(backoff*2, 2*time.Second)
 	}
 }
 

@@ -15,6 +15,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
+
 	"github.com/ringkv/ringkv/client"
 )
 
@@ -85,6 +87,8 @@ func cmdACLBootstrap(ctx context.Context, c *client.Client, args []string, out i
 		}
 	}
 	var t aclToken
+	wait := &backoff.ExponentialBackOff{InitialInterval: 100 * time.Millisecond, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: 2 * time.Second}
+	wait.Reset()
 	for {
 		err := c.DoJSON(ctx, http.MethodPost, "/v1/acl/bootstrap", nil, &t)
 		if err == nil {
@@ -99,7 +103,7 @@ func cmdACLBootstrap(ctx context.Context, c *client.Client, args []string, out i
 		select {
 		case <-ctx.Done():
 			return err
-		case <-time.After(250 * time.Millisecond):
+		case <-time.After(wait.NextBackOff()):
 		}
 	}
 	if save == "" {
