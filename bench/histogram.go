@@ -1,50 +1,39 @@
 package bench
 
 import (
-	"math"
-	"math/bits"
 	"time"
+
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 )
 
-// subBuckets is the number of linear buckets per power of two: the
-// relative error of a recorded value is at most 1/subBuckets.
-const subBuckets = 64
+// The recorded range and precision: microseconds up to an hour, with two
+// significant digits (a recorded value is off by at most 1%), about 25 KB
+// per histogram.
+const (
+	highestMicros = int64(time.Hour / time.Microsecond)
+	sigDigits     = 2
+)
 
-// Histogram records durations with bounded relative error. The zero value
+// Histogram records durations with bounded relative error (an HDR
+// histogram), keeping the exact maximum and sum beside it. The zero value
 // is ready; it is not safe for concurrent use (merge per-client ones).
 type Histogram struct {
-	counts []uint64
-	n      uint64
-	max    time.Duration
-	sum    time.Duration
+	h   *hdrhistogram.Histogram
+	n   uint64
+	max time.Duration
+	sum time.Duration
 }
 
-// bucket maps a value in microseconds (>= 1) to its bucket.
-func bucket(us uint64) int {
-	if us < subBuckets {
-		return int(us)
+func (h *Histogram) hdr() *hdrhistogram.Histogram {
+	if h.h == nil {
+		h.h = hdrhistogram.New(1, highestMicros, sigDigits)
 	}
-	exp := bits.Len64(us) - 7 // us >> exp lies in [64, 128)
-	return (exp+1)*subBuckets + int(us>>exp) - subBuckets
+	return h.h
 }
 
-// lowest is the smallest value in microseconds of bucket b.
-func lowest(b int) uint64 {
-	if b < subBuckets {
-		return uint64(b)
-	}
-	exp := b/subBuckets - 1
-	return uint64(b%subBuckets+subBuckets) << exp
-}
-
-// Record adds one duration.
+// Record adds one duration (longer than an hour counts as an hour).
 func (h *Histogram) Record(d time.Duration) {
-	us := uint64(max(d.Microseconds(), 0))
-	b := bucket(us)
-	if b >= len(h.counts) {
-		h.counts = append(h.counts, make([]uint64, b+1-len(h.counts))...)
-	}
-	h.counts[b]++
+	h.hdr().RecordValue(min(max(d.Microseconds(), 0), highestMicros))
 	h.n++
 	h.sum += d
 	h.max = max(h.max, d)
@@ -52,11 +41,8 @@ func (h *Histogram) Record(d time.Duration) {
 
 // Merge adds o's records to h.
 func (h *Histogram) Merge(o *Histogram) {
-	if len(o.counts) > len(h.counts) {
-		h.counts = append(h.counts, make([]uint64, len(o.counts)-len(h.counts))...)
-	}
-	for i, c := range o.counts {
-		h.counts[i] += c
+	if o.h != nil {
+		h.hdr().Merge(o.h)
 	}
 	h.n += o.n
 	h.sum += o.sum
@@ -77,22 +63,12 @@ func (h *Histogram) Mean() time.Duration {
 	return h.sum / time.Duration(h.n)
 }
 
-// Quantile returns the value below which a fraction q of the records lie,
-// as the middle of its bucket (never above Max).
+// Quantile returns the value below which a fraction q of the records lie
+// (never above Max).
 func (h *Histogram) Quantile(q float64) time.Duration {
 	if h.n == 0 {
 		return 0
 	}
-	rank := uint64(math.Ceil(q * float64(h.n)))
-	rank = min(max(rank, 1), h.n)
-	var seen uint64
-	for b, c := range h.counts {
-		seen += c
-		if seen >= rank {
-			lo, hi := lowest(b), lowest(b+1)
-			mid := time.Duration((lo+hi)/2) * time.Microsecond
-			return min(mid, h.max)
-		}
-	}
-	return h.max
+	v := time.Duration(h.h.ValueAtQuantile(100*q)) * time.Microsecond
+	return min(v, h.max)
 }

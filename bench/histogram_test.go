@@ -8,18 +8,6 @@ import (
 	"time"
 )
 
-func TestBucketsAreContiguousAndTight(t *testing.T) {
-	for us := uint64(0); us < 1<<22; us += 1 + us/97 {
-		b := bucket(us)
-		if lo, hi := lowest(b), lowest(b+1); us < lo || us >= hi {
-			t.Fatalf("%d µs in bucket %d = [%d, %d)", us, b, lo, hi)
-		}
-		if lo, hi := lowest(b), lowest(b+1); lo >= subBuckets && float64(hi-lo)/float64(lo) > 1.0/subBuckets+1e-9 {
-			t.Fatalf("bucket %d [%d, %d) wider than 1/%d", b, lo, hi, subBuckets)
-		}
-	}
-}
-
 func TestQuantilesMatchSortedSamples(t *testing.T) {
 	rng := rand.New(rand.NewSource(3))
 	var h, a, b Histogram
