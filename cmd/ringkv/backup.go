@@ -16,6 +16,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/dustin/go-humanize"
+	"github.com/schollz/progressbar/v3"
+
 	"github.com/ringkv/ringkv/client"
 	"github.com/ringkv/ringkv/snapshot"
 	"github.com/ringkv/ringkv/store"
@@ -89,18 +92,27 @@ func cmdBackup(ctx context.Context, c *client.Client, args []string, out io.Writ
 	return nil
 }
 
-// progress draws a progress bar on a terminal, or one line at the end
-// otherwise.
+// progress shows a transfer: a progress bar on a terminal
+// (schollz/progressbar; a spinner when the size is unknown), or one line
+// at the end otherwise.
 type progress struct {
-	what  string
-	total int64
-	n     int64
-	last  time.Time
-	tty   bool
+	what string
+	n    int64
+	bar  *progressbar.ProgressBar
 }
 
 func newProgress(what string, total int64) *progress {
-	return &progress{what: what, total: total, tty: isTerminal(os.Stderr)}
+	p := &progress{what: what}
+	if isTerminal(os.Stderr) {
+		p.bar = progressbar.NewOptions64(total,
+			progressbar.OptionSetWriter(os.Stderr),
+			progressbar.OptionSetDescription(what),
+			progressbar.OptionShowBytes(true),
+			progressbar.OptionSetWidth(30),
+			progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionOnCompletion(func() { fmt.Fprintln(os.Stderr) }))
+	}
+	return p
 }
 
 // isTerminal reports whether f is a terminal, where progress lines go.
@@ -111,50 +123,22 @@ func isTerminal(f *os.File) bool {
 
 func (p *progress) Write(b []byte) (int, error) {
 	p.n += int64(len(b))
-	if p.tty && time.Since(p.last) > 100*time.Millisecond {
-		p.last = time.Now()
-		p.draw()
+	if p.bar != nil {
+		p.bar.Add64(int64(len(b)))
 	}
 	return len(b), nil
 }
 
-func (p *progress) draw() {
-	if p.total <= 0 {
-		fmt.Fprintf(os.Stderr, "\r%s: %s", p.what, human(p.n))
-		return
-	}
-	const width = 30
-	fill := int(int64(width) * p.n / p.total)
-	bar := make([]byte, width)
-	for i := range bar {
-		bar[i] = '.'
-		if i < fill {
-			bar[i] = '#'
-		}
-	}
-	fmt.Fprintf(os.Stderr, "\r%s [%s] %3d%% %s / %s", p.what, bar, 100*p.n/p.total, human(p.n), human(p.total))
-}
-
 func (p *progress) done() {
-	if p.tty {
-		p.draw()
-		fmt.Fprintln(os.Stderr)
+	if p.bar != nil {
+		p.bar.Finish()
 		return
 	}
 	fmt.Fprintf(os.Stderr, "%s: %s transferred\n", p.what, human(p.n))
 }
 
-func human(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
-}
+// human is a byte count in binary units (KiB, MiB, ...).
+func human(n int64) string { return humanize.IBytes(uint64(max(n, 0))) }
 
 // backupVerify checks an archive without restoring it: every file against
 // the manifest, every checkpoint's digest, every Merkle root recomputed
