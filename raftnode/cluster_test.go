@@ -289,30 +289,32 @@ func TestFollowerCatchesUpBySnapshotInstall(t *testing.T) {
 
 func TestMembership(t *testing.T) {
 	c := raftnodetest.Start(t, raftnodetest.Options{})
-	ctx := raftnodetest.Ctx(t, 20*time.Second)
-	err := c.Members[1].Node.Join(ctx, layout.NodeInfo{ID: "node2", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"})
+	// Each step has its own deadline: a slow machine spends most of one
+	// shared by the whole test before its last steps.
+	ctx := func() context.Context { return raftnodetest.Ctx(t, 20*time.Second) }
+	err := c.Members[1].Node.Join(ctx(), layout.NodeInfo{ID: "node2", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"})
 	if !errors.Is(err, base.ErrConflict) {
 		t.Fatalf("join with a taken id and other addresses: %v, want ErrConflict", err)
 	}
 	// A node that does not answer at its Raft address is not admitted:
 	// as a metadata voter it would count in every quorum.
-	err = c.Members[1].Node.Join(ctx, layout.NodeInfo{ID: "f", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"})
+	err = c.Members[1].Node.Join(ctx(), layout.NodeInfo{ID: "f", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"})
 	if !errors.Is(err, base.ErrUnavailable) || !strings.Contains(err.Error(), "does not answer at raft_addr 127.0.0.1:2") {
 		t.Fatalf("join of a node that does not answer: %v, want unavailable", err)
 	}
 	// Nor one claiming another node's Raft address.
-	err = c.Members[1].Node.Join(ctx, layout.NodeInfo{ID: "f", HTTPAddr: "127.0.0.1:1", RaftAddr: c.Members[2].RaftAddr})
+	err = c.Members[1].Node.Join(ctx(), layout.NodeInfo{ID: "f", HTTPAddr: "127.0.0.1:1", RaftAddr: c.Members[2].RaftAddr})
 	if !errors.Is(err, base.ErrConflict) {
 		t.Fatalf("join at node3's Raft address: %v, want a conflict", err)
 	}
 	if n := len(c.Members[0].Node.Layout().Nodes); n != 3 {
 		t.Fatalf("refused joins left %d members", n)
 	}
-	if _, err := c.Members[0].Node.RemoveNode(ctx, "nodeX", raftnode.RemoveOptions{}); !errors.Is(err, base.ErrNotFound) {
+	if _, err := c.Members[0].Node.RemoveNode(ctx(), "nodeX", raftnode.RemoveOptions{}); !errors.Is(err, base.ErrNotFound) {
 		t.Fatalf("remove unknown node: %v, want ErrNotFound", err)
 	}
 	// No other node can take node3's replicas: it is removed at once.
-	if rm, err := c.Members[0].Node.RemoveNode(ctx, "node3", raftnode.RemoveOptions{}); err != nil || rm.Draining {
+	if rm, err := c.Members[0].Node.RemoveNode(ctx(), "node3", raftnode.RemoveOptions{}); err != nil || rm.Draining {
 		t.Fatalf("remove node3: %+v, %v", rm, err)
 	}
 	c.Eventually("node3 gone from every group", 20*time.Second, func() error {
@@ -333,7 +335,7 @@ func TestMembership(t *testing.T) {
 	}
 	// A second removal would leave every group on one voter, short of a
 	// majority of the factor (3): refused, naming them, and nothing moves.
-	_, err = c.Members[0].Node.RemoveNode(ctx, "node2", raftnode.RemoveOptions{})
+	_, err = c.Members[0].Node.RemoveNode(ctx(), "node2", raftnode.RemoveOptions{})
 	if !errors.Is(err, base.ErrConflict) || !strings.Contains(err.Error(), "group 1, group 2, group 3, the metadata group") {
 		t.Fatalf("removing node2 of two nodes: %v, want a conflict naming the groups", err)
 	}
@@ -343,7 +345,7 @@ func TestMembership(t *testing.T) {
 		}
 	}
 	// Forced, it goes through, and the last node serves alone.
-	if rm, err := c.Members[0].Node.RemoveNode(ctx, "node2", raftnode.RemoveOptions{Force: true}); err != nil || rm.Draining {
+	if rm, err := c.Members[0].Node.RemoveNode(ctx(), "node2", raftnode.RemoveOptions{Force: true}); err != nil || rm.Draining {
 		t.Fatalf("forced removal of node2: %+v, %v", rm, err)
 	}
 	c.Eventually("node2 gone from every group", 20*time.Second, func() error {
