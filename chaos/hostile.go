@@ -272,13 +272,8 @@ func ForgedRPCs(term uint64) []ForgedRPC {
 // onlyGroupWeight asks for the weight of the only group, on a ring that
 // has one; on a larger ring, for group 1 to keep its own weight.
 func onlyGroupWeight(ctx context.Context, h *hostile) (string, string, error) {
-	var ring struct {
-		Groups []struct {
-			ID     uint32 `json:"id"`
-			Weight int    `json:"weight"`
-		} `json:"groups"`
-	}
-	if err := h.nodes[0].GetJSON(ctx, "/v1/ring", nil, &ring); err != nil {
+	ring, err := h.nodes[0].Ring(ctx)
+	if err != nil {
 		return "GET /v1/ring", "", err
 	}
 	if len(ring.Groups) == 0 {

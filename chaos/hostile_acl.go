@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -124,10 +123,8 @@ func deleteLastManagementToken(ctx context.Context, h *hostile) (string, string,
 // refused there, and the key stay unwritten.
 func forwardPastACL(ctx context.Context, h *hostile) (string, string, error) {
 	key := fmt.Sprintf("hostile/forwarded/%d", time.Now().UnixNano())
-	var at struct {
-		Group uint32 `json:"group"`
-	}
-	if err := h.nodes[0].GetJSON(ctx, "/v1/ring/lookup", url.Values{"key": {key}}, &at); err != nil {
+	at, err := h.nodes[0].Lookup(ctx, key)
+	if err != nil {
 		return "", "", err
 	}
 	sent := fmt.Sprintf("POST /v1/internal/forward on the Raft port: put %s in group %d", key, at.Group)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/url"
 	"sort"
 	"sync"
 	"time"
@@ -230,11 +229,8 @@ func keysInGroup(ctx context.Context, c *Cluster, g uint32, prefix string, n int
 		go func() {
 			defer wg.Done()
 			for k := range cands {
-				var l struct {
-					Group uint32 `json:"group"`
-				}
-				err := c.Procs[0].Client.GetJSON(ctx, "/v1/ring/lookup", url.Values{"key": {k}}, &l)
-				results <- result{k, l.Group == g, err}
+				l, err := c.Procs[0].Client.Lookup(ctx, k)
+				results <- result{k, uint32(l.Group) == g, err}
 			}
 		}()
 	}

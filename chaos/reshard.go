@@ -6,6 +6,9 @@ import (
 	"io"
 	"net/http"
 	"time"
+
+	"github.com/ringkv/ringkv/api"
+	"github.com/ringkv/ringkv/base"
 )
 
 // FaultReshard is not a fault: it changes the ring while the workload
@@ -27,14 +30,6 @@ type ReshardStep struct {
 	// Replicas: a node step, whose MovedKeys and TotalKeys count group
 	// replicas (copied to another node, held in all) rather than keys.
 	Replicas bool `json:"replicas,omitempty"`
-}
-
-type ringView struct {
-	Epoch  uint64 `json:"epoch"`
-	Groups []struct {
-		ID uint32 `json:"id"`
-	} `json:"groups"`
-	Migration *struct{} `json:"migration"`
 }
 
 // reshardPlan keeps the cycle's direction between steps.
@@ -69,7 +64,7 @@ func (c *Cluster) reshard(ctx context.Context, plan *reshardPlan) (ReshardStep, 
 		top := view.Groups[len(view.Groups)-1].ID
 		method, path, query = http.MethodDelete, fmt.Sprintf("/v1/ring/groups/%d", top), fmt.Sprintf("remove=%d", top)
 	} else {
-		next := uint32(0)
+		next := base.GroupID(0)
 		for _, g := range view.Groups {
 			next = max(next, g.ID)
 		}
@@ -101,8 +96,12 @@ func (c *Cluster) reshard(ctx context.Context, plan *reshardPlan) (ReshardStep, 
 		step.Change = started.Started // with the id the cluster chose
 	}
 	err = poll(ctx, 100*time.Millisecond, func() error {
-		var v ringView
-		if err := c.anyNode(ctx, func(ctx context.Context, pr *Proc) error { return pr.Client.GetJSON(ctx, "/v1/ring", nil, &v) }); err != nil {
+		var v api.RingInfo
+		if err := c.anyNode(ctx, func(ctx context.Context, pr *Proc) error {
+			var err error
+			v, err = pr.Client.Ring(ctx)
+			return err
+		}); err != nil {
 			return err
 		}
 		if v.Epoch <= view.Epoch || v.Migration != nil {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ringkv/ringkv/api"
 	"github.com/ringkv/ringkv/client"
 )
 
@@ -123,18 +124,17 @@ func (c *Cluster) scaleBack(ctx context.Context, plan *scalePlan) ([]ReshardStep
 
 // ringStill waits until no ring change is in motion and returns the ring,
 // as the node with the newest layout shows it (a node's layout may lag).
-func (c *Cluster) ringStill(ctx context.Context) (ringView, error) {
-	var view ringView
+func (c *Cluster) ringStill(ctx context.Context) (api.RingInfo, error) {
+	var view api.RingInfo
 	err := poll(ctx, 100*time.Millisecond, func() error {
-		var newest *ringView
+		var newest *api.RingInfo
 		var lastErr error
 		for _, p := range c.Procs {
 			if !p.Running() {
 				continue
 			}
-			var v ringView
 			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			err := p.Client.GetJSON(actx, "/v1/ring", nil, &v)
+			v, err := p.Client.Ring(actx)
 			cancel()
 			if err != nil {
 				lastErr = err

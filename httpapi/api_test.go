@@ -147,9 +147,9 @@ func (f *fakeBackend) Status() raftnode.Status {
 	f.touch()
 	return raftnode.Status{Node: "fake"}
 }
-func (f *fakeBackend) Ring() (raftnode.RingInfo, error) {
+func (f *fakeBackend) Ring() (api.RingInfo, error) {
 	f.touch()
-	return raftnode.RingInfo{Epoch: 3}, nil
+	return api.RingInfo{Epoch: 3}, nil
 }
 func (f *fakeBackend) Ready() (bool, string) {
 	f.touch()
@@ -173,9 +173,9 @@ func (f *fakeBackend) Cluster(context.Context) raftnode.ClusterInfo {
 	f.touch()
 	return raftnode.ClusterInfo{Replication: 3}
 }
-func (f *fakeBackend) Lookup(key []byte) (raftnode.Lookup, error) {
+func (f *fakeBackend) Lookup(key []byte) (api.Lookup, error) {
 	f.touch()
-	return raftnode.Lookup{Key: string(key), Group: 1}, nil
+	return api.Lookup{Key: string(key), Group: 1}, nil
 }
 func (f *fakeBackend) RingEpoch() uint64 { return 7 }
 func (f *fakeBackend) PinLeader(_ context.Context, g base.GroupID, node base.NodeID) error {

@@ -8,9 +8,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/ringkv/ringkv/api"
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
-	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/ring"
 )
 
@@ -205,7 +205,7 @@ func (a *API) changeRing(w http.ResponseWriter, r *http.Request, c layout.RingCh
 	}
 	writeJSON(w, http.StatusAccepted, struct {
 		Started string `json:"started"`
-		raftnode.RingInfo
+		api.RingInfo
 	}{got.String(), info})
 	return nil
 }

@@ -56,9 +56,9 @@ type KV interface {
 // RingAdmin reads and changes the ring and the groups' leaders.
 type RingAdmin interface {
 	// Ring describes the ring as this node has it.
-	Ring() (raftnode.RingInfo, error)
+	Ring() (api.RingInfo, error)
 	// Lookup names the group, leader and replicas owning key.
-	Lookup(key []byte) (raftnode.Lookup, error)
+	Lookup(key []byte) (api.Lookup, error)
 	// RingEpoch is the epoch of the ring this node routes by (0 before
 	// the cluster layout is known).
 	RingEpoch() uint64

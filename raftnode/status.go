@@ -175,48 +175,29 @@ func (n *Node) Ready() (bool, string) {
 	return true, ""
 }
 
-// RingGroup describes one group on the ring.
-type RingGroup struct {
-	ID       base.GroupID  `json:"id"`
-	Weight   int           `json:"weight"`
-	VNodes   int           `json:"vnodes"`
-	Share    float64       `json:"share"`
-	Replicas []base.NodeID `json:"replicas"`
-	Leader   base.NodeID   `json:"leader"`
-}
-
-// RingInfo describes the ring.
-type RingInfo struct {
-	Epoch           uint64 `json:"epoch"`
-	VNodesPerWeight int    `json:"vnodes_per_weight"`
-	// Migration is the ring change in motion, if any.
-	Migration *MigrationInfo `json:"migration,omitempty"`
-	Groups    []RingGroup    `json:"groups"`
-}
-
 // Ring describes the ring as this node has it.
-func (n *Node) Ring() (RingInfo, error) {
+func (n *Node) Ring() (api.RingInfo, error) {
 	l := n.Layout()
 	rg := l.RingView()
 	if rg == nil {
-		return RingInfo{}, fmt.Errorf("%w: cluster layout not initialised yet", base.ErrUnavailable)
+		return api.RingInfo{}, fmt.Errorf("%w: cluster layout not initialised yet", base.ErrUnavailable)
 	}
 	shares := rg.Shares()
-	info := RingInfo{Epoch: rg.Epoch(), VNodesPerWeight: rg.VNodes()}
+	info := api.RingInfo{Epoch: rg.Epoch(), VNodesPerWeight: rg.VNodes()}
 	for _, id := range rg.Groups() {
 		g, _ := l.Group(base.GroupID(id))
-		info.Groups = append(info.Groups, RingGroup{ID: base.GroupID(id), Weight: rg.Weight(id), VNodes: rg.VNodeCount(id),
+		info.Groups = append(info.Groups, api.RingGroup{ID: base.GroupID(id), Weight: rg.Weight(id), VNodes: rg.VNodeCount(id),
 			Share: shares[id], Replicas: g.Replicas, Leader: n.leaderOf(base.GroupID(id))})
 	}
 	sort.Slice(info.Groups, func(i, j int) bool { return info.Groups[i].ID < info.Groups[j].ID })
 	if m := l.Migration; m != nil {
-		mi := &MigrationInfo{Change: m.Change.String(), NextEpoch: m.Next.Epoch}
+		mi := &api.MigrationInfo{Change: m.Change.String(), NextEpoch: m.Next.Epoch}
 		for _, t := range m.Transfers {
 			var share float64
 			for _, r := range t.Ranges {
 				share += r.Size() / math.Exp2(64)
 			}
-			mi.Transfers = append(mi.Transfers, TransferInfo{From: t.From, To: t.To, Phase: t.Phase, Ranges: len(t.Ranges),
+			mi.Transfers = append(mi.Transfers, api.TransferInfo{From: t.From, To: t.To, Phase: t.Phase, Ranges: len(t.Ranges),
 				Share: share, Keys: t.Keys, Total: t.Total})
 			if t.Phase == layout.PhaseDone {
 				mi.Done++
@@ -225,25 +206,6 @@ func (n *Node) Ring() (RingInfo, error) {
 		info.Migration = mi
 	}
 	return info, nil
-}
-
-// MigrationInfo is a ring change's progress.
-type MigrationInfo struct {
-	Change    string         `json:"change"`
-	NextEpoch uint64         `json:"next_epoch"`
-	Done      int            `json:"transfers_done"`
-	Transfers []TransferInfo `json:"transfers"`
-}
-
-// TransferInfo is one transfer's progress.
-type TransferInfo struct {
-	From   base.GroupID `json:"from"`
-	To     base.GroupID `json:"to"`
-	Phase  string       `json:"phase"`
-	Ranges int          `json:"ranges"`
-	Share  float64      `json:"share"`
-	Keys   uint64       `json:"keys_copied"`
-	Total  uint64       `json:"keys_total,omitempty"`
 }
 
 // RingEpoch returns the epoch of the ring this node routes by, 0 before
@@ -255,31 +217,19 @@ func (n *Node) RingEpoch() uint64 {
 	return 0
 }
 
-// Lookup is where a key lives.
-type Lookup struct {
-	Key string `json:"key"`
-	// KeyBase64 is the key's exact bytes when they are not valid UTF-8.
-	KeyBase64 string        `json:"key_base64,omitempty"`
-	Hash      string        `json:"hash"`
-	Group     base.GroupID  `json:"group"`
-	Leader    base.NodeID   `json:"leader"`
-	Replicas  []base.NodeID `json:"replicas"`
-	Epoch     uint64        `json:"epoch"`
-}
-
 // Lookup returns the group, leader and replicas owning key.
-func (n *Node) Lookup(key []byte) (Lookup, error) {
+func (n *Node) Lookup(key []byte) (api.Lookup, error) {
 	l := n.Layout()
 	g, err := l.Route(key)
 	if err != nil {
-		return Lookup{}, err
+		return api.Lookup{}, err
 	}
 	gi, _ := l.Group(g)
 	var key64 string
 	if !utf8.Valid(key) {
 		key64 = base64.StdEncoding.EncodeToString(key)
 	}
-	return Lookup{Key: string(key), KeyBase64: key64, Hash: fmt.Sprintf("%016x", ring.Hash(key)), Group: g,
+	return api.Lookup{Key: string(key), KeyBase64: key64, Hash: fmt.Sprintf("%016x", ring.Hash(key)), Group: g,
 		Leader: n.leaderOf(g), Replicas: gi.Replicas, Epoch: l.RingView().Epoch()}, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ringkv/ringkv/api"
 	"github.com/ringkv/ringkv/client"
 )
 
@@ -43,22 +44,6 @@ type planGroup struct {
 	ID     uint32  `json:"id"`
 	Weight int     `json:"weight"`
 	Share  float64 `json:"share"`
-}
-
-// ringState is GET /v1/ring as the change commands follow it.
-type ringState struct {
-	Epoch     uint64 `json:"epoch"`
-	Migration *struct {
-		Change    string `json:"change"`
-		NextEpoch uint64 `json:"next_epoch"`
-		Done      int    `json:"transfers_done"`
-		Transfers []struct {
-			From  uint32 `json:"from"`
-			To    uint32 `json:"to"`
-			Phase string `json:"phase"`
-			Keys  uint64 `json:"keys_copied"`
-		} `json:"transfers"`
-	} `json:"migration"`
 }
 
 // cmdRingChange starts a ring change (add [GROUP] [--weight W], remove
@@ -105,7 +90,7 @@ func cmdRingChange(ctx context.Context, timeout time.Duration, c *client.Client,
 	}
 	var started struct {
 		Started string `json:"started"`
-		ringState
+		api.RingInfo
 	}
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	err = c.DoJSON(rctx, method, path, body, &started)
@@ -129,9 +114,8 @@ func cmdRingChange(ctx context.Context, timeout time.Duration, c *client.Client,
 	begin := time.Now()
 	tty := isTerminal(os.Stderr)
 	for {
-		var st ringState
 		rctx, cancel := context.WithTimeout(ctx, timeout)
-		err := c.GetJSON(rctx, "/v1/ring", nil, &st)
+		st, err := c.Ring(rctx)
 		cancel()
 		if err != nil {
 			return err

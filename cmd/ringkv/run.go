@@ -7,12 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/certs"
 	"github.com/ringkv/ringkv/client"
 )
@@ -319,8 +319,8 @@ func cmdRing(ctx context.Context, c *client.Client, args []string, out io.Writer
 		return cmdRingPlan(ctx, c, args[1:], out)
 	}
 	if len(args) == 2 && args[0] == "lookup" {
-		var l map[string]interface{}
-		if err := c.GetJSON(ctx, "/v1/ring/lookup", url.Values{"key": {args[1]}}, &l); err != nil {
+		l, err := c.Lookup(ctx, args[1])
+		if err != nil {
 			return err
 		}
 		return printJSON(out, l)
@@ -328,28 +328,26 @@ func cmdRing(ctx context.Context, c *client.Client, args []string, out io.Writer
 	if len(args) != 0 {
 		return errors.New("usage: ringkv ring [lookup KEY | plan add GROUP[:WEIGHT] | plan remove GROUP | plan weight GROUP:WEIGHT | add [GROUP] [--weight W] | remove GROUP | weight GROUP W]")
 	}
-	var r struct {
-		Epoch  uint64 `json:"epoch"`
-		VNodes int    `json:"vnodes_per_weight"`
-		Groups []struct {
-			ID       uint32   `json:"id"`
-			Weight   int      `json:"weight"`
-			VNodes   int      `json:"vnodes"`
-			Share    float64  `json:"share"`
-			Replicas []string `json:"replicas"`
-			Leader   string   `json:"leader"`
-		} `json:"groups"`
-	}
-	if err := c.GetJSON(ctx, "/v1/ring", nil, &r); err != nil {
+	r, err := c.Ring(ctx)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "ring epoch %d, %d vnodes per unit of weight\n", r.Epoch, r.VNodes)
+	fmt.Fprintf(out, "ring epoch %d, %d vnodes per unit of weight\n", r.Epoch, r.VNodesPerWeight)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "GROUP\tWEIGHT\tVNODES\tSHARE\tLEADER\tREPLICAS")
 	for _, g := range r.Groups {
-		fmt.Fprintf(tw, "%d\t%d\t%d\t%.2f%%\t%s\t%s\n", g.ID, g.Weight, g.VNodes, 100*g.Share, g.Leader, strings.Join(g.Replicas, ","))
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%.2f%%\t%s\t%s\n", g.ID, g.Weight, g.VNodes, 100*g.Share, g.Leader, joinIDs(g.Replicas))
 	}
 	return tw.Flush()
+}
+
+// joinIDs lists node ids with commas.
+func joinIDs(ids []base.NodeID) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = string(id)
+	}
+	return strings.Join(s, ",")
 }
 
 func cmdHealth(ctx context.Context, c *client.Client, out io.Writer) error {
