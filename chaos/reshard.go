@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/ringkv/ringkv/api"
@@ -58,11 +59,12 @@ func (c *Cluster) reshard(ctx context.Context, plan *reshardPlan) (ReshardStep, 
 	case n <= plan.base:
 		plan.shrinking = false
 	}
-	var method, path, query string
+	var method, path string
+	var query url.Values
 	var body interface{}
 	if plan.shrinking {
 		top := view.Groups[len(view.Groups)-1].ID
-		method, path, query = http.MethodDelete, fmt.Sprintf("/v1/ring/groups/%d", top), fmt.Sprintf("remove=%d", top)
+		method, path, query = http.MethodDelete, fmt.Sprintf("/v1/ring/groups/%d", top), url.Values{"remove": {fmt.Sprint(top)}}
 	} else {
 		next := base.GroupID(0)
 		for _, g := range view.Groups {
@@ -70,19 +72,15 @@ func (c *Cluster) reshard(ctx context.Context, plan *reshardPlan) (ReshardStep, 
 		}
 		// Let the cluster choose the id (retired ids are not reused); the
 		// plan previews the next id above the live ones.
-		method, path, query, body = http.MethodPost, "/v1/ring/groups", fmt.Sprintf("add=%d", next+1), map[string]int{"weight": 1}
+		method, path, query, body = http.MethodPost, "/v1/ring/groups", url.Values{"add": {fmt.Sprint(next + 1)}}, map[string]int{"weight": 1}
 	}
-	var p struct {
-		Change     string  `json:"change"`
-		MovedKeys  uint64  `json:"moved_keys"`
-		TotalKeys  uint64  `json:"total_keys"`
-		MovedShare float64 `json:"moved_share"`
-		IdealShare float64 `json:"ideal_share"`
-	}
+	var p api.Plan
 	if err := c.anyNode(ctx, func(ctx context.Context, pr *Proc) error {
-		return pr.Client.GetJSON(ctx, "/v1/ring/plan?"+query, nil, &p)
+		var err error
+		p, err = pr.Client.Plan(ctx, query, false)
+		return err
 	}); err != nil {
-		return step, fmt.Errorf("planning %s: %w", query, err)
+		return step, fmt.Errorf("planning %s: %w", query.Encode(), err)
 	}
 	step = ReshardStep{Change: p.Change, MovedKeys: p.MovedKeys, TotalKeys: p.TotalKeys, MovedShare: p.MovedShare, IdealShare: p.IdealShare}
 	start := time.Now()

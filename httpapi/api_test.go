@@ -213,12 +213,12 @@ func (f *fakeBackend) ChangeRing(_ context.Context, c layout.RingChange) (layout
 	f.changes = append(f.changes, c)
 	return c, nil
 }
-func (f *fakeBackend) Plan(_ context.Context, c layout.RingChange, withRanges bool) (raftnode.Plan, error) {
+func (f *fakeBackend) Plan(_ context.Context, c layout.RingChange, withRanges bool) (api.Plan, error) {
 	f.touch()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.plans = append(f.plans, c)
-	return raftnode.Plan{Change: c.String()}, nil
+	return api.Plan{Change: c.String()}, nil
 }
 func (f *fakeBackend) Join(_ context.Context, info layout.NodeInfo) error {
 	f.touch()
@@ -919,7 +919,7 @@ func TestRingPlanQuery(t *testing.T) {
 		"weight=1:2": "set group 1's weight to 2",
 	} {
 		resp, body := do(t, "GET", srv.URL+"/v1/ring/plan?"+q, nil)
-		var p raftnode.Plan
+		var p api.Plan
 		if resp.StatusCode != 200 || json.Unmarshal(body, &p) != nil || p.Change != want {
 			t.Fatalf("plan?%s = %d %s, want 200 with change %q", q, resp.StatusCode, body, want)
 		}

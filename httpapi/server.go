@@ -70,7 +70,7 @@ type RingAdmin interface {
 	// PinLeader makes node the preferred leader of group g ("" unpins).
 	PinLeader(ctx context.Context, g base.GroupID, node base.NodeID) error
 	// Plan previews a ring change: what would move where.
-	Plan(ctx context.Context, c layout.RingChange, withRanges bool) (raftnode.Plan, error)
+	Plan(ctx context.Context, c layout.RingChange, withRanges bool) (api.Plan, error)
 }
 
 // Membership admits, drains and removes nodes, and reports on them.

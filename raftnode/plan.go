@@ -8,6 +8,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/ringkv/ringkv/api"
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/protocol"
@@ -15,59 +16,19 @@ import (
 	"github.com/ringkv/ringkv/store"
 )
 
-// Plan previews a ring change: what moves where, before anything moves.
-type Plan struct {
-	Change    string      `json:"change"`
-	Epoch     uint64      `json:"epoch"`
-	NextEpoch uint64      `json:"next_epoch"`
-	Before    []PlanGroup `json:"before"`
-	After     []PlanGroup `json:"after"`
-	// Transfers aggregate the moving ranges by source and destination.
-	Transfers []Transfer `json:"transfers"`
-	// MovedShare is the share of the hash space that changes group;
-	// IdealShare the least a change giving every group its weight's share
-	// could move.
-	MovedShare float64 `json:"moved_share"`
-	IdealShare float64 `json:"ideal_share"`
-	// Keys and bytes (keys plus values) that move, and all keys now.
-	MovedKeys  uint64 `json:"moved_keys"`
-	MovedBytes uint64 `json:"moved_bytes"`
-	TotalKeys  uint64 `json:"total_keys"`
-	// Ranges lists every moving range, when asked for.
-	Ranges []ring.Move `json:"ranges,omitempty"`
-}
-
-// PlanGroup is a group's weight and share of the space on one side of a
-// change.
-type PlanGroup struct {
-	ID     base.GroupID `json:"id"`
-	Weight int          `json:"weight"`
-	Share  float64      `json:"share"`
-}
-
-// Transfer is what one group hands to another in a change.
-type Transfer struct {
-	From   base.GroupID `json:"from"`
-	To     base.GroupID `json:"to"`
-	Ranges int          `json:"ranges"`
-	Share  float64      `json:"share"`
-	Keys   uint64       `json:"keys"`
-	Bytes  uint64       `json:"bytes"`
-}
-
 // Plan previews change against the current ring: the moving ranges, and
 // from each source group's leader the keys and bytes in them.
-func (n *Node) Plan(ctx context.Context, change layout.RingChange, withRanges bool) (Plan, error) {
+func (n *Node) Plan(ctx context.Context, change layout.RingChange, withRanges bool) (api.Plan, error) {
 	cur := n.Layout().RingView()
 	if cur == nil {
-		return Plan{}, fmt.Errorf("%w: cluster layout not initialised yet", base.ErrUnavailable)
+		return api.Plan{}, fmt.Errorf("%w: cluster layout not initialised yet", base.ErrUnavailable)
 	}
 	nr, ideal, err := change.Next(cur)
 	if err != nil {
-		return Plan{}, err
+		return api.Plan{}, err
 	}
 	moves := ring.Moves(cur, nr)
-	p := Plan{Change: change.String(), Epoch: cur.Epoch(), NextEpoch: nr.Epoch(), Before: planGroups(cur), After: planGroups(nr),
+	p := api.Plan{Change: change.String(), Epoch: cur.Epoch(), NextEpoch: nr.Epoch(), Before: planGroups(cur), After: planGroups(nr),
 		MovedShare: ring.MovedShare(moves), IdealShare: ideal}
 	if withRanges {
 		p.Ranges = moves
@@ -78,7 +39,7 @@ func (n *Node) Plan(ctx context.Context, change layout.RingChange, withRanges bo
 	for _, m := range moves {
 		bySource[base.GroupID(m.From)] = append(bySource[base.GroupID(m.From)], m)
 	}
-	transfers := map[[2]base.GroupID]*Transfer{}
+	transfers := map[[2]base.GroupID]*api.Transfer{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	errs := make([]error, 0)
@@ -106,7 +67,7 @@ func (n *Node) Plan(ctx context.Context, change layout.RingChange, withRanges bo
 				k := [2]base.GroupID{base.GroupID(m.From), base.GroupID(m.To)}
 				t := transfers[k]
 				if t == nil {
-					t = &Transfer{From: k[0], To: k[1]}
+					t = &api.Transfer{From: k[0], To: k[1]}
 					transfers[k] = t
 				}
 				t.Ranges++
@@ -122,7 +83,7 @@ func (n *Node) Plan(ctx context.Context, change layout.RingChange, withRanges bo
 	}
 	wg.Wait()
 	if len(errs) > 0 {
-		return Plan{}, errors.Join(errs...)
+		return api.Plan{}, errors.Join(errs...)
 	}
 	for _, t := range transfers {
 		p.Transfers = append(p.Transfers, *t)
@@ -134,11 +95,11 @@ func (n *Node) Plan(ctx context.Context, change layout.RingChange, withRanges bo
 	return p, nil
 }
 
-func planGroups(r *ring.Ring) []PlanGroup {
+func planGroups(r *ring.Ring) []api.PlanGroup {
 	shares := r.Shares()
-	var out []PlanGroup
+	var out []api.PlanGroup
 	for _, g := range r.Groups() {
-		out = append(out, PlanGroup{ID: base.GroupID(g), Weight: r.Weight(g), Share: shares[g]})
+		out = append(out, api.PlanGroup{ID: base.GroupID(g), Weight: r.Weight(g), Share: shares[g]})
 	}
 	return out
 }

@@ -15,36 +15,9 @@ import (
 	"time"
 
 	"github.com/ringkv/ringkv/api"
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/client"
 )
-
-// ringPlan is the answer of GET /v1/ring/plan.
-type ringPlan struct {
-	Change     string      `json:"change"`
-	Epoch      uint64      `json:"epoch"`
-	NextEpoch  uint64      `json:"next_epoch"`
-	MovedShare float64     `json:"moved_share"`
-	IdealShare float64     `json:"ideal_share"`
-	MovedKeys  uint64      `json:"moved_keys"`
-	MovedBytes uint64      `json:"moved_bytes"`
-	TotalKeys  uint64      `json:"total_keys"`
-	Before     []planGroup `json:"before"`
-	After      []planGroup `json:"after"`
-	Transfers  []struct {
-		From   uint32  `json:"from"`
-		To     uint32  `json:"to"`
-		Ranges int     `json:"ranges"`
-		Share  float64 `json:"share"`
-		Keys   uint64  `json:"keys"`
-		Bytes  uint64  `json:"bytes"`
-	} `json:"transfers"`
-}
-
-type planGroup struct {
-	ID     uint32  `json:"id"`
-	Weight int     `json:"weight"`
-	Share  float64 `json:"share"`
-}
 
 // cmdRingChange starts a ring change (add [GROUP] [--weight W], remove
 // GROUP, weight GROUP W) and, unless --no-wait, follows it to the end with
@@ -172,8 +145,8 @@ func cmdRingPlan(ctx context.Context, c *client.Client, args []string, out io.Wr
 		}
 		return printJSON(out, raw)
 	}
-	var p ringPlan
-	if err := c.GetJSON(ctx, "/v1/ring/plan", q, &p); err != nil {
+	p, err := c.Plan(ctx, q, false)
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "plan: %s (ring epoch %d -> %d)\n", p.Change, p.Epoch, p.NextEpoch)
@@ -185,7 +158,7 @@ func cmdRingPlan(ctx context.Context, c *client.Client, args []string, out io.Wr
 		fmt.Fprintf(tw, "%d\t%d\t%d\t%.2f%%\t%d\t%s\n", t.From, t.To, t.Ranges, 100*t.Share, t.Keys, human(int64(t.Bytes)))
 	}
 	tw.Flush()
-	before := map[uint32]float64{}
+	before := map[base.GroupID]float64{}
 	for _, g := range p.Before {
 		before[g.ID] = g.Share
 	}
@@ -201,7 +174,7 @@ func cmdRingPlan(ctx context.Context, c *client.Client, args []string, out io.Wr
 	return tw.Flush()
 }
 
-func hasGroup(gs []planGroup, id uint32) bool {
+func hasGroup(gs []api.PlanGroup, id base.GroupID) bool {
 	for _, g := range gs {
 		if g.ID == id {
 			return true
