@@ -38,7 +38,7 @@ func TestArrows(t *testing.T) {
 		{pkg: "base", stdOnly: true},
 		{pkg: "ring", stdOnly: true, allowed: []string{module + "/base"}},
 		{pkg: "snapshot", stdOnly: true},
-		{pkg: "layout", stdOnly: true, allowed: []string{module + "/base", module + "/ring", module + "/acl"}},
+		{pkg: "layout", stdOnly: true, allowed: []string{module + "/base", module + "/ring", module + "/acl", module + "/api"}},
 		{pkg: "client", stdOnly: true, allowed: []string{module + "/api", module + "/base", module + "/ring"}},
 		{pkg: "api", stdOnly: true, allowed: []string{module + "/base", module + "/ring"}},
 		{pkg: "backup", forbidden: []string{module + "/raftnode", module + "/httpapi"}},

@@ -36,21 +36,12 @@ type Spare struct {
 	Up, Down string // shell commands ({name} is replaced)
 }
 
-// clusterView is GET /v1/cluster, as far as the harness reads it.
-type clusterView struct {
-	Replication int `json:"replication"`
-	Nodes       []struct {
-		ID       string   `json:"id"`
-		Replicas []uint32 `json:"replicas"`
-	} `json:"nodes"`
-	Balanced bool `json:"balanced"`
-}
-
-func (v clusterView) placement() map[uint32][]string {
+// placement lists each group's replicas as the cluster shows them.
+func placement(v api.ClusterInfo) map[uint32][]string {
 	out := map[uint32][]string{}
 	for _, n := range v.Nodes {
 		for _, g := range n.Replicas {
-			out[g] = append(out[g], n.ID)
+			out[uint32(g)] = append(out[uint32(g)], string(n.ID))
 		}
 	}
 	return out
@@ -198,9 +189,13 @@ func (c *Cluster) has(name string) bool {
 	return false
 }
 
-func (c *Cluster) clusterView(ctx context.Context) (clusterView, error) {
-	var v clusterView
-	err := c.anyNode(ctx, func(ctx context.Context, p *Proc) error { return p.Client.GetJSON(ctx, "/v1/cluster", nil, &v) })
+func (c *Cluster) clusterView(ctx context.Context) (api.ClusterInfo, error) {
+	var v api.ClusterInfo
+	err := c.anyNode(ctx, func(ctx context.Context, p *Proc) error {
+		var err error
+		v, err = p.Client.Cluster(ctx)
+		return err
+	})
 	return v, err
 }
 
@@ -208,7 +203,7 @@ func (c *Cluster) clusterView(ctx context.Context) (clusterView, error) {
 // moved onto it, and reports the replicas moved next to the ideal (its
 // share of all replicas).
 func (c *Cluster) addNode(ctx context.Context) (ReshardStep, error) {
-	before, err := c.waitSettled(ctx, func(clusterView) bool { return true })
+	before, err := c.waitSettled(ctx, func(api.ClusterInfo) bool { return true })
 	if err != nil {
 		return ReshardStep{}, err
 	}
@@ -230,9 +225,9 @@ func (c *Cluster) addNode(ctx context.Context) (ReshardStep, error) {
 	// (its removal would find no such member, and it would join later).
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
-	after, err := c.waitSettled(wctx, func(v clusterView) bool {
+	after, err := c.waitSettled(wctx, func(v api.ClusterInfo) bool {
 		for _, n := range v.Nodes {
-			if n.ID == p.ID {
+			if string(n.ID) == p.ID {
 				return true
 			}
 		}
@@ -250,7 +245,7 @@ func (c *Cluster) addNode(ctx context.Context) (ReshardStep, error) {
 // leaves, and its process or container is deleted.
 func (c *Cluster) removeNode(ctx context.Context) (ReshardStep, error) {
 	p := c.Procs[len(c.Procs)-1]
-	before, err := c.waitSettled(ctx, func(clusterView) bool { return true })
+	before, err := c.waitSettled(ctx, func(api.ClusterInfo) bool { return true })
 	if err != nil {
 		return ReshardStep{}, err
 	}
@@ -258,7 +253,7 @@ func (c *Cluster) removeNode(ctx context.Context) (ReshardStep, error) {
 	start := time.Now()
 	held := 0
 	for _, n := range before.Nodes {
-		if n.ID == p.ID {
+		if string(n.ID) == p.ID {
 			held = len(n.Replicas)
 		}
 	}
@@ -275,9 +270,9 @@ func (c *Cluster) removeNode(ctx context.Context) (ReshardStep, error) {
 	if err != nil {
 		return step, fmt.Errorf("%s: %w", step.Change, err)
 	}
-	after, err := c.waitSettled(ctx, func(v clusterView) bool {
+	after, err := c.waitSettled(ctx, func(v api.ClusterInfo) bool {
 		for _, n := range v.Nodes {
-			if n.ID == p.ID {
+			if string(n.ID) == p.ID {
 				return false
 			}
 		}
@@ -301,8 +296,8 @@ func (c *Cluster) removeNode(ctx context.Context) (ReshardStep, error) {
 
 // waitSettled polls until the cluster shows done(view) and wants no more
 // replica moves.
-func (c *Cluster) waitSettled(ctx context.Context, done func(clusterView) bool) (clusterView, error) {
-	var v clusterView
+func (c *Cluster) waitSettled(ctx context.Context, done func(api.ClusterInfo) bool) (api.ClusterInfo, error) {
+	var v api.ClusterInfo
 	err := poll(ctx, 100*time.Millisecond, func() error {
 		var err error
 		if v, err = c.clusterView(ctx); err != nil {
@@ -317,8 +312,8 @@ func (c *Cluster) waitSettled(ctx context.Context, done func(clusterView) bool) 
 }
 
 // fillMoves counts the replicas that changed node between two views.
-func fillMoves(step *ReshardStep, before, after clusterView, ideal float64) {
-	b, a := before.placement(), after.placement()
+func fillMoves(step *ReshardStep, before, after api.ClusterInfo, ideal float64) {
+	b, a := placement(before), placement(after)
 	total := 0
 	for g, reps := range a {
 		total += len(reps)

@@ -169,9 +169,9 @@ func (f *fakeBackend) DrainNode(_ context.Context, id base.NodeID, on bool) erro
 	}
 	return nil
 }
-func (f *fakeBackend) Cluster(context.Context) raftnode.ClusterInfo {
+func (f *fakeBackend) Cluster(context.Context) api.ClusterInfo {
 	f.touch()
-	return raftnode.ClusterInfo{Replication: 3}
+	return api.ClusterInfo{Replication: 3}
 }
 func (f *fakeBackend) Lookup(key []byte) (api.Lookup, error) {
 	f.touch()

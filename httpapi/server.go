@@ -86,7 +86,7 @@ type Membership interface {
 	DrainNode(ctx context.Context, id base.NodeID, on bool) error
 	// Cluster describes every member, its replicas and leaderships, and
 	// the replica move in motion.
-	Cluster(ctx context.Context) raftnode.ClusterInfo
+	Cluster(ctx context.Context) api.ClusterInfo
 	// Ready says whether every local group has a known leader, and if
 	// not, why.
 	Ready() (bool, string)

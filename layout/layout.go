@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"io"
 
+	"github.com/ringkv/ringkv/api"
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/ring"
 )
@@ -74,16 +75,9 @@ type Layout struct {
 	next *ring.Ring // the ring after Migration
 }
 
-// RestoreLock is the cluster-wide lock a restore holds from before it
-// reads its archive until every group is restored or put back. Node is the
-// node running it; it renews the lock (Renewals counts), and the metadata
-// leader releases a lock no longer renewed (its node died), lifting the
-// restore's fences first.
-type RestoreLock struct {
-	ID       string      `json:"id"`
-	Node     base.NodeID `json:"node"`
-	Renewals uint64      `json:"renewals,omitempty"`
-}
+// RestoreLock is the cluster-wide restore lock: one wire type, defined
+// in package api.
+type RestoreLock = api.RestoreLock
 
 // Node returns the member with id.
 func (l *Layout) Node(id base.NodeID) (NodeInfo, bool) {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/ringkv/ringkv/api"
 	"github.com/ringkv/ringkv/base"
 )
 
@@ -35,24 +36,9 @@ const MaxReplication = 7
 // MaxNodeWeight bounds a node's capacity weight.
 const MaxNodeWeight = 1000
 
-// ReplicaMove is a replica being moved between nodes.
-type ReplicaMove struct {
-	Group base.GroupID `json:"group"`
-	// From is the node giving the replica up; empty adds a replica to an
-	// under-replicated group.
-	From base.NodeID `json:"from,omitempty"`
-	To   base.NodeID `json:"to"`
-	// Reason: drain, replicate or balance.
-	Reason string `json:"reason"`
-}
-
-func (m ReplicaMove) String() string {
-	from := string(m.From)
-	if from == "" {
-		from = "(new)"
-	}
-	return fmt.Sprintf("group %d replica %s -> %s (%s)", m.Group, from, m.To, m.Reason)
-}
+// ReplicaMove is a replica moving between nodes: one wire type, defined
+// in package api.
+type ReplicaMove = api.ReplicaMove
 
 // ReplicasPerGroup returns the layout's replication factor.
 func (l *Layout) ReplicasPerGroup() int {

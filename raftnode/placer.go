@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/ringkv/ringkv/api"
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/protocol"
@@ -346,43 +347,13 @@ func (n *Node) metaCaughtUp(ctx context.Context) error {
 	return nil
 }
 
-// ClusterNode is a member with what it holds.
-type ClusterNode struct {
-	layout.NodeInfo
-	Voter    bool           `json:"meta_voter"`
-	Replicas []base.GroupID `json:"replicas"`
-	// Leads are the groups it leads as this node knows; Preferred those
-	// the balancer assigns it.
-	Leads     []base.GroupID `json:"leads"`
-	Preferred []base.GroupID `json:"preferred_leader_of"`
-}
-
-// ClusterInfo is the cluster's membership and replica placement.
-type ClusterInfo struct {
-	Replication int           `json:"replication"`
-	Nodes       []ClusterNode `json:"nodes"`
-	// Move is the replica move in progress; Progress its last step, as
-	// reported by the metadata leader when this node is it.
-	Move     *layout.ReplicaMove `json:"replica_move,omitempty"`
-	Progress string              `json:"move_progress,omitempty"`
-	// MoveSeconds is how long the move has run under this leader.
-	MoveSeconds float64 `json:"move_seconds,omitempty"`
-	// Balanced: no move is in progress or wanted.
-	Balanced bool `json:"balanced"`
-	// Loads are the groups' write rates the leaderships are spread by
-	// (none recorded: by count).
-	Loads map[base.GroupID]float64 `json:"loads,omitempty"`
-	// Restore is the restore lock, while a restore runs.
-	Restore *layout.RestoreLock `json:"restore,omitempty"`
-}
-
 // Cluster reports members, replica placement and the move in progress.
 // Leaders of groups this node holds no replica of are asked of the nodes
 // that do.
-func (n *Node) Cluster(ctx context.Context) ClusterInfo {
+func (n *Node) Cluster(ctx context.Context) api.ClusterInfo {
 	l := n.Layout()
 	leaders := n.groupLeaders(ctx, l)
-	ci := ClusterInfo{Replication: l.ReplicasPerGroup(), Move: l.Move, Loads: l.Loads, Restore: l.Restore}
+	ci := api.ClusterInfo{Replication: l.ReplicasPerGroup(), Move: l.Move, Loads: l.Loads, Restore: l.Restore}
 	if l.Initialized {
 		ci.Balanced = l.Move == nil && l.NextMove(nil) == nil
 		for _, nd := range l.Nodes {
@@ -396,7 +367,7 @@ func (n *Node) Cluster(ctx context.Context) ClusterInfo {
 	plan := l.LeaderPlan()
 	voters := n.meta.voters()
 	for _, nd := range l.Nodes {
-		cn := ClusterNode{NodeInfo: nd, Voter: slices.Contains(voters, nd.ID), Replicas: []base.GroupID{}, Leads: []base.GroupID{}, Preferred: []base.GroupID{}}
+		cn := api.ClusterNode{ID: nd.ID, HTTPAddr: nd.HTTPAddr, RaftAddr: nd.RaftAddr, Weight: nd.Weight, Draining: nd.Draining, Leaving: nd.Leaving, Voter: slices.Contains(voters, nd.ID), Replicas: []base.GroupID{}, Leads: []base.GroupID{}, Preferred: []base.GroupID{}}
 		for _, g := range l.Groups {
 			if slices.Contains(g.Replicas, nd.ID) {
 				cn.Replicas = append(cn.Replicas, g.ID)

@@ -13,50 +13,17 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ringkv/ringkv/api"
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/client"
 )
 
-// clusterState is GET /v1/cluster.
-type clusterState struct {
-	Replication int `json:"replication"`
-	Nodes       []struct {
-		ID        string   `json:"id"`
-		HTTPAddr  string   `json:"http_addr"`
-		Weight    float64  `json:"weight"`
-		Draining  bool     `json:"draining"`
-		Leaving   bool     `json:"leaving"`
-		MetaVoter bool     `json:"meta_voter"`
-		Replicas  []uint32 `json:"replicas"`
-		Leads     []uint32 `json:"leads"`
-	} `json:"nodes"`
-	Move *struct {
-		Group  uint32 `json:"group"`
-		From   string `json:"from"`
-		To     string `json:"to"`
-		Reason string `json:"reason"`
-	} `json:"replica_move"`
-	Progress string `json:"move_progress"`
-	Balanced bool   `json:"balanced"`
-}
-
-func (s clusterState) node(id string) (int, bool) {
-	for i, n := range s.Nodes {
-		if n.ID == id {
-			return i, true
-		}
-	}
-	return -1, false
-}
-
-func (s clusterState) moveLine() string {
+// moveLine says the replica move in motion, and its last step.
+func moveLine(s api.ClusterInfo) string {
 	if s.Move == nil {
 		return "no replica moving"
 	}
-	from := s.Move.From
-	if from == "" {
-		from = "(new)"
-	}
-	line := fmt.Sprintf("group %d replica %s -> %s (%s)", s.Move.Group, from, s.Move.To, s.Move.Reason)
+	line := s.Move.String()
 	if s.Progress != "" {
 		line += ": " + s.Progress
 	}
@@ -75,12 +42,10 @@ func cmdNode(ctx context.Context, timeout time.Duration, c *client.Client, args 
 	if err != nil || len(pos) == 0 {
 		return usage
 	}
-	get := func() (clusterState, error) {
-		var st clusterState
+	get := func() (api.ClusterInfo, error) {
 		rctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		err := c.GetJSON(rctx, "/v1/cluster", nil, &st)
-		return st, err
+		return c.Cluster(rctx)
 	}
 	if pos[0] == "ls" && len(pos) == 1 {
 		st, err := get()
@@ -140,7 +105,7 @@ func cmdNode(ctx context.Context, timeout time.Duration, c *client.Client, args 
 // followNode follows the replica moves after a node command (verb) until
 // the node is gone (remove) or the placement has settled, showing progress
 // on a terminal, then prints the cluster.
-func followNode(ctx context.Context, verb, id string, get func() (clusterState, error), out io.Writer) error {
+func followNode(ctx context.Context, verb, id string, get func() (api.ClusterInfo, error), out io.Writer) error {
 	begin := time.Now()
 	tty := isTerminal(os.Stderr)
 	for {
@@ -148,11 +113,8 @@ func followNode(ctx context.Context, verb, id string, get func() (clusterState, 
 		if err != nil {
 			return err
 		}
-		i, present := st.node(id)
-		held := 0
-		if present {
-			held = len(st.Nodes[i].Replicas)
-		}
+		nd, present := st.Node(base.NodeID(id))
+		held := len(nd.Replicas)
 		// The answering node may not have applied the change yet: wait
 		// until its view shows the node's new state.
 		var done bool
@@ -160,9 +122,9 @@ func followNode(ctx context.Context, verb, id string, get func() (clusterState, 
 		case "remove":
 			done = !present
 		case "drain":
-			done = present && st.Nodes[i].Draining && (st.Balanced || held == 0 && st.Move == nil)
+			done = present && nd.Draining && (st.Balanced || held == 0 && st.Move == nil)
 		default:
-			done = present && !st.Nodes[i].Draining && st.Balanced
+			done = present && !nd.Draining && st.Balanced
 		}
 		if done {
 			if tty {
@@ -173,7 +135,7 @@ func followNode(ctx context.Context, verb, id string, get func() (clusterState, 
 			return nil
 		}
 		if tty {
-			fmt.Fprintf(os.Stderr, "\r%s holds %d replicas; %s   ", id, held, st.moveLine())
+			fmt.Fprintf(os.Stderr, "\r%s holds %d replicas; %s   ", id, held, moveLine(st))
 		}
 		select {
 		case <-ctx.Done():
@@ -183,7 +145,7 @@ func followNode(ctx context.Context, verb, id string, get func() (clusterState, 
 	}
 }
 
-func printCluster(out io.Writer, st clusterState) {
+func printCluster(out io.Writer, st api.ClusterInfo) {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tADDRESS\tWEIGHT\tSTATE\tREPLICAS\tLEADS")
 	for _, n := range st.Nodes {
@@ -194,7 +156,7 @@ func printCluster(out io.Writer, st clusterState) {
 		case n.Draining:
 			state = "draining"
 		}
-		if !n.MetaVoter {
+		if !n.Voter {
 			state += " (meta non-voter)"
 		}
 		w := n.Weight
@@ -204,14 +166,14 @@ func printCluster(out io.Writer, st clusterState) {
 		fmt.Fprintf(tw, "%s\t%s\t%g\t%s\t%s\t%s\n", n.ID, n.HTTPAddr, w, state, groupList(n.Replicas), groupList(n.Leads))
 	}
 	tw.Flush()
-	fmt.Fprintf(out, "replication %d; %s", st.Replication, st.moveLine())
+	fmt.Fprintf(out, "replication %d; %s", st.Replication, moveLine(st))
 	if st.Balanced {
 		fmt.Fprint(out, "; placement balanced")
 	}
 	fmt.Fprintln(out)
 }
 
-func groupList(gs []uint32) string {
+func groupList(gs []base.GroupID) string {
 	if len(gs) == 0 {
 		return "-"
 	}
