@@ -85,3 +85,13 @@ func (c ClusterInfo) Node(id base.NodeID) (ClusterNode, bool) {
 	}
 	return ClusterNode{}, false
 }
+
+// NodeRemoval answers DELETE /v1/cluster/nodes/{id}: Removed when the node
+// left at once; Removing, Draining and Replicas when its replicas move
+// first (202).
+type NodeRemoval struct {
+	Removed  base.NodeID `json:"removed,omitempty"`
+	Removing base.NodeID `json:"removing,omitempty"`
+	Draining bool        `json:"draining,omitempty"`
+	Replicas int         `json:"replicas,omitempty"`
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/ringkv/ringkv/api"
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/raftnode"
@@ -95,15 +96,13 @@ func (a *API) removeNode(w http.ResponseWriter, r *http.Request) error {
 	if rm.Draining {
 		// The node leaves once its replicas have moved: GET
 		// /v1/cluster shows the progress.
-		writeJSON(w, http.StatusAccepted, map[string]interface{}{"removing": id, "draining": true, "replicas": rm.Replicas})
+		writeJSON(w, http.StatusAccepted, api.NodeRemoval{Removing: base.NodeID(id), Draining: true, Replicas: rm.Replicas})
 		return nil
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"removed": id})
+	writeJSON(w, http.StatusOK, api.NodeRemoval{Removed: base.NodeID(id)})
 	return nil
 }
 
-// cluster shows members, their replicas and leaderships, and the replica
-// move in progress: GET /v1/cluster.
 // peerSecret hands the cluster's peer secret to a node about to join (GET
 // /v1/cluster/peer-secret): with it, the node's Raft port and its peers'
 // accept each other. 409 when the cluster has none.
@@ -117,6 +116,8 @@ func (a *API) peerSecret(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// cluster shows members, their replicas and leaderships, and the replica
+// move in progress: GET /v1/cluster.
 func (a *API) cluster(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, a.b.Cluster(r.Context()))
 	return nil

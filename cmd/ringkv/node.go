@@ -6,8 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -59,28 +57,16 @@ func cmdNode(ctx context.Context, timeout time.Duration, c *client.Client, args 
 		return usage
 	}
 	id := pos[1]
-	path := "/v1/cluster/nodes/" + url.PathEscape(id)
-	var method string
-	switch pos[0] {
-	case "drain":
-		method, path = http.MethodPut, path+"/drain"
-	case "undrain":
-		method, path = http.MethodDelete, path+"/drain"
-	case "remove":
-		method = http.MethodDelete
-		if force {
-			path += "?force=true"
-		}
-	default:
-		return usage
-	}
-	var resp struct {
-		Removed  string `json:"removed"`
-		Draining bool   `json:"draining"`
-		Replicas int    `json:"replicas"`
-	}
+	var resp api.NodeRemoval
 	rctx, cancel := context.WithTimeout(ctx, timeout)
-	err = c.DoJSON(rctx, method, path, nil, &resp)
+	switch pos[0] {
+	case "drain", "undrain":
+		err = c.DrainNode(rctx, id, pos[0] == "drain")
+	case "remove":
+		resp, err = c.RemoveNode(rctx, id, force)
+	default:
+		err = usage
+	}
 	cancel()
 	if err != nil {
 		return err

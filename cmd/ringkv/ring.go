@@ -189,15 +189,18 @@ func cmdLeader(ctx context.Context, c *client.Client, args []string, out io.Writ
 	if len(args) != 2 {
 		return errors.New("usage: ringkv leader GROUP NODE | ringkv leader GROUP --unpin")
 	}
-	path := "/v1/groups/" + url.PathEscape(args[0]) + "/leader"
+	g, err := strconv.ParseUint(args[0], 10, 32)
+	if err != nil {
+		return fmt.Errorf("ringkv leader: group %q is not a group id", args[0])
+	}
 	if args[1] == "--unpin" {
-		if err := c.DoJSON(ctx, http.MethodDelete, path, nil, nil); err != nil {
+		if err := c.PinLeader(ctx, uint32(g), ""); err != nil {
 			return err
 		}
 		fmt.Fprintf(out, "group %s: leader unpinned; the balancer places it\n", args[0])
 		return nil
 	}
-	if err := c.DoJSON(ctx, http.MethodPut, path, map[string]string{"node": args[1]}, nil); err != nil {
+	if err := c.PinLeader(ctx, uint32(g), args[1]); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "group %s: leader pinned to %s; it moves there once that replica has caught up\n", args[0], args[1])
