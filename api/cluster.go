@@ -37,17 +37,34 @@ type RestoreLock struct {
 	Renewals uint64      `json:"renewals,omitempty"`
 }
 
-// ClusterNode is a member as GET /v1/cluster shows it.
-type ClusterNode struct {
+// NodeInfo is a cluster member as the metadata group records it.
+type NodeInfo struct {
 	ID       base.NodeID `json:"id"`
 	HTTPAddr string      `json:"http_addr"`
 	RaftAddr string      `json:"raft_addr"`
-	// Weight is the node's capacity relative to others (0 means 1).
+	// Weight is the node's capacity relative to others (0 means 1): it
+	// receives replicas and leaderships in proportion.
 	Weight float64 `json:"weight,omitempty"`
-	// Draining: its replicas move off it; Leaving: once drained it is
-	// removed.
-	Draining bool           `json:"draining,omitempty"`
-	Leaving  bool           `json:"leaving,omitempty"`
+	// Draining: the node's replicas move to other nodes and it receives
+	// none; Leaving: once drained it is removed from the cluster.
+	Draining bool `json:"draining,omitempty"`
+	Leaving  bool `json:"leaving,omitempty"`
+}
+
+// Capacity is the node's weight, 1 when unset.
+func (n NodeInfo) Capacity() float64 {
+	if n.Weight > 0 {
+		return n.Weight
+	}
+	return 1
+}
+
+// Eligible reports whether a node may receive replicas and leaderships.
+func (n NodeInfo) Eligible() bool { return !n.Draining && !n.Leaving }
+
+// ClusterNode is a member as GET /v1/cluster shows it.
+type ClusterNode struct {
+	NodeInfo
 	Voter    bool           `json:"meta_voter"`
 	Replicas []base.GroupID `json:"replicas"`
 	// Leads are the groups it leads as the answering node knows;

@@ -13,19 +13,9 @@ import (
 	"github.com/ringkv/ringkv/ring"
 )
 
-// NodeInfo is a cluster member as the metadata group records it.
-type NodeInfo struct {
-	ID       base.NodeID `json:"id"`
-	HTTPAddr string      `json:"http_addr"`
-	RaftAddr string      `json:"raft_addr"`
-	// Weight is the node's capacity relative to others (0 means 1): it
-	// receives replicas and leaderships in proportion.
-	Weight float64 `json:"weight,omitempty"`
-	// Draining: the node's replicas move to other nodes and it receives
-	// none; Leaving: once drained it is removed from the cluster.
-	Draining bool `json:"draining,omitempty"`
-	Leaving  bool `json:"leaving,omitempty"`
-}
+// NodeInfo is a cluster member as the metadata group records it: one wire
+// type, defined in package api.
+type NodeInfo = api.NodeInfo
 
 // GroupInfo is a data group and the nodes that hold its replicas.
 type GroupInfo struct {

@@ -48,16 +48,6 @@ func (l *Layout) ReplicasPerGroup() int {
 	return DefaultReplication
 }
 
-func (n NodeInfo) Capacity() float64 {
-	if n.Weight > 0 {
-		return n.Weight
-	}
-	return 1
-}
-
-// Eligible reports whether a node may receive replicas and leaderships.
-func (n NodeInfo) Eligible() bool { return !n.Draining && !n.Leaving }
-
 // ReplicaCounts counts the replicas each member holds.
 func (l *Layout) ReplicaCounts() map[base.NodeID]int {
 	c := map[base.NodeID]int{}

@@ -367,7 +367,7 @@ func (n *Node) Cluster(ctx context.Context) api.ClusterInfo {
 	plan := l.LeaderPlan()
 	voters := n.meta.voters()
 	for _, nd := range l.Nodes {
-		cn := api.ClusterNode{ID: nd.ID, HTTPAddr: nd.HTTPAddr, RaftAddr: nd.RaftAddr, Weight: nd.Weight, Draining: nd.Draining, Leaving: nd.Leaving, Voter: slices.Contains(voters, nd.ID), Replicas: []base.GroupID{}, Leads: []base.GroupID{}, Preferred: []base.GroupID{}}
+		cn := api.ClusterNode{NodeInfo: nd, Voter: slices.Contains(voters, nd.ID), Replicas: []base.GroupID{}, Leads: []base.GroupID{}, Preferred: []base.GroupID{}}
 		for _, g := range l.Groups {
 			if slices.Contains(g.Replicas, nd.ID) {
 				cn.Replicas = append(cn.Replicas, g.ID)
