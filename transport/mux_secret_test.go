@@ -38,21 +38,7 @@ func TestMuxPeerSecret(t *testing.T) {
 	_, dl := muxSecret(t, NewPeerSecret(MakePeerSecret()), 1)
 	bAddr := raft.ServerAddress(b.Addr().String())
 
-	c, err := al[1].Dial(bAddr, 5*time.Second)
-	if err != nil {
-		t.Fatalf("a dials b, same secret: %v", err)
-	}
-	c.Write([]byte("hello"))
-	got, err := bl[1].Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 5)
-	if _, err := io.ReadFull(got, buf); err != nil || string(buf) != "hello" {
-		t.Fatalf("b read %q, %v; want hello", buf, err)
-	}
-	c.Close()
-	got.Close()
+	carries(t, "a dials b, same secret", al[1], bl[1], bAddr)
 
 	refused := func(what string, c net.Conn) {
 		t.Helper()

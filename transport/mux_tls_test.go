@@ -76,23 +76,7 @@ func TestMuxPeerTLS(t *testing.T) {
 	bAddr := raft.ServerAddress(b.Addr().String())
 
 	// a to b: one CA, the bytes go through.
-	c, err := al[1].Dial(bAddr, 5*time.Second)
-	if err != nil {
-		t.Fatalf("a dials b, same peer CA: %v", err)
-	}
-	if _, err := c.Write([]byte("hello")); err != nil {
-		t.Fatal(err)
-	}
-	got, err := bl[1].Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 5)
-	if _, err := io.ReadFull(got, buf); err != nil || string(buf) != "hello" {
-		t.Fatalf("b read %q, %v; want hello", buf, err)
-	}
-	c.Close()
-	got.Close()
+	carries(t, "a dials b, same peer CA", al[1], bl[1], bAddr)
 
 	// refused: b closes the connection before any group sees it. Once the
 	// dialler reads EOF, b's router is done with it: nothing must be
@@ -171,3 +155,26 @@ func TestMuxPeerTLS(t *testing.T) {
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// carries dials addr through from, writes "hello", and checks that to
+// accepts the connection and reads it.
+func carries(t *testing.T, what string, from, to raft.StreamLayer, addr raft.ServerAddress) {
+	t.Helper()
+	c, err := from.Dial(addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("hello")); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	got, err := to.Accept()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	defer got.Close()
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(got, buf); err != nil || string(buf) != "hello" {
+		t.Fatalf("%s: read %q, %v; want hello", what, buf, err)
+	}
+}
