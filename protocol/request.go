@@ -51,6 +51,12 @@ const (
 	OpDrop       Op = "drop"        // delete a page of keys in ranges, through the log
 )
 
+// Progress words of a replica_step that ended a move it was asked to undo.
+const (
+	StepCompleted = "completed" // the source was already gone: the move could only complete
+	StepAborted   = "aborted"
+)
+
 // Steps of OpRestoreLock.
 const (
 	RestoreBegin = "begin"

@@ -14,6 +14,7 @@
 // replica.readBarrier).
 //
 // The drivers that work across groups reach the node through small
-// interfaces: verification (package verify, verifier.go) and backup and
-// restore (package backup, backup.go). DESIGN.md maps the files.
+// interfaces: verification (package verify, verifier.go), backup and
+// restore (package backup, backup.go) and replica placement (package
+// placer, placer.go). DESIGN.md maps the files.
 package raftnode

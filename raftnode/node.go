@@ -19,6 +19,7 @@ import (
 
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
+	"github.com/ringkv/ringkv/placer"
 	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/transport"
 )
@@ -34,7 +35,7 @@ type Node struct {
 
 	meta *replica
 	// moving is the replica move this node runs as metadata leader.
-	moving atomic.Pointer[moveState]
+	placer *placer.Placer
 
 	startMu  sync.Mutex // serialises decisions to open a replica
 	starting map[base.GroupID]bool
@@ -78,6 +79,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", string(cfg.ID)), replicas: map[base.GroupID]*replica{}, starting: map[base.GroupID]bool{},
 		hints: map[base.GroupID]base.NodeID{}, fwd: protocol.NewForwarder(), joined: make(chan struct{})}
+	n.placer = placer.New(placerCluster{n}, placer.Options{MoveStall: n.cfg.moveStall(), OnReplicaMove: n.cfg.Knobs.OnReplicaMove})
 	if n.cfg.OnFatal == nil {
 		n.cfg.OnFatal = func(err error) { panic(err) }
 	}
@@ -118,7 +120,7 @@ func New(cfg Config) (*Node, error) {
 	n.goLoop(n.initLoop)
 	n.goLoop(n.reconcileLoop)
 	n.goLoop(n.moverLoop)
-	n.goLoop(n.placerLoop)
+	n.goLoop(n.placer.Loop)
 	n.goLoop(n.removalLoop)
 	n.goLoop(n.restoreJanitor)
 	if cfg.BalanceInterval > 0 {

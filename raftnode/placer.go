@@ -3,6 +3,7 @@ package raftnode
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -17,166 +18,43 @@ import (
 	"github.com/ringkv/ringkv/protocol"
 )
 
-// Replica progress strings of a replica_step.
-const (
-	stepCompleted = "completed" // an aborted move had already removed its source
-	stepAborted   = "aborted"
-)
+// placerCluster is the node as the replica placer (package placer) sees
+// it.
+type placerCluster struct{ n *Node }
 
-// placerLoop moves replicas where the placement rule wants them, one at a
-// time, while this node leads the metadata group. Every move is recorded
-// in the metadata group before it starts and each of its steps is
-// idempotent, so a new metadata leader carries a move on after a crash.
-func (n *Node) placerLoop(ctx context.Context) {
-	for {
-		changed := n.meta.meta.Changed()
-		if n.meta.isLeader() {
-			if err := n.place(ctx); err != nil && ctx.Err() == nil {
-				n.log.Warn("replica placement: will retry", "err", err)
-			}
-		}
-		select {
-		case <-changed:
-		case <-time.After(time.Second):
-		case <-ctx.Done():
-			return
-		}
-	}
+func (c placerCluster) Layout() *layout.Layout                          { return c.n.Layout() }
+func (c placerCluster) LayoutChanged() <-chan struct{}                  { return c.n.meta.meta.Changed() }
+func (c placerCluster) LeadsMeta() bool                                 { return c.n.meta.isLeader() }
+func (c placerCluster) Logger() *slog.Logger                            { return c.n.log }
+func (c placerCluster) Evict(ctx context.Context, id base.NodeID) error { return c.n.evict(ctx, id) }
+
+func (c placerCluster) LeadsMetaCurrent(ctx context.Context) (bool, error) {
+	_, leads, err := c.n.leadMetaCurrent(ctx)
+	return leads, err
 }
 
-// place finishes the move in progress, removes a node that has finished
-// leaving, or starts the next move.
-func (n *Node) place(ctx context.Context) error {
-	if _, leads, err := n.leadMetaCurrent(ctx); !leads || err != nil {
-		return err
-	}
-	l := n.Layout()
-	if !l.Initialized {
-		return nil
-	}
-	if l.Move != nil {
-		return n.runMove(ctx, *l.Move)
-	}
-	counts := l.ReplicaCounts()
-	for _, nd := range l.Nodes {
-		// A leaving node goes once its replicas have moved, or once
-		// those left have nowhere to go and no group would fall short
-		// without them (a removal below the replication factor).
-		if nd.Leaving && (counts[nd.ID] == 0 || (l.CannotMoveOff(nd.ID) && len(n.shortAfterRemoval(l, nd.ID)) == 0)) {
-			ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			defer cancel()
-			return n.evict(ectx, nd.ID)
-		}
-	}
-	if l.Migration != nil {
-		return nil // keys are moving between groups: replicas wait
-	}
-	// A node that does not answer gets no replica: a move onto it would
-	// wait for it to catch up for as long as it is down.
-	avoid := map[base.NodeID]bool{}
-	var mv *layout.ReplicaMove
-	for {
-		if mv = l.NextMove(avoid); mv == nil {
-			return nil
-		}
-		if n.reachable(ctx, mv.To) {
-			break
-		}
-		n.log.Info("replica placement: destination does not answer, passing it over", "node", mv.To, "move", mv.String())
-		avoid[mv.To] = true
-	}
-	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	_, err := n.meta.apply(actx, mustJSON(layout.Command{Op: layout.OpReplicaMoveStart, Move: mv}))
-	cancel()
-	if err != nil {
-		return fmt.Errorf("recording %s: %w", mv, err)
-	}
-	return n.runMove(ctx, *mv)
+func (c placerCluster) Record(ctx context.Context, cmd layout.Command) error {
+	_, err := c.n.meta.apply(ctx, mustJSON(cmd))
+	return err
 }
 
-// moveState is the placer's report on the move it runs.
-type moveState struct {
-	Move     layout.ReplicaMove
-	Progress string
-	Since    time.Time
+func (c placerCluster) Step(ctx context.Context, mv layout.ReplicaMove, abort bool) (bool, string, error) {
+	resp, err := c.n.do(ctx, protocol.Request{Op: protocol.OpReplicaStep, Group: mv.Group, Move: &mv, Abort: abort})
+	return resp.Done, resp.Progress, err
 }
 
-// runMove takes a recorded move step by step to its end, then records
-// that. A move whose destination stopped being eligible (drained,
-// removed) is undone instead.
-func (n *Node) runMove(ctx context.Context, mv layout.ReplicaMove) error {
-	started := time.Now()
-	n.log.Info("moving a replica", "move", mv.String())
-	defer n.moving.Store(nil)
-	// The destination is probed about once a second; once it has not
-	// answered for the stall timeout the move is undone, so a node that
-	// died in the middle of a move cannot hold placement up (drains
-	// included) for as long as it stays down.
-	var silentSince, probed time.Time
-	stalled := false
-	for {
-		l := n.Layout()
-		if l.Move == nil || *l.Move != mv || !n.meta.isLeader() {
-			return nil // ended, or no longer ours to run
-		}
-		abort := stalled
-		if to, ok := l.Node(mv.To); !ok || !to.Eligible() {
-			abort = true
-		}
-		if !abort && time.Since(probed) >= time.Second {
-			probed = time.Now()
-			switch {
-			case n.reachable(ctx, mv.To):
-				silentSince = time.Time{}
-			case silentSince.IsZero():
-				silentSince = probed
-			case time.Since(silentSince) >= n.cfg.moveStall():
-				n.log.Warn("replica move: destination has not answered, undoing the move", "move", mv.String(), "silent", time.Since(silentSince).Round(time.Millisecond))
-				stalled, abort = true, true
-			}
-		}
-		if _, ok := l.Group(mv.Group); !ok {
-			// The group was retired meanwhile: nothing left to move.
-			return n.endMove(ctx, mv, true)
-		}
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		resp, err := n.do(sctx, protocol.Request{Op: protocol.OpReplicaStep, Group: mv.Group, Move: &mv, Abort: abort})
-		cancel()
-		if err != nil {
-			return fmt.Errorf("%s: %w", mv, err)
-		}
-		n.moving.Store(&moveState{Move: mv, Progress: resp.Progress, Since: started})
-		if resp.Done {
-			if err := n.endMove(ctx, mv, abort && resp.Progress != stepCompleted); err != nil {
-				return err
-			}
-			n.log.Info("replica moved", "move", mv.String(), "outcome", resp.Progress, "took", time.Since(started).Round(time.Millisecond))
-			return nil
-		}
-		if n.cfg.Knobs.OnReplicaMove != nil {
-			n.cfg.Knobs.OnReplicaMove(ctx, mv, resp.Progress)
-		}
-		if !sleepCtx(ctx, 200*time.Millisecond) {
-			return ctx.Err()
-		}
-	}
-}
-
-// reachable reports whether node id answers a status request within a
+// Reachable reports whether node id answers a status request within a
 // second (this node always does).
-func (n *Node) reachable(ctx context.Context, id base.NodeID) bool {
-	if id == n.cfg.ID {
+func (c placerCluster) Reachable(ctx context.Context, id base.NodeID) bool {
+	if id == c.n.cfg.ID {
 		return true
 	}
-	_, err := n.peerStatus(ctx, id)
+	_, err := c.n.peerStatus(ctx, id)
 	return err == nil
 }
 
-func (n *Node) endMove(ctx context.Context, mv layout.ReplicaMove, aborted bool) error {
-	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	_, err := n.meta.apply(actx, mustJSON(layout.Command{Op: layout.OpReplicaMoveEnd, Move: &mv, Aborted: aborted}))
-	return err
+func (c placerCluster) ShortAfterRemoval(l *layout.Layout, id base.NodeID) []string {
+	return c.n.shortAfterRemoval(l, id)
 }
 
 // replicaStep runs the next step of a replica move on the group's
@@ -229,9 +107,9 @@ func (n *Node) replicaStep(ctx context.Context, r *replica, mv layout.ReplicaMov
 	if abort {
 		switch {
 		case mv.From != "" && from == nil:
-			resp.Done, resp.Progress = true, stepCompleted
+			resp.Done, resp.Progress = true, protocol.StepCompleted
 		case to == nil:
-			resp.Done, resp.Progress = true, stepAborted
+			resp.Done, resp.Progress = true, protocol.StepAborted
 		case mv.To == n.cfg.ID:
 			return handOff(mv.To)
 		default:
@@ -360,7 +238,7 @@ func (n *Node) Cluster(ctx context.Context) api.ClusterInfo {
 			ci.Balanced = ci.Balanced && !nd.Leaving
 		}
 	}
-	if ms := n.moving.Load(); ms != nil && l.Move != nil && ms.Move == *l.Move {
+	if ms := n.placer.Moving(); ms != nil && l.Move != nil && ms.Move == *l.Move {
 		ci.Progress = ms.Progress
 		ci.MoveSeconds = math.Round(time.Since(ms.Since).Seconds()*10) / 10
 	}
