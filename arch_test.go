@@ -41,6 +41,7 @@ func TestArrows(t *testing.T) {
 		{pkg: "layout", stdOnly: true, allowed: []string{module + "/base", module + "/ring", module + "/acl", module + "/api"}},
 		{pkg: "client", stdOnly: true, allowed: []string{module + "/api", module + "/base", module + "/ring"}},
 		{pkg: "api", stdOnly: true, allowed: []string{module + "/base", module + "/ring"}},
+		{pkg: "reshard", forbidden: []string{module + "/raftnode", module + "/httpapi"}},
 		{pkg: "placer", forbidden: []string{module + "/raftnode", module + "/httpapi"}},
 		{pkg: "backup", forbidden: []string{module + "/raftnode", module + "/httpapi"}},
 		{pkg: "verify", forbidden: []string{module + "/raftnode", module + "/httpapi"}},

@@ -64,6 +64,10 @@ const (
 	RestoreEnd   = "end"
 )
 
+// MaxPageBytes bounds the keys and values of one page of a range scan
+// and of one ingest.
+const MaxPageBytes = 4 << 20
+
 // maxRanges bounds the hash ranges one request may name.
 const maxRanges = 1 << 16
 

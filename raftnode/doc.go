@@ -15,6 +15,7 @@
 //
 // The drivers that work across groups reach the node through small
 // interfaces: verification (package verify, verifier.go), backup and
-// restore (package backup, backup.go) and replica placement (package
-// placer, placer.go). DESIGN.md maps the files.
+// restore (package backup, backup.go), replica placement (package placer,
+// placer.go) and ring changes (package reshard, mover.go). DESIGN.md maps
+// the files.
 package raftnode

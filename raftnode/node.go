@@ -21,6 +21,7 @@ import (
 	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/placer"
 	"github.com/ringkv/ringkv/protocol"
+	"github.com/ringkv/ringkv/reshard"
 	"github.com/ringkv/ringkv/transport"
 )
 
@@ -119,7 +120,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.goLoop(n.initLoop)
 	n.goLoop(n.reconcileLoop)
-	n.goLoop(n.moverLoop)
+	n.goLoop(reshard.New(moverCluster{n}, reshard.Options{OnTransfer: n.cfg.Knobs.OnTransfer}).Loop)
 	n.goLoop(n.placer.Loop)
 	n.goLoop(n.removalLoop)
 	n.goLoop(n.restoreJanitor)
