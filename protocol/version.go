@@ -16,8 +16,9 @@ import (
 // (GET /v1/status, "protocol"). Releases before versioning said nothing:
 // their version counts as 1.
 //
-//	1  forwarding streams, layout_index (releases up to the layout split)
-//	2  versioned greeting and header
+//	1  every release before versioning (the latest of them have forwarding
+//	   streams and layout_index; the earliest have neither)
+//	2  versioned greeting and header; every op of this package
 const Version = 2
 
 // VersionHeader carries Version on forwarding answers.
