@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/internal/fakemeta"
 	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/protocol"
 )
@@ -16,9 +17,8 @@ import (
 // fakeCluster holds a layout that Record changes through layout.Apply, as
 // the metadata group would, and counts the steps the placer asks for.
 type fakeCluster struct {
+	*fakemeta.Meta
 	mu       sync.Mutex
-	l        *layout.Layout
-	changed  chan struct{}
 	recorded []layout.Command
 	steps    int
 	aborts   int
@@ -35,7 +35,7 @@ func node(id base.NodeID) *layout.NodeInfo {
 // twoNodes is a layout of two groups of one replica each, both on n1, and
 // n2 just joined: the rule moves one group to n2.
 func twoNodes(t *testing.T) *fakeCluster {
-	f := &fakeCluster{l: &layout.Layout{}, changed: make(chan struct{}), stepsToEnd: 3, down: map[base.NodeID]bool{}}
+	f := &fakeCluster{Meta: fakemeta.New(), stepsToEnd: 3, down: map[base.NodeID]bool{}}
 	for _, c := range []layout.Command{
 		{Op: layout.OpInit, Node: node("n1"), Groups: 2, VNodes: 8, Replication: 1},
 		{Op: layout.OpAddNode, Node: node("n2")},
@@ -46,18 +46,6 @@ func twoNodes(t *testing.T) *fakeCluster {
 	}
 	f.recorded = nil
 	return f
-}
-
-func (f *fakeCluster) Layout() *layout.Layout {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.l
-}
-
-func (f *fakeCluster) LayoutChanged() <-chan struct{} {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.changed
 }
 
 func (f *fakeCluster) LeadsMeta() bool                                        { return true }
@@ -72,18 +60,12 @@ func (f *fakeCluster) Reachable(_ context.Context, id base.NodeID) bool {
 	return !f.down[id]
 }
 
-func (f *fakeCluster) Record(_ context.Context, c layout.Command) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	next, err := layout.Apply(f.l, c)
-	if err != nil {
+func (f *fakeCluster) Record(ctx context.Context, c layout.Command) error {
+	if err := f.Meta.Record(ctx, c); err != nil {
 		return err
 	}
-	if next != nil {
-		f.l = next
-		close(f.changed)
-		f.changed = make(chan struct{})
-	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.recorded = append(f.recorded, c)
 	return nil
 }

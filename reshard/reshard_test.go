@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/internal/fakemeta"
 	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/ring"
@@ -23,20 +24,19 @@ import (
 // mover's ordering is what is checked); Record applies metadata commands
 // with layout.Apply.
 type fakeCluster struct {
-	mu      sync.Mutex
-	l       *layout.Layout
-	changed chan struct{}
-	groups  map[base.GroupID]map[string]string
-	mod     map[string]uint64 // each key's modify index (1 for the first keys)
-	fenced  map[base.GroupID]bool
-	phases  []string
+	*fakemeta.Meta
+	mu     sync.Mutex
+	groups map[base.GroupID]map[string]string
+	mod    map[string]uint64 // each key's modify index (1 for the first keys)
+	fenced map[base.GroupID]bool
+	phases []string
 	// writeDuringCopy, when set, is written to the source during the
 	// first copy: a change the mover must carry over after the fence.
 	writeDuringCopy string
 }
 
 func newFake(t *testing.T, keys int) *fakeCluster {
-	f := &fakeCluster{l: &layout.Layout{}, changed: make(chan struct{}), fenced: map[base.GroupID]bool{},
+	f := &fakeCluster{Meta: fakemeta.New(), fenced: map[base.GroupID]bool{},
 		groups: map[base.GroupID]map[string]string{1: {}, 2: {}}, mod: map[string]uint64{}}
 	n1 := layout.NodeInfo{ID: "n1", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"}
 	for _, c := range []layout.Command{
@@ -53,36 +53,9 @@ func newFake(t *testing.T, keys int) *fakeCluster {
 	return f
 }
 
-func (f *fakeCluster) Layout() *layout.Layout {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.l
-}
-
-func (f *fakeCluster) LayoutChanged() <-chan struct{} {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.changed
-}
-
 func (f *fakeCluster) LeadsMeta() bool                                        { return true }
 func (f *fakeCluster) LeadsMetaCurrent(context.Context) (uint64, bool, error) { return 7, true, nil }
 func (f *fakeCluster) Logger() *slog.Logger                                   { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
-func (f *fakeCluster) Record(_ context.Context, c layout.Command) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	next, err := layout.Apply(f.l, c)
-	if err != nil {
-		return err
-	}
-	if next != nil {
-		f.l = next
-		close(f.changed)
-		f.changed = make(chan struct{})
-	}
-	return nil
-}
 
 func in(rs []ring.Range, key string) bool {
 	h := ring.Hash([]byte(key))
