@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/ringkv/ringkv/api"
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/ring"
 	"github.com/ringkv/ringkv/snapshot"
@@ -18,35 +19,12 @@ import (
 	"github.com/ringkv/ringkv/verify"
 )
 
-// RestoredGroup reports one group restored from its checkpoint.
-type RestoredGroup struct {
-	Group base.GroupID `json:"group"`
-	Keys  uint64       `json:"keys"`
-	// BackupRoot is the root in the archive; Root the group's root when
-	// verified after the restore, at Index.
-	BackupRoot string `json:"backup_root"`
-	Root       string `json:"root"`
-	Index      uint64 `json:"index"`
-	Agree      bool   `json:"agree"`
-}
-
-// RestoreReport says what a restore did and proves it.
-type RestoreReport struct {
-	// Mode is "checkpoint" when the target's ring matched the backup's and
-	// every group's state was installed as it was, or "rehash" when the
-	// keys were written onto the target's ring one by one.
-	Mode   string          `json:"mode"`
-	Keys   uint64          `json:"keys"`
-	Groups []RestoredGroup `json:"groups,omitempty"`
-	// BackupDigest and ClusterDigest (rehash mode) cover the set of keys
-	// and values: in the archive, and read back from the cluster after.
-	BackupDigest  string `json:"backup_digest,omitempty"`
-	ClusterDigest string `json:"cluster_digest,omitempty"`
-	ClusterKeys   uint64 `json:"cluster_keys,omitempty"`
-	// Identical is the proof: every root agrees (checkpoint mode) or the
-	// digests and counts match (rehash mode).
-	Identical bool `json:"identical"`
-}
+// RestoredGroup and RestoreReport are the API's (one definition for the
+// server and the Go client).
+type (
+	RestoredGroup = api.RestoredGroup
+	RestoreReport = api.RestoreReport
+)
 
 // Options qualifies a restore.
 type Options struct {

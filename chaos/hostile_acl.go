@@ -86,33 +86,28 @@ func tokenCase(name, h, v string) hostileCase {
 // deleteLastManagementToken deletes every management token but one, then
 // that one: refused with 409, and it still works.
 func deleteLastManagementToken(ctx context.Context, h *hostile) (string, string, error) {
-	var tokens []struct {
-		AccessorID string `json:"accessor_id"`
-		Management bool   `json:"management"`
-	}
-	if err := h.nodes[0].DoJSON(ctx, http.MethodGet, "/v1/acl/tokens", nil, &tokens); err != nil {
+	tokens, err := h.nodes[0].ACLTokens(ctx)
+	if err != nil {
 		return "GET /v1/acl/tokens", "", err
 	}
-	var self struct {
-		AccessorID string `json:"accessor_id"`
-	}
-	if err := h.nodes[0].DoJSON(ctx, http.MethodGet, "/v1/acl/token/self", nil, &self); err != nil {
+	self, err := h.nodes[0].ACLToken(ctx, "self")
+	if err != nil {
 		return "GET /v1/acl/token/self", "", err
 	}
 	for _, t := range tokens {
 		if t.Management && t.AccessorID != self.AccessorID {
-			if err := h.nodes[0].DoJSON(ctx, http.MethodDelete, "/v1/acl/token/"+t.AccessorID, nil, nil); err != nil {
+			if err := h.nodes[0].ACLDeleteToken(ctx, t.AccessorID); err != nil {
 				return "DELETE another management token", "", err
 			}
 		}
 	}
 	sent := "DELETE /v1/acl/token/" + self.AccessorID + " (the last management token)"
-	err := h.nodes[1%len(h.nodes)].DoJSON(ctx, http.MethodDelete, "/v1/acl/token/"+self.AccessorID, nil, nil)
+	err = h.nodes[1%len(h.nodes)].ACLDeleteToken(ctx, self.AccessorID)
 	got, ferr := refused(err, 409, "conflict")
 	if ferr != nil {
 		return sent, got, ferr
 	}
-	if err := h.nodes[0].DoJSON(ctx, http.MethodGet, "/v1/acl/token/self", nil, &self); err != nil {
+	if _, err := h.nodes[0].ACLToken(ctx, "self"); err != nil {
 		return sent, got, fmt.Errorf("the management token stopped working: %v", err)
 	}
 	return sent, got, nil

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ringkv/ringkv/api"
 	"github.com/ringkv/ringkv/client"
 )
 
@@ -362,11 +363,11 @@ func (c *Cluster) startNode(ctx context.Context, o LocalOptions, i int) (*Proc, 
 // bootstrapACL takes the management token of the cluster p bootstrapped,
 // once its layout is there.
 func (c *Cluster) bootstrapACL(ctx context.Context, p *Proc) error {
-	var tok struct {
-		SecretID string `json:"secret_id"`
-	}
+	var tok api.ACLToken
 	err := poll(ctx, 50*time.Millisecond, func() error {
-		return p.Client.DoJSON(ctx, http.MethodPost, "/v1/acl/bootstrap", nil, &tok)
+		var err error
+		tok, err = p.Client.ACLBootstrap(ctx)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("%s: acl bootstrap: %w", p.ID, err)

@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"time"
 
 	"github.com/ringkv/ringkv/api"
 	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/client"
 )
 
 // FaultReshard is not a fault: it changes the ring while the workload
@@ -59,12 +59,14 @@ func (c *Cluster) reshard(ctx context.Context, plan *reshardPlan) (ReshardStep, 
 	case n <= plan.base:
 		plan.shrinking = false
 	}
-	var method, path string
 	var query url.Values
-	var body interface{}
+	var change func(ctx context.Context, c *client.Client) (api.RingChangeStarted, error)
 	if plan.shrinking {
 		top := view.Groups[len(view.Groups)-1].ID
-		method, path, query = http.MethodDelete, fmt.Sprintf("/v1/ring/groups/%d", top), url.Values{"remove": {fmt.Sprint(top)}}
+		query = url.Values{"remove": {fmt.Sprint(top)}}
+		change = func(ctx context.Context, c *client.Client) (api.RingChangeStarted, error) {
+			return c.RemoveGroup(ctx, fmt.Sprint(top))
+		}
 	} else {
 		next := base.GroupID(0)
 		for _, g := range view.Groups {
@@ -72,7 +74,10 @@ func (c *Cluster) reshard(ctx context.Context, plan *reshardPlan) (ReshardStep, 
 		}
 		// Let the cluster choose the id (retired ids are not reused); the
 		// plan previews the next id above the live ones.
-		method, path, query, body = http.MethodPost, "/v1/ring/groups", url.Values{"add": {fmt.Sprint(next + 1)}}, map[string]int{"weight": 1}
+		query = url.Values{"add": {fmt.Sprint(next + 1)}}
+		change = func(ctx context.Context, c *client.Client) (api.RingChangeStarted, error) {
+			return c.AddGroup(ctx, 0, 1)
+		}
 	}
 	var p api.Plan
 	if err := c.anyNode(ctx, func(ctx context.Context, pr *Proc) error {
@@ -84,10 +89,12 @@ func (c *Cluster) reshard(ctx context.Context, plan *reshardPlan) (ReshardStep, 
 	}
 	step = ReshardStep{Change: p.Change, MovedKeys: p.MovedKeys, TotalKeys: p.TotalKeys, MovedShare: p.MovedShare, IdealShare: p.IdealShare}
 	start := time.Now()
-	var started struct {
-		Started string `json:"started"`
-	}
-	if err := c.anyNode(ctx, func(ctx context.Context, pr *Proc) error { return pr.Client.DoJSON(ctx, method, path, body, &started) }); err != nil {
+	var started api.RingChangeStarted
+	if err := c.anyNode(ctx, func(ctx context.Context, pr *Proc) error {
+		var err error
+		started, err = change(ctx, pr.Client)
+		return err
+	}); err != nil {
 		return step, fmt.Errorf("%s: %w", step.Change, err)
 	}
 	if started.Started != "" {

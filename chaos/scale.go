@@ -261,7 +261,7 @@ func (c *Cluster) removeNode(ctx context.Context) (ReshardStep, error) {
 		if o == p {
 			return fmt.Errorf("not through the node leaving")
 		}
-		err := o.Client.DoJSON(ctx, http.MethodDelete, "/v1/cluster/nodes/"+p.ID, nil, nil)
+		_, err := o.Client.RemoveNode(ctx, p.ID, false)
 		if ce := (*client.Error)(nil); errors.As(err, &ce) && ce.Status == http.StatusNotFound {
 			return nil // gone already (an earlier step was cut short)
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/ringkv/ringkv/acl"
+	"github.com/ringkv/ringkv/api"
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/raftnode"
@@ -18,22 +19,12 @@ import (
 // long prefixes fits.
 const maxACLBody = 1 << 20
 
-// tokenBody is a token as the API shows it: never its secret, nor the
-// secret's hash; SecretID only in the answer that creates it.
-type tokenBody struct {
-	AccessorID  string   `json:"accessor_id"`
-	SecretID    string   `json:"secret_id,omitempty"`
-	Description string   `json:"description"`
-	Policies    []string `json:"policies"`
-	Management  bool     `json:"management"`
-}
-
-func showToken(t acl.Token, secret string) tokenBody {
+func showToken(t acl.Token, secret string) api.ACLToken {
 	ps := t.Policies
 	if ps == nil {
 		ps = []string{}
 	}
-	return tokenBody{AccessorID: t.AccessorID, SecretID: secret, Description: t.Description, Policies: ps, Management: t.Management}
+	return api.ACLToken{AccessorID: t.AccessorID, SecretID: secret, Description: t.Description, Policies: ps, Management: t.Management}
 }
 
 // aclState is the cluster's access control state, or an error saying it is
@@ -148,15 +139,8 @@ func (a *API) aclPolicies(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// tokenRequest is the body of POST /v1/acl/token.
-type tokenRequest struct {
-	Description string   `json:"description"`
-	Policies    []string `json:"policies"`
-	Management  bool     `json:"management"`
-}
-
 func (a *API) aclTokenCreate(w http.ResponseWriter, r *http.Request) error {
-	var req tokenRequest
+	var req api.ACLTokenRequest
 	if err := decodeStrict(w, r, "token", &req); err != nil {
 		return err
 	}
@@ -206,7 +190,7 @@ func (a *API) aclTokens(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]tokenBody, len(s.Tokens))
+	out := make([]api.ACLToken, len(s.Tokens))
 	for i, t := range s.Tokens {
 		out[i] = showToken(t, "")
 	}

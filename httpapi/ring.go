@@ -203,10 +203,7 @@ func (a *API) changeRing(w http.ResponseWriter, r *http.Request, c layout.RingCh
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusAccepted, struct {
-		Started string `json:"started"`
-		api.RingInfo
-	}{got.String(), info})
+	writeJSON(w, http.StatusAccepted, api.RingChangeStarted{Started: got.String(), RingInfo: info})
 	return nil
 }
 

@@ -87,6 +87,6 @@ func (a *API) snapshot(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]interface{}{"groups": res})
+	writeJSON(w, http.StatusOK, api.Snapshots{Groups: res})
 	return nil
 }

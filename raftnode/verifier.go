@@ -68,12 +68,7 @@ func verifiedOf(r store.Root) *protocol.Verified {
 }
 
 // SnapshotResult reports a forced snapshot of one local replica.
-type SnapshotResult struct {
-	Group base.GroupID `json:"group"`
-	Index uint64       `json:"index,omitempty"`
-	Taken bool         `json:"taken"`
-	Note  string       `json:"note,omitempty"`
-}
+type SnapshotResult = api.SnapshotResult
 
 // SnapshotAll snapshots every local replica now (the metadata group
 // included), so the log can be compacted behind it.

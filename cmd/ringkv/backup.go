@@ -4,12 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -18,40 +15,75 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
 
 	"github.com/ringkv/ringkv/client"
 	"github.com/ringkv/ringkv/snapshot"
 	"github.com/ringkv/ringkv/store"
 )
 
-// cmdBackup runs `backup -o FILE` and `backup verify FILE [--against URL]`.
-func cmdBackup(ctx context.Context, c *client.Client, args []string, out io.Writer) error {
-	if len(args) > 0 && args[0] == "verify" {
-		var against string
-		pos, err := subFlags("backup verify", args[1:], func(fs *flag.FlagSet) { fs.StringVar(&against, "against", "", "") })
-		if err != nil || len(pos) != 1 {
-			return errors.New("usage: ringkv backup verify FILE [--against URL]")
-		}
-		return backupVerify(ctx, pos[0], against, out)
-	}
+func backupCmd(a *app) *cobra.Command {
 	var file string
-	pos, err := subFlags("backup", args, func(fs *flag.FlagSet) { fs.StringVar(&file, "o", "", "") })
-	if err != nil || len(pos) != 0 || file == "" {
-		return errors.New("usage: ringkv backup -o FILE")
+	cmd := &cobra.Command{
+		Use:   "backup -o FILE",
+		Short: "Write a backup of every group to FILE, with a progress bar and a summary",
+		Long: `backup writes a consistent backup of every group to FILE: each group's
+checkpoint and Merkle tree, and a manifest with their checksums and roots.
+backup verify checks a backup without restoring it.`,
+		Args: args(0, 0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file == "" {
+				return fmt.Errorf("backup: --output (-o) FILE is required\nusage: %s", cmd.UseLine())
+			}
+			return a.long(cmd, func(ctx context.Context, c *client.Client, out io.Writer) error {
+				return writeBackup(ctx, c, file, out)
+			})
+		},
 	}
-	resp, err := c.Stream(ctx, "GET", "/v1/backup", nil, nil)
+	cmd.Flags().StringVarP(&file, "output", "o", "", "the file to write (written to FILE.partial first, renamed when complete)")
+	var against string
+	verify := &cobra.Command{
+		Use:   "verify FILE",
+		Short: "Check a backup without restoring it; compare it with a live cluster",
+		Long: `backup verify checks every file of the backup against its manifest and
+recomputes every group's Merkle root from its checkpoint; a damaged backup
+is located to its groups, key ranges and keys. With --against it compares
+each group with the live cluster's tree and names what changed since.`,
+		Args: args(1, 1),
+		RunE: func(cmd *cobra.Command, pos []string) error {
+			var live *client.Client
+			if against != "" {
+				copts, err := a.options()
+				if err != nil {
+					return err
+				}
+				live = client.New(against, copts...)
+				defer live.Close()
+			}
+			return backupVerify(cmd.Context(), pos[0], live, cmd.OutOrStdout())
+		},
+	}
+	verify.Flags().StringVar(&against, "against", "", "URL of a node of a live cluster to compare each group with")
+	cmd.AddCommand(verify)
+	return cmd
+}
+
+// writeBackup streams a backup of every group into file and prints its
+// summary.
+func writeBackup(ctx context.Context, c *client.Client, file string, out io.Writer) error {
+	body, size, err := c.Backup(ctx)
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
+	defer body.Close()
 	tmp := file + ".partial"
 	f, err := os.Create(tmp)
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp)
-	p := newProgress("backup", resp.ContentLength)
-	_, err = io.Copy(f, io.TeeReader(resp.Body, p))
+	p := newProgress("backup", size)
+	_, err = io.Copy(f, io.TeeReader(body, p))
 	p.done()
 	if err == nil {
 		err = f.Sync()
@@ -144,7 +176,7 @@ func human(n int64) string { return humanize.IBytes(uint64(max(n, 0))) }
 // the manifest, every checkpoint's digest, every Merkle root recomputed
 // from the checkpoint's entries; with against, each group is compared with
 // the live cluster's tree.
-func backupVerify(ctx context.Context, file, against string, out io.Writer) error {
+func backupVerify(ctx context.Context, file string, live *client.Client, out io.Writer) error {
 	f, err := os.Open(file)
 	if err != nil {
 		return err
@@ -193,11 +225,6 @@ func backupVerify(ctx context.Context, file, against string, out io.Writer) erro
 		if n != spec.Size || hex.EncodeToString(h.Sum(nil)) != spec.SHA256 {
 			fileErr[name] = fmt.Sprintf("%s: %d bytes, sha256 %s; manifest: %d bytes, %s", name, n, short(hex.EncodeToString(h.Sum(nil))), spec.Size, short(spec.SHA256))
 		}
-	}
-	var live *client.Client
-	if against != "" {
-		live = client.New(against)
-		defer live.Close()
 	}
 	bad := false
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
@@ -343,13 +370,8 @@ func compareLive(ctx context.Context, live *client.Client, g snapshot.ManifestGr
 	if err != nil {
 		return "?", []string{prefix + ": archived tree unusable: " + err.Error()}
 	}
-	var lt struct {
-		Index  uint64   `json:"index"`
-		Root   string   `json:"root"`
-		Depth  int      `json:"depth"`
-		Leaves [][]byte `json:"leaves"`
-	}
-	if err := live.GetJSON(ctx, "/v1/groups/"+strconv.FormatUint(uint64(g.ID), 10)+"/merkle", url.Values{}, &lt); err != nil {
+	lt, err := live.GroupTree(ctx, uint32(g.ID))
+	if err != nil {
 		return "?", []string{prefix + ": " + err.Error()}
 	}
 	t, err := snapshot.NewTree(lt.Depth)
@@ -374,14 +396,30 @@ func compareLive(ctx context.Context, live *client.Client, g snapshot.ManifestGr
 	return fmt.Sprintf("changed at %d", lt.Index), describeDiff(prefix+fmt.Sprintf(": changed since the backup (live index %d); backup's keys in those ranges", lt.Index), archived, t, img)
 }
 
-// cmdRestore loads a backup archive into the cluster.
-func cmdRestore(ctx context.Context, c *client.Client, args []string, out io.Writer) error {
+func restoreCmd(a *app) *cobra.Command {
 	var force bool
-	pos, err := subFlags("restore", args, func(fs *flag.FlagSet) { fs.BoolVar(&force, "force", false, "") })
-	if err != nil || len(pos) != 1 {
-		return errors.New("usage: ringkv restore FILE [--force]")
+	cmd := &cobra.Command{
+		Use:   "restore FILE",
+		Short: "Load a backup into a cluster, all or nothing, and prove it holds the backup's data",
+		Long: `restore loads a backup into the cluster. With the backup's ring it installs
+every group's checkpoint; otherwise it writes the keys onto this cluster's
+ring. Either way it proves the cluster then holds exactly the backup's data
+(every Merkle root, or a digest of every key and value). A cluster that
+holds keys needs --force.`,
+		Args: args(1, 1),
+		RunE: func(cmd *cobra.Command, pos []string) error {
+			return a.long(cmd, func(ctx context.Context, c *client.Client, out io.Writer) error {
+				return restore(ctx, c, pos[0], force, out)
+			})
+		},
 	}
-	f, err := os.Open(pos[0])
+	cmd.Flags().BoolVar(&force, "force", false, "restore into a cluster that holds keys (checkpoint mode replaces them, rehash mode merges)")
+	return cmd
+}
+
+// restore sends the archive in file and prints the restore's proof.
+func restore(ctx context.Context, c *client.Client, file string, force bool, out io.Writer) error {
+	f, err := os.Open(file)
 	if err != nil {
 		return err
 	}
@@ -390,34 +428,10 @@ func cmdRestore(ctx context.Context, c *client.Client, args []string, out io.Wri
 	if err != nil {
 		return err
 	}
-	q := url.Values{}
-	if force {
-		q.Set("force", "true")
-	}
 	p := newProgress("restore", st.Size())
-	resp, err := c.Stream(ctx, "POST", "/v1/restore", q, io.TeeReader(f, p))
+	rep, err := c.Restore(ctx, io.TeeReader(f, p), force)
 	p.done()
 	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	var rep struct {
-		Mode   string `json:"mode"`
-		Keys   uint64 `json:"keys"`
-		Groups []struct {
-			Group      uint32 `json:"group"`
-			Keys       uint64 `json:"keys"`
-			BackupRoot string `json:"backup_root"`
-			Root       string `json:"root"`
-			Index      uint64 `json:"index"`
-			Agree      bool   `json:"agree"`
-		} `json:"groups"`
-		BackupDigest  string `json:"backup_digest"`
-		ClusterDigest string `json:"cluster_digest"`
-		ClusterKeys   uint64 `json:"cluster_keys"`
-		Identical     bool   `json:"identical"`
-	}
-	if err := decodeJSON(resp.Body, &rep); err != nil {
 		return err
 	}
 	switch rep.Mode {
@@ -439,10 +453,6 @@ func cmdRestore(ctx context.Context, c *client.Client, args []string, out io.Wri
 	}
 	fmt.Fprintln(out, "proved: the cluster holds exactly the backup's data")
 	return nil
-}
-
-func decodeJSON(r io.Reader, out interface{}) error {
-	return json.NewDecoder(r).Decode(out)
 }
 
 func yesNo(b bool) string {

@@ -4,14 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
-	"github.com/ringkv/ringkv/client"
 	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/ringkv/ringkv/bench"
 	"github.com/ringkv/ringkv/chaos"
@@ -24,26 +25,30 @@ type benchFlags struct {
 	asJSON    bool
 }
 
-func (b *benchFlags) define(fs *flag.FlagSet, addr string) {
+func (b *benchFlags) define(fs *pflag.FlagSet) {
 	b.cfg = bench.DefaultConfig()
-	fs.StringVar(&b.endpoints, "endpoints", addr, "")
-	fs.IntVar(&b.cfg.Concurrency, "concurrency", b.cfg.Concurrency, "")
-	fs.DurationVar(&b.cfg.Duration, "duration", b.cfg.Duration, "")
-	fs.Int64Var(&b.cfg.Ops, "ops", 0, "")
-	fs.IntVar(&b.cfg.ValueSize, "value-size", b.cfg.ValueSize, "")
-	fs.IntVar(&b.cfg.Keys, "keys", b.cfg.Keys, "")
-	fs.Float64Var(&b.cfg.Reads, "reads", 0, "")
-	fs.StringVar(&b.cfg.Dist, "dist", b.cfg.Dist, "")
-	fs.StringVar(&b.cfg.Replication, "replication", "", "")
-	fs.StringVar(&b.cfg.Consistency, "consistency", "", "")
-	fs.StringVar(&b.cfg.KeyPrefix, "prefix", b.cfg.KeyPrefix, "")
-	fs.BoolVar(&b.asJSON, "json", false, "")
+	fs.StringVar(&b.endpoints, "endpoints", "", "comma-separated node URLs the clients spread over (default: --addr)")
+	fs.IntVar(&b.cfg.Concurrency, "concurrency", b.cfg.Concurrency, "concurrent clients, each one request at a time (closed loop)")
+	fs.DurationVar(&b.cfg.Duration, "duration", b.cfg.Duration, "how long to run")
+	fs.Int64Var(&b.cfg.Ops, "ops", 0, "run this many operations instead of for --duration")
+	fs.IntVar(&b.cfg.ValueSize, "value-size", b.cfg.ValueSize, "bytes per value written")
+	fs.IntVar(&b.cfg.Keys, "keys", b.cfg.Keys, "distinct keys the workload touches")
+	fs.Float64Var(&b.cfg.Reads, "reads", 0, "fraction of operations that are reads, 0 to 1")
+	fs.StringVar(&b.cfg.Dist, "dist", b.cfg.Dist, "key distribution: uniform, zipfian or sequential")
+	fs.StringVar(&b.cfg.Replication, "replication", "", "write acknowledgement: sync or async (default: the node's)")
+	fs.StringVar(&b.cfg.Consistency, "consistency", "", "reads: "+consistencyHelp)
+	fs.StringVar(&b.cfg.KeyPrefix, "prefix", b.cfg.KeyPrefix, "prefix of the keys written")
+	fs.BoolVar(&b.asJSON, "json", false, "print the results as JSON")
 }
 
-// finish applies what the flags imply once parsed.
-func (b *benchFlags) finish(args []string) {
-	if b.cfg.Ops > 0 && !flagGiven(args, "duration") {
+// finish applies what the flags imply once parsed: --ops alone runs
+// without a time bound, and the endpoints default to --addr.
+func (b *benchFlags) finish(fs *pflag.FlagSet, addr string) {
+	if b.cfg.Ops > 0 && !fs.Changed("duration") {
 		b.cfg.Duration = 0
+	}
+	if b.endpoints == "" {
+		b.endpoints = addr
 	}
 	b.cfg.Endpoints = splitList(b.endpoints)
 }
@@ -59,26 +64,35 @@ func splitList(s string) []string {
 	return out
 }
 
-// cmdBench runs the closed-loop workload generator.
-// copts (the node's TLS, a token) go to every client it makes.
-func cmdBench(ctx context.Context, addr string, copts []client.Option, args []string, out io.Writer) error {
-	if len(args) > 0 && args[0] == "compare" {
-		return cmdBenchCompare(ctx, addr, copts, args[1:], out)
-	}
-	if len(args) > 0 && args[0] == "loss" {
-		return cmdBenchLoss(ctx, args[1:], out)
-	}
+func benchCmd(a *app) *cobra.Command {
 	var bf benchFlags
-	pos, err := subFlags("bench", args, func(fs *flag.FlagSet) { bf.define(fs, addr) })
-	if err != nil {
-		return err
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Closed-loop load: throughput, errors, latency percentiles",
+		Long: `bench runs --concurrency clients, each sending one request at a time, for
+--duration (or --ops operations), and prints throughput, errors and latency
+percentiles (HdrHistogram). bench compare runs the same load with sync and
+async writes in alternating rounds; bench loss counts acknowledged writes
+lost when group leaders are killed.`,
+		Args: args(0, 0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			copts, err := a.options()
+			if err != nil {
+				return err
+			}
+			bf.cfg.ClientOptions = copts
+			bf.finish(cmd.Flags(), a.addr)
+			return runBench(cmd.Context(), bf, cmd.OutOrStdout())
+		},
 	}
-	bf.cfg.ClientOptions = copts
+	bf.define(cmd.Flags())
+	cmd.AddCommand(benchCompareCmd(a), benchLossCmd())
+	return cmd
+}
+
+// runBench runs the workload bf describes and prints its results.
+func runBench(ctx context.Context, bf benchFlags, out io.Writer) error {
 	cfg, asJSON := &bf.cfg, bf.asJSON
-	if len(pos) != 0 {
-		return errors.New("usage: ringkv bench [--endpoints URLS] [--concurrency N] [--duration D | --ops N] [--value-size B] [--keys N] [--reads F] [--dist uniform|zipfian|sequential] [--replication sync|async] [--consistency C] [--json]")
-	}
-	bf.finish(args)
 	cfg.Progress = func(p bench.Progress) {
 		fmt.Fprintf(os.Stderr, "\r%4.0fs  %9d ops  %8.0f ops/s  %d errors ", p.Elapsed.Seconds(), p.Ops, float64(p.Ops)/p.Elapsed.Seconds(), p.Errors)
 	}
@@ -103,15 +117,6 @@ func cmdBench(ctx context.Context, addr string, copts []client.Option, args []st
 		return fmt.Errorf("no operation succeeded: %s", res.All.FirstError)
 	}
 	return nil
-}
-
-func flagGiven(args []string, name string) bool {
-	for _, a := range args {
-		if a == "--"+name || a == "-"+name || strings.HasPrefix(a, "--"+name+"=") || strings.HasPrefix(a, "-"+name+"=") {
-			return true
-		}
-	}
-	return false
 }
 
 // benchConfigView is the workload as printed with --json.
@@ -161,29 +166,42 @@ func printBench(out io.Writer, cfg bench.Config, r bench.Result) {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }
 
-// cmdBenchCompare runs the workload with sync and async writes on the same
-// cluster, alternating rounds, and prints them side by side.
-func cmdBenchCompare(ctx context.Context, addr string, copts []client.Option, args []string, out io.Writer) error {
+func benchCompareCmd(a *app) *cobra.Command {
 	var bf benchFlags
 	var rounds int
 	var plot, asyncEndpoints string
-	pos, err := subFlags("bench compare", args, func(fs *flag.FlagSet) {
-		bf.define(fs, addr)
-		fs.IntVar(&rounds, "rounds", 3, "")
-		fs.StringVar(&plot, "plot", "", "")
-		fs.StringVar(&asyncEndpoints, "async-endpoints", "", "")
-	})
-	if err != nil {
-		return err
+	cmd := &cobra.Command{
+		Use:   "compare",
+		Short: "The same load with sync and async writes, alternating rounds, side by side",
+		Args:  args(0, 0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if bf.cfg.Replication != "" {
+				return errors.New("bench compare: runs both modes; leave out --replication")
+			}
+			copts, err := a.options()
+			if err != nil {
+				return err
+			}
+			bf.cfg.ClientOptions = copts
+			if !cmd.Flags().Changed("duration") && bf.cfg.Ops == 0 {
+				bf.cfg.Duration = 5 * time.Second
+			}
+			bf.finish(cmd.Flags(), a.addr)
+			return benchCompare(cmd.Context(), bf, rounds, plot, asyncEndpoints, cmd.OutOrStdout())
+		},
 	}
-	bf.cfg.ClientOptions = copts
-	if len(pos) != 0 || bf.cfg.Replication != "" {
-		return errors.New("usage: ringkv bench compare [bench flags, without --replication] [--async-endpoints URLS] [--rounds N] [--plot FILE.svg] [--json]")
-	}
-	if !flagGiven(args, "duration") && bf.cfg.Ops == 0 {
-		bf.cfg.Duration = 5 * time.Second
-	}
-	bf.finish(args)
+	bf.define(cmd.Flags())
+	cmd.Flags().Lookup("duration").Usage = "how long each round runs (default 5s here)"
+	cmd.Flags().IntVar(&rounds, "rounds", 3, "rounds per mode, alternating sync and async")
+	cmd.Flags().StringVar(&plot, "plot", "", "write an SVG plot of the latency distributions to this file")
+	cmd.Flags().StringVar(&asyncEndpoints, "async-endpoints", "", "run the async rounds on this second cluster (comma-separated URLs)")
+	return cmd
+}
+
+// benchCompare runs the workload with sync and async writes on the same
+// cluster (or async on asyncEndpoints), alternating rounds, and prints
+// them side by side.
+func benchCompare(ctx context.Context, bf benchFlags, rounds int, plot, asyncEndpoints string, out io.Writer) error {
 	// With --async-endpoints the async rounds run on a second cluster (the
 	// compose "async" profile); otherwise both run on the same one.
 	asyncEps := splitList(asyncEndpoints)
@@ -248,28 +266,48 @@ func cmdBenchCompare(ctx context.Context, addr string, copts []client.Option, ar
 	return nil
 }
 
-// cmdBenchLoss writes steadily to one group while killing its leader with
-// SIGKILL, for sync and then async writes, then reads back every
-// acknowledged write. Sync must lose none. It starts 3 local nodes itself,
-// or works on the compose containers or on nodes controlled by commands.
-func cmdBenchLoss(ctx context.Context, args []string, out io.Writer) error {
+func benchLossCmd() *cobra.Command {
 	var tf targetFlags
-	var kills, rate int
-	var before, cut time.Duration
-	var dir string
-	var asJSON bool
-	pos, err := subFlags("bench loss", args, func(fs *flag.FlagSet) {
-		tf.define(fs)
-		fs.IntVar(&kills, "kills", 3, "")
-		fs.IntVar(&rate, "rate", 200, "")
-		fs.DurationVar(&before, "before", time.Second, "")
-		fs.DurationVar(&cut, "cut", 0, "")
-		fs.StringVar(&dir, "dir", "", "")
-		fs.BoolVar(&asJSON, "json", false, "")
-	})
-	if err != nil || len(pos) != 0 || kills < 1 || rate < 1 || before <= 0 {
-		return errors.New("usage: ringkv bench loss [--kills N] [--rate WRITES/S] [--before D] [--cut D] [--target local|compose|endpoints] [--endpoints URLS] [--containers NAMES] [--kill-cmd CMD --start-cmd CMD] [--ringkvd PATH] [--dir DIR] [--json]")
+	var o lossFlags
+	cmd := &cobra.Command{
+		Use:   "loss",
+		Short: "Kill -9 a group leader under sync and async writes; count acknowledged writes lost",
+		Long: `bench loss writes steadily to one group while killing its leader with
+SIGKILL, for sync and then async writes, then reads back every acknowledged
+write. Sync must lose none (exit status 1 otherwise); async reports what it
+lost and the window it lost it in. It starts 3 local nodes itself, or works
+on the compose containers, or on nodes killed and started by commands.`,
+		Args: args(0, 0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.kills < 1 || o.rate < 1 || o.before <= 0 {
+				return errors.New("bench loss: --kills, --rate and --before must be positive")
+			}
+			return benchLoss(cmd.Context(), tf, o, cmd.OutOrStdout())
+		},
 	}
+	tf.define(cmd.Flags())
+	f := cmd.Flags()
+	f.IntVar(&o.kills, "kills", 3, "leader kills per mode")
+	f.IntVar(&o.rate, "rate", 200, "writes per second")
+	f.DurationVar(&o.before, "before", time.Second, "writing time before each kill")
+	f.DurationVar(&o.cut, "cut", 0, "cut the leader off from its followers this long before each kill (the async loss window grows with it)")
+	f.StringVar(&o.dir, "dir", "", "directory for data and logs, kept (default: a new temporary one, removed after a passing run)")
+	f.BoolVar(&o.asJSON, "json", false, "print the reports as JSON")
+	return cmd
+}
+
+// lossFlags are bench loss's own flags.
+type lossFlags struct {
+	kills, rate int
+	before, cut time.Duration
+	dir         string
+	asJSON      bool
+}
+
+// benchLoss measures the writes lost to leader kills (chaos.MeasureLoss).
+func benchLoss(ctx context.Context, tf targetFlags, o lossFlags, out io.Writer) error {
+	kills, rate, before, cut, dir, asJSON := o.kills, o.rate, o.before, o.cut, o.dir, o.asJSON
+	var err error
 	if err := tf.check(); err != nil {
 		return fmt.Errorf("bench loss: %w", err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +10,9 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/ringkv/ringkv/certs"
 	"github.com/ringkv/ringkv/chaos"
@@ -25,7 +27,7 @@ type targetFlags struct {
 	peerTLS, acl                  bool
 }
 
-func (t *targetFlags) define(fs *flag.FlagSet) {
+func (t *targetFlags) define(fs *pflag.FlagSet) {
 	fs.StringVar(&t.target, "target", "local", "local: start 3 ringkvd processes on 127.0.0.1; compose: the docker-compose cluster; endpoints: attach to --endpoints")
 	fs.StringVar(&t.containers, "containers", "ringkv1,ringkv2,ringkv3", "compose: the containers, in the order of --endpoints")
 	fs.StringVar(&t.endpoints, "endpoints", "", "compose or endpoints: comma-separated URLs of the running nodes")
@@ -113,33 +115,52 @@ func localPeerTLS(dir string) ([]string, error) {
 	return []string{"--peer-cert", crt, "--peer-key", key, "--peer-ca", ca}, nil
 }
 
-// cmdChaos runs the fault-injection harness and exits non-zero unless every
-// check passed.
-func cmdChaos(ctx context.Context, args []string, out io.Writer) error {
+func chaosCmd() *cobra.Command {
 	var (
-		tf                 targetFlags
-		nemesis, dir       string
-		duration, faultFor time.Duration
-		workers, groups    int
-		replication        string
-		composeDir         string
-		keep               bool
+		tf targetFlags
+		o  chaosFlags
 	)
-	_, err := subFlags("chaos", args, func(fs *flag.FlagSet) {
-		tf.define(fs)
-		fs.DurationVar(&duration, "duration", time.Minute, "how long to run the workload")
-		fs.StringVar(&nemesis, "nemesis", "kill,pause,partition", "fault kinds to cycle through (reshard: add groups up to twice as many, then retire them; scale: add two nodes, double the groups, then shrink back)")
-		fs.StringVar(&composeDir, "compose-dir", ".", "with --target compose and the scale nemesis: the directory of docker-compose.yml and docker-compose.scale.yml (spare nodes ringkv4, ringkv5)")
-		fs.DurationVar(&faultFor, "fault-for", 2*time.Second, "how long each fault lasts (pauses must outlast the election timeout)")
-		fs.IntVar(&workers, "clients", 8, "concurrent clients")
-		fs.IntVar(&groups, "groups", 3, "data groups")
-		fs.StringVar(&replication, "replication", "", "sync or async plain puts (async: lost writes are reported, not failed)")
-		fs.StringVar(&dir, "dir", "", "directory for data, logs and the violation report (default: a new temporary one)")
-		fs.BoolVar(&keep, "keep", false, "keep the directory after a passing run")
-	})
-	if err != nil {
-		return err
+	cmd := &cobra.Command{
+		Use:   "chaos",
+		Short: "Inject faults (or ring changes) under load and check the history is linearizable",
+		Long: `chaos runs --clients clients of reads, writes and compare-and-sets against
+a cluster while cycling through faults (kill, pause, partition) or ring
+changes (reshard, scale), then checks the history with porcupine and that
+no acknowledged write was lost. Exit status 1 unless every check passed;
+the report and logs stay in --dir then.`,
+		Args: args(0, 0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runChaos(cmd.Context(), tf, o, cmd.OutOrStdout())
+		},
 	}
+	tf.define(cmd.Flags())
+	fs := cmd.Flags()
+	fs.DurationVar(&o.duration, "duration", time.Minute, "how long to run the workload")
+	fs.StringVar(&o.nemesis, "nemesis", "kill,pause,partition", "fault kinds to cycle through (reshard: add groups up to twice as many, then retire them; scale: add two nodes, double the groups, then shrink back)")
+	fs.StringVar(&o.composeDir, "compose-dir", ".", "with --target compose and the scale nemesis: the directory of docker-compose.yml and docker-compose.scale.yml (spare nodes ringkv4, ringkv5)")
+	fs.DurationVar(&o.faultFor, "fault-for", 2*time.Second, "how long each fault lasts (pauses must outlast the election timeout)")
+	fs.IntVar(&o.workers, "clients", 8, "concurrent clients")
+	fs.IntVar(&o.groups, "groups", 3, "data groups")
+	fs.StringVar(&o.replication, "replication", "", "sync or async plain puts (async: lost writes are reported, not failed)")
+	fs.StringVar(&o.dir, "dir", "", "directory for data, logs and the violation report (default: a new temporary one)")
+	fs.BoolVar(&o.keep, "keep", false, "keep the directory after a passing run")
+	return cmd
+}
+
+// chaosFlags are chaos's own flags.
+type chaosFlags struct {
+	nemesis, dir, replication, composeDir string
+	duration, faultFor                    time.Duration
+	workers, groups                       int
+	keep                                  bool
+}
+
+// runChaos runs the fault-injection harness and fails unless every check
+// passed.
+func runChaos(ctx context.Context, tf targetFlags, o chaosFlags, out io.Writer) error {
+	nemesis, dir, replication, composeDir := o.nemesis, o.dir, o.replication, o.composeDir
+	duration, faultFor, workers, groups, keep := o.duration, o.faultFor, o.workers, o.groups, o.keep
+	var err error
 	if replication != "" && replication != "sync" && replication != "async" {
 		return fmt.Errorf("chaos: replication %q: want sync or async", replication)
 	}

@@ -4,34 +4,48 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/ringkv/ringkv/chaos"
 )
 
-// cmdHostile runs the hostile-input suite (chaos.Hostile) against a
-// cluster and exits non-zero unless every case was refused as expected and
-// left the cluster healthy.
-func cmdHostile(ctx context.Context, args []string, out io.Writer) error {
+func hostileCmd() *cobra.Command {
 	var (
 		tf      targetFlags
 		groups  int
 		asJSON  bool
 		recover time.Duration
 	)
-	_, err := subFlags("hostile", args, func(fs *flag.FlagSet) {
-		tf.define(fs)
-		fs.IntVar(&groups, "groups", 1, "local: data groups (1 tries the single-group layout, where weights once panicked)")
-		fs.BoolVar(&asJSON, "json", false, "print the results as JSON")
-		fs.DurationVar(&recover, "recover", 30*time.Second, "how long the cluster may take to be healthy after each case")
-	})
-	if err != nil {
-		return err
+	cmd := &cobra.Command{
+		Use:   "hostile",
+		Short: "Send reserved values, internal calls and forged Raft RPCs; check each is refused safely",
+		Long: `hostile sends what a hostile or careless client would: reserved ids and
+values, internal routes on the client port, forged Raft RPCs and forwarded
+requests on the Raft port, bodies that are too large. Each case must be
+refused with the right status and code, and leave the cluster healthy
+within --recover. Exit status 1 otherwise.`,
+		Args: args(0, 0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runHostile(cmd.Context(), tf, groups, asJSON, recover, cmd.OutOrStdout())
+		},
 	}
+	tf.define(cmd.Flags())
+	fs := cmd.Flags()
+	fs.IntVar(&groups, "groups", 1, "local: data groups (1 tries the single-group layout, where weights once panicked)")
+	fs.BoolVar(&asJSON, "json", false, "print the results as JSON")
+	fs.DurationVar(&recover, "recover", 30*time.Second, "how long the cluster may take to be healthy after each case")
+	return cmd
+}
+
+// runHostile runs the hostile-input suite (chaos.Hostile) against a
+// cluster and fails unless every case was refused as expected and left
+// the cluster healthy.
+func runHostile(ctx context.Context, tf targetFlags, groups int, asJSON bool, recover time.Duration, out io.Writer) error {
 	if err := tf.check(); err != nil {
 		return fmt.Errorf("hostile: %w", err)
 	}

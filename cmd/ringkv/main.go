@@ -12,7 +12,8 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Getenv); err != nil {
+	root := newRoot(os.Stdin, os.Stdout, os.Stderr, os.Getenv)
+	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "ringkv:", err)
 		os.Exit(1)
 	}

@@ -2,14 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/ringkv/ringkv/api"
 	"github.com/ringkv/ringkv/base"
@@ -28,56 +28,79 @@ func moveLine(s api.ClusterInfo) string {
 	return line
 }
 
-// cmdNode: ringkv node ls | drain ID | undrain ID | remove ID [--no-wait].
-func cmdNode(ctx context.Context, timeout time.Duration, c *client.Client, args []string, out io.Writer) error {
-	usage := errors.New("usage: ringkv node ls | node drain ID | node undrain ID | node remove ID  [--no-wait]")
-	var noWait bool
-	var force bool
-	pos, err := subFlags("node", args, func(fs *flag.FlagSet) {
-		fs.BoolVar(&noWait, "no-wait", false, "")
-		fs.BoolVar(&force, "force", false, "")
-	})
-	if err != nil || len(pos) == 0 {
-		return usage
+func nodeCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "node",
+		Short: "Members: list them, drain one, remove one",
+		Long: `node ls lists the members, their replicas and leaderships, and the replica
+move in motion. node drain moves a node's replicas to other nodes; node
+remove then takes it out of the cluster. Both follow the moves to their end
+with a progress line unless --no-wait.`,
 	}
+	ls := &cobra.Command{
+		Use:   "ls",
+		Short: "Members, their replicas and leaderships, the replica moving",
+		Args:  args(0, 0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.request(cmd, func(ctx context.Context, c *client.Client, out io.Writer) error {
+				st, err := c.Cluster(ctx)
+				if err != nil {
+					return err
+				}
+				printCluster(out, st)
+				return nil
+			})
+		},
+	}
+	var noWait, force bool
+	verb := func(use, short string) *cobra.Command {
+		cmd := &cobra.Command{
+			Use:   use,
+			Short: short,
+			Args:  args(1, 1),
+			RunE: func(cmd *cobra.Command, pos []string) error {
+				return a.long(cmd, func(ctx context.Context, c *client.Client, out io.Writer) error {
+					return changeNode(ctx, a.timeout, c, cmd.Name(), pos[0], noWait, force, out)
+				})
+			},
+		}
+		cmd.Flags().BoolVar(&noWait, "no-wait", false, "return once the change is recorded, without following the moves")
+		return cmd
+	}
+	remove := verb("remove ID", "Move a node's replicas off it, then remove it from the cluster")
+	remove.Flags().BoolVar(&force, "force", false, "remove it even when that leaves a group short of a majority of its replicas")
+	cmd.AddCommand(ls, verb("drain ID", "Move a node's replicas to other nodes; it takes none until undrained"),
+		verb("undrain ID", "Let a drained node take replicas again"), remove)
+	return cmd
+}
+
+// changeNode drains, undrains or removes node id and, unless noWait,
+// follows the moves to their end.
+func changeNode(ctx context.Context, timeout time.Duration, c *client.Client, verb, id string, noWait, force bool, out io.Writer) error {
 	get := func() (api.ClusterInfo, error) {
 		rctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		return c.Cluster(rctx)
 	}
-	if pos[0] == "ls" && len(pos) == 1 {
-		st, err := get()
-		if err != nil {
-			return err
-		}
-		printCluster(out, st)
-		return nil
-	}
-	if len(pos) != 2 {
-		return usage
-	}
-	id := pos[1]
 	var resp api.NodeRemoval
+	var err error
 	rctx, cancel := context.WithTimeout(ctx, timeout)
-	switch pos[0] {
-	case "drain", "undrain":
-		err = c.DrainNode(rctx, id, pos[0] == "drain")
-	case "remove":
+	if verb == "remove" {
 		resp, err = c.RemoveNode(rctx, id, force)
-	default:
-		err = usage
+	} else {
+		err = c.DrainNode(rctx, id, verb == "drain")
 	}
 	cancel()
 	if err != nil {
 		return err
 	}
 	switch {
-	case pos[0] == "remove" && resp.Removed != "":
+	case verb == "remove" && resp.Removed != "":
 		fmt.Fprintf(out, "node %s removed\n", id)
 		return nil
-	case pos[0] == "remove":
+	case verb == "remove":
 		fmt.Fprintf(out, "node %s leaving: its %d replicas move to other nodes first\n", id, resp.Replicas)
-	case pos[0] == "drain":
+	case verb == "drain":
 		fmt.Fprintf(out, "node %s draining: its replicas move to other nodes\n", id)
 	default:
 		fmt.Fprintf(out, "node %s takes replicas again\n", id)
@@ -85,7 +108,7 @@ func cmdNode(ctx context.Context, timeout time.Duration, c *client.Client, args 
 	if noWait {
 		return nil
 	}
-	return followNode(ctx, pos[0], id, get, out)
+	return followNode(ctx, verb, id, get, out)
 }
 
 // followNode follows the replica moves after a node command (verb) until
