@@ -164,8 +164,7 @@ func args(min, max int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, got []string) error {
 		if len(got) < min || len(got) > max {
 			want := fmt.Sprintf("%d to %d arguments", min, max)
-			switch {
-			case min == max:
+			if min == max {
 				want = fmt.Sprintf("%d argument(s)", min)
 			}
 			return fmt.Errorf("%s takes %s, got %d\nusage: %s (see %s --help)", cmd.CommandPath(), want, len(got), cmd.UseLine(), cmd.CommandPath())
