@@ -304,11 +304,20 @@ func (c *Cluster) waitSettled(ctx context.Context, done func(api.ClusterInfo) bo
 			return err
 		}
 		if !done(v) || !v.Balanced {
-			return fmt.Errorf("replicas still moving")
+			return errStillMoving(v)
 		}
 		return nil
 	})
 	return v, err
+}
+
+// errStillMoving says what the cluster is still doing, so that a step
+// that times out names the move it waited for and how far it got.
+func errStillMoving(v api.ClusterInfo) error {
+	if v.Move == nil {
+		return fmt.Errorf("replicas still moving (no move in progress, balanced %v)", v.Balanced)
+	}
+	return fmt.Errorf("replicas still moving: %s at %q for %.0fs", v.Move, v.Progress, v.MoveSeconds)
 }
 
 // fillMoves counts the replicas that changed node between two views.

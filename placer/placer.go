@@ -155,6 +155,11 @@ func (p *Placer) runMove(ctx context.Context, mv layout.ReplicaMove) error {
 	// included) for as long as it stays down.
 	var silentSince, probed time.Time
 	stalled := false
+	// A move that stays at one step for the stall timeout while its
+	// destination answers is reported once: it waits on something the
+	// log should name (a replica that does not catch up, a transfer
+	// refused).
+	lastProgress, progressSince, reported := "", time.Now(), false
 	for {
 		l := p.c.Layout()
 		if l.Move == nil || *l.Move != mv || !p.c.LeadsMeta() {
@@ -187,6 +192,12 @@ func (p *Placer) runMove(ctx context.Context, mv layout.ReplicaMove) error {
 			return fmt.Errorf("%s: %w", mv, err)
 		}
 		p.moving.Store(&MoveState{Move: mv, Progress: progress, Since: started})
+		if progress != lastProgress {
+			lastProgress, progressSince, reported = progress, time.Now(), false
+		} else if !reported && time.Since(progressSince) >= p.o.MoveStall {
+			reported = true
+			log.Warn("replica move: no progress", "move", mv.String(), "step", progress, "for", time.Since(progressSince).Round(time.Millisecond))
+		}
 		if done {
 			if err := p.endMove(ctx, mv, abort && progress != protocol.StepCompleted); err != nil {
 				return err

@@ -76,16 +76,21 @@ func (n *Node) balanceLoop(ctx context.Context) {
 }
 
 // caughtUp asks node id whether its replica of r's group follows this
-// leader and has applied to within catchUpLag entries of the commit index.
-// A replica that has applied nothing has not caught up, however short the
-// log: promoted, it would count in the quorum while it fetches the whole
-// state.
+// leader and has applied to within catchUpLag entries of the commit index
+// as it stood when the question was sent. A replica that has applied
+// nothing has not caught up, however short the log: promoted, it would
+// count in the quorum while it fetches the whole state.
+//
+// The commit index is read before the round trip, not after it: under a
+// steady write load the entries committed while the question travels
+// would otherwise count as lag, and on a loaded machine a replica that
+// keeps pace could stay "catching up" for as long as the load lasts.
 func (n *Node) caughtUp(ctx context.Context, r *replica, id base.NodeID) bool {
+	commit := r.raft.CommitIndex()
 	st, err := n.peerStatus(ctx, id)
 	if err != nil {
 		return false
 	}
-	commit := r.raft.CommitIndex()
 	for _, g := range st.Groups {
 		if g.ID == r.id {
 			return g.State == raft.Follower.String() && g.Leader == n.cfg.ID && g.AppliedIndex > 0 && g.AppliedIndex+catchUpLag >= commit
