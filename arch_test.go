@@ -26,7 +26,7 @@ func isStd(p string) bool { return !strings.Contains(strings.SplitN(p, "/", 2)[0
 // packages use the standard library only (ring may use base; layout, the
 // metadata group's pure logic, base, ring and acl; api, the HTTP wire
 // types, base and ring; client, which shares them, those, api and acl for
-// the policy types); store never sees Raft or HTTP; transport (the Raft
+// the policy types, and its circuit breaker and backoff libraries); store never sees Raft or HTTP; transport (the Raft
 // port) knows nothing of groups' contents; raftnode never imports HTTP
 // handlers; client stands alone.
 func TestArrows(t *testing.T) {
@@ -40,7 +40,8 @@ func TestArrows(t *testing.T) {
 		{pkg: "ring", stdOnly: true, allowed: []string{module + "/base"}},
 		{pkg: "snapshot", stdOnly: true},
 		{pkg: "layout", stdOnly: true, allowed: []string{module + "/base", module + "/ring", module + "/acl", module + "/api"}},
-		{pkg: "client", stdOnly: true, allowed: []string{module + "/api", module + "/base", module + "/ring", module + "/acl"}},
+		{pkg: "client", stdOnly: true, allowed: []string{module + "/api", module + "/base", module + "/ring", module + "/acl",
+			"github.com/sony/gobreaker/v2", "github.com/cenkalti/backoff/v5"}},
 		{pkg: "api", stdOnly: true, allowed: []string{module + "/base", module + "/ring"}},
 		{pkg: "reshard", forbidden: []string{module + "/raftnode", module + "/httpapi"}},
 		{pkg: "placer", forbidden: []string{module + "/raftnode", module + "/httpapi"}},

@@ -1,6 +1,9 @@
 package api
 
-import "github.com/ringkv/ringkv/base"
+import (
+	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/ring"
+)
 
 // RingGroup describes one group on the ring.
 type RingGroup struct {
@@ -10,6 +13,21 @@ type RingGroup struct {
 	Share    float64       `json:"share"`
 	Replicas []base.NodeID `json:"replicas"`
 	Leader   base.NodeID   `json:"leader"`
+	// Tokens are the group's positions on the ring (GET
+	// /v1/ring?tokens=true): with them a client finds a key's group
+	// itself (ring.FromState, ring.Lookup) and sends the request
+	// straight to its leader.
+	Tokens []uint64 `json:"tokens,omitempty"`
+}
+
+// State is the ring these groups form, for ring.FromState; it needs the
+// groups' tokens.
+func (r RingInfo) State() ring.State {
+	st := ring.State{Epoch: r.Epoch, VNodes: r.VNodesPerWeight, Groups: make([]ring.GroupState, len(r.Groups))}
+	for i, g := range r.Groups {
+		st.Groups[i] = ring.GroupState{ID: g.ID, Weight: g.Weight, Tokens: g.Tokens}
+	}
+	return st
 }
 
 // RingInfo describes the ring.

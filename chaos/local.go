@@ -221,6 +221,8 @@ type LocalOptions struct {
 	// the node's id (node1, node2, ...), for per-node files such as
 	// certificates.
 	Args []string
+	// NodeArgs are added to one node's command line, by node id.
+	NodeArgs map[string][]string
 	// Env is added to every node's environment.
 	Env []string
 	// ACL starts every node with --acl: the first node's access control is
@@ -311,6 +313,7 @@ func (c *Cluster) startNode(ctx context.Context, o LocalOptions, i int) (*Proc, 
 		for _, a := range o.Args {
 			p.args = append(p.args, strings.ReplaceAll(a, "{id}", p.ID))
 		}
+		p.args = append(p.args, o.NodeArgs[p.ID]...)
 		if i > 0 {
 			p.args = append(p.args, "--join", c.Procs[0].URL())
 		}

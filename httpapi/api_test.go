@@ -26,6 +26,7 @@ import (
 	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/raftnode"
+	"github.com/ringkv/ringkv/ring"
 	"github.com/ringkv/ringkv/snapshot"
 	"github.com/ringkv/ringkv/verify"
 )
@@ -143,13 +144,15 @@ func (f *fakeBackend) list(_ context.Context, o raftnode.ListOptions) ([]protoco
 	return out, nil
 }
 
+func (f *fakeBackend) ID() base.NodeID { return "fake" }
+
 func (f *fakeBackend) Status() raftnode.Status {
 	f.touch()
 	return raftnode.Status{Node: "fake"}
 }
 func (f *fakeBackend) Ring() (api.RingInfo, error) {
 	f.touch()
-	return api.RingInfo{Epoch: 3}, nil
+	return api.RingInfo{Epoch: 3, VNodesPerWeight: 2, Groups: []api.RingGroup{{ID: 1, Weight: 1, VNodes: 2, Share: 1, Tokens: []uint64{7, 1 << 63}}}}, nil
 }
 func (f *fakeBackend) Ready() (bool, string) {
 	f.touch()
@@ -768,15 +771,36 @@ func TestListStreamsAndFailsLoudly(t *testing.T) {
 	wantError(t, resp2, body, 503, "no_leader")
 }
 
+// The ring's tokens come only when asked, for clients that route keys
+// themselves.
+func TestRingTokensOnlyWhenAsked(t *testing.T) {
+	srv := newTestAPI(t, newFake())
+	_, plain := do(t, "GET", srv.URL+"/v1/ring", nil)
+	if bytes.Contains(plain, []byte("tokens")) {
+		t.Errorf("GET /v1/ring carries tokens: %s", plain)
+	}
+	resp, body := do(t, "GET", srv.URL+"/v1/ring?tokens=true", nil)
+	var ri api.RingInfo
+	if err := json.Unmarshal(body, &ri); err != nil || resp.StatusCode != 200 || len(ri.Groups) != 1 || len(ri.Groups[0].Tokens) != 2 {
+		t.Fatalf("GET /v1/ring?tokens=true = %d %s", resp.StatusCode, body)
+	}
+	if _, err := ring.FromState(ri.State()); err != nil {
+		t.Errorf("the ring from /v1/ring?tokens=true does not rebuild: %v", err)
+	}
+	if resp, _ := do(t, "GET", srv.URL+"/v1/ring?tokens=maybe", nil); resp.StatusCode != 400 {
+		t.Errorf("tokens=maybe = %d, want 400", resp.StatusCode)
+	}
+}
+
 func TestReadyz(t *testing.T) {
 	f := newFake()
 	srv := newTestAPI(t, f)
-	if resp, _ := do(t, "GET", srv.URL+"/readyz", nil); resp.StatusCode != 200 {
-		t.Errorf("readyz = %d, want 200", resp.StatusCode)
+	if resp, _ := do(t, "GET", srv.URL+"/readyz", nil); resp.StatusCode != 200 || resp.Header.Get("X-Served-By") != "fake" {
+		t.Errorf("readyz = %d, X-Served-By %q; want 200 naming the node", resp.StatusCode, resp.Header.Get("X-Served-By"))
 	}
 	f.err = base.ErrNoLeader
-	if resp, _ := do(t, "GET", srv.URL+"/readyz", nil); resp.StatusCode != 503 {
-		t.Errorf("readyz = %d, want 503", resp.StatusCode)
+	if resp, _ := do(t, "GET", srv.URL+"/readyz", nil); resp.StatusCode != 503 || resp.Header.Get("X-Served-By") != "fake" {
+		t.Errorf("readyz = %d, want 503 naming the node", resp.StatusCode)
 	}
 	if resp, _ := do(t, "GET", srv.URL+"/healthz", nil); resp.StatusCode != 200 {
 		t.Errorf("healthz = %d, want 200", resp.StatusCode)

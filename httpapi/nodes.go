@@ -146,6 +146,10 @@ func (a *API) healthz(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) error {
+	// The answer names the node, so that a client given addresses (a
+	// load balancer's, a container's published port) learns which
+	// member each one reaches.
+	w.Header().Set(hdrServedBy, string(a.b.ID()))
 	ok, reason := a.b.Ready()
 	if !ok {
 		w.Header().Set("Retry-After", "1")

@@ -14,10 +14,21 @@ import (
 	"github.com/ringkv/ringkv/ring"
 )
 
+// ring describes the ring: GET /v1/ring[?tokens=true]; the groups'
+// tokens, for clients that route keys themselves, only when asked.
 func (a *API) ring(w http.ResponseWriter, r *http.Request) error {
+	tokens, err := boolParam(r, "tokens")
+	if err != nil {
+		return err
+	}
 	info, err := a.b.Ring()
 	if err != nil {
 		return err
+	}
+	if !tokens {
+		for i := range info.Groups {
+			info.Groups[i].Tokens = nil
+		}
 	}
 	writeJSON(w, http.StatusOK, info)
 	return nil

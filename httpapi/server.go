@@ -75,6 +75,8 @@ type RingAdmin interface {
 
 // Membership admits, drains and removes nodes, and reports on them.
 type Membership interface {
+	// ID is this node's id.
+	ID() base.NodeID
 	// Status is this node's view of itself and its replicas.
 	Status() raftnode.Status
 	// Join admits the node info describes.

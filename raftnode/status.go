@@ -184,10 +184,11 @@ func (n *Node) Ring() (api.RingInfo, error) {
 	}
 	shares := rg.Shares()
 	info := api.RingInfo{Epoch: rg.Epoch(), VNodesPerWeight: rg.VNodes()}
-	for _, id := range rg.Groups() {
-		g, _ := l.Group(base.GroupID(id))
-		info.Groups = append(info.Groups, api.RingGroup{ID: base.GroupID(id), Weight: rg.Weight(id), VNodes: rg.VNodeCount(id),
-			Share: shares[id], Replicas: g.Replicas, Leader: n.leaderOf(base.GroupID(id))})
+	for _, gs := range rg.State().Groups {
+		id := gs.ID
+		g, _ := l.Group(id)
+		info.Groups = append(info.Groups, api.RingGroup{ID: id, Weight: gs.Weight, VNodes: len(gs.Tokens),
+			Share: shares[id], Replicas: g.Replicas, Leader: n.leaderOf(id), Tokens: gs.Tokens})
 	}
 	sort.Slice(info.Groups, func(i, j int) bool { return info.Groups[i].ID < info.Groups[j].ID })
 	if m := l.Migration; m != nil {
