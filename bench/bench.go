@@ -14,8 +14,10 @@ import (
 
 // Config describes a workload.
 type Config struct {
-	// Endpoints are node URLs; clients spread over them round-robin, and
-	// a client whose node does not answer moves on to the next.
+	// Endpoints are the nodes the run's client (client.Cluster) starts
+	// from: it learns the others, sends each request as Client.Routing
+	// says and balances as Client.Balancer says, and skips a node that
+	// does not answer.
 	Endpoints []string
 	// Concurrency is the number of closed-loop clients.
 	Concurrency int
@@ -39,8 +41,8 @@ type Config struct {
 	// the cluster's default).
 	Replication string
 	Consistency string
-	// ClientOptions are given to every client (TLS, a token).
-	ClientOptions []client.Option
+	// Client shapes the run's client: routing, balancer, TLS, a token.
+	Client client.ClusterOptions
 	// Seed makes the key sequence repeatable.
 	Seed int64
 	// Progress, if set, is called about once a second with the totals
@@ -109,6 +111,32 @@ type Result struct {
 	// Latencies holds every successful operation's latency, for merging
 	// runs.
 	Latencies *Histogram `json:"-"`
+	// Nodes are the requests the client sent to each node, with their
+	// share of all (retries and the client's own requests included).
+	Nodes []NodeShare `json:"nodes"`
+}
+
+// NodeShare is one node's part of a run's requests.
+type NodeShare struct {
+	ID       string  `json:"id"`
+	Addr     string  `json:"addr"`
+	Requests uint64  `json:"requests"`
+	Share    float64 `json:"share"`
+	Failures uint64  `json:"failures"`
+}
+
+// shares turns a client's per-node counts into shares.
+func shares(stats []client.NodeStats) []NodeShare {
+	var total uint64
+	for _, s := range stats {
+		total += s.Requests
+	}
+	out := make([]NodeShare, 0, len(stats))
+	for _, s := range stats {
+		out = append(out, NodeShare{ID: s.ID, Addr: s.Addr, Requests: s.Requests, Failures: s.Failures,
+			Share: float64(s.Requests) / float64(max(total, 1))})
+	}
+	return out
 }
 
 type worker struct {
@@ -125,11 +153,14 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return Result{}, err
 	}
-	rn := &runner{cfg: cfg, clients: make([]*client.Client, len(cfg.Endpoints)), value: make([]byte, cfg.ValueSize)}
-	for i, ep := range cfg.Endpoints {
-		rn.clients[i] = client.New(ep, cfg.ClientOptions...)
-		defer rn.clients[i].Close()
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	cl, err := client.NewCluster(cctx, cfg.Endpoints, cfg.Client)
+	cancel()
+	if err != nil {
+		return Result{}, err
 	}
+	defer cl.Close()
+	rn := &runner{cfg: cfg, cl: cl, value: make([]byte, cfg.ValueSize)}
 	if cfg.Duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
@@ -166,13 +197,15 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	wg.Wait()
 	close(stop)
-	return summarize(workers, time.Since(rn.start)), nil
+	res := summarize(workers, time.Since(rn.start))
+	res.Nodes = shares(cl.Stats())
+	return res, nil
 }
 
 // runner is one run's shared state.
 type runner struct {
 	cfg                Config
-	clients            []*client.Client
+	cl                 *client.Cluster
 	value              []byte
 	start              time.Time
 	issued, done, errs atomic.Int64
@@ -184,7 +217,6 @@ type runner struct {
 func (rn *runner) work(ctx context.Context, w int, me *worker) {
 	cfg := rn.cfg
 	defer func() { me.end = time.Now() }()
-	ep := w % len(rn.clients)
 	rng := rand.New(rand.NewSource(cfg.Seed + int64(w)))
 	pick := keyPicker(cfg, rng, &rn.seq)
 	for ctx.Err() == nil {
@@ -194,7 +226,7 @@ func (rn *runner) work(ctx context.Context, w int, me *worker) {
 		key := fmt.Sprintf("%s%08d", cfg.KeyPrefix, pick())
 		read := rng.Float64() < cfg.Reads
 		t0 := time.Now()
-		c := rn.clients[ep]
+		c := rn.cl
 		var err error
 		if read {
 			_, err = c.Get(ctx, key, cfg.Consistency)
@@ -207,13 +239,6 @@ func (rn *runner) work(ctx context.Context, w int, me *worker) {
 		lat := time.Since(t0)
 		if ctx.Err() != nil && err != nil {
 			return // cut off by the end of the run, not a failure
-		}
-		var answered *client.Error
-		if err != nil && !errors.As(err, &answered) {
-			// The node did not answer (down, restarting): go on
-			// with the next endpoint, as a client with several
-			// endpoints would.
-			ep = (ep + 1) % len(rn.clients)
 		}
 		rn.done.Add(1)
 		if err != nil {

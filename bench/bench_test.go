@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +17,10 @@ func TestRunMeasuresOpsErrorsAndStall(t *testing.T) {
 	const outage = 300 * time.Millisecond
 	var n atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/v1/kv/") {
+			w.WriteHeader(http.StatusNotFound) // the client's probes and refreshes
+			return
+		}
 		i := n.Add(1)
 		switch {
 		case i == 20:
@@ -47,8 +52,8 @@ func TestRunMeasuresOpsErrorsAndStall(t *testing.T) {
 	}
 }
 
-// A client whose node does not answer at all moves on to the next
-// endpoint instead of failing every operation against the dead one.
+// A node that does not answer at all costs the run nothing: the client's
+// first probe opens its breaker and every operation goes to the live one.
 func TestRunMovesOffADeadEndpoint(t *testing.T) {
 	dead := httptest.NewServer(http.NotFoundHandler())
 	dead.Close() // connections to it are refused
@@ -66,7 +71,10 @@ func TestRunMovesOffADeadEndpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.All.Errors != 1 || res.All.Ops != 49 {
-		t.Fatalf("errors %d ops %d: want one refused operation, then 49 on the live node", res.All.Errors, res.All.Ops)
+	if res.All.Errors != 0 || res.All.Ops != 50 {
+		t.Fatalf("errors %d ops %d: want 50 operations on the live node", res.All.Errors, res.All.Ops)
+	}
+	if len(res.Nodes) != 2 || res.Nodes[0].Requests != 0 || res.Nodes[1].Share != 1 {
+		t.Fatalf("per-node shares %+v: want none to the dead node, all to the live one", res.Nodes)
 	}
 }

@@ -200,6 +200,7 @@ func (c *Client) write(ctx context.Context, method, key string, value []byte, o 
 		value = []byte{}
 	}
 	var res WriteResult
+	ctx = withRoute(ctx, route{key: key, keyed: true, leader: true})
 	resp, b, err := c.do(ctx, method, KeyPath(key), q, value)
 	if err != nil {
 		return res, err
@@ -220,6 +221,7 @@ func (c *Client) Get(ctx context.Context, key, consistency string) (Value, error
 	if consistency != "" {
 		q.Set("consistency", consistency)
 	}
+	ctx = withRoute(ctx, route{key: key, keyed: true, leader: consistency != "stale"})
 	resp, b, err := c.do(ctx, http.MethodGet, KeyPath(key), q, nil)
 	if err != nil {
 		return Value{}, err
@@ -305,7 +307,7 @@ func (c *Client) list(ctx context.Context, prefix string, o ListOptions, keys bo
 	if o.Consistency != "" {
 		q.Set("consistency", o.Consistency)
 	}
-	_, b, err := c.do(ctx, http.MethodGet, KeyPath(prefix), q, nil)
+	_, b, err := c.do(withRoute(ctx, route{key: prefix}), http.MethodGet, KeyPath(prefix), q, nil)
 	if err != nil {
 		return err
 	}

@@ -21,8 +21,9 @@ type member struct {
 	id  string // node id, "" until it has answered
 	wgt float64
 
-	breaker *gobreaker.TwoStepCircuitBreaker[struct{}]
-	ready   atomic.Bool // its last /readyz said ready
+	breaker  *gobreaker.TwoStepCircuitBreaker[struct{}]
+	ready    atomic.Bool // its last /readyz said ready
+	answered atomic.Bool // it has answered a probe (whatever it said)
 
 	outstanding atomic.Int64
 	requests    atomic.Uint64 // requests sent to it
@@ -141,6 +142,7 @@ func (m *member) probe(ctx context.Context, hc *http.Client, token []string) {
 		return
 	}
 	resp.Body.Close()
+	m.answered.Store(true)
 	m.setID(resp.Header.Get("X-Served-By"))
 	m.ready.Store(resp.StatusCode == http.StatusOK)
 	done(nil)

@@ -100,8 +100,8 @@ type Cluster struct {
 	token     []string
 	c         *Client // the requests, through RoundTrip
 
-	mu      sync.Mutex
-	members []*member
+	mu      sync.Mutex                // serialises changes of members
+	members atomic.Pointer[[]*member] // copied on change: requests read it without a lock
 
 	routes     atomic.Pointer[routes]
 	refreshing atomic.Bool
@@ -147,15 +147,17 @@ func NewCluster(ctx context.Context, endpoints []string, opts ClusterOptions) (*
 	}
 	c.c = &Client{base: "http://ringkv.cluster", hc: &http.Client{Transport: c}, token: c.token}
 	c.routes.Store(&routes{leaders: map[uint32]string{}})
+	var seeds []*member
 	for _, e := range endpoints {
 		addr, err := c.baseURL(e)
 		if err != nil {
 			return nil, err
 		}
-		if c.memberAt(addr) == nil {
-			c.members = append(c.members, newMember(addr, true, opts))
+		if memberAt(seeds, addr) == nil {
+			seeds = append(seeds, newMember(addr, true, opts))
 		}
 	}
+	c.members.Store(&seeds)
 	c.probeAll(ctx)
 	if !c.anyAnswered() {
 		c.transport.CloseIdleConnections()
@@ -209,30 +211,30 @@ func (c *Cluster) Client() *Client { return c.c }
 
 // Put writes key=value through its group's leader.
 func (c *Cluster) Put(ctx context.Context, key string, value []byte, o PutOptions) (WriteResult, error) {
-	return c.c.Put(withRoute(ctx, route{key: key, keyed: true, leader: true}), key, value, o)
+	return c.c.Put(ctx, key, value, o)
 }
 
 // Delete removes key through its group's leader.
 func (c *Cluster) Delete(ctx context.Context, key string, o PutOptions) (WriteResult, error) {
-	return c.c.Delete(withRoute(ctx, route{key: key, keyed: true, leader: true}), key, o)
+	return c.c.Delete(ctx, key, o)
 }
 
 // Get reads key; consistency is "" (linearizable), "linearizable",
 // "lease" or "stale". A stale read goes to the node the balancer picks,
 // the others to the key's group leader.
 func (c *Cluster) Get(ctx context.Context, key, consistency string) (Value, error) {
-	return c.c.Get(withRoute(ctx, route{key: key, keyed: true, leader: consistency != "stale"}), key, consistency)
+	return c.c.Get(ctx, key, consistency)
 }
 
 // List returns the entries whose keys start with prefix, in key order,
 // from the node the balancer picks (keyed by the prefix).
 func (c *Cluster) List(ctx context.Context, prefix string, o ListOptions) ([]Entry, error) {
-	return c.c.List(withRoute(ctx, route{key: prefix}), prefix, o)
+	return c.c.List(ctx, prefix, o)
 }
 
 // Keys returns the keys starting with prefix, in order.
 func (c *Cluster) Keys(ctx context.Context, prefix string, o ListOptions) ([]string, error) {
-	return c.c.Keys(withRoute(ctx, route{key: prefix}), prefix, o)
+	return c.c.Keys(ctx, prefix, o)
 }
 
 // Stats says what the client saw of each node, in the order it knows
@@ -246,14 +248,11 @@ func (c *Cluster) Stats() []NodeStats {
 	return out
 }
 
-func (c *Cluster) snapshot() []*member {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]*member(nil), c.members...)
-}
+// snapshot is the members now; the caller must not change the slice.
+func (c *Cluster) snapshot() []*member { return *c.members.Load() }
 
-func (c *Cluster) memberAt(addr string) *member {
-	for _, m := range c.members {
+func memberAt(ms []*member, addr string) *member {
+	for _, m := range ms {
 		if m.addr == addr {
 			return m
 		}
@@ -405,7 +404,7 @@ func (c *Cluster) adopt(ci api.ClusterInfo) {
 	defer c.mu.Unlock()
 	var keep []*member
 	have := map[string]bool{}
-	for _, m := range c.members {
+	for _, m := range c.snapshot() {
 		id := m.nodeID()
 		n, ok := known[id]
 		if !m.seed && !ok {
@@ -422,7 +421,7 @@ func (c *Cluster) adopt(ci api.ClusterInfo) {
 			continue
 		}
 		addr, err := c.baseURL(n.HTTPAddr)
-		if err != nil || c.memberAt(addr) != nil {
+		if err != nil || memberAt(keep, addr) != nil {
 			continue
 		}
 		m := newMember(addr, false, c.opts)
@@ -430,7 +429,7 @@ func (c *Cluster) adopt(ci api.ClusterInfo) {
 		m.setWeight(n.Capacity())
 		keep = append(keep, m)
 	}
-	c.members = keep
+	c.members.Store(&keep)
 }
 
 // probeAll probes every member's /readyz at once.
@@ -448,7 +447,7 @@ func (c *Cluster) probeAll(ctx context.Context) {
 
 func (c *Cluster) anyAnswered() bool {
 	for _, m := range c.snapshot() {
-		if m.nodeID() != "" {
+		if m.answered.Load() {
 			return true
 		}
 	}

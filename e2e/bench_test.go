@@ -42,6 +42,29 @@ func TestBenchAgainstACluster(t *testing.T) {
 	if !(0 < r.All.P50 && r.All.P50 <= r.All.P99 && r.All.P99 <= r.All.Max) || r.All.Throughput <= 0 {
 		t.Fatalf("latencies out of order: %+v", r.All)
 	}
+	// Each node's share of the requests is reported; with direct
+	// routing every node leading a group receives some.
+	var total float64
+	for _, n := range r.Nodes {
+		total += n.Share
+	}
+	if len(r.Nodes) != 3 || total < 0.999 || total > 1.001 {
+		t.Fatalf("per-node shares %+v: want the 3 nodes, summing to 1", r.Nodes)
+	}
+	// Through the balancer, as a user reads it.
+	out, err = exec.Command(bin.ringkv, "--endpoints", strings.Join(eps, ","), "bench", "--routing", "any",
+		"--balancer", "least-outstanding", "--concurrency", "4", "--ops", "90").Output()
+	if err != nil {
+		t.Fatalf("bench --routing any: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "requests by node (routing any, balancer least-outstanding):") ||
+		!strings.Contains(string(out), "node1 ") || !strings.Contains(string(out), "node3 ") {
+		t.Fatalf("bench does not show the requests by node:\n%s", out)
+	}
+	if out, err := exec.Command(bin.ringkv, "--endpoints", eps[0], "bench", "--balancer", "fastest", "--ops", "1").CombinedOutput(); err == nil ||
+		!strings.Contains(string(out), "unknown balancer") {
+		t.Fatalf("bench --balancer fastest: %v\n%s", err, out)
+	}
 }
 
 // TestBenchCompareAndAsyncOnRealNodes drives async writes through HTTP the

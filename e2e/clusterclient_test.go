@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -345,4 +347,37 @@ func slowProxy(t *testing.T, target string, delay time.Duration) string {
 		}
 	}()
 	return strings.TrimPrefix(ln.Addr().String(), "tcp://")
+}
+
+// TestCLIEndpoints uses `ringkv --endpoints` as a user would: with the
+// first node dead, a put and a get through the list work, while --addr of
+// the dead node fails.
+func TestCLIEndpoints(t *testing.T) {
+	c := startCluster(t, 3)
+	c.waitReady(3)
+	eps := strings.Join(c.endpoints(), ",")
+	if err := c.procs[0].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	// The surviving two elect leaders for the groups node1 led.
+	eventually(t, "a put through --endpoints with node1 dead", 30*time.Second, func() error {
+		out, err := exec.Command(bin.ringkv, "--endpoints", eps, "put", "cli/k", "v1").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+	out, err := exec.Command(bin.ringkv, "--endpoints", eps, "get", "cli/k").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "v1" {
+		t.Fatalf("get through --endpoints: %v %q", err, out)
+	}
+	if out, err := exec.Command(bin.ringkv, "--addr", c.procs[0].URL(), "--timeout", "2s", "get", "cli/k").CombinedOutput(); err == nil {
+		t.Fatalf("get through the dead node's --addr succeeded: %s", out)
+	}
+	env := append(os.Environ(), "RINGKV_ENDPOINTS="+eps)
+	cmd := exec.Command(bin.ringkv, "get", "cli/k")
+	cmd.Env = env
+	if out, err := cmd.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "v1" {
+		t.Fatalf("get with RINGKV_ENDPOINTS: %v %q", err, out)
+	}
 }

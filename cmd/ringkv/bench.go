@@ -16,18 +16,19 @@ import (
 
 	"github.com/ringkv/ringkv/bench"
 	"github.com/ringkv/ringkv/chaos"
+	"github.com/ringkv/ringkv/client"
 )
 
 // benchFlags are the flags every bench command takes.
 type benchFlags struct {
-	cfg       bench.Config
-	endpoints string
-	asJSON    bool
+	cfg    bench.Config
+	asJSON bool
 }
 
 func (b *benchFlags) define(fs *pflag.FlagSet) {
 	b.cfg = bench.DefaultConfig()
-	fs.StringVar(&b.endpoints, "endpoints", "", "comma-separated node URLs the clients spread over (default: --addr)")
+	fs.StringVar(&b.cfg.Client.Routing, "routing", client.RouteDirect, "direct: each key's request to its group's leader; any: to the node the balancer picks, which forwards")
+	fs.StringVar(&b.cfg.Client.Balancer, "balancer", client.BalanceRoundRobin, "how requests that any node can serve are spread: "+strings.Join(client.Balancers, ", "))
 	fs.IntVar(&b.cfg.Concurrency, "concurrency", b.cfg.Concurrency, "concurrent clients, each one request at a time (closed loop)")
 	fs.DurationVar(&b.cfg.Duration, "duration", b.cfg.Duration, "how long to run")
 	fs.Int64Var(&b.cfg.Ops, "ops", 0, "run this many operations instead of for --duration")
@@ -42,15 +43,21 @@ func (b *benchFlags) define(fs *pflag.FlagSet) {
 }
 
 // finish applies what the flags imply once parsed: --ops alone runs
-// without a time bound, and the endpoints default to --addr.
-func (b *benchFlags) finish(fs *pflag.FlagSet, addr string) {
+// without a time bound, the endpoints are --endpoints or else --addr, and
+// the client takes the global TLS, token and timeout flags.
+func (b *benchFlags) finish(fs *pflag.FlagSet, a *app) error {
+	if err := a.setup(); err != nil {
+		return err
+	}
 	if b.cfg.Ops > 0 && !fs.Changed("duration") {
 		b.cfg.Duration = 0
 	}
-	if b.endpoints == "" {
-		b.endpoints = addr
+	b.cfg.Endpoints = a.endpoints
+	if len(b.cfg.Endpoints) == 0 {
+		b.cfg.Endpoints = []string{a.addr}
 	}
-	b.cfg.Endpoints = splitList(b.endpoints)
+	b.cfg.Client = a.clusterOptions(b.cfg.Client)
+	return nil
 }
 
 // splitList splits a comma-separated flag value, dropping empty items.
@@ -76,12 +83,9 @@ async writes in alternating rounds; bench loss counts acknowledged writes
 lost when group leaders are killed.`,
 		Args: args(0, 0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			copts, err := a.options()
-			if err != nil {
+			if err := bf.finish(cmd.Flags(), a); err != nil {
 				return err
 			}
-			bf.cfg.ClientOptions = copts
-			bf.finish(cmd.Flags(), a.addr)
 			return runBench(cmd.Context(), bf, cmd.OutOrStdout())
 		},
 	}
@@ -122,6 +126,8 @@ func runBench(ctx context.Context, bf benchFlags, out io.Writer) error {
 // benchConfigView is the workload as printed with --json.
 type benchConfigView struct {
 	Endpoints   []string `json:"endpoints"`
+	Routing     string   `json:"routing"`
+	Balancer    string   `json:"balancer"`
 	Concurrency int      `json:"concurrency"`
 	Duration    string   `json:"duration,omitempty"`
 	Ops         int64    `json:"ops,omitempty"`
@@ -134,7 +140,7 @@ type benchConfigView struct {
 }
 
 func viewOf(c bench.Config) benchConfigView {
-	v := benchConfigView{Endpoints: c.Endpoints, Concurrency: c.Concurrency, Ops: c.Ops, ValueSize: c.ValueSize,
+	v := benchConfigView{Endpoints: c.Endpoints, Routing: c.Client.Routing, Balancer: c.Client.Balancer, Concurrency: c.Concurrency, Ops: c.Ops, ValueSize: c.ValueSize,
 		Keys: c.Keys, Reads: c.Reads, Dist: c.Dist, Replication: c.Replication, Consistency: c.Consistency}
 	if c.Duration > 0 {
 		v.Duration = c.Duration.String()
@@ -159,6 +165,18 @@ func printBench(out io.Writer, cfg bench.Config, r bench.Result) {
 	row("all", r.All)
 	tw.Flush()
 	fmt.Fprintf(out, "longest stall of one client (no operation succeeding): %s\n", ms(r.MaxStall))
+	fmt.Fprintf(out, "requests by node (routing %s, balancer %s):", cfg.Client.Routing, cfg.Client.Balancer)
+	for _, n := range r.Nodes {
+		name := n.ID
+		if name == "" {
+			name = n.Addr
+		}
+		fmt.Fprintf(out, "  %s %.1f%%", name, 100*n.Share)
+		if n.Failures > 0 {
+			fmt.Fprintf(out, " (%d failed)", n.Failures)
+		}
+	}
+	fmt.Fprintln(out)
 	if r.All.FirstError != "" {
 		fmt.Fprintf(out, "first error: %s\n", r.All.FirstError)
 	}
@@ -178,15 +196,12 @@ func benchCompareCmd(a *app) *cobra.Command {
 			if bf.cfg.Replication != "" {
 				return errors.New("bench compare: runs both modes; leave out --replication")
 			}
-			copts, err := a.options()
-			if err != nil {
-				return err
-			}
-			bf.cfg.ClientOptions = copts
 			if !cmd.Flags().Changed("duration") && bf.cfg.Ops == 0 {
 				bf.cfg.Duration = 5 * time.Second
 			}
-			bf.finish(cmd.Flags(), a.addr)
+			if err := bf.finish(cmd.Flags(), a); err != nil {
+				return err
+			}
 			return benchCompare(cmd.Context(), bf, rounds, plot, asyncEndpoints, cmd.OutOrStdout())
 		},
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"strings"
@@ -18,11 +19,14 @@ import (
 // they make.
 type app struct {
 	addr, cacert, cert, key, token string
+	endpoints                      []string
 	timeout                        time.Duration
 	getenv                         func(string) string
 
-	copts []client.Option
-	c     *client.Client
+	copts   []client.Option
+	tls     *tls.Config
+	c       *client.Client
+	cluster *client.Cluster // when --endpoints names the nodes
 }
 
 // newRoot builds the command tree (spf13/cobra: help for every command and
@@ -35,7 +39,10 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer, getenv func(string) stri
 		Use:   "ringkv",
 		Short: "Client and operator tool of ringkv, a strongly consistent, partitioned key-value store",
 		Long: `ringkv talks to a ringkv cluster through any of its nodes (--addr), which
-forwards each request to the right group leader.
+forwards each request to the right group leader, or through several
+(--endpoints): it then learns the members and the ring, sends each key's
+request straight to its group's leader, and goes on through the other
+nodes when one is down.
 
 Every flag not given on the command line is read from the environment as
 RINGKV_<NAME>: --addr from RINGKV_ADDR, --value-size from RINGKV_VALUE_SIZE.
@@ -57,6 +64,7 @@ cluster with access control.`,
 	})
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.addr, "addr", "http://127.0.0.1:7070", "URL of the node to talk to (any node; it forwards)")
+	pf.StringSliceVar(&a.endpoints, "endpoints", nil, "nodes to talk to, comma-separated (host:port or URLs); replaces --addr: requests go to the key's group leader, others are balanced, a dead node is skipped")
 	pf.DurationVar(&a.timeout, "timeout", 15*time.Second, "bound on each request")
 	pf.StringVar(&a.cacert, "cacert", "", "PEM CA bundle that verifies the node's certificate (HTTPS)")
 	pf.StringVar(&a.cert, "cert", "", "PEM client certificate, for a node that requires one")
@@ -105,32 +113,68 @@ func envName(name string) string {
 	return "RINGKV_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 }
 
-// client is the client of --addr with the TLS and token flags, made once.
+// setup reads the TLS and token flags into client options, once.
+func (a *app) setup() error {
+	if a.copts != nil {
+		return nil
+	}
+	a.copts = []client.Option{}
+	if a.cacert != "" || a.cert != "" || a.key != "" {
+		r, err := certs.NewReloader(a.cert, a.key, a.cacert)
+		if err != nil {
+			return err
+		}
+		a.tls = r.ClientConfig()
+		a.copts = append(a.copts, client.WithTLS(a.tls))
+	}
+	if a.token != "" {
+		a.copts = append(a.copts, client.WithToken(a.token))
+	}
+	return nil
+}
+
+// client is the client of --addr, or of --endpoints, with the TLS and
+// token flags, made once.
 func (a *app) client() (*client.Client, error) {
 	if a.c != nil {
 		return a.c, nil
 	}
-	if a.cacert != "" || a.cert != "" || a.key != "" {
-		r, err := certs.NewReloader(a.cert, a.key, a.cacert)
+	if err := a.setup(); err != nil {
+		return nil, err
+	}
+	if len(a.endpoints) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
+		defer cancel()
+		cl, err := client.NewCluster(ctx, a.endpoints, a.clusterOptions(client.ClusterOptions{}))
 		if err != nil {
 			return nil, err
 		}
-		a.copts = append(a.copts, client.WithTLS(r.ClientConfig()))
-	}
-	if a.token != "" {
-		a.copts = append(a.copts, client.WithToken(a.token))
+		a.cluster, a.c = cl, cl.Client()
+		return a.c, nil
 	}
 	a.c = client.New(a.addr, a.copts...)
 	return a.c, nil
 }
 
+// clusterOptions fills o's TLS, token and timeout from the global flags.
+func (a *app) clusterOptions(o client.ClusterOptions) client.ClusterOptions {
+	o.TLS, o.Token, o.Timeout = a.tls, a.token, a.timeout
+	return o
+}
+
+// close releases the client.
+func (a *app) close() {
+	if a.cluster != nil {
+		a.cluster.Close()
+	} else if a.c != nil {
+		a.c.Close()
+	}
+}
+
 // options are the client options of the global flags (TLS, token), for
 // commands that make clients of their own.
 func (a *app) options() ([]client.Option, error) {
-	if _, err := a.client(); err != nil {
-		return nil, err
-	}
-	return a.copts, nil
+	return a.copts, a.setup()
 }
 
 // request runs fn with the client and a context bounded by --timeout: for
@@ -140,7 +184,7 @@ func (a *app) request(cmd *cobra.Command, fn func(ctx context.Context, c *client
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	defer a.close()
 	ctx, cancel := context.WithTimeout(cmd.Context(), a.timeout)
 	defer cancel()
 	return fn(ctx, c, cmd.OutOrStdout())
@@ -154,7 +198,7 @@ func (a *app) long(cmd *cobra.Command, fn func(ctx context.Context, c *client.Cl
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	defer a.close()
 	return fn(cmd.Context(), c, cmd.OutOrStdout())
 }
 

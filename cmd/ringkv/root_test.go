@@ -86,8 +86,18 @@ func sample(f *pflag.Flag) (string, bool) {
 		return "7m0s", true
 	case "bool":
 		return "true", true
+	case "stringSlice":
+		return "host1:7070,host2:7070", true
 	}
 	return "", false
+}
+
+// shown is how a flag prints the sample value v it was set to.
+func shown(f *pflag.Flag, v string) string {
+	if f.Value.Type() == "stringSlice" {
+		return "[" + v + "]"
+	}
+	return v
 }
 
 // Every flag of every command is read from RINGKV_<NAME> when not given on
@@ -114,7 +124,7 @@ func TestEveryFlagReadsTheEnvironment(t *testing.T) {
 				}
 				return
 			}
-			if got := f.Value.String(); got != want {
+			if got := f.Value.String(); got != shown(f, want) {
 				t.Errorf("%s --%s: %s=%s gave %q", c.CommandPath(), f.Name, envName(f.Name), want, got)
 			}
 		})
