@@ -186,7 +186,7 @@ func TestDefaultsServeOnLocalhost7070(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(mresp.Body)
 	mresp.Body.Close()
-	for _, want := range []string{"ringkv_raft_state{group=\"1\"}", "ringkv_raft_boltdb_storeLogs", "ringkv_http_request_duration_seconds_bucket"} {
+	for _, want := range []string{"ringkv_raft_state{group=\"1\"}", "ringkv_raft_leader_dispatchLog", "ringkv_http_request_duration_seconds_bucket"} {
 		if mresp.StatusCode != 200 || !strings.Contains(string(metrics), want) {
 			t.Errorf("/metrics (status %d) lacks %s", mresp.StatusCode, want)
 		}
@@ -197,8 +197,12 @@ func TestDefaultsServeOnLocalhost7070(t *testing.T) {
 	if g := metricSum(string(metrics), "go_gc_gogc_percent"); os.Getenv("GOGC") == "" && g != 400 {
 		t.Errorf("/metrics: go_gc_gogc_percent %v, want ringkvd's default GC target 400", g)
 	}
-	if _, err := os.Stat(dir + "/data/meta/raft.db"); err != nil {
-		t.Fatalf("no state under ./data: %v", err)
+	// A new data dir keeps its Raft logs in raft-wal, and records it.
+	if _, err := os.Stat(dir + "/data/meta/wal"); err != nil {
+		t.Fatalf("no Raft log under ./data: %v", err)
+	}
+	if b, err := os.ReadFile(dir + "/data/log-store"); err != nil || string(b) != "wal\n" {
+		t.Fatalf("./data/log-store: %q, %v; want wal", b, err)
 	}
 	// A graceful stop exits 0.
 	cmd.Process.Signal(os.Interrupt)

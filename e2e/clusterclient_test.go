@@ -62,6 +62,21 @@ func TestClusterClientRoutesAndBalances(t *testing.T) {
 		NodeArgs: map[string][]string{"node3": {"--weight", "3"}}})
 	c.waitReady(3)
 	cx := ctx(t, 3*time.Minute)
+	// The leaders spread over the nodes (by weight) once they are ready.
+	eventually(t, "leaders on two nodes or more", 30*time.Second, func() error {
+		ri, err := c.procs[0].Client.Ring(cx)
+		if err != nil {
+			return err
+		}
+		leaders := map[string]bool{}
+		for _, g := range ri.Groups {
+			leaders[string(g.Leader)] = true
+		}
+		if len(leaders) < 2 || leaders[""] {
+			return fmt.Errorf("leaders %v", leaders)
+		}
+		return nil
+	})
 
 	t.Run("direct", func(t *testing.T) {
 		cc := newCluster(t, c.endpoints(), client.ClusterOptions{})

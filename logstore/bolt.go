@@ -32,13 +32,7 @@ type Bolt struct {
 	s      *raftboltdb.BoltStore
 	broken error // a rewrite could not reopen the file
 
-	sizesMu sync.Mutex
-	sizes   []entrySize // by index modulo its length
-}
-
-type entrySize struct {
-	index uint64
-	bytes int64
+	sizes *sizes
 }
 
 // A log file is rewritten after a truncation when its free pages make up
@@ -61,7 +55,7 @@ func OpenBolt(opts raftboltdb.Options, sizes int, log *slog.Logger, onFatal func
 	if err != nil {
 		return nil, err
 	}
-	return &Bolt{opts: opts, log: log, onFatal: onFatal, s: s, sizes: make([]entrySize, max(1, sizes))}, nil
+	return &Bolt{opts: opts, log: log, onFatal: onFatal, s: s, sizes: newSizes(sizes)}, nil
 }
 
 // store returns the open store, with b.mu read-locked; call done after.
@@ -113,17 +107,9 @@ func (b *Bolt) StoreLogs(logs []*raft.Log) error {
 	err = s.StoreLogs(logs)
 	b.done()
 	if err == nil {
-		b.sizesMu.Lock()
-		for _, l := range logs {
-			b.noteLocked(l.Index, int64(EntrySize(l)))
-		}
-		b.sizesMu.Unlock()
+		b.sizes.note(logs)
 	}
 	return err
-}
-
-func (b *Bolt) noteLocked(index uint64, bytes int64) {
-	b.sizes[index%uint64(len(b.sizes))] = entrySize{index: index, bytes: bytes}
 }
 
 // DeleteRange deletes the entries, then rewrites the file if that left it
@@ -239,49 +225,7 @@ func (b *Bolt) compactIfSparse() {
 }
 
 // TrailingWithin is how many of the newest entries raft should keep after
-// a snapshot so that they hold at most limit bytes (at least one, at most
-// maxEntries). Entry sizes not seen since the node started are read from
-// the log once.
+// a snapshot so that they hold at most limit bytes (see trailingWithin).
 func (b *Bolt) TrailingWithin(limit int64, maxEntries uint64) uint64 {
-	if maxEntries == 0 {
-		return 0
-	}
-	first, err1 := b.FirstIndex()
-	last, err2 := b.LastIndex()
-	if err1 != nil || err2 != nil || last == 0 {
-		return maxEntries
-	}
-	var n uint64
-	var sum int64
-	for i := last; i >= first && i > 0 && n < maxEntries; i-- {
-		size, ok := b.sizeOf(i)
-		if !ok {
-			break // gone meanwhile: a truncation ran
-		}
-		if sum += size; sum > limit && n > 0 {
-			break
-		}
-		n++
-	}
-	return max(n, 1)
-}
-
-func (b *Bolt) sizeOf(index uint64) (int64, bool) {
-	b.sizesMu.Lock()
-	e := b.sizes[index%uint64(len(b.sizes))]
-	b.sizesMu.Unlock()
-	if e.index == index {
-		return e.bytes, true
-	}
-	var l raft.Log
-	if err := b.GetLog(index, &l); err != nil {
-		return 0, false
-	}
-	size := int64(EntrySize(&l))
-	b.sizesMu.Lock()
-	if cur := &b.sizes[index%uint64(len(b.sizes))]; cur.index < index {
-		*cur = entrySize{index: index, bytes: size}
-	}
-	b.sizesMu.Unlock()
-	return size, true
+	return trailingWithin(b, b.sizes, limit, maxEntries)
 }

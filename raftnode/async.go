@@ -17,7 +17,7 @@ import (
 // An asynchronous write is acknowledged once the group leader has durably
 // appended it to its own log, before any follower has it. hashicorp/raft
 // says nothing at that point (its futures answer at commit), so the log
-// store is wrapped: when StoreLogs returns (raft-boltdb has fsynced), the
+// store is wrapped: when StoreLogs returns (the log store has fsynced), the
 // entries a proposer is waiting for are recognised by their data, which
 // raft hands to the log store as the very slice given to Apply.
 
@@ -32,6 +32,14 @@ type appendNotifier struct {
 
 func newAppendNotifier(ls raft.LogStore) *appendNotifier {
 	return &appendNotifier{LogStore: ls, waiting: map[*byte]func(uint64, uint64){}}
+}
+
+// IsMonotonic tells raft what the store beneath says (raft-wal takes
+// only consecutive appends: raft then empties it after installing a
+// snapshot instead of leaving a gap).
+func (a *appendNotifier) IsMonotonic() bool {
+	m, ok := a.LogStore.(raft.MonotonicLogStore)
+	return ok && m.IsMonotonic()
 }
 
 // expect calls fn with the index and term of the entry carrying exactly

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
+	"github.com/ringkv/ringkv/logstore"
 	"github.com/ringkv/ringkv/snapshot"
 	"github.com/ringkv/ringkv/store"
 	"github.com/ringkv/ringkv/transport"
@@ -71,6 +74,11 @@ type Config struct {
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
 	TrailingLogs      uint64
+	// LogStore is where groups keep their Raft logs: logstore.KindWAL or
+	// logstore.KindBolt. Empty: the store the data dir was created with,
+	// or logstore.Kinds[0] for a new one. A data dir keeps its store: a
+	// different one given for it is an error.
+	LogStore string
 
 	Timing Timing
 	// ProposalWaves bounds the batches of commands a group leader has in
@@ -202,6 +210,8 @@ func (c Config) Validate() error {
 		return errors.New("config: apply commit delay must be between 0 and 1s")
 	case c.MoveStall < 0:
 		return errors.New("config: move stall must not be negative")
+	case c.LogStore != "" && !slices.Contains(logstore.Kinds, c.LogStore):
+		return fmt.Errorf("config: log store %q: want one of %s", c.LogStore, strings.Join(logstore.Kinds, ", "))
 	case c.ProposalWaves < 1:
 		return errors.New("config: proposal waves must be at least 1")
 	case c.ProposalLinger < 0 || c.ProposalLinger > time.Second:

@@ -29,8 +29,11 @@ import (
 type Node struct {
 	cfg Config
 	log *slog.Logger
-	mux *transport.Mux
-	fwd *protocol.Forwarder
+	// logStore is the store new groups keep their Raft logs in (the
+	// data dir's, see resolveLogStore).
+	logStore string
+	mux      *transport.Mux
+	fwd      *protocol.Forwarder
 	// peerLn accepts node-to-node HTTP on the Raft port (PeerListener).
 	peerLn raft.StreamLayer
 
@@ -90,6 +93,10 @@ func New(cfg Config) (*Node, error) {
 	if err := checkNotRemoved(cfg.DataDir); err != nil {
 		return nil, err
 	}
+	var err error
+	if n.logStore, err = resolveLogStore(cfg.DataDir, cfg.LogStore); err != nil {
+		return nil, err
+	}
 	if _, err := os.Stat(filepath.Join(cfg.DataDir, aclMarkerFile)); err == nil {
 		n.aclMarked.Store(true)
 	}
@@ -98,7 +105,6 @@ func New(cfg Config) (*Node, error) {
 	}
 	restart := hasState(groupDir(cfg.DataDir, base.MetaGroup))
 	bootstrap := !restart && len(cfg.Join) == 0
-	var err error
 	if n.secret, err = n.openPeerSecret(restart, bootstrap); err != nil {
 		return nil, err
 	}

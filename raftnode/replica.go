@@ -12,8 +12,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/ringkv/ringkv/api"
 	"github.com/ringkv/ringkv/base"
@@ -29,7 +27,7 @@ type replica struct {
 	node   *Node
 	dir    string
 	raft   *raft.Raft
-	logs   *logstore.Bolt
+	logs   logstore.Store
 	cache  raft.LogStore
 	notify *appendNotifier    // wraps cache; raft stores through it
 	snaps  raft.SnapshotStore // a *stateSnapshots for data groups
@@ -76,10 +74,7 @@ func groupDir(dataDir string, id base.GroupID) string {
 }
 
 // hasState reports whether dir holds a Raft log.
-func hasState(dir string) bool {
-	_, err := os.Stat(filepath.Join(dir, "raft.db"))
-	return err == nil
-}
+func hasState(dir string) bool { return logstore.Detect(dir) != "" }
 
 // openReplica opens (creating if needed) the replica of group id. With
 // boot, a group with no state yet starts with those voters (every one of
@@ -154,17 +149,18 @@ func (n *Node) openLog(r *replica, logger hclog.Logger) (*raft.FileSnapshotStore
 	id, dir := r.id, r.dir
 	var err error
 	openStart := time.Now()
-	// The log's free pages are not written at each append (one page write
-	// fewer per append); bbolt finds them again by walking the file when
-	// it opens, which for a log compacted by snapshots is a small file.
-	r.logs, err = logstore.OpenBolt(raftboltdb.Options{
-		Path:        filepath.Join(dir, "raft.db"),
-		BoltOptions: &bolt.Options{Timeout: 5 * time.Second, FreelistType: bolt.FreelistMapType, NoFreelistSync: true},
-	}, int(max(1, min(n.cfg.TrailingLogs, maxTrailingSizes))), n.log.With("group", uint32(id)), n.fatal)
+	// A group keeps the store its log was created in; a new one takes
+	// the node's.
+	kind := logstore.Detect(dir)
+	if kind == "" {
+		kind = n.logStore
+	}
+	r.logs, err = logstore.Open(kind, dir, int(max(1, min(n.cfg.TrailingLogs, maxTrailingSizes))), n.log.With("group", uint32(id)),
+		logger.Named("wal"), n.fatal)
 	if err != nil {
 		return nil, fmt.Errorf("group %d: open log: %w", id, err)
 	}
-	n.log.Debug("log store opened", "group", uint32(id), "took", time.Since(openStart).Round(time.Millisecond))
+	n.log.Debug("log store opened", "group", uint32(id), "store", kind, "took", time.Since(openStart).Round(time.Millisecond))
 	r.cache = logstore.NewCache(r.logs, logstore.CacheEntries, logstore.CacheBytes)
 	// A data group keeps one snapshot, which holds no data (see
 	// stateSnapshots); the metadata group keeps two, its state is rebuilt

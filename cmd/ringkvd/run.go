@@ -145,6 +145,7 @@ func defineFlags(fs *flag.FlagSet, o *options) *string {
 	fs.IntVar(&o.api.MaxConcurrentLists, "max-concurrent-lists", 4, "recursive lists answered at once; more wait up to 2s, then get 503 with Retry-After")
 	fs.Uint64Var(&o.node.SnapshotThreshold, "snapshot-threshold", o.node.SnapshotThreshold, "log entries between snapshots of a group")
 	fs.DurationVar(&o.node.SnapshotInterval, "snapshot-interval", o.node.SnapshotInterval, "how often each group checks whether to snapshot")
+	fs.StringVar(&o.node.LogStore, "log-store", "", "where groups keep their Raft logs: wal (hashicorp/raft-wal, one fsync per append) or boltdb (hashicorp/raft-boltdb); default: the data dir's, wal for a new one")
 	fs.Uint64Var(&o.node.TrailingLogs, "trailing-logs", o.node.TrailingLogs, "log entries kept after a snapshot for slow followers (at most half the group's live data in bytes, at least 1 MiB)")
 	fs.DurationVar(&o.node.Timing.Heartbeat, "heartbeat-timeout", o.node.Timing.Heartbeat, "Raft heartbeat timeout")
 	fs.DurationVar(&o.node.Timing.Election, "election-timeout", o.node.Timing.Election, "Raft election timeout")
