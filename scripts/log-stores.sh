@@ -44,7 +44,7 @@ for round in $(seq 1 "$ROUNDS"); do
     for kind in $order; do
       out=$("$RINGKV" --endpoints "$(endpoints "${PORT[$kind]}")" bench --concurrency "$c" \
         --duration "${SECS}s" --value-size 128 --keys 10000 --json 2>/dev/null)
-      line=$(echo "$out" | python3 -c 'import json,sys; r=json.load(sys.stdin)["all"]; print(f"{r[\"ops_per_s\"]:.0f} {r[\"p99_ns\"]/1e6:.2f} {r[\"errors\"]}")')
+      line=$(echo "$out" | python3 -c 'import json,sys; r=json.load(sys.stdin)["all"]; print("%.0f %.2f %d" % (r["ops_per_s"], r["p99_ns"]/1e6, r["errors"]))')
       echo "round $round clients $c $kind: writes/s p99(ms) errors = $line"
       echo "$kind $c $line" >>"$RES"
     done
@@ -74,6 +74,7 @@ if [ -n "${RESTART_KEYS:-}" ]; then
     state=$(find "$WORK/$kind/n1/groups" -name state.db -exec du -ck {} + | tail -1 | cut -f1)
     pid=$(cat "$WORK/$kind-n1.pid")
     kill -9 "$pid"
+    wait "$pid" 2>/dev/null || true # its ports are free once it is reaped
     h=$((PORT[$kind] + 10))
     t0=$(date +%s.%N)
     "$WORK/ringkvd" --id n1 --http-addr "127.0.0.1:$h" --raft-addr "127.0.0.1:$((h + 1))" \
