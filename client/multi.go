@@ -105,6 +105,7 @@ type Cluster struct {
 
 	routes     atomic.Pointer[routes]
 	refreshing atomic.Bool
+	ringDenied atomic.Bool  // the token may not read the ring
 	lastFresh  atomic.Int64 // unix nanoseconds of the last refresh
 
 	stop chan struct{}
@@ -371,16 +372,25 @@ func (c *Cluster) refreshSoon() {
 func (c *Cluster) refresh(ctx context.Context) {
 	defer c.lastFresh.Store(time.Now().UnixNano())
 	var ri api.RingInfo
-	if err := c.c.GetJSON(ctx, "/v1/ring", url.Values{"tokens": {"true"}}, &ri); err == nil {
+	err := c.c.GetJSON(ctx, "/v1/ring", url.Values{"tokens": {"true"}}, &ri)
+	switch {
+	case IsCode(err, "forbidden") || IsCode(err, "unauthorized"):
+		// Not for this token: answers no longer ask for refreshes
+		// (each would be a denial in the audit log).
+		c.ringDenied.Store(true)
+	case err == nil:
+		nr := &routes{epoch: ri.Epoch, leaders: map[uint32]string{}}
+		// A node of a release before tokens answers without them: its
+		// epoch is kept, so that only a newer one asks again.
 		if rg, err := ring.FromState(ri.State()); err == nil {
-			nr := &routes{epoch: ri.Epoch, ring: rg, leaders: map[uint32]string{}}
-			for _, g := range ri.Groups {
-				if g.Leader != "" {
-					nr.leaders[uint32(g.ID)] = string(g.Leader)
-				}
-			}
-			c.routes.Store(nr)
+			nr.ring = rg
 		}
+		for _, g := range ri.Groups {
+			if g.Leader != "" {
+				nr.leaders[uint32(g.ID)] = string(g.Leader)
+			}
+		}
+		c.routes.Store(nr)
 	}
 	if c.opts.NoDiscover {
 		return

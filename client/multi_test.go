@@ -239,3 +239,36 @@ func TestLatencyAverageDecays(t *testing.T) {
 		t.Errorf("a slower answer set the average to %v, want the peak", time.Duration(v))
 	}
 }
+
+// A token that may not read the ring costs one denied request, not one
+// per answer: the client balances and the nodes forward.
+func TestClusterWithoutRingAccessAsksOnce(t *testing.T) {
+	var ringAsks atomic.Int64
+	mux := http.NewServeMux()
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) { w.Header().Set("X-Served-By", "a") })
+	mux.HandleFunc("/v1/ring", func(w http.ResponseWriter, r *http.Request) {
+		ringAsks.Add(1)
+		w.WriteHeader(http.StatusForbidden)
+		w.Write([]byte(`{"error":"no","code":"forbidden"}`))
+	})
+	mux.HandleFunc("/v1/kv/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Ring-Epoch", "7")
+		ok(w, r)
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	c, err := NewCluster(context.Background(), []string{srv.URL}, ClusterOptions{HealthInterval: -1, NoDiscover: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 20 {
+		if _, err := c.Put(context.Background(), fmt.Sprint("k", i), []byte("v"), PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		c.lastFresh.Store(0) // the once-per-100ms bound must not be what stops the asking
+	}
+	if n := ringAsks.Load(); n != 1 {
+		t.Errorf("the ring was asked for %d times; want once", n)
+	}
+}

@@ -194,7 +194,7 @@ func (c *Cluster) learn(resp *http.Response, m *member) {
 		}
 	}
 	if e := h.Get("X-Ring-Epoch"); e != "" {
-		if epoch, err := strconv.ParseUint(e, 10, 64); err == nil && epoch > c.routes.Load().epoch {
+		if epoch, err := strconv.ParseUint(e, 10, 64); err == nil && epoch > c.routes.Load().epoch && !c.ringDenied.Load() {
 			c.refreshSoon()
 		}
 	}
