@@ -393,6 +393,7 @@ type Status struct {
 // the caller closes it. It is bounded by ctx only. An error answer is
 // returned as *Error.
 func (c *Client) Stream(ctx context.Context, method, path string, q url.Values, body io.Reader) (*http.Response, error) {
+	ctx = withRoute(ctx, route{stream: true})
 	u := c.base + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()

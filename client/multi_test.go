@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -270,5 +271,39 @@ func TestClusterWithoutRingAccessAsksOnce(t *testing.T) {
 	}
 	if n := ringAsks.Load(); n != 1 {
 		t.Errorf("the ring was asked for %d times; want once", n)
+	}
+}
+
+// A stream through the cluster (a backup) is bounded by its context, not
+// by the request timeout: a transfer longer than it comes whole.
+func TestClusterStreamOutlivesTheRequestTimeout(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) { w.Header().Set("X-Served-By", "a") })
+	mux.HandleFunc("/v1/backup", func(w http.ResponseWriter, r *http.Request) {
+		for i := range 3 {
+			fmt.Fprintf(w, "part%d;", i)
+			w.(http.Flusher).Flush()
+			time.Sleep(150 * time.Millisecond) // a slow transfer, emulated
+		}
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	c, err := NewCluster(context.Background(), []string{srv.URL}, ClusterOptions{HealthInterval: -1, NoDiscover: true, Timeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	resp, err := c.Client().Stream(context.Background(), http.MethodGet, "/v1/backup", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || string(b) != "part0;part1;part2;" {
+		t.Fatalf("stream: %q, %v", b, err)
+	}
+	// An ordinary request is bounded by the timeout.
+	if err := c.Client().GetJSON(context.Background(), "/v1/backup", nil, &struct{}{}); err == nil {
+		t.Fatal("a request longer than the timeout succeeded")
 	}
 }

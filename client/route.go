@@ -35,6 +35,9 @@ type route struct {
 	// leader: the request is best served by the key's group leader
 	// (writes, linearizable and lease reads).
 	leader bool
+	// stream: a transfer bounded by its context only, not by the
+	// Cluster's request timeout.
+	stream bool
 }
 
 type routeKey struct{}
@@ -54,7 +57,12 @@ func (c *Cluster) RoundTrip(req *http.Request) (*http.Response, error) {
 	// The timeout is the request's context's, not http.Client's, which
 	// would replace the error and lose ErrOutcomeUnknown; it ends when
 	// the answer's body is closed.
-	tctx, cancel := context.WithTimeout(req.Context(), c.opts.Timeout)
+	// A stream (Client.Stream: a backup, a restore) is bounded by its
+	// context only, as it is through a single node.
+	tctx, cancel := context.WithCancel(req.Context())
+	if st, _ := req.Context().Value(routeKey{}).(route); !st.stream {
+		tctx, cancel = context.WithTimeout(req.Context(), c.opts.Timeout)
+	}
 	resp, err := c.roundTrip(req.WithContext(tctx))
 	if err != nil {
 		cancel()
