@@ -62,19 +62,24 @@ func New(addr string, opts ...Option) *Client {
 			addr = "http://" + addr
 		}
 	}
-	tr := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        1024,
-		MaxIdleConnsPerHost: 1024,
-		IdleConnTimeout:     90 * time.Second,
-		TLSClientConfig:     o.tls,
-		TLSHandshakeTimeout: 10 * time.Second,
-	}
-	c := &Client{base: strings.TrimRight(addr, "/"), hc: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+	c := &Client{base: strings.TrimRight(addr, "/"), hc: &http.Client{Transport: newTransport(o.tls, 1024), Timeout: 30 * time.Second}}
 	if o.token != "" {
 		c.token = []string{o.token}
 	}
 	return c
+}
+
+// newTransport is the HTTP transport of a client: keep-alive connections,
+// up to perHost idle ones to each node.
+func newTransport(cfg *tls.Config, perHost int) *http.Transport {
+	return &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        4 * perHost,
+		MaxIdleConnsPerHost: perHost,
+		IdleConnTimeout:     90 * time.Second,
+		TLSClientConfig:     cfg,
+		TLSHandshakeTimeout: 10 * time.Second,
+	}
 }
 
 // An Option shapes a Client.

@@ -14,8 +14,9 @@ import (
 // member is one node as a Cluster knows it: where it answers, its
 // circuit breaker, and what the balancers weigh.
 type member struct {
-	addr string // base URL, "http://host:port"
-	seed bool   // given to NewCluster (not learned from the cluster)
+	addr         string // base URL, "http://host:port"
+	scheme, host string // of addr, for each request's URL
+	seed         bool   // given to NewCluster (not learned from the cluster)
 
 	mu  sync.Mutex
 	id  string // node id, "" until it has answered
@@ -33,6 +34,9 @@ type member struct {
 
 func newMember(addr string, seed bool, o ClusterOptions) *member {
 	m := &member{addr: addr, seed: seed, wgt: 1}
+	if u, err := parseBase(addr); err == nil {
+		m.scheme, m.host = u.Scheme, u.Host
+	}
 	m.ready.Store(true)
 	failures := uint32(o.BreakerFailures)
 	m.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -134,14 +133,7 @@ func NewCluster(ctx context.Context, endpoints []string, opts ClusterOptions) (*
 		return nil, errors.New("client: no endpoints")
 	}
 	c := &Cluster{opts: opts, bal: bal, stop: make(chan struct{})}
-	c.transport = &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        4096,
-		MaxIdleConnsPerHost: 1024,
-		IdleConnTimeout:     90 * time.Second,
-		TLSClientConfig:     opts.TLS,
-		TLSHandshakeTimeout: 10 * time.Second,
-	}
+	c.transport = newTransport(opts.TLS, 1024)
 	c.probeHC = &http.Client{Transport: c.transport, Timeout: time.Second}
 	if opts.Token != "" {
 		c.token = []string{opts.Token}

@@ -89,7 +89,7 @@ func (c *Cluster) roundTrip(req *http.Request) (*http.Response, error) {
 	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
 		// A stream cannot be sent twice: one attempt.
 		m := c.choose(rt, req.URL.Path, nil)
-		resp, err := c.attempt(req, m)
+		resp, err := c.attempt(req, req.Body, m)
 		if err != nil && !idempotent && !errors.Is(err, errNotSent) {
 			err = fmt.Errorf("%w: %v", ErrOutcomeUnknown, err)
 		}
@@ -99,16 +99,14 @@ func (c *Cluster) roundTrip(req *http.Request) (*http.Response, error) {
 	op := func() (*http.Response, error) {
 		m := c.choose(rt, req.URL.Path, tried)
 		tried = append(tried, m)
-		r2 := req
+		body := req.Body
 		if req.GetBody != nil {
-			body, err := req.GetBody()
-			if err != nil {
+			var err error
+			if body, err = req.GetBody(); err != nil {
 				return nil, backoff.Permanent(err)
 			}
-			r2 = req.Clone(req.Context())
-			r2.Body = body
 		}
-		resp, err := c.attempt(r2, m)
+		resp, err := c.attempt(req, body, m)
 		switch {
 		case err == nil && resp.StatusCode == http.StatusServiceUnavailable:
 			code := peekCode(resp)
@@ -137,8 +135,9 @@ func (c *Cluster) roundTrip(req *http.Request) (*http.Response, error) {
 // errNotSent marks a failure before the request left: it reached no node.
 var errNotSent = errors.New("not sent")
 
-// attempt sends req to m through m's breaker, and learns from the answer.
-func (c *Cluster) attempt(req *http.Request, m *member) (*http.Response, error) {
+// attempt sends req, with body, to m through m's breaker, and learns from
+// the answer.
+func (c *Cluster) attempt(req *http.Request, body io.ReadCloser, m *member) (*http.Response, error) {
 	done, err := m.breaker.Allow()
 	if err != nil {
 		// Open (or half-open and busy): every member was, or this
@@ -147,9 +146,8 @@ func (c *Cluster) attempt(req *http.Request, m *member) (*http.Response, error) 
 	}
 	out := req.Clone(req.Context())
 	u := *req.URL
-	base, _ := parseBase(m.addr)
-	u.Scheme, u.Host = base.Scheme, base.Host
-	out.URL, out.Host = &u, ""
+	u.Scheme, u.Host = m.scheme, m.host
+	out.URL, out.Host, out.Body = &u, "", body
 	m.requests.Add(1)
 	m.outstanding.Add(1)
 	start := time.Now()
