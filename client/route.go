@@ -59,8 +59,11 @@ func (c *Cluster) RoundTrip(req *http.Request) (*http.Response, error) {
 	// the answer's body is closed.
 	// A stream (Client.Stream: a backup, a restore) is bounded by its
 	// context only, as it is through a single node.
-	tctx, cancel := context.WithCancel(req.Context())
-	if st, _ := req.Context().Value(routeKey{}).(route); !st.stream {
+	var tctx context.Context
+	var cancel context.CancelFunc
+	if st, _ := req.Context().Value(routeKey{}).(route); st.stream {
+		tctx, cancel = context.WithCancel(req.Context())
+	} else {
 		tctx, cancel = context.WithTimeout(req.Context(), c.opts.Timeout)
 	}
 	resp, err := c.roundTrip(req.WithContext(tctx))
@@ -95,7 +98,8 @@ func (c *Cluster) roundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return resp, err
 	}
-	var tried []*member
+	var triedArr [4]*member
+	tried := triedArr[:0]
 	op := func() (*http.Response, error) {
 		m := c.choose(rt, req.URL.Path, tried)
 		tried = append(tried, m)
@@ -128,8 +132,23 @@ func (c *Cluster) roundTrip(req *http.Request) (*http.Response, error) {
 			return nil, backoff.Permanent(fmt.Errorf("%w: %v", ErrOutcomeUnknown, err))
 		}
 	}
+	// The first attempt goes out at once; the backoff's machinery is only
+	// set up for a request that needs another, and then handles the first
+	// attempt's outcome as its own.
+	resp, err := op()
+	if err == nil {
+		return resp, nil
+	}
+	first := true
+	again := func() (*http.Response, error) {
+		if first {
+			first = false
+			return resp, err
+		}
+		return op()
+	}
 	b := &backoff.ExponentialBackOff{InitialInterval: 20 * time.Millisecond, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: time.Second}
-	return backoff.Retry(req.Context(), op, backoff.WithBackOff(b), backoff.WithMaxTries(uint(c.opts.MaxAttempts)), backoff.WithMaxElapsedTime(0))
+	return backoff.Retry(req.Context(), again, backoff.WithBackOff(b), backoff.WithMaxTries(uint(c.opts.MaxAttempts)), backoff.WithMaxElapsedTime(0))
 }
 
 // errNotSent marks a failure before the request left: it reached no node.
@@ -144,7 +163,10 @@ func (c *Cluster) attempt(req *http.Request, body io.ReadCloser, m *member) (*ht
 		// one was the only choice.
 		return nil, fmt.Errorf("%w: %s: circuit breaker %v", errNotSent, m.name(), err)
 	}
-	out := req.Clone(req.Context())
+	// A shallow copy: RoundTrip leaves the request, its header included,
+	// as it found it, and each attempt needs only its own URL and body.
+	out := new(http.Request)
+	*out = *req
 	u := *req.URL
 	u.Scheme, u.Host = m.scheme, m.host
 	out.URL, out.Host, out.Body = &u, "", body

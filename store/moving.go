@@ -239,7 +239,7 @@ func (st *applyState) get(kv *bolt.Bucket, key []byte) []byte {
 	return v
 }
 
-// slabBlock is the size of the blocks records are carved from.
+// slabBlock is the largest block records are carved from.
 const slabBlock = 16 << 10
 
 // record lays out encodeRecord's bytes in st's slab.
@@ -249,7 +249,10 @@ func (st *applyState) record(create, modify uint64, value []byte) []byte {
 		return encodeRecord(create, modify, value)
 	}
 	if cap(st.slab)-len(st.slab) < n {
-		st.slab = make([]byte, 0, slabBlock)
+		// Blocks double from 1 KiB up to slabBlock: a segment of a few
+		// small writes (the usual one) does not clear 16 KiB for them.
+		size := min(max(2*cap(st.slab), 1<<10, n), slabBlock)
+		st.slab = make([]byte, 0, size)
 	}
 	at := len(st.slab)
 	st.slab = binary.AppendUvarint(st.slab, create)
