@@ -76,3 +76,10 @@ func Compare(ctx context.Context, cfg Config, modes []Mode, rounds int, onRound 
 // plotQuantiles are where a distribution is sampled for plotting: even
 // steps to the median, then closer and closer to the tail.
 var plotQuantiles = []float64{0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9995, 0.9999, 1}
+
+// SweepPoint is one link latency of a sweep and the modes measured at it.
+type SweepPoint struct {
+	// LinkLatency is the one-way latency of every link between nodes.
+	LinkLatency time.Duration `json:"link_latency_ns"`
+	Modes       []ModeResult  `json:"modes"`
+}

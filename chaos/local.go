@@ -16,16 +16,23 @@ import (
 
 	"github.com/ringkv/ringkv/api"
 	"github.com/ringkv/ringkv/client"
+	"github.com/ringkv/ringkv/links"
 )
 
 // Proc is one ringkvd process of a local cluster.
 type Proc struct {
 	ID       string
 	HTTPAddr string
+	// RaftAddr is the Raft address the other nodes dial: the node's own,
+	// or its link's when the cluster has emulated links.
 	RaftAddr string
-	DataDir  string
-	LogPath  string
-	Client   *client.Client
+	// Link, in a cluster with emulated links (LocalOptions.Link), fronts
+	// the node's Raft port: every connection another node opens to it
+	// passes through it.
+	Link    *links.Link
+	DataDir string
+	LogPath string
+	Client  *client.Client
 
 	bin      string
 	args     []string
@@ -233,6 +240,11 @@ type LocalOptions struct {
 	// whose client ports serve TLS (Args give them --tls-cert and
 	// --tls-key).
 	ClientTLS *tls.Config
+	// Link, when set, puts every node's Raft port behind an emulated
+	// link of this shape (package links): each node advertises its
+	// link's address, so all traffic between nodes (Raft, forwarding)
+	// pays the link's latency each way. Client traffic does not.
+	Link *links.Shape
 }
 
 // Cluster is a cluster of ringkvd processes on 127.0.0.1.
@@ -245,6 +257,8 @@ type Cluster struct {
 	local   *LocalOptions
 	started int
 	spares  []Spare
+	// net holds the emulated links (LocalOptions.Link).
+	net *links.Net
 	// Token is the management token of a cluster with access control
 	// (LocalOptions.ACL).
 	Token string
@@ -310,6 +324,16 @@ func (c *Cluster) startNode(ctx context.Context, o LocalOptions, i int) (*Proc, 
 		p := &Proc{ID: fmt.Sprintf("node%d", i+1), HTTPAddr: httpAddr, RaftAddr: raftAddr, bin: o.Bin, env: o.Env,
 			DataDir: filepath.Join(o.Dir, fmt.Sprintf("node%d", i+1)), LogPath: filepath.Join(o.Dir, fmt.Sprintf("node%d.log", i+1))}
 		p.args = []string{"--id", p.ID, "--http-addr", httpAddr, "--raft-addr", raftAddr, "--data-dir", p.DataDir, "--fault-hook"}
+		if o.Link != nil {
+			if c.net == nil {
+				c.net = links.New()
+			}
+			if p.Link, err = c.net.Front(p.ID, raftAddr, *o.Link); err != nil {
+				return nil, err
+			}
+			p.RaftAddr = p.Link.Addr()
+			p.args = append(p.args, "--advertise-raft", p.RaftAddr)
+		}
 		for _, a := range o.Args {
 			p.args = append(p.args, strings.ReplaceAll(a, "{id}", p.ID))
 		}
@@ -432,6 +456,25 @@ func (c *Cluster) Stop() {
 	for _, p := range c.Procs {
 		p.Kill()
 	}
+	if c.net != nil {
+		c.net.Close()
+	}
+}
+
+// SetLinks gives every node's link a new shape, at once; open connections
+// take it too. It fails on a cluster without emulated links.
+func (c *Cluster) SetLinks(s links.Shape) error {
+	if c.net == nil {
+		return errors.New("chaos: this cluster has no emulated links")
+	}
+	for _, p := range c.Procs {
+		if p.Link != nil {
+			if err := p.Link.Set(s); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // WaitReady polls until every running node is ready and its groups have
@@ -470,6 +513,47 @@ func (c *Cluster) WaitReady(ctx context.Context, voters int) error {
 			// most 5 voters).
 			if want := min(len(st.Members), 5); len(st.Meta.Voters) < want {
 				return fmt.Errorf("%s: the metadata group has voters %v, want %d", p.ID, st.Meta.Voters, want)
+			}
+		}
+		return nil
+	})
+}
+
+// WaitLeadersSpread polls until every data group has a leader and no
+// running node leads more than its share (the groups over the nodes,
+// rounded up): the leader balancing of a fresh cluster is done.
+func (c *Cluster) WaitLeadersSpread(ctx context.Context) error {
+	return poll(ctx, 100*time.Millisecond, func() error {
+		led := map[string]int{}
+		groups := map[uint32]bool{}
+		var running int
+		for _, p := range c.Procs {
+			if !p.Running() {
+				continue
+			}
+			running++
+			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			st, err := p.Client.Status(sctx)
+			cancel()
+			if err != nil {
+				return err
+			}
+			for _, g := range st.Groups {
+				groups[uint32(g.ID)] = groups[uint32(g.ID)] || g.State == "Leader"
+				if g.State == "Leader" {
+					led[p.ID]++
+				}
+			}
+		}
+		share := (len(groups) + running - 1) / max(running, 1)
+		for g, ok := range groups {
+			if !ok {
+				return fmt.Errorf("group %d has no leader", g)
+			}
+		}
+		for id, n := range led {
+			if n > share {
+				return fmt.Errorf("%s leads %d groups, more than its share of %d", id, n, share)
 			}
 		}
 		return nil

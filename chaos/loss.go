@@ -43,6 +43,9 @@ type LossReport struct {
 	// Window is the longest time between sending a write that was
 	// acknowledged and lost, and the kill that lost it.
 	Window time.Duration `json:"window_ns"`
+	// LinkLatency is the one-way latency of the emulated links between
+	// the nodes (LocalOptions.Link), when they had one.
+	LinkLatency time.Duration `json:"link_latency_ns,omitempty"`
 }
 
 type ack struct {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ringkv/ringkv/bench"
 	"github.com/ringkv/ringkv/chaos"
@@ -135,11 +136,12 @@ func TestBenchCompareAndAsyncOnRealNodes(t *testing.T) {
 // a group leader is killed twice, each time after being cut off from its
 // followers for a moment. Sync must lose nothing (the command fails
 // otherwise); async writes acknowledged by the cut-off leader are lost,
-// and reported.
+// and reported. The nodes talk through emulated links of 5ms each way
+// (--link-latency), which the cut goes through.
 func TestBenchLoss(t *testing.T) {
 	trackSources()
 	out, err := exec.Command(bin.ringkv, "bench", "loss", "--ringkvd", bin.ringkvd, "--kills", "2", "--rate", "100",
-		"--before", "500ms", "--cut", "300ms", "--json").Output()
+		"--before", "500ms", "--cut", "300ms", "--link-latency", "5ms", "--json").Output()
 	if err != nil {
 		t.Fatalf("bench loss: %v\n%s", err, out)
 	}
@@ -153,5 +155,8 @@ func TestBenchLoss(t *testing.T) {
 	}
 	if async.Replication != "async" || async.Acked < 50 || len(async.Lost) == 0 || async.Window <= 0 {
 		t.Fatalf("async with its leader cut off then killed lost nothing: %+v", async)
+	}
+	if sync.LinkLatency != 5*time.Millisecond || async.LinkLatency != 5*time.Millisecond {
+		t.Fatalf("link latency in the reports: %v, %v", sync.LinkLatency, async.LinkLatency)
 	}
 }

@@ -7,7 +7,9 @@
 #   cluster   ringkv's cluster-aware client (ringkv bench, --routing direct),
 # then linearizable reads at 64 clients (etcd's default Get, ringkv's
 # default consistency). CPU per operation is the servers' user + system
-# time over the round (/proc/PID/stat), divided by the operations.
+# time over the round (/proc/PID/stat), divided by the operations; the
+# load generator's own (it shares the machine's cores) is reported beside
+# it.
 #
 #   scripts/vs-etcd.sh [rounds] [seconds] [clients...]
 #
@@ -53,27 +55,29 @@ cpu() { # total user+system clock ticks of the pids
 HZ=$(getconf CLK_TCK)
 RES="$WORK/results"
 : >"$RES"
-run() { # target clients reads -> appends "label clients ops/s p50ms p99ms errors cpu_ms_per_op"
+run() { # target clients reads -> appends "label clients ops/s p50ms p99ms errors server_cpu_ms_per_op generator_cpu_ms_per_op"
   local name=$1 c=$2 reads=$3 label=$1 pids out c0 c1
   [ "$reads" != 0 ] && label=$name-read
   case $name in etcd) pids=("${PIDS_ETCD[@]}") ;; *) pids=("${PIDS_RINGKV[@]}") ;; esac
   c0=$(cpu "${pids[@]}")
+  g0=$(awk '{print $16 + $17}' /proc/$$/stat)
   case $name in
   etcd) out=$("$WORK/loadgen" -target etcd -endpoints "$ETCD_EPS" -conc "$c" -duration "${SECS}s" -keys 10000 -vsize 128 -reads "$reads") ;;
   http) out=$("$WORK/loadgen" -target http -endpoints "$HTTP_EPS" -conc "$c" -duration "${SECS}s" -keys 10000 -vsize 128 -reads "$reads") ;;
   cluster) out=$("$R" --endpoints "$EPS" bench --concurrency "$c" --duration "${SECS}s" --keys 10000 --value-size 128 --reads "$reads" --json 2>/dev/null) ;;
   esac
   c1=$(cpu "${pids[@]}")
+  g1=$(awk '{print $16 + $17}' /proc/$$/stat)
   echo "$out" | python3 -c '
 import json, sys
-label, c, ticks, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+label, c, ticks, hz, gticks = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 r = json.load(sys.stdin)
 if "all" in r:   # ringkv bench
     a = r["all"]; ops, p50, p99, errs, n = a["ops_per_s"], a["p50_ns"]/1e6, a["p99_ns"]/1e6, a["errors"], a["ops"]
 else:            # loadgen
     ops, p50, p99, errs = r["ops_per_s"], r["p50_ms"], r["p99_ms"], r["errors"]; n = r.get("ops", ops)
-print(label, c, "%.0f" % ops, "%.2f" % p50, "%.2f" % p99, errs, "%.3f" % (1000.0 * ticks / hz / max(n, 1)))
-' "$label" "$c" $((c1 - c0)) "$HZ" | tee -a "$RES"
+print(label, c, "%.0f" % ops, "%.2f" % p50, "%.2f" % p99, errs, "%.3f" % (1000.0 * ticks / hz / max(n, 1)), "%.3f" % (1000.0 * gticks / hz / max(n, 1)))
+' "$label" "$c" $((c1 - c0)) "$HZ" $((g1 - g0)) | tee -a "$RES"
 }
 # The keys exist before reads are measured.
 "$R" --endpoints "$EPS" bench --concurrency 64 --ops 10000 --keys 10000 --dist sequential --prefix bench/ >/dev/null 2>&1
@@ -90,15 +94,15 @@ python3 - "$RES" <<'PY'
 import sys, statistics, collections
 d = collections.defaultdict(list)
 for l in open(sys.argv[1]):
-    name, c, ops, p50, p99, errs, cpu = l.split()
-    d[(name, int(c))].append((float(ops), float(p50), float(p99), int(errs), float(cpu)))
+    name, c, ops, p50, p99, errs, cpu, gen = l.split()
+    d[(name, int(c))].append((float(ops), float(p50), float(p99), int(errs), float(cpu), float(gen)))
 med = lambda k, i: statistics.median(x[i] for x in d[k]) if d[k] else float("nan")
-print("clients | etcd writes/s | http writes/s (x etcd) | cluster writes/s (x etcd) | p50 etcd/http/cluster ms | p99 etcd/http/cluster ms | CPU ms/write etcd/http/cluster | errors")
+print("clients | etcd writes/s | http writes/s (x etcd) | cluster writes/s (x etcd) | p50 etcd/http/cluster ms | p99 etcd/http/cluster ms | server CPU ms/op etcd/http/cluster | generator CPU ms/op etcd/http/cluster | errors")
 for suffix, c in [("", c) for c in sorted({k[1] for k in d if "-" not in k[0]})] + [("-read", 64)]:
     e, h, cl = ("etcd" + suffix, c), ("http" + suffix, c), ("cluster" + suffix, c)
     if not d[e]:
         continue
     print(f"{c}{' reads' if suffix else ''} | {med(e,0):.0f} | {med(h,0):.0f} ({med(h,0)/med(e,0):.2f}) | {med(cl,0):.0f} ({med(cl,0)/med(e,0):.2f}) | "
           f"{med(e,1):.2f} / {med(h,1):.2f} / {med(cl,1):.2f} | {med(e,2):.1f} / {med(h,2):.1f} / {med(cl,2):.1f} | "
-          f"{med(e,4):.3f} / {med(h,4):.3f} / {med(cl,4):.3f} | {sum(x[3] for k in (e,h,cl) for x in d[k])}")
+          f"{med(e,4):.3f} / {med(h,4):.3f} / {med(cl,4):.3f} | {med(e,5):.3f} / {med(h,5):.3f} / {med(cl,5):.3f} | {sum(x[3] for k in (e,h,cl) for x in d[k])}")
 PY

@@ -17,6 +17,7 @@ import (
 	"github.com/ringkv/ringkv/bench"
 	"github.com/ringkv/ringkv/chaos"
 	"github.com/ringkv/ringkv/client"
+	"github.com/ringkv/ringkv/links"
 )
 
 // benchFlags are the flags every bench command takes.
@@ -188,13 +189,24 @@ func benchCompareCmd(a *app) *cobra.Command {
 	var bf benchFlags
 	var rounds int
 	var plot, asyncEndpoints string
+	var lo localFlags
 	cmd := &cobra.Command{
 		Use:   "compare",
 		Short: "The same load with sync and async writes, alternating rounds, side by side",
-		Args:  args(0, 0),
+		Long: `bench compare runs the same load with sync and async writes in alternating
+rounds and prints them side by side: against the cluster at --addr or
+--endpoints, or, with --target local, against 3 nodes it starts itself.
+With --link-latency the local nodes talk to each other through emulated
+links (a one-way latency each way, optional --jitter and --bandwidth);
+client traffic is not delayed. A list of latencies sweeps them on the same
+nodes and --plot draws p50, p99 and writes/s against the link latency.`,
+		Args: args(0, 0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if bf.cfg.Replication != "" {
 				return errors.New("bench compare: runs both modes; leave out --replication")
+			}
+			if err := lo.check(asyncEndpoints); err != nil {
+				return fmt.Errorf("bench compare: %w", err)
 			}
 			if !cmd.Flags().Changed("duration") && bf.cfg.Ops == 0 {
 				bf.cfg.Duration = 5 * time.Second
@@ -202,21 +214,62 @@ func benchCompareCmd(a *app) *cobra.Command {
 			if err := bf.finish(cmd.Flags(), a); err != nil {
 				return err
 			}
-			return benchCompare(cmd.Context(), bf, rounds, plot, asyncEndpoints, cmd.OutOrStdout())
+			return benchCompare(cmd.Context(), bf, rounds, plot, asyncEndpoints, lo, cmd.OutOrStdout())
 		},
 	}
 	bf.define(cmd.Flags())
 	cmd.Flags().Lookup("duration").Usage = "how long each round runs (default 5s here)"
 	cmd.Flags().IntVar(&rounds, "rounds", 3, "rounds per mode, alternating sync and async")
-	cmd.Flags().StringVar(&plot, "plot", "", "write an SVG plot of the latency distributions to this file")
+	cmd.Flags().StringVar(&plot, "plot", "", "write an SVG plot to this file: the latency distributions, or with several --link-latency values the sweep")
 	cmd.Flags().StringVar(&asyncEndpoints, "async-endpoints", "", "run the async rounds on this second cluster (comma-separated URLs)")
+	lo.define(cmd.Flags())
 	return cmd
+}
+
+// localFlags are bench compare's: where the nodes come from.
+type localFlags struct {
+	target, bin, dir string
+	links            linkFlags
+}
+
+func (l *localFlags) define(fs *pflag.FlagSet) {
+	fs.StringVar(&l.target, "target", "", "local: start 3 ringkvd processes on 127.0.0.1 for the run (default: the cluster at --addr or --endpoints)")
+	fs.StringVar(&l.bin, "ringkvd", "", "local: path to the ringkvd binary (default: next to ringkv, then $PATH)")
+	fs.StringVar(&l.dir, "dir", "", "local: directory for the nodes' data and logs, kept (default: a new temporary one, removed after the run)")
+	l.links.define(fs)
+}
+
+func (l *localFlags) check(asyncEndpoints string) error {
+	switch l.target {
+	case "":
+	case "local":
+		if asyncEndpoints != "" {
+			return errors.New("--async-endpoints runs async on another cluster; --target local runs both on its own nodes")
+		}
+		if l.bin == "" {
+			bin, err := findRingkvd()
+			if err != nil {
+				return err
+			}
+			l.bin = bin
+		}
+	default:
+		return fmt.Errorf("--target %q: the only target here is local (or leave it out for --addr/--endpoints)", l.target)
+	}
+	if err := checkLinkTarget(l.target, l.links); err != nil {
+		return err
+	}
+	_, err := l.links.shapes()
+	return err
 }
 
 // benchCompare runs the workload with sync and async writes on the same
 // cluster (or async on asyncEndpoints), alternating rounds, and prints
 // them side by side.
-func benchCompare(ctx context.Context, bf benchFlags, rounds int, plot, asyncEndpoints string, out io.Writer) error {
+func benchCompare(ctx context.Context, bf benchFlags, rounds int, plot, asyncEndpoints string, lo localFlags, out io.Writer) error {
+	if lo.target == "local" {
+		return benchCompareLocal(ctx, bf, rounds, plot, lo, out)
+	}
 	// With --async-endpoints the async rounds run on a second cluster (the
 	// compose "async" profile); otherwise both run on the same one.
 	asyncEps := splitList(asyncEndpoints)
@@ -224,7 +277,12 @@ func benchCompare(ctx context.Context, bf benchFlags, rounds int, plot, asyncEnd
 	if len(asyncEps) > 0 {
 		where = "sync on " + where + ", async on " + strings.Join(asyncEps, ",")
 	}
-	modes := []bench.Mode{
+	return compareOn(ctx, bf, rounds, plot, asyncEps, where, nil, out)
+}
+
+// compareModes are sync and async writes, async on asyncEps when given.
+func compareModes(asyncEps []string) []bench.Mode {
+	return []bench.Mode{
 		{Name: "sync", Apply: func(c *bench.Config) { c.Replication = "sync" }},
 		{Name: "async", Apply: func(c *bench.Config) {
 			c.Replication = "async"
@@ -233,9 +291,17 @@ func benchCompare(ctx context.Context, bf benchFlags, rounds int, plot, asyncEnd
 			}
 		}},
 	}
-	res, err := bench.Compare(ctx, bf.cfg, modes, rounds, func(round int, mode string, r bench.Result) {
-		fmt.Fprintf(os.Stderr, "round %d %-5s %8.0f writes/s  p99 %s  errors %d\n", round+1, mode, r.All.Throughput, ms(r.All.P99), r.All.Errors)
-	})
+}
+
+func printRound(round int, mode string, r bench.Result) {
+	fmt.Fprintf(os.Stderr, "round %d %-5s %8.0f writes/s  p99 %s  errors %d\n", round+1, mode, r.All.Throughput, ms(r.All.P99), r.All.Errors)
+}
+
+// compareOn runs the comparison on bf's endpoints (async on asyncEps when
+// given) and prints it; link, when set, is the shape of the links between
+// the nodes, for the report.
+func compareOn(ctx context.Context, bf benchFlags, rounds int, plot string, asyncEps []string, where string, link *links.Shape, out io.Writer) error {
+	res, err := bench.Compare(ctx, bf.cfg, compareModes(asyncEps), rounds, printRound)
 	if err != nil {
 		return err
 	}
@@ -245,6 +311,9 @@ func benchCompare(ctx context.Context, bf benchFlags, rounds int, plot, asyncEnd
 			return err
 		}
 		title := fmt.Sprintf("ringkv sync vs async: %d clients, %d-byte values, %d keys, %d rounds", bf.cfg.Concurrency, bf.cfg.ValueSize, bf.cfg.Keys, rounds)
+		if link != nil {
+			title += ", links " + link.String()
+		}
 		if err := bench.WriteSVG(f, title, res); err != nil {
 			f.Close()
 			return err
@@ -259,8 +328,9 @@ func benchCompare(ctx context.Context, bf benchFlags, rounds int, plot, asyncEnd
 		return enc.Encode(struct {
 			Config benchConfigView    `json:"config"`
 			Rounds int                `json:"rounds"`
+			Link   *linkView          `json:"link,omitempty"`
 			Modes  []bench.ModeResult `json:"modes"`
-		}{viewOf(bf.cfg), rounds, res})
+		}{viewOf(bf.cfg), rounds, viewOfLink(link), res})
 	}
 	fmt.Fprintf(out, "%d clients, %d-byte values, %d keys (%s), %.0f%% reads, %d alternating rounds per mode, %s\n",
 		bf.cfg.Concurrency, bf.cfg.ValueSize, bf.cfg.Keys, bf.cfg.Dist, 100*bf.cfg.Reads, rounds, where)
@@ -297,10 +367,17 @@ on the compose containers, or on nodes killed and started by commands.`,
 			if o.kills < 1 || o.rate < 1 || o.before <= 0 {
 				return errors.New("bench loss: --kills, --rate and --before must be positive")
 			}
+			if err := checkLinkTarget(tf.target, o.links); err != nil {
+				return fmt.Errorf("bench loss: %w", err)
+			}
+			if _, err := o.links.shapes(); err != nil {
+				return fmt.Errorf("bench loss: %w", err)
+			}
 			return benchLoss(cmd.Context(), tf, o, cmd.OutOrStdout())
 		},
 	}
 	tf.define(cmd.Flags())
+	o.links.define(cmd.Flags())
 	f := cmd.Flags()
 	f.IntVar(&o.kills, "kills", 3, "leader kills per mode")
 	f.IntVar(&o.rate, "rate", 200, "writes per second")
@@ -317,6 +394,7 @@ type lossFlags struct {
 	before, cut time.Duration
 	dir         string
 	asJSON      bool
+	links       linkFlags
 }
 
 // benchLoss measures the writes lost to leader kills (chaos.MeasureLoss).
@@ -335,6 +413,13 @@ func benchLoss(ctx context.Context, tf targetFlags, o lossFlags, out io.Writer) 
 			return err
 		}
 	}
+	var shapes []links.Shape
+	if o.links.on() {
+		if shapes, err = o.links.shapes(); err != nil {
+			return err
+		}
+		tf.link = &shapes[0]
+	}
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	cluster, desc, err := tf.open(sctx, dir, 3)
@@ -344,13 +429,26 @@ func benchLoss(ctx context.Context, tf targetFlags, o lossFlags, out io.Writer) 
 	defer cluster.Stop()
 	fmt.Fprintf(os.Stderr, "bench loss: %s, %d kills of group 1's leader per mode, %d writes/s, leader cut off for %v first; files in %s\n", desc, kills, rate, cut, dir)
 	var reps []chaos.LossReport
-	for _, mode := range []string{"sync", "async"} {
-		rep, err := chaos.MeasureLoss(ctx, chaos.LossConfig{Cluster: cluster, Group: 1, Kills: kills, Rate: rate,
-			Replication: mode, Before: before, Cut: cut, Progress: os.Stderr})
-		if err != nil {
-			return fmt.Errorf("bench loss (%s): %w (logs in %s)", mode, err, dir)
+	for i := 0; i < max(len(shapes), 1); i++ {
+		var latency time.Duration
+		if len(shapes) > 0 {
+			latency = shapes[i].Latency
+			if i > 0 {
+				if err := cluster.SetLinks(shapes[i]); err != nil {
+					return err
+				}
+			}
+			fmt.Fprintf(os.Stderr, "links %s:\n", shapes[i])
 		}
-		reps = append(reps, rep)
+		for _, mode := range []string{"sync", "async"} {
+			rep, err := chaos.MeasureLoss(ctx, chaos.LossConfig{Cluster: cluster, Group: 1, Kills: kills, Rate: rate,
+				Replication: mode, Before: before, Cut: cut, Progress: os.Stderr})
+			if err != nil {
+				return fmt.Errorf("bench loss (%s): %w (logs in %s)", mode, err, dir)
+			}
+			rep.LinkLatency = latency
+			reps = append(reps, rep)
+		}
 	}
 	if asJSON {
 		enc := json.NewEncoder(out)
@@ -360,8 +458,14 @@ func benchLoss(ctx context.Context, tf targetFlags, o lossFlags, out io.Writer) 
 		}
 	} else {
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
+		if len(shapes) > 0 {
+			fmt.Fprint(tw, "link\t")
+		}
 		fmt.Fprintln(tw, "mode\tkills\tacknowledged\tlost\tloss window\t")
 		for _, r := range reps {
+			if len(shapes) > 0 {
+				fmt.Fprintf(tw, "%s\t", r.LinkLatency)
+			}
 			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t\n", r.Replication, r.Kills, r.Acked, len(r.Lost), ms(r.Window))
 		}
 		tw.Flush()
@@ -376,8 +480,14 @@ func benchLoss(ctx context.Context, tf targetFlags, o lossFlags, out io.Writer) 
 		}
 	}
 	cluster.Stop()
-	if len(reps[0].Lost) > 0 {
-		return fmt.Errorf("bench loss: %d acknowledged sync writes lost (logs in %s)", len(reps[0].Lost), dir)
+	syncLost := 0
+	for _, r := range reps {
+		if r.Replication == "sync" {
+			syncLost += len(r.Lost)
+		}
+	}
+	if syncLost > 0 {
+		return fmt.Errorf("bench loss: %d acknowledged sync writes lost (logs in %s)", syncLost, dir)
 	}
 	if !keep {
 		os.RemoveAll(dir)

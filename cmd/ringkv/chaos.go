@@ -16,6 +16,7 @@ import (
 
 	"github.com/ringkv/ringkv/certs"
 	"github.com/ringkv/ringkv/chaos"
+	"github.com/ringkv/ringkv/links"
 )
 
 // targetFlags choose the cluster a fault-injecting command runs against:
@@ -25,6 +26,8 @@ type targetFlags struct {
 	target, endpoints, containers string
 	killCmd, startCmd, bin        string
 	peerTLS, acl                  bool
+	// link, when set, puts local nodes behind emulated links.
+	link *links.Shape
 }
 
 func (t *targetFlags) define(fs *pflag.FlagSet) {
@@ -94,7 +97,10 @@ func (t *targetFlags) open(ctx context.Context, dir string, groups int) (*chaos.
 	if t.acl {
 		desc += ", access control"
 	}
-	c, err := chaos.StartLocal(ctx, chaos.LocalOptions{Bin: t.bin, Dir: dir, Nodes: 3, Args: args, ACL: t.acl})
+	if t.link != nil {
+		desc += ", links " + t.link.String()
+	}
+	c, err := chaos.StartLocal(ctx, chaos.LocalOptions{Bin: t.bin, Dir: dir, Nodes: 3, Args: args, ACL: t.acl, Link: t.link})
 	return c, desc, err
 }
 

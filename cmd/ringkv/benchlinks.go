@@ -1,0 +1,243 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/ringkv/ringkv/bench"
+	"github.com/ringkv/ringkv/chaos"
+	"github.com/ringkv/ringkv/links"
+)
+
+// linkFlags emulate links with latency between local nodes (package
+// links): bench compare's and bench loss's --link-latency, --jitter and
+// --bandwidth.
+type linkFlags struct {
+	latencies string
+	jitter    time.Duration
+	bandwidth string
+}
+
+func (l *linkFlags) define(fs *pflag.FlagSet) {
+	fs.StringVar(&l.latencies, "link-latency", "", "local: one-way latency of the links between nodes, in whole ms (10ms); a list (0,1ms,5ms,20ms,50ms) sweeps it")
+	fs.DurationVar(&l.jitter, "jitter", 0, "local: with --link-latency, each delay varies by up to this much either way")
+	fs.StringVar(&l.bandwidth, "bandwidth", "", "local: with --link-latency, a cap on each direction of each link (100mbit, 1gbit, 10MB)")
+}
+
+// on reports whether any link flag was given.
+func (l *linkFlags) on() bool { return l.latencies != "" || l.jitter != 0 || l.bandwidth != "" }
+
+// shapes are the link shapes to run, one per latency of the sweep.
+func (l *linkFlags) shapes() ([]links.Shape, error) {
+	bw, err := links.ParseBandwidth(l.bandwidth)
+	if err != nil {
+		return nil, err
+	}
+	items := splitList(l.latencies)
+	if len(items) == 0 {
+		items = []string{"0"}
+	}
+	var out []links.Shape
+	for _, it := range items {
+		d, err := parseLatency(it)
+		if err != nil {
+			return nil, err
+		}
+		s := links.Shape{Latency: d, Jitter: min(l.jitter, d), Bandwidth: bw}
+		if err := s.Check(); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// parseLatency reads "10ms" or a bare "0".
+func parseLatency(s string) (time.Duration, error) {
+	if strings.TrimSpace(s) == "0" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return 0, fmt.Errorf("--link-latency %q: %w", s, err)
+	}
+	return d, nil
+}
+
+// localBench is a local cluster started for a benchmark, its nodes' Raft
+// ports behind emulated links.
+type localBench struct {
+	cluster *chaos.Cluster
+	dir     string
+	keep    bool
+}
+
+// startLocalBench starts 3 local nodes (3 groups) with links of shape s in
+// dir (a new temporary directory when empty), and waits until each node
+// leads a group.
+func startLocalBench(ctx context.Context, bin, dir string, s links.Shape) (*localBench, error) {
+	lb := &localBench{dir: dir, keep: dir != ""}
+	if dir == "" {
+		var err error
+		if lb.dir, err = os.MkdirTemp("", "ringkv-bench-"); err != nil {
+			return nil, err
+		}
+	}
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	args := []string{"--groups", "3", "--log-level", "warn", "--balance-interval", "500ms"}
+	c, err := chaos.StartLocal(sctx, chaos.LocalOptions{Bin: bin, Dir: lb.dir, Nodes: 3, Args: args, Link: &s})
+	if err != nil {
+		return nil, fmt.Errorf("starting 3 local nodes: %w (logs in %s)", err, lb.dir)
+	}
+	lb.cluster = c
+	if err := c.WaitLeadersSpread(sctx); err != nil {
+		lb.close()
+		return nil, fmt.Errorf("%w (logs in %s)", err, lb.dir)
+	}
+	return lb, nil
+}
+
+// urls are the nodes' client URLs.
+func (lb *localBench) urls() []string {
+	var out []string
+	for _, p := range lb.cluster.Procs {
+		out = append(out, p.URL())
+	}
+	return out
+}
+
+// reshape gives every link shape s and waits until the cluster serves
+// again with leaders spread (a much longer link may cost an election).
+func (lb *localBench) reshape(ctx context.Context, s links.Shape) error {
+	if err := lb.cluster.SetLinks(s); err != nil {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := lb.cluster.WaitReady(sctx, 3); err != nil {
+		return err
+	}
+	return lb.cluster.WaitLeadersSpread(sctx)
+}
+
+// close stops the nodes and the links, and removes a temporary directory.
+func (lb *localBench) close() {
+	if lb.cluster != nil {
+		lb.cluster.Stop()
+	}
+	if !lb.keep {
+		os.RemoveAll(lb.dir)
+	}
+}
+
+// checkLinkTarget refuses link flags without --target local.
+func checkLinkTarget(target string, lf linkFlags) error {
+	if lf.on() && target != "local" {
+		return errors.New("--link-latency, --jitter and --bandwidth need --target local (the compose cluster's links are set in its wan profile)")
+	}
+	return nil
+}
+
+// linkView is the links' shape in JSON.
+type linkView struct {
+	Latency   time.Duration `json:"latency_ns"`
+	Jitter    time.Duration `json:"jitter_ns,omitempty"`
+	Bandwidth int64         `json:"bandwidth_bytes_per_s,omitempty"`
+}
+
+func viewOfLink(s *links.Shape) *linkView {
+	if s == nil {
+		return nil
+	}
+	return &linkView{Latency: s.Latency, Jitter: s.Jitter, Bandwidth: s.Bandwidth}
+}
+
+// benchCompareLocal starts 3 local nodes behind emulated links and runs
+// the comparison at each link latency of the sweep on them.
+func benchCompareLocal(ctx context.Context, bf benchFlags, rounds int, plot string, lo localFlags, out io.Writer) error {
+	shapes, err := lo.links.shapes()
+	if err != nil {
+		return err
+	}
+	lb, err := startLocalBench(ctx, lo.bin, lo.dir, shapes[0])
+	if err != nil {
+		return fmt.Errorf("bench compare: %w", err)
+	}
+	defer lb.close()
+	bf.cfg.Endpoints = lb.urls()
+	fmt.Fprintf(os.Stderr, "bench compare: 3 local nodes, 3 groups, files in %s\n", lb.dir)
+	if len(shapes) == 1 {
+		s := shapes[0]
+		return compareOn(ctx, bf, rounds, plot, nil, "3 local nodes, links "+s.String(), &s, out)
+	}
+	var points []bench.SweepPoint
+	for i, s := range shapes {
+		if i > 0 {
+			if err := lb.reshape(ctx, s); err != nil {
+				return fmt.Errorf("bench compare: links to %v: %w (logs in %s)", s, err, lb.dir)
+			}
+		}
+		fmt.Fprintf(os.Stderr, "links %s:\n", s)
+		res, err := bench.Compare(ctx, bf.cfg, compareModes(nil), rounds, printRound)
+		if err != nil {
+			return err
+		}
+		points = append(points, bench.SweepPoint{LinkLatency: s.Latency, Modes: res})
+	}
+	if plot != "" {
+		f, err := os.Create(plot)
+		if err != nil {
+			return err
+		}
+		title := fmt.Sprintf("ringkv sync vs async against link latency: %d clients, %d-byte values, %d rounds", bf.cfg.Concurrency, bf.cfg.ValueSize, rounds)
+		if err := bench.WriteSweepSVG(f, title, points); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	if bf.asJSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Config benchConfigView    `json:"config"`
+			Rounds int                `json:"rounds"`
+			Link   *linkView          `json:"link"`
+			Sweep  []bench.SweepPoint `json:"sweep"`
+		}{viewOf(bf.cfg), rounds, viewOfLink(&links.Shape{Jitter: shapes[0].Jitter, Bandwidth: shapes[0].Bandwidth}), points})
+	}
+	fmt.Fprintf(out, "%d clients, %d-byte values, %d keys (%s), %.0f%% reads, %d alternating rounds per mode, 3 local nodes, links swept over %s\n",
+		bf.cfg.Concurrency, bf.cfg.ValueSize, bf.cfg.Keys, bf.cfg.Dist, 100*bf.cfg.Reads, rounds, lo.links.latencies)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "link\tmode\tops/s\tp50\tp90\tp99\tmax\terrors\tasync/sync p50\t")
+	for _, p := range points {
+		var syncP50 time.Duration
+		for _, m := range p.Modes {
+			st := m.Stats
+			ratio := ""
+			if m.Name == "sync" {
+				syncP50 = st.P50
+			} else if syncP50 > 0 {
+				ratio = fmt.Sprintf("%.2fx", float64(st.P50)/float64(syncP50))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%d\t%s\t\n", p.LinkLatency, m.Name, st.Throughput, ms(st.P50), ms(st.P90), ms(st.P99), ms(st.Max), st.Errors, ratio)
+		}
+	}
+	tw.Flush()
+	if plot != "" {
+		fmt.Fprintf(out, "plot written to %s\n", plot)
+	}
+	return nil
+}

@@ -1,0 +1,175 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ringkv/ringkv/bench"
+)
+
+// nodesUnder lists the pids of running processes whose command line
+// mentions dir (the ringkvd processes of a run using it).
+func nodesUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []string
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !bytes.Contains(b, []byte(dir)) {
+			continue
+		}
+		// The program is ringkvd (ringkv mentions it in --ringkvd). A
+		// zombie has an empty command line: only running ones count.
+		argv0, _, _ := bytes.Cut(b, []byte{0})
+		if filepath.Base(string(argv0)) != "ringkvd" {
+			continue
+		}
+		pids = append(pids, e.Name())
+	}
+	return pids
+}
+
+// TestBenchCompareOverLinks runs `ringkv bench compare --target local
+// --link-latency 10ms` as a user would: 3 nodes whose Raft traffic crosses
+// links of 10ms each way. A sync write waits for a follower: at least the
+// 20ms round trip. An async write is acknowledged at the leader's append,
+// without it. The nodes and the links are gone when the command ends.
+func TestBenchCompareOverLinks(t *testing.T) {
+	trackSources()
+	dir := t.TempDir()
+	cmd := exec.Command(bin.ringkv, "bench", "compare", "--target", "local", "--ringkvd", bin.ringkvd, "--dir", dir,
+		"--link-latency", "10ms", "--concurrency", "1", "--duration", "1s", "--rounds", "1", "--json")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("bench compare: %v\n%s\n%s", err, out, stderr.Bytes())
+	}
+	var cmp struct {
+		Link struct {
+			Latency time.Duration `json:"latency_ns"`
+		} `json:"link"`
+		Modes []bench.ModeResult `json:"modes"`
+	}
+	if err := json.Unmarshal(out, &cmp); err != nil || len(cmp.Modes) != 2 {
+		t.Fatalf("bench compare --json: %v\n%s", err, out)
+	}
+	sync, async := cmp.Modes[0].Stats, cmp.Modes[1].Stats
+	if cmp.Link.Latency != 10*time.Millisecond || sync.Errors+async.Errors != 0 || sync.Ops == 0 || async.Ops == 0 {
+		t.Fatalf("report: %s", out)
+	}
+	// A lower bound only: a busy machine makes writes slower, never faster.
+	if sync.P50 < 20*time.Millisecond {
+		t.Fatalf("sync p50 %v across 10ms links: want at least the 20ms round trip to a follower", sync.P50)
+	}
+	if async.P50 >= sync.P50 {
+		t.Fatalf("async p50 %v not below sync's %v: async should not wait for a follower", async.P50, sync.P50)
+	}
+	if pids := nodesUnder(t, dir); len(pids) != 0 {
+		t.Fatalf("ringkvd processes %v left after bench compare ended", pids)
+	}
+}
+
+// TestBenchCompareSweepsLinkLatency sweeps two link latencies on the same
+// nodes and draws them: sync's latency follows the links, async's does
+// not.
+func TestBenchCompareSweepsLinkLatency(t *testing.T) {
+	trackSources()
+	plot := filepath.Join(t.TempDir(), "sweep.svg")
+	out, err := exec.Command(bin.ringkv, "bench", "compare", "--target", "local", "--ringkvd", bin.ringkvd,
+		"--link-latency", "0,15ms", "--concurrency", "2", "--duration", "700ms", "--rounds", "1", "--plot", plot, "--json").Output()
+	if err != nil {
+		t.Fatalf("bench compare: %v\n%s", err, out)
+	}
+	var sw struct {
+		Sweep []bench.SweepPoint `json:"sweep"`
+	}
+	if err := json.Unmarshal(out, &sw); err != nil || len(sw.Sweep) != 2 {
+		t.Fatalf("bench compare --json: %v\n%s", err, out)
+	}
+	if sw.Sweep[0].LinkLatency != 0 || sw.Sweep[1].LinkLatency != 15*time.Millisecond {
+		t.Fatalf("sweep points %v, %v", sw.Sweep[0].LinkLatency, sw.Sweep[1].LinkLatency)
+	}
+	for _, p := range sw.Sweep {
+		if len(p.Modes) != 2 || p.Modes[0].Name != "sync" || p.Modes[1].Name != "async" {
+			t.Fatalf("modes at %v: %+v", p.LinkLatency, p.Modes)
+		}
+		for _, m := range p.Modes {
+			if m.Stats.Ops == 0 || m.Stats.Errors != 0 {
+				t.Fatalf("%s at %v: %+v", m.Name, p.LinkLatency, m.Stats)
+			}
+		}
+	}
+	if s := sw.Sweep[1].Modes[0].Stats.P50; s < 30*time.Millisecond {
+		t.Fatalf("sync p50 %v across 15ms links: want at least the 30ms round trip", s)
+	}
+	if a, s := sw.Sweep[1].Modes[1].Stats.P50, sw.Sweep[1].Modes[0].Stats.P50; a >= s {
+		t.Fatalf("async p50 %v not below sync's %v across 15ms links", a, s)
+	}
+	svg, err := os.ReadFile(plot)
+	// Per mode: p50, p99 and throughput lines.
+	if err != nil || !strings.HasPrefix(string(svg), "<svg") || strings.Count(string(svg), "<polyline") != 6 || !strings.Contains(string(svg), "one-way link latency") {
+		t.Fatalf("plot: %v\n%.400s", err, svg)
+	}
+}
+
+// TestBenchCompareInterruptedLeavesNothing interrupts a run with links
+// (Ctrl-C) while it measures: the nodes are stopped and the command ends.
+func TestBenchCompareInterruptedLeavesNothing(t *testing.T) {
+	trackSources()
+	dir := t.TempDir()
+	cmd := exec.Command(bin.ringkv, "bench", "compare", "--target", "local", "--ringkvd", bin.ringkvd, "--dir", dir,
+		"--link-latency", "5ms", "--concurrency", "4", "--duration", "2m", "--rounds", "1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	measuring := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		said := false
+		for sc.Scan() {
+			if !said && strings.Contains(sc.Text(), "bench compare: 3 local nodes") {
+				said = true
+				close(measuring)
+			}
+		}
+		done <- cmd.Wait()
+	}()
+	select {
+	case <-measuring:
+	case err := <-done:
+		t.Fatalf("bench compare ended before measuring: %v", err)
+	case <-time.After(2 * time.Minute):
+		cmd.Process.Kill()
+		t.Fatal("the local nodes never started")
+	}
+	if pids := nodesUnder(t, dir); len(pids) != 3 {
+		t.Fatalf("%d ringkvd processes running under %s while measuring, want 3", len(pids), dir)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		cmd.Process.Kill()
+		t.Fatal("bench compare did not end within a minute of an interrupt")
+	}
+	if pids := nodesUnder(t, dir); len(pids) != 0 {
+		t.Fatalf("ringkvd processes %v left after an interrupted bench compare", pids)
+	}
+}
