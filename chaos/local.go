@@ -29,10 +29,14 @@ type Proc struct {
 	// Link, in a cluster with emulated links (LocalOptions.Link), fronts
 	// the node's Raft port: every connection another node opens to it
 	// passes through it.
-	Link    *links.Link
-	DataDir string
-	LogPath string
-	Client  *client.Client
+	Link *links.Link
+	// ClientLink, with LocalOptions.ClientLink, fronts the node's client
+	// port for clients that should pay a latency (ClientURL); the
+	// harness's own requests (Client) go straight to the node.
+	ClientLink *links.Link
+	DataDir    string
+	LogPath    string
+	Client     *client.Client
 
 	bin      string
 	args     []string
@@ -57,6 +61,19 @@ func (p *Proc) URL() string {
 		return "https://" + p.HTTPAddr
 	}
 	return "http://" + p.HTTPAddr
+}
+
+// ClientURL is the URL clients of a benchmark use: through the node's
+// client link when it has one, else URL.
+func (p *Proc) ClientURL() string {
+	if p.ClientLink == nil {
+		return p.URL()
+	}
+	scheme := "http://"
+	if p.https {
+		scheme = "https://"
+	}
+	return scheme + p.ClientLink.Addr()
 }
 
 // Running reports whether the process is alive (it may be paused). An
@@ -245,6 +262,10 @@ type LocalOptions struct {
 	// link's address, so all traffic between nodes (Raft, forwarding)
 	// pays the link's latency each way. Client traffic does not.
 	Link *links.Shape
+	// ClientLink, when set, puts a link of this shape in front of every
+	// node's client port too; nodes advertise it as their HTTP address,
+	// so clients that learn the members reach them through it.
+	ClientLink *links.Shape
 }
 
 // Cluster is a cluster of ringkvd processes on 127.0.0.1.
@@ -333,6 +354,15 @@ func (c *Cluster) startNode(ctx context.Context, o LocalOptions, i int) (*Proc, 
 			}
 			p.RaftAddr = p.Link.Addr()
 			p.args = append(p.args, "--advertise-raft", p.RaftAddr)
+		}
+		if o.ClientLink != nil {
+			if c.net == nil {
+				c.net = links.New()
+			}
+			if p.ClientLink, err = c.net.Front(p.ID+"-http", httpAddr, *o.ClientLink); err != nil {
+				return nil, err
+			}
+			p.args = append(p.args, "--advertise-http", p.ClientLink.Addr())
 		}
 		for _, a := range o.Args {
 			p.args = append(p.args, strings.ReplaceAll(a, "{id}", p.ID))
@@ -464,8 +494,8 @@ func (c *Cluster) Stop() {
 // SetLinks gives every node's link a new shape, at once; open connections
 // take it too. It fails on a cluster without emulated links.
 func (c *Cluster) SetLinks(s links.Shape) error {
-	if c.net == nil {
-		return errors.New("chaos: this cluster has no emulated links")
+	if c.net == nil || c.local == nil || c.local.Link == nil {
+		return errors.New("chaos: this cluster has no emulated links between its nodes")
 	}
 	for _, p := range c.Procs {
 		if p.Link != nil {

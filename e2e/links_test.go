@@ -83,12 +83,13 @@ func TestBenchCompareOverLinks(t *testing.T) {
 
 // TestBenchCompareSweepsLinkLatency sweeps two link latencies on the same
 // nodes and draws them: sync's latency follows the links, async's does
-// not.
+// not. The clients are 5ms away from the nodes (--client-latency), which
+// every write pays twice, in both modes.
 func TestBenchCompareSweepsLinkLatency(t *testing.T) {
 	trackSources()
 	plot := filepath.Join(t.TempDir(), "sweep.svg")
 	out, err := exec.Command(bin.ringkv, "bench", "compare", "--target", "local", "--ringkvd", bin.ringkvd,
-		"--link-latency", "0,15ms", "--concurrency", "2", "--duration", "700ms", "--rounds", "1", "--plot", plot, "--json").Output()
+		"--link-latency", "0,15ms", "--client-latency", "5ms", "--concurrency", "2", "--duration", "700ms", "--rounds", "1", "--plot", plot, "--json").Output()
 	if err != nil {
 		t.Fatalf("bench compare: %v\n%s", err, out)
 	}
@@ -109,10 +110,13 @@ func TestBenchCompareSweepsLinkLatency(t *testing.T) {
 			if m.Stats.Ops == 0 || m.Stats.Errors != 0 {
 				t.Fatalf("%s at %v: %+v", m.Name, p.LinkLatency, m.Stats)
 			}
+			if m.Stats.P50 < 10*time.Millisecond {
+				t.Fatalf("%s p50 %v at link %v with clients 5ms away: want at least their 10ms round trip", m.Name, m.Stats.P50, p.LinkLatency)
+			}
 		}
 	}
-	if s := sw.Sweep[1].Modes[0].Stats.P50; s < 30*time.Millisecond {
-		t.Fatalf("sync p50 %v across 15ms links: want at least the 30ms round trip", s)
+	if s := sw.Sweep[1].Modes[0].Stats.P50; s < 40*time.Millisecond {
+		t.Fatalf("sync p50 %v across 15ms links, clients 5ms away: want at least 30ms + 10ms of round trips", s)
 	}
 	if a, s := sw.Sweep[1].Modes[1].Stats.P50, sw.Sweep[1].Modes[0].Stats.P50; a >= s {
 		t.Fatalf("async p50 %v not below sync's %v across 15ms links", a, s)

@@ -237,6 +237,7 @@ func (l *localFlags) define(fs *pflag.FlagSet) {
 	fs.StringVar(&l.bin, "ringkvd", "", "local: path to the ringkvd binary (default: next to ringkv, then $PATH)")
 	fs.StringVar(&l.dir, "dir", "", "local: directory for the nodes' data and logs, kept (default: a new temporary one, removed after the run)")
 	l.links.define(fs)
+	fs.DurationVar(&l.links.client, "client-latency", 0, "local: one-way latency between the benchmark's clients and the nodes (default: none, only the links between nodes have one)")
 }
 
 func (l *localFlags) check(asyncEndpoints string) error {

@@ -25,6 +25,9 @@ type linkFlags struct {
 	latencies string
 	jitter    time.Duration
 	bandwidth string
+	// client is --client-latency: a link in front of each node's client
+	// port too (bench compare only).
+	client time.Duration
 }
 
 func (l *linkFlags) define(fs *pflag.FlagSet) {
@@ -34,7 +37,22 @@ func (l *linkFlags) define(fs *pflag.FlagSet) {
 }
 
 // on reports whether any link flag was given.
-func (l *linkFlags) on() bool { return l.latencies != "" || l.jitter != 0 || l.bandwidth != "" }
+func (l *linkFlags) on() bool {
+	return l.latencies != "" || l.jitter != 0 || l.bandwidth != "" || l.client != 0
+}
+
+// clientShape is the shape of the links in front of the client ports, or
+// nil for none.
+func (l *linkFlags) clientShape() (*links.Shape, error) {
+	if l.client == 0 {
+		return nil, nil
+	}
+	s := links.Shape{Latency: l.client}
+	if err := s.Check(); err != nil {
+		return nil, fmt.Errorf("--client-latency: %w", err)
+	}
+	return &s, nil
+}
 
 // shapes are the link shapes to run, one per latency of the sweep.
 func (l *linkFlags) shapes() ([]links.Shape, error) {
@@ -84,7 +102,7 @@ type localBench struct {
 // startLocalBench starts 3 local nodes (3 groups) with links of shape s in
 // dir (a new temporary directory when empty), and waits until each node
 // leads a group.
-func startLocalBench(ctx context.Context, bin, dir string, s links.Shape) (*localBench, error) {
+func startLocalBench(ctx context.Context, bin, dir string, s links.Shape, client *links.Shape) (*localBench, error) {
 	lb := &localBench{dir: dir, keep: dir != ""}
 	if dir == "" {
 		var err error
@@ -95,7 +113,7 @@ func startLocalBench(ctx context.Context, bin, dir string, s links.Shape) (*loca
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	args := []string{"--groups", "3", "--log-level", "warn", "--balance-interval", "500ms"}
-	c, err := chaos.StartLocal(sctx, chaos.LocalOptions{Bin: bin, Dir: lb.dir, Nodes: 3, Args: args, Link: &s})
+	c, err := chaos.StartLocal(sctx, chaos.LocalOptions{Bin: bin, Dir: lb.dir, Nodes: 3, Args: args, Link: &s, ClientLink: client})
 	if err != nil {
 		return nil, fmt.Errorf("starting 3 local nodes: %w (logs in %s)", err, lb.dir)
 	}
@@ -107,11 +125,11 @@ func startLocalBench(ctx context.Context, bin, dir string, s links.Shape) (*loca
 	return lb, nil
 }
 
-// urls are the nodes' client URLs.
+// urls are the nodes' client URLs, through their client links if any.
 func (lb *localBench) urls() []string {
 	var out []string
 	for _, p := range lb.cluster.Procs {
-		out = append(out, p.URL())
+		out = append(out, p.ClientURL())
 	}
 	return out
 }
@@ -169,7 +187,11 @@ func benchCompareLocal(ctx context.Context, bf benchFlags, rounds int, plot stri
 	if err != nil {
 		return err
 	}
-	lb, err := startLocalBench(ctx, lo.bin, lo.dir, shapes[0])
+	client, err := lo.links.clientShape()
+	if err != nil {
+		return err
+	}
+	lb, err := startLocalBench(ctx, lo.bin, lo.dir, shapes[0], client)
 	if err != nil {
 		return fmt.Errorf("bench compare: %w", err)
 	}
@@ -178,7 +200,11 @@ func benchCompareLocal(ctx context.Context, bf benchFlags, rounds int, plot stri
 	fmt.Fprintf(os.Stderr, "bench compare: 3 local nodes, 3 groups, files in %s\n", lb.dir)
 	if len(shapes) == 1 {
 		s := shapes[0]
-		return compareOn(ctx, bf, rounds, plot, nil, "3 local nodes, links "+s.String(), &s, out)
+		where := "3 local nodes, links " + s.String()
+		if client != nil {
+			where += ", clients " + client.String() + " away"
+		}
+		return compareOn(ctx, bf, rounds, plot, nil, where, &s, out)
 	}
 	var points []bench.SweepPoint
 	for i, s := range shapes {

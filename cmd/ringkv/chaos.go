@@ -150,6 +150,7 @@ the report and logs stay in --dir then.`,
 	fs.StringVar(&o.replication, "replication", "", "sync or async plain puts (async: lost writes are reported, not failed)")
 	fs.StringVar(&o.dir, "dir", "", "directory for data, logs and the violation report (default: a new temporary one)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the directory after a passing run")
+	o.links.define(fs)
 	return cmd
 }
 
@@ -159,6 +160,7 @@ type chaosFlags struct {
 	duration, faultFor                    time.Duration
 	workers, groups                       int
 	keep                                  bool
+	links                                 linkFlags
 }
 
 // runChaos runs the fault-injection harness and fails unless every check
@@ -184,6 +186,19 @@ func runChaos(ctx context.Context, tf targetFlags, o chaosFlags, out io.Writer) 
 	}
 	if err := tf.check(); err != nil {
 		return fmt.Errorf("chaos: %w", err)
+	}
+	if err := checkLinkTarget(tf.target, o.links); err != nil {
+		return fmt.Errorf("chaos: %w", err)
+	}
+	if o.links.on() {
+		shapes, err := o.links.shapes()
+		if err != nil {
+			return fmt.Errorf("chaos: %w", err)
+		}
+		if len(shapes) != 1 {
+			return errors.New("chaos: --link-latency takes one latency here")
+		}
+		tf.link = &shapes[0]
 	}
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "ringkv-chaos-"); err != nil {
