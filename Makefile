@@ -3,7 +3,7 @@ COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compos
 
 SCALE = $(COMPOSE) -f docker-compose.yml -f docker-compose.scale.yml
 
-.PHONY: build image up up-async up-secure up-scale down ps
+.PHONY: build image up up-async up-secure up-wan up-scale down ps
 
 build:
 	mkdir -p build
@@ -24,12 +24,16 @@ up-secure: image
 	$(COMPOSE) --profile secure up -d
 	$(COMPOSE) --profile secure ps
 
+up-wan: image
+	$(COMPOSE) --profile wan up -d
+	$(COMPOSE) --profile wan ps
+
 up-scale: image
 	$(SCALE) up -d
 	$(SCALE) ps
 
 down:
-	$(SCALE) --profile async --profile secure down -v
+	$(SCALE) --profile async --profile secure --profile wan down -v
 
 ps:
-	$(SCALE) --profile async --profile secure ps
+	$(SCALE) --profile async --profile secure --profile wan ps

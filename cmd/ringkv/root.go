@@ -83,7 +83,7 @@ cluster with access control.`,
 		c.GroupID = "ops"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{benchCmd(a), chaosCmd(), hostileCmd()} {
+	for _, c := range []*cobra.Command{benchCmd(a), chaosCmd(), hostileCmd(), linkProxyCmd()} {
 		c.GroupID = "test"
 		root.AddCommand(c)
 	}
