@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -34,9 +35,12 @@ type Proc struct {
 	// port for clients that should pay a latency (ClientURL); the
 	// harness's own requests (Client) go straight to the node.
 	ClientLink *links.Link
-	DataDir    string
-	LogPath    string
-	Client     *client.Client
+	// via maps peers' Raft addresses to the links this node dials them
+	// through (LocalOptions.PairLink).
+	via     map[string]string
+	DataDir string
+	LogPath string
+	Client  *client.Client
 
 	bin      string
 	args     []string
@@ -61,6 +65,37 @@ func (p *Proc) URL() string {
 		return "https://" + p.HTTPAddr
 	}
 	return "http://" + p.HTTPAddr
+}
+
+// linkPairs links new node p (index i) with every node started before it,
+// a link each way, and routes the earlier nodes' dials to p through
+// theirs (the fault hook) before p starts.
+func (c *Cluster) linkPairs(ctx context.Context, o LocalOptions, p *Proc, i int) error {
+	if c.net == nil {
+		c.net = links.New()
+	}
+	p.via = map[string]string{}
+	for j, q := range c.Procs {
+		to, err := c.net.Front(q.ID+"->"+p.ID, p.RaftAddr, o.PairLink(j, i))
+		if err != nil {
+			return err
+		}
+		from, err := c.net.Front(p.ID+"->"+q.ID, q.RaftAddr, o.PairLink(i, j))
+		if err != nil {
+			return err
+		}
+		p.via[q.RaftAddr] = from.Addr()
+		if q.via == nil {
+			q.via = map[string]string{}
+		}
+		q.via[p.RaftAddr] = to.Addr()
+		if q.Running() {
+			if err := q.Client.DoJSON(ctx, http.MethodPost, "/v1/debug/fault", map[string]any{"via": q.via}, nil); err != nil {
+				return fmt.Errorf("routing %s through its links: %w", q.ID, err)
+			}
+		}
+	}
+	return nil
 }
 
 // ClientURL is the URL clients of a benchmark use: through the node's
@@ -139,7 +174,18 @@ func (p *Proc) Start() error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(p.bin, p.args...)
+	args := p.args
+	if len(p.via) > 0 {
+		// The routes to its peers' links, as they are now: a node
+		// restarted dials through them from its first connection.
+		var routes []string
+		for peer, addr := range p.via {
+			routes = append(routes, peer+"="+addr)
+		}
+		sort.Strings(routes)
+		args = append(append([]string(nil), args...), "--fault-via", strings.Join(routes, ","))
+	}
+	cmd := exec.Command(p.bin, args...)
 	cmd.Env = append(os.Environ(), p.env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -266,6 +312,12 @@ type LocalOptions struct {
 	// node's client port too; nodes advertise it as their HTTP address,
 	// so clients that learn the members reach them through it.
 	ClientLink *links.Shape
+	// PairLink, when set (and Link is not), gives each ordered pair of
+	// nodes (by index, in start order) a link of its own: node i dials
+	// node j through a link of shape PairLink(i, j), so every pair can
+	// be as far apart as two regions are. Nodes advertise their own
+	// addresses; each dials its peers through its links (--fault-via).
+	PairLink func(from, to int) links.Shape
 }
 
 // Cluster is a cluster of ringkvd processes on 127.0.0.1.
@@ -354,6 +406,11 @@ func (c *Cluster) startNode(ctx context.Context, o LocalOptions, i int) (*Proc, 
 			}
 			p.RaftAddr = p.Link.Addr()
 			p.args = append(p.args, "--advertise-raft", p.RaftAddr)
+		}
+		if o.PairLink != nil && o.Link == nil {
+			if err := c.linkPairs(ctx, o, p, i); err != nil {
+				return nil, err
+			}
 		}
 		if o.ClientLink != nil {
 			if c.net == nil {

@@ -177,3 +177,39 @@ func TestBenchCompareInterruptedLeavesNothing(t *testing.T) {
 		t.Fatalf("ringkvd processes %v left after an interrupted bench compare", pids)
 	}
 }
+
+// TestBenchCompareRegions puts two nodes in one region and the third in
+// another (--regions us-east,us-east,eu-west: 1ms and 40ms each way, from
+// published round trips). Each pair of nodes has its own link, so a
+// group led in us-east commits with its near follower while the group led
+// in eu-west waits for the ocean: sync writes are fast for most keys and
+// pay the far round trip for that group's.
+func TestBenchCompareRegions(t *testing.T) {
+	trackSources()
+	out, err := exec.Command(bin.ringkv, "bench", "compare", "--target", "local", "--ringkvd", bin.ringkvd,
+		"--regions", "us-east,us-east,eu-west", "--concurrency", "1", "--duration", "2s", "--rounds", "1", "--json").Output()
+	if err != nil {
+		t.Fatalf("bench compare --regions: %v\n%s", err, out)
+	}
+	var cmp struct {
+		Modes []bench.ModeResult `json:"modes"`
+	}
+	if err := json.Unmarshal(out, &cmp); err != nil || len(cmp.Modes) != 2 {
+		t.Fatalf("bench compare --json: %v\n%s", err, out)
+	}
+	sync := cmp.Modes[0].Stats
+	if sync.Errors != 0 || sync.Ops == 0 {
+		t.Fatalf("sync: %+v", sync)
+	}
+	// The writes of the group led in eu-west pay its 80ms round trip to
+	// us-east (a lower bound: never faster).
+	if sync.Max < 80*time.Millisecond {
+		t.Fatalf("sync max %v: no write paid the 80ms round trip between eu-west and us-east", sync.Max)
+	}
+	// Most writes go to the groups led in us-east, whose near follower
+	// answers in a few ms: their median is far below the far round trip
+	// (links of one shape for every pair would put it above).
+	if sync.P50*4 > sync.Max {
+		t.Fatalf("sync p50 %v against max %v: the near pair's writes did not commit with the near follower", sync.P50, sync.Max)
+	}
+}

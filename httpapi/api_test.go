@@ -40,6 +40,7 @@ type fakeBackend struct {
 	err     error
 	joins   []layout.NodeInfo
 	blocked []string
+	via     map[string]string
 	plans   []layout.RingChange
 	changes []layout.RingChange
 	ringErr error
@@ -298,6 +299,13 @@ func (f *fakeBackend) BlockPeers(addrs []string) {
 	f.touch()
 	f.mu.Lock()
 	f.blocked = addrs
+	f.mu.Unlock()
+}
+
+func (f *fakeBackend) RoutePeers(via map[string]string) {
+	f.touch()
+	f.mu.Lock()
+	f.via = via
 	f.mu.Unlock()
 }
 

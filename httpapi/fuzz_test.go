@@ -83,6 +83,29 @@ func FuzzDecodeJoin(f *testing.F) {
 	})
 }
 
+func FuzzDecodeFault(f *testing.F) {
+	f.Add(`{"block":["127.0.0.1:7071"]}`)
+	f.Add(`{"block":[],"via":{"127.0.0.1:7071":"127.0.0.1:9001"}}`)
+	f.Add(`{"via":{"":"x"}}`)
+	f.Add(`{"via":null}`)
+	f.Fuzz(func(t *testing.T, body string) {
+		fb, err := decodeFault([]byte(body))
+		if err != nil {
+			if !strings.Contains(err.Error(), "fault body") {
+				t.Fatalf("decode error does not say what it read: %v", err)
+			}
+			return
+		}
+		if fb.Via != nil {
+			for k, v := range *fb.Via {
+				if k == "" || v == "" {
+					t.Fatalf("accepted an empty route %q -> %q", k, v)
+				}
+			}
+		}
+	})
+}
+
 func FuzzDecodeBatch(f *testing.F) {
 	f.Add(`{"requests":[{"op":"put","group":1,"key":"YQ==","value":"Yg==","deadline_ms":100}]}`)
 	f.Add(`{"requests":[{"op":"scan","group":2,"consistency":"stale","limit":3}]}`)

@@ -143,6 +143,9 @@ type Peering interface {
 	// BlockPeers cuts this node's Raft traffic from the nodes at addrs
 	// (fault injection).
 	BlockPeers(addrs []string)
+	// RoutePeers makes this node dial the peers at via's keys at its
+	// values (emulated links); nil dials directly.
+	RoutePeers(via map[string]string)
 	// ServeCheckpoint writes a checkpoint of group g, at least at
 	// minIndex, to the writer start returns once it is open.
 	ServeCheckpoint(ctx context.Context, g base.GroupID, minIndex uint64, start func(h snapshot.Header) io.Writer) error

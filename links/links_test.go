@@ -194,3 +194,39 @@ func TestParseBandwidth(t *testing.T) {
 		}
 	}
 }
+
+func TestRegionGeometry(t *testing.T) {
+	g, err := Geometry([]string{"us-east", "eu-west", "ap-southeast"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Half the published round trips (80.5, 216.7, 238.6 ms), whole ms,
+	// the same both ways.
+	want := [][]time.Duration{{0, 40 * time.Millisecond, 108 * time.Millisecond},
+		{40 * time.Millisecond, 0, 119 * time.Millisecond}, {108 * time.Millisecond, 119 * time.Millisecond, 0}}
+	for i := range want {
+		for j := range want {
+			if g[i][j] != want[i][j] {
+				t.Errorf("%d->%d: %v, want %v", i, j, g[i][j], want[i][j])
+			}
+		}
+	}
+	// Two nodes in one region: 1ms apart, both 40ms from the third.
+	g, err = Geometry([]string{"us-east", "us-east", "eu-west"})
+	if err != nil || g[0][1] != time.Millisecond || g[1][0] != time.Millisecond || g[0][2] != 40*time.Millisecond || g[2][1] != 40*time.Millisecond {
+		t.Fatalf("%v %v", g, err)
+	}
+	if _, err := Geometry([]string{"us-east", "ap-south"}); err == nil || !strings.Contains(err.Error(), "ap-south") {
+		t.Fatalf("an unknown region: %v", err)
+	}
+	if _, err := Geometry([]string{"mars", "mars"}); err == nil {
+		t.Fatal("an unknown region twice passed")
+	}
+	for _, r := range Regions() {
+		for _, q := range Regions() {
+			if _, err := RegionLatency(r, q); err != nil {
+				t.Errorf("%s-%s: %v", r, q, err)
+			}
+		}
+	}
+}

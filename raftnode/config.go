@@ -52,6 +52,10 @@ type Config struct {
 	HTTPAddr      string // advertised HTTP address (host:port) of this node
 	RaftAddr      string // listen address for all Raft traffic
 	AdvertiseRaft string // what peers dial; RaftAddr when empty
+	// FaultVia, for fault-injection runs, makes this node dial each
+	// peer Raft address (key) at another address (value): links that
+	// emulate the network between pairs of nodes. Empty: direct.
+	FaultVia map[string]string
 	// PeerTLS, when set, makes every connection between nodes (Raft of
 	// every group, forwarding, node-to-node HTTP) mutually authenticated
 	// TLS. Every node of a cluster must have it, or none.

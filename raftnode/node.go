@@ -115,6 +115,9 @@ func New(cfg Config) (*Node, error) {
 	if n.cfg.AdvertiseRaft == "" {
 		n.cfg.AdvertiseRaft = n.mux.Addr().String()
 	}
+	if len(cfg.FaultVia) > 0 {
+		n.mux.Route(cfg.FaultVia)
+	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.openPeerLayers(); err != nil {
 		n.mux.Close()
@@ -328,6 +331,14 @@ func (n *Node) PeerListener() net.Listener { return n.peerLn }
 func (n *Node) BlockPeers(addrs []string) {
 	n.log.Warn("fault hook: raft traffic blocked", "peers", addrs)
 	n.mux.Block(addrs)
+}
+
+// RoutePeers is the fault hook's other half: this node dials each peer
+// Raft address in via at the address it maps to (a link emulating the
+// network between the two), nil dials directly. Nothing else changes.
+func (n *Node) RoutePeers(via map[string]string) {
+	n.log.Warn("fault hook: raft traffic rerouted", "via", via)
+	n.mux.Route(via)
 }
 
 func (n *Node) fatal(err error) {

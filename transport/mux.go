@@ -66,9 +66,12 @@ type Mux struct {
 
 	mu      sync.Mutex
 	layers  map[base.GroupID]*streamLayer
-	blocked map[string]bool     // raft addresses cut off
-	conns   map[net.Conn]string // open connections and their peer address
-	closed  bool
+	blocked map[string]bool // raft addresses cut off
+	// via reroutes dials: a peer's Raft address to the address to dial
+	// instead (a link emulating the network between the two nodes).
+	via    map[string]string
+	conns  map[net.Conn]string // open connections and their peer address
+	closed bool
 }
 
 // NewMux listens on addr. self is the address peers know this node by.
@@ -122,6 +125,26 @@ func (m *Mux) Block(addrs []string) {
 	}
 	for c, peer := range m.conns {
 		if m.blocked[peer] {
+			c.Close()
+			delete(m.conns, c)
+		}
+	}
+}
+
+// Route makes this node dial each peer address in via at the address it
+// maps to instead, for emulated links between pairs of nodes (the peer
+// still knows this node by its own address); open connections to a peer
+// whose route changed are closed. Route(nil) dials every peer directly.
+func (m *Mux) Route(via map[string]string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := m.via
+	m.via = map[string]string{}
+	for k, v := range via {
+		m.via[k] = v
+	}
+	for c, peer := range m.conns {
+		if old[peer] != m.via[peer] {
 			c.Close()
 			delete(m.conns, c)
 		}
@@ -267,11 +290,15 @@ func (l *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 	peer := string(address)
 	l.m.mu.Lock()
 	cut := l.m.blocked[peer]
+	target := peer
+	if v, ok := l.m.via[peer]; ok {
+		target = v
+	}
 	l.m.mu.Unlock()
 	if cut {
 		return nil, fmt.Errorf("raft mux: %s is cut off by the fault hook", peer)
 	}
-	c, err := net.DialTimeout("tcp", peer, timeout)
+	c, err := net.DialTimeout("tcp", target, timeout)
 	if err != nil {
 		return nil, err
 	}

@@ -314,6 +314,8 @@ func compareOn(ctx context.Context, bf benchFlags, rounds int, plot string, asyn
 		title := fmt.Sprintf("ringkv sync vs async: %d clients, %d-byte values, %d keys, %d rounds", bf.cfg.Concurrency, bf.cfg.ValueSize, bf.cfg.Keys, rounds)
 		if link != nil {
 			title += ", links " + link.String()
+		} else if strings.HasPrefix(where, "3 local nodes in ") {
+			title += ", " + strings.TrimPrefix(where, "3 local ")
 		}
 		if err := bench.WriteSVG(f, title, res); err != nil {
 			f.Close()
@@ -415,7 +417,14 @@ func benchLoss(ctx context.Context, tf targetFlags, o lossFlags, out io.Writer) 
 		}
 	}
 	var shapes []links.Shape
-	if o.links.on() {
+	pairs, geometry, err := o.links.pairs()
+	if err != nil {
+		return fmt.Errorf("bench loss: %w", err)
+	}
+	switch {
+	case pairs != nil:
+		tf.pairs, tf.geometry = pairs, geometry
+	case o.links.on():
 		if shapes, err = o.links.shapes(); err != nil {
 			return err
 		}

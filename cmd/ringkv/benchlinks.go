@@ -28,17 +28,50 @@ type linkFlags struct {
 	// client is --client-latency: a link in front of each node's client
 	// port too (bench compare only).
 	client time.Duration
+	// regions is --regions: node i in region i, each pair of nodes
+	// linked by the published latency between their regions.
+	regions string
+}
+
+// pairs returns, for --regions, the links between each pair of the 3
+// nodes and a description; nil without --regions.
+func (l *linkFlags) pairs() (func(from, to int) links.Shape, string, error) {
+	if l.regions == "" {
+		return nil, "", nil
+	}
+	if l.latencies != "" {
+		return nil, "", errors.New("--regions and --link-latency both set the links between nodes: give one")
+	}
+	names := splitList(l.regions)
+	if len(names) != 3 {
+		return nil, "", fmt.Errorf("--regions %q: name a region for each of the 3 nodes", l.regions)
+	}
+	g, err := links.Geometry(names)
+	if err != nil {
+		return nil, "", err
+	}
+	bw, err := links.ParseBandwidth(l.bandwidth)
+	if err != nil {
+		return nil, "", err
+	}
+	f := func(from, to int) links.Shape {
+		d := g[from][to]
+		return links.Shape{Latency: d, Jitter: min(l.jitter, d), Bandwidth: bw}
+	}
+	desc := fmt.Sprintf("nodes in %s (one way: %v, %v, %v)", strings.Join(names, ", "), g[0][1], g[0][2], g[1][2])
+	return f, desc, nil
 }
 
 func (l *linkFlags) define(fs *pflag.FlagSet) {
 	fs.StringVar(&l.latencies, "link-latency", "", "local: one-way latency of the links between nodes, in whole ms (10ms); a list (0,1ms,5ms,20ms,50ms) sweeps it")
 	fs.DurationVar(&l.jitter, "jitter", 0, "local: with --link-latency, each delay varies by up to this much either way")
 	fs.StringVar(&l.bandwidth, "bandwidth", "", "local: with --link-latency, a cap on each direction of each link (100mbit, 1gbit, 10MB)")
+	fs.StringVar(&l.regions, "regions", "", "local: put node 1, 2 and 3 in these regions (us-east,eu-west,ap-southeast; a region twice puts two nodes in it), linked by published round trips between them: "+strings.Join(links.Regions(), ", "))
 }
 
 // on reports whether any link flag was given.
 func (l *linkFlags) on() bool {
-	return l.latencies != "" || l.jitter != 0 || l.bandwidth != "" || l.client != 0
+	return l.latencies != "" || l.jitter != 0 || l.bandwidth != "" || l.client != 0 || l.regions != ""
 }
 
 // clientShape is the shape of the links in front of the client ports, or
@@ -102,7 +135,7 @@ type localBench struct {
 // startLocalBench starts 3 local nodes (3 groups) with links of shape s in
 // dir (a new temporary directory when empty), and waits until each node
 // leads a group.
-func startLocalBench(ctx context.Context, bin, dir string, s links.Shape, client *links.Shape) (*localBench, error) {
+func startLocalBench(ctx context.Context, bin, dir string, s *links.Shape, client *links.Shape, pairs func(from, to int) links.Shape) (*localBench, error) {
 	lb := &localBench{dir: dir, keep: dir != ""}
 	if dir == "" {
 		var err error
@@ -113,7 +146,7 @@ func startLocalBench(ctx context.Context, bin, dir string, s links.Shape, client
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	args := []string{"--groups", "3", "--log-level", "warn", "--balance-interval", "500ms"}
-	c, err := chaos.StartLocal(sctx, chaos.LocalOptions{Bin: bin, Dir: lb.dir, Nodes: 3, Args: args, Link: &s, ClientLink: client})
+	c, err := chaos.StartLocal(sctx, chaos.LocalOptions{Bin: bin, Dir: lb.dir, Nodes: 3, Args: args, Link: s, ClientLink: client, PairLink: pairs})
 	if err != nil {
 		return nil, fmt.Errorf("starting 3 local nodes: %w (logs in %s)", err, lb.dir)
 	}
@@ -191,13 +224,28 @@ func benchCompareLocal(ctx context.Context, bf benchFlags, rounds int, plot stri
 	if err != nil {
 		return err
 	}
-	lb, err := startLocalBench(ctx, lo.bin, lo.dir, shapes[0], client)
+	pairs, geometry, err := lo.links.pairs()
+	if err != nil {
+		return err
+	}
+	link := &shapes[0]
+	if pairs != nil {
+		link = nil
+	}
+	lb, err := startLocalBench(ctx, lo.bin, lo.dir, link, client, pairs)
 	if err != nil {
 		return fmt.Errorf("bench compare: %w", err)
 	}
 	defer lb.close()
 	bf.cfg.Endpoints = lb.urls()
 	fmt.Fprintf(os.Stderr, "bench compare: 3 local nodes, 3 groups, files in %s\n", lb.dir)
+	if pairs != nil {
+		where := "3 local " + geometry
+		if client != nil {
+			where += ", clients " + client.String() + " away"
+		}
+		return compareOn(ctx, bf, rounds, plot, nil, where, nil, out)
+	}
 	if len(shapes) == 1 {
 		s := shapes[0]
 		where := "3 local nodes, links " + s.String()

@@ -26,8 +26,11 @@ type targetFlags struct {
 	target, endpoints, containers string
 	killCmd, startCmd, bin        string
 	peerTLS, acl                  bool
-	// link, when set, puts local nodes behind emulated links.
-	link *links.Shape
+	// link, when set, puts local nodes behind emulated links; pairs
+	// links each pair of them (--regions), described by geometry.
+	link     *links.Shape
+	pairs    func(from, to int) links.Shape
+	geometry string
 }
 
 func (t *targetFlags) define(fs *pflag.FlagSet) {
@@ -100,7 +103,10 @@ func (t *targetFlags) open(ctx context.Context, dir string, groups int) (*chaos.
 	if t.link != nil {
 		desc += ", links " + t.link.String()
 	}
-	c, err := chaos.StartLocal(ctx, chaos.LocalOptions{Bin: t.bin, Dir: dir, Nodes: 3, Args: args, ACL: t.acl, Link: t.link})
+	if t.pairs != nil {
+		desc += ", " + t.geometry
+	}
+	c, err := chaos.StartLocal(ctx, chaos.LocalOptions{Bin: t.bin, Dir: dir, Nodes: 3, Args: args, ACL: t.acl, Link: t.link, PairLink: t.pairs})
 	return c, desc, err
 }
 
@@ -195,8 +201,8 @@ func runChaos(ctx context.Context, tf targetFlags, o chaosFlags, out io.Writer) 
 		if err != nil {
 			return fmt.Errorf("chaos: %w", err)
 		}
-		if len(shapes) != 1 {
-			return errors.New("chaos: --link-latency takes one latency here")
+		if len(shapes) != 1 || o.links.regions != "" {
+			return errors.New("chaos: --link-latency takes one latency here (and no --regions)")
 		}
 		tf.link = &shapes[0]
 	}

@@ -63,7 +63,7 @@ crosses the links. It runs until interrupted (SIGINT or SIGTERM).`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVar(&routes, "route", nil, "LISTEN=UPSTREAM: a link listening on LISTEN in front of UPSTREAM (repeat for each node)")
+	f.StringSliceVar(&routes, "route", nil, "LISTEN=UPSTREAM: a link listening on LISTEN in front of UPSTREAM (repeat, or separate by commas, for each node)")
 	f.DurationVar(&latency, "latency", 0, "one-way latency of every link, in whole ms")
 	f.DurationVar(&jitter, "jitter", 0, "each delay varies by up to this much either way")
 	f.StringVar(&bandwidth, "bandwidth", "", "a cap on each direction of each link (100mbit, 1gbit, 10MB)")

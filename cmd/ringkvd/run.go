@@ -105,6 +105,9 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 			return o, fmt.Errorf("--token-file %s is empty", o.tokenFile)
 		}
 	}
+	if len(o.node.FaultVia) > 0 && !o.api.FaultHook {
+		return o, errors.New("--fault-via is for fault-injection runs: it needs --fault-hook")
+	}
 	o.node.ID = base.NodeID(*id)
 	o.node.HTTPAddr = o.httpAddr
 	if o.advertiseHTTP != "" {
@@ -159,6 +162,17 @@ func defineFlags(fs *flag.FlagSet, o *options) *string {
 	fs.IntVar(&o.node.MerkleDepth, "merkle-depth", snapshot.DefaultTreeDepth, "depth of each group's Merkle tree (2^depth key-hash ranges), the same on every node")
 	fs.BoolVar(&o.api.Pprof, "pprof", false, "serve Go's profiler under /debug/pprof/")
 	fs.BoolVar(&o.api.FaultHook, "fault-hook", false, "serve POST /v1/debug/fault to cut Raft traffic from chosen peers (fault-injection runs only)")
+	fs.Func("fault-via", "with --fault-hook: PEER=ADDR,... dials the peer Raft address PEER at ADDR (emulated links between pairs of nodes; fault-injection and benchmark runs only)", func(v string) error {
+		o.node.FaultVia = map[string]string{}
+		for _, kv := range strings.Split(v, ",") {
+			peer, addr, ok := strings.Cut(strings.TrimSpace(kv), "=")
+			if !ok || peer == "" || addr == "" {
+				return fmt.Errorf("%q: want PEER=ADDR", kv)
+			}
+			o.node.FaultVia[peer] = addr
+		}
+		return nil
+	})
 	fs.IntVar(&o.gcPercent, "gc-percent", defaultGCPercent, "Go garbage collector target: the heap grows by this percentage of what is live before a collection (GOGC in the environment applies when this flag is not given)")
 	fs.StringVar(&o.memLimit, "memory-limit", "", "Go's soft memory limit, such as 2GiB, or off (default: a quarter of the memory available, at most 2GiB; GOMEMLIMIT in the environment applies when this flag is not given)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate for the client port: serve HTTPS only (with --tls-key)")
