@@ -97,12 +97,12 @@ for l in open(sys.argv[1]):
     name, c, ops, p50, p99, errs, cpu, gen = l.split()
     d[(name, int(c))].append((float(ops), float(p50), float(p99), int(errs), float(cpu), float(gen)))
 med = lambda k, i: statistics.median(x[i] for x in d[k]) if d[k] else float("nan")
-print("clients | etcd writes/s | http writes/s (x etcd) | cluster writes/s (x etcd) | p50 etcd/http/cluster ms | p99 etcd/http/cluster ms | server CPU ms/op etcd/http/cluster | generator CPU ms/op etcd/http/cluster | errors")
+print("clients | etcd writes/s | http writes/s (x etcd) | cluster writes/s (x etcd) | p50 etcd/http/cluster ms | p99 etcd/http/cluster ms | server CPU ms/op etcd/http/cluster | generator CPU ms/op etcd/http/cluster | errors etcd/http/cluster")
 for suffix, c in [("", c) for c in sorted({k[1] for k in d if "-" not in k[0]})] + [("-read", 64)]:
     e, h, cl = ("etcd" + suffix, c), ("http" + suffix, c), ("cluster" + suffix, c)
     if not d[e]:
         continue
     print(f"{c}{' reads' if suffix else ''} | {med(e,0):.0f} | {med(h,0):.0f} ({med(h,0)/med(e,0):.2f}) | {med(cl,0):.0f} ({med(cl,0)/med(e,0):.2f}) | "
           f"{med(e,1):.2f} / {med(h,1):.2f} / {med(cl,1):.2f} | {med(e,2):.1f} / {med(h,2):.1f} / {med(cl,2):.1f} | "
-          f"{med(e,4):.3f} / {med(h,4):.3f} / {med(cl,4):.3f} | {med(e,5):.3f} / {med(h,5):.3f} / {med(cl,5):.3f} | {sum(x[3] for k in (e,h,cl) for x in d[k])}")
+          f"{med(e,4):.3f} / {med(h,4):.3f} / {med(cl,4):.3f} | {med(e,5):.3f} / {med(h,5):.3f} / {med(cl,5):.3f} | {' / '.join(str(sum(x[3] for x in d[k])) for k in (e,h,cl))}")
 PY
