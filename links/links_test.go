@@ -196,14 +196,15 @@ func TestParseBandwidth(t *testing.T) {
 }
 
 func TestRegionGeometry(t *testing.T) {
-	g, err := Geometry([]string{"us-east", "eu-west", "ap-southeast"})
+	g, err := Geometry([]string{"us-east", "eu-west", "ap-south"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Half the published round trips (80.5, 216.7, 238.6 ms), whole ms,
-	// the same both ways.
-	want := [][]time.Duration{{0, 40 * time.Millisecond, 108 * time.Millisecond},
-		{40 * time.Millisecond, 0, 119 * time.Millisecond}, {108 * time.Millisecond, 119 * time.Millisecond, 0}}
+	// Half the published round trips (us-east-1/eu-west-1 70 and 69 ms,
+	// us-east-1/ap-south-1 186 and 185, eu-west-1/ap-south-1 120), whole
+	// ms, the same both ways.
+	want := [][]time.Duration{{0, 35 * time.Millisecond, 93 * time.Millisecond},
+		{35 * time.Millisecond, 0, 60 * time.Millisecond}, {93 * time.Millisecond, 60 * time.Millisecond, 0}}
 	for i := range want {
 		for j := range want {
 			if g[i][j] != want[i][j] {
@@ -211,21 +212,23 @@ func TestRegionGeometry(t *testing.T) {
 			}
 		}
 	}
-	// Two nodes in one region: 1ms apart, both 40ms from the third.
-	g, err = Geometry([]string{"us-east", "us-east", "eu-west"})
-	if err != nil || g[0][1] != time.Millisecond || g[1][0] != time.Millisecond || g[0][2] != 40*time.Millisecond || g[2][1] != 40*time.Millisecond {
+	// Two nodes in one region: half its own 4 ms round trip apart, both
+	// 35ms from the third. Codes and short names are the same regions.
+	g, err = Geometry([]string{"us-east-1", "us-east", "eu-west-1"})
+	if err != nil || g[0][1] != 2*time.Millisecond || g[1][0] != 2*time.Millisecond || g[0][2] != 35*time.Millisecond || g[2][1] != 35*time.Millisecond {
 		t.Fatalf("%v %v", g, err)
 	}
-	if _, err := Geometry([]string{"us-east", "ap-south"}); err == nil || !strings.Contains(err.Error(), "ap-south") {
+	if _, err := Geometry([]string{"us-east", "mars"}); err == nil || !strings.Contains(err.Error(), "mars") {
 		t.Fatalf("an unknown region: %v", err)
 	}
-	if _, err := Geometry([]string{"mars", "mars"}); err == nil {
-		t.Fatal("an unknown region twice passed")
+	if _, err := Geometry([]string{"us-east", "us-east-10"}); err == nil {
+		t.Fatal("us-east-10 passed as us-east")
 	}
 	for _, r := range Regions() {
 		for _, q := range Regions() {
-			if _, err := RegionLatency(r, q); err != nil {
-				t.Errorf("%s-%s: %v", r, q, err)
+			d, err := RegionLatency(r, q)
+			if err != nil || d < time.Millisecond || d%time.Millisecond != 0 {
+				t.Errorf("%s-%s: %v %v", r, q, d, err)
 			}
 		}
 	}

@@ -66,7 +66,7 @@ func (l *linkFlags) define(fs *pflag.FlagSet) {
 	fs.StringVar(&l.latencies, "link-latency", "", "local: one-way latency of the links between nodes, in whole ms (10ms); a list (0,1ms,5ms,20ms,50ms) sweeps it")
 	fs.DurationVar(&l.jitter, "jitter", 0, "local: with --link-latency, each delay varies by up to this much either way")
 	fs.StringVar(&l.bandwidth, "bandwidth", "", "local: with --link-latency, a cap on each direction of each link (100mbit, 1gbit, 10MB)")
-	fs.StringVar(&l.regions, "regions", "", "local: put node 1, 2 and 3 in these regions (us-east,eu-west,ap-southeast; a region twice puts two nodes in it), linked by published round trips between them: "+strings.Join(links.Regions(), ", "))
+	fs.StringVar(&l.regions, "regions", "", "local: put node 1, 2 and 3 in these AWS regions (us-east,eu-west,ap-south; a region twice puts two nodes in it), linked by half the published round trip between each two: "+strings.Join(links.Regions(), ", "))
 }
 
 // on reports whether any link flag was given.
