@@ -330,7 +330,8 @@ type Cluster struct {
 	local   *LocalOptions
 	started int
 	spares  []Spare
-	// net holds the emulated links (LocalOptions.Link).
+	// net holds the emulated links (LocalOptions.Link, ClientLink and
+	// PairLink).
 	net *links.Net
 	// Token is the management token of a cluster with access control
 	// (LocalOptions.ACL).
