@@ -183,6 +183,19 @@ func printBench(out io.Writer, cfg bench.Config, r bench.Result) {
 	}
 }
 
+// writePlot writes a plot drawn by draw to the file at path.
+func writePlot(path string, draw func(io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := draw(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }
 
 func benchCompareCmd(a *app) *cobra.Command {
@@ -278,7 +291,7 @@ func benchCompare(ctx context.Context, bf benchFlags, rounds int, plot, asyncEnd
 	if len(asyncEps) > 0 {
 		where = "sync on " + where + ", async on " + strings.Join(asyncEps, ",")
 	}
-	return compareOn(ctx, bf, rounds, plot, asyncEps, where, nil, out)
+	return compareOn(ctx, bf, rounds, plot, asyncEps, where, "", nil, out)
 }
 
 // compareModes are sync and async writes, async on asyncEps when given.
@@ -299,41 +312,29 @@ func printRound(round int, mode string, r bench.Result) {
 }
 
 // compareOn runs the comparison on bf's endpoints (async on asyncEps when
-// given) and prints it; link, when set, is the shape of the links between
-// the nodes, for the report.
-func compareOn(ctx context.Context, bf benchFlags, rounds int, plot string, asyncEps []string, where string, link *links.Shape, out io.Writer) error {
+// given) and prints it. link, when set, is the shape of the links between
+// the nodes, for the JSON report; links describes them for the plot.
+func compareOn(ctx context.Context, bf benchFlags, rounds int, plot string, asyncEps []string, where, links string, link *linkView, out io.Writer) error {
 	res, err := bench.Compare(ctx, bf.cfg, compareModes(asyncEps), rounds, printRound)
 	if err != nil {
 		return err
 	}
 	if plot != "" {
-		f, err := os.Create(plot)
-		if err != nil {
-			return err
-		}
 		title := fmt.Sprintf("ringkv sync vs async: %d clients, %d-byte values, %d keys, %d rounds", bf.cfg.Concurrency, bf.cfg.ValueSize, bf.cfg.Keys, rounds)
-		if link != nil {
-			title += ", links " + link.String()
-		} else if strings.HasPrefix(where, "3 local nodes in ") {
-			title += ", " + strings.TrimPrefix(where, "3 local ")
+		if links != "" {
+			title += ", " + links
 		}
-		if err := bench.WriteSVG(f, title, res); err != nil {
-			f.Close()
-			return err
-		}
-		if err := f.Close(); err != nil {
+		if err := writePlot(plot, func(w io.Writer) error { return bench.WriteSVG(w, title, res) }); err != nil {
 			return err
 		}
 	}
 	if bf.asJSON {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(struct {
+		return printJSON(out, struct {
 			Config benchConfigView    `json:"config"`
 			Rounds int                `json:"rounds"`
 			Link   *linkView          `json:"link,omitempty"`
 			Modes  []bench.ModeResult `json:"modes"`
-		}{viewOf(bf.cfg), rounds, viewOfLink(link), res})
+		}{viewOf(bf.cfg), rounds, link, res})
 	}
 	fmt.Fprintf(out, "%d clients, %d-byte values, %d keys (%s), %.0f%% reads, %d alternating rounds per mode, %s\n",
 		bf.cfg.Concurrency, bf.cfg.ValueSize, bf.cfg.Keys, bf.cfg.Dist, 100*bf.cfg.Reads, rounds, where)
@@ -461,9 +462,7 @@ func benchLoss(ctx context.Context, tf targetFlags, o lossFlags, out io.Writer) 
 		}
 	}
 	if asJSON {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(reps); err != nil {
+		if err := printJSON(out, reps); err != nil {
 			return err
 		}
 	} else {

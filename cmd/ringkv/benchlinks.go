@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -239,20 +238,18 @@ func benchCompareLocal(ctx context.Context, bf benchFlags, rounds int, plot stri
 	defer lb.close()
 	bf.cfg.Endpoints = lb.urls()
 	fmt.Fprintf(os.Stderr, "bench compare: 3 local nodes, 3 groups, files in %s\n", lb.dir)
-	if pairs != nil {
-		where := "3 local " + geometry
+	if pairs != nil || len(shapes) == 1 {
+		// desc names the links, for the plot; where the nodes, for the table.
+		desc, where, view := geometry, "3 local "+geometry, (*linkView)(nil)
+		if pairs == nil {
+			desc, view = "links "+shapes[0].String(), viewOfLink(&shapes[0])
+			where = "3 local nodes, " + desc
+		}
 		if client != nil {
+			desc += ", clients " + client.String() + " away"
 			where += ", clients " + client.String() + " away"
 		}
-		return compareOn(ctx, bf, rounds, plot, nil, where, nil, out)
-	}
-	if len(shapes) == 1 {
-		s := shapes[0]
-		where := "3 local nodes, links " + s.String()
-		if client != nil {
-			where += ", clients " + client.String() + " away"
-		}
-		return compareOn(ctx, bf, rounds, plot, nil, where, &s, out)
+		return compareOn(ctx, bf, rounds, plot, nil, where, desc, view, out)
 	}
 	var points []bench.SweepPoint
 	for i, s := range shapes {
@@ -269,23 +266,13 @@ func benchCompareLocal(ctx context.Context, bf benchFlags, rounds int, plot stri
 		points = append(points, bench.SweepPoint{LinkLatency: s.Latency, Modes: res})
 	}
 	if plot != "" {
-		f, err := os.Create(plot)
-		if err != nil {
-			return err
-		}
 		title := fmt.Sprintf("ringkv sync vs async against link latency: %d clients, %d-byte values, %d rounds", bf.cfg.Concurrency, bf.cfg.ValueSize, rounds)
-		if err := bench.WriteSweepSVG(f, title, points); err != nil {
-			f.Close()
-			return err
-		}
-		if err := f.Close(); err != nil {
+		if err := writePlot(plot, func(w io.Writer) error { return bench.WriteSweepSVG(w, title, points) }); err != nil {
 			return err
 		}
 	}
 	if bf.asJSON {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(struct {
+		return printJSON(out, struct {
 			Config benchConfigView    `json:"config"`
 			Rounds int                `json:"rounds"`
 			Link   *linkView          `json:"link"`
