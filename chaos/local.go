@@ -198,7 +198,10 @@ func (p *Proc) Pause() error {
 		_, err := docker("pause", p.container)
 		return err
 	}
-	return p.signal(syscall.SIGSTOP)
+	if err := p.signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	return waitStopped(p.cmd.Process.Pid, 5*time.Second)
 }
 
 // Resume continues a paused process.

@@ -257,6 +257,11 @@ func TestClusterClientLeastResponseTime(t *testing.T) {
 func TestClusterClientNeverResendsAWriteWhoseOutcomeIsUnknown(t *testing.T) {
 	c := startCluster(t, 3)
 	c.waitReady(3)
+	// A fresh cluster moves leaders to spread them: the leader that
+	// served v1 must still lead when v2 is sent.
+	if err := c.lc.WaitLeadersSpread(ctx(t, time.Minute)); err != nil {
+		t.Fatal(err)
+	}
 	cc := newCluster(t, c.endpoints(), client.ClusterOptions{Timeout: 2 * time.Second, HealthInterval: -1})
 	cx := ctx(t, time.Minute)
 	res, err := cc.Put(cx, "unknown", []byte("v1"), client.PutOptions{})
@@ -283,6 +288,8 @@ func TestClusterClientNeverResendsAWriteWhoseOutcomeIsUnknown(t *testing.T) {
 	if !errors.Is(err, client.ErrOutcomeUnknown) {
 		t.Fatalf("a write to a paused leader answered %v; want ErrOutcomeUnknown", err)
 	}
+	// Pause returns once every thread of the node has stopped, so the
+	// node cannot have refused the write: one send, which timed out.
 	sent := diff(requestsByNode(cc), before)
 	if sent[leader.ID] != 1 || sent[leader.ID] != sum(sent) {
 		t.Errorf("the write was sent %v; want once, to the paused leader %s only", sent, leader.ID)
