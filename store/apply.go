@@ -12,11 +12,12 @@ func (s *Store) applySegment(entries []LogEntry, results []Result) error {
 	s.rootMu.Lock()
 	defer s.rootMu.Unlock()
 	applied := s.applied.Load()
-	st := &applyState{count: s.keys.Load(), fences: *s.fences.Load(), offset: s.offset.Load(), moveTerm: s.moveTerm.Load()}
+	st := &applyState{count: s.keys.Load(), fences: *s.fences.Load(), offset: s.offset.Load(), moveTerm: s.moveTerm.Load(), seq: s.changeSeq.Load(), histBytes: s.histBytes.Load()}
 	last, lastTerm := applied, uint64(0)
 	changed := map[int]bool{}
 	err := s.update(len(entries), func(tx *bolt.Tx) error {
 		kv := tx.Bucket(bucketKV)
+		st.hist = tx.Bucket(bucketChanges)
 		for i, e := range entries {
 			results[i].Index = e.Index
 			if e.Index <= last {
@@ -49,6 +50,8 @@ func (s *Store) applySegment(entries []LogEntry, results []Result) error {
 	}
 	if last != applied {
 		s.keys.Store(st.count)
+		s.changeSeq.Store(st.seq)
+		s.histBytes.Store(st.histBytes)
 		s.offset.Store(st.offset)
 		s.moveTerm.Store(st.moveTerm)
 		s.fences.Store(&st.fences)
@@ -114,6 +117,14 @@ func (st *applyState) persist(m *bolt.Bucket, last, lastTerm uint64) error {
 	}
 	if err := putU64(m, keyCount, st.count); err != nil {
 		return err
+	}
+	if st.seqChanged {
+		if err := putU64(m, keyChangeSeq, st.seq); err != nil {
+			return err
+		}
+		if err := putU64(m, keyChangeBytes, st.histBytes); err != nil {
+			return err
+		}
 	}
 	if st.offsetChanged {
 		if err := putU64(m, keyOffset, st.offset); err != nil {

@@ -13,7 +13,7 @@ import (
 // carries the live data only: a fraction of the file, restoring to the
 // same keys, index and Merkle root; and no temporary file stays behind.
 func TestCheckpointAfterDeletesCarriesLiveDataOnly(t *testing.T) {
-	s := mustOpen(t)
+	s := mustOpenShortHistory(t)
 	value := string(bytes.Repeat([]byte("v"), 8<<10))
 	index := uint64(0)
 	for i := 0; i < 2000; i++ {
@@ -71,7 +71,7 @@ func TestCheckpointAfterDeletesCarriesLiveDataOnly(t *testing.T) {
 // data, the applied index and the root, and waits its turn while a
 // snapshot is open.
 func TestCompactFileGivesSpaceBack(t *testing.T) {
-	s := mustOpen(t)
+	s := mustOpenShortHistory(t)
 	value := string(bytes.Repeat([]byte("v"), 16<<10))
 	index := uint64(0)
 	for i := 0; i < 3000; i++ {

@@ -221,6 +221,13 @@ type applyState struct {
 	// cur looks keys up in the key-value bucket: one cursor for the whole
 	// segment, where Bucket.Get makes a new one (and its stack) per key.
 	cur *bolt.Cursor
+	// hist is the history's bucket and seq its newest change's number;
+	// seqChanged asks for seq to be persisted.
+	hist       *bolt.Bucket
+	seq        uint64
+	seqChanged bool
+	histBytes  uint64
+
 	// slab is where the segment's new records are laid out: bbolt keeps a
 	// put's value until the transaction commits, so records are carved
 	// from shared blocks rather than allocated one by one.

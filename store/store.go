@@ -52,6 +52,14 @@ type Options struct {
 	// but Get commits them first (Get reads them in that transaction).
 	// 0 commits every apply.
 	CommitDelay time.Duration
+	// HistoryEntries is how many changes the group's history keeps
+	// (see history.go); 0 keeps DefaultHistoryEntries. Replicas with
+	// different values keep the same changes, over windows of different
+	// lengths.
+	HistoryEntries int
+	// HistoryBytes bounds the history's records' size (keys, values and
+	// a little per record); 0 keeps DefaultHistoryBytes.
+	HistoryBytes int64
 	// DeferSync skips fsync on commit but detects, at the next Open, a
 	// machine crash that may have torn the file (see deferred.go). Use it
 	// only when the caller keeps another durable copy of the state to
@@ -85,8 +93,10 @@ type Store struct {
 	flushErr  error
 	flushWake *time.Timer
 
-	applied atomic.Uint64
-	keys    atomic.Uint64
+	applied   atomic.Uint64
+	keys      atomic.Uint64
+	changeSeq atomic.Uint64
+	histBytes atomic.Uint64
 	// openSnapshots counts snapshots not yet released: their read
 	// transactions would hold CompactFile's close of the file.
 	openSnapshots atomic.Int32
@@ -117,6 +127,12 @@ type Store struct {
 
 // Open opens or creates the state file at path.
 func Open(path string, opts Options) (*Store, error) {
+	if opts.HistoryEntries <= 0 {
+		opts.HistoryEntries = DefaultHistoryEntries
+	}
+	if opts.HistoryBytes <= 0 {
+		opts.HistoryBytes = DefaultHistoryBytes
+	}
 	s := &Store{path: path, opts: opts, changed: make(chan struct{})}
 	s.removeLeftovers()
 	settle, err := s.markBeforeOpen()
@@ -145,7 +161,7 @@ func (s *Store) open() error {
 	if err != nil {
 		return fmt.Errorf("store: open %s: %w", s.path, err)
 	}
-	var applied, count, offset, moveTerm uint64
+	var applied, count, offset, moveTerm, changeSeq, histBytes uint64
 	var fences spanSet
 	var tree *snapshot.Tree
 	depth := s.opts.TreeDepth
@@ -153,14 +169,17 @@ func (s *Store) open() error {
 		depth = snapshot.DefaultTreeDepth
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		if _, err := tx.CreateBucketIfNotExists(bucketKV); err != nil {
-			return err
+		for _, b := range [][]byte{bucketKV, bucketChanges} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
 		}
 		m, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
 			return err
 		}
 		applied, count, offset, moveTerm = getU64(m, keyApplied), getU64(m, keyCount), getU64(m, keyOffset), getU64(m, keyMoveTerm)
+		changeSeq, histBytes = getU64(m, keyChangeSeq), getU64(m, keyChangeBytes)
 		if b := m.Get(keyFences); b != nil {
 			if fences, err = decodeSpanSet(b); err != nil {
 				return err
@@ -189,6 +208,8 @@ func (s *Store) open() error {
 	s.db = db
 	s.applied.Store(applied)
 	s.keys.Store(count)
+	s.changeSeq.Store(changeSeq)
+	s.histBytes.Store(histBytes)
 	s.offset.Store(offset)
 	s.moveTerm.Store(moveTerm)
 	s.fences.Store(&fences)
@@ -398,7 +419,7 @@ func (s *Store) applyTx(kv *bolt.Bucket, st *applyState, changed map[int]bool, i
 		}
 		st.count = uint64(int64(st.count) + delta)
 		r.Applied, r.ModifyIndex = true, index
-		return r, nil
+		return r, s.recordChange(st, false, cmd.Key, cmd.Value, index, index-st.offset)
 	case OpDelete:
 		if r.Current == 0 {
 			r.NotFound = true
@@ -410,7 +431,7 @@ func (s *Store) applyTx(kv *bolt.Bucket, st *applyState, changed map[int]bool, i
 		}
 		st.count = uint64(int64(st.count) + delta)
 		r.Applied, r.ModifyIndex = true, 0
-		return r, nil
+		return r, s.recordChange(st, true, cmd.Key, nil, index, index-st.offset)
 	}
 	return r, fmt.Errorf("store: unreachable op %d", cmd.Op)
 }

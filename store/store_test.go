@@ -21,6 +21,19 @@ func mustOpen(t testing.TB) *Store {
 	return s
 }
 
+// mustOpenShortHistory opens a store whose history keeps 10 changes:
+// what a test of the file's size needs, as the default one would keep the
+// values of deleted keys.
+func mustOpenShortHistory(t testing.TB) *Store {
+	t.Helper()
+	s, err := Open(filepath.Join(t.TempDir(), "state.db"), Options{Group: 1, NoSync: true, MmapSize: 64 << 20, HistoryEntries: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 func put(key, value string) []byte {
 	return Command{Op: OpPut, Key: []byte(key), Value: []byte(value)}.Encode()
 }
