@@ -45,6 +45,9 @@ var (
 	// ErrMoved: the key's range belongs to another group now, or is being
 	// handed to one; the request changed nothing and can be retried.
 	ErrMoved = errors.New("key range is moving between groups")
+	// ErrCompacted: a watch position is older than the history a group
+	// keeps, or from another history; see CompactedError.
+	ErrCompacted = errors.New("history compacted")
 )
 
 // NotLeaderError reports the group's leader as this node knows it.
@@ -75,6 +78,20 @@ func (e *CASFailedError) Error() string {
 // Unwrap makes errors.Is(err, ErrCASFailed) hold.
 func (e *CASFailedError) Unwrap() error { return ErrCASFailed }
 
+// CompactedError names the group whose history no longer serves a
+// position, and the oldest change it keeps.
+type CompactedError struct {
+	Group GroupID
+	First uint64
+}
+
+func (e *CompactedError) Error() string {
+	return fmt.Sprintf("group %d: the changes asked for are no longer kept; the oldest kept is %d", e.Group, e.First)
+}
+
+// Unwrap makes errors.Is(err, ErrCompacted) hold.
+func (e *CompactedError) Unwrap() error { return ErrCompacted }
+
 // Error codes: the words used in JSON error bodies and across forwarding.
 const (
 	CodeBadRequest   = "bad_request"
@@ -90,6 +107,7 @@ const (
 	CodeMoved        = "moved"
 	CodeUnauthorized = "unauthorized"
 	CodeForbidden    = "forbidden"
+	CodeCompacted    = "compacted"
 	CodeInternal     = "internal"
 )
 
@@ -112,6 +130,7 @@ var codes = []struct {
 	{ErrMoved, CodeMoved},
 	{ErrUnauthorized, CodeUnauthorized},
 	{ErrForbidden, CodeForbidden},
+	{ErrCompacted, CodeCompacted},
 }
 
 // Code returns the error code for err: one table, used by the HTTP layer and
@@ -146,6 +165,10 @@ func ToWire(err error) WireError {
 	if errors.As(err, &cf) {
 		w.Index = cf.Current
 	}
+	var ce *CompactedError
+	if errors.As(err, &ce) {
+		w.Group, w.Index = uint32(ce.Group), ce.First
+	}
 	return w
 }
 
@@ -156,6 +179,8 @@ func FromWire(w WireError) error {
 		return &NotLeaderError{Group: GroupID(w.Group), Leader: NodeID(w.Leader)}
 	case CodeCASFailed:
 		return &CASFailedError{Current: w.Index}
+	case CodeCompacted:
+		return &CompactedError{Group: GroupID(w.Group), First: w.Index}
 	}
 	for _, c := range codes {
 		if c.code == w.Code {

@@ -43,6 +43,7 @@ var accessTable = []accessRow{
 	{"kv", "PUT", "/v1/kv/app/k", "v", "uufaffau"},
 	{"kv", "PUT", "/v1/kv/other", "v", "uuffffau"},
 	{"kv", "DELETE", "/v1/kv/app/k", "", "uufaffau"},
+	{"watch", "GET", "/v1/watch/app/?since=bad", "", "aaaaaaau"}, // filtered, see TestWatchShowsOnlyReadableKeys
 	{"status", "GET", "/v1/status", "", operatorRead},
 	{"ring", "GET", "/v1/ring", "", operatorRead},
 	{"ring_lookup", "GET", "/v1/ring/lookup?key=a", "", operatorRead},

@@ -28,6 +28,7 @@ import (
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/ring"
 	"github.com/ringkv/ringkv/snapshot"
+	"github.com/ringkv/ringkv/store"
 	"github.com/ringkv/ringkv/verify"
 )
 
@@ -60,6 +61,11 @@ type fakeBackend struct {
 	// aclPending: access control is on and its state not known yet (a
 	// node with --acl before its layout is).
 	aclPending bool
+	// hist is the change history of group 1, whose oldest kept change is
+	// histFirst (see watch_fake_test.go).
+	hist      []store.Change
+	histFirst uint64
+	histWake  chan struct{}
 }
 
 func (f *fakeBackend) touch() { f.touched.Add(1) }
@@ -79,6 +85,7 @@ func (f *fakeBackend) Put(_ context.Context, key, value []byte, o raftnode.Write
 	}
 	f.index++
 	f.data[string(key)] = protocol.KV{Key: key, Value: value, ModifyIndex: f.index, Group: 1}
+	f.record(store.Change{Key: key, Value: value, Index: f.index, RaftIndex: f.index})
 	return protocol.WriteResult{Key: key, Index: f.index, Group: 1, RaftIndex: f.index, Async: o.Async, RaftTerm: 2}, "fake", nil
 }
 
@@ -91,6 +98,7 @@ func (f *fakeBackend) Delete(_ context.Context, key []byte, o raftnode.WriteOpti
 	}
 	delete(f.data, string(key))
 	f.index++
+	f.record(store.Change{Delete: true, Key: key, Index: f.index, RaftIndex: f.index})
 	return protocol.WriteResult{Key: key, Group: 1, RaftIndex: f.index}, "fake", nil
 }
 
@@ -106,7 +114,7 @@ func (f *fakeBackend) GetAt(_ context.Context, key []byte, c protocol.Consistenc
 	}
 	kv, ok := f.data[string(key)]
 	if !ok {
-		return raftnode.ReadResult{}, base.ErrNotFound
+		return raftnode.ReadResult{KV: protocol.KV{Group: 1}}, base.ErrNotFound
 	}
 	return raftnode.ReadResult{KV: kv, RaftIndex: f.index, ServedBy: "fake"}, nil
 }

@@ -41,6 +41,7 @@ var statusOf = map[string]int{
 	base.CodeInternal:     http.StatusInternalServerError,
 	base.CodeUnauthorized: http.StatusUnauthorized,
 	base.CodeForbidden:    http.StatusForbidden,
+	base.CodeCompacted:    http.StatusGone,
 	codeTooLarge:          http.StatusRequestEntityTooLarge,
 	codeMethodNotAllowed:  http.StatusMethodNotAllowed,
 }

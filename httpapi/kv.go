@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -182,9 +183,19 @@ func (a *API) getKV(w http.ResponseWriter, r *http.Request) error {
 	if err := a.allowKey(r, "kv", key, acl.Read); err != nil {
 		return err
 	}
-	res, err := a.b.GetAt(r.Context(), key, q.consistency, q.minIndex)
+	var res raftnode.ReadResult
+	if q.blocking {
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(blockWait(q) + 2*watchCheck))
+		res, err = a.getBlocking(r.Context(), key, q)
+	} else {
+		res, err = a.b.GetAt(r.Context(), key, q.consistency, q.minIndex)
+	}
 	if err != nil {
 		w.Header().Set(hdrServedBy, string(res.ServedBy))
+		if errors.Is(err, base.ErrNotFound) {
+			// What a blocking query on the key's creation passes back.
+			w.Header().Set(hdrKVIndex, "0")
+		}
 		return err
 	}
 	h := w.Header()

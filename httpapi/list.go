@@ -49,11 +49,21 @@ var errListDone = errors.New("list done")
 const listFlushBytes = 32 << 10
 
 func (a *API) list(w http.ResponseWriter, r *http.Request, prefix []byte, q kvQuery) error {
+	if q.blocking {
+		// Before taking a list slot: a waiting list holds none.
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(blockWait(q) + 2*watchCheck))
+		a.waitListChange(r.Context(), prefix, q.cursor, q)
+	}
 	release, err := a.listSlot(r.Context())
 	if err != nil {
 		return err
 	}
 	defer release()
+	cursor, err := a.listCursor(r.Context())
+	if err != nil {
+		return err
+	}
+	w.Header().Set(hdrKVCursor, cursor.String())
 	o := raftnode.ListOptions{Prefix: prefix, Limit: q.limit, KeysOnly: q.keysOnly, Consistency: q.consistency}
 	if q.hasAfter {
 		o.After = q.after

@@ -6,7 +6,9 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/ringkv/ringkv/api"
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/protocol"
@@ -18,10 +20,16 @@ const kvPrefix = "/v1/kv/"
 // parseKey returns the key of a /v1/kv/ request: the rest of the path,
 // percent-decoded, with '/', '%2F' and dot segments kept literally.
 func parseKey(path string, maxKey int) ([]byte, error) {
-	if !strings.HasPrefix(path, kvPrefix) {
-		return nil, badRequest("path does not start with " + kvPrefix)
+	return parsePrefixPath(path, kvPrefix, maxKey)
+}
+
+// parsePrefixPath returns what follows prefix in path, percent-decoded, as
+// parseKey does.
+func parsePrefixPath(path, prefix string, maxKey int) ([]byte, error) {
+	if !strings.HasPrefix(path, prefix) {
+		return nil, badRequest("path does not start with " + prefix)
 	}
-	key, err := url.PathUnescape(path[len(kvPrefix):])
+	key, err := url.PathUnescape(path[len(prefix):])
 	if err != nil {
 		return nil, badRequest("key is not valid percent-encoding: " + err.Error())
 	}
@@ -46,7 +54,20 @@ type kvQuery struct {
 	minIndex    uint64
 	// keysBase64 answers every key base64 (key_encoding=base64).
 	keysBase64 bool
+	// blocking: index=N (a key's modify index) or, with recurse,
+	// index=CURSOR, answered once what is read differs from it or wait
+	// (default defaultBlockingWait) has passed.
+	blocking bool
+	index    uint64
+	cursor   api.Cursor
+	wait     time.Duration
 }
+
+// Bounds of a blocking query's wait, as Consul's.
+const (
+	defaultBlockingWait = 5 * time.Minute
+	maxBlockingWait     = 10 * time.Minute
+)
 
 // parseKVQuery parses and validates the query string. Unknown parameters
 // are ignored, as Consul does; known ones with bad values are refused.
@@ -110,10 +131,44 @@ func parseKVQuery(raw string) (kvQuery, error) {
 		}
 		q.minIndex = n
 	}
+	if v, ok := vals["index"]; ok {
+		q.blocking = true
+		if q.recurse {
+			if q.cursor, err = api.ParseCursor(v[0]); err != nil {
+				return q, badRequest(fmt.Sprintf("index %q: with recurse, want the X-KV-Cursor of a list", v[0]))
+			}
+		} else if q.index, err = strconv.ParseUint(v[0], 10, 64); err != nil {
+			return q, badRequest(fmt.Sprintf("index %q: want the key's modify index (X-KV-Index)", v[0]))
+		}
+	}
+	if v, ok := vals["wait"]; ok {
+		d, err := parseWait(v[0])
+		if err != nil {
+			return q, err
+		}
+		q.wait = d
+	}
 	if q.replication == "async" && q.hasCAS {
 		return q, badRequest("replication=async cannot carry cas: a compare-and-swap needs its outcome, use sync")
 	}
 	return q, nil
+}
+
+// parseWait reads a blocking query's wait: a duration ("30s", "5m") or a
+// number of seconds, up to maxBlockingWait (a longer one is cut to it).
+func parseWait(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		n, nerr := strconv.ParseUint(s, 10, 32)
+		if nerr != nil {
+			return 0, badRequest(fmt.Sprintf("wait %q: want a duration such as 30s or 5m", s))
+		}
+		d = time.Duration(n) * time.Second
+	}
+	if d <= 0 {
+		return 0, badRequest(fmt.Sprintf("wait %q: want a positive duration", s))
+	}
+	return min(d, maxBlockingWait), nil
 }
 
 // decodeBase64 reads base64 as a query string brings it: standard or

@@ -54,6 +54,9 @@ func (a *API) routeTable() []route {
 		// Matched by prefix, not by a pattern: the handlers take the key
 		// from the encoded path themselves (kvRequest) and check it.
 		{"kv", kvPrefix, map[string]endpoint{get: e(a.getKV, needKeys), put: e(a.putKV, needKeys), del: e(a.deleteKV, needKeys)}},
+		// Matched by prefix: the handler takes the prefix from the path
+		// and shows only the keys the token may read.
+		{"watch", watchPrefix, map[string]endpoint{get: e(a.watch, needKeys)}},
 		{"status", "/v1/status", map[string]endpoint{get: e(a.status, needOperatorRead)}},
 		{"ring", "/v1/ring", map[string]endpoint{get: e(a.ring, needOperatorRead)}},
 		{"ring_lookup", "/v1/ring/lookup", map[string]endpoint{get: e(a.lookup, needOperatorRead)}},
@@ -120,7 +123,7 @@ func (a *API) routes(table []route) *mux.Router {
 			// read and write comes this way, and skips the router's
 			// matching and request copies.
 			a.kv = h
-		case rt.name == "pprof":
+		case rt.name == "pprof" || rt.name == "watch":
 			r.PathPrefix(rt.path).Handler(h)
 		default:
 			r.NewRoute().Path(rt.path).Handler(h)

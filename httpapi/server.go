@@ -20,6 +20,7 @@ import (
 	"github.com/ringkv/ringkv/protocol"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/snapshot"
+	"github.com/ringkv/ringkv/store"
 	"github.com/ringkv/ringkv/verify"
 )
 
@@ -28,6 +29,7 @@ import (
 // of the node it uses.
 type Backend interface {
 	KV
+	Watch
 	RingAdmin
 	Membership
 	Integrity
@@ -51,6 +53,16 @@ type KV interface {
 	// ListEach calls emit with every key o selects, in key order, across
 	// groups, until emit fails.
 	ListEach(ctx context.Context, o raftnode.ListOptions, emit func(protocol.KV) error) error
+}
+
+// Watch reads the groups' change histories.
+type Watch interface {
+	// Changes reads a page of group g's history on its leader, waiting up
+	// to req.Wait for a change (raftnode.Node.Changes).
+	Changes(ctx context.Context, g base.GroupID, req raftnode.ChangesRequest) (store.ChangesPage, error)
+	// DataGroups lists the data groups of the layout, and a channel
+	// closed when the layout changes.
+	DataGroups() ([]base.GroupID, <-chan struct{})
 }
 
 // RingAdmin reads and changes the ring and the groups' leaders.
@@ -178,11 +190,15 @@ type Config struct {
 	// it waits up to ListQueueWait, then gets 503 with Retry-After.
 	MaxConcurrentLists int
 	ListQueueWait      time.Duration
+	// WatchHeartbeat is how often a change stream says it is alive (an
+	// SSE comment) and, with access control on, checks its token again.
+	WatchHeartbeat time.Duration
 }
 
 // DefaultConfig returns the limits in the contract.
 func DefaultConfig() Config {
-	return Config{MaxKeyBytes: 1024, MaxValueBytes: 1 << 20, Replication: "sync", MaxConcurrentLists: 4, ListQueueWait: 2 * time.Second}
+	return Config{MaxKeyBytes: 1024, MaxValueBytes: 1 << 20, Replication: "sync", MaxConcurrentLists: 4, ListQueueWait: 2 * time.Second,
+		WatchHeartbeat: 5 * time.Second}
 }
 
 // Validate reports the first problem with c.
@@ -192,6 +208,9 @@ func (c Config) Validate() error {
 	}
 	if c.Replication != "sync" && c.Replication != "async" {
 		return errors.New("httpapi: replication must be sync or async")
+	}
+	if c.WatchHeartbeat <= 0 {
+		return errors.New("httpapi: the watch heartbeat must be positive")
 	}
 	if c.MaxConcurrentLists < 1 || c.ListQueueWait < 0 {
 		return errors.New("httpapi: concurrent lists must be at least 1 and their queue wait not negative")

@@ -97,6 +97,14 @@ func (f *Forwarder) Close() {
 // To runs req on the node info describes: on the forwarding stream to its
 // Raft port if the request is a small one, else over HTTP to that port.
 func (f *Forwarder) To(ctx context.Context, info layout.NodeInfo, req Request) (Response, error) {
+	if req.Op == OpChanges {
+		// It waits for changes: in a batch it would hold the others'
+		// answers back.
+		if v, ok := f.PeerVersion(info.RaftAddr); ok && v < 3 {
+			return Response{}, fmt.Errorf("%w: %s speaks protocol %d, which has no change history; upgrade it", base.ErrUnavailable, info.ID, v)
+		}
+		return f.alone(ctx, info.RaftAddr, req)
+	}
 	if f.streams != nil && streamed(req.Op) && info.RaftAddr != "" {
 		resp, err := f.streams.forward(ctx, info.RaftAddr, req)
 		if !errors.Is(err, errNoStreams) {
@@ -179,6 +187,28 @@ func (f *Forwarder) Forward(ctx context.Context, raftAddr string, req Request) (
 	}
 }
 
+// alone runs req on the node at raftAddr in a call of its own.
+func (f *Forwarder) alone(ctx context.Context, raftAddr string, req Request) (Response, error) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		dl = time.Now().Add(10 * time.Second)
+	}
+	p := &pending{req: req, deadline: dl, done: make(chan BatchResult, 1)}
+	go f.call(ctx, raftAddr, []*pending{p})
+	select {
+	case r := <-p.done:
+		if r.Error != nil {
+			return Response{}, base.FromWire(*r.Error)
+		}
+		if r.Response == nil {
+			return Response{}, fmt.Errorf("forwarding to %s: empty result", raftAddr)
+		}
+		return *r.Response, nil
+	case <-ctx.Done():
+		return Response{}, fmt.Errorf("%w: forwarded to %s, no answer in time", base.ErrUnavailable, raftAddr)
+	}
+}
+
 // send drains d's queue in calls of up to maxBatch requests.
 func (f *Forwarder) send(d *destination) {
 	for {
@@ -192,12 +222,13 @@ func (f *Forwarder) send(d *destination) {
 		batch := d.queue[:n:n]
 		d.queue = d.queue[n:]
 		d.mu.Unlock()
-		f.call(d.addr, batch)
+		f.call(context.Background(), d.addr, batch)
 	}
 }
 
-// call sends one batch and hands each caller its result.
-func (f *Forwarder) call(addr string, batch []*pending) {
+// call sends one batch and hands each caller its result; the call ends
+// with parent, or at the batch's last deadline.
+func (f *Forwarder) call(parent context.Context, addr string, batch []*pending) {
 	body := Batch{Requests: make([]BatchItem, len(batch))}
 	var last time.Time
 	now := time.Now()
@@ -209,7 +240,7 @@ func (f *Forwarder) call(addr string, batch []*pending) {
 			last = p.deadline
 		}
 	}
-	ctx, cancel := context.WithDeadline(context.Background(), last)
+	ctx, cancel := context.WithDeadline(parent, last)
 	defer cancel()
 	fail := func(err error, sent bool) {
 		for _, p := range batch {

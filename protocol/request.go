@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
@@ -50,6 +51,15 @@ const (
 	OpIngest     Op = "ingest"      // write moved entries, through the log
 	OpDrop       Op = "drop"        // delete a page of keys in ranges, through the log
 )
+
+// OpChanges reads a page of a group's change history on its leader,
+// waiting up to WaitMS for a change after Index under Prefix; FromNow
+// asks only where the history ends. It travels alone (Forwarder.To),
+// never batched with requests that answer at once.
+const OpChanges Op = "changes"
+
+// MaxChangesWait bounds an OpChanges request's wait.
+const MaxChangesWait = 10 * time.Minute
 
 // Progress words of a replica_step that ended a move it was asked to undo.
 const (
@@ -138,6 +148,9 @@ type Request struct {
 	RestoreStep string `json:"restore_step,omitempty"`
 	// ACL is the access control change an acl request proposes.
 	ACL *layout.ACLChange `json:"acl,omitempty"`
+	// WaitMS and FromNow qualify a changes request.
+	WaitMS  int64 `json:"wait_ms,omitempty"`
+	FromNow bool  `json:"from_now,omitempty"`
 }
 
 // Validate checks a request that arrived from the network.
@@ -191,6 +204,13 @@ func (r Request) validateOp() error {
 			return fmt.Errorf("%w: wait for index 0", base.ErrBadRequest)
 		}
 	case OpScan:
+	case OpChanges:
+		if err := layout.CheckGroupID("changes: group", r.Group); err != nil {
+			return err
+		}
+		if r.WaitMS < 0 || r.WaitMS > MaxChangesWait.Milliseconds() {
+			return fmt.Errorf("%w: changes: wait of %d ms (0 to %d)", base.ErrBadRequest, r.WaitMS, MaxChangesWait.Milliseconds())
+		}
 	case OpLayoutIndex:
 		if r.Group != base.MetaGroup {
 			return fmt.Errorf("%w: layout_index on group %d, not the metadata group", base.ErrBadRequest, r.Group)

@@ -73,6 +73,8 @@ type Response struct {
 	// More says a scan page stopped at its limit or byte bound.
 	More   bool               `json:"more,omitempty"`
 	Change *layout.RingChange `json:"change,omitempty"`
+	// Changes is a page of a group's change history.
+	Changes *store.ChangesPage `json:"changes,omitempty"`
 	// Done and Progress report a replica_step.
 	Done     bool        `json:"done,omitempty"`
 	Progress string      `json:"progress,omitempty"`

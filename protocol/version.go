@@ -18,8 +18,9 @@ import (
 //
 //	1  every release before versioning (the latest of them have forwarding
 //	   streams and layout_index; the earliest have neither)
-//	2  versioned greeting and header; every op of this package
-const Version = 2
+//	2  versioned greeting and header; every op of this package but changes
+//	3  changes (the watch's reads of a group's history)
+const Version = 3
 
 // VersionHeader carries Version on forwarding answers.
 const VersionHeader = "X-Ringkv-Protocol"

@@ -50,6 +50,7 @@ func init() {
 		protocol.OpRemoveNode:   (*Node).serveRemoveNode,
 		protocol.OpNodeState:    (*Node).serveNodeState,
 		protocol.OpReplicaStep:  (*Node).serveReplicaStep,
+		protocol.OpChanges:      keysOnly((*Node).serveChanges),
 	}
 }
 
