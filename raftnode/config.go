@@ -83,6 +83,11 @@ type Config struct {
 	// or logstore.Kinds[0] for a new one. A data dir keeps its store: a
 	// different one given for it is an error.
 	LogStore string
+	// WatchHistory and WatchHistoryBytes bound the change history each
+	// group keeps for watches and blocking queries (store.Options'
+	// HistoryEntries and HistoryBytes; 0: their defaults).
+	WatchHistory      int
+	WatchHistoryBytes int64
 
 	Timing Timing
 	// ProposalWaves bounds the batches of commands a group leader has in
@@ -196,6 +201,8 @@ func (c Config) Validate() error {
 		return errors.New("config: raft address is empty")
 	case c.DataDir == "":
 		return errors.New("config: data dir is empty")
+	case c.WatchHistory < 0 || c.WatchHistoryBytes < 0:
+		return errors.New("config: the watch history's bounds cannot be negative")
 	case c.Groups < 1 || c.Groups > 1024:
 		return fmt.Errorf("config: groups %d out of range [1, 1024]", c.Groups)
 	case c.Replication < 0 || c.Replication > layout.MaxReplication:

@@ -213,6 +213,7 @@ func (n *Node) openFSM(r *replica, files *raft.FileSnapshotStore, conf *raft.Con
 		opts.TreeDepth = n.cfg.MerkleDepth
 		opts.KeyHash = ring.Hash
 		opts.CommitDelay = n.cfg.ApplyCommitDelay
+		opts.HistoryEntries, opts.HistoryBytes = n.cfg.WatchHistory, n.cfg.WatchHistoryBytes
 		statePath := filepath.Join(dir, "state.db")
 		r.st, err = store.Open(statePath, opts)
 		if errors.Is(err, store.ErrTorn) {

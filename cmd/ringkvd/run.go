@@ -24,6 +24,7 @@ import (
 	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/raftnode"
 	"github.com/ringkv/ringkv/snapshot"
+	"github.com/ringkv/ringkv/store"
 )
 
 type options struct {
@@ -150,6 +151,8 @@ func defineFlags(fs *flag.FlagSet, o *options) *string {
 	fs.DurationVar(&o.node.SnapshotInterval, "snapshot-interval", o.node.SnapshotInterval, "how often each group checks whether to snapshot")
 	fs.StringVar(&o.node.LogStore, "log-store", "", "where groups keep their Raft logs: wal (hashicorp/raft-wal, one fsync per append) or boltdb (hashicorp/raft-boltdb); default: the data dir's, wal for a new one")
 	fs.Uint64Var(&o.node.TrailingLogs, "trailing-logs", o.node.TrailingLogs, "log entries kept after a snapshot for slow followers (at most half the group's live data in bytes, at least 1 MiB)")
+	fs.IntVar(&o.node.WatchHistory, "watch-history", store.DefaultHistoryEntries, "changes each group keeps for watches and blocking queries; a watch from further back is answered 410 compacted")
+	fs.Int64Var(&o.node.WatchHistoryBytes, "watch-history-bytes", store.DefaultHistoryBytes, "most bytes (keys and values) of the changes each group keeps, whatever --watch-history says")
 	fs.DurationVar(&o.node.Timing.Heartbeat, "heartbeat-timeout", o.node.Timing.Heartbeat, "Raft heartbeat timeout")
 	fs.DurationVar(&o.node.Timing.Election, "election-timeout", o.node.Timing.Election, "Raft election timeout")
 	fs.DurationVar(&o.node.Timing.LeaderLease, "leader-lease-timeout", o.node.Timing.LeaderLease, "Raft leader lease timeout (must not exceed the heartbeat timeout)")
