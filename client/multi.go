@@ -230,6 +230,12 @@ func (c *Cluster) Keys(ctx context.Context, prefix string, o ListOptions) ([]str
 	return c.c.Keys(ctx, prefix, o)
 }
 
+// Watch follows the changes under prefix (Client.Watch), opening the
+// stream again through another node when the one serving it fails.
+func (c *Cluster) Watch(ctx context.Context, prefix string, o WatchOptions) <-chan WatchEvent {
+	return c.c.Watch(ctx, prefix, o)
+}
+
 // Stats says what the client saw of each node, in the order it knows
 // them.
 func (c *Cluster) Stats() []NodeStats {

@@ -82,7 +82,7 @@ func kvCommands(a *app) []*cobra.Command {
 		},
 	}
 	del.Flags().Var(&delCAS, "cas", "delete only if the key's modify index is N")
-	return []*cobra.Command{get, put, del, listCmd(a)}
+	return []*cobra.Command{get, put, del, listCmd(a), watchCmd(a)}
 }
 
 // casFlag is --cas N: unset, or a modify index.
