@@ -44,7 +44,7 @@ func TestHistoryRecordsWhatChanged(t *testing.T) {
 	s := mustOpen(t)
 	mustApply(t, s, 1, put("a", "1"))
 	mustApply(t, s, 2, cas("a", "x", 7)) // fails
-	mustApply(t, s, 3, del("nope"))     // absent
+	mustApply(t, s, 3, del("nope"))      // absent
 	mustApply(t, s, 4, put("b", "2"))
 	mustApply(t, s, 4, put("b", "replayed"))
 	mustApply(t, s, 5, []byte{0xff, 0})
