@@ -45,6 +45,9 @@ type Config struct {
 	// them at once, so lost writes and linearizability violations are
 	// then reported as findings, not failures.
 	Replication string
+	// Watchers keeps that many watch streams open on the workload's keys
+	// through the run, and checks what each delivered.
+	Watchers int
 }
 
 // Report is the outcome of a run.
@@ -70,6 +73,11 @@ type Report struct {
 	SnapshotInstalls int
 	// Async is set for a run with asynchronous writes.
 	Async bool
+	// Watchers streams delivered WatchEvents changes; WatchProblems are
+	// what the check of them found (none is the only good outcome).
+	Watchers      int
+	WatchEvents   int
+	WatchProblems []string
 }
 
 // OK reports whether every check passed. With async writes only the
@@ -78,7 +86,7 @@ func (r Report) OK() bool {
 	if r.Async {
 		return r.ReplicasEqual
 	}
-	return r.Linearizable && len(r.Lost) == 0 && r.ReplicasEqual
+	return r.Linearizable && len(r.Lost) == 0 && r.ReplicasEqual && len(r.WatchProblems) == 0
 }
 
 // Print writes the report for a person.
@@ -115,6 +123,12 @@ func (r Report) Print(w io.Writer) {
 		}
 		fmt.Fprintf(w, "  lost %s\n", k)
 	}
+	if r.Watchers > 0 {
+		fmt.Fprintf(w, "watchers: %d streams delivered %d changes; problems: %d\n", r.Watchers, r.WatchEvents, len(r.WatchProblems))
+		for _, p := range r.WatchProblems {
+			fmt.Fprintf(w, "  %s\n", p)
+		}
+	}
 	fmt.Fprintf(w, "every group had a leader %v after healing\n", r.LeaderAfterHeal.Round(time.Millisecond))
 	fmt.Fprintf(w, "snapshots installed on followers: at least %d\n", r.SnapshotInstalls)
 	if r.ReplicasEqual {
@@ -149,6 +163,19 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	h := NewHistory()
 	w := Workload{Clients: clients, Workers: cfg.Workers, Keys: 8, OpsPerKey: 200, OpTimeout: 3 * time.Second, Replication: cfg.Replication,
 		Prefix: fmt.Sprintf("chaos/%d/", time.Now().UnixNano())}
+	var watchers []*watcher
+	if cfg.Watchers > 0 {
+		// They outlive the workload: they are checked after the healing.
+		watchCtx, stopWatching := context.WithCancel(ctx)
+		defer stopWatching()
+		var err error
+		watchers, err = cfg.Cluster.startWatchers(watchCtx, cfg.Watchers, w.Prefix)
+		defer closeWatchers(watchers)
+		if err != nil {
+			return rep, fmt.Errorf("opening the watchers: %w", err)
+		}
+		rep.Watchers = cfg.Watchers
+	}
 	wctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
 	statsCh := make(chan Stats, 1)
@@ -210,6 +237,10 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		if err != nil || string(got.Data) != k {
 			rep.Lost = append(rep.Lost, k)
 		}
+	}
+	if len(watchers) > 0 {
+		e := expectations(ops, st.Acked, w.Prefix+"watchers-ready")
+		rep.WatchProblems, rep.WatchEvents = checkWatchers(ctx, watchers, e, w.Prefix+"set/", rep.Async)
 	}
 	rep.ReplicasEqual, rep.ReplicaProblem = CompareReplicas(rctx, cfg.Cluster)
 	rep.SnapshotInstalls = snapshotInstalls(rctx, cfg.Cluster)

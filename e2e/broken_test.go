@@ -24,13 +24,18 @@ func TestHarnessCatchesBrokenBuilds(t *testing.T) {
 	if err != nil {
 		t.Fatalf("building the broken ringkvd: %v\n%s", err, out)
 	}
+	watchCaught := func(r chaos.Report) bool { return len(r.WatchProblems) > 0 }
 	tests := []struct {
-		mode    string
-		nemesis []string
-		caught  func(chaos.Report) bool
+		mode     string
+		nemesis  []string
+		caught   func(chaos.Report) bool
+		watchers int
 	}{
-		{"stale-reads", []string{chaos.FaultPartition, chaos.FaultPause}, func(r chaos.Report) bool { return !r.Linearizable }},
-		{"ack-before-commit", []string{chaos.FaultKill, chaos.FaultPause}, func(r chaos.Report) bool { return !r.Linearizable || len(r.Lost) > 0 }},
+		{"stale-reads", []string{chaos.FaultPartition, chaos.FaultPause}, func(r chaos.Report) bool { return !r.Linearizable }, 0},
+		{"ack-before-commit", []string{chaos.FaultKill, chaos.FaultPause}, func(r chaos.Report) bool { return !r.Linearizable || len(r.Lost) > 0 }, 0},
+		// Change streams that drop or repeat a change now and then.
+		{"watch-drop", []string{chaos.FaultKill}, watchCaught, 2},
+		{"watch-repeat", []string{chaos.FaultKill}, watchCaught, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.mode, func(t *testing.T) {
@@ -44,7 +49,7 @@ func TestHarnessCatchesBrokenBuilds(t *testing.T) {
 			}
 			defer c.Stop()
 			rep, err := chaos.Run(context.Background(), chaos.Config{Cluster: c, Groups: 3, Duration: 20 * time.Second,
-				Nemesis: tt.nemesis, FaultFor: 2 * time.Second, Recover: time.Second, Workers: 8, OutDir: dir})
+				Nemesis: tt.nemesis, FaultFor: 2 * time.Second, Recover: time.Second, Workers: 8, OutDir: dir, Watchers: tt.watchers})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -64,7 +64,12 @@ type watchStream struct {
 	// indexes, until every group's follower is past listedUntil.
 	listed      map[string]uint64
 	listedUntil api.Cursor
+	// sent counts changes, for the broken builds' drops and repeats.
+	sent int
 }
+
+// brokenWatchEvery is how often a broken build drops or repeats a change.
+const brokenWatchEvery = 25
 
 // watch answers GET /v1/watch/{prefix}[?since=CURSOR][&initial=true] with
 // the changes under prefix as text/event-stream (see the README).
@@ -293,6 +298,15 @@ func (s *watchStream) deliver(g base.GroupID, p store.ChangesPage) error {
 		s.cursor[g] = ch.Seq
 		if (s.hasID && !s.id.Allows(ch.Key, acl.Read)) || s.shownByList(g, ch) {
 			continue
+		}
+		if brokenWatchDrop || brokenWatchRepeat {
+			s.sent++
+			if s.sent%brokenWatchEvery == 0 {
+				if brokenWatchDrop {
+					continue
+				}
+				s.appendEvent(g, ch)
+			}
 		}
 		s.appendEvent(g, ch)
 	}

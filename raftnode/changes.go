@@ -86,10 +86,22 @@ func (n *Node) serveChanges(ctx context.Context, r *replica, req protocol.Reques
 		maxBytes = min(req.MaxBytes, maxBytes)
 	}
 	o := store.ChangesOptions{After: req.Index, Prefix: req.Prefix, MaxBytes: maxBytes}
+	barrier := false
 	for {
 		changed := r.st.Changed()
 		page, err := r.st.Changes(o)
 		var ce *store.CompactedError
+		if errors.As(err, &ce) && ce.Ahead && !barrier {
+			// A position past what this leader has applied: it may just
+			// have been elected, with committed entries still to apply.
+			// Once it has applied all it knows committed, a position
+			// still ahead is from another history.
+			if err := r.readBarrier(ctx, protocol.Linearizable); err != nil {
+				return resp, err
+			}
+			barrier = true
+			continue
+		}
 		if errors.As(err, &ce) {
 			return resp, &base.CompactedError{Group: r.id, First: ce.First}
 		}

@@ -153,6 +153,7 @@ the report and logs stay in --dir then.`,
 	fs.DurationVar(&o.faultFor, "fault-for", 2*time.Second, "how long each fault lasts (pauses must outlast the election timeout)")
 	fs.IntVar(&o.workers, "clients", 8, "concurrent clients")
 	fs.IntVar(&o.groups, "groups", 3, "data groups")
+	fs.IntVar(&o.watchers, "watchers", 0, "watch streams kept open on the workload's keys through the faults, each checked after the run: every acknowledged write once, in order for its key, nothing never written")
 	fs.StringVar(&o.replication, "replication", "", "sync or async plain puts (async: lost writes are reported, not failed)")
 	fs.StringVar(&o.dir, "dir", "", "directory for data, logs and the violation report (default: a new temporary one)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the directory after a passing run")
@@ -164,7 +165,7 @@ the report and logs stay in --dir then.`,
 type chaosFlags struct {
 	nemesis, dir, replication, composeDir string
 	duration, faultFor                    time.Duration
-	workers, groups                       int
+	workers, groups, watchers             int
 	keep                                  bool
 	links                                 linkFlags
 }
@@ -192,6 +193,9 @@ func runChaos(ctx context.Context, tf targetFlags, o chaosFlags, out io.Writer) 
 	}
 	if err := tf.check(); err != nil {
 		return fmt.Errorf("chaos: %w", err)
+	}
+	if o.watchers < 0 || o.watchers > 10000 {
+		return fmt.Errorf("chaos: --watchers %d: want 0 to 10000", o.watchers)
 	}
 	if err := checkLinkTarget(tf.target, o.links); err != nil {
 		return fmt.Errorf("chaos: %w", err)
@@ -226,7 +230,7 @@ func runChaos(ctx context.Context, tf targetFlags, o chaosFlags, out io.Writer) 
 	}
 	fmt.Fprintf(out, "chaos: %s, %d clients, %v, faults %s; files in %s\n", desc, workers, duration, nemesis, dir)
 	rep, err := chaos.Run(ctx, chaos.Config{Cluster: cluster, Groups: groups, Duration: duration, Nemesis: kinds,
-		FaultFor: faultFor, Recover: time.Second, Workers: workers, OutDir: dir, Progress: out, Replication: replication})
+		FaultFor: faultFor, Recover: time.Second, Workers: workers, OutDir: dir, Progress: out, Replication: replication, Watchers: o.watchers})
 	if err != nil {
 		return fmt.Errorf("chaos: %w (logs in %s)", err, dir)
 	}
