@@ -66,6 +66,9 @@ type fakeBackend struct {
 	hist      []store.Change
 	histFirst uint64
 	histWake  chan struct{}
+	// waiting counts the reads of the history waiting for a change, and
+	// maxWaiting the most there were at once.
+	waiting, maxWaiting atomic.Int64
 }
 
 func (f *fakeBackend) touch() { f.touched.Add(1) }

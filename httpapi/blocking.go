@@ -71,7 +71,7 @@ func (a *API) getBlocking(ctx context.Context, key []byte, q kvQuery) (raftnode.
 		if left <= 0 {
 			return read()
 		}
-		page, err := a.b.Changes(ctx, look.Group, raftnode.ChangesRequest{After: after, Prefix: key, Wait: left})
+		page, err := a.feeds.read(ctx, look.Group, after, key, left)
 		if err != nil {
 			return read() // the client's wait, or the group's history, ended
 		}
@@ -131,8 +131,8 @@ func (a *API) waitListChange(ctx context.Context, prefix []byte, cursor api.Curs
 			defer cancel() // the first group to see a change, or to fail, ends the wait
 			after := cursor[g]
 			for {
-				p, err := a.b.Changes(ctx, g, raftnode.ChangesRequest{After: after, Prefix: prefix, Wait: time.Until(deadlineOf(ctx))})
-				if err != nil || len(p.Changes) > 0 {
+				p, err := a.feeds.read(ctx, g, after, prefix, time.Until(deadlineOf(ctx)))
+				if err != nil || len(p.Changes) > 0 || ctx.Err() != nil {
 					return
 				}
 				after = p.Next

@@ -229,6 +229,7 @@ type API struct {
 	kv      http.Handler  // the key-value routes, which router does not hold
 	metrics *metrics
 	audit   *audit
+	feeds   *feeds // the groups' histories, shared by watches
 }
 
 // New builds the API over b.
@@ -244,6 +245,7 @@ func New(b Backend, cfg Config) (*API, error) {
 	}
 	a := &API{cfg: cfg, b: b, log: cfg.Logger, lists: make(chan struct{}, cfg.MaxConcurrentLists)}
 	a.metrics = newMetrics(cfg.Registry, b)
+	a.feeds = newFeeds(b)
 	a.audit = newAudit(cfg.Registry, cfg.Logger.Info)
 	a.router = a.routes(a.routeTable())
 	a.peer = a.peerRoutes()

@@ -240,7 +240,7 @@ func (s *watchStream) followGroup(ctx context.Context, g base.GroupID, after uin
 	retry := 50 * time.Millisecond
 	for {
 		cctx, cancel := context.WithTimeout(ctx, watchPoll+watchCheck)
-		page, err := s.a.b.Changes(cctx, g, raftnode.ChangesRequest{After: after, Prefix: s.prefix, Wait: watchPoll})
+		page, err := s.a.feeds.read(cctx, g, after, s.prefix, watchPoll)
 		cancel()
 		if ctx.Err() != nil {
 			return

@@ -36,6 +36,12 @@ func (f *fakeBackend) Changes(ctx context.Context, g base.GroupID, req raftnode.
 	if g != 1 {
 		return store.ChangesPage{}, base.ErrNoLeader
 	}
+	if req.Wait > 0 {
+		n := f.waiting.Add(1)
+		defer f.waiting.Add(-1)
+		for m := f.maxWaiting.Load(); n > m && !f.maxWaiting.CompareAndSwap(m, n); m = f.maxWaiting.Load() {
+		}
+	}
 	deadline := time.After(req.Wait)
 	for {
 		f.mu.Lock()

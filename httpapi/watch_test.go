@@ -357,3 +357,27 @@ func TestBlockingList(t *testing.T) {
 		t.Fatalf("with a compacted cursor: %q", a)
 	}
 }
+
+// Many streams share one read of the group's history: the node holds one
+// waiting read per group, whatever the number of streams.
+func TestWatchStreamsShareAFeed(t *testing.T) {
+	f := newFake()
+	srv := newTestAPI(t, f)
+	var streams []*sseStream
+	for i := 0; i < 50; i++ {
+		streams = append(streams, openWatch(t, srv, "/v1/watch/k", nil))
+	}
+	for i := 0; i < 10; i++ {
+		mustWrite(t, srv, "PUT", fmt.Sprintf("k%d", i), "v")
+	}
+	for i, s := range streams {
+		for j := 0; j < 10; j++ {
+			if ev := s.next(t); ev.data.Key != fmt.Sprintf("k%d", j) {
+				t.Fatalf("stream %d, event %d: %s", i, j, describeEvent(ev))
+			}
+		}
+	}
+	if m := f.maxWaiting.Load(); m > 1 {
+		t.Errorf("%d reads of the history waited at once for 50 streams, want 1 (the feed's)", m)
+	}
+}
