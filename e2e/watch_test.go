@@ -60,8 +60,8 @@ func eventID(ev client.WatchEvent) string {
 }
 
 // TestWatchThroughKills opens a watch through a cluster client, writes
-// through every node, kills (SIGKILL) the node serving the watch and then
-// a group leader; every acknowledged write must arrive once, in index
+// through every node, kills (SIGKILL) the node serving the watch, adds a
+// group (keys move between groups), and kills a group leader; every acknowledged write must arrive once, in index
 // order for its key, and nothing that was not written; a watch resumed
 // from a cursor taken midway delivers exactly what followed it.
 func TestWatchThroughKills(t *testing.T) {
@@ -149,6 +149,20 @@ func TestWatchThroughKills(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.waitReady(3)
+	// A ring change under way: a fourth group takes a quarter of the
+	// keys, their histories now split between two groups.
+	epoch := ringEpoch(t, c)
+	if _, err := c.procs[0].Client.AddGroup(wctx, 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	waitAcked(320)
+	eventually(t, "the ring change done", 60*time.Second, func() error {
+		r, err := c.procs[0].Client.Ring(wctx)
+		if err != nil || r.Migration != nil || r.Epoch == epoch {
+			return fmt.Errorf("still moving (%v)", err)
+		}
+		return nil
+	})
 	leader := c.leaderOf(1)
 	t.Logf("killing %s, the leader of group 1", c.procs[leader].ID)
 	if err := c.procs[leader].Kill(); err != nil {
@@ -191,6 +205,11 @@ func TestWatchThroughKills(t *testing.T) {
 		seen[eventID(ev)] = true
 		if ev.Index <= last[ev.Key] {
 			t.Errorf("%s: event at index %d after one at %d", ev.Key, ev.Index, last[ev.Key])
+			for _, e := range evs {
+				if e.Key == ev.Key {
+					t.Logf("  %s %s@%d group %d raft %d cursor %s", e.Type, e.Key, e.Index, e.Group, e.RaftIndex, e.Cursor)
+				}
+			}
 		}
 		last[ev.Key] = ev.Index
 		switch ev.Type {
@@ -305,4 +324,13 @@ func TestBlockingGetWakes(t *testing.T) {
 	sort.Slice(lags, func(i, j int) bool { return lags[i] < lags[j] })
 	t.Logf("a blocking GET answered %v after the write's acknowledgement (median of %d; min %v, max %v; negative: before the writer heard)",
 		lags[len(lags)/2], len(lags), lags[0], lags[len(lags)-1])
+}
+
+func ringEpoch(t *testing.T, c *cluster) uint64 {
+	t.Helper()
+	r, err := c.procs[0].Client.Ring(ctx(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Epoch
 }

@@ -115,7 +115,7 @@ func (f *feed) page(after uint64, prefix []byte) (store.ChangesPage, bool) {
 	}
 	size := 0
 	for _, ch := range f.changes[after-f.start:] {
-		if bytes.HasPrefix(ch.Key, prefix) {
+		if ch.Takeover != nil || bytes.HasPrefix(ch.Key, prefix) {
 			p.Changes = append(p.Changes, ch)
 			size += len(ch.Key) + len(ch.Value)
 			if size >= 1<<20 {

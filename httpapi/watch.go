@@ -36,11 +36,13 @@ const (
 )
 
 // groupPage is what a follower of one group hands its stream: a page of
-// changes, or the error that ended the follower.
+// changes, or the error that ended the follower. The follower reads on
+// once ack is closed: the stream holds at most one page per group.
 type groupPage struct {
 	g    base.GroupID
 	page store.ChangesPage
 	err  error
+	ack  chan struct{}
 }
 
 // watchStream is one GET /v1/watch/{prefix}: a follower goroutine per data
@@ -66,6 +68,12 @@ type watchStream struct {
 	listedUntil api.Cursor
 	// sent counts changes, for the broken builds' drops and repeats.
 	sent int
+	// pending are the pages not yet all delivered, holds the groups
+	// whose delivery waits at a takeover (watch_order.go), and left the
+	// cursor's positions of the groups that left the layout.
+	pending map[base.GroupID]*pendingPage
+	holds   map[base.GroupID]store.Takeover
+	left    api.Cursor
 }
 
 // brokenWatchEvery is how often a broken build drops or repeats a change.
@@ -99,7 +107,8 @@ func (a *API) watch(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	s := &watchStream{a: a, w: w, rc: http.NewResponseController(w), r: r.WithContext(ctx), prefix: prefix, cursor: cursor,
-		pages: make(chan groupPage), stops: map[base.GroupID]context.CancelFunc{}}
+		pages: make(chan groupPage), stops: map[base.GroupID]context.CancelFunc{},
+		pending: map[base.GroupID]*pendingPage{}, holds: map[base.GroupID]store.Takeover{}, left: api.Cursor{}}
 	s.id, s.hasID = identityOf(r.Context())
 	defer s.stop()
 	groups, layoutChanged := a.b.DataGroups()
@@ -129,6 +138,8 @@ func (a *API) watch(w http.ResponseWriter, r *http.Request) error {
 	}
 	hb := time.NewTicker(a.cfg.WatchHeartbeat)
 	defer hb.Stop()
+	holdTick := time.NewTicker(holdCheck)
+	defer holdTick.Stop()
 	for {
 		select {
 		case gp := <-s.pages:
@@ -136,7 +147,17 @@ func (a *API) watch(w http.ResponseWriter, r *http.Request) error {
 				s.fail(gp.err)
 				return nil
 			}
-			if err := s.deliver(gp.g, gp.page); err != nil {
+			s.pending[gp.g] = &pendingPage{page: gp.page, ack: gp.ack}
+			if err := s.drain(ctx); err != nil {
+				s.fail(err)
+				return nil
+			}
+		case <-holdTick.C:
+			if len(s.holds) == 0 {
+				continue
+			}
+			if err := s.checkHolds(ctx); err != nil {
+				s.fail(err)
 				return nil
 			}
 		case <-hb.C:
@@ -255,12 +276,18 @@ func (s *watchStream) followGroup(ctx context.Context, g base.GroupID, after uin
 			continue
 		}
 		retry = 50 * time.Millisecond
+		ack := make(chan struct{})
 		select {
-		case s.pages <- groupPage{g: g, page: page, err: err}:
+		case s.pages <- groupPage{g: g, page: page, err: err, ack: ack}:
 		case <-ctx.Done():
 			return
 		}
 		if err != nil {
+			return
+		}
+		select {
+		case <-ack:
+		case <-ctx.Done():
 			return
 		}
 		after = page.Next
@@ -281,40 +308,12 @@ func (s *watchStream) regroup(ctx context.Context, groups []base.GroupID) {
 		if !now[g] {
 			stop()
 			delete(s.stops, g)
+			s.left[g] = s.cursor[g]
 			delete(s.cursor, g)
+			delete(s.pending, g)
+			delete(s.holds, g)
 		}
 	}
-}
-
-// deliver writes a page of group g as events.
-func (s *watchStream) deliver(g base.GroupID, p store.ChangesPage) error {
-	if s.stops[g] == nil {
-		return nil // the group left the layout meanwhile
-	}
-	for _, ch := range p.Changes {
-		if ch.Seq <= s.cursor[g] {
-			continue
-		}
-		s.cursor[g] = ch.Seq
-		if (s.hasID && !s.id.Allows(ch.Key, acl.Read)) || s.shownByList(g, ch) {
-			continue
-		}
-		if brokenWatchDrop || brokenWatchRepeat {
-			s.sent++
-			if s.sent%brokenWatchEvery == 0 {
-				if brokenWatchDrop {
-					continue
-				}
-				s.appendEvent(g, ch)
-			}
-		}
-		s.appendEvent(g, ch)
-	}
-	s.cursor[g] = max(s.cursor[g], p.Next)
-	if len(s.buf) == 0 {
-		return nil
-	}
-	return s.flush()
 }
 
 // appendEvent lays one change out as a server-sent event.

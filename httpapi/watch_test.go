@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,8 +14,10 @@ import (
 	"time"
 
 	"github.com/ringkv/ringkv/api"
+	"github.com/ringkv/ringkv/base"
 	"github.com/ringkv/ringkv/layout"
 	"github.com/ringkv/ringkv/raftnode"
+	"github.com/ringkv/ringkv/store"
 )
 
 // sseEvent is one server-sent event as a client reads it.
@@ -379,5 +382,65 @@ func TestWatchStreamsShareAFeed(t *testing.T) {
 	}
 	if m := f.maxWaiting.Load(); m > 1 {
 		t.Errorf("%d reads of the history waited at once for 50 streams, want 1 (the feed's)", m)
+	}
+}
+
+// A key moved from group 1 to group 2 keeps its order in a stream that
+// reads group 2's history first: group 2's changes after its takeover
+// wait until group 1's history is delivered up to the takeover's
+// position; and a takeover from a group that left before the stream read
+// it far enough ends the stream, never skipping its changes.
+func TestWatchOrderAcrossATakeover(t *testing.T) {
+	rec := httptest.NewRecorder()
+	s := &watchStream{a: &API{}, w: rec, rc: http.NewResponseController(rec), cursor: api.Cursor{1: 3, 2: 0},
+		stops:   map[base.GroupID]context.CancelFunc{1: func() {}, 2: func() {}},
+		pending: map[base.GroupID]*pendingPage{}, holds: map[base.GroupID]store.Takeover{}, left: api.Cursor{}}
+	put := func(seq uint64, key string, index uint64) store.Change {
+		return store.Change{Seq: seq, Key: []byte(key), Value: []byte("v"), Index: index, RaftIndex: index}
+	}
+	ctx := context.Background()
+	deliver := func(g base.GroupID, p store.ChangesPage) chan struct{} {
+		ack := make(chan struct{})
+		s.pending[g] = &pendingPage{page: p, ack: ack}
+		if err := s.drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return ack
+	}
+	acked := func(ch chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	// Group 2 took k over when group 1's history stood at 5.
+	ack2 := deliver(2, store.ChangesPage{Changes: []store.Change{put(1, "other", 1), {Seq: 2, Takeover: &store.Takeover{From: 1, Seq: 5}}, put(3, "k", 20)}, Next: 3})
+	if acked(ack2) || s.holds[2].Seq != 5 || s.cursor[2] != 1 {
+		t.Fatalf("group 2 not held at its takeover: cursor %v, holds %v", s.cursor, s.holds)
+	}
+	ack1 := deliver(1, store.ChangesPage{Changes: []store.Change{put(4, "k", 10), put(5, "k", 11)}, Next: 5})
+	if !acked(ack1) || !acked(ack2) || len(s.holds) != 0 {
+		t.Fatalf("group 1 delivered to 5: holds %v", s.holds)
+	}
+	var order []string
+	for _, line := range strings.Split(rec.Body.String(), "\n") {
+		if strings.HasPrefix(line, "data: ") {
+			var e api.WatchEvent
+			json.Unmarshal([]byte(line[6:]), &e)
+			order = append(order, fmt.Sprintf("%s@%d", e.Key, e.Index))
+		}
+	}
+	if fmt.Sprint(order) != "[other@1 k@10 k@11 k@20]" {
+		t.Errorf("events in the order %v, want other@1 k@10 k@11 k@20", order)
+	}
+	// A takeover from a group gone before the stream read it far enough.
+	delete(s.stops, 1)
+	s.left[1] = s.cursor[1]
+	delete(s.cursor, 1)
+	s.pending[2] = &pendingPage{page: store.ChangesPage{Changes: []store.Change{{Seq: 4, Takeover: &store.Takeover{From: 1, Seq: 9}}}, Next: 4}, ack: make(chan struct{})}
+	if err := s.drain(ctx); !errors.Is(err, base.ErrCompacted) {
+		t.Fatalf("a takeover from a group gone at 5, from 9: %v, want compacted", err)
 	}
 }

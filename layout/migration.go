@@ -54,8 +54,14 @@ type TransferState struct {
 	// ranges when the source was fenced.
 	Keys  uint64 `json:"keys"`
 	Total uint64 `json:"total,omitempty"`
-	// FenceIndex is the source's log index of its fence.
+	// FenceIndex is the source's log index of its fence, and FenceSeq the
+	// newest change of its history then: the destination's history
+	// records it when it takes the ranges over (store.Takeover).
 	FenceIndex uint64 `json:"fence_index,omitempty"`
+	FenceSeq   uint64 `json:"fence_seq,omitempty"`
+	// FenceFloor is a modify index above every one the source gave before
+	// its fence: the destination's go above it.
+	FenceFloor uint64 `json:"fence_floor,omitempty"`
 }
 
 // transfer returns the transfer from one group to another, or nil.
@@ -134,6 +140,8 @@ type MigrationPhase struct {
 	Keys       uint64
 	Total      uint64
 	FenceIndex uint64
+	FenceSeq   uint64
+	FenceFloor uint64
 }
 
 func advanceMigration(next *Layout, p MigrationPhase) error {
@@ -159,6 +167,12 @@ func advanceMigration(next *Layout, p MigrationPhase) error {
 	}
 	if p.FenceIndex > 0 {
 		t.FenceIndex = p.FenceIndex
+	}
+	if p.FenceSeq > 0 {
+		t.FenceSeq = p.FenceSeq
+	}
+	if p.FenceFloor > 0 {
+		t.FenceFloor = p.FenceFloor
 	}
 	next.Migration = m
 	return nil

@@ -128,7 +128,10 @@ type Request struct {
 	Above   uint64             `json:"above,omitempty"`
 	Entries []store.MovedEntry `json:"entries,omitempty"`
 	Change  *layout.RingChange `json:"change,omitempty"`
-	// Target is the group a metadata request is about (pin_leader).
+	// Target is the group a metadata request is about (pin_leader), or
+	// the source of the ranges a ring change's destination takes over
+	// (unfence, with the source's history position at its fence in
+	// Index).
 	Target base.GroupID `json:"target,omitempty"`
 	// Move is the replica move a replica_step advances, or undoes with
 	// Abort.
@@ -146,6 +149,10 @@ type Request struct {
 	// restore_lock takes (RestoreStep begin), renews or releases.
 	Restore     string `json:"restore,omitempty"`
 	RestoreStep string `json:"restore_step,omitempty"`
+	// Floor, on a ring change's unfence of its destination, is the
+	// source's index floor at its fence: the destination's modify indexes
+	// go above it.
+	Floor uint64 `json:"floor,omitempty"`
 	// ACL is the access control change an acl request proposes.
 	ACL *layout.ACLChange `json:"acl,omitempty"`
 	// WaitMS and FromNow qualify a changes request.

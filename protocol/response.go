@@ -73,6 +73,10 @@ type Response struct {
 	// More says a scan page stopped at its limit or byte bound.
 	More   bool               `json:"more,omitempty"`
 	Change *layout.RingChange `json:"change,omitempty"`
+	// ChangeSeq is a fence's position in its group's history, and
+	// IndexFloor a modify index above every one its group gave before it.
+	ChangeSeq  uint64 `json:"change_seq,omitempty"`
+	IndexFloor uint64 `json:"index_floor,omitempty"`
 	// Changes is a page of a group's change history.
 	Changes *store.ChangesPage `json:"changes,omitempty"`
 	// Done and Progress report a replica_step.

@@ -662,7 +662,8 @@ func TestStreamCodecCoversRequestFields(t *testing.T) {
 	notUsedByStreamedOps := map[string]bool{"Prefix": true, "After": true, "Limit": true, "KeysOnly": true, "Node": true,
 		"Level": true, "Indexes": true, "Deep": true, "Ranges": true, "Above": true, "Entries": true, "Change": true,
 		"Target": true, "Move": true, "Abort": true, "LayoutIndex": true, "Force": true,
-		"Restore": true, "RestoreStep": true, "MaxBytes": true, "Routing": true, "ACL": true}
+		"Restore": true, "RestoreStep": true, "MaxBytes": true, "Routing": true, "ACL": true,
+		"Floor": true, "WaitMS": true, "FromNow": true}
 	rt := reflect.TypeOf(Request{})
 	for i := 0; i < rt.NumField(); i++ {
 		name := rt.Field(i).Name

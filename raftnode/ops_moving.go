@@ -151,6 +151,11 @@ func applyMoving(ctx context.Context, r *replica, req protocol.Request, ranges [
 		m.Op = store.OpFence
 	case protocol.OpUnfence:
 		m.Op = store.OpUnfence
+		if req.Target != 0 {
+			// A destination taking ranges over: its history records
+			// where they came from (store.Takeover).
+			m.Source, m.SourceSeq, m.SourceFloor = uint32(req.Target), req.Index, req.Floor
+		}
 	case protocol.OpIngest:
 		m.Op = store.OpIngest
 	case protocol.OpDrop:
@@ -171,6 +176,7 @@ func applyMoving(ctx context.Context, r *replica, req protocol.Request, ranges [
 		return resp, fmt.Errorf("%w: %v", base.ErrBadRequest, res.Err)
 	}
 	resp.RaftIndex, resp.Count, resp.Cursor = res.Index, res.Count, res.Cursor
+	resp.ChangeSeq, resp.IndexFloor = res.ChangeSeq, res.IndexFloor
 	return resp, nil
 }
 

@@ -206,8 +206,9 @@ func (m *Mover) firstCopy(ctx context.Context, term uint64, t *layout.TransferSt
 	if err != nil {
 		return 0, fmt.Errorf("fencing group %d: %w", t.From, err)
 	}
-	t.Phase, t.FenceIndex = layout.PhaseFenced, resp.RaftIndex
-	if err := m.recordPhase(ctx, layout.MigrationPhase{From: t.From, To: t.To, Phase: layout.PhaseFenced, Keys: copied, FenceIndex: t.FenceIndex}); err != nil {
+	t.Phase, t.FenceIndex, t.FenceSeq, t.FenceFloor = layout.PhaseFenced, resp.RaftIndex, resp.ChangeSeq, resp.IndexFloor
+	if err := m.recordPhase(ctx, layout.MigrationPhase{From: t.From, To: t.To, Phase: layout.PhaseFenced, Keys: copied,
+		FenceIndex: t.FenceIndex, FenceSeq: t.FenceSeq, FenceFloor: t.FenceFloor}); err != nil {
 		return 0, err
 	}
 	return first.watermark, nil
@@ -243,7 +244,12 @@ func (m *Mover) copyChangesAndFlip(ctx context.Context, term uint64, t *layout.T
 		return fmt.Errorf("%w: after the copy, group %d holds %d keys (digest %s) in the ranges, group %d %d keys (digest %s); not flipping",
 			base.ErrConflict, t.To, check.keys, short(check.digest), t.From, src.keys, short(src.digest))
 	}
-	if _, err := m.c.Do(ctx, protocol.Request{Op: protocol.OpUnfence, Group: t.To, Ranges: t.Ranges, Term: term}); err != nil {
+	// Target, Index and Floor name the source, its history's position at
+	// the fence and its index floor: the destination's history records
+	// the takeover, so that watches deliver the source's changes to the
+	// ranges first, and its modify indexes go above the source's.
+	if _, err := m.c.Do(ctx, protocol.Request{Op: protocol.OpUnfence, Group: t.To, Ranges: t.Ranges, Term: term,
+		Target: t.From, Index: t.FenceSeq, Floor: t.FenceFloor}); err != nil {
 		return fmt.Errorf("unfencing group %d: %w", t.To, err)
 	}
 	if err := m.recordPhase(ctx, layout.MigrationPhase{From: t.From, To: t.To, Phase: layout.PhaseFlipped, Keys: src.keys, Total: src.keys}); err != nil {

@@ -68,7 +68,7 @@ func (s *Store) applyEntry(kv *bolt.Bucket, st *applyState, changed map[int]bool
 	res := Result{Index: e.Index}
 	switch {
 	case IsMoving(e.Data):
-		r, err := s.applyMoving(kv, st, changed, e.Data)
+		r, err := s.applyMoving(kv, st, changed, e.Index, e.Data)
 		r.Index = e.Index
 		return r, err
 	case IsBatch(e.Data):

@@ -49,6 +49,20 @@ type Change struct {
 	// changes have increasing indexes, in any group.
 	Index     uint64
 	RaftIndex uint64
+	// Takeover, when set, is not a change of a key but the moment this
+	// group took ranges over from another: Key, Value and Delete are
+	// empty, and every prefix matches it.
+	Takeover *Takeover `json:"takeover,omitempty"`
+}
+
+// Takeover records that the group took ranges over from group From,
+// whose changes to them are all numbered at most Seq in From's history
+// (Seq was its newest change when it fenced them): a reader of both
+// histories delivers this group's later changes only once it has read
+// From's up to Seq, for a key's changes to come in order.
+type Takeover struct {
+	From uint32 `json:"from"`
+	Seq  uint64 `json:"seq"`
 }
 
 // ChangesOptions selects a page of the history.
@@ -161,6 +175,17 @@ func (s *Store) Changes(o ChangesOptions) (ChangesPage, error) {
 // recordChange appends a change to the history, in the apply transaction,
 // and prunes what falls out of the window.
 func (s *Store) recordChange(st *applyState, del bool, key, value []byte, index, raftIndex uint64) error {
+	return s.record(st, encodeChange(del, key, value, index, raftIndex))
+}
+
+// recordTakeover appends a takeover to the history.
+func (s *Store) recordTakeover(st *applyState, from uint32, seq uint64) error {
+	b := []byte{changeTakeover}
+	b = binary.AppendUvarint(b, uint64(from))
+	return s.record(st, binary.AppendUvarint(b, seq))
+}
+
+func (s *Store) record(st *applyState, rec []byte) error {
 	if st.hist == nil {
 		return nil
 	}
@@ -168,7 +193,6 @@ func (s *Store) recordChange(st *applyState, del bool, key, value []byte, index,
 	st.seqChanged = true
 	var k [8]byte
 	binary.BigEndian.PutUint64(k[:], st.seq)
-	rec := encodeChange(del, key, value, index, raftIndex)
 	if err := st.hist.Put(k[:], rec); err != nil {
 		return err
 	}
@@ -193,8 +217,9 @@ func (s *Store) recordChange(st *applyState, del bool, key, value []byte, index,
 }
 
 const (
-	changePut    = 1
-	changeDelete = 2
+	changePut      = 1
+	changeDelete   = 2
+	changeTakeover = 3
 )
 
 // encodeChange lays a change out: kind byte, uvarint index, uvarint raft
@@ -220,6 +245,18 @@ var errOtherPrefix = errors.New("key outside the prefix")
 // and nothing is copied.
 func decodeChange(b, prefix []byte) (Change, error) {
 	var ch Change
+	if len(b) >= 1 && b[0] == changeTakeover {
+		from, n := binary.Uvarint(b[1:])
+		if n <= 0 || from == 0 || from > 1<<32-1 {
+			return ch, fmt.Errorf("%w: takeover record group", ErrBadCommand)
+		}
+		seq, m := binary.Uvarint(b[1+n:])
+		if m <= 0 || 1+n+m != len(b) {
+			return ch, fmt.Errorf("%w: takeover record position", ErrBadCommand)
+		}
+		ch.Takeover = &Takeover{From: uint32(from), Seq: seq}
+		return ch, nil
+	}
 	if len(b) < 1 || (b[0] != changePut && b[0] != changeDelete) {
 		return ch, fmt.Errorf("%w: change record kind", ErrBadCommand)
 	}

@@ -166,19 +166,31 @@ func TestHistoryLeavesMovesOut(t *testing.T) {
 		key = fmt.Sprintf("moved%d", i)
 	}
 	mustApply(t, src, 1, put(key, "a"))
-	mustApply(t, src, 2, Moving{Op: OpFence, Ranges: lowHalf}.Encode())
+	if r := mustApply(t, src, 2, Moving{Op: OpFence, Ranges: lowHalf}.Encode()); r.ChangeSeq != 1 || r.IndexFloor != 2 {
+		t.Fatalf("the fence reports the history at %d and the floor %d, want 1 and 2", r.ChangeSeq, r.IndexFloor)
+	}
 	e, err := src.Get([]byte(key))
 	if err != nil {
 		t.Fatal(err)
 	}
 	mustApply(t, dst, 1, Moving{Op: OpIngest, Ranges: lowHalf, Entries: []MovedEntry{{Key: e.Key, Value: e.Value, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex}}}.Encode())
-	mustApply(t, dst, 2, Moving{Op: OpUnfence, Ranges: lowHalf}.Encode())
+	unfence := Moving{Op: OpUnfence, Ranges: lowHalf, Source: 7, SourceSeq: 2, SourceFloor: 50}
+	if back, err := DecodeMoving(unfence.Encode()); err != nil || back.Source != 7 || back.SourceSeq != 2 || back.SourceFloor != 50 {
+		t.Fatalf("unfence with a source decodes to %+v, %v", back, err)
+	}
+	mustApply(t, dst, 2, unfence.Encode())
 	mustApply(t, src, 3, Moving{Op: OpDrop, Ranges: lowHalf, Limit: 10}.Encode())
 	mustApply(t, dst, 3, put(key, "b"))
 	wantChanges(t, mustChanges(t, src, ChangesOptions{}).Changes, "1:put "+key+"=a@1/1")
-	got := mustChanges(t, dst, ChangesOptions{}).Changes
-	if len(got) != 1 || string(got[0].Value) != "b" || got[0].Index <= 1 || got[0].RaftIndex != 3 {
-		t.Fatalf("destination history %q, want only the put of b, at an index above 1", describe(got))
+	// The destination's history: the takeover, under any prefix, then
+	// the put.
+	got := mustChanges(t, dst, ChangesOptions{Prefix: []byte("nothing-")})
+	if len(got.Changes) != 1 || got.Changes[0].Takeover == nil || *got.Changes[0].Takeover != (Takeover{From: 7, Seq: 2}) || got.Changes[0].Seq != 1 {
+		t.Fatalf("destination history under another prefix: %+v, want the takeover from 7 at 2", got.Changes)
+	}
+	got = mustChanges(t, dst, ChangesOptions{After: 1})
+	if len(got.Changes) != 1 || string(got.Changes[0].Value) != "b" || got.Changes[0].Index <= 50 || got.Changes[0].RaftIndex != 3 {
+		t.Fatalf("destination history %q, want the put of b, at an index above the source's floor, 50", describe(got.Changes))
 	}
 }
 
@@ -186,9 +198,16 @@ func FuzzDecodeChange(f *testing.F) {
 	f.Add(encodeChange(false, []byte("k"), []byte("v"), 7, 3), []byte(""))
 	f.Add(encodeChange(true, []byte("a/b"), nil, 1, 1), []byte("a/"))
 	f.Add([]byte{2, 1, 1, 5, 'k'}, []byte("x"))
+	f.Add([]byte{3, 2, 9}, []byte("x"))
 	f.Fuzz(func(t *testing.T, b, prefix []byte) {
 		ch, err := decodeChange(b, prefix)
 		if err != nil {
+			return
+		}
+		if ch.Takeover != nil {
+			if ch.Key != nil || ch.Takeover.From == 0 {
+				t.Fatalf("decoded takeover %+v", ch)
+			}
 			return
 		}
 		if !bytes.HasPrefix(ch.Key, prefix) || len(ch.Key) == 0 || (ch.Delete && ch.Value != nil) {

@@ -63,6 +63,17 @@ type Moving struct {
 	Entries []MovedEntry // OpIngest
 	After   []byte       // OpDrop: start after this key
 	Limit   int          // OpDrop: delete at most this many keys
+	// Source, SourceSeq and SourceFloor (OpUnfence of a ring change's
+	// destination) name the group the ranges come from, its newest change
+	// when it fenced them and the modify index all it gave is below
+	// (Result.ChangeSeq and IndexFloor of the fence): the store records
+	// the takeover in its history, so that a watch delivers the source's
+	// changes to the ranges before this group's (see Takeover), and raises
+	// its index offset to SourceFloor, so that a key's modify indexes go
+	// on increasing across the move.
+	Source      uint32
+	SourceSeq   uint64
+	SourceFloor uint64
 }
 
 // IsMoving reports whether b is a moving command.
@@ -74,7 +85,9 @@ func IsMoving(b []byte) bool {
 // uvarint range count, 16 bytes per range, then for OpIngest a uvarint entry count and
 // per entry key, value (each uvarint length then bytes), create and modify
 // index (uvarints) and a deleted byte; for OpDrop the cursor (uvarint
-// length then bytes) and a uvarint limit.
+// length then bytes) and a uvarint limit; for OpUnfence with a Source, the
+// source, its history position and its index floor (uvarints; absent in
+// commands of earlier releases, which had none).
 func (m Moving) Encode() []byte {
 	b := []byte{byte(m.Op), 0}
 	b = binary.AppendUvarint(b, m.Term)
@@ -100,6 +113,12 @@ func (m Moving) Encode() []byte {
 	case OpDrop:
 		b = appendBytes(b, m.After)
 		b = binary.AppendUvarint(b, uint64(m.Limit))
+	case OpUnfence:
+		if m.Source != 0 {
+			b = binary.AppendUvarint(b, uint64(m.Source))
+			b = binary.AppendUvarint(b, m.SourceSeq)
+			b = binary.AppendUvarint(b, m.SourceFloor)
+		}
 	}
 	return b
 }
@@ -197,6 +216,16 @@ func DecodeMoving(b []byte) (Moving, error) {
 			r.err = fmt.Errorf("%w: drop limit %d", ErrBadCommand, limit)
 		}
 		m.Limit = int(limit)
+	case OpUnfence:
+		if r.err == nil && len(r.b) > 0 {
+			src := r.uvarint("source group")
+			m.SourceSeq = r.uvarint("source history position")
+			m.SourceFloor = r.uvarint("source index floor")
+			if r.err == nil && (src == 0 || src > 1<<32-1) {
+				r.err = fmt.Errorf("%w: unfence from group %d", ErrBadCommand, src)
+			}
+			m.Source = uint32(src)
+		}
 	}
 	if r.err == nil && len(r.b) != 0 {
 		r.err = fmt.Errorf("%w: %d bytes after the command", ErrBadCommand, len(r.b))
@@ -274,7 +303,7 @@ func (s *Store) inSet(set spanSet, key []byte) bool {
 }
 
 // applyMoving applies one moving command inside the apply transaction.
-func (s *Store) applyMoving(kv *bolt.Bucket, st *applyState, changed map[int]bool, data []byte) (Result, error) {
+func (s *Store) applyMoving(kv *bolt.Bucket, st *applyState, changed map[int]bool, index uint64, data []byte) (Result, error) {
 	var res Result
 	m, err := DecodeMoving(data)
 	if err != nil {
@@ -305,6 +334,20 @@ func (s *Store) applyMoving(kv *bolt.Bucket, st *applyState, changed map[int]boo
 		}
 		st.fencesChanged = true
 		res.Applied = true
+		// Every modify index this store gave before the fence is below
+		// its index plus the offset.
+		res.ChangeSeq, res.IndexFloor = st.seq, index+st.offset
+		if m.Op == OpUnfence && m.Source != 0 {
+			// Keys taken over get modify indexes above any the source
+			// gave them, deleted keys' included (their deletes were not
+			// copied, so no ingest raised the offset for them).
+			if m.SourceFloor > st.offset {
+				st.offset, st.offsetChanged = m.SourceFloor, true
+			}
+			if err := s.recordTakeover(st, m.Source, m.SourceSeq); err != nil {
+				return res, err
+			}
+		}
 	case OpIngest:
 		for _, e := range m.Entries {
 			var rec []byte

@@ -330,6 +330,11 @@ type Result struct {
 	// Moved reports a put or delete refused because its key's range is
 	// fenced: another group holds it, or is taking it over.
 	Moved bool
+	// ChangeSeq, for an OpFence or OpUnfence, is the history's newest
+	// change as of it; IndexFloor a modify index above every one the
+	// store gave before it.
+	ChangeSeq  uint64
+	IndexFloor uint64
 	// Count is the entries an OpIngest wrote or the keys an OpDrop
 	// deleted; Cursor, for an OpDrop that stopped early, is the key to go
 	// on after.

@@ -91,7 +91,7 @@ lost when group leaders are killed.`,
 		},
 	}
 	bf.define(cmd.Flags())
-	cmd.AddCommand(benchCompareCmd(a), benchLossCmd())
+	cmd.AddCommand(benchCompareCmd(a), benchLossCmd(), benchWatchCmd(a))
 	return cmd
 }
 

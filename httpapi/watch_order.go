@@ -1,0 +1,137 @@
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ringkv/ringkv/acl"
+	"github.com/ringkv/ringkv/base"
+	"github.com/ringkv/ringkv/raftnode"
+	"github.com/ringkv/ringkv/store"
+)
+
+// The order of a stream. Each group's changes go out in the order of its
+// history; groups interleave as their pages come. A key's changes stay in
+// order across a ring change that moves it: its new group's history
+// records, where it takes the ranges over, how far the old group's
+// history went then (store.Takeover), and the stream delivers nothing of
+// the new group past that point until it has delivered the old group's
+// history that far.
+
+// holdCheck is how often a stream holding a group at a takeover asks the
+// source group's history whether it has read far enough.
+const holdCheck = 250 * time.Millisecond
+
+// pendingPage is a page of a group whose changes before next went out.
+type pendingPage struct {
+	page store.ChangesPage
+	next int
+	ack  chan struct{}
+}
+
+// drain delivers what the pending pages allow, until none can go further,
+// handing each page fully delivered back to its follower, and flushes.
+func (s *watchStream) drain(ctx context.Context) error {
+	for progress := true; progress; {
+		progress = false
+		for g, pp := range s.pending {
+			if s.stops[g] == nil {
+				delete(s.pending, g) // the group left the layout meanwhile
+				continue
+			}
+			moved, done := s.deliverFrom(g, pp)
+			if done {
+				delete(s.pending, g)
+				close(pp.ack)
+			}
+			progress = progress || moved || done
+		}
+	}
+	for g, t := range s.holds {
+		if err := s.sourceGone(g, t); err != nil {
+			return err
+		}
+	}
+	if len(s.buf) == 0 {
+		return nil
+	}
+	return s.flush()
+}
+
+// deliverFrom writes pp's changes from pp.next on, until the page ends
+// (done) or a takeover holds group g.
+func (s *watchStream) deliverFrom(g base.GroupID, pp *pendingPage) (moved, done bool) {
+	for ; pp.next < len(pp.page.Changes); pp.next++ {
+		ch := pp.page.Changes[pp.next]
+		if ch.Seq <= s.cursor[g] {
+			continue
+		}
+		if t := ch.Takeover; t != nil {
+			if !s.readUpTo(base.GroupID(t.From), t.Seq) {
+				s.holds[g] = *t
+				return moved, false
+			}
+			delete(s.holds, g)
+			s.cursor[g], moved = ch.Seq, true
+			continue
+		}
+		s.cursor[g], moved = ch.Seq, true
+		if (s.hasID && !s.id.Allows(ch.Key, acl.Read)) || s.shownByList(g, ch) {
+			continue
+		}
+		if brokenWatchDrop || brokenWatchRepeat {
+			s.sent++
+			if s.sent%brokenWatchEvery == 0 {
+				if brokenWatchDrop {
+					continue
+				}
+				s.appendEvent(g, ch)
+			}
+		}
+		s.appendEvent(g, ch)
+	}
+	delete(s.holds, g)
+	s.cursor[g] = max(s.cursor[g], pp.page.Next)
+	return true, true
+}
+
+// readUpTo says whether the stream has delivered group g's history up to
+// seq.
+func (s *watchStream) readUpTo(g base.GroupID, seq uint64) bool {
+	if n, ok := s.cursor[g]; ok {
+		return n >= seq
+	}
+	return s.left[g] >= seq
+}
+
+// sourceGone fails a hold whose source group the stream no longer
+// follows and had not read far enough: its changes are gone with it.
+func (s *watchStream) sourceGone(g base.GroupID, t store.Takeover) error {
+	from := base.GroupID(t.From)
+	if s.stops[from] != nil || s.readUpTo(from, t.Seq) {
+		return nil
+	}
+	return fmt.Errorf("%w: group %d took keys over from group %d, which left the cluster before this stream read its changes to them (up to %d); read the keys again and watch from the cursor",
+		base.ErrCompacted, g, from, t.Seq)
+}
+
+// checkHolds asks each held group's source whether the stream has read
+// its history far enough under the prefix: a source with no change there
+// after the stream's position (its follower waits for one) releases the
+// hold at once.
+func (s *watchStream) checkHolds(ctx context.Context) error {
+	for _, t := range s.holds {
+		from := base.GroupID(t.From)
+		if s.stops[from] == nil || s.readUpTo(from, t.Seq) {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		p, err := s.a.b.Changes(cctx, from, raftnode.ChangesRequest{After: s.cursor[from], Prefix: s.prefix})
+		cancel()
+		if err == nil && len(p.Changes) == 0 && p.Next > s.cursor[from] {
+			s.cursor[from] = p.Next
+		}
+	}
+	return s.drain(ctx)
+}
