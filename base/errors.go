@@ -79,13 +79,25 @@ func (e *CASFailedError) Error() string {
 func (e *CASFailedError) Unwrap() error { return ErrCASFailed }
 
 // CompactedError names the group whose history no longer serves a
-// position, and the oldest change it keeps.
+// position, and the oldest change it keeps. Ahead says the position is
+// past the newest change, Last (from another history, such as before a
+// restore). Reason, when set, is the whole message, as another node said
+// it.
 type CompactedError struct {
-	Group GroupID
-	First uint64
+	Group  GroupID
+	First  uint64
+	Ahead  bool
+	Last   uint64
+	Reason string
 }
 
 func (e *CompactedError) Error() string {
+	switch {
+	case e.Reason != "":
+		return e.Reason
+	case e.Ahead:
+		return fmt.Sprintf("group %d: the position asked for is past the newest change, %d: it comes from another history of the group (before a restore?)", e.Group, e.Last)
+	}
 	return fmt.Sprintf("group %d: the changes asked for are no longer kept; the oldest kept is %d", e.Group, e.First)
 }
 
@@ -180,7 +192,7 @@ func FromWire(w WireError) error {
 	case CodeCASFailed:
 		return &CASFailedError{Current: w.Index}
 	case CodeCompacted:
-		return &CompactedError{Group: GroupID(w.Group), First: w.Index}
+		return &CompactedError{Group: GroupID(w.Group), First: w.Index, Reason: w.Error}
 	}
 	for _, c := range codes {
 		if c.code == w.Code {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -30,12 +31,15 @@ const (
 
 // feeds holds the node's feeds, by group.
 type feeds struct {
-	b   Watch
-	mu  sync.Mutex
-	all map[base.GroupID]*feed
+	b    Watch
+	mu   sync.Mutex
+	all  map[base.GroupID]*feed
+	ends map[base.GroupID]*endCall // the next request for where a history ends
 }
 
-func newFeeds(b Watch) *feeds { return &feeds{b: b, all: map[base.GroupID]*feed{}} }
+func newFeeds(b Watch) *feeds {
+	return &feeds{b: b, all: map[base.GroupID]*feed{}, ends: map[base.GroupID]*endCall{}}
+}
 
 // feed follows one group's history.
 type feed struct {
@@ -52,6 +56,41 @@ type feed struct {
 	wake     chan struct{}
 	readers  int
 	lastRead time.Time
+	// subs are the streams' channels signalled (without blocking) when
+	// the feed moves.
+	subs map[chan struct{}]struct{}
+}
+
+// join makes notify a subscriber of group g's feed, which it returns.
+func (fs *feeds) join(g base.GroupID, notify chan struct{}) *feed {
+	f := fs.get(g)
+	f.mu.Lock()
+	if f.subs == nil {
+		f.subs = map[chan struct{}]struct{}{}
+	}
+	f.subs[notify] = struct{}{}
+	f.mu.Unlock()
+	return f
+}
+
+// leave ends notify's subscription.
+func (f *feed) leave(notify chan struct{}) {
+	f.mu.Lock()
+	delete(f.subs, notify)
+	f.mu.Unlock()
+	f.done()
+}
+
+// after is what f holds after position after under prefix, without
+// waiting; ok is false when f cannot say: after is behind its memory or
+// past what it has read, or it has not read yet.
+func (f *feed) after(after uint64, prefix []byte) (store.ChangesPage, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if after > f.pos {
+		return store.ChangesPage{}, false
+	}
+	return f.page(after, prefix)
 }
 
 // read returns the changes of group g under prefix after position after,
@@ -125,6 +164,44 @@ func (f *feed) page(after uint64, prefix []byte) (store.ChangesPage, bool) {
 		}
 	}
 	return p, true
+}
+
+// end is where group g's history ends and begins (a page's Last and
+// First), asked of its leader after the call: concurrent callers share
+// one request, the next to leave after they came, so that many streams
+// opening at once cost the leader one request per group, not one each.
+func (fs *feeds) end(ctx context.Context, g base.GroupID) (store.ChangesPage, error) {
+	fs.mu.Lock()
+	c := fs.ends[g]
+	if c == nil {
+		c = &endCall{done: make(chan struct{})}
+		fs.ends[g] = c
+		go fs.fetchEnd(g, c)
+	}
+	fs.mu.Unlock()
+	select {
+	case <-c.done:
+		return c.page, c.err
+	case <-ctx.Done():
+		return store.ChangesPage{}, fmt.Errorf("%w: group %d: %v", base.ErrUnavailable, g, ctx.Err())
+	}
+}
+
+// endCall is one request for where a group's history ends.
+type endCall struct {
+	done chan struct{}
+	page store.ChangesPage
+	err  error
+}
+
+func (fs *feeds) fetchEnd(g base.GroupID, c *endCall) {
+	fs.mu.Lock()
+	delete(fs.ends, g) // callers from now on wait for the next request
+	fs.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), watchCheck)
+	defer cancel()
+	c.page, c.err = fs.b.Changes(ctx, g, raftnode.ChangesRequest{FromNow: true})
+	close(c.done)
 }
 
 // get returns group g's feed, starting it if needed, with one more
@@ -227,6 +304,12 @@ func (f *feed) add(p store.ChangesPage, first bool) {
 	}
 	close(f.wake)
 	f.wake = make(chan struct{})
+	for c := range f.subs {
+		select {
+		case c <- struct{}{}:
+		default: // already signalled
+		}
+	}
 }
 
 // retire removes f if no one read it since the caller looked.

@@ -35,20 +35,11 @@ const (
 	watchCheck = 10 * time.Second
 )
 
-// groupPage is what a follower of one group hands its stream: a page of
-// changes, or the error that ended the follower. The follower reads on
-// once ack is closed: the stream holds at most one page per group.
-type groupPage struct {
-	g    base.GroupID
-	page store.ChangesPage
-	err  error
-	ack  chan struct{}
-}
-
-// watchStream is one GET /v1/watch/{prefix}: a follower goroutine per data
-// group reads its history on its leader and hands pages over; the
-// handler's goroutine writes them as server-sent events, each with the
-// whole cursor after it as its id.
+// watchStream is one GET /v1/watch/{prefix}. Its handler's goroutine is
+// all it runs: the node's feeds (feed.go) wake it when a group's history
+// moves, and it reads what follows its cursor from their memory (or, when
+// it is further behind, from the history itself), writing each change as
+// a server-sent event with the whole cursor after it as its id.
 type watchStream struct {
 	a      *API
 	w      http.ResponseWriter
@@ -58,9 +49,10 @@ type watchStream struct {
 	cursor api.Cursor
 	id     raftnode.Identity
 	hasID  bool
-	pages  chan groupPage
-	stops  map[base.GroupID]context.CancelFunc
-	wg     sync.WaitGroup
+	// feeds are the followed groups' feeds, which signal notify (one
+	// token at most) when they move.
+	feeds  map[base.GroupID]*feed
+	notify chan struct{}
 	buf    []byte
 	// listed holds the keys an initial list showed, with their modify
 	// indexes, until every group's follower is past listedUntil.
@@ -68,12 +60,13 @@ type watchStream struct {
 	listedUntil api.Cursor
 	// sent counts changes, for the broken builds' drops and repeats.
 	sent int
-	// pending are the pages not yet all delivered, holds the groups
-	// whose delivery waits at a takeover (watch_order.go), and left the
-	// cursor's positions of the groups that left the layout.
-	pending map[base.GroupID]*pendingPage
-	holds   map[base.GroupID]store.Takeover
-	left    api.Cursor
+	// holds are the groups whose delivery waits at a takeover
+	// (watch_order.go), left the cursor's positions of the groups that
+	// left the layout, and retry says a group's history could not be read
+	// and is to be read again soon.
+	holds map[base.GroupID]store.Takeover
+	left  api.Cursor
+	retry bool
 }
 
 // brokenWatchEvery is how often a broken build drops or repeats a change.
@@ -107,8 +100,7 @@ func (a *API) watch(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	s := &watchStream{a: a, w: w, rc: http.NewResponseController(w), r: r.WithContext(ctx), prefix: prefix, cursor: cursor,
-		pages: make(chan groupPage), stops: map[base.GroupID]context.CancelFunc{},
-		pending: map[base.GroupID]*pendingPage{}, holds: map[base.GroupID]store.Takeover{}, left: api.Cursor{}}
+		feeds: map[base.GroupID]*feed{}, notify: make(chan struct{}, 1), holds: map[base.GroupID]store.Takeover{}, left: api.Cursor{}}
 	s.id, s.hasID = identityOf(r.Context())
 	defer s.stop()
 	groups, layoutChanged := a.b.DataGroups()
@@ -130,32 +122,26 @@ func (a *API) watch(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		}
 	}
-	for _, g := range groups {
-		s.follow(ctx, g)
-	}
+	s.regroup(groups)
 	if err := s.flush(); err != nil {
 		return nil
 	}
 	hb := time.NewTicker(a.cfg.WatchHeartbeat)
 	defer hb.Stop()
-	holdTick := time.NewTicker(holdCheck)
-	defer holdTick.Stop()
+	// soon fires while a hold waits or a read is to be tried again.
+	var soon <-chan time.Time
 	for {
+		if err := s.pull(ctx); err != nil {
+			s.fail(err)
+			return nil
+		}
+		soon = nil
+		if len(s.holds) > 0 || s.retry {
+			soon = time.After(holdCheck)
+		}
 		select {
-		case gp := <-s.pages:
-			if gp.err != nil {
-				s.fail(gp.err)
-				return nil
-			}
-			s.pending[gp.g] = &pendingPage{page: gp.page, ack: gp.ack}
-			if err := s.drain(ctx); err != nil {
-				s.fail(err)
-				return nil
-			}
-		case <-holdTick.C:
-			if len(s.holds) == 0 {
-				continue
-			}
+		case <-s.notify:
+		case <-soon:
 			if err := s.checkHolds(ctx); err != nil {
 				s.fail(err)
 				return nil
@@ -171,7 +157,7 @@ func (a *API) watch(w http.ResponseWriter, r *http.Request) error {
 			}
 		case <-layoutChanged:
 			groups, layoutChanged = a.b.DataGroups()
-			s.regroup(ctx, groups)
+			s.regroup(groups)
 		case <-ctx.Done():
 			return nil
 		}
@@ -184,7 +170,7 @@ func (s *watchStream) startAtTheEnd(ctx context.Context, groups []base.GroupID) 
 	cctx, cancel := context.WithTimeout(ctx, watchCheck)
 	defer cancel()
 	for _, g := range groups {
-		p, err := s.a.b.Changes(cctx, g, raftnode.ChangesRequest{FromNow: true})
+		p, err := s.a.feeds.end(cctx, g)
 		if err != nil {
 			return err
 		}
@@ -207,6 +193,9 @@ func (s *watchStream) checkServed(ctx context.Context, groups []base.GroupID) er
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if b, err := s.a.feeds.end(cctx, g); err == nil && s.cursor[g]+1 >= b.First && s.cursor[g] <= b.Last {
+				return // served; a position past the end is asked of the leader itself
+			}
 			_, err := s.a.b.Changes(cctx, g, raftnode.ChangesRequest{After: s.cursor[g], Prefix: s.prefix})
 			var ce *base.CompactedError
 			if !errors.As(err, &ce) {
@@ -237,84 +226,6 @@ func (e *compactedCursor) Error() string {
 	return fmt.Sprintf("%v; the oldest cursor served is %s (reload the state, then watch from there)", e.err, e.oldest)
 }
 func (e *compactedCursor) Unwrap() error { return e.err }
-
-// follow starts a follower of group g from the stream's cursor.
-func (s *watchStream) follow(ctx context.Context, g base.GroupID) {
-	fctx, cancel := context.WithCancel(ctx)
-	s.stops[g] = cancel
-	if _, ok := s.cursor[g]; !ok {
-		s.cursor[g] = 0 // a group the cursor does not know is newer than it
-	}
-	after := s.cursor[g]
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.followGroup(fctx, g, after)
-	}()
-}
-
-// followGroup reads group g's history from after on, handing each page to
-// the stream, until ctx ends or the group stops serving the position.
-// Other errors (no leader, a node down) are retried, from the same
-// position.
-func (s *watchStream) followGroup(ctx context.Context, g base.GroupID, after uint64) {
-	retry := 50 * time.Millisecond
-	for {
-		cctx, cancel := context.WithTimeout(ctx, watchPoll+watchCheck)
-		page, err := s.a.feeds.read(cctx, g, after, s.prefix, watchPoll)
-		cancel()
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil && !errors.Is(err, base.ErrCompacted) && !errors.Is(err, base.ErrBadRequest) {
-			select {
-			case <-time.After(retry):
-			case <-ctx.Done():
-				return
-			}
-			retry = min(2*retry, 2*time.Second)
-			continue
-		}
-		retry = 50 * time.Millisecond
-		ack := make(chan struct{})
-		select {
-		case s.pages <- groupPage{g: g, page: page, err: err, ack: ack}:
-		case <-ctx.Done():
-			return
-		}
-		if err != nil {
-			return
-		}
-		select {
-		case <-ack:
-		case <-ctx.Done():
-			return
-		}
-		after = page.Next
-	}
-}
-
-// regroup follows the groups of a new layout: a new group from its first
-// change, and none that left.
-func (s *watchStream) regroup(ctx context.Context, groups []base.GroupID) {
-	now := map[base.GroupID]bool{}
-	for _, g := range groups {
-		now[g] = true
-		if s.stops[g] == nil {
-			s.follow(ctx, g)
-		}
-	}
-	for g, stop := range s.stops {
-		if !now[g] {
-			stop()
-			delete(s.stops, g)
-			s.left[g] = s.cursor[g]
-			delete(s.cursor, g)
-			delete(s.pending, g)
-			delete(s.holds, g)
-		}
-	}
-}
 
 // appendEvent lays one change out as a server-sent event.
 func (s *watchStream) appendEvent(g base.GroupID, ch store.Change) {
@@ -374,12 +285,36 @@ func (s *watchStream) stillAllowed() error {
 	return nil
 }
 
-// stop ends the followers and waits for them.
+// stop leaves the feeds.
 func (s *watchStream) stop() {
-	for _, stop := range s.stops {
-		stop()
+	for _, f := range s.feeds {
+		f.leave(s.notify)
 	}
-	s.wg.Wait()
+}
+
+// regroup follows the groups of a new layout: a new group from its first
+// change (a group the cursor does not name is newer than it), and none
+// that left.
+func (s *watchStream) regroup(groups []base.GroupID) {
+	now := map[base.GroupID]bool{}
+	for _, g := range groups {
+		now[g] = true
+		if s.feeds[g] == nil {
+			if _, ok := s.cursor[g]; !ok {
+				s.cursor[g] = 0
+			}
+			s.feeds[g] = s.a.feeds.join(g, s.notify)
+		}
+	}
+	for g, f := range s.feeds {
+		if !now[g] {
+			f.leave(s.notify)
+			delete(s.feeds, g)
+			s.left[g] = s.cursor[g]
+			delete(s.cursor, g)
+			delete(s.holds, g)
+		}
+	}
 }
 
 // sendInitial writes every key under the prefix as a put (raft_index 0:

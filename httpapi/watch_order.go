@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -23,29 +24,37 @@ import (
 // source group's history whether it has read far enough.
 const holdCheck = 250 * time.Millisecond
 
-// pendingPage is a page of a group whose changes before next went out.
-type pendingPage struct {
-	page store.ChangesPage
-	next int
-	ack  chan struct{}
-}
-
-// drain delivers what the pending pages allow, until none can go further,
-// handing each page fully delivered back to its follower, and flushes.
-func (s *watchStream) drain(ctx context.Context) error {
+// pull delivers what every followed group's history holds after the
+// cursor, from its feed's memory or, further behind (or past what the feed
+// has read), from the history itself; a group that could not be read is
+// tried again soon (retry).
+func (s *watchStream) pull(ctx context.Context) error {
+	s.retry = false
 	for progress := true; progress; {
 		progress = false
-		for g, pp := range s.pending {
-			if s.stops[g] == nil {
-				delete(s.pending, g) // the group left the layout meanwhile
-				continue
+		for g, f := range s.feeds {
+			p, ok := f.after(s.cursor[g], s.prefix)
+			if !ok {
+				cctx, cancel := context.WithTimeout(ctx, watchCheck)
+				hp, err := s.a.b.Changes(cctx, g, raftnode.ChangesRequest{After: s.cursor[g], Prefix: s.prefix})
+				cancel()
+				if errors.Is(err, base.ErrCompacted) || errors.Is(err, base.ErrBadRequest) {
+					return err
+				}
+				if err != nil {
+					s.retry = true // no leader, or it is far: soon again
+					continue
+				}
+				p = hp
 			}
-			moved, done := s.deliverFrom(g, pp)
-			if done {
-				delete(s.pending, g)
-				close(pp.ack)
+			if s.deliverFrom(g, p) {
+				progress = true
 			}
-			progress = progress || moved || done
+			if len(s.buf) >= listFlushBytes {
+				if err := s.flush(); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	for g, t := range s.holds {
@@ -59,18 +68,17 @@ func (s *watchStream) drain(ctx context.Context) error {
 	return s.flush()
 }
 
-// deliverFrom writes pp's changes from pp.next on, until the page ends
-// (done) or a takeover holds group g.
-func (s *watchStream) deliverFrom(g base.GroupID, pp *pendingPage) (moved, done bool) {
-	for ; pp.next < len(pp.page.Changes); pp.next++ {
-		ch := pp.page.Changes[pp.next]
+// deliverFrom writes p's changes after the cursor of group g, until the
+// page ends or a takeover holds g; it says whether the cursor moved.
+func (s *watchStream) deliverFrom(g base.GroupID, p store.ChangesPage) (moved bool) {
+	for _, ch := range p.Changes {
 		if ch.Seq <= s.cursor[g] {
 			continue
 		}
 		if t := ch.Takeover; t != nil {
 			if !s.readUpTo(base.GroupID(t.From), t.Seq) {
 				s.holds[g] = *t
-				return moved, false
+				return moved
 			}
 			delete(s.holds, g)
 			s.cursor[g], moved = ch.Seq, true
@@ -92,8 +100,10 @@ func (s *watchStream) deliverFrom(g base.GroupID, pp *pendingPage) (moved, done 
 		s.appendEvent(g, ch)
 	}
 	delete(s.holds, g)
-	s.cursor[g] = max(s.cursor[g], pp.page.Next)
-	return true, true
+	if p.Next > s.cursor[g] {
+		s.cursor[g], moved = p.Next, true
+	}
+	return moved
 }
 
 // readUpTo says whether the stream has delivered group g's history up to
@@ -109,7 +119,7 @@ func (s *watchStream) readUpTo(g base.GroupID, seq uint64) bool {
 // follows and had not read far enough: its changes are gone with it.
 func (s *watchStream) sourceGone(g base.GroupID, t store.Takeover) error {
 	from := base.GroupID(t.From)
-	if s.stops[from] != nil || s.readUpTo(from, t.Seq) {
+	if s.feeds[from] != nil || s.readUpTo(from, t.Seq) {
 		return nil
 	}
 	return fmt.Errorf("%w: group %d took keys over from group %d, which left the cluster before this stream read its changes to them (up to %d); read the keys again and watch from the cursor",
@@ -118,12 +128,12 @@ func (s *watchStream) sourceGone(g base.GroupID, t store.Takeover) error {
 
 // checkHolds asks each held group's source whether the stream has read
 // its history far enough under the prefix: a source with no change there
-// after the stream's position (its follower waits for one) releases the
-// hold at once.
+// after the stream's position (its feed may not have read that far)
+// releases the hold at once.
 func (s *watchStream) checkHolds(ctx context.Context) error {
 	for _, t := range s.holds {
 		from := base.GroupID(t.From)
-		if s.stops[from] == nil || s.readUpTo(from, t.Seq) {
+		if s.feeds[from] == nil || s.readUpTo(from, t.Seq) {
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -133,5 +143,5 @@ func (s *watchStream) checkHolds(ctx context.Context) error {
 			s.cursor[from] = p.Next
 		}
 	}
-	return s.drain(ctx)
+	return nil
 }

@@ -393,36 +393,23 @@ func TestWatchStreamsShareAFeed(t *testing.T) {
 func TestWatchOrderAcrossATakeover(t *testing.T) {
 	rec := httptest.NewRecorder()
 	s := &watchStream{a: &API{}, w: rec, rc: http.NewResponseController(rec), cursor: api.Cursor{1: 3, 2: 0},
-		stops:   map[base.GroupID]context.CancelFunc{1: func() {}, 2: func() {}},
-		pending: map[base.GroupID]*pendingPage{}, holds: map[base.GroupID]store.Takeover{}, left: api.Cursor{}}
+		feeds: map[base.GroupID]*feed{}, holds: map[base.GroupID]store.Takeover{}, left: api.Cursor{}}
 	put := func(seq uint64, key string, index uint64) store.Change {
 		return store.Change{Seq: seq, Key: []byte(key), Value: []byte("v"), Index: index, RaftIndex: index}
 	}
-	ctx := context.Background()
-	deliver := func(g base.GroupID, p store.ChangesPage) chan struct{} {
-		ack := make(chan struct{})
-		s.pending[g] = &pendingPage{page: p, ack: ack}
-		if err := s.drain(ctx); err != nil {
-			t.Fatal(err)
-		}
-		return ack
-	}
-	acked := func(ch chan struct{}) bool {
-		select {
-		case <-ch:
-			return true
-		default:
-			return false
-		}
-	}
 	// Group 2 took k over when group 1's history stood at 5.
-	ack2 := deliver(2, store.ChangesPage{Changes: []store.Change{put(1, "other", 1), {Seq: 2, Takeover: &store.Takeover{From: 1, Seq: 5}}, put(3, "k", 20)}, Next: 3})
-	if acked(ack2) || s.holds[2].Seq != 5 || s.cursor[2] != 1 {
+	page2 := store.ChangesPage{Changes: []store.Change{put(1, "other", 1), {Seq: 2, Takeover: &store.Takeover{From: 1, Seq: 5}}, put(3, "k", 20)}, Next: 3}
+	s.deliverFrom(2, page2)
+	if s.holds[2].Seq != 5 || s.cursor[2] != 1 {
 		t.Fatalf("group 2 not held at its takeover: cursor %v, holds %v", s.cursor, s.holds)
 	}
-	ack1 := deliver(1, store.ChangesPage{Changes: []store.Change{put(4, "k", 10), put(5, "k", 11)}, Next: 5})
-	if !acked(ack1) || !acked(ack2) || len(s.holds) != 0 {
-		t.Fatalf("group 1 delivered to 5: holds %v", s.holds)
+	s.deliverFrom(1, store.ChangesPage{Changes: []store.Change{put(4, "k", 10), put(5, "k", 11)}, Next: 5})
+	s.deliverFrom(2, page2) // read again from the cursor, as pull does
+	if len(s.holds) != 0 || s.cursor[2] != 3 {
+		t.Fatalf("group 1 delivered to 5: holds %v, cursor %v", s.holds, s.cursor)
+	}
+	if err := s.flush(); err != nil {
+		t.Fatal(err)
 	}
 	var order []string
 	for _, line := range strings.Split(rec.Body.String(), "\n") {
@@ -436,11 +423,10 @@ func TestWatchOrderAcrossATakeover(t *testing.T) {
 		t.Errorf("events in the order %v, want other@1 k@10 k@11 k@20", order)
 	}
 	// A takeover from a group gone before the stream read it far enough.
-	delete(s.stops, 1)
 	s.left[1] = s.cursor[1]
 	delete(s.cursor, 1)
-	s.pending[2] = &pendingPage{page: store.ChangesPage{Changes: []store.Change{{Seq: 4, Takeover: &store.Takeover{From: 1, Seq: 9}}}, Next: 4}, ack: make(chan struct{})}
-	if err := s.drain(ctx); !errors.Is(err, base.ErrCompacted) {
+	s.deliverFrom(2, store.ChangesPage{Changes: []store.Change{{Seq: 4, Takeover: &store.Takeover{From: 1, Seq: 9}}}, Next: 4})
+	if err := s.pull(context.Background()); !errors.Is(err, base.ErrCompacted) {
 		t.Fatalf("a takeover from a group gone at 5, from 9: %v, want compacted", err)
 	}
 }

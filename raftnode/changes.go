@@ -20,8 +20,8 @@ type ChangesRequest struct {
 	// Prefix before it answers an empty page (at most
 	// protocol.MaxChangesWait).
 	Wait time.Duration
-	// FromNow asks only where the history ends: the page is empty and its
-	// Next and Last are the newest change.
+	// FromNow asks only where the history ends and begins: the page is
+	// empty, its Next and Last are the newest change, First the oldest.
 	FromNow bool
 }
 
@@ -73,8 +73,8 @@ func (n *Node) Changes(ctx context.Context, g base.GroupID, req ChangesRequest) 
 // meanwhile, what lies outside the prefix (the page's Next says how far).
 func (n *Node) serveChanges(ctx context.Context, r *replica, req protocol.Request, resp protocol.Response) (protocol.Response, error) {
 	if req.FromNow {
-		seq := r.st.ChangeSeq()
-		resp.Changes = &store.ChangesPage{Next: seq, Last: seq}
+		first, last := r.st.HistoryBounds()
+		resp.Changes = &store.ChangesPage{Next: last, First: first, Last: last}
 		return resp, nil
 	}
 	deadline := time.NewTimer(time.Duration(req.WaitMS) * time.Millisecond)
@@ -103,7 +103,7 @@ func (n *Node) serveChanges(ctx context.Context, r *replica, req protocol.Reques
 			continue
 		}
 		if errors.As(err, &ce) {
-			return resp, &base.CompactedError{Group: r.id, First: ce.First}
+			return resp, &base.CompactedError{Group: r.id, First: ce.First, Ahead: ce.Ahead, Last: ce.Last}
 		}
 		if err != nil {
 			return resp, err

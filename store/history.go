@@ -117,6 +117,16 @@ const maxChangesScan = 4096
 // ChangeSeq returns the sequence number of the newest change applied.
 func (s *Store) ChangeSeq() uint64 { return s.changeSeq.Load() }
 
+// HistoryBounds returns the oldest change kept (last+1 when none is) and
+// the newest.
+func (s *Store) HistoryBounds() (first, last uint64) {
+	p, err := s.Changes(ChangesOptions{After: s.ChangeSeq(), MaxScan: 1})
+	if err != nil {
+		return s.ChangeSeq() + 1, s.ChangeSeq()
+	}
+	return p.First, p.Last
+}
+
 // Changes returns a page of the changes after o.After, in order. It reads
 // what was applied when it is called (a reader waits for more with
 // Changed). A position before the oldest change kept, or past the newest,
