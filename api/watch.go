@@ -55,22 +55,25 @@ type Cursor map[base.GroupID]uint64
 const maxCursorGroups = 4096
 
 // String is the cursor's text form, which ParseCursor reads.
-func (c Cursor) String() string {
-	ids := make([]base.GroupID, 0, len(c))
+func (c Cursor) String() string { return string(c.AppendText(nil)) }
+
+// AppendText appends the cursor's text form to b.
+func (c Cursor) AppendText(b []byte) []byte {
+	var arr [16]base.GroupID
+	ids := arr[:0]
 	for g := range c {
 		ids = append(ids, g)
 	}
 	slices.Sort(ids)
-	var b strings.Builder
 	for i, g := range ids {
 		if i > 0 {
-			b.WriteByte(',')
+			b = append(b, ',')
 		}
-		b.WriteString(strconv.FormatUint(uint64(g), 10))
-		b.WriteByte(':')
-		b.WriteString(strconv.FormatUint(c[g], 10))
+		b = strconv.AppendUint(b, uint64(g), 10)
+		b = append(b, ':')
+		b = strconv.AppendUint(b, c[g], 10)
 	}
-	return b.String()
+	return b
 }
 
 // Clone returns a copy of c.

@@ -47,8 +47,11 @@ type feed struct {
 	// mu guards what follows: changes are the ones after start up to
 	// pos, in order and without gaps (the history numbers every change),
 	// taking size bytes; wake is closed when pos moves.
-	mu       sync.Mutex
-	changes  []store.Change
+	mu      sync.Mutex
+	changes []store.Change
+	// events are the changes' event data (eventData), made once for
+	// every stream: nil for a takeover.
+	events   [][]byte
 	start    uint64
 	pos      uint64
 	started  bool
@@ -82,15 +85,24 @@ func (f *feed) leave(notify chan struct{}) {
 }
 
 // after is what f holds after position after under prefix, without
-// waiting; ok is false when f cannot say: after is behind its memory or
-// past what it has read, or it has not read yet.
-func (f *feed) after(after uint64, prefix []byte) (store.ChangesPage, bool) {
+// waiting, with each change's event data; ok is false when f cannot say:
+// after is behind its memory or past what it has read, or it has not read
+// yet.
+func (f *feed) after(after uint64, prefix []byte) (p store.ChangesPage, events [][]byte, ok bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if after > f.pos {
-		return store.ChangesPage{}, false
+		return p, nil, false
 	}
-	return f.page(after, prefix)
+	p, ok = f.page(after, prefix)
+	if !ok || len(p.Changes) == 0 {
+		return p, nil, ok
+	}
+	events = make([][]byte, len(p.Changes))
+	for i, ch := range p.Changes {
+		events[i] = f.events[ch.Seq-f.start-1]
+	}
+	return p, events, true
 }
 
 // read returns the changes of group g under prefix after position after,
@@ -276,7 +288,7 @@ func (f *feed) add(p store.ChangesPage, first bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if first {
-		f.changes, f.size, f.start, f.pos, f.started = nil, 0, p.Next, p.Next, true
+		f.changes, f.events, f.size, f.start, f.pos, f.started = nil, nil, 0, p.Next, p.Next, true
 	}
 	if p.Next <= f.pos && len(p.Changes) == 0 {
 		return
@@ -285,11 +297,13 @@ func (f *feed) add(p store.ChangesPage, first bool) {
 		if ch.Seq != f.pos+1 {
 			// Not the next change: a page that does not follow (a leader
 			// with another history). Start over from this page's end.
-			f.changes, f.size, f.start = nil, 0, p.Next
+			f.changes, f.events, f.size, f.start = nil, nil, 0, p.Next
 			break
 		}
+		data := eventData(f.g, ch)
 		f.changes = append(f.changes, ch)
-		f.size += len(ch.Key) + len(ch.Value)
+		f.events = append(f.events, data)
+		f.size += len(ch.Key) + len(ch.Value) + len(data)
 		f.pos = ch.Seq
 	}
 	f.pos = max(f.pos, p.Next)
@@ -297,9 +311,9 @@ func (f *feed) add(p store.ChangesPage, first bool) {
 		f.start = f.pos
 	}
 	for len(f.changes) > feedChanges || (f.size > feedBytes && len(f.changes) > 1) {
-		f.size -= len(f.changes[0].Key) + len(f.changes[0].Value)
-		f.changes[0] = store.Change{}
-		f.changes = f.changes[1:]
+		f.size -= len(f.changes[0].Key) + len(f.changes[0].Value) + len(f.events[0])
+		f.changes[0], f.events[0] = store.Change{}, nil
+		f.changes, f.events = f.changes[1:], f.events[1:]
 		f.start++
 	}
 	close(f.wake)

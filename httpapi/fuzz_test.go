@@ -34,7 +34,8 @@ func FuzzParseKey(f *testing.F) {
 
 func FuzzParseKVQuery(f *testing.F) {
 	for _, s := range []string{"recurse&keys&limit=3&after=b", "cas=5", "consistency=stale", "replication=async", "replication=async&cas=1", "min_index=7", "limit=-1", "%zz",
-		"recurse&after_base64=%2F%2F4%3D", "after=a&after_base64=YQ==", "after_base64=!!", "key_encoding=base64", "key_encoding=hex"} {
+		"recurse&after_base64=%2F%2F4%3D", "after=a&after_base64=YQ==", "after_base64=!!", "key_encoding=base64", "key_encoding=hex",
+		"index=5&wait=30s", "recurse&index=1:3,2:0&wait=1m", "index=1&wait=20m", "wait=0", "index=x", "recurse&index=0:1"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
@@ -53,6 +54,12 @@ func FuzzParseKVQuery(f *testing.F) {
 		}
 		if q.replication == "async" && q.hasCAS {
 			t.Fatal("accepted an asynchronous compare-and-swap")
+		}
+		if q.wait < 0 || q.wait > maxBlockingWait {
+			t.Fatalf("accepted a wait of %v", q.wait)
+		}
+		if q.recurse && q.blocking && q.cursor == nil {
+			t.Fatal("a blocking list without its cursor")
 		}
 		vals, _ := url.ParseQuery(raw)
 		if b64, ok := vals["after_base64"]; ok {

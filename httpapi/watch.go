@@ -67,6 +67,8 @@ type watchStream struct {
 	holds map[base.GroupID]store.Takeover
 	left  api.Cursor
 	retry bool
+	// deadlineSet is when the write deadline was last moved.
+	deadlineSet time.Time
 }
 
 // brokenWatchEvery is how often a broken build drops or repeats a change.
@@ -228,23 +230,40 @@ func (e *compactedCursor) Error() string {
 func (e *compactedCursor) Unwrap() error { return e.err }
 
 // appendEvent lays one change out as a server-sent event.
-func (s *watchStream) appendEvent(g base.GroupID, ch store.Change) {
+// data is the change's event data, when a feed made it already.
+func (s *watchStream) appendEvent(g base.GroupID, ch store.Change, data []byte) {
+	if data == nil {
+		data = eventData(g, ch)
+	}
+	s.buf = append(s.buf, "id: "...)
+	s.buf = s.cursor.AppendText(s.buf)
+	s.buf = append(s.buf, "\ndata: "...)
+	s.buf = append(s.buf, data...)
+	s.buf = append(s.buf, "\n\n"...)
+}
+
+// eventData is the JSON of change ch of group g as an event.
+func eventData(g base.GroupID, ch store.Change) []byte {
+	if ch.Takeover != nil {
+		return nil
+	}
 	e := api.WatchEvent{Type: api.EventPut, Value: ch.Value, Index: ch.Index, Group: g, RaftIndex: ch.RaftIndex}
 	if ch.Delete {
 		e.Type, e.Value = api.EventDelete, nil
 	}
 	api.EventKey(&e, ch.Key)
 	data, _ := json.Marshal(e)
-	s.buf = append(s.buf, "id: "...)
-	s.buf = append(s.buf, s.cursor.String()...)
-	s.buf = append(s.buf, "\ndata: "...)
-	s.buf = append(s.buf, data...)
-	s.buf = append(s.buf, "\n\n"...)
+	return data
 }
 
-// flush writes what is buffered, within watchWriteTimeout.
+// flush writes what is buffered, within watchWriteTimeout (the deadline
+// moves on at most once a second: setting it costs as much as a small
+// write).
 func (s *watchStream) flush() error {
-	_ = s.rc.SetWriteDeadline(time.Now().Add(watchWriteTimeout))
+	if now := time.Now(); now.Sub(s.deadlineSet) > time.Second {
+		_ = s.rc.SetWriteDeadline(now.Add(watchWriteTimeout))
+		s.deadlineSet = now
+	}
 	if len(s.buf) > 0 {
 		if _, err := s.w.Write(s.buf); err != nil {
 			return err
@@ -334,7 +353,7 @@ func (s *watchStream) sendInitial(ctx context.Context) error {
 			return nil
 		}
 		s.listed[string(kv.Key)] = kv.ModifyIndex
-		s.appendEvent(kv.Group, store.Change{Key: kv.Key, Value: kv.Value, Index: kv.ModifyIndex})
+		s.appendEvent(kv.Group, store.Change{Key: kv.Key, Value: kv.Value, Index: kv.ModifyIndex}, nil)
 		if len(s.buf) >= listFlushBytes {
 			return s.flush()
 		}

@@ -33,7 +33,7 @@ func (s *watchStream) pull(ctx context.Context) error {
 	for progress := true; progress; {
 		progress = false
 		for g, f := range s.feeds {
-			p, ok := f.after(s.cursor[g], s.prefix)
+			p, events, ok := f.after(s.cursor[g], s.prefix)
 			if !ok {
 				cctx, cancel := context.WithTimeout(ctx, watchCheck)
 				hp, err := s.a.b.Changes(cctx, g, raftnode.ChangesRequest{After: s.cursor[g], Prefix: s.prefix})
@@ -47,7 +47,7 @@ func (s *watchStream) pull(ctx context.Context) error {
 				}
 				p = hp
 			}
-			if s.deliverFrom(g, p) {
+			if s.deliverFrom(g, p, events) {
 				progress = true
 			}
 			if len(s.buf) >= listFlushBytes {
@@ -68,10 +68,15 @@ func (s *watchStream) pull(ctx context.Context) error {
 	return s.flush()
 }
 
-// deliverFrom writes p's changes after the cursor of group g, until the
-// page ends or a takeover holds g; it says whether the cursor moved.
-func (s *watchStream) deliverFrom(g base.GroupID, p store.ChangesPage) (moved bool) {
-	for _, ch := range p.Changes {
+// deliverFrom writes p's changes after the cursor of group g (with their
+// event data from events, when not nil), until the page ends or a takeover
+// holds g; it says whether the cursor moved.
+func (s *watchStream) deliverFrom(g base.GroupID, p store.ChangesPage, events [][]byte) (moved bool) {
+	for i, ch := range p.Changes {
+		var data []byte
+		if events != nil {
+			data = events[i]
+		}
 		if ch.Seq <= s.cursor[g] {
 			continue
 		}
@@ -94,10 +99,10 @@ func (s *watchStream) deliverFrom(g base.GroupID, p store.ChangesPage) (moved bo
 				if brokenWatchDrop {
 					continue
 				}
-				s.appendEvent(g, ch)
+				s.appendEvent(g, ch, data)
 			}
 		}
-		s.appendEvent(g, ch)
+		s.appendEvent(g, ch, data)
 	}
 	delete(s.holds, g)
 	if p.Next > s.cursor[g] {

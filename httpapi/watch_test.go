@@ -399,12 +399,12 @@ func TestWatchOrderAcrossATakeover(t *testing.T) {
 	}
 	// Group 2 took k over when group 1's history stood at 5.
 	page2 := store.ChangesPage{Changes: []store.Change{put(1, "other", 1), {Seq: 2, Takeover: &store.Takeover{From: 1, Seq: 5}}, put(3, "k", 20)}, Next: 3}
-	s.deliverFrom(2, page2)
+	s.deliverFrom(2, page2, nil)
 	if s.holds[2].Seq != 5 || s.cursor[2] != 1 {
 		t.Fatalf("group 2 not held at its takeover: cursor %v, holds %v", s.cursor, s.holds)
 	}
-	s.deliverFrom(1, store.ChangesPage{Changes: []store.Change{put(4, "k", 10), put(5, "k", 11)}, Next: 5})
-	s.deliverFrom(2, page2) // read again from the cursor, as pull does
+	s.deliverFrom(1, store.ChangesPage{Changes: []store.Change{put(4, "k", 10), put(5, "k", 11)}, Next: 5}, nil)
+	s.deliverFrom(2, page2, nil) // read again from the cursor, as pull does
 	if len(s.holds) != 0 || s.cursor[2] != 3 {
 		t.Fatalf("group 1 delivered to 5: holds %v, cursor %v", s.holds, s.cursor)
 	}
@@ -425,7 +425,7 @@ func TestWatchOrderAcrossATakeover(t *testing.T) {
 	// A takeover from a group gone before the stream read it far enough.
 	s.left[1] = s.cursor[1]
 	delete(s.cursor, 1)
-	s.deliverFrom(2, store.ChangesPage{Changes: []store.Change{{Seq: 4, Takeover: &store.Takeover{From: 1, Seq: 9}}}, Next: 4})
+	s.deliverFrom(2, store.ChangesPage{Changes: []store.Change{{Seq: 4, Takeover: &store.Takeover{From: 1, Seq: 9}}}, Next: 4}, nil)
 	if err := s.pull(context.Background()); !errors.Is(err, base.ErrCompacted) {
 		t.Fatalf("a takeover from a group gone at 5, from 9: %v, want compacted", err)
 	}

@@ -219,3 +219,62 @@ func FuzzDecodeChange(f *testing.F) {
 		}
 	})
 }
+
+// FuzzApplyHistory applies arbitrary entries (puts, deletes, batches,
+// moving commands, garbage) and holds the history to what they did:
+// numbered without a gap, one record per change the results report, each
+// put's record the value the key then held.
+func FuzzApplyHistory(f *testing.F) {
+	f.Add([]byte{1, 0, 1, 'a', 'x', 0xff, 2, 0, 1, 'a'})
+	f.Add(append(EncodeBatch([][]byte{put("a", "1"), del("a")}), 0xff))
+	f.Add(Moving{Op: OpUnfence, Ranges: lowHalf, Source: 3, SourceSeq: 1}.Encode())
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := Open(filepath.Join(t.TempDir(), "state.db"), Options{Group: 1, NoSync: true, KeyHash: testHash, HistoryEntries: 50})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		// Entries are separated by 0xff; a few known commands are
+		// mixed in so that keys get changed at all.
+		var entries [][]byte
+		for _, e := range bytes.Split(data, []byte{0xff}) {
+			entries = append(entries, e, put(fmt.Sprintf("k%d", len(e)%4), string(e)))
+		}
+		changes := 0
+		for i, e := range entries {
+			r, err := s.Apply(uint64(i+1), e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if IsMoving(e) {
+				// Only a destination's unfence naming its source is
+				// recorded (a takeover); moving keys is not a change.
+				if m, err := DecodeMoving(e); err == nil && r.Err == nil && m.Op == OpUnfence && m.Source != 0 {
+					changes++
+				}
+				continue
+			}
+			for _, b := range append([]Result{r}, r.Batch...) {
+				if b.Applied {
+					changes++ // a put or delete that changed a key
+				}
+			}
+		}
+		if s.ChangeSeq() != uint64(changes) {
+			t.Fatalf("%d records for %d changes", s.ChangeSeq(), changes)
+		}
+		first, last := s.HistoryBounds()
+		p, err := s.Changes(ChangesOptions{After: first - 1, MaxScan: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last != s.ChangeSeq() || (last > 0 && (len(p.Changes) != int(last-first+1) || len(p.Changes) > 50)) {
+			t.Fatalf("history %d..%d holds %d records", first, last, len(p.Changes))
+		}
+		for i, ch := range p.Changes {
+			if ch.Seq != first+uint64(i) {
+				t.Fatalf("record %d numbered %d, want %d", i, ch.Seq, first+uint64(i))
+			}
+		}
+	})
+}
