@@ -140,11 +140,18 @@ func checkWatchers(ctx context.Context, ws []*watcher, e expected, setPrefix str
 	for i, w := range ws {
 		var evs []client.WatchEvent
 		var missing []string
+		// Wait while writes are missing and the stream still delivers:
+		// five quiet seconds end the wait (the stream is not behind, the
+		// writes are gone).
+		seen, quietSince := -1, time.Now()
 		for {
 			var err error
 			evs, err = w.snapshot()
 			missing = missingPuts(evs, e)
-			if len(missing) == 0 || lossOK || time.Now().After(deadline) || ctx.Err() != nil {
+			if len(evs) != seen {
+				seen, quietSince = len(evs), time.Now()
+			}
+			if len(missing) == 0 || lossOK || time.Since(quietSince) > 5*time.Second || time.Now().After(deadline) || ctx.Err() != nil {
 				if err != nil {
 					problems = append(problems, fmt.Sprintf("watcher %d ended: %v", i, err))
 				}

@@ -59,29 +59,84 @@ type feed struct {
 	wake     chan struct{}
 	readers  int
 	lastRead time.Time
-	// subs are the streams' channels signalled (without blocking) when
-	// the feed moves.
-	subs map[chan struct{}]struct{}
+	// subs are the streams following the feed, by the prefix they
+	// watch; lengths counts the subscriptions of each prefix length, and
+	// swept is where the feed last signalled every stream.
+	subs    map[string]map[chan struct{}]struct{}
+	lengths map[int]int
+	swept   uint64
 }
 
-// join makes notify a subscriber of group g's feed, which it returns.
-func (fs *feeds) join(g base.GroupID, notify chan struct{}) *feed {
+// join makes notify, a stream's channel watching prefix, a subscriber of
+// group g's feed, which it returns. The feed signals it (without blocking)
+// when it reads a change under prefix, a takeover, or a new start, and at
+// least every feedChanges/2 changes: often enough for the stream to move
+// its cursor past the others before they leave the feed's memory.
+func (fs *feeds) join(g base.GroupID, notify chan struct{}, prefix []byte) *feed {
 	f := fs.get(g)
 	f.mu.Lock()
 	if f.subs == nil {
-		f.subs = map[chan struct{}]struct{}{}
+		f.subs, f.lengths = map[string]map[chan struct{}]struct{}{}, map[int]int{}
 	}
-	f.subs[notify] = struct{}{}
+	p := string(prefix)
+	if f.subs[p] == nil {
+		f.subs[p] = map[chan struct{}]struct{}{}
+	}
+	f.subs[p][notify] = struct{}{}
+	f.lengths[len(p)]++
 	f.mu.Unlock()
 	return f
 }
 
-// leave ends notify's subscription.
-func (f *feed) leave(notify chan struct{}) {
+// leave ends the subscription of notify, watching prefix.
+func (f *feed) leave(notify chan struct{}, prefix []byte) {
 	f.mu.Lock()
-	delete(f.subs, notify)
+	p := string(prefix)
+	if _, ok := f.subs[p][notify]; ok {
+		delete(f.subs[p], notify)
+		if len(f.subs[p]) == 0 {
+			delete(f.subs, p)
+		}
+		if f.lengths[len(p)]--; f.lengths[len(p)] == 0 {
+			delete(f.lengths, len(p))
+		}
+	}
 	f.mu.Unlock()
 	f.done()
+}
+
+// signal wakes the streams that added, the changes f just read, concern:
+// those watching a prefix of one of their keys, every stream for a
+// takeover or a new start, and every stream at least every feedChanges/2
+// changes. The caller holds f.mu.
+func (f *feed) signal(added []store.Change, all bool) {
+	if all || f.pos-f.swept >= feedChanges/2 {
+		f.swept = f.pos
+		for _, subs := range f.subs {
+			wake(subs)
+		}
+		return
+	}
+	for _, ch := range added {
+		if ch.Takeover != nil {
+			f.signal(nil, true)
+			return
+		}
+		for n := range f.lengths {
+			if n <= len(ch.Key) {
+				wake(f.subs[string(ch.Key[:n])])
+			}
+		}
+	}
+}
+
+func wake(subs map[chan struct{}]struct{}) {
+	for c := range subs {
+		select {
+		case c <- struct{}{}:
+		default: // already signalled
+		}
+	}
 }
 
 // after is what f holds after position after under prefix, without
@@ -318,12 +373,7 @@ func (f *feed) add(p store.ChangesPage, first bool) {
 	}
 	close(f.wake)
 	f.wake = make(chan struct{})
-	for c := range f.subs {
-		select {
-		case c <- struct{}{}:
-		default: // already signalled
-		}
-	}
+	f.signal(p.Changes, first)
 }
 
 // retire removes f if no one read it since the caller looked.

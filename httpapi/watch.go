@@ -307,7 +307,7 @@ func (s *watchStream) stillAllowed() error {
 // stop leaves the feeds.
 func (s *watchStream) stop() {
 	for _, f := range s.feeds {
-		f.leave(s.notify)
+		f.leave(s.notify, s.prefix)
 	}
 }
 
@@ -322,12 +322,12 @@ func (s *watchStream) regroup(groups []base.GroupID) {
 			if _, ok := s.cursor[g]; !ok {
 				s.cursor[g] = 0
 			}
-			s.feeds[g] = s.a.feeds.join(g, s.notify)
+			s.feeds[g] = s.a.feeds.join(g, s.notify, s.prefix)
 		}
 	}
 	for g, f := range s.feeds {
 		if !now[g] {
-			f.leave(s.notify)
+			f.leave(s.notify, s.prefix)
 			delete(s.feeds, g)
 			s.left[g] = s.cursor[g]
 			delete(s.cursor, g)

@@ -23,7 +23,7 @@ import (
 // benchWatchCmd is ringkv bench watch: what open watch streams cost.
 func benchWatchCmd(a *app) *cobra.Command {
 	var bf benchFlags
-	var list string
+	var list, elsewhere string
 	var rounds, idle int
 	cmd := &cobra.Command{
 		Use:   "watch",
@@ -57,13 +57,14 @@ stream (from its /metrics).`,
 			if len(counts) == 0 || rounds < 1 {
 				return fmt.Errorf("--watchers needs at least one number and --rounds at least 1")
 			}
-			return watchCost(cmd.Context(), a, bf.cfg, counts, rounds, cmd.OutOrStdout())
+			return watchCost(cmd.Context(), a, bf.cfg, counts, rounds, elsewhere, cmd.OutOrStdout())
 		},
 	}
 	bf.define(cmd.Flags())
 	cmd.Flags().StringVar(&list, "watchers", "0,100,1000", "numbers of open streams to compare")
 	cmd.Flags().IntVar(&rounds, "rounds", 3, "rounds, each running every number once, in alternating order")
 	cmd.Flags().IntVar(&idle, "idle", 0, "instead: open this many idle streams and report memory per stream")
+	cmd.Flags().StringVar(&elsewhere, "watch-prefix", "", "watch this prefix instead of the one written (streams that see none of the writes)")
 	return cmd
 }
 
@@ -139,7 +140,7 @@ type watchRound struct {
 }
 
 // watchCost measures the workload with each number of streams open.
-func watchCost(ctx context.Context, a *app, cfg bench.Config, counts []int, rounds int, out io.Writer) error {
+func watchCost(ctx context.Context, a *app, cfg bench.Config, counts []int, rounds int, elsewhere string, out io.Writer) error {
 	byCount := map[int][]watchRound{}
 	for r := 0; r < rounds; r++ {
 		order := slices.Clone(counts)
@@ -149,7 +150,11 @@ func watchCost(ctx context.Context, a *app, cfg bench.Config, counts []int, roun
 		for _, n := range order {
 			c := cfg
 			c.KeyPrefix = fmt.Sprintf("%swatch-%d-%d/", cfg.KeyPrefix, r, n)
-			ws, err := openWatchers(ctx, a, cfg.Endpoints, n, c.KeyPrefix)
+			watched := c.KeyPrefix
+			if elsewhere != "" {
+				watched = fmt.Sprintf("%s%d-%d/", elsewhere, r, n)
+			}
+			ws, err := openWatchers(ctx, a, cfg.Endpoints, n, watched)
 			if err != nil {
 				return err
 			}
@@ -165,8 +170,12 @@ func watchCost(ctx context.Context, a *app, cfg bench.Config, counts []int, roun
 			fmt.Fprintf(os.Stderr, "round %d, %d watchers: %.0f writes/s, %.0f changes delivered/s\n", r+1, n, round.writesPerSec, round.delivered)
 		}
 	}
-	fmt.Fprintf(out, "%d clients, %s rounds x %d, %d-byte values, against %s; streams in this process\n",
-		cfg.Concurrency, cfg.Duration, rounds, cfg.ValueSize, strings.Join(cfg.Endpoints, ","))
+	what := "on the written prefix"
+	if elsewhere != "" {
+		what = "on another prefix"
+	}
+	fmt.Fprintf(out, "%d clients, %s rounds x %d, %d-byte values, against %s; streams %s, in this process\n",
+		cfg.Concurrency, cfg.Duration, rounds, cfg.ValueSize, strings.Join(cfg.Endpoints, ","), what)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "watchers\twrites/s\tvs none\tp50\tp99\tdelivered/s\terrors\t")
 	base := 0.0
