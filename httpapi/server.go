@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -193,12 +194,15 @@ type Config struct {
 	// WatchHeartbeat is how often a change stream says it is alive (an
 	// SSE comment) and, with access control on, checks its token again.
 	WatchHeartbeat time.Duration
+	// MaxWatchStreams bounds the change streams open on this node (each
+	// costs it some 36 KB); one more is answered 503.
+	MaxWatchStreams int
 }
 
 // DefaultConfig returns the limits in the contract.
 func DefaultConfig() Config {
 	return Config{MaxKeyBytes: 1024, MaxValueBytes: 1 << 20, Replication: "sync", MaxConcurrentLists: 4, ListQueueWait: 2 * time.Second,
-		WatchHeartbeat: 5 * time.Second}
+		WatchHeartbeat: 5 * time.Second, MaxWatchStreams: 10000}
 }
 
 // Validate reports the first problem with c.
@@ -209,8 +213,8 @@ func (c Config) Validate() error {
 	if c.Replication != "sync" && c.Replication != "async" {
 		return errors.New("httpapi: replication must be sync or async")
 	}
-	if c.WatchHeartbeat <= 0 {
-		return errors.New("httpapi: the watch heartbeat must be positive")
+	if c.WatchHeartbeat <= 0 || c.MaxWatchStreams < 1 {
+		return errors.New("httpapi: the watch heartbeat and the most watch streams must be positive")
 	}
 	if c.MaxConcurrentLists < 1 || c.ListQueueWait < 0 {
 		return errors.New("httpapi: concurrent lists must be at least 1 and their queue wait not negative")
@@ -230,6 +234,8 @@ type API struct {
 	metrics *metrics
 	audit   *audit
 	feeds   *feeds // the groups' histories, shared by watches
+	// watching counts the change streams open (MaxWatchStreams).
+	watching atomic.Int64
 }
 
 // New builds the API over b.

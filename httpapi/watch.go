@@ -27,8 +27,8 @@ const (
 	// open for a change.
 	watchPoll = 15 * time.Second
 	// watchWriteTimeout cuts off a client that takes no more of the
-	// stream for that long: the stream holds no more than a page per group
-	// for it, and its position falls out of the history in time.
+	// stream for that long: the stream holds no more than what it is
+	// writing for it, and its position falls out of the history in time.
 	watchWriteTimeout = 30 * time.Second
 	// watchCheck bounds the check, before the stream answers, that every
 	// group still serves the position asked for.
@@ -55,7 +55,7 @@ type watchStream struct {
 	notify chan struct{}
 	buf    []byte
 	// listed holds the keys an initial list showed, with their modify
-	// indexes, until every group's follower is past listedUntil.
+	// indexes, until the cursor is past listedUntil in every group.
 	listed      map[string]uint64
 	listedUntil api.Cursor
 	// sent counts changes, for the broken builds' drops and repeats.
@@ -99,6 +99,12 @@ func (a *API) watch(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if n := a.watching.Add(1); n > int64(a.cfg.MaxWatchStreams) {
+		a.watching.Add(-1)
+		return fmt.Errorf("%w: %d change streams are open on this node, the most it serves (--max-watch-streams); watch through another node, or later",
+			base.ErrUnavailable, a.cfg.MaxWatchStreams)
+	}
+	defer a.watching.Add(-1)
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	s := &watchStream{a: a, w: w, rc: http.NewResponseController(w), r: r.WithContext(ctx), prefix: prefix, cursor: cursor,

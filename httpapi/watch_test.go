@@ -430,3 +430,40 @@ func TestWatchOrderAcrossATakeover(t *testing.T) {
 		t.Fatalf("a takeover from a group gone at 5, from 9: %v, want compacted", err)
 	}
 }
+
+// A node serves at most MaxWatchStreams change streams; one more is
+// answered 503, and a stream that ends frees its place.
+func TestWatchStreamsAreBounded(t *testing.T) {
+	f := newFake()
+	cfg := DefaultConfig()
+	cfg.MaxWatchStreams = 2
+	a, err := New(f, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(a)
+	t.Cleanup(srv.Close)
+	first := openWatch(t, srv, "/v1/watch/a", nil)
+	openWatch(t, srv, "/v1/watch/b", nil)
+	resp, body := rawDo(t, srv, "GET", "/v1/watch/c", "")
+	wantError(t, resp, body, 503, "unavailable")
+	first.resp.Body.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		req, _ := http.NewRequest("GET", srv.URL+"/v1/watch/c", nil)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a closed stream's place was not freed: %d", resp.StatusCode)
+		}
+		<-tick.C
+	}
+}

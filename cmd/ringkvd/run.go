@@ -146,6 +146,7 @@ func defineFlags(fs *flag.FlagSet, o *options) *string {
 	fs.StringVar(&o.api.Replication, "replication", "sync", "default write acknowledgement: sync (after a majority commits) or async (after the leader's own durable append)")
 	fs.IntVar(&o.api.MaxKeyBytes, "max-key-bytes", 1024, "largest key accepted, in bytes")
 	fs.Int64Var(&o.api.MaxValueBytes, "max-value-bytes", 1<<20, "largest value accepted, in bytes")
+	fs.IntVar(&o.api.MaxWatchStreams, "max-watch-streams", 10000, "change streams (GET /v1/watch/) this node serves at once, each some 36 KB of memory; one more is answered 503")
 	fs.IntVar(&o.api.MaxConcurrentLists, "max-concurrent-lists", 4, "recursive lists answered at once; more wait up to 2s, then get 503 with Retry-After")
 	fs.Uint64Var(&o.node.SnapshotThreshold, "snapshot-threshold", o.node.SnapshotThreshold, "log entries between snapshots of a group")
 	fs.DurationVar(&o.node.SnapshotInterval, "snapshot-interval", o.node.SnapshotInterval, "how often each group checks whether to snapshot")
