@@ -177,6 +177,15 @@ func (h *hostile) check(ctx context.Context) error {
 	return nil
 }
 
+// manyGroups is a watch cursor naming n groups.
+func manyGroups(n int) string {
+	parts := make([]string, n)
+	for i := range parts {
+		parts[i] = fmt.Sprintf("%d:0", i+1)
+	}
+	return strings.Join(parts, ",")
+}
+
 func hostileCases() []hostileCase {
 	join := func(id, httpAddr, raftAddr string) map[string]string {
 		return map[string]string{"id": id, "http_addr": httpAddr, "raft_addr": raftAddr}
@@ -218,6 +227,11 @@ func hostileCases() []hostileCase {
 		{name: "a TLS client hello with a self-signed certificate to the Raft port", run: selfSignedHello},
 		{name: "internal forward with an absurd mover term on the Raft port", run: absurdMoverTerm},
 		{name: "a key that is not UTF-8", run: byteKeyRoundTrip},
+		restCase("a watch cursor naming 5000 groups", "GET", "/v1/watch/?since="+manyGroups(5000), nil, 400, "bad_request"),
+		restCase("a watch cursor past every history", "GET", "/v1/watch/?since=1:18446744073709551615", nil, 410, "compacted"),
+		restCase("a watch cursor naming group 0", "GET", "/v1/watch/?since=0:1", nil, 400, "bad_request"),
+		restCase("a blocking read of an index the key never had", "GET", "/v1/kv/hostile-absent?index=77&wait=10m", nil, 404, "not_found"),
+		restCase("a blocking read with a wait that is none", "GET", "/v1/kv/hostile-absent?index=0&wait=-1s", nil, 400, "bad_request"),
 	}
 	for _, f := range ForgedRPCs(0) {
 		cases = append(cases, hostileCase{name: f.Name, run: func(ctx context.Context, h *hostile) (string, string, error) {

@@ -59,11 +59,11 @@ func (a *API) list(w http.ResponseWriter, r *http.Request, prefix []byte, q kvQu
 		return err
 	}
 	defer release()
-	cursor, err := a.listCursor(r.Context())
-	if err != nil {
-		return err
+	// Without a cursor (a group led by a node of an earlier release,
+	// which keeps no history) the list is still answered.
+	if cursor, err := a.listCursor(r.Context()); err == nil {
+		w.Header().Set(hdrKVCursor, cursor.String())
 	}
-	w.Header().Set(hdrKVCursor, cursor.String())
 	o := raftnode.ListOptions{Prefix: prefix, Limit: q.limit, KeysOnly: q.keysOnly, Consistency: q.consistency}
 	if q.hasAfter {
 		o.After = q.after

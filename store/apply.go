@@ -12,7 +12,7 @@ func (s *Store) applySegment(entries []LogEntry, results []Result) error {
 	s.rootMu.Lock()
 	defer s.rootMu.Unlock()
 	applied := s.applied.Load()
-	st := &applyState{count: s.keys.Load(), fences: *s.fences.Load(), offset: s.offset.Load(), moveTerm: s.moveTerm.Load(), seq: s.changeSeq.Load(), histBytes: s.histBytes.Load()}
+	st := &applyState{count: s.keys.Load(), fences: *s.fences.Load(), offset: s.offset.Load(), moveTerm: s.moveTerm.Load(), seq: s.changeSeq.Load(), histBytes: s.histBytes.Load(), live: s.live.Load()}
 	last, lastTerm := applied, uint64(0)
 	changed := map[int]bool{}
 	err := s.update(len(entries), func(tx *bolt.Tx) error {
@@ -52,6 +52,7 @@ func (s *Store) applySegment(entries []LogEntry, results []Result) error {
 		s.keys.Store(st.count)
 		s.changeSeq.Store(st.seq)
 		s.histBytes.Store(st.histBytes)
+		s.live.Store(st.live)
 		s.offset.Store(st.offset)
 		s.moveTerm.Store(st.moveTerm)
 		s.fences.Store(&st.fences)
@@ -117,6 +118,11 @@ func (st *applyState) persist(m *bolt.Bucket, last, lastTerm uint64) error {
 	}
 	if err := putU64(m, keyCount, st.count); err != nil {
 		return err
+	}
+	if st.liveChanged {
+		if err := putU64(m, keyLiveBytes, st.live); err != nil {
+			return err
+		}
 	}
 	if st.seqChanged {
 		if err := putU64(m, keyChangeSeq, st.seq); err != nil {

@@ -24,15 +24,47 @@ import (
 var (
 	bucketChanges = []byte("changes")
 	keyChangeSeq  = []byte("change_seq")
-	// keyChangeBytes is the size of the records kept (recordSize).
+	// keyChangeBytes is the size of the records kept (recordSize), and
+	// keyLiveBytes that of the key-value records (keys and records).
 	keyChangeBytes = []byte("change_bytes")
+	keyLiveBytes   = []byte("live_bytes")
 )
 
-// The history a group keeps by default.
+// The history a group keeps by default: DefaultHistoryEntries changes, of
+// at most a quarter (1/historyShare) of its live data in bytes, within
+// historyFloor and DefaultHistoryBytes.
 const (
 	DefaultHistoryEntries = 10000
 	DefaultHistoryBytes   = 64 << 20
+	historyShare          = 4
+	historyFloor          = 1 << 20
 )
+
+// historyBytes is the bound on the history's bytes for a store holding
+// live bytes of data.
+func (s *Store) historyBytes(live uint64) uint64 {
+	if s.opts.HistoryBytes > 0 {
+		return uint64(s.opts.HistoryBytes)
+	}
+	return min(max(live/historyShare, historyFloor), DefaultHistoryBytes)
+}
+
+// liveBytes reads the key-value records' size from the meta bucket m, or
+// counts it in a state file of an earlier release, which kept none.
+func liveBytes(tx *bolt.Tx, m *bolt.Bucket) (uint64, error) {
+	if m.Get(keyLiveBytes) != nil {
+		return getU64(m, keyLiveBytes), nil
+	}
+	var n uint64
+	err := tx.Bucket(bucketKV).ForEach(func(k, v []byte) error {
+		n += uint64(len(k) + len(v))
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, putU64(m, keyLiveBytes, n)
+}
 
 // recordSize is what a history record counts against HistoryBytes.
 func recordSize(v []byte) uint64 { return uint64(len(v)) + 8 }
@@ -207,7 +239,7 @@ func (s *Store) record(st *applyState, rec []byte) error {
 		return err
 	}
 	st.histBytes += recordSize(rec)
-	keep, maxBytes := uint64(s.opts.HistoryEntries), uint64(s.opts.HistoryBytes)
+	keep, maxBytes := uint64(s.opts.HistoryEntries), s.historyBytes(st.live)
 	if st.seq <= keep && st.histBytes <= maxBytes {
 		return nil
 	}

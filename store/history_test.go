@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 func mustChanges(t *testing.T, s *Store, o ChangesOptions) ChangesPage {
@@ -277,4 +279,56 @@ func FuzzApplyHistory(f *testing.F) {
 			}
 		}
 	})
+}
+
+// By default the history's bytes follow the live data: a quarter of it,
+// at least historyFloor; so overwriting a small store's keys many times
+// leaves the file about the size of its data.
+func TestHistoryBytesFollowTheLiveData(t *testing.T) {
+	s := mustOpen(t)
+	value := string(bytes.Repeat([]byte("v"), 64<<10))
+	index := uint64(0)
+	for round := 0; round < 10; round++ {
+		for k := 0; k < 64; k++ { // 4 MiB of live data
+			index++
+			mustApply(t, s, index, put(fmt.Sprintf("k%02d", k), value))
+		}
+	}
+	live := s.live.Load()
+	if live < 4<<20 || live > 4<<20+64*100 {
+		t.Fatalf("live bytes %d for 64 keys of 64 KiB", live)
+	}
+	if h := s.histBytes.Load(); h > live/historyShare || h < live/historyShare-(64<<10+64) {
+		t.Fatalf("history of %d bytes for %d live, want about a quarter", h, live)
+	}
+	// Deletes shrink the live data, and the history with the next write.
+	for k := 1; k < 64; k++ {
+		index++
+		mustApply(t, s, index, del(fmt.Sprintf("k%02d", k)))
+	}
+	index++
+	mustApply(t, s, index, put("k00", value))
+	if h := s.histBytes.Load(); h > historyFloor {
+		t.Fatalf("history of %d bytes once the live data is 64 KiB, want at most the floor %d", h, historyFloor)
+	}
+	// The count survives a restart, and is made for a state file of an
+	// earlier release, which had none.
+	path, before := s.Path(), s.live.Load()
+	s.Close()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyLiveBytes) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s2, err := Open(path, Options{Group: 1, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if got := s2.live.Load(); got != before {
+		t.Fatalf("live bytes recounted as %d, were %d", got, before)
+	}
 }

@@ -256,6 +256,10 @@ type applyState struct {
 	seq        uint64
 	seqChanged bool
 	histBytes  uint64
+	// live is the bytes of the key-value records (keys and records), and
+	// liveChanged asks for it to be persisted.
+	live        uint64
+	liveChanged bool
 
 	// slab is where the segment's new records are laid out: bbolt keeps a
 	// put's value until the transaction commits, so records are carved
@@ -354,7 +358,7 @@ func (s *Store) applyMoving(kv *bolt.Bucket, st *applyState, changed map[int]boo
 			if !e.Deleted {
 				rec = encodeRecord(e.CreateIndex, e.ModifyIndex, e.Value)
 			}
-			delta, err := s.replaceRecord(kv, changed, e.Key, kv.Get(e.Key), rec, e.Value, e.ModifyIndex)
+			delta, err := s.replaceRecord(kv, st, changed, e.Key, kv.Get(e.Key), rec, e.Value, e.ModifyIndex)
 			if err != nil {
 				return res, err
 			}
@@ -385,7 +389,7 @@ func (s *Store) applyMoving(kv *bolt.Bucket, st *applyState, changed map[int]boo
 			res.Cursor = last // more keys follow: go on after the last one looked at
 		}
 		for _, k := range doomed {
-			delta, err := s.replaceRecord(kv, changed, k, kv.Get(k), nil, nil, 0)
+			delta, err := s.replaceRecord(kv, st, changed, k, kv.Get(k), nil, nil, 0)
 			if err != nil {
 				return res, err
 			}
@@ -398,10 +402,17 @@ func (s *Store) applyMoving(kv *bolt.Bucket, st *applyState, changed map[int]boo
 }
 
 // replaceRecord replaces key's record old (nil: absent) by rec (nil
-// deletes it), keeping the Merkle tree in step, and returns the change in
-// key count.
-func (s *Store) replaceRecord(kv *bolt.Bucket, changed map[int]bool, key, old, rec, value []byte, modify uint64) (int64, error) {
+// deletes it), keeping the Merkle tree and the live bytes (in st) in step,
+// and returns the change in key count.
+func (s *Store) replaceRecord(kv *bolt.Bucket, st *applyState, changed map[int]bool, key, old, rec, value []byte, modify uint64) (int64, error) {
 	var delta int64
+	if old != nil {
+		st.live -= min(uint64(len(key)+len(old)), st.live)
+	}
+	if rec != nil {
+		st.live += uint64(len(key) + len(rec))
+	}
+	st.liveChanged = st.liveChanged || old != nil || rec != nil
 	var kh uint64
 	if maintainMerkle {
 		kh = snapshot.KeyHash(key)

@@ -58,7 +58,9 @@ type Options struct {
 	// lengths.
 	HistoryEntries int
 	// HistoryBytes bounds the history's records' size (keys, values and
-	// a little per record); 0 keeps DefaultHistoryBytes.
+	// a little per record); 0 bounds it by the store's live data instead
+	// (historyShare of it, within historyFloor and DefaultHistoryBytes),
+	// so that a small store keeps a small history.
 	HistoryBytes int64
 	// DeferSync skips fsync on commit but detects, at the next Open, a
 	// machine crash that may have torn the file (see deferred.go). Use it
@@ -97,6 +99,7 @@ type Store struct {
 	keys      atomic.Uint64
 	changeSeq atomic.Uint64
 	histBytes atomic.Uint64
+	live      atomic.Uint64
 	// openSnapshots counts snapshots not yet released: their read
 	// transactions would hold CompactFile's close of the file.
 	openSnapshots atomic.Int32
@@ -130,8 +133,8 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.HistoryEntries <= 0 {
 		opts.HistoryEntries = DefaultHistoryEntries
 	}
-	if opts.HistoryBytes <= 0 {
-		opts.HistoryBytes = DefaultHistoryBytes
+	if opts.HistoryBytes < 0 {
+		opts.HistoryBytes = 0
 	}
 	s := &Store{path: path, opts: opts, changed: make(chan struct{})}
 	s.removeLeftovers()
@@ -161,7 +164,7 @@ func (s *Store) open() error {
 	if err != nil {
 		return fmt.Errorf("store: open %s: %w", s.path, err)
 	}
-	var applied, count, offset, moveTerm, changeSeq, histBytes uint64
+	var applied, count, offset, moveTerm, changeSeq, histBytes, live uint64
 	var fences spanSet
 	var tree *snapshot.Tree
 	depth := s.opts.TreeDepth
@@ -180,6 +183,9 @@ func (s *Store) open() error {
 		}
 		applied, count, offset, moveTerm = getU64(m, keyApplied), getU64(m, keyCount), getU64(m, keyOffset), getU64(m, keyMoveTerm)
 		changeSeq, histBytes = getU64(m, keyChangeSeq), getU64(m, keyChangeBytes)
+		if live, err = liveBytes(tx, m); err != nil {
+			return err
+		}
 		if b := m.Get(keyFences); b != nil {
 			if fences, err = decodeSpanSet(b); err != nil {
 				return err
@@ -210,6 +216,7 @@ func (s *Store) open() error {
 	s.keys.Store(count)
 	s.changeSeq.Store(changeSeq)
 	s.histBytes.Store(histBytes)
+	s.live.Store(live)
 	s.offset.Store(offset)
 	s.moveTerm.Store(moveTerm)
 	s.fences.Store(&fences)
@@ -418,7 +425,7 @@ func (s *Store) applyTx(kv *bolt.Bucket, st *applyState, changed map[int]bool, i
 		if r.Current == 0 {
 			create = index
 		}
-		delta, err := s.replaceRecord(kv, changed, cmd.Key, old, st.record(create, index, cmd.Value), cmd.Value, index)
+		delta, err := s.replaceRecord(kv, st, changed, cmd.Key, old, st.record(create, index, cmd.Value), cmd.Value, index)
 		if err != nil {
 			return r, err
 		}
@@ -430,7 +437,7 @@ func (s *Store) applyTx(kv *bolt.Bucket, st *applyState, changed map[int]bool, i
 			r.NotFound = true
 			return r, nil
 		}
-		delta, err := s.replaceRecord(kv, changed, cmd.Key, old, nil, nil, 0)
+		delta, err := s.replaceRecord(kv, st, changed, cmd.Key, old, nil, nil, 0)
 		if err != nil {
 			return r, err
 		}

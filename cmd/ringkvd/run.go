@@ -153,7 +153,7 @@ func defineFlags(fs *flag.FlagSet, o *options) *string {
 	fs.StringVar(&o.node.LogStore, "log-store", "", "where groups keep their Raft logs: wal (hashicorp/raft-wal, one fsync per append) or boltdb (hashicorp/raft-boltdb); default: the data dir's, wal for a new one")
 	fs.Uint64Var(&o.node.TrailingLogs, "trailing-logs", o.node.TrailingLogs, "log entries kept after a snapshot for slow followers (at most half the group's live data in bytes, at least 1 MiB)")
 	fs.IntVar(&o.node.WatchHistory, "watch-history", store.DefaultHistoryEntries, "changes each group keeps for watches and blocking queries; a watch from further back is answered 410 compacted")
-	fs.Int64Var(&o.node.WatchHistoryBytes, "watch-history-bytes", store.DefaultHistoryBytes, "most bytes (keys and values) of the changes each group keeps, whatever --watch-history says")
+	fs.Int64Var(&o.node.WatchHistoryBytes, "watch-history-bytes", 0, "most bytes (keys and values) of the changes each group keeps, whatever --watch-history says (0: a quarter of the group's live data, at least 1 MiB and at most 64 MiB)")
 	fs.DurationVar(&o.node.Timing.Heartbeat, "heartbeat-timeout", o.node.Timing.Heartbeat, "Raft heartbeat timeout")
 	fs.DurationVar(&o.node.Timing.Election, "election-timeout", o.node.Timing.Election, "Raft election timeout")
 	fs.DurationVar(&o.node.Timing.LeaderLease, "leader-lease-timeout", o.node.Timing.LeaderLease, "Raft leader lease timeout (must not exceed the heartbeat timeout)")
