@@ -177,6 +177,16 @@ func (h *hostile) check(ctx context.Context) error {
 	return nil
 }
 
+// briefly reports c's request as sent instead of in full.
+func briefly(c hostileCase, sent string) hostileCase {
+	run := c.run
+	c.run = func(ctx context.Context, h *hostile) (string, string, error) {
+		_, got, err := run(ctx, h)
+		return sent, got, err
+	}
+	return c
+}
+
 // manyGroups is a watch cursor naming n groups.
 func manyGroups(n int) string {
 	parts := make([]string, n)
@@ -227,7 +237,8 @@ func hostileCases() []hostileCase {
 		{name: "a TLS client hello with a self-signed certificate to the Raft port", run: selfSignedHello},
 		{name: "internal forward with an absurd mover term on the Raft port", run: absurdMoverTerm},
 		{name: "a key that is not UTF-8", run: byteKeyRoundTrip},
-		restCase("a watch cursor naming 5000 groups", "GET", "/v1/watch/?since="+manyGroups(5000), nil, 400, "bad_request"),
+		briefly(restCase("a watch cursor naming 5000 groups", "GET", "/v1/watch/?since="+manyGroups(5000), nil, 400, "bad_request"),
+			"GET /v1/watch/?since=1:0,2:0,...,5000:0"),
 		restCase("a watch cursor past every history", "GET", "/v1/watch/?since=1:18446744073709551615", nil, 410, "compacted"),
 		restCase("a watch cursor naming group 0", "GET", "/v1/watch/?since=0:1", nil, 400, "bad_request"),
 		restCase("a blocking read of an index the key never had", "GET", "/v1/kv/hostile-absent?index=77&wait=10m", nil, 404, "not_found"),
