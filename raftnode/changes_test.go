@@ -71,6 +71,7 @@ func TestChangesFromEveryNodeAcrossALeaderChange(t *testing.T) {
 	// Kill the leader: the history goes on from another node, numbered on.
 	leader := c.WaitForLeader(g)
 	c.Kill(leader)
+	c.WaitForLeader(g) // a write sent before would go to the dead leader: its outcome unknown
 	other := (leader + 1) % 3
 	put(other, keys[4], "c")
 	p, err := c.Members[other].Node.Changes(raftnodetest.Ctx(t, 30*time.Second), g, raftnode.ChangesRequest{After: 5})
