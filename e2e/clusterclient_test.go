@@ -215,7 +215,7 @@ func TestClusterClientLeastResponseTime(t *testing.T) {
 	c := startCluster(t, 3)
 	c.waitReady(3)
 	cx := ctx(t, 2*time.Minute)
-	slow := slowProxy(t, c.procs[0].HTTPAddr, 20*time.Millisecond)
+	slow := slowProxy(t, c.procs[0].HTTPAddr, 50*time.Millisecond)
 	endpoints := []string{slow, c.procs[1].HTTPAddr, c.procs[2].HTTPAddr}
 	share := func(balancer string) float64 {
 		cc := newCluster(t, endpoints, client.ClusterOptions{Balancer: balancer, NoDiscover: true})
