@@ -144,6 +144,7 @@ func (p *Proc) Start() error {
 	cmd := exec.Command(p.bin, args...)
 	cmd.Env = append(os.Environ(), p.env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = dieWithParent()
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return err

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -128,53 +130,97 @@ func TestBenchCompareSweepsLinkLatency(t *testing.T) {
 	}
 }
 
-// TestBenchCompareInterruptedLeavesNothing interrupts a run with links
-// (Ctrl-C) while it measures: the nodes are stopped and the command ends.
-func TestBenchCompareInterruptedLeavesNothing(t *testing.T) {
+// TestBenchCompareEndedLeavesNothing ends a run with links while it
+// measures, each way a user or the system ends one: Ctrl-C, SIGKILL (the
+// nodes die with their parent), and a reader that went away (`| head`,
+// which without care kills the run by SIGPIPE before its cleanup). In
+// every case no ringkvd is left, and in those the run survives to see,
+// nor is its temporary data dir.
+func TestBenchCompareEndedLeavesNothing(t *testing.T) {
 	trackSources()
-	dir := t.TempDir()
-	cmd := exec.Command(bin.ringkv, "bench", "compare", "--target", "local", "--ringkvd", bin.ringkvd, "--dir", dir,
-		"--link-latency", "5ms", "--concurrency", "4", "--duration", "2m", "--rounds", "1")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	measuring := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		said := false
-		for sc.Scan() {
-			if !said && strings.Contains(sc.Text(), "bench compare: 3 local nodes") {
-				said = true
-				close(measuring)
+	for _, end := range []string{"interrupt", "kill", "stdout closed"} {
+		t.Run(end, func(t *testing.T) {
+			tmp := t.TempDir()
+			duration := "2m"
+			if end == "stdout closed" {
+				duration = "3s" // the table is written at the end
 			}
-		}
-		done <- cmd.Wait()
-	}()
-	select {
-	case <-measuring:
-	case err := <-done:
-		t.Fatalf("bench compare ended before measuring: %v", err)
-	case <-time.After(2 * time.Minute):
-		cmd.Process.Kill()
-		t.Fatal("the local nodes never started")
-	}
-	if pids := nodesUnder(t, dir); len(pids) != 3 {
-		t.Fatalf("%d ringkvd processes running under %s while measuring, want 3", len(pids), dir)
-	}
-	cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-done:
-	case <-time.After(time.Minute):
-		cmd.Process.Kill()
-		t.Fatal("bench compare did not end within a minute of an interrupt")
-	}
-	if pids := nodesUnder(t, dir); len(pids) != 0 {
-		t.Fatalf("ringkvd processes %v left after an interrupted bench compare", pids)
+			cmd := exec.Command(bin.ringkv, "bench", "compare", "--target", "local", "--ringkvd", bin.ringkvd,
+				"--link-latency", "5ms", "--concurrency", "4", "--duration", duration, "--rounds", "1")
+			cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+			stderr, err := cmd.StderrPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if end == "stdout closed" {
+				r, w, err := os.Pipe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				r.Close() // nobody will read
+				cmd.Stdout = w
+				defer w.Close()
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			measuring := make(chan struct{})
+			go func() {
+				sc := bufio.NewScanner(stderr)
+				said := false
+				for sc.Scan() {
+					if !said && strings.Contains(sc.Text(), "bench compare: 3 local nodes") {
+						said = true
+						close(measuring)
+					}
+				}
+				done <- cmd.Wait()
+			}()
+			select {
+			case <-measuring:
+			case err := <-done:
+				t.Fatalf("bench compare ended before measuring: %v", err)
+			case <-time.After(2 * time.Minute):
+				cmd.Process.Kill()
+				t.Fatal("the local nodes never started")
+			}
+			if pids := nodesUnder(t, tmp); len(pids) != 3 {
+				t.Fatalf("%d ringkvd processes running under %s while measuring, want 3", len(pids), tmp)
+			}
+			switch end {
+			case "interrupt":
+				cmd.Process.Signal(syscall.SIGINT)
+			case "kill":
+				cmd.Process.Kill()
+			}
+			var exit error
+			select {
+			case exit = <-done:
+			case <-time.After(time.Minute):
+				cmd.Process.Kill()
+				t.Fatalf("bench compare did not end within a minute (%s)", end)
+			}
+			if end == "stdout closed" {
+				var ee *exec.ExitError
+				if !errors.As(exit, &ee) || ee.ExitCode() != 141 {
+					t.Errorf("bench compare with its reader gone ended with %v; want exit status 141, as for SIGPIPE", exit)
+				}
+			}
+			// A node killed with its parent is reaped by init: poll.
+			eventually(t, "no ringkvd left", 30*time.Second, func() error {
+				if pids := nodesUnder(t, tmp); len(pids) != 0 {
+					return fmt.Errorf("ringkvd processes %v left after %s", pids, end)
+				}
+				return nil
+			})
+			if end != "kill" {
+				left, _ := os.ReadDir(tmp)
+				if len(left) != 0 {
+					t.Errorf("%s left %v in its temporary dir", end, left)
+				}
+			}
+		})
 	}
 }
 
