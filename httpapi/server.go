@@ -197,6 +197,9 @@ type Config struct {
 	// MaxWatchStreams bounds the change streams open on this node (each
 	// costs it some 36 KB); one more is answered 503.
 	MaxWatchStreams int
+	// CORSOrigins are the origins whose pages may call the API from a
+	// browser (ValidateOrigins); none by default.
+	CORSOrigins []string
 }
 
 // DefaultConfig returns the limits in the contract.
@@ -219,7 +222,7 @@ func (c Config) Validate() error {
 	if c.MaxConcurrentLists < 1 || c.ListQueueWait < 0 {
 		return errors.New("httpapi: concurrent lists must be at least 1 and their queue wait not negative")
 	}
-	return nil
+	return ValidateOrigins(c.CORSOrigins)
 }
 
 // API serves ringkv's REST API for one node.
@@ -231,6 +234,7 @@ type API struct {
 	peer    *mux.Router   // the internal endpoints (PeerHandler)
 	lists   chan struct{} // a token per list running (MaxConcurrentLists)
 	kv      http.Handler  // the key-value routes, which router does not hold
+	entry   http.Handler  // serve, behind CORS when origins are allowed
 	metrics *metrics
 	audit   *audit
 	feeds   *feeds // the groups' histories, shared by watches
@@ -255,6 +259,7 @@ func New(b Backend, cfg Config) (*API, error) {
 	a.audit = newAudit(cfg.Registry, cfg.Logger.Info)
 	a.router = a.routes(a.routeTable())
 	a.peer = a.peerRoutes()
+	a.entry = withCORS(cfg.CORSOrigins, http.HandlerFunc(a.serve))
 	return a, nil
 }
 
@@ -265,8 +270,10 @@ func New(b Backend, cfg Config) (*API, error) {
 func (a *API) PeerHandler() http.Handler { return a.peer }
 
 // ServeHTTP makes API an http.Handler.
-// Key-value requests skip the router (see routes).
-func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.entry.ServeHTTP(w, r) }
+
+// serve routes a request. Key-value requests skip the router (see routes).
+func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(r.URL.EscapedPath(), kvPrefix) {
 		a.setEpoch(w)
 		a.kv.ServeHTTP(w, r)

@@ -33,6 +33,7 @@ type options struct {
 	httpAddr      string
 	advertiseHTTP string
 	join          string
+	corsOrigins   string
 	logLevel      string
 	logFormat     string
 	// gcPercent is Go's GC target (--gc-percent); gcGiven says the flag
@@ -119,6 +120,11 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 			o.node.Join = append(o.node.Join, u)
 		}
 	}
+	for _, u := range strings.Split(o.corsOrigins, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			o.api.CORSOrigins = append(o.api.CORSOrigins, u)
+		}
+	}
 	if err := o.api.Validate(); err != nil {
 		return o, err
 	}
@@ -146,6 +152,7 @@ func defineFlags(fs *flag.FlagSet, o *options) *string {
 	fs.StringVar(&o.api.Replication, "replication", "sync", "default write acknowledgement: sync (after a majority commits) or async (after the leader's own durable append)")
 	fs.IntVar(&o.api.MaxKeyBytes, "max-key-bytes", 1024, "largest key accepted, in bytes")
 	fs.Int64Var(&o.api.MaxValueBytes, "max-value-bytes", 1<<20, "largest value accepted, in bytes")
+	fs.StringVar(&o.corsOrigins, "cors-origins", "", "comma-separated origins whose pages may call the API from a browser (https://app.example.com, https://*.example.com, or * for any); none by default")
 	fs.IntVar(&o.api.MaxWatchStreams, "max-watch-streams", 10000, "change streams (GET /v1/watch/) this node serves at once, each some 36 KB of memory; one more is answered 503")
 	fs.IntVar(&o.api.MaxConcurrentLists, "max-concurrent-lists", 4, "recursive lists answered at once; more wait up to 2s, then get 503 with Retry-After")
 	fs.Uint64Var(&o.node.SnapshotThreshold, "snapshot-threshold", o.node.SnapshotThreshold, "log entries between snapshots of a group")
