@@ -115,16 +115,8 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 	if o.advertiseHTTP != "" {
 		o.node.HTTPAddr = o.advertiseHTTP
 	}
-	for _, u := range strings.Split(o.join, ",") {
-		if u = strings.TrimSpace(u); u != "" {
-			o.node.Join = append(o.node.Join, u)
-		}
-	}
-	for _, u := range strings.Split(o.corsOrigins, ",") {
-		if u = strings.TrimSpace(u); u != "" {
-			o.api.CORSOrigins = append(o.api.CORSOrigins, u)
-		}
-	}
+	o.node.Join = append(o.node.Join, splitList(o.join)...)
+	o.api.CORSOrigins = append(o.api.CORSOrigins, splitList(o.corsOrigins)...)
 	if err := o.api.Validate(); err != nil {
 		return o, err
 	}
@@ -375,4 +367,15 @@ func exportRaftMetrics(reg prometheus.Registerer) error {
 	}
 	_, err = gometrics.NewGlobal(cfg, sink)
 	return err
+}
+
+// splitList is a comma-separated flag's entries, blanks left out.
+func splitList(v string) []string {
+	var out []string
+	for _, e := range strings.Split(v, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
 }
